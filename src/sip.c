@@ -1,0 +1,545 @@
+/*
+ * sip.c - SIP header scanner.
+ *
+ * One pass over the start line and the header block of a SIP message, just
+ * enough to route it: request method or status code, Call-ID, CSeq, From/To
+ * tags and the top Via branch.  Nothing is allocated and nothing is copied:
+ * every string in struct sip_msg points into the caller's buffer, which is
+ * not NUL-terminated and is never read outside [0, len).
+ *
+ * The scanner is strict where routing depends on it (start line, Call-ID,
+ * CSeq, header syntax) and lenient where real senders differ: bare LF line
+ * ends, whitespace around colons, folded lines, a header block that runs to
+ * the end of the buffer without the final empty line.
+ */
+#include "sip.h"
+
+#include <string.h>
+
+/* Compared case-insensitively, so written in lower case. */
+#define VERSION_TEXT        "sip/2.0"
+#define VERSION_PREFIX      "sip/"
+#define LITERAL_LEN(s)      (sizeof s - 1)
+
+#define STATUS_CODE_DIGITS  3
+#define STATUS_CODE_MIN     100
+#define STATUS_CODE_MAX     699
+
+#define PARAM_TAG           "tag"
+#define PARAM_BRANCH        "branch"
+
+/* Headers the scanner looks at; everything else is only checked for syntax. */
+enum header_id {
+    HDR_OTHER = 0,
+    HDR_CALL_ID,
+    HDR_CSEQ,
+    HDR_FROM,
+    HDR_TO,
+    HDR_VIA
+};
+
+/* What the header pass has found so far. */
+struct scan_state {
+    bool seen_call_id;
+    bool seen_cseq;
+    bool seen_from;
+    bool seen_to;
+    bool seen_via;
+};
+
+/* Known methods with their lengths, so that matching never calls strlen. */
+struct method_entry {
+    const char *name;
+    size_t len;
+};
+#define METHOD(id, text) [id] = { text, LITERAL_LEN(text) }
+static const struct method_entry methods[SIP_METHOD_COUNT] = {
+    METHOD(SIP_METHOD_NONE, ""),
+    METHOD(SIP_METHOD_OTHER, ""),
+    METHOD(SIP_METHOD_INVITE, "INVITE"),
+    METHOD(SIP_METHOD_ACK, "ACK"),
+    METHOD(SIP_METHOD_BYE, "BYE"),
+    METHOD(SIP_METHOD_CANCEL, "CANCEL"),
+    METHOD(SIP_METHOD_REGISTER, "REGISTER"),
+    METHOD(SIP_METHOD_OPTIONS, "OPTIONS"),
+    METHOD(SIP_METHOD_SUBSCRIBE, "SUBSCRIBE"),
+    METHOD(SIP_METHOD_NOTIFY, "NOTIFY"),
+    METHOD(SIP_METHOD_PUBLISH, "PUBLISH"),
+    METHOD(SIP_METHOD_MESSAGE, "MESSAGE"),
+    METHOD(SIP_METHOD_INFO, "INFO"),
+    METHOD(SIP_METHOD_PRACK, "PRACK"),
+    METHOD(SIP_METHOD_UPDATE, "UPDATE"),
+    METHOD(SIP_METHOD_REFER, "REFER"),
+};
+#undef METHOD
+
+static const struct {
+    const char *name;               /* for metrics */
+    const char *text;               /* for people */
+} statuses[SIP_STATUS_COUNT] = {
+    [SIP_OK] = { "ok", "ok" },
+    [SIP_ERR_EMPTY] = { "empty", "empty message" },
+    [SIP_ERR_START_LINE] = { "bad_start_line", "bad start line" },
+    [SIP_ERR_VERSION] = { "bad_version", "unsupported SIP version" },
+    [SIP_ERR_STATUS_CODE] = { "bad_status_code", "bad status code" },
+    [SIP_ERR_HEADER] = { "bad_header", "malformed header line" },
+    [SIP_ERR_NO_CALL_ID] = { "no_call_id", "missing or empty Call-ID" },
+    [SIP_ERR_NO_CSEQ] = { "no_cseq", "missing CSeq" },
+    [SIP_ERR_CSEQ] = { "bad_cseq", "bad CSeq value" },
+};
+
+/* RFC 3261 token characters besides alphanumerics. */
+static bool is_token_char(unsigned char c)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+        return true;
+    switch (c) {
+    case '-': case '.': case '!': case '%': case '*':
+    case '_': case '+': case '`': case '\'': case '~':
+        return true;
+    default:
+        return false;
+    }
+}
+
+static bool is_wsp(unsigned char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* Linear white space inside a (possibly folded) header value. */
+static bool is_lws(unsigned char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+static bool is_digit(unsigned char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static unsigned char lower(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') ? (unsigned char)(c - 'A' + 'a') : c;
+}
+
+/* True when p[0..len) equals the lower-case text s[0..slen), ignoring the case of p. */
+static bool equal_nocase(const char *p, size_t len, const char *s, size_t slen)
+{
+    if (len != slen)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (lower((unsigned char)p[i]) != (unsigned char)s[i])
+            return false;
+    return true;
+}
+
+static const char *skip_lws(const char *p, const char *end)
+{
+    while (p < end && is_lws((unsigned char)*p))
+        p++;
+    return p;
+}
+
+static const char *skip_token(const char *p, const char *end)
+{
+    while (p < end && is_token_char((unsigned char)*p))
+        p++;
+    return p;
+}
+
+static struct sip_str make_str(const char *start, const char *stop)
+{
+    struct sip_str s = { start, (size_t)(stop - start) };
+    return s;
+}
+
+/*
+ * Skips a quoted-string whose opening quote is at p.  Returns the position
+ * after the closing quote, or NULL when the string is not terminated before
+ * end.  A backslash escapes the next character (quoted-pair).
+ */
+static const char *skip_quoted(const char *p, const char *end)
+{
+    for (p++; p < end; p++) {
+        if (*p == '\\') {
+            if (end - p < 2)
+                return NULL;
+            p++;
+        } else if (*p == '"') {
+            return p + 1;
+        }
+    }
+    return NULL;
+}
+
+/*
+ * Looks for the parameter `name` (lower case, matched case-insensitively) in
+ * a ";name=value;..." list starting at p.  The list ends at end, at a comma
+ * (the next value of a multi-value header such as Via) or at anything that
+ * is not a parameter.  A quoted value is returned without its quotes; a
+ * parameter without "=value" yields an empty value.
+ */
+static bool find_param(const char *p, const char *end, const char *name,
+                       size_t name_len, struct sip_str *value)
+{
+    for (;;) {
+        p = skip_lws(p, end);
+        if (p >= end || *p != ';')
+            return false;
+        p = skip_lws(p + 1, end);
+        const char *name_start = p;
+        p = skip_token(p, end);
+        const char *name_stop = p;
+        const char *val_start = p, *val_stop = p;
+        p = skip_lws(p, end);
+        if (p < end && *p == '=') {
+            p = skip_lws(p + 1, end);
+            if (p < end && *p == '"') {
+                const char *q = skip_quoted(p, end);
+                if (q == NULL)
+                    return false;
+                val_start = p + 1;
+                val_stop = q - 1;
+                p = q;
+            } else {
+                val_start = p;
+                while (p < end && !is_lws((unsigned char)*p) && *p != ';' && *p != ',')
+                    p++;
+                val_stop = p;
+            }
+        }
+        if (equal_nocase(name_start, (size_t)(name_stop - name_start), name, name_len)) {
+            *value = make_str(val_start, val_stop);
+            return true;
+        }
+    }
+}
+
+/*
+ * Finds the tag parameter of a From or To value.  In name-addr form the
+ * header parameters follow the closing '>' (a "tag=" inside <...> belongs to
+ * the URI and does not count).  In addr-spec form (no angle brackets) the URI
+ * ends at the first ';' and what follows are header parameters (RFC 3261
+ * section 20.10).
+ */
+static bool scan_tag(const char *p, const char *end, struct sip_str *tag)
+{
+    p = skip_lws(p, end);
+    if (p < end && *p == '"') {
+        p = skip_quoted(p, end);
+        if (p == NULL)
+            return false;
+        p = skip_lws(p, end);
+        if (p >= end || *p != '<')
+            return false;
+    } else {
+        while (p < end && *p != '<' && *p != ';')
+            p++;
+    }
+    if (p < end && *p == '<') {
+        const char *close = memchr(p + 1, '>', (size_t)(end - p - 1));
+        if (close == NULL)
+            return false;
+        p = close + 1;
+    }
+    return find_param(p, end, PARAM_TAG, LITERAL_LEN(PARAM_TAG), tag);
+}
+
+/*
+ * Finds the branch of the first via-parm of a Via value.  sent-protocol and
+ * sent-by hold neither ';' nor ',', so the first of those two ends them: a
+ * comma first means the top via-parm has no parameters at all.
+ */
+static bool scan_via_branch(const char *p, const char *end, struct sip_str *branch)
+{
+    while (p < end && *p != ';' && *p != ',')
+        p++;
+    return find_param(p, end, PARAM_BRANCH, LITERAL_LEN(PARAM_BRANCH), branch);
+}
+
+/* CSeq = 1*DIGIT LWS Method; the number must fit in 32 bits. */
+static int scan_cseq(const char *p, const char *end, struct sip_msg *msg)
+{
+    p = skip_lws(p, end);
+    if (p >= end || !is_digit((unsigned char)*p))
+        return SIP_ERR_CSEQ;
+    uint64_t n = 0;
+    for (; p < end && is_digit((unsigned char)*p); p++) {
+        n = n * 10 + (uint64_t)(*p - '0');
+        if (n > UINT32_MAX)
+            return SIP_ERR_CSEQ;
+    }
+    if (p >= end || !is_lws((unsigned char)*p))
+        return SIP_ERR_CSEQ;
+    p = skip_lws(p, end);
+    const char *method = p;
+    p = skip_token(p, end);
+    if (p == method)
+        return SIP_ERR_CSEQ;
+    const char *method_end = p;
+    if (skip_lws(p, end) != end)
+        return SIP_ERR_CSEQ;
+    msg->cseq = (uint32_t)n;
+    msg->cseq_method_name = make_str(method, method_end);
+    msg->cseq_method = sip_method_from_name(method, (size_t)(method_end - method));
+    return SIP_OK;
+}
+
+#define COMPACT_NAME_LEN    1               /* "i", "f", "t", "v" */
+#define NAME_IS(p, len, lit) equal_nocase((p), (len), (lit), LITERAL_LEN(lit))
+
+/* Identifies the headers of interest; equal_nocase() checks lengths first. */
+static enum header_id header_id(const char *name, size_t len)
+{
+    if (len == COMPACT_NAME_LEN) {
+        switch (lower((unsigned char)name[0])) {
+        case 'i': return HDR_CALL_ID;
+        case 'f': return HDR_FROM;
+        case 't': return HDR_TO;
+        case 'v': return HDR_VIA;
+        default: return HDR_OTHER;
+        }
+    }
+    if (NAME_IS(name, len, "via"))
+        return HDR_VIA;
+    if (NAME_IS(name, len, "from"))
+        return HDR_FROM;
+    if (NAME_IS(name, len, "to"))
+        return HDR_TO;
+    if (NAME_IS(name, len, "call-id"))
+        return HDR_CALL_ID;
+    if (NAME_IS(name, len, "cseq"))
+        return HDR_CSEQ;
+    return HDR_OTHER;
+}
+
+/*
+ * Handles one logical header line [p, end), folded continuation lines
+ * included.  Only the first occurrence of each header of interest counts.
+ */
+static int scan_header(const char *p, const char *end, struct sip_msg *msg,
+                       struct scan_state *st)
+{
+    const char *name = p;
+    p = skip_token(p, end);
+    size_t name_len = (size_t)(p - name);
+    if (name_len == 0)
+        return SIP_ERR_HEADER;
+    p = skip_lws(p, end);
+    if (p >= end || *p != ':')
+        return SIP_ERR_HEADER;
+    p++;
+
+    switch (header_id(name, name_len)) {
+    case HDR_CALL_ID:
+        if (!st->seen_call_id) {
+            st->seen_call_id = true;
+            const char *stop = end;
+            p = skip_lws(p, end);
+            while (stop > p && is_lws((unsigned char)stop[-1]))
+                stop--;
+            msg->call_id = make_str(p, stop);
+        }
+        break;
+    case HDR_CSEQ:
+        if (!st->seen_cseq) {
+            st->seen_cseq = true;
+            int rc = scan_cseq(p, end, msg);
+            if (rc != SIP_OK)
+                return rc;
+        }
+        break;
+    case HDR_FROM:
+        if (!st->seen_from) {
+            st->seen_from = true;
+            if (scan_tag(p, end, &msg->from_tag))
+                msg->flags |= SIP_F_FROM_TAG;
+        }
+        break;
+    case HDR_TO:
+        if (!st->seen_to) {
+            st->seen_to = true;
+            if (scan_tag(p, end, &msg->to_tag))
+                msg->flags |= SIP_F_TO_TAG;
+        }
+        break;
+    case HDR_VIA:
+        if (!st->seen_via) {
+            st->seen_via = true;
+            if (scan_via_branch(p, end, &msg->via_branch))
+                msg->flags |= SIP_F_VIA_BRANCH;
+        }
+        break;
+    case HDR_OTHER:
+        break;
+    }
+    return SIP_OK;
+}
+
+/* True when [p, end) starts with "SIP/", in any case. */
+static bool has_sip_prefix(const char *p, const char *end)
+{
+    size_t n = LITERAL_LEN(VERSION_PREFIX);
+    return (size_t)(end - p) >= n && equal_nocase(p, n, VERSION_PREFIX, n);
+}
+
+/* "SIP/2.0"; the version string is case-insensitive (RFC 3261 7.1). */
+static bool is_sip_version(const char *p, size_t len)
+{
+    return equal_nocase(p, len, VERSION_TEXT, LITERAL_LEN(VERSION_TEXT));
+}
+
+/* Status-Line = SIP-Version SP Status-Code SP Reason-Phrase */
+static int scan_status_line(const char *p, const char *end, struct sip_msg *msg)
+{
+    const char *version = p;
+    while (p < end && *p != ' ')
+        p++;
+    if (!is_sip_version(version, (size_t)(p - version)))
+        return SIP_ERR_VERSION;
+    if (p < end)
+        p++;
+    unsigned code = 0;
+    for (int i = 0; i < STATUS_CODE_DIGITS; i++, p++) {
+        if (p >= end || !is_digit((unsigned char)*p))
+            return SIP_ERR_STATUS_CODE;
+        code = code * 10 + (unsigned)(*p - '0');
+    }
+    if (p < end && *p != ' ')
+        return SIP_ERR_STATUS_CODE;
+    if (code < STATUS_CODE_MIN || code > STATUS_CODE_MAX)
+        return SIP_ERR_STATUS_CODE;
+    if (p < end)
+        p++;
+    msg->flags |= SIP_F_REPLY;
+    msg->status = code;
+    msg->reason = make_str(p, end);
+    return SIP_OK;
+}
+
+/* Request-Line = Method SP Request-URI SP SIP-Version */
+static int scan_request_line(const char *p, const char *end, struct sip_msg *msg)
+{
+    const char *method = p;
+    p = skip_token(p, end);
+    const char *method_end = p;
+    if (p == method || p >= end || *p != ' ')
+        return SIP_ERR_START_LINE;
+    const char *uri = ++p;
+    while (p < end && *p != ' ' && *p != '\t')
+        p++;
+    const char *uri_end = p;
+    if (p == uri || p >= end || *p != ' ')
+        return SIP_ERR_START_LINE;
+    p++;
+    if (memchr(p, ' ', (size_t)(end - p)) != NULL || !has_sip_prefix(p, end))
+        return SIP_ERR_START_LINE;
+    if (!is_sip_version(p, (size_t)(end - p)))
+        return SIP_ERR_VERSION;
+
+    msg->method_name = make_str(method, method_end);
+    msg->method = sip_method_from_name(method, (size_t)(method_end - method));
+    msg->uri = make_str(uri, uri_end);
+    msg->flags |= SIP_F_REQUEST;
+    if (msg->method == SIP_METHOD_ACK)
+        msg->flags |= SIP_F_ACK;
+    else if (msg->method == SIP_METHOD_CANCEL)
+        msg->flags |= SIP_F_CANCEL;
+    return SIP_OK;
+}
+
+/*
+ * Returns the end of the line starting at p (the position of its LF, or end)
+ * and stores in *content_end where its content stops (before a CR+LF).
+ */
+static const char *line_end(const char *p, const char *end, const char **content_end)
+{
+    const char *lf = memchr(p, '\n', (size_t)(end - p));
+    const char *stop = lf != NULL ? lf : end;
+    *content_end = (stop > p && stop[-1] == '\r') ? stop - 1 : stop;
+    return stop;
+}
+
+int sip_scan(const uint8_t *buf, size_t len, struct sip_msg *msg)
+{
+    memset(msg, 0, sizeof *msg);
+    if (buf == NULL || len == 0)
+        return SIP_ERR_EMPTY;
+
+    const char *p = (const char *)buf;
+    const char *end = p + len;
+
+    /* RFC 3261 7.5: CRLFs before the start line are ignored (keep-alives). */
+    while (p < end && (*p == '\r' || *p == '\n'))
+        p++;
+    if (p == end)
+        return SIP_ERR_EMPTY;
+
+    const char *content_end;
+    const char *eol = line_end(p, end, &content_end);
+    while (content_end > p && is_wsp((unsigned char)content_end[-1]))
+        content_end--;
+    int rc = has_sip_prefix(p, content_end)
+        ? scan_status_line(p, content_end, msg)
+        : scan_request_line(p, content_end, msg);
+    if (rc != SIP_OK)
+        return rc;
+
+    /* Headers, up to the first empty line or the end of the buffer. */
+    struct scan_state st = { 0 };
+    p = eol < end ? eol + 1 : end;
+    while (p < end) {
+        eol = line_end(p, end, &content_end);
+        if (content_end == p)
+            break;
+        if (is_wsp((unsigned char)*p))
+            return SIP_ERR_HEADER;      /* continuation without a header */
+        const char *next = eol < end ? eol + 1 : end;
+        while (next < end && is_wsp((unsigned char)*next)) {
+            eol = line_end(next, end, &content_end);
+            next = eol < end ? eol + 1 : end;
+        }
+        rc = scan_header(p, content_end, msg, &st);
+        if (rc != SIP_OK)
+            return rc;
+        p = next;
+    }
+
+    if (msg->call_id.len == 0)
+        return SIP_ERR_NO_CALL_ID;
+    if (!st.seen_cseq)
+        return SIP_ERR_NO_CSEQ;
+    return SIP_OK;
+}
+
+enum sip_method sip_method_from_name(const char *name, size_t len)
+{
+    if (name == NULL || len == 0)
+        return SIP_METHOD_NONE;
+    for (int m = SIP_METHOD_INVITE; m < SIP_METHOD_COUNT; m++)
+        if (methods[m].len == len && memcmp(methods[m].name, name, len) == 0)
+            return (enum sip_method)m;
+    return SIP_METHOD_OTHER;
+}
+
+const char *sip_method_name(enum sip_method method)
+{
+    if ((int)method < 0 || method >= SIP_METHOD_COUNT)
+        return "";
+    return methods[method].name;
+}
+
+const char *sip_strerror(int status)
+{
+    if (status < 0 || status >= SIP_STATUS_COUNT)
+        return "unknown status";
+    return statuses[status].text;
+}
+
+const char *sip_status_name(int status)
+{
+    if (status < 0 || status >= SIP_STATUS_COUNT)
+        return "unknown";
+    return statuses[status].name;
+}

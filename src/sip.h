@@ -1,0 +1,110 @@
+/*
+ * sip.h - SIP header scanner.
+ *
+ * sip_scan() reads just enough of a SIP message to route it: the start line,
+ * Call-ID, CSeq, From/To tags and the top Via branch.  It does not allocate;
+ * every string in struct sip_msg points into the scanned buffer.  The body is
+ * never looked at.
+ */
+#ifndef HEPROUTER_SIP_H
+#define HEPROUTER_SIP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A length-carrying string pointing into the scanned buffer. */
+struct sip_str {
+    const char *ptr;
+    size_t len;
+};
+
+/* Methods the router knows by name; anything else is SIP_METHOD_OTHER. */
+enum sip_method {
+    SIP_METHOD_NONE = 0,        /* not scanned / absent */
+    SIP_METHOD_OTHER,
+    SIP_METHOD_INVITE,
+    SIP_METHOD_ACK,
+    SIP_METHOD_BYE,
+    SIP_METHOD_CANCEL,
+    SIP_METHOD_REGISTER,
+    SIP_METHOD_OPTIONS,
+    SIP_METHOD_SUBSCRIBE,
+    SIP_METHOD_NOTIFY,
+    SIP_METHOD_PUBLISH,
+    SIP_METHOD_MESSAGE,
+    SIP_METHOD_INFO,
+    SIP_METHOD_PRACK,
+    SIP_METHOD_UPDATE,
+    SIP_METHOD_REFER,
+    SIP_METHOD_COUNT
+};
+
+enum sip_status {
+    SIP_OK = 0,
+    SIP_ERR_EMPTY,          /* zero-length input, or only CR/LF (keep-alive) */
+    SIP_ERR_START_LINE,     /* start line is neither a request nor a status line */
+    SIP_ERR_VERSION,        /* SIP version is not "SIP/2.0" */
+    SIP_ERR_STATUS_CODE,    /* status code not three digits in 100..699 */
+    SIP_ERR_HEADER,         /* a header line without a colon or with a bad name,
+                               or a folded line before the first header */
+    SIP_ERR_NO_CALL_ID,     /* no Call-ID / i: header, or an empty one */
+    SIP_ERR_NO_CSEQ,        /* no CSeq header */
+    SIP_ERR_CSEQ,           /* CSeq value is not "<number> <method>" or the
+                               number does not fit in 32 bits */
+    SIP_STATUS_COUNT
+};
+
+/* Message kind bits (sip_msg.flags). */
+enum sip_flag {
+    SIP_F_REQUEST = 1u << 0,
+    SIP_F_REPLY = 1u << 1,
+    SIP_F_ACK = 1u << 2,        /* request method is ACK (not set on replies) */
+    SIP_F_CANCEL = 1u << 3,     /* request method is CANCEL (not set on replies) */
+    SIP_F_TO_TAG = 1u << 4,     /* To header carries a tag parameter (its value
+                                   may be empty if written ";tag=") */
+    SIP_F_FROM_TAG = 1u << 5,   /* From header carries a tag parameter */
+    SIP_F_VIA_BRANCH = 1u << 6, /* top Via value carries a branch parameter */
+};
+
+struct sip_msg {
+    unsigned flags;             /* enum sip_flag bits */
+    enum sip_method method;     /* request method id (requests) */
+    struct sip_str method_name; /* request method as written */
+    struct sip_str uri;         /* request URI */
+    unsigned status;            /* reply status code (replies) */
+    struct sip_str reason;      /* reply reason phrase */
+    struct sip_str call_id;
+    uint32_t cseq;
+    enum sip_method cseq_method;
+    struct sip_str cseq_method_name;
+    struct sip_str from_tag;    /* empty when absent */
+    struct sip_str to_tag;      /* empty when absent; see SIP_F_TO_TAG */
+    struct sip_str via_branch;  /* branch of the first Via, empty if absent */
+};
+
+/*
+ * Scans buf[0..len) (not NUL-terminated).  Returns SIP_OK or an enum
+ * sip_status error.  *msg is always reset first; on error it keeps what was
+ * scanned before the failure.  The first Call-ID, CSeq, From, To and Via
+ * header wins; the header block ends at the first empty line or at the end
+ * of the buffer.
+ */
+int sip_scan(const uint8_t *buf, size_t len, struct sip_msg *msg);
+
+/* Maps a method name (case-sensitive, as RFC 3261 says) to its id. */
+enum sip_method sip_method_from_name(const char *name, size_t len);
+
+/* The canonical name of a method id ("INVITE"), or "" for NONE/OTHER. */
+const char *sip_method_name(enum sip_method method);
+
+/* A short, stable description of a status. */
+const char *sip_strerror(int status);
+
+/* A short, stable identifier of a status, for metrics ("no_call_id"). */
+const char *sip_status_name(int status);
+
+static inline bool sip_is_request(const struct sip_msg *m) { return (m->flags & SIP_F_REQUEST) != 0; }
+static inline bool sip_is_reply(const struct sip_msg *m) { return (m->flags & SIP_F_REPLY) != 0; }
+
+#endif
