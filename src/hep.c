@@ -435,25 +435,25 @@ static void emit_pending(struct emitter *e, const struct hep_overrides *ov, unsi
 }
 
 /*
- * v3 input: copies every chunk in order.  An overridden chunk is replaced in
- * place (its later duplicates dropped); overrides for chunks the packet did
- * not have go just before the payload, which stays last as Kamailio sends it.
+ * v3 input: copies every chunk in order.  An overridden chunk is written
+ * where the packet first had it and any repeat of it is dropped; overrides
+ * for chunks the packet lacks go just before the payload, which stays last
+ * as Kamailio sends it.
  */
 static void emit_v3_chunks(struct emitter *e, const struct hep_view *v, const struct hep_overrides *ov)
 {
-    unsigned pending = overridden(ov);
-    unsigned replaced = 0;
+    const unsigned ovset = overridden(ov);
+    unsigned pending = ovset;
     struct hep_chunk_iter it;
     struct hep_chunk c;
 
     hep_chunk_iter_init(&it, v);
     while (hep_chunk_next(&it, &c)) {
         unsigned bit = c.vendor == 0 ? pending_bit(c.type) : 0;
-        if (bit & (pending | replaced)) {
+        if (bit & ovset) {
             if (pending & bit) {
                 emit_override(e, ov, bit);
                 pending &= ~bit;
-                replaced |= bit;
             }
             continue;
         }
@@ -529,7 +529,8 @@ static bool bytes_override_changes(const struct hep_bytes_override *o, const str
         return false;
     if (!(v->present & bit))
         return o->value.len > 0;
-    return !bytes_equal(o->value, current);
+    /* removing a present chunk changes the bytes even when it is empty */
+    return o->value.len == 0 || !bytes_equal(o->value, current);
 }
 
 bool hep_encode_needed(const struct hep_view *v, const struct hep_overrides *ov)

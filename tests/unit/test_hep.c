@@ -591,6 +591,43 @@ static void test_v3_overrides_replace_in_place_and_add_before_payload(void)
     CU_ASSERT_EQUAL(i, 7);
 }
 
+static void test_override_of_chunk_after_payload_replaces_it(void)
+{
+    struct pkt p;
+    struct hep_view v, w;
+    size_t n;
+    pkt_start(&p);
+    pkt_chunk(&p, HEP_CHUNK_PAYLOAD, "SIP", 3);
+    pkt_chunk(&p, HEP_CHUNK_CORRELATION_ID, "old-cid", 7);
+    pkt_finish(&p);
+    CU_ASSERT_EQUAL_FATAL(decode_pkt(&p, &v), HEP_OK);
+    struct hep_overrides ov = { .correlation_id = { true, { (const uint8_t *)"new", 3 } } };
+    CU_ASSERT_EQUAL_FATAL(hep_encode(&v, &ov, out, sizeof out, &n), HEP_OK);
+    CU_ASSERT_EQUAL_FATAL(hep_decode(out, n, &w), HEP_OK);
+    CU_ASSERT_EQUAL(w.correlation_id.len, 3);
+    CU_ASSERT_EQUAL(memcmp(w.correlation_id.data, "new", 3), 0);
+    CU_ASSERT_EQUAL(n, p.len - 4);      /* one correlation chunk, 4 bytes shorter */
+}
+
+static void test_removing_a_present_empty_chunk_removes_it(void)
+{
+    struct pkt p;
+    struct hep_view v, w;
+    size_t n;
+    pkt_start(&p);
+    pkt_chunk(&p, HEP_CHUNK_AUTH_KEY, "", 0);
+    pkt_chunk(&p, HEP_CHUNK_PAYLOAD, "SIP", 3);
+    pkt_finish(&p);
+    CU_ASSERT_EQUAL_FATAL(decode_pkt(&p, &v), HEP_OK);
+    CU_ASSERT_TRUE(v.present & HEP_HAS_AUTH_KEY);
+    struct hep_overrides ov = { .auth_key = { .set = true } };
+    CU_ASSERT_TRUE(hep_encode_needed(&v, &ov));
+    CU_ASSERT_EQUAL_FATAL(hep_encode(&v, &ov, out, sizeof out, &n), HEP_OK);
+    CU_ASSERT_EQUAL_FATAL(hep_decode(out, n, &w), HEP_OK);
+    CU_ASSERT_FALSE(w.present & HEP_HAS_AUTH_KEY);
+    CU_ASSERT_EQUAL(n, p.len - HEP3_CHUNK_HDR_LEN);
+}
+
 static void test_v1_converts_to_v3(void)
 {
     uint8_t b[256];
@@ -841,6 +878,8 @@ int main(void)
         { "v2 IPv6", test_v2_ipv6 },
         { "unchanged v3 is not re-encoded", test_unchanged_v3_is_not_reencoded },
         { "v3 overrides replace in place", test_v3_overrides_replace_in_place_and_add_before_payload },
+        { "override of a chunk after the payload replaces it", test_override_of_chunk_after_payload_replaces_it },
+        { "removing a present empty chunk removes it", test_removing_a_present_empty_chunk_removes_it },
         { "v1 converts to v3", test_v1_converts_to_v3 },
         { "v2 converts to v3 with overrides", test_v2_converts_to_v3_with_overrides },
         { "encode errors", test_encode_errors },
