@@ -1,0 +1,326 @@
+/*
+ * hold.c - the orphan hold queue: packets of calls not known yet wait here.
+ *
+ * Each held packet is one allocation holding its bookkeeping, a copy of
+ * its call key and a copy of its bytes.  It sits on two lists:
+ *
+ * - the global FIFO (arrival order, which is deadline order because every
+ *   packet waits the same wait_ms), which hold_expire() eats from the head;
+ * - its call's FIFO, found through a chained hash table keyed by the exact
+ *   key bytes, which hold_take() empties.
+ *
+ * A call node exists while its call has packets; its key is the one copied
+ * into its oldest packet.
+ *
+ * Release callbacks may add to and take from the same queue.  So each
+ * packet is unlinked from both lists before its callback runs, every loop
+ * re-reads the queue after each callback, and a release pass stops at
+ * packets added after it started (sequence numbers): a callback that holds
+ * again cannot keep a pass going forever.
+ */
+#include "hold.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#define HOLD_BUCKETS_INITIAL    64      /* call hash buckets at first; a power of two */
+#define HOLD_CALLS_PER_BUCKET   1       /* grow the buckets beyond this load */
+
+#define FNV64_OFFSET            UINT64_C(14695981039346656037)
+#define FNV64_PRIME             UINT64_C(1099511628211)
+#define MIX64_MUL1              UINT64_C(0xff51afd7ed558ccd)
+#define MIX64_MUL2              UINT64_C(0xc4ceb9fe1a85ec53)
+#define MIX64_SHIFT             33
+
+struct hold_call;
+
+struct hold_pkt {
+    struct hold_pkt *prev;          /* global FIFO */
+    struct hold_pkt *next;
+    struct hold_pkt *call_next;     /* this call's FIFO */
+    struct hold_call *call;
+    uint64_t seq;                   /* arrival number */
+    uint64_t since_ms;
+    uint64_t deadline_ms;
+    size_t klen;
+    size_t len;
+    char bytes[];                   /* key, then packet */
+};
+
+struct hold_call {
+    struct hold_call *bucket_next;
+    struct hold_pkt *head;          /* oldest; holds the key */
+    struct hold_pkt *tail;
+    uint64_t hash;
+};
+
+struct hold {
+    size_t max_held;
+    size_t count;
+    uint64_t wait_ms;
+    uint64_t next_seq;
+    uint64_t seed;
+    struct hold_pkt *head;          /* oldest */
+    struct hold_pkt *tail;
+    struct hold_call **buckets;
+    size_t nbuckets;                /* a power of two */
+    size_t ncalls;
+};
+
+static inline const uint8_t *pkt_data(const struct hold_pkt *p)
+{
+    return (const uint8_t *)p->bytes + p->klen;
+}
+
+/* Random per-queue seed, so that crafted Call-IDs cannot aim at one bucket. */
+static uint64_t hold_seed(const struct hold *h)
+{
+    uint64_t seed;
+    if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) == (ssize_t)sizeof seed)
+        return seed;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)ts.tv_nsec ^ (uint64_t)(uintptr_t)h;
+}
+
+/* Seeded FNV-1a with a final avalanche (the murmur3 fmix64 step). */
+static uint64_t hold_hash(uint64_t seed, const char *key, size_t klen)
+{
+    uint64_t x = FNV64_OFFSET ^ seed;
+    for (size_t i = 0; i < klen; i++) {
+        x ^= (uint8_t)key[i];
+        x *= FNV64_PRIME;
+    }
+    x ^= x >> MIX64_SHIFT;
+    x *= MIX64_MUL1;
+    x ^= x >> MIX64_SHIFT;
+    x *= MIX64_MUL2;
+    x ^= x >> MIX64_SHIFT;
+    return x;
+}
+
+static struct hold_call *hold_find(const struct hold *h, uint64_t hash, const char *key, size_t klen)
+{
+    struct hold_call *c = h->buckets[hash & (h->nbuckets - 1)];
+    for (; c != NULL; c = c->bucket_next) {
+        const struct hold_pkt *p = c->head;
+        if (c->hash == hash && p->klen == klen && (klen == 0 || memcmp(p->bytes, key, klen) == 0))
+            return c;
+    }
+    return NULL;
+}
+
+/* Doubles the bucket array; on failure the chains just get longer. */
+static void hold_grow(struct hold *h)
+{
+    size_t n = h->nbuckets * 2;
+    struct hold_call **nb = calloc(n, sizeof *nb);
+    if (nb == NULL)
+        return;
+    for (size_t i = 0; i < h->nbuckets; i++) {
+        struct hold_call *c = h->buckets[i];
+        while (c != NULL) {
+            struct hold_call *next = c->bucket_next;
+            size_t b = c->hash & (n - 1);
+            c->bucket_next = nb[b];
+            nb[b] = c;
+            c = next;
+        }
+    }
+    free(h->buckets);
+    h->buckets = nb;
+    h->nbuckets = n;
+}
+
+static void hold_call_remove(struct hold *h, struct hold_call *c)
+{
+    struct hold_call **pp = &h->buckets[c->hash & (h->nbuckets - 1)];
+    while (*pp != c)
+        pp = &(*pp)->bucket_next;
+    *pp = c->bucket_next;
+    h->ncalls--;
+    free(c);
+}
+
+/* Takes p off both lists (and drops its call node if p was its last packet). */
+static void hold_unlink(struct hold *h, struct hold_pkt *p)
+{
+    if (p->prev != NULL)
+        p->prev->next = p->next;
+    else
+        h->head = p->next;
+    if (p->next != NULL)
+        p->next->prev = p->prev;
+    else
+        h->tail = p->prev;
+
+    struct hold_call *c = p->call;
+    struct hold_pkt **pp = &c->head;
+    struct hold_pkt *before = NULL;
+    while (*pp != p) {
+        before = *pp;
+        pp = &(*pp)->call_next;
+    }
+    *pp = p->call_next;
+    if (c->tail == p)
+        c->tail = before;
+    if (c->head == NULL)
+        hold_call_remove(h, c);
+    h->count--;
+}
+
+/* Unlinks p, hands it to fn and frees it. */
+static void hold_release(struct hold *h, struct hold_pkt *p, hold_release_fn fn, void *arg)
+{
+    hold_unlink(h, p);
+    if (fn != NULL)
+        fn(arg, p->bytes, p->klen, pkt_data(p), p->len, p->since_ms);
+    free(p);
+}
+
+struct hold *hold_new(size_t max_held, uint64_t wait_ms)
+{
+    struct hold *h = calloc(1, sizeof *h);
+    if (h == NULL)
+        return NULL;
+    h->max_held = max_held;
+    h->wait_ms = wait_ms;
+    h->seed = hold_seed(h);
+    h->nbuckets = HOLD_BUCKETS_INITIAL;
+    h->buckets = calloc(h->nbuckets, sizeof *h->buckets);
+    if (h->buckets == NULL) {
+        free(h);
+        return NULL;
+    }
+    return h;
+}
+
+void hold_free(struct hold *h)
+{
+    if (h == NULL)
+        return;
+    for (struct hold_pkt *p = h->head, *next; p != NULL; p = next) {
+        next = p->next;
+        free(p);
+    }
+    for (size_t i = 0; i < h->nbuckets; i++) {
+        for (struct hold_call *c = h->buckets[i], *next; c != NULL; c = next) {
+            next = c->bucket_next;
+            free(c);
+        }
+    }
+    free(h->buckets);
+    free(h);
+}
+
+int hold_add(struct hold *h, const char *key, size_t klen, const uint8_t *pkt, size_t len, uint64_t now_ms)
+{
+    if (h->count >= h->max_held)
+        return -1;
+    if (klen > SIZE_MAX - sizeof(struct hold_pkt) - len)
+        return -1;
+    struct hold_pkt *p = malloc(sizeof *p + klen + len);
+    if (p == NULL)
+        return -1;
+
+    uint64_t hash = hold_hash(h->seed, key, klen);
+    struct hold_call *c = hold_find(h, hash, key, klen);
+    if (c == NULL) {
+        c = malloc(sizeof *c);
+        if (c == NULL) {
+            free(p);
+            return -1;
+        }
+        if (h->ncalls >= h->nbuckets * HOLD_CALLS_PER_BUCKET)
+            hold_grow(h);
+        size_t b = hash & (h->nbuckets - 1);
+        c->hash = hash;
+        c->head = c->tail = NULL;
+        c->bucket_next = h->buckets[b];
+        h->buckets[b] = c;
+        h->ncalls++;
+    }
+
+    if (klen > 0)
+        memcpy(p->bytes, key, klen);
+    if (len > 0)
+        memcpy(p->bytes + klen, pkt, len);
+    p->klen = klen;
+    p->len = len;
+    p->seq = h->next_seq++;
+    p->since_ms = now_ms;
+    p->deadline_ms = h->wait_ms > UINT64_MAX - now_ms ? UINT64_MAX : now_ms + h->wait_ms;
+    p->call = c;
+    p->call_next = NULL;
+    if (c->tail != NULL)
+        c->tail->call_next = p;
+    else
+        c->head = p;
+    c->tail = p;
+    p->next = NULL;
+    p->prev = h->tail;
+    if (h->tail != NULL)
+        h->tail->next = p;
+    else
+        h->head = p;
+    h->tail = p;
+    h->count++;
+    return 0;
+}
+
+size_t hold_take(struct hold *h, const char *key, size_t klen, hold_release_fn fn, void *arg)
+{
+    uint64_t hash = hold_hash(h->seed, key, klen);
+    uint64_t end_seq = h->next_seq;
+    size_t n = 0;
+    for (;;) {
+        struct hold_call *c = hold_find(h, hash, key, klen);
+        if (c == NULL || c->head->seq >= end_seq)
+            break;
+        hold_release(h, c->head, fn, arg);
+        n++;
+    }
+    return n;
+}
+
+size_t hold_expire(struct hold *h, uint64_t now_ms, hold_release_fn fn, void *arg)
+{
+    uint64_t end_seq = h->next_seq;
+    size_t n = 0;
+    struct hold_pkt *p;
+    while ((p = h->head) != NULL && p->deadline_ms <= now_ms && p->seq < end_seq) {
+        hold_release(h, p, fn, arg);
+        n++;
+    }
+    return n;
+}
+
+size_t hold_flush(struct hold *h, hold_release_fn fn, void *arg)
+{
+    uint64_t end_seq = h->next_seq;
+    size_t n = 0;
+    struct hold_pkt *p;
+    while ((p = h->head) != NULL && p->seq < end_seq) {
+        hold_release(h, p, fn, arg);
+        n++;
+    }
+    return n;
+}
+
+uint64_t hold_next_deadline(const struct hold *h)
+{
+    return h->head != NULL ? h->head->deadline_ms : UINT64_MAX;
+}
+
+size_t hold_count(const struct hold *h)
+{
+    return h->count;
+}
+
+int hold_has(const struct hold *h, const char *key, size_t klen)
+{
+    return hold_find(h, hold_hash(h->seed, key, klen), key, klen) != NULL;
+}

@@ -1,0 +1,677 @@
+/*
+ * store_mem.c - the embedded memory back-end of the call context store.
+ *
+ * Sized for a million tracked calls in about 100 bytes each, so it keeps
+ * neither the Call-ID nor struct store_entry per call:
+ *
+ * - The key is replaced by a 128-bit SipHash-2-4 of it, keyed with 16
+ *   random bytes per store.  Two different Call-IDs share a slot only if
+ *   their 128-bit tags collide: about n^2 / 2^129, i.e. 1e-27 with a million
+ *   calls, and the random key keeps a sender from crafting collisions or
+ *   piling its Call-IDs into one probe chain.
+ * - Method and route names are interned in small per-stripe tables with a
+ *   reference count; a slot keeps a 16-bit index of each.
+ * - Slots live in one open-addressing array per stripe (linear probing,
+ *   backward-shift deletion: no tombstones), doubled when the load passes
+ *   STORE_MEM_LOAD_NUM / STORE_MEM_LOAD_DEN.  No per-call malloc.
+ *
+ * The table is split into stripes, each with its own lock, array and name
+ * tables; a call's stripe comes from bits of its hash that do not pick its
+ * slot.  max_calls is shared out between the stripes, so the bound is exact
+ * but a stripe may start evicting a little before the whole store is full
+ * (about 0.15% of a million calls, from the spread of the hash).
+ *
+ * Expiry is lazy (a get, put or update that meets an expired entry removes
+ * or reuses it) plus store_expire(), which sweeps STORE_MEM_SWEEP_SLOTS
+ * slots per call so a periodic timer never stalls the workers (every 100 ms
+ * it covers the 2M slots of a million calls in about 13 s).  A stripe at its
+ * quota carries the same sweep on before it evicts a live call.  Arrays
+ * never shrink: after a burst the capacity stays at its high-water mark
+ * (bounded by max_calls) and freed slots are reused, so RSS stays flat.
+ */
+#include "store.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#define STORE_MEM_STRIPES           16      /* most stripes (locks) per store */
+#define STORE_MEM_STRIPE_MIN_CALLS  1024    /* bounded stores: fewer stripes below this per stripe */
+#define STORE_MEM_INITIAL_SLOTS     64      /* per stripe; a power of two */
+#define STORE_MEM_LOAD_NUM          3       /* grow beyond 3/4 full */
+#define STORE_MEM_LOAD_DEN          4
+#define STORE_MEM_SWEEP_SLOTS       16384   /* slots store_expire() visits per call, all stripes */
+#define STORE_MEM_EVICT_SCAN        128     /* slots looked at to choose an eviction victim */
+#define STORE_MEM_NAMES_INITIAL     16      /* interned names per table at first */
+#define STORE_MEM_NAMES_MAX         1024    /* interned names per table and stripe */
+#define STORE_MEM_NAME_OVERFLOW     UINT16_MAX  /* method index meaning STORE_METHOD_OVERFLOW */
+#define STORE_MEM_FLAGS_MASK        UINT16_MAX  /* flags kept per call */
+
+#define SIPHASH_KEY_BYTES           16
+#define SIPHASH_C_ROUNDS            2
+#define SIPHASH_D_ROUNDS            4
+#define SIPHASH_WORD_BYTES          8
+#define SIPHASH_LEN_SHIFT           56
+
+#define FNV32_OFFSET                2166136261u
+#define FNV32_PRIME                 16777619u
+
+/*
+ * One tracked call: 48 bytes.  key[0] picks the slot, key[1] the stripe;
+ * both together identify the call.
+ */
+struct mem_slot {
+    uint64_t key[2];            /* SipHash-2-4-128 of the call key */
+    uint64_t expires_ms;        /* caller's clock; expired when <= now */
+    uint64_t first_seen_ms;
+    uint64_t last_hash;
+    uint16_t method;            /* index into the stripe's method names */
+    uint16_t route;             /* index into the stripe's route names */
+    uint16_t flags;             /* enum store_flag */
+    uint8_t used;
+};
+
+/* An interned name; refs == 0 marks a free entry. */
+struct mem_name {
+    uint32_t hash;
+    uint32_t refs;
+    char text[STORE_ROUTE_MAX];
+};
+
+struct mem_names {
+    struct mem_name *v;
+    size_t len;                 /* entries in use or freed, <= cap */
+    size_t cap;
+};
+
+/* Cache-line aligned so that the locks of neighbouring stripes do not share a line. */
+struct mem_stripe {
+    _Alignas(64) pthread_mutex_t lock;
+    struct mem_slot *slots;
+    size_t cap;                 /* a power of two */
+    size_t count;               /* used slots, expired ones included */
+    size_t quota;               /* this stripe's share of max_calls */
+    size_t sweep;               /* next slot store_expire() looks at */
+    struct mem_names methods;
+    struct mem_names routes;
+    size_t evictions;
+    size_t expired;
+    size_t method_overflows;
+    size_t route_overflows;
+};
+
+struct mem_store {
+    struct store base;
+    uint8_t hash_key[SIPHASH_KEY_BYTES];
+    size_t nstripes;
+    struct mem_stripe *stripes;
+};
+
+static const struct store_ops mem_ops;
+
+/* --- hashing ------------------------------------------------------------ */
+
+static inline uint64_t rotl64(uint64_t x, unsigned b)
+{
+    return (x << b) | (x >> (64 - b));
+}
+
+static inline uint64_t load_le64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (unsigned i = 0; i < SIPHASH_WORD_BYTES; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+#define SIPROUND                                                            \
+    do {                                                                    \
+        v0 += v1; v1 = rotl64(v1, 13); v1 ^= v0; v0 = rotl64(v0, 32);       \
+        v2 += v3; v3 = rotl64(v3, 16); v3 ^= v2;                            \
+        v0 += v3; v3 = rotl64(v3, 21); v3 ^= v0;                            \
+        v2 += v1; v1 = rotl64(v1, 17); v1 ^= v2; v2 = rotl64(v2, 32);       \
+    } while (0)
+
+/*
+ * SipHash-2-4 with its 128-bit output (Aumasson and Bernstein's reference
+ * "siphash" with outlen 16): out[0] and out[1] are the two little-endian
+ * halves of the reference's 16 output bytes.
+ */
+static void siphash128(const uint8_t k[SIPHASH_KEY_BYTES], const void *data, size_t len, uint64_t out[2])
+{
+    const uint8_t *in = data;
+    uint64_t k0 = load_le64(k), k1 = load_le64(k + SIPHASH_WORD_BYTES);
+    uint64_t v0 = UINT64_C(0x736f6d6570736575) ^ k0;
+    uint64_t v1 = UINT64_C(0x646f72616e646f6d) ^ k1;
+    uint64_t v2 = UINT64_C(0x6c7967656e657261) ^ k0;
+    uint64_t v3 = UINT64_C(0x7465646279746573) ^ k1;
+    v1 ^= 0xee;
+
+    size_t whole = len - len % SIPHASH_WORD_BYTES;
+    for (size_t off = 0; off < whole; off += SIPHASH_WORD_BYTES) {
+        uint64_t m = load_le64(in + off);
+        v3 ^= m;
+        for (int r = 0; r < SIPHASH_C_ROUNDS; r++)
+            SIPROUND;
+        v0 ^= m;
+    }
+    uint64_t b = (uint64_t)len << SIPHASH_LEN_SHIFT;
+    for (size_t i = 0; i < len - whole; i++)
+        b |= (uint64_t)in[whole + i] << (8 * i);
+    v3 ^= b;
+    for (int r = 0; r < SIPHASH_C_ROUNDS; r++)
+        SIPROUND;
+    v0 ^= b;
+
+    v2 ^= 0xee;
+    for (int r = 0; r < SIPHASH_D_ROUNDS; r++)
+        SIPROUND;
+    out[0] = v0 ^ v1 ^ v2 ^ v3;
+    v1 ^= 0xdd;
+    for (int r = 0; r < SIPHASH_D_ROUNDS; r++)
+        SIPROUND;
+    out[1] = v0 ^ v1 ^ v2 ^ v3;
+}
+
+#undef SIPROUND
+
+/* Random hash key; falls back to the clock if the kernel has no entropy to give. */
+static void mem_seed(uint8_t key[SIPHASH_KEY_BYTES])
+{
+    if (getrandom(key, SIPHASH_KEY_BYTES, GRND_NONBLOCK) == SIPHASH_KEY_BYTES)
+        return;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t a = (uint64_t)ts.tv_sec * UINT64_C(1000000007) ^ (uint64_t)ts.tv_nsec;
+    uint64_t b = (uint64_t)(uintptr_t)key ^ rotl64(a, 29);
+    for (unsigned i = 0; i < SIPHASH_WORD_BYTES; i++) {
+        key[i] = (uint8_t)(a >> (8 * i));
+        key[SIPHASH_WORD_BYTES + i] = (uint8_t)(b >> (8 * i));
+    }
+}
+
+static uint32_t name_hash(const char *s, size_t len)
+{
+    uint32_t h = FNV32_OFFSET;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (uint8_t)s[i];
+        h *= FNV32_PRIME;
+    }
+    return h;
+}
+
+/* --- interned names ----------------------------------------------------- */
+
+/*
+ * Finds or adds text (cut to maxlen - 1 bytes) and takes a reference.
+ * Returns -1 when the table is full (STORE_MEM_NAMES_MAX live names) or
+ * memory runs out.
+ */
+static int names_intern(struct mem_names *t, const char *text, size_t maxlen, uint16_t *idx)
+{
+    size_t len = strnlen(text, maxlen - 1);
+    uint32_t h = name_hash(text, len);
+    size_t free_at = t->len;
+    for (size_t i = 0; i < t->len; i++) {
+        struct mem_name *n = &t->v[i];
+        if (n->refs == 0) {
+            if (free_at == t->len)
+                free_at = i;
+            continue;
+        }
+        if (n->hash == h && strncmp(n->text, text, len) == 0 && n->text[len] == '\0') {
+            n->refs++;
+            *idx = (uint16_t)i;
+            return 0;
+        }
+    }
+    if (free_at == t->len) {
+        if (t->len == STORE_MEM_NAMES_MAX)
+            return -1;
+        if (t->len == t->cap) {
+            size_t ncap = t->cap ? t->cap * 2 : STORE_MEM_NAMES_INITIAL;
+            if (ncap > STORE_MEM_NAMES_MAX)
+                ncap = STORE_MEM_NAMES_MAX;
+            struct mem_name *nv = realloc(t->v, ncap * sizeof *nv);
+            if (nv == NULL)
+                return -1;
+            t->v = nv;
+            t->cap = ncap;
+        }
+        t->len++;
+    }
+    struct mem_name *n = &t->v[free_at];
+    n->hash = h;
+    n->refs = 1;
+    memcpy(n->text, text, len);
+    n->text[len] = '\0';
+    *idx = (uint16_t)free_at;
+    return 0;
+}
+
+static void names_release(struct mem_names *t, uint16_t idx)
+{
+    if (idx < t->len && t->v[idx].refs > 0)
+        t->v[idx].refs--;
+}
+
+/* --- one stripe ----------------------------------------------------------- */
+
+static inline bool slot_expired(const struct mem_slot *sl, uint64_t now_ms)
+{
+    return sl->expires_ms <= now_ms;
+}
+
+static inline uint64_t expiry_after(uint64_t now_ms, uint64_t ttl_ms)
+{
+    return ttl_ms > UINT64_MAX - now_ms ? UINT64_MAX : now_ms + ttl_ms;
+}
+
+/* Slot index holding key, or cap when absent. */
+static size_t stripe_find(const struct mem_stripe *st, const uint64_t key[2])
+{
+    size_t mask = st->cap - 1;
+    for (size_t i = (size_t)key[0] & mask;; i = (i + 1) & mask) {
+        const struct mem_slot *sl = &st->slots[i];
+        if (!sl->used)
+            return st->cap;
+        if (sl->key[0] == key[0] && sl->key[1] == key[1])
+            return i;
+    }
+}
+
+static void stripe_release_names(struct mem_stripe *st, const struct mem_slot *sl)
+{
+    if (sl->method != STORE_MEM_NAME_OVERFLOW)
+        names_release(&st->methods, sl->method);
+    names_release(&st->routes, sl->route);
+}
+
+/*
+ * Empties slot i and pulls later entries of its probe run back into the
+ * hole (backward-shift deletion), so lookups never need tombstones.  Only
+ * slots at or after i (cyclically) change.
+ */
+static void stripe_delete(struct mem_stripe *st, size_t i)
+{
+    size_t mask = st->cap - 1;
+    stripe_release_names(st, &st->slots[i]);
+    for (size_t j = i;;) {
+        j = (j + 1) & mask;
+        struct mem_slot *sj = &st->slots[j];
+        if (!sj->used)
+            break;
+        size_t home = (size_t)sj->key[0] & mask;
+        if (((j - home) & mask) >= ((j - i) & mask)) {
+            st->slots[i] = *sj;
+            i = j;
+        }
+    }
+    st->slots[i].used = 0;
+    st->count--;
+}
+
+static void slots_place(struct mem_slot *slots, size_t cap, const struct mem_slot *sl)
+{
+    size_t mask = cap - 1;
+    size_t i = (size_t)sl->key[0] & mask;
+    while (slots[i].used)
+        i = (i + 1) & mask;
+    slots[i] = *sl;
+}
+
+/* Doubles the array, dropping the entries that have expired by now_ms. */
+static int stripe_grow(struct mem_stripe *st, uint64_t now_ms)
+{
+    size_t ncap = st->cap * 2;
+    if (ncap < st->cap || ncap > SIZE_MAX / sizeof(struct mem_slot))
+        return -1;
+    struct mem_slot *ns = calloc(ncap, sizeof *ns);
+    if (ns == NULL)
+        return -1;
+    for (size_t i = 0; i < st->cap; i++) {
+        struct mem_slot *sl = &st->slots[i];
+        if (!sl->used)
+            continue;
+        if (slot_expired(sl, now_ms)) {
+            stripe_release_names(st, sl);
+            st->count--;
+            st->expired++;
+            continue;
+        }
+        slots_place(ns, ncap, sl);
+    }
+    free(st->slots);
+    st->slots = ns;
+    st->cap = ncap;
+    st->sweep = 0;
+    return 0;
+}
+
+/*
+ * Frees room in a stripe at its quota, like a clock hand: it carries the
+ * expiry sweep on for STORE_MEM_EVICT_SCAN slots from the sweep cursor
+ * (further only while it has found nothing), removing the expired entries
+ * it meets.  Only if there were none does it evict the soonest-expiring live
+ * entry of that window, which counts as an eviction.  The cursor keeps
+ * moving, so expired calls go before live ones and the victims are spread
+ * over the whole table.
+ */
+static void stripe_make_room(struct mem_stripe *st, uint64_t now_ms)
+{
+    size_t mask = st->cap - 1;
+    size_t victim = st->cap, freed = 0;
+    size_t i = st->sweep & mask;
+    for (size_t n = 0; n < st->cap; n++) {
+        const struct mem_slot *sl = &st->slots[i];
+        if (sl->used && slot_expired(sl, now_ms)) {
+            /* The shift may pull another entry into i: look again. */
+            stripe_delete(st, i);
+            st->expired++;
+            freed++;
+            continue;
+        }
+        if (sl->used && (victim == st->cap || sl->expires_ms < st->slots[victim].expires_ms))
+            victim = i;
+        i = (i + 1) & mask;
+        if (n + 1 >= STORE_MEM_EVICT_SCAN && (freed > 0 || victim != st->cap))
+            break;
+    }
+    st->sweep = i;
+    if (freed == 0 && victim != st->cap) {
+        stripe_delete(st, victim);
+        st->evictions++;
+    }
+}
+
+static void slot_fill_entry(const struct mem_stripe *st, const struct mem_slot *sl, struct store_entry *out)
+{
+    memset(out, 0, sizeof *out);
+    const char *method = sl->method == STORE_MEM_NAME_OVERFLOW ? STORE_METHOD_OVERFLOW
+                                                                : st->methods.v[sl->method].text;
+    size_t mlen = strnlen(method, STORE_METHOD_MAX - 1);
+    memcpy(out->method, method, mlen);
+    const char *route = st->routes.v[sl->route].text;
+    size_t rlen = strnlen(route, STORE_ROUTE_MAX - 1);
+    memcpy(out->route, route, rlen);
+    out->first_seen_ms = sl->first_seen_ms;
+    out->flags = sl->flags;
+    out->last_hash = sl->last_hash;
+}
+
+/* --- the store ops ------------------------------------------------------ */
+
+static struct mem_stripe *mem_stripe_of(struct mem_store *ms, const char *key, size_t klen, uint64_t h[2])
+{
+    siphash128(ms->hash_key, key, klen, h);
+    return &ms->stripes[(size_t)(h[1] >> 32) % ms->nstripes];
+}
+
+static int mem_get(struct store *s, const char *key, size_t klen, uint64_t now_ms, struct store_entry *out)
+{
+    struct mem_store *ms = (struct mem_store *)s;
+    uint64_t h[2];
+    struct mem_stripe *st = mem_stripe_of(ms, key, klen, h);
+    int found = 0;
+
+    pthread_mutex_lock(&st->lock);
+    size_t i = stripe_find(st, h);
+    if (i != st->cap) {
+        if (slot_expired(&st->slots[i], now_ms)) {
+            stripe_delete(st, i);
+            st->expired++;
+        } else {
+            if (out != NULL)
+                slot_fill_entry(st, &st->slots[i], out);
+            found = 1;
+        }
+    }
+    pthread_mutex_unlock(&st->lock);
+    return found;
+}
+
+/* Sets a slot's contents from e; the names are already interned. */
+static void slot_set(struct mem_slot *sl, const uint64_t h[2], const struct store_entry *e, uint16_t method,
+                     uint16_t route, uint64_t ttl_ms, uint64_t now_ms)
+{
+    sl->key[0] = h[0];
+    sl->key[1] = h[1];
+    sl->expires_ms = expiry_after(now_ms, ttl_ms);
+    sl->first_seen_ms = e->first_seen_ms;
+    sl->last_hash = e->last_hash;
+    sl->method = method;
+    sl->route = route;
+    sl->flags = (uint16_t)(e->flags & STORE_MEM_FLAGS_MASK);
+    sl->used = 1;
+}
+
+static int mem_put(struct store *s, const char *key, size_t klen, const struct store_entry *e, uint64_t ttl_ms,
+                   uint64_t now_ms, struct store_entry *winner)
+{
+    struct mem_store *ms = (struct mem_store *)s;
+    uint64_t h[2];
+    struct mem_stripe *st = mem_stripe_of(ms, key, klen, h);
+    int rc = -1;
+
+    pthread_mutex_lock(&st->lock);
+    size_t i = stripe_find(st, h);
+    if (i != st->cap && !slot_expired(&st->slots[i], now_ms)) {
+        if (winner != NULL)
+            slot_fill_entry(st, &st->slots[i], winner);
+        rc = 0;
+        goto out;
+    }
+
+    uint16_t route, method;
+    if (names_intern(&st->routes, e->route, STORE_ROUTE_MAX, &route) != 0) {
+        st->route_overflows++;
+        goto out;
+    }
+    if (names_intern(&st->methods, e->method, STORE_METHOD_MAX, &method) != 0) {
+        st->method_overflows++;
+        method = STORE_MEM_NAME_OVERFLOW;
+    }
+
+    if (i != st->cap) {
+        /* The call is there but expired: reuse its slot. */
+        stripe_release_names(st, &st->slots[i]);
+        st->expired++;
+    } else {
+        if (st->count >= st->quota)
+            stripe_make_room(st, now_ms);
+        if ((st->count + 1) * STORE_MEM_LOAD_DEN > st->cap * STORE_MEM_LOAD_NUM
+            && stripe_grow(st, now_ms) != 0 && st->count + 1 >= st->cap) {
+            stripe_release_names(st, &(struct mem_slot){ .method = method, .route = route });
+            goto out;
+        }
+        size_t mask = st->cap - 1;
+        for (i = (size_t)h[0] & mask; st->slots[i].used; i = (i + 1) & mask)
+            ;
+        st->count++;
+    }
+    slot_set(&st->slots[i], h, e, method, route, ttl_ms, now_ms);
+    rc = 1;
+out:
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+static int mem_update(struct store *s, const char *key, size_t klen, uint64_t ttl_ms, unsigned set, unsigned clear,
+                      uint64_t last_hash, uint64_t now_ms)
+{
+    struct mem_store *ms = (struct mem_store *)s;
+    uint64_t h[2];
+    struct mem_stripe *st = mem_stripe_of(ms, key, klen, h);
+    int found = 0;
+
+    pthread_mutex_lock(&st->lock);
+    size_t i = stripe_find(st, h);
+    if (i != st->cap) {
+        struct mem_slot *sl = &st->slots[i];
+        if (slot_expired(sl, now_ms)) {
+            stripe_delete(st, i);
+            st->expired++;
+        } else {
+            sl->expires_ms = expiry_after(now_ms, ttl_ms);
+            sl->flags = (uint16_t)((sl->flags | (set & STORE_MEM_FLAGS_MASK)) & ~clear);
+            sl->last_hash = last_hash;
+            found = 1;
+        }
+    }
+    pthread_mutex_unlock(&st->lock);
+    return found;
+}
+
+/*
+ * Visits at most STORE_MEM_SWEEP_SLOTS slots (shared out between the
+ * stripes, each lock held for its share only), resuming where the last call
+ * stopped, and removes the expired entries it meets.  Repeated calls cover
+ * the whole table.
+ */
+static size_t mem_expire(struct store *s, uint64_t now_ms)
+{
+    struct mem_store *ms = (struct mem_store *)s;
+    size_t budget = STORE_MEM_SWEEP_SLOTS / ms->nstripes;
+    size_t removed = 0;
+
+    for (size_t k = 0; k < ms->nstripes; k++) {
+        struct mem_stripe *st = &ms->stripes[k];
+        pthread_mutex_lock(&st->lock);
+        size_t mask = st->cap - 1;
+        for (size_t n = 0; n < budget && st->count > 0; n++) {
+            size_t i = st->sweep & mask;
+            struct mem_slot *sl = &st->slots[i];
+            if (sl->used && slot_expired(sl, now_ms)) {
+                /* The shift may pull an unvisited entry into i: look again. */
+                stripe_delete(st, i);
+                st->expired++;
+                removed++;
+            } else {
+                st->sweep = (i + 1) & mask;
+            }
+        }
+        pthread_mutex_unlock(&st->lock);
+    }
+    return removed;
+}
+
+static size_t mem_count(struct store *s)
+{
+    struct mem_store *ms = (struct mem_store *)s;
+    size_t n = 0;
+    for (size_t k = 0; k < ms->nstripes; k++) {
+        struct mem_stripe *st = &ms->stripes[k];
+        pthread_mutex_lock(&st->lock);
+        n += st->count;
+        pthread_mutex_unlock(&st->lock);
+    }
+    return n;
+}
+
+static void mem_free(struct store *s)
+{
+    struct mem_store *ms = (struct mem_store *)s;
+    for (size_t k = 0; k < ms->nstripes; k++) {
+        struct mem_stripe *st = &ms->stripes[k];
+        pthread_mutex_destroy(&st->lock);
+        free(st->slots);
+        free(st->methods.v);
+        free(st->routes.v);
+    }
+    free(ms->stripes);
+    free(ms);
+}
+
+static const struct store_ops mem_ops = {
+    .name = "memory",
+    .get = mem_get,
+    .put = mem_put,
+    .update = mem_update,
+    .expire = mem_expire,
+    .count = mem_count,
+    .free = mem_free,
+};
+
+/*
+ * Small bounded stores get fewer stripes so that each stripe's share of
+ * max_calls stays large enough for the sampled eviction to be fair.
+ */
+static size_t mem_stripe_count(size_t max_calls)
+{
+    if (max_calls == 0)
+        return STORE_MEM_STRIPES;
+    size_t n = max_calls / STORE_MEM_STRIPE_MIN_CALLS;
+    if (n < 1)
+        n = 1;
+    return n > STORE_MEM_STRIPES ? STORE_MEM_STRIPES : n;
+}
+
+struct store *store_mem_new(size_t max_calls)
+{
+    struct mem_store *ms = calloc(1, sizeof *ms);
+    if (ms == NULL)
+        return NULL;
+    ms->base.ops = &mem_ops;
+    mem_seed(ms->hash_key);
+    ms->nstripes = mem_stripe_count(max_calls);
+
+    size_t bytes = ms->nstripes * sizeof(struct mem_stripe);
+    ms->stripes = aligned_alloc(_Alignof(struct mem_stripe), bytes);
+    if (ms->stripes == NULL) {
+        free(ms);
+        return NULL;
+    }
+    memset(ms->stripes, 0, bytes);
+    for (size_t k = 0; k < ms->nstripes; k++) {
+        struct mem_stripe *st = &ms->stripes[k];
+        st->quota = SIZE_MAX;
+        if (max_calls != 0)
+            st->quota = max_calls / ms->nstripes + (k < max_calls % ms->nstripes ? 1 : 0);
+        st->cap = STORE_MEM_INITIAL_SLOTS;
+        st->slots = calloc(st->cap, sizeof *st->slots);
+        if (st->slots == NULL || pthread_mutex_init(&st->lock, NULL) != 0) {
+            free(st->slots);
+            for (size_t j = 0; j < k; j++) {
+                pthread_mutex_destroy(&ms->stripes[j].lock);
+                free(ms->stripes[j].slots);
+            }
+            free(ms->stripes);
+            free(ms);
+            return NULL;
+        }
+    }
+    return &ms->base;
+}
+
+int store_mem_stats(struct store *s, struct store_mem_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    if (s == NULL || s->ops != &mem_ops)
+        return -1;
+    struct mem_store *ms = (struct mem_store *)s;
+    out->stripes = ms->nstripes;
+    out->slot_bytes = sizeof(struct mem_slot);
+    out->bytes = sizeof *ms + ms->nstripes * sizeof(struct mem_stripe);
+    for (size_t k = 0; k < ms->nstripes; k++) {
+        struct mem_stripe *st = &ms->stripes[k];
+        pthread_mutex_lock(&st->lock);
+        out->calls += st->count;
+        out->slots += st->cap;
+        out->bytes += st->cap * sizeof(struct mem_slot)
+                      + (st->methods.cap + st->routes.cap) * sizeof(struct mem_name);
+        out->evictions += st->evictions;
+        out->expired += st->expired;
+        out->method_overflows += st->method_overflows;
+        out->route_overflows += st->route_overflows;
+        pthread_mutex_unlock(&st->lock);
+    }
+    return 0;
+}
+
+size_t store_mem_evictions(struct store *s)
+{
+    struct store_mem_stats stats;
+    return store_mem_stats(s, &stats) == 0 ? stats.evictions : 0;
+}
