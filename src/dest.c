@@ -1,0 +1,911 @@
+/*
+ * dest.c - destinations: target sockets, balancing, output format.
+ *
+ * UDP targets: one connected, non-blocking UDP socket per target.  Being
+ * connected means an ICMP port-unreachable comes back as ECONNREFUSED on a
+ * later send, which is how a dead UDP target is noticed (for failover, hash
+ * and metrics); sendmmsg() needs no per-message address.  dest_send()
+ * appends an iovec pointing at the caller's bytes (forwarded unchanged) or
+ * at a re-encoded copy in the set's arena; dest_flush() sends each target's
+ * batch with sendmmsg() and never waits: what the kernel refuses is counted
+ * and dropped.
+ *
+ * TCP targets: non-blocking connect with a timeout, a ring buffer of whole
+ * HEP3 frames bounded by limits.tcp_queue_bytes (oldest frames dropped,
+ * counted, when a new one does not fit), drained when writable, reconnect
+ * with exponential backoff.  A frame is never split across connections: its
+ * unsent tail is discarded whole on disconnect.  Because a TCP stream is
+ * framed by the HEP3 length, a destination with a TCP target emits HEPv3
+ * (v1/v2 input is converted).
+ *
+ * The set copies what it needs from the configuration, so it does not keep
+ * pointers into struct conf.
+ */
+#include "dest.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "log.h"
+#include "metrics.h"
+
+/*
+ * Re-encoded packets wait here for dest_flush(); when the next one does not
+ * fit, everything batched is flushed early.  Big enough for a few hundred
+ * typical SIP packets, and at least one maximal HEP3 packet.
+ */
+#define DEST_ARENA_BYTES (4u * HEP3_MAX_LEN)
+
+/* Back-ends are not expected to talk; whatever they send is read and dropped. */
+#define DEST_TCP_DISCARD_BYTES 4096
+
+/* one write: the aside tail, then the ring's (up to) two segments */
+#define DEST_TCP_IOVS 3
+
+/* FNV-1a, 64 bit: stable across runs and instances, so a call keeps its target. */
+#define DEST_FNV_OFFSET 14695981039346656037ull
+#define DEST_FNV_PRIME 1099511628211ull
+
+#define DEST_MS_PER_S 1000.
+
+enum dest_tcp_state {
+    DEST_TCP_WAITING = 0,           /* backoff timer before the next connect */
+    DEST_TCP_CONNECTING,
+    DEST_TCP_CONNECTED,
+};
+
+struct dest_set;
+
+struct dest_target {
+    struct dest_set *ds;
+    struct dest *d;
+    struct conf_addr addr;
+    size_t mindex;                  /* into metrics.targets */
+    int fd;
+
+    /* UDP: the batch for the next sendmmsg() */
+    struct mmsghdr *msgs;
+    struct iovec *iov;
+    size_t nbatch;
+    bool unconnected;               /* connect() failed: address each message */
+    ev_tstamp down_until;           /* ECONNREFUSED seen: skipped until then */
+
+    /* TCP */
+    enum dest_tcp_state state;
+    ev_io io;
+    int io_events;                  /* what io watches while started, 0 if stopped */
+    ev_timer timer;                 /* connect timeout or reconnect backoff */
+    uint64_t backoff_ms;
+    uint8_t *ring;                  /* whole HEP3 frames, oldest at head */
+    size_t ring_cap;
+    size_t ring_head;
+    size_t ring_len;
+    size_t head_sent;               /* bytes of the head frame already written */
+    uint8_t *partial;               /* tail of an evicted in-flight frame */
+    size_t partial_cap;
+    size_t partial_len;
+    size_t partial_off;
+    size_t partial_frame_len;       /* the whole frame's length, for metrics */
+
+    struct log_limit up_limit;
+    struct log_limit down_limit;
+    struct log_limit error_limit;
+};
+
+struct dest {
+    char *name;
+    struct dest_target *targets;
+    size_t ntargets;
+    size_t index;
+    enum conf_balance balance;
+    bool convert;                   /* emit HEPv3 when the input is not */
+    bool rewrite;                   /* apply ov */
+    bool has_tcp;
+    char *node_name;
+    char *auth_key;
+    struct hep_overrides ov;
+    size_t max_packet;              /* 0: no limit */
+    uint64_t rr_next;
+    struct log_limit too_big_limit;
+    struct log_limit encode_limit;
+};
+
+struct dest_set {
+    struct ev_loop *loop;
+    struct metrics *m;
+    struct dest *dests;
+    size_t ndests;
+    size_t batch_cap;               /* messages per sendmmsg() */
+    uint64_t reconnect_min_ms;
+    uint64_t reconnect_max_ms;
+    uint64_t connect_timeout_ms;
+    uint64_t log_interval_ms;
+    uint8_t *arena;
+    size_t arena_cap;
+    size_t arena_used;
+};
+
+static struct metrics_target *target_metrics(const struct dest_target *t)
+{
+    return &t->ds->m->targets[t->mindex];
+}
+
+static uint64_t fnv1a(const char *key, size_t len)
+{
+    uint64_t h = DEST_FNV_OFFSET;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (uint8_t)key[i];
+        h *= DEST_FNV_PRIME;
+    }
+    return h;
+}
+
+static size_t be16(const uint8_t *p)
+{
+    return (size_t)p[0] << 8 | p[1];
+}
+
+/* ---- UDP ---- */
+
+static bool udp_up(const struct dest_target *t)
+{
+    return ev_now(t->ds->loop) >= t->down_until;
+}
+
+/*
+ * Sends the target's batch.  sendmmsg() may take only part of it: the rest
+ * is retried.  What cannot leave now (socket buffer full, target refusing)
+ * is dropped and counted: the packet path never waits.
+ */
+static void udp_flush_target(struct dest_target *t)
+{
+    struct dest_set *ds = t->ds;
+    struct metrics_target *mt = target_metrics(t);
+    size_t off = 0;
+
+    while (off < t->nbatch) {
+        int n = sendmmsg(t->fd, t->msgs + off, (unsigned)(t->nbatch - off), MSG_DONTWAIT);
+        if (n > 0) {
+            for (size_t i = off; i < off + (size_t)n; i++) {
+                mt->packets++;
+                mt->bytes += t->msgs[i].msg_len;
+            }
+            off += (size_t)n;
+            continue;
+        }
+        int err = n < 0 ? errno : EAGAIN;
+        if (err == EINTR)
+            continue;
+        if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) {
+            mt->send_errors += t->nbatch - off;
+            log_ratelimited(&t->error_limit, ds->log_interval_ms, LOG_LEVEL_WARN,
+                            "destination %s target %s: send buffer full, %zu packets dropped",
+                            t->d->name, t->addr.text, t->nbatch - off);
+            break;
+        }
+        if (err == ECONNREFUSED) {
+            /* the port is closed: stop feeding it for a while, then probe again */
+            mt->send_errors += t->nbatch - off;
+            t->down_until = ev_now(ds->loop) + (ev_tstamp)ds->reconnect_min_ms / DEST_MS_PER_S;
+            log_ratelimited(&t->down_limit, ds->log_interval_ms, LOG_LEVEL_WARN,
+                            "destination %s target %s: connection refused, marked down",
+                            t->d->name, t->addr.text);
+            break;
+        }
+        /* this message is unsendable (e.g. EMSGSIZE): skip it, keep the rest */
+        mt->send_errors++;
+        log_ratelimited(&t->error_limit, ds->log_interval_ms, LOG_LEVEL_WARN,
+                        "destination %s target %s: send: %s", t->d->name, t->addr.text, strerror(err));
+        off++;
+    }
+    t->nbatch = 0;
+}
+
+static void udp_queue(struct dest_target *t, const uint8_t *data, size_t len)
+{
+    if (!udp_up(t)) {
+        target_metrics(t)->down_drops++;
+        return;
+    }
+    if (t->nbatch == t->ds->batch_cap)
+        udp_flush_target(t);
+    size_t i = t->nbatch++;
+    t->iov[i].iov_base = (void *)data;
+    t->iov[i].iov_len = len;
+    struct msghdr *h = &t->msgs[i].msg_hdr;
+    memset(h, 0, sizeof *h);
+    h->msg_iov = &t->iov[i];
+    h->msg_iovlen = 1;
+    if (t->unconnected) {
+        h->msg_name = &t->addr.sa;
+        h->msg_namelen = t->addr.salen;
+    }
+}
+
+static int udp_open(struct dest_target *t, size_t batch_cap)
+{
+    t->msgs = calloc(batch_cap, sizeof *t->msgs);
+    t->iov = calloc(batch_cap, sizeof *t->iov);
+    if (t->msgs == NULL || t->iov == NULL) {
+        log_error("destination %s target %s: out of memory", t->d->name, t->addr.text);
+        return -1;
+    }
+    t->fd = socket(t->addr.sa.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (t->fd < 0) {
+        log_error("destination %s target %s: socket: %s", t->d->name, t->addr.text, strerror(errno));
+        return -1;
+    }
+    /* connect() only fails for want of a route; keep going with addressed sends */
+    if (connect(t->fd, (const struct sockaddr *)&t->addr.sa, t->addr.salen) != 0) {
+        log_warn("destination %s target %s: connect: %s (sending unconnected)", t->d->name,
+                 t->addr.text, strerror(errno));
+        t->unconnected = true;
+    }
+    return 0;
+}
+
+/* ---- TCP queue: a ring of whole HEP3 frames ---- */
+
+static size_t ring_head_frame_len(const struct dest_target *t)
+{
+    uint8_t hdr[2];
+    hdr[0] = t->ring[(t->ring_head + 4) % t->ring_cap];
+    hdr[1] = t->ring[(t->ring_head + 5) % t->ring_cap];
+    return be16(hdr);
+}
+
+static void ring_pop(struct dest_target *t, size_t flen)
+{
+    t->ring_head = (t->ring_head + flen) % t->ring_cap;
+    t->ring_len -= flen;
+    if (t->ring_len == 0)
+        t->ring_head = 0;           /* keeps the next frames contiguous */
+}
+
+/* Copies ring bytes [head + from, head + to) into out. */
+static void ring_copy_out(const struct dest_target *t, size_t from, size_t to, uint8_t *out)
+{
+    for (size_t done = 0; from + done < to;) {
+        size_t pos = (t->ring_head + from + done) % t->ring_cap;
+        size_t run = t->ring_cap - pos;
+        if (run > to - from - done)
+            run = to - from - done;
+        memcpy(out + done, t->ring + pos, run);
+        done += run;
+    }
+}
+
+static void ring_append(struct dest_target *t, const uint8_t *data, size_t len)
+{
+    size_t pos = (t->ring_head + t->ring_len) % t->ring_cap;
+    size_t run = t->ring_cap - pos;
+    if (run > len)
+        run = len;
+    memcpy(t->ring + pos, data, run);
+    memcpy(t->ring, data + run, len - run);
+    t->ring_len += len;
+}
+
+/*
+ * Frees the oldest frame.  A frame already partly written on the current
+ * connection must still be finished there, so its tail moves aside (it is
+ * not a drop); any other frame is dropped and counted.
+ */
+static void ring_drop_oldest(struct dest_target *t)
+{
+    size_t flen = ring_head_frame_len(t);
+    if (t->head_sent > 0) {
+        t->partial_len = flen - t->head_sent;
+        t->partial_off = 0;
+        t->partial_frame_len = flen;
+        ring_copy_out(t, t->head_sent, flen, t->partial);
+        t->head_sent = 0;
+    } else {
+        target_metrics(t)->queue_drops++;
+    }
+    ring_pop(t, flen);
+}
+
+static size_t tcp_pending(const struct dest_target *t)
+{
+    return t->ring_len - t->head_sent + (t->partial_len - t->partial_off);
+}
+
+/* Accounts n written bytes: completes frames (metrics) and frees them. */
+static void tcp_consume(struct dest_target *t, size_t n)
+{
+    struct metrics_target *mt = target_metrics(t);
+    if (t->partial_off < t->partial_len) {
+        size_t take = t->partial_len - t->partial_off;
+        if (take > n)
+            take = n;
+        t->partial_off += take;
+        n -= take;
+        if (t->partial_off == t->partial_len) {
+            mt->packets++;
+            mt->bytes += t->partial_frame_len;
+            t->partial_len = t->partial_off = 0;
+        }
+    }
+    while (n > 0) {
+        size_t flen = ring_head_frame_len(t);
+        size_t left = flen - t->head_sent;
+        if (n < left) {
+            t->head_sent += n;
+            return;
+        }
+        n -= left;
+        ring_pop(t, flen);
+        t->head_sent = 0;
+        mt->packets++;
+        mt->bytes += flen;
+    }
+}
+
+/* ---- TCP connection ---- */
+
+static void tcp_connect(struct dest_target *t);
+
+static void tcp_watch(struct dest_target *t, int events)
+{
+    struct ev_loop *loop = t->ds->loop;
+    if (t->io_events == events)
+        return;
+    ev_io_stop(loop, &t->io);
+    t->io_events = events;
+    if (events != 0) {
+        ev_io_set(&t->io, t->fd, events);
+        ev_io_start(loop, &t->io);
+    }
+}
+
+static void tcp_schedule_reconnect(struct dest_target *t)
+{
+    struct dest_set *ds = t->ds;
+    t->state = DEST_TCP_WAITING;
+    ev_timer_stop(ds->loop, &t->timer);
+    ev_timer_set(&t->timer, (ev_tstamp)t->backoff_ms / DEST_MS_PER_S, 0.);
+    ev_timer_start(ds->loop, &t->timer);
+    t->backoff_ms *= 2;
+    if (t->backoff_ms > ds->reconnect_max_ms)
+        t->backoff_ms = ds->reconnect_max_ms;
+}
+
+/*
+ * Closes the socket and schedules a reconnect.  The tail of a frame cut in
+ * the middle is discarded whole: the next connection starts on a frame
+ * boundary.  Queued whole frames stay for the next connection.
+ */
+static void tcp_close(struct dest_target *t, const char *why)
+{
+    struct dest_set *ds = t->ds;
+    struct metrics_target *mt = target_metrics(t);
+    tcp_watch(t, 0);
+    ev_timer_stop(ds->loop, &t->timer);
+    if (t->fd >= 0)
+        close(t->fd);
+    t->fd = -1;
+    if (t->state == DEST_TCP_CONNECTED) {
+        mt->disconnects++;
+        log_ratelimited(&t->down_limit, ds->log_interval_ms, LOG_LEVEL_WARN,
+                        "destination %s target %s: disconnected: %s (%zu bytes queued)",
+                        t->d->name, t->addr.text, why, tcp_pending(t));
+    } else {
+        log_ratelimited(&t->down_limit, ds->log_interval_ms, LOG_LEVEL_WARN,
+                        "destination %s target %s: connect failed: %s (retry in %llu ms)",
+                        t->d->name, t->addr.text, why, (unsigned long long)t->backoff_ms);
+    }
+    if (t->partial_len > 0) {
+        mt->send_errors++;
+        t->partial_len = t->partial_off = 0;
+    }
+    if (t->head_sent > 0) {
+        mt->send_errors++;
+        ring_pop(t, ring_head_frame_len(t));
+        t->head_sent = 0;
+    }
+    tcp_schedule_reconnect(t);
+}
+
+/*
+ * Writes as much of the queue as the socket takes.  Returns 0, or -1 when
+ * the connection was closed (an error).
+ */
+static int tcp_write(struct dest_target *t)
+{
+    while (tcp_pending(t) > 0) {
+        struct iovec iov[DEST_TCP_IOVS];
+        int n = 0;
+        if (t->partial_off < t->partial_len) {
+            iov[n].iov_base = t->partial + t->partial_off;
+            iov[n++].iov_len = t->partial_len - t->partial_off;
+        }
+        if (t->ring_len > t->head_sent) {
+            size_t start = (t->ring_head + t->head_sent) % t->ring_cap;
+            size_t len = t->ring_len - t->head_sent;
+            size_t run = t->ring_cap - start;
+            if (run > len)
+                run = len;
+            iov[n].iov_base = t->ring + start;
+            iov[n++].iov_len = run;
+            if (len > run) {
+                iov[n].iov_base = t->ring;
+                iov[n++].iov_len = len - run;
+            }
+        }
+        struct msghdr msg = { .msg_iov = iov, .msg_iovlen = (size_t)n };
+        ssize_t w = sendmsg(t->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w > 0) {
+            tcp_consume(t, (size_t)w);
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            tcp_watch(t, EV_READ | EV_WRITE);
+            return 0;
+        }
+        /* no packet is lost by the error itself; tcp_close() counts a cut frame */
+        tcp_close(t, w < 0 ? strerror(errno) : "send returned 0");
+        return -1;
+    }
+    tcp_watch(t, EV_READ);
+    return 0;
+}
+
+static void tcp_connected(struct dest_target *t)
+{
+    struct dest_set *ds = t->ds;
+    ev_timer_stop(ds->loop, &t->timer);
+    t->state = DEST_TCP_CONNECTED;
+    t->backoff_ms = ds->reconnect_min_ms;
+    target_metrics(t)->connects++;
+    log_ratelimited(&t->up_limit, ds->log_interval_ms, LOG_LEVEL_INFO,
+                    "destination %s target %s: connected (%zu bytes queued)", t->d->name,
+                    t->addr.text, tcp_pending(t));
+    tcp_write(t);
+}
+
+/*
+ * A back-end has nothing to say; reading tells us when it hangs up.  One
+ * read per wakeup: a chatty peer cannot hold the loop.
+ */
+static void tcp_read_discard(struct dest_target *t)
+{
+    uint8_t buf[DEST_TCP_DISCARD_BYTES];
+    ssize_t n = recv(t->fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (n == 0)
+        tcp_close(t, "closed by the peer");
+    else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        tcp_close(t, strerror(errno));
+}
+
+static void tcp_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    struct dest_target *t = w->data;
+    if (t->state == DEST_TCP_CONNECTING) {
+        int err = 0;
+        socklen_t len = sizeof err;
+        if (getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+            err = errno;
+        if (err != 0)
+            tcp_close(t, strerror(err));
+        else
+            tcp_connected(t);
+        return;
+    }
+    if (t->state != DEST_TCP_CONNECTED)
+        return;
+    if (revents & EV_READ) {
+        tcp_read_discard(t);
+        if (t->state != DEST_TCP_CONNECTED)
+            return;
+    }
+    if (revents & EV_WRITE)
+        tcp_write(t);
+}
+
+static void tcp_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct dest_target *t = w->data;
+    if (t->state == DEST_TCP_CONNECTING)
+        tcp_close(t, "connect timeout");
+    else if (t->state == DEST_TCP_WAITING)
+        tcp_connect(t);
+}
+
+static void tcp_connect(struct dest_target *t)
+{
+    struct dest_set *ds = t->ds;
+    t->state = DEST_TCP_CONNECTING;
+    t->fd = socket(t->addr.sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (t->fd < 0) {
+        tcp_close(t, strerror(errno));
+        return;
+    }
+    /* frames are already batched per flush: Nagle would only add latency */
+    int one = 1;
+    setsockopt(t->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (connect(t->fd, (const struct sockaddr *)&t->addr.sa, t->addr.salen) == 0) {
+        tcp_watch(t, EV_READ);
+        tcp_connected(t);
+        return;
+    }
+    if (errno != EINPROGRESS) {
+        tcp_close(t, strerror(errno));
+        return;
+    }
+    tcp_watch(t, EV_WRITE);
+    if (ds->connect_timeout_ms > 0) {
+        ev_timer_set(&t->timer, (ev_tstamp)ds->connect_timeout_ms / DEST_MS_PER_S, 0.);
+        ev_timer_start(ds->loop, &t->timer);
+    }
+}
+
+/*
+ * Queues one whole frame.  Before dropping anything, a connected target
+ * tries to write: a full queue on a healthy connection only means the last
+ * flush was a while ago.
+ */
+static void tcp_queue(struct dest_target *t, const uint8_t *data, size_t len)
+{
+    struct metrics_target *mt = target_metrics(t);
+    if (len > t->ring_cap) {
+        mt->queue_drops++;
+        log_ratelimited(&t->error_limit, t->ds->log_interval_ms, LOG_LEVEL_WARN,
+                        "destination %s target %s: packet of %zu bytes exceeds tcp_queue_bytes",
+                        t->d->name, t->addr.text, len);
+        return;
+    }
+    if (t->ring_cap - t->ring_len < len && t->state == DEST_TCP_CONNECTED)
+        tcp_write(t);
+    if (t->ring_cap - t->ring_len < len) {
+        /* head_sent > 0 implies the aside buffer is empty: it is written first */
+        while (t->ring_cap - t->ring_len < len)
+            ring_drop_oldest(t);
+        log_ratelimited(&t->error_limit, t->ds->log_interval_ms, LOG_LEVEL_WARN,
+                        "destination %s target %s: queue full (tcp_queue_bytes %zu), oldest packets dropped",
+                        t->d->name, t->addr.text, t->ring_cap);
+    }
+    ring_append(t, data, len);
+}
+
+static int tcp_open(struct dest_target *t, const struct dest_set *ds, size_t queue_bytes)
+{
+    t->fd = -1;
+    t->ring_cap = queue_bytes;
+    t->partial_cap = queue_bytes < HEP3_MAX_LEN ? queue_bytes : HEP3_MAX_LEN;
+    t->ring = malloc(t->ring_cap > 0 ? t->ring_cap : 1);
+    t->partial = malloc(t->partial_cap > 0 ? t->partial_cap : 1);
+    if (t->ring == NULL || t->partial == NULL) {
+        log_error("destination %s target %s: out of memory", t->d->name, t->addr.text);
+        return -1;
+    }
+    t->backoff_ms = ds->reconnect_min_ms;
+    ev_init(&t->io, tcp_io_cb);
+    t->io.data = t;
+    ev_init(&t->timer, tcp_timer_cb);
+    t->timer.data = t;
+    return 0;
+}
+
+/* ---- the set ---- */
+
+static bool target_up(const struct dest_target *t)
+{
+    if (t->addr.transport == CONF_TCP)
+        return t->state == DEST_TCP_CONNECTED;
+    return udp_up(t);
+}
+
+static void target_send(struct dest_target *t, const uint8_t *data, size_t len)
+{
+    if (t->addr.transport == CONF_TCP)
+        tcp_queue(t, data, len);
+    else
+        udp_queue(t, data, len);
+}
+
+/*
+ * The one target of a hash / round_robin / failover destination: the
+ * preferred one if up, else the next one that is up, else the preferred
+ * one anyway (a TCP target queues until it reconnects).
+ */
+static struct dest_target *pick_one(struct dest *d, size_t preferred)
+{
+    for (size_t k = 0; k < d->ntargets; k++) {
+        struct dest_target *t = &d->targets[(preferred + k) % d->ntargets];
+        if (target_up(t))
+            return t;
+    }
+    return &d->targets[preferred];
+}
+
+static void set_free_dest(struct dest_set *ds, struct dest *d)
+{
+    for (size_t j = 0; j < d->ntargets && d->targets != NULL; j++) {
+        struct dest_target *t = &d->targets[j];
+        if (t->addr.transport == CONF_TCP) {
+            ev_io_stop(ds->loop, &t->io);
+            ev_timer_stop(ds->loop, &t->timer);
+        }
+        if (t->fd >= 0)
+            close(t->fd);
+        free(t->msgs);
+        free(t->iov);
+        free(t->ring);
+        free(t->partial);
+    }
+    free(d->targets);
+    free(d->name);
+    free(d->node_name);
+    free(d->auth_key);
+}
+
+void dest_set_free(struct dest_set *ds)
+{
+    if (ds == NULL)
+        return;
+    for (size_t i = 0; i < ds->ndests && ds->dests != NULL; i++)
+        set_free_dest(ds, &ds->dests[i]);
+    free(ds->dests);
+    free(ds->arena);
+    free(ds);
+}
+
+static char *dup_or_null(const char *s, bool *failed)
+{
+    if (s == NULL)
+        return NULL;
+    char *d = strdup(s);
+    if (d == NULL)
+        *failed = true;
+    return d;
+}
+
+static int dest_init(struct dest_set *ds, struct dest *d, size_t di, const struct conf *conf)
+{
+    const struct conf_dest *cd = &conf->dests[di];
+    bool nomem = false;
+    d->index = di;
+    d->name = dup_or_null(cd->name != NULL ? cd->name : "?", &nomem);
+    d->node_name = dup_or_null(cd->node_name, &nomem);
+    d->auth_key = dup_or_null(cd->auth_key, &nomem);
+    d->targets = calloc(cd->ntargets > 0 ? cd->ntargets : 1, sizeof *d->targets);
+    if (nomem || d->targets == NULL) {
+        log_error("destination %s: out of memory", cd->name);
+        return -1;
+    }
+    d->ntargets = cd->ntargets;
+    for (size_t j = 0; j < d->ntargets; j++)
+        d->targets[j].fd = -1;      /* so a failure below closes only what was opened */
+    d->balance = cd->balance;
+    d->max_packet = cd->max_packet;
+    d->rewrite = cd->set_capture_id || cd->node_name != NULL || cd->auth_key != NULL;
+    d->ov.set_capture_id = cd->set_capture_id;
+    d->ov.capture_id = cd->capture_id;
+    if (d->node_name != NULL) {
+        d->ov.node_name.set = true;
+        d->ov.node_name.value.data = (const uint8_t *)d->node_name;
+        d->ov.node_name.value.len = strlen(d->node_name);
+    }
+    if (d->auth_key != NULL) {
+        d->ov.auth_key.set = true;
+        d->ov.auth_key.value.data = (const uint8_t *)d->auth_key;
+        d->ov.auth_key.value.len = strlen(d->auth_key);
+    }
+
+    for (size_t j = 0; j < d->ntargets; j++) {
+        struct dest_target *t = &d->targets[j];
+        t->ds = ds;
+        t->d = d;
+        t->addr = cd->targets[j];
+        t->fd = -1;
+        t->mindex = ds->m->dest_first_target[di] + j;
+        if (t->addr.transport == CONF_TCP) {
+            d->has_tcp = true;
+            if (tcp_open(t, ds, conf->tcp_queue_bytes) != 0)
+                return -1;
+        } else if (udp_open(t, ds->batch_cap) != 0) {
+            return -1;
+        }
+    }
+    d->convert = cd->hep_version == 3 || d->rewrite || d->has_tcp;
+    return 0;
+}
+
+struct dest_set *dest_set_new(struct ev_loop *loop, const struct conf *conf, struct metrics *m)
+{
+    struct dest_set *ds = calloc(1, sizeof *ds);
+    if (ds == NULL) {
+        log_error("destinations: out of memory");
+        return NULL;
+    }
+    ds->loop = loop;
+    ds->m = m;
+    ds->batch_cap = conf->udp_batch > 0 ? conf->udp_batch : 1;
+    if (ds->batch_cap > IOV_MAX)
+        ds->batch_cap = IOV_MAX;    /* sendmmsg() takes at most this many */
+    /* a zero backoff would reconnect in a busy loop */
+    ds->reconnect_min_ms = conf->reconnect_min_ms > 0 ? conf->reconnect_min_ms : 1;
+    ds->reconnect_max_ms = conf->reconnect_max_ms > ds->reconnect_min_ms ? conf->reconnect_max_ms
+                                                                          : ds->reconnect_min_ms;
+    ds->connect_timeout_ms = conf->connect_timeout_ms;
+    ds->log_interval_ms = conf->log_interval_ms;
+    ds->arena_cap = DEST_ARENA_BYTES;
+    ds->arena = malloc(ds->arena_cap);
+    ds->dests = calloc(conf->ndests > 0 ? conf->ndests : 1, sizeof *ds->dests);
+    if (ds->arena == NULL || ds->dests == NULL) {
+        log_error("destinations: out of memory");
+        goto error;
+    }
+    ds->ndests = conf->ndests;
+    for (size_t i = 0; i < ds->ndests; i++)
+        if (dest_init(ds, &ds->dests[i], i, conf) != 0)
+            goto error;
+
+    /* connect only once everything is built: a failure above frees cleanly */
+    for (size_t i = 0; i < ds->ndests; i++)
+        for (size_t j = 0; j < ds->dests[i].ntargets; j++)
+            if (ds->dests[i].targets[j].addr.transport == CONF_TCP)
+                tcp_connect(&ds->dests[i].targets[j]);
+    return ds;
+
+error:
+    dest_set_free(ds);
+    return NULL;
+}
+
+/*
+ * Builds the bytes destination d sends for view: view->raw itself, or a
+ * HEPv3 re-encoding in the arena.  Returns false (counted) when nothing
+ * should be sent.
+ */
+static bool dest_output(struct dest_set *ds, struct dest *d, const struct hep_view *view,
+                        const uint8_t **out, size_t *out_len, bool *in_arena)
+{
+    struct metrics_dest *md = &ds->m->dests[d->index];
+    const struct hep_overrides *ov = d->rewrite ? &d->ov : NULL;
+    bool encode = d->convert && hep_encode_needed(view, ov);
+    size_t len = encode ? hep_encoded_len(view, ov) : view->raw.len;
+
+    *in_arena = false;
+    if (d->max_packet > 0 && len > d->max_packet) {
+        md->too_big++;
+        log_ratelimited(&d->too_big_limit, ds->log_interval_ms, LOG_LEVEL_WARN,
+                        "destination %s: packet of %zu bytes above max_packet %zu, not sent",
+                        d->name, len, d->max_packet);
+        return false;
+    }
+    if (!encode) {
+        *out = view->raw.data;
+        *out_len = len;
+        return true;
+    }
+    if (len > HEP3_MAX_LEN) {
+        md->encode_errors++;
+        log_ratelimited(&d->encode_limit, ds->log_interval_ms, LOG_LEVEL_WARN,
+                        "destination %s: re-encoded packet would be %zu bytes, above %u", d->name,
+                        len, HEP3_MAX_LEN);
+        return false;
+    }
+    if (ds->arena_cap - ds->arena_used < len)
+        dest_flush(ds);             /* frees the arena */
+    uint8_t *p = ds->arena + ds->arena_used;
+    int rc = hep_encode(view, ov, p, ds->arena_cap - ds->arena_used, &len);
+    if (rc != HEP_OK) {
+        md->encode_errors++;
+        log_ratelimited(&d->encode_limit, ds->log_interval_ms, LOG_LEVEL_WARN,
+                        "destination %s: cannot encode: %s", d->name, hep_strerror(rc));
+        return false;
+    }
+    ds->arena_used += len;
+    md->converted++;
+    *out = p;
+    *out_len = len;
+    *in_arena = true;
+    return true;
+}
+
+/* A TCP stream is framed by the HEP3 header: never queue anything else. */
+static bool is_hep3_frame(const uint8_t *p, size_t len)
+{
+    return len >= HEP3_HDR_LEN && memcmp(p, HEP3_MAGIC, sizeof HEP3_MAGIC - 1) == 0 &&
+           be16(p + 4) == len;
+}
+
+void dest_send(struct dest_set *ds, size_t di, const struct hep_view *view, const char *key, size_t klen)
+{
+    if (di >= ds->ndests)
+        return;
+    struct dest *d = &ds->dests[di];
+    struct metrics_dest *md = &ds->m->dests[di];
+    md->packets++;
+    if (d->ntargets == 0)
+        return;
+
+    const uint8_t *data;
+    size_t len;
+    bool in_arena;
+    if (!dest_output(ds, d, view, &data, &len, &in_arena))
+        return;
+    if (d->has_tcp && !is_hep3_frame(data, len)) {
+        md->encode_errors++;
+        log_ratelimited(&d->encode_limit, ds->log_interval_ms, LOG_LEVEL_WARN,
+                        "destination %s: packet is not a well-formed HEP3 frame, not sent", d->name);
+        if (in_arena)
+            ds->arena_used -= len;
+        return;
+    }
+    md->bytes += len;
+
+    struct dest_target *one = NULL;
+    switch (d->balance) {
+    case CONF_BALANCE_HASH:
+        one = pick_one(d, (size_t)(fnv1a(key != NULL ? key : "", key != NULL ? klen : 0) % d->ntargets));
+        break;
+    case CONF_BALANCE_ROUND_ROBIN:
+        one = pick_one(d, (size_t)(d->rr_next++ % d->ntargets));
+        break;
+    case CONF_BALANCE_FAILOVER:
+        one = pick_one(d, 0);
+        break;
+    case CONF_BALANCE_ALL:
+    default:
+        break;
+    }
+
+    bool udp_ref = false;
+    if (one != NULL) {
+        target_send(one, data, len);
+        udp_ref = one->addr.transport == CONF_UDP;
+    } else {
+        for (size_t j = 0; j < d->ntargets; j++) {
+            target_send(&d->targets[j], data, len);
+            udp_ref |= d->targets[j].addr.transport == CONF_UDP;
+        }
+    }
+    /* TCP copied the bytes: give the arena space back unless a UDP batch points at it */
+    if (in_arena && !udp_ref && ds->arena + ds->arena_used == data + len)
+        ds->arena_used -= len;
+}
+
+void dest_flush(struct dest_set *ds)
+{
+    for (size_t i = 0; i < ds->ndests; i++) {
+        struct dest *d = &ds->dests[i];
+        for (size_t j = 0; j < d->ntargets; j++) {
+            struct dest_target *t = &d->targets[j];
+            if (t->addr.transport == CONF_UDP) {
+                if (t->nbatch > 0)
+                    udp_flush_target(t);
+            } else if (t->state == DEST_TCP_CONNECTED && tcp_pending(t) > 0 &&
+                       !(t->io_events & EV_WRITE)) {
+                tcp_write(t);
+            }
+        }
+    }
+    ds->arena_used = 0;
+}
+
+size_t dest_pending(const struct dest_set *ds)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < ds->ndests; i++)
+        for (size_t j = 0; j < ds->dests[i].ntargets; j++)
+            if (ds->dests[i].targets[j].addr.transport == CONF_TCP)
+                n += tcp_pending(&ds->dests[i].targets[j]);
+    return n;
+}

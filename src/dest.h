@@ -1,0 +1,62 @@
+/*
+ * dest.h - destinations: fan-out targets, balancing, output format, sockets.
+ *
+ * Each worker owns one dest_set built from the configuration: for every
+ * destination its targets (udp:/tcp:), a balance mode and an output format.
+ * dest_send() never blocks: UDP datagrams are batched and leave with
+ * sendmmsg() at dest_flush(); TCP targets have a bounded byte queue drained
+ * when the socket is writable, with reconnect and exponential backoff, and
+ * drop the oldest packets (counted) when the queue is full.  One unreachable
+ * target never delays another.
+ */
+#ifndef HEPROUTER_DEST_H
+#define HEPROUTER_DEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ev.h>
+
+#include "hep.h"
+
+struct conf;
+struct metrics;
+struct dest_set;
+
+/*
+ * Details the callers can rely on (dest.c says why):
+ * - A UDP target is a connected socket: an ICMP port-unreachable shows up
+ *   as ECONNREFUSED, and the target is then "down" (skipped, counted as
+ *   down_drops) for limits.reconnect_min_ms before it is probed again.
+ *   A TCP target is "up" while connected.
+ * - hash / round_robin / failover pick the preferred target (hash of key
+ *   with FNV-1a, the next in turn, the first) if it is up, else the next
+ *   one that is up, else the preferred one anyway (TCP queues it).
+ * - A destination with a TCP target always emits HEPv3 (the stream is
+ *   framed by the HEP3 length), so v1/v2 input is converted for it.
+ * - max_packet 0 means no limit.
+ * - The set copies what it needs from conf; conf may be freed after
+ *   dest_set_new().
+ */
+
+/* Opens the sockets of every target; NULL (with a logged reason) on failure. */
+struct dest_set *dest_set_new(struct ev_loop *loop, const struct conf *conf, struct metrics *m);
+
+void dest_set_free(struct dest_set *ds);
+
+/*
+ * Sends one packet to destination index di.  view is the decoded packet
+ * (its raw bytes are forwarded unchanged unless the destination converts or
+ * rewrites); key is the call key used by `balance: hash`.  UDP sends keep
+ * pointers to view->raw until dest_flush(): the caller keeps those bytes
+ * alive until then.  TCP sends and re-encoded packets are copied.
+ */
+void dest_send(struct dest_set *ds, size_t di, const struct hep_view *view, const char *key, size_t klen);
+
+/* Sends everything batched by dest_send() (one sendmmsg per UDP socket). */
+void dest_flush(struct dest_set *ds);
+
+/* Bytes still queued for TCP targets (drain on shutdown). */
+size_t dest_pending(const struct dest_set *ds);
+
+#endif

@@ -1,0 +1,696 @@
+/*
+ * ingest.c - the listeners: UDP sockets read with recvmmsg() and TCP
+ * listeners whose connections carry a HEP3 stream.
+ *
+ * Everything runs on the worker's libev loop and never blocks.  UDP
+ * datagrams land in buffers preallocated once per worker (udp_batch of them,
+ * HEP3_MAX_LEN bytes each); a TCP connection owns one framing buffer of
+ * tcp_max_frame bytes.  Packets are handed out as pointers into those
+ * buffers, valid until the batch-end callback returns.
+ */
+#include "ingest.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "hep.h"
+#include "log.h"
+#include "metrics.h"
+
+/*
+ * Fairness: a busy socket gets at most this many recvmmsg() batches (or
+ * reads, or accepts) per loop iteration before the other watchers run.
+ * libev is level-triggered, so what is left is read on the next iteration.
+ */
+#define INGEST_UDP_BATCHES_PER_WAKEUP 8
+#define INGEST_TCP_READS_PER_WAKEUP 8
+#define INGEST_TCP_ACCEPTS_PER_WAKEUP 64
+
+/* The kernel caps the backlog to net.core.somaxconn anyway. */
+#define INGEST_TCP_BACKLOG SOMAXCONN
+
+/*
+ * When accept() fails for lack of descriptors or memory, the pending
+ * connection stays in the queue and the socket stays readable: stop
+ * watching it for this long instead of spinning.
+ */
+#define INGEST_ACCEPT_PAUSE_S 0.1
+
+/* "udp:" / "tcp:" + "[address]:port" */
+#define INGEST_NAME_LEN (INET6_ADDRSTRLEN + 16)
+
+struct ingest_listener;
+
+/* One inbound TCP connection. */
+struct ingest_conn {
+    struct ingest_listener *l;
+    struct ingest_conn *prev, *next;
+    int fd;
+    struct sockaddr_storage peer;
+    socklen_t peerlen;
+    ev_io io;
+    ev_timer idle;
+    ev_tstamp last_active;
+    struct ingest_framer framer;
+};
+
+struct ingest_listener {
+    struct ingest *in;
+    int transport;                  /* CONF_UDP / CONF_TCP */
+    int fd;
+    struct sockaddr_storage bound;
+    socklen_t boundlen;
+    char name[INGEST_NAME_LEN];     /* "udp:127.0.0.1:9060", the bound port */
+    ev_io io;
+    ev_timer accept_pause;
+    struct ingest_conn *conns;
+    size_t nconns;
+    struct log_limit reject_limit;  /* over tcp_max_connections */
+    struct log_limit frame_limit;   /* bad magic / bad length */
+    struct log_limit error_limit;   /* recv / accept errors, oversize */
+};
+
+struct ingest {
+    struct ev_loop *loop;
+    struct metrics *m;
+    ingest_packet_fn on_packet;
+    ingest_batch_end_fn on_batch_end;
+    void *arg;
+
+    size_t max_connections;
+    size_t max_frame;
+    ev_tstamp idle_timeout;         /* seconds, 0: none */
+    uint64_t log_interval_ms;
+    bool stopped;
+
+    struct ingest_listener *listeners;
+    size_t nlisteners;
+
+    /* One recvmmsg() batch, shared by this worker's UDP listeners. */
+    size_t udp_batch;
+    uint8_t *udp_bufs;
+    struct mmsghdr *udp_msgs;
+    struct iovec *udp_iov;
+    struct sockaddr_storage *udp_peers;
+};
+
+/* ---- HEP3 stream framing ---- */
+
+int ingest_framer_init(struct ingest_framer *f, size_t max_frame)
+{
+    memset(f, 0, sizeof *f);
+    f->max_frame = max_frame;
+    /* a frame can never exceed the u16 length field, nor be under a header */
+    f->cap = max_frame > HEP3_MAX_LEN ? HEP3_MAX_LEN : max_frame;
+    if (f->cap < HEP3_HDR_LEN)
+        f->cap = HEP3_HDR_LEN;
+    f->buf = malloc(f->cap);
+    return f->buf != NULL ? 0 : -1;
+}
+
+void ingest_framer_free(struct ingest_framer *f)
+{
+    free(f->buf);
+    f->buf = NULL;
+    f->start = f->end = 0;
+}
+
+/* Moves the unconsumed tail (at most one partial frame) to the front. */
+static void framer_compact(struct ingest_framer *f)
+{
+    if (f->start == 0)
+        return;
+    size_t n = f->end - f->start;
+    if (n > 0)
+        memmove(f->buf, f->buf + f->start, n);
+    f->start = 0;
+    f->end = n;
+}
+
+uint8_t *ingest_framer_space(struct ingest_framer *f, size_t *room)
+{
+    framer_compact(f);
+    *room = f->cap - f->end;
+    return f->buf + f->end;
+}
+
+void ingest_framer_commit(struct ingest_framer *f, size_t n)
+{
+    f->end += n;
+}
+
+size_t ingest_framer_feed(struct ingest_framer *f, const uint8_t *data, size_t len)
+{
+    size_t room;
+    uint8_t *p = ingest_framer_space(f, &room);
+    size_t n = len < room ? len : room;
+    if (n > 0)
+        memcpy(p, data, n);
+    f->end += n;
+    return n;
+}
+
+enum ingest_frame_status ingest_framer_next(struct ingest_framer *f, const uint8_t **frame, size_t *len)
+{
+    const uint8_t *p = f->buf + f->start;
+    size_t avail = f->end - f->start;
+    size_t magic_len = sizeof HEP3_MAGIC - 1;
+
+    /* check the magic as soon as its first byte is there: garbage fails fast */
+    if (memcmp(p, HEP3_MAGIC, avail < magic_len ? avail : magic_len) != 0)
+        return INGEST_FRAME_BAD_MAGIC;
+    if (avail < HEP3_HDR_LEN)
+        return INGEST_FRAME_NEED_MORE;
+    size_t flen = (size_t)p[4] << 8 | p[5];
+    if (flen < HEP3_HDR_LEN || flen > f->max_frame || flen > f->cap) {
+        *len = flen;
+        return INGEST_FRAME_BAD_LENGTH;
+    }
+    if (avail < flen)
+        return INGEST_FRAME_NEED_MORE;
+    *frame = p;
+    *len = flen;
+    f->start += flen;
+    return INGEST_FRAME_OK;
+}
+
+size_t ingest_framer_pending(const struct ingest_framer *f)
+{
+    return f->end - f->start;
+}
+
+/* ---- helpers ---- */
+
+static const char *transport_name(int transport)
+{
+    return transport == CONF_TCP ? "tcp" : "udp";
+}
+
+static bool is_v6_any(const struct sockaddr_storage *sa)
+{
+    if (sa->ss_family != AF_INET6)
+        return false;
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)(const void *)sa;
+    return IN6_IS_ADDR_UNSPECIFIED(&a->sin6_addr);
+}
+
+static int set_int_opt(int fd, int level, int name, int value)
+{
+    return setsockopt(fd, level, name, &value, sizeof value);
+}
+
+/*
+ * The options every listener needs: SO_REUSEPORT so each worker binds the
+ * same address, IPV6_V6ONLY on [::] so a 0.0.0.0 bind on the same port
+ * does not clash with it.
+ */
+static int socket_common(int fd, const struct conf_addr *addr)
+{
+    if (set_int_opt(fd, SOL_SOCKET, SO_REUSEADDR, 1) != 0 ||
+        set_int_opt(fd, SOL_SOCKET, SO_REUSEPORT, 1) != 0) {
+        log_error("listen %s: setsockopt: %s", addr->text, strerror(errno));
+        return -1;
+    }
+    if (is_v6_any(&addr->sa) && set_int_opt(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1) != 0) {
+        log_error("listen %s: IPV6_V6ONLY: %s", addr->text, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * SO_RCVBUFFORCE ignores net.core.rmem_max but needs CAP_NET_ADMIN; without
+ * it SO_RCVBUF is silently capped, so say so: a small buffer is where UDP
+ * bursts get lost.
+ */
+static void set_rcvbuf(int fd, const struct conf_addr *addr, size_t want)
+{
+    if (want == 0)
+        return;
+    int v = want > (size_t)INT32_MAX / 2 ? INT32_MAX / 2 : (int)want;
+    if (set_int_opt(fd, SOL_SOCKET, SO_RCVBUFFORCE, v) != 0 &&
+        set_int_opt(fd, SOL_SOCKET, SO_RCVBUF, v) != 0) {
+        log_warn("listen %s: SO_RCVBUF %d: %s", addr->text, v, strerror(errno));
+        return;
+    }
+    int got = 0;
+    socklen_t len = sizeof got;
+    /* Linux reports twice the value it granted (bookkeeping overhead) */
+    if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &len) == 0 && got / 2 < v)
+        log_warn("listen %s: udp_rcvbuf %d capped to %d by the kernel (raise net.core.rmem_max)",
+                 addr->text, v, got / 2);
+}
+
+/* ---- UDP ---- */
+
+static void udp_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct ingest_listener *l = w->data;
+    struct ingest *in = l->in;
+
+    for (int b = 0; b < INGEST_UDP_BATCHES_PER_WAKEUP; b++) {
+        for (size_t i = 0; i < in->udp_batch; i++) {
+            in->udp_msgs[i].msg_hdr.msg_namelen = sizeof in->udp_peers[i];
+            in->udp_msgs[i].msg_hdr.msg_flags = 0;
+        }
+        int n = recvmmsg(l->fd, in->udp_msgs, (unsigned)in->udp_batch, MSG_DONTWAIT, NULL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                in->m->recv_errors++;
+                log_ratelimited(&l->error_limit, in->log_interval_ms, LOG_LEVEL_WARN,
+                                "%s: recvmmsg: %s", l->name, strerror(errno));
+            }
+            return;
+        }
+        for (int i = 0; i < n; i++) {
+            struct msghdr *h = &in->udp_msgs[i].msg_hdr;
+            if (h->msg_flags & MSG_TRUNC) {
+                char peer[INGEST_NAME_LEN];
+                in->m->udp_oversize++;
+                log_ratelimited(&l->error_limit, in->log_interval_ms, LOG_LEVEL_WARN,
+                                "%s: datagram from %s larger than %u bytes dropped", l->name,
+                                log_format_addr(h->msg_name, peer, sizeof peer), HEP3_MAX_LEN);
+                continue;
+            }
+            struct ingest_source src = {
+                .peer = h->msg_name,
+                .peerlen = h->msg_namelen,
+                .transport = CONF_UDP,
+            };
+            in->on_packet(in->arg, h->msg_iov->iov_base, in->udp_msgs[i].msg_len, &src);
+        }
+        if (n > 0 && in->on_batch_end != NULL)
+            in->on_batch_end(in->arg);
+        if ((size_t)n < in->udp_batch)
+            return;                 /* the socket is drained */
+    }
+}
+
+static int udp_buffers_alloc(struct ingest *in)
+{
+    in->udp_bufs = malloc(in->udp_batch * HEP3_MAX_LEN);
+    in->udp_msgs = calloc(in->udp_batch, sizeof *in->udp_msgs);
+    in->udp_iov = calloc(in->udp_batch, sizeof *in->udp_iov);
+    in->udp_peers = calloc(in->udp_batch, sizeof *in->udp_peers);
+    if (in->udp_bufs == NULL || in->udp_msgs == NULL || in->udp_iov == NULL || in->udp_peers == NULL)
+        return -1;
+    for (size_t i = 0; i < in->udp_batch; i++) {
+        in->udp_iov[i].iov_base = in->udp_bufs + i * HEP3_MAX_LEN;
+        in->udp_iov[i].iov_len = HEP3_MAX_LEN;
+        in->udp_msgs[i].msg_hdr.msg_iov = &in->udp_iov[i];
+        in->udp_msgs[i].msg_hdr.msg_iovlen = 1;
+        in->udp_msgs[i].msg_hdr.msg_name = &in->udp_peers[i];
+    }
+    return 0;
+}
+
+/* ---- TCP connections ---- */
+
+static void conn_close(struct ingest_conn *c)
+{
+    struct ingest_listener *l = c->l;
+    struct ingest *in = l->in;
+    ev_io_stop(in->loop, &c->io);
+    ev_timer_stop(in->loop, &c->idle);
+    close(c->fd);
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        l->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    l->nconns--;
+    ingest_framer_free(&c->framer);
+    free(c);
+}
+
+/* Closes a connection for a reason the operator should see, counted. */
+static void conn_close_counted(struct ingest_conn *c, uint64_t *counter)
+{
+    if (counter != NULL)
+        (*counter)++;
+    c->l->in->m->tcp_closed++;
+    conn_close(c);
+}
+
+/*
+ * Hands every whole frame in the buffer to on_packet, then runs on_batch_end
+ * while the frames are still in place.  Returns the framer's final status.
+ */
+static enum ingest_frame_status conn_deliver(struct ingest_conn *c)
+{
+    struct ingest *in = c->l->in;
+    struct ingest_source src = {
+        .peer = (const struct sockaddr *)&c->peer,
+        .peerlen = c->peerlen,
+        .transport = CONF_TCP,
+    };
+    const uint8_t *frame = NULL;
+    size_t len = 0, delivered = 0;
+    enum ingest_frame_status st;
+    while ((st = ingest_framer_next(&c->framer, &frame, &len)) == INGEST_FRAME_OK) {
+        in->on_packet(in->arg, frame, len, &src);
+        delivered++;
+    }
+    if (delivered > 0 && in->on_batch_end != NULL)
+        in->on_batch_end(in->arg);
+    if (st == INGEST_FRAME_BAD_MAGIC) {
+        char peer[INGEST_NAME_LEN];
+        in->m->tcp_bad_magic++;
+        log_ratelimited(&c->l->frame_limit, in->log_interval_ms, LOG_LEVEL_WARN,
+                        "%s: connection from %s closed: stream is not HEP3 (bad magic)", c->l->name,
+                        log_format_addr((const struct sockaddr *)&c->peer, peer, sizeof peer));
+    } else if (st == INGEST_FRAME_BAD_LENGTH) {
+        char peer[INGEST_NAME_LEN];
+        in->m->tcp_bad_length++;
+        log_ratelimited(&c->l->frame_limit, in->log_interval_ms, LOG_LEVEL_WARN,
+                        "%s: connection from %s closed: HEP3 length %zu outside [%u, %zu]",
+                        c->l->name,
+                        log_format_addr((const struct sockaddr *)&c->peer, peer, sizeof peer), len,
+                        HEP3_HDR_LEN, in->max_frame);
+    }
+    return st;
+}
+
+static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)revents;
+    struct ingest_conn *c = w->data;
+    struct ingest *in = c->l->in;
+
+    for (int r = 0; r < INGEST_TCP_READS_PER_WAKEUP; r++) {
+        size_t room;
+        uint8_t *p = ingest_framer_space(&c->framer, &room);
+        ssize_t n = read(c->fd, p, room);
+        if (n > 0) {
+            ingest_framer_commit(&c->framer, (size_t)n);
+            c->last_active = ev_now(loop);
+            enum ingest_frame_status st = conn_deliver(c);
+            if (st == INGEST_FRAME_BAD_MAGIC || st == INGEST_FRAME_BAD_LENGTH) {
+                conn_close_counted(c, NULL);
+                return;
+            }
+            if ((size_t)n < room)
+                return;             /* the socket is drained */
+            continue;
+        }
+        if (n == 0) {
+            /* a frame cut by EOF is lost: the sender closed mid-write */
+            log_peer_debug((const struct sockaddr *)&c->peer,
+                           "%s: connection closed by the peer (%zu bytes of a partial frame lost)",
+                           c->l->name, ingest_framer_pending(&c->framer));
+            conn_close_counted(c, NULL);
+            return;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return;
+        char peer[INGEST_NAME_LEN];
+        in->m->recv_errors++;
+        log_ratelimited(&c->l->error_limit, in->log_interval_ms, LOG_LEVEL_WARN,
+                        "%s: connection from %s: read: %s", c->l->name,
+                        log_format_addr((const struct sockaddr *)&c->peer, peer, sizeof peer),
+                        strerror(errno));
+        conn_close_counted(c, NULL);
+        return;
+    }
+}
+
+/*
+ * One timer per connection, re-armed lazily: activity only stamps
+ * last_active, and the timer, when it fires, either closes the connection or
+ * sleeps for what is left (the libev manual's cheapest idle-timeout scheme).
+ */
+static void conn_idle_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    struct ingest_conn *c = w->data;
+    struct ingest *in = c->l->in;
+    ev_tstamp left = c->last_active + in->idle_timeout - ev_now(loop);
+    if (left > 0) {
+        w->repeat = left;
+        ev_timer_again(loop, w);
+        return;
+    }
+    char peer[INGEST_NAME_LEN];
+    log_debug("%s: connection from %s idle, closed", c->l->name,
+              log_format_addr((const struct sockaddr *)&c->peer, peer, sizeof peer));
+    conn_close_counted(c, &in->m->tcp_idle_closed);
+}
+
+static int conn_open(struct ingest_listener *l, int fd, const struct sockaddr_storage *peer, socklen_t plen)
+{
+    struct ingest *in = l->in;
+    struct ingest_conn *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return -1;
+    if (ingest_framer_init(&c->framer, in->max_frame) != 0) {
+        free(c);
+        return -1;
+    }
+    c->l = l;
+    c->fd = fd;
+    c->peer = *peer;
+    c->peerlen = plen;
+    c->last_active = ev_now(in->loop);
+    ev_io_init(&c->io, conn_read_cb, fd, EV_READ);
+    c->io.data = c;
+    ev_init(&c->idle, conn_idle_cb);
+    c->idle.data = c;
+    ev_io_start(in->loop, &c->io);
+    if (in->idle_timeout > 0) {
+        c->idle.repeat = in->idle_timeout;
+        ev_timer_again(in->loop, &c->idle);
+    }
+    c->next = l->conns;
+    if (l->conns != NULL)
+        l->conns->prev = c;
+    l->conns = c;
+    l->nconns++;
+    return 0;
+}
+
+static void accept_pause_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    struct ingest_listener *l = w->data;
+    if (!l->in->stopped)
+        ev_io_start(loop, &l->io);
+}
+
+static void tcp_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)revents;
+    struct ingest_listener *l = w->data;
+    struct ingest *in = l->in;
+    char peername[INGEST_NAME_LEN];
+
+    for (int k = 0; k < INGEST_TCP_ACCEPTS_PER_WAKEUP; k++) {
+        struct sockaddr_storage peer;
+        socklen_t plen = sizeof peer;
+        int fd = accept4(l->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            switch (errno) {
+            case EINTR:
+            case ECONNABORTED:
+            case EPROTO:
+                continue;           /* that connection is gone; try the next */
+            case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+            case EWOULDBLOCK:
+#endif
+                return;
+            case EMFILE:
+            case ENFILE:
+            case ENOBUFS:
+            case ENOMEM:
+                in->m->recv_errors++;
+                log_ratelimited(&l->error_limit, in->log_interval_ms, LOG_LEVEL_WARN,
+                                "%s: accept: %s (pausing)", l->name, strerror(errno));
+                ev_io_stop(loop, &l->io);
+                ev_timer_set(&l->accept_pause, INGEST_ACCEPT_PAUSE_S, 0.);
+                ev_timer_start(loop, &l->accept_pause);
+                return;
+            default:
+                in->m->recv_errors++;
+                log_ratelimited(&l->error_limit, in->log_interval_ms, LOG_LEVEL_WARN,
+                                "%s: accept: %s", l->name, strerror(errno));
+                return;
+            }
+        }
+        if (l->nconns >= in->max_connections) {
+            close(fd);
+            in->m->tcp_rejected++;
+            log_ratelimited(&l->reject_limit, in->log_interval_ms, LOG_LEVEL_WARN,
+                            "%s: connection from %s refused: tcp_max_connections (%zu) reached",
+                            l->name, log_format_addr((struct sockaddr *)&peer, peername, sizeof peername),
+                            in->max_connections);
+            continue;
+        }
+        if (conn_open(l, fd, &peer, plen) != 0) {
+            close(fd);
+            in->m->tcp_rejected++;
+            log_ratelimited(&l->reject_limit, in->log_interval_ms, LOG_LEVEL_WARN,
+                            "%s: connection from %s refused: out of memory", l->name,
+                            log_format_addr((struct sockaddr *)&peer, peername, sizeof peername));
+            continue;
+        }
+        in->m->tcp_accepted++;
+        log_debug("%s: connection from %s", l->name,
+                  log_format_addr((struct sockaddr *)&peer, peername, sizeof peername));
+    }
+}
+
+/* ---- listeners ---- */
+
+static int listener_open(struct ingest *in, struct ingest_listener *l, const struct conf_addr *addr,
+                         size_t rcvbuf)
+{
+    int type = addr->transport == CONF_TCP ? SOCK_STREAM : SOCK_DGRAM;
+    l->in = in;
+    l->transport = addr->transport;
+    l->fd = socket(addr->sa.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (l->fd < 0) {
+        log_error("listen %s: socket: %s", addr->text, strerror(errno));
+        return -1;
+    }
+    if (socket_common(l->fd, addr) != 0)
+        return -1;
+    if (addr->transport == CONF_UDP)
+        set_rcvbuf(l->fd, addr, rcvbuf);
+    if (bind(l->fd, (const struct sockaddr *)&addr->sa, addr->salen) != 0) {
+        log_error("listen %s: bind: %s", addr->text, strerror(errno));
+        return -1;
+    }
+    if (addr->transport == CONF_TCP && listen(l->fd, INGEST_TCP_BACKLOG) != 0) {
+        log_error("listen %s: listen: %s", addr->text, strerror(errno));
+        return -1;
+    }
+    l->boundlen = sizeof l->bound;
+    if (getsockname(l->fd, (struct sockaddr *)&l->bound, &l->boundlen) != 0) {
+        log_error("listen %s: getsockname: %s", addr->text, strerror(errno));
+        return -1;
+    }
+    char where[INGEST_NAME_LEN];
+    snprintf(l->name, sizeof l->name, "%s:%s", transport_name(l->transport),
+             log_format_addr((const struct sockaddr *)&l->bound, where, sizeof where));
+
+    if (addr->transport == CONF_TCP)
+        ev_io_init(&l->io, tcp_accept_cb, l->fd, EV_READ);
+    else
+        ev_io_init(&l->io, udp_read_cb, l->fd, EV_READ);
+    l->io.data = l;
+    ev_init(&l->accept_pause, accept_pause_cb);
+    l->accept_pause.data = l;
+    return 0;
+}
+
+struct ingest *ingest_new(struct ev_loop *loop, const struct conf *conf, struct metrics *m,
+                          ingest_packet_fn on_packet, ingest_batch_end_fn on_batch_end, void *arg)
+{
+    struct ingest *in = calloc(1, sizeof *in);
+    if (in == NULL) {
+        log_error("ingest: out of memory");
+        return NULL;
+    }
+    in->loop = loop;
+    in->m = m;
+    in->on_packet = on_packet;
+    in->on_batch_end = on_batch_end;
+    in->arg = arg;
+    in->max_connections = conf->tcp_max_connections;
+    in->max_frame = conf->tcp_max_frame;
+    in->idle_timeout = (ev_tstamp)conf->tcp_idle_timeout_ms / 1000.;
+    in->log_interval_ms = conf->log_interval_ms;
+    in->udp_batch = conf->udp_batch > 0 ? conf->udp_batch : 1;
+    if (in->udp_batch > IOV_MAX)
+        in->udp_batch = IOV_MAX;    /* recvmmsg() silently takes no more */
+
+    in->listeners = calloc(conf->nlisten > 0 ? conf->nlisten : 1, sizeof *in->listeners);
+    if (in->listeners == NULL)
+        goto nomem;
+    in->nlisteners = conf->nlisten;
+    for (size_t i = 0; i < in->nlisteners; i++)
+        in->listeners[i].fd = -1;
+
+    bool any_udp = false;
+    for (size_t i = 0; i < conf->nlisten; i++)
+        any_udp |= conf->listen[i].transport == CONF_UDP;
+    if (any_udp && udp_buffers_alloc(in) != 0)
+        goto nomem;
+
+    for (size_t i = 0; i < conf->nlisten; i++)
+        if (listener_open(in, &in->listeners[i], &conf->listen[i], conf->udp_rcvbuf) != 0)
+            goto error;
+
+    for (size_t i = 0; i < in->nlisteners; i++) {
+        ev_io_start(loop, &in->listeners[i].io);
+        log_info("listening %s", in->listeners[i].name);
+    }
+    return in;
+
+nomem:
+    log_error("ingest: out of memory");
+error:
+    ingest_free(in);
+    return NULL;
+}
+
+void ingest_stop(struct ingest *in)
+{
+    if (in == NULL)
+        return;
+    in->stopped = true;
+    for (size_t i = 0; i < in->nlisteners; i++) {
+        struct ingest_listener *l = &in->listeners[i];
+        if (l->fd < 0)
+            continue;
+        ev_io_stop(in->loop, &l->io);
+        ev_timer_stop(in->loop, &l->accept_pause);
+        for (struct ingest_conn *c = l->conns; c != NULL; c = c->next) {
+            ev_io_stop(in->loop, &c->io);
+            ev_timer_stop(in->loop, &c->idle);
+        }
+    }
+}
+
+void ingest_free(struct ingest *in)
+{
+    if (in == NULL)
+        return;
+    ingest_stop(in);
+    for (size_t i = 0; i < in->nlisteners; i++) {
+        struct ingest_listener *l = &in->listeners[i];
+        while (l->conns != NULL)
+            conn_close(l->conns);
+        if (l->fd >= 0)
+            close(l->fd);
+    }
+    free(in->listeners);
+    free(in->udp_bufs);
+    free(in->udp_msgs);
+    free(in->udp_iov);
+    free(in->udp_peers);
+    free(in);
+}
+
+int ingest_bound_addr(const struct ingest *in, size_t i, struct sockaddr_storage *out, socklen_t *len)
+{
+    if (i >= in->nlisteners || in->listeners[i].fd < 0)
+        return -1;
+    *out = in->listeners[i].bound;
+    *len = in->listeners[i].boundlen;
+    return 0;
+}

@@ -1,0 +1,768 @@
+/*
+ * test_ingest.c - unit tests for src/ingest.c: the HEP3 stream framer on its
+ * own (whole, split, byte-by-byte, bad magic, bad lengths), then real
+ * loopback UDP and TCP listeners driven by a libev loop with a deadline.
+ */
+#include "conf.h"
+#include "hep.h"
+#include "ingest.h"
+#include "log.h"
+#include "metrics.h"
+#include "unit.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Every loopback test gives up after this long. */
+#define TEST_DEADLINE_S 2.0
+/* The loop wakes at least this often to re-check a test's condition. */
+#define TEST_TICK_S 0.005
+
+#define TEST_MAX_FRAME 1024
+#define TEST_MAX_PACKETS 64
+
+/* ---- frames ---- */
+
+/* A HEP3 frame of total length len, filled with a recognisable byte. */
+static size_t make_frame(uint8_t *buf, size_t len, uint8_t fill)
+{
+    memcpy(buf, HEP3_MAGIC, 4);
+    buf[4] = (uint8_t)(len >> 8);
+    buf[5] = (uint8_t)len;
+    memset(buf + HEP3_HDR_LEN, fill, len - HEP3_HDR_LEN);
+    return len;
+}
+
+/* Drains every whole frame; returns how many, checking each one's fill byte. */
+static size_t drain_frames(struct ingest_framer *f, uint8_t *first_fill, size_t *lens, size_t max,
+                           enum ingest_frame_status *last)
+{
+    const uint8_t *frame;
+    size_t len, n = 0;
+    enum ingest_frame_status st;
+    while ((st = ingest_framer_next(f, &frame, &len)) == INGEST_FRAME_OK) {
+        CU_ASSERT_FATAL(n < max);
+        CU_ASSERT(memcmp(frame, HEP3_MAGIC, 4) == 0);
+        if (first_fill != NULL)
+            first_fill[n] = len > HEP3_HDR_LEN ? frame[HEP3_HDR_LEN] : 0;
+        lens[n++] = len;
+    }
+    if (last != NULL)
+        *last = st;
+    return n;
+}
+
+static void test_framer_one_frame(void)
+{
+    struct ingest_framer f;
+    uint8_t buf[100], fill[4];
+    size_t lens[4];
+    enum ingest_frame_status st;
+    CU_ASSERT_FATAL(ingest_framer_init(&f, TEST_MAX_FRAME) == 0);
+    size_t len = make_frame(buf, 100, 'a');
+    CU_ASSERT(ingest_framer_feed(&f, buf, len) == len);
+    CU_ASSERT(drain_frames(&f, fill, lens, 4, &st) == 1);
+    CU_ASSERT(st == INGEST_FRAME_NEED_MORE);
+    CU_ASSERT(lens[0] == 100);
+    CU_ASSERT(fill[0] == 'a');
+    CU_ASSERT(ingest_framer_pending(&f) == 0);
+    ingest_framer_free(&f);
+}
+
+static void test_framer_many_frames_in_one_chunk(void)
+{
+    struct ingest_framer f;
+    uint8_t buf[TEST_MAX_FRAME], fill[8];
+    size_t lens[8], off = 0;
+    CU_ASSERT_FATAL(ingest_framer_init(&f, TEST_MAX_FRAME) == 0);
+    for (int i = 0; i < 5; i++)
+        off += make_frame(buf + off, 20 + (size_t)i * 10, (uint8_t)('a' + i));
+    CU_ASSERT(ingest_framer_feed(&f, buf, off) == off);
+    CU_ASSERT(drain_frames(&f, fill, lens, 8, NULL) == 5);
+    for (int i = 0; i < 5; i++) {
+        CU_ASSERT(lens[i] == 20 + (size_t)i * 10);
+        CU_ASSERT(fill[i] == 'a' + i);
+    }
+    ingest_framer_free(&f);
+}
+
+static void test_framer_byte_by_byte(void)
+{
+    struct ingest_framer f;
+    uint8_t buf[TEST_MAX_FRAME], fill[8];
+    size_t lens[8], off = 0, got = 0;
+    enum ingest_frame_status st;
+    CU_ASSERT_FATAL(ingest_framer_init(&f, TEST_MAX_FRAME) == 0);
+    off += make_frame(buf + off, 7, 'x');      /* header + one byte */
+    off += make_frame(buf + off, 300, 'y');
+    off += make_frame(buf + off, HEP3_HDR_LEN, 0);  /* header only: legal framing */
+    for (size_t i = 0; i < off; i++) {
+        CU_ASSERT_FATAL(ingest_framer_feed(&f, buf + i, 1) == 1);
+        got += drain_frames(&f, fill + got, lens + got, 8 - got, &st);
+        CU_ASSERT(st == INGEST_FRAME_NEED_MORE);
+    }
+    CU_ASSERT(got == 3);
+    CU_ASSERT(lens[0] == 7 && fill[0] == 'x');
+    CU_ASSERT(lens[1] == 300 && fill[1] == 'y');
+    CU_ASSERT(lens[2] == HEP3_HDR_LEN);
+    ingest_framer_free(&f);
+}
+
+static void test_framer_split_header(void)
+{
+    struct ingest_framer f;
+    uint8_t buf[64], fill[2];
+    size_t lens[2];
+    enum ingest_frame_status st;
+    CU_ASSERT_FATAL(ingest_framer_init(&f, TEST_MAX_FRAME) == 0);
+    make_frame(buf, 64, 'h');
+    /* "HEP3" and the first length byte, then the rest */
+    CU_ASSERT(ingest_framer_feed(&f, buf, 5) == 5);
+    CU_ASSERT(drain_frames(&f, fill, lens, 2, &st) == 0);
+    CU_ASSERT(st == INGEST_FRAME_NEED_MORE);
+    CU_ASSERT(ingest_framer_feed(&f, buf + 5, 59) == 59);
+    CU_ASSERT(drain_frames(&f, fill, lens, 2, &st) == 1);
+    CU_ASSERT(lens[0] == 64 && fill[0] == 'h');
+    ingest_framer_free(&f);
+}
+
+/* A partial frame left at the end of the buffer moves to the front. */
+static void test_framer_frame_split_across_reads(void)
+{
+    struct ingest_framer f;
+    uint8_t buf[3 * TEST_MAX_FRAME], fill[8];
+    size_t lens[8], off = 0, got = 0;
+    CU_ASSERT_FATAL(ingest_framer_init(&f, TEST_MAX_FRAME) == 0);
+    off += make_frame(buf + off, 600, '1');
+    off += make_frame(buf + off, 1000, '2');    /* crosses the 1024-byte buffer end */
+    off += make_frame(buf + off, 1024, '3');
+    size_t pos = 0;
+    while (pos < off) {
+        size_t room;
+        uint8_t *p = ingest_framer_space(&f, &room);
+        CU_ASSERT_FATAL(room > 0);
+        size_t n = off - pos < room ? off - pos : room;
+        memcpy(p, buf + pos, n);
+        ingest_framer_commit(&f, n);
+        pos += n;
+        got += drain_frames(&f, fill + got, lens + got, 8 - got, NULL);
+    }
+    CU_ASSERT(got == 3);
+    CU_ASSERT(lens[0] == 600 && fill[0] == '1');
+    CU_ASSERT(lens[1] == 1000 && fill[1] == '2');
+    CU_ASSERT(lens[2] == 1024 && fill[2] == '3');
+    ingest_framer_free(&f);
+}
+
+static void test_framer_bad_magic(void)
+{
+    struct ingest_framer f;
+    const uint8_t *frame;
+    size_t len;
+    CU_ASSERT_FATAL(ingest_framer_init(&f, TEST_MAX_FRAME) == 0);
+    /* HEPv2 over TCP, or plain text: refused from the first wrong byte */
+    ingest_framer_feed(&f, (const uint8_t *)"G", 1);
+    CU_ASSERT(ingest_framer_next(&f, &frame, &len) == INGEST_FRAME_BAD_MAGIC);
+    ingest_framer_free(&f);
+
+    CU_ASSERT_FATAL(ingest_framer_init(&f, TEST_MAX_FRAME) == 0);
+    ingest_framer_feed(&f, (const uint8_t *)"HEP2\x00\x10", 6);
+    CU_ASSERT(ingest_framer_next(&f, &frame, &len) == INGEST_FRAME_BAD_MAGIC);
+    ingest_framer_free(&f);
+
+    /* a good frame, then garbage: the good one still comes out first */
+    uint8_t buf[40];
+    CU_ASSERT_FATAL(ingest_framer_init(&f, TEST_MAX_FRAME) == 0);
+    make_frame(buf, 30, 'g');
+    memcpy(buf + 30, "XEP3\x00\x08", 6);
+    ingest_framer_feed(&f, buf, 36);
+    CU_ASSERT(ingest_framer_next(&f, &frame, &len) == INGEST_FRAME_OK);
+    CU_ASSERT(len == 30);
+    CU_ASSERT(ingest_framer_next(&f, &frame, &len) == INGEST_FRAME_BAD_MAGIC);
+    ingest_framer_free(&f);
+}
+
+static void test_framer_length_below_header(void)
+{
+    struct ingest_framer f;
+    const uint8_t *frame;
+    size_t len = 0;
+    CU_ASSERT_FATAL(ingest_framer_init(&f, TEST_MAX_FRAME) == 0);
+    ingest_framer_feed(&f, (const uint8_t *)"HEP3\x00\x05", 6);
+    CU_ASSERT(ingest_framer_next(&f, &frame, &len) == INGEST_FRAME_BAD_LENGTH);
+    CU_ASSERT(len == 5);
+    ingest_framer_free(&f);
+
+    CU_ASSERT_FATAL(ingest_framer_init(&f, TEST_MAX_FRAME) == 0);
+    ingest_framer_feed(&f, (const uint8_t *)"HEP3\x00\x00", 6);
+    CU_ASSERT(ingest_framer_next(&f, &frame, &len) == INGEST_FRAME_BAD_LENGTH);
+    ingest_framer_free(&f);
+}
+
+static void test_framer_length_above_max(void)
+{
+    struct ingest_framer f;
+    const uint8_t *frame;
+    size_t len = 0;
+    uint8_t hdr[HEP3_HDR_LEN] = { 'H', 'E', 'P', '3', (TEST_MAX_FRAME + 1) >> 8, (TEST_MAX_FRAME + 1) & 0xff };
+    CU_ASSERT_FATAL(ingest_framer_init(&f, TEST_MAX_FRAME) == 0);
+    /* refused on the header alone: no need to buffer the body */
+    ingest_framer_feed(&f, hdr, sizeof hdr);
+    CU_ASSERT(ingest_framer_next(&f, &frame, &len) == INGEST_FRAME_BAD_LENGTH);
+    CU_ASSERT(len == TEST_MAX_FRAME + 1);
+    ingest_framer_free(&f);
+}
+
+static void test_framer_exact_max(void)
+{
+    struct ingest_framer f;
+    uint8_t buf[TEST_MAX_FRAME], fill[1];
+    size_t lens[1];
+    CU_ASSERT_FATAL(ingest_framer_init(&f, TEST_MAX_FRAME) == 0);
+    make_frame(buf, TEST_MAX_FRAME, 'm');
+    CU_ASSERT(ingest_framer_feed(&f, buf, sizeof buf) == sizeof buf);
+    CU_ASSERT(drain_frames(&f, fill, lens, 1, NULL) == 1);
+    CU_ASSERT(lens[0] == TEST_MAX_FRAME);
+    ingest_framer_free(&f);
+
+    /* the largest frame HEP3 can express, with a limit at the protocol maximum */
+    static uint8_t big[HEP3_MAX_LEN];
+    CU_ASSERT_FATAL(ingest_framer_init(&f, HEP3_MAX_LEN) == 0);
+    make_frame(big, HEP3_MAX_LEN, 'M');
+    CU_ASSERT(ingest_framer_feed(&f, big, sizeof big) == sizeof big);
+    CU_ASSERT(drain_frames(&f, fill, lens, 1, NULL) == 1);
+    CU_ASSERT(lens[0] == HEP3_MAX_LEN && fill[0] == 'M');
+    ingest_framer_free(&f);
+}
+
+/* ---- loopback: a real loop, real sockets ---- */
+
+struct recorder {
+    size_t packets;
+    size_t batches;
+    size_t lens[TEST_MAX_PACKETS];
+    uint8_t first[TEST_MAX_PACKETS];        /* first body byte of each */
+    int transport[TEST_MAX_PACKETS];
+    uint16_t peer_port[TEST_MAX_PACKETS];
+    bool in_batch;                          /* on_packet seen since the last batch end */
+    bool order_ok;
+};
+
+static void on_packet(void *arg, const uint8_t *data, size_t len, const struct ingest_source *src)
+{
+    struct recorder *r = arg;
+    r->in_batch = true;
+    if (r->packets >= TEST_MAX_PACKETS)
+        return;
+    r->lens[r->packets] = len;
+    r->first[r->packets] = len > HEP3_HDR_LEN ? data[HEP3_HDR_LEN] : 0;
+    r->transport[r->packets] = src->transport;
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)(const void *)src->peer;
+    r->peer_port[r->packets] = src->peer->sa_family == AF_INET ? ntohs(sin->sin_port) : 0;
+    r->packets++;
+}
+
+static void on_batch_end(void *arg)
+{
+    struct recorder *r = arg;
+    if (!r->in_batch)
+        r->order_ok = false;                /* a batch end with no packet before it */
+    r->in_batch = false;
+    r->batches++;
+}
+
+static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)w;
+    (void)revents;
+}
+
+/* Runs the loop until cond(arg) holds or the deadline passes. */
+static bool run_until(struct ev_loop *loop, bool (*cond)(void *), void *arg)
+{
+    ev_timer tick;
+    ev_timer_init(&tick, tick_cb, TEST_TICK_S, TEST_TICK_S);
+    ev_timer_start(loop, &tick);
+    ev_tstamp deadline = ev_time() + TEST_DEADLINE_S;
+    bool ok;
+    while (!(ok = cond(arg)) && ev_time() < deadline)
+        ev_run(loop, EVRUN_ONCE);
+    ev_timer_stop(loop, &tick);
+    return ok;
+}
+
+/* Runs the loop for a fixed time (to show that nothing happens). */
+static void run_for(struct ev_loop *loop, double seconds)
+{
+    ev_timer tick;
+    ev_timer_init(&tick, tick_cb, TEST_TICK_S, TEST_TICK_S);
+    ev_timer_start(loop, &tick);
+    ev_tstamp end = ev_time() + seconds;
+    while (ev_time() < end)
+        ev_run(loop, EVRUN_ONCE);
+    ev_timer_stop(loop, &tick);
+}
+
+struct wait_packets {
+    struct recorder *r;
+    size_t want;
+};
+
+static bool have_packets(void *arg)
+{
+    struct wait_packets *w = arg;
+    return w->r->packets >= w->want;
+}
+
+static bool counter_nonzero(void *arg)
+{
+    return *(uint64_t *)arg > 0;
+}
+
+static struct conf_addr loopback(enum conf_transport transport)
+{
+    struct conf_addr a;
+    memset(&a, 0, sizeof a);
+    a.transport = transport;
+    struct sockaddr_in *sin = (struct sockaddr_in *)&a.sa;
+    sin->sin_family = AF_INET;
+    sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sin->sin_port = 0;
+    a.salen = sizeof *sin;
+    snprintf(a.text, sizeof a.text, "%s:127.0.0.1:0", transport == CONF_TCP ? "tcp" : "udp");
+    return a;
+}
+
+static void test_conf(struct conf *c, struct conf_addr *listen, size_t nlisten)
+{
+    memset(c, 0, sizeof *c);
+    c->listen = listen;
+    c->nlisten = nlisten;
+    c->tcp_max_connections = 4;
+    c->tcp_max_frame = TEST_MAX_FRAME;
+    c->tcp_idle_timeout_ms = 0;
+    c->udp_batch = 4;
+    c->udp_rcvbuf = 1 << 20;
+    c->log_interval_ms = 1000;
+}
+
+/* A fixture: loop + ingest on the given listeners. */
+struct fixture {
+    struct ev_loop *loop;
+    struct conf conf;
+    struct conf_addr listen[2];
+    struct metrics m;
+    struct recorder rec;
+    struct ingest *in;
+};
+
+static void fixture_start(struct fixture *fx)
+{
+    fx->loop = ev_loop_new(EVFLAG_AUTO);
+    CU_ASSERT_FATAL(fx->loop != NULL);
+    memset(&fx->m, 0, sizeof fx->m);
+    memset(&fx->rec, 0, sizeof fx->rec);
+    fx->rec.order_ok = true;
+    fx->in = ingest_new(fx->loop, &fx->conf, &fx->m, on_packet, on_batch_end, &fx->rec);
+    CU_ASSERT_FATAL(fx->in != NULL);
+}
+
+static void fixture_stop(struct fixture *fx)
+{
+    ingest_free(fx->in);
+    ev_loop_destroy(fx->loop);
+}
+
+static uint16_t bound_port(struct fixture *fx, size_t i)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    CU_ASSERT_FATAL(ingest_bound_addr(fx->in, i, &ss, &len) == 0);
+    CU_ASSERT_FATAL(ss.ss_family == AF_INET);
+    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+static struct sockaddr_in loopback_port(uint16_t port)
+{
+    struct sockaddr_in sin;
+    memset(&sin, 0, sizeof sin);
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sin.sin_port = htons(port);
+    return sin;
+}
+
+static int tcp_client(uint16_t port)
+{
+    struct sockaddr_in sin = loopback_port(port);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_FATAL(connect(fd, (struct sockaddr *)&sin, sizeof sin) == 0);
+    return fd;
+}
+
+static bool send_all(int fd, const uint8_t *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n <= 0)
+            return false;
+        p += n;
+        len -= (size_t)n;
+    }
+    return true;
+}
+
+/* True once the server closed fd (EOF or reset). */
+static bool peer_closed(void *arg)
+{
+    int fd = *(int *)arg;
+    uint8_t b;
+    struct pollfd pfd = { .fd = fd, .events = POLLIN };
+    if (poll(&pfd, 1, 0) <= 0)
+        return false;
+    ssize_t n = recv(fd, &b, 1, MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+static void test_bound_addr_resolves_port_zero(void)
+{
+    struct fixture fx;
+    fx.listen[0] = loopback(CONF_UDP);
+    fx.listen[1] = loopback(CONF_TCP);
+    test_conf(&fx.conf, fx.listen, 2);
+    fixture_start(&fx);
+    CU_ASSERT(bound_port(&fx, 0) != 0);
+    CU_ASSERT(bound_port(&fx, 1) != 0);
+    struct sockaddr_storage ss;
+    socklen_t len;
+    CU_ASSERT(ingest_bound_addr(fx.in, 2, &ss, &len) == -1);
+    fixture_stop(&fx);
+}
+
+static void test_udp_datagrams_reach_callback(void)
+{
+    struct fixture fx;
+    fx.listen[0] = loopback(CONF_UDP);
+    test_conf(&fx.conf, fx.listen, 1);
+    fixture_start(&fx);
+    struct sockaddr_in to = loopback_port(bound_port(&fx, 0));
+
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    CU_ASSERT_FATAL(s >= 0);
+    struct sockaddr_in from = loopback_port(0);
+    CU_ASSERT_FATAL(bind(s, (struct sockaddr *)&from, sizeof from) == 0);
+    socklen_t flen = sizeof from;
+    getsockname(s, (struct sockaddr *)&from, &flen);
+
+    /* more datagrams than one recvmmsg batch (udp_batch = 4) */
+    uint8_t buf[200];
+    for (int i = 0; i < 10; i++) {
+        size_t len = make_frame(buf, 50 + (size_t)i, (uint8_t)('A' + i));
+        CU_ASSERT(sendto(s, buf, len, 0, (struct sockaddr *)&to, sizeof to) == (ssize_t)len);
+    }
+    struct wait_packets w = { &fx.rec, 10 };
+    CU_ASSERT(run_until(fx.loop, have_packets, &w));
+    CU_ASSERT(fx.rec.packets == 10);
+    for (size_t i = 0; i < fx.rec.packets; i++) {
+        CU_ASSERT(fx.rec.lens[i] == 50 + i);
+        CU_ASSERT(fx.rec.first[i] == 'A' + i);
+        CU_ASSERT(fx.rec.transport[i] == CONF_UDP);
+        CU_ASSERT(fx.rec.peer_port[i] == ntohs(from.sin_port));
+    }
+    /* one batch end per recvmmsg batch, each after its packets */
+    CU_ASSERT(fx.rec.batches >= 3);
+    CU_ASSERT(fx.rec.order_ok);
+    CU_ASSERT(!fx.rec.in_batch);
+    CU_ASSERT(fx.m.udp_oversize == 0);
+    CU_ASSERT(fx.m.recv_errors == 0);
+    close(s);
+    fixture_stop(&fx);
+}
+
+static void test_tcp_frames_reach_callback(void)
+{
+    struct fixture fx;
+    fx.listen[0] = loopback(CONF_TCP);
+    test_conf(&fx.conf, fx.listen, 1);
+    fixture_start(&fx);
+    int c = tcp_client(bound_port(&fx, 0));
+
+    /* three frames in one write, then one frame split over two writes */
+    uint8_t buf[4 * TEST_MAX_FRAME];
+    size_t off = 0;
+    off += make_frame(buf + off, 100, 'a');
+    off += make_frame(buf + off, 200, 'b');
+    off += make_frame(buf + off, TEST_MAX_FRAME, 'c');
+    CU_ASSERT(send_all(c, buf, off));
+    struct wait_packets w = { &fx.rec, 3 };
+    CU_ASSERT(run_until(fx.loop, have_packets, &w));
+
+    size_t len = make_frame(buf, 500, 'd');
+    CU_ASSERT(send_all(c, buf, 3));
+    run_for(fx.loop, 0.02);
+    CU_ASSERT(fx.rec.packets == 3);
+    CU_ASSERT(send_all(c, buf + 3, len - 3));
+    w.want = 4;
+    CU_ASSERT(run_until(fx.loop, have_packets, &w));
+
+    CU_ASSERT(fx.rec.packets == 4);
+    CU_ASSERT(fx.rec.lens[0] == 100 && fx.rec.first[0] == 'a');
+    CU_ASSERT(fx.rec.lens[1] == 200 && fx.rec.first[1] == 'b');
+    CU_ASSERT(fx.rec.lens[2] == TEST_MAX_FRAME && fx.rec.first[2] == 'c');
+    CU_ASSERT(fx.rec.lens[3] == 500 && fx.rec.first[3] == 'd');
+    CU_ASSERT(fx.rec.transport[0] == CONF_TCP);
+    CU_ASSERT(fx.rec.order_ok);
+    CU_ASSERT(fx.m.tcp_accepted == 1);
+
+    close(c);
+    CU_ASSERT(run_until(fx.loop, counter_nonzero, &fx.m.tcp_closed));
+    CU_ASSERT(fx.m.tcp_closed == 1);
+    CU_ASSERT(fx.m.tcp_bad_magic == 0 && fx.m.tcp_bad_length == 0);
+    fixture_stop(&fx);
+}
+
+static void test_tcp_bad_magic_closes_connection(void)
+{
+    struct fixture fx;
+    fx.listen[0] = loopback(CONF_TCP);
+    test_conf(&fx.conf, fx.listen, 1);
+    fixture_start(&fx);
+    int c = tcp_client(bound_port(&fx, 0));
+    const char *http = "GET / HTTP/1.0\r\n\r\n";
+    CU_ASSERT(send_all(c, (const uint8_t *)http, strlen(http)));
+    CU_ASSERT(run_until(fx.loop, peer_closed, &c));
+    CU_ASSERT(fx.m.tcp_bad_magic == 1);
+    CU_ASSERT(fx.m.tcp_closed == 1);
+    CU_ASSERT(fx.rec.packets == 0);
+    close(c);
+    fixture_stop(&fx);
+}
+
+static void test_tcp_bad_length_closes_connection(void)
+{
+    struct fixture fx;
+    fx.listen[0] = loopback(CONF_TCP);
+    test_conf(&fx.conf, fx.listen, 1);
+    fixture_start(&fx);
+
+    /* a good frame first: it is delivered before the connection closes */
+    int c = tcp_client(bound_port(&fx, 0));
+    uint8_t buf[64];
+    size_t len = make_frame(buf, 40, 'z');
+    uint8_t too_big[HEP3_HDR_LEN] = { 'H', 'E', 'P', '3', (TEST_MAX_FRAME + 1) >> 8, (TEST_MAX_FRAME + 1) & 0xff };
+    memcpy(buf + len, too_big, sizeof too_big);
+    CU_ASSERT(send_all(c, buf, len + sizeof too_big));
+    CU_ASSERT(run_until(fx.loop, peer_closed, &c));
+    CU_ASSERT(fx.m.tcp_bad_length == 1);
+    CU_ASSERT(fx.rec.packets == 1);
+    CU_ASSERT(fx.rec.batches == 1);
+    close(c);
+
+    c = tcp_client(bound_port(&fx, 0));
+    CU_ASSERT(send_all(c, (const uint8_t *)"HEP3\x00\x03", 6));
+    CU_ASSERT(run_until(fx.loop, peer_closed, &c));
+    CU_ASSERT(fx.m.tcp_bad_length == 2);
+    CU_ASSERT(fx.m.tcp_closed == 2);
+    close(c);
+    fixture_stop(&fx);
+}
+
+static void test_tcp_connections_over_limit_are_refused(void)
+{
+    struct fixture fx;
+    fx.listen[0] = loopback(CONF_TCP);
+    test_conf(&fx.conf, fx.listen, 1);
+    fx.conf.tcp_max_connections = 1;
+    fixture_start(&fx);
+    uint16_t port = bound_port(&fx, 0);
+    int c1 = tcp_client(port);
+    CU_ASSERT(run_until(fx.loop, counter_nonzero, &fx.m.tcp_accepted));
+    int c2 = tcp_client(port);
+    CU_ASSERT(run_until(fx.loop, peer_closed, &c2));
+    CU_ASSERT(fx.m.tcp_rejected == 1);
+    CU_ASSERT(fx.m.tcp_accepted == 1);
+
+    /* the first connection still works */
+    uint8_t buf[64];
+    size_t len = make_frame(buf, 64, 'k');
+    CU_ASSERT(send_all(c1, buf, len));
+    struct wait_packets w = { &fx.rec, 1 };
+    CU_ASSERT(run_until(fx.loop, have_packets, &w));
+
+    /* and once it is gone, a new one is accepted */
+    close(c1);
+    CU_ASSERT(run_until(fx.loop, counter_nonzero, &fx.m.tcp_closed));
+    int c3 = tcp_client(port);
+    fx.m.tcp_accepted = 0;
+    CU_ASSERT(run_until(fx.loop, counter_nonzero, &fx.m.tcp_accepted));
+    CU_ASSERT(fx.m.tcp_rejected == 1);
+    close(c2);
+    close(c3);
+    fixture_stop(&fx);
+}
+
+static void test_tcp_idle_connection_is_closed(void)
+{
+    struct fixture fx;
+    fx.listen[0] = loopback(CONF_TCP);
+    test_conf(&fx.conf, fx.listen, 1);
+    fx.conf.tcp_idle_timeout_ms = 60;
+    fixture_start(&fx);
+    int c = tcp_client(bound_port(&fx, 0));
+    CU_ASSERT(run_until(fx.loop, counter_nonzero, &fx.m.tcp_accepted));
+
+    /* activity keeps it open past the timeout */
+    uint8_t buf[32];
+    size_t len = make_frame(buf, 32, 'i');
+    ev_tstamp last_sent = 0;
+    for (int i = 0; i < 4; i++) {
+        CU_ASSERT(send_all(c, buf, len));
+        last_sent = ev_time();
+        run_for(fx.loop, 0.03);
+    }
+    CU_ASSERT(fx.rec.packets == 4);
+    CU_ASSERT(fx.m.tcp_idle_closed == 0);
+
+    CU_ASSERT(run_until(fx.loop, peer_closed, &c));
+    CU_ASSERT(ev_time() - last_sent >= 0.05);
+    CU_ASSERT(fx.m.tcp_idle_closed == 1);
+    CU_ASSERT(fx.m.tcp_closed == 1);
+    close(c);
+    fixture_stop(&fx);
+}
+
+static void test_stop_stops_reading(void)
+{
+    struct fixture fx;
+    fx.listen[0] = loopback(CONF_UDP);
+    test_conf(&fx.conf, fx.listen, 1);
+    fixture_start(&fx);
+    struct sockaddr_in to = loopback_port(bound_port(&fx, 0));
+    ingest_stop(fx.in);
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    uint8_t buf[32];
+    size_t len = make_frame(buf, 32, 's');
+    CU_ASSERT(sendto(s, buf, len, 0, (struct sockaddr *)&to, sizeof to) == (ssize_t)len);
+    run_for(fx.loop, 0.03);
+    CU_ASSERT(fx.rec.packets == 0);
+    close(s);
+    fixture_stop(&fx);
+}
+
+/*
+ * [::] (bound IPv6-only) and 0.0.0.0 on the same port coexist, as two
+ * listen entries or two workers do; each family reaches its own socket.
+ * Skipped when the host has no IPv6 loopback.
+ */
+static void test_udp_ipv6_any_and_ipv4_share_a_port(void)
+{
+    int probe = socket(AF_INET6, SOCK_DGRAM, 0);
+    struct sockaddr_in6 lo6;
+    memset(&lo6, 0, sizeof lo6);
+    lo6.sin6_family = AF_INET6;
+    lo6.sin6_addr = in6addr_loopback;
+    if (probe < 0 || bind(probe, (struct sockaddr *)&lo6, sizeof lo6) != 0) {
+        if (probe >= 0)
+            close(probe);
+        return;
+    }
+    close(probe);
+
+    struct fixture v6, v4;
+    memset(&v6.listen[0], 0, sizeof v6.listen[0]);
+    v6.listen[0].transport = CONF_UDP;
+    struct sockaddr_in6 *any6 = (struct sockaddr_in6 *)&v6.listen[0].sa;
+    any6->sin6_family = AF_INET6;
+    any6->sin6_addr = in6addr_any;
+    v6.listen[0].salen = sizeof *any6;
+    snprintf(v6.listen[0].text, sizeof v6.listen[0].text, "udp:[::]:0");
+    test_conf(&v6.conf, v6.listen, 1);
+    fixture_start(&v6);
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    CU_ASSERT_FATAL(ingest_bound_addr(v6.in, 0, &ss, &sslen) == 0);
+    uint16_t port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+
+    v4.listen[0] = loopback(CONF_UDP);
+    ((struct sockaddr_in *)&v4.listen[0].sa)->sin_addr.s_addr = htonl(INADDR_ANY);
+    ((struct sockaddr_in *)&v4.listen[0].sa)->sin_port = htons(port);
+    test_conf(&v4.conf, v4.listen, 1);
+    v4.loop = ev_loop_new(EVFLAG_AUTO);
+    memset(&v4.m, 0, sizeof v4.m);
+    memset(&v4.rec, 0, sizeof v4.rec);
+    v4.in = ingest_new(v4.loop, &v4.conf, &v4.m, on_packet, on_batch_end, &v4.rec);
+    CU_ASSERT_FATAL(v4.in != NULL);
+
+    uint8_t buf[32];
+    size_t len = make_frame(buf, 32, '4');
+    int s4 = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in to4 = loopback_port(port);
+    for (int i = 0; i < 8; i++)
+        sendto(s4, buf, len, 0, (struct sockaddr *)&to4, sizeof to4);
+    int s6 = socket(AF_INET6, SOCK_DGRAM, 0);
+    lo6.sin6_port = htons(port);
+    make_frame(buf, 32, '6');
+    CU_ASSERT(sendto(s6, buf, len, 0, (struct sockaddr *)&lo6, sizeof lo6) == (ssize_t)len);
+
+    struct wait_packets w4 = { &v4.rec, 8 }, w6 = { &v6.rec, 1 };
+    CU_ASSERT(run_until(v4.loop, have_packets, &w4));
+    CU_ASSERT(run_until(v6.loop, have_packets, &w6));
+    run_for(v6.loop, 0.02);
+    CU_ASSERT(v4.rec.packets == 8);
+    CU_ASSERT(v6.rec.packets == 1);
+    CU_ASSERT(v6.rec.first[0] == '6');
+    close(s4);
+    close(s6);
+    fixture_stop(&v4);
+    fixture_stop(&v6);
+}
+
+static void test_bind_failure_returns_null(void)
+{
+    struct fixture fx;
+    fx.listen[0] = loopback(CONF_UDP);
+    test_conf(&fx.conf, fx.listen, 1);
+    /* an address this host does not have */
+    struct sockaddr_in *sin = (struct sockaddr_in *)&fx.listen[0].sa;
+    inet_pton(AF_INET, "192.0.2.1", &sin->sin_addr);
+    fx.loop = ev_loop_new(EVFLAG_AUTO);
+    struct recorder rec;
+    memset(&rec, 0, sizeof rec);
+    CU_ASSERT(ingest_new(fx.loop, &fx.conf, &fx.m, on_packet, on_batch_end, &rec) == NULL);
+    ev_loop_destroy(fx.loop);
+}
+
+int main(void)
+{
+    static const struct unit_test tests[] = {
+        { "framer: one frame", test_framer_one_frame },
+        { "framer: many frames in one chunk", test_framer_many_frames_in_one_chunk },
+        { "framer: byte by byte", test_framer_byte_by_byte },
+        { "framer: split header", test_framer_split_header },
+        { "framer: frame split across reads", test_framer_frame_split_across_reads },
+        { "framer: bad magic", test_framer_bad_magic },
+        { "framer: length below header", test_framer_length_below_header },
+        { "framer: length above max", test_framer_length_above_max },
+        { "framer: exact max", test_framer_exact_max },
+        { "bound addr resolves port 0", test_bound_addr_resolves_port_zero },
+        { "udp datagrams reach the callback", test_udp_datagrams_reach_callback },
+        { "tcp frames reach the callback", test_tcp_frames_reach_callback },
+        { "tcp bad magic closes the connection", test_tcp_bad_magic_closes_connection },
+        { "tcp bad length closes the connection", test_tcp_bad_length_closes_connection },
+        { "tcp connections over the limit are refused", test_tcp_connections_over_limit_are_refused },
+        { "tcp idle connection is closed", test_tcp_idle_connection_is_closed },
+        { "stop stops reading", test_stop_stops_reading },
+        { "udp [::] and 0.0.0.0 share a port", test_udp_ipv6_any_and_ipv4_share_a_port },
+        { "bind failure returns NULL", test_bind_failure_returns_null },
+        { NULL, NULL },
+    };
+    return unit_run("ingest", tests);
+}
