@@ -47,6 +47,7 @@ static inline int unit_run(const char *suite_name, const struct unit_test *tests
 static inline unsigned char *unit_read_file(const char *relpath, size_t *len)
 {
     char path[4096];
+    *len = 0;
     snprintf(path, sizeof path, "%s/%s", TEST_DATA_DIR, relpath);
     FILE *f = fopen(path, "rb");
     if (f == NULL) {
