@@ -1,0 +1,158 @@
+/*
+ * log.c - leveled, optionally rate-limited logging to stderr.
+ *
+ * Lines start with a syslog priority prefix ("<3>", "<4>", ...) only when
+ * stderr is the journal (JOURNAL_STREAM set by systemd), so they are
+ * readable on a terminal and correctly classified under systemd.  One write()
+ * per line keeps lines from several worker threads whole.
+ */
+#include "log.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LOG_LINE_MAX 2048
+
+int log_current_level = LOG_LEVEL_INFO;
+static bool log_timestamps;
+static int log_journal = -1;        /* -1: not checked yet */
+
+static const struct {
+    const char *name;
+    const char *journal_prefix;     /* sd-daemon(3) priority */
+} levels[] = {
+    [LOG_LEVEL_ERROR] = { "error", "<3>" },
+    [LOG_LEVEL_WARN] = { "warn", "<4>" },
+    [LOG_LEVEL_INFO] = { "info", "<6>" },
+    [LOG_LEVEL_DEBUG] = { "debug", "<7>" },
+};
+
+#define LOG_NLEVELS ((int)(sizeof levels / sizeof levels[0]))
+
+int log_level_from_name(const char *name)
+{
+    for (int i = 0; i < LOG_NLEVELS; i++)
+        if (strcmp(levels[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+void log_set_level(int level)
+{
+    if (level >= 0 && level < LOG_NLEVELS)
+        log_current_level = level;
+}
+
+void log_set_timestamps(bool on)
+{
+    log_timestamps = on;
+}
+
+static size_t prefix(int level, char *buf, size_t len)
+{
+    size_t n = 0;
+    if (log_journal < 0)
+        log_journal = getenv("JOURNAL_STREAM") != NULL;
+    if (log_journal)
+        n += (size_t)snprintf(buf, len, "%s", levels[level].journal_prefix);
+    if (log_timestamps) {
+        struct timespec ts;
+        struct tm tm;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        localtime_r(&ts.tv_sec, &tm);
+        n += strftime(buf + n, len - n, "%Y-%m-%d %H:%M:%S", &tm);
+        n += (size_t)snprintf(buf + n, len - n, ".%03ld ", ts.tv_nsec / 1000000);
+    }
+    n += (size_t)snprintf(buf + n, len - n, "heprouter[%ld] %s: ", (long)getpid(), levels[level].name);
+    return n < len ? n : len - 1;
+}
+
+static void emit(int level, const char *peer, const char *fmt, va_list ap)
+{
+    char line[LOG_LINE_MAX];
+    size_t n = prefix(level, line, sizeof line);
+    if (peer != NULL && n < sizeof line)
+        n += (size_t)snprintf(line + n, sizeof line - n, "%s: ", peer);
+    if (n < sizeof line) {
+        int w = vsnprintf(line + n, sizeof line - n, fmt, ap);
+        if (w > 0)
+            n += (size_t)w;
+    }
+    if (n >= sizeof line - 1)
+        n = sizeof line - 2;        /* truncated: keep room for the newline */
+    line[n++] = '\n';
+    ssize_t ignored = write(STDERR_FILENO, line, n);
+    (void)ignored;
+}
+
+void log_write(int level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    emit(level, NULL, fmt, ap);
+    va_end(ap);
+}
+
+void log_write_peer(int level, const struct sockaddr *peer, const char *fmt, ...)
+{
+    char addr[INET6_ADDRSTRLEN + 8];
+    va_list ap;
+    va_start(ap, fmt);
+    emit(level, log_format_addr(peer, addr, sizeof addr), fmt, ap);
+    va_end(ap);
+}
+
+static uint64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void log_ratelimited(struct log_limit *lim, uint64_t interval_ms, int level, const char *fmt, ...)
+{
+    if (log_current_level < level)
+        return;
+    uint64_t now = monotonic_ms();
+    if (now < lim->next_ms) {
+        lim->suppressed++;
+        return;
+    }
+    char msg[LOG_LINE_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (lim->suppressed > 0)
+        log_write(level, "%s (%llu similar messages suppressed)", msg,
+                  (unsigned long long)lim->suppressed);
+    else
+        log_write(level, "%s", msg);
+    lim->suppressed = 0;
+    lim->next_ms = now + interval_ms;
+}
+
+const char *log_format_addr(const struct sockaddr *addr, char *buf, size_t len)
+{
+    char ip[INET6_ADDRSTRLEN];
+    if (addr == NULL) {
+        snprintf(buf, len, "-");
+    } else if (addr->sa_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)(const void *)addr;
+        inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
+        snprintf(buf, len, "%s:%u", ip, ntohs(a->sin_port));
+    } else if (addr->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)(const void *)addr;
+        inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip);
+        snprintf(buf, len, "[%s]:%u", ip, ntohs(a->sin6_port));
+    } else {
+        snprintf(buf, len, "(family %d)", addr->sa_family);
+    }
+    return buf;
+}

@@ -1,0 +1,63 @@
+/*
+ * log.h - leveled logging to stderr (systemd-friendly: no timestamps unless
+ * asked, a priority prefix journald understands).
+ *
+ * The macros test the level before formatting, so a disabled debug line
+ * costs one comparison.  log_peer_* prefix the sender's address so an
+ * operator can grep one peer.  log_ratelimited() keeps the packet path from
+ * flooding the log: at most one line per key and interval, with a count of
+ * what was suppressed.
+ */
+#ifndef HEPROUTER_LOG_H
+#define HEPROUTER_LOG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+enum log_level {
+    LOG_LEVEL_ERROR = 0,
+    LOG_LEVEL_WARN,
+    LOG_LEVEL_INFO,
+    LOG_LEVEL_DEBUG,
+};
+
+extern int log_current_level;
+
+/* Parses "error", "warn", "info", "debug"; returns -1 for anything else. */
+int log_level_from_name(const char *name);
+
+void log_set_level(int level);
+
+/* Prefix each line with a local timestamp (off by default: journald adds one). */
+void log_set_timestamps(bool on);
+
+void log_write(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+void log_write_peer(int level, const struct sockaddr *peer, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/*
+ * State for one rate-limited message: at most one line per interval_ms; the
+ * next line that gets through says how many were suppressed.
+ */
+struct log_limit {
+    uint64_t next_ms;
+    uint64_t suppressed;
+};
+
+/* Logs through *lim at most once per interval_ms (monotonic clock). */
+void log_ratelimited(struct log_limit *lim, uint64_t interval_ms, int level, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Formats addr as "1.2.3.4:5060" or "[::1]:5060" into buf. */
+const char *log_format_addr(const struct sockaddr *addr, char *buf, size_t len);
+
+#define log_error(...) do { if (log_current_level >= LOG_LEVEL_ERROR) log_write(LOG_LEVEL_ERROR, __VA_ARGS__); } while (0)
+#define log_warn(...) do { if (log_current_level >= LOG_LEVEL_WARN) log_write(LOG_LEVEL_WARN, __VA_ARGS__); } while (0)
+#define log_info(...) do { if (log_current_level >= LOG_LEVEL_INFO) log_write(LOG_LEVEL_INFO, __VA_ARGS__); } while (0)
+#define log_debug(...) do { if (log_current_level >= LOG_LEVEL_DEBUG) log_write(LOG_LEVEL_DEBUG, __VA_ARGS__); } while (0)
+#define log_peer_warn(peer, ...) do { if (log_current_level >= LOG_LEVEL_WARN) log_write_peer(LOG_LEVEL_WARN, peer, __VA_ARGS__); } while (0)
+#define log_peer_debug(peer, ...) do { if (log_current_level >= LOG_LEVEL_DEBUG) log_write_peer(LOG_LEVEL_DEBUG, peer, __VA_ARGS__); } while (0)
+
+#endif

@@ -1,0 +1,97 @@
+/*
+ * metrics.h - the router's counters, in one struct.
+ *
+ * Each worker owns one struct metrics and bumps plain integers on its packet
+ * path (no atomics, no locks); metrics_sum() adds them up for reporting.
+ * Per-destination and per-target counters are arrays laid out like the
+ * configuration: target j of destination i is targets[dest_first_target[i] + j].
+ */
+#ifndef HEPROUTER_METRICS_H
+#define HEPROUTER_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "hep.h"
+#include "sip.h"
+
+struct conf;
+
+#define METRICS_HEP_VERSIONS 4      /* index 1..3 */
+
+struct metrics_dest {
+    uint64_t packets;               /* handed to the destination */
+    uint64_t bytes;
+    uint64_t converted;             /* re-encoded (version or chunk rewrite) */
+    uint64_t too_big;               /* above max_packet: counted, not sent */
+    uint64_t encode_errors;
+};
+
+struct metrics_target {
+    uint64_t packets;               /* written to the socket */
+    uint64_t bytes;
+    uint64_t send_errors;
+    uint64_t queue_drops;           /* TCP queue full, oldest dropped */
+    uint64_t down_drops;            /* target down and nowhere else to go */
+    uint64_t connects;
+    uint64_t disconnects;
+};
+
+struct metrics {
+    /* ingest */
+    uint64_t packets_in;
+    uint64_t bytes_in;
+    uint64_t in_version[METRICS_HEP_VERSIONS];
+    uint64_t in_sip;
+    uint64_t in_rtcp;
+    uint64_t in_log;
+    uint64_t in_other;
+    uint64_t decode_errors[HEP_STATUS_COUNT];
+    uint64_t udp_oversize;          /* datagram larger than the receive buffer */
+    uint64_t recv_errors;
+    uint64_t tcp_accepted;
+    uint64_t tcp_rejected;          /* over limits.tcp_max_connections */
+    uint64_t tcp_bad_magic;         /* connection closed: frame without "HEP3" */
+    uint64_t tcp_bad_length;        /* connection closed: length < 6 or > limit */
+    uint64_t tcp_idle_closed;
+    uint64_t tcp_closed;            /* all inbound closes, any reason */
+
+    /* classify / decide */
+    uint64_t sip_errors[SIP_STATUS_COUNT];  /* unscannable SIP: sent to default */
+    uint64_t calls_new;             /* origin seen, call stored */
+    uint64_t calls_followed;        /* packet of a known call */
+    uint64_t calls_fallback;        /* decision by the packet's own CSeq method */
+    uint64_t uncorrelated;          /* no Call-ID / correlation id: default route */
+    uint64_t duplicates;            /* same bytes as the call's previous packet */
+    uint64_t route_dropped;         /* the matching route discards */
+
+    /* orphans */
+    uint64_t orphans_held;
+    uint64_t orphans_released_origin;
+    uint64_t orphans_released_fallback;
+    uint64_t orphans_queue_full;    /* hold queue full: fallback at once */
+
+    /* dispatch */
+    size_t ndests;
+    struct metrics_dest *dests;
+    size_t *dest_first_target;
+    size_t ntargets;
+    struct metrics_target *targets;
+};
+
+/* Sizes the per-destination and per-target arrays from conf; -1 on ENOMEM. */
+int metrics_init(struct metrics *m, const struct conf *conf);
+
+void metrics_free(struct metrics *m);
+
+/* Zeroes every counter, keeping the arrays. */
+void metrics_reset(struct metrics *m);
+
+/* dst += src; both initialised from the same conf. */
+void metrics_add(struct metrics *dst, const struct metrics *src);
+
+/* Writes the counters as one JSON object on one line (names from conf). */
+void metrics_write_json(const struct metrics *m, const struct conf *conf, FILE *out);
+
+#endif

@@ -1,0 +1,68 @@
+/*
+ * router.h - the middle of the data path: decode -> classify -> decide ->
+ * dispatch, for one worker.
+ *
+ * router_packet() takes one received HEP packet.  It decodes it, finds the
+ * call it belongs to (Call-ID, or the correlation id of non-SIP HEP), looks
+ * the call up in the context store and hands the packet to every
+ * destination of the route that matches it.  A packet whose call is not
+ * known yet waits in the hold queue; router_timer() releases what waited
+ * long enough by the packet's own CSeq method.  The router does no I/O
+ * itself: sending goes through the dispatch callbacks, so the whole
+ * decision logic runs in unit tests with a recorder in place of sockets.
+ */
+#ifndef HEPROUTER_ROUTER_H
+#define HEPROUTER_ROUTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hep.h"
+
+struct conf;
+struct store;
+struct hold;
+struct metrics;
+
+struct router_dispatch {
+    /* Send view to destination di; the bytes stay valid until flush(). */
+    void (*send)(void *arg, size_t di, const struct hep_view *view, const char *key, size_t klen);
+    /* Everything sent so far may now leave; called before held bytes are freed. */
+    void (*flush)(void *arg);
+    void *arg;
+};
+
+struct router;
+
+struct router *router_new(const struct conf *conf, struct store *store, struct metrics *m,
+                          const struct router_dispatch *dispatch);
+
+void router_free(struct router *r);
+
+/*
+ * Routes one packet.  now_ms is a monotonic clock (expiry, hold), wall_ms
+ * the wall clock (first-seen time kept with a call).
+ */
+void router_packet(struct router *r, const uint8_t *data, size_t len, uint64_t now_ms, uint64_t wall_ms);
+
+/* Releases held packets whose wait is over; expires store entries. */
+void router_timer(struct router *r, uint64_t now_ms, uint64_t wall_ms);
+
+/* When router_timer() next has work: the oldest held packet's deadline. */
+uint64_t router_next_deadline(const struct router *r);
+
+/* Shutdown: every held packet takes its fallback now. */
+void router_drain(struct router *r, uint64_t now_ms, uint64_t wall_ms);
+
+/* Packets in the hold queue. */
+size_t router_held(const struct router *r);
+
+/*
+ * The method a call must have started with, given an orphan's CSeq method:
+ * the CSeq method itself, except for methods that only exist inside an
+ * INVITE dialog or transaction (ACK, CANCEL, BYE, PRACK, UPDATE, INFO),
+ * which give INVITE.
+ */
+const char *router_fallback_method(const char *cseq_method, size_t len, size_t *out_len);
+
+#endif

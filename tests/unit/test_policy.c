@@ -1,0 +1,255 @@
+/*
+ * test_policy.c - unit tests for src/policy.c: first match wins, every match
+ * key, ANDed keys, and the default list.  The routes are built by hand so
+ * the tests do not depend on the YAML loader.
+ */
+#include <arpa/inet.h>
+#include <sys/socket.h>
+
+#include "conf.h"
+#include "hep.h"
+#include "policy.h"
+#include "unit.h"
+
+static struct conf conf;
+static struct conf_route routes[8];
+static size_t to_a[] = { 0 }, to_b[] = { 1 }, to_ab[] = { 0, 1 }, to_default[] = { 1 };
+
+static struct conf_cidr cidr(const char *text)
+{
+    struct conf_cidr c;
+    memset(&c, 0, sizeof c);
+    char ip[64];
+    snprintf(ip, sizeof ip, "%s", text);
+    char *slash = strchr(ip, '/');
+    *slash = '\0';
+    c.prefix = (unsigned)atoi(slash + 1);
+    c.family = strchr(ip, ':') ? AF_INET6 : AF_INET;
+    inet_pton(c.family, ip, c.addr);
+    return c;
+}
+
+static void reset_routes(void)
+{
+    memset(&conf, 0, sizeof conf);
+    memset(routes, 0, sizeof routes);
+    conf.routes = routes;
+    conf.default_to = to_default;
+    conf.ndefault_to = 1;
+}
+
+static struct policy_input sip_input(const char *method)
+{
+    struct policy_input in;
+    memset(&in, 0, sizeof in);
+    in.method = method;
+    in.method_len = method ? strlen(method) : 0;
+    in.proto = HEP_PROTO_SIP;
+    return in;
+}
+
+static char *invite_register[] = { "INVITE", "SUBSCRIBE" };
+static char *reg_options[] = { "REGISTER", "OPTIONS" };
+
+static void test_first_match_wins(void)
+{
+    reset_routes();
+    routes[0] = (struct conf_route){ .name = "calls", .match = { .methods = invite_register, .nmethods = 2 },
+                                     .to = to_ab, .nto = 2 };
+    routes[1] = (struct conf_route){ .name = "any", .to = to_a, .nto = 1 };
+    conf.nroutes = 2;
+    struct policy_input in = sip_input("INVITE");
+    CU_ASSERT_EQUAL(policy_match(&conf, &in), 0);
+    in = sip_input("SUBSCRIBE");
+    CU_ASSERT_EQUAL(policy_match(&conf, &in), 0);
+    in = sip_input("REGISTER");
+    CU_ASSERT_EQUAL(policy_match(&conf, &in), 1);
+    const size_t *to;
+    size_t nto;
+    policy_destinations(&conf, 0, &to, &nto);
+    CU_ASSERT_EQUAL(nto, 2);
+    CU_ASSERT_PTR_EQUAL(to, to_ab);
+    CU_ASSERT_STRING_EQUAL(policy_route_name(&conf, 0), "calls");
+}
+
+static void test_no_match_gives_default(void)
+{
+    reset_routes();
+    routes[0] = (struct conf_route){ .name = "r", .match = { .methods = reg_options, .nmethods = 2 },
+                                     .to = to_a, .nto = 1 };
+    conf.nroutes = 1;
+    struct policy_input in = sip_input("INVITE");
+    CU_ASSERT_EQUAL(policy_match(&conf, &in), POLICY_DEFAULT);
+    const size_t *to;
+    size_t nto;
+    policy_destinations(&conf, POLICY_DEFAULT, &to, &nto);
+    CU_ASSERT_PTR_EQUAL(to, to_default);
+    CU_ASSERT_EQUAL(nto, 1);
+    CU_ASSERT_STRING_EQUAL(policy_route_name(&conf, POLICY_DEFAULT), "default");
+}
+
+static void test_method_is_case_sensitive_and_exact(void)
+{
+    reset_routes();
+    routes[0] = (struct conf_route){ .name = "r", .match = { .methods = invite_register, .nmethods = 2 },
+                                     .to = to_a, .nto = 1 };
+    conf.nroutes = 1;
+    const char *others[] = { "invite", "INVITEX", "INVIT", "" };
+    for (size_t i = 0; i < 4; i++) {
+        struct policy_input in = sip_input(others[i]);
+        CU_ASSERT_EQUAL(policy_match(&conf, &in), POLICY_DEFAULT);
+    }
+    /* a packet with no known call method never matches a method list */
+    struct policy_input in = sip_input(NULL);
+    CU_ASSERT_EQUAL(policy_match(&conf, &in), POLICY_DEFAULT);
+}
+
+static void test_proto_and_capture_id(void)
+{
+    unsigned protos[] = { HEP_PROTO_RTCP, HEP_PROTO_LOG };
+    uint32_t ids[] = { 2001 };
+    reset_routes();
+    routes[0] = (struct conf_route){ .name = "rtcp", .match = { .protos = protos, .nprotos = 2 },
+                                     .to = to_a, .nto = 1 };
+    routes[1] = (struct conf_route){ .name = "node", .match = { .capture_ids = ids, .ncapture_ids = 1 },
+                                     .to = to_b, .nto = 1 };
+    conf.nroutes = 2;
+    struct policy_input in = sip_input("INVITE");
+    in.proto = HEP_PROTO_RTCP;
+    CU_ASSERT_EQUAL(policy_match(&conf, &in), 0);
+    in.proto = HEP_PROTO_SIP;
+    CU_ASSERT_EQUAL(policy_match(&conf, &in), POLICY_DEFAULT);
+    in.has_capture_id = true;
+    in.capture_id = 2001;
+    CU_ASSERT_EQUAL(policy_match(&conf, &in), 1);
+    in.capture_id = 2002;
+    CU_ASSERT_EQUAL(policy_match(&conf, &in), POLICY_DEFAULT);
+    /* absent capture id never matches a capture_id list */
+    in.has_capture_id = false;
+    in.capture_id = 2001;
+    CU_ASSERT_EQUAL(policy_match(&conf, &in), POLICY_DEFAULT);
+}
+
+static void test_src_and_dst_cidr(void)
+{
+    struct conf_cidr src[] = { cidr("10.0.0.0/8"), cidr("2001:db8::/32") };
+    struct conf_cidr dst[] = { cidr("192.168.1.128/25") };
+    reset_routes();
+    routes[0] = (struct conf_route){ .name = "net", .match = { .src = src, .nsrc = 2, .dst = dst, .ndst = 1 },
+                                     .to = to_a, .nto = 1 };
+    conf.nroutes = 1;
+    uint8_t s4[4] = { 10, 1, 2, 3 }, d4[4] = { 192, 168, 1, 200 }, d4_out[4] = { 192, 168, 1, 127 };
+    struct policy_input in = sip_input("INVITE");
+    in.addr_len = 4;
+    in.src = s4;
+    in.dst = d4;
+    CU_ASSERT_EQUAL(policy_match(&conf, &in), 0);
+    in.dst = d4_out;                /* both keys must hold */
+    CU_ASSERT_EQUAL(policy_match(&conf, &in), POLICY_DEFAULT);
+    uint8_t s4_out[4] = { 11, 0, 0, 1 };
+    in.dst = d4;
+    in.src = s4_out;
+    CU_ASSERT_EQUAL(policy_match(&conf, &in), POLICY_DEFAULT);
+    /* no addresses: no match */
+    in.addr_len = 0;
+    in.src = in.dst = NULL;
+    CU_ASSERT_EQUAL(policy_match(&conf, &in), POLICY_DEFAULT);
+
+    /* IPv6 source in the /32, and an IPv4 CIDR never matches an IPv6 address */
+    struct conf_cidr any4[] = { cidr("0.0.0.0/0") };
+    routes[0].match.dst = NULL;
+    routes[0].match.ndst = 0;
+    uint8_t s6[16], d6[16] = { 0 };
+    inet_pton(AF_INET6, "2001:db8:ffff::1", s6);
+    in.addr_len = 16;
+    in.src = s6;
+    in.dst = d6;
+    CU_ASSERT_EQUAL(policy_match(&conf, &in), 0);
+    routes[0].match.src = any4;
+    routes[0].match.nsrc = 1;
+    CU_ASSERT_EQUAL(policy_match(&conf, &in), POLICY_DEFAULT);
+}
+
+static void test_status_matches_replies_only(void)
+{
+    struct conf_status st[] = { { 407, 407 }, { 500, 599 } };
+    char *inv[] = { "INVITE" };
+    reset_routes();
+    routes[0] = (struct conf_route){ .name = "fail", .match = { .methods = inv, .nmethods = 1,
+                                                                 .status = st, .nstatus = 2 },
+                                     .to = NULL, .nto = 0 };
+    routes[1] = (struct conf_route){ .name = "calls", .match = { .methods = inv, .nmethods = 1 },
+                                     .to = to_a, .nto = 1 };
+    conf.nroutes = 2;
+    struct policy_input in = sip_input("INVITE");
+    CU_ASSERT_EQUAL(policy_match(&conf, &in), 1);        /* request: status 0 */
+    in.status = 407;
+    CU_ASSERT_EQUAL(policy_match(&conf, &in), 0);
+    in.status = 503;
+    CU_ASSERT_EQUAL(policy_match(&conf, &in), 0);
+    in.status = 401;
+    CU_ASSERT_EQUAL(policy_match(&conf, &in), 1);
+    in.status = 600;
+    CU_ASSERT_EQUAL(policy_match(&conf, &in), 1);
+    const size_t *to;
+    size_t nto;
+    policy_destinations(&conf, 0, &to, &nto);
+    CU_ASSERT_EQUAL(nto, 0);        /* a discarding route */
+}
+
+static void test_cidr_prefix_edges(void)
+{
+    struct conf_cidr c[] = { cidr("192.168.1.0/23") };
+    reset_routes();
+    routes[0] = (struct conf_route){ .name = "r", .match = { .src = c, .nsrc = 1 }, .to = to_a, .nto = 1 };
+    conf.nroutes = 1;
+    struct policy_input in = sip_input("INVITE");
+    uint8_t a[4] = { 192, 168, 0, 255 }, b[4] = { 192, 168, 1, 0 }, d[4] = { 0 };
+    in.addr_len = 4;
+    in.dst = d;
+    in.src = a;                     /* /23 of 192.168.1.0 is 192.168.0.0 - 192.168.1.255 */
+    CU_ASSERT_EQUAL(policy_match(&conf, &in), 0);
+    in.src = b;
+    CU_ASSERT_EQUAL(policy_match(&conf, &in), 0);
+    uint8_t e[4] = { 192, 168, 2, 0 };
+    in.src = e;
+    CU_ASSERT_EQUAL(policy_match(&conf, &in), POLICY_DEFAULT);
+}
+
+static void test_input_from_view(void)
+{
+    struct hep_view v;
+    uint8_t s[4] = { 1, 2, 3, 4 }, d[4] = { 5, 6, 7, 8 };
+    memset(&v, 0, sizeof v);
+    v.proto_type = HEP_PROTO_RTCP;
+    v.present = HEP_HAS_CAPTURE_ID;
+    v.capture_id = 9;
+    v.addr_len = 4;
+    v.src_ip = s;
+    v.dst_ip = d;
+    struct policy_input in;
+    memset(&in, 0, sizeof in);
+    policy_input_from_view(&in, &v);
+    CU_ASSERT_EQUAL(in.proto, HEP_PROTO_RTCP);
+    CU_ASSERT_TRUE(in.has_capture_id);
+    CU_ASSERT_EQUAL(in.capture_id, 9);
+    CU_ASSERT_EQUAL(in.addr_len, 4);
+    CU_ASSERT_PTR_EQUAL(in.src, s);
+    CU_ASSERT_PTR_EQUAL(in.dst, d);
+}
+
+int main(void)
+{
+    static const struct unit_test tests[] = {
+        { "first match wins", test_first_match_wins },
+        { "no match gives the default list", test_no_match_gives_default },
+        { "method is case-sensitive and exact", test_method_is_case_sensitive_and_exact },
+        { "proto and capture_id", test_proto_and_capture_id },
+        { "src and dst CIDR, ANDed", test_src_and_dst_cidr },
+        { "status matches replies only", test_status_matches_replies_only },
+        { "CIDR prefix edges", test_cidr_prefix_edges },
+        { "input from a decoded view", test_input_from_view },
+        { NULL, NULL },
+    };
+    return unit_run("policy", tests);
+}

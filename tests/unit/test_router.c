@@ -1,0 +1,578 @@
+/*
+ * test_router.c - unit tests for src/router.c: the decisions, driven by the
+ * packets Kamailio 5.6 sent for a real call (tests/data/kamailio/v3), with
+ * the memory store and hold queue, and a recorder in place of sockets.
+ *
+ * The v3 capture holds, in order: 001 OPTIONS, 002 200, 003 REGISTER,
+ * 004 401, 005 REGISTER, 006 200, 007 INVITE, 008 407, 009 ACK (of the 407),
+ * 010 INVITE (with credentials), 011 100, 012 INVITE (relayed), 013 100,
+ * 014/015 180, 016/017 200, 018 ACK, 019/020 BYE, 021/022 200 (to BYE).
+ * load() checks each packet's CSeq method, so a re-capture that changes the
+ * order fails loudly rather than testing the wrong thing.
+ */
+#include "conf.h"
+#include "hep.h"
+#include "metrics.h"
+#include "router.h"
+#include "sip.h"
+#include "store.h"
+#include "unit.h"
+
+#define DEST_HOMER 0
+#define DEST_VOIPMONITOR 1
+#define DEST_LOGS 2
+#define MAX_SENT 256
+#define WAIT_MS 50
+#define T0 1000000u             /* monotonic ms at the start of each test */
+#define WALL0 1700000000000u
+#define STEP_MS 1000u           /* between packets in the TTL tests */
+
+struct sent {
+    size_t dest;
+    uint8_t *bytes;
+    size_t len;
+};
+
+static struct sent sent[MAX_SENT];
+static size_t nsent;
+static struct conf *conf;
+static struct store *store;
+static struct metrics m;
+static struct router *router;
+
+static void record(void *arg, size_t di, const struct hep_view *v, const char *key, size_t klen)
+{
+    (void)arg;
+    (void)key;
+    (void)klen;
+    CU_ASSERT_FATAL(nsent < MAX_SENT);
+    sent[nsent].dest = di;
+    sent[nsent].bytes = malloc(v->raw.len);
+    memcpy(sent[nsent].bytes, v->raw.data, v->raw.len);
+    sent[nsent].len = v->raw.len;
+    nsent++;
+}
+
+static void flush(void *arg)
+{
+    (void)arg;
+}
+
+static void clear_sent(void)
+{
+    for (size_t i = 0; i < nsent; i++)
+        free(sent[i].bytes);
+    nsent = 0;
+}
+
+static int setup(void)
+{
+    const struct router_dispatch d = { record, flush, NULL };
+    conf = conf_load(TEST_UNIT_DIR "/router.yaml", stderr);
+    if (conf == NULL)
+        return -1;
+    store = store_mem_new(conf->store_max_calls);
+    if (store == NULL || metrics_init(&m, conf) != 0)
+        return -1;
+    router = router_new(conf, store, &m, &d);
+    return router == NULL ? -1 : 0;
+}
+
+static void teardown(void)
+{
+    clear_sent();
+    router_free(router);
+    store_free(store);
+    metrics_free(&m);
+    conf_free(conf);
+}
+
+/* A captured packet, checked to be what the test expects it to be. */
+struct pkt {
+    uint8_t *data;
+    size_t len;
+};
+
+static struct pkt load_v(int version, int n, const char *cseq_method)
+{
+    char rel[64];
+    struct pkt p;
+    struct hep_view v;
+    struct sip_msg s;
+    snprintf(rel, sizeof rel, "kamailio/v%d/%03d.hep", version, n);
+    p.data = unit_read_file(rel, &p.len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p.data);
+    CU_ASSERT_EQUAL_FATAL(hep_decode(p.data, p.len, &v), HEP_OK);
+    CU_ASSERT_EQUAL_FATAL(sip_scan(v.payload.data, v.payload.len, &s), SIP_OK);
+    CU_ASSERT_FATAL(s.cseq_method_name.len == strlen(cseq_method) &&
+                    memcmp(s.cseq_method_name.ptr, cseq_method, s.cseq_method_name.len) == 0);
+    return p;
+}
+
+static struct pkt load(int n, const char *cseq_method)
+{
+    return load_v(3, n, cseq_method);
+}
+
+static uint64_t now = T0;
+
+static void feed(struct pkt p)
+{
+    router_packet(router, p.data, p.len, now, WALL0 + now);
+}
+
+static void advance(uint64_t ms)
+{
+    now += ms;
+    router_timer(router, now, WALL0 + now);
+}
+
+/* Asserts that sent[i] went to dest and carries exactly p's bytes. */
+static void assert_sent(size_t i, size_t dest, struct pkt p)
+{
+    CU_ASSERT_FATAL(i < nsent);
+    CU_ASSERT_EQUAL(sent[i].dest, dest);
+    CU_ASSERT_EQUAL(sent[i].len, p.len);
+    CU_ASSERT(sent[i].len == p.len && memcmp(sent[i].bytes, p.data, p.len) == 0);
+}
+
+static void fresh(void)
+{
+    teardown();
+    CU_ASSERT_EQUAL_FATAL(setup(), 0);
+    now = T0;
+}
+
+#define FREE(p) free((p).data)
+
+static void test_407_and_its_ack_follow_the_invite(void)
+{
+    fresh();
+    struct pkt inv = load(7, "INVITE"), c407 = load(8, "INVITE"), ack = load(9, "ACK");
+    feed(inv);
+    feed(c407);
+    feed(ack);
+    CU_ASSERT_EQUAL(nsent, 3);
+    assert_sent(0, DEST_VOIPMONITOR, inv);
+    assert_sent(1, DEST_VOIPMONITOR, c407);
+    assert_sent(2, DEST_VOIPMONITOR, ack);
+    CU_ASSERT_EQUAL(m.calls_new, 1);
+    CU_ASSERT_EQUAL(m.calls_followed, 2);
+    CU_ASSERT_EQUAL(m.orphans_held, 0);
+    FREE(inv); FREE(c407); FREE(ack);
+}
+
+static void test_whole_invite_call_goes_to_voipmonitor_only(void)
+{
+    fresh();
+    static const char *const cseq[] = { "INVITE", "INVITE", "ACK", "INVITE", "INVITE", "INVITE",
+                                        "INVITE", "INVITE", "INVITE", "INVITE", "INVITE", "ACK",
+                                        "BYE", "BYE", "BYE", "BYE" };
+    for (int n = 7; n <= 22; n++) {
+        struct pkt p = load(n, cseq[n - 7]);
+        feed(p);
+        CU_ASSERT_EQUAL(nsent, (size_t)(n - 6));
+        assert_sent(nsent - 1, DEST_VOIPMONITOR, p);
+        FREE(p);
+    }
+    CU_ASSERT_EQUAL(m.calls_new, 1);
+    CU_ASSERT_EQUAL(m.calls_followed, 15);
+    CU_ASSERT_EQUAL(m.calls_fallback, 0);
+}
+
+static void test_register_and_options_go_to_homer(void)
+{
+    fresh();
+    static const char *const cseq[] = { "OPTIONS", "OPTIONS", "REGISTER", "REGISTER", "REGISTER", "REGISTER" };
+    for (int n = 1; n <= 6; n++) {
+        struct pkt p = load(n, cseq[n - 1]);
+        feed(p);
+        assert_sent(nsent - 1, DEST_HOMER, p);
+        FREE(p);
+    }
+    CU_ASSERT_EQUAL(nsent, 6);
+    CU_ASSERT_EQUAL(m.calls_new, 2);
+}
+
+static void test_407_before_its_invite_waits_then_follows(void)
+{
+    fresh();
+    struct pkt inv = load(7, "INVITE"), c407 = load(8, "INVITE"), ack = load(9, "ACK");
+    feed(c407);
+    feed(ack);
+    CU_ASSERT_EQUAL(nsent, 0);
+    CU_ASSERT_EQUAL(router_held(router), 2);
+    CU_ASSERT_EQUAL(router_next_deadline(router), T0 + WAIT_MS);
+    advance(WAIT_MS / 2);
+    CU_ASSERT_EQUAL(nsent, 0);
+    feed(inv);
+    /* the INVITE, then the held packets in arrival order */
+    CU_ASSERT_EQUAL(nsent, 3);
+    assert_sent(0, DEST_VOIPMONITOR, inv);
+    assert_sent(1, DEST_VOIPMONITOR, c407);
+    assert_sent(2, DEST_VOIPMONITOR, ack);
+    CU_ASSERT_EQUAL(router_held(router), 0);
+    CU_ASSERT_EQUAL(m.orphans_held, 2);
+    CU_ASSERT_EQUAL(m.orphans_released_origin, 2);
+    CU_ASSERT_EQUAL(m.orphans_released_fallback, 0);
+    advance(WAIT_MS);
+    CU_ASSERT_EQUAL(nsent, 3);
+    FREE(inv); FREE(c407); FREE(ack);
+}
+
+static void test_ack_of_unseen_407_takes_invite_fallback_and_is_stored(void)
+{
+    fresh();
+    struct pkt ack = load(9, "ACK"), inv2 = load(10, "INVITE");
+    feed(ack);
+    CU_ASSERT_EQUAL(nsent, 0);
+    advance(WAIT_MS - 1);
+    CU_ASSERT_EQUAL(nsent, 0);
+    advance(1);
+    CU_ASSERT_EQUAL(nsent, 1);
+    assert_sent(0, DEST_VOIPMONITOR, ack);
+    CU_ASSERT_EQUAL(m.orphans_released_fallback, 1);
+    CU_ASSERT_EQUAL(m.calls_fallback, 1);
+    /* the stored decision carries the rest of the call */
+    feed(inv2);
+    assert_sent(1, DEST_VOIPMONITOR, inv2);
+    CU_ASSERT_EQUAL(m.calls_followed, 1);
+    CU_ASSERT_EQUAL(m.calls_new, 0);
+    struct store_entry e;
+    struct hep_view v;
+    struct sip_msg s;
+    hep_decode(ack.data, ack.len, &v);
+    sip_scan(v.payload.data, v.payload.len, &s);
+    CU_ASSERT_EQUAL_FATAL(store_get(store, s.call_id.ptr, s.call_id.len, now, &e), 1);
+    CU_ASSERT_STRING_EQUAL(e.method, "INVITE");
+    CU_ASSERT_STRING_EQUAL(e.route, "calls");
+    CU_ASSERT(e.flags & STORE_F_FALLBACK);
+    FREE(ack); FREE(inv2);
+}
+
+static void test_bye_of_unknown_call_takes_invite_route(void)
+{
+    fresh();
+    struct pkt bye = load(19, "BYE"), ok = load(21, "BYE");
+    feed(bye);
+    feed(ok);
+    CU_ASSERT_EQUAL(nsent, 0);
+    advance(WAIT_MS);
+    CU_ASSERT_EQUAL(nsent, 2);
+    assert_sent(0, DEST_VOIPMONITOR, bye);
+    assert_sent(1, DEST_VOIPMONITOR, ok);
+    CU_ASSERT_EQUAL(m.orphans_released_fallback, 2);
+    FREE(bye); FREE(ok);
+}
+
+static void test_orphan_options_reply_takes_its_own_method_route(void)
+{
+    fresh();
+    struct pkt ok = load(2, "OPTIONS");
+    feed(ok);
+    advance(WAIT_MS);
+    CU_ASSERT_EQUAL(nsent, 1);
+    assert_sent(0, DEST_HOMER, ok);
+    FREE(ok);
+}
+
+static const char *call_id_of(struct pkt p, size_t *len)
+{
+    struct hep_view v;
+    struct sip_msg s;
+    hep_decode(p.data, p.len, &v);
+    sip_scan(v.payload.data, v.payload.len, &s);
+    *len = s.call_id.len;
+    return s.call_id.ptr;
+}
+
+/*
+ * Feeds packets 7.. up to `upto` of the call and checks how long the call
+ * lives after the last one.  Probing past the expiry removes the entry, so
+ * each stage starts from a fresh store.
+ */
+static void check_call_lifetime(const int *seq, size_t nseq, uint64_t ttl_ms, bool ended)
+{
+    static const char *const cseq_of[23] = { [7] = "INVITE", [8] = "INVITE", [10] = "INVITE",
+                                             [14] = "INVITE", [19] = "BYE", [21] = "BYE" };
+    struct store_entry e;
+    size_t cl = 0;
+    const char *cid = NULL;
+    fresh();
+    struct pkt first = load(7, "INVITE");
+    cid = call_id_of(first, &cl);
+    for (size_t i = 0; i < nseq; i++) {
+        struct pkt p = load(seq[i], cseq_of[seq[i]]);
+        advance(STEP_MS);           /* expiry counts from the last packet */
+        feed(p);
+        FREE(p);
+    }
+    CU_ASSERT_EQUAL(store_get(store, cid, cl, now + ttl_ms - 1, &e), 1);
+    CU_ASSERT_EQUAL(!!(e.flags & STORE_F_ENDED), ended);
+    CU_ASSERT_EQUAL(store_get(store, cid, cl, now + ttl_ms + 1, &e), 0);
+    FREE(first);
+}
+
+static void test_ttls_follow_the_call(void)
+{
+    const int invite[] = { 7 };
+    check_call_lifetime(invite, 1, conf->ttl_call_ms, false);
+    /* the 407 is a final failure of the INVITE: ttl.ended */
+    const int challenged[] = { 7, 8 };
+    check_call_lifetime(challenged, 2, conf->ttl_ended_ms, true);
+    /* the INVITE retried with credentials sets it back to ttl.call */
+    const int retried[] = { 7, 8, 10 };
+    check_call_lifetime(retried, 3, conf->ttl_call_ms, false);
+    /* activity refreshes ttl.call */
+    const int ringing[] = { 7, 8, 10, 14 };
+    check_call_lifetime(ringing, 4, conf->ttl_call_ms, false);
+    /* the 200 to BYE ends it */
+    const int ended[] = { 7, 8, 10, 14, 19, 21 };
+    check_call_lifetime(ended, 6, conf->ttl_ended_ms, true);
+}
+
+static void test_register_call_uses_register_ttl(void)
+{
+    fresh();
+    struct pkt reg = load(3, "REGISTER");
+    struct store_entry e;
+    size_t cl;
+    const char *cid = call_id_of(reg, &cl);
+    feed(reg);
+    CU_ASSERT_EQUAL(store_get(store, cid, cl, now + conf->ttl_register_ms - 1, &e), 1);
+    CU_ASSERT(e.flags & STORE_F_REGISTER);
+    CU_ASSERT_EQUAL(store_get(store, cid, cl, now + conf->ttl_register_ms + 1, &e), 0);
+    FREE(reg);
+}
+
+/* Builds a HEP3 packet of protocol `proto` whose correlation id is cid. */
+static size_t build_correlated(uint8_t *buf, uint8_t proto, const char *cid, size_t cl, const char *payload)
+{
+    size_t n = 6, pl = strlen(payload);
+    memcpy(buf, "HEP3", 4);
+    const uint8_t type_chunk[] = { 0, 0, 0, 0x0b, 0, 7, proto };
+    memcpy(buf + n, type_chunk, sizeof type_chunk);
+    n += sizeof type_chunk;
+    const uint8_t corr[] = { 0, 0, 0, 0x11, (uint8_t)((cl + 6) >> 8), (uint8_t)(cl + 6) };
+    memcpy(buf + n, corr, sizeof corr);
+    memcpy(buf + n + 6, cid, cl);
+    n += 6 + cl;
+    const uint8_t pay[] = { 0, 0, 0, 0x0f, (uint8_t)((pl + 6) >> 8), (uint8_t)(pl + 6) };
+    memcpy(buf + n, pay, sizeof pay);
+    memcpy(buf + n + 6, payload, pl);
+    n += 6 + pl;
+    buf[4] = (uint8_t)(n >> 8);
+    buf[5] = (uint8_t)n;
+    return n;
+}
+
+static void test_rtcp_follows_call_by_correlation_id(void)
+{
+    fresh();
+    struct pkt inv = load(7, "INVITE");
+    size_t cl;
+    const char *cid = call_id_of(inv, &cl);
+    uint8_t buf[512];
+    struct pkt rtcp = { buf, build_correlated(buf, HEP_PROTO_RTCP, cid, cl, "{\"type\":200}") };
+
+    /* before its INVITE: held, then released with it */
+    feed(rtcp);
+    CU_ASSERT_EQUAL(nsent, 0);
+    feed(inv);
+    CU_ASSERT_EQUAL(nsent, 2);
+    assert_sent(0, DEST_VOIPMONITOR, inv);
+    assert_sent(1, DEST_VOIPMONITOR, rtcp);
+    /* during the call: follows at once */
+    feed(rtcp);
+    assert_sent(2, DEST_VOIPMONITOR, rtcp);
+    CU_ASSERT_EQUAL(m.in_rtcp, 2);
+    FREE(inv);
+}
+
+static void test_log_without_call_takes_its_own_route_and_is_not_stored(void)
+{
+    fresh();
+    uint8_t buf[512];
+    struct pkt log = { buf, build_correlated(buf, HEP_PROTO_LOG, "unknown-call", 12, "hello") };
+    feed(log);
+    advance(WAIT_MS);
+    CU_ASSERT_EQUAL(nsent, 1);
+    assert_sent(0, DEST_LOGS, log);
+    struct store_entry e;
+    CU_ASSERT_EQUAL(store_get(store, "unknown-call", 12, now, &e), 0);
+}
+
+static void test_exact_duplicates_are_counted_and_forwarded(void)
+{
+    fresh();
+    struct pkt inv = load(7, "INVITE"), c407 = load(8, "INVITE");
+    feed(inv);
+    feed(inv);
+    feed(c407);
+    feed(c407);
+    CU_ASSERT_EQUAL(nsent, 4);
+    CU_ASSERT_EQUAL(m.duplicates, 2);
+    assert_sent(1, DEST_VOIPMONITOR, inv);
+    assert_sent(3, DEST_VOIPMONITOR, c407);
+    FREE(inv); FREE(c407);
+}
+
+static void test_v1_and_v2_input_route_like_v3(void)
+{
+    for (int version = 1; version <= 2; version++) {
+        fresh();
+        struct pkt c407 = load_v(version, 8, "INVITE"), inv = load_v(version, 7, "INVITE");
+        struct pkt reg = load_v(version, 3, "REGISTER");
+        feed(c407);
+        feed(inv);
+        feed(reg);
+        CU_ASSERT_EQUAL(nsent, 3);
+        assert_sent(0, DEST_VOIPMONITOR, inv);
+        assert_sent(1, DEST_VOIPMONITOR, c407);
+        assert_sent(2, DEST_HOMER, reg);
+        CU_ASSERT_EQUAL(m.in_version[version], 3);
+        FREE(c407); FREE(inv); FREE(reg);
+    }
+}
+
+static void test_malformed_packets_are_counted_and_dropped(void)
+{
+    fresh();
+    struct pkt inv = load(7, "INVITE");
+    feed(inv);
+    uint8_t bad[64] = "HEP3";
+    router_packet(router, bad, 3, now, WALL0);
+    router_packet(router, bad, 10, now, WALL0);
+    router_packet(router, (const uint8_t *)"garbage!", 8, now, WALL0);
+    inv.data[5] ^= 1;           /* total length off by one */
+    feed(inv);
+    inv.data[5] ^= 1;
+    feed(inv);
+    CU_ASSERT_EQUAL(nsent, 2);
+    CU_ASSERT_EQUAL(m.decode_errors[HEP_ERR_TRUNCATED], 1);
+    CU_ASSERT_EQUAL(m.decode_errors[HEP_ERR_LENGTH], 2);
+    CU_ASSERT_EQUAL(m.decode_errors[HEP_ERR_VERSION], 1);
+    CU_ASSERT_EQUAL(m.packets_in, 6);
+    FREE(inv);
+}
+
+/* A minimal HEP3 packet: protocol type SIP and the payload. */
+static size_t build_sip(uint8_t *buf, const char *body, size_t bl)
+{
+    size_t n = 6;
+    memcpy(buf, "HEP3", 4);
+    const uint8_t type_chunk[] = { 0, 0, 0, 0x0b, 0, 7, HEP_PROTO_SIP };
+    memcpy(buf + n, type_chunk, sizeof type_chunk);
+    n += sizeof type_chunk;
+    const uint8_t hdr[] = { 0, 0, 0, 0x0f, (uint8_t)((bl + 6) >> 8), (uint8_t)(bl + 6) };
+    memcpy(buf + n, hdr, sizeof hdr);
+    memcpy(buf + n + 6, body, bl);
+    n += 6 + bl;
+    buf[4] = (uint8_t)(n >> 8);
+    buf[5] = (uint8_t)n;
+    return n;
+}
+
+static void test_full_hold_queue_takes_fallback_at_once(void)
+{
+    fresh();
+    /* max_held is 8: the ninth orphan goes out at once */
+    uint8_t buf[16][512];
+    for (int i = 0; i < 9; i++) {
+        char body[256];
+        int bl = snprintf(body, sizeof body,
+                          "SIP/2.0 407 Proxy Authentication Required\r\nCall-ID: orphan-%d\r\n"
+                          "CSeq: 1 INVITE\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@x>;tag=2\r\n\r\n", i);
+        size_t n = build_sip(buf[i], body, (size_t)bl);
+        router_packet(router, buf[i], n, now, WALL0);
+    }
+    CU_ASSERT_EQUAL(router_held(router), 8);
+    CU_ASSERT_EQUAL(nsent, 1);
+    CU_ASSERT_EQUAL(sent[0].dest, DEST_VOIPMONITOR);
+    CU_ASSERT_EQUAL(m.orphans_queue_full, 1);
+    advance(WAIT_MS);
+    CU_ASSERT_EQUAL(nsent, 9);
+    CU_ASSERT_EQUAL(router_held(router), 0);
+}
+
+static void test_long_call_ids_are_hashed_not_truncated(void)
+{
+    fresh();
+    /* limits.call_id_max is 64: two Call-IDs that share their first 64+ bytes */
+    char body[2][512];
+    uint8_t buf[2][600];
+    const char *methods[2] = { "REGISTER", "INVITE" };
+    for (int i = 0; i < 2; i++) {
+        int bl = snprintf(body[i], sizeof body[i],
+                          "%s sip:x SIP/2.0\r\nCall-ID: %0100d-%d\r\nCSeq: 1 %s\r\n\r\n",
+                          methods[i], 0, i, methods[i]);
+        size_t n = build_sip(buf[i], body[i], (size_t)bl);
+        router_packet(router, buf[i], n, now, WALL0);
+    }
+    CU_ASSERT_EQUAL(m.calls_new, 2);
+    CU_ASSERT_EQUAL(nsent, 2);
+    CU_ASSERT_EQUAL(sent[0].dest, DEST_HOMER);
+    CU_ASSERT_EQUAL(sent[1].dest, DEST_VOIPMONITOR);
+    CU_ASSERT_EQUAL(store_count(store), 2);
+}
+
+static void test_drain_releases_everything_by_fallback(void)
+{
+    fresh();
+    struct pkt c407 = load(8, "INVITE"), reg_ok = load(6, "REGISTER");
+    feed(c407);
+    feed(reg_ok);
+    CU_ASSERT_EQUAL(nsent, 0);
+    router_drain(router, now, WALL0 + now);
+    CU_ASSERT_EQUAL(nsent, 2);
+    assert_sent(0, DEST_VOIPMONITOR, c407);
+    assert_sent(1, DEST_HOMER, reg_ok);
+    CU_ASSERT_EQUAL(router_held(router), 0);
+    FREE(c407); FREE(reg_ok);
+}
+
+static void test_fallback_method_of_in_dialog_requests_is_invite(void)
+{
+    static const char *const invite_only[] = { "ACK", "CANCEL", "BYE", "PRACK", "UPDATE", "INFO" };
+    static const char *const own[] = { "INVITE", "REGISTER", "OPTIONS", "SUBSCRIBE", "NOTIFY", "MESSAGE" };
+    size_t n;
+    for (size_t i = 0; i < 6; i++) {
+        CU_ASSERT_STRING_EQUAL(router_fallback_method(invite_only[i], strlen(invite_only[i]), &n), "INVITE");
+        CU_ASSERT_EQUAL(n, 6);
+        const char *m2 = router_fallback_method(own[i], strlen(own[i]), &n);
+        CU_ASSERT_PTR_EQUAL(m2, own[i]);
+        CU_ASSERT_EQUAL(n, strlen(own[i]));
+    }
+}
+
+int main(void)
+{
+    static const struct unit_test tests[] = {
+        { "407 and its ACK follow the INVITE", test_407_and_its_ack_follow_the_invite },
+        { "whole INVITE call goes to voipmonitor only", test_whole_invite_call_goes_to_voipmonitor_only },
+        { "REGISTER and OPTIONS go to homer", test_register_and_options_go_to_homer },
+        { "407 before its INVITE waits, then follows", test_407_before_its_invite_waits_then_follows },
+        { "ACK of an unseen 407 takes the INVITE fallback, stored", test_ack_of_unseen_407_takes_invite_fallback_and_is_stored },
+        { "BYE of an unknown call takes the INVITE route", test_bye_of_unknown_call_takes_invite_route },
+        { "orphan OPTIONS reply takes its own method's route", test_orphan_options_reply_takes_its_own_method_route },
+        { "TTLs follow the call", test_ttls_follow_the_call },
+        { "REGISTER call uses ttl.register", test_register_call_uses_register_ttl },
+        { "RTCP follows its call by correlation id", test_rtcp_follows_call_by_correlation_id },
+        { "log without a call takes its own route, not stored", test_log_without_call_takes_its_own_route_and_is_not_stored },
+        { "exact duplicates are counted and forwarded", test_exact_duplicates_are_counted_and_forwarded },
+        { "v1 and v2 input route like v3", test_v1_and_v2_input_route_like_v3 },
+        { "malformed packets are counted and dropped", test_malformed_packets_are_counted_and_dropped },
+        { "full hold queue takes the fallback at once", test_full_hold_queue_takes_fallback_at_once },
+        { "long Call-IDs are hashed, not truncated", test_long_call_ids_are_hashed_not_truncated },
+        { "drain releases everything by fallback", test_drain_releases_everything_by_fallback },
+        { "fallback method of in-dialog requests is INVITE", test_fallback_method_of_in_dialog_requests_is_invite },
+        { NULL, NULL },
+    };
+    if (setup() != 0) {
+        fprintf(stderr, "test_router: setup failed\n");
+        return EXIT_FAILURE;
+    }
+    int rc = unit_run("router", tests);
+    teardown();
+    return rc;
+}
