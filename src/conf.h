@@ -1,0 +1,173 @@
+/*
+ * conf.h - the configuration: YAML file -> plain structs.
+ *
+ * conf_load() parses in three passes (YAML structure, values into structs,
+ * cross-checks and defaults) and reports every error as
+ * "FILE:LINE:COL: message".  The rest of the program never sees YAML.  Every
+ * key, its type and its default live in one table in conf.c; the man page
+ * heprouter.yaml(5) and etc/heprouter.yaml follow that table.
+ */
+#ifndef HEPROUTER_CONF_H
+#define HEPROUTER_CONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+enum conf_transport {
+    CONF_UDP = 1,
+    CONF_TCP = 2,
+};
+
+/* "udp:127.0.0.1:9060", "tcp:[::1]:9060": resolved, numeric only. */
+struct conf_addr {
+    enum conf_transport transport;
+    struct sockaddr_storage sa;
+    socklen_t salen;
+    char text[80];                  /* as written, for logs */
+};
+
+enum conf_balance {
+    CONF_BALANCE_ALL = 0,           /* every target gets a copy */
+    CONF_BALANCE_HASH,              /* one target, by Call-ID hash */
+    CONF_BALANCE_ROUND_ROBIN,       /* one target, in turn */
+    CONF_BALANCE_FAILOVER,          /* the first target that is up */
+};
+
+struct conf_dest {
+    char *name;
+    struct conf_addr *targets;
+    size_t ntargets;
+    enum conf_balance balance;
+    int hep_version;                /* 0: forward as received; 3: convert */
+    bool set_capture_id;
+    uint32_t capture_id;
+    char *node_name;                /* NULL: keep */
+    char *auth_key;                 /* NULL: keep */
+    size_t max_packet;              /* larger packets are counted, not sent */
+};
+
+struct conf_cidr {
+    int family;                     /* AF_INET / AF_INET6 */
+    uint8_t addr[16];
+    unsigned prefix;
+};
+
+/* Status class or code: "407" -> [407,407], "4xx" -> [400,499]. */
+struct conf_status {
+    unsigned lo;
+    unsigned hi;
+};
+
+/* All lists optional; an empty list matches anything; present lists are ANDed. */
+struct conf_match {
+    char **methods;                 /* origin method of the call */
+    size_t nmethods;
+    unsigned *protos;               /* HEP protocol type: sip=1, rtcp=5, log=100, or a number */
+    size_t nprotos;
+    uint32_t *capture_ids;
+    size_t ncapture_ids;
+    struct conf_cidr *src;          /* of the traced packet */
+    size_t nsrc;
+    struct conf_cidr *dst;
+    size_t ndst;
+    struct conf_status *status;     /* replies only */
+    size_t nstatus;
+};
+
+struct conf_route {
+    char *name;                     /* "name:" or "route-N" (1-based) */
+    struct conf_match match;
+    size_t *to;                     /* indexes into conf.dests */
+    size_t nto;                     /* 0 (to: [] or drop: true) discards */
+};
+
+struct conf {
+    char *path;                     /* the file loaded */
+
+    struct conf_addr *listen;
+    size_t nlisten;
+    unsigned workers;
+
+    enum { CONF_STORE_MEMORY = 0, CONF_STORE_REDIS } store_type;
+
+    /* ttl: durations in milliseconds */
+    uint64_t ttl_call_ms;
+    uint64_t ttl_register_ms;
+    uint64_t ttl_ended_ms;
+
+    /* orphans */
+    uint64_t orphans_wait_ms;
+    size_t orphans_max_held;
+
+    /* limits */
+    size_t call_id_max;             /* longer Call-IDs are hashed */
+    size_t store_max_calls;         /* memory store: beyond it, oldest-expiring evicted */
+    size_t tcp_max_connections;     /* per listener */
+    size_t tcp_max_frame;           /* larger HEP3 frames close the connection */
+    uint64_t tcp_idle_timeout_ms;   /* inbound connections silent this long are closed */
+    size_t udp_batch;               /* datagrams per recvmmsg / sendmmsg */
+    size_t udp_rcvbuf;              /* SO_RCVBUF for listeners, bytes (0: kernel default) */
+    size_t tcp_queue_bytes;         /* per outbound TCP target */
+    uint64_t reconnect_min_ms;      /* outbound TCP backoff */
+    uint64_t reconnect_max_ms;
+    uint64_t connect_timeout_ms;
+    uint64_t drain_timeout_ms;      /* SIGTERM: how long queues may flush */
+
+    /* log */
+    int log_level;                  /* enum log_level */
+    uint64_t log_interval_ms;       /* rate limit for per-packet warnings */
+    uint64_t stats_interval_ms;     /* 0: no periodic counter line */
+
+    struct conf_dest *dests;
+    size_t ndests;
+    struct conf_route *routes;
+    size_t nroutes;
+    size_t *default_to;             /* destinations for calls no route matched */
+    size_t ndefault_to;
+};
+
+/*
+ * Loads and checks path.  On success returns a conf and writes nothing; on
+ * failure returns NULL after writing one "FILE:LINE:COL: message" line per
+ * error to err (NULL: write nothing), sorted by position, at most 50 plus a
+ * count of the rest.  Only a file that cannot be read at all, and running
+ * out of memory, give "FILE: message" without a position.  The messages are
+ * listed in heprouter.yaml(5).  Safe to call from any thread.
+ */
+struct conf *conf_load(const char *path, FILE *err);
+
+void conf_free(struct conf *conf);
+
+/* Looks up a destination by name; returns its index or -1. */
+long conf_dest_index(const struct conf *conf, const char *name);
+
+/*
+ * Parses "udp:1.2.3.4:5" / "tcp:[::1]:5"; returns NULL or a short predicate.
+ * Port 0 is accepted here (listen allows it, targets do not).  On failure
+ * *out is all zeroes.
+ */
+const char *conf_parse_addr(const char *text, struct conf_addr *out);
+
+/*
+ * Parses "250ms", "30s", "5m", "4h" (a bare number is seconds; whole numbers
+ * only, so "1.5s" is refused); NULL or a predicate.  *ms is set on success only.
+ */
+const char *conf_parse_duration(const char *text, uint64_t *ms);
+
+/*
+ * Parses "10.0.0.0/8", "::1", "2001:db8::/32" (a bare address is /32 or
+ * /128; bits set beyond the prefix are refused); NULL or a predicate.
+ */
+const char *conf_parse_cidr(const char *text, struct conf_cidr *out);
+
+/*
+ * For tests only: from now on, the n-th memory allocation made by conf_load()
+ * fails (n = 0: none does), so every out-of-memory path can be walked.
+ * Not thread-safe; the router never calls it.
+ */
+void conf_fail_alloc(unsigned long n);
+
+#endif

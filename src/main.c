@@ -1,0 +1,439 @@
+/*
+ * main.c - heprouter: command line, workers, signals.
+ *
+ * The main thread loads the configuration, opens the context store and
+ * starts `workers` threads.  Each worker has its own libev loop, its own
+ * listening sockets (SO_REUSEPORT), output sockets, hold queue and
+ * counters; the store is the only thing they share.  The main thread then
+ * waits for signals: SIGTERM/SIGINT drain and stop, SIGUSR1 logs the
+ * counters, SIGHUP is acknowledged (reload is not available yet).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "conf.h"
+#include "dest.h"
+#include "ingest.h"
+#include "log.h"
+#include "metrics.h"
+#include "router.h"
+#include "store.h"
+
+/* How often a worker expires store entries and publishes its counters. */
+#define HOUSEKEEPING_INTERVAL_S 0.1
+#define MS_PER_S 1000.0
+
+struct worker {
+    unsigned index;
+    pthread_t thread;
+    bool started;
+    const struct conf *conf;
+    struct store *store;
+    struct ev_loop *loop;
+    struct metrics m;
+    struct ingest *in;
+    struct dest_set *ds;
+    struct router *router;
+    ev_timer hold_timer;
+    ev_timer housekeeping;
+    ev_timer drain_timer;
+    ev_async stop;
+    bool draining;
+    double drain_deadline;
+    /* counters published for the main thread */
+    pthread_mutex_t snap_lock;
+    struct metrics snap;
+    int startup_rc;                 /* 0 ok, -1 failed */
+};
+
+static uint64_t clock_ms(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void publish(struct worker *w)
+{
+    pthread_mutex_lock(&w->snap_lock);
+    metrics_reset(&w->snap);
+    metrics_add(&w->snap, &w->m);
+    pthread_mutex_unlock(&w->snap_lock);
+}
+
+/* Keeps the hold timer armed for the oldest held packet. */
+static void arm_hold_timer(struct worker *w)
+{
+    if (ev_is_active(&w->hold_timer) || router_held(w->router) == 0)
+        return;
+    uint64_t deadline = router_next_deadline(w->router);
+    uint64_t now = clock_ms(CLOCK_MONOTONIC);
+    double after = deadline > now ? (double)(deadline - now) / MS_PER_S : 0.0;
+    ev_timer_set(&w->hold_timer, after, 0.0);
+    ev_timer_start(w->loop, &w->hold_timer);
+}
+
+static void on_packet(void *arg, const uint8_t *data, size_t len, const struct ingest_source *src)
+{
+    struct worker *w = arg;
+    (void)src;
+    router_packet(w->router, data, len, clock_ms(CLOCK_MONOTONIC), clock_ms(CLOCK_REALTIME));
+}
+
+static void on_batch_end(void *arg)
+{
+    struct worker *w = arg;
+    dest_flush(w->ds);
+    arm_hold_timer(w);
+}
+
+static void on_hold_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct worker *w = t->data;
+    (void)loop;
+    (void)revents;
+    router_timer(w->router, clock_ms(CLOCK_MONOTONIC), clock_ms(CLOCK_REALTIME));
+    dest_flush(w->ds);
+    arm_hold_timer(w);
+}
+
+static void on_housekeeping(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct worker *w = t->data;
+    (void)loop;
+    (void)revents;
+    store_expire(w->store, clock_ms(CLOCK_MONOTONIC));
+    publish(w);
+}
+
+/* Waits for TCP queues to empty, up to limits.drain_timeout. */
+static void on_drain_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct worker *w = t->data;
+    (void)revents;
+    size_t pending = dest_pending(w->ds);
+    if (pending == 0 || ev_now(loop) >= w->drain_deadline) {
+        if (pending > 0)
+            log_warn("worker %u: %zu bytes still queued for TCP targets at exit", w->index, pending);
+        ev_break(loop, EVBREAK_ALL);
+    }
+}
+
+static void on_stop(struct ev_loop *loop, ev_async *a, int revents)
+{
+    struct worker *w = a->data;
+    (void)revents;
+    if (w->draining)
+        return;
+    w->draining = true;
+    ingest_stop(w->in);
+    ev_timer_stop(loop, &w->hold_timer);
+    router_drain(w->router, clock_ms(CLOCK_MONOTONIC), clock_ms(CLOCK_REALTIME));
+    dest_flush(w->ds);
+    w->drain_deadline = ev_now(loop) + (double)w->conf->drain_timeout_ms / MS_PER_S;
+    ev_timer_init(&w->drain_timer, on_drain_timer, 0.0, HOUSEKEEPING_INTERVAL_S);
+    w->drain_timer.data = w;
+    ev_timer_start(loop, &w->drain_timer);
+}
+
+static void dispatch_send(void *arg, size_t di, const struct hep_view *view, const char *key, size_t klen)
+{
+    dest_send(arg, di, view, key, klen);
+}
+
+static void dispatch_flush(void *arg)
+{
+    dest_flush(arg);
+}
+
+static int worker_setup(struct worker *w)
+{
+    static const struct router_dispatch no_dispatch;
+    struct router_dispatch d = no_dispatch;
+
+    w->loop = ev_loop_new(EVFLAG_AUTO);
+    if (w->loop == NULL || metrics_init(&w->m, w->conf) != 0 || metrics_init(&w->snap, w->conf) != 0) {
+        log_error("worker %u: out of memory", w->index);
+        return -1;
+    }
+    w->ds = dest_set_new(w->loop, w->conf, &w->m);
+    if (w->ds == NULL)
+        return -1;
+    d.send = dispatch_send;
+    d.flush = dispatch_flush;
+    d.arg = w->ds;
+    w->router = router_new(w->conf, w->store, &w->m, &d);
+    if (w->router == NULL) {
+        log_error("worker %u: out of memory", w->index);
+        return -1;
+    }
+    w->in = ingest_new(w->loop, w->conf, &w->m, on_packet, on_batch_end, w);
+    if (w->in == NULL)
+        return -1;
+    ev_timer_init(&w->hold_timer, on_hold_timer, 0.0, 0.0);
+    w->hold_timer.data = w;
+    ev_timer_init(&w->housekeeping, on_housekeeping, HOUSEKEEPING_INTERVAL_S, HOUSEKEEPING_INTERVAL_S);
+    w->housekeeping.data = w;
+    ev_timer_start(w->loop, &w->housekeeping);
+    ev_async_init(&w->stop, on_stop);
+    w->stop.data = w;
+    ev_async_start(w->loop, &w->stop);
+    return 0;
+}
+
+static void worker_teardown(struct worker *w)
+{
+    if (w->in != NULL)
+        ingest_free(w->in);
+    router_free(w->router);
+    if (w->ds != NULL)
+        dest_set_free(w->ds);
+    if (w->loop != NULL)
+        ev_loop_destroy(w->loop);
+    metrics_free(&w->m);
+    metrics_free(&w->snap);
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    /* signals belong to the main thread */
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    ev_run(w->loop, 0);
+    publish(w);
+    return NULL;
+}
+
+/* ---- main thread ---- */
+
+struct app {
+    struct conf *conf;
+    struct store *store;
+    struct worker *workers;
+    unsigned nworkers;
+    ev_signal sigterm, sigint, sigusr1, sighup;
+    ev_timer stats_timer;
+};
+
+static void log_stats(struct app *a, const char *why)
+{
+    struct metrics total;
+    if (metrics_init(&total, a->conf) != 0)
+        return;
+    for (unsigned i = 0; i < a->nworkers; i++) {
+        pthread_mutex_lock(&a->workers[i].snap_lock);
+        metrics_add(&total, &a->workers[i].snap);
+        pthread_mutex_unlock(&a->workers[i].snap_lock);
+    }
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (f != NULL) {
+        metrics_write_json(&total, a->conf, f);
+        fclose(f);
+        if (len > 0 && buf[len - 1] == '\n')
+            buf[--len] = '\0';
+        log_info("stats (%s, %zu calls in store): %s", why, store_count(a->store), buf);
+    }
+    free(buf);
+    metrics_free(&total);
+}
+
+static void on_signal_stop(struct ev_loop *loop, ev_signal *s, int revents)
+{
+    struct app *a = s->data;
+    (void)revents;
+    log_info("signal %d: draining held packets and queues, then exiting", s->signum);
+    for (unsigned i = 0; i < a->nworkers; i++)
+        ev_async_send(a->workers[i].loop, &a->workers[i].stop);
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static void on_signal_stats(struct ev_loop *loop, ev_signal *s, int revents)
+{
+    (void)loop;
+    (void)revents;
+    log_stats(s->data, "SIGUSR1");
+}
+
+static void on_signal_hup(struct ev_loop *loop, ev_signal *s, int revents)
+{
+    struct app *a = s->data;
+    (void)loop;
+    (void)revents;
+    log_warn("SIGHUP: configuration reload is not available in this version; "
+             "restart to apply changes to %s", a->conf->path);
+}
+
+static void on_stats_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    log_stats(t->data, "periodic");
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: heprouter -c FILE      run in the foreground with configuration FILE\n"
+            "       heprouter -t -c FILE   check FILE and exit\n"
+            "       heprouter -V           print the version\n"
+            "       heprouter -h           print this help\n"
+            "\n"
+            "Signals: TERM/INT drain and exit, USR1 logs the counters.\n"
+            "See heprouter(8) and heprouter.yaml(5).\n");
+}
+
+static const char *balance_name(enum conf_balance b)
+{
+    static const char *const names[] = { "all", "hash", "round_robin", "failover" };
+    return names[b];
+}
+
+static void log_startup(const struct conf *c)
+{
+    log_info("heprouter %s starting: configuration %s, %u worker%s, %s store",
+             PACKAGE_VERSION, c->path, c->workers, c->workers == 1 ? "" : "s",
+             c->store_type == CONF_STORE_MEMORY ? "memory" : "redis");
+    for (size_t i = 0; i < c->ndests; i++) {
+        const struct conf_dest *d = &c->dests[i];
+        for (size_t j = 0; j < d->ntargets; j++)
+            log_info("destination %s: target %s (balance %s, %s)", d->name, d->targets[j].text,
+                     balance_name(d->balance),
+                     d->hep_version == 3 ? "HEPv3 output" : "forwarded as received");
+    }
+    for (size_t i = 0; i < c->nroutes; i++)
+        log_info("route %s: %zu destination%s", c->routes[i].name, c->routes[i].nto,
+                 c->routes[i].nto == 1 ? "" : "s");
+    log_info("orphans wait %llu ms (at most %zu held per worker); ttl call %llu s, register %llu s, ended %llu s",
+             (unsigned long long)c->orphans_wait_ms, c->orphans_max_held,
+             (unsigned long long)(c->ttl_call_ms / 1000), (unsigned long long)(c->ttl_register_ms / 1000),
+             (unsigned long long)(c->ttl_ended_ms / 1000));
+}
+
+static int run(struct app *a)
+{
+    struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
+    int rc = 0;
+
+    a->store = store_open(a->conf);
+    if (a->store == NULL)
+        return 1;
+    a->nworkers = a->conf->workers;
+    a->workers = calloc(a->nworkers, sizeof *a->workers);
+    if (a->workers == NULL) {
+        log_error("out of memory");
+        return 1;
+    }
+    for (unsigned i = 0; i < a->nworkers; i++) {
+        struct worker *w = &a->workers[i];
+        w->index = i;
+        w->conf = a->conf;
+        w->store = a->store;
+        pthread_mutex_init(&w->snap_lock, NULL);
+        if (worker_setup(w) != 0) {
+            rc = 1;
+            goto out;
+        }
+    }
+    for (unsigned i = 0; i < a->nworkers; i++) {
+        int err = pthread_create(&a->workers[i].thread, NULL, worker_main, &a->workers[i]);
+        if (err != 0) {
+            log_error("cannot start worker %u: %s", i, strerror(err));
+            rc = 1;
+            for (unsigned j = 0; j < i; j++)
+                ev_async_send(a->workers[j].loop, &a->workers[j].stop);
+            goto out;
+        }
+        a->workers[i].started = true;
+    }
+    log_info("ready");
+
+    ev_signal_init(&a->sigterm, on_signal_stop, SIGTERM);
+    ev_signal_init(&a->sigint, on_signal_stop, SIGINT);
+    ev_signal_init(&a->sigusr1, on_signal_stats, SIGUSR1);
+    ev_signal_init(&a->sighup, on_signal_hup, SIGHUP);
+    a->sigterm.data = a->sigint.data = a->sigusr1.data = a->sighup.data = a;
+    ev_signal_start(loop, &a->sigterm);
+    ev_signal_start(loop, &a->sigint);
+    ev_signal_start(loop, &a->sigusr1);
+    ev_signal_start(loop, &a->sighup);
+    if (a->conf->stats_interval_ms > 0) {
+        double every = (double)a->conf->stats_interval_ms / MS_PER_S;
+        ev_timer_init(&a->stats_timer, on_stats_timer, every, every);
+        a->stats_timer.data = a;
+        ev_timer_start(loop, &a->stats_timer);
+    }
+    ev_run(loop, 0);
+
+out:
+    for (unsigned i = 0; i < a->nworkers; i++)
+        if (a->workers[i].started)
+            pthread_join(a->workers[i].thread, NULL);
+    if (rc == 0)
+        log_stats(a, "exit");
+    for (unsigned i = 0; i < a->nworkers; i++) {
+        worker_teardown(&a->workers[i]);
+        pthread_mutex_destroy(&a->workers[i].snap_lock);
+    }
+    free(a->workers);
+    store_free(a->store);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = NULL;
+    bool check_only = false;
+    int opt;
+
+    while ((opt = getopt(argc, argv, "c:thV")) != -1) {
+        switch (opt) {
+        case 'c': path = optarg; break;
+        case 't': check_only = true; break;
+        case 'V': printf("heprouter %s\n", PACKAGE_VERSION); return 0;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (path == NULL || optind != argc) {
+        fprintf(stderr, "heprouter: %s\n", path == NULL ? "-c FILE is required" : "unexpected argument");
+        usage(stderr);
+        return 2;
+    }
+
+    struct app a;
+    memset(&a, 0, sizeof a);
+    a.conf = conf_load(path, stderr);
+    if (a.conf == NULL) {
+        if (check_only)
+            fprintf(stderr, "%s: configuration has errors\n", path);
+        else
+            log_error("%s: configuration has errors, not starting", path);
+        return 1;
+    }
+    if (check_only) {
+        printf("configuration OK\n");
+        conf_free(a.conf);
+        return 0;
+    }
+    log_set_level(a.conf->log_level);
+    signal(SIGPIPE, SIG_IGN);
+    log_startup(a.conf);
+    int rc = run(&a);
+    conf_free(a.conf);
+    return rc;
+}

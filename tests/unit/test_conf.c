@@ -1,0 +1,812 @@
+/*
+ * test_conf.c - unit tests for the configuration loader (src/conf.c).
+ *
+ * Data-driven like pgbouncer's rule tests: every tests/conf/bad-NAME.yaml
+ * must fail to load and print exactly tests/conf/bad-NAME.err, and every
+ * tests/conf/good-NAME.yaml must load and print nothing.  The test runs
+ * inside TEST_CONF_DIR and loads the fixtures by their bare names, which is
+ * how the .err files spell them.  Around that: the sample etc/heprouter.yaml
+ * and its values, every key of good-full.yaml, the defaults, the public
+ * value parsers, unreadable files, and a failed allocation at every point of
+ * a load (no crash, no leak: run under ASan or valgrind).
+ */
+#include "conf.h"
+#include "log.h"
+#include "unit.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#ifndef TEST_CONF_DIR
+#error "TEST_CONF_DIR must name tests/conf"
+#endif
+#ifndef TEST_ETC_DIR
+#error "TEST_ETC_DIR must name etc"
+#endif
+
+#define SAMPLE_PATH         TEST_ETC_DIR "/heprouter.yaml"
+#define FULL_PATH           "good-full.yaml"
+#define MINIMAL_PATH        "good-minimal.yaml"
+#define MANY_PATH           "bad-many.yaml"
+#define FIXTURES_MIN        90      /* fewer means the directory was not found */
+#define ALLOC_STEPS_MAX     100000  /* a load makes far fewer allocations */
+#define FILE_LIMIT          (1024 * 1024)   /* conf.c: CONF_FILE_MAX */
+
+#define MS_S                UINT64_C(1000)
+#define MS_M                (60 * MS_S)
+#define MS_H                (60 * MS_M)
+
+/* ---- helpers ------------------------------------------------------------------- */
+
+/* Loads path; *out gets everything conf_load() printed (malloc'ed, never NULL). */
+static struct conf *load(const char *path, char **out)
+{
+    size_t size = 0;
+    *out = NULL;
+    FILE *f = open_memstream(out, &size);
+    CU_ASSERT_FATAL(f != NULL);
+    struct conf *c = conf_load(path, f);
+    fclose(f);
+    CU_ASSERT_FATAL(*out != NULL);
+    return c;
+}
+
+/* Loads a fixture that must load without a word. */
+static struct conf *load_ok(const char *path)
+{
+    char *out;
+    struct conf *c = load(path, &out);
+    if (c == NULL || *out != '\0')
+        fprintf(stderr, "\n%s: expected no output, got:\n%s", path, out);
+    CU_ASSERT(*out == '\0');
+    CU_ASSERT_FATAL(c != NULL);
+    free(out);
+    return c;
+}
+
+static char *read_text(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        perror(path);
+        return NULL;
+    }
+    char *buf = NULL;
+    size_t size = 0;
+    FILE *m = open_memstream(&buf, &size);
+    int c;
+    while ((c = getc(f)) != EOF)
+        putc(c, m);
+    fclose(m);
+    fclose(f);
+    return buf;
+}
+
+static bool has_suffix(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Names in the current directory (TEST_CONF_DIR) with prefix and suffix, sorted. */
+static size_t list_fixtures(const char *prefix, const char *suffix, char ***names)
+{
+    DIR *d = opendir(".");
+    CU_ASSERT_FATAL(d != NULL);
+    size_t n = 0, cap = 0;
+    *names = NULL;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (strncmp(e->d_name, prefix, strlen(prefix)) != 0 || !has_suffix(e->d_name, suffix))
+            continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            *names = realloc(*names, cap * sizeof **names);
+            CU_ASSERT_FATAL(*names != NULL);
+        }
+        (*names)[n++] = strdup(e->d_name);
+    }
+    closedir(d);
+    if (n > 0)
+        qsort(*names, n, sizeof **names, name_cmp);
+    return n;
+}
+
+static void free_names(char **names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+/* "bad-x.yaml" -> "bad-x.err" */
+static char *err_name(const char *yaml)
+{
+    size_t stem = strlen(yaml) - strlen(".yaml");
+    char *name = malloc(stem + sizeof ".err");
+    CU_ASSERT_FATAL(name != NULL);
+    memcpy(name, yaml, stem);
+    strcpy(name + stem, ".err");
+    return name;
+}
+
+static void assert_addr(const struct conf_addr *a, enum conf_transport t, const char *ip, unsigned port)
+{
+    char buf[INET6_ADDRSTRLEN] = "";
+    CU_ASSERT_EQUAL(a->transport, t);
+    if (a->sa.ss_family == AF_INET) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)&a->sa;
+        inet_ntop(AF_INET, &sin->sin_addr, buf, sizeof buf);
+        CU_ASSERT_EQUAL(ntohs(sin->sin_port), port);
+        CU_ASSERT_EQUAL(a->salen, sizeof *sin);
+    } else {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&a->sa;
+        CU_ASSERT_EQUAL(a->sa.ss_family, AF_INET6);
+        inet_ntop(AF_INET6, &sin6->sin6_addr, buf, sizeof buf);
+        CU_ASSERT_EQUAL(ntohs(sin6->sin6_port), port);
+        CU_ASSERT_EQUAL(a->salen, sizeof *sin6);
+    }
+    CU_ASSERT_STRING_EQUAL(buf, ip);
+}
+
+static void assert_cidr(const struct conf_cidr *c, int family, const char *ip, unsigned prefix)
+{
+    char buf[INET6_ADDRSTRLEN] = "";
+    CU_ASSERT_EQUAL(c->family, family);
+    inet_ntop(family, c->addr, buf, sizeof buf);
+    CU_ASSERT_STRING_EQUAL(buf, ip);
+    CU_ASSERT_EQUAL(c->prefix, prefix);
+}
+
+/* ---- fixtures ------------------------------------------------------------------ */
+
+static void test_every_bad_fixture_prints_exactly_its_err_file(void)
+{
+    char **names;
+    size_t n = list_fixtures("bad-", ".yaml", &names);
+    CU_ASSERT(n >= FIXTURES_MIN);
+    for (size_t i = 0; i < n; i++) {
+        char *errfile = err_name(names[i]);
+        char *expect = read_text(errfile);
+        char *out;
+        struct conf *c = load(names[i], &out);
+        CU_ASSERT(c == NULL);
+        CU_ASSERT(expect != NULL);
+        if (expect != NULL && strcmp(expect, out) != 0)
+            fprintf(stderr, "\n%s: expected (%s):\n%s--- got:\n%s", names[i], errfile, expect, out);
+        CU_ASSERT(expect != NULL && strcmp(expect, out) == 0);
+        conf_free(c);
+        free(out);
+        free(expect);
+        free(errfile);
+    }
+    free_names(names, n);
+}
+
+static void test_every_err_file_has_its_fixture(void)
+{
+    char **names;
+    size_t n = list_fixtures("", ".err", &names);
+    CU_ASSERT(n >= FIXTURES_MIN);
+    for (size_t i = 0; i < n; i++) {
+        CU_ASSERT(strncmp(names[i], "bad-", strlen("bad-")) == 0);
+        size_t stem = strlen(names[i]) - strlen(".err");
+        char yaml[NAME_MAX + 1];
+        snprintf(yaml, sizeof yaml, "%.*s.yaml", (int)stem, names[i]);
+        if (access(yaml, R_OK) != 0)
+            fprintf(stderr, "\n%s: no %s\n", names[i], yaml);
+        CU_ASSERT(access(yaml, R_OK) == 0);
+    }
+    free_names(names, n);
+}
+
+static void test_every_good_fixture_loads_silently(void)
+{
+    char **names;
+    size_t n = list_fixtures("good-", ".yaml", &names);
+    CU_ASSERT(n >= 2);
+    for (size_t i = 0; i < n; i++)
+        conf_free(load_ok(names[i]));
+    free_names(names, n);
+}
+
+static void test_the_same_file_gives_the_same_errors_twice(void)
+{
+    char *a, *b;
+    CU_ASSERT(load(MANY_PATH, &a) == NULL);
+    CU_ASSERT(load(MANY_PATH, &b) == NULL);
+    CU_ASSERT_STRING_EQUAL(a, b);
+    free(a);
+    free(b);
+}
+
+static void test_a_null_error_stream_prints_nothing_and_still_fails(void)
+{
+    CU_ASSERT(conf_load(MANY_PATH, NULL) == NULL);
+    CU_ASSERT(conf_load("no-such-file.yaml", NULL) == NULL);
+}
+
+/* ---- files that cannot be read ------------------------------------------------- */
+
+static void test_a_missing_file_cannot_be_opened(void)
+{
+    char *out;
+    CU_ASSERT(load("no-such-file.yaml", &out) == NULL);
+    CU_ASSERT_STRING_EQUAL(out, "no-such-file.yaml: cannot open: No such file or directory\n");
+    free(out);
+}
+
+static void test_a_directory_cannot_be_read(void)
+{
+    char *out;
+    CU_ASSERT(load(".", &out) == NULL);
+    CU_ASSERT_STRING_EQUAL(out, ".: cannot read: Is a directory\n");
+    free(out);
+}
+
+static void test_a_file_above_one_mebibyte_is_refused(void)
+{
+    const char *dir = getenv("TMPDIR");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/test_conf.XXXXXX", dir != NULL && *dir ? dir : "/tmp");
+    int fd = mkstemp(path);
+    CU_ASSERT_FATAL(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    CU_ASSERT_FATAL(f != NULL);
+    fputs("listen: \"udp:127.0.0.1:9060\"\n", f);
+    for (long i = ftell(f); i <= FILE_LIMIT; i++)
+        putc(i % 64 == 63 ? '\n' : '#', f);
+    fclose(f);
+
+    char *out, expect[4200];
+    snprintf(expect, sizeof expect, "%s: is larger than %d bytes\n", path, FILE_LIMIT);
+    CU_ASSERT(load(path, &out) == NULL);
+    CU_ASSERT_STRING_EQUAL(out, expect);
+    free(out);
+    unlink(path);
+}
+
+/* ---- out of memory --------------------------------------------------------------- */
+
+/*
+ * Fails allocation 1, 2, 3, ... of a load until the load gets through
+ * without hitting the failure; every failed load must say "out of memory"
+ * and return NULL.  ASan / valgrind report any leak on those paths.
+ */
+static void fail_every_allocation(const char *path, const char *clean_output, bool loads)
+{
+    unsigned long n;
+    for (n = 1; n < ALLOC_STEPS_MAX; n++) {
+        char *out;
+        conf_fail_alloc(n);
+        struct conf *c = load(path, &out);
+        conf_fail_alloc(0);
+        bool clean = strcmp(out, clean_output) == 0;
+        if (!clean) {
+            CU_ASSERT(c == NULL);
+            CU_ASSERT(strstr(out, "out of memory\n") != NULL);
+        }
+        conf_free(c);
+        free(out);
+        if (clean) {
+            CU_ASSERT((c != NULL) == loads);
+            break;
+        }
+    }
+    CU_ASSERT(n > 1);
+    CU_ASSERT(n < ALLOC_STEPS_MAX);
+}
+
+static void test_out_of_memory_anywhere_fails_cleanly(void)
+{
+    fail_every_allocation(SAMPLE_PATH, "", true);
+    char **names;
+    size_t n = list_fixtures("good-", ".yaml", &names);
+    for (size_t i = 0; i < n; i++)
+        fail_every_allocation(names[i], "", true);
+    free_names(names, n);
+
+    /* every error path too */
+    n = list_fixtures("bad-", ".yaml", &names);
+    for (size_t i = 0; i < n; i++) {
+        char *errfile = err_name(names[i]);
+        char *expect = read_text(errfile);
+        CU_ASSERT_FATAL(expect != NULL);
+        fail_every_allocation(names[i], expect, false);
+        free(expect);
+        free(errfile);
+    }
+    free_names(names, n);
+}
+
+/* ---- values ---------------------------------------------------------------------- */
+
+static void test_sample_loads_with_its_documented_values(void)
+{
+    struct conf *c = load_ok(SAMPLE_PATH);
+    CU_ASSERT_STRING_EQUAL(c->path, SAMPLE_PATH);
+
+    CU_ASSERT_EQUAL_FATAL(c->nlisten, 2);
+    assert_addr(&c->listen[0], CONF_UDP, "127.0.0.1", 9060);
+    assert_addr(&c->listen[1], CONF_TCP, "127.0.0.1", 9060);
+    CU_ASSERT_STRING_EQUAL(c->listen[0].text, "udp:127.0.0.1:9060");
+    CU_ASSERT_EQUAL(c->workers, 1);
+
+    CU_ASSERT_EQUAL_FATAL(c->ndests, 2);
+    long homer = conf_dest_index(c, "homer"), voipmonitor = conf_dest_index(c, "voipmonitor");
+    CU_ASSERT_EQUAL_FATAL(homer, 0);
+    CU_ASSERT_EQUAL_FATAL(voipmonitor, 1);
+    CU_ASSERT_EQUAL_FATAL(c->dests[0].ntargets, 1);
+    assert_addr(&c->dests[0].targets[0], CONF_UDP, "127.0.0.1", 9061);
+    CU_ASSERT_EQUAL(c->dests[0].hep_version, 0);
+    CU_ASSERT_EQUAL_FATAL(c->dests[1].ntargets, 1);
+    assert_addr(&c->dests[1].targets[0], CONF_UDP, "127.0.0.1", 9062);
+    CU_ASSERT_EQUAL(c->dests[1].hep_version, 3);
+
+    CU_ASSERT_EQUAL_FATAL(c->nroutes, 2);
+    const struct conf_route *r = &c->routes[0];
+    CU_ASSERT_STRING_EQUAL(r->name, "route-1");
+    CU_ASSERT_EQUAL_FATAL(r->match.nmethods, 2);
+    CU_ASSERT_STRING_EQUAL(r->match.methods[0], "INVITE");
+    CU_ASSERT_STRING_EQUAL(r->match.methods[1], "SUBSCRIBE");
+    CU_ASSERT_EQUAL(r->match.nprotos + r->match.ncapture_ids + r->match.nsrc + r->match.ndst +
+                    r->match.nstatus, 0);
+    CU_ASSERT_EQUAL_FATAL(r->nto, 2);
+    CU_ASSERT_EQUAL(r->to[0], (size_t)voipmonitor);
+    CU_ASSERT_EQUAL(r->to[1], (size_t)homer);
+    r = &c->routes[1];
+    CU_ASSERT_STRING_EQUAL(r->name, "route-2");
+    CU_ASSERT_EQUAL_FATAL(r->match.nmethods, 2);
+    CU_ASSERT_STRING_EQUAL(r->match.methods[0], "REGISTER");
+    CU_ASSERT_STRING_EQUAL(r->match.methods[1], "OPTIONS");
+    CU_ASSERT_EQUAL_FATAL(r->nto, 1);
+    CU_ASSERT_EQUAL(r->to[0], (size_t)homer);
+
+    CU_ASSERT_EQUAL_FATAL(c->ndefault_to, 1);
+    CU_ASSERT_EQUAL(c->default_to[0], (size_t)homer);
+    conf_free(c);
+}
+
+static void test_minimal_config_gets_every_default(void)
+{
+    struct conf *c = load_ok(MINIMAL_PATH);
+    CU_ASSERT_EQUAL_FATAL(c->nlisten, 1);
+    assert_addr(&c->listen[0], CONF_UDP, "127.0.0.1", 9060);
+    CU_ASSERT_EQUAL(c->workers, 1);
+    CU_ASSERT_EQUAL(c->store_type, CONF_STORE_MEMORY);
+    CU_ASSERT_EQUAL(c->store_max_calls, 2000000);
+    CU_ASSERT_EQUAL(c->ttl_call_ms, 4 * MS_H);
+    CU_ASSERT_EQUAL(c->ttl_register_ms, 1 * MS_H);
+    CU_ASSERT_EQUAL(c->ttl_ended_ms, 30 * MS_S);
+    CU_ASSERT_EQUAL(c->orphans_wait_ms, 50);
+    CU_ASSERT_EQUAL(c->orphans_max_held, 100000);
+    CU_ASSERT_EQUAL(c->call_id_max, 256);
+    CU_ASSERT_EQUAL(c->tcp_max_connections, 1024);
+    CU_ASSERT_EQUAL(c->tcp_max_frame, 65535);
+    CU_ASSERT_EQUAL(c->tcp_idle_timeout_ms, 10 * MS_M);
+    CU_ASSERT_EQUAL(c->udp_batch, 64);
+    CU_ASSERT_EQUAL(c->udp_rcvbuf, 8388608);
+    CU_ASSERT_EQUAL(c->tcp_queue_bytes, 4194304);
+    CU_ASSERT_EQUAL(c->reconnect_min_ms, 100);
+    CU_ASSERT_EQUAL(c->reconnect_max_ms, 5 * MS_S);
+    CU_ASSERT_EQUAL(c->connect_timeout_ms, 2 * MS_S);
+    CU_ASSERT_EQUAL(c->drain_timeout_ms, 2 * MS_S);
+    CU_ASSERT_EQUAL(c->log_level, LOG_LEVEL_INFO);
+    CU_ASSERT_EQUAL(c->log_interval_ms, 10 * MS_S);
+    CU_ASSERT_EQUAL(c->stats_interval_ms, 0);
+
+    CU_ASSERT_EQUAL_FATAL(c->ndests, 1);
+    const struct conf_dest *d = &c->dests[0];
+    CU_ASSERT_STRING_EQUAL(d->name, "homer");
+    CU_ASSERT_EQUAL_FATAL(d->ntargets, 1);
+    assert_addr(&d->targets[0], CONF_UDP, "127.0.0.1", 9061);
+    CU_ASSERT_EQUAL(d->balance, CONF_BALANCE_ALL);
+    CU_ASSERT_EQUAL(d->hep_version, 0);
+    CU_ASSERT_FALSE(d->set_capture_id);
+    CU_ASSERT_PTR_NULL(d->node_name);
+    CU_ASSERT_PTR_NULL(d->auth_key);
+    CU_ASSERT_EQUAL(d->max_packet, 65535);
+
+    CU_ASSERT_EQUAL(c->nroutes, 0);
+    CU_ASSERT_PTR_NULL(c->routes);
+    CU_ASSERT_EQUAL(c->ndefault_to, 0);
+    CU_ASSERT_PTR_NULL(c->default_to);
+    conf_free(c);
+}
+
+/* The sample shows every scalar key at its default: it must agree with the table. */
+static void test_sample_shows_the_defaults(void)
+{
+    struct conf *s = load_ok(SAMPLE_PATH);
+    struct conf *m = load_ok(MINIMAL_PATH);
+    CU_ASSERT_EQUAL(s->workers, m->workers);
+    CU_ASSERT_EQUAL(s->store_type, m->store_type);
+    CU_ASSERT_EQUAL(s->store_max_calls, m->store_max_calls);
+    CU_ASSERT_EQUAL(s->ttl_call_ms, m->ttl_call_ms);
+    CU_ASSERT_EQUAL(s->ttl_register_ms, m->ttl_register_ms);
+    CU_ASSERT_EQUAL(s->ttl_ended_ms, m->ttl_ended_ms);
+    CU_ASSERT_EQUAL(s->orphans_wait_ms, m->orphans_wait_ms);
+    CU_ASSERT_EQUAL(s->orphans_max_held, m->orphans_max_held);
+    CU_ASSERT_EQUAL(s->call_id_max, m->call_id_max);
+    CU_ASSERT_EQUAL(s->tcp_max_connections, m->tcp_max_connections);
+    CU_ASSERT_EQUAL(s->tcp_max_frame, m->tcp_max_frame);
+    CU_ASSERT_EQUAL(s->tcp_idle_timeout_ms, m->tcp_idle_timeout_ms);
+    CU_ASSERT_EQUAL(s->udp_batch, m->udp_batch);
+    CU_ASSERT_EQUAL(s->udp_rcvbuf, m->udp_rcvbuf);
+    CU_ASSERT_EQUAL(s->tcp_queue_bytes, m->tcp_queue_bytes);
+    CU_ASSERT_EQUAL(s->reconnect_min_ms, m->reconnect_min_ms);
+    CU_ASSERT_EQUAL(s->reconnect_max_ms, m->reconnect_max_ms);
+    CU_ASSERT_EQUAL(s->connect_timeout_ms, m->connect_timeout_ms);
+    CU_ASSERT_EQUAL(s->drain_timeout_ms, m->drain_timeout_ms);
+    CU_ASSERT_EQUAL(s->log_level, m->log_level);
+    CU_ASSERT_EQUAL(s->log_interval_ms, m->log_interval_ms);
+    CU_ASSERT_EQUAL(s->stats_interval_ms, m->stats_interval_ms);
+    CU_ASSERT_EQUAL(s->dests[0].balance, m->dests[0].balance);
+    CU_ASSERT_EQUAL(s->dests[0].max_packet, m->dests[0].max_packet);
+    conf_free(s);
+    conf_free(m);
+}
+
+static void test_full_config_sets_every_key(void)
+{
+    struct conf *c = load_ok(FULL_PATH);
+    CU_ASSERT_EQUAL_FATAL(c->nlisten, 3);
+    assert_addr(&c->listen[0], CONF_UDP, "127.0.0.1", 9060);
+    assert_addr(&c->listen[1], CONF_TCP, "::1", 9070);
+    assert_addr(&c->listen[2], CONF_UDP, "0.0.0.0", 0);
+    CU_ASSERT_STRING_EQUAL(c->listen[1].text, "tcp:[::1]:9070");
+    CU_ASSERT_EQUAL(c->workers, 4);
+    CU_ASSERT_EQUAL(c->store_type, CONF_STORE_MEMORY);
+    CU_ASSERT_EQUAL(c->store_max_calls, 5000);
+    CU_ASSERT_EQUAL(c->ttl_call_ms, 2 * MS_H);
+    CU_ASSERT_EQUAL(c->ttl_register_ms, 30 * MS_M);
+    CU_ASSERT_EQUAL(c->ttl_ended_ms, 45 * MS_S);
+    CU_ASSERT_EQUAL(c->orphans_wait_ms, 0);
+    CU_ASSERT_EQUAL(c->orphans_max_held, 10);
+    CU_ASSERT_EQUAL(c->call_id_max, 128);
+    CU_ASSERT_EQUAL(c->tcp_max_connections, 16);
+    CU_ASSERT_EQUAL(c->tcp_max_frame, 8192);
+    CU_ASSERT_EQUAL(c->tcp_idle_timeout_ms, 90 * MS_S);
+    CU_ASSERT_EQUAL(c->udp_batch, 8);
+    CU_ASSERT_EQUAL(c->udp_rcvbuf, 0);
+    CU_ASSERT_EQUAL(c->tcp_queue_bytes, 65535);
+    CU_ASSERT_EQUAL(c->reconnect_min_ms, 250);
+    CU_ASSERT_EQUAL(c->reconnect_max_ms, 1 * MS_M);
+    CU_ASSERT_EQUAL(c->connect_timeout_ms, 1500);
+    CU_ASSERT_EQUAL(c->drain_timeout_ms, 0);
+    CU_ASSERT_EQUAL(c->log_level, LOG_LEVEL_DEBUG);
+    CU_ASSERT_EQUAL(c->log_interval_ms, 1 * MS_M);
+    CU_ASSERT_EQUAL(c->stats_interval_ms, 15 * MS_S);
+
+    CU_ASSERT_EQUAL_FATAL(c->ndests, 4);
+    const struct conf_dest *d = &c->dests[0];
+    CU_ASSERT_STRING_EQUAL(d->name, "homer");
+    CU_ASSERT_EQUAL_FATAL(d->ntargets, 1);
+    assert_addr(&d->targets[0], CONF_UDP, "127.0.0.1", 9061);
+    d = &c->dests[1];
+    CU_ASSERT_STRING_EQUAL(d->name, "voipmonitor");
+    CU_ASSERT_EQUAL_FATAL(d->ntargets, 2);
+    assert_addr(&d->targets[0], CONF_TCP, "127.0.0.1", 9062);
+    assert_addr(&d->targets[1], CONF_TCP, "2001:db8::1", 9062);
+    CU_ASSERT_EQUAL(d->balance, CONF_BALANCE_FAILOVER);
+    CU_ASSERT_EQUAL(d->hep_version, 3);
+    CU_ASSERT_TRUE(d->set_capture_id);
+    CU_ASSERT_EQUAL(d->capture_id, UINT32_MAX);
+    CU_ASSERT_STRING_EQUAL(d->node_name, "edge-1");
+    CU_ASSERT_STRING_EQUAL(d->auth_key, "s3cret key");
+    CU_ASSERT_EQUAL(d->max_packet, 8192);
+    d = &c->dests[2];
+    CU_ASSERT_STRING_EQUAL(d->name, "archive");
+    CU_ASSERT_EQUAL(d->ntargets, 3);
+    CU_ASSERT_EQUAL(d->balance, CONF_BALANCE_HASH);
+    CU_ASSERT_FALSE(d->set_capture_id);
+    d = &c->dests[3];
+    CU_ASSERT_STRING_EQUAL(d->name, "spread");
+    CU_ASSERT_EQUAL(d->ntargets, 2);
+    CU_ASSERT_EQUAL(d->balance, CONF_BALANCE_ROUND_ROBIN);
+    CU_ASSERT_TRUE(d->set_capture_id);
+    CU_ASSERT_EQUAL(d->capture_id, 0);
+
+    CU_ASSERT_EQUAL_FATAL(c->nroutes, 5);
+    const struct conf_match *m = &c->routes[0].match;
+    CU_ASSERT_STRING_EQUAL(c->routes[0].name, "calls");
+    CU_ASSERT_EQUAL_FATAL(m->nmethods, 2);
+    CU_ASSERT_STRING_EQUAL(m->methods[0], "INVITE");
+    CU_ASSERT_STRING_EQUAL(m->methods[1], "SUBSCRIBE");
+    CU_ASSERT_EQUAL_FATAL(m->nprotos, 4);
+    CU_ASSERT_EQUAL(m->protos[0], 1);
+    CU_ASSERT_EQUAL(m->protos[1], 5);
+    CU_ASSERT_EQUAL(m->protos[2], 100);
+    CU_ASSERT_EQUAL(m->protos[3], 32);
+    CU_ASSERT_EQUAL_FATAL(m->ncapture_ids, 2);
+    CU_ASSERT_EQUAL(m->capture_ids[0], 0);
+    CU_ASSERT_EQUAL(m->capture_ids[1], 2001);
+    CU_ASSERT_EQUAL_FATAL(m->nsrc, 2);
+    assert_cidr(&m->src[0], AF_INET, "10.0.0.0", 8);
+    assert_cidr(&m->src[1], AF_INET6, "2001:db8::", 32);
+    CU_ASSERT_EQUAL_FATAL(m->ndst, 2);
+    assert_cidr(&m->dst[0], AF_INET, "192.0.2.1", 32);
+    assert_cidr(&m->dst[1], AF_INET6, "::1", 128);
+    CU_ASSERT_EQUAL_FATAL(m->nstatus, 2);
+    CU_ASSERT_EQUAL(m->status[0].lo, 407);
+    CU_ASSERT_EQUAL(m->status[0].hi, 407);
+    CU_ASSERT_EQUAL(m->status[1].lo, 400);
+    CU_ASSERT_EQUAL(m->status[1].hi, 499);
+    CU_ASSERT_EQUAL_FATAL(c->routes[0].nto, 2);
+    CU_ASSERT_EQUAL(c->routes[0].to[0], 1);
+    CU_ASSERT_EQUAL(c->routes[0].to[1], 0);
+
+    CU_ASSERT_EQUAL_FATAL(c->routes[1].nto, 1);
+    CU_ASSERT_EQUAL(c->routes[1].to[0], 0);
+    CU_ASSERT_EQUAL_FATAL(c->routes[3].match.nstatus, 1);
+    CU_ASSERT_EQUAL(c->routes[3].match.status[0].lo, 200);
+    CU_ASSERT_EQUAL(c->routes[3].match.status[0].hi, 299);
+    m = &c->routes[4].match;
+    CU_ASSERT_EQUAL(m->nmethods + m->nprotos + m->ncapture_ids + m->nsrc + m->ndst + m->nstatus, 0);
+    CU_ASSERT_EQUAL_FATAL(c->routes[4].nto, 2);
+    CU_ASSERT_EQUAL(c->routes[4].to[0], 2);
+    CU_ASSERT_EQUAL(c->routes[4].to[1], 3);
+
+    CU_ASSERT_EQUAL_FATAL(c->ndefault_to, 1);
+    CU_ASSERT_EQUAL(c->default_to[0], 2);
+    conf_free(c);
+}
+
+static void test_unnamed_routes_are_named_route_n_from_one(void)
+{
+    struct conf *c = load_ok(FULL_PATH);
+    CU_ASSERT_EQUAL_FATAL(c->nroutes, 5);
+    CU_ASSERT_STRING_EQUAL(c->routes[0].name, "calls");
+    CU_ASSERT_STRING_EQUAL(c->routes[1].name, "route-2");
+    CU_ASSERT_STRING_EQUAL(c->routes[2].name, "route-3");
+    CU_ASSERT_STRING_EQUAL(c->routes[3].name, "quiet");
+    CU_ASSERT_STRING_EQUAL(c->routes[4].name, "route-5");
+    conf_free(c);
+}
+
+static void test_empty_to_and_drop_true_discard(void)
+{
+    struct conf *c = load_ok(FULL_PATH);
+    CU_ASSERT_EQUAL_FATAL(c->nroutes, 5);
+    CU_ASSERT_EQUAL(c->routes[2].nto, 0);       /* to: [] */
+    CU_ASSERT_EQUAL(c->routes[3].nto, 0);       /* drop: true */
+    CU_ASSERT_EQUAL(c->routes[4].nto, 2);       /* drop: false with to */
+    conf_free(c);
+}
+
+static void test_dest_index_finds_names(void)
+{
+    struct conf *c = load_ok(FULL_PATH);
+    CU_ASSERT_EQUAL(conf_dest_index(c, "homer"), 0);
+    CU_ASSERT_EQUAL(conf_dest_index(c, "voipmonitor"), 1);
+    CU_ASSERT_EQUAL(conf_dest_index(c, "spread"), 3);
+    CU_ASSERT_EQUAL(conf_dest_index(c, "Homer"), -1);
+    CU_ASSERT_EQUAL(conf_dest_index(c, ""), -1);
+    conf_free(c);
+}
+
+static void test_conf_free_accepts_null(void)
+{
+    conf_free(NULL);
+}
+
+/* ---- conf_parse_duration ------------------------------------------------------- */
+
+static void assert_duration(const char *text, uint64_t expect)
+{
+    uint64_t ms = 12345;
+    const char *why = conf_parse_duration(text, &ms);
+    if (why != NULL)
+        fprintf(stderr, "\n\"%s\": %s\n", text, why);
+    CU_ASSERT_PTR_NULL(why);
+    CU_ASSERT_EQUAL(ms, expect);
+}
+
+static void assert_bad_duration(const char *text, const char *expect)
+{
+    uint64_t ms = 12345;
+    const char *why = conf_parse_duration(text, &ms);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(why);
+    CU_ASSERT_STRING_EQUAL(why, expect);
+    CU_ASSERT_EQUAL(ms, 12345);                 /* untouched on error */
+}
+
+static void test_durations_take_ms_s_m_h_and_bare_seconds(void)
+{
+    assert_duration("250ms", 250);
+    assert_duration("30s", 30 * MS_S);
+    assert_duration("5m", 5 * MS_M);
+    assert_duration("4h", 4 * MS_H);
+    assert_duration("10", 10 * MS_S);
+    assert_duration("0", 0);
+    assert_duration("0ms", 0);
+    assert_duration("007s", 7 * MS_S);
+    assert_duration("18446744073709551615ms", UINT64_MAX);
+    assert_duration("5124095576030h", UINT64_C(5124095576030) * MS_H);
+}
+
+static void test_bad_durations_say_why(void)
+{
+    assert_bad_duration("", "is empty");
+    assert_bad_duration("1.5s", "is not a valid duration");
+    assert_bad_duration("-1s", "is not a valid duration");
+    assert_bad_duration("+1s", "is not a valid duration");
+    assert_bad_duration(" 5s", "is not a valid duration");
+    assert_bad_duration("5s ", "is not a valid duration");
+    assert_bad_duration("5 s", "is not a valid duration");
+    assert_bad_duration("ms", "is not a valid duration");
+    assert_bad_duration("1h30m", "is not a valid duration");
+    assert_bad_duration("5x", "has an unknown unit (use ms, s, m or h)");
+    assert_bad_duration("5S", "has an unknown unit (use ms, s, m or h)");
+    assert_bad_duration("5sec", "has an unknown unit (use ms, s, m or h)");
+    assert_bad_duration("2d", "has an unknown unit (use ms, s, m or h)");
+    assert_bad_duration("18446744073709551616ms", "is too large");
+    assert_bad_duration("18446744073709551615", "is too large");
+    assert_bad_duration("5124095576031h", "is too large");
+    assert_bad_duration("99999999999999999999999999h", "is too large");
+}
+
+/* ---- conf_parse_addr ------------------------------------------------------------ */
+
+static void assert_bad_addr(const char *text, const char *expect)
+{
+    struct conf_addr a;
+    memset(&a, 0x5a, sizeof a);
+    const char *why = conf_parse_addr(text, &a);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(why);
+    if (strcmp(why, expect) != 0)
+        fprintf(stderr, "\n\"%s\": %s (expected %s)\n", text, why, expect);
+    CU_ASSERT_STRING_EQUAL(why, expect);
+    CU_ASSERT_EQUAL(a.transport, 0);            /* zeroed on error */
+    CU_ASSERT_EQUAL(a.salen, 0);
+}
+
+static void test_addresses_are_numeric_with_transport_and_port(void)
+{
+    struct conf_addr a;
+    CU_ASSERT_PTR_NULL(conf_parse_addr("udp:127.0.0.1:9060", &a));
+    assert_addr(&a, CONF_UDP, "127.0.0.1", 9060);
+    CU_ASSERT_STRING_EQUAL(a.text, "udp:127.0.0.1:9060");
+    CU_ASSERT_PTR_NULL(conf_parse_addr("tcp:[2001:db8::1]:65535", &a));
+    assert_addr(&a, CONF_TCP, "2001:db8::1", 65535);
+    CU_ASSERT_PTR_NULL(conf_parse_addr("tcp:0.0.0.0:0", &a));
+    assert_addr(&a, CONF_TCP, "0.0.0.0", 0);
+    CU_ASSERT_PTR_NULL(conf_parse_addr("udp:[::]:9060", &a));
+    assert_addr(&a, CONF_UDP, "::", 9060);
+    CU_ASSERT_PTR_NULL(conf_parse_addr("udp:[::ffff:192.0.2.1]:1", &a));
+    assert_addr(&a, CONF_UDP, "::ffff:192.0.2.1", 1);
+    const char *longest = "tcp:[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255]:65535";
+    CU_ASSERT_PTR_NULL(conf_parse_addr(longest, &a));
+    CU_ASSERT_STRING_EQUAL(a.text, longest);
+}
+
+static void test_bad_addresses_say_why(void)
+{
+    assert_bad_addr("", "is empty");
+    assert_bad_addr("127.0.0.1:9060", "must start with udp: or tcp:");
+    assert_bad_addr("UDP:127.0.0.1:9060", "must start with udp: or tcp:");
+    assert_bad_addr("tls:127.0.0.1:9060", "must start with udp: or tcp:");
+    assert_bad_addr("udp:127.0.0.1", "has no port");
+    assert_bad_addr("udp:[::1]", "has no port");
+    assert_bad_addr("udp:[::1]9060", "has no port");
+    assert_bad_addr("udp:127.0.0.1:", "has an invalid port");
+    assert_bad_addr("udp:127.0.0.1:65536", "has an invalid port");
+    assert_bad_addr("udp:127.0.0.1:100000", "has an invalid port");
+    assert_bad_addr("udp:127.0.0.1:-1", "has an invalid port");
+    assert_bad_addr("udp:127.0.0.1: 80", "has an invalid port");
+    assert_bad_addr("udp:127.0.0.1:80x", "has an invalid port");
+    assert_bad_addr("udp:[::1:9060", "has an unclosed [");
+    assert_bad_addr("udp:::1:9060", "needs [brackets] around an IPv6 address");
+    assert_bad_addr("udp:127.0.0.256:9060", "is not a numeric IP address");
+    assert_bad_addr("udp:localhost:9060", "is not a numeric IP address");
+    assert_bad_addr("udp::9060", "is not a numeric IP address");
+    assert_bad_addr("udp:[127.0.0.1]:9060", "is not a numeric IP address");
+    assert_bad_addr("udp:[fe80::1%eth0]:9060", "is not a numeric IP address");
+    assert_bad_addr("udp:[]:9060", "is not a numeric IP address");
+    assert_bad_addr("udp:[1111:2222:3333:4444:5555:6666:7777:8888:9999:aaaa]:9060",
+                    "is not a numeric IP address");
+    char longtext[sizeof((struct conf_addr *)0)->text + 1];
+    memset(longtext, '1', sizeof longtext - 1);
+    memcpy(longtext, "udp:", 4);
+    longtext[sizeof longtext - 1] = '\0';
+    assert_bad_addr(longtext, "is too long");
+}
+
+/* ---- conf_parse_cidr ----------------------------------------------------------- */
+
+static void assert_bad_cidr(const char *text, const char *expect)
+{
+    struct conf_cidr c;
+    const char *why = conf_parse_cidr(text, &c);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(why);
+    if (strcmp(why, expect) != 0)
+        fprintf(stderr, "\n\"%s\": %s (expected %s)\n", text, why, expect);
+    CU_ASSERT_STRING_EQUAL(why, expect);
+}
+
+static void test_cidrs_and_bare_addresses(void)
+{
+    struct conf_cidr c;
+    CU_ASSERT_PTR_NULL(conf_parse_cidr("10.0.0.0/8", &c));
+    assert_cidr(&c, AF_INET, "10.0.0.0", 8);
+    CU_ASSERT_PTR_NULL(conf_parse_cidr("192.0.2.1", &c));
+    assert_cidr(&c, AF_INET, "192.0.2.1", 32);
+    CU_ASSERT_PTR_NULL(conf_parse_cidr("0.0.0.0/0", &c));
+    assert_cidr(&c, AF_INET, "0.0.0.0", 0);
+    CU_ASSERT_PTR_NULL(conf_parse_cidr("192.0.2.128/25", &c));
+    assert_cidr(&c, AF_INET, "192.0.2.128", 25);
+    CU_ASSERT_PTR_NULL(conf_parse_cidr("::1", &c));
+    assert_cidr(&c, AF_INET6, "::1", 128);
+    CU_ASSERT_PTR_NULL(conf_parse_cidr("2001:db8::/32", &c));
+    assert_cidr(&c, AF_INET6, "2001:db8::", 32);
+    CU_ASSERT_PTR_NULL(conf_parse_cidr("::/0", &c));
+    assert_cidr(&c, AF_INET6, "::", 0);
+    CU_ASSERT_PTR_NULL(conf_parse_cidr("2001:db8::8000/113", &c));
+    assert_cidr(&c, AF_INET6, "2001:db8::8000", 113);
+}
+
+static void test_bad_cidrs_say_why(void)
+{
+    assert_bad_cidr("", "is empty");
+    assert_bad_cidr("10.0.0.1/8", "has host bits set");
+    assert_bad_cidr("192.0.2.129/25", "has host bits set");
+    assert_bad_cidr("2001:db8::1/32", "has host bits set");
+    assert_bad_cidr("2001:db8::4000/113", "has host bits set");
+    assert_bad_cidr("10.0.0.0/33", "has an invalid prefix length");
+    assert_bad_cidr("::/129", "has an invalid prefix length");
+    assert_bad_cidr("10.0.0.0/", "has an invalid prefix length");
+    assert_bad_cidr("10.0.0.0/-1", "has an invalid prefix length");
+    assert_bad_cidr("10.0.0.0/8/8", "has an invalid prefix length");
+    assert_bad_cidr("10.0.0.0/0008", "has an invalid prefix length");
+    assert_bad_cidr("/8", "is not a numeric IP address");
+    assert_bad_cidr("10.0.0/8", "is not a numeric IP address");
+    assert_bad_cidr("example.com", "is not a numeric IP address");
+    assert_bad_cidr("fe80::1%eth0", "is not a numeric IP address");
+    assert_bad_cidr("[::1]", "is not a numeric IP address");
+}
+
+int main(void)
+{
+    if (chdir(TEST_CONF_DIR) != 0) {
+        perror(TEST_CONF_DIR);
+        return EXIT_FAILURE;
+    }
+    static const struct unit_test tests[] = {
+        { "every bad fixture prints exactly its .err file",
+          test_every_bad_fixture_prints_exactly_its_err_file },
+        { "every .err file has its fixture", test_every_err_file_has_its_fixture },
+        { "every good fixture loads silently", test_every_good_fixture_loads_silently },
+        { "the same file gives the same errors twice", test_the_same_file_gives_the_same_errors_twice },
+        { "a NULL error stream prints nothing and still fails",
+          test_a_null_error_stream_prints_nothing_and_still_fails },
+        { "a missing file cannot be opened", test_a_missing_file_cannot_be_opened },
+        { "a directory cannot be read", test_a_directory_cannot_be_read },
+        { "a file above one mebibyte is refused", test_a_file_above_one_mebibyte_is_refused },
+        { "out of memory anywhere fails cleanly", test_out_of_memory_anywhere_fails_cleanly },
+        { "sample loads with its documented values", test_sample_loads_with_its_documented_values },
+        { "minimal config gets every default", test_minimal_config_gets_every_default },
+        { "sample shows the defaults", test_sample_shows_the_defaults },
+        { "full config sets every key", test_full_config_sets_every_key },
+        { "unnamed routes are named route-N from 1", test_unnamed_routes_are_named_route_n_from_one },
+        { "to: [] and drop: true discard", test_empty_to_and_drop_true_discard },
+        { "conf_dest_index finds names", test_dest_index_finds_names },
+        { "conf_free accepts NULL", test_conf_free_accepts_null },
+        { "durations take ms, s, m, h and bare seconds", test_durations_take_ms_s_m_h_and_bare_seconds },
+        { "bad durations say why", test_bad_durations_say_why },
+        { "addresses are numeric with transport and port",
+          test_addresses_are_numeric_with_transport_and_port },
+        { "bad addresses say why", test_bad_addresses_say_why },
+        { "CIDRs and bare addresses", test_cidrs_and_bare_addresses },
+        { "bad CIDRs say why", test_bad_cidrs_say_why },
+        { NULL, NULL },
+    };
+    return unit_run("conf", tests);
+}
