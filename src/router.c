@@ -40,6 +40,8 @@
 #define FNV64_OFFSET 0xcbf29ce484222325ULL
 #define FNV64_PRIME 0x100000001b3ULL
 #define FNV64_OFFSET_ALT 0x84222325cbf29ce4ULL  /* second, independent hash */
+#define MS_PER_S 1000u
+#define US_PER_MS 1000u
 
 struct router {
     const struct conf *conf;
@@ -163,10 +165,20 @@ static void count_in(struct metrics *m, const struct hep_view *v)
     }
 }
 
-/* Decodes and scans; false when the packet is dropped as malformed HEP. */
-static bool classify(struct router *r, struct packet *p, const uint8_t *data, size_t len, bool count)
+/*
+ * Decodes and scans; false when the packet is dropped as malformed HEP.
+ * HEPv1 carries no time: its time is when it was received (recv_wall_ms),
+ * which is what a conversion to v3 writes.
+ */
+static bool classify(struct router *r, struct packet *p, const uint8_t *data, size_t len,
+                     uint64_t recv_wall_ms, bool count)
 {
     int rc = hep_decode(data, len, &p->view);
+    if (rc == HEP_OK && p->view.version < 3 && !(p->view.present & HEP_HAS_TS)) {
+        p->view.ts_sec = (uint32_t)(recv_wall_ms / MS_PER_S);
+        p->view.ts_usec = (uint32_t)(recv_wall_ms % MS_PER_S * US_PER_MS);
+        p->view.present |= HEP_HAS_TS;
+    }
     if (rc != HEP_OK) {
         r->m->decode_errors[rc]++;
         log_ratelimited(&r->decode_limit, r->conf->log_interval_ms, LOG_LEVEL_WARN,
@@ -367,7 +379,7 @@ void router_packet(struct router *r, const uint8_t *data, size_t len, uint64_t n
     r->wall_ms = wall_ms;
     r->m->packets_in++;
     r->m->bytes_in += len;
-    if (!classify(r, &p, data, len, true))
+    if (!classify(r, &p, data, len, wall_ms, true))
         return;
     if (p.key == NULL) {
         r->m->uncorrelated++;
@@ -378,6 +390,13 @@ void router_packet(struct router *r, const uint8_t *data, size_t len, uint64_t n
 }
 
 /* ---- held packets ---- */
+
+/* The wall-clock time of a held packet's arrival. */
+static uint64_t received_wall_ms(const struct router *r, uint64_t held_since_ms)
+{
+    uint64_t waited = r->now_ms > held_since_ms ? r->now_ms - held_since_ms : 0;
+    return r->wall_ms - waited;
+}
 
 /* Which counter on_release_known() bumps: released by origin or by fallback. */
 struct release_ctx {
@@ -395,9 +414,8 @@ static void on_release_known(void *arg, const char *key, size_t klen, const uint
     struct store_entry e;
     (void)key;
     (void)klen;
-    (void)held_since_ms;
     (*ctx->counter)++;
-    if (classify(r, &p, pkt, len, false) && p.key != NULL) {
+    if (classify(r, &p, pkt, len, received_wall_ms(r, held_since_ms), false) && p.key != NULL) {
         if (store_get(r->store, p.key, p.klen, r->now_ms, &e))
             follow(r, &p, &e);
         else
@@ -422,8 +440,7 @@ static void on_release_expired(void *arg, const char *key, size_t klen, const ui
     struct store_entry e;
     (void)key;
     (void)klen;
-    (void)held_since_ms;
-    if (classify(r, &p, pkt, len, false) && p.key != NULL) {
+    if (classify(r, &p, pkt, len, received_wall_ms(r, held_since_ms), false) && p.key != NULL) {
         if (store_get(r->store, p.key, p.klen, r->now_ms, &e)) {
             r->m->orphans_released_origin++;
             follow(r, &p, &e);

@@ -29,6 +29,8 @@
 
 struct sent {
     size_t dest;
+    bool has_ts;                /* the view handed to dispatch */
+    uint32_t ts_sec;
     uint8_t *bytes;
     size_t len;
 };
@@ -47,6 +49,8 @@ static void record(void *arg, size_t di, const struct hep_view *v, const char *k
     (void)klen;
     CU_ASSERT_FATAL(nsent < MAX_SENT);
     sent[nsent].dest = di;
+    sent[nsent].has_ts = (v->present & HEP_HAS_TS) != 0;
+    sent[nsent].ts_sec = v->ts_sec;
     sent[nsent].bytes = malloc(v->raw.len);
     memcpy(sent[nsent].bytes, v->raw.data, v->raw.len);
     sent[nsent].len = v->raw.len;
@@ -431,6 +435,16 @@ static void test_v1_and_v2_input_route_like_v3(void)
         assert_sent(1, DEST_VOIPMONITOR, c407);
         assert_sent(2, DEST_HOMER, reg);
         CU_ASSERT_EQUAL(m.in_version[version], 3);
+        if (version == 1) {
+            /* v1 has no time: a conversion writes when it was received, */
+            CU_ASSERT_TRUE(sent[2].has_ts);
+            CU_ASSERT_EQUAL(sent[2].ts_sec, (WALL0 + now) / 1000);
+        } else {
+            /* while v2 keeps its own */
+            struct hep_view v;
+            CU_ASSERT_EQUAL_FATAL(hep_decode(reg.data, reg.len, &v), HEP_OK);
+            CU_ASSERT_EQUAL(sent[2].ts_sec, v.ts_sec);
+        }
         FREE(c407); FREE(inv); FREE(reg);
     }
 }
@@ -516,6 +530,22 @@ static void test_long_call_ids_are_hashed_not_truncated(void)
     CU_ASSERT_EQUAL(store_count(store), 2);
 }
 
+static void test_held_v1_packet_keeps_its_arrival_time(void)
+{
+    fresh();
+    struct pkt c407 = load_v(1, 8, "INVITE"), inv = load_v(1, 7, "INVITE");
+    /* arrive 10 ms before a second boundary, leave after it */
+    advance(1000 - (WALL0 + now) % 1000 - 10);
+    uint64_t arrival = WALL0 + now;
+    feed(c407);
+    advance(WAIT_MS - 10);
+    feed(inv);
+    CU_ASSERT_EQUAL_FATAL(nsent, 2);
+    CU_ASSERT_TRUE(sent[1].has_ts);
+    CU_ASSERT_EQUAL(sent[1].ts_sec, arrival / 1000);
+    FREE(c407); FREE(inv);
+}
+
 static void test_drain_releases_everything_by_fallback(void)
 {
     fresh();
@@ -564,6 +594,7 @@ int main(void)
         { "malformed packets are counted and dropped", test_malformed_packets_are_counted_and_dropped },
         { "full hold queue takes the fallback at once", test_full_hold_queue_takes_fallback_at_once },
         { "long Call-IDs are hashed, not truncated", test_long_call_ids_are_hashed_not_truncated },
+        { "held v1 packet keeps its arrival time", test_held_v1_packet_keeps_its_arrival_time },
         { "drain releases everything by fallback", test_drain_releases_everything_by_fallback },
         { "fallback method of in-dialog requests is INVITE", test_fallback_method_of_in_dialog_requests_is_invite },
         { NULL, NULL },
