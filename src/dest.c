@@ -900,6 +900,30 @@ void dest_flush(struct dest_set *ds)
     ds->arena_used = 0;
 }
 
+size_t dest_abandon(struct dest_set *ds)
+{
+    size_t frames = 0;
+    for (size_t i = 0; i < ds->ndests; i++) {
+        for (size_t j = 0; j < ds->dests[i].ntargets; j++) {
+            struct dest_target *t = &ds->dests[i].targets[j];
+            if (t->addr.transport != CONF_TCP)
+                continue;
+            if (t->partial_off < t->partial_len) {
+                frames++;
+                target_metrics(t)->exit_drops++;
+                t->partial_off = t->partial_len;
+            }
+            t->head_sent = 0;
+            while (t->ring_len > 0) {
+                ring_pop(t, ring_head_frame_len(t));
+                target_metrics(t)->exit_drops++;
+                frames++;
+            }
+        }
+    }
+    return frames;
+}
+
 size_t dest_pending(const struct dest_set *ds)
 {
     size_t n = 0;

@@ -59,4 +59,10 @@ void dest_flush(struct dest_set *ds);
 /* Bytes still queued for TCP targets (drain on shutdown). */
 size_t dest_pending(const struct dest_set *ds);
 
+/*
+ * Shutdown after the drain timeout: discards what TCP targets still queue,
+ * counting each frame in exit_drops.  Returns the number of frames.
+ */
+size_t dest_abandon(struct dest_set *ds);
+
 #endif

@@ -125,7 +125,8 @@ static void on_drain_timer(struct ev_loop *loop, ev_timer *t, int revents)
     size_t pending = dest_pending(w->ds);
     if (pending == 0 || ev_now(loop) >= w->drain_deadline) {
         if (pending > 0)
-            log_warn("worker %u: %zu bytes still queued for TCP targets at exit", w->index, pending);
+            log_warn("worker %u: drain timeout: %zu packets (%zu bytes) still queued for TCP targets "
+                     "are discarded", w->index, dest_abandon(w->ds), pending);
         ev_break(loop, EVBREAK_ALL);
     }
 }

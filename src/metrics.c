@@ -130,6 +130,7 @@ void metrics_write_json(const struct metrics *m, const struct conf *conf, FILE *
             kv(out, "send_errors", t->send_errors, &first);
             kv(out, "queue_drops", t->queue_drops, &first);
             kv(out, "down_drops", t->down_drops, &first);
+            kv(out, "exit_drops", t->exit_drops, &first);
             kv(out, "connects", t->connects, &first);
             kv(out, "disconnects", t->disconnects, &first);
             fputc('}', out);

@@ -34,6 +34,7 @@ struct metrics_target {
     uint64_t send_errors;
     uint64_t queue_drops;           /* TCP queue full, oldest dropped */
     uint64_t down_drops;            /* target down and nowhere else to go */
+    uint64_t exit_drops;            /* still queued when the drain timed out */
     uint64_t connects;
     uint64_t disconnects;
 };

@@ -857,6 +857,28 @@ static void test_tcp_down_target_queues_until_reconnect(void)
     fx_stop(&fx);
 }
 
+static void test_abandon_counts_what_a_down_target_still_queues(void)
+{
+    struct fixture fx;
+    fx_init(&fx);
+    uint16_t port = closed_port(SOCK_STREAM);
+    size_t di = fx_dest(&fx, "vm", CONF_BALANCE_ALL);
+    fx_target(&fx, di, CONF_TCP, port);
+    fx_start(&fx);
+    static struct pkt p;
+    for (int i = 0; i < 3; i++) {
+        pkt_make(&p, i, 200);
+        dest_send(fx.ds, di, &p.view, "k", 1);
+    }
+    dest_flush(fx.ds);
+    CU_ASSERT(dest_pending(fx.ds) == 3 * p.len);
+    CU_ASSERT(dest_abandon(fx.ds) == 3);
+    CU_ASSERT(dest_pending(fx.ds) == 0);
+    CU_ASSERT(tm(&fx, di, 0)->exit_drops == 3);
+    CU_ASSERT(dest_abandon(fx.ds) == 0);
+    fx_stop(&fx);
+}
+
 static void test_tcp_queue_full_drops_oldest(void)
 {
     struct fixture fx;
@@ -1096,6 +1118,7 @@ int main(void)
         { "tcp frames arrive whole in order", test_tcp_frames_arrive_whole_in_order },
         { "tcp down target queues until reconnect", test_tcp_down_target_queues_until_reconnect },
         { "tcp queue full drops oldest", test_tcp_queue_full_drops_oldest },
+        { "abandon counts what a down target still queues", test_abandon_counts_what_a_down_target_still_queues },
         { "tcp reconnects after the peer closes", test_tcp_reconnects_after_peer_closes },
         { "tcp cut frame is not resumed after reconnect", test_tcp_cut_frame_is_not_resumed_after_reconnect },
         { "tcp overflow keeps the stream whole", test_tcp_overflow_keeps_the_stream_whole },
