@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# test.sh - installs what is missing, builds, and runs every test:
+#   1. unit tests (CUnit, `make check`) with -Werror
+#   2. the same unit tests under AddressSanitizer + UndefinedBehaviorSanitizer
+#   3. integration tests (tests/integration/run.sh: real programs on loopback),
+#      and the routing test again against the sanitizer build
+#   4. libFuzzer harnesses (fuzz/run, FUZZ_SECONDS each, default 30)
+#   5. make distcheck
+# Any failure stops the run with a non-zero exit status.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+step() { printf '\n==> %s\n' "$*"; }
+started=$(date +%s)
+
+step "dependencies"
+scripts/deps.sh test
+
+step "build (build/, -Werror)"
+scripts/build.sh build --enable-werror
+step "unit tests"
+make -C build check || { cat build/tests/unit/*.log; exit 1; }
+
+step "build with AddressSanitizer + UBSan (build-asan/)"
+san="-g -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
+scripts/build.sh build-asan --enable-werror "CFLAGS=$san" "LDFLAGS=-fsanitize=address,undefined"
+step "unit tests under ASan + UBSan"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    make -C build-asan check || { cat build-asan/tests/unit/*.log; exit 1; }
+
+step "integration tests"
+BUILD_DIR="$top/build" tests/integration/run.sh
+step "routing integration test against the sanitizer build"
+BUILD_DIR="$top/build-asan" bash tests/integration/test_router.sh > build-asan/test_router.log 2>&1 \
+    || { tail -n 80 build-asan/test_router.log; exit 1; }
+echo "test_router passed under ASan + UBSan (log: build-asan/test_router.log)"
+
+step "fuzzing (${FUZZ_SECONDS:-30} s per harness)"
+fuzz/run "$top/build-fuzz"
+
+step "make distcheck"
+make -C build distcheck
+
+step "all tests passed in $(( $(date +%s) - started )) s"

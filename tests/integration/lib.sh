@@ -1,0 +1,276 @@
+# shellcheck shell=bash disable=SC2034
+# (SC2034: the IT_* variables are read by the scripts that source this.)
+#
+# tests/integration/lib.sh - shell helpers shared by the integration tests.
+#
+# Source it from a bash test script, then call it_init:
+#
+#   . "$(dirname "$0")/lib.sh"
+#   it_init 120                       # scratch dir, cleanup trap, 120 s limit
+#   it_start_hepdump sink -l udp:127.0.0.1:0 -o "$IT_TMP/sink.json"
+#   port=$(it_listen_port "$IT_TMP/sink.ready" udp)
+#   ...
+#   it_stop "$IT_PID"
+#
+# Every process started with it_start is stopped at exit (TERM, then KILL
+# after a bounded wait), by PID: start single processes (a wrapper script
+# should exec its program), since only that PID is signalled.  Failures print
+# what went wrong and the end of each started process's stderr, then exit 1;
+# it_skip exits 77, which automake's test driver reports as SKIP.  Inside
+# $(...) a failing helper only ends the subshell, so write
+#   port=$(it_listen_port "$ready" udp) || exit 1
+#
+# Environment:
+#   BUILD_DIR    top build directory (default: $top_builddir, else $PWD)
+#   IT_KEEP_TMP  1: keep the scratch directory even when the test passes
+
+IT_SRCDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+IT_BUILDDIR=$(cd "${BUILD_DIR:-${top_builddir:-$PWD}}" && pwd)
+IT_NAME=$(basename "$0" .sh)
+IT_TMP=
+IT_PID=
+IT_STATUS=
+IT_PIDS=()
+IT_NAMES=()
+IT_WATCHDOG=
+IT_STOP_GRACE=5         # seconds between TERM and KILL
+IT_POLL=0.05            # seconds between checks while waiting
+IT_PORT_MIN=20000       # it_free_port picks in [MIN, MIN + SPAN)
+IT_PORT_SPAN=40000
+IT_PORT_TRIES=200
+
+it_log() {
+    printf '[%s] %s\n' "$IT_NAME" "$*" >&2
+}
+
+# Prints the last lines of every started process's stderr.
+it_dump_logs() {
+    local i f
+    for i in "${!IT_NAMES[@]}"; do
+        f="$IT_TMP/${IT_NAMES[$i]}.err"
+        if [ -s "$f" ]; then
+            printf -- '--- %s (pid %s) stderr, last lines:\n' "${IT_NAMES[$i]}" "${IT_PIDS[$i]}" >&2
+            tail -n 20 "$f" >&2
+        fi
+    done
+}
+
+it_fail() {
+    printf '[%s] FAIL: %s\n' "$IT_NAME" "$*" >&2
+    it_dump_logs
+    exit 1
+}
+
+it_skip() {
+    printf '[%s] SKIP: %s\n' "$IT_NAME" "$*" >&2
+    exit 77
+}
+
+# it_require_cmd CMD...: skip the test when a program is not installed.
+it_require_cmd() {
+    local c
+    for c in "$@"; do
+        command -v "$c" >/dev/null 2>&1 || it_skip "$c is not installed"
+    done
+}
+
+# it_bin PATH: absolute path of a program built in the build tree.
+it_bin() {
+    local p="$IT_BUILDDIR/$1"
+    [ -x "$p" ] || it_fail "$p is not built (run make, or set BUILD_DIR)"
+    printf '%s\n' "$p"
+}
+
+# it_init [MAX_SECONDS]: scratch directory, exit trap, whole-test time limit.
+it_init() {
+    local max=${1:-300}
+    IT_TMP=$(mktemp -d "${TMPDIR:-/tmp}/heprouter-$IT_NAME.XXXXXX") || it_fail "mktemp"
+    trap it_cleanup EXIT
+    trap 'it_fail "interrupted"' INT
+    trap 'it_fail "time limit of '"$max"' s exceeded"' TERM
+    # Polls instead of one long sleep so that nothing outlives the test by
+    # more than a second.
+    (
+        trap - TERM
+        end=$((SECONDS + max))
+        while [ "$SECONDS" -lt "$end" ]; do sleep 1; done
+        kill -TERM $$ 2>/dev/null
+    ) &
+    IT_WATCHDOG=$!
+}
+
+it_cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    it_stop_all
+    if [ -n "$IT_WATCHDOG" ]; then
+        kill "$IT_WATCHDOG" 2>/dev/null
+        wait "$IT_WATCHDOG" 2>/dev/null
+    fi
+    if [ -n "$IT_TMP" ]; then
+        if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ] || [ "${IT_KEEP_TMP:-0}" = 1 ]; then
+            it_log "kept $IT_TMP"
+        else
+            rm -rf "$IT_TMP"
+        fi
+    fi
+    exit "$rc"
+}
+
+# it_start NAME CMD [ARG...]: runs CMD in the background with stdout and
+# stderr in $IT_TMP/NAME.out and NAME.err (NAME may have subdirectories);
+# sets IT_PID.
+it_start() {
+    local name=$1
+    shift
+    mkdir -p "$(dirname "$IT_TMP/$name")"
+    "$@" >"$IT_TMP/$name.out" 2>"$IT_TMP/$name.err" </dev/null &
+    IT_PID=$!
+    IT_PIDS+=("$IT_PID")
+    IT_NAMES+=("$name")
+}
+
+it_alive() {
+    kill -0 "$1" 2>/dev/null
+}
+
+# True when PID has exited but is not reaped yet (kill -0 still succeeds).
+it_zombie() {
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    stat=${stat##*) }           # the state letter follows "(comm) "
+    [ "${stat%% *}" = Z ]
+}
+
+# it_stop PID [GRACE]: TERM, then KILL after GRACE seconds; reaps it and
+# sets IT_STATUS to its exit status (143 for TERM, 137 for KILL).
+it_stop() {
+    local pid=$1 grace=${2:-$IT_STOP_GRACE} end
+    if it_alive "$pid"; then
+        kill -TERM "$pid" 2>/dev/null
+        end=$(($(date +%s%N) + grace * 1000000000))
+        while it_alive "$pid" && [ "$(date +%s%N)" -lt "$end" ]; do
+            it_zombie "$pid" && break
+            sleep "$IT_POLL"
+        done
+        if it_alive "$pid" && ! it_zombie "$pid"; then
+            it_log "pid $pid ignored TERM for ${grace}s: KILL"
+            kill -KILL "$pid" 2>/dev/null
+        fi
+    fi
+    wait "$pid" 2>/dev/null
+    IT_STATUS=$?
+    return 0
+}
+
+# Stops every started process, the last started first.
+it_stop_all() {
+    local i
+    for ((i = ${#IT_PIDS[@]} - 1; i >= 0; i--)); do
+        it_stop "${IT_PIDS[$i]}"
+    done
+    IT_PIDS=()
+}
+
+# it_wait_exit PID TIMEOUT: waits for PID to end by itself; sets IT_STATUS.
+# Fails (and stops it) if it is still running after TIMEOUT seconds.
+it_wait_exit() {
+    local pid=$1 timeout=$2
+    it_wait_until "$timeout" it_exited "$pid" || {
+        it_stop "$pid"
+        it_fail "pid $pid still running after ${timeout}s"
+    }
+    wait "$pid" 2>/dev/null
+    IT_STATUS=$?
+}
+
+it_exited() {
+    ! it_alive "$1" || it_zombie "$1"
+}
+
+# it_wait_until TIMEOUT CMD [ARG...]: polls CMD until it succeeds; returns 1
+# after TIMEOUT seconds (fractions allowed).
+it_wait_until() {
+    local timeout=$1 end
+    shift
+    end=$(($(date +%s%N) + $(awk -v t="$timeout" 'BEGIN { printf "%.0f", t * 1000000000 }')))
+    until "$@"; do
+        [ "$(date +%s%N)" -lt "$end" ] || return 1
+        sleep "$IT_POLL"
+    done
+}
+
+# it_run TIMEOUT CMD [ARG...]: runs CMD in the foreground, killed after
+# TIMEOUT seconds (KILL 2 s later if TERM is not enough); returns its status.
+it_run() {
+    local timeout=$1
+    shift
+    timeout -k 2 "$timeout" "$@"
+}
+
+# it_wait_for_file FILE [TIMEOUT]
+it_wait_for_file() {
+    it_wait_until "${2:-10}" test -s "$1" || it_fail "$1 did not appear within ${2:-10}s"
+}
+
+it_port_listening() {
+    local proto=$1 port=$2 flag=-lnt
+    [ "$proto" = udp ] && flag=-lnu
+    [ -n "$(ss -H "$flag" "sport = :$port" 2>/dev/null)" ]
+}
+
+# it_wait_for_port udp|tcp PORT [TIMEOUT]: until something listens there.
+it_wait_for_port() {
+    it_wait_until "${3:-10}" it_port_listening "$1" "$2" ||
+        it_fail "nothing listens on $1 port $2 after ${3:-10}s"
+}
+
+# it_free_port [udp|tcp|both]: a port with no listener on the given
+# protocol(s) (default both).  Another program may still take it before you
+# do: prefer port 0 where the program supports it (hepdump does).
+it_free_port() {
+    local proto=${1:-both} i port
+    for ((i = 0; i < IT_PORT_TRIES; i++)); do
+        port=$((IT_PORT_MIN + (RANDOM * 32768 + RANDOM) % IT_PORT_SPAN))
+        if [ "$proto" != tcp ] && it_port_listening udp "$port"; then continue; fi
+        if [ "$proto" != udp ] && it_port_listening tcp "$port"; then continue; fi
+        printf '%s\n' "$port"
+        return 0
+    done
+    it_fail "no free $proto port found"
+}
+
+# it_listen_port READY_FILE udp|tcp [N]: the port of the Nth (default 1st)
+# "listening PROTO:ADDR:PORT" line hepdump wrote.
+it_listen_port() {
+    local port
+    port=$(grep "^listening $2:" "$1" | sed -n "${3:-1}p" | sed 's/.*://')
+    [ -n "$port" ] || it_fail "no $2 listener in $1"
+    printf '%s\n' "$port"
+}
+
+# it_start_hepdump NAME [HEPDUMP ARGS...]: starts tools/hepdump with
+# --ready-file $IT_TMP/NAME.ready and waits until all its listeners are
+# bound; sets IT_PID.  Read ports with it_listen_port $IT_TMP/NAME.ready.
+it_start_hepdump() {
+    local name=$1 ready="$IT_TMP/$1.ready" bin
+    shift
+    bin=$(it_bin tools/hepdump) || exit 1
+    rm -f "$ready"
+    it_start "$name" "$bin" --ready-file "$ready" "$@"
+    it_wait_until 10 it_ready_or_dead "$ready" "$IT_PID" || it_fail "hepdump $name: not ready after 10s"
+    [ -s "$ready" ] || it_fail "hepdump $name exited before binding"
+}
+
+it_ready_or_dead() {
+    [ -s "$1" ] || it_exited "$2"
+}
+
+# it_summary_field FILE KEY: a number from the last hepdump summary line.
+it_summary_field() {
+    grep '^{"packets":' "$1" | tail -n 1 | sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p"
+}
+
+it_assert_eq() {
+    [ "$1" = "$2" ] || it_fail "${3:-values differ}: expected '$1', got '$2'"
+}
