@@ -12,11 +12,12 @@
 # Needs: kamailio (5.6), sipp (package sip-tester), dumpcap (package
 # tshark/wireshark-common), python3; root or CAP_NET_RAW for dumpcap.
 # Loopback only; every process is stopped by its PID; whole run < 2 minutes.
-# Rerun overwrites tests/data/kamailio/v1, v2, v3 (README.md is kept).
+# Rerun overwrites tests/data/kamailio/v1, v2, v3 (README.md is kept), or
+# CAPTURE_OUT/v1, v2, v3 when CAPTURE_OUT is set (the integration test).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-OUT=$HERE/kamailio
+OUT=${CAPTURE_OUT:-$HERE/kamailio}
 CFG=$HERE/kamailio-capture.cfg
 MODS=${KAMAILIO_MODULES:-/usr/lib/x86_64-linux-gnu/kamailio/modules}
 VERSIONS=${HEP_VERSIONS:-1 2 3}
