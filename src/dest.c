@@ -23,6 +23,8 @@
  */
 #include "dest.h"
 
+#include "hash.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -51,9 +53,6 @@
 /* one write: the aside tail, then the ring's (up to) two segments */
 #define DEST_TCP_IOVS 3
 
-/* FNV-1a, 64 bit: stable across runs and instances, so a call keeps its target. */
-#define DEST_FNV_OFFSET 14695981039346656037ull
-#define DEST_FNV_PRIME 1099511628211ull
 
 #define DEST_MS_PER_S 1000.
 
@@ -137,16 +136,6 @@ struct dest_set {
 static struct metrics_target *target_metrics(const struct dest_target *t)
 {
     return &t->ds->m->targets[t->mindex];
-}
-
-static uint64_t fnv1a(const char *key, size_t len)
-{
-    uint64_t h = DEST_FNV_OFFSET;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (uint8_t)key[i];
-        h *= DEST_FNV_PRIME;
-    }
-    return h;
 }
 
 static size_t be16(const uint8_t *p)
@@ -854,7 +843,8 @@ void dest_send(struct dest_set *ds, size_t di, const struct hep_view *view, cons
     struct dest_target *one = NULL;
     switch (d->balance) {
     case CONF_BALANCE_HASH:
-        one = pick_one(d, (size_t)(fnv1a(key != NULL ? key : "", key != NULL ? klen : 0) % d->ntargets));
+        /* FNV-1a: the same in every run and instance, so a call keeps its target */
+        one = pick_one(d, (size_t)(hash_fnv1a64(HASH_FNV64_OFFSET, key, key != NULL ? klen : 0) % d->ntargets));
         break;
     case CONF_BALANCE_ROUND_ROBIN:
         one = pick_one(d, (size_t)(d->rr_next++ % d->ntargets));

@@ -20,6 +20,8 @@
  */
 #include "hold.h"
 
+#include "hash.h"
+
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,8 +31,6 @@
 #define HOLD_BUCKETS_INITIAL    64      /* call hash buckets at first; a power of two */
 #define HOLD_CALLS_PER_BUCKET   1       /* grow the buckets beyond this load */
 
-#define FNV64_OFFSET            UINT64_C(14695981039346656037)
-#define FNV64_PRIME             UINT64_C(1099511628211)
 #define MIX64_MUL1              UINT64_C(0xff51afd7ed558ccd)
 #define MIX64_MUL2              UINT64_C(0xc4ceb9fe1a85ec53)
 #define MIX64_SHIFT             33
@@ -89,11 +89,7 @@ static uint64_t hold_seed(const struct hold *h)
 /* Seeded FNV-1a with a final avalanche (the murmur3 fmix64 step). */
 static uint64_t hold_hash(uint64_t seed, const char *key, size_t klen)
 {
-    uint64_t x = FNV64_OFFSET ^ seed;
-    for (size_t i = 0; i < klen; i++) {
-        x ^= (uint8_t)key[i];
-        x *= FNV64_PRIME;
-    }
+    uint64_t x = hash_fnv1a64(HASH_FNV64_OFFSET ^ seed, key, klen);
     x ^= x >> MIX64_SHIFT;
     x *= MIX64_MUL1;
     x ^= x >> MIX64_SHIFT;

@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "conf.h"
+#include "hash.h"
 #include "hold.h"
 #include "log.h"
 #include "metrics.h"
@@ -37,9 +38,8 @@
 /* A Call-ID longer than limits.call_id_max becomes "~" + 32 hex digits. */
 #define HASHED_KEY_PREFIX '~'
 #define HASHED_KEY_LEN (1 + 32)
-#define FNV64_OFFSET 0xcbf29ce484222325ULL
-#define FNV64_PRIME 0x100000001b3ULL
-#define FNV64_OFFSET_ALT 0x84222325cbf29ce4ULL  /* second, independent hash */
+/* A fixed SipHash key: hashed call keys must be the same in every instance. */
+static const uint8_t call_key_hash_key[HASH_SIPHASH_KEY_BYTES] = "heprouter-callid";
 #define MS_PER_S 1000u
 #define US_PER_MS 1000u
 
@@ -65,15 +65,6 @@ struct packet {
     char hashed[HASHED_KEY_LEN];
 };
 
-static uint64_t fnv1a(uint64_t h, const uint8_t *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= FNV64_PRIME;
-    }
-    return h;
-}
-
 static void hex64(char *out, uint64_t v)
 {
     static const char digits[] = "0123456789abcdef";
@@ -91,9 +82,11 @@ static void set_key(const struct router *r, struct packet *p, const uint8_t *key
         p->klen = len;
         return;
     }
+    uint64_t h[2];
+    hash_siphash128(call_key_hash_key, key, len, h);
     p->hashed[0] = HASHED_KEY_PREFIX;
-    hex64(p->hashed + 1, fnv1a(FNV64_OFFSET, key, len));
-    hex64(p->hashed + 17, fnv1a(FNV64_OFFSET_ALT, key, len));
+    hex64(p->hashed + 1, h[0]);
+    hex64(p->hashed + 17, h[1]);
     p->key = p->hashed;
     p->klen = HASHED_KEY_LEN;
 }
@@ -257,7 +250,7 @@ static bool ends_call(const struct packet *p)
 
 static uint64_t payload_hash(const struct packet *p)
 {
-    return fnv1a(FNV64_OFFSET, p->view.payload.data, p->view.payload.len);
+    return hash_fnv1a64(HASH_FNV64_OFFSET, p->view.payload.data, p->view.payload.len);
 }
 
 /* Updates the TTL and duplicate marker of a known call for this packet. */

@@ -1,0 +1,28 @@
+/*
+ * hash.h - the hash functions the router shares.
+ *
+ * FNV-1a (64 bit) where a hash must be the same in every process and run
+ * (balance: hash, duplicate detection, hashed call keys), and SipHash-2-4
+ * with 128-bit output where keys come from the network and a random key
+ * keeps anyone from crafting collisions (the memory store, the hold queue).
+ */
+#ifndef HEPROUTER_HASH_H
+#define HEPROUTER_HASH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define HASH_FNV64_OFFSET UINT64_C(14695981039346656037)
+#define HASH_SIPHASH_KEY_BYTES 16
+
+/* FNV-1a over data, starting from basis (HASH_FNV64_OFFSET for the standard one). */
+uint64_t hash_fnv1a64(uint64_t basis, const void *data, size_t len);
+
+/* SipHash-2-4, 128-bit output: out[0], out[1] are the reference's two little-endian halves. */
+void hash_siphash128(const uint8_t key[HASH_SIPHASH_KEY_BYTES], const void *data, size_t len,
+                     uint64_t out[2]);
+
+/* Fills key with random bytes (getrandom, else the clock). */
+void hash_random_key(uint8_t key[HASH_SIPHASH_KEY_BYTES]);
+
+#endif
