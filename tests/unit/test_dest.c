@@ -11,6 +11,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "unit.h"
+#include "unit_ev.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -23,7 +24,6 @@
 
 /* Every wait in these tests gives up after this long. */
 #define TEST_DEADLINE_S 10.0
-#define TEST_TICK_S 0.005
 /* How long to wait to show that a datagram does not come. */
 #define TEST_SILENCE_MS 50
 
@@ -243,37 +243,6 @@ static int tcp_listener(uint16_t *port, int rcvbuf)
 
 /* ---- the loop ---- */
 
-static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    (void)loop;
-    (void)w;
-    (void)revents;
-}
-
-static bool run_until(struct ev_loop *loop, bool (*cond)(void *), void *arg)
-{
-    ev_timer tick;
-    ev_timer_init(&tick, tick_cb, TEST_TICK_S, TEST_TICK_S);
-    ev_timer_start(loop, &tick);
-    ev_tstamp deadline = ev_time() + TEST_DEADLINE_S;
-    bool ok;
-    while (!(ok = cond(arg)) && ev_time() < deadline)
-        ev_run(loop, EVRUN_ONCE);
-    ev_timer_stop(loop, &tick);
-    return ok;
-}
-
-static void run_for(struct ev_loop *loop, double seconds)
-{
-    ev_timer tick;
-    ev_timer_init(&tick, tick_cb, TEST_TICK_S, TEST_TICK_S);
-    ev_timer_start(loop, &tick);
-    ev_tstamp end = ev_time() + seconds;
-    while (ev_time() < end)
-        ev_run(loop, EVRUN_ONCE);
-    ev_timer_stop(loop, &tick);
-}
-
 static bool counter_reaches(void *arg)
 {
     uint64_t **c = arg;             /* { counter, &want } */
@@ -283,7 +252,7 @@ static bool counter_reaches(void *arg)
 static bool wait_counter(struct ev_loop *loop, uint64_t *counter, uint64_t want)
 {
     uint64_t *args[2] = { counter, &want };
-    return run_until(loop, counter_reaches, args);
+    return unit_ev_run_until(loop, counter_reaches, args, TEST_DEADLINE_S);
 }
 
 /* The server side of a TCP target: accepts, then reads into one buffer. */
@@ -782,7 +751,7 @@ static void test_tcp_frames_arrive_whole_in_order(void)
     fx_target(&fx, di, CONF_TCP, port);
     fx_start(&fx);
     CU_ASSERT(wait_counter(fx.loop, &tm(&fx, di, 0)->connects, 1));
-    CU_ASSERT(run_until(fx.loop, peer_accepted, &peer));
+    CU_ASSERT(unit_ev_run_until(fx.loop, peer_accepted, &peer, TEST_DEADLINE_S));
 
     /* a v2 packet too: a TCP stream carries HEP3 only, so it is converted */
     size_t v2len = 0;
@@ -805,7 +774,7 @@ static void test_tcp_frames_arrive_whole_in_order(void)
     dest_flush(fx.ds);
     total = fx.m.dests[di].bytes;           /* plus the converted v2 */
     peer.want = total;
-    CU_ASSERT(run_until(fx.loop, peer_has_bytes, &peer));
+    CU_ASSERT(unit_ev_run_until(fx.loop, peer_has_bytes, &peer, TEST_DEADLINE_S));
     CU_ASSERT(peer.len == total);
 
     int ids[COUNT + 1];
@@ -829,7 +798,7 @@ static void test_tcp_down_target_queues_until_reconnect(void)
     size_t di = fx_dest(&fx, "vm", CONF_BALANCE_ALL);
     fx_target(&fx, di, CONF_TCP, port);
     fx_start(&fx);
-    run_for(fx.loop, 0.05);                     /* a few refused attempts */
+    unit_ev_run_for(fx.loop, 0.05);                     /* a few refused attempts */
     CU_ASSERT(tm(&fx, di, 0)->connects == 0);
 
     static struct pkt p;
@@ -845,7 +814,7 @@ static void test_tcp_down_target_queues_until_reconnect(void)
     struct tcp_peer peer;
     peer_init(&peer, &port, 1 << 16, 0);
     peer.want = total;
-    CU_ASSERT(run_until(fx.loop, peer_has_bytes, &peer));
+    CU_ASSERT(unit_ev_run_until(fx.loop, peer_has_bytes, &peer, TEST_DEADLINE_S));
     int ids[8];
     CU_ASSERT(peer_frames(&peer, ids, 8) == 5);
     for (int i = 0; i < 5; i++)
@@ -907,7 +876,7 @@ static void test_tcp_queue_full_drops_oldest(void)
     struct tcp_peer peer;
     peer_init(&peer, &port, 1 << 16, 0);
     peer.want = 900;
-    CU_ASSERT(run_until(fx.loop, peer_has_bytes, &peer));
+    CU_ASSERT(unit_ev_run_until(fx.loop, peer_has_bytes, &peer, TEST_DEADLINE_S));
     int ids[8];
     CU_ASSERT(peer_frames(&peer, ids, 8) == 3);
     CU_ASSERT(ids[0] == 2 && ids[1] == 3 && ids[2] == 4);
@@ -925,7 +894,7 @@ static void test_tcp_reconnects_after_peer_closes(void)
     size_t di = fx_dest(&fx, "vm", CONF_BALANCE_ALL);
     fx_target(&fx, di, CONF_TCP, port);
     fx_start(&fx);
-    CU_ASSERT(run_until(fx.loop, peer_accepted, &peer));
+    CU_ASSERT(unit_ev_run_until(fx.loop, peer_accepted, &peer, TEST_DEADLINE_S));
     CU_ASSERT(wait_counter(fx.loop, &tm(&fx, di, 0)->connects, 1));
 
     close(peer.cfd);
@@ -937,7 +906,7 @@ static void test_tcp_reconnects_after_peer_closes(void)
     dest_send(fx.ds, di, &p.view, "k", 1);
     dest_flush(fx.ds);
     peer.want = 250;
-    CU_ASSERT(run_until(fx.loop, peer_has_bytes, &peer));
+    CU_ASSERT(unit_ev_run_until(fx.loop, peer_has_bytes, &peer, TEST_DEADLINE_S));
     int ids[2];
     CU_ASSERT(peer_frames(&peer, ids, 2) == 1 && ids[0] == 5);
     CU_ASSERT(tm(&fx, di, 0)->connects == 2);
@@ -973,7 +942,7 @@ static void test_tcp_cut_frame_is_not_resumed_after_reconnect(void)
     size_t di = fx_dest(&fx, "vm", CONF_BALANCE_ALL);
     fx_target(&fx, di, CONF_TCP, port);
     fx_start(&fx);
-    CU_ASSERT(run_until(fx.loop, peer_accepted, &peer));
+    CU_ASSERT(unit_ev_run_until(fx.loop, peer_accepted, &peer, TEST_DEADLINE_S));
     CU_ASSERT(wait_counter(fx.loop, &tm(&fx, di, 0)->connects, 1));
 
     /* send until the kernel buffers are full and frames wait in the queue */
@@ -998,7 +967,7 @@ static void test_tcp_cut_frame_is_not_resumed_after_reconnect(void)
     struct cut_wait w = { &fx, &peer };
     peer.want = left;
     peer_widen(&peer);
-    CU_ASSERT(run_until(fx.loop, all_delivered, &w));
+    CU_ASSERT(unit_ev_run_until(fx.loop, all_delivered, &w, TEST_DEADLINE_S));
     CU_ASSERT(peer.len == left);
     int ids[COUNT_MAX];
     int n = peer_frames(&peer, ids, COUNT_MAX);
@@ -1028,7 +997,7 @@ static void test_tcp_overflow_keeps_the_stream_whole(void)
     size_t di = fx_dest(&fx, "vm", CONF_BALANCE_ALL);
     fx_target(&fx, di, CONF_TCP, port);
     fx_start(&fx);
-    CU_ASSERT(run_until(fx.loop, peer_accepted, &peer));
+    CU_ASSERT(unit_ev_run_until(fx.loop, peer_accepted, &peer, TEST_DEADLINE_S));
     CU_ASSERT(wait_counter(fx.loop, &tm(&fx, di, 0)->connects, 1));
 
     /* send until the kernel buffers and the queue are full and frames give way */
@@ -1045,7 +1014,7 @@ static void test_tcp_overflow_keeps_the_stream_whole(void)
 
     struct cut_wait w = { &fx, &peer };
     peer_widen(&peer);
-    CU_ASSERT(run_until(fx.loop, all_delivered, &w));
+    CU_ASSERT(unit_ev_run_until(fx.loop, all_delivered, &w, TEST_DEADLINE_S));
     int ids[COUNT_MAX];
     int n = peer_frames(&peer, ids, COUNT_MAX);
     CU_ASSERT_FATAL(n > 0);

@@ -9,6 +9,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "unit.h"
+#include "unit_ev.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -22,7 +23,6 @@
 /* Every loopback test gives up after this long. */
 #define TEST_DEADLINE_S 2.0
 /* The loop wakes at least this often to re-check a test's condition. */
-#define TEST_TICK_S 0.005
 
 #define TEST_MAX_FRAME 1024
 #define TEST_MAX_PACKETS 64
@@ -277,39 +277,6 @@ static void on_batch_end(void *arg)
     r->batches++;
 }
 
-static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    (void)loop;
-    (void)w;
-    (void)revents;
-}
-
-/* Runs the loop until cond(arg) holds or the deadline passes. */
-static bool run_until(struct ev_loop *loop, bool (*cond)(void *), void *arg)
-{
-    ev_timer tick;
-    ev_timer_init(&tick, tick_cb, TEST_TICK_S, TEST_TICK_S);
-    ev_timer_start(loop, &tick);
-    ev_tstamp deadline = ev_time() + TEST_DEADLINE_S;
-    bool ok;
-    while (!(ok = cond(arg)) && ev_time() < deadline)
-        ev_run(loop, EVRUN_ONCE);
-    ev_timer_stop(loop, &tick);
-    return ok;
-}
-
-/* Runs the loop for a fixed time (to show that nothing happens). */
-static void run_for(struct ev_loop *loop, double seconds)
-{
-    ev_timer tick;
-    ev_timer_init(&tick, tick_cb, TEST_TICK_S, TEST_TICK_S);
-    ev_timer_start(loop, &tick);
-    ev_tstamp end = ev_time() + seconds;
-    while (ev_time() < end)
-        ev_run(loop, EVRUN_ONCE);
-    ev_timer_stop(loop, &tick);
-}
-
 struct wait_packets {
     struct recorder *r;
     size_t want;
@@ -469,7 +436,7 @@ static void test_udp_datagrams_reach_callback(void)
         CU_ASSERT(sendto(s, buf, len, 0, (struct sockaddr *)&to, sizeof to) == (ssize_t)len);
     }
     struct wait_packets w = { &fx.rec, 10 };
-    CU_ASSERT(run_until(fx.loop, have_packets, &w));
+    CU_ASSERT(unit_ev_run_until(fx.loop, have_packets, &w, TEST_DEADLINE_S));
     CU_ASSERT(fx.rec.packets == 10);
     for (size_t i = 0; i < fx.rec.packets; i++) {
         CU_ASSERT(fx.rec.lens[i] == 50 + i);
@@ -503,15 +470,15 @@ static void test_tcp_frames_reach_callback(void)
     off += make_frame(buf + off, TEST_MAX_FRAME, 'c');
     CU_ASSERT(send_all(c, buf, off));
     struct wait_packets w = { &fx.rec, 3 };
-    CU_ASSERT(run_until(fx.loop, have_packets, &w));
+    CU_ASSERT(unit_ev_run_until(fx.loop, have_packets, &w, TEST_DEADLINE_S));
 
     size_t len = make_frame(buf, 500, 'd');
     CU_ASSERT(send_all(c, buf, 3));
-    run_for(fx.loop, 0.02);
+    unit_ev_run_for(fx.loop, 0.02);
     CU_ASSERT(fx.rec.packets == 3);
     CU_ASSERT(send_all(c, buf + 3, len - 3));
     w.want = 4;
-    CU_ASSERT(run_until(fx.loop, have_packets, &w));
+    CU_ASSERT(unit_ev_run_until(fx.loop, have_packets, &w, TEST_DEADLINE_S));
 
     CU_ASSERT(fx.rec.packets == 4);
     CU_ASSERT(fx.rec.lens[0] == 100 && fx.rec.first[0] == 'a');
@@ -523,7 +490,7 @@ static void test_tcp_frames_reach_callback(void)
     CU_ASSERT(fx.m.tcp_accepted == 1);
 
     close(c);
-    CU_ASSERT(run_until(fx.loop, counter_nonzero, &fx.m.tcp_closed));
+    CU_ASSERT(unit_ev_run_until(fx.loop, counter_nonzero, &fx.m.tcp_closed, TEST_DEADLINE_S));
     CU_ASSERT(fx.m.tcp_closed == 1);
     CU_ASSERT(fx.m.tcp_bad_magic == 0 && fx.m.tcp_bad_length == 0);
     fixture_stop(&fx);
@@ -538,7 +505,7 @@ static void test_tcp_bad_magic_closes_connection(void)
     int c = tcp_client(bound_port(&fx, 0));
     const char *http = "GET / HTTP/1.0\r\n\r\n";
     CU_ASSERT(send_all(c, (const uint8_t *)http, strlen(http)));
-    CU_ASSERT(run_until(fx.loop, peer_closed, &c));
+    CU_ASSERT(unit_ev_run_until(fx.loop, peer_closed, &c, TEST_DEADLINE_S));
     CU_ASSERT(fx.m.tcp_bad_magic == 1);
     CU_ASSERT(fx.m.tcp_closed == 1);
     CU_ASSERT(fx.rec.packets == 0);
@@ -560,7 +527,7 @@ static void test_tcp_bad_length_closes_connection(void)
     uint8_t too_big[HEP3_HDR_LEN] = { 'H', 'E', 'P', '3', (TEST_MAX_FRAME + 1) >> 8, (TEST_MAX_FRAME + 1) & 0xff };
     memcpy(buf + len, too_big, sizeof too_big);
     CU_ASSERT(send_all(c, buf, len + sizeof too_big));
-    CU_ASSERT(run_until(fx.loop, peer_closed, &c));
+    CU_ASSERT(unit_ev_run_until(fx.loop, peer_closed, &c, TEST_DEADLINE_S));
     CU_ASSERT(fx.m.tcp_bad_length == 1);
     CU_ASSERT(fx.rec.packets == 1);
     CU_ASSERT(fx.rec.batches == 1);
@@ -568,7 +535,7 @@ static void test_tcp_bad_length_closes_connection(void)
 
     c = tcp_client(bound_port(&fx, 0));
     CU_ASSERT(send_all(c, (const uint8_t *)"HEP3\x00\x03", 6));
-    CU_ASSERT(run_until(fx.loop, peer_closed, &c));
+    CU_ASSERT(unit_ev_run_until(fx.loop, peer_closed, &c, TEST_DEADLINE_S));
     CU_ASSERT(fx.m.tcp_bad_length == 2);
     CU_ASSERT(fx.m.tcp_closed == 2);
     close(c);
@@ -584,9 +551,9 @@ static void test_tcp_connections_over_limit_are_refused(void)
     fixture_start(&fx);
     uint16_t port = bound_port(&fx, 0);
     int c1 = tcp_client(port);
-    CU_ASSERT(run_until(fx.loop, counter_nonzero, &fx.m.tcp_accepted));
+    CU_ASSERT(unit_ev_run_until(fx.loop, counter_nonzero, &fx.m.tcp_accepted, TEST_DEADLINE_S));
     int c2 = tcp_client(port);
-    CU_ASSERT(run_until(fx.loop, peer_closed, &c2));
+    CU_ASSERT(unit_ev_run_until(fx.loop, peer_closed, &c2, TEST_DEADLINE_S));
     CU_ASSERT(fx.m.tcp_rejected == 1);
     CU_ASSERT(fx.m.tcp_accepted == 1);
 
@@ -595,14 +562,14 @@ static void test_tcp_connections_over_limit_are_refused(void)
     size_t len = make_frame(buf, 64, 'k');
     CU_ASSERT(send_all(c1, buf, len));
     struct wait_packets w = { &fx.rec, 1 };
-    CU_ASSERT(run_until(fx.loop, have_packets, &w));
+    CU_ASSERT(unit_ev_run_until(fx.loop, have_packets, &w, TEST_DEADLINE_S));
 
     /* and once it is gone, a new one is accepted */
     close(c1);
-    CU_ASSERT(run_until(fx.loop, counter_nonzero, &fx.m.tcp_closed));
+    CU_ASSERT(unit_ev_run_until(fx.loop, counter_nonzero, &fx.m.tcp_closed, TEST_DEADLINE_S));
     int c3 = tcp_client(port);
     fx.m.tcp_accepted = 0;
-    CU_ASSERT(run_until(fx.loop, counter_nonzero, &fx.m.tcp_accepted));
+    CU_ASSERT(unit_ev_run_until(fx.loop, counter_nonzero, &fx.m.tcp_accepted, TEST_DEADLINE_S));
     CU_ASSERT(fx.m.tcp_rejected == 1);
     close(c2);
     close(c3);
@@ -617,7 +584,7 @@ static void test_tcp_idle_connection_is_closed(void)
     fx.conf.tcp_idle_timeout_ms = 60;
     fixture_start(&fx);
     int c = tcp_client(bound_port(&fx, 0));
-    CU_ASSERT(run_until(fx.loop, counter_nonzero, &fx.m.tcp_accepted));
+    CU_ASSERT(unit_ev_run_until(fx.loop, counter_nonzero, &fx.m.tcp_accepted, TEST_DEADLINE_S));
 
     /* activity keeps it open past the timeout */
     uint8_t buf[32];
@@ -626,12 +593,12 @@ static void test_tcp_idle_connection_is_closed(void)
     for (int i = 0; i < 4; i++) {
         CU_ASSERT(send_all(c, buf, len));
         last_sent = ev_time();
-        run_for(fx.loop, 0.03);
+        unit_ev_run_for(fx.loop, 0.03);
     }
     CU_ASSERT(fx.rec.packets == 4);
     CU_ASSERT(fx.m.tcp_idle_closed == 0);
 
-    CU_ASSERT(run_until(fx.loop, peer_closed, &c));
+    CU_ASSERT(unit_ev_run_until(fx.loop, peer_closed, &c, TEST_DEADLINE_S));
     CU_ASSERT(ev_time() - last_sent >= 0.05);
     CU_ASSERT(fx.m.tcp_idle_closed == 1);
     CU_ASSERT(fx.m.tcp_closed == 1);
@@ -651,7 +618,7 @@ static void test_stop_stops_reading(void)
     uint8_t buf[32];
     size_t len = make_frame(buf, 32, 's');
     CU_ASSERT(sendto(s, buf, len, 0, (struct sockaddr *)&to, sizeof to) == (ssize_t)len);
-    run_for(fx.loop, 0.03);
+    unit_ev_run_for(fx.loop, 0.03);
     CU_ASSERT(fx.rec.packets == 0);
     close(s);
     fixture_stop(&fx);
@@ -713,9 +680,9 @@ static void test_udp_ipv6_any_and_ipv4_share_a_port(void)
     CU_ASSERT(sendto(s6, buf, len, 0, (struct sockaddr *)&lo6, sizeof lo6) == (ssize_t)len);
 
     struct wait_packets w4 = { &v4.rec, 8 }, w6 = { &v6.rec, 1 };
-    CU_ASSERT(run_until(v4.loop, have_packets, &w4));
-    CU_ASSERT(run_until(v6.loop, have_packets, &w6));
-    run_for(v6.loop, 0.02);
+    CU_ASSERT(unit_ev_run_until(v4.loop, have_packets, &w4, TEST_DEADLINE_S));
+    CU_ASSERT(unit_ev_run_until(v6.loop, have_packets, &w6, TEST_DEADLINE_S));
+    unit_ev_run_for(v6.loop, 0.02);
     CU_ASSERT(v4.rec.packets == 8);
     CU_ASSERT(v6.rec.packets == 1);
     CU_ASSERT(v6.rec.first[0] == '6');
