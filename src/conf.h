@@ -84,6 +84,24 @@ struct conf_route {
     size_t nto;                     /* 0 (to: [] or drop: true) discards */
 };
 
+/* store.redis: where the shared call context lives (store.type redis). */
+struct conf_redis {
+    char *host;                     /* numeric IP or name; NULL when unix is set */
+    char *unix_path;                /* `unix:` socket path, or NULL */
+    unsigned port;
+    unsigned db;
+    char *username;                 /* Redis 6+ ACL user, NULL: none */
+    char *password;                 /* NULL: no AUTH; read from password_file when given */
+    char *password_file;
+    char *prefix;                   /* key prefix, "heprouter:" */
+    uint64_t timeout_ms;            /* a lookup slower than this takes the fallback */
+    size_t max_inflight;            /* commands in flight per connection; beyond: fallback */
+    size_t max_pending_writes;      /* decisions kept while Redis is down, written when back */
+    char **sentinels;               /* "host:port" of Sentinels; none: connect directly */
+    size_t nsentinels;
+    char *master_name;              /* Sentinel master name */
+};
+
 struct conf {
     char *path;                     /* the file loaded */
 
@@ -105,6 +123,8 @@ struct conf {
     /* limits */
     size_t call_id_max;             /* longer Call-IDs are hashed */
     size_t store_max_calls;         /* memory store: beyond it, oldest-expiring evicted */
+    struct conf_redis redis;        /* store.redis */
+    size_t cache_entries;           /* store.cache.entries: in-process cache before Redis (0: off) */
     size_t tcp_max_connections;     /* per listener */
     size_t tcp_max_frame;           /* larger HEP3 frames close the connection */
     uint64_t tcp_idle_timeout_ms;   /* inbound connections silent this long are closed */

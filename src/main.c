@@ -33,6 +33,7 @@
 /* How often a worker expires store entries and publishes its counters. */
 #define HOUSEKEEPING_INTERVAL_S 0.1
 #define MS_PER_S 1000.0
+#define STORE_CHECK_ERR_MAX 512
 
 struct worker {
     unsigned index;
@@ -45,7 +46,9 @@ struct worker {
     struct ingest *in;
     struct dest_set *ds;
     struct router *router;
+    bool own_store;                 /* a per-worker store (Redis), freed with the worker */
     ev_timer hold_timer;
+    uint64_t hold_timer_due;        /* monotonic ms the hold timer is armed for */
     ev_timer housekeeping;
     ev_timer drain_timer;
     ev_async stop;
@@ -72,16 +75,20 @@ static void publish(struct worker *w)
     pthread_mutex_unlock(&w->snap_lock);
 }
 
-/* Keeps the hold timer armed for the oldest held packet. */
+/* Keeps the hold timer armed for the router's next deadline (wait over, or a recheck). */
 static void arm_hold_timer(struct worker *w)
 {
-    if (ev_is_active(&w->hold_timer) || router_held(w->router) == 0)
+    if (router_held(w->router) == 0)
         return;
     uint64_t deadline = router_next_deadline(w->router);
+    if (ev_is_active(&w->hold_timer) && w->hold_timer_due <= deadline)
+        return;
     uint64_t now = clock_ms(CLOCK_MONOTONIC);
     double after = deadline > now ? (double)(deadline - now) / MS_PER_S : 0.0;
+    ev_timer_stop(w->loop, &w->hold_timer);
     ev_timer_set(&w->hold_timer, after, 0.0);
     ev_timer_start(w->loop, &w->hold_timer);
+    w->hold_timer_due = deadline;
 }
 
 static void on_packet(void *arg, const uint8_t *data, size_t len, const struct ingest_source *src)
@@ -171,6 +178,13 @@ static int worker_setup(struct worker *w)
     w->ds = dest_set_new(w->loop, w->conf, &w->m);
     if (w->ds == NULL)
         return -1;
+    if (w->store == NULL) {
+        /* a shared back-end: one connection and cache per worker */
+        w->store = store_open(w->conf, w->loop, &w->m);
+        if (w->store == NULL)
+            return -1;
+        w->own_store = true;
+    }
     d.send = dispatch_send;
     d.flush = dispatch_flush;
     d.arg = w->ds;
@@ -198,6 +212,8 @@ static void worker_teardown(struct worker *w)
     if (w->in != NULL)
         ingest_free(w->in);
     router_free(w->router);
+    if (w->own_store)
+        store_free(w->store);
     if (w->ds != NULL)
         dest_set_free(w->ds);
     if (w->loop != NULL)
@@ -247,7 +263,10 @@ static void log_stats(struct app *a, const char *why)
         fclose(f);
         if (len > 0 && buf[len - 1] == '\n')
             buf[--len] = '\0';
-        log_info("stats (%s, %zu calls in store): %s", why, store_count(a->store), buf);
+        if (a->store != NULL)
+            log_info("stats (%s, %zu calls in store): %s", why, store_count(a->store), buf);
+        else
+            log_info("stats (%s): %s", why, buf);
     }
     free(buf);
     metrics_free(&total);
@@ -330,9 +349,16 @@ static int run(struct app *a)
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
     int rc = 0;
 
-    a->store = store_open(a->conf);
-    if (a->store == NULL)
+    char why[STORE_CHECK_ERR_MAX];
+    if (store_check(a->conf, why, sizeof why) != 0) {
+        log_error("context store: %s", why);
         return 1;
+    }
+    if (a->conf->store_type == CONF_STORE_MEMORY) {
+        a->store = store_open(a->conf, NULL, NULL);     /* one table for every worker */
+        if (a->store == NULL)
+            return 1;
+    }
     a->nworkers = a->conf->workers;
     a->workers = calloc(a->nworkers, sizeof *a->workers);
     if (a->workers == NULL) {

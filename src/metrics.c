@@ -106,6 +106,17 @@ void metrics_write_json(const struct metrics *m, const struct conf *conf, FILE *
     kv(out, "uncorrelated", m->uncorrelated, &first);
     kv(out, "duplicates", m->duplicates, &first);
     kv(out, "route_dropped", m->route_dropped, &first);
+    kv(out, "store_lookups", m->store_lookups, &first);
+    kv(out, "store_hits", m->store_hits, &first);
+    kv(out, "store_misses", m->store_misses, &first);
+    kv(out, "store_timeouts", m->store_timeouts, &first);
+    kv(out, "store_errors", m->store_errors, &first);
+    kv(out, "store_writes", m->store_writes, &first);
+    kv(out, "store_lost_writes", m->store_lost_writes, &first);
+    kv(out, "store_reconnects", m->store_reconnects, &first);
+    kv(out, "store_unavailable", m->store_unavailable, &first);
+    kv(out, "store_cache_hits", m->store_cache_hits, &first);
+    kv(out, "store_cache_misses", m->store_cache_misses, &first);
     kv(out, "orphans_held", m->orphans_held, &first);
     kv(out, "orphans_released_origin", m->orphans_released_origin, &first);
     kv(out, "orphans_released_fallback", m->orphans_released_fallback, &first);

@@ -67,6 +67,19 @@ struct metrics {
     uint64_t duplicates;            /* same bytes as the call's previous packet */
     uint64_t route_dropped;         /* the matching route discards */
 
+    /* shared store (Redis) */
+    uint64_t store_lookups;         /* GETs sent */
+    uint64_t store_hits;            /* GET answered with a call */
+    uint64_t store_misses;          /* GET answered: unknown call */
+    uint64_t store_timeouts;        /* answers later than store.redis.timeout_ms */
+    uint64_t store_errors;          /* error replies, failed commands */
+    uint64_t store_writes;          /* SET / EXPIRE sent */
+    uint64_t store_lost_writes;     /* decisions not written: down too long, backlog full */
+    uint64_t store_reconnects;      /* connections (re)established after a loss */
+    uint64_t store_unavailable;     /* questions not asked: down or too many in flight */
+    uint64_t store_cache_hits;      /* decided from the in-process cache */
+    uint64_t store_cache_misses;
+
     /* orphans */
     uint64_t orphans_held;
     uint64_t orphans_released_origin;

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "conf.h"
 #include "hash.h"
@@ -41,6 +42,7 @@
 /* A fixed SipHash key: hashed call keys must be the same in every instance. */
 static const uint8_t call_key_hash_key[HASH_SIPHASH_KEY_BYTES] = "heprouter-callid";
 #define MS_PER_S 1000u
+#define ROUTER_RECHECKS 2           /* asks while held, besides the first */
 #define US_PER_MS 1000u
 
 struct router {
@@ -53,6 +55,24 @@ struct router {
     struct log_limit sip_limit;
     uint64_t now_ms;                /* clocks of the packet being routed */
     uint64_t wall_ms;
+    /* shared store: held calls to ask again, one queue per round */
+    struct recheck *recheck_head[ROUTER_RECHECKS];
+    struct recheck *recheck_tail[ROUTER_RECHECKS];
+};
+
+/*
+ * A held call to look for again: another worker (or, with a shared store,
+ * another instance) may store its origin while this one waits.  Rounds are due at
+ * 1/3 and 2/3 of orphans.wait_ms after the first packet was held; each
+ * round's queue is in due order because the wait is the same for all.
+ */
+struct recheck {
+    struct recheck *next;
+    uint64_t due_ms;
+    uint64_t held_since_ms;
+    unsigned round;
+    size_t klen;
+    char key[];
 };
 
 /* What classify() learns about a packet. */
@@ -91,6 +111,8 @@ static void set_key(const struct router *r, struct packet *p, const uint8_t *key
     p->klen = HASHED_KEY_LEN;
 }
 
+static void on_store_answer(void *arg, const char *key, size_t klen, const struct store_entry *e);
+
 struct router *router_new(const struct conf *conf, struct store *store, struct metrics *m,
                           const struct router_dispatch *dispatch)
 {
@@ -106,6 +128,7 @@ struct router *router_new(const struct conf *conf, struct store *store, struct m
         free(r);
         return NULL;
     }
+    store_set_answer_fn(store, on_store_answer, r);
     return r;
 }
 
@@ -113,6 +136,13 @@ void router_free(struct router *r)
 {
     if (r == NULL)
         return;
+    for (unsigned i = 0; i < ROUTER_RECHECKS; i++) {
+        while (r->recheck_head[i] != NULL) {
+            struct recheck *c = r->recheck_head[i];
+            r->recheck_head[i] = c->next;
+            free(c);
+        }
+    }
     hold_free(r->hold);
     free(r);
 }
@@ -124,7 +154,11 @@ size_t router_held(const struct router *r)
 
 uint64_t router_next_deadline(const struct router *r)
 {
-    return hold_next_deadline(r->hold);
+    uint64_t next = hold_next_deadline(r->hold);
+    for (unsigned i = 0; i < ROUTER_RECHECKS; i++)
+        if (r->recheck_head[i] != NULL && r->recheck_head[i]->due_ms < next)
+            next = r->recheck_head[i]->due_ms;
+    return next;
 }
 
 static bool str_is(const char *s, size_t len, const char *lit)
@@ -231,21 +265,53 @@ static bool is_origin(const struct packet *p)
     return p->is_sip && sip_is_request(s) && !(s->flags & (SIP_F_TO_TAG | SIP_F_ACK | SIP_F_CANCEL));
 }
 
-/* ttl.register or ttl.call, by what kind of call this is. */
-static uint64_t live_ttl(const struct router *r, unsigned flags)
+static bool is_2xx(unsigned status)
 {
-    return (flags & STORE_F_REGISTER) ? r->conf->ttl_register_ms : r->conf->ttl_call_ms;
+    return status >= 200 && status < 300;
 }
 
-/* A final answer that ends the call: 2xx to BYE, or >= 300 to INVITE. */
-static bool ends_call(const struct packet *p)
+/* How a packet changes its call's flags. */
+struct life {
+    unsigned set;
+    unsigned clear;
+};
+
+/*
+ * A 2xx to BYE ends the call.  A final failure (>= 300) of an INVITE ends
+ * it unless a 2xx to an INVITE confirmed it: a rejected re-INVITE does not
+ * end a call, nor does a forked branch's 486 once another branch answered.
+ * A 2xx to INVITE confirms the call and undoes an end (the 486 of one
+ * branch before the 200 of another).  A new request other than ACK, CANCEL
+ * and BYE undoes an end: the INVITE retried with credentials after a 407.
+ */
+static struct life call_life(const struct packet *p, unsigned flags)
 {
+    struct life l = { 0, 0 };
     const struct sip_msg *s = &p->sip;
-    if (!p->is_sip || !sip_is_reply(s))
-        return false;
-    if (s->cseq_method == SIP_METHOD_BYE)
-        return s->status >= 200 && s->status < 300;
-    return s->cseq_method == SIP_METHOD_INVITE && s->status >= 300;
+    if (!p->is_sip)
+        return l;
+    if (sip_is_reply(s)) {
+        if (s->cseq_method == SIP_METHOD_BYE && is_2xx(s->status)) {
+            l.set = STORE_F_ENDED;
+        } else if (s->cseq_method == SIP_METHOD_INVITE && is_2xx(s->status)) {
+            l.set = STORE_F_CONFIRMED;
+            l.clear = STORE_F_ENDED;
+        } else if (s->cseq_method == SIP_METHOD_INVITE && s->status >= 300 &&
+                   !(flags & STORE_F_CONFIRMED)) {
+            l.set = STORE_F_ENDED;
+        }
+    } else if (!(s->flags & (SIP_F_ACK | SIP_F_CANCEL)) && s->method != SIP_METHOD_BYE) {
+        l.clear = STORE_F_ENDED;
+    }
+    return l;
+}
+
+/* ttl.ended for an ended call, else ttl.register or ttl.call by its kind. */
+static uint64_t call_ttl(const struct router *r, unsigned flags)
+{
+    if (flags & STORE_F_ENDED)
+        return r->conf->ttl_ended_ms;
+    return (flags & STORE_F_REGISTER) ? r->conf->ttl_register_ms : r->conf->ttl_call_ms;
 }
 
 static uint64_t payload_hash(const struct packet *p)
@@ -253,31 +319,22 @@ static uint64_t payload_hash(const struct packet *p)
     return hash_fnv1a64(HASH_FNV64_OFFSET, p->view.payload.data, p->view.payload.len);
 }
 
-/* Updates the TTL and duplicate marker of a known call for this packet. */
+/* Updates the TTL, flags and duplicate marker of a known call for this packet. */
 static void touch_call(struct router *r, const struct packet *p, const struct store_entry *e)
 {
-    unsigned set = 0, clear = 0;
-    uint64_t ttl, hash = e->last_hash;
+    uint64_t hash = e->last_hash;
     if (p->is_sip) {
         hash = payload_hash(p);
         if (hash == e->last_hash)
             r->m->duplicates++;
     }
-    if (ends_call(p)) {
-        ttl = r->conf->ttl_ended_ms;
-        set = STORE_F_ENDED;
-    } else if (is_origin(p)) {
-        ttl = live_ttl(r, e->flags);
-        clear = STORE_F_ENDED;
-    } else if (e->flags & STORE_F_ENDED) {
-        ttl = r->conf->ttl_ended_ms;    /* late packets of an ended call */
-    } else {
-        ttl = live_ttl(r, e->flags);
-    }
-    store_update(r->store, p->key, p->klen, ttl, set, clear, hash, r->now_ms);
+    struct life l = call_life(p, e->flags);
+    unsigned after = (e->flags | l.set) & ~l.clear;
+    store_update(r->store, p->key, p->klen, call_ttl(r, after), l.set, l.clear, hash, r->now_ms);
 }
 
-static void release_held(struct router *r, const char *key, size_t klen, uint64_t *counter);
+static void release_held(struct router *r, const char *key, size_t klen, uint64_t *counter,
+                         const struct store_entry *known);
 
 static void follow(struct router *r, const struct packet *p, const struct store_entry *e)
 {
@@ -287,14 +344,16 @@ static void follow(struct router *r, const struct packet *p, const struct store_
 }
 
 /*
- * Stores a new call decided by `method` (the origin's, or the fallback's);
- * when another worker or instance stored the call first, its entry wins and
- * the packet follows it instead.  Returns true when this packet created it.
+ * Stores the call as decided by `method` (the origin's, or the fallback's)
+ * and fills *use with the entry the call now has: this one, or the one
+ * another worker or instance stored first, which wins.  Returns 1 when this
+ * packet created the call, 0 when another had, -1 when the store could not
+ * take it (*use is this packet's decision then, so it is still delivered).
  */
-static bool create_call(struct router *r, const struct packet *p, const char *method, size_t mlen,
-                        unsigned flags)
+static int store_call(struct router *r, const struct packet *p, const char *method, size_t mlen,
+                      unsigned flags, struct store_entry *use)
 {
-    struct store_entry e, winner;
+    struct store_entry e;
     struct policy_input in;
     memset(&e, 0, sizeof e);
     if (mlen >= sizeof e.method)
@@ -306,39 +365,106 @@ static bool create_call(struct router *r, const struct packet *p, const char *me
     in.status = 0;
     snprintf(e.route, sizeof e.route, "%s", policy_route_name(r->conf, policy_match(r->conf, &in)));
     e.first_seen_ms = r->wall_ms;
-    e.flags = flags;
     if (str_is(method, mlen, "REGISTER"))
-        e.flags |= STORE_F_REGISTER;
+        flags |= STORE_F_REGISTER;
+    struct life l = call_life(p, flags);
+    e.flags = (flags | l.set) & ~l.clear;
     e.last_hash = payload_hash(p);
-    uint64_t ttl = live_ttl(r, e.flags);
-    if (ends_call(p)) {
-        e.flags |= STORE_F_ENDED;
-        ttl = r->conf->ttl_ended_ms;
-    }
-    int rc = store_put(r->store, p->key, p->klen, &e, ttl, r->now_ms, &winner);
-    if (rc == 0) {
-        follow(r, p, &winner);
-        return false;
-    }
-    /* rc < 0 (store full / no memory): the packet still goes where it should */
-    send_route(r, p, e.method, mlen);
-    return rc > 0;
+    int rc = store_put(r->store, p->key, p->klen, &e, call_ttl(r, e.flags), r->now_ms, use);
+    if (rc != 0)
+        *use = e;
+    return rc;
 }
 
-/* The wait is over (or there is no room to wait): route by CSeq method. */
-static void fallback(struct router *r, const struct packet *p)
+/* Routes an origin: stores the call, sends it, then whatever waited for it. */
+static void originate(struct router *r, const struct packet *p)
 {
+    struct store_entry use;
+    int rc = store_call(r, p, p->sip.method_name.ptr, p->sip.method_name.len, 0, &use);
+    if (rc == 0) {
+        follow(r, p, &use);         /* another worker or instance was first */
+    } else {
+        if (rc > 0)
+            r->m->calls_new++;
+        send_route(r, p, use.method, strlen(use.method));
+    }
+    release_held(r, p->key, p->klen, &r->m->orphans_released_origin, NULL);
+}
+
+/*
+ * No origin to wait for any longer (the wait is over, or no room to wait):
+ * SIP takes the route of the method its CSeq implies, and that decision is
+ * stored for the rest of the call; anything else takes its own match.  The
+ * call's other held packets leave with it, in arrival order: before it when
+ * they are older (held_are_older), after it otherwise.
+ */
+static void fallback(struct router *r, const struct packet *p, bool held_are_older)
+{
+    struct store_entry use;
     r->m->calls_fallback++;
     if (!p->is_sip) {
-        /* no CSeq to go by and nothing worth storing: the packet's own match */
         send_route(r, p, NULL, 0);
         return;
     }
     size_t mlen;
     const char *method = router_fallback_method(p->sip.cseq_method_name.ptr,
                                                 p->sip.cseq_method_name.len, &mlen);
-    create_call(r, p, method, mlen, STORE_F_FALLBACK);
-    release_held(r, p->key, p->klen, &r->m->orphans_released_fallback);
+    store_call(r, p, method, mlen, STORE_F_FALLBACK, &use);
+    if (held_are_older)
+        release_held(r, p->key, p->klen, &r->m->orphans_released_fallback, &use);
+    send_route(r, p, use.method, strlen(use.method));
+    if (!held_are_older)
+        release_held(r, p->key, p->klen, &r->m->orphans_released_fallback, &use);
+}
+
+/* Queues key for its next look (round 0 is due at 1/3 of the wait). */
+static void schedule_recheck(struct router *r, const char *key, size_t klen, unsigned round,
+                             uint64_t held_since_ms)
+{
+    if (round >= ROUTER_RECHECKS)
+        return;
+    struct recheck *c = malloc(sizeof *c + klen);
+    if (c == NULL)
+        return;                     /* no recheck: the wait and fallback still apply */
+    c->next = NULL;
+    c->round = round;
+    c->held_since_ms = held_since_ms;
+    c->due_ms = held_since_ms + r->conf->orphans_wait_ms * (round + 1) / (ROUTER_RECHECKS + 1);
+    c->klen = klen;
+    memcpy(c->key, key, klen);
+    if (r->recheck_tail[round] != NULL)
+        r->recheck_tail[round]->next = c;
+    else
+        r->recheck_head[round] = c;
+    r->recheck_tail[round] = c;
+}
+
+/*
+ * Looks again for the origin of calls still held whose round is due: in
+ * the store (another worker may have stored it) and, for a shared store,
+ * by asking the other instances.
+ */
+static void run_rechecks(struct router *r)
+{
+    for (unsigned round = 0; round < ROUTER_RECHECKS; round++) {
+        struct recheck *c;
+        while ((c = r->recheck_head[round]) != NULL && c->due_ms <= r->now_ms) {
+            struct store_entry e;
+            r->recheck_head[round] = c->next;
+            if (r->recheck_head[round] == NULL)
+                r->recheck_tail[round] = NULL;
+            if (hold_has(r->hold, c->key, c->klen)) {
+                if (store_get(r->store, c->key, c->klen, r->now_ms, &e)) {
+                    release_held(r, c->key, c->klen, &r->m->orphans_released_origin, &e);
+                } else {
+                    if (store_is_shared(r->store))
+                        store_query(r->store, c->key, c->klen, r->now_ms);
+                    schedule_recheck(r, c->key, c->klen, round + 1, c->held_since_ms);
+                }
+            }
+            free(c);
+        }
+    }
 }
 
 /* Routes a classified packet with a call key. */
@@ -346,23 +472,29 @@ static void decide(struct router *r, struct packet *p)
 {
     struct store_entry e;
     if (store_get(r->store, p->key, p->klen, r->now_ms, &e)) {
+        /* the origin reached the store through another worker: older packets first */
+        release_held(r, p->key, p->klen, &r->m->orphans_released_origin, &e);
         follow(r, p, &e);
         return;
     }
     if (is_origin(p)) {
-        if (create_call(r, p, p->sip.method_name.ptr, p->sip.method_name.len, 0))
-            r->m->calls_new++;
-        release_held(r, p->key, p->klen, &r->m->orphans_released_origin);
+        originate(r, p);
         return;
     }
     if (r->conf->orphans_wait_ms > 0) {
+        bool first = !hold_has(r->hold, p->key, p->klen);
         if (hold_add(r->hold, p->key, p->klen, p->view.raw.data, p->view.raw.len, r->now_ms) == 0) {
             r->m->orphans_held++;
+            if (first) {
+                if (store_is_shared(r->store))
+                    store_query(r->store, p->key, p->klen, r->now_ms);
+                schedule_recheck(r, p->key, p->klen, 0, r->now_ms);
+            }
             return;
         }
         r->m->orphans_queue_full++;
     }
-    fallback(r, p);
+    fallback(r, p, true);
 }
 
 void router_packet(struct router *r, const uint8_t *data, size_t len, uint64_t now_ms, uint64_t wall_ms)
@@ -384,6 +516,13 @@ void router_packet(struct router *r, const uint8_t *data, size_t len, uint64_t n
 
 /* ---- held packets ---- */
 
+static uint64_t clock_ms(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (uint64_t)ts.tv_sec * MS_PER_S + (uint64_t)ts.tv_nsec / (US_PER_MS * US_PER_MS);
+}
+
 /* The wall-clock time of a held packet's arrival. */
 static uint64_t received_wall_ms(const struct router *r, uint64_t held_since_ms)
 {
@@ -391,10 +530,15 @@ static uint64_t received_wall_ms(const struct router *r, uint64_t held_since_ms)
     return r->wall_ms - waited;
 }
 
-/* Which counter on_release_known() bumps: released by origin or by fallback. */
+/*
+ * Which counter on_release_known() bumps (released by origin or by
+ * fallback), and the call's entry when the caller has it in hand (a shared
+ * store's answer, which a cache-less store cannot give back by get()).
+ */
 struct release_ctx {
     struct router *r;
     uint64_t *counter;
+    const struct store_entry *known;
 };
 
 /* A held packet whose call is now known: it follows, then its bytes go away. */
@@ -409,19 +553,135 @@ static void on_release_known(void *arg, const char *key, size_t klen, const uint
     (void)klen;
     (*ctx->counter)++;
     if (classify(r, &p, pkt, len, received_wall_ms(r, held_since_ms), false) && p.key != NULL) {
-        if (store_get(r->store, p.key, p.klen, r->now_ms, &e))
+        if (ctx->known != NULL)
+            follow(r, &p, ctx->known);
+        else if (store_get(r->store, p.key, p.klen, r->now_ms, &e))
             follow(r, &p, &e);
         else
-            fallback(r, &p);        /* the entry vanished (store full): still deliver */
+            fallback(r, &p, false);     /* the entry vanished (store full): still deliver */
     }
     r->dispatch.flush(r->dispatch.arg);
 }
 
-static void release_held(struct router *r, const char *key, size_t klen, uint64_t *counter)
+/* Sends every packet held under key, oldest first, as packets of a known call. */
+static void release_held(struct router *r, const char *key, size_t klen, uint64_t *counter,
+                         const struct store_entry *known)
 {
-    struct release_ctx ctx = { r, counter };
+    struct release_ctx ctx = { r, counter, known };
     if (hold_has(r->hold, key, klen))
         hold_take(r->hold, key, klen, on_release_known, &ctx);
+}
+
+/*
+ * A shared store answered a query: a known call releases what waited for
+ * it.  Answers come from the store's own I/O, between packets, so the
+ * clocks are read here.
+ */
+static void on_store_answer(void *arg, const char *key, size_t klen, const struct store_entry *e)
+{
+    struct router *r = arg;
+    if (e == NULL || !hold_has(r->hold, key, klen))
+        return;
+    r->now_ms = clock_ms(CLOCK_MONOTONIC);
+    r->wall_ms = clock_ms(CLOCK_REALTIME);
+    release_held(r, key, klen, &r->m->orphans_released_origin, e);
+}
+
+/* Copies of the packets held for one call, taken out of the hold queue. */
+struct held_group {
+    struct router *r;
+    uint8_t **data;
+    size_t *len;
+    uint64_t *since;
+    size_t n;
+    size_t cap;
+};
+
+/* Out of memory while grouping: the packet goes out now, by its own match. */
+static void send_ungrouped(struct router *r, const uint8_t *pkt, size_t len, uint64_t held_since_ms)
+{
+    struct packet p;
+    if (classify(r, &p, pkt, len, received_wall_ms(r, held_since_ms), false))
+        send_route(r, &p, NULL, 0);
+    r->dispatch.flush(r->dispatch.arg);
+}
+
+static void on_collect(void *arg, const char *key, size_t klen, const uint8_t *pkt, size_t len,
+                       uint64_t held_since_ms)
+{
+    struct held_group *g = arg;
+    (void)key;
+    (void)klen;
+    if (g->n == g->cap) {
+        size_t cap = g->cap ? g->cap * 2 : 4;
+        uint8_t **d = realloc(g->data, cap * sizeof *d);
+        if (d != NULL)
+            g->data = d;
+        size_t *l = realloc(g->len, cap * sizeof *l);
+        if (l != NULL)
+            g->len = l;
+        uint64_t *t = realloc(g->since, cap * sizeof *t);
+        if (t != NULL)
+            g->since = t;
+        if (d == NULL || l == NULL || t == NULL) {
+            send_ungrouped(g->r, pkt, len, held_since_ms);
+            return;
+        }
+        g->cap = cap;
+    }
+    uint8_t *copy = malloc(len);
+    if (copy == NULL) {
+        send_ungrouped(g->r, pkt, len, held_since_ms);
+        return;
+    }
+    memcpy(copy, pkt, len);
+    g->data[g->n] = copy;
+    g->len[g->n] = len;
+    g->since[g->n] = held_since_ms;
+    g->n++;
+}
+
+/*
+ * A non-SIP packet (RTCP, log) whose wait is over while SIP packets of its
+ * call still wait behind it: the first of those decides for the whole
+ * group, so the call does not split across back-ends.
+ */
+static void expire_group(struct router *r, const struct packet *first)
+{
+    struct held_group g = { r, NULL, NULL, NULL, 0, 0 };
+    size_t taken = hold_take(r->hold, first->key, first->klen, on_collect, &g);
+    struct store_entry use;
+    bool decided = false;
+    struct packet p;
+
+    r->m->orphans_released_fallback += taken;
+    for (size_t i = 0; i < g.n && !decided; i++) {
+        if (classify(r, &p, g.data[i], g.len[i], received_wall_ms(r, g.since[i]), false) && p.is_sip) {
+            size_t mlen;
+            const char *method = router_fallback_method(p.sip.cseq_method_name.ptr,
+                                                        p.sip.cseq_method_name.len, &mlen);
+            r->m->calls_fallback++;
+            store_call(r, &p, method, mlen, STORE_F_FALLBACK, &use);
+            decided = true;
+        }
+    }
+    if (decided)
+        follow(r, first, &use);
+    else
+        send_route(r, first, NULL, 0);
+    for (size_t i = 0; i < g.n; i++) {
+        if (classify(r, &p, g.data[i], g.len[i], received_wall_ms(r, g.since[i]), false)) {
+            if (decided)
+                follow(r, &p, &use);
+            else
+                send_route(r, &p, NULL, 0);
+        }
+        r->dispatch.flush(r->dispatch.arg);
+        free(g.data[i]);
+    }
+    free(g.data);
+    free(g.len);
+    free(g.since);
 }
 
 /* A held packet whose wait is over: maybe its origin was stored meanwhile. */
@@ -437,10 +697,13 @@ static void on_release_expired(void *arg, const char *key, size_t klen, const ui
         if (store_get(r->store, p.key, p.klen, r->now_ms, &e)) {
             r->m->orphans_released_origin++;
             follow(r, &p, &e);
-            release_held(r, p.key, p.klen, &r->m->orphans_released_origin);
+            release_held(r, p.key, p.klen, &r->m->orphans_released_origin, &e);
+        } else if (!p.is_sip && hold_has(r->hold, p.key, p.klen)) {
+            r->m->orphans_released_fallback++;
+            expire_group(r, &p);
         } else {
             r->m->orphans_released_fallback++;
-            fallback(r, &p);
+            fallback(r, &p, false);
         }
     }
     r->dispatch.flush(r->dispatch.arg);
@@ -450,8 +713,8 @@ void router_timer(struct router *r, uint64_t now_ms, uint64_t wall_ms)
 {
     r->now_ms = now_ms;
     r->wall_ms = wall_ms;
+    run_rechecks(r);
     hold_expire(r->hold, now_ms, on_release_expired, r);
-    store_expire(r->store, now_ms);
 }
 
 void router_drain(struct router *r, uint64_t now_ms, uint64_t wall_ms)

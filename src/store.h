@@ -24,6 +24,7 @@ enum store_flag {
     STORE_F_ENDED = 1u << 0,        /* BYE answered / INVITE failed: ttl.ended */
     STORE_F_FALLBACK = 1u << 1,     /* decided by an orphan's own CSeq method */
     STORE_F_REGISTER = 1u << 2,     /* a REGISTER dialog: ttl.register */
+    STORE_F_CONFIRMED = 1u << 3,    /* an INVITE got a 2xx: later failures do not end it */
 };
 
 /* What the store remembers about a call. */
@@ -36,6 +37,15 @@ struct store_entry {
 };
 
 struct store;
+struct ev_loop;
+struct metrics;
+
+/*
+ * How a shared back-end (Redis) answers store_query(), later, on the
+ * worker's loop: e is the call's entry, or NULL when the shared store does
+ * not know the call (or could not be asked: down, timed out).
+ */
+typedef void (*store_answer_fn)(void *arg, const char *key, size_t klen, const struct store_entry *e);
 
 struct store_ops {
     const char *name;
@@ -60,14 +70,44 @@ struct store_ops {
     /* Calls currently held. */
     size_t (*count)(struct store *s);
     void (*free)(struct store *s);
+    /*
+     * Shared back-ends only (NULL for memory): get() and put() see the local
+     * cache at once and talk to the shared store in the background; query()
+     * asks the shared store about a call get() did not know.  Returns 0 when
+     * the question is on its way (the answer fn will be called exactly
+     * once), -1 when it cannot be asked now (down, too many in flight):
+     * decide without it.
+     */
+    int (*query)(struct store *s, const char *key, size_t klen, uint64_t now_ms);
+    /* Where query() answers go (one per worker: the router). */
+    void (*set_answer_fn)(struct store *s, store_answer_fn fn, void *arg);
 };
 
 struct store {
     const struct store_ops *ops;
 };
 
-/* Opens the back-end conf names; NULL (and a logged reason) on failure. */
-struct store *store_open(const struct conf *conf);
+/*
+ * Opens the back-end conf names.  The memory store is thread-safe: open it
+ * once (loop and m are not used) and share it between workers.  A Redis
+ * store is one connection and cache per worker: open one per worker, on
+ * that worker's loop, with its counters in m.  NULL (and a logged reason)
+ * on failure.
+ */
+struct store *store_open(const struct conf *conf, struct ev_loop *loop, struct metrics *m);
+
+/*
+ * Start-up check of a shared back-end, before any worker runs: connects
+ * once, synchronously, and authenticates.  Returns 0 when usable or only
+ * unreachable (logged as a warning: heprouter then runs on its cache and
+ * the fallback until the store comes back), -1 on an error an operator must
+ * fix (wrong password, unknown user, bad db): the reason goes to errbuf.
+ */
+int store_check(const struct conf *conf, char *errbuf, size_t errlen);
+
+/* The Redis back-end (store_redis.c). */
+struct store *store_redis_new(const struct conf *conf, struct ev_loop *loop, struct metrics *m);
+int store_redis_check(const struct conf *conf, char *errbuf, size_t errlen);
 
 /*
  * The memory back-end; max_calls bounds it (the soonest-expiring go first),
@@ -127,6 +167,23 @@ static inline size_t store_expire(struct store *s, uint64_t now_ms)
 static inline size_t store_count(struct store *s)
 {
     return s->ops->count(s);
+}
+
+static inline int store_query(struct store *s, const char *key, size_t klen, uint64_t now_ms)
+{
+    return s->ops->query != NULL ? s->ops->query(s, key, klen, now_ms) : -1;
+}
+
+static inline void store_set_answer_fn(struct store *s, store_answer_fn fn, void *arg)
+{
+    if (s->ops->set_answer_fn != NULL)
+        s->ops->set_answer_fn(s, fn, arg);
+}
+
+/* True for back-ends whose get() may miss what another instance knows. */
+static inline bool store_is_shared(const struct store *s)
+{
+    return s->ops->query != NULL;
 }
 
 static inline void store_free(struct store *s)

@@ -505,7 +505,8 @@ def cmd_check(args):
 
 # ---------------------------------------------------------------- stats
 
-STATS_RE = re.compile(r"stats \(([^,]*), (\d+) calls in store\): (\{.*\})\s*$")
+# "stats (exit, 3 calls in store): {...}" (memory store) or "stats (exit): {...}"
+STATS_RE = re.compile(r"stats \(([^,)]*)(?:, (\d+) calls in store)?\): (\{.*\})\s*$")
 
 
 def cmd_stats(args):
@@ -523,7 +524,8 @@ def cmd_stats(args):
     except ValueError as e:
         print("FAIL stats: the last stats line of %s is not JSON: %s" % (args.log, e))
         return 1
-    stats["calls_in_store"] = int(last.group(2))
+    if last.group(2) is not None:
+        stats["calls_in_store"] = int(last.group(2))
     failed = 0
     for expr in args.exprs:
         m = re.fullmatch(r"([\w.:/\[\]-]+?)(>=|>|=)(\d+)", expr)

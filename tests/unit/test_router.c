@@ -206,7 +206,8 @@ static void test_407_before_its_invite_waits_then_follows(void)
     feed(ack);
     CU_ASSERT_EQUAL(nsent, 0);
     CU_ASSERT_EQUAL(router_held(router), 2);
-    CU_ASSERT_EQUAL(router_next_deadline(router), T0 + WAIT_MS);
+    /* first a look in the store at a third of the wait, then the deadline */
+    CU_ASSERT_EQUAL(router_next_deadline(router), T0 + WAIT_MS / 3);
     advance(WAIT_MS / 2);
     CU_ASSERT_EQUAL(nsent, 0);
     feed(inv);
@@ -575,6 +576,280 @@ static void test_fallback_method_of_in_dialog_requests_is_invite(void)
     }
 }
 
+/*
+ * A shared store as the router sees Redis: get() only knows what this
+ * instance cached, query() asks "the other instances" (recorded here, and
+ * answered when the test says so).  It wraps a memory store for the rest.
+ */
+struct shared_store {
+    struct store base;
+    struct store *local;
+    store_answer_fn answer;
+    void *answer_arg;
+    char asked[16][128];
+    uint64_t asked_at[16];
+    size_t nasked;
+};
+
+static struct shared_store shared;
+
+static int sh_get(struct store *s, const char *k, size_t kl, uint64_t now_ms, struct store_entry *out)
+{
+    return store_get(((struct shared_store *)s)->local, k, kl, now_ms, out);
+}
+
+static int sh_put(struct store *s, const char *k, size_t kl, const struct store_entry *e, uint64_t ttl,
+                  uint64_t now_ms, struct store_entry *winner)
+{
+    return store_put(((struct shared_store *)s)->local, k, kl, e, ttl, now_ms, winner);
+}
+
+static int sh_update(struct store *s, const char *k, size_t kl, uint64_t ttl, unsigned set, unsigned clear,
+                     uint64_t h, uint64_t now_ms)
+{
+    return store_update(((struct shared_store *)s)->local, k, kl, ttl, set, clear, h, now_ms);
+}
+
+static size_t sh_expire(struct store *s, uint64_t now_ms)
+{
+    return store_expire(((struct shared_store *)s)->local, now_ms);
+}
+
+static size_t sh_count(struct store *s)
+{
+    return store_count(((struct shared_store *)s)->local);
+}
+
+static void sh_free(struct store *s)
+{
+    store_free(((struct shared_store *)s)->local);
+}
+
+static int sh_query(struct store *s, const char *k, size_t kl, uint64_t now_ms)
+{
+    struct shared_store *sh = (struct shared_store *)s;
+    CU_ASSERT_FATAL(sh->nasked < 16 && kl < 128);
+    memcpy(sh->asked[sh->nasked], k, kl);
+    sh->asked[sh->nasked][kl] = '\0';
+    sh->asked_at[sh->nasked++] = now_ms;
+    return 0;
+}
+
+static void sh_set_answer_fn(struct store *s, store_answer_fn fn, void *arg)
+{
+    ((struct shared_store *)s)->answer = fn;
+    ((struct shared_store *)s)->answer_arg = arg;
+}
+
+static const struct store_ops shared_ops = {
+    "shared-test", sh_get, sh_put, sh_update, sh_expire, sh_count, sh_free, sh_query, sh_set_answer_fn,
+};
+
+/* Replaces the fixture's router with one on a shared store. */
+static void fresh_shared(void)
+{
+    const struct router_dispatch d = { record, flush, NULL };
+    fresh();
+    router_free(router);
+    memset(&shared, 0, sizeof shared);
+    shared.base.ops = &shared_ops;
+    shared.local = store;               /* the fixture's memory store, freed by teardown */
+    router = router_new(conf, &shared.base, &m, &d);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(router);
+}
+
+static void test_shared_store_is_asked_once_then_at_thirds_of_the_wait(void)
+{
+    fresh_shared();
+    struct pkt c407 = load(8, "INVITE"), ack = load(9, "ACK");
+    size_t cl;
+    const char *cid = call_id_of(c407, &cl);
+    feed(c407);
+    feed(ack);
+    CU_ASSERT_EQUAL_FATAL(shared.nasked, 1);        /* one question per call, not per packet */
+    CU_ASSERT_EQUAL(strlen(shared.asked[0]), cl);
+    CU_ASSERT_EQUAL(memcmp(shared.asked[0], cid, cl), 0);
+    CU_ASSERT_EQUAL(router_next_deadline(router), T0 + WAIT_MS / 3);
+    advance(WAIT_MS / 3);
+    CU_ASSERT_EQUAL(shared.nasked, 2);
+    CU_ASSERT_EQUAL(router_next_deadline(router), T0 + 2 * WAIT_MS / 3);
+    advance(T0 + 2 * WAIT_MS / 3 - now - 1);
+    CU_ASSERT_EQUAL(shared.nasked, 2);
+    advance(1);
+    CU_ASSERT_EQUAL(shared.nasked, 3);
+    CU_ASSERT_EQUAL(router_next_deadline(router), T0 + WAIT_MS);
+    CU_ASSERT_EQUAL(nsent, 0);
+    advance(WAIT_MS);                   /* nobody knew: the fallback */
+    CU_ASSERT_EQUAL(nsent, 2);
+    CU_ASSERT_EQUAL(shared.nasked, 3);
+    CU_ASSERT_EQUAL(m.orphans_released_fallback, 2);
+    FREE(c407); FREE(ack);
+}
+
+static void test_shared_store_answer_releases_held_packets_in_order(void)
+{
+    fresh_shared();
+    struct pkt c407 = load(8, "INVITE"), ack = load(9, "ACK"), inv2 = load(10, "INVITE");
+    size_t cl;
+    const char *cid = call_id_of(c407, &cl);
+    feed(c407);
+    feed(ack);
+    /* another instance saw the INVITE and routed the call to "calls"; no cache here */
+    struct store_entry e;
+    memset(&e, 0, sizeof e);
+    strcpy(e.method, "INVITE");
+    strcpy(e.route, "calls");
+    shared.answer(shared.answer_arg, cid, cl, NULL);     /* "unknown" changes nothing */
+    CU_ASSERT_EQUAL(nsent, 0);
+    shared.answer(shared.answer_arg, cid, cl, &e);
+    CU_ASSERT_EQUAL(nsent, 2);
+    assert_sent(0, DEST_VOIPMONITOR, c407);
+    assert_sent(1, DEST_VOIPMONITOR, ack);
+    CU_ASSERT_EQUAL(m.orphans_released_origin, 2);
+    CU_ASSERT_EQUAL(router_held(router), 0);
+    /* the rechecks of a released call ask nothing */
+    advance(WAIT_MS);
+    CU_ASSERT_EQUAL(shared.nasked, 1);
+    /* a late answer for a call no longer held does nothing */
+    shared.answer(shared.answer_arg, cid, cl, &e);
+    CU_ASSERT_EQUAL(nsent, 2);
+    feed(inv2);                          /* an origin of a call the answer did not cache */
+    CU_ASSERT_EQUAL(nsent, 3);
+    assert_sent(2, DEST_VOIPMONITOR, inv2);
+    FREE(c407); FREE(ack); FREE(inv2);
+}
+
+/* A SIP packet of the call `cid` with the given start line and CSeq. */
+static size_t build_in_call(uint8_t *buf, const char *cid, size_t cl, const char *start, const char *cseq)
+{
+    char body[512];
+    int bl = snprintf(body, sizeof body,
+                      "%s\r\nCall-ID: %.*s\r\nCSeq: %s\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@x>;tag=2\r\n\r\n",
+                      start, (int)cl, cid, cseq);
+    return build_sip(buf, body, (size_t)bl);
+}
+
+static void test_rejected_reinvite_does_not_end_a_confirmed_call(void)
+{
+    fresh();
+    struct pkt inv = load(7, "INVITE"), ok = load(16, "INVITE");
+    size_t cl;
+    const char *cid = call_id_of(inv, &cl);
+    uint8_t b[600];
+    struct pkt r491 = { b, build_in_call(b, cid, cl, "SIP/2.0 491 Request Pending", "3 INVITE") };
+    struct store_entry e;
+    feed(inv);
+    feed(ok);
+    feed(r491);
+    CU_ASSERT_EQUAL(store_get(store, cid, cl, now + conf->ttl_ended_ms + 1, &e), 1);
+    CU_ASSERT_FALSE(e.flags & STORE_F_ENDED);
+    CU_ASSERT(e.flags & STORE_F_CONFIRMED);
+    FREE(inv); FREE(ok);
+}
+
+static void test_forked_failure_then_200_keeps_the_call(void)
+{
+    fresh();
+    struct pkt inv = load(7, "INVITE");
+    size_t cl;
+    const char *cid = call_id_of(inv, &cl);
+    uint8_t b1[600], b2[600];
+    struct pkt busy = { b1, build_in_call(b1, cid, cl, "SIP/2.0 486 Busy Here", "1 INVITE") };
+    struct pkt ok = { b2, build_in_call(b2, cid, cl, "SIP/2.0 200 OK", "1 INVITE") };
+    struct store_entry e;
+    feed(inv);
+    feed(busy);
+    CU_ASSERT_EQUAL(store_get(store, cid, cl, now, &e), 1);
+    CU_ASSERT(e.flags & STORE_F_ENDED);
+    feed(ok);
+    CU_ASSERT_EQUAL(store_get(store, cid, cl, now + conf->ttl_ended_ms + 1, &e), 1);
+    CU_ASSERT_FALSE(e.flags & STORE_F_ENDED);
+    FREE(inv);
+}
+
+/* A second router on the same memory store: another worker. */
+static struct router *second_worker(void)
+{
+    const struct router_dispatch d = { record, flush, NULL };
+    return router_new(conf, store, &m, &d);
+}
+
+static void test_origin_stored_by_another_worker_releases_at_the_first_look(void)
+{
+    fresh();
+    struct router *b = second_worker();
+    struct pkt inv = load(7, "INVITE"), c407 = load(8, "INVITE");
+    router_packet(b, c407.data, c407.len, now, WALL0 + now);    /* held on worker B */
+    feed(inv);                                                  /* stored by worker A */
+    CU_ASSERT_EQUAL(nsent, 1);
+    now += WAIT_MS / 3;
+    router_timer(b, now, WALL0 + now);
+    CU_ASSERT_EQUAL(nsent, 2);
+    assert_sent(1, DEST_VOIPMONITOR, c407);
+    CU_ASSERT_EQUAL(m.orphans_released_origin, 1);
+    CU_ASSERT_EQUAL(m.orphans_released_fallback, 0);
+    CU_ASSERT_EQUAL(router_held(b), 0);
+    router_free(b);
+    FREE(inv); FREE(c407);
+}
+
+static void test_later_packet_of_a_known_call_does_not_overtake_held_ones(void)
+{
+    fresh();
+    struct router *b = second_worker();
+    struct pkt inv = load(7, "INVITE"), c407 = load(8, "INVITE"), ack = load(9, "ACK");
+    router_packet(b, c407.data, c407.len, now, WALL0 + now);    /* held on worker B */
+    feed(inv);                                                  /* stored by worker A */
+    router_packet(b, ack.data, ack.len, now, WALL0 + now);      /* B finds the call */
+    CU_ASSERT_EQUAL(nsent, 3);
+    assert_sent(1, DEST_VOIPMONITOR, c407);
+    assert_sent(2, DEST_VOIPMONITOR, ack);
+    router_free(b);
+    FREE(inv); FREE(c407); FREE(ack);
+}
+
+static void test_full_queue_sends_the_calls_older_held_packets_first(void)
+{
+    fresh();
+    struct pkt c407 = load(8, "INVITE"), ack = load(9, "ACK");
+    uint8_t other[7][600];
+    feed(c407);
+    for (int i = 0; i < 7; i++) {
+        char cid[32];
+        int cl = snprintf(cid, sizeof cid, "other-%d", i);
+        struct pkt o = { other[i], build_in_call(other[i], cid, (size_t)cl, "SIP/2.0 180 Ringing", "1 INVITE") };
+        feed(o);
+    }
+    CU_ASSERT_EQUAL_FATAL(router_held(router), 8);
+    feed(ack);                      /* no room: fallback now, the held 407 first */
+    CU_ASSERT_EQUAL(nsent, 2);
+    assert_sent(0, DEST_VOIPMONITOR, c407);
+    assert_sent(1, DEST_VOIPMONITOR, ack);
+    CU_ASSERT_EQUAL(m.orphans_queue_full, 1);
+    FREE(c407); FREE(ack);
+}
+
+static void test_rtcp_waiting_before_a_407_takes_the_407s_route(void)
+{
+    fresh();
+    struct pkt c407 = load(8, "INVITE");
+    size_t cl;
+    const char *cid = call_id_of(c407, &cl);
+    uint8_t buf[512];
+    struct pkt rtcp = { buf, build_correlated(buf, HEP_PROTO_RTCP, cid, cl, "{\"type\":200}") };
+    feed(rtcp);
+    advance(1);
+    feed(c407);
+    advance(WAIT_MS);
+    CU_ASSERT_EQUAL(nsent, 2);
+    assert_sent(0, DEST_VOIPMONITOR, rtcp);
+    assert_sent(1, DEST_VOIPMONITOR, c407);
+    struct store_entry e;
+    CU_ASSERT_EQUAL(store_get(store, cid, cl, now, &e), 1);
+    CU_ASSERT_STRING_EQUAL(e.method, "INVITE");
+    FREE(c407);
+}
+
 int main(void)
 {
     static const struct unit_test tests[] = {
@@ -595,6 +870,14 @@ int main(void)
         { "full hold queue takes the fallback at once", test_full_hold_queue_takes_fallback_at_once },
         { "long Call-IDs are hashed, not truncated", test_long_call_ids_are_hashed_not_truncated },
         { "held v1 packet keeps its arrival time", test_held_v1_packet_keeps_its_arrival_time },
+        { "shared store is asked once, then at thirds of the wait", test_shared_store_is_asked_once_then_at_thirds_of_the_wait },
+        { "shared store answer releases held packets in order", test_shared_store_answer_releases_held_packets_in_order },
+        { "rejected re-INVITE does not end a confirmed call", test_rejected_reinvite_does_not_end_a_confirmed_call },
+        { "forked failure then 200 keeps the call", test_forked_failure_then_200_keeps_the_call },
+        { "origin stored by another worker releases at the first look", test_origin_stored_by_another_worker_releases_at_the_first_look },
+        { "later packet of a known call does not overtake held ones", test_later_packet_of_a_known_call_does_not_overtake_held_ones },
+        { "full queue sends the call's older held packets first", test_full_queue_sends_the_calls_older_held_packets_first },
+        { "RTCP waiting before a 407 takes the 407's route", test_rtcp_waiting_before_a_407_takes_the_407s_route },
         { "drain releases everything by fallback", test_drain_releases_everything_by_fallback },
         { "fallback method of in-dialog requests is INVITE", test_fallback_method_of_in_dialog_requests_is_invite },
         { NULL, NULL },
