@@ -13,7 +13,8 @@
  *      written once, in the table.
  *   3. Cross-checks that need more than one key (destination names in
  *      routes and default, route names, reconnect_min <= reconnect_max,
- *      targets that are listen addresses).
+ *      targets that are listen addresses, store.redis keys that exclude
+ *      each other); store.redis.password_file is read then.
  *
  * Every error is collected with its position, and conf_load() prints them
  * sorted by position, one per line:
@@ -40,6 +41,8 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/un.h>
 #include <yaml.h>
 
 /* ---- limits of the parser itself ------------------------------------------ */
@@ -79,6 +82,7 @@
 #define CONF_TTL_MIN_MS     MS_PER_SECOND           /* Redis expiries are whole seconds */
 #define CONF_TTL_MAX_MS     (365 * MS_PER_DAY)
 #define CONF_WAIT_MAX_MS    (60 * MS_PER_SECOND)    /* orphans.wait_ms */
+#define CONF_HELD_BYTES_MAX (UINT64_C(1) << 40)     /* orphans.max_bytes: 1 TiB */
 #define CONF_CALL_ID_MIN    32u                     /* room for the hashed form */
 #define CONF_TCP_CONN_MAX   1000000u
 #define CONF_UDP_BATCH_MAX  1024u                   /* UIO_MAXIOV: recvmmsg/sendmmsg cap */
@@ -87,6 +91,17 @@
 #define CONF_IDLE_MAX_MS    MS_PER_DAY
 #define CONF_TIMEOUT_MAX_MS MS_PER_HOUR             /* reconnect, connect, drain */
 #define CONF_LOG_MAX_MS     MS_PER_DAY              /* log.interval, log.stats_interval */
+
+/* store.redis, store.cache */
+#define CONF_DB_MAX         1000000u                /* Redis allows more than 16 (`databases`) */
+#define CONF_REDIS_WAIT_MAX_MS (60 * MS_PER_SECOND) /* store.redis.timeout_ms */
+#define CONF_INFLIGHT_MAX   1000000u
+#define CONF_PENDING_MAX    10000000u
+#define CONF_CACHE_MAX      100000000u
+#define CONF_HOST_MAX       253u                    /* a DNS name, without the final dot */
+#define CONF_LABEL_MAX      63u
+#define CONF_PASSWORD_MAX   1024u                   /* store.redis.password and its file */
+#define CONF_UNIX_PATH_MAX  (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
 
 /* ---- the node tree ----------------------------------------------------------- */
 
@@ -130,6 +145,7 @@ struct parse {
     struct mark first_dropped;
     bool nomem;
     bool dests_broken;              /* destinations unusable: skip name lookups */
+    bool store_type_bad;            /* store.type refused: do not judge its sections by it */
     const struct node *dests_node;  /* the destinations mapping */
     bool *dest_seen;                /* per destination, while one to/default list is parsed */
     const struct conf_addr **listen_sorted;     /* for the "target is a listen address" check */
@@ -157,7 +173,6 @@ typedef const char *elem_parser(struct parse *p, const char *text, void *elem);
 struct conf_name {
     const char *name;
     int value;
-    const char *unavailable;        /* NULL, or why this build refuses it */
 };
 
 enum key_flag {
@@ -854,11 +869,12 @@ static bool get_number(struct parse *p, const struct node *n, const struct conf_
     }
 }
 
+/* Beyond SIZE_MAX (orphans.max_bytes on a 32-bit host) means "as much as can be". */
 static void set_size(struct parse *p, struct node *n, const struct conf_key *k, void *base)
 {
     uint64_t v;
     if (get_number(p, n, k, &v))
-        *(size_t *)field(base, k->offset) = (size_t)v;
+        *(size_t *)field(base, k->offset) = v > SIZE_MAX ? SIZE_MAX : (size_t)v;
 }
 
 static void set_unsigned(struct parse *p, struct node *n, const struct conf_key *k, void *base)
@@ -943,10 +959,7 @@ static void set_enum(struct parse *p, struct node *n, const struct conf_key *k, 
         return;
     for (const struct conf_name *v = k->names; v->name != NULL; v++) {
         if (strcmp(text, v->name) == 0) {
-            if (v->unavailable != NULL)
-                error_value(p, n, "%s", v->unavailable);
-            else
-                *(int *)field(base, k->offset) = v->value;
+            *(int *)field(base, k->offset) = v->value;
             return;
         }
     }
@@ -1257,10 +1270,10 @@ static const char *parse_method(struct parse *p, const char *text, void *elem)
 }
 
 static const struct conf_name proto_names[] = {
-    { "sip", HEP_PROTO_SIP, NULL },
-    { "rtcp", HEP_PROTO_RTCP, NULL },
-    { "log", HEP_PROTO_LOG, NULL },
-    { NULL, 0, NULL },
+    { "sip", HEP_PROTO_SIP },
+    { "rtcp", HEP_PROTO_RTCP },
+    { "log", HEP_PROTO_LOG },
+    { NULL, 0 },
 };
 
 static const char *parse_proto(struct parse *p, const char *text, void *elem)
@@ -1349,30 +1362,281 @@ static void set_statuses(struct parse *p, struct node *n, const struct conf_key 
     parse_list(p, n, k, base, sizeof(struct conf_status), parse_status, "must be a status code or class");
 }
 
+/* ---- store.redis values --------------------------------------------------------- */
+
+#define HOST_PREDICATE "must be a host name or a numeric IP address"
+#define TOKEN_PREDICATE "must be 1 to %u bytes without spaces or control characters"
+#define OPTIONAL_TOKEN_PREDICATE "must be at most %u bytes without spaces or control characters"
+
+/*
+ * A DNS name: dot-separated labels of letters, digits, '-' (not first or
+ * last) and '_' (container names have it); the last label is not all digits,
+ * so a mistyped address such as 10.0.0.300 is not taken for a name.
+ */
+static bool is_host_name(const char *s, size_t len)
+{
+    if (len == 0 || len > CONF_HOST_MAX)
+        return false;
+    size_t start = 0;
+    bool numeric = false;           /* the label just ended */
+    for (size_t i = 0; i <= len; i++) {
+        if (i < len && s[i] != '.') {
+            if (!is_name_char(s[i]))
+                return false;
+            continue;
+        }
+        size_t label = i - start;
+        if (label == 0 || label > CONF_LABEL_MAX || s[start] == '-' || s[i - 1] == '-')
+            return false;
+        numeric = true;
+        for (size_t j = start; j < i; j++)
+            numeric = numeric && is_digit(s[j]);
+        start = i + 1;
+    }
+    return !numeric;
+}
+
+/* A host name, or an IPv4 or IPv6 address without brackets. */
+static bool is_host(const char *s, size_t len)
+{
+    char host[CONF_HOST_MAX + 1];
+    unsigned char addr[sizeof(struct in6_addr)];
+    if (is_host_name(s, len))
+        return true;
+    if (len == 0 || len >= sizeof host)
+        return false;
+    memcpy(host, s, len);
+    host[len] = '\0';
+    return inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
+}
+
+/* Key prefixes, ACL user and Sentinel master names go into commands as they are. */
+static bool is_token(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] <= ' ' || s[i] == 0x7f)
+            return false;
+    return true;
+}
+
+static void set_copy(struct parse *p, const char *text, const struct conf_key *k, void *base)
+{
+    char *copy = conf_strdup(text);
+    if (copy == NULL) {
+        p->nomem = true;
+        return;
+    }
+    *(char **)field(base, k->offset) = copy;
+}
+
+static void set_host(struct parse *p, struct node *n, const struct conf_key *k, void *base)
+{
+    const char *text = scalar_text(p, n, "must be a string");
+    if (text == NULL)
+        return;
+    if (!is_host(text, n->len)) {
+        error_value(p, n, HOST_PREDICATE);
+        return;
+    }
+    set_copy(p, text, k, base);
+}
+
+static void set_unix_path(struct parse *p, struct node *n, const struct conf_key *k, void *base)
+{
+    const char *text = scalar_text(p, n, "must be a string");
+    if (text == NULL)
+        return;
+    if (text[0] != '/' || n->len > CONF_UNIX_PATH_MAX) {
+        error_value(p, n, "must be an absolute path of at most %zu bytes", CONF_UNIX_PATH_MAX);
+        return;
+    }
+    set_copy(p, text, k, base);
+}
+
+/* store.redis.prefix, master_name. */
+static void set_token(struct parse *p, struct node *n, const struct conf_key *k, void *base)
+{
+    const char *text = scalar_text(p, n, "must be a string");
+    if (text == NULL)
+        return;
+    if (n->len == 0 || n->len > CONF_STRING_MAX || !is_token(text, n->len)) {
+        error_value(p, n, TOKEN_PREDICATE, CONF_STRING_MAX);
+        return;
+    }
+    set_copy(p, text, k, base);
+}
+
+/* store.redis.username: "" is none (the field stays NULL). */
+static void set_optional_token(struct parse *p, struct node *n, const struct conf_key *k, void *base)
+{
+    const char *text = scalar_text(p, n, "must be a string");
+    if (text == NULL)
+        return;
+    if (n->len > CONF_STRING_MAX || !is_token(text, n->len)) {
+        error_value(p, n, OPTIONAL_TOKEN_PREDICATE, CONF_STRING_MAX);
+        return;
+    }
+    if (n->len > 0)
+        set_copy(p, text, k, base);
+}
+
+/*
+ * store.redis.password: "" is none.  Its errors never quote the value, so a
+ * password does not end up in a log.
+ */
+static void set_password(struct parse *p, struct node *n, const struct conf_key *k, void *base)
+{
+    if (n->type != NODE_SCALAR) {
+        error_key(p, n, "must be a string");
+        return;
+    }
+    if (node_is_null(n)) {
+        error_key(p, n, "has no value");
+        return;
+    }
+    if (strlen(n->value) != n->len) {
+        error_key(p, n, "contains a NUL byte");
+        return;
+    }
+    if (n->len > CONF_PASSWORD_MAX) {
+        error_key(p, n, "must be at most %u bytes", CONF_PASSWORD_MAX);
+        return;
+    }
+    if (n->len > 0)
+        set_copy(p, n->value, k, base);
+}
+
+/* store.redis.password_file: checked and read once all of store.redis is known. */
+static void set_path(struct parse *p, struct node *n, const struct conf_key *k, void *base)
+{
+    const char *text = scalar_text(p, n, "must be a string");
+    if (text == NULL)
+        return;
+    if (n->len == 0) {
+        error_value(p, n, "is empty");
+        return;
+    }
+    set_copy(p, text, k, base);
+}
+
+/* "host:port" or "[IPv6]:port", port 1 to 65535; kept as written. */
+static const char *parse_sentinel(struct parse *p, const char *text, void *elem)
+{
+    size_t len = strlen(text), hlen;
+    const char *host = text, *port;
+    (void)p;
+
+    if (len == 0)
+        return "is empty";
+    bool bracketed = *text == '[';
+    if (bracketed) {
+        const char *close = strchr(text, ']');
+        if (close == NULL)
+            return "has an unclosed [";
+        host++;
+        hlen = (size_t)(close - host);
+        if (close[1] != ':')
+            return "has no port";
+        port = close + 2;
+    } else {
+        const char *colon = strrchr(text, ':');
+        if (colon == NULL)
+            return "has no port";
+        hlen = (size_t)(colon - text);
+        if (memchr(text, ':', hlen) != NULL)
+            return "needs [brackets] around an IPv6 address";
+        port = colon + 1;
+    }
+
+    uint64_t portnum;
+    size_t plen = strlen(port);
+    if (!is_digit(port[0]) || plen > CONF_PORT_DIGITS ||
+        parse_number(port, 0, CONF_PORT_MAX, &portnum) != NUMBER_OK)
+        return "has an invalid port";
+    if (portnum == 0)
+        return "has port 0";
+
+    if (bracketed) {
+        char addr[INET6_ADDRSTRLEN];
+        struct in6_addr a6;
+        if (hlen >= sizeof addr)
+            return "is not a numeric IP address";
+        memcpy(addr, host, hlen);
+        addr[hlen] = '\0';
+        if (inet_pton(AF_INET6, addr, &a6) != 1)
+            return "is not a numeric IP address";
+    } else if (!is_host(host, hlen)) {
+        return "has an invalid host name";
+    }
+
+    char *copy = conf_strdup(text);
+    if (copy == NULL)
+        p->nomem = true;
+    *(char **)elem = copy;
+    return NULL;
+}
+
+static int sentinel_ptr_cmp(const void *a, const void *b)
+{
+    char **x = *(char **const *)a, **y = *(char **const *)b;
+    int c = strcasecmp(*x, *y);         /* host names are case-insensitive */
+    if (c != 0)
+        return c;
+    return x < y ? -1 : x > y;
+}
+
+static void set_sentinels(struct parse *p, struct node *n, const struct conf_key *k, void *base)
+{
+    struct conf_redis *r = base;
+    if (!parse_list(p, n, k, base, sizeof(char *), parse_sentinel, "must be a host:port") ||
+        n->type != NODE_SEQUENCE || r->nsentinels < 2)
+        return;
+    char ***sorted = conf_malloc(r->nsentinels * sizeof *sorted);
+    if (sorted == NULL) {
+        p->nomem = true;
+        return;
+    }
+    size_t count = 0;
+    for (size_t i = 0; i < r->nsentinels; i++)
+        if (r->sentinels[i] != NULL)
+            sorted[count++] = &r->sentinels[i];
+    if (count > 1)
+        qsort(sorted, count, sizeof *sorted, sentinel_ptr_cmp);
+    for (size_t i = 1; i < count; i++) {
+        if (strcasecmp(*sorted[i - 1], *sorted[i]) != 0)
+            continue;
+        size_t idx = (size_t)(sorted[i] - r->sentinels);
+        size_t old = path_push_index(p, idx);
+        error_value(p, n->items[idx], "is listed twice");
+        path_pop(p, old);
+    }
+    free(sorted);
+}
+
 /* ---- key tables --------------------------------------------------------------- */
 
 #define KEY_END { .name = NULL }
 
 static const struct conf_name store_names[] = {
-    { "memory", CONF_STORE_MEMORY, NULL },
-    { "redis", CONF_STORE_REDIS, "is not available in this build" },
-    { NULL, 0, NULL },
+    { "memory", CONF_STORE_MEMORY },
+    { "redis", CONF_STORE_REDIS },
+    { NULL, 0 },
 };
 
 static const struct conf_name balance_names[] = {
-    { "all", CONF_BALANCE_ALL, NULL },
-    { "hash", CONF_BALANCE_HASH, NULL },
-    { "round_robin", CONF_BALANCE_ROUND_ROBIN, NULL },
-    { "failover", CONF_BALANCE_FAILOVER, NULL },
-    { NULL, 0, NULL },
+    { "all", CONF_BALANCE_ALL },
+    { "hash", CONF_BALANCE_HASH },
+    { "round_robin", CONF_BALANCE_ROUND_ROBIN },
+    { "failover", CONF_BALANCE_FAILOVER },
+    { NULL, 0 },
 };
 
 static const struct conf_name level_names[] = {
-    { "error", LOG_LEVEL_ERROR, NULL },
-    { "warn", LOG_LEVEL_WARN, NULL },
-    { "info", LOG_LEVEL_INFO, NULL },
-    { "debug", LOG_LEVEL_DEBUG, NULL },
-    { NULL, 0, NULL },
+    { "error", LOG_LEVEL_ERROR },
+    { "warn", LOG_LEVEL_WARN },
+    { "info", LOG_LEVEL_INFO },
+    { "debug", LOG_LEVEL_DEBUG },
+    { NULL, 0 },
 };
 
 #define CONF_FIELD(type, f) offsetof(type, f)
@@ -1381,10 +1645,51 @@ static const struct conf_name level_names[] = {
 #define NUMBER(key, setter, f, def, lo, hi) \
     { .name = key, .set = setter, .offset = CONF_FIELD(struct conf, f), .dflt = def, .min = lo, .max = hi }
 
+/* A number field of struct conf_redis. */
+#define REDIS_NUMBER(key, setter, f, def, lo, hi) \
+    { .name = key, .set = setter, .offset = CONF_FIELD(struct conf_redis, f), .dflt = def, .min = lo, .max = hi }
+
+/* See check_redis() for the keys that exclude each other. */
+static const struct conf_key redis_keys[] = {
+    /* set to NULL when unix is given */
+    { .name = "host", .set = set_host, .offset = CONF_FIELD(struct conf_redis, host), .dflt = "127.0.0.1" },
+    /* absent: TCP to host:port */
+    { .name = "unix", .set = set_unix_path, .offset = CONF_FIELD(struct conf_redis, unix_path) },
+    REDIS_NUMBER("port", set_unsigned, port, "6379", 1, CONF_PORT_MAX),
+    REDIS_NUMBER("db", set_unsigned, db, "0", 0, CONF_DB_MAX),
+    /* absent or "": no ACL user, no AUTH */
+    { .name = "username", .set = set_optional_token, .offset = CONF_FIELD(struct conf_redis, username) },
+    { .name = "password", .set = set_password, .offset = CONF_FIELD(struct conf_redis, password) },
+    { .name = "password_file", .set = set_path, .offset = CONF_FIELD(struct conf_redis, password_file) },
+    { .name = "prefix", .set = set_token, .offset = CONF_FIELD(struct conf_redis, prefix), .dflt = "heprouter:" },
+    REDIS_NUMBER("timeout_ms", set_u64, timeout_ms, "50", 1, CONF_REDIS_WAIT_MAX_MS),
+    REDIS_NUMBER("max_inflight", set_size, max_inflight, "10000", 1, CONF_INFLIGHT_MAX),
+    REDIS_NUMBER("max_pending_writes", set_size, max_pending_writes, "100000", 0, CONF_PENDING_MAX),
+    /* absent or []: connect to the server directly */
+    { .name = "sentinels", .set = set_sentinels, .offset = CONF_FIELD(struct conf_redis, sentinels),
+      .count_offset = CONF_FIELD(struct conf_redis, nsentinels) },
+    { .name = "master_name", .set = set_token, .offset = CONF_FIELD(struct conf_redis, master_name),
+      .dflt = "mymaster" },
+    KEY_END,
+};
+
+static const struct conf_key cache_keys[] = {
+    NUMBER("entries", set_size, cache_entries, "100000", 0, CONF_CACHE_MAX),
+    KEY_END,
+};
+
+static void set_store_type(struct parse *p, struct node *n, const struct conf_key *k, void *base);
+static void set_redis(struct parse *p, struct node *n, const struct conf_key *k, void *base);
+static void set_cache(struct parse *p, struct node *n, const struct conf_key *k, void *base);
+
+/* type first: redis and cache look at it. */
 static const struct conf_key store_keys[] = {
-    { .name = "type", .set = set_enum, .offset = CONF_FIELD(struct conf, store_type), .dflt = "memory",
+    { .name = "type", .set = set_store_type, .offset = CONF_FIELD(struct conf, store_type), .dflt = "memory",
       .names = store_names },
     NUMBER("max_calls", set_size, store_max_calls, "2000000", 0, CONF_COUNT_MAX),
+    { .name = "redis", .set = set_redis, .offset = CONF_FIELD(struct conf, redis), .sub = redis_keys },
+    /* the fields are in struct conf itself */
+    { .name = "cache", .set = set_cache, .sub = cache_keys },
     KEY_END,
 };
 
@@ -1398,6 +1703,7 @@ static const struct conf_key ttl_keys[] = {
 static const struct conf_key orphans_keys[] = {
     NUMBER("wait_ms", set_u64, orphans_wait_ms, "50", 0, CONF_WAIT_MAX_MS),
     NUMBER("max_held", set_size, orphans_max_held, "100000", 0, CONF_COUNT_MAX),
+    NUMBER("max_bytes", set_size, orphans_max_bytes, "67108864", HEP3_MAX_LEN, CONF_HELD_BYTES_MAX),
     KEY_END,
 };
 
@@ -1489,6 +1795,147 @@ static const struct conf_key top_keys[] = {
       .count_offset = CONF_FIELD(struct conf, ndefault_to) },
     KEY_END,
 };
+
+/* ---- store ------------------------------------------------------------------------ */
+
+static void set_store_type(struct parse *p, struct node *n, const struct conf_key *k, void *base)
+{
+    size_t before = p->nerrors + p->ndropped;
+    set_enum(p, n, k, base);
+    if (p->nerrors + p->ndropped != before)
+        p->store_type_bad = true;
+}
+
+/*
+ * store.redis and store.cache with type memory would be ignored: an error,
+ * so that nobody believes the router shares its calls.  Absent, they still
+ * get their defaults.
+ */
+static bool store_section_unused(struct parse *p, const struct node *n)
+{
+    if (n == NULL || p->store_type_bad || p->conf->store_type == CONF_STORE_REDIS)
+        return false;
+    error_key(p, n, "is only used with type: redis");
+    return true;
+}
+
+static void set_cache(struct parse *p, struct node *n, const struct conf_key *k, void *base)
+{
+    if (!store_section_unused(p, n))
+        set_section(p, n, k, base);
+}
+
+static const struct conf_key *table_key(const struct conf_key *table, const char *name)
+{
+    while (strcmp(table->name, name) != 0)
+        table++;
+    return table;
+}
+
+/* "KEY: cannot be used with OTHER" at key `name` of map. */
+static void error_excludes(struct parse *p, const struct node *map, const char *name, const char *other)
+{
+    size_t old = path_push_key(p, name, strlen(name));
+    error_value(p, map_get(map, name), "cannot be used with %s", other);
+    path_pop(p, old);
+}
+
+/*
+ * The first line of store.redis.password_file, without its line end (\n or
+ * \r\n), becomes the password.  Errors name the file, never its content.
+ */
+static void read_password(struct parse *p, const struct node *n, struct conf_redis *r)
+{
+    size_t old = path_push_key(p, "password_file", strlen("password_file"));
+    FILE *f = fopen(r->password_file, "r");
+    if (f == NULL) {
+        error_value(p, n, "cannot open: %s", strerror(errno));
+        path_pop(p, old);
+        return;
+    }
+    char line[CONF_PASSWORD_MAX + 2];   /* + 1: a \r to strip; + 1: the NUL */
+    size_t len = 0;
+    bool nul = false, longer = false;
+    int c;
+    while ((c = getc(f)) != EOF && c != '\n') {
+        if (len == sizeof line - 1) {
+            longer = true;
+            break;
+        }
+        nul = nul || c == '\0';
+        line[len++] = (char)c;
+    }
+    int failed = ferror(f), saved = errno;
+    fclose(f);
+    if (len > 0 && line[len - 1] == '\r' && !longer)
+        len--;
+    line[len] = '\0';
+    if (failed)
+        error_value(p, n, "cannot read: %s", strerror(saved));
+    else if (longer || len > CONF_PASSWORD_MAX)
+        error_value(p, n, "has a first line longer than %u bytes", CONF_PASSWORD_MAX);
+    else if (nul)
+        error_value(p, n, "has a NUL byte in its first line");
+    else if (len == 0)
+        error_value(p, n, "has an empty first line");
+    else if ((r->password = conf_strdup(line)) == NULL)
+        p->nomem = true;
+    explicit_bzero(line, sizeof line);
+    path_pop(p, old);
+}
+
+/*
+ * Keys that would be ignored are errors: with sentinels the master is found
+ * through them (host, port and unix are unused); with unix there is no
+ * host:port; master_name needs sentinels; password and password_file are
+ * two sources of one value.  host and port at their defaults are not
+ * counted as given.
+ */
+static void check_redis(struct parse *p, const struct node *map, struct conf_redis *r)
+{
+    const struct node *sentinels = map_get(map, "sentinels");
+    bool has_sentinels = sentinels != NULL && !(sentinels->type == NODE_SEQUENCE && sentinels->nitems == 0);
+    bool has_unix = map_get(map, "unix") != NULL;
+    uint64_t port_default;
+    bool other_host = map_get(map, "host") != NULL && r->host != NULL &&
+                      strcmp(r->host, table_key(redis_keys, "host")->dflt) != 0;
+    bool other_port = map_get(map, "port") != NULL && r->port != 0 &&
+                      parse_number(table_key(redis_keys, "port")->dflt, 0, CONF_PORT_MAX, &port_default) ==
+                          NUMBER_OK && r->port != port_default;
+
+    if (has_sentinels && has_unix)
+        error_excludes(p, map, "unix", "sentinels");
+    if (other_host && (has_sentinels || has_unix))
+        error_excludes(p, map, "host", has_sentinels ? "sentinels" : "unix");
+    if (other_port && (has_sentinels || has_unix))
+        error_excludes(p, map, "port", has_sentinels ? "sentinels" : "unix");
+    if (!has_sentinels && map_get(map, "master_name") != NULL) {
+        size_t old = path_push_key(p, "master_name", strlen("master_name"));
+        error_value(p, map_get(map, "master_name"), "is only used with sentinels");
+        path_pop(p, old);
+    }
+    if (r->unix_path != NULL) {
+        free(r->host);
+        r->host = NULL;
+    }
+    const struct node *file = map_get(map, "password_file");
+    if (file != NULL && r->password_file != NULL) {
+        if (map_get(map, "password") != NULL)
+            error_excludes(p, map, "password_file", "password");
+        else
+            read_password(p, file, r);
+    }
+}
+
+static void set_redis(struct parse *p, struct node *n, const struct conf_key *k, void *base)
+{
+    if (store_section_unused(p, n))
+        return;
+    struct conf_redis *r = field(base, k->offset);
+    parse_map(p, n, k->sub, r);
+    if (n != NULL && n->type == NODE_MAPPING)
+        check_redis(p, n, r);
+}
 
 /* ---- destinations and routes --------------------------------------------------- */
 
@@ -1776,6 +2223,23 @@ static void match_free(struct conf_match *m)
     free(m->status);
 }
 
+static void redis_free(struct conf_redis *r)
+{
+    free(r->host);
+    free(r->unix_path);
+    free(r->username);
+    if (r->password != NULL) {
+        explicit_bzero(r->password, strlen(r->password));
+        free(r->password);
+    }
+    free(r->password_file);
+    free(r->prefix);
+    for (size_t i = 0; i < r->nsentinels; i++)
+        free(r->sentinels[i]);
+    free(r->sentinels);
+    free(r->master_name);
+}
+
 void conf_free(struct conf *conf)
 {
     if (conf == NULL)
@@ -1797,6 +2261,7 @@ void conf_free(struct conf *conf)
     free(conf->routes);
     free(conf->default_to);
     free(conf->listen);
+    redis_free(&conf->redis);
     free(conf->path);
     free(conf);
 }

@@ -119,6 +119,7 @@ struct conf {
     /* orphans */
     uint64_t orphans_wait_ms;
     size_t orphans_max_held;
+    size_t orphans_max_bytes;       /* per worker, bookkeeping included (hold.h) */
 
     /* limits */
     size_t call_id_max;             /* longer Call-IDs are hashed */

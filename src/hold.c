@@ -12,6 +12,10 @@
  * A call node exists while its call has packets; its key is the one copied
  * into its oldest packet.
  *
+ * The byte bound counts each packet's key and bytes plus HOLD_PKT_OVERHEAD,
+ * a fixed upper bound on its share of the bookkeeping (checked below), so
+ * that a flood of small packets cannot slip past it.
+ *
  * Release callbacks may add to and take from the same queue.  So each
  * packet is unlinked from both lists before its callback runs, every loop
  * re-reads the queue after each callback, and a release pass stops at
@@ -57,9 +61,18 @@ struct hold_call {
     uint64_t hash;
 };
 
+/*
+ * Per packet: its node, at most one call node, and at most two bucket
+ * pointers (hold_grow() doubles the buckets once the calls outnumber them).
+ */
+_Static_assert(sizeof(struct hold_pkt) + sizeof(struct hold_call) + 2 * sizeof(struct hold_call *)
+               <= HOLD_PKT_OVERHEAD, "HOLD_PKT_OVERHEAD must cover a packet's bookkeeping");
+
 struct hold {
     size_t max_held;
+    size_t max_bytes;
     size_t count;
+    size_t bytes;                   /* hold_cost() of every held packet */
     uint64_t wait_ms;
     uint64_t next_seq;
     uint64_t seed;
@@ -73,6 +86,12 @@ struct hold {
 static inline const uint8_t *pkt_data(const struct hold_pkt *p)
 {
     return (const uint8_t *)p->bytes + p->klen;
+}
+
+/* What a packet counts against max_bytes; hold_add() has checked the sum fits. */
+static inline size_t hold_cost(size_t klen, size_t len)
+{
+    return klen + len + HOLD_PKT_OVERHEAD;
 }
 
 /* Random per-queue seed, so that crafted Call-IDs cannot aim at one bucket. */
@@ -166,6 +185,7 @@ static void hold_unlink(struct hold *h, struct hold_pkt *p)
     if (c->head == NULL)
         hold_call_remove(h, c);
     h->count--;
+    h->bytes -= hold_cost(p->klen, p->len);
 }
 
 /* Unlinks p, hands it to fn and frees it. */
@@ -177,12 +197,13 @@ static void hold_release(struct hold *h, struct hold_pkt *p, hold_release_fn fn,
     free(p);
 }
 
-struct hold *hold_new(size_t max_held, uint64_t wait_ms)
+struct hold *hold_new(size_t max_held, size_t max_bytes, uint64_t wait_ms)
 {
     struct hold *h = calloc(1, sizeof *h);
     if (h == NULL)
         return NULL;
     h->max_held = max_held;
+    h->max_bytes = max_bytes;
     h->wait_ms = wait_ms;
     h->seed = hold_seed(h);
     h->nbuckets = HOLD_BUCKETS_INITIAL;
@@ -216,7 +237,9 @@ int hold_add(struct hold *h, const char *key, size_t klen, const uint8_t *pkt, s
 {
     if (h->count >= h->max_held)
         return -1;
-    if (klen > SIZE_MAX - sizeof(struct hold_pkt) - len)
+    /* h->bytes <= h->max_bytes always holds, so the subtraction cannot wrap */
+    if (len > SIZE_MAX - HOLD_PKT_OVERHEAD || klen > SIZE_MAX - HOLD_PKT_OVERHEAD - len ||
+        hold_cost(klen, len) > h->max_bytes - h->bytes)
         return -1;
     struct hold_pkt *p = malloc(sizeof *p + klen + len);
     if (p == NULL)
@@ -264,6 +287,7 @@ int hold_add(struct hold *h, const char *key, size_t klen, const uint8_t *pkt, s
         h->head = p;
     h->tail = p;
     h->count++;
+    h->bytes += hold_cost(klen, len);
     return 0;
 }
 
@@ -314,6 +338,11 @@ uint64_t hold_next_deadline(const struct hold *h)
 size_t hold_count(const struct hold *h)
 {
     return h->count;
+}
+
+size_t hold_bytes(const struct hold *h)
+{
+    return h->bytes;
 }
 
 int hold_has(const struct hold *h, const char *key, size_t klen)

@@ -4,9 +4,10 @@
  * A packet whose call is not known yet waits here, copied, for at most
  * orphans.wait_ms.  hold_take() releases every packet of one call the moment
  * its origin shows up; hold_expire() hands out the packets whose wait is
- * over.  Both deliver in arrival order.  The queue is bounded by
- * orphans.max_held; hold_add() refuses beyond it and the caller takes the
- * fallback at once.  One hold queue per worker: not thread-safe.
+ * over.  Both deliver in arrival order.  The queue is bounded twice, by
+ * orphans.max_held packets and by orphans.max_bytes; hold_add() refuses
+ * beyond either and the caller takes the fallback at once.  One hold queue
+ * per worker: not thread-safe.
  */
 #ifndef HEPROUTER_HOLD_H
 #define HEPROUTER_HOLD_H
@@ -16,15 +17,28 @@
 
 struct hold;
 
+/*
+ * What one held packet counts against max_bytes besides its key and its
+ * bytes: an upper bound on its bookkeeping (its list node, its share of a
+ * call node and of the hash buckets), so that max_bytes bounds the memory
+ * the queue really takes, small packets included.
+ */
+#define HOLD_PKT_OVERHEAD   128u
+
 /* Called for each released packet; the bytes are freed when it returns.  A NULL fn drops them. */
 typedef void (*hold_release_fn)(void *arg, const char *key, size_t klen,
                                 const uint8_t *pkt, size_t len, uint64_t held_since_ms);
 
-struct hold *hold_new(size_t max_held, uint64_t wait_ms);
+/* At most max_held packets and max_bytes bytes (see hold_bytes()); NULL on ENOMEM. */
+struct hold *hold_new(size_t max_held, size_t max_bytes, uint64_t wait_ms);
 
 void hold_free(struct hold *h);
 
-/* Copies pkt and holds it under key until now_ms + wait_ms.  0, or -1 when full / ENOMEM. */
+/*
+ * Copies pkt and holds it under key until now_ms + wait_ms.  0, or -1 when
+ * max_held packets are held, when klen + len + HOLD_PKT_OVERHEAD more
+ * bytes would take hold_bytes() beyond max_bytes, or on ENOMEM.
+ */
 int hold_add(struct hold *h, const char *key, size_t klen, const uint8_t *pkt, size_t len, uint64_t now_ms);
 
 /* Releases every packet held under key, oldest first; returns how many. */
@@ -44,6 +58,9 @@ uint64_t hold_next_deadline(const struct hold *h);
 
 /* Packets held now. */
 size_t hold_count(const struct hold *h);
+
+/* Bytes held now: klen + len + HOLD_PKT_OVERHEAD for each held packet. */
+size_t hold_bytes(const struct hold *h);
 
 /* 1 when packets are held under key. */
 int hold_has(const struct hold *h, const char *key, size_t klen);

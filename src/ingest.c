@@ -7,6 +7,11 @@
  * HEP3_MAX_LEN bytes each); a TCP connection owns one framing buffer of
  * tcp_max_frame bytes.  Packets are handed out as pointers into those
  * buffers, valid until the batch-end callback returns.
+ *
+ * ingest_stop() closes every socket, so that senders are refused rather
+ * than queued for nobody, but first hands out what the kernel has already
+ * accepted: the datagrams queued on each UDP socket, the connections waiting
+ * in each accept queue, and the bytes queued on each TCP connection.
  */
 #include "ingest.h"
 
@@ -16,6 +21,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -35,6 +41,14 @@
 
 /* The kernel caps the backlog to net.core.somaxconn anyway. */
 #define INGEST_TCP_BACKLOG SOMAXCONN
+
+/*
+ * ingest_stop() reads a UDP socket until it is empty, but at most
+ * SO_RCVBUF / INGEST_UDP_MIN_TRUESIZE datagrams, so that a sender that keeps
+ * sending cannot keep it going: each queued datagram costs the kernel more
+ * than this (its sk_buff alone), so no more than that can have been queued.
+ */
+#define INGEST_UDP_MIN_TRUESIZE 256
 
 /*
  * When accept() fails for lack of descriptors or memory, the pending
@@ -74,6 +88,7 @@ struct ingest_listener {
     size_t nconns;
     struct log_limit reject_limit;  /* over tcp_max_connections */
     struct log_limit frame_limit;   /* bad magic / bad length */
+    struct log_limit truncated_limit;   /* closed with a partial frame buffered */
     struct log_limit error_limit;   /* recv / accept errors, oversize */
 };
 
@@ -250,14 +265,12 @@ static void set_rcvbuf(int fd, const struct conf_addr *addr, size_t want)
 
 /* ---- UDP ---- */
 
-static void udp_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+/* Reads at most max_batches recvmmsg() batches, fewer once the socket is empty. */
+static void udp_read(struct ingest_listener *l, size_t max_batches)
 {
-    (void)loop;
-    (void)revents;
-    struct ingest_listener *l = w->data;
     struct ingest *in = l->in;
 
-    for (int b = 0; b < INGEST_UDP_BATCHES_PER_WAKEUP; b++) {
+    for (size_t b = 0; b < max_batches; b++) {
         for (size_t i = 0; i < in->udp_batch; i++) {
             in->udp_msgs[i].msg_hdr.msg_namelen = sizeof in->udp_peers[i];
             in->udp_msgs[i].msg_hdr.msg_flags = 0;
@@ -297,6 +310,24 @@ static void udp_read_cb(struct ev_loop *loop, ev_io *w, int revents)
     }
 }
 
+static void udp_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    udp_read(w->data, INGEST_UDP_BATCHES_PER_WAKEUP);
+}
+
+/* Shutdown: hands out what is queued on the socket (see INGEST_UDP_MIN_TRUESIZE). */
+static void udp_read_queued(struct ingest_listener *l)
+{
+    int rcvbuf = 0;
+    socklen_t len = sizeof rcvbuf;
+    if (getsockopt(l->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, &len) != 0 || rcvbuf < 0)
+        rcvbuf = 0;
+    size_t datagrams = (size_t)rcvbuf / INGEST_UDP_MIN_TRUESIZE + 1;
+    udp_read(l, datagrams / l->in->udp_batch + 1);
+}
+
 static int udp_buffers_alloc(struct ingest *in)
 {
     in->udp_bufs = malloc(in->udp_batch * HEP3_MAX_LEN);
@@ -333,6 +364,25 @@ static void conn_close(struct ingest_conn *c)
     l->nconns--;
     ingest_framer_free(&c->framer);
     free(c);
+}
+
+/*
+ * Counts and reports the partial frame a connection leaves behind when it
+ * ends (why: the peer closed or reset it mid-frame, it went idle, shutdown):
+ * those bytes can never become a packet.
+ */
+static void conn_count_truncated(struct ingest_conn *c, const char *why)
+{
+    size_t pending = ingest_framer_pending(&c->framer);
+    if (pending == 0)
+        return;
+    struct ingest *in = c->l->in;
+    char peer[INGEST_NAME_LEN];
+    in->m->tcp_truncated++;
+    log_ratelimited(&c->l->truncated_limit, in->log_interval_ms, LOG_LEVEL_WARN,
+                    "%s: connection from %s ended mid-frame (%s): %zu bytes of a partial HEP3 frame lost",
+                    c->l->name, log_format_addr((const struct sockaddr *)&c->peer, peer, sizeof peer), why,
+                    pending);
 }
 
 /* Closes a connection for a reason the operator should see, counted. */
@@ -407,9 +457,9 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
         }
         if (n == 0) {
             /* a frame cut by EOF is lost: the sender closed mid-write */
-            log_peer_debug((const struct sockaddr *)&c->peer,
-                           "%s: connection closed by the peer (%zu bytes of a partial frame lost)",
-                           c->l->name, ingest_framer_pending(&c->framer));
+            log_peer_debug((const struct sockaddr *)&c->peer, "%s: connection closed by the peer",
+                           c->l->name);
+            conn_count_truncated(c, "closed by the peer");
             conn_close_counted(c, NULL);
             return;
         }
@@ -423,9 +473,41 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
                         "%s: connection from %s: read: %s", c->l->name,
                         log_format_addr((const struct sockaddr *)&c->peer, peer, sizeof peer),
                         strerror(errno));
+        conn_count_truncated(c, "read error");
         conn_close_counted(c, NULL);
         return;
     }
+}
+
+/*
+ * Shutdown: reads the bytes the kernel has already accepted on the
+ * connection (what FIONREAD reports now, no more), hands out the whole
+ * frames among them, counts a partial one, and closes.
+ */
+static void conn_finish(struct ingest_conn *c)
+{
+    int queued = 0;
+    if (ioctl(c->fd, FIONREAD, &queued) != 0 || queued < 0)
+        queued = 0;
+    size_t left = (size_t)queued;
+    while (left > 0) {
+        size_t room;
+        uint8_t *p = ingest_framer_space(&c->framer, &room);
+        ssize_t n = read(c->fd, p, left < room ? left : room);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;                  /* reset, or room == 0 (cannot happen after NEED_MORE) */
+        ingest_framer_commit(&c->framer, (size_t)n);
+        left -= (size_t)n;
+        enum ingest_frame_status st = conn_deliver(c);
+        if (st == INGEST_FRAME_BAD_MAGIC || st == INGEST_FRAME_BAD_LENGTH) {
+            conn_close_counted(c, NULL);
+            return;
+        }
+    }
+    conn_count_truncated(c, "shutdown");
+    conn_close_counted(c, NULL);
 }
 
 /*
@@ -447,6 +529,7 @@ static void conn_idle_cb(struct ev_loop *loop, ev_timer *w, int revents)
     char peer[INGEST_NAME_LEN];
     log_debug("%s: connection from %s idle, closed", c->l->name,
               log_format_addr((const struct sockaddr *)&c->peer, peer, sizeof peer));
+    conn_count_truncated(c, "idle");
     conn_close_counted(c, &in->m->tcp_idle_closed);
 }
 
@@ -490,14 +573,13 @@ static void accept_pause_cb(struct ev_loop *loop, ev_timer *w, int revents)
         ev_io_start(loop, &l->io);
 }
 
-static void tcp_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+/* Accepts at most max_accepts connections, fewer once the queue is empty. */
+static void tcp_accept(struct ingest_listener *l, int max_accepts)
 {
-    (void)revents;
-    struct ingest_listener *l = w->data;
     struct ingest *in = l->in;
     char peername[INGEST_NAME_LEN];
 
-    for (int k = 0; k < INGEST_TCP_ACCEPTS_PER_WAKEUP; k++) {
+    for (int k = 0; k < max_accepts; k++) {
         struct sockaddr_storage peer;
         socklen_t plen = sizeof peer;
         int fd = accept4(l->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -519,9 +601,9 @@ static void tcp_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
                 in->m->recv_errors++;
                 log_ratelimited(&l->error_limit, in->log_interval_ms, LOG_LEVEL_WARN,
                                 "%s: accept: %s (pausing)", l->name, strerror(errno));
-                ev_io_stop(loop, &l->io);
+                ev_io_stop(in->loop, &l->io);
                 ev_timer_set(&l->accept_pause, INGEST_ACCEPT_PAUSE_S, 0.);
-                ev_timer_start(loop, &l->accept_pause);
+                ev_timer_start(in->loop, &l->accept_pause);
                 return;
             default:
                 in->m->recv_errors++;
@@ -551,6 +633,13 @@ static void tcp_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         log_debug("%s: connection from %s", l->name,
                   log_format_addr((struct sockaddr *)&peer, peername, sizeof peername));
     }
+}
+
+static void tcp_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    tcp_accept(w->data, INGEST_TCP_ACCEPTS_PER_WAKEUP);
 }
 
 /* ---- listeners ---- */
@@ -650,7 +739,7 @@ error:
 
 void ingest_stop(struct ingest *in)
 {
-    if (in == NULL)
+    if (in == NULL || in->stopped)
         return;
     in->stopped = true;
     for (size_t i = 0; i < in->nlisteners; i++) {
@@ -658,11 +747,15 @@ void ingest_stop(struct ingest *in)
         if (l->fd < 0)
             continue;
         ev_io_stop(in->loop, &l->io);
+        if (l->transport == CONF_UDP)
+            udp_read_queued(l);
+        else
+            tcp_accept(l, INGEST_TCP_BACKLOG + 1);     /* the accept queue holds backlog + 1 */
         ev_timer_stop(in->loop, &l->accept_pause);
-        for (struct ingest_conn *c = l->conns; c != NULL; c = c->next) {
-            ev_io_stop(in->loop, &c->io);
-            ev_timer_stop(in->loop, &c->idle);
-        }
+        close(l->fd);
+        l->fd = -1;
+        while (l->conns != NULL)
+            conn_finish(l->conns);
     }
 }
 
@@ -670,9 +763,10 @@ void ingest_free(struct ingest *in)
 {
     if (in == NULL)
         return;
-    ingest_stop(in);
     for (size_t i = 0; i < in->nlisteners; i++) {
         struct ingest_listener *l = &in->listeners[i];
+        ev_io_stop(in->loop, &l->io);
+        ev_timer_stop(in->loop, &l->accept_pause);
         while (l->conns != NULL)
             conn_close(l->conns);
         if (l->fd >= 0)

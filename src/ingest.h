@@ -7,7 +7,10 @@
  * batch (one recvmmsg, one TCP read) the batch-end callback runs, which is
  * where the router flushes its output.  A TCP connection whose frame has a
  * bad magic or a length < 6 or > limits.tcp_max_frame is closed and counted;
- * connections above limits.tcp_max_connections are refused and counted.
+ * connections above limits.tcp_max_connections are refused and counted; a
+ * connection that ends with part of a frame buffered (the peer closed or
+ * reset it mid-frame, idle timeout, shutdown) counts that frame as
+ * tcp_truncated and logs a rate-limited warning naming the peer.
  */
 #ifndef HEPROUTER_INGEST_H
 #define HEPROUTER_INGEST_H
@@ -40,13 +43,30 @@ typedef void (*ingest_batch_end_fn)(void *arg);
 struct ingest *ingest_new(struct ev_loop *loop, const struct conf *conf, struct metrics *m,
                           ingest_packet_fn on_packet, ingest_batch_end_fn on_batch_end, void *arg);
 
-/* Stops reading (shutdown) and closes every socket. */
+/*
+ * Closes every socket that is still open and frees everything, without
+ * reading or delivering anything more; after ingest_stop() there is
+ * nothing left to close.
+ */
 void ingest_free(struct ingest *in);
 
-/* Stops accepting and reading without closing (drain). */
+/*
+ * Shutdown (drain): closes every listener and connection, so that UDP
+ * senders get ICMP port unreachable and TCP connects are refused instead
+ * of data piling up in kernel buffers nobody reads.  What the kernel had
+ * already accepted is handed out first, through the callbacks, from inside
+ * this call: the datagrams queued on each UDP socket (bounded by its
+ * SO_RCVBUF), the connections waiting to be accepted, and the bytes queued
+ * on each TCP connection, whose whole frames are delivered and whose
+ * partial frame is counted as tcp_truncated.  Call it from the loop, not
+ * from inside a callback; a second call does nothing.
+ */
 void ingest_stop(struct ingest *in);
 
-/* The address a listener actually bound (port 0 resolved); i < conf->nlisten. */
+/*
+ * The address a listener actually bound (port 0 resolved); i < conf->nlisten.
+ * -1 once ingest_stop() has closed it.
+ */
 int ingest_bound_addr(const struct ingest *in, size_t i, struct sockaddr_storage *out, socklen_t *len);
 
 /*

@@ -338,8 +338,9 @@ static void log_startup(const struct conf *c)
     for (size_t i = 0; i < c->nroutes; i++)
         log_info("route %s: %zu destination%s", c->routes[i].name, c->routes[i].nto,
                  c->routes[i].nto == 1 ? "" : "s");
-    log_info("orphans wait %llu ms (at most %zu held per worker); ttl call %llu s, register %llu s, ended %llu s",
-             (unsigned long long)c->orphans_wait_ms, c->orphans_max_held,
+    log_info("orphans wait %llu ms (at most %zu packets, %zu bytes held per worker); "
+             "ttl call %llu s, register %llu s, ended %llu s",
+             (unsigned long long)c->orphans_wait_ms, c->orphans_max_held, c->orphans_max_bytes,
              (unsigned long long)(c->ttl_call_ms / 1000), (unsigned long long)(c->ttl_register_ms / 1000),
              (unsigned long long)(c->ttl_ended_ms / 1000));
 }

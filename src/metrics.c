@@ -93,6 +93,7 @@ void metrics_write_json(const struct metrics *m, const struct conf *conf, FILE *
     kv(out, "tcp_bad_magic", m->tcp_bad_magic, &first);
     kv(out, "tcp_bad_length", m->tcp_bad_length, &first);
     kv(out, "tcp_idle_closed", m->tcp_idle_closed, &first);
+    kv(out, "tcp_truncated", m->tcp_truncated, &first);
     kv(out, "tcp_closed", m->tcp_closed, &first);
     fputs(",\"sip_errors\":{", out);
     first = 1;

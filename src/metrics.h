@@ -56,6 +56,7 @@ struct metrics {
     uint64_t tcp_bad_magic;         /* connection closed: frame without "HEP3" */
     uint64_t tcp_bad_length;        /* connection closed: length < 6 or > limit */
     uint64_t tcp_idle_closed;
+    uint64_t tcp_truncated;         /* connection ended with a partial frame buffered: lost */
     uint64_t tcp_closed;            /* all inbound closes, any reason */
 
     /* classify / decide */

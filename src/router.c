@@ -123,7 +123,7 @@ struct router *router_new(const struct conf *conf, struct store *store, struct m
     r->store = store;
     r->m = m;
     r->dispatch = *dispatch;
-    r->hold = hold_new(conf->orphans_max_held, conf->orphans_wait_ms);
+    r->hold = hold_new(conf->orphans_max_held, conf->orphans_max_bytes, conf->orphans_wait_ms);
     if (r->hold == NULL) {
         free(r);
         return NULL;

@@ -23,20 +23,17 @@ struct store *store_open(const struct conf *conf, struct ev_loop *loop, struct m
             log_error("memory store: out of memory");
         return s;
     case CONF_STORE_REDIS:
-        break;
+        return store_redis_new(conf, loop, m);
     }
-    (void)loop;
-    (void)m;
-    log_error("store type %d is not available in this build", (int)conf->store_type);
+    log_error("unknown store type %d", (int)conf->store_type);
     return NULL;
 }
 
 int store_check(const struct conf *conf, char *errbuf, size_t errlen)
 {
-    if (conf->store_type != CONF_STORE_MEMORY) {
-        snprintf(errbuf, errlen, "store type %d is not available in this build", (int)conf->store_type);
-        return -1;
+    if (conf->store_type != CONF_STORE_REDIS) {
+        snprintf(errbuf, errlen, "ok");
+        return 0;
     }
-    snprintf(errbuf, errlen, "ok");
-    return 0;
+    return store_redis_check(conf, errbuf, errlen);
 }

@@ -31,6 +31,11 @@
 #define SAMPLE_PATH         TEST_ETC_DIR "/heprouter.yaml"
 #define FULL_PATH           "good-full.yaml"
 #define MINIMAL_PATH        "good-minimal.yaml"
+#define REDIS_PATH          "good-redis.yaml"
+#define REDIS_MINIMAL_PATH  "good-redis-minimal.yaml"
+#define SENTINELS_PATH      "good-redis-sentinels.yaml"
+#define UNIX_PATH           "good-redis-unix.yaml"
+#define PASSWORD_MAX        1024    /* conf.c: CONF_PASSWORD_MAX */
 #define MANY_PATH           "bad-many.yaml"
 #define FIXTURES_MIN        90      /* fewer means the directory was not found */
 #define ALLOC_STEPS_MAX     100000  /* a load makes far fewer allocations */
@@ -164,6 +169,38 @@ static void assert_cidr(const struct conf_cidr *c, int family, const char *ip, u
     inet_ntop(family, c->addr, buf, sizeof buf);
     CU_ASSERT_STRING_EQUAL(buf, ip);
     CU_ASSERT_EQUAL(c->prefix, prefix);
+}
+
+/* Writes len bytes to a new temporary file; path gets its name (PATH_MAX bytes). */
+static void write_temp(char *path, const char *data, size_t len)
+{
+    const char *dir = getenv("TMPDIR");
+    snprintf(path, PATH_MAX, "%s/test_conf.XXXXXX", dir != NULL && *dir ? dir : "/tmp");
+    int fd = mkstemp(path);
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_FATAL(write(fd, data, len) == (ssize_t)len);
+    close(fd);
+}
+
+/* The defaults of store.redis and store.cache, whatever store.type is. */
+static void assert_redis_defaults(const struct conf *c)
+{
+    const struct conf_redis *r = &c->redis;
+    CU_ASSERT_STRING_EQUAL(r->host, "127.0.0.1");
+    CU_ASSERT_PTR_NULL(r->unix_path);
+    CU_ASSERT_EQUAL(r->port, 6379);
+    CU_ASSERT_EQUAL(r->db, 0);
+    CU_ASSERT_PTR_NULL(r->username);
+    CU_ASSERT_PTR_NULL(r->password);
+    CU_ASSERT_PTR_NULL(r->password_file);
+    CU_ASSERT_STRING_EQUAL(r->prefix, "heprouter:");
+    CU_ASSERT_EQUAL(r->timeout_ms, 50);
+    CU_ASSERT_EQUAL(r->max_inflight, 10000);
+    CU_ASSERT_EQUAL(r->max_pending_writes, 100000);
+    CU_ASSERT_PTR_NULL(r->sentinels);
+    CU_ASSERT_EQUAL(r->nsentinels, 0);
+    CU_ASSERT_STRING_EQUAL(r->master_name, "mymaster");
+    CU_ASSERT_EQUAL(c->cache_entries, 100000);
 }
 
 /* ---- fixtures ------------------------------------------------------------------ */
@@ -388,6 +425,7 @@ static void test_minimal_config_gets_every_default(void)
     CU_ASSERT_EQUAL(c->ttl_ended_ms, 30 * MS_S);
     CU_ASSERT_EQUAL(c->orphans_wait_ms, 50);
     CU_ASSERT_EQUAL(c->orphans_max_held, 100000);
+    CU_ASSERT_EQUAL(c->orphans_max_bytes, 67108864);
     CU_ASSERT_EQUAL(c->call_id_max, 256);
     CU_ASSERT_EQUAL(c->tcp_max_connections, 1024);
     CU_ASSERT_EQUAL(c->tcp_max_frame, 65535);
@@ -402,6 +440,7 @@ static void test_minimal_config_gets_every_default(void)
     CU_ASSERT_EQUAL(c->log_level, LOG_LEVEL_INFO);
     CU_ASSERT_EQUAL(c->log_interval_ms, 10 * MS_S);
     CU_ASSERT_EQUAL(c->stats_interval_ms, 0);
+    assert_redis_defaults(c);
 
     CU_ASSERT_EQUAL_FATAL(c->ndests, 1);
     const struct conf_dest *d = &c->dests[0];
@@ -435,6 +474,7 @@ static void test_sample_shows_the_defaults(void)
     CU_ASSERT_EQUAL(s->ttl_ended_ms, m->ttl_ended_ms);
     CU_ASSERT_EQUAL(s->orphans_wait_ms, m->orphans_wait_ms);
     CU_ASSERT_EQUAL(s->orphans_max_held, m->orphans_max_held);
+    CU_ASSERT_EQUAL(s->orphans_max_bytes, m->orphans_max_bytes);
     CU_ASSERT_EQUAL(s->call_id_max, m->call_id_max);
     CU_ASSERT_EQUAL(s->tcp_max_connections, m->tcp_max_connections);
     CU_ASSERT_EQUAL(s->tcp_max_frame, m->tcp_max_frame);
@@ -451,6 +491,7 @@ static void test_sample_shows_the_defaults(void)
     CU_ASSERT_EQUAL(s->stats_interval_ms, m->stats_interval_ms);
     CU_ASSERT_EQUAL(s->dests[0].balance, m->dests[0].balance);
     CU_ASSERT_EQUAL(s->dests[0].max_packet, m->dests[0].max_packet);
+    assert_redis_defaults(s);           /* its redis block is commented out */
     conf_free(s);
     conf_free(m);
 }
@@ -471,6 +512,7 @@ static void test_full_config_sets_every_key(void)
     CU_ASSERT_EQUAL(c->ttl_ended_ms, 45 * MS_S);
     CU_ASSERT_EQUAL(c->orphans_wait_ms, 0);
     CU_ASSERT_EQUAL(c->orphans_max_held, 10);
+    CU_ASSERT_EQUAL(c->orphans_max_bytes, 65535);
     CU_ASSERT_EQUAL(c->call_id_max, 128);
     CU_ASSERT_EQUAL(c->tcp_max_connections, 16);
     CU_ASSERT_EQUAL(c->tcp_max_frame, 8192);
@@ -591,6 +633,176 @@ static void test_dest_index_finds_names(void)
     CU_ASSERT_EQUAL(conf_dest_index(c, "Homer"), -1);
     CU_ASSERT_EQUAL(conf_dest_index(c, ""), -1);
     conf_free(c);
+}
+
+/* ---- store.redis ------------------------------------------------------------------ */
+
+static void test_type_redis_alone_takes_every_redis_default(void)
+{
+    struct conf *c = load_ok(REDIS_MINIMAL_PATH);
+    CU_ASSERT_EQUAL(c->store_type, CONF_STORE_REDIS);
+    CU_ASSERT_EQUAL(c->store_max_calls, 2000000);
+    assert_redis_defaults(c);
+    conf_free(c);
+}
+
+static void test_redis_config_sets_every_tcp_key(void)
+{
+    struct conf *c = load_ok(REDIS_PATH);
+    const struct conf_redis *r = &c->redis;
+    CU_ASSERT_EQUAL(c->store_type, CONF_STORE_REDIS);
+    CU_ASSERT_EQUAL(c->store_max_calls, 1000);
+    CU_ASSERT_STRING_EQUAL(r->host, "redis.example.internal");
+    CU_ASSERT_PTR_NULL(r->unix_path);
+    CU_ASSERT_EQUAL(r->port, 6380);
+    CU_ASSERT_EQUAL(r->db, 1000000);
+    CU_ASSERT_STRING_EQUAL(r->username, "heprouter");
+    CU_ASSERT_STRING_EQUAL(r->password, "s3cret: pass");
+    CU_ASSERT_PTR_NULL(r->password_file);
+    CU_ASSERT_STRING_EQUAL(r->prefix, "hr{eu-1}:");
+    CU_ASSERT_EQUAL(r->timeout_ms, 60000);
+    CU_ASSERT_EQUAL(r->max_inflight, 1);
+    CU_ASSERT_EQUAL(r->max_pending_writes, 0);
+    CU_ASSERT_EQUAL(r->nsentinels, 0);
+    CU_ASSERT_STRING_EQUAL(r->master_name, "mymaster");
+    CU_ASSERT_EQUAL(c->cache_entries, 0);
+    conf_free(c);
+}
+
+static void test_sentinels_are_kept_as_written_and_the_password_file_is_read(void)
+{
+    struct conf *c = load_ok(SENTINELS_PATH);
+    const struct conf_redis *r = &c->redis;
+    CU_ASSERT_EQUAL(c->store_type, CONF_STORE_REDIS);
+    CU_ASSERT_EQUAL_FATAL(r->nsentinels, 4);
+    CU_ASSERT_STRING_EQUAL(r->sentinels[0], "10.0.0.1:26379");
+    CU_ASSERT_STRING_EQUAL(r->sentinels[1], "[2001:db8::7]:26380");
+    CU_ASSERT_STRING_EQUAL(r->sentinels[2], "sentinel-2.example:1");
+    CU_ASSERT_STRING_EQUAL(r->sentinels[3], "redis_sentinel:65535");
+    CU_ASSERT_STRING_EQUAL(r->master_name, "eu-1");
+    CU_ASSERT_PTR_NULL(r->username);                /* "" */
+    CU_ASSERT_STRING_EQUAL(r->password_file, "redis-password.txt");
+    CU_ASSERT_STRING_EQUAL(r->password, "pass word #1");  /* the first line only */
+    CU_ASSERT_STRING_EQUAL(r->host, "127.0.0.1");
+    CU_ASSERT_EQUAL(r->port, 6379);
+    CU_ASSERT_EQUAL(c->cache_entries, 100000000);
+    conf_free(c);
+}
+
+static void test_a_unix_socket_leaves_no_host(void)
+{
+    struct conf *c = load_ok(UNIX_PATH);
+    const struct conf_redis *r = &c->redis;
+    CU_ASSERT_STRING_EQUAL(r->unix_path, "/run/redis/redis-server.sock");
+    CU_ASSERT_PTR_NULL(r->host);
+    CU_ASSERT_EQUAL(r->port, 6379);
+    CU_ASSERT_PTR_NULL(r->password);                /* "" */
+    CU_ASSERT_PTR_NULL(r->sentinels);               /* [] */
+    CU_ASSERT_EQUAL(r->nsentinels, 0);
+    conf_free(c);
+}
+
+/* The bounds: 65535 (one largest packet) in good-full.yaml, 1 TiB here. */
+static void test_orphans_max_bytes_takes_up_to_one_tebibyte(void)
+{
+    struct conf *c = load_ok("good-orphans-max-bytes.yaml");
+    uint64_t tib = UINT64_C(1) << 40;
+    CU_ASSERT_EQUAL(c->orphans_max_bytes, tib > SIZE_MAX ? SIZE_MAX : (size_t)tib);
+    CU_ASSERT_EQUAL(c->orphans_max_held, 100000);
+    conf_free(c);
+}
+
+static void test_host_takes_a_bare_ipv6_address(void)
+{
+    struct conf *c = load_ok("good-redis-ipv6.yaml");
+    CU_ASSERT_STRING_EQUAL(c->redis.host, "::1");
+    conf_free(c);
+}
+
+/*
+ * Loads a redis configuration whose password_file holds data; returns the
+ * password (malloc'ed) or NULL, and in *out what conf_load() printed.
+ */
+static char *load_password_file(const char *data, size_t len, char **out)
+{
+    char pwpath[PATH_MAX], confpath[PATH_MAX];
+    write_temp(pwpath, data, len);
+    char *yaml = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&yaml, &size);
+    CU_ASSERT_FATAL(f != NULL);
+    fprintf(f, "listen: \"udp:127.0.0.1:9060\"\n"
+               "destinations: { homer: { targets: \"udp:127.0.0.1:9061\" } }\n"
+               "store: { type: redis, redis: { password_file: \"%s\" } }\n", pwpath);
+    fclose(f);
+    write_temp(confpath, yaml, strlen(yaml));
+    struct conf *c = load(confpath, out);
+    char *password = c != NULL && c->redis.password != NULL ? strdup(c->redis.password) : NULL;
+    if (c != NULL) {
+        CU_ASSERT_STRING_EQUAL(c->redis.password_file, pwpath);
+    }
+    conf_free(c);
+    unlink(pwpath);
+    unlink(confpath);
+    free(yaml);
+    return password;
+}
+
+static void assert_password_file(const char *data, size_t len, const char *expect)
+{
+    char *out;
+    char *password = load_password_file(data, len, &out);
+    CU_ASSERT_STRING_EQUAL(out, "");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(password);
+    CU_ASSERT_STRING_EQUAL(password, expect);
+    free(password);
+    free(out);
+}
+
+static void test_the_password_file_line_end_is_stripped(void)
+{
+    assert_password_file("pw\n", 3, "pw");
+    assert_password_file("pw\r\n", 4, "pw");
+    assert_password_file("pw", 2, "pw");                /* no line end at all */
+    assert_password_file("pw\r", 3, "pw");
+    assert_password_file("p\rw\n", 4, "p\rw");          /* only a final \r goes */
+    assert_password_file(" pw \n", 5, " pw ");          /* spaces are kept */
+    assert_password_file("pw\nsecond\n", 10, "pw");
+}
+
+static void test_the_password_file_takes_up_to_1024_bytes(void)
+{
+    char data[PASSWORD_MAX + 3], expect[PASSWORD_MAX + 1];
+    memset(data, 'x', sizeof data);
+    memset(expect, 'x', PASSWORD_MAX);
+    expect[PASSWORD_MAX] = '\0';
+    memcpy(data + PASSWORD_MAX, "\r\n", 2);
+    assert_password_file(data, PASSWORD_MAX + 2, expect);
+    data[PASSWORD_MAX] = '\n';
+    assert_password_file(data, PASSWORD_MAX + 1, expect);
+    assert_password_file(data, PASSWORD_MAX, expect);
+
+    char *out;
+    memcpy(data + PASSWORD_MAX + 1, "\r\n", 2);     /* 1025 bytes, then \r\n */
+    data[PASSWORD_MAX] = 'x';
+    CU_ASSERT_PTR_NULL(load_password_file(data, sizeof data, &out));
+    CU_ASSERT(strstr(out, ": has a first line longer than 1024 bytes\n") != NULL);
+    free(out);
+}
+
+static void test_password_errors_never_show_the_password(void)
+{
+    char *out;
+    CU_ASSERT_PTR_NULL(load("bad-redis-password-too-long.yaml", &out));
+    CU_ASSERT(strstr(out, "ppp") == NULL);
+    free(out);
+    CU_ASSERT_PTR_NULL(load("bad-redis-password-nul.yaml", &out));
+    CU_ASSERT(strstr(out, "s3cret") == NULL);
+    free(out);
+    CU_ASSERT_PTR_NULL(load_password_file("abc\0def\n", 8, &out));
+    CU_ASSERT(strstr(out, "abc") == NULL);
+    CU_ASSERT(strstr(out, ": has a NUL byte in its first line\n") != NULL);
+    free(out);
 }
 
 static void test_conf_free_accepts_null(void)
@@ -795,9 +1007,19 @@ int main(void)
         { "minimal config gets every default", test_minimal_config_gets_every_default },
         { "sample shows the defaults", test_sample_shows_the_defaults },
         { "full config sets every key", test_full_config_sets_every_key },
+        { "orphans.max_bytes takes up to 1 TiB", test_orphans_max_bytes_takes_up_to_one_tebibyte },
         { "unnamed routes are named route-N from 1", test_unnamed_routes_are_named_route_n_from_one },
         { "to: [] and drop: true discard", test_empty_to_and_drop_true_discard },
         { "conf_dest_index finds names", test_dest_index_finds_names },
+        { "type redis alone takes every redis default", test_type_redis_alone_takes_every_redis_default },
+        { "redis config sets every TCP key", test_redis_config_sets_every_tcp_key },
+        { "sentinels are kept as written and the password file is read",
+          test_sentinels_are_kept_as_written_and_the_password_file_is_read },
+        { "a unix socket leaves no host", test_a_unix_socket_leaves_no_host },
+        { "host takes a bare IPv6 address", test_host_takes_a_bare_ipv6_address },
+        { "the password file's line end is stripped", test_the_password_file_line_end_is_stripped },
+        { "the password file takes up to 1024 bytes", test_the_password_file_takes_up_to_1024_bytes },
+        { "password errors never show the password", test_password_errors_never_show_the_password },
         { "conf_free accepts NULL", test_conf_free_accepts_null },
         { "durations take ms, s, m, h and bare seconds", test_durations_take_ms_s_m_h_and_bare_seconds },
         { "bad durations say why", test_bad_durations_say_why },

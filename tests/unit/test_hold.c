@@ -1,7 +1,7 @@
 /*
  * test_hold.c - unit tests for the orphan hold queue (src/hold.c): release
  * order within and across calls, take versus expire, the deadline
- * boundary, the max_held bound, callbacks that add to or take from the
+ * boundary, the max_held and max_bytes bounds, callbacks that add to or take from the
  * queue they are called from, flush, copies, and many calls at once.
  */
 #include "hold.h"
@@ -18,6 +18,9 @@
 #define PKTS_PER_CALL   3
 #define SMALL_MAX_HELD  3
 #define NO_LIMIT        SIZE_MAX
+
+/* What one packet counts against max_bytes (hold.h). */
+#define COST(key, pkt)  (strlen(key) + strlen(pkt) + HOLD_PKT_OVERHEAD)
 
 /* What the callbacks saw, in order. */
 struct release {
@@ -113,7 +116,7 @@ static void hold_five(struct hold *h)
 
 static void test_expire_releases_in_arrival_order_within_and_across_calls(void)
 {
-    struct hold *h = hold_new(NO_LIMIT, WAIT);
+    struct hold *h = hold_new(NO_LIMIT, NO_LIMIT, WAIT);
     struct recorder rec = { .h = h };
     hold_five(h);
     CU_ASSERT_EQUAL(hold_count(h), 5);
@@ -129,7 +132,7 @@ static void test_expire_releases_in_arrival_order_within_and_across_calls(void)
 
 static void test_take_releases_only_that_call_in_order(void)
 {
-    struct hold *h = hold_new(NO_LIMIT, WAIT);
+    struct hold *h = hold_new(NO_LIMIT, NO_LIMIT, WAIT);
     struct recorder rec = { .h = h };
     hold_five(h);
     CU_ASSERT_EQUAL(take(h, "call-a", &rec), 2);
@@ -148,7 +151,7 @@ static void test_take_releases_only_that_call_in_order(void)
 
 static void test_take_of_unknown_key_releases_nothing(void)
 {
-    struct hold *h = hold_new(NO_LIMIT, WAIT);
+    struct hold *h = hold_new(NO_LIMIT, NO_LIMIT, WAIT);
     struct recorder rec = { .h = h };
     CU_ASSERT_EQUAL(take(h, "call-a", &rec), 0);
     hold_five(h);
@@ -160,7 +163,7 @@ static void test_take_of_unknown_key_releases_nothing(void)
 
 static void test_expire_releases_at_the_deadline_not_before(void)
 {
-    struct hold *h = hold_new(NO_LIMIT, WAIT);
+    struct hold *h = hold_new(NO_LIMIT, NO_LIMIT, WAIT);
     struct recorder rec = { .h = h };
     add(h, "call-a", "a1", 100);
     CU_ASSERT_EQUAL(hold_expire(h, 100 + WAIT - 1, on_release, &rec), 0);
@@ -172,7 +175,7 @@ static void test_expire_releases_at_the_deadline_not_before(void)
 
 static void test_expire_stops_at_the_first_packet_not_due(void)
 {
-    struct hold *h = hold_new(NO_LIMIT, WAIT);
+    struct hold *h = hold_new(NO_LIMIT, NO_LIMIT, WAIT);
     struct recorder rec = { .h = h };
     add(h, "call-a", "a1", 0);
     add(h, "call-b", "b1", 10);
@@ -187,7 +190,7 @@ static void test_expire_stops_at_the_first_packet_not_due(void)
 
 static void test_add_is_refused_beyond_max_held(void)
 {
-    struct hold *h = hold_new(SMALL_MAX_HELD, WAIT);
+    struct hold *h = hold_new(SMALL_MAX_HELD, NO_LIMIT, WAIT);
     struct recorder rec = { .h = h };
     CU_ASSERT_EQUAL(add(h, "call-a", "a1", 0), 0);
     CU_ASSERT_EQUAL(add(h, "call-b", "b1", 0), 0);
@@ -205,16 +208,83 @@ static void test_add_is_refused_beyond_max_held(void)
 
 static void test_zero_max_held_refuses_everything(void)
 {
-    struct hold *h = hold_new(0, WAIT);
+    struct hold *h = hold_new(0, NO_LIMIT, WAIT);
     CU_ASSERT_EQUAL(add(h, "call-a", "a1", 0), -1);
     CU_ASSERT_EQUAL(hold_count(h), 0);
     CU_ASSERT_EQUAL(hold_next_deadline(h), UINT64_MAX);
     hold_free(h);
 }
 
+static void test_add_is_refused_beyond_max_bytes(void)
+{
+    /* room for exactly three packets: the third fills the bound to the byte */
+    size_t max_bytes = COST("call-a", "a1") + COST("call-b", "b1") + COST("call-a", "a2-longer");
+    struct hold *h = hold_new(NO_LIMIT, max_bytes, WAIT);
+    struct recorder rec = { .h = h };
+    CU_ASSERT_EQUAL(add(h, "call-a", "a1", 0), 0);
+    CU_ASSERT_EQUAL(hold_bytes(h), COST("call-a", "a1"));
+    CU_ASSERT_EQUAL(add(h, "call-b", "b1", 0), 0);
+    CU_ASSERT_EQUAL(add(h, "call-a", "a2-longer", 0), 0);
+    CU_ASSERT_EQUAL(hold_bytes(h), max_bytes);
+    /* not even an empty packet fits now: the overhead counts too */
+    CU_ASSERT_EQUAL(hold_add(h, "", 0, NULL, 0, 0), -1);
+    CU_ASSERT_EQUAL(add(h, "call-c", "c1", 0), -1);
+    CU_ASSERT_EQUAL(hold_count(h), 3);
+    CU_ASSERT_EQUAL(hold_bytes(h), max_bytes);
+    CU_ASSERT_FALSE(has(h, "call-c"));
+
+    /* releasing b1 frees exactly its bytes: c1 (same size) fits, a longer one does not */
+    take(h, "call-b", &rec);
+    CU_ASSERT_EQUAL(hold_bytes(h), max_bytes - COST("call-b", "b1"));
+    CU_ASSERT_EQUAL(add(h, "call-c", "c1-longer", 0), -1);
+    CU_ASSERT_EQUAL(add(h, "call-c", "c1", 0), 0);
+    CU_ASSERT_EQUAL(hold_bytes(h), max_bytes);
+    hold_free(h);
+}
+
+static void test_packet_larger_than_max_bytes_is_refused_on_an_empty_queue(void)
+{
+    static const uint8_t big[2 * HOLD_PKT_OVERHEAD];
+    struct hold *h = hold_new(NO_LIMIT, sizeof big, WAIT);
+    CU_ASSERT_EQUAL(hold_add(h, "call-a", 6, big, sizeof big, 0), -1);
+    CU_ASSERT_EQUAL(hold_add(h, "call-a", 6, big, sizeof big - 6 - HOLD_PKT_OVERHEAD, 0), 0);
+    CU_ASSERT_EQUAL(hold_bytes(h), sizeof big);
+    /* lengths that would wrap the sum are refused, not wrapped */
+    CU_ASSERT_EQUAL(hold_add(h, "call-b", SIZE_MAX - 1, big, 2, 0), -1);
+    CU_ASSERT_EQUAL(hold_count(h), 1);
+    hold_free(h);
+}
+
+static void test_bytes_go_back_down_on_release(void)
+{
+    struct hold *h = hold_new(NO_LIMIT, NO_LIMIT, WAIT);
+    struct recorder rec = { .h = h };
+    CU_ASSERT_EQUAL(hold_bytes(h), 0);
+    hold_five(h);
+    size_t all = 2 * COST("call-a", "a1") + 2 * COST("call-b", "b1") + COST("call-c", "c1");
+    CU_ASSERT_EQUAL(hold_bytes(h), all);
+
+    take(h, "call-a", &rec);
+    CU_ASSERT_EQUAL(hold_bytes(h), all - 2 * COST("call-a", "a1"));
+    hold_expire(h, 3 + WAIT, on_release, &rec);     /* b1, c1 */
+    CU_ASSERT_EQUAL(hold_bytes(h), COST("call-b", "b2"));
+    hold_flush(h, NULL, NULL);
+    CU_ASSERT_EQUAL(hold_bytes(h), 0);
+
+    /* a callback that holds again counts its packet once */
+    rec.hold_again = 1;
+    add(h, "call-a", "a1", 0);
+    hold_expire(h, WAIT, on_release, &rec);
+    CU_ASSERT_EQUAL(hold_count(h), 1);
+    CU_ASSERT_EQUAL(hold_bytes(h), COST("call-a", "again"));
+    hold_flush(h, NULL, NULL);
+    CU_ASSERT_EQUAL(hold_bytes(h), 0);
+    hold_free(h);
+}
+
 static void test_expire_callback_may_take_the_rest_of_its_call(void)
 {
-    struct hold *h = hold_new(NO_LIMIT, WAIT);
+    struct hold *h = hold_new(NO_LIMIT, NO_LIMIT, WAIT);
     struct recorder rec = { .h = h, .take_rest = true };
     add(h, "call-a", "a1", 0);
     add(h, "call-b", "b1", 1);
@@ -236,7 +306,7 @@ static void test_expire_callback_may_take_the_rest_of_its_call(void)
 
 static void test_expire_callback_may_hold_again_without_looping(void)
 {
-    struct hold *h = hold_new(NO_LIMIT, 0);
+    struct hold *h = hold_new(NO_LIMIT, NO_LIMIT, 0);
     struct recorder rec = { .h = h, .hold_again = 1, .now_ms = 5 };
     add(h, "call-a", "a1", 5);
     CU_ASSERT_EQUAL(hold_next_deadline(h), 5);
@@ -253,7 +323,7 @@ static void test_expire_callback_may_hold_again_without_looping(void)
 
 static void test_take_callback_may_hold_the_same_key_again(void)
 {
-    struct hold *h = hold_new(NO_LIMIT, WAIT);
+    struct hold *h = hold_new(NO_LIMIT, NO_LIMIT, WAIT);
     struct recorder rec = { .h = h, .hold_again = 2, .now_ms = 7 };
     add(h, "call-a", "a1", 0);
     add(h, "call-a", "a2", 1);
@@ -270,7 +340,7 @@ static void test_take_callback_may_hold_the_same_key_again(void)
 
 static void test_flush_releases_everything_in_arrival_order(void)
 {
-    struct hold *h = hold_new(NO_LIMIT, WAIT);
+    struct hold *h = hold_new(NO_LIMIT, NO_LIMIT, WAIT);
     struct recorder rec = { .h = h };
     hold_five(h);
     CU_ASSERT_EQUAL(hold_flush(h, on_release, &rec), 5);
@@ -283,7 +353,7 @@ static void test_flush_releases_everything_in_arrival_order(void)
 
 static void test_flush_without_callback_drops(void)
 {
-    struct hold *h = hold_new(NO_LIMIT, WAIT);
+    struct hold *h = hold_new(NO_LIMIT, NO_LIMIT, WAIT);
     hold_five(h);
     CU_ASSERT_EQUAL(hold_flush(h, NULL, NULL), 5);
     CU_ASSERT_EQUAL(hold_count(h), 0);
@@ -293,7 +363,7 @@ static void test_flush_without_callback_drops(void)
 
 static void test_next_deadline_is_the_oldest_packets(void)
 {
-    struct hold *h = hold_new(NO_LIMIT, WAIT);
+    struct hold *h = hold_new(NO_LIMIT, NO_LIMIT, WAIT);
     struct recorder rec = { .h = h };
     CU_ASSERT_EQUAL(hold_next_deadline(h), UINT64_MAX);
     add(h, "call-a", "a1", 10);
@@ -308,7 +378,7 @@ static void test_next_deadline_is_the_oldest_packets(void)
 
 static void test_zero_wait_is_due_at_once(void)
 {
-    struct hold *h = hold_new(NO_LIMIT, 0);
+    struct hold *h = hold_new(NO_LIMIT, NO_LIMIT, 0);
     struct recorder rec = { .h = h };
     CU_ASSERT_EQUAL(add(h, "call-a", "a1", 5), 0);
     CU_ASSERT_EQUAL(hold_next_deadline(h), 5);
@@ -319,7 +389,7 @@ static void test_zero_wait_is_due_at_once(void)
 
 static void test_released_bytes_are_the_copy_made_at_add(void)
 {
-    struct hold *h = hold_new(NO_LIMIT, WAIT);
+    struct hold *h = hold_new(NO_LIMIT, NO_LIMIT, WAIT);
     struct recorder rec = { .h = h };
     char key[] = "call-a";
     uint8_t pkt[] = "SIP/2.0 407 Proxy Authentication Required";
@@ -335,7 +405,7 @@ static void test_released_bytes_are_the_copy_made_at_add(void)
 
 static void test_callback_gets_the_time_the_packet_was_held(void)
 {
-    struct hold *h = hold_new(NO_LIMIT, WAIT);
+    struct hold *h = hold_new(NO_LIMIT, NO_LIMIT, WAIT);
     struct recorder rec = { .h = h };
     add(h, "call-a", "a1", 1000);
     add(h, "call-a", "a2", 1017);
@@ -351,7 +421,7 @@ static void test_callback_gets_the_time_the_packet_was_held(void)
 
 static void test_keys_compare_as_exact_bytes(void)
 {
-    struct hold *h = hold_new(NO_LIMIT, WAIT);
+    struct hold *h = hold_new(NO_LIMIT, NO_LIMIT, WAIT);
     struct recorder rec = { .h = h };
     hold_add(h, "abc", 3, (const uint8_t *)"p1", 2, 0);
     hold_add(h, "abcd", 4, (const uint8_t *)"p2", 2, 0);
@@ -372,7 +442,7 @@ static void test_keys_compare_as_exact_bytes(void)
 
 static void test_empty_packet_is_held_and_released(void)
 {
-    struct hold *h = hold_new(NO_LIMIT, WAIT);
+    struct hold *h = hold_new(NO_LIMIT, NO_LIMIT, WAIT);
     struct recorder rec = { .h = h };
     CU_ASSERT_EQUAL(hold_add(h, "call-a", 6, NULL, 0, 0), 0);
     CU_ASSERT_EQUAL(take(h, "call-a", &rec), 1);
@@ -402,7 +472,7 @@ static void count_release(void *arg, const char *key, size_t klen, const uint8_t
 
 static void test_many_calls_are_held_and_taken_apart(void)
 {
-    struct hold *h = hold_new(MANY_CALLS * PKTS_PER_CALL, WAIT);
+    struct hold *h = hold_new(MANY_CALLS * PKTS_PER_CALL, NO_LIMIT, WAIT);
     char key[KEY_TEXT_MAX], pkt[PKT_TEXT_MAX];
     for (unsigned seq = 0; seq < PKTS_PER_CALL; seq++) {
         for (unsigned call = 0; call < MANY_CALLS; call++) {
@@ -433,7 +503,7 @@ static void test_many_calls_are_held_and_taken_apart(void)
 
 static void test_free_releases_held_packets_silently(void)
 {
-    struct hold *h = hold_new(NO_LIMIT, WAIT);
+    struct hold *h = hold_new(NO_LIMIT, NO_LIMIT, WAIT);
     hold_five(h);
     hold_free(h);
     hold_free(NULL);
@@ -448,6 +518,10 @@ static const struct unit_test tests[] = {
     { "test_expire_stops_at_the_first_packet_not_due", test_expire_stops_at_the_first_packet_not_due },
     { "test_add_is_refused_beyond_max_held", test_add_is_refused_beyond_max_held },
     { "test_zero_max_held_refuses_everything", test_zero_max_held_refuses_everything },
+    { "test_add_is_refused_beyond_max_bytes", test_add_is_refused_beyond_max_bytes },
+    { "test_packet_larger_than_max_bytes_is_refused_on_an_empty_queue",
+      test_packet_larger_than_max_bytes_is_refused_on_an_empty_queue },
+    { "test_bytes_go_back_down_on_release", test_bytes_go_back_down_on_release },
     { "test_expire_callback_may_take_the_rest_of_its_call", test_expire_callback_may_take_the_rest_of_its_call },
     { "test_expire_callback_may_hold_again_without_looping",
       test_expire_callback_may_hold_again_without_looping },

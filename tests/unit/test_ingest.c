@@ -1,7 +1,9 @@
 /*
  * test_ingest.c - unit tests for src/ingest.c: the HEP3 stream framer on its
  * own (whole, split, byte-by-byte, bad magic, bad lengths), then real
- * loopback UDP and TCP listeners driven by a libev loop with a deadline.
+ * loopback UDP and TCP listeners driven by a libev loop with a deadline:
+ * delivery, limits, frames cut off by the end of their connection, and
+ * what ingest_stop() delivers before it closes every socket.
  */
 #include "conf.h"
 #include "hep.h"
@@ -13,6 +15,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdbool.h>
@@ -22,7 +25,8 @@
 
 /* Every loopback test gives up after this long. */
 #define TEST_DEADLINE_S 2.0
-/* The loop wakes at least this often to re-check a test's condition. */
+/* Time for loopback sends to reach the receiving socket's queue, without running the loop. */
+#define TEST_SETTLE_MS 20
 
 #define TEST_MAX_FRAME 1024
 #define TEST_MAX_PACKETS 64
@@ -493,6 +497,39 @@ static void test_tcp_frames_reach_callback(void)
     CU_ASSERT(unit_ev_run_until(fx.loop, counter_nonzero, &fx.m.tcp_closed, TEST_DEADLINE_S));
     CU_ASSERT(fx.m.tcp_closed == 1);
     CU_ASSERT(fx.m.tcp_bad_magic == 0 && fx.m.tcp_bad_length == 0);
+    CU_ASSERT(fx.m.tcp_truncated == 0);     /* closed between frames */
+    fixture_stop(&fx);
+}
+
+static void test_tcp_frame_cut_by_eof_is_counted(void)
+{
+    struct fixture fx;
+    fx.listen[0] = loopback(CONF_TCP);
+    test_conf(&fx.conf, fx.listen, 1);
+    fixture_start(&fx);
+
+    /* a whole frame, then half of one, then EOF */
+    int c = tcp_client(bound_port(&fx, 0));
+    uint8_t buf[300];
+    size_t off = make_frame(buf, 100, 'w');
+    make_frame(buf + off, 200, 'h');
+    CU_ASSERT(send_all(c, buf, off + 100));
+    close(c);
+    CU_ASSERT(unit_ev_run_until(fx.loop, counter_nonzero, &fx.m.tcp_closed, TEST_DEADLINE_S));
+    CU_ASSERT(fx.rec.packets == 1);
+    CU_ASSERT(fx.rec.first[0] == 'w');
+    CU_ASSERT(fx.m.tcp_truncated == 1);
+    CU_ASSERT(fx.m.tcp_closed == 1);
+    CU_ASSERT(fx.m.tcp_bad_magic == 0 && fx.m.tcp_bad_length == 0);
+
+    /* a header cut short counts the same */
+    fx.m.tcp_closed = 0;
+    c = tcp_client(bound_port(&fx, 0));
+    CU_ASSERT(send_all(c, (const uint8_t *)"HEP", 3));
+    close(c);
+    CU_ASSERT(unit_ev_run_until(fx.loop, counter_nonzero, &fx.m.tcp_closed, TEST_DEADLINE_S));
+    CU_ASSERT(fx.m.tcp_truncated == 2);
+    CU_ASSERT(fx.rec.packets == 1);
     fixture_stop(&fx);
 }
 
@@ -606,22 +643,173 @@ static void test_tcp_idle_connection_is_closed(void)
     fixture_stop(&fx);
 }
 
-static void test_stop_stops_reading(void)
+/* Sends on a connected UDP socket until the ICMP port unreachable of an earlier send comes back. */
+static bool udp_send_refused(int s, const uint8_t *buf, size_t len)
+{
+    ev_tstamp deadline = ev_time() + TEST_DEADLINE_S;
+    while (ev_time() < deadline) {
+        if (send(s, buf, len, 0) < 0)
+            return errno == ECONNREFUSED;
+        poll(NULL, 0, 1);
+    }
+    return false;
+}
+
+static void test_stop_closes_udp_sockets(void)
+{
+    struct fixture fx;
+    fx.listen[0] = loopback(CONF_UDP);
+    test_conf(&fx.conf, fx.listen, 1);
+    fixture_start(&fx);
+    uint16_t port = bound_port(&fx, 0);
+    struct sockaddr_in to = loopback_port(port);
+    ingest_stop(fx.in);
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    CU_ASSERT(ingest_bound_addr(fx.in, 0, &ss, &sslen) == -1);
+
+    /* the kernel refuses instead of queueing for nobody */
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    CU_ASSERT_FATAL(s >= 0);
+    CU_ASSERT_FATAL(connect(s, (struct sockaddr *)&to, sizeof to) == 0);
+    uint8_t buf[32];
+    size_t len = make_frame(buf, 32, 's');
+    CU_ASSERT(udp_send_refused(s, buf, len));
+    close(s);
+
+    /* and the port is free: a socket without SO_REUSEPORT can take it */
+    s = socket(AF_INET, SOCK_DGRAM, 0);
+    CU_ASSERT(bind(s, (struct sockaddr *)&to, sizeof to) == 0);
+    close(s);
+
+    unit_ev_run_for(fx.loop, 0.02);
+    CU_ASSERT(fx.rec.packets == 0);
+    ingest_stop(fx.in);                     /* a second stop does nothing */
+    fixture_stop(&fx);
+}
+
+static void test_stop_delivers_datagrams_already_queued(void)
 {
     struct fixture fx;
     fx.listen[0] = loopback(CONF_UDP);
     test_conf(&fx.conf, fx.listen, 1);
     fixture_start(&fx);
     struct sockaddr_in to = loopback_port(bound_port(&fx, 0));
-    ingest_stop(fx.in);
     int s = socket(AF_INET, SOCK_DGRAM, 0);
-    uint8_t buf[32];
-    size_t len = make_frame(buf, 32, 's');
-    CU_ASSERT(sendto(s, buf, len, 0, (struct sockaddr *)&to, sizeof to) == (ssize_t)len);
-    unit_ev_run_for(fx.loop, 0.03);
-    CU_ASSERT(fx.rec.packets == 0);
+    CU_ASSERT_FATAL(s >= 0);
+
+    /* queued while the loop does not run: more than one batch (udp_batch = 4) */
+    uint8_t buf[100];
+    for (int i = 0; i < 10; i++) {
+        size_t len = make_frame(buf, 40 + (size_t)i, (uint8_t)('A' + i));
+        CU_ASSERT(sendto(s, buf, len, 0, (struct sockaddr *)&to, sizeof to) == (ssize_t)len);
+    }
+    poll(NULL, 0, TEST_SETTLE_MS);
+    ingest_stop(fx.in);
+    CU_ASSERT(fx.rec.packets == 10);
+    for (size_t i = 0; i < fx.rec.packets; i++)
+        CU_ASSERT(fx.rec.lens[i] == 40 + i && fx.rec.first[i] == 'A' + i);
+    CU_ASSERT(fx.rec.batches >= 3);
+    CU_ASSERT(fx.rec.order_ok);
+    CU_ASSERT(!fx.rec.in_batch);
     close(s);
     fixture_stop(&fx);
+}
+
+static void test_stop_refuses_tcp_connects(void)
+{
+    struct fixture fx;
+    fx.listen[0] = loopback(CONF_TCP);
+    test_conf(&fx.conf, fx.listen, 1);
+    fixture_start(&fx);
+    struct sockaddr_in to = loopback_port(bound_port(&fx, 0));
+    ingest_stop(fx.in);
+    int c = socket(AF_INET, SOCK_STREAM, 0);
+    CU_ASSERT_FATAL(c >= 0);
+    errno = 0;
+    CU_ASSERT(connect(c, (struct sockaddr *)&to, sizeof to) == -1);
+    CU_ASSERT(errno == ECONNREFUSED);
+    close(c);
+    CU_ASSERT(fx.m.tcp_accepted == 0);
+    fixture_stop(&fx);
+}
+
+/* How many recorded packets have this first body byte. */
+static size_t count_first(const struct recorder *r, uint8_t first)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < r->packets; i++)
+        n += r->first[i] == first;
+    return n;
+}
+
+/*
+ * What the kernel already took in is delivered: whole frames on an open
+ * connection, a connection still waiting in the accept queue; a partial
+ * frame is counted.  Then both connections are closed.
+ */
+static void test_stop_delivers_tcp_frames_already_received(void)
+{
+    struct fixture fx;
+    fx.listen[0] = loopback(CONF_TCP);
+    test_conf(&fx.conf, fx.listen, 1);
+    fixture_start(&fx);
+    uint16_t port = bound_port(&fx, 0);
+    int c1 = tcp_client(port);
+    CU_ASSERT(unit_ev_run_until(fx.loop, counter_nonzero, &fx.m.tcp_accepted, TEST_DEADLINE_S));
+
+    /* from here on the loop does not run */
+    uint8_t buf[400];
+    size_t off = make_frame(buf, 100, 'a');
+    off += make_frame(buf + off, 120, 'b');
+    make_frame(buf + off, 150, 'x');
+    CU_ASSERT(send_all(c1, buf, off + 50));         /* a, b and the start of x */
+    int c2 = tcp_client(port);                      /* never accepted by the loop */
+    off = make_frame(buf, 80, 'c');
+    CU_ASSERT(send_all(c2, buf, off));
+    poll(NULL, 0, TEST_SETTLE_MS);
+
+    ingest_stop(fx.in);
+    CU_ASSERT(fx.rec.packets == 3);
+    CU_ASSERT(count_first(&fx.rec, 'a') == 1);
+    CU_ASSERT(count_first(&fx.rec, 'b') == 1);
+    CU_ASSERT(count_first(&fx.rec, 'c') == 1);
+    CU_ASSERT(count_first(&fx.rec, 'x') == 0);
+    CU_ASSERT(fx.rec.order_ok);
+    CU_ASSERT(!fx.rec.in_batch);
+    CU_ASSERT(fx.m.tcp_accepted == 2);
+    CU_ASSERT(fx.m.tcp_truncated == 1);
+    CU_ASSERT(fx.m.tcp_closed == 2);
+    CU_ASSERT(peer_closed(&c1));
+    CU_ASSERT(peer_closed(&c2));
+    close(c1);
+    close(c2);
+    fixture_stop(&fx);
+}
+
+/* ingest_free() after ingest_stop() must not close the descriptors again: they may be reused by now. */
+static void test_free_after_stop_closes_nothing_twice(void)
+{
+    struct fixture fx;
+    fx.listen[0] = loopback(CONF_UDP);
+    fx.listen[1] = loopback(CONF_TCP);
+    test_conf(&fx.conf, fx.listen, 2);
+    fixture_start(&fx);
+    int c = tcp_client(bound_port(&fx, 1));
+    CU_ASSERT(unit_ev_run_until(fx.loop, counter_nonzero, &fx.m.tcp_accepted, TEST_DEADLINE_S));
+    ingest_stop(fx.in);
+
+    /* the lowest free descriptors: the ones ingest_stop() just closed */
+    int fds[3];
+    for (int i = 0; i < 3; i++)
+        fds[i] = socket(AF_INET, SOCK_DGRAM, 0);
+    ingest_free(fx.in);
+    for (int i = 0; i < 3; i++) {
+        CU_ASSERT(fds[i] >= 0 && fcntl(fds[i], F_GETFD) != -1);
+        close(fds[i]);
+    }
+    close(c);
+    ev_loop_destroy(fx.loop);
 }
 
 /*
@@ -726,7 +914,12 @@ int main(void)
         { "tcp bad length closes the connection", test_tcp_bad_length_closes_connection },
         { "tcp connections over the limit are refused", test_tcp_connections_over_limit_are_refused },
         { "tcp idle connection is closed", test_tcp_idle_connection_is_closed },
-        { "stop stops reading", test_stop_stops_reading },
+        { "tcp frame cut by EOF is counted", test_tcp_frame_cut_by_eof_is_counted },
+        { "stop closes udp sockets", test_stop_closes_udp_sockets },
+        { "stop delivers datagrams already queued", test_stop_delivers_datagrams_already_queued },
+        { "stop refuses tcp connects", test_stop_refuses_tcp_connects },
+        { "stop delivers tcp frames already received", test_stop_delivers_tcp_frames_already_received },
+        { "free after stop closes nothing twice", test_free_after_stop_closes_nothing_twice },
         { "udp [::] and 0.0.0.0 share a port", test_udp_ipv6_any_and_ipv4_share_a_port },
         { "bind failure returns NULL", test_bind_failure_returns_null },
         { NULL, NULL },

@@ -1,0 +1,1290 @@
+/*
+ * test_store_redis.c - unit tests for the Redis back-end of the call
+ * context store (src/store_redis.c), against real redis-server processes
+ * started on free loopback ports: the value format, two stores ("two
+ * instances") sharing calls, first writer wins, EXPIRE only when needed,
+ * timeouts, Redis going away and coming back, AUTH and ACL users, the
+ * in-flight bound, the cache (and running without it), and Sentinel
+ * fail-over.  Every process started here is stopped by its PID.
+ */
+#include "conf.h"
+#include "log.h"
+#include "metrics.h"
+#include "store.h"
+#include "unit.h"
+#include "unit_ev.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#define REDIS_SERVER            "redis-server"
+#define START_DEADLINE_S        5.0
+#define STOP_DEADLINE_MS        2000
+#define POLL_US                 5000
+#define WAIT_S                  3.0     /* for anything that should happen within ms */
+#define FAILOVER_WAIT_S         6.0     /* a Sentinel fail-over takes about a second */
+#define MAX_PROCS               16
+#define MAX_INSTANCES           8
+#define MAX_ARGS                32
+#define KEY_MAX                 128
+#define SYNC_TIMEOUT_MS         1000
+#define MS_PER_S                1000u
+#define NS_PER_MS               1000000u
+#define US_PER_MS               1000u
+
+#define TTL_CALL_MS             3600000u
+#define TTL_REGISTER_MS         7200000u
+#define TTL_ENDED_MS            30000u
+#define TTL_SHORT_MS            100000u
+#define TTL_LONGER_MS           200000u
+#define FIRST_SEEN_MS           UINT64_C(1700000000123)
+#define SLOW_TIMEOUT_MS         50
+#define PAUSE_MS                "300"
+#define TIMEOUT_ANSWER_MAX_MS   250     /* timeout_ms 50 plus generous scheduling slack */
+#define SMALL_INFLIGHT          3
+#define SMALL_PENDING           2
+#define SMALL_CACHE             2
+#define MANY_CALLS              20000
+#define MANY_INFLIGHT           500
+#define STORE_TIMEOUT_MS        500     /* the defaults of the stores the tests open */
+#define STORE_MAX_INFLIGHT      1000
+#define STORE_MAX_PENDING       1000
+#define STORE_CACHE_ENTRIES     1000
+#define RECONNECT_MIN_MS        20
+#define RECONNECT_MAX_MS        200
+#define CONNECT_TIMEOUT_MS      1000    /* also the stall limit: above PAUSE_MS */
+#define LOG_INTERVAL_MS         1000
+#define SETTLE_S                0.02    /* long enough for anything wrongly sent to arrive */
+#define TICK_S                  0.01
+#define SHORT_RUN_S             0.05
+#define DOWN_RUN_S              0.1     /* a few failed reconnects */
+#define WRONG_AUTH_RUN_S        0.2     /* a few refused handshakes */
+#define BAD_DB_INDEX            99u
+
+static struct ev_loop *loop;
+static char tmpdir[] = "/tmp/test_store_redis.XXXXXX";
+static int main_port;                  /* the server most tests share */
+static pid_t procs[MAX_PROCS];
+
+static char host_loopback[] = "127.0.0.1";
+static char host_name[] = "localhost";
+static char host_unknown[] = "no-such-host.invalid";
+static char key_prefix[] = "hrtest:";
+
+/* ---- processes ---- */
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * MS_PER_S + (uint64_t)ts.tv_nsec / NS_PER_MS;
+}
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof sa;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &len) != 0) {
+        perror("free_port");
+        exit(EXIT_FAILURE);
+    }
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+static bool port_accepts(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+static void proc_forget(pid_t pid)
+{
+    for (size_t i = 0; i < MAX_PROCS; i++)
+        if (procs[i] == pid)
+            procs[i] = 0;
+}
+
+static void proc_stop(pid_t pid)
+{
+    if (pid <= 0)
+        return;
+    kill(pid, SIGTERM);
+    uint64_t end = now_ms() + STOP_DEADLINE_MS;
+    while (waitpid(pid, NULL, WNOHANG) == 0) {
+        if (now_ms() > end) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            break;
+        }
+        usleep(POLL_US);
+    }
+    proc_forget(pid);
+}
+
+static void proc_kill_hard(pid_t pid)
+{
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    proc_forget(pid);
+}
+
+static void procs_stop_all(void)
+{
+    for (size_t i = 0; i < MAX_PROCS; i++)
+        proc_stop(procs[i]);
+}
+
+/* Starts a Redis (or, with --sentinel, a Sentinel) and waits until it accepts; exits loudly if it cannot. */
+static pid_t redis_spawn(int port, const char *conf_file, const char *const *extra)
+{
+    char portbuf[16], logpath[sizeof tmpdir + 32];
+    const char *argv[MAX_ARGS];
+    size_t n = 0;
+    snprintf(portbuf, sizeof portbuf, "%d", port);
+    snprintf(logpath, sizeof logpath, "%s/redis-%d.log", tmpdir, port);
+    argv[n++] = REDIS_SERVER;
+    if (conf_file != NULL)
+        argv[n++] = conf_file;
+    const char *common[] = { "--port", portbuf, "--bind", "127.0.0.1", "--dir", tmpdir };
+    for (size_t i = 0; i < sizeof common / sizeof common[0]; i++)
+        argv[n++] = common[i];
+    if (conf_file == NULL) {
+        const char *data[] = { "--save", "", "--appendonly", "no" };
+        for (size_t i = 0; i < sizeof data / sizeof data[0]; i++)
+            argv[n++] = data[i];
+    }
+    for (size_t i = 0; extra != NULL && extra[i] != NULL && n < MAX_ARGS - 1; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("fork");
+        exit(EXIT_FAILURE);
+    }
+    if (pid == 0) {
+        int fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (fd >= 0) {
+            dup2(fd, STDOUT_FILENO);
+            dup2(fd, STDERR_FILENO);
+        }
+        execvp(argv[0], (char *const *)argv);
+        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    for (size_t i = 0; i < MAX_PROCS; i++) {
+        if (procs[i] == 0) {
+            procs[i] = pid;
+            break;
+        }
+    }
+    uint64_t end = now_ms() + (uint64_t)(START_DEADLINE_S * MS_PER_S);
+    while (!port_accepts(port)) {
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            proc_forget(pid);
+            fprintf(stderr, "FATAL: %s on port %d exited (status %d): is redis-server installed? see %s\n",
+                    REDIS_SERVER, port, status, logpath);
+            procs_stop_all();
+            exit(EXIT_FAILURE);
+        }
+        if (now_ms() > end) {
+            fprintf(stderr, "FATAL: %s on port %d does not accept connections; see %s\n", REDIS_SERVER, port,
+                    logpath);
+            procs_stop_all();
+            exit(EXIT_FAILURE);
+        }
+        usleep(POLL_US);
+    }
+    return pid;
+}
+
+static pid_t redis_start(int port, const char *const *extra)
+{
+    return redis_spawn(port, NULL, extra);
+}
+
+/* ---- a synchronous connection, to look at what the store did ---- */
+
+static redisContext *sync_open(int port)
+{
+    struct timeval tv = { SYNC_TIMEOUT_MS / MS_PER_S, SYNC_TIMEOUT_MS % MS_PER_S * US_PER_MS };
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+    if (c == NULL || c->err) {
+        fprintf(stderr, "sync connect to %d: %s\n", port, c != NULL ? c->errstr : "out of memory");
+        redisFree(c);
+        return NULL;
+    }
+    redisSetTimeout(c, tv);
+    return c;
+}
+
+/* Runs one command on a fresh connection; the reply (caller frees) or NULL. */
+static redisReply *sync_cmd(int port, const char *fmt, ...)
+{
+    redisContext *c = sync_open(port);
+    if (c == NULL)
+        return NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    redisFree(c);
+    return r;
+}
+
+static void sync_ok(int port, const char *cmd)
+{
+    redisReply *r = sync_cmd(port, cmd);
+    CU_ASSERT_FATAL(r != NULL);
+    if (r->type == REDIS_REPLY_ERROR)
+        fprintf(stderr, "%s: %s\n", cmd, r->str);
+    CU_ASSERT(r->type != REDIS_REPLY_ERROR);
+    freeReplyObject(r);
+}
+
+/* The value of <prefix>call:<key>, malloc'ed, or NULL. */
+static char *redis_value(int port, const char *key)
+{
+    redisReply *r = sync_cmd(port, "GET %scall:%s", key_prefix, key);
+    char *v = NULL;
+    if (r != NULL && r->type == REDIS_REPLY_STRING)
+        v = strdup(r->str);
+    freeReplyObject(r);
+    return v;
+}
+
+static long long redis_ttl(int port, const char *key)
+{
+    redisReply *r = sync_cmd(port, "TTL %scall:%s", key_prefix, key);
+    long long t = r != NULL && r->type == REDIS_REPLY_INTEGER ? r->integer : LLONG_MIN;
+    freeReplyObject(r);
+    return t;
+}
+
+struct key_probe {
+    int port;
+    const char *key;
+    const char *want;       /* NULL: any value */
+};
+
+static bool key_present(void *arg)
+{
+    const struct key_probe *p = arg;
+    char *v = redis_value(p->port, p->key);
+    bool ok = v != NULL && (p->want == NULL || strcmp(v, p->want) == 0);
+    free(v);
+    return ok;
+}
+
+static bool wait_key(int port, const char *key, const char *want)
+{
+    struct key_probe p = { port, key, want };
+    return unit_ev_run_until(loop, key_present, &p, WAIT_S);
+}
+
+struct ttl_probe {
+    int port;
+    const char *key;
+    long long lo, hi;
+};
+
+static bool ttl_within(void *arg)
+{
+    const struct ttl_probe *p = arg;
+    long long t = redis_ttl(p->port, p->key);
+    return t >= p->lo && t <= p->hi;
+}
+
+static bool wait_ttl(int port, const char *key, long long lo, long long hi)
+{
+    struct ttl_probe p = { port, key, lo, hi };
+    bool ok = unit_ev_run_until(loop, ttl_within, &p, WAIT_S);
+    if (!ok)
+        fprintf(stderr, "TTL of %s is %lld, expected %lld..%lld\n", key, redis_ttl(port, key), lo, hi);
+    return ok;
+}
+
+/* ---- stores ---- */
+
+struct answers {
+    unsigned n;
+    unsigned nulls;
+    struct store_entry e;
+    char key[KEY_MAX];
+};
+
+static void on_answer(void *arg, const char *key, size_t klen, const struct store_entry *e)
+{
+    struct answers *a = arg;
+    a->n++;
+    if (e == NULL)
+        a->nulls++;
+    else
+        a->e = *e;
+    snprintf(a->key, sizeof a->key, "%.*s", (int)klen, key);
+}
+
+static bool answered(void *arg)
+{
+    return ((struct answers *)arg)->n > 0;
+}
+
+static void conf_init(struct conf *c, int port)
+{
+    memset(c, 0, sizeof *c);
+    c->store_type = CONF_STORE_REDIS;
+    c->redis.host = host_loopback;
+    c->redis.port = (unsigned)port;
+    c->redis.prefix = key_prefix;
+    c->redis.timeout_ms = STORE_TIMEOUT_MS;
+    c->redis.max_inflight = STORE_MAX_INFLIGHT;
+    c->redis.max_pending_writes = STORE_MAX_PENDING;
+    c->cache_entries = STORE_CACHE_ENTRIES;
+    c->ttl_call_ms = TTL_CALL_MS;
+    c->ttl_register_ms = TTL_REGISTER_MS;
+    c->ttl_ended_ms = TTL_ENDED_MS;
+    c->reconnect_min_ms = RECONNECT_MIN_MS;
+    c->reconnect_max_ms = RECONNECT_MAX_MS;
+    c->connect_timeout_ms = CONNECT_TIMEOUT_MS;
+    c->log_interval_ms = LOG_INTERVAL_MS;
+}
+
+static struct store_entry entry(const char *method, const char *route, unsigned flags)
+{
+    struct store_entry e;
+    memset(&e, 0, sizeof e);
+    snprintf(e.method, sizeof e.method, "%s", method);
+    snprintf(e.route, sizeof e.route, "%s", route);
+    e.first_seen_ms = FIRST_SEEN_MS;
+    e.flags = flags;
+    return e;
+}
+
+static int put(struct store *s, const char *key, const struct store_entry *e, uint64_t ttl, uint64_t now,
+               struct store_entry *winner)
+{
+    return store_put(s, key, strlen(key), e, ttl, now, winner);
+}
+
+static int get(struct store *s, const char *key, uint64_t now, struct store_entry *out)
+{
+    return store_get(s, key, strlen(key), now, out);
+}
+
+static int query(struct store *s, const char *key)
+{
+    return store_query(s, key, strlen(key), now_ms());
+}
+
+static int update(struct store *s, const char *key, uint64_t ttl, unsigned set, unsigned clear, uint64_t now)
+{
+    return store_update(s, key, strlen(key), ttl, set, clear, 0, now);
+}
+
+struct ready_probe {
+    struct store *s;
+    struct answers *a;
+};
+
+static bool probe_answered(void *arg)
+{
+    struct ready_probe *p = arg;
+    if (p->a->n > 0)
+        return true;
+    if (query(p->s, "ready-probe") == 0)
+        unit_ev_run_until(loop, answered, p->a, WAIT_S);
+    return p->a->n > 0;
+}
+
+/*
+ * A store and everything it points to (its conf, counters and answers).
+ * They live in a static table, not on a test's stack: a test that stops at
+ * a failed fatal assertion leaves a store that can still run on the loop
+ * without touching freed memory, and main() closes what is left.
+ */
+struct instance {
+    bool used;
+    struct conf conf;
+    struct metrics m;
+    struct answers a;
+    struct store *s;
+};
+
+static struct instance instances[MAX_INSTANCES];
+
+static struct instance *instance_open(const struct conf *c)
+{
+    struct instance *in = NULL;
+    for (size_t i = 0; i < MAX_INSTANCES && in == NULL; i++)
+        if (!instances[i].used)
+            in = &instances[i];
+    CU_ASSERT_FATAL(in != NULL);
+    memset(in, 0, sizeof *in);
+    in->conf = *c;
+    in->s = store_redis_new(&in->conf, loop, &in->m);
+    CU_ASSERT_FATAL(in->s != NULL);
+    in->used = true;
+    store_set_answer_fn(in->s, on_answer, &in->a);
+    return in;
+}
+
+static void instance_close(struct instance *in)
+{
+    if (in->used) {
+        store_free(in->s);
+        in->used = false;
+    }
+}
+
+static void instances_close_all(void)
+{
+    for (size_t i = 0; i < MAX_INSTANCES; i++)
+        instance_close(&instances[i]);
+}
+
+/* Opens a store on conf and waits until it answers a query; counters start at zero. */
+static struct instance *instance_ready(const struct conf *c)
+{
+    struct instance *in = instance_open(c);
+    struct ready_probe p = { in->s, &in->a };
+    CU_ASSERT_FATAL(unit_ev_run_until(loop, probe_answered, &p, WAIT_S));
+    memset(&in->m, 0, sizeof in->m);
+    memset(&in->a, 0, sizeof in->a);
+    return in;
+}
+
+static void flushdb(void)
+{
+    sync_ok(main_port, "FLUSHDB");
+}
+
+/* ---- tests ---- */
+
+static void test_value_round_trips_names_and_flags(void)
+{
+    struct conf c;
+    flushdb();
+    conf_init(&c, main_port);
+    struct instance *ia = instance_ready(&c), *ib = instance_ready(&c);
+    struct store *a = ia->s, *b = ib->s;
+    /* a route name may hold the separator: it is the last field */
+    struct store_entry e = entry("INVITE", "voip|monitor", STORE_F_FALLBACK | STORE_F_REGISTER);
+    e.last_hash = 77;
+    CU_ASSERT_EQUAL(put(a, "rt-1@host", &e, TTL_CALL_MS, now_ms(), NULL), 1);
+    CU_ASSERT(wait_key(main_port, "rt-1@host", "1|6|1700000000123|INVITE|voip|monitor"));
+    CU_ASSERT(wait_ttl(main_port, "rt-1@host", TTL_CALL_MS / MS_PER_S - 5, TTL_CALL_MS / MS_PER_S));
+    CU_ASSERT_EQUAL(ia->m.store_writes, 1);
+
+    CU_ASSERT_EQUAL(query(b, "rt-1@host"), 0);
+    CU_ASSERT_FATAL(unit_ev_run_until(loop, answered, &ib->a, WAIT_S));
+    CU_ASSERT_EQUAL(ib->a.n, 1);
+    CU_ASSERT_EQUAL(ib->a.nulls, 0);
+    CU_ASSERT_STRING_EQUAL(ib->a.key, "rt-1@host");
+    CU_ASSERT_STRING_EQUAL(ib->a.e.method, "INVITE");
+    CU_ASSERT_STRING_EQUAL(ib->a.e.route, "voip|monitor");
+    CU_ASSERT_EQUAL(ib->a.e.first_seen_ms, FIRST_SEEN_MS);
+    CU_ASSERT_EQUAL(ib->a.e.flags, STORE_F_FALLBACK | STORE_F_REGISTER);
+    instance_close(ia);
+    instance_close(ib);
+}
+
+static void test_other_instance_learns_the_call_by_query(void)
+{
+    struct conf c;
+    struct store_entry out, e = entry("INVITE", "voipmonitor", 0);
+    flushdb();
+    conf_init(&c, main_port);
+    struct instance *ia = instance_ready(&c), *ib = instance_ready(&c);
+    struct store *a = ia->s, *b = ib->s;
+    CU_ASSERT_EQUAL(put(a, "inv-1@pbx", &e, TTL_CALL_MS, now_ms(), NULL), 1);
+    CU_ASSERT_EQUAL(get(a, "inv-1@pbx", now_ms(), &out), 1);     /* the cache, at once */
+    CU_ASSERT(wait_key(main_port, "inv-1@pbx", NULL));
+
+    CU_ASSERT_EQUAL(get(b, "inv-1@pbx", now_ms(), &out), 0);     /* b's cache does not know it */
+    CU_ASSERT_EQUAL(ib->m.store_cache_misses, 1);
+    CU_ASSERT_EQUAL(query(b, "inv-1@pbx"), 0);
+    CU_ASSERT_EQUAL(ib->a.n, 0);                                   /* never from inside query() */
+    CU_ASSERT_FATAL(unit_ev_run_until(loop, answered, &ib->a, WAIT_S));
+    CU_ASSERT_EQUAL(ib->a.nulls, 0);
+    CU_ASSERT_STRING_EQUAL(ib->a.e.route, "voipmonitor");
+    CU_ASSERT_EQUAL(ib->m.store_lookups, 1);
+    CU_ASSERT_EQUAL(ib->m.store_hits, 1);
+    /* the answer filled b's cache */
+    CU_ASSERT_EQUAL(get(b, "inv-1@pbx", now_ms(), &out), 1);
+    CU_ASSERT_STRING_EQUAL(out.route, "voipmonitor");
+    CU_ASSERT_EQUAL(ib->m.store_cache_hits, 1);
+    CU_ASSERT_EQUAL(store_count(b), 1);
+    instance_close(ia);
+    instance_close(ib);
+}
+
+static void test_query_of_an_unknown_call_answers_null(void)
+{
+    struct conf c;
+    flushdb();
+    conf_init(&c, main_port);
+    struct instance *in = instance_ready(&c);
+    struct store *s = in->s;
+    CU_ASSERT_EQUAL(query(s, "nobody@nowhere"), 0);
+    CU_ASSERT_FATAL(unit_ev_run_until(loop, answered, &in->a, WAIT_S));
+    unit_ev_run_for(loop, SHORT_RUN_S);
+    CU_ASSERT_EQUAL(in->a.n, 1);
+    CU_ASSERT_EQUAL(in->a.nulls, 1);
+    CU_ASSERT_EQUAL(in->m.store_misses, 1);
+    CU_ASSERT_EQUAL(in->m.store_hits, 0);
+    instance_close(in);
+}
+
+struct route_probe {
+    struct store *s;
+    const char *key;
+    const char *route;
+};
+
+static bool cache_route_is(void *arg)
+{
+    struct route_probe *p = arg;
+    struct store_entry out;
+    return get(p->s, p->key, now_ms(), &out) == 1 && strcmp(out.route, p->route) == 0;
+}
+
+static void test_second_writer_follows_the_first(void)
+{
+    struct conf c;
+    struct store_entry out, winner;
+    struct store_entry first = entry("INVITE", "first", 0), second = entry("INVITE", "second", 0);
+    second.first_seen_ms++;
+    flushdb();
+    conf_init(&c, main_port);
+    struct instance *ia = instance_ready(&c), *ib = instance_ready(&c);
+    struct store *a = ia->s, *b = ib->s;
+    CU_ASSERT_EQUAL(put(a, "race@pbx", &first, TTL_CALL_MS, now_ms(), NULL), 1);
+    CU_ASSERT(wait_key(main_port, "race@pbx", NULL));
+    /* b decides locally at once (the packet is routed by it) ... */
+    CU_ASSERT_EQUAL(put(b, "race@pbx", &second, TTL_CALL_MS, now_ms(), NULL), 1);
+    CU_ASSERT_EQUAL(get(b, "race@pbx", now_ms(), &out), 1);
+    CU_ASSERT_STRING_EQUAL(out.route, "second");
+    /* ... and the SET NX GET reply makes the rest of the call follow a's decision */
+    struct route_probe p = { b, "race@pbx", "first" };
+    CU_ASSERT(unit_ev_run_until(loop, cache_route_is, &p, WAIT_S));
+    char *v = redis_value(main_port, "race@pbx");
+    CU_ASSERT(v != NULL && strstr(v, "|first") != NULL);
+    free(v);
+    /* a later put in b: the cache answers with the winner */
+    CU_ASSERT_EQUAL(put(b, "race@pbx", &second, TTL_CALL_MS, now_ms(), &winner), 0);
+    CU_ASSERT_STRING_EQUAL(winner.route, "first");
+    CU_ASSERT_EQUAL(ib->m.store_errors, 0);
+    instance_close(ia);
+    instance_close(ib);
+}
+
+static void test_update_sends_expire_only_when_the_ttl_runs_low(void)
+{
+    struct conf c;
+    struct store_entry e = entry("INVITE", "voipmonitor", 0);
+    flushdb();
+    conf_init(&c, main_port);
+    struct instance *in = instance_ready(&c);
+    struct store *s = in->s;
+    uint64_t t0 = now_ms();
+    CU_ASSERT_EQUAL(put(s, "ttl@pbx", &e, TTL_SHORT_MS, t0, NULL), 1);
+    CU_ASSERT(wait_key(main_port, "ttl@pbx", NULL));
+    CU_ASSERT(wait_ttl(main_port, "ttl@pbx", TTL_SHORT_MS / MS_PER_S - 5, TTL_SHORT_MS / MS_PER_S));
+    CU_ASSERT_EQUAL(in->m.store_writes, 1);
+    /* packets while most of the TTL is left: nothing is sent */
+    CU_ASSERT_EQUAL(update(s, "ttl@pbx", TTL_SHORT_MS, 0, 0, t0 + MS_PER_S), 1);
+    CU_ASSERT_EQUAL(update(s, "ttl@pbx", TTL_SHORT_MS, 0, STORE_F_ENDED, t0 + 2 * MS_PER_S), 1);
+    unit_ev_run_for(loop, SETTLE_S);
+    CU_ASSERT_EQUAL(in->m.store_writes, 1);
+    /* 60 s later (the caller's clock) less than half of the TTL is left: one EXPIRE */
+    CU_ASSERT_EQUAL(update(s, "ttl@pbx", TTL_LONGER_MS, 0, 0, t0 + TTL_SHORT_MS * 6 / 10), 1);
+    CU_ASSERT_EQUAL(in->m.store_writes, 2);
+    CU_ASSERT(wait_ttl(main_port, "ttl@pbx", TTL_LONGER_MS / MS_PER_S - 5, TTL_LONGER_MS / MS_PER_S));
+    CU_ASSERT_EQUAL(update(s, "ttl@pbx", TTL_LONGER_MS, 0, 0, t0 + TTL_SHORT_MS * 7 / 10), 1);
+    CU_ASSERT_EQUAL(in->m.store_writes, 2);
+    /* a call the store does not know */
+    CU_ASSERT_EQUAL(update(s, "other@pbx", TTL_SHORT_MS, 0, 0, t0), 0);
+    CU_ASSERT_EQUAL(in->m.store_writes, 2);
+    instance_close(in);
+}
+
+static void test_ended_call_gets_the_short_ttl_and_a_restart_the_long_one(void)
+{
+    struct conf c;
+    struct store_entry out, e = entry("INVITE", "voipmonitor", 0);
+    flushdb();
+    conf_init(&c, main_port);
+    struct instance *in = instance_ready(&c);
+    struct store *s = in->s;
+    uint64_t t0 = now_ms();
+    /* INVITE, then its 407: ended */
+    CU_ASSERT_EQUAL(put(s, "auth@pbx", &e, TTL_CALL_MS, t0, NULL), 1);
+    CU_ASSERT_EQUAL(update(s, "auth@pbx", TTL_ENDED_MS, STORE_F_ENDED, 0, t0 + 1), 1);
+    CU_ASSERT_EQUAL(in->m.store_writes, 2);
+    CU_ASSERT(wait_ttl(main_port, "auth@pbx", TTL_ENDED_MS / MS_PER_S - 5, TTL_ENDED_MS / MS_PER_S));
+    CU_ASSERT_EQUAL(get(s, "auth@pbx", t0 + 2, &out), 1);
+    CU_ASSERT_EQUAL(out.flags, STORE_F_ENDED);
+    /* its ACK: still ended, nothing sent */
+    CU_ASSERT_EQUAL(update(s, "auth@pbx", TTL_ENDED_MS, 0, 0, t0 + 3), 1);
+    CU_ASSERT_EQUAL(in->m.store_writes, 2);
+    /* the INVITE again, with credentials: alive again */
+    CU_ASSERT_EQUAL(update(s, "auth@pbx", TTL_CALL_MS, 0, STORE_F_ENDED, t0 + 4), 1);
+    CU_ASSERT_EQUAL(in->m.store_writes, 3);
+    CU_ASSERT(wait_ttl(main_port, "auth@pbx", TTL_CALL_MS / MS_PER_S - 5, TTL_CALL_MS / MS_PER_S));
+    /* the value keeps the flags it was written with */
+    CU_ASSERT(wait_key(main_port, "auth@pbx", "1|0|1700000000123|INVITE|voipmonitor"));
+    CU_ASSERT_EQUAL(in->m.store_errors, 0);
+    instance_close(in);
+}
+
+/*
+ * The store calls the router makes for two whole dialogs (router.c: put for
+ * the origin, update for every later packet), and what reaches Redis.
+ */
+static void test_commands_per_dialog(void)
+{
+    struct conf c;
+    struct store_entry inv = entry("INVITE", "voipmonitor", 0);
+    struct store_entry reg = entry("REGISTER", "homer", STORE_F_REGISTER);
+    flushdb();
+    conf_init(&c, main_port);
+    struct instance *in = instance_ready(&c);
+    struct store *s = in->s;
+    uint64_t t = now_ms();
+
+    /* INVITE, 407, ACK, INVITE (credentials), 100, 180, 200, ACK, BYE, 200 */
+    CU_ASSERT_EQUAL(put(s, "inv@pbx", &inv, TTL_CALL_MS, t++, NULL), 1);                 /* SET */
+    update(s, "inv@pbx", TTL_ENDED_MS, STORE_F_ENDED, 0, t++);                           /* EXPIRE */
+    update(s, "inv@pbx", TTL_ENDED_MS, 0, 0, t++);
+    update(s, "inv@pbx", TTL_CALL_MS, 0, STORE_F_ENDED, t++);                            /* EXPIRE */
+    for (int i = 0; i < 5; i++)
+        update(s, "inv@pbx", TTL_CALL_MS, 0, 0, t++);
+    update(s, "inv@pbx", TTL_ENDED_MS, STORE_F_ENDED, 0, t++);                           /* EXPIRE */
+    CU_ASSERT_EQUAL(in->m.store_writes, 4);
+
+    /* REGISTER, 401, REGISTER (credentials), 200 */
+    CU_ASSERT_EQUAL(put(s, "reg@pbx", &reg, TTL_REGISTER_MS, t++, NULL), 1);            /* SET */
+    update(s, "reg@pbx", TTL_REGISTER_MS, 0, 0, t++);
+    update(s, "reg@pbx", TTL_REGISTER_MS, 0, STORE_F_ENDED, t++);
+    update(s, "reg@pbx", TTL_REGISTER_MS, 0, 0, t++);
+    CU_ASSERT_EQUAL(in->m.store_writes, 5);
+
+    CU_ASSERT(wait_ttl(main_port, "inv@pbx", TTL_ENDED_MS / MS_PER_S - 5, TTL_ENDED_MS / MS_PER_S));
+    CU_ASSERT(wait_ttl(main_port, "reg@pbx", TTL_REGISTER_MS / MS_PER_S - 5, TTL_REGISTER_MS / MS_PER_S));
+    CU_ASSERT_EQUAL(in->m.store_lookups, 0);
+    CU_ASSERT_EQUAL(in->m.store_errors, 0);
+    instance_close(in);
+}
+
+static void test_connects_over_a_unix_socket(void)
+{
+    static char path[sizeof tmpdir + 16];
+    char err[512];
+    struct conf c;
+    struct store_entry e = entry("OPTIONS", "homer", 0);
+    snprintf(path, sizeof path, "%s/main.sock", tmpdir);
+    flushdb();
+    conf_init(&c, 0);
+    c.redis.host = NULL;
+    c.redis.unix_path = path;
+    CU_ASSERT_EQUAL(store_redis_check(&c, err, sizeof err), 0);
+    CU_ASSERT(strstr(err, "unix:") != NULL);
+    struct instance *in = instance_ready(&c);
+    CU_ASSERT_EQUAL(put(in->s, "opt@pbx", &e, TTL_CALL_MS, now_ms(), NULL), 1);
+    CU_ASSERT(wait_key(main_port, "opt@pbx", "1|0|1700000000123|OPTIONS|homer"));
+    instance_close(in);
+}
+
+/* Names are resolved off the loop: the store opens at once, and works (or keeps trying). */
+static void test_host_names_are_resolved_without_blocking(void)
+{
+    struct conf c;
+    struct store_entry e = entry("OPTIONS", "homer", 0);
+    flushdb();
+    conf_init(&c, main_port);
+    c.redis.host = host_name;
+    struct instance *in = instance_ready(&c);
+    CU_ASSERT_EQUAL(put(in->s, "named@pbx", &e, TTL_CALL_MS, now_ms(), NULL), 1);
+    CU_ASSERT(wait_key(main_port, "named@pbx", NULL));
+    instance_close(in);
+
+    c.redis.host = host_unknown;
+    in = instance_open(&c);
+    unit_ev_run_for(loop, SHORT_RUN_S);
+    CU_ASSERT_EQUAL(query(in->s, "named@pbx"), -1);
+    CU_ASSERT_EQUAL(put(in->s, "unnamed@pbx", &e, TTL_CALL_MS, now_ms(), NULL), 1);
+    CU_ASSERT_EQUAL(in->m.store_lost_writes, 0);
+    instance_close(in);
+    unit_ev_run_for(loop, SHORT_RUN_S);    /* a resolution left running ends by itself */
+}
+
+struct many_probe {
+    struct instance *in;
+    unsigned asked;
+};
+
+/* Asks about every call in turn, as fast as the in-flight bound lets it. */
+static bool many_answered(void *arg)
+{
+    struct many_probe *p = arg;
+    char key[KEY_MAX];
+    while (p->asked < MANY_CALLS) {
+        snprintf(key, sizeof key, "many-%u@pbx", p->asked);
+        if (query(p->in->s, key) != 0)
+            break;
+        p->asked++;
+    }
+    return p->in->a.n == MANY_CALLS;
+}
+
+static bool many_written(void *arg)
+{
+    return ((struct instance *)arg)->m.store_writes == MANY_CALLS;
+}
+
+/* Pipelined: writes queue behind the in-flight bound and none is lost; every call is found. */
+static void test_many_calls_pipelined(void)
+{
+    struct conf c;
+    struct store_entry e = entry("INVITE", "voipmonitor", 0);
+    char key[KEY_MAX];
+    flushdb();
+    conf_init(&c, main_port);
+    c.redis.max_inflight = MANY_INFLIGHT;
+    c.redis.max_pending_writes = MANY_CALLS;
+    c.cache_entries = MANY_CALLS;
+    struct instance *ia = instance_ready(&c), *ib = instance_ready(&c);
+    uint64_t t0 = now_ms();
+    unsigned stored = 0;
+    for (unsigned i = 0; i < MANY_CALLS; i++) {
+        snprintf(key, sizeof key, "many-%u@pbx", i);
+        stored += put(ia->s, key, &e, TTL_CALL_MS, t0, NULL) == 1;
+    }
+    CU_ASSERT_EQUAL(stored, MANY_CALLS);
+    CU_ASSERT_FATAL(unit_ev_run_until(loop, many_written, ia, WAIT_S));
+    CU_ASSERT_EQUAL(ia->m.store_lost_writes, 0);
+    struct many_probe p = { ib, 0 };
+    CU_ASSERT(unit_ev_run_until(loop, many_answered, &p, WAIT_S));
+    CU_ASSERT_EQUAL(ib->a.nulls, 0);
+    CU_ASSERT_EQUAL(ib->m.store_hits, MANY_CALLS);
+    CU_ASSERT_EQUAL(store_count(ib->s), MANY_CALLS);
+    printf("\n    %u calls: written and found again in %llu ms\n", MANY_CALLS,
+           (unsigned long long)(now_ms() - t0));
+    instance_close(ia);
+    instance_close(ib);
+}
+
+static void test_key_lost_by_redis_is_written_again(void)
+{
+    struct conf c;
+    struct store_entry e = entry("INVITE", "voipmonitor", 0);
+    flushdb();
+    conf_init(&c, main_port);
+    struct instance *in = instance_ready(&c);
+    struct store *s = in->s;
+    uint64_t t0 = now_ms();
+    CU_ASSERT_EQUAL(put(s, "gone@pbx", &e, TTL_CALL_MS, t0, NULL), 1);
+    CU_ASSERT(wait_key(main_port, "gone@pbx", NULL));
+    sync_ok(main_port, "DEL hrtest:call:gone@pbx");
+    /* the BYE's 200: EXPIRE finds nothing, so the call is stored again, ended */
+    CU_ASSERT_EQUAL(update(s, "gone@pbx", TTL_ENDED_MS, STORE_F_ENDED, 0, t0 + 1), 1);
+    CU_ASSERT(wait_key(main_port, "gone@pbx", "1|1|1700000000123|INVITE|voipmonitor"));
+    CU_ASSERT(wait_ttl(main_port, "gone@pbx", TTL_ENDED_MS / MS_PER_S - 5, TTL_ENDED_MS / MS_PER_S));
+    CU_ASSERT_EQUAL(in->m.store_writes, 3);
+    instance_close(in);
+}
+
+static void test_slow_redis_answers_null_at_the_timeout(void)
+{
+    struct conf c;
+    struct store_entry out;
+    flushdb();
+    conf_init(&c, main_port);
+    c.redis.timeout_ms = SLOW_TIMEOUT_MS;
+    struct instance *in = instance_ready(&c);
+    struct store *s = in->s;
+    sync_ok(main_port, "SET hrtest:call:slow@pbx 1|0|1700000000123|INVITE|voipmonitor");
+    sync_ok(main_port, "CLIENT PAUSE " PAUSE_MS);
+    uint64_t t0 = now_ms();
+    CU_ASSERT_EQUAL(query(s, "slow@pbx"), 0);
+    CU_ASSERT_FATAL(unit_ev_run_until(loop, answered, &in->a, WAIT_S));
+    uint64_t took = now_ms() - t0;
+    CU_ASSERT(took >= SLOW_TIMEOUT_MS && took < TIMEOUT_ANSWER_MAX_MS);
+    CU_ASSERT_EQUAL(in->a.nulls, 1);
+    CU_ASSERT_EQUAL(in->m.store_timeouts, 1);
+    CU_ASSERT_EQUAL(get(s, "slow@pbx", now_ms(), &out), 0);
+    /* the late reply fills the cache but is not a second answer */
+    struct route_probe p = { s, "slow@pbx", "voipmonitor" };
+    CU_ASSERT(unit_ev_run_until(loop, cache_route_is, &p, WAIT_S));
+    CU_ASSERT_EQUAL(in->a.n, 1);
+    CU_ASSERT_EQUAL(in->m.store_hits, 1);
+    instance_close(in);
+}
+
+static void test_in_flight_bound_refuses_queries_and_queues_writes(void)
+{
+    struct conf c;
+    struct store_entry e = entry("REGISTER", "homer", STORE_F_REGISTER);
+    flushdb();
+    conf_init(&c, main_port);
+    c.redis.max_inflight = SMALL_INFLIGHT;
+    struct instance *in = instance_ready(&c);
+    struct store *s = in->s;
+    CU_ASSERT_EQUAL(query(s, "q1"), 0);
+    CU_ASSERT_EQUAL(query(s, "q2"), 0);
+    CU_ASSERT_EQUAL(query(s, "q3"), 0);
+    CU_ASSERT_EQUAL(query(s, "q4"), -1);
+    CU_ASSERT_EQUAL(in->m.store_unavailable, 1);
+    CU_ASSERT_EQUAL(in->m.store_lookups, 3);
+    /* a decision made now waits for room, it is not lost */
+    CU_ASSERT_EQUAL(put(s, "reg@pbx", &e, TTL_REGISTER_MS, now_ms(), NULL), 1);
+    CU_ASSERT_EQUAL(in->m.store_writes, 0);
+    CU_ASSERT(wait_key(main_port, "reg@pbx", "1|4|1700000000123|REGISTER|homer"));
+    CU_ASSERT_EQUAL(in->a.n, 3);
+    CU_ASSERT_EQUAL(in->m.store_writes, 1);
+    CU_ASSERT_EQUAL(in->m.store_lost_writes, 0);
+    CU_ASSERT_EQUAL(query(s, "q5"), 0);
+    instance_close(in);
+}
+
+static void test_without_cache_everything_goes_through_query(void)
+{
+    struct conf c;
+    struct store_entry out, e = entry("INVITE", "voipmonitor", 0);
+    flushdb();
+    conf_init(&c, main_port);
+    c.cache_entries = 0;
+    struct instance *in = instance_ready(&c);
+    struct store *s = in->s;
+    uint64_t t0 = now_ms();
+    CU_ASSERT_EQUAL(put(s, "nocache@pbx", &e, TTL_CALL_MS, t0, NULL), 1);
+    CU_ASSERT_EQUAL(get(s, "nocache@pbx", t0, &out), 0);
+    CU_ASSERT_EQUAL(store_count(s), 0);
+    CU_ASSERT(wait_key(main_port, "nocache@pbx", NULL));
+    CU_ASSERT_EQUAL(query(s, "nocache@pbx"), 0);
+    CU_ASSERT_FATAL(unit_ev_run_until(loop, answered, &in->a, WAIT_S));
+    CU_ASSERT_EQUAL(in->a.nulls, 0);
+    CU_ASSERT_STRING_EQUAL(in->a.e.route, "voipmonitor");
+    CU_ASSERT_EQUAL(get(s, "nocache@pbx", t0, &out), 0);
+    /* a flag change still reaches Redis */
+    CU_ASSERT_EQUAL(update(s, "nocache@pbx", TTL_ENDED_MS, STORE_F_ENDED, 0, t0 + 1), 0);
+    CU_ASSERT(wait_ttl(main_port, "nocache@pbx", TTL_ENDED_MS / MS_PER_S - 5, TTL_ENDED_MS / MS_PER_S));
+    CU_ASSERT_EQUAL(store_expire(s, t0 + TTL_CALL_MS), 0);
+    instance_close(in);
+}
+
+static void test_malformed_values_are_unknown_calls(void)
+{
+    static const char *const bad[] = {
+        "SET hrtest:call:bad1 garbage",
+        "SET hrtest:call:bad2 2|0|1700000000123|INVITE|voipmonitor",    /* another version */
+        "SET hrtest:call:bad3 1|0|1700000000123|INVITE|",               /* no route */
+        "SET hrtest:call:bad4 1|x|1700000000123|INVITE|voipmonitor",    /* flags not a number */
+        "SET hrtest:call:bad5 1|0|99999999999999999999999|INVITE|r",    /* first seen overflows */
+        "SET hrtest:call:bad6 1|0|1|INVITEINVITEINVITEINVITEINVITEINVITE|r",  /* method too long */
+    };
+    const size_t nbad = sizeof bad / sizeof bad[0];
+    struct conf c;
+    char key[KEY_MAX];
+    flushdb();
+    conf_init(&c, main_port);
+    struct instance *in = instance_ready(&c);
+    struct store *s = in->s;
+    for (size_t i = 0; i < nbad; i++) {
+        sync_ok(main_port, bad[i]);
+        snprintf(key, sizeof key, "bad%zu", i + 1);
+        CU_ASSERT_EQUAL(query(s, key), 0);
+    }
+    uint64_t end = now_ms() + (uint64_t)(WAIT_S * MS_PER_S);
+    while (in->a.n < nbad && now_ms() < end)
+        unit_ev_run_for(loop, TICK_S);
+    CU_ASSERT_EQUAL(in->a.n, nbad);
+    CU_ASSERT_EQUAL(in->a.nulls, nbad);
+    CU_ASSERT_EQUAL(in->m.store_errors, nbad);
+    CU_ASSERT_EQUAL(in->m.store_hits, 0);
+    CU_ASSERT_EQUAL(store_count(s), 0);
+    instance_close(in);
+}
+
+static void test_cache_evicts_the_least_recent_and_expire_sweeps(void)
+{
+    struct conf c;
+    struct store_entry out, e = entry("INVITE", "voipmonitor", 0);
+    flushdb();
+    conf_init(&c, main_port);
+    c.cache_entries = SMALL_CACHE;
+    struct instance *in = instance_ready(&c);
+    struct store *s = in->s;
+    uint64_t t0 = now_ms();
+    CU_ASSERT_EQUAL(put(s, "k1", &e, TTL_ENDED_MS, t0, NULL), 1);
+    CU_ASSERT_EQUAL(put(s, "k2", &e, TTL_ENDED_MS, t0, NULL), 1);
+    CU_ASSERT_EQUAL(get(s, "k1", t0, &out), 1);                  /* k2 is now the least recent */
+    CU_ASSERT_EQUAL(put(s, "k3", &e, TTL_CALL_MS, t0, NULL), 1);
+    CU_ASSERT_EQUAL(store_count(s), SMALL_CACHE);
+    CU_ASSERT_EQUAL(get(s, "k2", t0, &out), 0);
+    CU_ASSERT_EQUAL(get(s, "k1", t0, &out), 1);
+    CU_ASSERT(wait_key(main_port, "k2", NULL));                  /* evicted here, still in Redis */
+    CU_ASSERT_EQUAL(store_expire(s, t0 + TTL_ENDED_MS), 1);      /* k1 */
+    CU_ASSERT_EQUAL(store_count(s), 1);
+    CU_ASSERT_EQUAL(get(s, "k3", t0 + TTL_ENDED_MS, &out), 1);
+    CU_ASSERT_EQUAL(get(s, "k3", t0 + TTL_CALL_MS, &out), 0);    /* lazily, on the way */
+    CU_ASSERT_EQUAL(store_count(s), 0);
+    instance_close(in);
+}
+
+static bool query_refused(void *arg)
+{
+    return query(arg, "down-probe") == -1;
+}
+
+static bool reconnected(void *arg)
+{
+    return ((struct metrics *)arg)->store_reconnects > 0;
+}
+
+static void test_redis_down_keeps_decisions_and_writes_them_when_back(void)
+{
+    struct conf c;
+    struct store_entry out, e = entry("INVITE", "voipmonitor", 0);
+    int port = free_port();
+    pid_t pid = redis_start(port, NULL);
+    conf_init(&c, port);
+    c.redis.max_pending_writes = SMALL_PENDING;
+    struct instance *in = instance_ready(&c);
+    struct store *s = in->s;
+
+    /* a question on its way when Redis dies is answered, NULL */
+    CU_ASSERT_EQUAL(query(s, "inflight@pbx"), 0);
+    proc_kill_hard(pid);
+    CU_ASSERT_FATAL(unit_ev_run_until(loop, answered, &in->a, WAIT_S));
+    CU_ASSERT_EQUAL(in->a.nulls, 1);
+    CU_ASSERT(unit_ev_run_until(loop, query_refused, s, WAIT_S));
+    CU_ASSERT(in->m.store_unavailable >= 1);
+
+    /* decisions while down: cached at once, kept (the oldest beyond the bound lost) */
+    uint64_t t0 = now_ms();
+    CU_ASSERT_EQUAL(put(s, "down1@pbx", &e, TTL_CALL_MS, t0, NULL), 1);
+    CU_ASSERT_EQUAL(put(s, "down2@pbx", &e, TTL_CALL_MS, t0, NULL), 1);
+    CU_ASSERT_EQUAL(put(s, "down3@pbx", &e, TTL_CALL_MS, t0, NULL), 1);
+    CU_ASSERT_EQUAL(update(s, "down3@pbx", TTL_ENDED_MS, STORE_F_ENDED, 0, t0 + 1), 1);  /* merged */
+    CU_ASSERT_EQUAL(in->m.store_lost_writes, 1);
+    CU_ASSERT_EQUAL(get(s, "down1@pbx", t0, &out), 1);
+    unit_ev_run_for(loop, DOWN_RUN_S);
+
+    pid = redis_start(port, NULL);
+    CU_ASSERT_FATAL(unit_ev_run_until(loop, reconnected, &in->m, WAIT_S));
+    CU_ASSERT_EQUAL(in->m.store_reconnects, 1);
+    CU_ASSERT(wait_key(port, "down2@pbx", NULL));
+    CU_ASSERT(wait_key(port, "down3@pbx", "1|1|1700000000123|INVITE|voipmonitor"));
+    CU_ASSERT(wait_ttl(port, "down3@pbx", TTL_ENDED_MS / MS_PER_S - 5, TTL_ENDED_MS / MS_PER_S));
+    char *v = redis_value(port, "down1@pbx");
+    CU_ASSERT_PTR_NULL(v);
+    free(v);
+    /* and the first call is written again at its next packet */
+    CU_ASSERT_EQUAL(update(s, "down1@pbx", TTL_CALL_MS, 0, 0, t0 + 2), 1);
+    CU_ASSERT(wait_key(port, "down1@pbx", NULL));
+    CU_ASSERT_EQUAL(query(s, "down2@pbx"), 0);
+    instance_close(in);
+    proc_stop(pid);
+}
+
+static void test_start_up_check_reports_what_an_operator_must_fix(void)
+{
+    static char good[] = "s3cret", wrong[] = "wrong", alice[] = "alice", alicepw[] = "alicepw",
+                bob[] = "bob", carol[] = "carol", carolpw[] = "carolpw";
+    const char *extra[] = { "--requirepass", good, NULL };
+    char err[512], expect[128];
+    struct conf c;
+    int port = free_port();
+    pid_t pid = redis_start(port, extra);
+    redisContext *admin = sync_open(port);
+    CU_ASSERT_FATAL(admin != NULL);
+    freeReplyObject(redisCommand(admin, "AUTH %s", good));
+    freeReplyObject(redisCommand(admin, "ACL SETUSER alice on >alicepw ~hrtest:* +@all"));
+    freeReplyObject(redisCommand(admin, "ACL SETUSER carol on >carolpw ~elsewhere:* +@all"));
+    redisFree(admin);
+    conf_init(&c, port);
+    snprintf(expect, sizeof expect, "redis 127.0.0.1:%d: AUTH failed: WRONGPASS", port);
+
+    c.redis.password = good;
+    CU_ASSERT_EQUAL(store_redis_check(&c, err, sizeof err), 0);
+
+    c.redis.password = wrong;
+    CU_ASSERT_EQUAL(store_redis_check(&c, err, sizeof err), -1);
+    CU_ASSERT(strncmp(err, expect, strlen(expect)) == 0);
+    printf("\n    %s\n", err);
+
+    c.redis.password = NULL;
+    CU_ASSERT_EQUAL(store_redis_check(&c, err, sizeof err), -1);
+    CU_ASSERT(strstr(err, "NOAUTH") != NULL);
+
+    c.redis.password = good;
+    c.redis.db = BAD_DB_INDEX;
+    CU_ASSERT_EQUAL(store_redis_check(&c, err, sizeof err), -1);
+    CU_ASSERT(strstr(err, "SELECT failed") != NULL);
+    c.redis.db = 0;
+
+    c.redis.username = alice;
+    c.redis.password = alicepw;
+    CU_ASSERT_EQUAL(store_redis_check(&c, err, sizeof err), 0);
+    c.redis.password = wrong;
+    CU_ASSERT_EQUAL(store_redis_check(&c, err, sizeof err), -1);
+    CU_ASSERT(strstr(err, "WRONGPASS") != NULL);
+    c.redis.username = bob;                     /* no such user */
+    CU_ASSERT_EQUAL(store_redis_check(&c, err, sizeof err), -1);
+    CU_ASSERT(strstr(err, "WRONGPASS") != NULL);
+    c.redis.username = carol;                   /* may not touch our keys */
+    c.redis.password = carolpw;
+    CU_ASSERT_EQUAL(store_redis_check(&c, err, sizeof err), -1);
+    CU_ASSERT(strstr(err, "NOPERM") != NULL);
+
+    /* merely unreachable: heprouter starts on its cache and the fallback */
+    c.redis.port = (unsigned)free_port();
+    CU_ASSERT_EQUAL(store_redis_check(&c, err, sizeof err), 0);
+    proc_stop(pid);
+}
+
+static void test_stores_authenticate_with_user_and_password(void)
+{
+    static char good[] = "s3cret", wrong[] = "wrong", alice[] = "alice", alicepw[] = "alicepw";
+    const char *extra[] = { "--requirepass", good, NULL };
+    struct conf c;
+    struct store_entry e = entry("INVITE", "voipmonitor", 0);
+    int port = free_port();
+    pid_t pid = redis_start(port, extra);
+    redisContext *admin = sync_open(port);
+    CU_ASSERT_FATAL(admin != NULL);
+    freeReplyObject(redisCommand(admin, "AUTH %s", good));
+    freeReplyObject(redisCommand(admin, "ACL SETUSER alice on >alicepw ~hrtest:* +@all"));
+    redisFree(admin);
+
+    conf_init(&c, port);
+    c.redis.username = alice;
+    c.redis.password = alicepw;
+    c.redis.db = 1;
+    struct instance *in = instance_ready(&c);
+    CU_ASSERT_EQUAL(put(in->s, "acl@pbx", &e, TTL_CALL_MS, now_ms(), NULL), 1);
+    redisContext *check = sync_open(port);
+    CU_ASSERT_FATAL(check != NULL);
+    freeReplyObject(redisCommand(check, "AUTH %s", good));
+    freeReplyObject(redisCommand(check, "SELECT 1"));
+    redisReply *r = NULL;
+    uint64_t end = now_ms() + (uint64_t)(WAIT_S * MS_PER_S);
+    while (now_ms() < end) {
+        unit_ev_run_for(loop, TICK_S);
+        r = redisCommand(check, "GET hrtest:call:acl@pbx");
+        if (r != NULL && r->type == REDIS_REPLY_STRING)
+            break;
+        freeReplyObject(r);
+        r = NULL;
+    }
+    CU_ASSERT(r != NULL);                       /* in db 1, written as alice */
+    freeReplyObject(r);
+    redisFree(check);
+
+    /* a wrong password: never ready, never blocking */
+    conf_init(&c, port);
+    c.redis.password = wrong;
+    struct instance *w = instance_open(&c);
+    unit_ev_run_for(loop, WRONG_AUTH_RUN_S);
+    CU_ASSERT_EQUAL(query(w->s, "acl@pbx"), -1);
+    CU_ASSERT_EQUAL(put(w->s, "wrong@pbx", &e, TTL_CALL_MS, now_ms(), NULL), 1);  /* cached, kept */
+    CU_ASSERT_EQUAL(w->m.store_reconnects, 0);
+    CU_ASSERT_EQUAL(w->m.store_lost_writes, 0);
+    instance_close(w);
+    instance_close(in);
+    proc_stop(pid);
+}
+
+static void test_free_with_commands_in_flight_calls_no_one(void)
+{
+    struct conf c;
+    struct store_entry e = entry("INVITE", "voipmonitor", 0);
+    conf_init(&c, main_port);
+    struct instance *in = instance_ready(&c);
+    CU_ASSERT_EQUAL(query(in->s, "bye@pbx"), 0);
+    CU_ASSERT_EQUAL(put(in->s, "bye@pbx", &e, TTL_CALL_MS, now_ms(), NULL), 1);
+    instance_close(in);
+    unit_ev_run_for(loop, SETTLE_S);
+    CU_ASSERT_EQUAL(in->a.n, 0);        /* the table outlives the store */
+
+    /* and a store that never reached its server */
+    conf_init(&c, free_port());
+    in = instance_open(&c);
+    unit_ev_run_for(loop, SHORT_RUN_S);
+    instance_close(in);
+}
+
+/* ---- Sentinel ---- */
+
+static bool replica_linked(void *arg)
+{
+    int port = *(int *)arg;
+    redisReply *r = sync_cmd(port, "INFO replication");
+    bool ok = r != NULL && r->type == REDIS_REPLY_STRING && strstr(r->str, "master_link_status:up") != NULL;
+    freeReplyObject(r);
+    return ok;
+}
+
+/*
+ * Asks the Sentinel for a fail-over; it refuses (NOGOODSLAVE) until it has
+ * found the replica through the master and heard from it, so ask again.
+ */
+static bool sentinel_failover_started(void *arg)
+{
+    int port = *(int *)arg;
+    redisReply *r = sync_cmd(port, "SENTINEL FAILOVER hrmaster");
+    bool ok = r != NULL && r->type == REDIS_REPLY_STATUS;
+    freeReplyObject(r);
+    if (!ok)
+        unit_ev_run_for(loop, SHORT_RUN_S);
+    return ok;
+}
+
+static void test_sentinel_names_the_master_and_a_failover_is_followed(void)
+{
+    static char master_name[] = "hrmaster", unknown_name[] = "nosuchmaster";
+    static char sentinel_addr[32];             /* the store keeps pointing at them */
+    static char *sentinels[1] = { sentinel_addr };
+    char conf_path[sizeof tmpdir + 32], replicaof[32], err[512];
+    struct conf c;
+    struct store_entry e = entry("INVITE", "voipmonitor", 0);
+    int mport = free_port(), rport = free_port(), sport = free_port();
+
+    const char *mextra[] = { "--repl-diskless-sync-delay", "0", NULL };   /* the default waits 5 s */
+    pid_t mpid = redis_start(mport, mextra);
+    snprintf(replicaof, sizeof replicaof, "127.0.0.1 %d", mport);
+    const char *rextra[] = { "--replicaof", replicaof, NULL };
+    pid_t rpid = redis_start(rport, rextra);
+    CU_ASSERT_FATAL(unit_ev_run_until(loop, replica_linked, &rport, WAIT_S));
+
+    snprintf(conf_path, sizeof conf_path, "%s/sentinel-%d.conf", tmpdir, sport);
+    FILE *f = fopen(conf_path, "w");
+    CU_ASSERT_FATAL(f != NULL);
+    fprintf(f, "sentinel monitor %s 127.0.0.1 %d 1\n"
+               "sentinel down-after-milliseconds %s 1000\n"
+               "sentinel failover-timeout %s 2000\n", master_name, mport, master_name, master_name);
+    fclose(f);
+    const char *sextra[] = { "--sentinel", NULL };
+    pid_t spid = redis_spawn(sport, conf_path, sextra);
+
+    conf_init(&c, 0);
+    c.redis.host = NULL;
+    snprintf(sentinel_addr, sizeof sentinel_addr, "localhost:%d", sport);     /* a name: resolved off the loop */
+    c.redis.sentinels = sentinels;
+    c.redis.nsentinels = 1;
+    c.redis.master_name = unknown_name;
+    CU_ASSERT_EQUAL(store_redis_check(&c, err, sizeof err), -1);
+    CU_ASSERT(strstr(err, "does not know master") != NULL);
+    c.redis.master_name = master_name;
+    CU_ASSERT_EQUAL(store_redis_check(&c, err, sizeof err), 0);
+
+    struct instance *in = instance_ready(&c);
+    struct store *s = in->s;
+    CU_ASSERT_EQUAL(put(s, "before@pbx", &e, TTL_CALL_MS, now_ms(), NULL), 1);
+    CU_ASSERT(wait_key(mport, "before@pbx", NULL));
+
+    CU_ASSERT_FATAL(unit_ev_run_until(loop, sentinel_failover_started, &sport, WAIT_S));
+    CU_ASSERT_FATAL(unit_ev_run_until(loop, reconnected, &in->m, FAILOVER_WAIT_S));
+    CU_ASSERT_EQUAL(put(s, "after@pbx", &e, TTL_CALL_MS, now_ms(), NULL), 1);
+    CU_ASSERT(wait_key(rport, "after@pbx", NULL));
+    CU_ASSERT_EQUAL(in->m.store_lost_writes, 0);
+    instance_close(in);
+    proc_stop(spid);
+    proc_stop(rpid);
+    proc_stop(mpid);
+}
+
+static void remove_tmpdir(void)
+{
+    DIR *d = opendir(tmpdir);
+    if (d == NULL)
+        return;
+    struct dirent *de;
+    char path[sizeof tmpdir + 256];
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", tmpdir, de->d_name);
+        unlink(path);
+    }
+    closedir(d);
+    rmdir(tmpdir);
+}
+
+int main(void)
+{
+    static const struct unit_test tests[] = {
+        { "value round-trips names and flags", test_value_round_trips_names_and_flags },
+        { "other instance learns the call by query", test_other_instance_learns_the_call_by_query },
+        { "query of an unknown call answers NULL", test_query_of_an_unknown_call_answers_null },
+        { "second writer follows the first", test_second_writer_follows_the_first },
+        { "update sends EXPIRE only when the TTL runs low",
+          test_update_sends_expire_only_when_the_ttl_runs_low },
+        { "ended call gets the short TTL, a restart the long one",
+          test_ended_call_gets_the_short_ttl_and_a_restart_the_long_one },
+        { "commands per dialog: INVITE with 407 = 4, REGISTER = 1", test_commands_per_dialog },
+        { "connects over a unix socket", test_connects_over_a_unix_socket },
+        { "host names are resolved without blocking", test_host_names_are_resolved_without_blocking },
+        { "many calls pipelined", test_many_calls_pipelined },
+        { "key lost by Redis is written again", test_key_lost_by_redis_is_written_again },
+        { "slow Redis answers NULL at the timeout", test_slow_redis_answers_null_at_the_timeout },
+        { "in-flight bound refuses queries and queues writes",
+          test_in_flight_bound_refuses_queries_and_queues_writes },
+        { "without cache everything goes through query", test_without_cache_everything_goes_through_query },
+        { "malformed values are unknown calls", test_malformed_values_are_unknown_calls },
+        { "cache evicts the least recent and expire sweeps",
+          test_cache_evicts_the_least_recent_and_expire_sweeps },
+        { "Redis down keeps decisions and writes them when back",
+          test_redis_down_keeps_decisions_and_writes_them_when_back },
+        { "start-up check reports what an operator must fix",
+          test_start_up_check_reports_what_an_operator_must_fix },
+        { "stores authenticate with user and password", test_stores_authenticate_with_user_and_password },
+        { "free with commands in flight calls no one", test_free_with_commands_in_flight_calls_no_one },
+        { "Sentinel names the master and a failover is followed",
+          test_sentinel_names_the_master_and_a_failover_is_followed },
+        { NULL, NULL },
+    };
+    signal(SIGPIPE, SIG_IGN);
+    log_set_level(getenv("TEST_LOG") != NULL ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR);
+    if (mkdtemp(tmpdir) == NULL) {
+        perror("mkdtemp");
+        return EXIT_FAILURE;
+    }
+    loop = ev_loop_new(EVFLAG_AUTO);
+    main_port = free_port();
+    char sock[sizeof tmpdir + 16];
+    snprintf(sock, sizeof sock, "%s/main.sock", tmpdir);
+    const char *main_extra[] = { "--unixsocket", sock, NULL };
+    pid_t main_pid = redis_start(main_port, main_extra);
+    int rc = unit_run("store_redis", tests);
+    instances_close_all();
+    proc_stop(main_pid);
+    procs_stop_all();
+    ev_loop_destroy(loop);
+    remove_tmpdir();
+    return rc;
+}
