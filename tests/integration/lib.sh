@@ -104,8 +104,8 @@ it_cleanup() {
     trap - EXIT INT TERM
     it_stop_all
     if [ -n "$IT_WATCHDOG" ]; then
-        kill "$IT_WATCHDOG" 2>/dev/null
-        wait "$IT_WATCHDOG" 2>/dev/null
+        kill "$IT_WATCHDOG" 2>/dev/null || true
+        wait "$IT_WATCHDOG" 2>/dev/null || true   # 143: it was killed, as meant
     fi
     if [ -n "$IT_TMP" ]; then
         if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ] || [ "${IT_KEEP_TMP:-0}" = 1 ]; then
@@ -147,7 +147,7 @@ it_zombie() {
 it_stop() {
     local pid=$1 grace=${2:-$IT_STOP_GRACE} end
     if it_alive "$pid"; then
-        kill -TERM "$pid" 2>/dev/null
+        kill -TERM "$pid" 2>/dev/null || true
         end=$(($(date +%s%N) + grace * 1000000000))
         while it_alive "$pid" && [ "$(date +%s%N)" -lt "$end" ]; do
             it_zombie "$pid" && break
@@ -155,11 +155,12 @@ it_stop() {
         done
         if it_alive "$pid" && ! it_zombie "$pid"; then
             it_log "pid $pid ignored TERM for ${grace}s: KILL"
-            kill -KILL "$pid" 2>/dev/null
+            kill -KILL "$pid" 2>/dev/null || true
         fi
     fi
-    wait "$pid" 2>/dev/null
-    IT_STATUS=$?
+    # (written for set -e: a non-zero status is the answer, not a failure)
+    IT_STATUS=0
+    wait "$pid" 2>/dev/null || IT_STATUS=$?
     return 0
 }
 
@@ -180,8 +181,8 @@ it_wait_exit() {
         it_stop "$pid"
         it_fail "pid $pid still running after ${timeout}s"
     }
-    wait "$pid" 2>/dev/null
-    IT_STATUS=$?
+    IT_STATUS=0
+    wait "$pid" 2>/dev/null || IT_STATUS=$?
 }
 
 it_exited() {
