@@ -35,7 +35,7 @@
  *             the reply shows another instance was first, its value replaces
  *             the cache entry, so the rest of the call follows the winner.
  *   query()   GET key, for a call the cache does not know.
- *   update()  EXPIRE key ttl, only when the flags change (ended / reset) or
+ *   update()  EXPIRE key ttl, only when the end of the call changes (ended / reset) or
  *             when less than half of the TTL Redis holds (as last set) is
  *             left; nothing otherwise.  An EXPIRE that finds no key (Redis
  *             lost it, e.g. restarted without persistence) sends the SET
@@ -87,6 +87,8 @@
 #define REDIS_VALUE_MAX (sizeof REDIS_VALUE_VERSION + REDIS_FLAGS_DIGITS_MAX + 1 + REDIS_MS_DIGITS_MAX + 1 \
                          + STORE_METHOD_MAX + STORE_ROUTE_MAX)
 #define REDIS_KNOWN_FLAGS (STORE_F_ENDED | STORE_F_FALLBACK | STORE_F_REGISTER | STORE_F_CONFIRMED)
+/* The flags whose change changes the TTL, and so are worth an EXPIRE. */
+#define REDIS_TTL_FLAGS STORE_F_ENDED
 #define REDIS_KEY_INFIX "call:"
 #define REDIS_NUM_MAX 24                    /* a decimal uint64_t and its NUL */
 #define REDIS_HOST_MAX 256
@@ -1814,7 +1816,7 @@ static int store_redis_update(struct store *base, const char *key, size_t klen, 
     uint64_t deadline = now_ms + ttl_ms;
     struct redis_centry *ce = redis_cache_find(s, key, klen, now_ms);
     if (ce == NULL) {
-        if ((set | clear) != 0)
+        if ((set | clear) & REDIS_TTL_FLAGS)
             redis_write(s, NULL, key, klen, false, NULL, deadline);
         return 0;
     }
@@ -1833,11 +1835,12 @@ static int store_redis_update(struct store *base, const char *key, size_t klen, 
         send = true;
         break;
     case REDIS_TTL_ADOPT:
-        send = flags != ce->redis_flags;
+        send = ((flags ^ ce->redis_flags) & REDIS_TTL_FLAGS) != 0;
         break;
     case REDIS_TTL_SET:
     default:
-        send = flags != ce->redis_flags || ce->redis_deadline_ms < now_ms + ttl_ms / REDIS_REFRESH_DIVISOR;
+        send = ((flags ^ ce->redis_flags) & REDIS_TTL_FLAGS) != 0 ||
+               ce->redis_deadline_ms < now_ms + ttl_ms / REDIS_REFRESH_DIVISOR;
         break;
     }
     ce->ttl_state = REDIS_TTL_SET;
