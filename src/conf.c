@@ -1519,22 +1519,28 @@ static void set_path(struct parse *p, struct node *n, const struct conf_key *k, 
     set_copy(p, text, k, base);
 }
 
-/* "host:port" or "[IPv6]:port", port 1 to 65535; kept as written. */
-static const char *parse_sentinel(struct parse *p, const char *text, void *elem)
-{
-    size_t len = strlen(text), hlen;
-    const char *host = text, *port;
-    (void)p;
+/* A "host:port" or "[IPv6]:port" split in place (host is not NUL-terminated). */
+struct host_port {
+    const char *host;
+    size_t hlen;
+    bool bracketed;
+    unsigned port;
+};
 
-    if (len == 0)
-        return "is empty";
-    bool bracketed = *text == '[';
-    if (bracketed) {
+/* Splits text and reads its port (0 to 65535); NULL or a predicate. */
+static const char *split_host_port(const char *text, struct host_port *hp)
+{
+    const char *port;
+    uint64_t portnum;
+
+    hp->host = text;
+    hp->bracketed = *text == '[';
+    if (hp->bracketed) {
         const char *close = strchr(text, ']');
         if (close == NULL)
             return "has an unclosed [";
-        host++;
-        hlen = (size_t)(close - host);
+        hp->host++;
+        hp->hlen = (size_t)(close - hp->host);
         if (close[1] != ':')
             return "has no port";
         port = close + 2;
@@ -1542,30 +1548,42 @@ static const char *parse_sentinel(struct parse *p, const char *text, void *elem)
         const char *colon = strrchr(text, ':');
         if (colon == NULL)
             return "has no port";
-        hlen = (size_t)(colon - text);
-        if (memchr(text, ':', hlen) != NULL)
+        hp->hlen = (size_t)(colon - text);
+        if (memchr(text, ':', hp->hlen) != NULL)
             return "needs [brackets] around an IPv6 address";
         port = colon + 1;
     }
-
-    uint64_t portnum;
-    size_t plen = strlen(port);
-    if (!is_digit(port[0]) || plen > CONF_PORT_DIGITS ||
+    if (!is_digit(port[0]) || strlen(port) > CONF_PORT_DIGITS ||
         parse_number(port, 0, CONF_PORT_MAX, &portnum) != NUMBER_OK)
         return "has an invalid port";
-    if (portnum == 0)
+    hp->port = (unsigned)portnum;
+    return NULL;
+}
+
+/* "host:port" or "[IPv6]:port", port 1 to 65535; kept as written. */
+static const char *parse_sentinel(struct parse *p, const char *text, void *elem)
+{
+    struct host_port hp;
+    const char *why;
+    (void)p;
+
+    if (*text == '\0')
+        return "is empty";
+    if ((why = split_host_port(text, &hp)) != NULL)
+        return why;
+    if (hp.port == 0)
         return "has port 0";
 
-    if (bracketed) {
+    if (hp.bracketed) {
         char addr[INET6_ADDRSTRLEN];
         struct in6_addr a6;
-        if (hlen >= sizeof addr)
+        if (hp.hlen >= sizeof addr)
             return "is not a numeric IP address";
-        memcpy(addr, host, hlen);
-        addr[hlen] = '\0';
+        memcpy(addr, hp.host, hp.hlen);
+        addr[hp.hlen] = '\0';
         if (inet_pton(AF_INET6, addr, &a6) != 1)
             return "is not a numeric IP address";
-    } else if (!is_host(host, hlen)) {
+    } else if (!is_host(hp.host, hp.hlen)) {
         return "has an invalid host name";
     }
 
@@ -2296,39 +2314,14 @@ static const char *parse_addr(const char *text, struct conf_addr *out)
     else
         return "must start with udp: or tcp:";
 
-    const char *h = text + ADDR_PREFIX_LEN, *port;
-    size_t hlen;
-    bool bracketed = *h == '[';
-    if (bracketed) {
-        const char *close = strchr(h, ']');
-        if (close == NULL)
-            return "has an unclosed [";
-        h++;
-        hlen = (size_t)(close - h);
-        if (close[1] != ':')
-            return "has no port";
-        port = close + 2;
-    } else {
-        const char *colon = strrchr(h, ':');
-        if (colon == NULL)
-            return "has no port";
-        hlen = (size_t)(colon - h);
-        if (memchr(h, ':', hlen) != NULL)
-            return "needs [brackets] around an IPv6 address";
-        port = colon + 1;
-    }
-
-    size_t plen = strlen(port);
-    unsigned long portnum = 0;
-    if (plen == 0 || plen > CONF_PORT_DIGITS)
-        return "has an invalid port";
-    for (size_t i = 0; i < plen; i++) {
-        if (!is_digit(port[i]))
-            return "has an invalid port";
-        portnum = portnum * 10 + (unsigned long)(port[i] - '0');
-    }
-    if (portnum > CONF_PORT_MAX)
-        return "has an invalid port";
+    struct host_port hp;
+    const char *why = split_host_port(text + ADDR_PREFIX_LEN, &hp);
+    if (why != NULL)
+        return why;
+    unsigned portnum = hp.port;
+    size_t hlen = hp.hlen;
+    bool bracketed = hp.bracketed;
+    const char *h = hp.host;
 
     if (hlen >= sizeof host)
         return "is not a numeric IP address";
