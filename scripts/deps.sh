@@ -12,7 +12,8 @@ build_pkgs=(build-essential autoconf automake pkg-config
             libev-dev libhiredis-dev libyaml-dev libcunit1-dev)
 test_pkgs=(clang libfuzzer-14-dev libclang-rt-14-dev valgrind
            kamailio kamailio-extra-modules sip-tester
-           redis-server redis-sentinel socat python3 wireshark-common)
+           redis-server redis-sentinel socat python3 wireshark-common
+           docker-compose systemd)
 
 case "${1:-build}" in
     build) want=("${build_pkgs[@]}") ;;

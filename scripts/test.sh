@@ -3,7 +3,7 @@
 #   1. unit tests (CUnit, `make check`) with -Werror
 #   2. the same unit tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   3. integration tests (tests/integration/run.sh: real programs on loopback),
-#      and the routing and Redis tests again against the sanitizer build
+#      and the routing, Redis and end-to-end tests again against the sanitizer build
 #   4. libFuzzer harnesses (fuzz/run, FUZZ_SECONDS each, default 30)
 #   5. make distcheck
 # Any failure stops the run with a non-zero exit status.
@@ -30,8 +30,8 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
 
 step "integration tests"
 BUILD_DIR="$top/build" tests/integration/run.sh
-step "routing and Redis integration tests against the sanitizer build"
-for t in test_router test_redis; do
+step "routing, Redis and Kamailio end-to-end tests against the sanitizer build"
+for t in test_router test_redis test_e2e_kamailio; do
     BUILD_DIR="$top/build-asan" bash "tests/integration/$t.sh" > "build-asan/$t.log" 2>&1 \
         || { tail -n 80 "build-asan/$t.log"; exit 1; }
     echo "$t passed under ASan + UBSan (log: build-asan/$t.log)"
