@@ -388,7 +388,8 @@ static void originate(struct router *r, const struct packet *p)
             r->m->calls_new++;
         send_route(r, p, use.method, strlen(use.method));
     }
-    release_held(r, p->key, p->klen, &r->m->orphans_released_origin, NULL);
+    /* with the entry in hand: a cache-less store's get() would not know it */
+    release_held(r, p->key, p->klen, &r->m->orphans_released_origin, &use);
 }
 
 /*

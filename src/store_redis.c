@@ -1835,7 +1835,8 @@ static int store_redis_update(struct store *base, const char *key, size_t klen, 
         send = true;
         break;
     case REDIS_TTL_ADOPT:
-        send = ((flags ^ ce->redis_flags) & REDIS_TTL_FLAGS) != 0;
+        /* learned by GET: the TTL Redis holds is unknown here, so set it once */
+        send = true;
         break;
     case REDIS_TTL_SET:
     default:
@@ -1843,11 +1844,13 @@ static int store_redis_update(struct store *base, const char *key, size_t klen, 
                ce->redis_deadline_ms < now_ms + ttl_ms / REDIS_REFRESH_DIVISOR;
         break;
     }
+    if (!send)
+        return 1;
+    /* what Redis holds: only what was last sent, so activity refreshes it */
     ce->ttl_state = REDIS_TTL_SET;
     ce->redis_flags = flags;
     ce->redis_deadline_ms = deadline;
-    if (send)
-        redis_write(s, ce, ce->key, ce->klen, is_set, &ce->e, deadline);
+    redis_write(s, ce, ce->key, ce->klen, is_set, &ce->e, deadline);
     return 1;
 }
 

@@ -850,6 +850,35 @@ static void test_rtcp_waiting_before_a_407_takes_the_407s_route(void)
     FREE(c407);
 }
 
+/* The shared store with a cache that never knows anything (cache.entries 0). */
+static int miss_get(struct store *st, const char *k, size_t kl, uint64_t now_ms, struct store_entry *out)
+{
+    (void)st; (void)k; (void)kl; (void)now_ms; (void)out;
+    return 0;
+}
+
+static void test_origin_releases_held_packets_without_a_cache(void)
+{
+    fresh_shared();
+    static struct store_ops cacheless;
+    cacheless = shared_ops;
+    cacheless.get = miss_get;
+    shared.base.ops = &cacheless;
+    struct pkt inv = load(7, "INVITE");
+    size_t cl;
+    const char *cid = call_id_of(inv, &cl);
+    uint8_t buf[512];
+    struct pkt rtcp = { buf, build_correlated(buf, HEP_PROTO_RTCP, cid, cl, "{\"type\":200}") };
+    feed(rtcp);
+    feed(inv);
+    CU_ASSERT_EQUAL(nsent, 2);
+    assert_sent(0, DEST_VOIPMONITOR, inv);
+    assert_sent(1, DEST_VOIPMONITOR, rtcp);
+    CU_ASSERT_EQUAL(m.calls_fallback, 0);
+    CU_ASSERT_EQUAL(m.orphans_released_origin, 1);
+    FREE(inv);
+}
+
 int main(void)
 {
     static const struct unit_test tests[] = {
@@ -878,6 +907,7 @@ int main(void)
         { "later packet of a known call does not overtake held ones", test_later_packet_of_a_known_call_does_not_overtake_held_ones },
         { "full queue sends the call's older held packets first", test_full_queue_sends_the_calls_older_held_packets_first },
         { "RTCP waiting before a 407 takes the 407's route", test_rtcp_waiting_before_a_407_takes_the_407s_route },
+        { "origin releases held packets without a cache", test_origin_releases_held_packets_without_a_cache },
         { "drain releases everything by fallback", test_drain_releases_everything_by_fallback },
         { "fallback method of in-dialog requests is INVITE", test_fallback_method_of_in_dialog_requests_is_invite },
         { NULL, NULL },

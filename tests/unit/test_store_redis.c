@@ -631,6 +631,25 @@ static void test_update_sends_expire_only_when_the_ttl_runs_low(void)
     instance_close(in);
 }
 
+/* Steady traffic, each packet well within half the TTL, keeps the key alive. */
+static void test_steady_activity_refreshes_the_ttl_in_redis(void)
+{
+    struct conf c;
+    struct store_entry e = entry("SUBSCRIBE", "presence", 0);
+    flushdb();
+    conf_init(&c, main_port);
+    struct instance *in = instance_ready(&c);
+    struct store *s = in->s;
+    uint64_t t0 = now_ms();
+    CU_ASSERT_EQUAL(put(s, "long@pbx", &e, TTL_SHORT_MS, t0, NULL), 1);
+    /* a packet every 0.4 TTL for 2.8 TTLs: an EXPIRE at 0.8, 1.6 and 2.4 TTL */
+    for (unsigned k = 1; k <= 7; k++)
+        CU_ASSERT_EQUAL(update(s, "long@pbx", TTL_SHORT_MS, 0, 0, t0 + TTL_SHORT_MS * 4 * k / 10), 1);
+    CU_ASSERT_EQUAL(in->m.store_writes, 4);
+    CU_ASSERT(wait_ttl(main_port, "long@pbx", TTL_SHORT_MS / MS_PER_S - 5, TTL_SHORT_MS / MS_PER_S));
+    instance_close(in);
+}
+
 static void test_ended_call_gets_the_short_ttl_and_a_restart_the_long_one(void)
 {
     struct conf c;
@@ -1244,6 +1263,7 @@ int main(void)
         { "second writer follows the first", test_second_writer_follows_the_first },
         { "update sends EXPIRE only when the TTL runs low",
           test_update_sends_expire_only_when_the_ttl_runs_low },
+        { "steady activity refreshes the TTL in Redis", test_steady_activity_refreshes_the_ttl_in_redis },
         { "ended call gets the short TTL, a restart the long one",
           test_ended_call_gets_the_short_ttl_and_a_restart_the_long_one },
         { "commands per dialog: INVITE with 407 = 4, REGISTER = 1", test_commands_per_dialog },
