@@ -124,16 +124,19 @@ static void on_housekeeping(struct ev_loop *loop, ev_timer *t, int revents)
     publish(w);
 }
 
-/* Waits for TCP queues to empty, up to limits.drain_timeout. */
+/* Waits for TCP queues and store writes to finish, up to limits.drain_timeout. */
 static void on_drain_timer(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct worker *w = t->data;
     (void)revents;
     size_t pending = dest_pending(w->ds);
-    if (pending == 0 || ev_now(loop) >= w->drain_deadline) {
+    size_t writes = w->own_store ? store_pending(w->store) : 0;
+    if ((pending == 0 && writes == 0) || ev_now(loop) >= w->drain_deadline) {
         if (pending > 0)
             log_warn("worker %u: drain timeout: %zu packets (%zu bytes) still queued for TCP targets "
                      "are discarded", w->index, dest_abandon(w->ds), pending);
+        if (writes > 0)
+            log_warn("worker %u: drain timeout: %zu context store commands not done", w->index, writes);
         ev_break(loop, EVBREAK_ALL);
     }
 }
@@ -230,6 +233,12 @@ static void *worker_main(void *arg)
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);
     ev_run(w->loop, 0);
+    if (w->own_store) {
+        /* before the last counters: writes it could not finish count as lost */
+        store_free(w->store);
+        w->store = NULL;
+        w->own_store = false;
+    }
     publish(w);
     return NULL;
 }

@@ -81,6 +81,11 @@ struct store_ops {
     int (*query)(struct store *s, const char *key, size_t klen, uint64_t now_ms);
     /* Where query() answers go (one per worker: the router). */
     void (*set_answer_fn)(struct store *s, store_answer_fn fn, void *arg);
+    /*
+     * Shared back-ends only: commands waiting or in flight, so a drain can
+     * wait for them; what is still waiting at free() is counted as lost.
+     */
+    size_t (*pending)(struct store *s);
 };
 
 struct store {
@@ -178,6 +183,11 @@ static inline void store_set_answer_fn(struct store *s, store_answer_fn fn, void
 {
     if (s->ops->set_answer_fn != NULL)
         s->ops->set_answer_fn(s, fn, arg);
+}
+
+static inline size_t store_pending(struct store *s)
+{
+    return s->ops->pending != NULL ? s->ops->pending(s) : 0;
 }
 
 /* True for back-ends whose get() may miss what another instance knows. */

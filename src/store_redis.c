@@ -1920,10 +1920,18 @@ static void store_redis_set_answer_fn(struct store *base, store_answer_fn fn, vo
 }
 
 /* Disconnects (hiredis runs the callbacks left, which only free) and frees everything. */
+static size_t store_redis_pending(struct store *base)
+{
+    struct store_redis *s = redis_of(base);
+    return s->npending + s->ninflight;
+}
+
 static void store_redis_free(struct store *base)
 {
     struct store_redis *s = redis_of(base);
     s->freeing = true;
+    /* decisions never written: the drain ran out of time, or Redis was away */
+    s->m->store_lost_writes += s->npending;
     ev_timer_stop(s->loop, &s->reconnect_timer);
     ev_timer_stop(s->loop, &s->drop_timer);
     ev_timer_stop(s->loop, &s->connect_timer);
@@ -1965,6 +1973,7 @@ static const struct store_ops store_redis_ops = {
     .free = store_redis_free,
     .query = store_redis_query,
     .set_answer_fn = store_redis_set_answer_fn,
+    .pending = store_redis_pending,
 };
 
 struct store *store_redis_new(const struct conf *conf, struct ev_loop *loop, struct metrics *m)
