@@ -3,6 +3,7 @@
  */
 #include "hash.h"
 
+#include <string.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -12,6 +13,39 @@
 #define SIPHASH_D_ROUNDS 4
 #define SIPHASH_WORD_BYTES 8
 #define SIPHASH_LEN_SHIFT 56
+
+#define WORDS64_SEED UINT64_C(0x9e3779b97f4a7c15)   /* 2^64 / golden ratio */
+#define WORDS64_MUL UINT64_C(0xff51afd7ed558ccd)    /* murmur3 fmix64 constants */
+#define WORDS64_MUL2 UINT64_C(0xc4ceb9fe1a85ec53)
+#define WORDS64_SHIFT 33
+#define WORD_BYTES 8
+
+/* murmur3's finaliser: every input bit affects every output bit. */
+static uint64_t fmix64(uint64_t x)
+{
+    x ^= x >> WORDS64_SHIFT;
+    x *= WORDS64_MUL;
+    x ^= x >> WORDS64_SHIFT;
+    x *= WORDS64_MUL2;
+    x ^= x >> WORDS64_SHIFT;
+    return x;
+}
+
+uint64_t hash_words64(const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    uint64_t h = WORDS64_SEED ^ len;
+    size_t i = 0;
+    for (; i + WORD_BYTES <= len; i += WORD_BYTES) {
+        uint64_t w;
+        memcpy(&w, p + i, WORD_BYTES);
+        h = fmix64(h ^ w);
+    }
+    uint64_t tail = 0;
+    for (size_t j = 0; i + j < len; j++)
+        tail |= (uint64_t)p[i + j] << (8 * j);
+    return fmix64(h ^ tail);
+}
 
 uint64_t hash_fnv1a64(uint64_t basis, const void *data, size_t len)
 {

@@ -18,6 +18,14 @@
 /* FNV-1a over data, starting from basis (HASH_FNV64_OFFSET for the standard one). */
 uint64_t hash_fnv1a64(uint64_t basis, const void *data, size_t len);
 
+/*
+ * A fast 64-bit hash, eight bytes a step, for telling packets apart where
+ * nobody gains by crafting collisions (duplicate detection): FNV-1a goes a
+ * byte at a time and showed in profiles of the packet path.  Stable across
+ * runs and instances.
+ */
+uint64_t hash_words64(const void *data, size_t len);
+
 /* SipHash-2-4, 128-bit output: out[0], out[1] are the reference's two little-endian halves. */
 void hash_siphash128(const uint8_t key[HASH_SIPHASH_KEY_BYTES], const void *data, size_t len,
                      uint64_t out[2]);

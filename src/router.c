@@ -316,7 +316,7 @@ static uint64_t call_ttl(const struct router *r, unsigned flags)
 
 static uint64_t payload_hash(const struct packet *p)
 {
-    return hash_fnv1a64(HASH_FNV64_OFFSET, p->view.payload.data, p->view.payload.len);
+    return hash_words64(p->view.payload.data, p->view.payload.len);
 }
 
 /* Updates the TTL, flags and duplicate marker of a known call for this packet. */

@@ -38,6 +38,27 @@ static void test_siphash128_reference_vectors(void)
     }
 }
 
+static void test_words64_sees_every_byte_and_the_length(void)
+{
+    uint8_t a[600], b[600];
+    for (size_t i = 0; i < sizeof a; i++)
+        a[i] = (uint8_t)(i * 7);
+    memcpy(b, a, sizeof a);
+    uint64_t h = hash_words64(a, sizeof a);
+    CU_ASSERT_EQUAL(h, hash_words64(b, sizeof b));      /* deterministic */
+    for (size_t i = 0; i < sizeof a; i += 37) {          /* any byte, words and tail */
+        b[i] ^= 1;
+        CU_ASSERT_NOT_EQUAL(hash_words64(b, sizeof b), h);
+        b[i] ^= 1;
+    }
+    b[sizeof b - 1] ^= 0x80;
+    CU_ASSERT_NOT_EQUAL(hash_words64(b, sizeof b), h);
+    /* a zero byte appended changes the hash (the length is mixed in) */
+    uint8_t z[9] = { 1, 2, 3, 4, 5, 6, 7, 8, 0 };
+    CU_ASSERT_NOT_EQUAL(hash_words64(z, 8), hash_words64(z, 9));
+    CU_ASSERT_NOT_EQUAL(hash_words64("", 0), hash_words64(z + 8, 1));
+}
+
 static void test_random_keys_differ(void)
 {
     uint8_t a[HASH_SIPHASH_KEY_BYTES], b[HASH_SIPHASH_KEY_BYTES];
@@ -51,6 +72,7 @@ int main(void)
     static const struct unit_test tests[] = {
         { "FNV-1a 64 known values", test_fnv1a64_known_values },
         { "SipHash-2-4-128 reference vectors", test_siphash128_reference_vectors },
+        { "words64 sees every byte and the length", test_words64_sees_every_byte_and_the_length },
         { "random keys differ", test_random_keys_differ },
         { NULL, NULL },
     };
