@@ -25,6 +25,12 @@ VERSIONS=${HEP_VERSIONS:-1 2 3}
 for tool in kamailio sipp dumpcap python3 timeout; do
     command -v "$tool" >/dev/null || { echo "capture-kamailio: missing $tool" >&2; exit 1; }
 done
+# Capturing on lo needs root or CAP_NET_RAW: as another user, through sudo.
+DUMPCAP=(dumpcap)
+if [ "$(id -u)" -ne 0 ]; then
+    sudo -n true 2>/dev/null || { echo "capture-kamailio: dumpcap needs root (or sudo without a password)" >&2; exit 1; }
+    DUMPCAP=(sudo -n dumpcap)
+fi
 
 WORK=$(mktemp -d /tmp/heprouter-capture.XXXXXX)
 PIDS=()
@@ -402,7 +408,7 @@ for V in $VERSIONS; do
 
     # wire capture of everything to/from Kamailio's SIP port (SIP and HEP)
     PCAP=$WORK/v$V.pcap
-    dumpcap -q -P -i lo -f "udp port $SIP_PORT" -w "$PCAP" >"$WORK/dumpcap-v$V.log" 2>&1 &
+    "${DUMPCAP[@]}" -q -P -i lo -f "udp port $SIP_PORT" -w "$PCAP" >"$WORK/dumpcap-v$V.log" 2>&1 &
     CAP_PID=$!; PIDS+=("$CAP_PID")
     wait_for grep -q "Capturing on" "$WORK/dumpcap-v$V.log" || { log "dumpcap did not start"; cat "$WORK/dumpcap-v$V.log"; exit 1; }
     sleep 0.3
