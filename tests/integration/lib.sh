@@ -35,8 +35,12 @@ IT_NAMES=()
 IT_WATCHDOG=
 IT_STOP_GRACE=5         # seconds between TERM and KILL
 IT_POLL=0.05            # seconds between checks while waiting
-IT_PORT_MIN=20000       # it_free_port picks in [MIN, MIN + SPAN)
-IT_PORT_SPAN=40000
+# it_free_port picks in [MIN, MIN + SPAN): below the kernel's ephemeral
+# range, so no outgoing connection (heprouter's reconnects, Redis clients)
+# can take the port as its source port between picking it and binding it.
+IT_PORT_MIN=10000
+IT_PORT_SPAN=$(( $(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768) - IT_PORT_MIN ))
+[ "$IT_PORT_SPAN" -ge 1000 ] || IT_PORT_SPAN=20000
 IT_PORT_TRIES=200
 
 it_log() {
@@ -214,6 +218,13 @@ it_wait_for_file() {
     it_wait_until "${2:-10}" test -s "$1" || it_fail "$1 did not appear within ${2:-10}s"
 }
 
+# True when any socket (listening or not) uses PORT locally.
+it_port_in_use() {
+    local flag=-tan
+    [ "$1" = udp ] && flag=-uan
+    [ -n "$(ss -H "$flag" "sport = :$2" 2>/dev/null)" ]
+}
+
 it_port_listening() {
     local proto=$1 port=$2 flag=-lnt
     [ "$proto" = udp ] && flag=-lnu
@@ -233,8 +244,8 @@ it_free_port() {
     local proto=${1:-both} i port
     for ((i = 0; i < IT_PORT_TRIES; i++)); do
         port=$((IT_PORT_MIN + (RANDOM * 32768 + RANDOM) % IT_PORT_SPAN))
-        if [ "$proto" != tcp ] && it_port_listening udp "$port"; then continue; fi
-        if [ "$proto" != udp ] && it_port_listening tcp "$port"; then continue; fi
+        if [ "$proto" != tcp ] && it_port_in_use udp "$port"; then continue; fi
+        if [ "$proto" != udp ] && it_port_in_use tcp "$port"; then continue; fi
         printf '%s\n' "$port"
         return 0
     done
