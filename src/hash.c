@@ -20,8 +20,7 @@
 #define WORDS64_SHIFT 33
 #define WORD_BYTES 8
 
-/* murmur3's finaliser: every input bit affects every output bit. */
-static uint64_t fmix64(uint64_t x)
+uint64_t hash_fmix64(uint64_t x)
 {
     x ^= x >> WORDS64_SHIFT;
     x *= WORDS64_MUL;
@@ -39,12 +38,12 @@ uint64_t hash_words64(const void *data, size_t len)
     for (; i + WORD_BYTES <= len; i += WORD_BYTES) {
         uint64_t w;
         memcpy(&w, p + i, WORD_BYTES);
-        h = fmix64(h ^ w);
+        h = hash_fmix64(h ^ w);
     }
     uint64_t tail = 0;
     for (size_t j = 0; i + j < len; j++)
         tail |= (uint64_t)p[i + j] << (8 * j);
-    return fmix64(h ^ tail);
+    return hash_fmix64(h ^ tail);
 }
 
 uint64_t hash_fnv1a64(uint64_t basis, const void *data, size_t len)

@@ -26,6 +26,9 @@ uint64_t hash_fnv1a64(uint64_t basis, const void *data, size_t len);
  */
 uint64_t hash_words64(const void *data, size_t len);
 
+/* murmur3's 64-bit finaliser: every input bit affects every output bit. */
+uint64_t hash_fmix64(uint64_t x);
+
 /* SipHash-2-4, 128-bit output: out[0], out[1] are the reference's two little-endian halves. */
 void hash_siphash128(const uint8_t key[HASH_SIPHASH_KEY_BYTES], const void *data, size_t len,
                      uint64_t out[2]);

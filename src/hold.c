@@ -35,9 +35,6 @@
 #define HOLD_BUCKETS_INITIAL    64      /* call hash buckets at first; a power of two */
 #define HOLD_CALLS_PER_BUCKET   1       /* grow the buckets beyond this load */
 
-#define MIX64_MUL1              UINT64_C(0xff51afd7ed558ccd)
-#define MIX64_MUL2              UINT64_C(0xc4ceb9fe1a85ec53)
-#define MIX64_SHIFT             33
 
 struct hold_call;
 
@@ -108,13 +105,7 @@ static uint64_t hold_seed(const struct hold *h)
 /* Seeded FNV-1a with a final avalanche (the murmur3 fmix64 step). */
 static uint64_t hold_hash(uint64_t seed, const char *key, size_t klen)
 {
-    uint64_t x = hash_fnv1a64(HASH_FNV64_OFFSET ^ seed, key, klen);
-    x ^= x >> MIX64_SHIFT;
-    x *= MIX64_MUL1;
-    x ^= x >> MIX64_SHIFT;
-    x *= MIX64_MUL2;
-    x ^= x >> MIX64_SHIFT;
-    return x;
+    return hash_fmix64(hash_fnv1a64(HASH_FNV64_OFFSET ^ seed, key, klen));
 }
 
 static struct hold_call *hold_find(const struct hold *h, uint64_t hash, const char *key, size_t klen)

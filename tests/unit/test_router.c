@@ -350,18 +350,23 @@ static void test_register_call_uses_register_ttl(void)
     FREE(reg);
 }
 
-/* Builds a HEP3 packet of protocol `proto` whose correlation id is cid. */
-static size_t build_correlated(uint8_t *buf, uint8_t proto, const char *cid, size_t cl, const char *payload)
+/*
+ * Builds a HEP3 packet of protocol `proto`: the type chunk, a correlation
+ * id chunk when cid is not NULL, and the payload.
+ */
+static size_t build_hep(uint8_t *buf, uint8_t proto, const char *cid, size_t cl, const void *payload, size_t pl)
 {
-    size_t n = 6, pl = strlen(payload);
+    size_t n = 6;
     memcpy(buf, "HEP3", 4);
     const uint8_t type_chunk[] = { 0, 0, 0, 0x0b, 0, 7, proto };
     memcpy(buf + n, type_chunk, sizeof type_chunk);
     n += sizeof type_chunk;
-    const uint8_t corr[] = { 0, 0, 0, 0x11, (uint8_t)((cl + 6) >> 8), (uint8_t)(cl + 6) };
-    memcpy(buf + n, corr, sizeof corr);
-    memcpy(buf + n + 6, cid, cl);
-    n += 6 + cl;
+    if (cid != NULL) {
+        const uint8_t corr[] = { 0, 0, 0, 0x11, (uint8_t)((cl + 6) >> 8), (uint8_t)(cl + 6) };
+        memcpy(buf + n, corr, sizeof corr);
+        memcpy(buf + n + 6, cid, cl);
+        n += 6 + cl;
+    }
     const uint8_t pay[] = { 0, 0, 0, 0x0f, (uint8_t)((pl + 6) >> 8), (uint8_t)(pl + 6) };
     memcpy(buf + n, pay, sizeof pay);
     memcpy(buf + n + 6, payload, pl);
@@ -369,6 +374,12 @@ static size_t build_correlated(uint8_t *buf, uint8_t proto, const char *cid, siz
     buf[4] = (uint8_t)(n >> 8);
     buf[5] = (uint8_t)n;
     return n;
+}
+
+/* A HEP3 packet of protocol `proto` whose correlation id is cid. */
+static size_t build_correlated(uint8_t *buf, uint8_t proto, const char *cid, size_t cl, const char *payload)
+{
+    return build_hep(buf, proto, cid, cl, payload, strlen(payload));
 }
 
 static void test_rtcp_follows_call_by_correlation_id(void)
@@ -474,18 +485,7 @@ static void test_malformed_packets_are_counted_and_dropped(void)
 /* A minimal HEP3 packet: protocol type SIP and the payload. */
 static size_t build_sip(uint8_t *buf, const char *body, size_t bl)
 {
-    size_t n = 6;
-    memcpy(buf, "HEP3", 4);
-    const uint8_t type_chunk[] = { 0, 0, 0, 0x0b, 0, 7, HEP_PROTO_SIP };
-    memcpy(buf + n, type_chunk, sizeof type_chunk);
-    n += sizeof type_chunk;
-    const uint8_t hdr[] = { 0, 0, 0, 0x0f, (uint8_t)((bl + 6) >> 8), (uint8_t)(bl + 6) };
-    memcpy(buf + n, hdr, sizeof hdr);
-    memcpy(buf + n + 6, body, bl);
-    n += 6 + bl;
-    buf[4] = (uint8_t)(n >> 8);
-    buf[5] = (uint8_t)n;
-    return n;
+    return build_hep(buf, HEP_PROTO_SIP, NULL, 0, body, bl);
 }
 
 static void test_full_hold_queue_takes_fallback_at_once(void)
