@@ -82,13 +82,15 @@ forget_pid() {
 
 cat >"$WORK/free_ports.py" <<'PY'
 # Print N UDP base ports p such that p..p+3 are free on 127.0.0.1 (UDP and
-# TCP); sipp uses p+2 for its second media socket.
+# TCP); sipp uses p+2 for its second media socket.  Picked below the
+# kernel's ephemeral range, so no socket bound to port 0 (the HEP
+# listener, an outgoing connection) can take one of them meanwhile.
 import random, socket, sys
 n = int(sys.argv[1])
 got, held = [], []
 rnd = random.Random()
 while len(got) < n:
-    p = rnd.randrange(20000, 60000, 4)
+    p = rnd.randrange(10000, 32000, 4)
     socks = []
     try:
         for q in range(p, p + 4):
@@ -396,8 +398,6 @@ for V in $VERSIONS; do
     log "=== hep_version=$V -> $D"
     rm -rf "$D"
     mkdir -p "$D"
-    read -r SIP_PORT UAS_BASE OPT_BASE REG_BASE INV_BASE < <(python3 "$WORK/free_ports.py" 5)
-
     # HEP listener
     rm -f "$WORK/hep.port"
     python3 -u "$WORK/hep_listen.py" "$D" "$WORK/hep.port" >"$WORK/hep-v$V.log" 2>&1 &
@@ -405,6 +405,7 @@ for V in $VERSIONS; do
     wait_for test -s "$WORK/hep.port" || { log "HEP listener did not start"; exit 1; }
     HEP_PORT=$(cat "$WORK/hep.port")
     log "HEP listener pid $HEP_PID on udp:127.0.0.1:$HEP_PORT"
+    read -r SIP_PORT UAS_BASE OPT_BASE REG_BASE INV_BASE < <(python3 "$WORK/free_ports.py" 5)
 
     # wire capture of everything to/from Kamailio's SIP port (SIP and HEP)
     PCAP=$WORK/v$V.pcap
