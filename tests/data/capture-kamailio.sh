@@ -17,6 +17,8 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# port bases below the ephemeral range, free for UDP and TCP (shared with the e2e test)
+FREE_PORTS=$HERE/../integration/e2e/free_ports.py
 OUT=${CAPTURE_OUT:-$HERE/kamailio}
 CFG=$HERE/kamailio-capture.cfg
 MODS=${KAMAILIO_MODULES:-/usr/lib/x86_64-linux-gnu/kamailio/modules}
@@ -79,35 +81,6 @@ forget_pid() {
 }
 
 # ---------------------------------------------------------------- helpers ---
-
-cat >"$WORK/free_ports.py" <<'PY'
-# Print N UDP base ports p such that p..p+3 are free on 127.0.0.1 (UDP and
-# TCP); sipp uses p+2 for its second media socket.  Picked below the
-# kernel's ephemeral range, so no socket bound to port 0 (the HEP
-# listener, an outgoing connection) can take one of them meanwhile.
-import random, socket, sys
-n = int(sys.argv[1])
-got, held = [], []
-rnd = random.Random()
-while len(got) < n:
-    p = rnd.randrange(21000, 32000, 4)   # below the ephemeral range, apart from lib.sh's ports
-    socks = []
-    try:
-        for q in range(p, p + 4):
-            for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-                s = socket.socket(socket.AF_INET, kind)
-                socks.append(s)
-                s.bind(("127.0.0.1", q))
-    except OSError:
-        for s in socks:
-            s.close()
-        continue
-    held.extend(socks)
-    got.append(p)
-for s in held:
-    s.close()
-print(" ".join(map(str, got)))
-PY
 
 cat >"$WORK/hep_listen.py" <<'PY'
 # HEP listener: bind 127.0.0.1:0 (UDP), write the port to PORTFILE, then store
@@ -405,7 +378,7 @@ for V in $VERSIONS; do
     wait_for test -s "$WORK/hep.port" || { log "HEP listener did not start"; exit 1; }
     HEP_PORT=$(cat "$WORK/hep.port")
     log "HEP listener pid $HEP_PID on udp:127.0.0.1:$HEP_PORT"
-    read -r SIP_PORT UAS_BASE OPT_BASE REG_BASE INV_BASE < <(python3 "$WORK/free_ports.py" 5)
+    read -r SIP_PORT UAS_BASE OPT_BASE REG_BASE INV_BASE < <(python3 "$FREE_PORTS" 5 | tr '\n' ' ')
 
     # wire capture of everything to/from Kamailio's SIP port (SIP and HEP)
     PCAP=$WORK/v$V.pcap
