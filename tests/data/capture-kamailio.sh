@@ -378,7 +378,7 @@ for V in $VERSIONS; do
     wait_for test -s "$WORK/hep.port" || { log "HEP listener did not start"; exit 1; }
     HEP_PORT=$(cat "$WORK/hep.port")
     log "HEP listener pid $HEP_PID on udp:127.0.0.1:$HEP_PORT"
-    read -r SIP_PORT UAS_BASE OPT_BASE REG_BASE INV_BASE < <(python3 "$FREE_PORTS" 5 | tr '\n' ' ')
+    read -r SIP_PORT UAS_BASE OPT_BASE REG_BASE INV_BASE < <(python3 "$FREE_PORTS" 5 | paste -sd ' ')
 
     # wire capture of everything to/from Kamailio's SIP port (SIP and HEP)
     PCAP=$WORK/v$V.pcap
