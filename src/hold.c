@@ -10,7 +10,9 @@
  *   key bytes, which hold_take() empties.
  *
  * A call node exists while its call has packets; its key is the one copied
- * into its oldest packet.
+ * into its oldest packet.  While a recheck is due for it, the call node is
+ * also on that round's FIFO of calls (due order, since every call waits the
+ * same), and leaves it when it is rechecked or its last packet goes.
  *
  * The byte bound counts each packet's key and bytes plus HOLD_PKT_OVERHEAD,
  * a fixed upper bound on its share of the bookkeeping (checked below), so
@@ -56,6 +58,16 @@ struct hold_call {
     struct hold_pkt *head;          /* oldest; holds the key */
     struct hold_pkt *tail;
     uint64_t hash;
+    struct hold_call *rc_prev;      /* FIFO of the round whose recheck is due next */
+    struct hold_call *rc_next;
+    uint64_t since_ms;              /* when its first packet was held */
+    unsigned round;                 /* next recheck round; HOLD_RECHECKS: none */
+};
+
+/* The calls whose recheck of one round is due, oldest first. */
+struct hold_rc_list {
+    struct hold_call *head;
+    struct hold_call *tail;
 };
 
 /*
@@ -78,6 +90,9 @@ struct hold {
     struct hold_call **buckets;
     size_t nbuckets;                /* a power of two */
     size_t ncalls;
+    struct hold_rc_list rechecks[HOLD_RECHECKS];
+    char *rc_key;                   /* the key hold_recheck() hands out */
+    size_t rc_key_cap;
 };
 
 static inline const uint8_t *pkt_data(const struct hold_pkt *p)
@@ -141,8 +156,46 @@ static void hold_grow(struct hold *h)
     h->nbuckets = n;
 }
 
+/* When round `round` of c's rechecks is due: at (round + 1) / (HOLD_RECHECKS + 1) of the wait. */
+static uint64_t rc_due(const struct hold *h, const struct hold_call *c)
+{
+    return c->since_ms + h->wait_ms * (c->round + 1) / (HOLD_RECHECKS + 1);
+}
+
+/* Puts c at the tail of its round's FIFO (nothing after the last round). */
+static void rc_schedule(struct hold *h, struct hold_call *c)
+{
+    c->rc_prev = c->rc_next = NULL;
+    if (c->round >= HOLD_RECHECKS)
+        return;
+    struct hold_rc_list *l = &h->rechecks[c->round];
+    c->rc_prev = l->tail;
+    if (l->tail != NULL)
+        l->tail->rc_next = c;
+    else
+        l->head = c;
+    l->tail = c;
+}
+
+static void rc_unschedule(struct hold *h, struct hold_call *c)
+{
+    if (c->round >= HOLD_RECHECKS)
+        return;
+    struct hold_rc_list *l = &h->rechecks[c->round];
+    if (c->rc_prev != NULL)
+        c->rc_prev->rc_next = c->rc_next;
+    else
+        l->head = c->rc_next;
+    if (c->rc_next != NULL)
+        c->rc_next->rc_prev = c->rc_prev;
+    else
+        l->tail = c->rc_prev;
+    c->rc_prev = c->rc_next = NULL;
+}
+
 static void hold_call_remove(struct hold *h, struct hold_call *c)
 {
+    rc_unschedule(h, c);
     struct hold_call **pp = &h->buckets[c->hash & (h->nbuckets - 1)];
     while (*pp != c)
         pp = &(*pp)->bucket_next;
@@ -221,6 +274,7 @@ void hold_free(struct hold *h)
         }
     }
     free(h->buckets);
+    free(h->rc_key);
     free(h);
 }
 
@@ -252,6 +306,9 @@ int hold_add(struct hold *h, const char *key, size_t klen, const uint8_t *pkt, s
         c->bucket_next = h->buckets[b];
         h->buckets[b] = c;
         h->ncalls++;
+        c->since_ms = now_ms;
+        c->round = 0;
+        rc_schedule(h, c);
     }
 
     if (klen > 0)
@@ -324,6 +381,56 @@ size_t hold_flush(struct hold *h, hold_release_fn fn, void *arg)
 uint64_t hold_next_deadline(const struct hold *h)
 {
     return h->head != NULL ? h->head->deadline_ms : UINT64_MAX;
+}
+
+uint64_t hold_next_recheck(const struct hold *h)
+{
+    uint64_t next = UINT64_MAX;
+    for (unsigned i = 0; i < HOLD_RECHECKS; i++) {
+        const struct hold_call *c = h->rechecks[i].head;
+        if (c != NULL && rc_due(h, c) < next)
+            next = rc_due(h, c);
+    }
+    return next;
+}
+
+/*
+ * fn gets a copy of the key (the one in the call's oldest packet goes away
+ * if fn takes the call); the copy's buffer is kept for the next call.
+ */
+static const char *rc_key_copy(struct hold *h, const struct hold_call *c)
+{
+    size_t klen = c->head->klen;
+    if (klen > h->rc_key_cap) {
+        char *k = realloc(h->rc_key, klen);
+        if (k == NULL)
+            return NULL;
+        h->rc_key = k;
+        h->rc_key_cap = klen;
+    }
+    if (klen > 0)
+        memcpy(h->rc_key, c->head->bytes, klen);
+    return h->rc_key != NULL ? h->rc_key : "";
+}
+
+size_t hold_recheck(struct hold *h, uint64_t now_ms, hold_recheck_fn fn, void *arg)
+{
+    size_t n = 0;
+    for (unsigned round = 0; round < HOLD_RECHECKS; round++) {
+        struct hold_call *c;
+        while ((c = h->rechecks[round].head) != NULL && rc_due(h, c) <= now_ms) {
+            /* scheduled for its next round first: fn may take the call and free c */
+            rc_unschedule(h, c);
+            c->round++;
+            rc_schedule(h, c);
+            size_t klen = c->head->klen;
+            const char *key = rc_key_copy(h, c);
+            if (key != NULL)
+                fn(arg, key, klen);
+            n++;
+        }
+    }
+    return n;
 }
 
 size_t hold_count(const struct hold *h)

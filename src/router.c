@@ -42,7 +42,6 @@
 /* A fixed SipHash key: hashed call keys must be the same in every instance. */
 static const uint8_t call_key_hash_key[HASH_SIPHASH_KEY_BYTES] = "heprouter-callid";
 #define MS_PER_S 1000u
-#define ROUTER_RECHECKS 2           /* asks while held, besides the first */
 #define US_PER_MS 1000u
 
 struct router {
@@ -55,24 +54,6 @@ struct router {
     struct log_limit sip_limit;
     uint64_t now_ms;                /* clocks of the packet being routed */
     uint64_t wall_ms;
-    /* shared store: held calls to ask again, one queue per round */
-    struct recheck *recheck_head[ROUTER_RECHECKS];
-    struct recheck *recheck_tail[ROUTER_RECHECKS];
-};
-
-/*
- * A held call to look for again: another worker (or, with a shared store,
- * another instance) may store its origin while this one waits.  Rounds are due at
- * 1/3 and 2/3 of orphans.wait_ms after the first packet was held; each
- * round's queue is in due order because the wait is the same for all.
- */
-struct recheck {
-    struct recheck *next;
-    uint64_t due_ms;
-    uint64_t held_since_ms;
-    unsigned round;
-    size_t klen;
-    char key[];
 };
 
 /* What classify() learns about a packet. */
@@ -136,13 +117,6 @@ void router_free(struct router *r)
 {
     if (r == NULL)
         return;
-    for (unsigned i = 0; i < ROUTER_RECHECKS; i++) {
-        while (r->recheck_head[i] != NULL) {
-            struct recheck *c = r->recheck_head[i];
-            r->recheck_head[i] = c->next;
-            free(c);
-        }
-    }
     hold_free(r->hold);
     free(r);
 }
@@ -154,11 +128,8 @@ size_t router_held(const struct router *r)
 
 uint64_t router_next_deadline(const struct router *r)
 {
-    uint64_t next = hold_next_deadline(r->hold);
-    for (unsigned i = 0; i < ROUTER_RECHECKS; i++)
-        if (r->recheck_head[i] != NULL && r->recheck_head[i]->due_ms < next)
-            next = r->recheck_head[i]->due_ms;
-    return next;
+    uint64_t wait = hold_next_deadline(r->hold), recheck = hold_next_recheck(r->hold);
+    return recheck < wait ? recheck : wait;
 }
 
 static bool str_is(const char *s, size_t len, const char *lit)
@@ -418,54 +389,18 @@ static void fallback(struct router *r, const struct packet *p, bool held_are_old
         release_held(r, p->key, p->klen, &r->m->orphans_released_fallback, &use);
 }
 
-/* Queues key for its next look (round 0 is due at 1/3 of the wait). */
-static void schedule_recheck(struct router *r, const char *key, size_t klen, unsigned round,
-                             uint64_t held_since_ms)
-{
-    if (round >= ROUTER_RECHECKS)
-        return;
-    struct recheck *c = malloc(sizeof *c + klen);
-    if (c == NULL)
-        return;                     /* no recheck: the wait and fallback still apply */
-    c->next = NULL;
-    c->round = round;
-    c->held_since_ms = held_since_ms;
-    c->due_ms = held_since_ms + r->conf->orphans_wait_ms * (round + 1) / (ROUTER_RECHECKS + 1);
-    c->klen = klen;
-    memcpy(c->key, key, klen);
-    if (r->recheck_tail[round] != NULL)
-        r->recheck_tail[round]->next = c;
-    else
-        r->recheck_head[round] = c;
-    r->recheck_tail[round] = c;
-}
-
 /*
- * Looks again for the origin of calls still held whose round is due: in
- * the store (another worker may have stored it) and, for a shared store,
- * by asking the other instances.
+ * A held call's recheck is due (hold.h): another worker, or another
+ * instance sharing the store, may have stored its origin meanwhile.
  */
-static void run_rechecks(struct router *r)
+static void on_recheck(void *arg, const char *key, size_t klen)
 {
-    for (unsigned round = 0; round < ROUTER_RECHECKS; round++) {
-        struct recheck *c;
-        while ((c = r->recheck_head[round]) != NULL && c->due_ms <= r->now_ms) {
-            struct store_entry e;
-            r->recheck_head[round] = c->next;
-            if (r->recheck_head[round] == NULL)
-                r->recheck_tail[round] = NULL;
-            if (hold_has(r->hold, c->key, c->klen)) {
-                if (store_get(r->store, c->key, c->klen, r->now_ms, &e)) {
-                    release_held(r, c->key, c->klen, &r->m->orphans_released_origin, &e);
-                } else {
-                    if (store_is_shared(r->store))
-                        store_query(r->store, c->key, c->klen, r->now_ms);
-                    schedule_recheck(r, c->key, c->klen, round + 1, c->held_since_ms);
-                }
-            }
-            free(c);
-        }
-    }
+    struct router *r = arg;
+    struct store_entry e;
+    if (store_get(r->store, key, klen, r->now_ms, &e))
+        release_held(r, key, klen, &r->m->orphans_released_origin, &e);
+    else if (store_is_shared(r->store))
+        store_query(r->store, key, klen, r->now_ms);
 }
 
 /* Routes a classified packet with a call key. */
@@ -486,11 +421,8 @@ static void decide(struct router *r, struct packet *p)
         bool first = !hold_has(r->hold, p->key, p->klen);
         if (hold_add(r->hold, p->key, p->klen, p->view.raw.data, p->view.raw.len, r->now_ms) == 0) {
             r->m->orphans_held++;
-            if (first) {
-                if (store_is_shared(r->store))
-                    store_query(r->store, p->key, p->klen, r->now_ms);
-                schedule_recheck(r, p->key, p->klen, 0, r->now_ms);
-            }
+            if (first && store_is_shared(r->store))
+                store_query(r->store, p->key, p->klen, r->now_ms);
             return;
         }
         r->m->orphans_queue_full++;
@@ -714,7 +646,7 @@ void router_timer(struct router *r, uint64_t now_ms, uint64_t wall_ms)
 {
     r->now_ms = now_ms;
     r->wall_ms = wall_ms;
-    run_rechecks(r);
+    hold_recheck(r->hold, now_ms, on_recheck, r);
     hold_expire(r->hold, now_ms, on_release_expired, r);
 }
 

@@ -376,6 +376,71 @@ static void test_next_deadline_is_the_oldest_packets(void)
     hold_free(h);
 }
 
+/* What hold_recheck() offered, and whether it should take the call then. */
+struct rechecked {
+    struct hold *h;
+    char keys[RELEASES_MAX][KEY_TEXT_MAX];
+    size_t n;
+    bool take;
+};
+
+static void on_recheck(void *arg, const char *key, size_t klen)
+{
+    struct rechecked *rc = arg;
+    CU_ASSERT_FATAL(rc->n < RELEASES_MAX && klen < KEY_TEXT_MAX);
+    memcpy(rc->keys[rc->n], key, klen);
+    rc->keys[rc->n][klen] = '\0';
+    rc->n++;
+    if (rc->take)
+        hold_take(rc->h, key, klen, NULL, NULL);
+}
+
+static void test_rechecks_come_at_thirds_of_the_wait_once_per_call(void)
+{
+    struct hold *h = hold_new(NO_LIMIT, NO_LIMIT, 60);
+    struct rechecked rc = { .h = h };
+    CU_ASSERT_EQUAL(hold_next_recheck(h), UINT64_MAX);
+    add(h, "call-a", "a1", 0);
+    add(h, "call-a", "a2", 5);              /* same call: no second schedule */
+    add(h, "call-b", "b1", 10);
+    CU_ASSERT_EQUAL(hold_next_recheck(h), 20);
+    CU_ASSERT_EQUAL(hold_recheck(h, 19, on_recheck, &rc), 0);
+    CU_ASSERT_EQUAL(hold_recheck(h, 30, on_recheck, &rc), 2);
+    CU_ASSERT_STRING_EQUAL(rc.keys[0], "call-a");
+    CU_ASSERT_STRING_EQUAL(rc.keys[1], "call-b");
+    CU_ASSERT_EQUAL(hold_next_recheck(h), 40);
+    CU_ASSERT_EQUAL(hold_recheck(h, 50, on_recheck, &rc), 2);
+    CU_ASSERT_EQUAL(hold_next_recheck(h), UINT64_MAX);   /* two rounds, then none */
+    CU_ASSERT_EQUAL(hold_recheck(h, 1000, on_recheck, &rc), 0);
+    CU_ASSERT_EQUAL(hold_count(h), 3);
+    hold_free(h);
+}
+
+/*
+ * A call's recheck goes with its last packet: taken, expired, or taken by
+ * the recheck itself.  Nothing of it is left outside max_bytes.
+ */
+static void test_recheck_state_leaves_with_the_call(void)
+{
+    struct hold *h = hold_new(NO_LIMIT, NO_LIMIT, 60);
+    struct rechecked rc = { .h = h, .take = true };
+    struct recorder rec = { .h = h };
+    add(h, "call-a", "a1", 0);
+    take(h, "call-a", &rec);
+    CU_ASSERT_EQUAL(hold_next_recheck(h), UINT64_MAX);
+    CU_ASSERT_EQUAL(hold_bytes(h), 0);
+    add(h, "call-b", "b1", 0);
+    CU_ASSERT_EQUAL(hold_expire(h, 60, on_release, &rec), 1);
+    CU_ASSERT_EQUAL(hold_next_recheck(h), UINT64_MAX);
+    add(h, "call-c", "c1", 100);
+    add(h, "call-c", "c2", 101);
+    CU_ASSERT_EQUAL(hold_recheck(h, 120, on_recheck, &rc), 1);
+    CU_ASSERT_EQUAL(hold_count(h), 0);
+    CU_ASSERT_EQUAL(hold_next_recheck(h), UINT64_MAX);
+    CU_ASSERT_EQUAL(hold_recheck(h, 1000, on_recheck, &rc), 0);
+    hold_free(h);
+}
+
 static void test_zero_wait_is_due_at_once(void)
 {
     struct hold *h = hold_new(NO_LIMIT, NO_LIMIT, 0);
@@ -529,6 +594,9 @@ static const struct unit_test tests[] = {
     { "test_flush_releases_everything_in_arrival_order", test_flush_releases_everything_in_arrival_order },
     { "test_flush_without_callback_drops", test_flush_without_callback_drops },
     { "test_next_deadline_is_the_oldest_packets", test_next_deadline_is_the_oldest_packets },
+    { "test_rechecks_come_at_thirds_of_the_wait_once_per_call",
+      test_rechecks_come_at_thirds_of_the_wait_once_per_call },
+    { "test_recheck_state_leaves_with_the_call", test_recheck_state_leaves_with_the_call },
     { "test_zero_wait_is_due_at_once", test_zero_wait_is_due_at_once },
     { "test_released_bytes_are_the_copy_made_at_add", test_released_bytes_are_the_copy_made_at_add },
     { "test_callback_gets_the_time_the_packet_was_held", test_callback_gets_the_time_the_packet_was_held },

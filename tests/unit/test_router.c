@@ -225,6 +225,24 @@ static void test_407_before_its_invite_waits_then_follows(void)
     FREE(inv); FREE(c407); FREE(ack);
 }
 
+/*
+ * A 407 then its INVITE in one read (one TCP write), with no timer between:
+ * nothing is left waiting, no recheck either, so there is no deadline and
+ * nothing for the worker to arm a timer for.
+ */
+static void test_orphan_released_in_the_same_batch_leaves_no_recheck(void)
+{
+    fresh();
+    struct pkt inv = load(7, "INVITE"), c407 = load(8, "INVITE");
+    feed(c407);
+    CU_ASSERT_EQUAL(router_next_deadline(router), T0 + WAIT_MS / 3);
+    feed(inv);
+    CU_ASSERT_EQUAL(nsent, 2);
+    CU_ASSERT_EQUAL(router_held(router), 0);
+    CU_ASSERT_EQUAL(router_next_deadline(router), UINT64_MAX);
+    FREE(inv); FREE(c407);
+}
+
 static void test_ack_of_unseen_407_takes_invite_fallback_and_is_stored(void)
 {
     fresh();
@@ -886,6 +904,7 @@ int main(void)
         { "whole INVITE call goes to voipmonitor only", test_whole_invite_call_goes_to_voipmonitor_only },
         { "REGISTER and OPTIONS go to homer", test_register_and_options_go_to_homer },
         { "407 before its INVITE waits, then follows", test_407_before_its_invite_waits_then_follows },
+        { "an orphan released in the same batch leaves no recheck", test_orphan_released_in_the_same_batch_leaves_no_recheck },
         { "ACK of an unseen 407 takes the INVITE fallback, stored", test_ack_of_unseen_407_takes_invite_fallback_and_is_stored },
         { "BYE of an unknown call takes the INVITE route", test_bye_of_unknown_call_takes_invite_route },
         { "orphan OPTIONS reply takes its own method's route", test_orphan_options_reply_takes_its_own_method_route },
