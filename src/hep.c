@@ -227,6 +227,7 @@ static int decode_v3(const uint8_t *buf, size_t len, struct hep_view *v)
 
     const uint8_t *pos = buf + HEP3_HDR_LEN;
     const uint8_t *end = buf + len;
+    uint32_t seen = 0;      /* HEP_CHUNK_BIT() of the generic types so far */
     v->chunks.data = pos;
     v->chunks.len = (size_t)(end - pos);
     while (pos < end) {
@@ -244,6 +245,10 @@ static int decode_v3(const uint8_t *buf, size_t len, struct hep_view *v)
         if (vendor == 0) {
             if (!fixed_size_ok(type, vlen))
                 return HEP_ERR_CHUNK_SIZE;
+            if (type < 32) {
+                v->repeated |= seen & HEP_CHUNK_BIT(type);
+                seen |= HEP_CHUNK_BIT(type);
+            }
             int rc = decode_generic_chunk(v, type, val, vlen);
             if (rc != HEP_OK)
                 return rc;
@@ -402,6 +407,25 @@ static unsigned overridden(const struct hep_overrides *ov)
     return set;
 }
 
+/* The same set as HEP_CHUNK_BIT()s, to compare with hep_view.repeated. */
+static uint32_t overridden_types(const struct hep_overrides *ov)
+{
+    uint32_t set = 0;
+    if (ov == NULL)
+        return 0;
+    if (ov->set_capture_id)
+        set |= HEP_CHUNK_BIT(HEP_CHUNK_CAPTURE_ID);
+    if (ov->set_time)
+        set |= HEP_CHUNK_BIT(HEP_CHUNK_TS_SEC) | HEP_CHUNK_BIT(HEP_CHUNK_TS_USEC);
+    if (ov->node_name.set)
+        set |= HEP_CHUNK_BIT(HEP_CHUNK_NODE_NAME);
+    if (ov->auth_key.set)
+        set |= HEP_CHUNK_BIT(HEP_CHUNK_AUTH_KEY);
+    if (ov->correlation_id.set)
+        set |= HEP_CHUNK_BIT(HEP_CHUNK_CORRELATION_ID);
+    return set;
+}
+
 static void emit_override_bytes(struct emitter *e, uint16_t type, const struct hep_bytes_override *o)
 {
     if (o->value.len > 0)
@@ -539,6 +563,9 @@ bool hep_encode_needed(const struct hep_view *v, const struct hep_overrides *ov)
         return true;
     if (ov == NULL)
         return false;
+    /* the view holds only the last of a repeated chunk; the encoding keeps one */
+    if (v->repeated & overridden_types(ov))
+        return true;
     if (ov->set_capture_id &&
         !(v->capture_id_len == 4 && v->capture_id == ov->capture_id))
         return true;

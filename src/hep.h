@@ -48,6 +48,9 @@ enum hep_chunk_type {
     HEP_CHUNK_NODE_NAME = 0x0013,
 };
 
+/* One bit per generic chunk type below 32 (hep_view.repeated). */
+#define HEP_CHUNK_BIT(type) (1u << (type))
+
 /* Protocol type values (chunk 0x000b) the router names. */
 enum hep_proto_type {
     HEP_PROTO_SIP = 1,
@@ -104,6 +107,8 @@ struct hep_bytes {
 /*
  * A decoded packet.  Byte fields point into the decoded buffer, which must
  * outlive the view.  Addresses are 4 (family 2) or 16 (family 10) bytes.
+ * When a v3 packet repeats a generic chunk, the fields hold its last
+ * occurrence and repeated has the type's HEP_CHUNK_BIT().
  */
 struct hep_view {
     struct hep_bytes raw;       /* the whole packet */
@@ -112,6 +117,7 @@ struct hep_view {
     uint8_t ip_proto;           /* 17 UDP, 6 TCP, 22 Kamailio TLS/WS, ... */
     uint8_t proto_type;         /* chunk 0x000b; 1 (SIP) for v1/v2 */
     uint32_t present;           /* enum hep_field bits */
+    uint32_t repeated;          /* HEP_CHUNK_BIT() of generic types sent twice or more */
     const uint8_t *src_ip;      /* addr_len bytes, NULL if absent */
     const uint8_t *dst_ip;
     uint8_t addr_len;           /* 4 or 16, 0 if no address */
@@ -146,7 +152,9 @@ struct hep_chunk_iter {
 
 /*
  * Chunks hep_encode() should set instead of copying.  A bytes override with
- * set == true and len == 0 removes the chunk.
+ * set == true and len == 0 removes the chunk.  An overridden chunk type
+ * leaves as exactly one chunk (or none, for a removal) however often the
+ * packet carried it; other chunks, repeated or not, are copied as they are.
  */
 struct hep_bytes_override {
     bool set;
@@ -175,7 +183,8 @@ bool hep_chunk_next(struct hep_chunk_iter *it, struct hep_chunk *chunk);
 
 /*
  * True when encoding the view with these overrides would produce different
- * bytes than view->raw: the input is v1/v2, or an override changes a chunk.
+ * bytes than view->raw: the input is v1/v2, an override changes a chunk, or
+ * the packet repeats a chunk type an override sets (the encoding keeps one).
  * ov may be NULL.  When false, forward view->raw as it is.
  */
 bool hep_encode_needed(const struct hep_view *view, const struct hep_overrides *ov);

@@ -628,6 +628,234 @@ static void test_removing_a_present_empty_chunk_removes_it(void)
     CU_ASSERT_EQUAL(n, p.len - HEP3_CHUNK_HDR_LEN);
 }
 
+/* ---- repeated chunks ---- */
+
+/* Counts the generic chunks of one type in a view; *last gets the last one. */
+static int count_chunks(const struct hep_view *v, uint16_t type, struct hep_bytes *last)
+{
+    struct hep_chunk_iter it;
+    struct hep_chunk c;
+    int n = 0;
+    hep_chunk_iter_init(&it, v);
+    while (hep_chunk_next(&it, &c)) {
+        if (c.vendor == 0 && c.type == type) {
+            if (last != NULL)
+                *last = c.value;
+            n++;
+        }
+    }
+    return n;
+}
+
+/* Encodes v with ov, checks the length hep_encoded_len() promised, decodes into *w. */
+static void encode_and_decode(const struct hep_view *v, const struct hep_overrides *ov,
+                              struct hep_view *w)
+{
+    size_t n = 0;
+    CU_ASSERT_EQUAL_FATAL(hep_encode(v, ov, out, sizeof out, &n), HEP_OK);
+    CU_ASSERT_EQUAL(n, hep_encoded_len(v, ov));
+    CU_ASSERT_EQUAL_FATAL(hep_decode(out, n, w), HEP_OK);
+}
+
+static void test_decoder_records_repeated_generic_chunk_types(void)
+{
+    struct pkt p;
+    struct hep_view v;
+    pkt_start(&p);
+    pkt_u32(&p, HEP_CHUNK_CAPTURE_ID, 7);
+    pkt_chunk(&p, HEP_CHUNK_NODE_NAME, "a", 1);
+    pkt_chunk_v(&p, 0x1234, HEP_CHUNK_NODE_NAME, "v", 1);   /* vendor: not generic */
+    pkt_chunk(&p, 0x0099, "x", 1);                          /* type >= 32: no bit */
+    pkt_chunk(&p, 0x0099, "y", 1);
+    pkt_chunk(&p, HEP_CHUNK_PAYLOAD, "SIP", 3);
+    pkt_u16(&p, HEP_CHUNK_CAPTURE_ID, 4242);                /* after the payload */
+    pkt_finish(&p);
+    CU_ASSERT_EQUAL_FATAL(decode_pkt(&p, &v), HEP_OK);
+    CU_ASSERT_EQUAL(v.repeated, HEP_CHUNK_BIT(HEP_CHUNK_CAPTURE_ID));
+    /* the fields keep holding the last occurrence */
+    CU_ASSERT_EQUAL(v.capture_id, 4242);
+    CU_ASSERT_EQUAL(v.capture_id_len, 2);
+
+    pkt_kamailio_like(&p, SIP_INVITE);
+    CU_ASSERT_EQUAL_FATAL(decode_pkt(&p, &v), HEP_OK);
+    CU_ASSERT_EQUAL(v.repeated, 0);
+}
+
+static void test_repeated_capture_id_is_rewritten_once(void)
+{
+    struct pkt p;
+    struct hep_view v, w;
+    struct hep_bytes last = { NULL, 0 };
+    pkt_start(&p);
+    pkt_u8(&p, HEP_CHUNK_FAMILY, HEP_AF_INET);
+    pkt_u32(&p, HEP_CHUNK_CAPTURE_ID, 7);
+    pkt_u32(&p, HEP_CHUNK_CAPTURE_ID, 4242);
+    pkt_chunk(&p, HEP_CHUNK_PAYLOAD, "SIP", 3);
+    pkt_finish(&p);
+    CU_ASSERT_EQUAL_FATAL(decode_pkt(&p, &v), HEP_OK);
+
+    struct hep_overrides ov = { .set_capture_id = true, .capture_id = 4242 };
+    CU_ASSERT_TRUE(hep_encode_needed(&v, &ov));
+    encode_and_decode(&v, &ov, &w);
+    CU_ASSERT_EQUAL(w.repeated, 0);
+    CU_ASSERT_EQUAL(count_chunks(&w, HEP_CHUNK_CAPTURE_ID, &last), 1);
+    CU_ASSERT_EQUAL_FATAL(last.len, 4);
+    CU_ASSERT_EQUAL(memcmp(last.data, "\x00\x00\x10\x92", 4), 0);
+    CU_ASSERT_EQUAL(w.capture_id, 4242);
+    CU_ASSERT_EQUAL(hep_encoded_len(&v, &ov), p.len - HEP3_CHUNK_HDR_LEN - 4);
+    assert_same_fields(&v, &w);
+}
+
+static void test_repeated_capture_id_after_payload_is_dropped(void)
+{
+    struct pkt p;
+    struct hep_view v, w;
+    pkt_start(&p);
+    pkt_u16(&p, HEP_CHUNK_CAPTURE_ID, 7);
+    pkt_chunk(&p, HEP_CHUNK_PAYLOAD, "SIP", 3);
+    pkt_u32(&p, HEP_CHUNK_CAPTURE_ID, 4242);
+    pkt_finish(&p);
+    CU_ASSERT_EQUAL_FATAL(decode_pkt(&p, &v), HEP_OK);
+
+    struct hep_overrides ov = { .set_capture_id = true, .capture_id = 4242 };
+    CU_ASSERT_TRUE(hep_encode_needed(&v, &ov));
+    encode_and_decode(&v, &ov, &w);
+    CU_ASSERT_EQUAL(count_chunks(&w, HEP_CHUNK_CAPTURE_ID, NULL), 1);
+    CU_ASSERT_EQUAL(w.capture_id, 4242);
+    CU_ASSERT_EQUAL(w.capture_id_len, 4);
+}
+
+/* A bytes chunk sent as [stale, wanted]; o (a field of *ov) sets wanted. */
+static void check_repeated_bytes_rewritten_once(uint16_t type, struct hep_overrides *ov,
+                                                struct hep_bytes_override *o)
+{
+    struct pkt p;
+    struct hep_view v, w;
+    struct hep_bytes last = { NULL, 0 };
+    pkt_start(&p);
+    pkt_chunk(&p, type, "stale", 5);
+    pkt_chunk(&p, HEP_CHUNK_PAYLOAD, "SIP", 3);
+    pkt_chunk(&p, type, "wanted", 6);
+    pkt_finish(&p);
+    CU_ASSERT_EQUAL_FATAL(decode_pkt(&p, &v), HEP_OK);
+
+    o->set = true;
+    o->value.data = (const uint8_t *)"wanted";
+    o->value.len = 6;
+    CU_ASSERT_TRUE(hep_encode_needed(&v, ov));
+    encode_and_decode(&v, ov, &w);
+    CU_ASSERT_EQUAL(w.repeated, 0);
+    CU_ASSERT_EQUAL(count_chunks(&w, type, &last), 1);
+    CU_ASSERT_EQUAL_FATAL(last.len, 6);
+    CU_ASSERT_EQUAL(memcmp(last.data, "wanted", 6), 0);
+    /* written where the packet first had it: before the payload */
+    CU_ASSERT_EQUAL(hep_encoded_len(&v, ov), p.len - HEP3_CHUNK_HDR_LEN - 5);
+    CU_ASSERT_EQUAL(memcmp(out + HEP3_HDR_LEN + HEP3_CHUNK_HDR_LEN, "wanted", 6), 0);
+
+    /* removing a repeated chunk removes every occurrence */
+    o->value.data = NULL;
+    o->value.len = 0;
+    CU_ASSERT_TRUE(hep_encode_needed(&v, ov));
+    encode_and_decode(&v, ov, &w);
+    CU_ASSERT_EQUAL(count_chunks(&w, type, NULL), 0);
+}
+
+static void test_repeated_node_name_is_rewritten_once(void)
+{
+    struct hep_overrides ov = { 0 };
+    check_repeated_bytes_rewritten_once(HEP_CHUNK_NODE_NAME, &ov, &ov.node_name);
+}
+
+static void test_repeated_auth_key_is_rewritten_once(void)
+{
+    struct hep_overrides ov = { 0 };
+    check_repeated_bytes_rewritten_once(HEP_CHUNK_AUTH_KEY, &ov, &ov.auth_key);
+}
+
+static void test_repeated_correlation_id_is_rewritten_once(void)
+{
+    struct hep_overrides ov = { 0 };
+    check_repeated_bytes_rewritten_once(HEP_CHUNK_CORRELATION_ID, &ov, &ov.correlation_id);
+}
+
+static void test_repeated_time_is_rewritten_once(void)
+{
+    struct pkt p;
+    struct hep_view v, w;
+    pkt_start(&p);
+    pkt_u32(&p, HEP_CHUNK_TS_SEC, 1);
+    pkt_u32(&p, HEP_CHUNK_TS_USEC, 2);
+    pkt_u32(&p, HEP_CHUNK_TS_SEC, 1700000000u);
+    pkt_u32(&p, HEP_CHUNK_TS_USEC, 5);
+    pkt_chunk(&p, HEP_CHUNK_PAYLOAD, "SIP", 3);
+    pkt_finish(&p);
+    CU_ASSERT_EQUAL_FATAL(decode_pkt(&p, &v), HEP_OK);
+
+    struct hep_overrides ov = { .set_time = true, .ts_sec = 1700000000u, .ts_usec = 5 };
+    CU_ASSERT_TRUE(hep_encode_needed(&v, &ov));
+    encode_and_decode(&v, &ov, &w);
+    CU_ASSERT_EQUAL(w.repeated, 0);
+    CU_ASSERT_EQUAL(count_chunks(&w, HEP_CHUNK_TS_SEC, NULL), 1);
+    CU_ASSERT_EQUAL(count_chunks(&w, HEP_CHUNK_TS_USEC, NULL), 1);
+    CU_ASSERT_EQUAL(w.ts_sec, 1700000000u);
+    CU_ASSERT_EQUAL(w.ts_usec, 5);
+}
+
+/* Skips the generic chunks of one type; returns false at the end. */
+static bool next_other_chunk(struct hep_chunk_iter *it, struct hep_chunk *c, uint16_t skip)
+{
+    while (hep_chunk_next(it, c))
+        if (c->vendor != 0 || c->type != skip)
+            return true;
+    return false;
+}
+
+static void test_repeated_chunk_not_overridden_is_kept_byte_for_byte(void)
+{
+    struct pkt p;
+    struct hep_view v, w;
+    pkt_start(&p);
+    pkt_u32(&p, HEP_CHUNK_CAPTURE_ID, 7);
+    pkt_chunk(&p, HEP_CHUNK_NODE_NAME, "node-a", 6);
+    pkt_chunk_v(&p, 0x1234, HEP_CHUNK_CAPTURE_ID, "vendor", 6);
+    pkt_chunk(&p, HEP_CHUNK_NODE_NAME, "node-b", 6);
+    pkt_chunk_v(&p, 0x1234, HEP_CHUNK_CAPTURE_ID, "vendor", 6);
+    pkt_chunk(&p, 0x0099, "unknown", 7);
+    pkt_chunk(&p, 0x0099, "unknown", 7);
+    pkt_u32(&p, HEP_CHUNK_CAPTURE_ID, 4242);
+    pkt_chunk(&p, HEP_CHUNK_PAYLOAD, "SIP", 3);
+    pkt_finish(&p);
+    CU_ASSERT_EQUAL_FATAL(decode_pkt(&p, &v), HEP_OK);
+
+    /* a repeat of a chunk no override touches forces nothing */
+    struct hep_overrides remove_absent = { .auth_key = { .set = true } };
+    CU_ASSERT_FALSE(hep_encode_needed(&v, &remove_absent));
+
+    struct hep_overrides ov = { .set_capture_id = true, .capture_id = 4242 };
+    CU_ASSERT_TRUE(hep_encode_needed(&v, &ov));
+    encode_and_decode(&v, &ov, &w);
+    CU_ASSERT_EQUAL(count_chunks(&w, HEP_CHUNK_CAPTURE_ID, NULL), 1);
+    CU_ASSERT_EQUAL(count_chunks(&w, HEP_CHUNK_NODE_NAME, NULL), 2);
+    CU_ASSERT_EQUAL(w.repeated, HEP_CHUNK_BIT(HEP_CHUNK_NODE_NAME));
+
+    /* every other chunk, in order, byte for byte */
+    struct hep_chunk_iter a, b;
+    struct hep_chunk ca, cb;
+    int n = 0;
+    hep_chunk_iter_init(&a, &v);
+    hep_chunk_iter_init(&b, &w);
+    while (next_other_chunk(&a, &ca, HEP_CHUNK_CAPTURE_ID)) {
+        CU_ASSERT_FATAL(next_other_chunk(&b, &cb, HEP_CHUNK_CAPTURE_ID));
+        CU_ASSERT_EQUAL(ca.vendor, cb.vendor);
+        CU_ASSERT_EQUAL(ca.type, cb.type);
+        CU_ASSERT_EQUAL_FATAL(ca.value.len, cb.value.len);
+        CU_ASSERT_EQUAL(memcmp(ca.value.data, cb.value.data, ca.value.len), 0);
+        n++;
+    }
+    CU_ASSERT_FALSE(next_other_chunk(&b, &cb, HEP_CHUNK_CAPTURE_ID));
+    CU_ASSERT_EQUAL(n, 7);
+}
+
 static void test_v1_converts_to_v3(void)
 {
     uint8_t b[256];
@@ -880,6 +1108,14 @@ int main(void)
         { "v3 overrides replace in place", test_v3_overrides_replace_in_place_and_add_before_payload },
         { "override of a chunk after the payload replaces it", test_override_of_chunk_after_payload_replaces_it },
         { "removing a present empty chunk removes it", test_removing_a_present_empty_chunk_removes_it },
+        { "decoder records repeated generic chunk types", test_decoder_records_repeated_generic_chunk_types },
+        { "repeated capture id is rewritten once", test_repeated_capture_id_is_rewritten_once },
+        { "repeated capture id after the payload is dropped", test_repeated_capture_id_after_payload_is_dropped },
+        { "repeated node name is rewritten once", test_repeated_node_name_is_rewritten_once },
+        { "repeated auth key is rewritten once", test_repeated_auth_key_is_rewritten_once },
+        { "repeated correlation id is rewritten once", test_repeated_correlation_id_is_rewritten_once },
+        { "repeated time is rewritten once", test_repeated_time_is_rewritten_once },
+        { "repeated chunk not overridden is kept byte for byte", test_repeated_chunk_not_overridden_is_kept_byte_for_byte },
         { "v1 converts to v3", test_v1_converts_to_v3 },
         { "v2 converts to v3 with overrides", test_v2_converts_to_v3_with_overrides },
         { "encode errors", test_encode_errors },
