@@ -1,5 +1,5 @@
 /*
- * hash.c - FNV-1a and SipHash-2-4 (see hash.h).
+ * hash.c - FNV-1a and SipHash-2-4, one-shot and streaming (see hash.h).
  */
 #include "hash.h"
 
@@ -70,56 +70,103 @@ static inline uint64_t load_le64(const uint8_t *p)
     return v;
 }
 
-#define SIPROUND                                                            \
-    do {                                                                    \
-        v0 += v1; v1 = rotl64(v1, 13); v1 ^= v0; v0 = rotl64(v0, 32);       \
-        v2 += v3; v3 = rotl64(v3, 16); v3 ^= v2;                            \
-        v0 += v3; v3 = rotl64(v3, 21); v3 ^= v0;                            \
-        v2 += v1; v1 = rotl64(v1, 17); v1 ^= v2; v2 = rotl64(v2, 32);       \
-    } while (0)
+static inline void siphash_round(uint64_t v[4])
+{
+    v[0] += v[1]; v[1] = rotl64(v[1], 13); v[1] ^= v[0]; v[0] = rotl64(v[0], 32);
+    v[2] += v[3]; v[3] = rotl64(v[3], 16); v[3] ^= v[2];
+    v[0] += v[3]; v[3] = rotl64(v[3], 21); v[3] ^= v[0];
+    v[2] += v[1]; v[1] = rotl64(v[1], 17); v[1] ^= v[2]; v[2] = rotl64(v[2], 32);
+}
+
+/*
+ * The three steps of SipHash-2-4-128, shared by the one-shot and the
+ * streaming form so that the algorithm is written once.  Being static
+ * inline, they compile into the one-shot loop as if written out there.
+ */
+static inline void siphash_init(uint64_t v[4], const uint8_t k[SIPHASH_KEY_BYTES])
+{
+    uint64_t k0 = load_le64(k), k1 = load_le64(k + SIPHASH_WORD_BYTES);
+    v[0] = UINT64_C(0x736f6d6570736575) ^ k0;
+    v[1] = UINT64_C(0x646f72616e646f6d) ^ k1;
+    v[2] = UINT64_C(0x6c7967656e657261) ^ k0;
+    v[3] = UINT64_C(0x7465646279746573) ^ k1;
+    v[1] ^= 0xee;                               /* 128-bit output */
+}
+
+static inline void siphash_compress(uint64_t v[4], uint64_t m)
+{
+    v[3] ^= m;
+    for (int r = 0; r < SIPHASH_C_ROUNDS; r++)
+        siphash_round(v);
+    v[0] ^= m;
+}
+
+/* last: the final bytes (fewer than eight) with the length in the top byte. */
+static inline void siphash_finish(uint64_t v[4], uint64_t last, uint64_t out[2])
+{
+    siphash_compress(v, last);
+    v[2] ^= 0xee;
+    for (int r = 0; r < SIPHASH_D_ROUNDS; r++)
+        siphash_round(v);
+    out[0] = v[0] ^ v[1] ^ v[2] ^ v[3];
+    v[1] ^= 0xdd;
+    for (int r = 0; r < SIPHASH_D_ROUNDS; r++)
+        siphash_round(v);
+    out[1] = v[0] ^ v[1] ^ v[2] ^ v[3];
+}
 
 /*
  * SipHash-2-4 with its 128-bit output (Aumasson and Bernstein's reference
  * "siphash" with outlen 16): out[0] and out[1] are the two little-endian
- * halves of the reference's 16 output bytes.
+ * halves of the reference's 16 output bytes.  Kept apart from the streaming
+ * form, which carries a partial word between calls: this one is on the
+ * packet path and needs none of that.
  */
 void hash_siphash128(const uint8_t k[HASH_SIPHASH_KEY_BYTES], const void *data, size_t len, uint64_t out[2])
 {
     const uint8_t *in = data;
-    uint64_t k0 = load_le64(k), k1 = load_le64(k + SIPHASH_WORD_BYTES);
-    uint64_t v0 = UINT64_C(0x736f6d6570736575) ^ k0;
-    uint64_t v1 = UINT64_C(0x646f72616e646f6d) ^ k1;
-    uint64_t v2 = UINT64_C(0x6c7967656e657261) ^ k0;
-    uint64_t v3 = UINT64_C(0x7465646279746573) ^ k1;
-    v1 ^= 0xee;
-
+    uint64_t v[4];
+    siphash_init(v, k);
     size_t whole = len - len % SIPHASH_WORD_BYTES;
-    for (size_t off = 0; off < whole; off += SIPHASH_WORD_BYTES) {
-        uint64_t m = load_le64(in + off);
-        v3 ^= m;
-        for (int r = 0; r < SIPHASH_C_ROUNDS; r++)
-            SIPROUND;
-        v0 ^= m;
-    }
-    uint64_t b = (uint64_t)len << SIPHASH_LEN_SHIFT;
+    for (size_t off = 0; off < whole; off += SIPHASH_WORD_BYTES)
+        siphash_compress(v, load_le64(in + off));
+    uint64_t last = (uint64_t)len << SIPHASH_LEN_SHIFT;
     for (size_t i = 0; i < len - whole; i++)
-        b |= (uint64_t)in[whole + i] << (8 * i);
-    v3 ^= b;
-    for (int r = 0; r < SIPHASH_C_ROUNDS; r++)
-        SIPROUND;
-    v0 ^= b;
-
-    v2 ^= 0xee;
-    for (int r = 0; r < SIPHASH_D_ROUNDS; r++)
-        SIPROUND;
-    out[0] = v0 ^ v1 ^ v2 ^ v3;
-    v1 ^= 0xdd;
-    for (int r = 0; r < SIPHASH_D_ROUNDS; r++)
-        SIPROUND;
-    out[1] = v0 ^ v1 ^ v2 ^ v3;
+        last |= (uint64_t)in[whole + i] << (8 * i);
+    siphash_finish(v, last, out);
 }
 
-#undef SIPROUND
+void hash_siphash128_init(struct hash_siphash *h, const uint8_t key[HASH_SIPHASH_KEY_BYTES])
+{
+    siphash_init(h->v, key);
+    h->tail = 0;
+    h->len = 0;
+}
+
+/* Bytes are gathered into h->tail until a word is complete, then compressed. */
+void hash_siphash128_update(struct hash_siphash *h, const void *data, size_t len)
+{
+    const uint8_t *in = data;
+    size_t fill = h->len % SIPHASH_WORD_BYTES;
+    h->len += len;
+    if (fill != 0) {
+        for (; fill < SIPHASH_WORD_BYTES && len > 0; fill++, len--)
+            h->tail |= (uint64_t)*in++ << (8 * fill);
+        if (fill < SIPHASH_WORD_BYTES)
+            return;
+        siphash_compress(h->v, h->tail);
+        h->tail = 0;
+    }
+    for (; len >= SIPHASH_WORD_BYTES; in += SIPHASH_WORD_BYTES, len -= SIPHASH_WORD_BYTES)
+        siphash_compress(h->v, load_le64(in));
+    for (size_t i = 0; i < len; i++)
+        h->tail |= (uint64_t)in[i] << (8 * i);
+}
+
+void hash_siphash128_final(struct hash_siphash *h, uint64_t out[2])
+{
+    siphash_finish(h->v, h->tail | (uint64_t)h->len << SIPHASH_LEN_SHIFT, out);
+}
 
 /* Random hash key; falls back to the clock if the kernel has no entropy to give. */
 void hash_random_key(uint8_t key[HASH_SIPHASH_KEY_BYTES])

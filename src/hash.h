@@ -5,6 +5,9 @@
  * (balance: hash, duplicate detection, hashed call keys), and SipHash-2-4
  * with 128-bit output where keys come from the network and a random key
  * keeps anyone from crafting collisions (the memory store, the hold queue).
+ * SipHash also comes in a streaming form, for a key that is hashed in
+ * pieces without being copied together first (a Call-ID with its folds
+ * replaced by single spaces).
  */
 #ifndef HEPROUTER_HASH_H
 #define HEPROUTER_HASH_H
@@ -32,6 +35,23 @@ uint64_t hash_fmix64(uint64_t x);
 /* SipHash-2-4, 128-bit output: out[0], out[1] are the reference's two little-endian halves. */
 void hash_siphash128(const uint8_t key[HASH_SIPHASH_KEY_BYTES], const void *data, size_t len,
                      uint64_t out[2]);
+
+/*
+ * Streaming SipHash-2-4-128: init, any number of updates, one final.  The
+ * result is exactly hash_siphash128() of the concatenated bytes, however
+ * they were split.  The state lives wherever the caller puts it (on the
+ * stack); nothing is allocated.  Its fields are private to hash.c.
+ */
+struct hash_siphash {
+    uint64_t v[4];              /* the four state words */
+    uint64_t tail;              /* pending bytes of an unfinished word, little-endian */
+    size_t len;                 /* bytes hashed so far */
+};
+
+void hash_siphash128_init(struct hash_siphash *h, const uint8_t key[HASH_SIPHASH_KEY_BYTES]);
+void hash_siphash128_update(struct hash_siphash *h, const void *data, size_t len);
+/* Writes the hash to out (as hash_siphash128() does); h must be initialised again before reuse. */
+void hash_siphash128_final(struct hash_siphash *h, uint64_t out[2]);
 
 /* Fills key with random bytes (getrandom, else the clock). */
 void hash_random_key(uint8_t key[HASH_SIPHASH_KEY_BYTES]);

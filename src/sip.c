@@ -8,9 +8,11 @@
  * not NUL-terminated and is never read outside [0, len).
  *
  * The scanner is strict where routing depends on it (start line, Call-ID,
- * CSeq, header syntax) and lenient where real senders differ: bare LF line
- * ends, whitespace around colons, folded lines, a header block that runs to
- * the end of the buffer without the final empty line.
+ * CSeq) and lenient where real senders differ: bare LF line ends, whitespace
+ * around colons, folded lines, a header block that runs to the end of the
+ * buffer without the final empty line.  A malformed header line is skipped
+ * and counted, never fatal: one bad line the router does not need must not
+ * take the message out of its call.
  */
 #include "sip.h"
 
@@ -28,7 +30,7 @@
 #define PARAM_TAG           "tag"
 #define PARAM_BRANCH        "branch"
 
-/* Headers the scanner looks at; everything else is only checked for syntax. */
+/* Headers the scanner looks at; everything else is only checked for a name and a colon. */
 enum header_id {
     HDR_OTHER = 0,
     HDR_CALL_ID,
@@ -82,7 +84,7 @@ static const struct {
     [SIP_ERR_START_LINE] = { "bad_start_line", "bad start line" },
     [SIP_ERR_VERSION] = { "bad_version", "unsupported SIP version" },
     [SIP_ERR_STATUS_CODE] = { "bad_status_code", "bad status code" },
-    [SIP_ERR_HEADER] = { "bad_header", "malformed header line" },
+    [SIP_ERR_HEADER] = { "bad_header", "malformed header line" },  /* not returned */
     [SIP_ERR_NO_CALL_ID] = { "no_call_id", "missing or empty Call-ID" },
     [SIP_ERR_NO_CSEQ] = { "no_cseq", "missing CSeq" },
     [SIP_ERR_CSEQ] = { "bad_cseq", "bad CSeq value" },
@@ -315,31 +317,51 @@ static enum header_id header_id(const char *name, size_t len)
 }
 
 /*
- * Handles one logical header line [p, end), folded continuation lines
- * included.  Only the first occurrence of each header of interest counts.
+ * Reads the name of the logical header line [p, end) into *name.  Returns
+ * the position after its colon, or NULL when the line does not start with a
+ * token followed (after optional white space) by a colon: a line to skip.
  */
-static int scan_header(const char *p, const char *end, struct sip_msg *msg,
-                       struct scan_state *st)
+static const char *header_name(const char *p, const char *end, struct sip_str *name)
 {
-    const char *name = p;
+    const char *start = p;
     p = skip_token(p, end);
-    size_t name_len = (size_t)(p - name);
-    if (name_len == 0)
-        return SIP_ERR_HEADER;
+    if (p == start)
+        return NULL;
+    *name = make_str(start, p);
     p = skip_lws(p, end);
     if (p >= end || *p != ':')
-        return SIP_ERR_HEADER;
-    p++;
+        return NULL;
+    return p + 1;
+}
 
-    switch (header_id(name, name_len)) {
+/* Stores the trimmed Call-ID value [p, end) and flags white space left inside. */
+static void scan_call_id(const char *p, const char *end, struct sip_msg *msg)
+{
+    p = skip_lws(p, end);
+    while (end > p && is_lws((unsigned char)end[-1]))
+        end--;
+    msg->call_id = make_str(p, end);
+    for (; p < end; p++) {
+        if (is_lws((unsigned char)*p)) {
+            msg->flags |= SIP_F_CALL_ID_LWS;
+            break;
+        }
+    }
+}
+
+/*
+ * Handles the value [p, end) of one logical header line, folded continuation
+ * lines included.  Only the first occurrence of each header of interest
+ * counts.
+ */
+static int scan_header(struct sip_str name, const char *p, const char *end,
+                       struct sip_msg *msg, struct scan_state *st)
+{
+    switch (header_id(name.ptr, name.len)) {
     case HDR_CALL_ID:
         if (!st->seen_call_id) {
             st->seen_call_id = true;
-            const char *stop = end;
-            p = skip_lws(p, end);
-            while (stop > p && is_lws((unsigned char)stop[-1]))
-                stop--;
-            msg->call_id = make_str(p, stop);
+            scan_call_id(p, end, msg);
         }
         break;
     case HDR_CSEQ:
@@ -486,23 +508,33 @@ int sip_scan(const uint8_t *buf, size_t len, struct sip_msg *msg)
     if (rc != SIP_OK)
         return rc;
 
-    /* Headers, up to the first empty line or the end of the buffer. */
+    /*
+     * Headers, up to the first empty line or the end of the buffer.  A line
+     * that starts with white space continues the one before; before the
+     * first header there is none, so it is skipped like a line without a
+     * name or colon, together with its own continuation lines.
+     */
     struct scan_state st = { 0 };
     p = eol < end ? eol + 1 : end;
     while (p < end) {
         eol = line_end(p, end, &content_end);
         if (content_end == p)
             break;
-        if (is_wsp((unsigned char)*p))
-            return SIP_ERR_HEADER;      /* continuation without a header */
+        bool orphan = is_wsp((unsigned char)*p);
         const char *next = eol < end ? eol + 1 : end;
         while (next < end && is_wsp((unsigned char)*next)) {
             eol = line_end(next, end, &content_end);
             next = eol < end ? eol + 1 : end;
         }
-        rc = scan_header(p, content_end, msg, &st);
-        if (rc != SIP_OK)
-            return rc;
+        struct sip_str name;
+        const char *value = orphan ? NULL : header_name(p, content_end, &name);
+        if (value == NULL) {
+            msg->skipped_lines++;
+        } else {
+            rc = scan_header(name, value, content_end, msg, &st);
+            if (rc != SIP_OK)
+                return rc;
+        }
         p = next;
     }
 
@@ -511,6 +543,32 @@ int sip_scan(const uint8_t *buf, size_t len, struct sip_msg *msg)
     if (!st.seen_cseq)
         return SIP_ERR_NO_CSEQ;
     return SIP_OK;
+}
+
+bool sip_lws_next(const struct sip_str *s, size_t *pos, struct sip_str *piece)
+{
+    static const char space[] = " ";
+    size_t i = *pos;
+    if (i < s->len && is_lws((unsigned char)s->ptr[i])) {
+        size_t run = i;
+        while (run < s->len && is_lws((unsigned char)s->ptr[run]))
+            run++;
+        bool inside = i > 0 && run < s->len;
+        *pos = run;
+        if (inside) {
+            *piece = make_str(space, space + LITERAL_LEN(space));
+            return true;
+        }
+        i = run;                        /* leading or trailing: not part of the value */
+    }
+    if (i >= s->len)
+        return false;
+    size_t stop = i;
+    while (stop < s->len && !is_lws((unsigned char)s->ptr[stop]))
+        stop++;
+    *piece = make_str(s->ptr + i, s->ptr + stop);
+    *pos = stop;
+    return true;
 }
 
 enum sip_method sip_method_from_name(const char *name, size_t len)

@@ -5,6 +5,16 @@
  * Call-ID, CSeq, From/To tags and the top Via branch.  It does not allocate;
  * every string in struct sip_msg points into the scanned buffer.  The body is
  * never looked at.
+ *
+ * A header line the router does not need cannot fail the message: a line
+ * without a colon or with a bad name is skipped and counted (skipped_lines),
+ * so a message with good start line, Call-ID and CSeq is always SIP_OK.
+ *
+ * A Call-ID may carry folds or white space inside (the callid grammar has no
+ * room for them; senders do it anyway).  Linear white space means one SP,
+ * so SIP_F_CALL_ID_LWS marks such a Call-ID and sip_lws_next() walks its
+ * canonical form without copying it, for a call key that does not depend on
+ * how the sender folded it.
  */
 #ifndef HEPROUTER_SIP_H
 #define HEPROUTER_SIP_H
@@ -46,8 +56,10 @@ enum sip_status {
     SIP_ERR_START_LINE,     /* start line is neither a request nor a status line */
     SIP_ERR_VERSION,        /* SIP version is not "SIP/2.0" */
     SIP_ERR_STATUS_CODE,    /* status code not three digits in 100..699 */
-    SIP_ERR_HEADER,         /* a header line without a colon or with a bad name,
-                               or a folded line before the first header */
+    SIP_ERR_HEADER,         /* no longer returned: bad header lines are skipped
+                               and counted in sip_msg.skipped_lines.  Kept so
+                               that the codes and the metric names keyed by
+                               them ("bad_header") stay as they were */
     SIP_ERR_NO_CALL_ID,     /* no Call-ID / i: header, or an empty one */
     SIP_ERR_NO_CSEQ,        /* no CSeq header */
     SIP_ERR_CSEQ,           /* CSeq value is not "<number> <method>" or the
@@ -65,6 +77,9 @@ enum sip_flag {
                                    may be empty if written ";tag=") */
     SIP_F_FROM_TAG = 1u << 5,   /* From header carries a tag parameter */
     SIP_F_VIA_BRANCH = 1u << 6, /* top Via value carries a branch parameter */
+    SIP_F_CALL_ID_LWS = 1u << 7, /* call_id holds SP, HT, CR or LF inside (it is
+                                    trimmed at both ends); key it by its
+                                    canonical form, see sip_lws_next() */
 };
 
 struct sip_msg {
@@ -81,6 +96,9 @@ struct sip_msg {
     struct sip_str from_tag;    /* empty when absent */
     struct sip_str to_tag;      /* empty when absent; see SIP_F_TO_TAG */
     struct sip_str via_branch;  /* branch of the first Via, empty if absent */
+    unsigned skipped_lines;     /* header lines skipped as malformed (no colon,
+                                   bad name, or a folded line before the first
+                                   header), each with its continuation lines */
 };
 
 /*
@@ -88,9 +106,22 @@ struct sip_msg {
  * sip_status error.  *msg is always reset first; on error it keeps what was
  * scanned before the failure.  The first Call-ID, CSeq, From, To and Via
  * header wins; the header block ends at the first empty line or at the end
- * of the buffer.
+ * of the buffer.  A header line without a colon or with a bad name, and a
+ * folded line before the first header, is skipped together with its folded
+ * continuation lines and counted once in msg->skipped_lines.
  */
 int sip_scan(const uint8_t *buf, size_t len, struct sip_msg *msg);
+
+/*
+ * Walks the canonical form of a header value: s without leading and trailing
+ * SP/HT/CR/LF, and with every run of them inside replaced by one SP (RFC 3261
+ * 25.1: linear white space, folding included, has the semantics of SP).  Set *pos to 0,
+ * then call until it returns false; each call stores the next piece in
+ * *piece and advances *pos.  A piece is either a run of bytes of s or the
+ * single SP of a static string; pieces are never empty and nothing is
+ * allocated.  For "abc\r\n @host" the pieces are "abc", " ", "@host".
+ */
+bool sip_lws_next(const struct sip_str *s, size_t *pos, struct sip_str *piece);
 
 /* Maps a method name (case-sensitive, as RFC 3261 says) to its id. */
 enum sip_method sip_method_from_name(const char *name, size_t len);

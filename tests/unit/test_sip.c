@@ -321,36 +321,108 @@ static void test_start_line_only_has_no_call_id(void)
 
 /* ---- header syntax --------------------------------------------------------- */
 
-static void test_header_without_colon_is_header_error(void)
+/* The call key, CSeq number and method of the CALL_ID_HDR / CSEQ_HDR message. */
+static void assert_call_kept(const struct sip_msg *m)
 {
-    struct sip_msg m;
-    CU_ASSERT_EQUAL(scan(REQ_LINE CALL_ID_HDR "Max-Forwards 70\r\n" CSEQ_HDR, &m), SIP_ERR_HEADER);
-    CU_ASSERT_EQUAL(scan(REQ_LINE CALL_ID_HDR CSEQ_HDR "garbage", &m), SIP_ERR_HEADER);
+    ASSERT_STR(m->call_id, "abc@host");
+    CU_ASSERT_EQUAL(m->cseq, 1);
+    CU_ASSERT_EQUAL(m->cseq_method, SIP_METHOD_INVITE);
+    CU_ASSERT_EQUAL(m->method, SIP_METHOD_INVITE);
 }
 
-static void test_bad_header_name_is_header_error(void)
+static void test_line_without_colon_anywhere_is_skipped_and_counted(void)
 {
-    struct sip_msg m;
-    CU_ASSERT_EQUAL(scan(REQ_LINE ": no name\r\n" CALL_ID_HDR CSEQ_HDR, &m), SIP_ERR_HEADER);
-    CU_ASSERT_EQUAL(scan(REQ_LINE "Call ID: x\r\n" CSEQ_HDR, &m), SIP_ERR_HEADER);
-    CU_ASSERT_EQUAL(scan(REQ_LINE "X(y): z\r\n" CALL_ID_HDR CSEQ_HDR, &m), SIP_ERR_HEADER);
-    CU_ASSERT_EQUAL(scan(REQ_LINE "\x80X: z\r\n" CALL_ID_HDR CSEQ_HDR, &m), SIP_ERR_HEADER);
+    static const char *const texts[] = {
+        REQ_LINE "X-Weird\r\n" CALL_ID_HDR CSEQ_HDR "\r\n",      /* before */
+        REQ_LINE CALL_ID_HDR "X-Weird\r\n" CSEQ_HDR "\r\n",      /* between */
+        REQ_LINE CALL_ID_HDR CSEQ_HDR "X-Weird\r\n\r\n",         /* after */
+        REQ_LINE CALL_ID_HDR CSEQ_HDR "X-Weird",                 /* last, no CRLF */
+        REQ_LINE CALL_ID_HDR "Max-Forwards 70\r\n" CSEQ_HDR,     /* value, no colon */
+        REQ_LINE CALL_ID_HDR "X-Weird\n" CSEQ_HDR,                /* bare LF */
+    };
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        struct sip_msg m;
+        CU_ASSERT_EQUAL(scan(texts[i], &m), SIP_OK);
+        assert_call_kept(&m);
+        CU_ASSERT_EQUAL(m.skipped_lines, 1);
+    }
 }
 
-static void test_folded_line_before_first_header_is_header_error(void)
+static void test_two_bad_lines_count_two(void)
 {
     struct sip_msg m;
-    CU_ASSERT_EQUAL(scan(REQ_LINE " folded\r\n" CALL_ID_HDR CSEQ_HDR, &m), SIP_ERR_HEADER);
-    CU_ASSERT_EQUAL(scan(REQ_LINE "\tfolded\r\n" CALL_ID_HDR CSEQ_HDR, &m), SIP_ERR_HEADER);
+    CU_ASSERT_EQUAL(scan(REQ_LINE "X-Weird\r\n" CALL_ID_HDR "X-Weirder\r\n" CSEQ_HDR "\r\n", &m),
+                    SIP_OK);
+    assert_call_kept(&m);
+    CU_ASSERT_EQUAL(m.skipped_lines, 2);
+    CU_ASSERT_EQUAL(scan(REQ_LINE CALL_ID_HDR CSEQ_HDR "X-Weird\r\nX-Weird\r\n", &m), SIP_OK);
+    CU_ASSERT_EQUAL(m.skipped_lines, 2);
 }
 
-static void test_header_error_after_known_headers_is_still_reported(void)
+static void test_bad_line_with_folded_continuation_counts_once(void)
 {
     struct sip_msg m;
-    CU_ASSERT_EQUAL(scan(REQ_LINE CALL_ID_HDR CSEQ_HDR "Bad Header\r\n\r\n", &m), SIP_ERR_HEADER);
-    /* What was scanned before the failure is kept. */
-    ASSERT_STR(m.call_id, "abc@host");
-    CU_ASSERT_EQUAL(m.cseq, 1);
+    /* The continuation goes with the skipped line; the next header is read. */
+    CU_ASSERT_EQUAL(scan(REQ_LINE "X-Weird\r\n more\r\n\tand more\r\n" CALL_ID_HDR CSEQ_HDR,
+                         &m), SIP_OK);
+    assert_call_kept(&m);
+    CU_ASSERT_EQUAL(m.skipped_lines, 1);
+    /* A header-looking continuation of a skipped line is not a header. */
+    CU_ASSERT_EQUAL(scan(REQ_LINE "X-Weird\r\n Call-ID: folded-in\r\n" CALL_ID_HDR CSEQ_HDR,
+                         &m), SIP_OK);
+    assert_call_kept(&m);
+    CU_ASSERT_EQUAL(m.skipped_lines, 1);
+}
+
+static void test_bad_header_name_is_skipped_and_counted(void)
+{
+    static const char *const lines[] = {
+        ": no name\r\n",
+        "X(y): z\r\n",
+        "\x80X: z\r\n",
+        "Bad Header: z\r\n",
+    };
+    struct sip_msg m;
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+        char text[START_LINE_MAX];
+        snprintf(text, sizeof text, REQ_LINE "%s" CALL_ID_HDR CSEQ_HDR, lines[i]);
+        CU_ASSERT_EQUAL(scan(text, &m), SIP_OK);
+        assert_call_kept(&m);
+        CU_ASSERT_EQUAL(m.skipped_lines, 1);
+    }
+    /* A Call-ID whose name is broken is not a Call-ID. */
+    CU_ASSERT_EQUAL(scan(REQ_LINE "Call ID: x\r\n" CSEQ_HDR, &m), SIP_ERR_NO_CALL_ID);
+    CU_ASSERT_EQUAL(m.skipped_lines, 1);
+}
+
+/* Before the first header a folded line continues nothing: it is skipped like a bad line. */
+static void test_folded_line_before_first_header_is_skipped_and_counted(void)
+{
+    struct sip_msg m;
+    CU_ASSERT_EQUAL(scan(REQ_LINE " folded\r\n" CALL_ID_HDR CSEQ_HDR, &m), SIP_OK);
+    assert_call_kept(&m);
+    CU_ASSERT_EQUAL(m.skipped_lines, 1);
+    CU_ASSERT_EQUAL(scan(REQ_LINE "\tfolded\r\n  twice\r\n" CALL_ID_HDR CSEQ_HDR, &m), SIP_OK);
+    assert_call_kept(&m);
+    CU_ASSERT_EQUAL(m.skipped_lines, 1);
+}
+
+static void test_bad_lines_do_not_excuse_a_bad_cseq(void)
+{
+    struct sip_msg m;
+    CU_ASSERT_EQUAL(scan(REQ_LINE "X-Weird\r\n" CALL_ID_HDR "CSeq: x INVITE\r\n", &m), SIP_ERR_CSEQ);
+    CU_ASSERT_EQUAL(scan(REQ_LINE "X-Weird\r\n" CALL_ID_HDR "\r\n", &m), SIP_ERR_NO_CSEQ);
+    CU_ASSERT_EQUAL(scan(REQ_LINE "X-Weird\r\n" CSEQ_HDR, &m), SIP_ERR_NO_CALL_ID);
+}
+
+static void test_well_formed_message_skips_nothing(void)
+{
+    struct sip_msg m;
+    CU_ASSERT_EQUAL(scan(invite, &m), SIP_OK);
+    CU_ASSERT_EQUAL(m.skipped_lines, 0);
+    CU_ASSERT_EQUAL(scan(REQ_LINE "X-Weird\r\n" CALL_ID_HDR CSEQ_HDR, &m), SIP_OK);
+    CU_ASSERT_EQUAL(scan(invite, &m), SIP_OK);
+    CU_ASSERT_EQUAL(m.skipped_lines, 0);        /* reset by every scan */
 }
 
 static void test_header_names_are_case_insensitive(void)
@@ -573,6 +645,94 @@ static void test_first_call_id_wins(void)
     ASSERT_STR(m.call_id, "first");
     CU_ASSERT_EQUAL(scan(REQ_LINE "i: first\r\n" "Call-ID: second\r\n" CSEQ_HDR, &m), SIP_OK);
     ASSERT_STR(m.call_id, "first");
+}
+
+/* Concatenates the canonical pieces of s into out (NUL-terminated); returns the piece count. */
+static size_t canonical(struct sip_str s, char *out, size_t size)
+{
+    size_t pos = 0, used = 0, pieces = 0;
+    struct sip_str piece;
+    while (sip_lws_next(&s, &pos, &piece)) {
+        CU_ASSERT_FATAL(piece.len > 0 && used + piece.len < size);
+        memcpy(out + used, piece.ptr, piece.len);
+        used += piece.len;
+        pieces++;
+    }
+    out[used] = '\0';
+    CU_ASSERT_FALSE(sip_lws_next(&s, &pos, &piece));    /* stays at the end */
+    return pieces;
+}
+
+static void test_folded_call_id_has_lws_flag_and_single_space_form(void)
+{
+    static const char *const values[] = {
+        "abc\r\n @host",
+        "abc\r\n\t@host",
+        "abc \t @host",
+        "abc\n @host",
+        "abc\r\n \r\n\t @host",
+    };
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+        char text[START_LINE_MAX], form[START_LINE_MAX];
+        snprintf(text, sizeof text, REQ_LINE "Call-ID: %s\r\n" CSEQ_HDR, values[i]);
+        struct sip_msg m;
+        CU_ASSERT_EQUAL(scan(text, &m), SIP_OK);
+        ASSERT_STR(m.call_id, values[i]);           /* as written, for the router */
+        CU_ASSERT(m.flags & SIP_F_CALL_ID_LWS);
+        CU_ASSERT_EQUAL(canonical(m.call_id, form, sizeof form), 3);
+        CU_ASSERT_STRING_EQUAL(form, "abc @host");
+        CU_ASSERT_EQUAL(m.skipped_lines, 0);
+    }
+}
+
+static void test_call_id_without_inner_lws_has_no_flag(void)
+{
+    struct sip_msg m;
+    char form[START_LINE_MAX];
+    CU_ASSERT_EQUAL(scan(REQ_LINE CALL_ID_HDR CSEQ_HDR, &m), SIP_OK);
+    CU_ASSERT_FALSE(m.flags & SIP_F_CALL_ID_LWS);
+    CU_ASSERT_EQUAL(canonical(m.call_id, form, sizeof form), 1);
+    CU_ASSERT_STRING_EQUAL(form, "abc@host");
+    /* White space and folds around the value are trimmed, not inside it. */
+    CU_ASSERT_EQUAL(scan(REQ_LINE "Call-ID:\r\n \t abc@host \r\n\t\r\n" CSEQ_HDR, &m), SIP_OK);
+    ASSERT_STR(m.call_id, "abc@host");
+    CU_ASSERT_FALSE(m.flags & SIP_F_CALL_ID_LWS);
+    CU_ASSERT_EQUAL(scan(REQ_LINE "i: \t abc@host\t\r\n" CSEQ_HDR, &m), SIP_OK);
+    CU_ASSERT_FALSE(m.flags & SIP_F_CALL_ID_LWS);
+}
+
+static void test_lws_pieces_drop_white_space_at_both_ends(void)
+{
+    static const struct {
+        const char *value;
+        const char *form;
+        size_t pieces;
+    } cases[] = {
+        { "", "", 0 },
+        { " \t\r\n", "", 0 },
+        { "a", "a", 1 },
+        { "\r\n a", "a", 1 },
+        { "a \r\n", "a", 1 },
+        { "  a \t b\r\n c  ", "a b c", 5 },
+        { "a\tb", "a b", 3 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct sip_str s = { cases[i].value, strlen(cases[i].value) };
+        char form[START_LINE_MAX];
+        CU_ASSERT_EQUAL(canonical(s, form, sizeof form), cases[i].pieces);
+        CU_ASSERT_STRING_EQUAL(form, cases[i].form);
+    }
+    /* Pieces of the value point into it; only the single SP does not. */
+    const char value[] = "ab\r\n cd";
+    struct sip_str s = { value, sizeof value - 1 }, piece;
+    size_t pos = 0;
+    CU_ASSERT_FATAL(sip_lws_next(&s, &pos, &piece));
+    CU_ASSERT(piece.ptr == value && piece.len == 2);
+    CU_ASSERT_FATAL(sip_lws_next(&s, &pos, &piece));
+    CU_ASSERT(piece.len == 1 && piece.ptr[0] == ' ');
+    CU_ASSERT_FATAL(sip_lws_next(&s, &pos, &piece));
+    CU_ASSERT(piece.ptr == value + 5 && piece.len == 2);
+    CU_ASSERT_FALSE(sip_lws_next(&s, &pos, &piece));
 }
 
 /* ---- CSeq ------------------------------------------------------------------ */
@@ -829,6 +989,7 @@ static void test_every_truncation_stays_in_bounds(void)
         struct sip_msg m;
         int rc = scan_bytes(invite, n, &m);
         CU_ASSERT(rc >= SIP_OK && rc < SIP_STATUS_COUNT);
+        CU_ASSERT_NOT_EQUAL(rc, SIP_ERR_HEADER);    /* no longer returned */
         const struct sip_str all[] = { m.method_name, m.uri, m.reason, m.call_id,
                                        m.cseq_method_name, m.from_tag, m.to_tag,
                                        m.via_branch };
@@ -970,6 +1131,8 @@ static void check_vectors(int version)
         CU_ASSERT_STRING_EQUAL(sip_method_name(m.cseq_method), fields[c_method]);
         CU_ASSERT(m.flags & SIP_F_FROM_TAG);
         CU_ASSERT(m.flags & SIP_F_VIA_BRANCH);
+        CU_ASSERT_FALSE(m.flags & SIP_F_CALL_ID_LWS);
+        CU_ASSERT_EQUAL(m.skipped_lines, 0);
         CU_ASSERT(m.via_branch.len > strlen("z9hG4bK") &&
                   memcmp(m.via_branch.ptr, "z9hG4bK", strlen("z9hG4bK")) == 0);
         free(buf);
@@ -1161,10 +1324,13 @@ static const struct unit_test tests[] = {
     { "test_bad_status_code_is_status_code_error", test_bad_status_code_is_status_code_error },
     { "test_status_code_bounds_are_accepted", test_status_code_bounds_are_accepted },
     { "test_start_line_only_has_no_call_id", test_start_line_only_has_no_call_id },
-    { "test_header_without_colon_is_header_error", test_header_without_colon_is_header_error },
-    { "test_bad_header_name_is_header_error", test_bad_header_name_is_header_error },
-    { "test_folded_line_before_first_header_is_header_error", test_folded_line_before_first_header_is_header_error },
-    { "test_header_error_after_known_headers_is_still_reported", test_header_error_after_known_headers_is_still_reported },
+    { "test_line_without_colon_anywhere_is_skipped_and_counted", test_line_without_colon_anywhere_is_skipped_and_counted },
+    { "test_two_bad_lines_count_two", test_two_bad_lines_count_two },
+    { "test_bad_line_with_folded_continuation_counts_once", test_bad_line_with_folded_continuation_counts_once },
+    { "test_bad_header_name_is_skipped_and_counted", test_bad_header_name_is_skipped_and_counted },
+    { "test_folded_line_before_first_header_is_skipped_and_counted", test_folded_line_before_first_header_is_skipped_and_counted },
+    { "test_bad_lines_do_not_excuse_a_bad_cseq", test_bad_lines_do_not_excuse_a_bad_cseq },
+    { "test_well_formed_message_skips_nothing", test_well_formed_message_skips_nothing },
     { "test_header_names_are_case_insensitive", test_header_names_are_case_insensitive },
     { "test_compact_call_id", test_compact_call_id },
     { "test_compact_from_to_via", test_compact_from_to_via },
@@ -1184,6 +1350,9 @@ static const struct unit_test tests[] = {
     { "test_empty_call_id_is_no_call_id", test_empty_call_id_is_no_call_id },
     { "test_call_id_is_trimmed", test_call_id_is_trimmed },
     { "test_first_call_id_wins", test_first_call_id_wins },
+    { "test_folded_call_id_has_lws_flag_and_single_space_form", test_folded_call_id_has_lws_flag_and_single_space_form },
+    { "test_call_id_without_inner_lws_has_no_flag", test_call_id_without_inner_lws_has_no_flag },
+    { "test_lws_pieces_drop_white_space_at_both_ends", test_lws_pieces_drop_white_space_at_both_ends },
     { "test_missing_cseq_is_no_cseq", test_missing_cseq_is_no_cseq },
     { "test_call_id_is_checked_before_cseq", test_call_id_is_checked_before_cseq },
     { "test_malformed_cseq_is_cseq_error", test_malformed_cseq_is_cseq_error },
