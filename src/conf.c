@@ -85,6 +85,7 @@
 #define CONF_HELD_BYTES_MAX (UINT64_C(1) << 40)     /* orphans.max_bytes: 1 TiB */
 #define CONF_CALL_ID_MIN    32u                     /* room for the hashed form */
 #define CONF_TCP_CONN_MAX   1000000u
+#define CONF_FD_RESERVE_MAX 1000000u                /* limits.fd_reserve */
 #define CONF_UDP_BATCH_MAX  1024u                   /* UIO_MAXIOV: recvmmsg/sendmmsg cap */
 #define CONF_RCVBUF_MAX     ((uint64_t)INT_MAX)     /* SO_RCVBUF takes an int */
 #define CONF_QUEUE_MAX      (UINT64_C(1) << 30)     /* tcp_queue_bytes: 1 GiB */
@@ -97,6 +98,8 @@
 #define CONF_REDIS_WAIT_MAX_MS (60 * MS_PER_SECOND) /* store.redis.timeout_ms */
 #define CONF_INFLIGHT_MAX   1000000u
 #define CONF_PENDING_MAX    10000000u
+#define CONF_REPLY_MIN      1024u                   /* store.redis.max_reply_bytes: a value is < 200 */
+#define CONF_REPLY_MAX      (UINT64_C(1) << 30)     /* 1 GiB */
 #define CONF_CACHE_MAX      100000000u
 #define CONF_HOST_MAX       253u                    /* a DNS name, without the final dot */
 #define CONF_LABEL_MAX      63u
@@ -1683,6 +1686,7 @@ static const struct conf_key redis_keys[] = {
     REDIS_NUMBER("timeout_ms", set_u64, timeout_ms, "50", 1, CONF_REDIS_WAIT_MAX_MS),
     REDIS_NUMBER("max_inflight", set_size, max_inflight, "10000", 1, CONF_INFLIGHT_MAX),
     REDIS_NUMBER("max_pending_writes", set_size, max_pending_writes, "100000", 0, CONF_PENDING_MAX),
+    REDIS_NUMBER("max_reply_bytes", set_size, max_reply_bytes, "65536", CONF_REPLY_MIN, CONF_REPLY_MAX),
     /* absent or []: connect to the server directly */
     { .name = "sentinels", .set = set_sentinels, .offset = CONF_FIELD(struct conf_redis, sentinels),
       .count_offset = CONF_FIELD(struct conf_redis, nsentinels) },
@@ -1728,6 +1732,7 @@ static const struct conf_key orphans_keys[] = {
 static const struct conf_key limits_keys[] = {
     NUMBER("call_id_max", set_size, call_id_max, "256", CONF_CALL_ID_MIN, HEP3_MAX_LEN),
     NUMBER("tcp_max_connections", set_size, tcp_max_connections, "1024", 1, CONF_TCP_CONN_MAX),
+    NUMBER("fd_reserve", set_size, fd_reserve, "64", 0, CONF_FD_RESERVE_MAX),
     NUMBER("tcp_max_frame", set_size, tcp_max_frame, "65535", HEP3_HDR_LEN, HEP3_MAX_LEN),
     NUMBER("tcp_idle_timeout", set_duration, tcp_idle_timeout_ms, "10m", MS_PER_SECOND, CONF_IDLE_MAX_MS),
     NUMBER("udp_batch", set_size, udp_batch, "64", 1, CONF_UDP_BATCH_MAX),

@@ -97,6 +97,7 @@ struct conf_redis {
     uint64_t timeout_ms;            /* a lookup slower than this takes the fallback */
     size_t max_inflight;            /* commands in flight per connection; beyond: fallback */
     size_t max_pending_writes;      /* decisions kept while Redis is down, written when back */
+    size_t max_reply_bytes;         /* more of one unfinished reply drops the connection (0: no cap) */
     char **sentinels;               /* "host:port" of Sentinels; none: connect directly */
     size_t nsentinels;
     char *master_name;              /* Sentinel master name */
@@ -126,7 +127,8 @@ struct conf {
     size_t store_max_calls;         /* memory store: beyond it, oldest-expiring evicted */
     struct conf_redis redis;        /* store.redis */
     size_t cache_entries;           /* store.cache.entries: in-process cache before Redis (0: off) */
-    size_t tcp_max_connections;     /* per listener */
+    size_t tcp_max_connections;     /* per listener per worker; main.c lowers it to fit RLIMIT_NOFILE */
+    size_t fd_reserve;              /* descriptors kept free beyond those counted (RLIMIT_NOFILE budget) */
     size_t tcp_max_frame;           /* larger HEP3 frames close the connection */
     uint64_t tcp_idle_timeout_ms;   /* inbound connections silent this long are closed */
     size_t udp_batch;               /* datagrams per recvmmsg / sendmmsg */

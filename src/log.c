@@ -4,16 +4,20 @@
  * Lines start with a syslog priority prefix ("<3>", "<4>", ...) only when
  * stderr is the journal (JOURNAL_STREAM set by systemd), so they are
  * readable on a terminal and correctly classified under systemd.  One write()
- * per line keeps lines from several worker threads whole.
+ * per line keeps lines from several worker threads whole.  Lines are cut at
+ * LOG_LINE_MAX bytes, except the body of log_write_body() (the counters),
+ * which is written whole.
  */
 #include "log.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -73,22 +77,55 @@ static size_t prefix(int level, char *buf, size_t len)
     return n < len ? n : len - 1;
 }
 
-static void emit(int level, const char *peer, const char *fmt, va_list ap)
+/* Formats the prefix, peer and message into line; returns the length, without a newline. */
+static size_t format_head(int level, const char *peer, char *line, size_t size, const char *fmt, va_list ap)
 {
-    char line[LOG_LINE_MAX];
-    size_t n = prefix(level, line, sizeof line);
-    if (peer != NULL && n < sizeof line)
-        n += (size_t)snprintf(line + n, sizeof line - n, "%s: ", peer);
-    if (n < sizeof line) {
-        int w = vsnprintf(line + n, sizeof line - n, fmt, ap);
+    size_t n = prefix(level, line, size);
+    if (peer != NULL && n < size)
+        n += (size_t)snprintf(line + n, size - n, "%s: ", peer);
+    if (n < size) {
+        int w = vsnprintf(line + n, size - n, fmt, ap);
         if (w > 0)
             n += (size_t)w;
     }
-    if (n >= sizeof line - 1)
-        n = sizeof line - 2;        /* truncated: keep room for the newline */
+    if (n >= size - 1)
+        n = size - 2;               /* truncated: keep room for the newline */
+    return n;
+}
+
+/*
+ * One writev() per line.  A pipe or the journal's socket may take a long
+ * line in parts: the rest follows at once, so only then can another
+ * thread's line slip in.
+ */
+static void write_line(struct iovec *iov, int iovcnt)
+{
+    while (iovcnt > 0) {
+        ssize_t w = writev(STDERR_FILENO, iov, iovcnt);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return;                 /* nowhere to log to */
+        size_t done = (size_t)w;
+        while (iovcnt > 0 && done >= iov->iov_len) {
+            done -= iov->iov_len;
+            iov++;
+            iovcnt--;
+        }
+        if (iovcnt > 0) {
+            iov->iov_base = (char *)iov->iov_base + done;
+            iov->iov_len -= done;
+        }
+    }
+}
+
+static void emit(int level, const char *peer, const char *fmt, va_list ap)
+{
+    char line[LOG_LINE_MAX];
+    size_t n = format_head(level, peer, line, sizeof line, fmt, ap);
     line[n++] = '\n';
-    ssize_t ignored = write(STDERR_FILENO, line, n);
-    (void)ignored;
+    struct iovec iov = { .iov_base = line, .iov_len = n };
+    write_line(&iov, 1);
 }
 
 void log_write(int level, const char *fmt, ...)
@@ -106,6 +143,24 @@ void log_write_peer(int level, const struct sockaddr *peer, const char *fmt, ...
     va_start(ap, fmt);
     emit(level, log_format_addr(peer, addr, sizeof addr), fmt, ap);
     va_end(ap);
+}
+
+void log_write_body(int level, const char *body, size_t body_len, const char *fmt, ...)
+{
+    if (log_current_level < level)
+        return;
+    char head[LOG_LINE_MAX];
+    char newline = '\n';
+    va_list ap;
+    va_start(ap, fmt);
+    size_t n = format_head(level, NULL, head, sizeof head, fmt, ap);
+    va_end(ap);
+    struct iovec iov[] = {
+        { .iov_base = head, .iov_len = n },
+        { .iov_base = (char *)body, .iov_len = body != NULL ? body_len : 0 },     /* writev() only reads it */
+        { .iov_base = &newline, .iov_len = 1 },
+    };
+    write_line(iov, (int)(sizeof iov / sizeof iov[0]));
 }
 
 static uint64_t monotonic_ms(void)

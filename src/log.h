@@ -12,6 +12,7 @@
 #define HEPROUTER_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -36,6 +37,16 @@ void log_write(int level, const char *fmt, ...) __attribute__((format(printf, 2,
 
 void log_write_peer(int level, const struct sockaddr *peer, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/*
+ * Writes one line made of the formatted head (bounded like any line) and
+ * then body[0..body_len) whole, however long: for lines such as the
+ * counters, whose length grows with the configuration.  Still one write per
+ * line, so that lines from several threads do not interleave.  Checks the
+ * level itself.
+ */
+void log_write_body(int level, const char *body, size_t body_len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /*
  * State for one rate-limited message: at most one line per interval_ms; the

@@ -5,18 +5,27 @@
  * starts `workers` threads.  Each worker has its own libev loop, its own
  * listening sockets (SO_REUSEPORT), output sockets, hold queue and
  * counters; the store is the only thing they share.  The main thread then
- * waits for signals: SIGTERM/SIGINT drain and stop, SIGUSR1 logs the
- * counters, SIGHUP is acknowledged (reload is not available yet).
+ * waits for signals: SIGTERM/SIGINT drain and stop (a second one during the
+ * drain stops at once), SIGUSR1 logs the counters, SIGHUP is acknowledged
+ * (reload is not available yet).
+ *
+ * Before the workers start, the open files limit (RLIMIT_NOFILE) is raised
+ * to its hard limit and checked against what the configuration can open;
+ * inbound TCP connections are capped so that outbound sockets always find
+ * a descriptor (see fd_budget()).
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,6 +43,29 @@
 #define HOUSEKEEPING_INTERVAL_S 0.1
 #define MS_PER_S 1000.0
 #define STORE_CHECK_ERR_MAX 512
+#define FD_MESSAGE_MAX 1024
+
+/*
+ * Descriptors opened besides inbound TCP connections (fd_budget()), as
+ * ingest.c, dest.c and store_redis.c open them:
+ * - a libev loop (the main one and one per worker): its epoll fd, the
+ *   async wakeup (an eventfd, or a pipe pair without it) and the timerfd
+ *   some libev builds add;
+ * - per worker: one socket per listener and one per destination target
+ *   (a TCP target closes its socket before it reconnects);
+ * - per worker with store.type redis: one data connection, and one
+ *   Sentinel connection with store.redis.sentinels (a dropped connection
+ *   is freed before the next one is opened).
+ * What is open at start (stdio, inherited descriptors) is counted as it
+ * is; short-lived ones (an accept() refused over the cap, a resolver's
+ * socket) come out of limits.fd_reserve.
+ */
+#define FD_PER_LOOP 4
+#define FD_PER_LISTENER 1
+#define FD_PER_TARGET 1
+#define FD_PER_REDIS 1
+#define FD_PER_SENTINEL 1
+#define FD_OPEN_AT_START_DEFAULT (STDERR_FILENO + 1)   /* when /proc cannot tell */
 
 struct worker {
     unsigned index;
@@ -52,12 +84,17 @@ struct worker {
     ev_timer housekeeping;
     ev_timer drain_timer;
     ev_async stop;
+    ev_async abort;                 /* a second TERM/INT: stop draining now */
     bool draining;
     double drain_deadline;
     /* counters published for the main thread */
     pthread_mutex_t snap_lock;
     struct metrics snap;
     int startup_rc;                 /* 0 ok, -1 failed */
+    /* set when worker_main() is done; the main loop is woken through done */
+    atomic_bool finished;
+    struct ev_loop *main_loop;
+    ev_async *done;
 };
 
 static uint64_t clock_ms(clockid_t id)
@@ -75,12 +112,18 @@ static void publish(struct worker *w)
     pthread_mutex_unlock(&w->snap_lock);
 }
 
-/* Keeps the hold timer armed for the router's next deadline (wait over, or a recheck). */
+/*
+ * Keeps the hold timer armed for the router's next deadline (a wait over,
+ * a recheck, or anything else the router has to do later), and stopped
+ * when it has none.
+ */
 static void arm_hold_timer(struct worker *w)
 {
-    if (router_held(w->router) == 0)
-        return;
     uint64_t deadline = router_next_deadline(w->router);
+    if (deadline == UINT64_MAX) {
+        ev_timer_stop(w->loop, &w->hold_timer);
+        return;
+    }
     if (ev_is_active(&w->hold_timer) && w->hold_timer_due <= deadline)
         return;
     uint64_t now = clock_ms(CLOCK_MONOTONIC);
@@ -124,6 +167,24 @@ static void on_housekeeping(struct ev_loop *loop, ev_timer *t, int revents)
     publish(w);
 }
 
+/*
+ * Ends the drain: what TCP targets still queue is discarded (counted in
+ * exit_drops), store commands not done are counted as lost when the store
+ * is freed, and the loop ends.
+ */
+static void drain_end(struct worker *w, const char *why)
+{
+    size_t pending = dest_pending(w->ds);
+    size_t writes = w->own_store ? store_pending(w->store) : 0;
+    if (pending > 0)
+        log_warn("worker %u: %s: %zu packets (%zu bytes) still queued for TCP targets "
+                 "are discarded", w->index, why, dest_abandon(w->ds), pending);
+    if (writes > 0)
+        log_warn("worker %u: %s: %zu context store commands not done", w->index, why, writes);
+    ev_timer_stop(w->loop, &w->drain_timer);
+    ev_break(w->loop, EVBREAK_ALL);
+}
+
 /* Waits for TCP queues and store writes to finish, up to limits.drain_timeout. */
 static void on_drain_timer(struct ev_loop *loop, ev_timer *t, int revents)
 {
@@ -131,20 +192,13 @@ static void on_drain_timer(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     size_t pending = dest_pending(w->ds);
     size_t writes = w->own_store ? store_pending(w->store) : 0;
-    if ((pending == 0 && writes == 0) || ev_now(loop) >= w->drain_deadline) {
-        if (pending > 0)
-            log_warn("worker %u: drain timeout: %zu packets (%zu bytes) still queued for TCP targets "
-                     "are discarded", w->index, dest_abandon(w->ds), pending);
-        if (writes > 0)
-            log_warn("worker %u: drain timeout: %zu context store commands not done", w->index, writes);
-        ev_break(loop, EVBREAK_ALL);
-    }
+    if ((pending == 0 && writes == 0) || ev_now(loop) >= w->drain_deadline)
+        drain_end(w, "drain timeout");
 }
 
-static void on_stop(struct ev_loop *loop, ev_async *a, int revents)
+static void drain_begin(struct worker *w)
 {
-    struct worker *w = a->data;
-    (void)revents;
+    struct ev_loop *loop = w->loop;
     if (w->draining)
         return;
     w->draining = true;
@@ -156,6 +210,23 @@ static void on_stop(struct ev_loop *loop, ev_async *a, int revents)
     ev_timer_init(&w->drain_timer, on_drain_timer, 0.0, HOUSEKEEPING_INTERVAL_S);
     w->drain_timer.data = w;
     ev_timer_start(loop, &w->drain_timer);
+}
+
+static void on_stop(struct ev_loop *loop, ev_async *a, int revents)
+{
+    (void)loop;
+    (void)revents;
+    drain_begin(a->data);
+}
+
+/* A second TERM/INT: the drain ends now (it may not have begun yet). */
+static void on_abort(struct ev_loop *loop, ev_async *a, int revents)
+{
+    struct worker *w = a->data;
+    (void)loop;
+    (void)revents;
+    drain_begin(w);
+    drain_end(w, "stopped by a second signal");
 }
 
 static void dispatch_send(void *arg, size_t di, const struct hep_view *view, const char *key, size_t klen)
@@ -207,6 +278,9 @@ static int worker_setup(struct worker *w)
     ev_async_init(&w->stop, on_stop);
     w->stop.data = w;
     ev_async_start(w->loop, &w->stop);
+    ev_async_init(&w->abort, on_abort);
+    w->abort.data = w;
+    ev_async_start(w->loop, &w->abort);
     return 0;
 }
 
@@ -240,6 +314,8 @@ static void *worker_main(void *arg)
         w->own_store = false;
     }
     publish(w);
+    atomic_store(&w->finished, true);
+    ev_async_send(w->main_loop, w->done);
     return NULL;
 }
 
@@ -252,6 +328,10 @@ struct app {
     unsigned nworkers;
     ev_signal sigterm, sigint, sigusr1, sighup;
     ev_timer stats_timer;
+    ev_timer store_watch;           /* memory store evictions, once per log.interval */
+    ev_async worker_done;           /* a worker's loop has ended */
+    bool stopping;                  /* TERM/INT received: workers are draining */
+    size_t evictions_seen;          /* memory store evictions already reported */
 };
 
 static void log_stats(struct app *a, const char *why)
@@ -264,30 +344,76 @@ static void log_stats(struct app *a, const char *why)
         metrics_add(&total, &a->workers[i].snap);
         pthread_mutex_unlock(&a->workers[i].snap_lock);
     }
+    struct store_mem_stats st;
+    if (a->store != NULL && store_mem_stats(a->store, &st) == 0)
+        total.store_evictions = st.evictions;
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
     if (f != NULL) {
         metrics_write_json(&total, a->conf, f);
-        fclose(f);
-        if (len > 0 && buf[len - 1] == '\n')
-            buf[--len] = '\0';
-        if (a->store != NULL)
-            log_info("stats (%s, %zu calls in store): %s", why, store_count(a->store), buf);
-        else
-            log_info("stats (%s): %s", why, buf);
+        if (fclose(f) == 0 && buf != NULL) {
+            if (len > 0 && buf[len - 1] == '\n')
+                buf[--len] = '\0';
+            /* the line grows with the destinations: written whole, never cut */
+            if (a->store != NULL)
+                log_write_body(LOG_LEVEL_INFO, buf, len, "stats (%s, %zu calls in store): ", why,
+                               store_count(a->store));
+            else
+                log_write_body(LOG_LEVEL_INFO, buf, len, "stats (%s): ", why);
+        } else {
+            log_error("stats (%s): out of memory", why);
+        }
     }
     free(buf);
     metrics_free(&total);
 }
 
+/*
+ * The memory store evicts live calls when it holds store.max_calls: their
+ * later packets lose their call and take the fallback.  Says so, at most
+ * once per check (once per log.interval).
+ */
+static void on_store_watch(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct app *a = t->data;
+    struct store_mem_stats st;
+    (void)loop;
+    (void)revents;
+    if (store_mem_stats(a->store, &st) != 0 || st.evictions <= a->evictions_seen)
+        return;
+    log_warn("memory store full: %zu live calls evicted since the last check (%zu in all) to stay "
+             "within store.max_calls (%zu); their later packets take the fallback: raise store.max_calls",
+             st.evictions - a->evictions_seen, st.evictions, a->conf->store_max_calls);
+    a->evictions_seen = st.evictions;
+}
+
 static void on_signal_stop(struct ev_loop *loop, ev_signal *s, int revents)
 {
     struct app *a = s->data;
+    (void)loop;
     (void)revents;
-    log_info("signal %d: draining held packets and queues, then exiting", s->signum);
+    if (!a->stopping) {
+        a->stopping = true;
+        log_info("signal %d: draining held packets and queues, then exiting "
+                 "(send it again to stop at once)", s->signum);
+        for (unsigned i = 0; i < a->nworkers; i++)
+            ev_async_send(a->workers[i].loop, &a->workers[i].stop);
+    } else {
+        log_warn("signal %d again: stopping now; packets still queued are discarded", s->signum);
+        for (unsigned i = 0; i < a->nworkers; i++)
+            ev_async_send(a->workers[i].loop, &a->workers[i].abort);
+    }
+}
+
+/* The main loop runs until every worker is done, so that signals are still seen. */
+static void on_worker_done(struct ev_loop *loop, ev_async *w, int revents)
+{
+    struct app *a = w->data;
+    (void)revents;
     for (unsigned i = 0; i < a->nworkers; i++)
-        ev_async_send(a->workers[i].loop, &a->workers[i].stop);
+        if (a->workers[i].started && !atomic_load(&a->workers[i].finished))
+            return;
     ev_break(loop, EVBREAK_ALL);
 }
 
@@ -314,6 +440,154 @@ static void on_stats_timer(struct ev_loop *loop, ev_timer *t, int revents)
     log_stats(t->data, "periodic");
 }
 
+/* ---- the open files budget ---- */
+
+struct fd_budget {
+    unsigned long long limit;       /* RLIMIT_NOFILE checked against */
+    size_t fixed;                   /* everything but inbound TCP connections, fd_reserve included */
+    size_t slots;                   /* workers x TCP listeners: each holds up to the cap */
+    size_t asked;                   /* limits.tcp_max_connections */
+    size_t cap;                     /* what fits, at most asked; 0: not even one (or fixed > limit) */
+};
+
+/* Descriptors open now (stdio and whatever was inherited). */
+static size_t fds_open_now(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL)
+        return FD_OPEN_AT_START_DEFAULT;
+    size_t n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n > 0 ? n - 1 : 0;       /* not the directory's own descriptor */
+}
+
+/*
+ * workers x TCP listeners x tcp_max_connections inbound connections, plus
+ * every other descriptor (see FD_PER_*), plus limits.fd_reserve, must stay
+ * within limit, or a full listener leaves no descriptor for a TCP target or
+ * Redis to reconnect with.
+ */
+static void fd_budget(const struct conf *c, unsigned long long limit, struct fd_budget *b)
+{
+    size_t listeners = 0, tcp_listeners = 0, targets = 0, redis = 0;
+    for (size_t i = 0; i < c->nlisten; i++) {
+        listeners++;
+        tcp_listeners += c->listen[i].transport == CONF_TCP;
+    }
+    for (size_t i = 0; i < c->ndests; i++)
+        targets += c->dests[i].ntargets;
+    if (c->store_type == CONF_STORE_REDIS)
+        redis = FD_PER_REDIS + (c->redis.nsentinels > 0 ? FD_PER_SENTINEL : 0);
+    b->limit = limit;
+    b->fixed = fds_open_now() + ((size_t)c->workers + 1) * FD_PER_LOOP
+               + (size_t)c->workers * (listeners * FD_PER_LISTENER + targets * FD_PER_TARGET + redis)
+               + c->fd_reserve;
+    b->slots = (size_t)c->workers * tcp_listeners;
+    b->asked = c->tcp_max_connections;
+    b->cap = b->asked;
+    if (b->fixed > limit)
+        b->cap = 0;
+    else if (b->slots > 0 && (unsigned long long)b->fixed + (unsigned long long)b->slots * b->asked > limit)
+        b->cap = (size_t)((limit - b->fixed) / b->slots);
+}
+
+/* 0: fits as configured; 1: the cap is lowered (why says so); -1: cannot run (why says so). */
+static int fd_budget_verdict(const struct conf *c, const struct fd_budget *b, char *why, size_t len)
+{
+    unsigned long long need = (unsigned long long)b->fixed + (unsigned long long)b->slots * b->asked;
+    if (b->fixed > b->limit) {
+        snprintf(why, len,
+                 "the open files limit (%llu) is below the %zu descriptors heprouter needs even without "
+                 "inbound TCP connections (limits.fd_reserve %zu included); raise LimitNOFILE= (systemd) "
+                 "or ulimit -n to at least %llu",
+                 b->limit, b->fixed, c->fd_reserve, need);
+        return -1;
+    }
+    if (b->cap == b->asked)
+        return 0;
+    if (b->cap == 0) {
+        snprintf(why, len,
+                 "the open files limit (%llu) leaves no room for inbound TCP connections: %zu descriptors "
+                 "are needed besides them (limits.fd_reserve %zu included) and %u worker%s x %zu TCP "
+                 "listener%s need at least one each; raise LimitNOFILE= (systemd) or ulimit -n to at "
+                 "least %llu, or use fewer workers or TCP listeners",
+                 b->limit, b->fixed, c->fd_reserve, c->workers, c->workers == 1 ? "" : "s",
+                 b->slots / c->workers, b->slots / c->workers == 1 ? "" : "s", need);
+        return -1;
+    }
+    snprintf(why, len,
+             "the open files limit (%llu) is too low for limits.tcp_max_connections %zu: %u worker%s x %zu "
+             "TCP listener%s x %zu connections + %zu other descriptors (limits.fd_reserve %zu included) "
+             "= %llu; inbound TCP connections are capped at %zu per listener per worker instead. "
+             "Raise LimitNOFILE= (systemd) or ulimit -n to at least %llu, or set "
+             "limits.tcp_max_connections to %zu or less",
+             b->limit, b->asked, c->workers, c->workers == 1 ? "" : "s", b->slots / c->workers,
+             b->slots / c->workers == 1 ? "" : "s", b->asked, b->fixed, c->fd_reserve, need, b->cap,
+             need, b->cap);
+    return 1;
+}
+
+/*
+ * At start: raises the soft RLIMIT_NOFILE to the hard one, then fits
+ * inbound TCP connections into it (ingest reads conf->tcp_max_connections
+ * when the workers are set up).  -1 when heprouter cannot run within it.
+ */
+static int fd_limit_apply(struct conf *c)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        log_warn("getrlimit(RLIMIT_NOFILE): %s; the open files limit is not checked", strerror(errno));
+        return 0;
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < rl.rlim_max) {
+        struct rlimit raised = { .rlim_cur = rl.rlim_max, .rlim_max = rl.rlim_max };
+        if (setrlimit(RLIMIT_NOFILE, &raised) == 0) {
+            log_info("open files limit raised from %llu to the hard limit %llu",
+                     (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max);
+            rl.rlim_cur = rl.rlim_max;
+        } else {
+            log_warn("cannot raise the open files limit from %llu to %llu: %s",
+                     (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max, strerror(errno));
+        }
+    }
+    if (rl.rlim_cur == RLIM_INFINITY)
+        return 0;
+    struct fd_budget b;
+    char why[FD_MESSAGE_MAX];
+    fd_budget(c, (unsigned long long)rl.rlim_cur, &b);
+    switch (fd_budget_verdict(c, &b, why, sizeof why)) {
+    case -1:
+        log_error("%s; not starting", why);
+        return -1;
+    case 1:
+        log_warn("%s", why);
+        c->tcp_max_connections = b.cap;
+        break;
+    default:
+        break;
+    }
+    log_info("open files limit %llu: %zu descriptors besides inbound TCP, %zu x %zu inbound TCP connections",
+             b.limit, b.fixed, b.slots, b.cap);
+    return 0;
+}
+
+/* heprouter -t: the same check against this shell's hard limit, as a warning only. */
+static void fd_limit_check(const struct conf *c)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_max == RLIM_INFINITY)
+        return;
+    struct fd_budget b;
+    char why[FD_MESSAGE_MAX];
+    fd_budget(c, (unsigned long long)rl.rlim_max, &b);
+    if (fd_budget_verdict(c, &b, why, sizeof why) != 0)
+        fprintf(stderr, "%s: warning (with this shell's hard limit): %s\n", c->path, why);
+}
+
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -322,7 +596,7 @@ static void usage(FILE *out)
             "       heprouter -V           print the version\n"
             "       heprouter -h           print this help\n"
             "\n"
-            "Signals: TERM/INT drain and exit, USR1 logs the counters.\n"
+            "Signals: TERM/INT drain and exit (a second one: exit at once), USR1 logs the counters.\n"
             "See heprouter(8) and heprouter.yaml(5).\n");
 }
 
@@ -359,6 +633,10 @@ static int run(struct app *a)
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
     int rc = 0;
 
+    if (loop == NULL) {
+        log_error("cannot create the main event loop");
+        return 1;
+    }
     char why[STORE_CHECK_ERR_MAX];
     if (store_check(a->conf, why, sizeof why) != 0) {
         log_error("context store: %s", why);
@@ -369,6 +647,9 @@ static int run(struct app *a)
         if (a->store == NULL)
             return 1;
     }
+    ev_async_init(&a->worker_done, on_worker_done);
+    a->worker_done.data = a;
+    ev_async_start(loop, &a->worker_done);
     a->nworkers = a->conf->workers;
     a->workers = calloc(a->nworkers, sizeof *a->workers);
     if (a->workers == NULL) {
@@ -380,6 +661,9 @@ static int run(struct app *a)
         w->index = i;
         w->conf = a->conf;
         w->store = a->store;
+        w->main_loop = loop;
+        w->done = &a->worker_done;
+        atomic_init(&w->finished, false);
         pthread_mutex_init(&w->snap_lock, NULL);
         if (worker_setup(w) != 0) {
             rc = 1;
@@ -413,6 +697,14 @@ static int run(struct app *a)
         ev_timer_init(&a->stats_timer, on_stats_timer, every, every);
         a->stats_timer.data = a;
         ev_timer_start(loop, &a->stats_timer);
+    }
+    if (a->store != NULL) {
+        /* log.interval 0 (no rate limit): as often as the workers' housekeeping */
+        double every = a->conf->log_interval_ms > 0 ? (double)a->conf->log_interval_ms / MS_PER_S
+                                                    : HOUSEKEEPING_INTERVAL_S;
+        ev_timer_init(&a->store_watch, on_store_watch, every, every);
+        a->store_watch.data = a;
+        ev_timer_start(loop, &a->store_watch);
     }
     ev_run(loop, 0);
 
@@ -463,6 +755,7 @@ int main(int argc, char **argv)
         return 1;
     }
     if (check_only) {
+        fd_limit_check(a.conf);
         printf("configuration OK\n");
         conf_free(a.conf);
         return 0;
@@ -470,7 +763,7 @@ int main(int argc, char **argv)
     log_set_level(a.conf->log_level);
     signal(SIGPIPE, SIG_IGN);
     log_startup(a.conf);
-    int rc = run(&a);
+    int rc = fd_limit_apply(a.conf) == 0 ? run(&a) : 1;
     conf_free(a.conf);
     return rc;
 }

@@ -86,6 +86,8 @@ void metrics_write_json(const struct metrics *m, const struct conf *conf, FILE *
         kv(out, hep_status_name(i), m->decode_errors[i], &first);
     fputc('}', out);
     first = 0;
+    kv(out, "payload_inflated", m->payload_inflated, &first);
+    kv(out, "payload_inflate_errors", m->payload_inflate_errors, &first);
     kv(out, "udp_oversize", m->udp_oversize, &first);
     kv(out, "recv_errors", m->recv_errors, &first);
     kv(out, "tcp_accepted", m->tcp_accepted, &first);
@@ -101,9 +103,11 @@ void metrics_write_json(const struct metrics *m, const struct conf *conf, FILE *
         kv(out, sip_status_name(i), m->sip_errors[i], &first);
     fputc('}', out);
     first = 0;
+    kv(out, "sip_lines_skipped", m->sip_lines_skipped, &first);
     kv(out, "calls_new", m->calls_new, &first);
     kv(out, "calls_followed", m->calls_followed, &first);
     kv(out, "calls_fallback", m->calls_fallback, &first);
+    kv(out, "calls_not_stored", m->calls_not_stored, &first);
     kv(out, "uncorrelated", m->uncorrelated, &first);
     kv(out, "duplicates", m->duplicates, &first);
     kv(out, "route_dropped", m->route_dropped, &first);
@@ -118,6 +122,7 @@ void metrics_write_json(const struct metrics *m, const struct conf *conf, FILE *
     kv(out, "store_unavailable", m->store_unavailable, &first);
     kv(out, "store_cache_hits", m->store_cache_hits, &first);
     kv(out, "store_cache_misses", m->store_cache_misses, &first);
+    kv(out, "store_evictions", m->store_evictions, &first);
     kv(out, "orphans_held", m->orphans_held, &first);
     kv(out, "orphans_released_origin", m->orphans_released_origin, &first);
     kv(out, "orphans_released_fallback", m->orphans_released_fallback, &first);

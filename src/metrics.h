@@ -49,6 +49,8 @@ struct metrics {
     uint64_t in_log;
     uint64_t in_other;
     uint64_t decode_errors[HEP_STATUS_COUNT];
+    uint64_t payload_inflated;      /* compressed payload (chunk 0x0010) inflated to route it */
+    uint64_t payload_inflate_errors;    /* compressed payload not inflated: routed without call context */
     uint64_t udp_oversize;          /* datagram larger than the receive buffer */
     uint64_t recv_errors;
     uint64_t tcp_accepted;
@@ -61,9 +63,11 @@ struct metrics {
 
     /* classify / decide */
     uint64_t sip_errors[SIP_STATUS_COUNT];  /* unscannable SIP: sent to default */
+    uint64_t sip_lines_skipped;     /* header lines without a colon or with a bad name: skipped */
     uint64_t calls_new;             /* origin seen, call stored */
     uint64_t calls_followed;        /* packet of a known call */
     uint64_t calls_fallback;        /* decision by the packet's own CSeq method */
+    uint64_t calls_not_stored;      /* decision the store could not take (e.g. ENOMEM): routed anyway */
     uint64_t uncorrelated;          /* no Call-ID / correlation id: default route */
     uint64_t duplicates;            /* same bytes as the call's previous packet */
     uint64_t route_dropped;         /* the matching route discards */
@@ -80,6 +84,12 @@ struct metrics {
     uint64_t store_unavailable;     /* questions not asked: down or too many in flight */
     uint64_t store_cache_hits;      /* decided from the in-process cache */
     uint64_t store_cache_misses;
+    /*
+     * Memory store: live calls evicted at store.max_calls.  A property of
+     * the shared store, not a worker counter: workers leave it 0 and the
+     * main thread sets it in the total it reports.
+     */
+    uint64_t store_evictions;
 
     /* orphans */
     uint64_t orphans_held;

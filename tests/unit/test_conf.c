@@ -197,6 +197,7 @@ static void assert_redis_defaults(const struct conf *c)
     CU_ASSERT_EQUAL(r->timeout_ms, 50);
     CU_ASSERT_EQUAL(r->max_inflight, 10000);
     CU_ASSERT_EQUAL(r->max_pending_writes, 100000);
+    CU_ASSERT_EQUAL(r->max_reply_bytes, 65536);
     CU_ASSERT_PTR_NULL(r->sentinels);
     CU_ASSERT_EQUAL(r->nsentinels, 0);
     CU_ASSERT_STRING_EQUAL(r->master_name, "mymaster");
@@ -428,6 +429,7 @@ static void test_minimal_config_gets_every_default(void)
     CU_ASSERT_EQUAL(c->orphans_max_bytes, 67108864);
     CU_ASSERT_EQUAL(c->call_id_max, 256);
     CU_ASSERT_EQUAL(c->tcp_max_connections, 1024);
+    CU_ASSERT_EQUAL(c->fd_reserve, 64);
     CU_ASSERT_EQUAL(c->tcp_max_frame, 65535);
     CU_ASSERT_EQUAL(c->tcp_idle_timeout_ms, 10 * MS_M);
     CU_ASSERT_EQUAL(c->udp_batch, 64);
@@ -477,6 +479,7 @@ static void test_sample_shows_the_defaults(void)
     CU_ASSERT_EQUAL(s->orphans_max_bytes, m->orphans_max_bytes);
     CU_ASSERT_EQUAL(s->call_id_max, m->call_id_max);
     CU_ASSERT_EQUAL(s->tcp_max_connections, m->tcp_max_connections);
+    CU_ASSERT_EQUAL(s->fd_reserve, m->fd_reserve);
     CU_ASSERT_EQUAL(s->tcp_max_frame, m->tcp_max_frame);
     CU_ASSERT_EQUAL(s->tcp_idle_timeout_ms, m->tcp_idle_timeout_ms);
     CU_ASSERT_EQUAL(s->udp_batch, m->udp_batch);
@@ -515,6 +518,7 @@ static void test_full_config_sets_every_key(void)
     CU_ASSERT_EQUAL(c->orphans_max_bytes, 65535);
     CU_ASSERT_EQUAL(c->call_id_max, 128);
     CU_ASSERT_EQUAL(c->tcp_max_connections, 16);
+    CU_ASSERT_EQUAL(c->fd_reserve, 32);
     CU_ASSERT_EQUAL(c->tcp_max_frame, 8192);
     CU_ASSERT_EQUAL(c->tcp_idle_timeout_ms, 90 * MS_S);
     CU_ASSERT_EQUAL(c->udp_batch, 8);
@@ -717,6 +721,40 @@ static void test_host_takes_a_bare_ipv6_address(void)
     struct conf *c = load_ok("good-redis-ipv6.yaml");
     CU_ASSERT_STRING_EQUAL(c->redis.host, "::1");
     conf_free(c);
+}
+
+/* store.redis.max_reply_bytes: from 1024 (a stored value is under 200 bytes) to 1 GiB. */
+static void test_max_reply_bytes_takes_1024_to_one_gibibyte(void)
+{
+    static const struct {
+        const char *value;
+        size_t expect;              /* 0: refused with error */
+        const char *error;
+    } cases[] = {
+        { "1024", 1024, NULL },
+        { "1073741824", 1073741824, NULL },
+        { "1023", 0, ": store.redis.max_reply_bytes \"1023\": must be between 1024 and 1073741824\n" },
+        { "1073741825", 0, ": store.redis.max_reply_bytes \"1073741825\": must be between 1024 and 1073741824\n" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char path[PATH_MAX], yaml[512], *out;
+        snprintf(yaml, sizeof yaml,
+                 "listen: \"udp:127.0.0.1:9060\"\n"
+                 "destinations: { homer: { targets: \"udp:127.0.0.1:9061\" } }\n"
+                 "store: { type: redis, redis: { max_reply_bytes: %s } }\n", cases[i].value);
+        write_temp(path, yaml, strlen(yaml));
+        struct conf *c = load(path, &out);
+        if (cases[i].error == NULL) {
+            CU_ASSERT_STRING_EQUAL(out, "");
+            CU_ASSERT(c != NULL && c->redis.max_reply_bytes == cases[i].expect);
+        } else {
+            CU_ASSERT_PTR_NULL(c);
+            CU_ASSERT_PTR_NOT_NULL(strstr(out, cases[i].error));
+        }
+        conf_free(c);
+        free(out);
+        unlink(path);
+    }
 }
 
 /*
@@ -1017,6 +1055,7 @@ int main(void)
           test_sentinels_are_kept_as_written_and_the_password_file_is_read },
         { "a unix socket leaves no host", test_a_unix_socket_leaves_no_host },
         { "host takes a bare IPv6 address", test_host_takes_a_bare_ipv6_address },
+        { "max_reply_bytes takes 1024 to 1 GiB", test_max_reply_bytes_takes_1024_to_one_gibibyte },
         { "the password file's line end is stripped", test_the_password_file_line_end_is_stripped },
         { "the password file takes up to 1024 bytes", test_the_password_file_takes_up_to_1024_bytes },
         { "password errors never show the password", test_password_errors_never_show_the_password },
