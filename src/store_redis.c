@@ -51,9 +51,13 @@
  * and go out once a connection is ready again.  Reconnects back off from
  * limits.reconnect_min to limits.reconnect_max, doubling.  A context is
  * never freed inside one of its own callbacks: a connection to drop is
- * handed to a zero-delay timer.  Host names (of the server, the Sentinels,
- * or a master a Sentinel names) are resolved on a short-lived thread,
- * because hiredis would call getaddrinfo() on the worker's loop.
+ * handed to a zero-delay timer.  A connection holding more than
+ * max_reply_bytes of a reply not yet complete is dropped the same way
+ * (hiredis would buffer a reply of any size whole).  Host names (of the
+ * server, the Sentinels, or a master a Sentinel names) are resolved on a
+ * short-lived thread, because hiredis would call getaddrinfo() on the
+ * worker's loop.  Call keys come from the network: log lines show them
+ * quoted and escaped.
  */
 #include "store.h"
 
@@ -108,6 +112,12 @@
 #define REDIS_CHECK_ARGC_MAX 8              /* arguments of one start-up check command */
 #define REDIS_CHECK_SET "SET NX GET"        /* how the check names its SET (Redis >= 7.0) */
 #define REDIS_ARGC(argv) ((int)(sizeof(argv) / sizeof((argv)[0])))
+#define REDIS_LOG_KEY_MAX 128               /* bytes of a call key a log line shows */
+#define REDIS_LOG_ESCAPE_MAX 4              /* "\xHH": what one byte may become */
+#define REDIS_LOG_CUT "\"... (%zu bytes)"   /* ends a key shown in part */
+#define REDIS_LOG_CUT_MAX (sizeof REDIS_LOG_CUT + REDIS_NUM_MAX)
+/* a call key as a log line shows it, quoted and escaped, NUL included */
+#define REDIS_LOG_KEY_TEXT_MAX (1 + REDIS_LOG_ESCAPE_MAX * REDIS_LOG_KEY_MAX + REDIS_LOG_CUT_MAX)
 #define MS_PER_S 1000u
 #define US_PER_MS 1000u
 #define NS_PER_MS 1000000u
@@ -165,6 +175,7 @@ struct redis_cmd {
     struct redis_cmd *wprev, *wnext;        /* GETs whose answer is still owed */
     enum redis_cmd_kind kind;
     bool waiting;                           /* GET: on the waiting list */
+    bool oversized;                         /* its reply was above max_reply_bytes: never read */
     uint64_t sent_mono_ms;
     struct store_entry e;                   /* SET: the value sent */
     uint64_t deadline_ms;                   /* SET, EXPIRE */
@@ -258,6 +269,7 @@ struct store_redis {
     ev_timer connect_timer;                 /* data: connect + handshake deadline */
     ev_timer sentinel_timer;                /* Sentinel: answer deadline */
     ev_timer query_timer;                   /* GET timeouts, stalled connection */
+    ev_prepare reply_watch;                 /* bounds what hiredis buffers of one reply */
 
     char *keybuf;                           /* scratch for "<prefix>call:<key>" */
     size_t keycap;
@@ -292,6 +304,46 @@ static uint64_t redis_clock(const struct store_redis *s)
 static ev_tstamp redis_seconds(uint64_t ms)
 {
     return (ev_tstamp)ms / MS_PER_S;
+}
+
+/* ---- log lines ---- */
+
+/*
+ * A call key as log lines show it: Call-IDs come from the network and may
+ * hold line ends, terminal escapes or invalid UTF-8.  Quoted; printable
+ * ASCII as is, '\\' and '"' escaped, any other byte as \xHH; at most
+ * REDIS_LOG_KEY_MAX bytes of it, then REDIS_LOG_CUT with its length.
+ * size is REDIS_LOG_KEY_TEXT_MAX (less only cuts the key shorter).
+ */
+static const char *redis_log_quote(const char *key, size_t klen, char *buf, size_t size)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = 0, i = 0;
+    if (size < 1 + REDIS_LOG_CUT_MAX) {
+        if (size > 0)
+            buf[0] = '\0';
+        return buf;
+    }
+    buf[n++] = '"';
+    for (; i < klen && i < REDIS_LOG_KEY_MAX && n + REDIS_LOG_ESCAPE_MAX + REDIS_LOG_CUT_MAX <= size; i++) {
+        unsigned char c = (unsigned char)key[i];
+        if (c == '"' || c == '\\') {
+            buf[n++] = '\\';
+            buf[n++] = (char)c;
+        } else if (c >= ' ' && c < 0x7f) {
+            buf[n++] = (char)c;
+        } else {
+            buf[n++] = '\\';
+            buf[n++] = 'x';
+            buf[n++] = hex[c >> 4];
+            buf[n++] = hex[c & 0xf];
+        }
+    }
+    if (i < klen)
+        snprintf(buf + n, size - n, REDIS_LOG_CUT, klen);
+    else
+        snprintf(buf + n, size - n, "\"");
+    return buf;
 }
 
 /* ---- the value ---- */
@@ -1587,6 +1639,7 @@ static void redis_on_get(redisAsyncContext *ac, void *r, void *priv)
     struct store_redis *s = redis_reply_begin(cmd);
     redisReply *reply = r;
     struct store_entry e;
+    char ktext[REDIS_LOG_KEY_TEXT_MAX];
 
     if (s->freeing) {
         redis_wait_unlink(s, cmd);
@@ -1602,8 +1655,8 @@ static void redis_on_get(redisAsyncContext *ac, void *r, void *priv)
         if (redis_value_parse(reply->str, reply->len, &e) != 0) {
             s->m->store_errors++;
             log_ratelimited(&s->error_limit, s->conf->log_interval_ms, LOG_LEVEL_WARN,
-                            "redis %s: malformed value for call %.*s: taken as unknown", s->addr_text,
-                            (int)cmd->klen, cmd->key);
+                            "redis %s: malformed value for call %s: taken as unknown", s->addr_text,
+                            redis_log_quote(cmd->key, cmd->klen, ktext, sizeof ktext));
             redis_answer(s, cmd, NULL);
         } else {
             s->m->store_hits++;
@@ -1626,23 +1679,28 @@ static void redis_on_set(redisAsyncContext *ac, void *r, void *priv)
     struct store_redis *s = redis_reply_begin(cmd);
     redisReply *reply = r;
     struct store_entry winner;
+    char ktext[REDIS_LOG_KEY_TEXT_MAX], rtext[REDIS_LOG_KEY_TEXT_MAX];
 
     if (s->freeing) {
         free(cmd);
         return;
     }
-    if (reply == NULL) {
+    if (reply == NULL && cmd->oversized) {
+        /* the call exists with a value too large to read: kept local, as for a malformed one */
+    } else if (reply == NULL) {
         redis_requeue(s, cmd);          /* NX makes sending it again harmless */
     } else if (reply->type == REDIS_REPLY_STRING) {
         /* the call existed: the first writer's decision wins over ours */
         if (redis_value_parse(reply->str, reply->len, &winner) != 0) {
             s->m->store_errors++;
             log_ratelimited(&s->error_limit, s->conf->log_interval_ms, LOG_LEVEL_WARN,
-                            "redis %s: malformed value for call %.*s: kept the local decision",
-                            s->addr_text, (int)cmd->klen, cmd->key);
+                            "redis %s: malformed value for call %s: kept the local decision",
+                            s->addr_text, redis_log_quote(cmd->key, cmd->klen, ktext, sizeof ktext));
         } else if (!redis_same_origin(&winner, &cmd->e)) {
-            log_debug("redis %s: call %.*s was stored first elsewhere (route %s): following it",
-                      s->addr_text, (int)cmd->klen, cmd->key, winner.route);
+            /* the route name is another writer's: any byte but NUL */
+            log_debug("redis %s: call %s was stored first elsewhere (route %s): following it", s->addr_text,
+                      redis_log_quote(cmd->key, cmd->klen, ktext, sizeof ktext),
+                      redis_log_quote(winner.route, strlen(winner.route), rtext, sizeof rtext));
             redis_learn(s, cmd->key, cmd->klen, &winner, NULL);
         }
     } else if (reply->type == REDIS_REPLY_ERROR) {
@@ -1668,7 +1726,9 @@ static void redis_on_expire(redisAsyncContext *ac, void *r, void *priv)
         free(cmd);
         return;
     }
-    if (reply == NULL) {
+    if (reply == NULL && cmd->oversized) {
+        redis_mark_lost(redis_cache_find(s, cmd->key, cmd->klen, redis_clock(s)), false);
+    } else if (reply == NULL) {
         redis_requeue(s, cmd);
     } else if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0) {
         /* Redis lost the call (restarted, evicted): store it again from the cache */
@@ -1747,6 +1807,60 @@ static void redis_on_query_timer(struct ev_loop *loop, ev_timer *w, int revents)
         s->inflight_head->sent_mono_ms + redis_stall_ms(s) <= now)
         redis_data_fail(s, "no reply within limits.connect_timeout");
     redis_arm_query_timer(s);
+}
+
+/* ---- reply size ---- */
+
+/*
+ * Bytes hiredis holds of a reply not yet complete: it hands every complete
+ * reply to its callback as soon as it has read it, so this is the tail of
+ * one reply (a value is less than REDIS_VALUE_MAX bytes).
+ */
+static size_t redis_unfinished_bytes(const redisAsyncContext *ac)
+{
+    const redisReader *r = ac->c.reader;
+    return r != NULL && r->len > r->pos ? r->len - r->pos : 0;
+}
+
+/*
+ * hiredis reads a reply until it is complete, whatever length it announces
+ * ("$400000000"): a huge value under a call key (anyone who may write to
+ * Redis) or a rogue server would make every worker buffer all of it.  Each
+ * time the loop is about to wait, a connection holding more than
+ * store.redis.max_reply_bytes of an unfinished reply is dropped like any
+ * failed one (freed outside its callbacks, reconnected after the backoff);
+ * since hiredis reads at most 16 KiB per readable event, no more than that
+ * is ever buffered beyond the cap.  The command whose reply it was counts
+ * as answered with a malformed value: it is not sent again (it would only
+ * be dropped again).  The adapter's watchers are not touched.
+ */
+static void redis_on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    struct store_redis *s = w->data;
+    size_t max = s->conf->redis.max_reply_bytes, n;
+    char why[REDIS_WHY_MAX + REDIS_LOG_KEY_TEXT_MAX], ktext[REDIS_LOG_KEY_TEXT_MAX];
+    (void)loop;
+    (void)revents;
+    if (max == 0 || s->freeing)
+        return;
+    if (s->ac != NULL && (n = redis_unfinished_bytes(s->ac)) > max) {
+        /* replies come in order: once ready, the one being read is the oldest command's */
+        struct redis_cmd *cmd = s->ready ? s->inflight_head : NULL;
+        s->m->store_errors++;
+        if (cmd != NULL) {
+            cmd->oversized = true;      /* not sent again: it would only be dropped again */
+            snprintf(why, sizeof why, "the reply for call %s is longer than store.redis.max_reply_bytes "
+                     "(%zu bytes of it read)", redis_log_quote(cmd->key, cmd->klen, ktext, sizeof ktext), n);
+        } else {
+            snprintf(why, sizeof why, "a reply longer than store.redis.max_reply_bytes (%zu bytes of it read)", n);
+        }
+        redis_data_fail(s, why);
+    }
+    if (s->sac != NULL && (n = redis_unfinished_bytes(s->sac)) > max) {
+        s->m->store_errors++;
+        snprintf(why, sizeof why, "a reply longer than store.redis.max_reply_bytes (%zu bytes of it read)", n);
+        redis_sentinel_failed(s, why, true);
+    }
 }
 
 /* ---- store_ops ---- */
@@ -1937,6 +2051,8 @@ static void store_redis_free(struct store *base)
     ev_timer_stop(s->loop, &s->connect_timer);
     ev_timer_stop(s->loop, &s->sentinel_timer);
     ev_timer_stop(s->loop, &s->query_timer);
+    ev_ref(s->loop);                    /* taken back at open */
+    ev_prepare_stop(s->loop, &s->reply_watch);
     ev_async_stop(s->loop, &s->resolve_async);
     redis_resolve_abandon(s);
     redis_free_dead_data(s);
@@ -2024,6 +2140,10 @@ struct store *store_redis_new(const struct conf *conf, struct ev_loop *loop, str
     ev_async_init(&s->resolve_async, redis_on_resolved);
     s->resolve_async.data = s;
     ev_async_start(loop, &s->resolve_async);
+    ev_prepare_init(&s->reply_watch, redis_on_prepare);
+    s->reply_watch.data = s;
+    ev_prepare_start(loop, &s->reply_watch);
+    ev_unref(loop);                     /* the watch alone keeps no loop running */
     redis_connect_missing(s);           /* never waits: the loop completes it */
     return &s->base;
 }

@@ -26,6 +26,10 @@
 #                   INVITE via the Redis lookup (followed, not fallback)
 #   down_at_start   no Redis when heprouter starts: it starts, routes from
 #                   its cache, and writes the call once Redis comes up
+#   huge_value      a 16 MiB value under a call's key: heprouter reads at most
+#                   store.redis.max_reply_bytes (+ one read) of it, drops and
+#                   makes the connection again, names the call escaped in the
+#                   log, does not retry in a loop; the call takes the fallback
 #
 #   BUILD_DIR=/tmp/build-redis bash tests/integration/test_redis.sh [CASE...]
 #
@@ -50,8 +54,11 @@ MARGIN_MS=100           # scheduling margin on top of timeout_ms + wait_ms
 PREFIX="hrtest:"        # store.redis.prefix
 READY_TIMEOUT=5
 ARRIVE_TIMEOUT=10
-TIME_LIMIT=85
+TIME_LIMIT=120
 CALL_V3=inv-1-11219@127.0.0.1
+HUGE_VALUE_MB=16        # case huge_value: the value planted under the call's key
+MAX_REPLY_BYTES=65536   # store.redis.max_reply_bytes there
+RSS_GROWTH_MAX_KB=8192  # peak RSS growth allowed: far below the value's size
 REG_V3=reg-1-11172@127.0.0.1
 
 it_init "$TIME_LIMIT"
@@ -631,9 +638,49 @@ case_down_at_start() {
     case_end
 }
 
+# vm_hwm_kb PID: the process's peak resident set (VmHWM), in kB.
+vm_hwm_kb() {
+    sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB$/\1/p' "/proc/$1/status"
+}
+
+case_huge_value() {
+    case_begin huge_value "a ${HUGE_VALUE_MB} MiB value under a call's key: read no further than max_reply_bytes, connection made again, fallback"
+    start_redis r
+    head -c $((HUGE_VALUE_MB << 20)) /dev/zero | tr '\0' x | rcli r -x SET "$(key_of "$CALL_V3")" >/dev/null ||
+        fail "could not plant the value"
+    sinks
+    router A r 100000 "    max_reply_bytes: $MAX_REPLY_BYTES"
+    local pid=${ROUTER_PID[A]} hwm0 hwm1 r1 r2
+    hwm0=$(vm_hwm_kb "$pid")
+    # a 407 and its ACK of the call: held, looked up (rechecked), decided by
+    # the fallback, whose decision is written (SET NX GET gets the value too)
+    send A v3/008 v3/009
+    arrive voipmonitor=2
+    wait_stat A store_reconnects 1 5 || fail "no reconnect after the oversized reply"
+    hwm1=$(vm_hwm_kb "$pid")
+    echo "    peak RSS: ${hwm0} kB at start, ${hwm1} kB after the lookups (value: ${HUGE_VALUE_MB} MiB)"
+    ((hwm1 - hwm0 < RSS_GROWTH_MAX_KB)) || fail "peak RSS grew by $((hwm1 - hwm0)) kB: the reply was read whole"
+    # no retry loop: the connection stays up once the call's commands are done
+    sleep 0.5
+    snapshot A
+    r1=$(stat A store_reconnects)
+    sleep 1
+    snapshot A
+    r2=$(stat A store_reconnects)
+    [ "$r1" = "$r2" ] || fail "still reconnecting: store_reconnects $r1, then $r2 a second later"
+    stop_router A
+    expect voipmonitor v3/008 v3/009
+    stats A 'store_errors>=1' 'store_reconnects>=1' 'calls_fallback>=1' store_lost_writes=0
+    grep -F "the reply for call \"$CALL_V3\" is longer than store.redis.max_reply_bytes" "$CASE_DIR/router_A.err" |
+        head -n 2 | sed 's/^/      /'
+    grep -qF "the reply for call \"$CALL_V3\" is longer than store.redis.max_reply_bytes" "$CASE_DIR/router_A.err" ||
+        fail "the log does not name the call whose reply was too long"
+    case_end
+}
+
 # ---------------------------------------------------------------- main
 
-cases=(two_instances redis_killed redis_slow auth_wrong auth_ok auth_file auth_acl restart down_at_start)
+cases=(two_instances redis_killed redis_slow auth_wrong auth_ok auth_file auth_acl restart down_at_start huge_value)
 selected=("$@")
 [[ ${#selected[@]} -gt 0 ]] || selected=("${cases[@]}")
 for c in "${selected[@]}"; do

@@ -4,8 +4,9 @@
  * started on free loopback ports: the value format, two stores ("two
  * instances") sharing calls, first writer wins, EXPIRE only when needed,
  * timeouts, Redis going away and coming back, AUTH and ACL users, the
- * in-flight bound, the cache (and running without it), and Sentinel
- * fail-over.  Every process started here is stopped by its PID.
+ * in-flight bound, the cache (and running without it), Sentinel
+ * fail-over, call keys escaped in log lines and the bound on a reply's
+ * size.  Every process started here is stopped by its PID.
  */
 #include "conf.h"
 #include "log.h"
@@ -19,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -74,6 +76,12 @@
 #define DOWN_RUN_S              0.1     /* a few failed reconnects */
 #define WRONG_AUTH_RUN_S        0.2     /* a few refused handshakes */
 #define BAD_DB_INDEX            99u
+#define STORE_MAX_REPLY_BYTES   65536u  /* store.redis.max_reply_bytes' default */
+#define HUGE_VALUE_BYTES        (16u << 20)     /* planted under a call key: 16 MiB */
+/* the cap, hiredis's doubling buffer and one 16 KiB read fit many times; 16 MiB read whole do not */
+#define HEAP_GROWTH_MAX         (1u << 20)
+#define LONG_KEY_BYTES          1000    /* a Call-ID longer than any log line shows */
+#define RETRY_RUN_S             0.3     /* many reconnect backoffs: a retry loop would show */
 
 static struct ev_loop *loop;
 static char tmpdir[] = "/tmp/test_store_redis.XXXXXX";
@@ -362,6 +370,7 @@ static void conf_init(struct conf *c, int port)
     c->redis.timeout_ms = STORE_TIMEOUT_MS;
     c->redis.max_inflight = STORE_MAX_INFLIGHT;
     c->redis.max_pending_writes = STORE_MAX_PENDING;
+    c->redis.max_reply_bytes = STORE_MAX_REPLY_BYTES;
     c->cache_entries = STORE_CACHE_ENTRIES;
     c->ttl_call_ms = TTL_CALL_MS;
     c->ttl_register_ms = TTL_REGISTER_MS;
@@ -479,6 +488,181 @@ static struct instance *instance_ready(const struct conf *c)
 static void flushdb(void)
 {
     sync_ok(main_port, "FLUSHDB");
+}
+
+/* Stores value under <prefix>call:<key>, both binary (a Call-ID may hold any byte but NUL). */
+static void sync_set_raw(int port, const char *key, size_t klen, const char *value, size_t vlen)
+{
+    redisReply *r = sync_cmd(port, "SET %scall:%b %b", key_prefix, key, klen, value, vlen);
+    CU_ASSERT(r != NULL && r->type == REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+}
+
+struct errors_probe {
+    const struct metrics *m;
+    uint64_t want;
+};
+
+static bool errors_reached(void *arg)
+{
+    const struct errors_probe *p = arg;
+    return p->m->store_errors >= p->want;
+}
+
+/* ---- log lines ---- */
+
+/*
+ * What the store logs while a test looks: stderr (where log.c writes) goes
+ * to a file, at level debug.  No fatal assertion between start and end: it
+ * would leave stderr in the file.
+ */
+struct log_capture {
+    int saved_fd;
+    int saved_level;
+    char path[sizeof tmpdir + 32];
+};
+
+static void capture_start(struct log_capture *cap)
+{
+    snprintf(cap->path, sizeof cap->path, "%s/captured.log", tmpdir);
+    int fd = open(cap->path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    CU_ASSERT_FATAL(fd >= 0);
+    cap->saved_fd = dup(STDERR_FILENO);
+    CU_ASSERT_FATAL(cap->saved_fd >= 0);
+    CU_ASSERT_FATAL(dup2(fd, STDERR_FILENO) == STDERR_FILENO);
+    close(fd);
+    cap->saved_level = log_current_level;
+    log_set_level(LOG_LEVEL_DEBUG);
+}
+
+/* Restores stderr; returns what was logged (malloc'ed, NUL-terminated, never NULL) and its length. */
+static char *capture_end(struct log_capture *cap, size_t *len)
+{
+    log_set_level(cap->saved_level);
+    dup2(cap->saved_fd, STDERR_FILENO);
+    close(cap->saved_fd);
+    char *text = NULL;
+    size_t used = 0;
+    FILE *f = fopen(cap->path, "rb");
+    if (f != NULL && fseek(f, 0, SEEK_END) == 0) {
+        long size = ftell(f);
+        rewind(f);
+        text = size >= 0 ? malloc((size_t)size + 1) : NULL;
+        if (text != NULL)
+            used = fread(text, 1, (size_t)size, f);
+    }
+    if (f != NULL)
+        fclose(f);
+    if (text == NULL)
+        text = calloc(1, 1);
+    CU_ASSERT_FATAL(text != NULL);
+    text[used] = '\0';
+    *len = used;
+    unlink(cap->path);
+    return text;
+}
+
+/* Says what a test found in a log line, without its control bytes reaching the terminal. */
+static void print_escaped(const char *what, const char *p, size_t len)
+{
+    fprintf(stderr, "\n%s: ", what);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c >= ' ' && c < 0x7f && c != '\\')
+            fputc(c, stderr);
+        else
+            fprintf(stderr, "\\x%02x", c);
+    }
+    fputc('\n', stderr);
+}
+
+/*
+ * Every line is one whole log line ("heprouter[pid] level: ...", perhaps
+ * after a journal priority "<N>") of printable ASCII: nothing a key held
+ * started a line of its own or reached a terminal raw.
+ */
+static bool log_lines_are_whole(const char *text, size_t len)
+{
+    static const char start[] = "heprouter[";
+    const char *p = text, *end = text + len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (nl == NULL)
+            return false;
+        const char *q = p;
+        if (nl - q > 3 && q[0] == '<' && q[2] == '>')
+            q += 3;
+        if ((size_t)(nl - q) < strlen(start) || strncmp(q, start, strlen(start)) != 0) {
+            print_escaped("not a log line of its own", p, (size_t)(nl - p));
+            return false;
+        }
+        for (q = p; q < nl; q++) {
+            if ((unsigned char)*q < ' ' || (unsigned char)*q >= 0x7f) {
+                print_escaped("a control or non-ASCII byte in a log line", p, (size_t)(nl - p));
+                return false;
+            }
+        }
+        p = nl + 1;
+    }
+    return true;
+}
+
+static size_t count_substr(const char *text, const char *what)
+{
+    size_t n = 0;
+    for (const char *p = text; (p = strstr(p, what)) != NULL; p += strlen(what))
+        n++;
+    return n;
+}
+
+/* ---- memory ---- */
+
+/* The heap in use, sampled each time the loop is about to wait, and its peak. */
+static struct heap_watch {
+    ev_prepare w;
+    size_t peak;
+} heap_watch;
+
+#ifdef __SANITIZE_ADDRESS__
+/* ASan's allocator is not glibc's: ask it (GCC installs no header declaring this) */
+size_t __sanitizer_get_current_allocated_bytes(void);
+
+static size_t heap_in_use(void)
+{
+    return __sanitizer_get_current_allocated_bytes();
+}
+#else
+static size_t heap_in_use(void)
+{
+    struct mallinfo2 mi = mallinfo2();
+    return mi.uordblks + mi.hblkhd;
+}
+#endif
+
+static void on_heap_prepare(struct ev_loop *l, ev_prepare *w, int revents)
+{
+    (void)l;
+    (void)w;
+    (void)revents;
+    size_t n = heap_in_use();
+    if (n > heap_watch.peak)
+        heap_watch.peak = n;
+}
+
+/* Starts watching; returns the heap in use now. */
+static size_t heap_watch_start(void)
+{
+    heap_watch.peak = heap_in_use();
+    ev_prepare_init(&heap_watch.w, on_heap_prepare);
+    ev_prepare_start(loop, &heap_watch.w);
+    return heap_watch.peak;
+}
+
+/* Stops watching; returns the peak seen. */
+static size_t heap_watch_stop(void)
+{
+    ev_prepare_stop(loop, &heap_watch.w);
+    return heap_watch.peak;
 }
 
 /* ---- tests ---- */
@@ -924,6 +1108,7 @@ static void test_malformed_values_are_unknown_calls(void)
         "SET hrtest:call:bad4 1|x|1700000000123|INVITE|voipmonitor",    /* flags not a number */
         "SET hrtest:call:bad5 1|0|99999999999999999999999|INVITE|r",    /* first seen overflows */
         "SET hrtest:call:bad6 1|0|1|INVITEINVITEINVITEINVITEINVITEINVITE|r",  /* method too long */
+        "SET hrtest:call:bad7 1|0|1|INVITE|rrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr",  /* route of 64 bytes: too long */
     };
     const size_t nbad = sizeof bad / sizeof bad[0];
     struct conf c;
@@ -1028,6 +1213,162 @@ static void test_redis_down_keeps_decisions_and_writes_them_when_back(void)
     CU_ASSERT_EQUAL(query(s, "down2@pbx"), 0);
     instance_close(in);
     proc_stop(pid);
+}
+
+/* The line of text that holds at, without its line end: its length. */
+static size_t line_length_at(const char *text, const char *at)
+{
+    const char *bol = at, *eol = strchr(at, '\n');
+    while (bol > text && bol[-1] != '\n')
+        bol--;
+    return (size_t)((eol != NULL ? eol : at + strlen(at)) - bol);
+}
+
+/*
+ * Call-IDs come from the network: a key holding a line end, terminal
+ * escapes, a byte that is no UTF-8, quotes or backslashes shows in a log
+ * line quoted and escaped, and a long one cut, with its length.
+ */
+static void test_log_lines_show_call_keys_escaped(void)
+{
+    /* a GET answered with a malformed value: taken as unknown */
+    static const char get_key[] = "esc\n\x1b[31mred\xff@pbx";
+    static const char get_shown[] = "malformed value for call \"esc\\x0a\\x1b[31mred\\xff@pbx\": taken as unknown";
+    /* a SET NX GET answered with one: the local decision kept */
+    static const char set_key[] = "q\"b\\\r\n@pbx";
+    static const char set_shown[] = "malformed value for call \"q\\\"b\\\\\\x0d\\x0a@pbx\": kept the local decision";
+    /* another writer was first: its route name is escaped too */
+    static const char won_key[] = "won\x1b]0;title\x07@pbx";
+    static const char won_route[] = "r\x1b[0m";
+    static const char won_value[] = "1|0|1700000000123|INVITE|r\x1b[0m";
+    static const char won_shown[] =
+        "call \"won\\x1b]0;title\\x07@pbx\" was stored first elsewhere (route \"r\\x1b[0m\"): following it";
+    static const char garbage[] = "garbage";
+    static char long_key[LONG_KEY_BYTES + 1];
+    char long_shown[64];
+    struct conf c;
+    struct store_entry e = entry("INVITE", "voipmonitor", 0);
+    struct log_capture cap;
+    size_t len;
+
+    memset(long_key, 'L', LONG_KEY_BYTES);
+    long_key[LONG_KEY_BYTES - 1] = '\n';
+    snprintf(long_shown, sizeof long_shown, "L\"... (%d bytes): taken as unknown", LONG_KEY_BYTES);
+    flushdb();
+    conf_init(&c, main_port);
+    c.log_interval_ms = 0;                      /* every line: none suppressed */
+    struct instance *in = instance_ready(&c);
+    struct store *s = in->s;
+    sync_set_raw(main_port, get_key, strlen(get_key), garbage, strlen(garbage));
+    sync_set_raw(main_port, set_key, strlen(set_key), garbage, strlen(garbage));
+    sync_set_raw(main_port, won_key, strlen(won_key), won_value, strlen(won_value));
+    sync_set_raw(main_port, long_key, LONG_KEY_BYTES, garbage, strlen(garbage));
+
+    capture_start(&cap);
+    CU_ASSERT_EQUAL(query(s, get_key), 0);
+    CU_ASSERT_EQUAL(query(s, long_key), 0);
+    CU_ASSERT_EQUAL(put(s, set_key, &e, TTL_CALL_MS, now_ms(), NULL), 1);
+    CU_ASSERT_EQUAL(put(s, won_key, &e, TTL_CALL_MS, now_ms(), NULL), 1);
+    struct errors_probe errors = { &in->m, 3 };
+    struct route_probe won = { s, won_key, won_route };
+    bool all_errors = unit_ev_run_until(loop, errors_reached, &errors, WAIT_S);
+    bool followed = unit_ev_run_until(loop, cache_route_is, &won, WAIT_S);
+    char *log = capture_end(&cap, &len);
+
+    CU_ASSERT(all_errors);
+    CU_ASSERT(followed);
+    CU_ASSERT_EQUAL(in->m.store_errors, 3);
+    CU_ASSERT_EQUAL(in->a.n, 2);
+    CU_ASSERT_PTR_NOT_NULL(strstr(log, get_shown));
+    CU_ASSERT_PTR_NOT_NULL(strstr(log, set_shown));
+    CU_ASSERT_PTR_NOT_NULL(strstr(log, won_shown));
+    const char *cut = strstr(log, long_shown);
+    CU_ASSERT_PTR_NOT_NULL(cut);
+    if (cut != NULL)
+        CU_ASSERT(line_length_at(log, cut) < LONG_KEY_BYTES);
+    CU_ASSERT_EQUAL(count_substr(log, "malformed value for call"), 3);
+    CU_ASSERT(log_lines_are_whole(log, len));
+    free(log);
+    instance_close(in);
+}
+
+/*
+ * hiredis reads a reply whole, whatever its size: a 16 MiB value planted
+ * under a call key must not be buffered by each worker.  Once more than
+ * max_reply_bytes of it are in, the connection is dropped, counted and
+ * made again: a GET is answered "unknown", a SET NX GET keeps the local
+ * decision and is not sent again (it would be dropped again, forever).  A
+ * value under the cap but longer than any the store writes is merely
+ * malformed.
+ */
+static void test_a_reply_above_max_reply_bytes_drops_the_connection(void)
+{
+    static const char good[] = "1|0|1700000000123|INVITE|voipmonitor";
+    static const char dropped[] =
+        "connection lost: the reply for call \"huge@pbx\" is longer than store.redis.max_reply_bytes";
+    struct conf c;
+    struct store_entry out, e = entry("INVITE", "local", 0);
+    struct log_capture cap;
+    size_t len;
+    flushdb();
+    conf_init(&c, main_port);
+    c.log_interval_ms = 0;                      /* every line: none suppressed */
+    char *big = malloc(HUGE_VALUE_BYTES);
+    CU_ASSERT_FATAL(big != NULL);
+    memset(big, 'x', HUGE_VALUE_BYTES);
+    sync_set_raw(main_port, "huge@pbx", strlen("huge@pbx"), big, HUGE_VALUE_BYTES);
+    sync_set_raw(main_port, "long@pbx", strlen("long@pbx"), big, STORE_MAX_REPLY_BYTES / 2);
+    free(big);
+    sync_set_raw(main_port, "normal@pbx", strlen("normal@pbx"), good, strlen(good));
+    struct instance *in = instance_ready(&c);
+    struct store *s = in->s;
+
+    /* a GET: answered "unknown", the connection dropped and made again */
+    capture_start(&cap);
+    size_t base = heap_watch_start();
+    CU_ASSERT_EQUAL(query(s, "huge@pbx"), 0);
+    bool answer = unit_ev_run_until(loop, answered, &in->a, WAIT_S);
+    bool again = unit_ev_run_until(loop, reconnected, &in->m, WAIT_S);
+    size_t peak = heap_watch_stop();
+    CU_ASSERT(answer);
+    CU_ASSERT(again);
+    CU_ASSERT_EQUAL(in->a.nulls, 1);
+    CU_ASSERT_EQUAL(in->m.store_errors, 1);
+    CU_ASSERT_EQUAL(in->m.store_reconnects, 1);
+    CU_ASSERT_EQUAL(in->m.store_hits, 0);
+    printf("\n    a %u-byte reply: the heap grew by at most %zu bytes\n", HUGE_VALUE_BYTES, peak - base);
+    CU_ASSERT(peak - base < HEAP_GROWTH_MAX);
+
+    /* connected again: a normal call is found */
+    memset(&in->a, 0, sizeof in->a);
+    CU_ASSERT_EQUAL(query(s, "normal@pbx"), 0);
+    CU_ASSERT(unit_ev_run_until(loop, answered, &in->a, WAIT_S));
+    CU_ASSERT_EQUAL(in->a.nulls, 0);
+    CU_ASSERT_STRING_EQUAL(in->a.e.route, "voipmonitor");
+
+    /* under the cap, longer than any value: malformed, the connection kept */
+    memset(&in->a, 0, sizeof in->a);
+    CU_ASSERT_EQUAL(query(s, "long@pbx"), 0);
+    CU_ASSERT(unit_ev_run_until(loop, answered, &in->a, WAIT_S));
+    CU_ASSERT_EQUAL(in->a.nulls, 1);
+    CU_ASSERT_EQUAL(in->m.store_errors, 2);
+
+    /* a SET NX GET answered with it: dropped once, the local decision kept, no retry loop */
+    struct errors_probe errors = { &in->m, 3 };
+    CU_ASSERT_EQUAL(put(s, "huge@pbx", &e, TTL_CALL_MS, now_ms(), NULL), 1);
+    bool set_dropped = unit_ev_run_until(loop, errors_reached, &errors, WAIT_S);
+    unit_ev_run_for(loop, RETRY_RUN_S);
+    char *log = capture_end(&cap, &len);
+    CU_ASSERT(set_dropped);
+    CU_ASSERT_EQUAL(in->m.store_errors, 3);
+    CU_ASSERT_EQUAL(in->m.store_reconnects, 2);
+    CU_ASSERT_EQUAL(in->m.store_lost_writes, 0);
+    CU_ASSERT_EQUAL(get(s, "huge@pbx", now_ms(), &out), 1);
+    CU_ASSERT_STRING_EQUAL(out.route, "local");
+    CU_ASSERT_EQUAL(count_substr(log, dropped), 2);
+    CU_ASSERT(log_lines_are_whole(log, len));
+    free(log);
+    instance_close(in);
 }
 
 static void test_start_up_check_reports_what_an_operator_must_fix(void)
@@ -1276,6 +1617,9 @@ int main(void)
           test_in_flight_bound_refuses_queries_and_queues_writes },
         { "without cache everything goes through query", test_without_cache_everything_goes_through_query },
         { "malformed values are unknown calls", test_malformed_values_are_unknown_calls },
+        { "log lines show call keys escaped", test_log_lines_show_call_keys_escaped },
+        { "a reply above max_reply_bytes drops the connection",
+          test_a_reply_above_max_reply_bytes_drops_the_connection },
         { "cache evicts the least recent and expire sweeps",
           test_cache_evicts_the_least_recent_and_expire_sweeps },
         { "Redis down keeps decisions and writes them when back",
