@@ -9,7 +9,7 @@
 set -euo pipefail
 
 build_pkgs=(build-essential autoconf automake pkg-config
-            libev-dev libhiredis-dev libyaml-dev libcunit1-dev)
+            libev-dev libhiredis-dev libyaml-dev libcunit1-dev zlib1g-dev)
 test_pkgs=(clang libfuzzer-14-dev libclang-rt-14-dev valgrind
            kamailio kamailio-extra-modules sip-tester
            redis-server redis-sentinel socat python3 wireshark-common

@@ -32,6 +32,7 @@
 #include "hold.h"
 #include "log.h"
 #include "metrics.h"
+#include "payload.h"
 #include "policy.h"
 #include "sip.h"
 #include "store.h"
@@ -52,6 +53,9 @@ struct router {
     struct router_dispatch dispatch;
     struct log_limit decode_limit;
     struct log_limit sip_limit;
+    struct log_limit inflate_limit;
+    struct payload_inflater *inflater;
+    uint8_t *spare;                 /* an inflate buffer no packet holds */
     uint64_t now_ms;                /* clocks of the packet being routed */
     uint64_t wall_ms;
 };
@@ -64,6 +68,7 @@ struct packet {
     const char *key;                /* call key, NULL when uncorrelated */
     size_t klen;
     char hashed[HASHED_KEY_LEN];
+    uint8_t *inflated;              /* a compressed payload, inflated: packet_done() */
 };
 
 static void hex64(char *out, uint64_t v)
@@ -73,6 +78,15 @@ static void hex64(char *out, uint64_t v)
         out[i] = digits[v & 0xf];
         v >>= 4;
     }
+}
+
+static void set_hashed_key(struct packet *p, const uint64_t h[2])
+{
+    p->hashed[0] = HASHED_KEY_PREFIX;
+    hex64(p->hashed + 1, h[0]);
+    hex64(p->hashed + 17, h[1]);
+    p->key = p->hashed;
+    p->klen = HASHED_KEY_LEN;
 }
 
 /* Long Call-IDs are hashed (128 bits), never truncated into collisions. */
@@ -85,11 +99,25 @@ static void set_key(const struct router *r, struct packet *p, const uint8_t *key
     }
     uint64_t h[2];
     hash_siphash128(call_key_hash_key, key, len, h);
-    p->hashed[0] = HASHED_KEY_PREFIX;
-    hex64(p->hashed + 1, h[0]);
-    hex64(p->hashed + 17, h[1]);
-    p->key = p->hashed;
-    p->klen = HASHED_KEY_LEN;
+    set_hashed_key(p, h);
+}
+
+/*
+ * A Call-ID with white space or folds inside is keyed by the hash of its
+ * canonical form (every run of them one SP), so that one Call-ID folded
+ * two ways is one call.
+ */
+static void set_key_lws(struct packet *p, const struct sip_str *call_id)
+{
+    struct hash_siphash hs;
+    struct sip_str piece;
+    size_t pos = 0;
+    uint64_t h[2];
+    hash_siphash128_init(&hs, call_key_hash_key);
+    while (sip_lws_next(call_id, &pos, &piece))
+        hash_siphash128_update(&hs, piece.ptr, piece.len);
+    hash_siphash128_final(&hs, h);
+    set_hashed_key(p, h);
 }
 
 static void on_store_answer(void *arg, const char *key, size_t klen, const struct store_entry *e);
@@ -105,8 +133,9 @@ struct router *router_new(const struct conf *conf, struct store *store, struct m
     r->m = m;
     r->dispatch = *dispatch;
     r->hold = hold_new(conf->orphans_max_held, conf->orphans_max_bytes, conf->orphans_wait_ms);
-    if (r->hold == NULL) {
-        free(r);
+    r->inflater = payload_inflater_new();
+    if (r->hold == NULL || r->inflater == NULL) {
+        router_free(r);
         return NULL;
     }
     store_set_answer_fn(store, on_store_answer, r);
@@ -118,6 +147,8 @@ void router_free(struct router *r)
     if (r == NULL)
         return;
     hold_free(r->hold);
+    payload_inflater_free(r->inflater);
+    free(r->spare);
     free(r);
 }
 
@@ -163,14 +194,57 @@ static void count_in(struct metrics *m, const struct hep_view *v)
     }
 }
 
+/* Gives back what classify() took for p; every classified packet ends here. */
+static void packet_done(struct router *r, struct packet *p)
+{
+    if (p->inflated == NULL)
+        return;
+    if (r->spare == NULL)
+        r->spare = p->inflated;
+    else
+        free(p->inflated);
+    p->inflated = NULL;
+}
+
+/*
+ * The SIP bytes of a compressed payload (chunk 0x0010), inflated into a
+ * buffer p owns, at most a HEP3 packet's worth: the headers come first, and
+ * no sender can make the router inflate more per packet.  False when they
+ * cannot be had (not gzip/zlib, corrupt, out of memory).
+ */
+static bool inflate_payload(struct router *r, struct packet *p, struct sip_str *sip, bool count)
+{
+    uint8_t *buf = r->spare != NULL ? r->spare : malloc(HEP3_MAX_LEN);
+    size_t n = 0;
+    r->spare = NULL;
+    if (buf == NULL || payload_inflate(r->inflater, p->view.payload.data, p->view.payload.len,
+                                       buf, HEP3_MAX_LEN, &n) != 0) {
+        r->spare = buf;
+        if (count) {
+            r->m->payload_inflate_errors++;
+            log_ratelimited(&r->inflate_limit, r->conf->log_interval_ms, LOG_LEVEL_WARN,
+                            "compressed payload (%zu bytes) could not be inflated: "
+                            "routed without call context", p->view.payload.len);
+        }
+        return false;
+    }
+    if (count)
+        r->m->payload_inflated++;
+    p->inflated = buf;
+    sip->ptr = (const char *)buf;
+    sip->len = n;
+    return true;
+}
+
 /*
  * Decodes and scans; false when the packet is dropped as malformed HEP.
  * HEPv1 carries no time: its time is when it was received (recv_wall_ms),
- * which is what a conversion to v3 writes.
+ * which is what a conversion to v3 writes.  packet_done() must follow.
  */
 static bool classify(struct router *r, struct packet *p, const uint8_t *data, size_t len,
                      uint64_t recv_wall_ms, bool count)
 {
+    p->inflated = NULL;
     int rc = hep_decode(data, len, &p->view);
     if (rc == HEP_OK && p->view.version < 3 && !(p->view.present & HEP_HAS_TS)) {
         p->view.ts_sec = (uint32_t)(recv_wall_ms / MS_PER_S);
@@ -188,11 +262,17 @@ static bool classify(struct router *r, struct packet *p, const uint8_t *data, si
     p->is_sip = false;
     p->key = NULL;
     p->klen = 0;
-    if (p->view.proto_type == HEP_PROTO_SIP && !p->view.compressed) {
-        rc = sip_scan(p->view.payload.data, p->view.payload.len, &p->sip);
+    struct sip_str sip = { (const char *)p->view.payload.data, p->view.payload.len };
+    if (p->view.proto_type == HEP_PROTO_SIP && (!p->view.compressed || inflate_payload(r, p, &sip, count))) {
+        rc = sip_scan((const uint8_t *)sip.ptr, sip.len, &p->sip);
         if (rc == SIP_OK) {
             p->is_sip = true;
-            set_key(r, p, (const uint8_t *)p->sip.call_id.ptr, p->sip.call_id.len);
+            if (count)
+                r->m->sip_lines_skipped += p->sip.skipped_lines;
+            if (p->sip.flags & SIP_F_CALL_ID_LWS)
+                set_key_lws(p, &p->sip.call_id);
+            else
+                set_key(r, p, (const uint8_t *)p->sip.call_id.ptr, p->sip.call_id.len);
             return true;
         }
         if (count) {
@@ -342,6 +422,8 @@ static int store_call(struct router *r, const struct packet *p, const char *meth
     e.flags = (flags | l.set) & ~l.clear;
     e.last_hash = payload_hash(p);
     int rc = store_put(r->store, p->key, p->klen, &e, call_ttl(r, e.flags), r->now_ms, use);
+    if (rc < 0)
+        r->m->calls_not_stored++;
     if (rc != 0)
         *use = e;
     return rc;
@@ -442,9 +524,10 @@ void router_packet(struct router *r, const uint8_t *data, size_t len, uint64_t n
     if (p.key == NULL) {
         r->m->uncorrelated++;
         send_route(r, &p, NULL, 0);
-        return;
+    } else {
+        decide(r, &p);
     }
-    decide(r, &p);
+    packet_done(r, &p);
 }
 
 /* ---- held packets ---- */
@@ -493,6 +576,7 @@ static void on_release_known(void *arg, const char *key, size_t klen, const uint
         else
             fallback(r, &p, false);     /* the entry vanished (store full): still deliver */
     }
+    packet_done(r, &p);
     r->dispatch.flush(r->dispatch.arg);
 }
 
@@ -536,6 +620,7 @@ static void send_ungrouped(struct router *r, const uint8_t *pkt, size_t len, uin
     struct packet p;
     if (classify(r, &p, pkt, len, received_wall_ms(r, held_since_ms), false))
         send_route(r, &p, NULL, 0);
+    packet_done(r, &p);
     r->dispatch.flush(r->dispatch.arg);
 }
 
@@ -597,6 +682,7 @@ static void expire_group(struct router *r, const struct packet *first)
             store_call(r, &p, method, mlen, STORE_F_FALLBACK, &use);
             decided = true;
         }
+        packet_done(r, &p);
     }
     if (decided)
         follow(r, first, &use);
@@ -609,6 +695,7 @@ static void expire_group(struct router *r, const struct packet *first)
             else
                 send_route(r, &p, NULL, 0);
         }
+        packet_done(r, &p);
         r->dispatch.flush(r->dispatch.arg);
         free(g.data[i]);
     }
@@ -639,6 +726,7 @@ static void on_release_expired(void *arg, const char *key, size_t klen, const ui
             fallback(r, &p, false);
         }
     }
+    packet_done(r, &p);
     r->dispatch.flush(r->dispatch.arg);
 }
 

@@ -25,6 +25,7 @@ enum store_flag {
     STORE_F_FALLBACK = 1u << 1,     /* decided by an orphan's own CSeq method */
     STORE_F_REGISTER = 1u << 2,     /* a REGISTER dialog: ttl.register */
     STORE_F_CONFIRMED = 1u << 3,    /* an INVITE got a 2xx: later failures do not end it */
+    STORE_F_ALL = (1u << 4) - 1,
 };
 
 /* What the store remembers about a call. */
@@ -115,17 +116,40 @@ struct store *store_redis_new(const struct conf *conf, struct ev_loop *loop, str
 int store_redis_check(const struct conf *conf, char *errbuf, size_t errlen);
 
 /*
- * The memory back-end; max_calls bounds it (the soonest-expiring go first),
- * 0 means no bound.  count() includes expired calls not yet swept.
+ * The names a memory store keeps per call as indexes, from the running
+ * policy: every route name (the default one included), and every method
+ * name the policy compares (routes' `method` lists) plus the standard SIP
+ * methods.  Repeats are kept once.
  */
-struct store *store_mem_new(size_t max_calls);
+struct store_names {
+    const char *const *methods;
+    size_t nmethods;
+    const char *const *routes;
+    size_t nroutes;
+};
 
 /*
- * Method name a memory store returns for a call whose method it could not
- * intern (more distinct live method names than it keeps); route names are
- * never replaced: a put whose route cannot be interned fails (-1).
+ * The method a memory store returns for a call that started with a method
+ * not among its names.  No policy can tell such methods apart (a `method`
+ * list names upper-case tokens, and this is not one), so routing by it is
+ * routing by the method itself, and senders cannot fill any table with
+ * names of their choosing.
  */
-#define STORE_METHOD_OVERFLOW "OTHER"
+#define STORE_METHOD_UNLISTED "(unlisted)"
+
+/* Fills *names from conf (store_names_free() frees it); -1 on ENOMEM. */
+int store_names_from_conf(const struct conf *conf, struct store_names *names);
+
+void store_names_free(struct store_names *names);
+
+/*
+ * The memory back-end; max_calls bounds it (the soonest-expiring go first),
+ * 0 means no bound.  count() includes expired calls not yet swept.  names
+ * is copied.  A put whose route is not among the names fails (-1).  NULL on
+ * ENOMEM, or when names holds more than STORE_MEM_METHODS_MAX distinct methods.
+ */
+#define STORE_MEM_METHODS_MAX 65535u
+struct store *store_mem_new(size_t max_calls, const struct store_names *names);
 
 /* What a memory store holds and has done since it was created. */
 struct store_mem_stats {
@@ -136,8 +160,8 @@ struct store_mem_stats {
     size_t stripes;                 /* independently locked parts */
     size_t evictions;               /* live calls dropped to stay within max_calls */
     size_t expired;                 /* expired calls removed (lazily or by expire) */
-    size_t method_overflows;        /* calls stored with STORE_METHOD_OVERFLOW */
-    size_t route_overflows;         /* puts refused: too many distinct route names */
+    size_t unlisted;                /* calls stored with STORE_METHOD_UNLISTED */
+    size_t unknown_routes;          /* puts refused: a route not among the names */
 };
 
 /* Fills *out; -1 (and zeroes) when s is not a memory store. */

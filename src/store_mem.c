@@ -9,8 +9,12 @@
  *   their 128-bit tags collide: about n^2 / 2^129, i.e. 1e-27 with a million
  *   calls, and the random key keeps a sender from crafting collisions or
  *   piling its Call-IDs into one probe chain.
- * - Method and route names are interned in small per-stripe tables with a
- *   reference count; a slot keeps a 16-bit index of each.
+ * - Method and route names are indexes into two read-only tables made at
+ *   creation from the running policy (struct store_names): the route names,
+ *   and the method names the policy compares plus the standard SIP ones.
+ *   What senders choose cannot fill them: any other method is kept as
+ *   STORE_METHOD_UNLISTED, which no route matches, exactly as the policy
+ *   would judge the name itself.  Nothing is interned per call.
  * - Slots live in one open-addressing array per stripe (linear probing,
  *   backward-shift deletion: no tombstones), doubled when the load passes
  *   STORE_MEM_LOAD_NUM / STORE_MEM_LOAD_DEN.  No per-call malloc.
@@ -45,12 +49,12 @@
 #define STORE_MEM_LOAD_DEN          4
 #define STORE_MEM_SWEEP_SLOTS       16384   /* slots store_expire() visits per call, all stripes */
 #define STORE_MEM_EVICT_SCAN        128     /* slots looked at to choose an eviction victim */
-#define STORE_MEM_NAMES_INITIAL     16      /* interned names per table at first */
-#define STORE_MEM_NAMES_MAX         1024    /* interned names per table and stripe */
-#define STORE_MEM_NAME_OVERFLOW     UINT16_MAX  /* method index meaning STORE_METHOD_OVERFLOW */
-#define STORE_MEM_FLAGS_MASK        UINT16_MAX  /* flags kept per call */
-#define FNV32_OFFSET                2166136261u
-#define FNV32_PRIME                 16777619u
+#define STORE_MEM_METHOD_UNLISTED   STORE_MEM_METHODS_MAX  /* method index meaning STORE_METHOD_UNLISTED */
+#define STORE_MEM_FLAGS_MASK        UINT8_MAX   /* flags kept per call */
+#define STORE_MEM_NAME_LOAD         2           /* name index slots per name, at least */
+
+_Static_assert(STORE_F_ALL <= STORE_MEM_FLAGS_MASK, "a slot keeps every store flag");
+_Static_assert(STORE_MEM_METHOD_UNLISTED <= UINT16_MAX, "a slot keeps every method index");
 
 /*
  * One tracked call: 48 bytes.  key[0] picks the slot, key[1] the stripe;
@@ -61,23 +65,21 @@ struct mem_slot {
     uint64_t expires_ms;        /* caller's clock; expired when <= now */
     uint64_t first_seen_ms;
     uint64_t last_hash;
-    uint16_t method;            /* index into the stripe's method names */
-    uint16_t route;             /* index into the stripe's route names */
-    uint16_t flags;             /* enum store_flag */
+    uint32_t route;             /* index into the route names */
+    uint16_t method;            /* index into the method names, or STORE_MEM_METHOD_UNLISTED */
+    uint8_t flags;              /* enum store_flag */
     uint8_t used;
 };
 
-/* An interned name; refs == 0 marks a free entry. */
-struct mem_name {
-    uint32_t hash;
-    uint32_t refs;
-    char text[STORE_ROUTE_MAX];
-};
-
+/*
+ * A read-only name table: names by index, and an open-addressing index
+ * over them (slot = index + 1, 0 = empty) to find a name's index.
+ */
 struct mem_names {
-    struct mem_name *v;
-    size_t len;                 /* entries in use or freed, <= cap */
-    size_t cap;
+    char **text;
+    size_t n;
+    uint32_t *index;
+    size_t mask;                /* index slots - 1; a power of two minus one */
 };
 
 /* Cache-line aligned so that the locks of neighbouring stripes do not share a line. */
@@ -88,12 +90,10 @@ struct mem_stripe {
     size_t count;               /* used slots, expired ones included */
     size_t quota;               /* this stripe's share of max_calls */
     size_t sweep;               /* next slot store_expire() looks at */
-    struct mem_names methods;
-    struct mem_names routes;
     size_t evictions;
     size_t expired;
-    size_t method_overflows;
-    size_t route_overflows;
+    size_t unlisted;
+    size_t unknown_routes;
 };
 
 struct mem_store {
@@ -101,75 +101,79 @@ struct mem_store {
     uint8_t hash_key[HASH_SIPHASH_KEY_BYTES];
     size_t nstripes;
     struct mem_stripe *stripes;
+    struct mem_names methods;   /* shared by the stripes, never changed: no lock */
+    struct mem_names routes;
 };
 
 static const struct store_ops mem_ops;
 
-/* --- hashing ------------------------------------------------------------ */
+/* --- name tables ------------------------------------------------------- */
 
-static uint32_t name_hash(const char *s, size_t len)
+static uint64_t name_hash(const char *text, size_t len)
 {
-    uint32_t h = FNV32_OFFSET;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (uint8_t)s[i];
-        h *= FNV32_PRIME;
-    }
-    return h;
+    return hash_fnv1a64(HASH_FNV64_OFFSET, text, len);
 }
 
-/* --- interned names ----------------------------------------------------- */
+/* Index of text[0..len) in t, or -1. */
+static long names_find(const struct mem_names *t, const char *text, size_t len)
+{
+    if (t->index == NULL)
+        return -1;
+    for (size_t i = (size_t)name_hash(text, len) & t->mask;; i = (i + 1) & t->mask) {
+        uint32_t at = t->index[i];
+        if (at == 0)
+            return -1;
+        const char *name = t->text[at - 1];
+        if (strncmp(name, text, len) == 0 && name[len] == '\0')
+            return (long)(at - 1);
+    }
+}
+
+static void names_free(struct mem_names *t)
+{
+    for (size_t i = 0; i < t->n; i++)
+        free(t->text[i]);
+    free(t->text);
+    free(t->index);
+    memset(t, 0, sizeof *t);
+}
 
 /*
- * Finds or adds text (cut to maxlen - 1 bytes) and takes a reference.
- * Returns -1 when the table is full (STORE_MEM_NAMES_MAX live names) or
- * memory runs out.
+ * Builds t from names[0..n), each cut to maxlen - 1 bytes; repeats are kept
+ * once.  -1 on ENOMEM or when more than max distinct names are given.
  */
-static int names_intern(struct mem_names *t, const char *text, size_t maxlen, uint16_t *idx)
+static int names_build(struct mem_names *t, const char *const *names, size_t n, size_t maxlen, size_t max)
 {
-    size_t len = strnlen(text, maxlen - 1);
-    uint32_t h = name_hash(text, len);
-    size_t free_at = t->len;
-    for (size_t i = 0; i < t->len; i++) {
-        struct mem_name *n = &t->v[i];
-        if (n->refs == 0) {
-            if (free_at == t->len)
-                free_at = i;
+    size_t slots = 1;
+    memset(t, 0, sizeof *t);
+    if (n == 0)
+        return 0;
+    while (slots < n * STORE_MEM_NAME_LOAD)
+        slots *= 2;
+    t->text = calloc(n, sizeof *t->text);
+    t->index = calloc(slots, sizeof *t->index);
+    t->mask = slots - 1;
+    if (t->text == NULL || t->index == NULL)
+        goto fail;
+    for (size_t k = 0; k < n; k++) {
+        size_t len = strnlen(names[k], maxlen - 1);
+        if (names_find(t, names[k], len) >= 0)
             continue;
-        }
-        if (n->hash == h && strncmp(n->text, text, len) == 0 && n->text[len] == '\0') {
-            n->refs++;
-            *idx = (uint16_t)i;
-            return 0;
-        }
+        if (t->n == max)
+            goto fail;
+        char *copy = strndup(names[k], len);
+        if (copy == NULL)
+            goto fail;
+        size_t i = (size_t)name_hash(copy, len) & t->mask;
+        while (t->index[i] != 0)
+            i = (i + 1) & t->mask;
+        t->text[t->n] = copy;
+        t->index[i] = (uint32_t)++t->n;
     }
-    if (free_at == t->len) {
-        if (t->len == STORE_MEM_NAMES_MAX)
-            return -1;
-        if (t->len == t->cap) {
-            size_t ncap = t->cap ? t->cap * 2 : STORE_MEM_NAMES_INITIAL;
-            if (ncap > STORE_MEM_NAMES_MAX)
-                ncap = STORE_MEM_NAMES_MAX;
-            struct mem_name *nv = realloc(t->v, ncap * sizeof *nv);
-            if (nv == NULL)
-                return -1;
-            t->v = nv;
-            t->cap = ncap;
-        }
-        t->len++;
-    }
-    struct mem_name *n = &t->v[free_at];
-    n->hash = h;
-    n->refs = 1;
-    memcpy(n->text, text, len);
-    n->text[len] = '\0';
-    *idx = (uint16_t)free_at;
     return 0;
-}
-
-static void names_release(struct mem_names *t, uint16_t idx)
-{
-    if (idx < t->len && t->v[idx].refs > 0)
-        t->v[idx].refs--;
+fail:
+    names_free(t);
+    return -1;
 }
 
 /* --- one stripe ----------------------------------------------------------- */
@@ -197,13 +201,6 @@ static size_t stripe_find(const struct mem_stripe *st, const uint64_t key[2])
     }
 }
 
-static void stripe_release_names(struct mem_stripe *st, const struct mem_slot *sl)
-{
-    if (sl->method != STORE_MEM_NAME_OVERFLOW)
-        names_release(&st->methods, sl->method);
-    names_release(&st->routes, sl->route);
-}
-
 /*
  * Empties slot i and pulls later entries of its probe run back into the
  * hole (backward-shift deletion), so lookups never need tombstones.  Only
@@ -212,7 +209,6 @@ static void stripe_release_names(struct mem_stripe *st, const struct mem_slot *s
 static void stripe_delete(struct mem_stripe *st, size_t i)
 {
     size_t mask = st->cap - 1;
-    stripe_release_names(st, &st->slots[i]);
     for (size_t j = i;;) {
         j = (j + 1) & mask;
         struct mem_slot *sj = &st->slots[j];
@@ -251,7 +247,6 @@ static int stripe_grow(struct mem_stripe *st, uint64_t now_ms)
         if (!sl->used)
             continue;
         if (slot_expired(sl, now_ms)) {
-            stripe_release_names(st, sl);
             st->count--;
             st->expired++;
             continue;
@@ -301,14 +296,14 @@ static void stripe_make_room(struct mem_stripe *st, uint64_t now_ms)
     }
 }
 
-static void slot_fill_entry(const struct mem_stripe *st, const struct mem_slot *sl, struct store_entry *out)
+static void slot_fill_entry(const struct mem_store *ms, const struct mem_slot *sl, struct store_entry *out)
 {
     memset(out, 0, sizeof *out);
-    const char *method = sl->method == STORE_MEM_NAME_OVERFLOW ? STORE_METHOD_OVERFLOW
-                                                                : st->methods.v[sl->method].text;
+    const char *method = sl->method == STORE_MEM_METHOD_UNLISTED ? STORE_METHOD_UNLISTED
+                                                                  : ms->methods.text[sl->method];
     size_t mlen = strnlen(method, STORE_METHOD_MAX - 1);
     memcpy(out->method, method, mlen);
-    const char *route = st->routes.v[sl->route].text;
+    const char *route = ms->routes.text[sl->route];
     size_t rlen = strnlen(route, STORE_ROUTE_MAX - 1);
     memcpy(out->route, route, rlen);
     out->first_seen_ms = sl->first_seen_ms;
@@ -339,7 +334,7 @@ static int mem_get(struct store *s, const char *key, size_t klen, uint64_t now_m
             st->expired++;
         } else {
             if (out != NULL)
-                slot_fill_entry(st, &st->slots[i], out);
+                slot_fill_entry(ms, &st->slots[i], out);
             found = 1;
         }
     }
@@ -349,7 +344,7 @@ static int mem_get(struct store *s, const char *key, size_t klen, uint64_t now_m
 
 /* Sets a slot's contents from e; the names are already interned. */
 static void slot_set(struct mem_slot *sl, const uint64_t h[2], const struct store_entry *e, uint16_t method,
-                     uint16_t route, uint64_t ttl_ms, uint64_t now_ms)
+                     uint32_t route, uint64_t ttl_ms, uint64_t now_ms)
 {
     sl->key[0] = h[0];
     sl->key[1] = h[1];
@@ -358,7 +353,7 @@ static void slot_set(struct mem_slot *sl, const uint64_t h[2], const struct stor
     sl->last_hash = e->last_hash;
     sl->method = method;
     sl->route = route;
-    sl->flags = (uint16_t)(e->flags & STORE_MEM_FLAGS_MASK);
+    sl->flags = (uint8_t)(e->flags & STORE_MEM_FLAGS_MASK);
     sl->used = 1;
 }
 
@@ -374,39 +369,37 @@ static int mem_put(struct store *s, const char *key, size_t klen, const struct s
     size_t i = stripe_find(st, h);
     if (i != st->cap && !slot_expired(&st->slots[i], now_ms)) {
         if (winner != NULL)
-            slot_fill_entry(st, &st->slots[i], winner);
+            slot_fill_entry(ms, &st->slots[i], winner);
         rc = 0;
         goto out;
     }
 
-    uint16_t route, method;
-    if (names_intern(&st->routes, e->route, STORE_ROUTE_MAX, &route) != 0) {
-        st->route_overflows++;
+    long route = names_find(&ms->routes, e->route, strnlen(e->route, STORE_ROUTE_MAX - 1));
+    if (route < 0) {
+        st->unknown_routes++;
         goto out;
     }
-    if (names_intern(&st->methods, e->method, STORE_METHOD_MAX, &method) != 0) {
-        st->method_overflows++;
-        method = STORE_MEM_NAME_OVERFLOW;
+    long method = names_find(&ms->methods, e->method, strnlen(e->method, STORE_METHOD_MAX - 1));
+    if (method < 0) {
+        st->unlisted++;
+        method = STORE_MEM_METHOD_UNLISTED;
     }
 
     if (i != st->cap) {
         /* The call is there but expired: reuse its slot. */
-        stripe_release_names(st, &st->slots[i]);
         st->expired++;
     } else {
         if (st->count >= st->quota)
             stripe_make_room(st, now_ms);
         if ((st->count + 1) * STORE_MEM_LOAD_DEN > st->cap * STORE_MEM_LOAD_NUM
-            && stripe_grow(st, now_ms) != 0 && st->count + 1 >= st->cap) {
-            stripe_release_names(st, &(struct mem_slot){ .method = method, .route = route });
+            && stripe_grow(st, now_ms) != 0 && st->count + 1 >= st->cap)
             goto out;
-        }
         size_t mask = st->cap - 1;
         for (i = (size_t)h[0] & mask; st->slots[i].used; i = (i + 1) & mask)
             ;
         st->count++;
     }
-    slot_set(&st->slots[i], h, e, method, route, ttl_ms, now_ms);
+    slot_set(&st->slots[i], h, e, (uint16_t)method, (uint32_t)route, ttl_ms, now_ms);
     rc = 1;
 out:
     pthread_mutex_unlock(&st->lock);
@@ -430,7 +423,7 @@ static int mem_update(struct store *s, const char *key, size_t klen, uint64_t tt
             st->expired++;
         } else {
             sl->expires_ms = expiry_after(now_ms, ttl_ms);
-            sl->flags = (uint16_t)((sl->flags | (set & STORE_MEM_FLAGS_MASK)) & ~clear);
+            sl->flags = (uint8_t)((sl->flags | (set & STORE_MEM_FLAGS_MASK)) & ~clear);
             sl->last_hash = last_hash;
             found = 1;
         }
@@ -492,10 +485,10 @@ static void mem_free(struct store *s)
         struct mem_stripe *st = &ms->stripes[k];
         pthread_mutex_destroy(&st->lock);
         free(st->slots);
-        free(st->methods.v);
-        free(st->routes.v);
     }
     free(ms->stripes);
+    names_free(&ms->methods);
+    names_free(&ms->routes);
     free(ms);
 }
 
@@ -523,7 +516,7 @@ static size_t mem_stripe_count(size_t max_calls)
     return n > STORE_MEM_STRIPES ? STORE_MEM_STRIPES : n;
 }
 
-struct store *store_mem_new(size_t max_calls)
+struct store *store_mem_new(size_t max_calls, const struct store_names *names)
 {
     struct mem_store *ms = calloc(1, sizeof *ms);
     if (ms == NULL)
@@ -531,10 +524,18 @@ struct store *store_mem_new(size_t max_calls)
     ms->base.ops = &mem_ops;
     hash_random_key(ms->hash_key);
     ms->nstripes = mem_stripe_count(max_calls);
+    if (names_build(&ms->methods, names->methods, names->nmethods, STORE_METHOD_MAX, STORE_MEM_METHODS_MAX) != 0
+        || names_build(&ms->routes, names->routes, names->nroutes, STORE_ROUTE_MAX, UINT32_MAX) != 0) {
+        names_free(&ms->methods);
+        free(ms);
+        return NULL;
+    }
 
     size_t bytes = ms->nstripes * sizeof(struct mem_stripe);
     ms->stripes = aligned_alloc(_Alignof(struct mem_stripe), bytes);
     if (ms->stripes == NULL) {
+        names_free(&ms->methods);
+        names_free(&ms->routes);
         free(ms);
         return NULL;
     }
@@ -553,6 +554,8 @@ struct store *store_mem_new(size_t max_calls)
                 free(ms->stripes[j].slots);
             }
             free(ms->stripes);
+            names_free(&ms->methods);
+            names_free(&ms->routes);
             free(ms);
             return NULL;
         }
@@ -568,18 +571,19 @@ int store_mem_stats(struct store *s, struct store_mem_stats *out)
     struct mem_store *ms = (struct mem_store *)s;
     out->stripes = ms->nstripes;
     out->slot_bytes = sizeof(struct mem_slot);
-    out->bytes = sizeof *ms + ms->nstripes * sizeof(struct mem_stripe);
+    out->bytes = sizeof *ms + ms->nstripes * sizeof(struct mem_stripe)
+                 + (ms->methods.n + ms->routes.n) * sizeof(char *)
+                 + (ms->methods.mask + ms->routes.mask + 2) * sizeof(uint32_t);
     for (size_t k = 0; k < ms->nstripes; k++) {
         struct mem_stripe *st = &ms->stripes[k];
         pthread_mutex_lock(&st->lock);
         out->calls += st->count;
         out->slots += st->cap;
-        out->bytes += st->cap * sizeof(struct mem_slot)
-                      + (st->methods.cap + st->routes.cap) * sizeof(struct mem_name);
+        out->bytes += st->cap * sizeof(struct mem_slot);
         out->evictions += st->evictions;
         out->expired += st->expired;
-        out->method_overflows += st->method_overflows;
-        out->route_overflows += st->route_overflows;
+        out->unlisted += st->unlisted;
+        out->unknown_routes += st->unknown_routes;
         pthread_mutex_unlock(&st->lock);
     }
     return 0;

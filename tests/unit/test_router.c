@@ -10,6 +10,10 @@
  * load() checks each packet's CSeq method, so a re-capture that changes the
  * order fails loudly rather than testing the wrong thing.
  */
+#include <limits.h>
+#include <unistd.h>
+#include <zlib.h>
+
 #include "conf.h"
 #include "hep.h"
 #include "metrics.h"
@@ -26,6 +30,9 @@
 #define T0 1000000u             /* monotonic ms at the start of each test */
 #define WALL0 1700000000000u
 #define STEP_MS 1000u           /* between packets in the TTL tests */
+#define INVENTED_METHODS 20000  /* beyond what the old per-stripe name tables kept (16 x 1,024) */
+#define MANY_ROUTES 1100        /* beyond the old 1,024 route names of a one-stripe store */
+#define GZIP_WINDOW_BITS (MAX_WBITS + 16)   /* deflateInit2(): gzip framing */
 
 struct sent {
     size_t dest;
@@ -75,7 +82,7 @@ static int setup(void)
     conf = conf_load(TEST_UNIT_DIR "/router.yaml", stderr);
     if (conf == NULL)
         return -1;
-    store = store_mem_new(conf->store_max_calls);
+    store = store_open(conf, NULL, NULL);
     if (store == NULL || metrics_init(&m, conf) != 0)
         return -1;
     router = router_new(conf, store, &m, &d);
@@ -506,6 +513,215 @@ static size_t build_sip(uint8_t *buf, const char *body, size_t bl)
     return build_hep(buf, HEP_PROTO_SIP, NULL, 0, body, bl);
 }
 
+/*
+ * A request that starts a call with a method of the sender's choosing,
+ * e.g. "X00042 sip:b@x SIP/2.0" with Call-ID "invented-42".
+ */
+static size_t build_origin(uint8_t *buf, const char *method, const char *cid)
+{
+    char body[512];
+    int bl = snprintf(body, sizeof body,
+                      "%s sip:b@x SIP/2.0\r\nCall-ID: %s\r\nCSeq: 1 %s\r\nFrom: <sip:a@x>;tag=1\r\n"
+                      "To: <sip:b@x>\r\n\r\n", method, cid, method);
+    return build_sip(buf, body, (size_t)bl);
+}
+
+/*
+ * Senders cannot fill what the store keeps per call: after 20,000 calls
+ * started with invented methods, an INVITE call still goes whole to
+ * voipmonitor (the old store kept it as "OTHER": its 407 and ACK went to
+ * the default route).
+ */
+static void test_invented_methods_do_not_misroute_later_calls(void)
+{
+    fresh();
+    uint8_t buf[512];
+    for (int i = 0; i < INVENTED_METHODS; i++) {
+        char method[16], cid[32];
+        snprintf(method, sizeof method, "X%05d", i);
+        snprintf(cid, sizeof cid, "invented-%d", i);
+        router_packet(router, buf, build_origin(buf, method, cid), now, WALL0 + now);
+        clear_sent();
+    }
+    CU_ASSERT_EQUAL(m.calls_new, INVENTED_METHODS);
+    struct pkt inv = load(7, "INVITE"), c407 = load(8, "INVITE"), ack = load(9, "ACK");
+    feed(inv);
+    feed(c407);
+    feed(ack);
+    CU_ASSERT_EQUAL(nsent, 3);
+    assert_sent(0, DEST_VOIPMONITOR, inv);
+    assert_sent(1, DEST_VOIPMONITOR, c407);
+    assert_sent(2, DEST_VOIPMONITOR, ack);
+    FREE(inv); FREE(c407); FREE(ack);
+}
+
+/* A reply of the call `cid` to its CSeq method, e.g. "SIP/2.0 200 OK" ... "CSeq: 1 M0042". */
+static size_t build_reply(uint8_t *buf, const char *method, const char *cid)
+{
+    char body[512];
+    int bl = snprintf(body, sizeof body,
+                      "SIP/2.0 200 OK\r\nCall-ID: %s\r\nCSeq: 1 %s\r\nFrom: <sip:a@x>;tag=1\r\n"
+                      "To: <sip:b@x>;tag=2\r\n\r\n", cid, method);
+    return build_sip(buf, body, (size_t)bl);
+}
+
+/*
+ * A policy with more routes than the old store had room for route names in
+ * one stripe (max_calls 2000: a single stripe): every call is stored, and
+ * its reply follows it without waiting in the hold queue.
+ */
+static void test_every_route_of_a_large_policy_is_stored(void)
+{
+    char path[PATH_MAX];
+    const char *dir = getenv("TMPDIR");
+    snprintf(path, sizeof path, "%s/test_router.XXXXXX", dir != NULL && *dir ? dir : "/tmp");
+    int fd = mkstemp(path);
+    CU_ASSERT_FATAL(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fputs("listen: [ \"udp:127.0.0.1:0\" ]\nstore: { max_calls: 2000 }\norphans: { wait_ms: 50 }\n"
+          "destinations:\n  homer: { targets: [ \"udp:127.0.0.1:9061\" ] }\n"
+          "  voipmonitor: { targets: [ \"udp:127.0.0.1:9062\" ] }\nroutes:\n", f);
+    for (int i = 0; i < MANY_ROUTES; i++)
+        fprintf(f, "  - { name: r%04d, match: { method: [ M%04d ] }, to: [ voipmonitor ] }\n", i, i);
+    fputs("default: [ homer ]\n", f);
+    fclose(f);
+
+    teardown();
+    const struct router_dispatch d = { record, flush, NULL };
+    conf = conf_load(path, stderr);
+    unlink(path);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(conf);
+    store = store_open(conf, NULL, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(store);
+    CU_ASSERT_EQUAL_FATAL(metrics_init(&m, conf), 0);
+    router = router_new(conf, store, &m, &d);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(router);
+
+    uint8_t buf[512];
+    for (int i = 0; i < MANY_ROUTES; i++) {
+        char method[16], cid[32];
+        snprintf(method, sizeof method, "M%04d", i);
+        snprintf(cid, sizeof cid, "route-%d", i);
+        router_packet(router, buf, build_origin(buf, method, cid), now, WALL0 + now);
+        router_packet(router, buf, build_reply(buf, method, cid), now, WALL0 + now);
+        CU_ASSERT_EQUAL(nsent, 2);
+        CU_ASSERT(nsent == 2 && sent[0].dest == DEST_VOIPMONITOR && sent[1].dest == DEST_VOIPMONITOR);
+        clear_sent();
+    }
+    CU_ASSERT_EQUAL(m.calls_new, MANY_ROUTES);
+    CU_ASSERT_EQUAL(m.calls_followed, MANY_ROUTES);
+    CU_ASSERT_EQUAL(m.orphans_held, 0);
+    CU_ASSERT_EQUAL(m.calls_not_stored, 0);
+    fresh();
+}
+
+/* A HEP3 SIP packet whose payload is gzip-compressed (chunk 0x0010). */
+static size_t build_gzip_sip(uint8_t *buf, size_t cap, const char *body)
+{
+    uint8_t gz[1024];
+    z_stream zs;
+    memset(&zs, 0, sizeof zs);
+    CU_ASSERT_FATAL(deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, GZIP_WINDOW_BITS, 8,
+                                 Z_DEFAULT_STRATEGY) == Z_OK);
+    zs.next_in = (Bytef *)(uintptr_t)body;
+    zs.avail_in = (uInt)strlen(body);
+    zs.next_out = gz;
+    zs.avail_out = sizeof gz;
+    CU_ASSERT_FATAL(deflate(&zs, Z_FINISH) == Z_STREAM_END);
+    size_t gl = sizeof gz - zs.avail_out;
+    deflateEnd(&zs);
+    CU_ASSERT_FATAL(gl + 64 < cap);
+    size_t n = build_sip(buf, (const char *)gz, gl);
+    buf[n - gl - 6 + 3] = 0x10;     /* the payload chunk's type: 0x000f -> 0x0010 */
+    return n;
+}
+
+/* A gzip-compressed INVITE call is routed like any other: whole to voipmonitor. */
+static void test_compressed_call_is_inflated_and_follows_its_invite(void)
+{
+    fresh();
+    static const char *const bodies[] = {
+        "INVITE sip:b@x SIP/2.0\r\nCall-ID: gz-1@x\r\nCSeq: 1 INVITE\r\nFrom: <sip:a@x>;tag=1\r\n"
+        "To: <sip:b@x>\r\nContent-Length: 0\r\n\r\n",
+        "SIP/2.0 407 Proxy Authentication Required\r\nCall-ID: gz-1@x\r\nCSeq: 1 INVITE\r\n"
+        "From: <sip:a@x>;tag=1\r\nTo: <sip:b@x>;tag=2\r\n\r\n",
+        "ACK sip:b@x SIP/2.0\r\nCall-ID: gz-1@x\r\nCSeq: 1 ACK\r\nFrom: <sip:a@x>;tag=1\r\n"
+        "To: <sip:b@x>;tag=2\r\n\r\n",
+    };
+    uint8_t buf[2048];
+    /* the 407 first: held, then released by its (compressed) INVITE */
+    router_packet(router, buf, build_gzip_sip(buf, sizeof buf, bodies[1]), now, WALL0 + now);
+    CU_ASSERT_EQUAL(router_held(router), 1);
+    router_packet(router, buf, build_gzip_sip(buf, sizeof buf, bodies[0]), now, WALL0 + now);
+    router_packet(router, buf, build_gzip_sip(buf, sizeof buf, bodies[2]), now, WALL0 + now);
+    CU_ASSERT_EQUAL(nsent, 3);
+    for (size_t i = 0; i < nsent; i++)
+        CU_ASSERT_EQUAL(sent[i].dest, DEST_VOIPMONITOR);
+    CU_ASSERT_EQUAL(m.payload_inflated, 3);
+    CU_ASSERT_EQUAL(m.calls_new, 1);
+    CU_ASSERT_EQUAL(m.orphans_released_origin, 1);
+    CU_ASSERT_EQUAL(m.uncorrelated, 0);
+    /* what cannot be inflated is counted and still routed, without call context */
+    static const char bad[] = "not gzip at all";
+    size_t n = build_sip(buf, bad, sizeof bad - 1);
+    buf[n - (sizeof bad - 1) - 6 + 3] = 0x10;
+    router_packet(router, buf, n, now, WALL0 + now);
+    CU_ASSERT_EQUAL(nsent, 4);
+    CU_ASSERT_EQUAL(m.payload_inflate_errors, 1);
+    CU_ASSERT_EQUAL(m.uncorrelated, 1);
+}
+
+/*
+ * A header line the router does not need cannot take a message out of its
+ * call: the 407 with an "X-Weird" line (no colon) follows its INVITE.
+ */
+static void test_malformed_header_line_is_skipped_not_fatal(void)
+{
+    fresh();
+    uint8_t buf[1024];
+    static const char *const bodies[] = {
+        "INVITE sip:b@x SIP/2.0\r\nCall-ID: weird-1@x\r\nX-Weird\r\nCSeq: 1 INVITE\r\n"
+        "From: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\n\r\n",
+        "SIP/2.0 407 Proxy Authentication Required\r\nX-Weird\r\nCall-ID: weird-1@x\r\n"
+        "CSeq: 1 INVITE\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@x>;tag=2\r\n\r\n",
+        "ACK sip:b@x SIP/2.0\r\nCall-ID: weird-1@x\r\nCSeq: 1 ACK\r\nFrom: <sip:a@x>;tag=1\r\n"
+        "To: <sip:b@x>;tag=2\r\nX-Weird\r\n\r\n",
+    };
+    for (size_t i = 0; i < 3; i++)
+        router_packet(router, buf, build_sip(buf, bodies[i], strlen(bodies[i])), now, WALL0 + now);
+    CU_ASSERT_EQUAL(nsent, 3);
+    for (size_t i = 0; i < nsent; i++)
+        CU_ASSERT_EQUAL(sent[i].dest, DEST_VOIPMONITOR);
+    CU_ASSERT_EQUAL(m.sip_lines_skipped, 3);
+    CU_ASSERT_EQUAL(m.calls_new, 1);
+    CU_ASSERT_EQUAL(m.calls_followed, 2);
+    CU_ASSERT_EQUAL(m.uncorrelated, 0);
+}
+
+/* One Call-ID folded two ways, and written with one space, is one call. */
+static void test_folded_call_id_is_one_call(void)
+{
+    fresh();
+    uint8_t buf[1024];
+    static const char *const bodies[] = {
+        "INVITE sip:b@x SIP/2.0\r\nCall-ID: fold-1\r\n @x\r\nCSeq: 1 INVITE\r\n"
+        "From: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\n\r\n",
+        "SIP/2.0 407 Proxy Authentication Required\r\nCall-ID: fold-1\r\n\t@x\r\nCSeq: 1 INVITE\r\n"
+        "From: <sip:a@x>;tag=1\r\nTo: <sip:b@x>;tag=2\r\n\r\n",
+        "ACK sip:b@x SIP/2.0\r\nCall-ID: fold-1 @x\r\nCSeq: 1 ACK\r\nFrom: <sip:a@x>;tag=1\r\n"
+        "To: <sip:b@x>;tag=2\r\n\r\n",
+    };
+    for (size_t i = 0; i < 3; i++)
+        router_packet(router, buf, build_sip(buf, bodies[i], strlen(bodies[i])), now, WALL0 + now);
+    CU_ASSERT_EQUAL(nsent, 3);
+    for (size_t i = 0; i < nsent; i++)
+        CU_ASSERT_EQUAL(sent[i].dest, DEST_VOIPMONITOR);
+    CU_ASSERT_EQUAL(m.calls_new, 1);
+    CU_ASSERT_EQUAL(m.calls_followed, 2);
+    CU_ASSERT_EQUAL(router_held(router), 0);
+}
+
 static void test_full_hold_queue_takes_fallback_at_once(void)
 {
     fresh();
@@ -905,6 +1121,11 @@ int main(void)
         { "REGISTER and OPTIONS go to homer", test_register_and_options_go_to_homer },
         { "407 before its INVITE waits, then follows", test_407_before_its_invite_waits_then_follows },
         { "an orphan released in the same batch leaves no recheck", test_orphan_released_in_the_same_batch_leaves_no_recheck },
+        { "invented methods do not misroute later calls", test_invented_methods_do_not_misroute_later_calls },
+        { "every route of a large policy is stored", test_every_route_of_a_large_policy_is_stored },
+        { "a compressed call is inflated and follows its INVITE", test_compressed_call_is_inflated_and_follows_its_invite },
+        { "a malformed header line is skipped, not fatal", test_malformed_header_line_is_skipped_not_fatal },
+        { "a folded Call-ID is one call", test_folded_call_id_is_one_call },
         { "ACK of an unseen 407 takes the INVITE fallback, stored", test_ack_of_unseen_407_takes_invite_fallback_and_is_stored },
         { "BYE of an unknown call takes the INVITE route", test_bye_of_unknown_call_takes_invite_route },
         { "orphan OPTIONS reply takes its own method's route", test_orphan_options_reply_takes_its_own_method_route },
