@@ -76,10 +76,11 @@ static void clear_sent(void)
     nsent = 0;
 }
 
-static int setup(void)
+/* The fixture: the router of the configuration at path, with a recorder for sockets. */
+static int setup_with(const char *path)
 {
     const struct router_dispatch d = { record, flush, NULL };
-    conf = conf_load(TEST_UNIT_DIR "/router.yaml", stderr);
+    conf = conf_load(path, stderr);
     if (conf == NULL)
         return -1;
     store = store_open(conf, NULL, NULL);
@@ -87,6 +88,11 @@ static int setup(void)
         return -1;
     router = router_new(conf, store, &m, &d);
     return router == NULL ? -1 : 0;
+}
+
+static int setup(void)
+{
+    return setup_with(TEST_UNIT_DIR "/router.yaml");
 }
 
 static void teardown(void)
@@ -588,15 +594,9 @@ static void test_every_route_of_a_large_policy_is_stored(void)
     fclose(f);
 
     teardown();
-    const struct router_dispatch d = { record, flush, NULL };
-    conf = conf_load(path, stderr);
+    int rc = setup_with(path);
     unlink(path);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(conf);
-    store = store_open(conf, NULL, NULL);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(store);
-    CU_ASSERT_EQUAL_FATAL(metrics_init(&m, conf), 0);
-    router = router_new(conf, store, &m, &d);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(router);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
 
     uint8_t buf[512];
     for (int i = 0; i < MANY_ROUTES; i++) {
@@ -614,6 +614,22 @@ static void test_every_route_of_a_large_policy_is_stored(void)
     CU_ASSERT_EQUAL(m.orphans_held, 0);
     CU_ASSERT_EQUAL(m.calls_not_stored, 0);
     fresh();
+}
+
+/* Routes one HEP3 SIP packet per body, in order. */
+static void feed_bodies(const char *const *bodies, size_t n)
+{
+    uint8_t buf[1024];
+    for (size_t i = 0; i < n; i++)
+        router_packet(router, buf, build_sip(buf, bodies[i], strlen(bodies[i])), now, WALL0 + now);
+}
+
+/* Everything sent so far, n packets, went to dest. */
+static void assert_all_sent_to(size_t n, size_t dest)
+{
+    CU_ASSERT_EQUAL(nsent, n);
+    for (size_t i = 0; i < nsent; i++)
+        CU_ASSERT_EQUAL(sent[i].dest, dest);
 }
 
 /* A HEP3 SIP packet whose payload is gzip-compressed (chunk 0x0010). */
@@ -655,9 +671,7 @@ static void test_compressed_call_is_inflated_and_follows_its_invite(void)
     CU_ASSERT_EQUAL(router_held(router), 1);
     router_packet(router, buf, build_gzip_sip(buf, sizeof buf, bodies[0]), now, WALL0 + now);
     router_packet(router, buf, build_gzip_sip(buf, sizeof buf, bodies[2]), now, WALL0 + now);
-    CU_ASSERT_EQUAL(nsent, 3);
-    for (size_t i = 0; i < nsent; i++)
-        CU_ASSERT_EQUAL(sent[i].dest, DEST_VOIPMONITOR);
+    assert_all_sent_to(3, DEST_VOIPMONITOR);
     CU_ASSERT_EQUAL(m.payload_inflated, 3);
     CU_ASSERT_EQUAL(m.calls_new, 1);
     CU_ASSERT_EQUAL(m.orphans_released_origin, 1);
@@ -679,7 +693,6 @@ static void test_compressed_call_is_inflated_and_follows_its_invite(void)
 static void test_malformed_header_line_is_skipped_not_fatal(void)
 {
     fresh();
-    uint8_t buf[1024];
     static const char *const bodies[] = {
         "INVITE sip:b@x SIP/2.0\r\nCall-ID: weird-1@x\r\nX-Weird\r\nCSeq: 1 INVITE\r\n"
         "From: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\n\r\n",
@@ -688,11 +701,8 @@ static void test_malformed_header_line_is_skipped_not_fatal(void)
         "ACK sip:b@x SIP/2.0\r\nCall-ID: weird-1@x\r\nCSeq: 1 ACK\r\nFrom: <sip:a@x>;tag=1\r\n"
         "To: <sip:b@x>;tag=2\r\nX-Weird\r\n\r\n",
     };
-    for (size_t i = 0; i < 3; i++)
-        router_packet(router, buf, build_sip(buf, bodies[i], strlen(bodies[i])), now, WALL0 + now);
-    CU_ASSERT_EQUAL(nsent, 3);
-    for (size_t i = 0; i < nsent; i++)
-        CU_ASSERT_EQUAL(sent[i].dest, DEST_VOIPMONITOR);
+    feed_bodies(bodies, 3);
+    assert_all_sent_to(3, DEST_VOIPMONITOR);
     CU_ASSERT_EQUAL(m.sip_lines_skipped, 3);
     CU_ASSERT_EQUAL(m.calls_new, 1);
     CU_ASSERT_EQUAL(m.calls_followed, 2);
@@ -703,7 +713,6 @@ static void test_malformed_header_line_is_skipped_not_fatal(void)
 static void test_folded_call_id_is_one_call(void)
 {
     fresh();
-    uint8_t buf[1024];
     static const char *const bodies[] = {
         "INVITE sip:b@x SIP/2.0\r\nCall-ID: fold-1\r\n @x\r\nCSeq: 1 INVITE\r\n"
         "From: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\n\r\n",
@@ -712,11 +721,8 @@ static void test_folded_call_id_is_one_call(void)
         "ACK sip:b@x SIP/2.0\r\nCall-ID: fold-1 @x\r\nCSeq: 1 ACK\r\nFrom: <sip:a@x>;tag=1\r\n"
         "To: <sip:b@x>;tag=2\r\n\r\n",
     };
-    for (size_t i = 0; i < 3; i++)
-        router_packet(router, buf, build_sip(buf, bodies[i], strlen(bodies[i])), now, WALL0 + now);
-    CU_ASSERT_EQUAL(nsent, 3);
-    for (size_t i = 0; i < nsent; i++)
-        CU_ASSERT_EQUAL(sent[i].dest, DEST_VOIPMONITOR);
+    feed_bodies(bodies, 3);
+    assert_all_sent_to(3, DEST_VOIPMONITOR);
     CU_ASSERT_EQUAL(m.calls_new, 1);
     CU_ASSERT_EQUAL(m.calls_followed, 2);
     CU_ASSERT_EQUAL(router_held(router), 0);
