@@ -11,6 +11,12 @@
  * call are spread out like real traffic but stay in order (except the
  * optional 407-before-INVITE reorder).  Packets go out in sendmmsg() batches
  * (writev() on TCP), paced with clock_nanosleep() to the target rate.
+ *
+ * With --compress the SIP payload goes gzip-compressed in chunk 0x0010.  It
+ * is compressed once per template too: the Call-ID digits sit uncompressed
+ * in a stored block of their own (see gzip_payload()), so per packet they
+ * are patched like the rest and only the gzip CRC-32 is recomputed, from a
+ * table, with ten XORs.
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -38,8 +44,10 @@
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "hep.h"
+#include "payload.h"
 #include "sip.h"
 
 #ifndef PACKAGE_VERSION
@@ -67,6 +75,7 @@
 #define BATCH_MAX_NS    2000000L    /* a paced batch covers at most 2 ms */
 #define SNDBUF_BYTES    (4 * 1024 * 1024)
 #define NSEC_PER_SEC    1000000000L
+#define GZIP_WINDOW_BITS (MAX_WBITS + 16)   /* deflateInit2(): gzip wrapper */
 
 enum kind { KIND_INVITE, KIND_REGISTER, KIND_OPTIONS, KIND_COUNT };
 
@@ -78,6 +87,18 @@ static const int kind_first[KIND_COUNT] = { 7, 3, 1 };
 static const int kind_npkts[KIND_COUNT] = { 16, 4, 2 };
 #define MAX_CALL_PKTS 16
 
+/*
+ * The gzip trailer of a compressed payload, patched with the digits.  For a
+ * fixed length CRC-32 is affine over GF(2): the CRC of the payload with
+ * digits d0..d9 is the CRC with all zeros ('0') XOR, for each position i,
+ * the change digit d_i makes there on its own.
+ */
+struct gz_patch {
+    size_t crc_off;                         /* the trailer's CRC-32 (LE) in the packet */
+    uint32_t crc_zero;                      /* CRC-32 of the payload with "0000000000" */
+    uint32_t crc_digit[SEQ_DIGITS][10];     /* change of digit d at position i */
+};
+
 /* One prebuilt packet: patch the Call-ID digits and the timestamp. */
 struct tmpl {
     uint8_t *data;
@@ -86,6 +107,7 @@ struct tmpl {
     int ndigits;
     size_t ts_off;          /* v3: value of 0x0009 (0x000a follows) / v2: time block */
     bool has_ts;
+    struct gz_patch *gz;    /* payload in chunk 0x0010 (--compress), else NULL */
 };
 
 struct dest {
@@ -123,6 +145,7 @@ static struct {
     const char *data_dir;
     int batch;
     const char *prefix;
+    bool compress;
     bool quiet;
     /* state */
     struct tmpl tmpl[KIND_COUNT][MAX_CALL_PKTS];
@@ -200,10 +223,13 @@ static void usage(FILE *f)
         "      --data DIR         captures directory holding v1/ v2/ v3/ (default %s)\n"
         "      --batch N          packets per sendmmsg() (1..%d, default %d)\n"
         "      --prefix STR       Call-ID prefix (default \"hg\")\n"
+        "      --compress         send the SIP payload gzip-compressed in chunk 0x0010\n"
+        "                         instead of 0x000f (HEPv3 only)\n"
         "  -q, --quiet            no informational messages on stderr\n"
         "  -h, --help             this help\n"
         "  -V, --version          print the version\n"
-        "At exit one JSON line on stdout: sent, bytes, seconds, rate, calls, packets, errors.\n",
+        "At exit one JSON line on stdout: sent, bytes, seconds, rate, calls, packets, errors,\n"
+        "compress.\n",
         HEPGEN_DATA_DIR[0] ? HEPGEN_DATA_DIR : "none: --data is required",
         MAX_BATCH, DEFAULT_BATCH);
 }
@@ -290,7 +316,7 @@ static void parse_prefix(const char *text)
 
 static void parse_args(int argc, char **argv)
 {
-    enum { OPT_MIX = 256, OPT_REORDER, OPT_VERSION, OPT_DATA, OPT_BATCH, OPT_PREFIX };
+    enum { OPT_MIX = 256, OPT_REORDER, OPT_VERSION, OPT_DATA, OPT_BATCH, OPT_PREFIX, OPT_COMPRESS };
     static const struct option longopts[] = {
         { "dest", required_argument, NULL, 'd' },
         { "rate", required_argument, NULL, 'r' },
@@ -302,6 +328,7 @@ static void parse_args(int argc, char **argv)
         { "data", required_argument, NULL, OPT_DATA },
         { "batch", required_argument, NULL, OPT_BATCH },
         { "prefix", required_argument, NULL, OPT_PREFIX },
+        { "compress", no_argument, NULL, OPT_COMPRESS },
         { "quiet", no_argument, NULL, 'q' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
@@ -331,6 +358,7 @@ static void parse_args(int argc, char **argv)
         case OPT_DATA: g.data_dir = optarg; break;
         case OPT_BATCH: g.batch = (int)parse_u64("--batch", optarg, 1, MAX_BATCH); break;
         case OPT_PREFIX: parse_prefix(optarg); break;
+        case OPT_COMPRESS: g.compress = true; break;
         case 'q': g.quiet = true; break;
         case 'h': usage(stdout); exit(EXIT_OK);
         case 'V': printf(PROG " (heprouter) %s\n", PACKAGE_VERSION); exit(EXIT_OK);
@@ -343,6 +371,8 @@ static void parse_args(int argc, char **argv)
         usage_error("at least one -d ADDR is required");
     if (have_n == have_s)
         usage_error("give exactly one of -n PACKETS and -s SECONDS");
+    if (g.compress && g.hep_version != 3)
+        usage_error("--compress: HEPv%d has no chunk 0x0010: use --hep-version 3", g.hep_version);
     if (g.data_dir == NULL) {
         if (HEPGEN_DATA_DIR[0] == '\0')
             usage_error("no built-in captures directory: use --data DIR");
@@ -382,6 +412,22 @@ static void put_u16(uint8_t *p, size_t v)
 {
     p[0] = (uint8_t)(v >> 8);
     p[1] = (uint8_t)v;
+}
+
+static void put_u32be(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static void put_u32le(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
 }
 
 /*
@@ -428,11 +474,140 @@ static size_t digits_offset(void)
     return strlen(g.prefix) + 1 + 3 + 1;
 }
 
-static void build_tmpl(struct tmpl *t, const char *path, const char *cid)
+/*
+ * Writes call number seq into a copy of template t at p: the Call-ID digits
+ * and, for a gzip payload, the CRC-32 of its trailer.
+ */
+static void patch_seq(uint8_t *p, const struct tmpl *t, uint64_t seq)
+{
+    char digits[SEQ_DIGITS];
+    for (int i = SEQ_DIGITS - 1; i >= 0; i--) {
+        digits[i] = (char)('0' + seq % 10);
+        seq /= 10;
+    }
+    for (int i = 0; i < t->ndigits; i++)
+        memcpy(p + t->digits[i], digits, SEQ_DIGITS);
+    if (t->gz != NULL) {
+        uint32_t crc = t->gz->crc_zero;
+        for (int i = 0; i < SEQ_DIGITS; i++)
+            crc ^= t->gz->crc_digit[i][digits[i] - '0'];
+        put_u32le(p + t->gz->crc_off, crc);
+    }
+}
+
+/* One deflate() step over in[0..len) that must not run out of room. */
+static int deflate_part(const char *path, z_stream *zs, const uint8_t *in, size_t len, int flush)
+{
+    zs->next_in = (Bytef *)(uintptr_t)in;   /* zlib does not write through next_in */
+    zs->avail_in = (uInt)len;
+    int rc = deflate(zs, flush);
+    if ((rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR) || zs->avail_in != 0 ||
+        zs->avail_out == 0)
+        die("%s: gzip: deflate failed (%s)", path,
+            zs->msg != NULL ? zs->msg : "the compressed payload does not fit");
+    return rc;
+}
+
+/*
+ * Compresses the SIP payload plain[0..len), Call-ID digits at plain + at,
+ * as gzip into out[0..cap); returns its length, sets *out_at to where the
+ * digits are in out, and fills gz (crc_off relative to out).  Three parts:
+ * the head at the default level and a full flush; the digits at level 0,
+ * so they stay as they are in a stored block, and a full flush; the rest at
+ * the default level.  A full flush ends on a byte boundary and forgets the
+ * data before it, so nothing after the digits refers back to them and
+ * patching them changes nothing else.
+ */
+static size_t gzip_payload(const char *path, const uint8_t *plain, size_t len, size_t at,
+                           uint8_t *out, size_t cap, size_t *out_at, struct gz_patch *gz)
+{
+    z_stream zs;
+    memset(&zs, 0, sizeof(zs));
+    if (at + SEQ_DIGITS > len || len > UINT32_MAX || cap > UINT32_MAX)
+        die("%s: gzip: bad payload", path);
+    if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, GZIP_WINDOW_BITS, 8,
+                     Z_DEFAULT_STRATEGY) != Z_OK)
+        die("%s: gzip: deflateInit2 failed", path);
+    zs.next_out = out;
+    zs.avail_out = (uInt)cap;
+    deflate_part(path, &zs, plain, at, Z_FULL_FLUSH);
+    size_t stored_at = zs.total_out;
+    if (deflateParams(&zs, Z_NO_COMPRESSION, Z_DEFAULT_STRATEGY) != Z_OK)
+        die("%s: gzip: deflateParams failed", path);
+    deflate_part(path, &zs, plain + at, SEQ_DIGITS, Z_FULL_FLUSH);
+    size_t stored_end = zs.total_out;
+    if (deflateParams(&zs, Z_DEFAULT_COMPRESSION, Z_DEFAULT_STRATEGY) != Z_OK)
+        die("%s: gzip: deflateParams failed", path);
+    if (deflate_part(path, &zs, plain + at + SEQ_DIGITS, len - at - SEQ_DIGITS, Z_FINISH) !=
+        Z_STREAM_END)
+        die("%s: gzip: the compressed payload does not fit", path);
+    size_t n = zs.total_out;
+    deflateEnd(&zs);
+
+    const uint8_t *d = memmem(out + stored_at, stored_end - stored_at, plain + at, SEQ_DIGITS);
+    if (d == NULL || n < stored_end + 8)
+        die("%s: gzip: no stored block with the Call-ID digits", path);
+    *out_at = (size_t)(d - out);
+
+    /* the trailer: CRC-32 then length, little-endian (RFC 1952) */
+    uint8_t *copy = malloc(len);
+    if (copy == NULL)
+        die("out of memory");
+    memcpy(copy, plain, len);
+    gz->crc_off = n - 8;
+    gz->crc_zero = (uint32_t)crc32(0L, copy, (uInt)len);
+    for (int i = 0; i < SEQ_DIGITS; i++) {
+        if (copy[at + i] != '0')
+            die("%s: gzip: template digits are not zeros", path);
+        for (int v = 0; v < 10; v++) {
+            copy[at + i] = (uint8_t)('0' + v);
+            gz->crc_digit[i][v] = (uint32_t)crc32(0L, copy, (uInt)len) ^ gz->crc_zero;
+        }
+        copy[at + i] = '0';
+    }
+    free(copy);
+    return n;
+}
+
+/*
+ * Checks a built packet with the router's own decoder, inflater and SIP
+ * scanner: it must decode and carry Call-ID cid.
+ */
+static void check_packet(const char *path, const uint8_t *pkt, size_t len, const char *cid,
+                         struct payload_inflater *z)
+{
+    struct hep_view v;
+    struct sip_msg m;
+    size_t cid_len = strlen(cid);
+    int rc = hep_decode(pkt, len, &v);
+    if (rc != HEP_OK)
+        die("%s: rewritten packet does not decode: %s", path, hep_strerror(rc));
+    const uint8_t *sip = v.payload.data;
+    size_t sip_len = v.payload.len;
+    uint8_t *buf = NULL;
+    if (v.compressed) {
+        buf = malloc(MAX_PKT + 1);
+        if (buf == NULL)
+            die("out of memory");
+        /* room for more than any payload: the inflater reaches the trailer and checks the CRC */
+        if (z == NULL || payload_inflate(z, v.payload.data, v.payload.len, buf, MAX_PKT + 1,
+                                         &sip_len) != 0 || sip_len > MAX_PKT)
+            die("%s: the compressed payload does not inflate", path);
+        sip = buf;
+    }
+    if (sip_scan(sip, sip_len, &m) != SIP_OK || m.call_id.len != cid_len ||
+        memcmp(m.call_id.ptr, cid, cid_len) != 0)
+        die("%s: rewritten packet has the wrong Call-ID", path);
+    free(buf);
+}
+
+static void build_tmpl(struct tmpl *t, const char *path, const char *cid,
+                       struct payload_inflater *z)
 {
     size_t n, cid_at = 0;
     uint8_t *in = read_file(path, &n);
     uint8_t *out = malloc(MAX_PKT + 256);
+    uint8_t *plain = NULL;
     if (out == NULL)
         die("out of memory");
     size_t cid_len = strlen(cid), o = 0;
@@ -457,6 +632,20 @@ static void build_tmpl(struct tmpl *t, const char *path, const char *cid)
                 memcpy(out + o + 6, cid, cid_len);
                 t->digits[t->ndigits++] = o + 6 + digits_offset();
                 vlen = cid_len;
+            } else if (vendor == 0 && type == 0x000f && g.compress) {
+                size_t at = 0;
+                if (t->gz != NULL)
+                    die("%s: two payload chunks", path);
+                plain = malloc(MAX_PKT + 256);
+                t->gz = malloc(sizeof(*t->gz));
+                if (plain == NULL || t->gz == NULL)
+                    die("out of memory");
+                size_t plain_len = rewrite_payload(path, val, vlen, cid, plain, &cid_at);
+                vlen = gzip_payload(path, plain, plain_len, cid_at + digits_offset(), out + o + 6,
+                                    MAX_PKT + 256 - (o + 6), &at, t->gz);
+                put_u16(out + o + 2, 0x0010);
+                t->digits[t->ndigits++] = o + 6 + at;
+                t->gz->crc_off += o + 6;
             } else if (vendor == 0 && type == 0x000f) {
                 vlen = rewrite_payload(path, val, vlen, cid, out + o + 6, &cid_at);
                 t->digits[t->ndigits++] = o + 6 + cid_at + digits_offset();
@@ -497,15 +686,22 @@ static void build_tmpl(struct tmpl *t, const char *path, const char *cid)
     if (t->ndigits == 0)
         die("%s: no SIP payload", path);
 
-    /* Check the result with the router's own decoder and SIP scanner. */
-    struct hep_view v;
-    struct sip_msg m;
-    int rc = hep_decode(out, o, &v);
-    if (rc != HEP_OK)
-        die("%s: rewritten packet does not decode: %s", path, hep_strerror(rc));
-    if (sip_scan(v.payload.data, v.payload.len, &m) != SIP_OK || m.call_id.len != cid_len ||
-        memcmp(m.call_id.ptr, cid, cid_len) != 0)
-        die("%s: rewritten packet has the wrong Call-ID", path);
+    check_packet(path, out, o, cid, z);
+    if (t->gz != NULL) {
+        /* and as the send loop patches it, with other digits and their CRC */
+        uint64_t seq = 9081726354ULL;
+        char cid_seq[128];
+        uint8_t *copy = malloc(o);
+        if (copy == NULL)
+            die("out of memory");
+        memcpy(copy, out, o);
+        patch_seq(copy, t, seq);
+        snprintf(cid_seq, sizeof(cid_seq), "%.*s%0*llu%s", (int)digits_offset(), cid, SEQ_DIGITS,
+                 (unsigned long long)seq, cid + digits_offset() + SEQ_DIGITS);
+        check_packet(path, copy, o, cid_seq, z);
+        free(copy);
+    }
+    free(plain);
     free(in);
     t->data = out;
     t->len = o;
@@ -515,6 +711,9 @@ static void load_templates(void)
 {
     char path[PATH_MAX], cid[128];
     size_t max_len = 0;
+    struct payload_inflater *z = NULL;
+    if (g.compress && (z = payload_inflater_new()) == NULL)
+        die("out of memory");
     for (int k = 0; k < KIND_COUNT; k++) {
         snprintf(cid, sizeof(cid), "%s-%s-%0*d@hepgen", g.prefix, kind_tag[k], SEQ_DIGITS, 0);
         for (int i = 0; i < kind_npkts[k]; i++) {
@@ -522,14 +721,16 @@ static void load_templates(void)
                              kind_first[k] + i);
             if (r < 0 || (size_t)r >= sizeof(path))
                 die("--data: path too long");
-            build_tmpl(&g.tmpl[k][i], path, cid);
+            build_tmpl(&g.tmpl[k][i], path, cid, z);
             if (g.tmpl[k][i].len > max_len)
                 max_len = g.tmpl[k][i].len;
         }
     }
+    payload_inflater_free(z);
     g.slot_size = (max_len + 63) & ~(size_t)63;
-    info("templates: %s/v%d, %d+%d+%d packets, largest %zu bytes", g.data_dir, g.hep_version,
-         kind_npkts[0], kind_npkts[1], kind_npkts[2], max_len);
+    info("templates: %s/v%d, %d+%d+%d packets%s, largest %zu bytes", g.data_dir, g.hep_version,
+         kind_npkts[0], kind_npkts[1], kind_npkts[2], g.compress ? " (gzip payloads)" : "",
+         max_len);
 }
 
 /* ----------------------------------------------------------- destinations */
@@ -614,22 +815,6 @@ static void alloc_batch(struct dest *d)
 }
 
 /* --------------------------------------------------------------- sending */
-
-static void put_u32be(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static void put_u32le(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
 
 /* The send time goes into every pending packet just before it leaves. */
 static void stamp(struct dest *d)
@@ -736,15 +921,8 @@ static void queue_packet(struct call *c, int idx)
     struct dest *d = &g.dests[c->dest];
     const struct tmpl *t = &g.tmpl[c->kind][idx];
     uint8_t *p = d->iov[d->pending].iov_base;
-    char digits[SEQ_DIGITS + 1];
-    uint64_t s = c->seq;
-    for (int i = SEQ_DIGITS - 1; i >= 0; i--) {
-        digits[i] = (char)('0' + s % 10);
-        s /= 10;
-    }
     memcpy(p, t->data, t->len);
-    for (int i = 0; i < t->ndigits; i++)
-        memcpy(p + t->digits[i], digits, SEQ_DIGITS);
+    patch_seq(p, t, c->seq);
     d->iov[d->pending].iov_len = t->len;
     d->tp[d->pending] = t;
     d->kind[d->pending] = (uint8_t)c->kind;
@@ -904,13 +1082,14 @@ int main(int argc, char **argv)
 
     printf("{\"sent\":%llu,\"bytes\":%llu,\"seconds\":%.3f,\"rate\":%.0f,"
            "\"calls\":{\"invite\":%llu,\"register\":%llu,\"options\":%llu},"
-           "\"packets\":{\"invite\":%llu,\"register\":%llu,\"options\":%llu},\"errors\":%llu}\n",
+           "\"packets\":{\"invite\":%llu,\"register\":%llu,\"options\":%llu},\"errors\":%llu,"
+           "\"compress\":%s}\n",
            (unsigned long long)g.sent, (unsigned long long)g.bytes, secs,
            secs > 0 ? (double)g.sent / secs : 0.0,
            (unsigned long long)g.calls[0], (unsigned long long)g.calls[1],
            (unsigned long long)g.calls[2], (unsigned long long)g.packets[0],
            (unsigned long long)g.packets[1], (unsigned long long)g.packets[2],
-           (unsigned long long)g.errors);
+           (unsigned long long)g.errors, g.compress ? "true" : "false");
     fflush(stdout);
     for (int i = 0; i < g.ndests; i++)
         close(g.dests[i].fd);
