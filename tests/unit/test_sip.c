@@ -701,6 +701,32 @@ static void test_call_id_without_inner_lws_has_no_flag(void)
     CU_ASSERT_FALSE(m.flags & SIP_F_CALL_ID_LWS);
 }
 
+/*
+ * The flag is found wherever the white space stands: in the eight-byte
+ * steps or the tail, and next to bytes above 0x7f, which are not white.
+ */
+static void test_call_id_lws_found_at_every_position(void)
+{
+    struct sip_msg m;
+    char msg[256], cid[24];
+    static const char ws[] = { ' ', '\t' };
+    for (size_t at = 1; at + 1 < sizeof cid - 1; at++) {
+        for (size_t k = 0; k < sizeof ws; k++) {
+            memset(cid, 'a', sizeof cid - 1);
+            cid[sizeof cid - 1] = '\0';
+            cid[0] = (char)0xc3;                /* a UTF-8 lead byte: not white space */
+            cid[at] = ws[k];
+            snprintf(msg, sizeof msg, REQ_LINE "Call-ID: %s\r\n" CSEQ_HDR, cid);
+            CU_ASSERT_EQUAL(scan(msg, &m), SIP_OK);
+            CU_ASSERT(m.flags & SIP_F_CALL_ID_LWS);
+        }
+    }
+    memset(cid, (char)0xff, sizeof cid - 1);
+    snprintf(msg, sizeof msg, REQ_LINE "Call-ID: %s\r\n" CSEQ_HDR, cid);
+    CU_ASSERT_EQUAL(scan(msg, &m), SIP_OK);
+    CU_ASSERT_FALSE(m.flags & SIP_F_CALL_ID_LWS);
+}
+
 static void test_lws_pieces_drop_white_space_at_both_ends(void)
 {
     static const struct {
@@ -1352,6 +1378,7 @@ static const struct unit_test tests[] = {
     { "test_first_call_id_wins", test_first_call_id_wins },
     { "test_folded_call_id_has_lws_flag_and_single_space_form", test_folded_call_id_has_lws_flag_and_single_space_form },
     { "test_call_id_without_inner_lws_has_no_flag", test_call_id_without_inner_lws_has_no_flag },
+    { "test_call_id_lws_found_at_every_position", test_call_id_lws_found_at_every_position },
     { "test_lws_pieces_drop_white_space_at_both_ends", test_lws_pieces_drop_white_space_at_both_ends },
     { "test_missing_cseq_is_no_cseq", test_missing_cseq_is_no_cseq },
     { "test_call_id_is_checked_before_cseq", test_call_id_is_checked_before_cseq },
