@@ -3,8 +3,11 @@
  *
  * Feeds arbitrary bytes to sip_scan() and checks what the router relies on:
  * the status is a known one, every returned string lies inside the input,
- * flags agree with the start line, and SIP_OK always comes with a Call-ID.
- * Any violation aborts, so libFuzzer keeps the input as a crash.
+ * flags agree with the start line, SIP_OK always comes with a Call-ID, and
+ * no more header lines are skipped than the input has.  The Call-ID's
+ * canonical form, as sip_lws_next() walks it for the call key, is checked
+ * piece by piece against a plain reimplementation.  Any violation aborts,
+ * so libFuzzer keeps the input as a crash.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc \
  *       fuzz/fuzz_sip.c src/sip.c -o fuzz_sip
@@ -12,6 +15,7 @@
 #include "sip.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #define REPLY_CODE_MIN 100
 #define REPLY_CODE_MAX 699
@@ -24,6 +28,20 @@ static void check(int ok)
         abort();
 }
 
+static bool is_lws(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* Lines of the input: LF-terminated ones, and an unterminated last one. */
+static size_t count_lines(const uint8_t *data, size_t size)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < size; i++)
+        n += data[i] == '\n';
+    return n + (size > 0 && data[size - 1] != '\n');
+}
+
 static void check_inside(struct sip_str s, const uint8_t *data, size_t size)
 {
     if (s.len == 0)
@@ -32,6 +50,77 @@ static void check_inside(struct sip_str s, const uint8_t *data, size_t size)
     check(s.ptr != NULL);
     check(s.len <= size);
     check(s.ptr >= lo && s.ptr <= lo + (size - s.len));
+}
+
+/*
+ * The Call-ID as the router keys it: sip_lws_next() pieces are non-empty,
+ * lie inside the Call-ID or are the one static SP, the walk ends within
+ * len + 1 pieces, and their concatenation is the canonical form (no SP at
+ * either end, none doubled, no HT/CR/LF), built here independently.  The
+ * LWS flag is set exactly when the trimmed Call-ID has white space inside.
+ */
+static void check_call_id(const struct sip_msg *msg)
+{
+    const struct sip_str *id = &msg->call_id;
+    size_t lo = 0, hi = id->len;
+    while (lo < hi && is_lws(id->ptr[lo]))
+        lo++;
+    while (hi > lo && is_lws(id->ptr[hi - 1]))
+        hi--;
+    /* the scanner stores it trimmed */
+    check(lo == 0 && hi == id->len);
+
+    bool has_lws = false;
+    for (size_t i = lo; i < hi; i++)
+        has_lws = has_lws || is_lws(id->ptr[i]);
+    check(!!(msg->flags & SIP_F_CALL_ID_LWS) == has_lws);
+
+    char *want = malloc(id->len + 1);
+    char *got = malloc(id->len + 1);
+    check(want != NULL && got != NULL);
+    size_t nwant = 0;
+    for (size_t i = lo; i < hi; i++) {
+        if (!is_lws(id->ptr[i]))
+            want[nwant++] = id->ptr[i];
+        else if (!is_lws(id->ptr[i - 1]))
+            want[nwant++] = ' ';
+    }
+
+    const char *space = NULL;
+    struct sip_str piece;
+    size_t pos = 0, npieces = 0, ngot = 0, last_pos = 0;
+    while (sip_lws_next(id, &pos, &piece)) {
+        check(++npieces <= id->len + 1);
+        check(pos > last_pos && pos <= id->len);
+        last_pos = pos;
+        check(piece.len > 0 && piece.ptr != NULL);
+        const char *base = id->ptr;
+        bool inside = piece.ptr >= base && piece.len <= id->len &&
+                      piece.ptr <= base + (id->len - piece.len);
+        if (!inside) {
+            check(piece.len == 1 && piece.ptr[0] == ' ');
+            check(space == NULL || space == piece.ptr);
+            space = piece.ptr;
+        }
+        check(ngot + piece.len <= id->len);
+        memcpy(got + ngot, piece.ptr, piece.len);
+        ngot += piece.len;
+    }
+    /* done stays done */
+    check(!sip_lws_next(id, &pos, &piece));
+
+    check(ngot == nwant && memcmp(got, want, ngot) == 0);
+    if (ngot > 0)
+        check(got[0] != ' ' && got[ngot - 1] != ' ');
+    for (size_t i = 0; i < ngot; i++) {
+        check(got[i] != '\t' && got[i] != '\r' && got[i] != '\n');
+        check(i == 0 || got[i] != ' ' || got[i - 1] != ' ');
+    }
+    /* without white space inside, the canonical form is the Call-ID itself */
+    if (!has_lws)
+        check(npieces == 1 && ngot == id->len);
+    free(want);
+    free(got);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -59,9 +148,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check(msg.from_tag.len == 0);
     if (!(msg.flags & SIP_F_VIA_BRANCH))
         check(msg.via_branch.len == 0);
+    /* Header lines are skipped, never failed; each is at least one line. */
+    check(rc != SIP_ERR_HEADER);
+    size_t lines = count_lines(data, size);
+    check(msg.skipped_lines <= lines);
 
     if (rc == SIP_OK) {
         check(msg.call_id.len > 0);
+        /* the start line, Call-ID and CSeq are lines that were not skipped */
+        check(msg.skipped_lines + 3 <= lines);
+        check_call_id(&msg);
         check(sip_is_request(&msg) || sip_is_reply(&msg));
         check(msg.cseq_method_name.len > 0);
         check(msg.cseq_method == sip_method_from_name(msg.cseq_method_name.ptr,
