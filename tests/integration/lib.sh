@@ -23,6 +23,30 @@
 # Environment:
 #   BUILD_DIR    top build directory (default: $top_builddir, else $PWD)
 #   IT_KEEP_TMP  1: keep the scratch directory even when the test passes
+#
+# Tests made of cases (test_router.sh and the others that start heprouter)
+# use the it_case_*, it_*_router and it_start_sink helpers below, which
+# share this state:
+#   CASE         the current case's name; "" before the first it_case_begin
+#   CASE_DIR     its files: $IT_TMP/$CASE ($IT_TMP when CASE is "")
+#   CASE_OK      1 until it_case_fail is called in the case
+#   CASE_T0      when the case began (date +%s%N)
+#   FAILED       names of the failed cases, for the test's verdict
+#   IT_CASES     every case of the test, in order (the test sets it; a case
+#                NAME is the function case_NAME; see it_run_cases)
+#   HEPROUTER    the heprouter binary (the test sets it: it_bin src/heprouter)
+#   IT_ROUTER_LISTEN  what heprouter listens on: "udp tcp" (default), "udp"
+#   ROUTER_PID   the heprouter it_start_router started ("" when none)
+#   ROUTER_PORT  its port, on each transport of IT_ROUTER_LISTEN
+#   SINK_PID[NAME], SINK_ADDR[NAME]  the hepdump sinks of it_start_sink
+#                (pid; "udp:127.0.0.1:PORT"); emptied by it_case_begin
+# A case looks like
+#   it_case_begin invite "INVITE to voipmonitor"
+#   it_start_sink voipmonitor
+#   it_start_router "$body"           # the config without its listen line
+#   ...; [ "$n" = 3 ] || it_case_fail "got $n packets, expected 3"
+#   it_stop_router; it_stop_all       # processes first, then
+#   it_case_end                       # the verdict, with the log on failure
 
 IT_SRCDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 IT_BUILDDIR=$(cd "${BUILD_DIR:-${top_builddir:-$PWD}}" && pwd)
@@ -43,6 +67,20 @@ IT_POLL=0.05            # seconds between checks while waiting
 IT_PORT_MIN=10000
 IT_PORT_SPAN=11000
 IT_PORT_TRIES=200
+IT_READY_TIMEOUT=5      # seconds for heprouter to log "ready"
+IT_ROUTER_LISTEN="udp tcp"
+IT_CASE_LOG_LINES=30    # a failed case shows this many last lines of its logs,
+IT_CASE_LOG_WIDTH=400   # each cut to this many characters (see CASE_DIR for all)
+
+CASE=""
+CASE_DIR=""
+CASE_OK=1
+CASE_T0=0
+FAILED=()
+IT_CASES=()
+ROUTER_PID=""
+ROUTER_PORT=""
+declare -A SINK_PID=() SINK_ADDR=()
 
 it_log() {
     printf '[%s] %s\n' "$IT_NAME" "$*" >&2
@@ -90,6 +128,7 @@ it_bin() {
 it_init() {
     local max=${1:-300}
     IT_TMP=$(mktemp -d "${TMPDIR:-/tmp}/heprouter-$IT_NAME.XXXXXX") || it_fail "mktemp"
+    CASE_DIR=$IT_TMP
     trap it_cleanup EXIT
     trap 'it_fail "interrupted"' INT
     trap 'it_fail "time limit of '"$max"' s exceeded"' TERM
@@ -286,4 +325,168 @@ it_summary_field() {
 
 it_assert_eq() {
     [ "$1" = "$2" ] || it_fail "${3:-values differ}: expected '$1', got '$2'"
+}
+
+# ---------------------------------------------------------------- cases
+
+# it_note MESSAGE: a progress line on stdout, "[test_x HH:MM:SS] MESSAGE"
+# (it_log writes to stderr, without the time).
+it_note() {
+    printf '[%s %(%H:%M:%S)T] %s\n' "$IT_NAME" -1 "$*"
+}
+
+# it_case_begin NAME DESCRIPTION: a new case: sets CASE, CASE_DIR (made),
+# CASE_OK=1 and CASE_T0; forgets the previous case's heprouter and sinks.
+it_case_begin() {
+    CASE=$1
+    CASE_DIR=$IT_TMP/$CASE
+    CASE_OK=1
+    CASE_T0=$(date +%s%N)
+    ROUTER_PID=""
+    ROUTER_PORT=""
+    SINK_PID=()
+    SINK_ADDR=()
+    mkdir -p "$CASE_DIR"
+    it_note "case $CASE: $2"
+}
+
+# it_case_fail MESSAGE: a failed assertion.  The case goes on (to show
+# everything that is wrong) and is counted failed by it_case_end; broken
+# setup calls it_fail instead, which ends the test.
+it_case_fail() {
+    printf '[%s] FAIL%s: %s\n' "$IT_NAME" "${CASE:+ $CASE}" "$*"
+    CASE_OK=0
+}
+
+# it_case_end [LOG...]: the case's verdict: "case NAME: ok (N ms)"; or NAME
+# joins FAILED and the last lines of each LOG (default $CASE_DIR/router.err)
+# are shown.  Stop the case's processes first (it_stop_router, it_stop_all).
+it_case_end() {
+    local ms=$((($(date +%s%N) - CASE_T0) / 1000000)) f
+    if ((CASE_OK)); then
+        it_note "case $CASE: ok (${ms} ms)"
+        return 0
+    fi
+    FAILED+=("$CASE")
+    printf '[%s] case %s failed (%s ms); logs in %s\n' "$IT_NAME" "$CASE" "$ms" "$CASE_DIR"
+    [ $# -gt 0 ] || set -- "$CASE_DIR/router.err"
+    for f in "$@"; do
+        [ -f "$f" ] || continue
+        printf '  %s (last %s lines):\n' "${f##*/}" "$IT_CASE_LOG_LINES"
+        tail -n "$IT_CASE_LOG_LINES" "$f" | cut -c1-"$IT_CASE_LOG_WIDTH" | sed 's/^/    /'
+    done
+    return 0
+}
+
+# it_run_cases [NAME...]: runs case_NAME for each NAME (default: IT_CASES),
+# having checked that each exists (else exit 2); then logs how many failed
+# and returns 0 when none did: end the test with it.
+it_run_cases() {
+    local c start=$SECONDS
+    [ $# -gt 0 ] || set -- "${IT_CASES[@]}"
+    for c in "$@"; do
+        declare -F "case_$c" >/dev/null || { echo "unknown case $c (known: ${IT_CASES[*]})"; exit 2; }
+    done
+    for c in "$@"; do
+        "case_$c"
+    done
+    it_note "done in $((SECONDS - start)) s: ${#FAILED[@]} case(s) failed${FAILED[*]:+: ${FAILED[*]}}"
+    [ ${#FAILED[@]} -eq 0 ]
+}
+
+# it_seq_items VERSION FROM TO: hepreplay items of tests/data/kamailio,
+# "v3 7 9" -> "v3/007 v3/008 v3/009 " (split on purpose by the caller).
+it_seq_items() {
+    local v=$1 i
+    for ((i = $2; i <= $3; i++)); do
+        printf '%s/%03d ' "$v" "$i"
+    done
+}
+
+# ---------------------------------------------------------------- heprouter, sinks
+
+# it_start_sink NAME [udp|tcp [PORT [HEPDUMP_OPTION...]]]: a hepdump on
+# 127.0.0.1:PORT (default udp, port 0: one it picks) writing
+# $CASE_DIR/NAME.json, with the options given (default --raw -u -q); sets
+# SINK_PID[NAME] and SINK_ADDR[NAME] ("udp:127.0.0.1:P").
+it_start_sink() {
+    local name=$1 transport=${2:-udp} port=${3:-0} opts=(--raw -u -q)
+    shift $(($# < 3 ? $# : 3))
+    [ $# -eq 0 ] || opts=("$@")
+    it_start_hepdump "${CASE:+$CASE/}$name" -l "$transport:127.0.0.1:$port" -o "$CASE_DIR/$name.json" "${opts[@]}"
+    SINK_PID[$name]=$IT_PID
+    SINK_ADDR[$name]=$transport:127.0.0.1:$(it_listen_port "$CASE_DIR/$name.ready" "$transport") || exit 1
+}
+
+# it_router_config PORT CONFIG_BODY: a whole heprouter config on stdout: a
+# comment naming the test and case, the listen line (PORT on each transport
+# of IT_ROUTER_LISTEN), then CONFIG_BODY.
+it_router_config() {
+    local proto listen=""
+    for proto in $IT_ROUTER_LISTEN; do
+        listen+="${listen:+, }\"$proto:127.0.0.1:$1\""
+    done
+    printf '# written by %s.sh%s\nlisten: [ %s ]\n%s\n' "$IT_NAME" "${CASE:+, case $CASE}" "$listen" "$2"
+}
+
+# it_router_ready [NAME]: heprouter logged "ready" in $CASE_DIR/NAME.err
+# (NAME default router).
+it_router_ready() {
+    grep -Eq '(^|[^[:alnum:]_])ready$' "$CASE_DIR/${1:-router}.err" 2>/dev/null
+}
+
+# it_router_ready_or_dead [NAME]: it_router_ready, or ROUTER_PID has exited.
+it_router_ready_or_dead() {
+    it_router_ready "${1:-router}" || it_exited "$ROUTER_PID"
+}
+
+# it_start_router [-n NAME] CONFIG_BODY [LAUNCHER...]: writes
+# $CASE_DIR/NAME.yaml (NAME default router; it_router_config on a free
+# port), starts $HEPROUTER -c on it through LAUNCHER if given (e.g.
+# prlimit ..., which must exec it), its stderr in $CASE_DIR/NAME.err, and
+# waits until it logs "ready"; sets ROUTER_PID and ROUTER_PORT.  Another
+# port if it cannot bind the first (a free port may be taken before
+# heprouter binds it), 3 times; exiting for any other reason, or no "ready"
+# within IT_READY_TIMEOUT seconds, fails the test.
+it_start_router() {
+    local name=router body try proto=both err
+    if [ "${1:-}" = -n ]; then
+        name=$2
+        shift 2
+    fi
+    body=$1
+    shift
+    err=$CASE_DIR/$name.err
+    case $IT_ROUTER_LISTEN in udp | tcp) proto=$IT_ROUTER_LISTEN ;; esac
+    for try in 1 2 3; do
+        ROUTER_PORT=$(it_free_port "$proto") || exit 1
+        it_router_config "$ROUTER_PORT" "$body" >"$CASE_DIR/$name.yaml"
+        rm -f "$err"
+        it_start "${CASE:+$CASE/}$name" "$@" "${HEPROUTER:?set HEPROUTER (it_bin src/heprouter)}" \
+            -c "$CASE_DIR/$name.yaml"
+        ROUTER_PID=$IT_PID
+        it_wait_until "$IT_READY_TIMEOUT" it_router_ready_or_dead "$name"
+        it_router_ready "$name" && return 0
+        it_exited "$ROUTER_PID" ||
+            it_fail "${CASE:+case $CASE: }heprouter did not log \"ready\" within ${IT_READY_TIMEOUT}s ($err)"
+        it_stop "$ROUTER_PID"
+        ROUTER_PID=""
+        grep -q 'ddress already in use' "$err" ||
+            it_fail "${CASE:+case $CASE: }heprouter exited at startup: $(tail -n 5 "$err")"
+        cp "$err" "$err.$try"
+    done
+    it_fail "${CASE:+case $CASE: }heprouter could not bind a free port 3 times"
+}
+
+# it_stop_router [PID [WHAT]]: SIGTERM to heprouter (default ROUTER_PID),
+# which sends what it holds and drains; an exit status other than 0 fails
+# the case: "WHAT (default heprouter) exited with status N after SIGTERM".
+# shellcheck disable=SC2120  # (most callers pass no argument)
+it_stop_router() {
+    local pid=${1:-$ROUTER_PID} what=${2:-heprouter}
+    [ -n "$pid" ] || return 0
+    it_stop "$pid"
+    [ "$pid" != "$ROUTER_PID" ] || ROUTER_PID=""
+    ((IT_STATUS == 0)) || it_case_fail "$what exited with status $IT_STATUS after SIGTERM"
+    return 0
 }

@@ -63,19 +63,6 @@ it_bin tools/hepdump >/dev/null || exit 1
 [ -f "$KCFG" ] || it_fail "no $KCFG"
 [ -d "$KMODS" ] || it_fail "no Kamailio modules in $KMODS (set KAMAILIO_MODULES)"
 
-FAILED=()
-V=""
-VDIR=""
-VOK=1
-declare -A SINK_ADDR
-
-log() { printf '[test_e2e_kamailio %(%H:%M:%S)T] %s\n' -1 "$*"; }
-
-fail() {
-    printf '[test_e2e_kamailio] FAIL %s: %s\n' "$V" "$*"
-    VOK=0
-}
-
 # ---------------------------------------------------------------- processes
 
 redis_ready() {
@@ -87,32 +74,24 @@ start_redis() {
     local p
     for _ in 1 2 3; do
         p=$(it_free_port tcp)
-        mkdir -p "$VDIR/redis"
-        it_start "$V/redis" redis-server --port "$p" --bind 127.0.0.1 --save "" \
-            --appendonly no --dir "$VDIR/redis"
+        mkdir -p "$CASE_DIR/redis"
+        it_start "$CASE/redis" redis-server --port "$p" --bind 127.0.0.1 --save "" \
+            --appendonly no --dir "$CASE_DIR/redis"
         REDIS_PID=$IT_PID
         REDIS_PORT=$p
         if it_wait_until 5 redis_ready "$p" && ! it_exited "$IT_PID"; then return 0; fi
         it_stop "$IT_PID"
     done
-    it_fail "$V: redis-server did not start: $(tail -n 5 "$VDIR/redis.out")"
+    it_fail "$CASE: redis-server did not start: $(tail -n 5 "$CASE_DIR/redis.out")"
 }
 
 start_sink() {
-    local name=$1
-    it_start_hepdump "$V/$name" -l "udp:127.0.0.1:0" -o "$VDIR/$name.json" --raw --payload -u -q
-    SINK_PID[$name]=$IT_PID
-    SINK_ADDR[$name]=udp:127.0.0.1:$(it_listen_port "$VDIR/$name.ready" udp)
+    it_start_sink "$1" udp 0 --raw --payload -u -q
 }
 
-router_ready() {
-    grep -Eq '(^|[^[:alnum:]_])ready$' "$VDIR/router.err" 2>/dev/null || it_exited "$ROUTER_PID"
-}
-
-# start_router STORE: heprouter on udp and tcp 127.0.0.1:free; sets
-# ROUTER_PID/ROUTER_PORT.
-start_router() {
-    local store=$1 port block
+# router_config STORE: the config after its listen line (udp and tcp).
+router_config() {
+    local store=$1 block
     if [ "$store" = redis ]; then
         block="store:
   type: redis
@@ -121,11 +100,7 @@ start_router() {
     else
         block="store: { type: memory }"
     fi
-    for _ in 1 2 3; do
-        port=$(it_free_port both)
-        cat >"$VDIR/router.yaml" <<EOF
-# written by test_e2e_kamailio.sh, variant $V
-listen: [ "udp:127.0.0.1:$port", "tcp:127.0.0.1:$port" ]
+    cat <<EOF
 workers: 1
 $block
 orphans: { wait_ms: 100 }
@@ -137,17 +112,6 @@ routes:
   - { match: { method: [ REGISTER, OPTIONS ] }, to: [ homer ] }
 default: [ homer ]
 EOF
-        rm -f "$VDIR/router.err"
-        it_start "$V/router" "$HEPROUTER" -c "$VDIR/router.yaml"
-        ROUTER_PID=$IT_PID
-        ROUTER_PORT=$port
-        it_wait_until 5 router_ready
-        if ! it_exited "$ROUTER_PID" && grep -q 'ready$' "$VDIR/router.err"; then return 0; fi
-        it_stop "$ROUTER_PID"
-        grep -q 'ddress already in use' "$VDIR/router.err" ||
-            it_fail "$V: heprouter did not start: $(tail -n 5 "$VDIR/router.err")"
-    done
-    it_fail "$V: heprouter could not bind 3 times"
 }
 
 # start_kamailio MODE TRANSPORT: etc/kamailio/kamailio.cfg on SIP_PORT,
@@ -162,59 +126,53 @@ start_kamailio() {
     fi
     defs+=(-A "HEP_URI=\"$uri\"")
     [ "$mode" = core ] && defs+=(-A WITH_CORE_TRACE)
-    kamailio -c -f "$KCFG" -L "$KMODS" "${defs[@]}" >"$VDIR/kamailio-check.log" 2>&1
-    grep -q 'config file ok' "$VDIR/kamailio-check.log" ||
-        it_fail "$V: kamailio -c: $(tail -n 5 "$VDIR/kamailio-check.log")"
+    kamailio -c -f "$KCFG" -L "$KMODS" "${defs[@]}" >"$CASE_DIR/kamailio-check.log" 2>&1
+    grep -q 'config file ok' "$CASE_DIR/kamailio-check.log" ||
+        it_fail "$CASE: kamailio -c: $(tail -n 5 "$CASE_DIR/kamailio-check.log")"
     local extra=()
     [ "$transport" = tcp ] || extra=(-T)
-    mkdir -p "$VDIR/kamrun"
-    it_start "$V/kamailio" kamailio -f "$KCFG" -L "$KMODS" "${defs[@]}" -DD -E "${extra[@]}" \
-        -P "$VDIR/kamrun/kamailio.pid" -Y "$VDIR/kamrun" -m 64 -M 8 -a no
+    mkdir -p "$CASE_DIR/kamrun"
+    it_start "$CASE/kamailio" kamailio -f "$KCFG" -L "$KMODS" "${defs[@]}" -DD -E "${extra[@]}" \
+        -P "$CASE_DIR/kamrun/kamailio.pid" -Y "$CASE_DIR/kamrun" -m 64 -M 8 -a no
     KAM_PID=$IT_PID
-    it_wait_until 10 it_port_listening udp "$SIP_PORT" || it_fail "$V: kamailio not listening on udp $SIP_PORT"
+    it_wait_until 10 it_port_listening udp "$SIP_PORT" || it_fail "$CASE: kamailio not listening on udp $SIP_PORT"
     if [ "$transport" = tcp ]; then
-        it_wait_until 10 it_port_listening tcp "$SIP_PORT" || it_fail "$V: kamailio not listening on tcp $SIP_PORT"
+        it_wait_until 10 it_port_listening tcp "$SIP_PORT" || it_fail "$CASE: kamailio not listening on tcp $SIP_PORT"
     fi
     sleep 0.3                       # its children are up
-    it_exited "$KAM_PID" && it_fail "$V: kamailio exited: $(tail -n 5 "$VDIR/kamailio.err")"
+    it_exited "$KAM_PID" && it_fail "$CASE: kamailio exited: $(tail -n 5 "$CASE_DIR/kamailio.err")"
 }
 
 # sipp_uac NAME SCENARIO BASE CID-PREFIX CALLS: starts a UAC; sets IT_PID.
 sipp_uac() {
     local name=$1 sf=$2 base=$3 cid=$4 n=$5
-    it_start "$V/sipp_$name" timeout -k 2 "$SIPP_LIMIT" sipp "127.0.0.1:$SIP_PORT" -sf "$E2E/$sf" \
+    it_start "$CASE/sipp_$name" timeout -k 2 "$SIPP_LIMIT" sipp "127.0.0.1:$SIP_PORT" -sf "$E2E/$sf" \
         -i 127.0.0.1 -ci 127.0.0.1 -p "$base" -cp "$((base + 1))" -mp "$((base + 2))" \
         -cid_str "$cid-%u-%p@%s" -m "$n" -r "$RATE" -l "$n" \
         -timeout 20s -timeout_error -recv_timeout 5s -nostdin \
-        -trace_err -error_file "$VDIR/sipp_$name.errors"
+        -trace_err -error_file "$CASE_DIR/sipp_$name.errors"
 }
 
 # ---------------------------------------------------------------- a variant
 
 variant() {
-    local store=$1 mode=$2 transport=$3 t0 i
-    V=$store-$mode-$transport
-    VDIR=$IT_TMP/$V
-    VOK=1
-    mkdir -p "$VDIR"
-    declare -A SINK_PID=()
-    t0=$(date +%s%N)
-    log "variant $V: store $store, Kamailio $mode mode, HEP over $transport"
+    local store=$1 mode=$2 transport=$3 i
+    it_case_begin "$store-$mode-$transport" "store $store, Kamailio $mode mode, HEP over $transport"
 
     read -r SIP_PORT UAS_BASE OPT_BASE REG_BASE INV_BASE < <(python3 "$E2E/free_ports.py" 5 | tr '\n' ' ')
     REDIS_PID=""
     [ "$store" = redis ] && start_redis
     start_sink homer
     start_sink voipmonitor
-    start_router "$store"
+    it_start_router "$(router_config "$store")"
     start_kamailio "$mode" "$transport"
 
     # the UAS: answers every relayed INVITE (ended by PID once the UACs are done)
-    it_start "$V/sipp_uas" timeout -k 2 60 sipp -sf "$E2E/uas.xml" -i 127.0.0.1 -ci 127.0.0.1 \
+    it_start "$CASE/sipp_uas" timeout -k 2 60 sipp -sf "$E2E/uas.xml" -i 127.0.0.1 -ci 127.0.0.1 \
         -p "$UAS_BASE" -cp "$((UAS_BASE + 1))" -mp "$((UAS_BASE + 2))" -m "$CALLS" \
-        -nostdin -trace_err -error_file "$VDIR/sipp_uas.errors"
+        -nostdin -trace_err -error_file "$CASE_DIR/sipp_uas.errors"
     local uas=$IT_PID
-    it_wait_until 5 it_port_listening udp "$UAS_BASE" || fail "sipp UAS not listening on $UAS_BASE"
+    it_wait_until 5 it_port_listening udp "$UAS_BASE" || it_case_fail "sipp UAS not listening on $UAS_BASE"
 
     local pids=() names=(options register invite)
     sipp_uac options uac-options.xml "$OPT_BASE" opt "$OPTIONS"
@@ -226,8 +184,8 @@ variant() {
     for i in "${!pids[@]}"; do
         it_wait_exit "${pids[$i]}" "$((SIPP_LIMIT + 5))"
         if ((IT_STATUS != 0)); then
-            fail "sipp ${names[$i]} exited with status $IT_STATUS: $(grep -E 'Successful call|Failed call' "$VDIR/sipp_${names[$i]}.out" | tr -s ' ' | tr '\n' ' ')"
-            tail -n 5 "$VDIR/sipp_${names[$i]}.errors" 2>/dev/null | sed 's/^/    /'
+            it_case_fail "sipp ${names[$i]} exited with status $IT_STATUS: $(grep -E 'Successful call|Failed call' "$CASE_DIR/sipp_${names[$i]}.out" | tr -s ' ' | tr '\n' ' ')"
+            tail -n 5 "$CASE_DIR/sipp_${names[$i]}.errors" 2>/dev/null | sed 's/^/    /'
         fi
     done
     it_wait_until 5 it_exited "$uas" || true
@@ -237,8 +195,7 @@ variant() {
     # prints its exit counters), then the sinks once nothing more arrives
     it_stop "$KAM_PID"
     sleep 0.2
-    it_stop "$ROUTER_PID"
-    ((IT_STATUS == 0)) || fail "heprouter exited with status $IT_STATUS after SIGTERM"
+    it_stop_router
     sleep 0.2
     it_stop "${SINK_PID[homer]}"
     it_stop "${SINK_PID[voipmonitor]}"
@@ -246,23 +203,15 @@ variant() {
 
     local redis_flag=()
     [ "$store" = redis ] && redis_flag=(--redis)
-    python3 "$E2E/check_calls.py" --variant "$V" --voipmonitor "$VDIR/voipmonitor.json" \
-        --homer "$VDIR/homer.json" --sip-port "$SIP_PORT" --invites "$CALLS" \
-        --registers "$REGISTERS" --options "$OPTIONS" --router-log "$VDIR/router.err" \
-        "${redis_flag[@]}" >"$VDIR/check.out" 2>&1
+    python3 "$E2E/check_calls.py" --variant "$CASE" --voipmonitor "$CASE_DIR/voipmonitor.json" \
+        --homer "$CASE_DIR/homer.json" --sip-port "$SIP_PORT" --invites "$CALLS" \
+        --registers "$REGISTERS" --options "$OPTIONS" --router-log "$CASE_DIR/router.err" \
+        "${redis_flag[@]}" >"$CASE_DIR/check.out" 2>&1
     local rc=$?
-    sed 's/^/    /' "$VDIR/check.out"
-    ((rc == 0)) || fail "per-call checks failed"
-    grep -i 'error\|warn' "$VDIR/router.err" | grep -v 'stats (' | head -n 5 | sed 's/^/    heprouter: /'
-
-    local ms=$((($(date +%s%N) - t0) / 1000000))
-    if ((VOK)); then
-        log "variant $V: ok (${ms} ms)"
-    else
-        FAILED+=("$V")
-        log "variant $V: FAILED (${ms} ms); logs in $VDIR"
-        tail -n 5 "$VDIR/kamailio.err" | sed 's/^/    kamailio: /'
-    fi
+    sed 's/^/    /' "$CASE_DIR/check.out"
+    ((rc == 0)) || it_case_fail "per-call checks failed"
+    grep -i 'error\|warn' "$CASE_DIR/router.err" | grep -v 'stats (' | head -n 5 | sed 's/^/    heprouter: /'
+    it_case_end "$CASE_DIR/router.err" "$CASE_DIR/kamailio.err"
 }
 
 # ---------------------------------------------------------------- main
@@ -278,11 +227,11 @@ selected=("$@")
 for v in "${selected[@]}"; do
     [[ " ${all[*]} " == *" $v "* ]] || { echo "unknown variant $v (known: ${all[*]})"; exit 2; }
 done
-log "kamailio: $(kamailio -v 2>&1 | head -n 1); $(sipp -v 2>&1 | grep -m1 -o 'SIPp v[^ ,]*'); $CALLS INVITE calls per variant at $RATE cps"
+it_note "kamailio: $(kamailio -v 2>&1 | head -n 1); $(sipp -v 2>&1 | grep -m1 -o 'SIPp v[^ ,]*'); $CALLS INVITE calls per variant at $RATE cps"
 start=$(date +%s)
 for v in "${selected[@]}"; do
     IFS=- read -r s m t <<<"$v"
     variant "$s" "$m" "$t"
 done
-log "done in $(($(date +%s) - start)) s: ${#selected[@]} variant(s), ${#FAILED[@]} failed${FAILED[*]:+: ${FAILED[*]}}"
+it_note "done in $(($(date +%s) - start)) s: ${#selected[@]} variant(s), ${#FAILED[@]} failed${FAILED[*]:+: ${FAILED[*]}}"
 [[ ${#FAILED[@]} -eq 0 ]]

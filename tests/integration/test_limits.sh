@@ -17,7 +17,7 @@
 #
 # Environment: BUILD_DIR (src/heprouter, tools/hepdump, tools/hepgen),
 # IT_KEEP_TMP=1 keeps the scratch directory.  Helpers come from lib.sh.
-# Packet lists are built with $(seq_items ...) and split on purpose:
+# Packet lists are built with $(it_seq_items ...) and split on purpose:
 # shellcheck disable=SC2046
 set -uo pipefail
 
@@ -27,7 +27,6 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 REPLAY=(python3 "$HERE/hepreplay.py")
 TIME_LIMIT=120          # the whole test (about 10 s)
-READY_TIMEOUT=5         # seconds for heprouter to log "ready"
 ARRIVE_TIMEOUT=5        # seconds for packets to arrive
 NOFILE=256              # fd_budget: RLIMIT_NOFILE, soft and hard
 IDLE_CONNS=400          # fd_budget: idle inbound connections, more than NOFILE
@@ -42,83 +41,16 @@ HEPROUTER=$(it_bin src/heprouter) || exit 1
 HEPGEN=$(it_bin tools/hepgen) || exit 1
 it_bin tools/hepdump >/dev/null || exit 1
 
-FAILED=()
-CASE=""
-CASE_DIR=""
-CASE_OK=1
-ROUTER_PID=""
-ROUTER_PORT=""
-
-log() { printf '[%s %(%H:%M:%S)T] %s\n' "$IT_NAME" -1 "$*"; }
-
-fail() {
-    printf '[%s] FAIL %s: %s\n' "$IT_NAME" "$CASE" "$*"
-    CASE_OK=0
-}
-
-case_begin() {
-    CASE=$1
-    CASE_DIR=$IT_TMP/$CASE
-    CASE_OK=1
-    ROUTER_PID=""
-    mkdir -p "$CASE_DIR"
-    log "case $CASE: $2"
-}
-
-case_end() {
-    it_stop_all
-    if ((CASE_OK)); then
-        log "case $CASE: ok"
-    else
-        FAILED+=("$CASE")
-        echo "[$IT_NAME] case $CASE failed; heprouter log (last 30 lines):"
-        tail -n 30 "$CASE_DIR/router.err" 2>/dev/null | cut -c1-400 | sed 's/^/    /'
-    fi
-}
-
-seq_items() {            # seq_items v3 1 3 -> v3/001 v3/002 v3/003
-    local v=$1 i
-    for ((i = $2; i <= $3; i++)); do
-        printf '%s/%03d ' "$v" "$i"
-    done
-}
-
-router_ready_or_dead() {
-    grep -Eq '(^|[^[:alnum:]_])ready$' "$CASE_DIR/router.err" 2>/dev/null || it_exited "$ROUTER_PID"
-}
-
-# start_router CONFIG_BODY [LAUNCHER...]: writes router.yaml (listen on a
-# free port first) and starts heprouter through LAUNCHER (e.g. prlimit,
-# which execs it); another port if it cannot bind the first.
-start_router() {
-    local body=$1 try
-    shift
-    for try in 1 2 3; do
-        ROUTER_PORT=$(it_free_port both) || exit 1
-        printf 'listen: [ "udp:127.0.0.1:%s", "tcp:127.0.0.1:%s" ]\n%s\n' \
-            "$ROUTER_PORT" "$ROUTER_PORT" "$body" >"$CASE_DIR/router.yaml"
-        it_start "$CASE/router" "$@" "$HEPROUTER" -c "$CASE_DIR/router.yaml"
-        ROUTER_PID=$IT_PID
-        it_wait_until "$READY_TIMEOUT" router_ready_or_dead
-        if ! it_exited "$ROUTER_PID"; then
-            router_ready_or_dead && return 0
-            it_fail "case $CASE: heprouter did not log \"ready\" within ${READY_TIMEOUT}s"
-        fi
-        grep -q 'bind: Address already in use' "$CASE_DIR/router.err" ||
-            it_fail "case $CASE: heprouter exited at startup"
-        cp "$CASE_DIR/router.err" "$CASE_DIR/router.err.$try"
-    done
-    it_fail "case $CASE: heprouter could not bind a free port 3 times"
-}
+IT_CASES=(fd_budget evictions)
 
 # stats_now EXPR...: SIGUSR1, then check the counters it logs.
 stats_now() {
     local before
     before=$(grep -c 'stats (SIGUSR1' "$CASE_DIR/router.err")
     kill -USR1 "$ROUTER_PID"
-    it_wait_until 5 stats_logged "$before" || { fail "no stats line after SIGUSR1"; return; }
+    it_wait_until 5 stats_logged "$before" || { it_case_fail "no stats line after SIGUSR1"; return; }
     "${REPLAY[@]}" stats --log "$CASE_DIR/router.err" "$@" | sed 's/^/    /'
-    ((PIPESTATUS[0] == 0)) || fail "counters differ"
+    ((PIPESTATUS[0] == 0)) || it_case_fail "counters differ"
 }
 
 # stats_until TIMEOUT EXPR...: SIGUSR1 every poll until the counters match
@@ -168,12 +100,12 @@ holder_ready() {
 }
 
 case_fd_budget() {
-    case_begin fd_budget "RLIMIT_NOFILE $NOFILE, $IDLE_CONNS idle inbound connections, the TCP sink restarts"
+    it_case_begin fd_budget "RLIMIT_NOFILE $NOFILE, $IDLE_CONNS idle inbound connections, the TCP sink restarts"
     local sink_port sink_pid holder_pid
-    it_start_hepdump "$CASE/sink" -l tcp:127.0.0.1:0 -o "$CASE_DIR/sink.json" --raw -u -q
-    sink_pid=$IT_PID
-    sink_port=$(it_listen_port "$CASE_DIR/sink.ready" tcp) || exit 1
-    start_router "workers: 1
+    it_start_sink sink tcp
+    sink_pid=${SINK_PID[sink]}
+    sink_port=${SINK_ADDR[sink]##*:}
+    it_start_router "workers: 1
 orphans: { wait_ms: 0 }
 limits: { reconnect_min: 50ms, reconnect_max: 200ms }
 destinations:
@@ -191,34 +123,35 @@ default: [ sink ]" prlimit --nofile="$NOFILE:$NOFILE"
     # The sink restarts on the same port: heprouter must reconnect.
     it_stop "$sink_pid"
     sleep 0.3
-    it_start_hepdump "$CASE/sink2" -l "tcp:127.0.0.1:$sink_port" -o "$CASE_DIR/sink2.json" --raw -u -q
-    it_run 20 "${REPLAY[@]}" send "udp:127.0.0.1:$ROUTER_PORT" $(seq_items v3 1 "$AFTER_RESTART") ||
-        fail "hepreplay send failed"
+    it_start_sink sink2 tcp "$sink_port"
+    it_run 20 "${REPLAY[@]}" send "udp:127.0.0.1:$ROUTER_PORT" $(it_seq_items v3 1 "$AFTER_RESTART") ||
+        it_case_fail "hepreplay send failed"
     "${REPLAY[@]}" wait --timeout "$ARRIVE_TIMEOUT" --settle-ms 0 "$CASE_DIR/sink2.json=$AFTER_RESTART"
     local got
     got=$(grep -c . "$CASE_DIR/sink2.json" 2>/dev/null)
-    log "packets sent after the restart: $AFTER_RESTART, arrived: ${got:-0}"
-    [ "${got:-0}" = "$AFTER_RESTART" ] || fail "$AFTER_RESTART packets sent after the sink restarted, ${got:-0} arrived"
+    it_note "packets sent after the restart: $AFTER_RESTART, arrived: ${got:-0}"
+    [ "${got:-0}" = "$AFTER_RESTART" ] || it_case_fail "$AFTER_RESTART packets sent after the sink restarted, ${got:-0} arrived"
 
     logged "warn: the open files limit ($NOFILE) is too low for limits.tcp_max_connections 1024" ||
-        fail "no warning about the open files limit"
+        it_case_fail "no warning about the open files limit"
     local cap
     cap=$(sed -n 's/.*capped at \([0-9]*\) per listener per worker.*/\1/p' "$CASE_DIR/router.err" | head -n 1)
     [ -n "$cap" ] || cap=0
-    log "inbound TCP connections capped at $cap"
+    it_note "inbound TCP connections capped at $cap"
     stats_until 5 tcp_accepted="$cap" tcp_rejected=$((IDLE_CONNS - cap)) \
         "destinations/sink/targets/tcp:127.0.0.1:$sink_port/connects>=2"
-    case_end
+    it_stop_all
+    it_case_end
 }
 
 # ---- evictions ----
 
 case_evictions() {
-    case_begin evictions "store.max_calls $MAX_CALLS, $CALLS INVITE calls"
+    it_case_begin evictions "store.max_calls $MAX_CALLS, $CALLS INVITE calls"
     it_start_hepdump "$CASE/sink" -l udp:127.0.0.1:0 -o /dev/null -q
     local sink_port
     sink_port=$(it_listen_port "$CASE_DIR/sink.ready" udp) || exit 1
-    start_router "workers: 1
+    it_start_router "workers: 1
 store: { max_calls: $MAX_CALLS }
 orphans: { wait_ms: 0 }
 log: { interval: 1s }
@@ -226,23 +159,14 @@ destinations:
   sink: { targets: [ \"udp:127.0.0.1:$sink_port\" ] }
 default: [ sink ]"
     it_run 60 "$HEPGEN" -q -d "udp:127.0.0.1:$ROUTER_PORT" --mix invite=100 \
-        -n $((CALLS * INVITE_PACKETS)) -r 10000 >"$CASE_DIR/hepgen.out" || fail "hepgen failed"
+        -n $((CALLS * INVITE_PACKETS)) -r 10000 >"$CASE_DIR/hepgen.out" || it_case_fail "hepgen failed"
     stats_until 10 packets_in=$((CALLS * INVITE_PACKETS)) calls_new">=$CALLS" \
         store_evictions">=$((CALLS - MAX_CALLS))"
     it_wait_until 3 logged "warn: memory store full: .* live calls evicted" ||
-        fail "no warning about evicted calls within 3 s"
+        it_case_fail "no warning about evicted calls within 3 s"
     grep 'memory store full' "$CASE_DIR/router.err" | head -n 1 | sed 's/^/    /'
-    case_end
+    it_stop_all
+    it_case_end
 }
 
-CASES=(fd_budget evictions)
-[ $# -gt 0 ] && CASES=("$@")
-for c in "${CASES[@]}"; do
-    declare -F "case_$c" >/dev/null || it_fail "no case $c"
-    "case_$c"
-done
-if [ ${#FAILED[@]} -gt 0 ]; then
-    echo "[$IT_NAME] FAILED: ${FAILED[*]}"
-    exit 1
-fi
-log "all cases passed"
+it_run_cases "$@"

@@ -52,7 +52,6 @@ WAIT_MS=200             # orphans.wait_ms
 TIMEOUT_MS=50           # store.redis.timeout_ms
 MARGIN_MS=100           # scheduling margin on top of timeout_ms + wait_ms
 PREFIX="hrtest:"        # store.redis.prefix
-READY_TIMEOUT=5
 ARRIVE_TIMEOUT=10
 TIME_LIMIT=120
 CALL_V3=inv-1-11219@127.0.0.1
@@ -70,48 +69,28 @@ HEPROUTER=$(it_bin src/heprouter) || exit 1
 it_bin tools/hepdump >/dev/null || exit 1
 [ -d "$DATA/v3" ] || it_fail "no captures in $DATA"
 
-FAILED=()
-CASE=""
-CASE_DIR=""
-CASE_OK=1
-declare -A SINK_PID SINK_ADDR ROUTER_PID ROUTER_PORT REDIS_PID REDIS_PORT
+IT_CASES=(two_instances redis_killed redis_slow auth_wrong auth_ok auth_file auth_acl restart down_at_start huge_value)
+IT_ROUTER_LISTEN=udp
+# heprouter instances and redis-servers of the case, by name (A, B; r)
+declare -A ROUTER_PIDS ROUTER_PORTS REDIS_PID REDIS_PORT
 
 indent() { sed 's/^/    /'; }
 
-log() { printf '[test_redis %(%H:%M:%S)T] %s\n' -1 "$*"; }
-
-fail() {
-    printf '[test_redis] FAIL %s: %s\n' "$CASE" "$*"
-    CASE_OK=0
-}
-
+# case_begin NAME DESCRIPTION: it_case_begin, and the previous case's
+# heprouters and redis-servers forgotten.
 case_begin() {
-    CASE=$1
-    CASE_DIR=$IT_TMP/$CASE
-    CASE_OK=1
-    mkdir -p "$CASE_DIR"
-    SINK_PID=() SINK_ADDR=() ROUTER_PID=() ROUTER_PORT=() REDIS_PID=() REDIS_PORT=()
-    CASE_T0=$(date +%s%N)
-    log "case $CASE: $2"
+    it_case_begin "$@"
+    ROUTER_PIDS=() ROUTER_PORTS=() REDIS_PID=() REDIS_PORT=()
 }
 
+# case_end: every heprouter stopped (a non-zero exit status fails the
+# case), then the sinks and redis-servers; the verdict, with every
+# heprouter's log.
 case_end() {
     local n
-    for n in "${!ROUTER_PID[@]}"; do stop_router "$n"; done
-    for n in "${!SINK_PID[@]}"; do it_stop "${SINK_PID[$n]}"; done
-    for n in "${!REDIS_PID[@]}"; do it_stop "${REDIS_PID[$n]}"; done
-    local ms=$((($(date +%s%N) - CASE_T0) / 1000000))
-    if ((CASE_OK)); then
-        log "case $CASE: ok (${ms} ms)"
-    else
-        FAILED+=("$CASE")
-        echo "[test_redis] case $CASE failed (${ms} ms); logs in $CASE_DIR"
-        for n in "$CASE_DIR"/router_*.err; do
-            [ -f "$n" ] || continue
-            echo "  $(basename "$n") (last 20 lines):"
-            tail -n 20 "$n" | sed 's/^/    /'
-        done
-    fi
+    for n in "${!ROUTER_PIDS[@]}"; do stop_router "$n"; done
+    it_stop_all
+    it_case_end "$CASE_DIR"/router_*.err
 }
 
 # ---------------------------------------------------------------- Redis
@@ -154,16 +133,9 @@ rcli() {
 
 # ---------------------------------------------------------------- sinks
 
-start_sink() {
-    local name=$1
-    it_start_hepdump "$CASE/$name" -l "udp:127.0.0.1:0" -o "$CASE_DIR/$name.json" --raw -u -q
-    SINK_PID[$name]=$IT_PID
-    SINK_ADDR[$name]=udp:127.0.0.1:$(it_listen_port "$CASE_DIR/$name.ready" udp)
-}
-
 sinks() {
-    start_sink homer
-    start_sink voipmonitor
+    it_start_sink homer
+    it_start_sink voipmonitor
 }
 
 sink_lines() {
@@ -191,17 +163,16 @@ expect() {
     local name=$1
     shift
     "${REPLAY[@]}" check --sink "$name" --json "$CASE_DIR/$name.json" "$@" | sed 's/^/    /'
-    ((PIPESTATUS[0] == 0)) || fail "sink $name did not get what it should"
+    ((PIPESTATUS[0] == 0)) || it_case_fail "sink $name did not get what it should"
 }
 
 # ---------------------------------------------------------------- heprouter
 
-# write_config FILE PORT REDIS_NAME CACHE_ENTRIES [EXTRA store.redis LINES]
-write_config() {
-    local file=$1 port=$2 rname=$3 cache=$4 extra=${5:-}
-    cat >"$file" <<EOF
-# written by test_redis.sh, case $CASE
-listen: [ "udp:127.0.0.1:$port" ]
+# router_config REDIS_NAME CACHE_ENTRIES [EXTRA store.redis LINES]: the
+# config after its listen line.
+router_config() {
+    local rname=$1 cache=$2 extra=${3:-}
+    cat <<EOF
 workers: 1
 orphans: { wait_ms: $WAIT_MS, max_held: 100000 }
 ttl: { call: 4h, register: 1h, ended: 30s }
@@ -224,43 +195,27 @@ default: [ homer ]
 EOF
 }
 
-router_logged_ready() {
-    grep -Eq '(^|[^[:alnum:]_])ready$' "$CASE_DIR/router_$1.err" 2>/dev/null
+# write_config FILE PORT REDIS_NAME CACHE_ENTRIES [EXTRA]: the whole config,
+# for a heprouter this test runs itself.
+write_config() {
+    it_router_config "$2" "$(router_config "$3" "$4" "${5:-}")" >"$1"
 }
 
-router_ready_or_dead() {
-    router_logged_ready "$1" || it_exited "${ROUTER_PID[$1]}"
-}
-
-# router NAME REDIS_NAME [CACHE_ENTRIES [EXTRA]]: config on a free port,
-# heprouter started and "ready" (another port if the first was taken).
+# router NAME REDIS_NAME [CACHE_ENTRIES [EXTRA]]: heprouter NAME on a free
+# port, "ready", its files router_NAME.*.
 router() {
-    local name=$1 rname=$2 cache=${3:-100000} extra=${4:-} port
-    for _ in 1 2 3; do
-        port=$(it_free_port both)
-        write_config "$CASE_DIR/router_$name.yaml" "$port" "$rname" "$cache" "$extra"
-        rm -f "$CASE_DIR/router_$name.err"
-        it_start "$CASE/router_$name" "$HEPROUTER" -c "$CASE_DIR/router_$name.yaml"
-        ROUTER_PID[$name]=$IT_PID
-        ROUTER_PORT[$name]=$port
-        it_wait_until "$READY_TIMEOUT" router_ready_or_dead "$name"
-        router_logged_ready "$name" && return 0
-        it_exited "$IT_PID" || it_fail "case $CASE: heprouter $name not ready after ${READY_TIMEOUT}s"
-        it_stop "$IT_PID"
-        unset "ROUTER_PID[$name]"
-        grep -q 'ddress already in use' "$CASE_DIR/router_$name.err" ||
-            it_fail "case $CASE: heprouter $name exited at startup: $(tail -n 5 "$CASE_DIR/router_$name.err")"
-    done
-    it_fail "case $CASE: heprouter $name could not bind 3 times"
+    local name=$1 rname=$2 cache=${3:-100000} extra=${4:-}
+    it_start_router -n "router_$name" "$(router_config "$rname" "$cache" "$extra")"
+    ROUTER_PIDS[$name]=$ROUTER_PID
+    ROUTER_PORTS[$name]=$ROUTER_PORT
 }
 
 # stop_router NAME: SIGTERM (held packets take their fallback), status 0.
 stop_router() {
     local name=$1
-    [ -n "${ROUTER_PID[$name]:-}" ] || return 0
-    it_stop "${ROUTER_PID[$name]}"
-    unset "ROUTER_PID[$name]"
-    ((IT_STATUS == 0)) || fail "heprouter $name exited with status $IT_STATUS after SIGTERM"
+    [ -n "${ROUTER_PIDS[$name]:-}" ] || return 0
+    it_stop_router "${ROUTER_PIDS[$name]}" "heprouter $name"
+    unset "ROUTER_PIDS[$name]"
 }
 
 # stats NAME EXPR...: counters of router NAME's last stats line.
@@ -268,7 +223,7 @@ stats() {
     local name=$1
     shift
     "${REPLAY[@]}" stats --log "$CASE_DIR/router_$name.err" "$@" | sed "s/^/    [$name] /"
-    ((PIPESTATUS[0] == 0)) || fail "counters of heprouter $name differ"
+    ((PIPESTATUS[0] == 0)) || it_case_fail "counters of heprouter $name differ"
 }
 
 # counters NAME: prints the store and orphan counters of the last stats line.
@@ -294,8 +249,8 @@ usr1_more() { (($(usr1_lines "$1") > $2)); }
 snapshot() {
     local n
     n=$(usr1_lines "$1")
-    kill -USR1 "${ROUTER_PID[$1]}"
-    it_wait_until 5 usr1_more "$1" "$n" || fail "no stats line after SIGUSR1 to heprouter $1"
+    kill -USR1 "${ROUTER_PIDS[$1]}"
+    it_wait_until 5 usr1_more "$1" "$n" || it_case_fail "no stats line after SIGUSR1 to heprouter $1"
 }
 
 stat_at_least() {
@@ -314,12 +269,7 @@ wait_stat() {
 send() {
     local name=$1
     shift
-    it_run 20 "${REPLAY[@]}" send "udp:127.0.0.1:${ROUTER_PORT[$name]}" "$@" || fail "hepreplay send failed: $*"
-}
-
-seq_items() {
-    local v=$1 i
-    for ((i = $2; i <= $3; i++)); do printf '%s/%03d ' "$v" "$i"; done
+    it_run 20 "${REPLAY[@]}" send "udp:127.0.0.1:${ROUTER_PORTS[$name]}" "$@" || it_case_fail "hepreplay send failed: $*"
 }
 
 key_of() { printf '%scall:%s' "$PREFIX" "$1"; }
@@ -339,7 +289,7 @@ assert_keys() {
     if it_wait_until 2 keys_present "$r" "${keys[@]}"; then
         echo "    redis $r has all ${#keys[@]} key(s), e.g. ${keys[0]} = $(rcli "$r" GET "${keys[0]}" | head -c 200)"
     else
-        fail "redis $r: $(rcli "$r" EXISTS "${keys[@]}") of ${#keys[@]} keys present (e.g. ${keys[0]}); KEYS: $(rcli "$r" --scan --pattern "${PREFIX}*" | head -n 5 | tr '\n' ' ')"
+        it_case_fail "redis $r: $(rcli "$r" EXISTS "${keys[@]}") of ${#keys[@]} keys present (e.g. ${keys[0]}); KEYS: $(rcli "$r" --scan --pattern "${PREFIX}*" | head -n 5 | tr '\n' ' ')"
     fi
 }
 
@@ -350,7 +300,7 @@ check_calls() {
         --sink "voipmonitor=$CASE_DIR/voipmonitor.json" "$@")
     rc=$?
     indent <<<"$out"
-    ((rc == 0)) || fail "packets lost, duplicated, misrouted or late"
+    ((rc == 0)) || it_case_fail "packets lost, duplicated, misrouted or late"
     CHECK_OUT=$out
 }
 
@@ -362,8 +312,8 @@ case_two_instances() {
     sinks
     router A r
     router B r
-    "${CALLS[@]}" seq --to "A=udp:127.0.0.1:${ROUTER_PORT[A]}" --to "B=udp:127.0.0.1:${ROUTER_PORT[B]}" \
-        --log "$CASE_DIR/seq.log" A:v3/007 pause:5 B:v3/008 pause:5 B:v3/009 || fail "seq failed"
+    "${CALLS[@]}" seq --to "A=udp:127.0.0.1:${ROUTER_PORTS[A]}" --to "B=udp:127.0.0.1:${ROUTER_PORTS[B]}" \
+        --log "$CASE_DIR/seq.log" A:v3/007 pause:5 B:v3/008 pause:5 B:v3/009 || it_case_fail "seq failed"
     arrive voipmonitor=3
     stop_router A
     stop_router B
@@ -381,9 +331,9 @@ case_two_instances() {
     sinks
     router A r
     router B r
-    "${CALLS[@]}" seq --to "A=udp:127.0.0.1:${ROUTER_PORT[A]}" --to "B=udp:127.0.0.1:${ROUTER_PORT[B]}" \
+    "${CALLS[@]}" seq --to "A=udp:127.0.0.1:${ROUTER_PORTS[A]}" --to "B=udp:127.0.0.1:${ROUTER_PORTS[B]}" \
         --log "$CASE_DIR/seq.log" B:v3/008 pause:20 A:v3/007 pause:$((WAIT_MS + 50)) B:v3/009 ||
-        fail "seq failed"
+        it_case_fail "seq failed"
     arrive voipmonitor=3
     stop_router A
     stop_router B
@@ -406,7 +356,7 @@ case_redis_killed() {
     router A r
     # whole INVITE dialogs (voipmonitor), REGISTERs (homer), and BYEs of
     # calls never seen (held, then CSeq BYE -> voipmonitor)
-    it_start "$CASE/sender" "${CALLS[@]}" send "udp:127.0.0.1:${ROUTER_PORT[A]}" \
+    it_start "$CASE/sender" "${CALLS[@]}" send "udp:127.0.0.1:${ROUTER_PORTS[A]}" \
         --template v3/007-022 --template v3/003-006 --template v3/019-022 \
         --calls "$calls" --prefix during --rate "$rate" --log "$CASE_DIR/during.log"
     local sender=$IT_PID
@@ -415,28 +365,28 @@ case_redis_killed() {
     t_kill=$(date +%s.%N)
     kill -KILL "${REDIS_PID[r]}"
     it_stop "${REDIS_PID[r]}"
-    log "  redis killed (pid ${REDIS_PID[r]}, port ${REDIS_PORT[r]}); $(wc -l <"$CASE_DIR/during.log" 2>/dev/null || echo '?') packets logged so far"
+    it_note "  redis killed (pid ${REDIS_PID[r]}, port ${REDIS_PORT[r]}); $(wc -l <"$CASE_DIR/during.log" 2>/dev/null || echo '?') packets logged so far"
     sleep "$down_for"
-    it_alive "${ROUTER_PID[A]}" || fail "heprouter died while Redis was down"
+    it_alive "${ROUTER_PIDS[A]}" || it_case_fail "heprouter died while Redis was down"
     t_back=$(date +%s.%N)
     start_redis r "${REDIS_PORT[r]}"
-    log "  redis restarted (pid ${REDIS_PID[r]})"
+    it_note "  redis restarted (pid ${REDIS_PID[r]})"
     it_wait_exit "$sender" 30
-    ((IT_STATUS == 0)) || fail "sender exited with $IT_STATUS: $(cat "$IT_TMP/$CASE/sender.err")"
+    ((IT_STATUS == 0)) || it_case_fail "sender exited with $IT_STATUS: $(cat "$IT_TMP/$CASE/sender.err")"
     sed 's/^/    sender: /' "$IT_TMP/$CASE/sender.out"
     local t0=$SECONDS
-    wait_stat A store_reconnects 1 10 || fail "no reconnect within 10 s after Redis came back"
-    log "  reconnected (waited $((SECONDS - t0)) s after the sender ended); heprouter said:"
+    wait_stat A store_reconnects 1 10 || it_case_fail "no reconnect within 10 s after Redis came back"
+    it_note "  reconnected (waited $((SECONDS - t0)) s after the sender ended); heprouter said:"
     grep -E ' (warning|warn|info|error): redis ' "$CASE_DIR/router_A.err" | head -n 8 | sed 's/^/      /'
     local writes_before
     writes_before=$(stat A store_writes)
     # calls after the reconnect are written to the restarted Redis
-    it_run 20 "${CALLS[@]}" send "udp:127.0.0.1:${ROUTER_PORT[A]}" --template v3/007-022 \
-        --calls 30 --prefix after --rate 2000 --log "$CASE_DIR/after.log" >/dev/null || fail "send failed"
+    it_run 20 "${CALLS[@]}" send "udp:127.0.0.1:${ROUTER_PORTS[A]}" --template v3/007-022 \
+        --calls 30 --prefix after --rate 2000 --log "$CASE_DIR/after.log" >/dev/null || it_case_fail "send failed"
     mapfile -t after_ids < <("${CALLS[@]}" callids --template v3/007-022 --calls 30 --prefix after)
     assert_keys r "${after_ids[@]}"
     wait_stat A store_writes $((writes_before + 30)) 3 ||
-        fail "store_writes did not grow by 30 (before $writes_before, now $(stat A store_writes))"
+        it_case_fail "store_writes did not grow by 30 (before $writes_before, now $(stat A store_writes))"
     local total
     total=$(cat "$CASE_DIR/during.log" "$CASE_DIR/after.log" | wc -l)
     arrive_total "$total"
@@ -457,9 +407,9 @@ case_redis_killed() {
     n=$(for c in "${down[@]}"; do key_of "$c"; echo; done |
         xargs timeout 10 redis-cli -h 127.0.0.1 -p "${REDIS_PORT[r]}" EXISTS)
     echo "    INVITE/REGISTER calls started while Redis was down: ${#down[@]}; with a key in the restarted Redis: $n (store_lost_writes $lost)"
-    ((${#down[@]} > 0)) || fail "no call started while Redis was down"
+    ((${#down[@]} > 0)) || it_case_fail "no call started while Redis was down"
     if ((lost == 0 && n != ${#down[@]})); then
-        fail "$((${#down[@]} - n)) calls decided while Redis was down have no key, and no write was counted lost"
+        it_case_fail "$((${#down[@]} - n)) calls decided while Redis was down have no key, and no write was counted lost"
     fi
     case_end
 }
@@ -478,32 +428,39 @@ case_redis_slow() {
     # 407+ACK and BYE of calls never seen (held, asked, timed out, fallback),
     # and at the same time whole calls (their INVITE decides the rest from
     # the cache: a sleeping Redis must not delay them)
-    it_start "$CASE/send_orphans" "${CALLS[@]}" send "udp:127.0.0.1:${ROUTER_PORT[A]}" \
+    it_start "$CASE/send_orphans" "${CALLS[@]}" send "udp:127.0.0.1:${ROUTER_PORTS[A]}" \
         --template v3/008-009 --template v3/019-022 --calls 16 --prefix orphan --rate 500 \
         --log "$CASE_DIR/orphans.log"
     local s1=$IT_PID
-    it_start "$CASE/send_calls" "${CALLS[@]}" send "udp:127.0.0.1:${ROUTER_PORT[A]}" \
+    it_start "$CASE/send_calls" "${CALLS[@]}" send "udp:127.0.0.1:${ROUTER_PORTS[A]}" \
         --template v3/007-022 --calls 8 --prefix whole --rate 1000 --log "$CASE_DIR/whole.log"
     local s2=$IT_PID
     it_wait_exit "$s1" 10
-    ((IT_STATUS == 0)) || fail "sender of orphans failed: $(cat "$IT_TMP/$CASE/send_orphans.err")"
+    ((IT_STATUS == 0)) || it_case_fail "sender of orphans failed: $(cat "$IT_TMP/$CASE/send_orphans.err")"
     it_wait_exit "$s2" 10
-    ((IT_STATUS == 0)) || fail "sender of whole calls failed: $(cat "$IT_TMP/$CASE/send_calls.err")"
+    ((IT_STATUS == 0)) || it_case_fail "sender of whole calls failed: $(cat "$IT_TMP/$CASE/send_calls.err")"
     cat "$IT_TMP/$CASE/send_orphans.out" "$IT_TMP/$CASE/send_calls.out" | sed 's/^/    sender: /'
-    local sent_ms=$((($(date +%s%N) - t_sleep) / 1000000))
-    ((sent_ms < 900)) || fail "sending took until ${sent_ms} ms after DEBUG SLEEP: not all during the sleep"
+    # when the last packet left, from the senders' own logs (their start-up
+    # and exit, and this script's waiting, are not sending)
+    local sent_ms
+    sent_ms=$(python3 -c '
+import json, sys
+t0 = int(sys.argv[1]) / 1e9
+print(int((max(json.loads(l)["t"] for f in sys.argv[2:] for l in open(f)) - t0) * 1000))
+' "$t_sleep" "$CASE_DIR/orphans.log" "$CASE_DIR/whole.log")
+    ((sent_ms < 900)) || it_case_fail "sending took until ${sent_ms} ms after DEBUG SLEEP: not all during the sleep"
     it_wait_exit "$sleeper" 5
     local slept_ms=$((($(date +%s%N) - t_sleep) / 1000000))
     grep -qx OK "$IT_TMP/$CASE/debug_sleep.out" ||
-        fail "DEBUG SLEEP 1 did not answer OK: $(cat "$IT_TMP/$CASE/debug_sleep.out" "$IT_TMP/$CASE/debug_sleep.err")"
-    ((slept_ms >= 900)) || fail "DEBUG SLEEP 1 returned after ${slept_ms} ms"
+        it_case_fail "DEBUG SLEEP 1 did not answer OK: $(cat "$IT_TMP/$CASE/debug_sleep.out" "$IT_TMP/$CASE/debug_sleep.err")"
+    ((slept_ms >= 900)) || it_case_fail "DEBUG SLEEP 1 returned after ${slept_ms} ms"
     arrive_total "$(cat "$CASE_DIR/orphans.log" "$CASE_DIR/whole.log" | wc -l)"
     stop_router A
     local bound=$((TIMEOUT_MS + WAIT_MS + MARGIN_MS))
     echo "    all packets (bound ${bound} ms):"
     check_calls --log "$CASE_DIR/orphans.log" --log "$CASE_DIR/whole.log" --expect v3/007-022=voipmonitor \
         --max-delay-ms "$bound"
-    log "  worst delay $(sed -n 's/.*"max": \([0-9.]*\).*/\1/p' <<<"$CHECK_OUT") ms (bound ${bound} ms)"
+    it_note "  worst delay $(sed -n 's/.*"max": \([0-9.]*\).*/\1/p' <<<"$CHECK_OUT") ms (bound ${bound} ms)"
     echo "    the whole calls alone (decided from the cache, bound ${MARGIN_MS} ms):"
     check_calls --log "$CASE_DIR/whole.log" --allow-extra --max-delay-ms "$MARGIN_MS"
     stats A 'store_timeouts>0' 'calls_fallback>0' 'orphans_released_fallback>0' orphans_released_origin=0 \
@@ -529,8 +486,8 @@ case_auth_wrong() {
         out=$(it_run 15 "$HEPROUTER" -c "$CASE_DIR/wrong_$what.yaml" 2>&1)
         rc=$?
         echo "    wrong $what: exit $rc after $((($(date +%s%N) - t0) / 1000000)) ms: $(tail -n 3 <<<"$out" | tr '\n' ' ')"
-        ((rc != 0 && rc != 124 && rc != 137)) || fail "wrong $what: exit status $rc, expected a non-zero exit at startup"
-        grep -Eq 'WRONGPASS|AUTH' <<<"$out" || fail "wrong $what: no WRONGPASS/AUTH in its output: $out"
+        ((rc != 0 && rc != 124 && rc != 137)) || it_case_fail "wrong $what: exit status $rc, expected a non-zero exit at startup"
+        grep -Eq 'WRONGPASS|AUTH' <<<"$out" || it_case_fail "wrong $what: no WRONGPASS/AUTH in its output: $out"
     done
     # no password at all against requirepass: reported, not asserted (the
     # brief leaves open whether NOAUTH is fatal at startup)
@@ -556,12 +513,12 @@ auth_run() {
     sinks
     [ -n "${AUTH_SETUP:-}" ] && eval "$AUTH_SETUP"
     router A r 100000 "$1"
-    send A $(seq_items v3 7 18) $(seq_items v3 3 6)
+    send A $(it_seq_items v3 7 18) $(it_seq_items v3 3 6)
     arrive voipmonitor=12 homer=4
     REDISCLI_AUTH=secret assert_keys r "$CALL_V3" "$REG_V3"
     stop_router A
-    expect voipmonitor $(seq_items v3 7 18)
-    expect homer $(seq_items v3 3 6)
+    expect voipmonitor $(it_seq_items v3 7 18)
+    expect homer $(it_seq_items v3 3 6)
     stats A calls_new=2 calls_followed=14 calls_fallback=0 'store_writes>=2' store_errors=0
 }
 
@@ -581,7 +538,7 @@ case_auth_file() {
 
 case_auth_acl() {
     case_begin auth_acl "a Redis ACL user limited to the prefix's keys"
-    AUTH_SETUP="REDISCLI_AUTH=secret rcli r ACL SETUSER hr on '>hrpass' '~${PREFIX}*' '+@all' >/dev/null || fail 'ACL SETUSER failed'"
+    AUTH_SETUP="REDISCLI_AUTH=secret rcli r ACL SETUSER hr on '>hrpass' '~${PREFIX}*' '+@all' >/dev/null || it_case_fail 'ACL SETUSER failed'"
     auth_run $'    username: "hr"\n    password: "hrpass"'
     AUTH_SETUP=""
     case_end
@@ -592,26 +549,26 @@ case_restart() {
     start_redis r
     sinks
     router A r
-    send A $(seq_items v3 7 18)
+    send A $(it_seq_items v3 7 18)
     arrive voipmonitor=12
     stop_router A
     assert_keys r "$CALL_V3"
     local ttl
     ttl=$(rcli r TTL "$(key_of "$CALL_V3")")
     echo "    TTL of the call's key after the INVITE dialog: $ttl s (ttl.call 4h)"
-    { [[ $ttl =~ ^[0-9]+$ ]] && ((ttl > 3600)); } || fail "TTL after the INVITE dialog is $ttl, expected about 14400"
+    { [[ $ttl =~ ^[0-9]+$ ]] && ((ttl > 3600)); } || it_case_fail "TTL after the INVITE dialog is $ttl, expected about 14400"
     router B r
     send B v3/019 v3/021
     arrive voipmonitor=14
     stop_router B
     expect homer
-    expect voipmonitor $(seq_items v3 7 18) v3/019 v3/021
+    expect voipmonitor $(it_seq_items v3 7 18) v3/019 v3/021
     stats A calls_new=1 calls_followed=11
     stats B calls_new=0 calls_followed=2 calls_fallback=0 orphans_released_fallback=0 \
         'orphans_released_origin>=1' 'store_lookups>=1' 'store_hits>=1' destinations.voipmonitor.packets=2
     ttl=$(rcli r TTL "$(key_of "$CALL_V3")")
     echo "    TTL after the BYE's 200: $ttl s (ttl.ended 30s)"
-    { [[ $ttl =~ ^[0-9]+$ ]] && ((ttl > 0 && ttl <= 30)); } || fail "TTL after the BYE's 200 is $ttl, expected 1..30 (ttl.ended)"
+    { [[ $ttl =~ ^[0-9]+$ ]] && ((ttl > 0 && ttl <= 30)); } || it_case_fail "TTL after the BYE's 200 is $ttl, expected 1..30 (ttl.ended)"
     case_end
 }
 
@@ -622,16 +579,16 @@ case_down_at_start() {
     REDIS_PORT[r]=$port             # nothing listens there yet
     sinks
     router A r
-    send A $(seq_items v3 7 18)
+    send A $(it_seq_items v3 7 18)
     arrive voipmonitor=12
     start_redis r "$port"
-    wait_stat A store_writes 1 10 || fail "nothing written within 10 s after Redis came up"
+    wait_stat A store_writes 1 10 || it_case_fail "nothing written within 10 s after Redis came up"
     assert_keys r "$CALL_V3"
-    send A $(seq_items v3 19 22)
+    send A $(it_seq_items v3 19 22)
     arrive voipmonitor=16
     stop_router A
     expect homer
-    expect voipmonitor $(seq_items v3 7 22)
+    expect voipmonitor $(it_seq_items v3 7 22)
     stats A calls_new=1 calls_followed=15 calls_fallback=0
     counters A
     grep -E ' (warning|warn|info|error): (redis|context store)' "$CASE_DIR/router_A.err" | head -n 5 | sed 's/^/      /'
@@ -647,19 +604,19 @@ case_huge_value() {
     case_begin huge_value "a ${HUGE_VALUE_MB} MiB value under a call's key: read no further than max_reply_bytes, connection made again, fallback"
     start_redis r
     head -c $((HUGE_VALUE_MB << 20)) /dev/zero | tr '\0' x | rcli r -x SET "$(key_of "$CALL_V3")" >/dev/null ||
-        fail "could not plant the value"
+        it_case_fail "could not plant the value"
     sinks
     router A r 100000 "    max_reply_bytes: $MAX_REPLY_BYTES"
-    local pid=${ROUTER_PID[A]} hwm0 hwm1 r1 r2
+    local pid=${ROUTER_PIDS[A]} hwm0 hwm1 r1 r2
     hwm0=$(vm_hwm_kb "$pid")
     # a 407 and its ACK of the call: held, looked up (rechecked), decided by
     # the fallback, whose decision is written (SET NX GET gets the value too)
     send A v3/008 v3/009
     arrive voipmonitor=2
-    wait_stat A store_reconnects 1 5 || fail "no reconnect after the oversized reply"
+    wait_stat A store_reconnects 1 5 || it_case_fail "no reconnect after the oversized reply"
     hwm1=$(vm_hwm_kb "$pid")
     echo "    peak RSS: ${hwm0} kB at start, ${hwm1} kB after the lookups (value: ${HUGE_VALUE_MB} MiB)"
-    ((hwm1 - hwm0 < RSS_GROWTH_MAX_KB)) || fail "peak RSS grew by $((hwm1 - hwm0)) kB: the reply was read whole"
+    ((hwm1 - hwm0 < RSS_GROWTH_MAX_KB)) || it_case_fail "peak RSS grew by $((hwm1 - hwm0)) kB: the reply was read whole"
     # no retry loop: the connection stays up once the call's commands are done
     sleep 0.5
     snapshot A
@@ -667,25 +624,19 @@ case_huge_value() {
     sleep 1
     snapshot A
     r2=$(stat A store_reconnects)
-    [ "$r1" = "$r2" ] || fail "still reconnecting: store_reconnects $r1, then $r2 a second later"
+    [ "$r1" = "$r2" ] || it_case_fail "still reconnecting: store_reconnects $r1, then $r2 a second later"
     stop_router A
     expect voipmonitor v3/008 v3/009
     stats A 'store_errors>=1' 'store_reconnects>=1' 'calls_fallback>=1' store_lost_writes=0
     grep -F "the reply for call \"$CALL_V3\" is longer than store.redis.max_reply_bytes" "$CASE_DIR/router_A.err" |
         head -n 2 | sed 's/^/      /'
     grep -qF "the reply for call \"$CALL_V3\" is longer than store.redis.max_reply_bytes" "$CASE_DIR/router_A.err" ||
-        fail "the log does not name the call whose reply was too long"
+        it_case_fail "the log does not name the call whose reply was too long"
     case_end
 }
 
 # ---------------------------------------------------------------- main
 
-cases=(two_instances redis_killed redis_slow auth_wrong auth_ok auth_file auth_acl restart down_at_start huge_value)
-selected=("$@")
-[[ ${#selected[@]} -gt 0 ]] || selected=("${cases[@]}")
-for c in "${selected[@]}"; do
-    declare -F "case_$c" >/dev/null || { echo "unknown case $c (known: ${cases[*]})"; exit 2; }
-done
 # the build must know store.type redis
 probe=$IT_TMP/probe.yaml
 REDIS_PORT[probe]=1
@@ -694,9 +645,4 @@ SINK_ADDR[voipmonitor]=udp:127.0.0.1:11
 write_config "$probe" 9 probe 100000
 out=$(it_run 10 "$HEPROUTER" -t -c "$probe" 2>&1) ||
     it_fail "this heprouter does not accept a Redis store config: $out"
-start=$(date +%s)
-for c in "${selected[@]}"; do
-    "case_$c"
-done
-log "done in $(($(date +%s) - start)) s: ${#FAILED[@]} case(s) failed${FAILED[*]:+: ${FAILED[*]}}"
-[[ ${#FAILED[@]} -eq 0 ]]
+it_run_cases "$@"

@@ -47,13 +47,11 @@ done
 HEPROUTER=$(it_bin src/heprouter) || exit 1
 it_bin tools/hepdump >/dev/null || exit 1
 T0=$(date +%s%N)
-OK=1
+IT_ROUTER_LISTEN=udp
+# One run, no cases: CASE stays "", its files are in CASE_DIR = $IT_TMP.
 
+# log MESSAGE: it_note with the seconds since the start.
 log() { printf '[test_redis_sentinel %(%H:%M:%S)T +%ss] %s\n' -1 "$(( ($(date +%s%N) - T0) / 1000000000 ))" "$*"; }
-fail() {
-    printf '[test_redis_sentinel] FAIL: %s\n' "$*"
-    OK=0
-}
 
 indent() { sed 's/^/    /'; }
 
@@ -137,19 +135,10 @@ log "master :$MPORT (pid $MPID), replica :$RPORT (pid $RPID), sentinel :$SPORT (
 
 # ---------------------------------------------------------------- sinks, heprouter
 
-declare -A SINK_ADDR
-for s in homer voipmonitor; do
-    it_start_hepdump "$s" -l udp:127.0.0.1:0 -o "$IT_TMP/$s.json" --raw -u -q
-    SINK_ADDR[$s]=udp:127.0.0.1:$(it_listen_port "$IT_TMP/$s.ready" udp)
-done
+it_start_sink homer
+it_start_sink voipmonitor
 
-router_ready() { grep -Eq '(^|[^[:alnum:]_])ready$' "$IT_TMP/router.err" 2>/dev/null; }
-router_ready_or_dead() { router_ready || it_exited "$ROUTER_PID"; }
-for try in 1 2 3; do
-    RTPORT=$(it_free_port both)
-    cat >"$IT_TMP/router.yaml" <<EOF
-# written by test_redis_sentinel.sh
-listen: [ "udp:127.0.0.1:$RTPORT" ]
+it_start_router "$(cat <<EOF
 workers: 1
 orphans: { wait_ms: $WAIT_MS, max_held: 100000 }
 ttl: { call: 4h, register: 1h, ended: 30s }
@@ -169,18 +158,8 @@ routes:
   - { match: { method: [REGISTER, OPTIONS] }, to: [ homer ] }
 default: [ homer ]
 EOF
-    rm -f "$IT_TMP/router.err"
-    it_start router "$HEPROUTER" -c "$IT_TMP/router.yaml"
-    ROUTER_PID=$IT_PID
-    it_wait_until 5 router_ready_or_dead
-    router_ready && break
-    it_exited "$ROUTER_PID" || it_fail "heprouter not ready after 5 s"
-    it_stop "$ROUTER_PID"
-    grep -q 'ddress already in use' "$IT_TMP/router.err" ||
-        it_fail "heprouter exited at startup: $(tail -n 5 "$IT_TMP/router.err")"
-done
-router_ready || it_fail "heprouter could not bind"
-TARGET=udp:127.0.0.1:$RTPORT
+)"
+TARGET=udp:127.0.0.1:$ROUTER_PORT
 
 stat() { "${CALLS[@]}" stat --log "$IT_TMP/router.err" "$1"; }
 usr1_lines() { grep -c 'stats (SIGUSR1' "$IT_TMP/router.err" 2>/dev/null || true; }
@@ -189,7 +168,7 @@ snapshot() {
     local n
     n=$(usr1_lines)
     kill -USR1 "$ROUTER_PID"
-    it_wait_until 5 usr1_more "$n" || fail "no stats line after SIGUSR1"
+    it_wait_until 5 usr1_more "$n" || it_case_fail "no stats line after SIGUSR1"
 }
 stat_at_least() {
     local v
@@ -204,7 +183,7 @@ send_calls() {
     shift 2
     for tpl in "${@:-v3/007-022}"; do t+=(--template "$tpl"); done
     it_run 20 "${CALLS[@]}" send "$TARGET" "${t[@]}" --calls "$n" --prefix "$name" --rate 2000 \
-        --log "$IT_TMP/$name.log" >/dev/null || fail "sending $name failed"
+        --log "$IT_TMP/$name.log" >/dev/null || it_case_fail "sending $name failed"
 }
 ids_of() { "${CALLS[@]}" callids --template v3/007-022 --calls "$2" --prefix "$1"; }
 
@@ -215,7 +194,7 @@ mapfile -t BEFORE < <(ids_of before 5)
 if it_wait_until 3 all_keys_on "$MPORT" "${BEFORE[@]}"; then
     log "5 calls before the failover: keys on the master :$MPORT"
 else
-    fail "calls before the failover: $(count_keys "$MPORT" "${BEFORE[@]}") of 5 keys on the master"
+    it_case_fail "calls before the failover: $(count_keys "$MPORT" "${BEFORE[@]}") of 5 keys on the master"
 fi
 
 # ---------------------------------------------------------------- failover
@@ -245,30 +224,30 @@ mapfile -t AFTER1 < <(ids_of after1 20)
 if it_wait_until "$NEW_MASTER_WRITE_S" all_keys_on "$RPORT" "${AFTER1[@]}"; then
     log "20 calls after the switch: all on the new master :$RPORT within $((($(date +%s%N) - T_SWITCH) / 1000000)) ms"
 else
-    fail "calls sent right after the sentinel named the new master: $(count_keys "$RPORT" "${AFTER1[@]}") of 20 keys on the NEW master :$RPORT after ${NEW_MASTER_WRITE_S} s, $(count_keys "$MPORT" "${AFTER1[@]}") on the OLD master :$MPORT (role $(rcli "$MPORT" ROLE | head -n 1))"
+    it_case_fail "calls sent right after the sentinel named the new master: $(count_keys "$RPORT" "${AFTER1[@]}") of 20 keys on the NEW master :$RPORT after ${NEW_MASTER_WRITE_S} s, $(count_keys "$MPORT" "${AFTER1[@]}") on the OLD master :$MPORT (role $(rcli "$MPORT" ROLE | head -n 1))"
 fi
 
 it_wait_exit "$DURING_PID" 30
-((IT_STATUS == 0)) || fail "the sender during the failover exited with $IT_STATUS"
+((IT_STATUS == 0)) || it_case_fail "the sender during the failover exited with $IT_STATUS"
 if it_wait_until "$RECONNECT_S" stat_at_least store_reconnects 1; then
     log "heprouter reconnected (store_reconnects=$(stat store_reconnects))"
 else
-    fail "store_reconnects is $(stat store_reconnects) ${RECONNECT_S} s after the failover"
+    it_case_fail "store_reconnects is $(stat store_reconnects) ${RECONNECT_S} s after the failover"
 fi
 
 # after Sentinel demoted the old master
 if it_wait_until "$DEMOTE_S" role_is "$MPORT" slave; then
     log "old master :$MPORT demoted to replica $((($(date +%s%N) - T_FAILOVER) / 1000000)) ms after FAILOVER"
 else
-    fail "the old master :$MPORT is still $(rcli "$MPORT" ROLE | head -n 1) ${DEMOTE_S} s after the failover"
+    it_case_fail "the old master :$MPORT is still $(rcli "$MPORT" ROLE | head -n 1) ${DEMOTE_S} s after the failover"
 fi
 send_calls after2 20
 mapfile -t AFTER2 < <(ids_of after2 20)
 it_wait_until 3 all_keys_on "$RPORT" "${AFTER2[@]}" ||
-    fail "calls after the demotion: $(count_keys "$RPORT" "${AFTER2[@]}") of 20 keys on the new master"
+    it_case_fail "calls after the demotion: $(count_keys "$RPORT" "${AFTER2[@]}") of 20 keys on the new master"
 SETS=$(rcli "$RPORT" INFO commandstats | sed -n 's/^cmdstat_set:calls=\([0-9]*\),.*/\1/p')
 log "new master :$RPORT commandstats since it was promoted: set=${SETS:-0} get=$(rcli "$RPORT" INFO commandstats | sed -n 's/^cmdstat_get:calls=\([0-9]*\),.*/\1/p')"
-((${SETS:-0} >= 40)) || fail "the new master executed ${SETS:-0} SETs since its promotion, expected >= 40 (after1 + after2)"
+((${SETS:-0} >= 40)) || it_case_fail "the new master executed ${SETS:-0} SETs since its promotion, expected >= 40 (after1 + after2)"
 log "after1 keys on the new master at the end: $(count_keys "$RPORT" "${AFTER1[@]}") of 20"
 # Calls of the traffic around the failover (the INVITE and REGISTER ones
 # write a key): which have their key on the new master at the end?  Writes
@@ -295,23 +274,22 @@ total_is() {
 }
 it_wait_until 10 total_is || true
 snapshot
-it_stop "$ROUTER_PID"
-((IT_STATUS == 0)) || fail "heprouter exited with status $IT_STATUS after SIGTERM"
+it_stop_router
 sleep 0.1
 out=$("${CALLS[@]}" check --sink "homer=$IT_TMP/homer.json" --sink "voipmonitor=$IT_TMP/voipmonitor.json" \
     --log "$IT_TMP/before.log" --log "$IT_TMP/during.log" --log "$IT_TMP/after1.log" --log "$IT_TMP/after2.log" \
     --expect v3/007-022=voipmonitor --expect v3/003-006=homer)
 rc=$?
 indent <<<"$out"
-((rc == 0)) || fail "packets lost, duplicated or misrouted across the failover"
+((rc == 0)) || it_case_fail "packets lost, duplicated or misrouted across the failover"
 "${REPLAY[@]}" stats --log "$IT_TMP/router.err" 'store_reconnects>=1' 'store_writes>=45' "packets_in=$TOTAL" |
     sed 's/^/    /'
-((PIPESTATUS[0] == 0)) || fail "counters"
+((PIPESTATUS[0] == 0)) || it_case_fail "counters"
 echo "    counters: $(for k in store_writes store_lost_writes store_errors store_unavailable store_reconnects \
     store_lookups store_hits store_misses store_timeouts calls_fallback orphans_released_fallback; do
     printf '%s=%s ' "$k" "$(stat "$k")"; done)"
 
-if ((OK)); then
+if ((CASE_OK)); then
     log "ok in $((($(date +%s%N) - T0) / 1000000)) ms"
     exit 0
 fi

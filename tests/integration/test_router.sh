@@ -11,12 +11,12 @@
 #
 #   BUILD_DIR=/tmp/build-it bash tests/integration/test_router.sh [CASE...]
 #
-# CASE names select cases (default: all; see `cases` below).
+# CASE names select cases (default: all; see IT_CASES below).
 # Environment: BUILD_DIR (binaries at src/heprouter and tools/hepdump,
 # default /tmp/build-it), TOP_DIR (the source tree), IT_KEEP_TMP=1 keeps the
 # scratch directory (it is kept anyway when a case fails).  Shell helpers
 # (processes by PID, free ports, waits) come from lib.sh.
-# Packet lists are built with $(seq_items ...) and split on purpose:
+# Packet lists are built with $(it_seq_items ...) and split on purpose:
 # shellcheck disable=SC2046
 set -uo pipefail
 
@@ -30,7 +30,6 @@ DATA=$TOP_DIR/tests/data/kamailio
 REPLAY=(python3 "$HERE/hepreplay.py" --data "$DATA")
 WAIT_MS=50              # orphans.wait_ms in every config
 PAST_WAIT=pause:200     # a pause well past WAIT_MS
-READY_TIMEOUT=5         # seconds for heprouter to log "ready"
 ARRIVE_TIMEOUT=5        # seconds for the expected packets to arrive
 TIME_LIMIT=120          # the whole test (it takes about 20 s)
 
@@ -40,65 +39,22 @@ HEPROUTER=$(it_bin src/heprouter) || exit 1
 it_bin tools/hepdump >/dev/null || exit 1
 [ -d "$DATA/v3" ] || it_fail "no captures in $DATA"
 
-FAILED=()               # failed case names
-CASE=""                 # current case name
-CASE_DIR=""             # $IT_TMP/$CASE
-CASE_OK=1
-declare -A SINK_PID SINK_ADDR
-ROUTER_PID=""
-ROUTER_PORT=""
+IT_CASES=(invite_407 407_before_invite ack_unseen_407 register bye_known bye_unknown rtcp
+          duplicates convert tcp destination_down drain malformed cli)
 
-log() { printf '[test_router %(%H:%M:%S)T] %s\n' -1 "$*"; }
-
-# A failed assertion: the case goes on (to show everything that is wrong),
-# and the test fails at the end.  Broken setup uses it_fail (exits).
-fail() {
-    printf '[test_router] FAIL %s: %s\n' "$CASE" "$*"
-    CASE_OK=0
-}
-
-case_begin() {
-    CASE=$1
-    CASE_DIR=$IT_TMP/$CASE
-    CASE_OK=1
-    mkdir -p "$CASE_DIR"
-    SINK_PID=()
-    SINK_ADDR=()
-    ROUTER_PID=""
-    log "case $CASE: $2"
-}
-
+# case_end: heprouter stopped (a non-zero exit status fails the case), then
+# the sinks; the verdict.  Broken setup uses it_fail (exits).
 case_end() {
-    local name
-    [ -n "$ROUTER_PID" ] && stop_router
-    for name in "${!SINK_PID[@]}"; do
-        it_stop "${SINK_PID[$name]}"
-    done
-    if ((CASE_OK)); then
-        log "case $CASE: ok"
-    else
-        FAILED+=("$CASE")
-        echo "[test_router] case $CASE failed; heprouter log (last 30 lines):"
-        tail -n 30 "$CASE_DIR/router.err" 2>/dev/null | sed 's/^/    /'
-    fi
+    it_stop_router
+    it_stop_all
+    it_case_end
 }
 
-# start_sink NAME udp|tcp [PORT]: a hepdump on PORT (default: one it picks);
-# sets SINK_ADDR[NAME] = udp:127.0.0.1:P
-start_sink() {
-    local name=$1 transport=$2 port=${3:-0}
-    it_start_hepdump "$CASE/$name" -l "$transport:127.0.0.1:$port" -o "$CASE_DIR/$name.json" --raw -u -q
-    SINK_PID[$name]=$IT_PID
-    SINK_ADDR[$name]=$transport:127.0.0.1:$(it_listen_port "$CASE_DIR/$name.ready" "$transport")
-}
-
-# write_config FILE PORT HOMER_TARGETS VOIP_TARGETS [INVITE_ROUTE_TO]
-# Targets are YAML list items ("udp:127.0.0.1:1", ...).
-write_config() {
-    local file=$1 port=$2 homer=$3 voip=$4 invite_to=${5:-voipmonitor}
-    cat >"$file" <<EOF
-# written by test_router.sh, case $CASE
-listen: [ "udp:127.0.0.1:$port", "tcp:127.0.0.1:$port" ]
+# router_config HOMER_TARGETS VOIP_TARGETS [INVITE_ROUTE_TO]: the config
+# after its listen line.  Targets are YAML list items ("udp:127.0.0.1:1", ...).
+router_config() {
+    local homer=$1 voip=$2 invite_to=${3:-voipmonitor}
+    cat <<EOF
 workers: 1
 orphans: { wait_ms: ${CASE_WAIT_MS:-$WAIT_MS}, max_held: 100000 }
 ttl: { call: 4h, register: 1h, ended: 30s }
@@ -112,55 +68,17 @@ default: [ homer ]
 EOF
 }
 
-router_logged_ready() {
-    grep -Eq '(^|[^[:alnum:]_])ready$' "$CASE_DIR/router.err" 2>/dev/null
-}
-
-router_ready_or_dead() {
-    router_logged_ready || it_exited "$ROUTER_PID"
-}
-
-# start_router CONFIG: heprouter in the foreground, its stderr in router.err.
-# Returns 1 when it exited at startup (e.g. its port was taken meanwhile).
-start_router() {
-    it_start "$CASE/router" "$HEPROUTER" -c "$1"
-    ROUTER_PID=$IT_PID
-    it_wait_until "$READY_TIMEOUT" router_ready_or_dead
-    router_logged_ready && return 0
-    local died=0
-    it_exited "$ROUTER_PID" && died=1
-    it_stop "$ROUTER_PID"
-    ROUTER_PID=""
-    ((died)) && return 1
-    it_fail "case $CASE: heprouter did not log \"ready\" within ${READY_TIMEOUT}s"
-}
-
-# listen_and_start HOMER_TARGETS VOIP_TARGETS [INVITE_ROUTE_TO]: writes the
-# config on a free port and starts heprouter; another free port if it cannot
-# bind the first (a free port may be taken before heprouter gets it).
+# listen_and_start HOMER_TARGETS VOIP_TARGETS [INVITE_ROUTE_TO]: heprouter
+# on a free port (udp and tcp) with that config.
 listen_and_start() {
-    local try
-    for try in 1 2 3; do
-        ROUTER_PORT=$(it_free_port both)
-        write_config "$CASE_DIR/router.yaml" "$ROUTER_PORT" "$@"
-        start_router "$CASE_DIR/router.yaml" && return 0
-        cp "$CASE_DIR/router.err" "$CASE_DIR/router.err.$try"
-    done
-    it_fail "case $CASE: heprouter exited at startup 3 times; last log: $(cat "$CASE_DIR/router.err")"
-}
-
-# stop_router: SIGTERM (held packets take their fallback), exit status 0.
-stop_router() {
-    it_stop "$ROUTER_PID"
-    ROUTER_PID=""
-    ((IT_STATUS == 0)) || fail "heprouter exited with status $IT_STATUS after SIGTERM"
+    it_start_router "$(router_config "$@")"
 }
 
 # send udp|tcp [hepreplay send options] ITEM...: to the router's listener.
 send() {
     local transport=$1
     shift
-    it_run 20 "${REPLAY[@]}" send "$transport:127.0.0.1:$ROUTER_PORT" "$@" || fail "hepreplay send failed: $*"
+    it_run 20 "${REPLAY[@]}" send "$transport:127.0.0.1:$ROUTER_PORT" "$@" || it_case_fail "hepreplay send failed: $*"
 }
 
 # arrive NAME=N...: wait until each sink holds N packets (bounded).
@@ -177,54 +95,47 @@ expect() {
     local name=$1
     shift
     "${REPLAY[@]}" check --sink "$name" --json "$CASE_DIR/$name.json" "$@" | sed 's/^/    /'
-    ((PIPESTATUS[0] == 0)) || fail "sink $name did not get what it should"
+    ((PIPESTATUS[0] == 0)) || it_case_fail "sink $name did not get what it should"
 }
 
 # stats EXPR...: counters of the "stats (exit, ...)" line.
 stats() {
     "${REPLAY[@]}" stats --log "$CASE_DIR/router.err" "$@" | sed 's/^/    /'
-    ((PIPESTATUS[0] == 0)) || fail "counters differ"
+    ((PIPESTATUS[0] == 0)) || it_case_fail "counters differ"
 }
 
 # finish: stop heprouter (it drains), give the sinks a moment to read the rest.
 finish() {
-    stop_router
+    it_stop_router
     sleep 0.1
 }
 
 # setup [udp|tcp]: two sinks, a config routing INVITE to voipmonitor, heprouter.
 setup() {
     local transport=${1:-udp}
-    start_sink homer "$transport"
-    start_sink voipmonitor "$transport"
+    it_start_sink homer "$transport"
+    it_start_sink voipmonitor "$transport"
     listen_and_start "\"${SINK_ADDR[homer]}\"" "\"${SINK_ADDR[voipmonitor]}\""
-}
-
-seq_items() {            # seq_items v3 7 12 -> v3/007 ... v3/012
-    local v=$1 i
-    for ((i = $2; i <= $3; i++)); do
-        printf '%s/%03d ' "$v" "$i"
-    done
 }
 
 CALL_V2=inv-1-10965@127.0.0.1
 CALL_V3=inv-1-11219@127.0.0.1
 
 case_invite_407() {
-    case_begin invite_407 "INVITE, 407, ACK, INVITE with credentials, ... in capture order: all to voipmonitor"
+    it_case_begin invite_407 "INVITE, 407, ACK, INVITE with credentials, ... in capture order: all to voipmonitor"
     setup
-    send udp $(seq_items v3 7 18)
+    send udp $(it_seq_items v3 7 18)
     arrive voipmonitor=12
     finish
     expect homer
-    expect voipmonitor $(seq_items v3 7 18)
+    expect voipmonitor $(it_seq_items v3 7 18)
     stats packets_in=12 calls_new=1 calls_followed=11 calls_fallback=0 orphans_held=0 \
         destinations.voipmonitor.packets=12 destinations.homer.packets=0
     case_end
 }
 
 case_407_before_invite() {
-    case_begin 407_before_invite "407 (and its ACK) arrive before their INVITE: held, then sent right after it"
+    it_case_begin 407_before_invite "407 (and its ACK) arrive before their INVITE: held, then sent right after it"
     setup
     send udp --delay-ms 0 v3/008 v3/007
     send udp v3/010 v3/011
@@ -236,7 +147,7 @@ case_407_before_invite() {
         orphans_released_fallback=0 calls_followed=3
     case_end
 
-    case_begin 407_ack_before_invite "407 and ACK before the INVITE: both held, released in arrival order"
+    it_case_begin 407_ack_before_invite "407 and ACK before the INVITE: both held, released in arrival order"
     setup
     send udp --delay-ms 1 v3/008 v3/009 v3/007
     send udp v3/010
@@ -249,7 +160,7 @@ case_407_before_invite() {
 }
 
 case_ack_unseen_407() {
-    case_begin ack_unseen_407 "INVITE seen, its 407 never traced, the ACK of the 407 arrives"
+    it_case_begin ack_unseen_407 "INVITE seen, its 407 never traced, the ACK of the 407 arrives"
     setup
     send udp v3/007 v3/009 v3/010 v3/011
     arrive voipmonitor=4
@@ -259,7 +170,7 @@ case_ack_unseen_407() {
     stats calls_new=1 calls_followed=3 orphans_held=0 calls_fallback=0
     case_end
 
-    case_begin ack_unknown_call "ACK of a 407 of a call never seen: wait_ms, then CSeq ACK implies INVITE"
+    it_case_begin ack_unknown_call "ACK of a 407 of a call never seen: wait_ms, then CSeq ACK implies INVITE"
     setup
     send udp v3/009 $PAST_WAIT v3/010 v3/011 v3/012
     arrive voipmonitor=4
@@ -272,14 +183,14 @@ case_ack_unseen_407() {
 }
 
 case_register() {
-    case_begin register "OPTIONS/200 and REGISTER/401/REGISTER/200 to homer; an orphan 401 falls back to REGISTER"
+    it_case_begin register "OPTIONS/200 and REGISTER/401/REGISTER/200 to homer; an orphan 401 falls back to REGISTER"
     setup
     # v2/004 is the 401 of another REGISTER call, never seen: after wait_ms
     # it goes by "CSeq: 1 REGISTER"; homer forwards v2 bytes as received.
-    send udp $(seq_items v3 1 6) v2/004 $PAST_WAIT v2/005 v2/006
+    send udp $(it_seq_items v3 1 6) v2/004 $PAST_WAIT v2/005 v2/006
     arrive homer=9
     finish
-    expect homer $(seq_items v3 1 6) v2/004 v2/005 v2/006
+    expect homer $(it_seq_items v3 1 6) v2/004 v2/005 v2/006
     expect voipmonitor
     stats calls_new=2 calls_fallback=1 orphans_held=1 orphans_released_fallback=1 \
         calls_followed=6 destinations.homer.packets=9 destinations.homer.converted=0
@@ -287,31 +198,31 @@ case_register() {
 }
 
 case_bye_known() {
-    case_begin bye_known "BYE (with correlation id chunk) and its 200s of a known call follow the INVITE"
+    it_case_begin bye_known "BYE (with correlation id chunk) and its 200s of a known call follow the INVITE"
     setup
-    send udp v3/010 v3/012 v3/016 v3/017 v3/018 $(seq_items v3 19 22)
+    send udp v3/010 v3/012 v3/016 v3/017 v3/018 $(it_seq_items v3 19 22)
     arrive voipmonitor=9
     finish
     expect homer
-    expect voipmonitor v3/010 v3/012 v3/016 v3/017 v3/018 $(seq_items v3 19 22)
+    expect voipmonitor v3/010 v3/012 v3/016 v3/017 v3/018 $(it_seq_items v3 19 22)
     stats calls_new=1 calls_followed=8 orphans_held=0
     case_end
 }
 
 case_bye_unknown() {
-    case_begin bye_unknown "BYE of a call older than the store: held, then CSeq BYE implies INVITE; the 200s follow"
+    it_case_begin bye_unknown "BYE of a call older than the store: held, then CSeq BYE implies INVITE; the 200s follow"
     setup
-    send udp $(seq_items v3 19 22)
+    send udp $(it_seq_items v3 19 22)
     arrive voipmonitor=4
     finish
     expect homer
-    expect voipmonitor $(seq_items v3 19 22)
+    expect voipmonitor $(it_seq_items v3 19 22)
     stats calls_new=0 calls_fallback=1 orphans_held=4 orphans_released_fallback=4 orphans_released_origin=0
     case_end
 }
 
 case_rtcp() {
-    case_begin rtcp "RTCP (type 5) follows the call named by its correlation id"
+    it_case_begin rtcp "RTCP (type 5) follows the call named by its correlation id"
     setup
     # known call; no correlation id (default route at once); unknown call
     # (held, then default route); RTCP before its INVITE (held, released).
@@ -326,7 +237,7 @@ case_rtcp() {
 }
 
 case_duplicates() {
-    case_begin duplicates "exact duplicates (trace_mode=1 style) are all forwarded and counted"
+    it_case_begin duplicates "exact duplicates (trace_mode=1 style) are all forwarded and counted"
     setup
     send udp v3/007 v3/007 v3/008 v3/008 v3/009 v3/009 v3/010 v3/003 v3/003 v3/004
     arrive voipmonitor=7 homer=3
@@ -338,28 +249,28 @@ case_duplicates() {
 }
 
 case_convert() {
-    case_begin convert "HEP v1 and v2 input: homer gets it as received, voipmonitor (hep_version: 3) as HEPv3"
+    it_case_begin convert "HEP v1 and v2 input: homer gets it as received, voipmonitor (hep_version: 3) as HEPv3"
     setup
     local t0 t1
     t0=$(date +%s)
-    send udp $(seq_items v1 1 12) $(seq_items v2 1 12)
+    send udp $(it_seq_items v1 1 12) $(it_seq_items v2 1 12)
     arrive homer=12 voipmonitor=12
     t1=$(date +%s)
     finish
-    expect homer $(seq_items v1 1 6) $(seq_items v2 1 6)
+    expect homer $(it_seq_items v1 1 6) $(it_seq_items v2 1 6)
     expect voipmonitor --convert-v3 --v1-ts-window "$((t0 - 1)):$((t1 + 1))" \
-        $(seq_items v1 7 12) $(seq_items v2 7 12)
+        $(it_seq_items v1 7 12) $(it_seq_items v2 7 12)
     stats in_v1=12 in_v2=12 calls_new=6 destinations.voipmonitor.converted=12 \
         destinations.homer.converted=0
     case_end
 }
 
 case_tcp() {
-    case_begin tcp "TCP in (frames glued in one write, frames split across writes) and TCP out"
+    it_case_begin tcp "TCP in (frames glued in one write, frames split across writes) and TCP out"
     setup tcp
-    send tcp --tcp-mode glued $(seq_items v3 1 22)
+    send tcp --tcp-mode glued $(it_seq_items v3 1 22)
     arrive homer=6 voipmonitor=16
-    send tcp --tcp-mode split --split-size 97 --split-pause-ms 2 $(seq_items v3 1 22)
+    send tcp --tcp-mode split --split-size 97 --split-pause-ms 2 $(it_seq_items v3 1 22)
     arrive homer=12 voipmonitor=32
     # v1/v2 on UDP in, TCP out: a TCP stream is HEP3, so it is converted.
     send udp v2/001 v2/002
@@ -370,8 +281,8 @@ case_tcp() {
     send tcp v3/004
     arrive homer=16
     finish
-    expect homer --convert-v3 $(seq_items v3 1 6) $(seq_items v3 1 6) v2/001 v2/002 v3/003 v3/004
-    expect voipmonitor $(seq_items v3 7 22) $(seq_items v3 7 22)
+    expect homer --convert-v3 $(it_seq_items v3 1 6) $(it_seq_items v3 1 6) v2/001 v2/002 v3/003 v3/004
+    expect voipmonitor $(it_seq_items v3 7 22) $(it_seq_items v3 7 22)
     stats tcp_accepted=4 tcp_bad_magic=1 calls_new=4 packets_in=48 \
         "destinations/homer/targets/${SINK_ADDR[homer]}/packets=16" \
         "destinations/voipmonitor/targets/${SINK_ADDR[voipmonitor]}/packets=32"
@@ -379,23 +290,23 @@ case_tcp() {
 }
 
 case_destination_down() {
-    case_begin destination_down "voipmonitor's UDP and TCP targets are closed ports; homer still gets everything"
+    it_case_begin destination_down "voipmonitor's UDP and TCP targets are closed ports; homer still gets everything"
     local closed_udp closed_tcp
     closed_udp=$(it_free_port udp)
     closed_tcp=$(it_free_port tcp)
-    start_sink homer udp
+    it_start_sink homer udp
     listen_and_start "\"${SINK_ADDR[homer]}\"" \
         "\"udp:127.0.0.1:$closed_udp\", \"tcp:127.0.0.1:$closed_tcp\"" "voipmonitor, homer"
-    send udp $(seq_items v3 1 22) $(seq_items v3 1 22)
+    send udp $(it_seq_items v3 1 22) $(it_seq_items v3 1 22)
     arrive homer=44
     # The TCP target comes up: what its queue kept while it was down is
     # delivered on reconnect, in order, then the new packets.
-    start_sink voip_tcp tcp "$closed_tcp"
-    send udp $(seq_items v3 7 22)
+    it_start_sink voip_tcp tcp "$closed_tcp"
+    send udp $(it_seq_items v3 7 22)
     arrive homer=60 voip_tcp=48
     finish
-    expect homer $(seq_items v3 1 22) $(seq_items v3 1 22) $(seq_items v3 7 22)
-    expect voip_tcp $(seq_items v3 7 22) $(seq_items v3 7 22) $(seq_items v3 7 22)
+    expect homer $(it_seq_items v3 1 22) $(it_seq_items v3 1 22) $(it_seq_items v3 7 22)
+    expect voip_tcp $(it_seq_items v3 7 22) $(it_seq_items v3 7 22) $(it_seq_items v3 7 22)
     stats destinations.homer.packets=60 destinations.voipmonitor.packets=48 \
         "destinations/voipmonitor/targets/tcp:127.0.0.1:$closed_tcp/packets=48" \
         "destinations/voipmonitor/targets/tcp:127.0.0.1:$closed_tcp/connects=1"
@@ -403,13 +314,13 @@ case_destination_down() {
 }
 
 case_drain() {
-    case_begin drain "SIGUSR1 logs the counters; SIGTERM sends the held packets by their fallback"
+    it_case_begin drain "SIGUSR1 logs the counters; SIGTERM sends the held packets by their fallback"
     local CASE_WAIT_MS=20000        # nothing leaves the hold queue by timeout here
     setup
     send udp v3/008 v3/009 rtcp:no-such-call@127.0.0.1 v3/021
     sleep 0.3                       # past a counter snapshot (every 100 ms)
     kill -USR1 "$ROUTER_PID"
-    it_wait_until 5 grep -q 'stats (SIGUSR1' "$CASE_DIR/router.err" || fail "no stats line after SIGUSR1"
+    it_wait_until 5 grep -q 'stats (SIGUSR1' "$CASE_DIR/router.err" || it_case_fail "no stats line after SIGUSR1"
     stats orphans_held=4 orphans_released_fallback=0 destinations.voipmonitor.packets=0 \
         destinations.homer.packets=0
     # nothing left while held (the sinks have had 300 ms to show it)
@@ -423,15 +334,15 @@ case_drain() {
 }
 
 case_malformed() {
-    case_begin malformed "malformed packets mixed with valid ones: every valid one delivered, each error counted"
+    it_case_begin malformed "malformed packets mixed with valid ones: every valid one delivered, each error counted"
     setup
     send udp v3/001 bad:truncated v3/002 bad:version v3/003 bad:length v3/004 bad:chunk_short \
         v3/005 bad:chunk_overrun v3/006 bad:chunk_size v3/007 bad:no_payload v3/008 bad:hdr_len \
         v3/009 bad:family v3/010 bad:address v3/011
     arrive homer=6 voipmonitor=5
     finish
-    expect homer $(seq_items v3 1 6)
-    expect voipmonitor $(seq_items v3 7 11)
+    expect homer $(it_seq_items v3 1 6)
+    expect voipmonitor $(it_seq_items v3 7 11)
     stats packets_in=21 in_v3=11 decode_errors.truncated=1 decode_errors.bad_version=1 \
         decode_errors.length_mismatch=1 decode_errors.chunk_too_short=1 decode_errors.chunk_overrun=1 \
         decode_errors.bad_chunk_size=1 decode_errors.no_payload=1 decode_errors.bad_header_length=1 \
@@ -440,12 +351,12 @@ case_malformed() {
 }
 
 case_cli() {
-    case_begin cli "heprouter -t -c, -V, -h"
+    it_case_begin cli "heprouter -t -c, -V, -h"
     local out rc
     out=$(it_run 10 "$HEPROUTER" -t -c "$TOP_DIR/etc/heprouter.yaml" 2>&1)
     rc=$?
-    ((rc == 0)) || fail "-t -c etc/heprouter.yaml: exit status $rc, expected 0; output: $out"
-    grep -q 'configuration OK' <<<"$out" || fail "-t -c etc/heprouter.yaml: no \"configuration OK\" in: $out"
+    ((rc == 0)) || it_case_fail "-t -c etc/heprouter.yaml: exit status $rc, expected 0; output: $out"
+    grep -q 'configuration OK' <<<"$out" || it_case_fail "-t -c etc/heprouter.yaml: no \"configuration OK\" in: $out"
 
     # one file per kind of error: YAML syntax, values, references
     local bad f line
@@ -453,15 +364,15 @@ case_cli() {
         f=$HERE/$bad
         out=$(it_run 10 "$HEPROUTER" -t -c "$f" 2>&1)
         rc=$?
-        ((rc != 0)) || fail "-t -c $bad: exit status 0, expected non-zero"
-        grep -q 'configuration OK' <<<"$out" && fail "-t -c $bad: says \"configuration OK\""
+        ((rc != 0)) || it_case_fail "-t -c $bad: exit status 0, expected non-zero"
+        grep -q 'configuration OK' <<<"$out" && it_case_fail "-t -c $bad: says \"configuration OK\""
         # every (non-comment) line marked "# error" must be reported as FILE:LINE:COL
         while read -r line; do
             grep -Eq "^$f:$line:[0-9]+: " <<<"$out" ||
-                fail "-t -c $bad: no \"$f:$line:COL: ...\" line; output was: $out"
+                it_case_fail "-t -c $bad: no \"$f:$line:COL: ...\" line; output was: $out"
         done < <(grep -n '^[^#].*# error' "$f" | cut -d: -f1)
         if grep -Ev "^$f:[0-9]+:[0-9]+: |configuration has errors" <<<"$out" | grep -q .; then
-            fail "-t -c $bad: lines not in FILE:LINE:COL form: $(grep -Ev "^$f:[0-9]+:[0-9]+: " <<<"$out")"
+            it_case_fail "-t -c $bad: lines not in FILE:LINE:COL form: $(grep -Ev "^$f:[0-9]+:[0-9]+: " <<<"$out")"
         fi
         echo "    $bad: $(wc -l <<<"$out") line(s), exit $rc"
     done
@@ -469,33 +380,20 @@ case_cli() {
     out=$(it_run 10 "$HEPROUTER" -V 2>&1)
     rc=$?
     if ((rc != 0)) || ! grep -Eq '^heprouter [0-9]' <<<"$out"; then
-        fail "-V: exit $rc, output: $out"
+        it_case_fail "-V: exit $rc, output: $out"
     fi
     out=$(it_run 10 "$HEPROUTER" -h 2>&1)
     rc=$?
     if ((rc != 0)) || ! grep -q -- '-t -c FILE' <<<"$out"; then
-        fail "-h: exit $rc, output: $out"
+        it_case_fail "-h: exit $rc, output: $out"
     fi
     it_run 10 "$HEPROUTER" -x >/dev/null 2>&1
     rc=$?
-    ((rc != 0)) || fail "an unknown option exits 0"
+    ((rc != 0)) || it_case_fail "an unknown option exits 0"
     it_run 10 "$HEPROUTER" </dev/null >/dev/null 2>&1
     rc=$?
-    ((rc != 0)) || fail "no -c exits 0"
+    ((rc != 0)) || it_case_fail "no -c exits 0"
     case_end
 }
 
-cases=(invite_407 407_before_invite ack_unseen_407 register bye_known bye_unknown rtcp
-       duplicates convert tcp destination_down drain malformed cli)
-selected=("$@")
-[[ ${#selected[@]} -gt 0 ]] || selected=("${cases[@]}")
-start=$(date +%s)
-for c in "${selected[@]}"; do
-    if ! declare -F "case_$c" >/dev/null; then
-        echo "unknown case $c (known: ${cases[*]})"
-        exit 2
-    fi
-    "case_$c"
-done
-log "done in $(($(date +%s) - start)) s: ${#FAILED[@]} case(s) failed${FAILED[*]:+: ${FAILED[*]}}"
-[[ ${#FAILED[@]} -eq 0 ]]
+it_run_cases "$@"

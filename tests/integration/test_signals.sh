@@ -16,7 +16,7 @@
 #
 # Environment: BUILD_DIR (src/heprouter), IT_KEEP_TMP=1 keeps the scratch
 # directory.  Helpers come from lib.sh.
-# Packet lists are built with $(seq_items ...) and split on purpose:
+# Packet lists are built with $(it_seq_items ...) and split on purpose:
 # shellcheck disable=SC2046
 set -uo pipefail
 
@@ -26,7 +26,6 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 REPLAY=(python3 "$HERE/hepreplay.py")
 TIME_LIMIT=120          # the whole test (about 5 s; 60 s more when the fix is missing)
-READY_TIMEOUT=5         # seconds for heprouter to log "ready"
 NDESTS=12               # stats_json: destinations...
 NTARGETS=3              # ...of this many UDP targets each
 DRAIN_TIMEOUT=60s       # second_signal: limits.drain_timeout
@@ -38,72 +37,7 @@ it_init "$TIME_LIMIT"
 it_require_cmd python3 ss
 HEPROUTER=$(it_bin src/heprouter) || exit 1
 
-FAILED=()
-CASE=""
-CASE_DIR=""
-CASE_OK=1
-ROUTER_PID=""
-ROUTER_PORT=""
-
-log() { printf '[%s %(%H:%M:%S)T] %s\n' "$IT_NAME" -1 "$*"; }
-
-fail() {
-    printf '[%s] FAIL %s: %s\n' "$IT_NAME" "$CASE" "$*"
-    CASE_OK=0
-}
-
-case_begin() {
-    CASE=$1
-    CASE_DIR=$IT_TMP/$CASE
-    CASE_OK=1
-    ROUTER_PID=""
-    mkdir -p "$CASE_DIR"
-    log "case $CASE: $2"
-}
-
-case_end() {
-    it_stop_all
-    if ((CASE_OK)); then
-        log "case $CASE: ok"
-    else
-        FAILED+=("$CASE")
-        echo "[$IT_NAME] case $CASE failed; heprouter log (last 30 lines):"
-        tail -n 30 "$CASE_DIR/router.err" 2>/dev/null | cut -c1-400 | sed 's/^/    /'
-    fi
-}
-
-seq_items() {            # seq_items v3 1 3 -> v3/001 v3/002 v3/003
-    local v=$1 i
-    for ((i = $2; i <= $3; i++)); do
-        printf '%s/%03d ' "$v" "$i"
-    done
-}
-
-router_ready_or_dead() {
-    grep -Eq '(^|[^[:alnum:]_])ready$' "$CASE_DIR/router.err" 2>/dev/null || it_exited "$ROUTER_PID"
-}
-
-# start_router CONFIG_BODY: writes router.yaml (listen on a free port
-# first) and starts heprouter; another port if it cannot bind the first.
-start_router() {
-    local body=$1 try
-    for try in 1 2 3; do
-        ROUTER_PORT=$(it_free_port both) || exit 1
-        printf 'listen: [ "udp:127.0.0.1:%s", "tcp:127.0.0.1:%s" ]\n%s\n' \
-            "$ROUTER_PORT" "$ROUTER_PORT" "$body" >"$CASE_DIR/router.yaml"
-        it_start "$CASE/router" "$HEPROUTER" -c "$CASE_DIR/router.yaml"
-        ROUTER_PID=$IT_PID
-        it_wait_until "$READY_TIMEOUT" router_ready_or_dead
-        if ! it_exited "$ROUTER_PID"; then
-            router_ready_or_dead && return 0
-            it_fail "case $CASE: heprouter did not log \"ready\" within ${READY_TIMEOUT}s"
-        fi
-        grep -q 'bind: Address already in use' "$CASE_DIR/router.err" ||
-            it_fail "case $CASE: heprouter exited at startup"
-        cp "$CASE_DIR/router.err" "$CASE_DIR/router.err.$try"
-    done
-    it_fail "case $CASE: heprouter could not bind a free port 3 times"
-}
+IT_CASES=(stats_json second_signal)
 
 stats_logged() {
     [ "$(grep -c "$1" "$CASE_DIR/router.err")" -gt "$2" ]
@@ -112,7 +46,7 @@ stats_logged() {
 # ---- stats_json ----
 
 case_stats_json() {
-    case_begin stats_json "$NDESTS destinations x $NTARGETS UDP targets: SIGUSR1 logs whole JSON"
+    it_case_begin stats_json "$NDESTS destinations x $NTARGETS UDP targets: SIGUSR1 logs whole JSON"
     local config="workers: 1
 destinations:" i j
     # 127.0.0.2 and up, port 9 (discard): nothing needs to listen there
@@ -132,10 +66,10 @@ routes:"
     done
     config+="
 default: [ capture-backend-1 ]"
-    start_router "$config"
+    it_start_router "$config"
     kill -USR1 "$ROUTER_PID"
-    it_wait_until 5 stats_logged 'stats (SIGUSR1' 0 || fail "no stats line after SIGUSR1"
-    python3 - "$CASE_DIR/router.err" "$NDESTS" "$NTARGETS" <<'EOF' || fail "the SIGUSR1 counters line is not whole"
+    it_wait_until 5 stats_logged 'stats (SIGUSR1' 0 || it_case_fail "no stats line after SIGUSR1"
+    python3 - "$CASE_DIR/router.err" "$NDESTS" "$NTARGETS" <<'EOF' || it_case_fail "the SIGUSR1 counters line is not whole"
 import json, re, sys
 path, ndests, ntargets = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 line = [l for l in open(path, errors="replace") if "stats (SIGUSR1" in l][-1]
@@ -161,56 +95,48 @@ if missing:
     sys.exit(1)
 print("    ok   %d destinations, %d targets" % (ndests, ndests * ntargets))
 EOF
-    case_end
+    it_stop_all
+    it_case_end
 }
 
 # ---- second_signal ----
 
 case_second_signal() {
-    case_begin second_signal "TCP target down, drain_timeout $DRAIN_TIMEOUT: a second SIGTERM stops at once"
+    it_case_begin second_signal "TCP target down, drain_timeout $DRAIN_TIMEOUT: a second SIGTERM stops at once"
     local dead_port
     dead_port=$(it_free_port tcp) || exit 1      # nothing listens: packets queue
-    start_router "workers: 1
+    it_start_router "workers: 1
 orphans: { wait_ms: 0 }
 limits: { drain_timeout: $DRAIN_TIMEOUT }
 destinations:
   stuck: { targets: [ \"tcp:127.0.0.1:$dead_port\" ] }
 default: [ stuck ]"
-    it_run 20 "${REPLAY[@]}" send "udp:127.0.0.1:$ROUTER_PORT" $(seq_items v3 1 "$QUEUED") ||
-        fail "hepreplay send failed"
+    it_run 20 "${REPLAY[@]}" send "udp:127.0.0.1:$ROUTER_PORT" $(it_seq_items v3 1 "$QUEUED") ||
+        it_case_fail "hepreplay send failed"
     sleep 0.3               # read and queued
     kill -TERM "$ROUTER_PID"
-    it_wait_until 5 stats_logged 'signal 15: draining' 0 || fail "SIGTERM not logged"
+    it_wait_until 5 stats_logged 'signal 15: draining' 0 || it_case_fail "SIGTERM not logged"
     sleep "$SECOND_AFTER"
-    it_alive "$ROUTER_PID" || fail "heprouter did not wait for its TCP queue (nothing to abandon)"
+    it_alive "$ROUTER_PID" || it_case_fail "heprouter did not wait for its TCP queue (nothing to abandon)"
     local t0 t1
     t0=$(date +%s%N)
     kill -TERM "$ROUTER_PID"
     if it_wait_until "$EXIT_WITHIN" it_exited "$ROUTER_PID"; then
         t1=$(date +%s%N)
-        log "exited $(((t1 - t0) / 1000000)) ms after the second SIGTERM"
+        it_note "exited $(((t1 - t0) / 1000000)) ms after the second SIGTERM"
         IT_STATUS=0
         wait "$ROUTER_PID" 2>/dev/null || IT_STATUS=$?
-        [ "$IT_STATUS" = 0 ] || fail "exit status $IT_STATUS after the second SIGTERM"
-        grep -q 'signal 15 again: stopping now' "$CASE_DIR/router.err" || fail "the second signal was not logged"
+        [ "$IT_STATUS" = 0 ] || it_case_fail "exit status $IT_STATUS after the second SIGTERM"
+        grep -q 'signal 15 again: stopping now' "$CASE_DIR/router.err" || it_case_fail "the second signal was not logged"
         "${REPLAY[@]}" stats --log "$CASE_DIR/router.err" packets_in="$QUEUED" \
             "destinations/stuck/targets/tcp:127.0.0.1:$dead_port/exit_drops=$QUEUED" | sed 's/^/    /'
-        ((PIPESTATUS[0] == 0)) || fail "exit counters differ"
-        grep -q 'stats (exit' "$CASE_DIR/router.err" || fail "no exit counters"
+        ((PIPESTATUS[0] == 0)) || it_case_fail "exit counters differ"
+        grep -q 'stats (exit' "$CASE_DIR/router.err" || it_case_fail "no exit counters"
     else
-        fail "still running ${EXIT_WITHIN} s after the second SIGTERM (drain_timeout $DRAIN_TIMEOUT)"
+        it_case_fail "still running ${EXIT_WITHIN} s after the second SIGTERM (drain_timeout $DRAIN_TIMEOUT)"
     fi
-    case_end
+    it_stop_all
+    it_case_end
 }
 
-CASES=(stats_json second_signal)
-[ $# -gt 0 ] && CASES=("$@")
-for c in "${CASES[@]}"; do
-    declare -F "case_$c" >/dev/null || it_fail "no case $c"
-    "case_$c"
-done
-if [ ${#FAILED[@]} -gt 0 ]; then
-    echo "[$IT_NAME] FAILED: ${FAILED[*]}"
-    exit 1
-fi
-log "all cases passed"
+it_run_cases "$@"

@@ -35,7 +35,6 @@ REPLAY=(python3 "$HERE/hepreplay.py" --data "$DATA")
 COMPARE=(python3 "$HERE/sipcapture/compare.py" --data "$DATA")
 KCFG=$HERE/sipcapture/receiver.cfg
 KMOD=${KAMAILIO_MODULES:-/usr/lib/x86_64-linux-gnu/kamailio/modules}
-READY_TIMEOUT=5         # seconds for heprouter to log "ready"
 ARRIVE_TIMEOUT=5        # seconds for the receiver to log every packet
 TIME_LIMIT=60           # the whole test (it takes about 10 s)
 
@@ -47,22 +46,10 @@ done
 HEPROUTER=$(it_bin src/heprouter) || exit 1
 [ -d "$DATA/v3" ] || it_fail "no captures in $DATA"
 
-FAILED=()
-CASE=""
-CASE_DIR=""
-CASE_OK=1
-ROUTER_PID=""
-ROUTER_PORT=""
+IT_ROUTER_LISTEN=udp
 K_PID=""
 K_PORT=""
 K_LOG=""
-
-log() { printf '[test_sipcapture %(%H:%M:%S)T] %s\n' -1 "$*"; }
-
-fail() {
-    printf '[test_sipcapture] FAIL %s: %s\n' "$CASE" "$*"
-    CASE_OK=0
-}
 
 # items vV: every capture of tests/data/kamailio/vV, as hepreplay items.
 items() {
@@ -100,7 +87,7 @@ start_receiver() {
         K_PID=$IT_PID
         it_wait_until 10 k_ready_or_dead
         if it_port_listening udp "$K_PORT" && ! it_exited "$K_PID"; then
-            log "receiver: kamailio $(kamailio -v | sed -n '1s/^version: //p') pid $K_PID on udp:127.0.0.1:$K_PORT"
+            it_note "receiver: kamailio $(kamailio -v | sed -n '1s/^version: //p') pid $K_PID on udp:127.0.0.1:$K_PORT"
             return 0
         fi
         it_stop "$K_PID"
@@ -111,48 +98,17 @@ start_receiver() {
 
 # --- heprouter -------------------------------------------------------------
 
-# write_config FILE PORT EXTRA: one destination "sipcapture" (EXTRA: more
-# keys of it, e.g. "hep_version: 3"), every packet to it, never held.
-write_config() {
-    cat >"$1" <<EOC
-# written by test_sipcapture.sh, case $CASE
-listen: [ "udp:127.0.0.1:$2" ]
+# router_config EXTRA: the config after its listen line: one destination
+# "sipcapture" (EXTRA: more keys of it, e.g. ", hep_version: 3"), every
+# packet to it, never held.
+router_config() {
+    cat <<EOC
 workers: 1
 orphans: { wait_ms: 0, max_held: 0 }
 destinations:
-  sipcapture: { targets: [ "udp:127.0.0.1:$K_PORT" ]$3 }
+  sipcapture: { targets: [ "udp:127.0.0.1:$K_PORT" ]$1 }
 default: [ sipcapture ]
 EOC
-}
-
-router_logged_ready() {
-    grep -Eq '(^|[^[:alnum:]_])ready$' "$CASE_DIR/router.err" 2>/dev/null
-}
-
-router_ready_or_dead() {
-    router_logged_ready || it_exited "$ROUTER_PID"
-}
-
-start_router() {
-    local try
-    for try in 1 2 3; do
-        ROUTER_PORT=$(it_free_port udp) || exit 1
-        write_config "$CASE_DIR/router.yaml" "$ROUTER_PORT" "$1"
-        it_start "$CASE/router" "$HEPROUTER" -c "$CASE_DIR/router.yaml"
-        ROUTER_PID=$IT_PID
-        it_wait_until "$READY_TIMEOUT" router_ready_or_dead
-        router_logged_ready && return 0
-        it_stop "$ROUTER_PID"
-        ROUTER_PID=""
-        cp "$CASE_DIR/router.err" "$CASE_DIR/router.err.$try"
-    done
-    it_fail "case $CASE: heprouter did not start 3 times; last log: $(tail -n 5 "$CASE_DIR/router.err")"
-}
-
-stop_router() {
-    it_stop "$ROUTER_PID"
-    ROUTER_PID=""
-    ((IT_STATUS == 0)) || fail "heprouter exited with status $IT_STATUS after SIGTERM"
 }
 
 # --- a case ----------------------------------------------------------------
@@ -167,31 +123,21 @@ run_case() {
     shift 3
     while [ $# -gt 0 ] && [ "$1" != -- ]; do opts+=("$1"); shift; done
     shift
-    CASE=$name
-    CASE_DIR=$IT_TMP/$name
-    CASE_OK=1
-    mkdir -p "$CASE_DIR"
-    log "case $CASE: $desc"
-    start_router "$extra"
+    it_case_begin "$name" "$desc"
+    it_start_router "$(router_config "$extra")"
     before=$(wc -l <"$K_LOG")
     n=$(k_sc_lines)
     t0=$(date +%s)
-    it_run 20 "${REPLAY[@]}" send "udp:127.0.0.1:$ROUTER_PORT" --delay-ms 2 "$@" || fail "hepreplay send failed"
+    it_run 20 "${REPLAY[@]}" send "udp:127.0.0.1:$ROUTER_PORT" --delay-ms 2 "$@" || it_case_fail "hepreplay send failed"
     t1=$(date +%s)
     it_wait_until "$ARRIVE_TIMEOUT" k_has $((n + $#)) ||
-        fail "receiver logged $(($(k_sc_lines) - n)) of $# packets within ${ARRIVE_TIMEOUT}s"
+        it_case_fail "receiver logged $(($(k_sc_lines) - n)) of $# packets within ${ARRIVE_TIMEOUT}s"
     sleep 0.2                   # extra packets would show up too
-    stop_router
+    it_stop_router
     "${COMPARE[@]}" --log "$K_LOG" --from-line "$before" --v1-window "$t0:$t1" \
         --show "${SHOW:-0}" "${opts[@]}" "$@"
-    ((PIPESTATUS[0] == 0)) || fail "the receiver did not log what was sent"
-    if ((CASE_OK)); then
-        log "case $CASE: ok"
-    else
-        FAILED+=("$CASE")
-        echo "[test_sipcapture] case $CASE failed; heprouter log (last 20 lines):"
-        tail -n 20 "$CASE_DIR/router.err" 2>/dev/null | sed 's/^/    /'
-    fi
+    ((PIPESTATUS[0] == 0)) || it_case_fail "the receiver did not log what was sent"
+    it_case_end
 }
 
 want() {
@@ -226,4 +172,4 @@ fi
 if [ ${#FAILED[@]} -gt 0 ]; then
     it_fail "failed: ${FAILED[*]} (receiver log: $K_LOG)"
 fi
-log "all cases passed"
+it_note "all cases passed"
