@@ -16,13 +16,14 @@ Item specs: v3/007 (a capture), v3/007-022 (a range), comma lists of both.
 Subcommands:
 
   send TARGET --template SPEC [--template SPEC]... --calls N [--first K]
-       --prefix P [--rate PPS] [--log FILE] [--stop-file FILE]
+       --prefix P [--rate PPS] [--log FILE] [--stop-file FILE] [--start-file FILE]
       Sends calls K..K+N-1, one whole call after another (call I uses
       template I mod the number of templates), every packet to TARGET
       (udp:HOST:PORT), paced at PPS packets per second overall (0: as fast
       as possible).  --log writes one JSON line per packet: sha1 of its
       bytes, call id, item, send time (wall clock).  --stop-file: stop
-      early when that file appears.  Prints {"sent":..,"calls":..,"seconds":..}.
+      early when that file appears.  --start-file: once ready, wait for
+      that file to appear before sending.  Prints {"sent":..,"calls":..,"seconds":..}.
 
   seq --to NAME=udp:HOST:PORT... [--log FILE] STEP...
       One process for timing-sensitive sequences across several heprouter
@@ -65,6 +66,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATA = os.path.normpath(os.path.join(HERE, "..", "data", "kamailio"))
 CH_PAYLOAD, CH_CORRELATION = 15, 17
 CALLID_RE = re.compile(rb"\r\n(?:Call-ID|i)[ \t]*:[ \t]*([^\r\n]+)", re.I)
+START_FILE_WAIT_S = 30         # --start-file: longest wait for the go
+START_FILE_POLL_S = 0.001
 STATS_RE = re.compile(r"stats \(([^,)]*)(?:, (\d+) calls in store)?\): (\{.*\})\s*$")
 
 
@@ -180,6 +183,18 @@ def linger():
     time.sleep(0.05)
 
 
+def wait_for_file(path):
+    """Ready to send, waits for path to exist (a test's "go"), so that the
+    sending starts when the test wants it, whatever start-up took."""
+    if not path:
+        return
+    deadline = time.monotonic() + START_FILE_WAIT_S
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            die("%s did not appear within %d s" % (path, START_FILE_WAIT_S))
+        time.sleep(START_FILE_POLL_S)
+
+
 def cmd_send(a):
     tpl = Templates(a.template, a.data)
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -189,6 +204,7 @@ def cmd_send(a):
     # Build everything first so that pacing is not disturbed by the rewriting.
     calls = [tpl.call(a.prefix, i) for i in range(a.first, a.first + a.calls)]
     interval = 1.0 / a.rate if a.rate > 0 else 0.0
+    wait_for_file(a.start_file)
     start = time.monotonic()
     sent = 0
     ncalls = 0
@@ -395,6 +411,7 @@ def main():
     s.add_argument("--rate", type=float, default=0.0)
     s.add_argument("--log")
     s.add_argument("--stop-file")
+    s.add_argument("--start-file")
 
     q = sub.add_parser("seq")
     q.add_argument("--to", action="append", required=True)

@@ -420,21 +420,25 @@ case_redis_slow() {
     start_redis r 0 --enable-debug-command local
     sinks
     router A r
-    sleep 0.2                       # its connection is up
+    # 407+ACK and BYE of calls never seen (held, asked, timed out, fallback),
+    # and at the same time whole calls (their INVITE decides the rest from
+    # the cache: a sleeping Redis must not delay them).  The senders start
+    # now and send when the go file appears, once Redis sleeps.
+    local go=$CASE_DIR/go
+    it_start "$CASE/send_orphans" "${CALLS[@]}" send "udp:127.0.0.1:${ROUTER_PORTS[A]}" \
+        --template v3/008-009 --template v3/019-022 --calls 16 --prefix orphan --rate 500 \
+        --log "$CASE_DIR/orphans.log" --start-file "$go"
+    local s1=$IT_PID
+    it_start "$CASE/send_calls" "${CALLS[@]}" send "udp:127.0.0.1:${ROUTER_PORTS[A]}" \
+        --template v3/007-022 --calls 8 --prefix whole --rate 1000 --log "$CASE_DIR/whole.log" \
+        --start-file "$go"
+    local s2=$IT_PID
+    sleep 0.5                       # heprouter's connection is up, the senders are ready
     it_start "$CASE/debug_sleep" redis-cli -h 127.0.0.1 -p "${REDIS_PORT[r]}" DEBUG SLEEP 1
     local sleeper=$IT_PID t_sleep
     t_sleep=$(date +%s%N)
     sleep 0.05
-    # 407+ACK and BYE of calls never seen (held, asked, timed out, fallback),
-    # and at the same time whole calls (their INVITE decides the rest from
-    # the cache: a sleeping Redis must not delay them)
-    it_start "$CASE/send_orphans" "${CALLS[@]}" send "udp:127.0.0.1:${ROUTER_PORTS[A]}" \
-        --template v3/008-009 --template v3/019-022 --calls 16 --prefix orphan --rate 500 \
-        --log "$CASE_DIR/orphans.log"
-    local s1=$IT_PID
-    it_start "$CASE/send_calls" "${CALLS[@]}" send "udp:127.0.0.1:${ROUTER_PORTS[A]}" \
-        --template v3/007-022 --calls 8 --prefix whole --rate 1000 --log "$CASE_DIR/whole.log"
-    local s2=$IT_PID
+    : > "$go"
     it_wait_exit "$s1" 10
     ((IT_STATUS == 0)) || it_case_fail "sender of orphans failed: $(cat "$IT_TMP/$CASE/send_orphans.err")"
     it_wait_exit "$s2" 10
