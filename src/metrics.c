@@ -1,5 +1,6 @@
 /*
- * metrics.c - allocation, summing and JSON output of the router's counters.
+ * metrics.c - allocation, summing and JSON output of the router's counters,
+ * each made from the lists in metrics.h.
  */
 #include "metrics.h"
 
@@ -8,6 +9,14 @@
 #include <string.h>
 
 #include "conf.h"
+
+const char *metrics_in_version_name(int version)
+{
+    static const char *const names[METRICS_HEP_VERSIONS] = { "in_v0", "in_v1", "in_v2", "in_v3" };
+    if (version < 0 || version >= METRICS_HEP_VERSIONS)
+        return "unknown";
+    return names[version];
+}
 
 int metrics_init(struct metrics *m, const struct conf *conf)
 {
@@ -35,121 +44,140 @@ void metrics_free(struct metrics *m)
     memset(m, 0, sizeof *m);
 }
 
+/* Each helper below is one list expanded: d is the struct written, s the one read. */
+#define RESET(name, help) d->name = 0;
+#define RESET_ARRAY(name, count, key, help) memset(d->name, 0, sizeof d->name);
+#define ADD(name, help) d->name += s->name;
+#define ADD_ARRAY(name, count, key, help) \
+    for (size_t i = 0; i < (count); i++)  \
+        d->name[i] += s->name[i];
+
+static void reset_counters(struct metrics *d)
+{
+    METRICS_COUNTERS(RESET, RESET_ARRAY, RESET_ARRAY)
+}
+
+static void reset_dest(struct metrics_dest *d)
+{
+    METRICS_DEST_COUNTERS(RESET)
+}
+
+static void reset_target(struct metrics_target *d)
+{
+    METRICS_TARGET_COUNTERS(RESET)
+}
+
+static void add_counters(struct metrics *d, const struct metrics *s)
+{
+    METRICS_COUNTERS(ADD, ADD_ARRAY, ADD_ARRAY)
+}
+
+static void add_dest(struct metrics_dest *d, const struct metrics_dest *s)
+{
+    METRICS_DEST_COUNTERS(ADD)
+}
+
+static void add_target(struct metrics_target *d, const struct metrics_target *s)
+{
+    METRICS_TARGET_COUNTERS(ADD)
+}
+
+#undef RESET
+#undef RESET_ARRAY
+#undef ADD
+#undef ADD_ARRAY
+
 void metrics_reset(struct metrics *m)
 {
-    memset(m, 0, offsetof(struct metrics, ndests));
-    memset(m->dests, 0, m->ndests * sizeof *m->dests);
-    memset(m->targets, 0, m->ntargets * sizeof *m->targets);
+    reset_counters(m);
+    for (size_t i = 0; i < m->ndests; i++)
+        reset_dest(&m->dests[i]);
+    for (size_t i = 0; i < m->ntargets; i++)
+        reset_target(&m->targets[i]);
 }
 
-/* Adds bytes / 8 consecutive uint64_t counters. */
-static void add_u64s(void *dst, const void *src, size_t bytes)
-{
-    uint64_t *d = dst;
-    const uint64_t *s = src;
-    for (size_t i = 0; i < bytes / sizeof(uint64_t); i++)
-        d[i] += s[i];
-}
-
+/* store_evictions is summed like the rest; the main thread then sets it in the total. */
 void metrics_add(struct metrics *dst, const struct metrics *src)
 {
-    /* every field before ndests is a uint64_t counter or an array of them */
-    add_u64s(dst, src, offsetof(struct metrics, ndests));
+    add_counters(dst, src);
     for (size_t i = 0; i < dst->ndests && i < src->ndests; i++)
-        add_u64s(&dst->dests[i], &src->dests[i], sizeof dst->dests[i]);
+        add_dest(&dst->dests[i], &src->dests[i]);
     for (size_t i = 0; i < dst->ntargets && i < src->ntargets; i++)
-        add_u64s(&dst->targets[i], &src->targets[i], sizeof dst->targets[i]);
+        add_target(&dst->targets[i], &src->targets[i]);
 }
 
-static void kv(FILE *out, const char *name, uint64_t v, int *first)
+/* Writes "name": after a comma unless it is its object's first key. */
+static void json_key(FILE *out, const char *name, int *first)
 {
-    fprintf(out, "%s\"%s\":%" PRIu64, *first ? "" : ",", name, v);
+    fprintf(out, "%s\"%s\":", *first ? "" : ",", name);
     *first = 0;
 }
+
+static void json_u64(FILE *out, const char *name, uint64_t v, int *first)
+{
+    json_key(out, name, first);
+    fprintf(out, "%" PRIu64, v);
+}
+
+/* Elements 1..count-1 of an array, element i under the key key(i). */
+static void json_keyed(FILE *out, const uint64_t *v, int count, const char *(*key)(int), int *first)
+{
+    for (int i = 1; i < count; i++)
+        json_u64(out, key(i), v[i], first);
+}
+
+/* Each helper below is one list expanded: s is the struct read, first its object's flag. */
+#define JSON_COUNTER(name, help) json_u64(out, #name, s->name, first);
+#define JSON_SERIES(name, count, key, help) json_keyed(out, s->name, (count), key, first);
+#define JSON_GROUP(name, count, key, help)                    \
+    do {                                                      \
+        int group_first = 1;                                  \
+        json_key(out, #name, first);                          \
+        fputc('{', out);                                      \
+        json_keyed(out, s->name, (count), key, &group_first); \
+        fputc('}', out);                                      \
+    } while (0);
+
+static void json_counters(FILE *out, const struct metrics *s, int *first)
+{
+    METRICS_COUNTERS(JSON_COUNTER, JSON_SERIES, JSON_GROUP)
+}
+
+static void json_dest(FILE *out, const struct metrics_dest *s, int *first)
+{
+    METRICS_DEST_COUNTERS(JSON_COUNTER)
+}
+
+static void json_target(FILE *out, const struct metrics_target *s, int *first)
+{
+    METRICS_TARGET_COUNTERS(JSON_COUNTER)
+}
+
+#undef JSON_COUNTER
+#undef JSON_SERIES
+#undef JSON_GROUP
 
 void metrics_write_json(const struct metrics *m, const struct conf *conf, FILE *out)
 {
     int first = 1;
     fputc('{', out);
-    kv(out, "packets_in", m->packets_in, &first);
-    kv(out, "bytes_in", m->bytes_in, &first);
-    kv(out, "in_v1", m->in_version[1], &first);
-    kv(out, "in_v2", m->in_version[2], &first);
-    kv(out, "in_v3", m->in_version[3], &first);
-    kv(out, "in_sip", m->in_sip, &first);
-    kv(out, "in_rtcp", m->in_rtcp, &first);
-    kv(out, "in_log", m->in_log, &first);
-    kv(out, "in_other", m->in_other, &first);
-    fputs(",\"decode_errors\":{", out);
-    first = 1;
-    for (int i = 1; i < HEP_STATUS_COUNT; i++)
-        kv(out, hep_status_name(i), m->decode_errors[i], &first);
-    fputc('}', out);
-    first = 0;
-    kv(out, "payload_inflated", m->payload_inflated, &first);
-    kv(out, "payload_inflate_errors", m->payload_inflate_errors, &first);
-    kv(out, "udp_oversize", m->udp_oversize, &first);
-    kv(out, "recv_errors", m->recv_errors, &first);
-    kv(out, "tcp_accepted", m->tcp_accepted, &first);
-    kv(out, "tcp_rejected", m->tcp_rejected, &first);
-    kv(out, "tcp_bad_magic", m->tcp_bad_magic, &first);
-    kv(out, "tcp_bad_length", m->tcp_bad_length, &first);
-    kv(out, "tcp_idle_closed", m->tcp_idle_closed, &first);
-    kv(out, "tcp_truncated", m->tcp_truncated, &first);
-    kv(out, "tcp_closed", m->tcp_closed, &first);
-    fputs(",\"sip_errors\":{", out);
-    first = 1;
-    for (int i = 1; i < SIP_STATUS_COUNT; i++)
-        kv(out, sip_status_name(i), m->sip_errors[i], &first);
-    fputc('}', out);
-    first = 0;
-    kv(out, "sip_lines_skipped", m->sip_lines_skipped, &first);
-    kv(out, "calls_new", m->calls_new, &first);
-    kv(out, "calls_followed", m->calls_followed, &first);
-    kv(out, "calls_fallback", m->calls_fallback, &first);
-    kv(out, "calls_not_stored", m->calls_not_stored, &first);
-    kv(out, "uncorrelated", m->uncorrelated, &first);
-    kv(out, "duplicates", m->duplicates, &first);
-    kv(out, "route_dropped", m->route_dropped, &first);
-    kv(out, "store_lookups", m->store_lookups, &first);
-    kv(out, "store_hits", m->store_hits, &first);
-    kv(out, "store_misses", m->store_misses, &first);
-    kv(out, "store_timeouts", m->store_timeouts, &first);
-    kv(out, "store_errors", m->store_errors, &first);
-    kv(out, "store_writes", m->store_writes, &first);
-    kv(out, "store_lost_writes", m->store_lost_writes, &first);
-    kv(out, "store_reconnects", m->store_reconnects, &first);
-    kv(out, "store_unavailable", m->store_unavailable, &first);
-    kv(out, "store_cache_hits", m->store_cache_hits, &first);
-    kv(out, "store_cache_misses", m->store_cache_misses, &first);
-    kv(out, "store_evictions", m->store_evictions, &first);
-    kv(out, "orphans_held", m->orphans_held, &first);
-    kv(out, "orphans_released_origin", m->orphans_released_origin, &first);
-    kv(out, "orphans_released_fallback", m->orphans_released_fallback, &first);
-    kv(out, "orphans_queue_full", m->orphans_queue_full, &first);
-    fputs(",\"destinations\":{", out);
+    json_counters(out, m, &first);
+    json_key(out, "destinations", &first);
+    fputc('{', out);
+    int first_dest = 1;
     for (size_t i = 0; i < m->ndests && i < conf->ndests; i++) {
-        const struct metrics_dest *d = &m->dests[i];
-        fprintf(out, "%s\"%s\":{", i ? "," : "", conf->dests[i].name);
+        json_key(out, conf->dests[i].name, &first_dest);
+        fputc('{', out);
         first = 1;
-        kv(out, "packets", d->packets, &first);
-        kv(out, "bytes", d->bytes, &first);
-        kv(out, "converted", d->converted, &first);
-        kv(out, "too_big", d->too_big, &first);
-        kv(out, "encode_errors", d->encode_errors, &first);
-        fputs(",\"targets\":{", out);
+        json_dest(out, &m->dests[i], &first);
+        json_key(out, "targets", &first);
+        fputc('{', out);
+        int first_target = 1;
         for (size_t j = 0; j < conf->dests[i].ntargets; j++) {
-            const struct metrics_target *t = &m->targets[m->dest_first_target[i] + j];
-            fprintf(out, "%s\"%s\":{", j ? "," : "", conf->dests[i].targets[j].text);
+            json_key(out, conf->dests[i].targets[j].text, &first_target);
+            fputc('{', out);
             first = 1;
-            kv(out, "packets", t->packets, &first);
-            kv(out, "bytes", t->bytes, &first);
-            kv(out, "send_errors", t->send_errors, &first);
-            kv(out, "queue_drops", t->queue_drops, &first);
-            kv(out, "down_drops", t->down_drops, &first);
-            kv(out, "exit_drops", t->exit_drops, &first);
-            kv(out, "connects", t->connects, &first);
-            kv(out, "disconnects", t->disconnects, &first);
+            json_target(out, &m->targets[m->dest_first_target[i] + j], &first);
             fputc('}', out);
         }
         fputs("}}", out);

@@ -1,10 +1,16 @@
 /*
- * metrics.h - the router's counters, in one struct.
+ * metrics.h - the router's counters, in one list.
  *
  * Each worker owns one struct metrics and bumps plain integers on its packet
- * path (no atomics, no locks); metrics_sum() adds them up for reporting.
+ * path (no atomics, no locks); metrics_add() sums them for reporting.
  * Per-destination and per-target counters are arrays laid out like the
  * configuration: target j of destination i is targets[dest_first_target[i] + j].
+ *
+ * Every counter is named once, in the lists below (twemproxy's
+ * STATS_POOL_CODEC): the struct fields, metrics_reset(), metrics_add(),
+ * metrics_write_json() and the check of heprouter(8)'s COUNTERS section
+ * (tests/unit/test_metrics.c) are all made from them.  The order of a list
+ * is the order of the JSON line, which operators and tests parse.
  */
 #ifndef HEPROUTER_METRICS_H
 #define HEPROUTER_METRICS_H
@@ -20,82 +26,102 @@ struct conf;
 
 #define METRICS_HEP_VERSIONS 4      /* index 1..3 */
 
+/*
+ * The top-level counters.  Each entry is one of
+ *   COUNTER(name, help)              uint64_t name;  JSON "name":n
+ *   SERIES(name, count, key, help)   uint64_t name[count];  element i is
+ *                                    its own key, key(i):n ("in_v1":n)
+ *   GROUP(name, count, key, help)    uint64_t name[count];  one object,
+ *                                    "name":{key(i):n,...}
+ * where key is a const char *(int) naming element i.  Element 0 of an array
+ * is never counted or written (HEP_OK, SIP_OK, no HEP version 0).
+ */
+#define METRICS_COUNTERS(COUNTER, SERIES, GROUP)                                                    \
+    /* ingest */                                                                                    \
+    COUNTER(packets_in, "packets received")                                                         \
+    COUNTER(bytes_in, "bytes received")                                                             \
+    SERIES(in_version, METRICS_HEP_VERSIONS, metrics_in_version_name, "packets by HEP version")     \
+    COUNTER(in_sip, "SIP packets received")                                                         \
+    COUNTER(in_rtcp, "RTCP packets received")                                                       \
+    COUNTER(in_log, "log packets received")                                                         \
+    COUNTER(in_other, "packets of other HEP protocol types received")                               \
+    GROUP(decode_errors, HEP_STATUS_COUNT, hep_status_name, "malformed HEP dropped, by reason")     \
+    COUNTER(payload_inflated, "compressed payload (chunk 0x0010) inflated to route it")             \
+    COUNTER(payload_inflate_errors, "compressed payload not inflated: routed without call context") \
+    COUNTER(udp_oversize, "datagram larger than the receive buffer")                                \
+    COUNTER(recv_errors, "socket receive errors")                                                   \
+    COUNTER(tcp_accepted, "inbound TCP connections accepted")                                       \
+    COUNTER(tcp_rejected, "over limits.tcp_max_connections")                                        \
+    COUNTER(tcp_bad_magic, "connection closed: frame without \"HEP3\"")                             \
+    COUNTER(tcp_bad_length, "connection closed: length < 6 or > limit")                             \
+    COUNTER(tcp_idle_closed, "connection closed after limits.tcp_idle_timeout")                     \
+    COUNTER(tcp_truncated, "connection ended with a partial frame buffered: lost")                  \
+    COUNTER(tcp_closed, "all inbound closes, any reason")                                           \
+    /* classify / decide */                                                                         \
+    GROUP(sip_errors, SIP_STATUS_COUNT, sip_status_name, "unscannable SIP: sent to default")        \
+    COUNTER(sip_lines_skipped, "header lines without a colon or with a bad name: skipped")          \
+    COUNTER(calls_new, "origin seen, call stored")                                                  \
+    COUNTER(calls_followed, "packet of a known call")                                               \
+    COUNTER(calls_fallback, "decision by the packet's own CSeq method")                             \
+    COUNTER(calls_not_stored, "decision the store could not take (e.g. ENOMEM): routed anyway")     \
+    COUNTER(uncorrelated, "no Call-ID / correlation id: default route")                             \
+    COUNTER(duplicates, "same bytes as the call's previous packet")                                 \
+    COUNTER(route_dropped, "the matching route discards")                                           \
+    /* shared store (Redis) */                                                                      \
+    COUNTER(store_lookups, "GETs sent")                                                             \
+    COUNTER(store_hits, "GET answered with a call")                                                 \
+    COUNTER(store_misses, "GET answered: unknown call")                                             \
+    COUNTER(store_timeouts, "answers later than store.redis.timeout_ms")                            \
+    COUNTER(store_errors, "error replies, failed commands")                                         \
+    COUNTER(store_writes, "SET / EXPIRE sent")                                                      \
+    COUNTER(store_lost_writes, "decisions not written: down too long, backlog full")                \
+    COUNTER(store_reconnects, "connections (re)established after a loss")                           \
+    COUNTER(store_unavailable, "questions not asked: down or too many in flight")                   \
+    COUNTER(store_cache_hits, "decided from the in-process cache")                                  \
+    COUNTER(store_cache_misses, "not found in the in-process cache")                                \
+    /*                                                                                              \
+     * Memory store: a property of the shared store, not a worker counter:                          \
+     * workers leave it 0 and the main thread sets it in the total it reports.                      \
+     */                                                                                             \
+    COUNTER(store_evictions, "live calls evicted at store.max_calls")                               \
+    /* orphans */                                                                                   \
+    COUNTER(orphans_held, "packets that waited for their call")                                     \
+    COUNTER(orphans_released_origin, "released because their call became known")                    \
+    COUNTER(orphans_released_fallback, "released by the fallback")                                  \
+    COUNTER(orphans_queue_full, "hold queue full: fallback at once")
+
+/* Per destination: COUNTER(name, help), JSON "destinations":{"<name>":{...}}. */
+#define METRICS_DEST_COUNTERS(COUNTER)                                                              \
+    COUNTER(packets, "handed to the destination")                                                   \
+    COUNTER(bytes, "bytes handed to the destination")                                               \
+    COUNTER(converted, "re-encoded (version or chunk rewrite)")                                     \
+    COUNTER(too_big, "above max_packet: counted, not sent")                                         \
+    COUNTER(encode_errors, "could not be re-encoded")
+
+/* Per target, inside its destination's "targets":{"<addr>":{...}}. */
+#define METRICS_TARGET_COUNTERS(COUNTER)                                                            \
+    COUNTER(packets, "written to the socket")                                                       \
+    COUNTER(bytes, "bytes written to the socket")                                                   \
+    COUNTER(send_errors, "failed sends")                                                            \
+    COUNTER(queue_drops, "TCP queue full, oldest dropped")                                          \
+    COUNTER(down_drops, "target down and nowhere else to go")                                       \
+    COUNTER(exit_drops, "still queued when the drain timed out")                                    \
+    COUNTER(connects, "connections made")                                                           \
+    COUNTER(disconnects, "connections lost")
+
+#define METRICS_FIELD(name, help) uint64_t name;
+#define METRICS_ARRAY_FIELD(name, count, key, help) uint64_t name[count];
+
 struct metrics_dest {
-    uint64_t packets;               /* handed to the destination */
-    uint64_t bytes;
-    uint64_t converted;             /* re-encoded (version or chunk rewrite) */
-    uint64_t too_big;               /* above max_packet: counted, not sent */
-    uint64_t encode_errors;
+    METRICS_DEST_COUNTERS(METRICS_FIELD)
 };
 
 struct metrics_target {
-    uint64_t packets;               /* written to the socket */
-    uint64_t bytes;
-    uint64_t send_errors;
-    uint64_t queue_drops;           /* TCP queue full, oldest dropped */
-    uint64_t down_drops;            /* target down and nowhere else to go */
-    uint64_t exit_drops;            /* still queued when the drain timed out */
-    uint64_t connects;
-    uint64_t disconnects;
+    METRICS_TARGET_COUNTERS(METRICS_FIELD)
 };
 
 struct metrics {
-    /* ingest */
-    uint64_t packets_in;
-    uint64_t bytes_in;
-    uint64_t in_version[METRICS_HEP_VERSIONS];
-    uint64_t in_sip;
-    uint64_t in_rtcp;
-    uint64_t in_log;
-    uint64_t in_other;
-    uint64_t decode_errors[HEP_STATUS_COUNT];
-    uint64_t payload_inflated;      /* compressed payload (chunk 0x0010) inflated to route it */
-    uint64_t payload_inflate_errors;    /* compressed payload not inflated: routed without call context */
-    uint64_t udp_oversize;          /* datagram larger than the receive buffer */
-    uint64_t recv_errors;
-    uint64_t tcp_accepted;
-    uint64_t tcp_rejected;          /* over limits.tcp_max_connections */
-    uint64_t tcp_bad_magic;         /* connection closed: frame without "HEP3" */
-    uint64_t tcp_bad_length;        /* connection closed: length < 6 or > limit */
-    uint64_t tcp_idle_closed;
-    uint64_t tcp_truncated;         /* connection ended with a partial frame buffered: lost */
-    uint64_t tcp_closed;            /* all inbound closes, any reason */
-
-    /* classify / decide */
-    uint64_t sip_errors[SIP_STATUS_COUNT];  /* unscannable SIP: sent to default */
-    uint64_t sip_lines_skipped;     /* header lines without a colon or with a bad name: skipped */
-    uint64_t calls_new;             /* origin seen, call stored */
-    uint64_t calls_followed;        /* packet of a known call */
-    uint64_t calls_fallback;        /* decision by the packet's own CSeq method */
-    uint64_t calls_not_stored;      /* decision the store could not take (e.g. ENOMEM): routed anyway */
-    uint64_t uncorrelated;          /* no Call-ID / correlation id: default route */
-    uint64_t duplicates;            /* same bytes as the call's previous packet */
-    uint64_t route_dropped;         /* the matching route discards */
-
-    /* shared store (Redis) */
-    uint64_t store_lookups;         /* GETs sent */
-    uint64_t store_hits;            /* GET answered with a call */
-    uint64_t store_misses;          /* GET answered: unknown call */
-    uint64_t store_timeouts;        /* answers later than store.redis.timeout_ms */
-    uint64_t store_errors;          /* error replies, failed commands */
-    uint64_t store_writes;          /* SET / EXPIRE sent */
-    uint64_t store_lost_writes;     /* decisions not written: down too long, backlog full */
-    uint64_t store_reconnects;      /* connections (re)established after a loss */
-    uint64_t store_unavailable;     /* questions not asked: down or too many in flight */
-    uint64_t store_cache_hits;      /* decided from the in-process cache */
-    uint64_t store_cache_misses;
-    /*
-     * Memory store: live calls evicted at store.max_calls.  A property of
-     * the shared store, not a worker counter: workers leave it 0 and the
-     * main thread sets it in the total it reports.
-     */
-    uint64_t store_evictions;
-
-    /* orphans */
-    uint64_t orphans_held;
-    uint64_t orphans_released_origin;
-    uint64_t orphans_released_fallback;
-    uint64_t orphans_queue_full;    /* hold queue full: fallback at once */
+    METRICS_COUNTERS(METRICS_FIELD, METRICS_ARRAY_FIELD, METRICS_ARRAY_FIELD)
 
     /* dispatch */
     size_t ndests;
@@ -104,6 +130,9 @@ struct metrics {
     size_t ntargets;
     struct metrics_target *targets;
 };
+
+/* "in_v1".."in_v3": the JSON key of in_version[version]. */
+const char *metrics_in_version_name(int version);
 
 /* Sizes the per-destination and per-target arrays from conf; -1 on ENOMEM. */
 int metrics_init(struct metrics *m, const struct conf *conf);
