@@ -32,8 +32,7 @@
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
  *       -std=c11 -D_GNU_SOURCE -I src fuzz/fuzz_pipeline.c src/hash.c src/hep.c \
  *       src/payload.c src/sip.c src/log.c src/conf.c src/metrics.c src/policy.c \
- *       src/store.c src/store_mem.c src/store_redis.c src/hold.c src/router.c \
- *       -lyaml -lhiredis -lev -lz -lpthread -o fuzz_pipeline
+ *       src/store_mem.c src/hold.c src/router.c -lyaml -lz -lpthread -o fuzz_pipeline
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -288,7 +287,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     run.fed = calloc(2 * (size / 3) + 1, sizeof *run.fed);
     CHECK(run.fed != NULL);
 
-    struct store *store = store_open(conf, NULL, NULL);
+    struct store *store = store_mem_from_conf(conf);
     CHECK(store != NULL);
     CHECK(metrics_init(&m, conf) == 0);
     run.m = &m;

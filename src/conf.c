@@ -29,9 +29,9 @@
  */
 #include "conf.h"
 
+#include "clock.h"
 #include "hep.h"
 #include "log.h"
-#include "store.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -56,14 +56,12 @@
 
 /* ---- ranges of values ------------------------------------------------------ */
 
-#define MS_PER_SECOND       UINT64_C(1000)
+#define MS_PER_SECOND       ((uint64_t)CLOCK_MS_PER_S)
 #define MS_PER_MINUTE       (60 * MS_PER_SECOND)
 #define MS_PER_HOUR         (60 * MS_PER_MINUTE)
 #define MS_PER_DAY          (24 * MS_PER_HOUR)
 
 /* Names end up in the store's fixed-size entries and in metric names. */
-#define CONF_NAME_MAX       (STORE_ROUTE_MAX - 1)
-#define CONF_METHOD_MAX     (STORE_METHOD_MAX - 1)
 #define CONF_STRING_MAX     255u            /* node_name, auth_key: bytes */
 
 #define CONF_PORT_MAX       65535u
@@ -2375,14 +2373,16 @@ const char *conf_parse_cidr(const char *text, struct conf_cidr *out)
     memcpy(host, text, hlen);
     host[hlen] = '\0';
     unsigned bits;
+    int family;
     if (memchr(host, ':', hlen) != NULL) {
-        out->family = AF_INET6;
+        family = AF_INET6;
         bits = CONF_IPV6_BITS;
     } else {
-        out->family = AF_INET;
+        family = AF_INET;
         bits = CONF_IPV4_BITS;
     }
-    if (inet_pton(out->family, host, out->addr) != 1) {
+    out->addr_len = bits / CHAR_BIT;
+    if (inet_pton(family, host, out->addr) != 1) {
         memset(out, 0, sizeof *out);
         return "is not a numeric IP address";
     }

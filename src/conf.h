@@ -16,6 +16,14 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
+/*
+ * The longest names the configuration accepts: route and destination
+ * names, and SIP methods in `method` lists.  What keeps names (the context
+ * store) sizes its buffers from these.
+ */
+#define CONF_NAME_MAX       63
+#define CONF_METHOD_MAX     31
+
 enum conf_transport {
     CONF_UDP = 1,
     CONF_TCP = 2,
@@ -50,7 +58,7 @@ struct conf_dest {
 };
 
 struct conf_cidr {
-    int family;                     /* AF_INET / AF_INET6 */
+    unsigned addr_len;              /* 4 (IPv4) or 16 (IPv6): bytes of addr in use */
     uint8_t addr[16];
     unsigned prefix;
 };

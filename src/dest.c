@@ -36,6 +36,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "conf.h"
 #include "log.h"
 #include "metrics.h"
@@ -54,7 +55,6 @@
 #define DEST_TCP_IOVS 3
 
 
-#define DEST_MS_PER_S 1000.
 
 enum dest_tcp_state {
     DEST_TCP_WAITING = 0,           /* backoff timer before the next connect */
@@ -184,7 +184,7 @@ static void udp_flush_target(struct dest_target *t)
         if (err == ECONNREFUSED) {
             /* the port is closed: stop feeding it for a while, then probe again */
             mt->send_errors += t->nbatch - off;
-            t->down_until = ev_now(ds->loop) + (ev_tstamp)ds->reconnect_min_ms / DEST_MS_PER_S;
+            t->down_until = ev_now(ds->loop) + clock_ms_to_s(ds->reconnect_min_ms);
             log_ratelimited(&t->down_limit, ds->log_interval_ms, LOG_LEVEL_WARN,
                             "destination %s target %s: connection refused, marked down",
                             t->d->name, t->addr.text);
@@ -362,7 +362,7 @@ static void tcp_schedule_reconnect(struct dest_target *t)
     struct dest_set *ds = t->ds;
     t->state = DEST_TCP_WAITING;
     ev_timer_stop(ds->loop, &t->timer);
-    ev_timer_set(&t->timer, (ev_tstamp)t->backoff_ms / DEST_MS_PER_S, 0.);
+    ev_timer_set(&t->timer, clock_ms_to_s(t->backoff_ms), 0.);
     ev_timer_start(ds->loop, &t->timer);
     t->backoff_ms *= 2;
     if (t->backoff_ms > ds->reconnect_max_ms)
@@ -538,7 +538,7 @@ static void tcp_connect(struct dest_target *t)
     }
     tcp_watch(t, EV_WRITE);
     if (ds->connect_timeout_ms > 0) {
-        ev_timer_set(&t->timer, (ev_tstamp)ds->connect_timeout_ms / DEST_MS_PER_S, 0.);
+        ev_timer_set(&t->timer, clock_ms_to_s(ds->connect_timeout_ms), 0.);
         ev_timer_start(ds->loop, &t->timer);
     }
 }

@@ -10,40 +10,7 @@
 
 #include <string.h>
 
-static uint16_t get_be16(const uint8_t *p)
-{
-    return (uint16_t)((p[0] << 8) | p[1]);
-}
-
-static uint32_t get_be32(const uint8_t *p)
-{
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
-
-/* v2 time block fields are in the sender's byte order: little-endian (x86). */
-static uint16_t get_le16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-    return p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
-
-static void put_be16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-}
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
+#include "bytes.h"
 
 #define IPV4_ADDR_LEN 4u
 #define IPV6_ADDR_LEN 16u
@@ -76,8 +43,8 @@ static int decode_v12(const uint8_t *buf, size_t len, struct hep_view *v)
 
     v->family = family;
     v->ip_proto = buf[3];
-    v->src_port = get_be16(buf + 4);
-    v->dst_port = get_be16(buf + 6);
+    v->src_port = bytes_get_be16(buf + 4);
+    v->dst_port = bytes_get_be16(buf + 6);
     v->addr_len = addr_len;
     v->src_ip = buf + HEP12_HDR_LEN;
     v->dst_ip = buf + HEP12_HDR_LEN + addr_len;
@@ -86,10 +53,11 @@ static int decode_v12(const uint8_t *buf, size_t len, struct hep_view *v)
                  HEP_HAS_SRC_PORT | HEP_HAS_DST_PORT | HEP_HAS_PROTO_TYPE | HEP_HAS_PAYLOAD;
 
     if (v->version == 2) {
+        /* the time block is in the sender's byte order: little-endian (x86) */
         const uint8_t *t = buf + hlen;
-        v->ts_sec = get_le32(t);
-        v->ts_usec = get_le32(t + 4);
-        v->capture_id = get_le16(t + 8);
+        v->ts_sec = bytes_get_le32(t);
+        v->ts_usec = bytes_get_le32(t + 4);
+        v->capture_id = bytes_get_le16(t + 8);
         v->capture_id_len = 2;
         v->present |= HEP_HAS_TS | HEP_HAS_CAPTURE_ID;
     }
@@ -167,31 +135,31 @@ static int decode_generic_chunk(struct hep_view *v, uint16_t type, const uint8_t
     case HEP_CHUNK_DST_IP6:
         return set_addr(v, &v->dst_ip, HEP_HAS_DST_IP, val, IPV6_ADDR_LEN);
     case HEP_CHUNK_SRC_PORT:
-        v->src_port = get_be16(val);
+        v->src_port = bytes_get_be16(val);
         v->present |= HEP_HAS_SRC_PORT;
         break;
     case HEP_CHUNK_DST_PORT:
-        v->dst_port = get_be16(val);
+        v->dst_port = bytes_get_be16(val);
         v->present |= HEP_HAS_DST_PORT;
         break;
     case HEP_CHUNK_TS_SEC:
-        v->ts_sec = get_be32(val);
+        v->ts_sec = bytes_get_be32(val);
         v->present |= HEP_HAS_TS;
         break;
     case HEP_CHUNK_TS_USEC:
-        v->ts_usec = get_be32(val);
+        v->ts_usec = bytes_get_be32(val);
         break;
     case HEP_CHUNK_PROTO_TYPE:
         v->proto_type = val[0];
         v->present |= HEP_HAS_PROTO_TYPE;
         break;
     case HEP_CHUNK_CAPTURE_ID:
-        v->capture_id = vlen == 4 ? get_be32(val) : get_be16(val);
+        v->capture_id = vlen == 4 ? bytes_get_be32(val) : bytes_get_be16(val);
         v->capture_id_len = (uint8_t)vlen;
         v->present |= HEP_HAS_CAPTURE_ID;
         break;
     case HEP_CHUNK_KEEPALIVE:
-        v->keepalive = get_be16(val);
+        v->keepalive = bytes_get_be16(val);
         v->present |= HEP_HAS_KEEPALIVE;
         break;
     case HEP_CHUNK_AUTH_KEY:
@@ -206,7 +174,7 @@ static int decode_generic_chunk(struct hep_view *v, uint16_t type, const uint8_t
         set_bytes(v, &v->correlation_id, HEP_HAS_CORRELATION_ID, val, vlen);
         break;
     case HEP_CHUNK_VLAN:
-        v->vlan = get_be16(val);
+        v->vlan = bytes_get_be16(val);
         v->present |= HEP_HAS_VLAN;
         break;
     case HEP_CHUNK_NODE_NAME:
@@ -222,7 +190,7 @@ static int decode_v3(const uint8_t *buf, size_t len, struct hep_view *v)
 {
     if (len < HEP3_HDR_LEN)
         return HEP_ERR_TRUNCATED;
-    if (get_be16(buf + 4) != len)
+    if (bytes_get_be16(buf + 4) != len)
         return HEP_ERR_LENGTH;
 
     const uint8_t *pos = buf + HEP3_HDR_LEN;
@@ -233,9 +201,9 @@ static int decode_v3(const uint8_t *buf, size_t len, struct hep_view *v)
     while (pos < end) {
         if ((size_t)(end - pos) < HEP3_CHUNK_HDR_LEN)
             return HEP_ERR_CHUNK_OVERRUN;
-        uint16_t vendor = get_be16(pos);
-        uint16_t type = get_be16(pos + 2);
-        uint16_t clen = get_be16(pos + 4);
+        uint16_t vendor = bytes_get_be16(pos);
+        uint16_t type = bytes_get_be16(pos + 2);
+        uint16_t clen = bytes_get_be16(pos + 4);
         if (clen < HEP3_CHUNK_HDR_LEN)
             return HEP_ERR_CHUNK_SHORT;
         if (clen > (size_t)(end - pos))
@@ -300,11 +268,11 @@ bool hep_chunk_next(struct hep_chunk_iter *it, struct hep_chunk *chunk)
 {
     if (it->pos == NULL || (size_t)(it->end - it->pos) < HEP3_CHUNK_HDR_LEN)
         return false;
-    uint16_t clen = get_be16(it->pos + 4);
+    uint16_t clen = bytes_get_be16(it->pos + 4);
     if (clen < HEP3_CHUNK_HDR_LEN || clen > (size_t)(it->end - it->pos))
         return false;       /* only reachable for a view that failed to decode */
-    chunk->vendor = get_be16(it->pos);
-    chunk->type = get_be16(it->pos + 2);
+    chunk->vendor = bytes_get_be16(it->pos);
+    chunk->type = bytes_get_be16(it->pos + 2);
     chunk->value.data = it->pos + HEP3_CHUNK_HDR_LEN;
     chunk->value.len = clen - HEP3_CHUNK_HDR_LEN;
     it->pos += clen;
@@ -334,10 +302,10 @@ static void emit_chunk(struct emitter *e, uint16_t type, const uint8_t *value, s
 {
     uint8_t hdr[HEP3_CHUNK_HDR_LEN];
     size_t clen = HEP3_CHUNK_HDR_LEN + vlen;
-    put_be16(hdr, 0);
-    put_be16(hdr + 2, type);
+    bytes_put_be16(hdr, 0);
+    bytes_put_be16(hdr + 2, type);
     /* An oversized chunk makes the whole packet too big; caught by the caller. */
-    put_be16(hdr + 4, clen > HEP3_MAX_LEN ? 0 : (uint16_t)clen);
+    bytes_put_be16(hdr + 4, clen > HEP3_MAX_LEN ? 0 : (uint16_t)clen);
     emit_raw(e, hdr, sizeof hdr);
     emit_raw(e, value, vlen);
 }
@@ -350,14 +318,14 @@ static void emit_u8(struct emitter *e, uint16_t type, uint8_t v)
 static void emit_u16(struct emitter *e, uint16_t type, uint16_t v)
 {
     uint8_t b[2];
-    put_be16(b, v);
+    bytes_put_be16(b, v);
     emit_chunk(e, type, b, sizeof b);
 }
 
 static void emit_u32(struct emitter *e, uint16_t type, uint32_t v)
 {
     uint8_t b[4];
-    put_be32(b, v);
+    bytes_put_be32(b, v);
     emit_chunk(e, type, b, sizeof b);
 }
 
@@ -527,7 +495,7 @@ static int encode(const struct hep_view *v, const struct hep_overrides *ov, stru
     }
     uint8_t hdr[HEP3_HDR_LEN];
     memcpy(hdr, HEP3_MAGIC, 4);
-    put_be16(hdr + 4, 0);          /* patched once the length is known */
+    bytes_put_be16(hdr + 4, 0);          /* patched once the length is known */
     emit_raw(e, hdr, sizeof hdr);
     if (v->version == 3)
         emit_v3_chunks(e, v, ov);
@@ -536,7 +504,7 @@ static int encode(const struct hep_view *v, const struct hep_overrides *ov, stru
     if (e->len > HEP3_MAX_LEN)
         return HEP_ERR_TOO_BIG;
     if (e->out != NULL && e->len <= e->cap)
-        put_be16(e->out + 4, (uint16_t)e->len);
+        bytes_put_be16(e->out + 4, (uint16_t)e->len);
     return HEP_OK;
 }
 

@@ -4,8 +4,8 @@
  *
  * Everything runs on the worker's libev loop and never blocks.  UDP
  * datagrams land in buffers preallocated once per worker (udp_batch of them,
- * HEP3_MAX_LEN bytes each); a TCP connection owns one framing buffer of
- * tcp_max_frame bytes.  Packets are handed out as pointers into those
+ * HEP3_MAX_LEN bytes each); a TCP connection owns one framer (framer.h)
+ * whose buffer holds tcp_max_frame bytes.  Packets are handed out as pointers into those
  * buffers, valid until the batch-end callback returns.
  *
  * ingest_stop() closes every socket, so that senders are refused rather
@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "framer.h"
 #include "hep.h"
 #include "log.h"
 #include "metrics.h"
@@ -72,7 +73,7 @@ struct ingest_conn {
     ev_io io;
     ev_timer idle;
     ev_tstamp last_active;
-    struct ingest_framer framer;
+    struct framer framer;
 };
 
 struct ingest_listener {
@@ -115,91 +116,6 @@ struct ingest {
     struct iovec *udp_iov;
     struct sockaddr_storage *udp_peers;
 };
-
-/* ---- HEP3 stream framing ---- */
-
-int ingest_framer_init(struct ingest_framer *f, size_t max_frame)
-{
-    memset(f, 0, sizeof *f);
-    f->max_frame = max_frame;
-    /* a frame can never exceed the u16 length field, nor be under a header */
-    f->cap = max_frame > HEP3_MAX_LEN ? HEP3_MAX_LEN : max_frame;
-    if (f->cap < HEP3_HDR_LEN)
-        f->cap = HEP3_HDR_LEN;
-    f->buf = malloc(f->cap);
-    return f->buf != NULL ? 0 : -1;
-}
-
-void ingest_framer_free(struct ingest_framer *f)
-{
-    free(f->buf);
-    f->buf = NULL;
-    f->start = f->end = 0;
-}
-
-/* Moves the unconsumed tail (at most one partial frame) to the front. */
-static void framer_compact(struct ingest_framer *f)
-{
-    if (f->start == 0)
-        return;
-    size_t n = f->end - f->start;
-    if (n > 0)
-        memmove(f->buf, f->buf + f->start, n);
-    f->start = 0;
-    f->end = n;
-}
-
-uint8_t *ingest_framer_space(struct ingest_framer *f, size_t *room)
-{
-    framer_compact(f);
-    *room = f->cap - f->end;
-    return f->buf + f->end;
-}
-
-void ingest_framer_commit(struct ingest_framer *f, size_t n)
-{
-    f->end += n;
-}
-
-size_t ingest_framer_feed(struct ingest_framer *f, const uint8_t *data, size_t len)
-{
-    size_t room;
-    uint8_t *p = ingest_framer_space(f, &room);
-    size_t n = len < room ? len : room;
-    if (n > 0)
-        memcpy(p, data, n);
-    f->end += n;
-    return n;
-}
-
-enum ingest_frame_status ingest_framer_next(struct ingest_framer *f, const uint8_t **frame, size_t *len)
-{
-    const uint8_t *p = f->buf + f->start;
-    size_t avail = f->end - f->start;
-    size_t magic_len = sizeof HEP3_MAGIC - 1;
-
-    /* check the magic as soon as its first byte is there: garbage fails fast */
-    if (memcmp(p, HEP3_MAGIC, avail < magic_len ? avail : magic_len) != 0)
-        return INGEST_FRAME_BAD_MAGIC;
-    if (avail < HEP3_HDR_LEN)
-        return INGEST_FRAME_NEED_MORE;
-    size_t flen = (size_t)p[4] << 8 | p[5];
-    if (flen < HEP3_HDR_LEN || flen > f->max_frame || flen > f->cap) {
-        *len = flen;
-        return INGEST_FRAME_BAD_LENGTH;
-    }
-    if (avail < flen)
-        return INGEST_FRAME_NEED_MORE;
-    *frame = p;
-    *len = flen;
-    f->start += flen;
-    return INGEST_FRAME_OK;
-}
-
-size_t ingest_framer_pending(const struct ingest_framer *f)
-{
-    return f->end - f->start;
-}
 
 /* ---- helpers ---- */
 
@@ -362,7 +278,7 @@ static void conn_close(struct ingest_conn *c)
     if (c->next != NULL)
         c->next->prev = c->prev;
     l->nconns--;
-    ingest_framer_free(&c->framer);
+    framer_free(&c->framer);
     free(c);
 }
 
@@ -373,7 +289,7 @@ static void conn_close(struct ingest_conn *c)
  */
 static void conn_count_truncated(struct ingest_conn *c, const char *why)
 {
-    size_t pending = ingest_framer_pending(&c->framer);
+    size_t pending = framer_pending(&c->framer);
     if (pending == 0)
         return;
     struct ingest *in = c->l->in;
@@ -398,7 +314,7 @@ static void conn_close_counted(struct ingest_conn *c, uint64_t *counter)
  * Hands every whole frame in the buffer to on_packet, then runs on_batch_end
  * while the frames are still in place.  Returns the framer's final status.
  */
-static enum ingest_frame_status conn_deliver(struct ingest_conn *c)
+static enum framer_status conn_deliver(struct ingest_conn *c)
 {
     struct ingest *in = c->l->in;
     struct ingest_source src = {
@@ -408,20 +324,20 @@ static enum ingest_frame_status conn_deliver(struct ingest_conn *c)
     };
     const uint8_t *frame = NULL;
     size_t len = 0, delivered = 0;
-    enum ingest_frame_status st;
-    while ((st = ingest_framer_next(&c->framer, &frame, &len)) == INGEST_FRAME_OK) {
+    enum framer_status st;
+    while ((st = framer_next(&c->framer, &frame, &len)) == FRAMER_OK) {
         in->on_packet(in->arg, frame, len, &src);
         delivered++;
     }
     if (delivered > 0 && in->on_batch_end != NULL)
         in->on_batch_end(in->arg);
-    if (st == INGEST_FRAME_BAD_MAGIC) {
+    if (st == FRAMER_BAD_MAGIC) {
         char peer[INGEST_NAME_LEN];
         in->m->tcp_bad_magic++;
         log_ratelimited(&c->l->frame_limit, in->log_interval_ms, LOG_LEVEL_WARN,
                         "%s: connection from %s closed: stream is not HEP3 (bad magic)", c->l->name,
                         log_format_addr((const struct sockaddr *)&c->peer, peer, sizeof peer));
-    } else if (st == INGEST_FRAME_BAD_LENGTH) {
+    } else if (st == FRAMER_BAD_LENGTH) {
         char peer[INGEST_NAME_LEN];
         in->m->tcp_bad_length++;
         log_ratelimited(&c->l->frame_limit, in->log_interval_ms, LOG_LEVEL_WARN,
@@ -441,13 +357,13 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 
     for (int r = 0; r < INGEST_TCP_READS_PER_WAKEUP; r++) {
         size_t room;
-        uint8_t *p = ingest_framer_space(&c->framer, &room);
+        uint8_t *p = framer_space(&c->framer, &room);
         ssize_t n = read(c->fd, p, room);
         if (n > 0) {
-            ingest_framer_commit(&c->framer, (size_t)n);
+            framer_commit(&c->framer, (size_t)n);
             c->last_active = ev_now(loop);
-            enum ingest_frame_status st = conn_deliver(c);
-            if (st == INGEST_FRAME_BAD_MAGIC || st == INGEST_FRAME_BAD_LENGTH) {
+            enum framer_status st = conn_deliver(c);
+            if (st == FRAMER_BAD_MAGIC || st == FRAMER_BAD_LENGTH) {
                 conn_close_counted(c, NULL);
                 return;
             }
@@ -492,16 +408,16 @@ static void conn_finish(struct ingest_conn *c)
     size_t left = (size_t)queued;
     while (left > 0) {
         size_t room;
-        uint8_t *p = ingest_framer_space(&c->framer, &room);
+        uint8_t *p = framer_space(&c->framer, &room);
         ssize_t n = read(c->fd, p, left < room ? left : room);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
             break;                  /* reset, or room == 0 (cannot happen after NEED_MORE) */
-        ingest_framer_commit(&c->framer, (size_t)n);
+        framer_commit(&c->framer, (size_t)n);
         left -= (size_t)n;
-        enum ingest_frame_status st = conn_deliver(c);
-        if (st == INGEST_FRAME_BAD_MAGIC || st == INGEST_FRAME_BAD_LENGTH) {
+        enum framer_status st = conn_deliver(c);
+        if (st == FRAMER_BAD_MAGIC || st == FRAMER_BAD_LENGTH) {
             conn_close_counted(c, NULL);
             return;
         }
@@ -539,7 +455,7 @@ static int conn_open(struct ingest_listener *l, int fd, const struct sockaddr_st
     struct ingest_conn *c = calloc(1, sizeof *c);
     if (c == NULL)
         return -1;
-    if (ingest_framer_init(&c->framer, in->max_frame) != 0) {
+    if (framer_init(&c->framer, in->max_frame) != 0) {
         free(c);
         return -1;
     }

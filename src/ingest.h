@@ -1,5 +1,6 @@
 /*
- * ingest.h - listeners: UDP (recvmmsg batches) and TCP (HEP3 stream framing).
+ * ingest.h - listeners: UDP (recvmmsg batches) and TCP (HEP3 streams, cut
+ * into frames by framer.h).
  *
  * Every worker opens its own sockets on the configured addresses with
  * SO_REUSEPORT, so the kernel spreads senders over workers.  Each received
@@ -79,55 +80,5 @@ int ingest_bound_addr(const struct ingest *in, size_t i, struct sockaddr_storage
  * the connections of one listener of one worker.  The ingest copies what it
  * needs from conf.
  */
-
-/*
- * HEP3 stream framing, without sockets (each inbound TCP connection owns
- * one; unit tests drive it directly).  Bytes go in at the end of one buffer
- * of max_frame bytes, whole frames come out.  A frame returned by
- * ingest_framer_next() points into the buffer and stays valid until the
- * next ingest_framer_space() or ingest_framer_feed(), which move the
- * unconsumed tail to the front.
- */
-enum ingest_frame_status {
-    INGEST_FRAME_OK = 0,            /* *frame / *len hold one whole frame */
-    INGEST_FRAME_NEED_MORE,         /* no whole frame buffered yet */
-    INGEST_FRAME_BAD_MAGIC,         /* the stream does not start with "HEP3" */
-    INGEST_FRAME_BAD_LENGTH,        /* total length < 6 or > max_frame */
-};
-
-struct ingest_framer {
-    uint8_t *buf;
-    size_t cap;                     /* max_frame, at least one HEP3 header */
-    size_t start;                   /* first byte not yet returned as a frame */
-    size_t end;                     /* one past the last byte received */
-    size_t max_frame;
-};
-
-/* Allocates the buffer; 0, or -1 on ENOMEM. */
-int ingest_framer_init(struct ingest_framer *f, size_t max_frame);
-
-void ingest_framer_free(struct ingest_framer *f);
-
-/*
- * Where the next read() goes (compacting first).  *room > 0 once
- * ingest_framer_next() has returned INGEST_FRAME_NEED_MORE.
- */
-uint8_t *ingest_framer_space(struct ingest_framer *f, size_t *room);
-
-/* Records that n bytes were written at ingest_framer_space(). */
-void ingest_framer_commit(struct ingest_framer *f, size_t n);
-
-/* Copies as much of data as fits; returns how many bytes were taken. */
-size_t ingest_framer_feed(struct ingest_framer *f, const uint8_t *data, size_t len);
-
-/*
- * Takes the next whole frame.  On BAD_MAGIC / BAD_LENGTH the stream cannot
- * be resynchronised: the caller closes the connection.  *len is the
- * offending length on BAD_LENGTH.
- */
-enum ingest_frame_status ingest_framer_next(struct ingest_framer *f, const uint8_t **frame, size_t *len);
-
-/* Bytes buffered but not yet returned as a frame. */
-size_t ingest_framer_pending(const struct ingest_framer *f);
 
 #endif

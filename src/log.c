@@ -10,6 +10,8 @@
  */
 #include "log.h"
 
+#include "clock.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -71,7 +73,7 @@ static size_t prefix(int level, char *buf, size_t len)
         clock_gettime(CLOCK_REALTIME, &ts);
         localtime_r(&ts.tv_sec, &tm);
         n += strftime(buf + n, len - n, "%Y-%m-%d %H:%M:%S", &tm);
-        n += (size_t)snprintf(buf + n, len - n, ".%03ld ", ts.tv_nsec / 1000000);
+        n += (size_t)snprintf(buf + n, len - n, ".%03ld ", (long)(ts.tv_nsec / CLOCK_NS_PER_MS));
     }
     n += (size_t)snprintf(buf + n, len - n, "heprouter[%ld] %s: ", (long)getpid(), levels[level].name);
     return n < len ? n : len - 1;
@@ -163,18 +165,11 @@ void log_write_body(int level, const char *body, size_t body_len, const char *fm
     write_line(iov, (int)(sizeof iov / sizeof iov[0]));
 }
 
-static uint64_t monotonic_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 void log_ratelimited(struct log_limit *lim, uint64_t interval_ms, int level, const char *fmt, ...)
 {
     if (log_current_level < level)
         return;
-    uint64_t now = monotonic_ms();
+    uint64_t now = clock_mono_ms();
     if (now < lim->next_ms) {
         lim->suppressed++;
         return;

@@ -31,6 +31,7 @@
 
 #include <ev.h>
 
+#include "clock.h"
 #include "conf.h"
 #include "dest.h"
 #include "ingest.h"
@@ -38,10 +39,10 @@
 #include "metrics.h"
 #include "router.h"
 #include "store.h"
+#include "store_open.h"
 
 /* How often a worker expires store entries and publishes its counters. */
 #define HOUSEKEEPING_INTERVAL_S 0.1
-#define MS_PER_S 1000.0
 #define STORE_CHECK_ERR_MAX 512
 #define FD_MESSAGE_MAX 1024
 
@@ -97,12 +98,6 @@ struct worker {
     ev_async *done;
 };
 
-static uint64_t clock_ms(clockid_t id)
-{
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static void publish(struct worker *w)
 {
@@ -126,8 +121,8 @@ static void arm_hold_timer(struct worker *w)
     }
     if (ev_is_active(&w->hold_timer) && w->hold_timer_due <= deadline)
         return;
-    uint64_t now = clock_ms(CLOCK_MONOTONIC);
-    double after = deadline > now ? (double)(deadline - now) / MS_PER_S : 0.0;
+    uint64_t now = clock_mono_ms();
+    double after = deadline > now ? clock_ms_to_s(deadline - now) : 0.0;
     ev_timer_stop(w->loop, &w->hold_timer);
     ev_timer_set(&w->hold_timer, after, 0.0);
     ev_timer_start(w->loop, &w->hold_timer);
@@ -138,7 +133,7 @@ static void on_packet(void *arg, const uint8_t *data, size_t len, const struct i
 {
     struct worker *w = arg;
     (void)src;
-    router_packet(w->router, data, len, clock_ms(CLOCK_MONOTONIC), clock_ms(CLOCK_REALTIME));
+    router_packet(w->router, data, len, clock_mono_ms(), clock_wall_ms());
 }
 
 static void on_batch_end(void *arg)
@@ -153,7 +148,7 @@ static void on_hold_timer(struct ev_loop *loop, ev_timer *t, int revents)
     struct worker *w = t->data;
     (void)loop;
     (void)revents;
-    router_timer(w->router, clock_ms(CLOCK_MONOTONIC), clock_ms(CLOCK_REALTIME));
+    router_timer(w->router, clock_mono_ms(), clock_wall_ms());
     dest_flush(w->ds);
     arm_hold_timer(w);
 }
@@ -163,7 +158,7 @@ static void on_housekeeping(struct ev_loop *loop, ev_timer *t, int revents)
     struct worker *w = t->data;
     (void)loop;
     (void)revents;
-    store_expire(w->store, clock_ms(CLOCK_MONOTONIC));
+    store_expire(w->store, clock_mono_ms());
     publish(w);
 }
 
@@ -204,9 +199,9 @@ static void drain_begin(struct worker *w)
     w->draining = true;
     ingest_stop(w->in);
     ev_timer_stop(loop, &w->hold_timer);
-    router_drain(w->router, clock_ms(CLOCK_MONOTONIC), clock_ms(CLOCK_REALTIME));
+    router_drain(w->router, clock_mono_ms(), clock_wall_ms());
     dest_flush(w->ds);
-    w->drain_deadline = ev_now(loop) + (double)w->conf->drain_timeout_ms / MS_PER_S;
+    w->drain_deadline = ev_now(loop) + clock_ms_to_s(w->conf->drain_timeout_ms);
     ev_timer_init(&w->drain_timer, on_drain_timer, 0.0, HOUSEKEEPING_INTERVAL_S);
     w->drain_timer.data = w;
     ev_timer_start(loop, &w->drain_timer);
@@ -624,8 +619,8 @@ static void log_startup(const struct conf *c)
     log_info("orphans wait %llu ms (at most %zu packets, %zu bytes held per worker); "
              "ttl call %llu s, register %llu s, ended %llu s",
              (unsigned long long)c->orphans_wait_ms, c->orphans_max_held, c->orphans_max_bytes,
-             (unsigned long long)(c->ttl_call_ms / 1000), (unsigned long long)(c->ttl_register_ms / 1000),
-             (unsigned long long)(c->ttl_ended_ms / 1000));
+             (unsigned long long)(c->ttl_call_ms / CLOCK_MS_PER_S), (unsigned long long)(c->ttl_register_ms / CLOCK_MS_PER_S),
+             (unsigned long long)(c->ttl_ended_ms / CLOCK_MS_PER_S));
 }
 
 static int run(struct app *a)
@@ -693,14 +688,14 @@ static int run(struct app *a)
     ev_signal_start(loop, &a->sigusr1);
     ev_signal_start(loop, &a->sighup);
     if (a->conf->stats_interval_ms > 0) {
-        double every = (double)a->conf->stats_interval_ms / MS_PER_S;
+        double every = clock_ms_to_s(a->conf->stats_interval_ms);
         ev_timer_init(&a->stats_timer, on_stats_timer, every, every);
         a->stats_timer.data = a;
         ev_timer_start(loop, &a->stats_timer);
     }
     if (a->store != NULL) {
         /* log.interval 0 (no rate limit): as often as the workers' housekeeping */
-        double every = a->conf->log_interval_ms > 0 ? (double)a->conf->log_interval_ms / MS_PER_S
+        double every = a->conf->log_interval_ms > 0 ? clock_ms_to_s(a->conf->log_interval_ms)
                                                     : HOUSEKEEPING_INTERVAL_S;
         ev_timer_init(&a->store_watch, on_store_watch, every, every);
         a->store_watch.data = a;

@@ -4,7 +4,6 @@
 #include "policy.h"
 
 #include <string.h>
-#include <sys/socket.h>
 
 #include "conf.h"
 #include "hep.h"
@@ -21,8 +20,7 @@ void policy_input_from_view(struct policy_input *in, const struct hep_view *v)
 
 static bool cidr_contains(const struct conf_cidr *c, unsigned addr_len, const uint8_t *addr)
 {
-    unsigned want = c->family == AF_INET6 ? 16 : 4;
-    if (addr == NULL || addr_len != want)
+    if (addr == NULL || addr_len != c->addr_len)
         return false;
     unsigned full = c->prefix / 8, rest = c->prefix % 8;
     if (memcmp(c->addr, addr, full) != 0)

@@ -25,8 +25,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "conf.h"
 #include "hash.h"
 #include "hold.h"
@@ -42,8 +42,6 @@
 #define HASHED_KEY_LEN (1 + 32)
 /* A fixed SipHash key: hashed call keys must be the same in every instance. */
 static const uint8_t call_key_hash_key[HASH_SIPHASH_KEY_BYTES] = "heprouter-callid";
-#define MS_PER_S 1000u
-#define US_PER_MS 1000u
 
 struct router {
     const struct conf *conf;
@@ -120,7 +118,8 @@ static void set_key_lws(struct packet *p, const struct sip_str *call_id)
     set_hashed_key(p, h);
 }
 
-static void on_store_answer(void *arg, const char *key, size_t klen, const struct store_entry *e);
+static void on_store_answer(void *arg, const char *key, size_t klen, const struct store_entry *e,
+                            uint64_t now_ms, uint64_t wall_ms);
 
 struct router *router_new(const struct conf *conf, struct store *store, struct metrics *m,
                           const struct router_dispatch *dispatch)
@@ -247,8 +246,8 @@ static bool classify(struct router *r, struct packet *p, const uint8_t *data, si
     p->inflated = NULL;
     int rc = hep_decode(data, len, &p->view);
     if (rc == HEP_OK && p->view.version < 3 && !(p->view.present & HEP_HAS_TS)) {
-        p->view.ts_sec = (uint32_t)(recv_wall_ms / MS_PER_S);
-        p->view.ts_usec = (uint32_t)(recv_wall_ms % MS_PER_S * US_PER_MS);
+        p->view.ts_sec = (uint32_t)(recv_wall_ms / CLOCK_MS_PER_S);
+        p->view.ts_usec = (uint32_t)(recv_wall_ms % CLOCK_MS_PER_S * CLOCK_US_PER_MS);
         p->view.present |= HEP_HAS_TS;
     }
     if (rc != HEP_OK) {
@@ -532,13 +531,6 @@ void router_packet(struct router *r, const uint8_t *data, size_t len, uint64_t n
 
 /* ---- held packets ---- */
 
-static uint64_t clock_ms(clockid_t id)
-{
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return (uint64_t)ts.tv_sec * MS_PER_S + (uint64_t)ts.tv_nsec / (US_PER_MS * US_PER_MS);
-}
-
 /* The wall-clock time of a held packet's arrival. */
 static uint64_t received_wall_ms(const struct router *r, uint64_t held_since_ms)
 {
@@ -591,16 +583,17 @@ static void release_held(struct router *r, const char *key, size_t klen, uint64_
 
 /*
  * A shared store answered a query: a known call releases what waited for
- * it.  Answers come from the store's own I/O, between packets, so the
- * clocks are read here.
+ * it.  Answers come from the store's own I/O, between packets, with the
+ * clocks the store read.
  */
-static void on_store_answer(void *arg, const char *key, size_t klen, const struct store_entry *e)
+static void on_store_answer(void *arg, const char *key, size_t klen, const struct store_entry *e,
+                            uint64_t now_ms, uint64_t wall_ms)
 {
     struct router *r = arg;
     if (e == NULL || !hold_has(r->hold, key, klen))
         return;
-    r->now_ms = clock_ms(CLOCK_MONOTONIC);
-    r->wall_ms = clock_ms(CLOCK_REALTIME);
+    r->now_ms = now_ms;
+    r->wall_ms = wall_ms;
     release_held(r, key, klen, &r->m->orphans_released_origin, e);
 }
 

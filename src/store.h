@@ -15,10 +15,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct conf;
+#include "conf.h"
 
-#define STORE_METHOD_MAX 32         /* longest method name kept, incl. NUL */
-#define STORE_ROUTE_MAX 64          /* longest route name kept, incl. NUL */
+#define STORE_METHOD_MAX (CONF_METHOD_MAX + 1)  /* longest method name kept, incl. NUL */
+#define STORE_ROUTE_MAX (CONF_NAME_MAX + 1)     /* longest route name kept, incl. NUL */
 
 enum store_flag {
     STORE_F_ENDED = 1u << 0,        /* BYE answered / INVITE failed: ttl.ended */
@@ -38,15 +38,16 @@ struct store_entry {
 };
 
 struct store;
-struct ev_loop;
-struct metrics;
 
 /*
  * How a shared back-end (Redis) answers store_query(), later, on the
  * worker's loop: e is the call's entry, or NULL when the shared store does
- * not know the call (or could not be asked: down, timed out).
+ * not know the call (or could not be asked: down, timed out).  now_ms and
+ * wall_ms are the clocks (monotonic, wall) when the answer came, read by
+ * the back-end: the core reads no clock.
  */
-typedef void (*store_answer_fn)(void *arg, const char *key, size_t klen, const struct store_entry *e);
+typedef void (*store_answer_fn)(void *arg, const char *key, size_t klen, const struct store_entry *e,
+                                uint64_t now_ms, uint64_t wall_ms);
 
 struct store_ops {
     const char *name;
@@ -94,28 +95,6 @@ struct store {
 };
 
 /*
- * Opens the back-end conf names.  The memory store is thread-safe: open it
- * once (loop and m are not used) and share it between workers.  A Redis
- * store is one connection and cache per worker: open one per worker, on
- * that worker's loop, with its counters in m.  NULL (and a logged reason)
- * on failure.
- */
-struct store *store_open(const struct conf *conf, struct ev_loop *loop, struct metrics *m);
-
-/*
- * Start-up check of a shared back-end, before any worker runs: connects
- * once, synchronously, and authenticates.  Returns 0 when usable or only
- * unreachable (logged as a warning: heprouter then runs on its cache and
- * the fallback until the store comes back), -1 on an error an operator must
- * fix (wrong password, unknown user, bad db): the reason goes to errbuf.
- */
-int store_check(const struct conf *conf, char *errbuf, size_t errlen);
-
-/* The Redis back-end (store_redis.c). */
-struct store *store_redis_new(const struct conf *conf, struct ev_loop *loop, struct metrics *m);
-int store_redis_check(const struct conf *conf, char *errbuf, size_t errlen);
-
-/*
  * The names a memory store keeps per call as indexes, from the running
  * policy: every route name (the default one included), and every method
  * name the policy compares (routes' `method` lists) plus the standard SIP
@@ -150,6 +129,12 @@ void store_names_free(struct store_names *names);
  */
 #define STORE_MEM_METHODS_MAX 65535u
 struct store *store_mem_new(size_t max_calls, const struct store_names *names);
+
+/*
+ * The memory store conf asks for (store.max_calls, the names of its
+ * policy); NULL, with the reason logged, on failure.
+ */
+struct store *store_mem_from_conf(const struct conf *conf);
 
 /* What a memory store holds and has done since it was created. */
 struct store_mem_stats {

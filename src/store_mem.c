@@ -35,7 +35,11 @@
  */
 #include "store.h"
 
+#include "conf.h"
 #include "hash.h"
+#include "log.h"
+#include "policy.h"
+#include "sip.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -593,4 +597,58 @@ size_t store_mem_evictions(struct store *s)
 {
     struct store_mem_stats stats;
     return store_mem_stats(s, &stats) == 0 ? stats.evictions : 0;
+}
+
+/* --- the names of the running policy ------------------------------------ */
+
+int store_names_from_conf(const struct conf *conf, struct store_names *names)
+{
+    size_t nmethods = SIP_METHOD_COUNT, nroutes = conf->nroutes + 1;
+    for (size_t i = 0; i < conf->nroutes; i++)
+        nmethods += conf->routes[i].match.nmethods;
+    const char **methods = calloc(nmethods, sizeof *methods);
+    const char **routes = calloc(nroutes, sizeof *routes);
+    if (methods == NULL || routes == NULL) {
+        free(methods);
+        free(routes);
+        return -1;
+    }
+    size_t m = 0;
+    for (int id = SIP_METHOD_OTHER + 1; id < SIP_METHOD_COUNT; id++)
+        methods[m++] = sip_method_name((enum sip_method)id);
+    for (size_t i = 0; i < conf->nroutes; i++) {
+        const struct conf_match *match = &conf->routes[i].match;
+        for (size_t j = 0; j < match->nmethods; j++)
+            methods[m++] = match->methods[j];
+        routes[i] = conf->routes[i].name;
+    }
+    routes[conf->nroutes] = policy_route_name(conf, POLICY_DEFAULT);
+    names->methods = methods;
+    names->nmethods = m;
+    names->routes = routes;
+    names->nroutes = nroutes;
+    return 0;
+}
+
+void store_names_free(struct store_names *names)
+{
+    free((void *)names->methods);
+    free((void *)names->routes);
+    names->methods = names->routes = NULL;
+    names->nmethods = names->nroutes = 0;
+}
+
+struct store *store_mem_from_conf(const struct conf *conf)
+{
+    struct store_names names;
+    if (store_names_from_conf(conf, &names) != 0) {
+        log_error("memory store: out of memory");
+        return NULL;
+    }
+    struct store *s = store_mem_new(conf->store_max_calls, &names);
+    if (s == NULL)
+        log_error("memory store: out of memory, or more than %u method names in the routes",
+                  STORE_MEM_METHODS_MAX);
+    store_names_free(&names);
+    return s;
 }

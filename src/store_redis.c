@@ -60,6 +60,7 @@
  * quoted and escaped.
  */
 #include "store.h"
+#include "store_open.h"
 
 #include <arpa/inet.h>
 #include <limits.h>
@@ -79,6 +80,7 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
+#include "clock.h"
 #include "conf.h"
 #include "hash.h"
 #include "log.h"
@@ -118,9 +120,6 @@
 #define REDIS_LOG_CUT_MAX (sizeof REDIS_LOG_CUT + REDIS_NUM_MAX)
 /* a call key as a log line shows it, quoted and escaped, NUL included */
 #define REDIS_LOG_KEY_TEXT_MAX (1 + REDIS_LOG_ESCAPE_MAX * REDIS_LOG_KEY_MAX + REDIS_LOG_CUT_MAX)
-#define MS_PER_S 1000u
-#define US_PER_MS 1000u
-#define NS_PER_MS 1000000u
 
 /*
  * What the TTL bookkeeping of a cache entry says about the key in Redis.
@@ -282,28 +281,16 @@ static const struct store_ops store_redis_ops;
 
 /* ---- clocks ---- */
 
-static uint64_t redis_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * MS_PER_S + (uint64_t)ts.tv_nsec / NS_PER_MS;
-}
-
 static void redis_touch_clock(struct store_redis *s, uint64_t now_ms)
 {
     s->now_ms = now_ms;
-    s->now_mono_ms = redis_mono_ms();
+    s->now_mono_ms = clock_mono_ms();
 }
 
 /* The caller's clock now, also inside callbacks (which get no now_ms). */
 static uint64_t redis_clock(const struct store_redis *s)
 {
-    return s->now_ms + (redis_mono_ms() - s->now_mono_ms);
-}
-
-static ev_tstamp redis_seconds(uint64_t ms)
-{
-    return (ev_tstamp)ms / MS_PER_S;
+    return s->now_ms + (clock_mono_ms() - s->now_mono_ms);
 }
 
 /* ---- log lines ---- */
@@ -627,7 +614,7 @@ static void redis_answer(struct store_redis *s, struct redis_cmd *cmd, const str
         return;
     redis_wait_unlink(s, cmd);
     if (s->answer != NULL && !s->freeing)
-        s->answer(s->answer_arg, cmd->key, cmd->klen, e);
+        s->answer(s->answer_arg, cmd->key, cmd->klen, e, clock_mono_ms(), clock_wall_ms());
 }
 
 /* "<prefix>call:<key>" in the scratch buffer; NULL when out of memory. */
@@ -657,7 +644,7 @@ static int redis_send(struct store_redis *s, struct redis_cmd *cmd, redisCallbac
 {
     if (s->ac == NULL || redisAsyncCommandArgv(s->ac, fn, cmd, argc, argv, argvlen) != REDIS_OK)
         return -1;
-    cmd->sent_mono_ms = redis_mono_ms();
+    cmd->sent_mono_ms = clock_mono_ms();
     cmd->prev = s->inflight_tail;
     if (s->inflight_tail != NULL)
         s->inflight_tail->next = cmd;
@@ -688,7 +675,7 @@ static void redis_on_expire(redisAsyncContext *ac, void *r, void *priv);
 /* Seconds for EX / EXPIRE, rounded up: a key never goes before its deadline. */
 static uint64_t redis_ttl_seconds(uint64_t ttl_ms)
 {
-    uint64_t secs = (ttl_ms + MS_PER_S - 1) / MS_PER_S;
+    uint64_t secs = (ttl_ms + CLOCK_MS_PER_S - 1) / CLOCK_MS_PER_S;
     return secs > 0 ? secs : 1;
 }
 
@@ -1013,7 +1000,7 @@ static const char *redis_address(struct store_redis *s, enum redis_peer peer, co
 
 static void redis_schedule(struct store_redis *s, uint64_t delay_ms)
 {
-    ev_tstamp delay = redis_seconds(delay_ms);
+    ev_tstamp delay = clock_ms_to_s(delay_ms);
     if (ev_is_active(&s->reconnect_timer)) {
         if (ev_timer_remaining(s->loop, &s->reconnect_timer) <= delay)
             return;
@@ -1289,7 +1276,7 @@ static void redis_data_connect(struct store_redis *s)
         redis_data_fail(s, "cannot queue the handshake");
         return;
     }
-    ev_timer_set(&s->connect_timer, redis_seconds(s->conf->connect_timeout_ms), 0.);
+    ev_timer_set(&s->connect_timer, clock_ms_to_s(s->conf->connect_timeout_ms), 0.);
     ev_timer_start(s->loop, &s->connect_timer);
 }
 
@@ -1537,7 +1524,7 @@ static void redis_sentinel_connect(struct store_redis *s)
         redis_sentinel_failed(s, "cannot queue the question", true);
         return;
     }
-    ev_timer_set(&s->sentinel_timer, redis_seconds(s->conf->connect_timeout_ms), 0.);
+    ev_timer_set(&s->sentinel_timer, clock_ms_to_s(s->conf->connect_timeout_ms), 0.);
     ev_timer_start(s->loop, &s->sentinel_timer);
 }
 
@@ -1775,8 +1762,8 @@ static void redis_arm_query_timer(struct store_redis *s)
         due = s->inflight_head->sent_mono_ms + redis_stall_ms(s);
     if (due == UINT64_MAX)
         return;
-    uint64_t now = redis_mono_ms();
-    ev_tstamp delay = redis_seconds(due > now ? due - now : 0);
+    uint64_t now = clock_mono_ms();
+    ev_tstamp delay = clock_ms_to_s(due > now ? due - now : 0);
     if (ev_is_active(&s->query_timer)) {
         if (ev_timer_remaining(s->loop, &s->query_timer) <= delay)
             return;
@@ -1794,7 +1781,7 @@ static void redis_arm_query_timer(struct store_redis *s)
 static void redis_on_query_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct store_redis *s = w->data;
-    uint64_t now = redis_mono_ms();
+    uint64_t now = clock_mono_ms();
     (void)loop;
     (void)revents;
     if (s->conf->redis.timeout_ms > 0) {
@@ -2113,7 +2100,7 @@ struct store *store_redis_new(const struct conf *conf, struct ev_loop *loop, str
     s->conf = conf;
     s->loop = loop;
     s->m = m != NULL ? m : &s->own_metrics;
-    redis_touch_clock(s, redis_mono_ms());
+    redis_touch_clock(s, clock_mono_ms());
     if (conf->cache_entries > 0) {
         size_t n = REDIS_BUCKETS_MIN;
         while (n < conf->cache_entries && n <= SIZE_MAX / 4)
@@ -2161,8 +2148,8 @@ struct redis_check {
 static struct timeval redis_timeval(uint64_t ms)
 {
     struct timeval tv;
-    tv.tv_sec = (time_t)(ms / MS_PER_S);
-    tv.tv_usec = (suseconds_t)(ms % MS_PER_S * US_PER_MS);
+    tv.tv_sec = (time_t)(ms / CLOCK_MS_PER_S);
+    tv.tv_usec = (suseconds_t)(ms % CLOCK_MS_PER_S * CLOCK_US_PER_MS);
     return tv;
 }
 

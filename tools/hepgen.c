@@ -46,6 +46,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "bytes.h"
 #include "hep.h"
 #include "payload.h"
 #include "sip.h"
@@ -103,11 +104,11 @@ struct gz_patch {
 struct tmpl {
     uint8_t *data;
     size_t len;
-    size_t digits[2];       /* offsets of the seq digits (payload, 0x0011) */
+    size_t digits[2];       /* offsets of the seq digits (payload, correlation id) */
     int ndigits;
-    size_t ts_off;          /* v3: value of 0x0009 (0x000a follows) / v2: time block */
+    size_t ts_off;          /* v3: value of TS_SEC (TS_USEC follows) / v2: time block */
     bool has_ts;
-    struct gz_patch *gz;    /* payload in chunk 0x0010 (--compress), else NULL */
+    struct gz_patch *gz;    /* payload in a PAYLOAD_GZ chunk (--compress), else NULL */
 };
 
 struct dest {
@@ -403,33 +404,6 @@ static uint8_t *read_file(const char *path, size_t *len)
     return buf;
 }
 
-static uint16_t get_u16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static void put_u16(uint8_t *p, size_t v)
-{
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-}
-
-static void put_u32be(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static void put_u32le(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
 /*
  * Copies the SIP payload to out with the Call-ID header value replaced by
  * cid; returns the new length and the offset of cid in out (*cid_at).
@@ -491,7 +465,7 @@ static void patch_seq(uint8_t *p, const struct tmpl *t, uint64_t seq)
         uint32_t crc = t->gz->crc_zero;
         for (int i = 0; i < SEQ_DIGITS; i++)
             crc ^= t->gz->crc_digit[i][digits[i] - '0'];
-        put_u32le(p + t->gz->crc_off, crc);
+        bytes_put_le32(p + t->gz->crc_off, crc);
     }
 }
 
@@ -614,25 +588,26 @@ static void build_tmpl(struct tmpl *t, const char *path, const char *cid,
     memset(t, 0, sizeof(*t));
 
     if (g.hep_version == 3) {
-        if (n < 6 || memcmp(in, "HEP3", 4) != 0)
+        if (n < HEP3_HDR_LEN || memcmp(in, HEP3_MAGIC, 4) != 0)
             die("%s: not a HEP3 packet", path);
-        o = 6;
-        size_t i = 6;
+        o = HEP3_HDR_LEN;
+        size_t i = HEP3_HDR_LEN;
         while (i < n) {
-            if (n - i < 6)
+            if (n - i < HEP3_CHUNK_HDR_LEN)
                 die("%s: truncated chunk at offset %zu", path, i);
-            uint16_t vendor = get_u16(in + i), type = get_u16(in + i + 2);
-            size_t clen = get_u16(in + i + 4);
-            if (clen < 6 || clen > n - i)
+            uint16_t vendor = bytes_get_be16(in + i), type = bytes_get_be16(in + i + 2);
+            size_t clen = bytes_get_be16(in + i + 4);
+            if (clen < HEP3_CHUNK_HDR_LEN || clen > n - i)
                 die("%s: bad chunk length at offset %zu", path, i);
-            const uint8_t *val = in + i + 6;
-            size_t vlen = clen - 6;
-            memcpy(out + o, in + i, 6);
-            if (vendor == 0 && type == 0x0011) {
-                memcpy(out + o + 6, cid, cid_len);
-                t->digits[t->ndigits++] = o + 6 + digits_offset();
+            const uint8_t *val = in + i + HEP3_CHUNK_HDR_LEN;
+            size_t vlen = clen - HEP3_CHUNK_HDR_LEN;
+            size_t oval = o + HEP3_CHUNK_HDR_LEN;  /* where the value goes in out */
+            memcpy(out + o, in + i, HEP3_CHUNK_HDR_LEN);
+            if (vendor == 0 && type == HEP_CHUNK_CORRELATION_ID) {
+                memcpy(out + oval, cid, cid_len);
+                t->digits[t->ndigits++] = oval + digits_offset();
                 vlen = cid_len;
-            } else if (vendor == 0 && type == 0x000f && g.compress) {
+            } else if (vendor == 0 && type == HEP_CHUNK_PAYLOAD && g.compress) {
                 size_t at = 0;
                 if (t->gz != NULL)
                     die("%s: two payload chunks", path);
@@ -641,39 +616,40 @@ static void build_tmpl(struct tmpl *t, const char *path, const char *cid,
                 if (plain == NULL || t->gz == NULL)
                     die("out of memory");
                 size_t plain_len = rewrite_payload(path, val, vlen, cid, plain, &cid_at);
-                vlen = gzip_payload(path, plain, plain_len, cid_at + digits_offset(), out + o + 6,
-                                    MAX_PKT + 256 - (o + 6), &at, t->gz);
-                put_u16(out + o + 2, 0x0010);
-                t->digits[t->ndigits++] = o + 6 + at;
-                t->gz->crc_off += o + 6;
-            } else if (vendor == 0 && type == 0x000f) {
-                vlen = rewrite_payload(path, val, vlen, cid, out + o + 6, &cid_at);
-                t->digits[t->ndigits++] = o + 6 + cid_at + digits_offset();
+                vlen = gzip_payload(path, plain, plain_len, cid_at + digits_offset(), out + oval,
+                                    MAX_PKT + 256 - oval, &at, t->gz);
+                bytes_put_be16(out + o + 2, HEP_CHUNK_PAYLOAD_GZ);
+                t->digits[t->ndigits++] = oval + at;
+                t->gz->crc_off += oval;
+            } else if (vendor == 0 && type == HEP_CHUNK_PAYLOAD) {
+                vlen = rewrite_payload(path, val, vlen, cid, out + oval, &cid_at);
+                t->digits[t->ndigits++] = oval + cid_at + digits_offset();
             } else {
-                if (vendor == 0 && type == 0x0009 && vlen == 4) {
-                    t->ts_off = o + 6;
+                if (vendor == 0 && type == HEP_CHUNK_TS_SEC && vlen == 4) {
+                    t->ts_off = oval;
                     t->has_ts = true;
                 }
-                memcpy(out + o + 6, val, vlen);
+                memcpy(out + oval, val, vlen);
             }
-            if (vlen + 6 > 0xffff)
+            if (vlen + HEP3_CHUNK_HDR_LEN > HEP3_MAX_LEN)
                 die("%s: chunk too long after the Call-ID rewrite", path);
-            put_u16(out + o + 4, vlen + 6);
-            o += 6 + vlen;
+            bytes_put_be16(out + o + 4, (uint16_t)(vlen + HEP3_CHUNK_HDR_LEN));
+            o = oval + vlen;
             i += clen;
         }
-        if (o > 0xffff)
+        if (o > HEP3_MAX_LEN)
             die("%s: packet too long after the Call-ID rewrite", path);
-        memcpy(out, "HEP3", 4);
-        put_u16(out + 4, o);
-        if (t->has_ts && get_u16(out + t->ts_off + 6) != 0x000a)
-            t->has_ts = false;  /* 0x000a must follow 0x0009 for the patch */
+        memcpy(out, HEP3_MAGIC, 4);
+        bytes_put_be16(out + 4, (uint16_t)o);
+        /* TS_USEC must follow TS_SEC for the patch: its type after TS_SEC's 4 bytes */
+        if (t->has_ts && bytes_get_be16(out + t->ts_off + 4 + 2) != HEP_CHUNK_TS_USEC)
+            t->has_ts = false;
     } else {
-        if (n < 8 || in[0] != g.hep_version)
+        if (n < HEP12_HDR_LEN || in[0] != g.hep_version)
             die("%s: not a HEPv%d packet", path, g.hep_version);
         size_t hl = in[1];
-        size_t head = hl + (g.hep_version == 2 ? 12 : 0);
-        if (hl < 8 || head > n)
+        size_t head = hl + (g.hep_version == 2 ? HEP2_TIME_LEN : 0);
+        if (hl < HEP12_HDR_LEN || head > n)
             die("%s: bad header length %zu", path, hl);
         memcpy(out, in, head);
         o = head + rewrite_payload(path, in + head, n - head, cid, out + head, &cid_at);
@@ -828,11 +804,11 @@ static void stamp(struct dest *d)
             continue;
         uint8_t *p = d->iov[i].iov_base;
         if (g.hep_version == 3) {
-            put_u32be(p + t->ts_off, sec);
-            put_u32be(p + t->ts_off + 4 + 6, usec);  /* value of 0x000a */
+            bytes_put_be32(p + t->ts_off, sec);
+            bytes_put_be32(p + t->ts_off + 4 + HEP3_CHUNK_HDR_LEN, usec);  /* TS_USEC's value */
         } else {
-            put_u32le(p + t->ts_off, sec);
-            put_u32le(p + t->ts_off + 4, usec);
+            bytes_put_le32(p + t->ts_off, sec);
+            bytes_put_le32(p + t->ts_off + 4, usec);
         }
     }
 }

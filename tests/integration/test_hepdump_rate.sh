@@ -32,7 +32,7 @@ HEPDUMP=$(it_bin tools/hepdump) || exit 1
 UDPBLAST=$IT_BUILDDIR/tests/integration/udpblast
 if [ ! -x "$UDPBLAST" ]; then
     UDPBLAST=$IT_TMP/udpblast
-    ${CC:-cc} -std=c11 -D_GNU_SOURCE -O2 -o "$UDPBLAST" \
+    ${CC:-cc} -std=c11 -D_GNU_SOURCE -O2 -I"$IT_SRCDIR/src" -o "$UDPBLAST" \
         "$IT_SRCDIR/tests/integration/udpblast.c" || it_fail "cannot build udpblast"
 fi
 

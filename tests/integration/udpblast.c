@@ -31,6 +31,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bytes.h"
+#include "hep.h"
+
 #define DEFAULT_COUNT   1000
 #define DEFAULT_BATCH   16
 #define MAX_BATCH       1024
@@ -61,41 +64,40 @@ static const char builtin_sip[] =
 
 static size_t put_chunk(uint8_t *p, uint16_t type, const void *value, size_t vlen)
 {
-    size_t len = 6 + vlen;
-    p[0] = 0;
-    p[1] = 0;
-    p[2] = (uint8_t)(type >> 8);
-    p[3] = (uint8_t)type;
-    p[4] = (uint8_t)(len >> 8);
-    p[5] = (uint8_t)len;
-    memcpy(p + 6, value, vlen);
+    size_t len = HEP3_CHUNK_HDR_LEN + vlen;
+    bytes_put_be16(p, 0);                   /* vendor: generic */
+    bytes_put_be16(p + 2, type);
+    bytes_put_be16(p + 4, (uint16_t)len);
+    memcpy(p + HEP3_CHUNK_HDR_LEN, value, vlen);
     return len;
 }
 
 static struct packet builtin_packet(void)
 {
     static uint8_t buf[1024];
-    const uint8_t family = 2, proto = 17, proto_type = 1;
+    const uint8_t family = HEP_AF_INET, proto = 17, proto_type = HEP_PROTO_SIP;   /* 17: UDP */
     const uint8_t src[4] = { 127, 0, 0, 1 }, dst[4] = { 127, 0, 0, 1 };
-    const uint8_t sport[2] = { 0x13, 0xce }, dport[2] = { 0x13, 0xc4 };    /* 5070, 5060 */
-    const uint8_t sec[4] = { 0x66, 0x00, 0x00, 0x00 }, usec[4] = { 0, 0, 0, 1 };
-    const uint8_t capture_id[4] = { 0, 0, 0, 1 };
-    size_t n = 6;
+    uint8_t sport[2], dport[2], sec[4], usec[4], capture_id[4];
+    size_t n = HEP3_HDR_LEN;
 
-    memcpy(buf, "HEP3", 4);
-    n += put_chunk(buf + n, 0x0001, &family, 1);
-    n += put_chunk(buf + n, 0x0002, &proto, 1);
-    n += put_chunk(buf + n, 0x0003, src, sizeof(src));
-    n += put_chunk(buf + n, 0x0004, dst, sizeof(dst));
-    n += put_chunk(buf + n, 0x0007, sport, sizeof(sport));
-    n += put_chunk(buf + n, 0x0008, dport, sizeof(dport));
-    n += put_chunk(buf + n, 0x0009, sec, sizeof(sec));
-    n += put_chunk(buf + n, 0x000a, usec, sizeof(usec));
-    n += put_chunk(buf + n, 0x000b, &proto_type, 1);
-    n += put_chunk(buf + n, 0x000c, capture_id, sizeof(capture_id));
-    n += put_chunk(buf + n, 0x000f, builtin_sip, sizeof(builtin_sip) - 1);
-    buf[4] = (uint8_t)(n >> 8);
-    buf[5] = (uint8_t)n;
+    bytes_put_be16(sport, 5070);
+    bytes_put_be16(dport, 5060);
+    bytes_put_be32(sec, 0x66000000);
+    bytes_put_be32(usec, 1);
+    bytes_put_be32(capture_id, 1);
+    memcpy(buf, HEP3_MAGIC, 4);
+    n += put_chunk(buf + n, HEP_CHUNK_FAMILY, &family, 1);
+    n += put_chunk(buf + n, HEP_CHUNK_IP_PROTO, &proto, 1);
+    n += put_chunk(buf + n, HEP_CHUNK_SRC_IP4, src, sizeof(src));
+    n += put_chunk(buf + n, HEP_CHUNK_DST_IP4, dst, sizeof(dst));
+    n += put_chunk(buf + n, HEP_CHUNK_SRC_PORT, sport, sizeof(sport));
+    n += put_chunk(buf + n, HEP_CHUNK_DST_PORT, dport, sizeof(dport));
+    n += put_chunk(buf + n, HEP_CHUNK_TS_SEC, sec, sizeof(sec));
+    n += put_chunk(buf + n, HEP_CHUNK_TS_USEC, usec, sizeof(usec));
+    n += put_chunk(buf + n, HEP_CHUNK_PROTO_TYPE, &proto_type, 1);
+    n += put_chunk(buf + n, HEP_CHUNK_CAPTURE_ID, capture_id, sizeof(capture_id));
+    n += put_chunk(buf + n, HEP_CHUNK_PAYLOAD, builtin_sip, sizeof(builtin_sip) - 1);
+    bytes_put_be16(buf + 4, (uint16_t)n);
     return (struct packet){ buf, n };
 }
 

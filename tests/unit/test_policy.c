@@ -24,8 +24,9 @@ static struct conf_cidr cidr(const char *text)
     char *slash = strchr(ip, '/');
     *slash = '\0';
     c.prefix = (unsigned)atoi(slash + 1);
-    c.family = strchr(ip, ':') ? AF_INET6 : AF_INET;
-    inet_pton(c.family, ip, c.addr);
+    int family = strchr(ip, ':') ? AF_INET6 : AF_INET;
+    c.addr_len = family == AF_INET6 ? 16 : 4;
+    inet_pton(family, ip, c.addr);
     return c;
 }
 

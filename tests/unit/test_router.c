@@ -83,7 +83,7 @@ static int setup_with(const char *path)
     conf = conf_load(path, stderr);
     if (conf == NULL)
         return -1;
-    store = store_open(conf, NULL, NULL);
+    store = store_mem_from_conf(conf);
     if (store == NULL || metrics_init(&m, conf) != 0)
         return -1;
     router = router_new(conf, store, &m, &d);
@@ -939,9 +939,9 @@ static void test_shared_store_answer_releases_held_packets_in_order(void)
     memset(&e, 0, sizeof e);
     strcpy(e.method, "INVITE");
     strcpy(e.route, "calls");
-    shared.answer(shared.answer_arg, cid, cl, NULL);     /* "unknown" changes nothing */
+    shared.answer(shared.answer_arg, cid, cl, NULL, now, WALL0 + now);     /* "unknown" changes nothing */
     CU_ASSERT_EQUAL(nsent, 0);
-    shared.answer(shared.answer_arg, cid, cl, &e);
+    shared.answer(shared.answer_arg, cid, cl, &e, now, WALL0 + now);
     CU_ASSERT_EQUAL(nsent, 2);
     assert_sent(0, DEST_VOIPMONITOR, c407);
     assert_sent(1, DEST_VOIPMONITOR, ack);
@@ -951,7 +951,7 @@ static void test_shared_store_answer_releases_held_packets_in_order(void)
     advance(WAIT_MS);
     CU_ASSERT_EQUAL(shared.nasked, 1);
     /* a late answer for a call no longer held does nothing */
-    shared.answer(shared.answer_arg, cid, cl, &e);
+    shared.answer(shared.answer_arg, cid, cl, &e, now, WALL0 + now);
     CU_ASSERT_EQUAL(nsent, 2);
     feed(inv2);                          /* an origin of a call the answer did not cache */
     CU_ASSERT_EQUAL(nsent, 3);

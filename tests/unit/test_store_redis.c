@@ -11,7 +11,9 @@
 #include "conf.h"
 #include "log.h"
 #include "metrics.h"
+#include "clock.h"
 #include "store.h"
+#include "store_open.h"
 #include "unit.h"
 #include "unit_ev.h"
 
@@ -344,9 +346,16 @@ struct answers {
     char key[KEY_MAX];
 };
 
-static void on_answer(void *arg, const char *key, size_t klen, const struct store_entry *e)
+/* How far behind the clocks an answer carries may be: they are read when it is given. */
+#define ANSWER_CLOCK_SLACK_MS 1000u
+
+static void on_answer(void *arg, const char *key, size_t klen, const struct store_entry *e,
+                      uint64_t now_ms, uint64_t wall_ms)
 {
     struct answers *a = arg;
+    uint64_t mono = clock_mono_ms(), wall = clock_wall_ms();
+    CU_ASSERT(now_ms <= mono && now_ms + ANSWER_CLOCK_SLACK_MS > mono);
+    CU_ASSERT(wall_ms <= wall && wall_ms + ANSWER_CLOCK_SLACK_MS > wall);
     a->n++;
     if (e == NULL)
         a->nulls++;

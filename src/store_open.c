@@ -1,0 +1,36 @@
+/*
+ * store_open.c - opens the call context store back-end the configuration
+ * names (the edge: a Redis store needs the worker's libev loop).
+ *
+ * The back-ends live in their own files (store_mem.c in the core,
+ * store_redis.c here at the edge) and share nothing but struct store_ops;
+ * this file only picks one.
+ */
+#include "store_open.h"
+
+#include <stdio.h>
+
+#include "conf.h"
+#include "log.h"
+#include "store.h"
+
+struct store *store_open(const struct conf *conf, struct ev_loop *loop, struct metrics *m)
+{
+    switch (conf->store_type) {
+    case CONF_STORE_MEMORY:
+        return store_mem_from_conf(conf);
+    case CONF_STORE_REDIS:
+        return store_redis_new(conf, loop, m);
+    }
+    log_error("unknown store type %d", (int)conf->store_type);
+    return NULL;
+}
+
+int store_check(const struct conf *conf, char *errbuf, size_t errlen)
+{
+    if (conf->store_type != CONF_STORE_REDIS) {
+        snprintf(errbuf, errlen, "ok");
+        return 0;
+    }
+    return store_redis_check(conf, errbuf, errlen);
+}
