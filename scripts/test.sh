@@ -23,7 +23,7 @@ make -C build check || { cat build/tests/unit/*.log; exit 1; }
 
 step "build with AddressSanitizer + UBSan (build-asan/)"
 san="-g -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
-scripts/build.sh build-asan --enable-werror "CFLAGS=$san" "LDFLAGS=-fsanitize=address,undefined"
+scripts/build.sh build-asan --enable-werror --enable-debug "CFLAGS=$san" "LDFLAGS=-fsanitize=address,undefined"
 step "unit tests under ASan + UBSan"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     make -C build-asan check || { cat build-asan/tests/unit/*.log; exit 1; }

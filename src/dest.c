@@ -38,6 +38,7 @@
 
 #include "clock.h"
 #include "conf.h"
+#include "invariant.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -817,6 +818,7 @@ static bool is_hep3_frame(const uint8_t *p, size_t len)
 
 void dest_send(struct dest_set *ds, size_t di, const struct hep_view *view, const char *key, size_t klen)
 {
+    INVARIANT(di < ds->ndests);
     if (di >= ds->ndests)
         return;
     struct dest *d = &ds->dests[di];

@@ -7,6 +7,7 @@
 
 #include "conf.h"
 #include "hep.h"
+#include "invariant.h"
 
 void policy_input_from_view(struct policy_input *in, const struct hep_view *v)
 {
@@ -98,6 +99,7 @@ long policy_match(const struct conf *conf, const struct policy_input *in)
 
 void policy_destinations(const struct conf *conf, long route, const size_t **to, size_t *nto)
 {
+    INVARIANT(route == POLICY_DEFAULT || (route >= 0 && (size_t)route < conf->nroutes));
     if (route == POLICY_DEFAULT || route < 0 || (size_t)route >= conf->nroutes) {
         *to = conf->default_to;
         *nto = conf->ndefault_to;

@@ -356,14 +356,6 @@ static struct life call_life(const struct packet *p, unsigned flags)
     return l;
 }
 
-/* ttl.ended for an ended call, else ttl.register or ttl.call by its kind. */
-static uint64_t call_ttl(const struct router *r, unsigned flags)
-{
-    if (flags & STORE_F_ENDED)
-        return r->conf->ttl_ended_ms;
-    return (flags & STORE_F_REGISTER) ? r->conf->ttl_register_ms : r->conf->ttl_call_ms;
-}
-
 static uint64_t payload_hash(const struct packet *p)
 {
     return hash_words64(p->view.payload.data, p->view.payload.len);
@@ -380,7 +372,7 @@ static void touch_call(struct router *r, const struct packet *p, const struct st
     }
     struct life l = call_life(p, e->flags);
     unsigned after = (e->flags | l.set) & ~l.clear;
-    store_update(r->store, p->key, p->klen, call_ttl(r, after), l.set, l.clear, hash, r->now_ms);
+    store_update(r->store, p->key, p->klen, store_ttl(r->conf, after), l.set, l.clear, hash, r->now_ms);
 }
 
 static void release_held(struct router *r, const char *key, size_t klen, uint64_t *counter,
@@ -420,7 +412,7 @@ static int store_call(struct router *r, const struct packet *p, const char *meth
     struct life l = call_life(p, flags);
     e.flags = (flags | l.set) & ~l.clear;
     e.last_hash = payload_hash(p);
-    int rc = store_put(r->store, p->key, p->klen, &e, call_ttl(r, e.flags), r->now_ms, use);
+    int rc = store_put(r->store, p->key, p->klen, &e, store_ttl(r->conf, e.flags), r->now_ms, use);
     if (rc < 0)
         r->m->calls_not_stored++;
     if (rc != 0)

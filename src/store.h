@@ -28,6 +28,18 @@ enum store_flag {
     STORE_F_ALL = (1u << 4) - 1,
 };
 
+/*
+ * How long a call is kept, by its flags: ttl.ended once it ended, else
+ * ttl.register for a REGISTER dialog and ttl.call for any other.  The one
+ * rule the router and every back-end use.
+ */
+static inline uint64_t store_ttl(const struct conf *conf, unsigned flags)
+{
+    if (flags & STORE_F_ENDED)
+        return conf->ttl_ended_ms;
+    return (flags & STORE_F_REGISTER) ? conf->ttl_register_ms : conf->ttl_call_ms;
+}
+
 /* What the store remembers about a call. */
 struct store_entry {
     char method[STORE_METHOD_MAX];  /* origin method, NUL-terminated */

@@ -92,7 +92,7 @@
 #define REDIS_MS_DIGITS_MAX 20              /* a uint64_t */
 #define REDIS_VALUE_MAX (sizeof REDIS_VALUE_VERSION + REDIS_FLAGS_DIGITS_MAX + 1 + REDIS_MS_DIGITS_MAX + 1 \
                          + STORE_METHOD_MAX + STORE_ROUTE_MAX)
-#define REDIS_KNOWN_FLAGS (STORE_F_ENDED | STORE_F_FALLBACK | STORE_F_REGISTER | STORE_F_CONFIRMED)
+#define REDIS_KNOWN_FLAGS STORE_F_ALL
 /* The flags whose change changes the TTL, and so are worth an EXPIRE. */
 #define REDIS_TTL_FLAGS STORE_F_ENDED
 #define REDIS_KEY_INFIX "call:"
@@ -424,14 +424,6 @@ static bool redis_same_origin(const struct store_entry *a, const struct store_en
            strcmp(a->route, b->route) == 0;
 }
 
-/* The TTL a call's flags call for (for entries learned from Redis). */
-static uint64_t redis_ttl_for(const struct store_redis *s, unsigned flags)
-{
-    if (flags & STORE_F_ENDED)
-        return s->conf->ttl_ended_ms;
-    return (flags & STORE_F_REGISTER) ? s->conf->ttl_register_ms : s->conf->ttl_call_ms;
-}
-
 /* ---- cache ---- */
 
 static bool redis_cache_on(const struct store_redis *s)
@@ -543,7 +535,7 @@ static void redis_learn(struct store_redis *s, const char *key, size_t klen, con
     uint64_t now = redis_clock(s);
     struct redis_centry *ce = redis_cache_find(s, key, klen, now);
     if (ce == NULL) {
-        ce = redis_cache_insert(s, key, klen, e, now + redis_ttl_for(s, e->flags));
+        ce = redis_cache_insert(s, key, klen, e, now + store_ttl(s->conf, e->flags));
         if (ce != NULL)
             ce->ttl_state = REDIS_TTL_ADOPT;
         if (out != NULL)

@@ -4,7 +4,10 @@
  * the tests do not depend on the YAML loader.
  */
 #include <arpa/inet.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "conf.h"
 #include "hep.h"
@@ -87,6 +90,34 @@ static void test_no_match_gives_default(void)
     CU_ASSERT_PTR_EQUAL(to, to_default);
     CU_ASSERT_EQUAL(nto, 1);
     CU_ASSERT_STRING_EQUAL(policy_route_name(&conf, POLICY_DEFAULT), "default");
+}
+
+/*
+ * A route index the policy never gave is a bug: a debug build (the
+ * sanitizer build of the tests) aborts on it, a normal one falls back to
+ * the default list rather than read out of bounds.
+ */
+static void test_route_index_out_of_range_is_an_invariant(void)
+{
+    reset_routes();
+    conf.nroutes = 0;
+    const size_t *to = NULL;
+    size_t nto = 0;
+#ifdef HEPROUTER_DEBUG
+    pid_t pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        policy_destinations(&conf, 1, &to, &nto);
+        _exit(0);
+    }
+    int status = 0;
+    CU_ASSERT_EQUAL_FATAL(waitpid(pid, &status, 0), pid);
+    CU_ASSERT(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+#else
+    policy_destinations(&conf, 1, &to, &nto);
+    CU_ASSERT_PTR_EQUAL(to, to_default);
+    CU_ASSERT_EQUAL(nto, 1);
+#endif
 }
 
 static void test_method_is_case_sensitive_and_exact(void)
@@ -250,6 +281,7 @@ int main(void)
         { "status matches replies only", test_status_matches_replies_only },
         { "CIDR prefix edges", test_cidr_prefix_edges },
         { "input from a decoded view", test_input_from_view },
+        { "a route index out of range is an invariant", test_route_index_out_of_range_is_an_invariant },
         { NULL, NULL },
     };
     return unit_run("policy", tests);
