@@ -31,8 +31,9 @@
  * Build (fuzz/run does this):
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
  *       -std=c11 -D_GNU_SOURCE -I src fuzz/fuzz_pipeline.c src/hash.c src/hep.c \
- *       src/payload.c src/sip.c src/log.c src/conf.c src/metrics.c src/policy.c \
- *       src/store_mem.c src/hold.c src/router.c -lyaml -lz -lpthread -o fuzz_pipeline
+ *       src/payload.c src/sip.c src/log.c src/conf/grammar.c src/conf/diag.c \
+ *       src/conf/tree.c src/conf/table.c src/conf/schema.c src/metrics.c src/policy.c \
+ *       src/store/mem.c src/hold.c src/router.c -lyaml -lz -lpthread -o fuzz_pipeline
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -47,7 +48,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "router.h"
-#include "store.h"
+#include "store/store.h"
 
 /*
  * Small bounds, so that a short input reaches them: 8 held packets, 16

@@ -4,8 +4,9 @@
  * conf_load() parses in three passes (YAML structure, values into structs,
  * cross-checks and defaults) and reports every error as
  * "FILE:LINE:COL: message".  The rest of the program never sees YAML.  Every
- * key, its type and its default live in one table in conf.c; the man page
- * heprouter.yaml(5) and etc/heprouter.yaml follow that table.
+ * key, its type and its default live in one table in conf/schema.c; the man
+ * page heprouter.yaml(5) and etc/heprouter.yaml follow that table.  The
+ * loader itself is in src/conf/ (internal.h says which file does what).
  */
 #ifndef HEPROUTER_CONF_H
 #define HEPROUTER_CONF_H

@@ -38,8 +38,8 @@
 #include "log.h"
 #include "metrics.h"
 #include "router.h"
-#include "store.h"
-#include "store_open.h"
+#include "store/store.h"
+#include "store/open.h"
 
 /* How often a worker expires store entries and publishes its counters. */
 #define HOUSEKEEPING_INTERVAL_S 0.1
@@ -48,7 +48,7 @@
 
 /*
  * Descriptors opened besides inbound TCP connections (fd_budget()), as
- * ingest.c, dest.c and store_redis.c open them:
+ * ingest.c, dest.c and store/redis_link.c open them:
  * - a libev loop (the main one and one per worker): its epoll fd, the
  *   async wakeup (an eventfd, or a pipe pair without it) and the timerfd
  *   some libev builds add;

@@ -35,7 +35,7 @@
 #include "payload.h"
 #include "policy.h"
 #include "sip.h"
-#include "store.h"
+#include "store/store.h"
 
 /* A Call-ID longer than limits.call_id_max becomes "~" + 32 hex digits. */
 #define HASHED_KEY_PREFIX '~'

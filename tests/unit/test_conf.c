@@ -1,5 +1,5 @@
 /*
- * test_conf.c - unit tests for the configuration loader (src/conf.c).
+ * test_conf.c - unit tests for the configuration loader (src/conf/).
  *
  * Data-driven like pgbouncer's rule tests: every tests/conf/bad-NAME.yaml
  * must fail to load and print exactly tests/conf/bad-NAME.err, and every
@@ -35,11 +35,11 @@
 #define REDIS_MINIMAL_PATH  "good-redis-minimal.yaml"
 #define SENTINELS_PATH      "good-redis-sentinels.yaml"
 #define UNIX_PATH           "good-redis-unix.yaml"
-#define PASSWORD_MAX        1024    /* conf.c: CONF_PASSWORD_MAX */
+#define PASSWORD_MAX        1024    /* conf/internal.h: CONF_PASSWORD_MAX */
 #define MANY_PATH           "bad-many.yaml"
 #define FIXTURES_MIN        90      /* fewer means the directory was not found */
 #define ALLOC_STEPS_MAX     100000  /* a load makes far fewer allocations */
-#define FILE_LIMIT          (1024 * 1024)   /* conf.c: CONF_FILE_MAX */
+#define FILE_LIMIT          (1024 * 1024)   /* conf/internal.h: CONF_FILE_MAX */
 
 #define MS_S                UINT64_C(1000)
 #define MS_M                (60 * MS_S)

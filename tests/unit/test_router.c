@@ -19,7 +19,7 @@
 #include "metrics.h"
 #include "router.h"
 #include "sip.h"
-#include "store.h"
+#include "store/store.h"
 #include "unit.h"
 
 #define DEST_HOMER 0

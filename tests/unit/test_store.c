@@ -1,6 +1,6 @@
 /*
  * test_store.c - unit tests for the memory back-end of the call context
- * store (src/store_mem.c): first writer wins, expiry by the caller's clock
+ * store (src/store/mem.c): first writer wins, expiry by the caller's clock
  * (lazy and swept), updates, the max_calls bound, many keys, several
  * threads at once, and the memory per call.  Method and route names come
  * from the read-only table given at creation (struct store_names): listed
@@ -8,7 +8,7 @@
  * a put with an unlisted route is refused, and what senders invent cannot
  * crowd out the real names (issue 11 item 2).
  */
-#include "store.h"
+#include "store/store.h"
 #include "unit.h"
 
 #include <pthread.h>

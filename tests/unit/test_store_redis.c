@@ -1,6 +1,6 @@
 /*
  * test_store_redis.c - unit tests for the Redis back-end of the call
- * context store (src/store_redis.c), against real redis-server processes
+ * context store (src/store/redis*.c), against real redis-server processes
  * started on free loopback ports: the value format, two stores ("two
  * instances") sharing calls, first writer wins, EXPIRE only when needed,
  * timeouts, Redis going away and coming back, AUTH and ACL users, the
@@ -12,8 +12,8 @@
 #include "log.h"
 #include "metrics.h"
 #include "clock.h"
-#include "store.h"
-#include "store_open.h"
+#include "store/store.h"
+#include "store/open.h"
 #include "unit.h"
 #include "unit_ev.h"
 

@@ -1,5 +1,5 @@
 /*
- * store_mem.c - the embedded memory back-end of the call context store.
+ * mem.c - the embedded memory back-end of the call context store.
  *
  * Sized for a million tracked calls in about 100 bytes each, so it keeps
  * neither the Call-ID nor struct store_entry per call:
@@ -33,7 +33,7 @@
  * never shrink: after a burst the capacity stays at its high-water mark
  * (bounded by max_calls) and freed slots are reused, so RSS stays flat.
  */
-#include "store.h"
+#include "store/store.h"
 
 #include "conf.h"
 #include "hash.h"

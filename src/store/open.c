@@ -1,18 +1,18 @@
 /*
- * store_open.c - opens the call context store back-end the configuration
- * names (the edge: a Redis store needs the worker's libev loop).
+ * open.c - opens the call context store back-end the configuration names
+ * (the edge: a Redis store needs the worker's libev loop).
  *
- * The back-ends live in their own files (store_mem.c in the core,
- * store_redis.c here at the edge) and share nothing but struct store_ops;
- * this file only picks one.
+ * The back-ends live in their own files (mem.c in the core, redis*.c here
+ * at the edge) and share nothing but struct store_ops; this file only
+ * picks one.
  */
-#include "store_open.h"
+#include "store/open.h"
 
 #include <stdio.h>
 
 #include "conf.h"
 #include "log.h"
-#include "store.h"
+#include "store/store.h"
 
 struct store *store_open(const struct conf *conf, struct ev_loop *loop, struct metrics *m)
 {

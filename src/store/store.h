@@ -1,7 +1,7 @@
 /*
  * store.h - the call context store: Call-ID -> what started the call.
  *
- * One interface, several back-ends (store_mem.c now, store_redis.c later),
+ * One interface, several back-ends (mem.c, redis.c; open.h opens one),
  * chosen by `store.type`.  Keys are call keys as the router builds them: the
  * Call-ID (or a correlation id), already hashed by the router when longer
  * than limits.call_id_max.  Every operation takes the caller's clock so

@@ -1,5 +1,5 @@
 /*
- * store_open.h - opening the context store the configuration names (edge).
+ * open.h - opening the context store the configuration names (edge).
  *
  * The factory lives at the edge because a Redis store runs on a worker's
  * libev loop; the core knows only the interface (store.h) and the memory
@@ -33,7 +33,7 @@ struct store *store_open(const struct conf *conf, struct ev_loop *loop, struct m
  */
 int store_check(const struct conf *conf, char *errbuf, size_t errlen);
 
-/* The Redis back-end (store_redis.c). */
+/* The Redis back-end (redis.c; its start-up check in redis_check.c). */
 struct store *store_redis_new(const struct conf *conf, struct ev_loop *loop, struct metrics *m);
 int store_redis_check(const struct conf *conf, char *errbuf, size_t errlen);
 
