@@ -173,6 +173,10 @@ struct conf *conf_load(const char *path, FILE *err);
 
 void conf_free(struct conf *conf);
 
+/* The names the configuration gives these values ("round_robin", "redis"). */
+const char *conf_balance_name(enum conf_balance b);
+const char *conf_store_type_name(int type);
+
 /* Looks up a destination by name; returns its index or -1. */
 long conf_dest_index(const struct conf *conf, const char *name);
 

@@ -33,25 +33,14 @@ static const struct {
     const char *name;
     const char *journal_prefix;     /* sd-daemon(3) priority */
 } levels[] = {
-    [LOG_LEVEL_ERROR] = { "error", "<3>" },
-    [LOG_LEVEL_WARN] = { "warn", "<4>" },
-    [LOG_LEVEL_INFO] = { "info", "<6>" },
-    [LOG_LEVEL_DEBUG] = { "debug", "<7>" },
+#define LOG_LEVEL_ROW(id, name, prefix) [LOG_LEVEL_##id] = { name, prefix },
+    LOG_LEVELS(LOG_LEVEL_ROW)
+#undef LOG_LEVEL_ROW
 };
-
-#define LOG_NLEVELS ((int)(sizeof levels / sizeof levels[0]))
-
-int log_level_from_name(const char *name)
-{
-    for (int i = 0; i < LOG_NLEVELS; i++)
-        if (strcmp(levels[i].name, name) == 0)
-            return i;
-    return -1;
-}
 
 void log_set_level(int level)
 {
-    if (level >= 0 && level < LOG_NLEVELS)
+    if (level >= 0 && level < LOG_LEVEL_COUNT)
         log_current_level = level;
 }
 

@@ -16,17 +16,24 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+/*
+ * The levels, most severe first: id, the name log.level takes, and the
+ * syslog priority prefix (sd-daemon(3)) used when stderr is the journal.
+ */
+#define LOG_LEVELS(X)                   \
+    X(ERROR, "error", "<3>")            \
+    X(WARN, "warn", "<4>")              \
+    X(INFO, "info", "<6>")              \
+    X(DEBUG, "debug", "<7>")
+
 enum log_level {
-    LOG_LEVEL_ERROR = 0,
-    LOG_LEVEL_WARN,
-    LOG_LEVEL_INFO,
-    LOG_LEVEL_DEBUG,
+#define LOG_LEVEL_ID(id, name, prefix) LOG_LEVEL_##id,
+    LOG_LEVELS(LOG_LEVEL_ID)
+#undef LOG_LEVEL_ID
+    LOG_LEVEL_COUNT
 };
 
 extern int log_current_level;
-
-/* Parses "error", "warn", "info", "debug"; returns -1 for anything else. */
-int log_level_from_name(const char *name);
 
 void log_set_level(int level);
 

@@ -595,22 +595,16 @@ static void usage(FILE *out)
             "See heprouter(8) and heprouter.yaml(5).\n");
 }
 
-static const char *balance_name(enum conf_balance b)
-{
-    static const char *const names[] = { "all", "hash", "round_robin", "failover" };
-    return names[b];
-}
-
 static void log_startup(const struct conf *c)
 {
     log_info("heprouter %s starting: configuration %s, %u worker%s, %s store",
              PACKAGE_VERSION, c->path, c->workers, c->workers == 1 ? "" : "s",
-             c->store_type == CONF_STORE_MEMORY ? "memory" : "redis");
+             conf_store_type_name(c->store_type));
     for (size_t i = 0; i < c->ndests; i++) {
         const struct conf_dest *d = &c->dests[i];
         for (size_t j = 0; j < d->ntargets; j++)
             log_info("destination %s: target %s (balance %s, %s)", d->name, d->targets[j].text,
-                     balance_name(d->balance),
+                     conf_balance_name(d->balance),
                      d->hep_version == 3 ? "HEPv3 output" : "forwarded as received");
     }
     for (size_t i = 0; i < c->nroutes; i++)

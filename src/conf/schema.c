@@ -40,12 +40,30 @@ static const struct conf_name balance_names[] = {
 };
 
 static const struct conf_name level_names[] = {
-    { "error", LOG_LEVEL_ERROR },
-    { "warn", LOG_LEVEL_WARN },
-    { "info", LOG_LEVEL_INFO },
-    { "debug", LOG_LEVEL_DEBUG },
+#define LEVEL_NAME(id, name, prefix) { name, LOG_LEVEL_##id },
+    LOG_LEVELS(LEVEL_NAME)
+#undef LEVEL_NAME
     { NULL, 0 },
 };
+
+/* The name of value in a NULL-terminated table, or "?" (not a value of it). */
+static const char *enum_name(const struct conf_name *names, int value)
+{
+    for (const struct conf_name *n = names; n->name != NULL; n++)
+        if (n->value == value)
+            return n->name;
+    return "?";
+}
+
+const char *conf_balance_name(enum conf_balance b)
+{
+    return enum_name(balance_names, (int)b);
+}
+
+const char *conf_store_type_name(int type)
+{
+    return enum_name(store_names, type);
+}
 
 #define CONF_FIELD(type, f) offsetof(type, f)
 
