@@ -32,6 +32,7 @@
 #include "bytes.h"
 #include "framer.h"
 #include "hep.h"
+#include "fuzz.h"
 
 #define FUZZ_HDR_LEN            4u      /* max_frame, split seed */
 #define FUZZ_MAX_FRAME_SMALL    4096u   /* max_frame = u16 % this ... */
@@ -42,19 +43,6 @@
 #define FUZZ_MID_CHUNK          256u
 #define FUZZ_SMALL_CHUNK        8u
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond) \
-    do { \
-        if (!(cond)) \
-            fail(__LINE__, #cond); \
-    } while (0)
-
-static void fail(int line, const char *what)
-{
-    fprintf(stderr, "fuzz_framer.c:%d: check failed: %s\n", line, what);
-    abort();
-}
 
 /* xorshift32: the split points, reproducible from the input. */
 static uint32_t next_random(uint32_t *state)

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "hep.h"
+#include "fuzz.h"
 
 #define FUZZ_MAX_SLICE  512u    /* longest override value taken from the input */
 #define FNV_OFFSET      UINT64_C(0xcbf29ce484222325)
@@ -33,19 +34,6 @@ enum bytes_mode {
     MODE_SAME,          /* set to the value the packet already has */
 };
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond) \
-    do { \
-        if (!(cond)) \
-            fail(__LINE__, #cond); \
-    } while (0)
-
-static void fail(int line, const char *what)
-{
-    fprintf(stderr, "fuzz_hep.c:%d: check failed: %s\n", line, what);
-    abort();
-}
 
 /* True when p[0..n) lies inside [base, base + size). */
 static int inside(const uint8_t *p, size_t n, const uint8_t *base, size_t size)

@@ -49,6 +49,7 @@
 #include "metrics.h"
 #include "router.h"
 #include "store/store.h"
+#include "fuzz.h"
 
 /*
  * Small bounds, so that a short input reaches them: 8 held packets, 16
@@ -100,19 +101,6 @@ static const char PIPELINE_CONF[] =
 #define MAX_PENDING         1024u                       /* sends between two flushes */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond) \
-    do { \
-        if (!(cond)) \
-            fail(__LINE__, #cond); \
-    } while (0)
-
-static void fail(int line, const char *what)
-{
-    fprintf(stderr, "fuzz_pipeline.c:%d: check failed: %s\n", line, what);
-    abort();
-}
 
 /* A packet of the input, by position, for matching held copies. */
 struct fed {
@@ -171,7 +159,7 @@ static void check_origin(const struct run *run, const uint8_t *data, size_t len)
         if (f->len == len && memcmp(run->input + f->off, data, len) == 0)
             return;
     }
-    fail(__LINE__, "dispatched bytes are no packet of the input");
+    fuzz_fail(__FILE__, __LINE__, "dispatched bytes are no packet of the input");
 }
 
 static bool bytes_eq(struct hep_bytes a, struct hep_bytes b)

@@ -27,20 +27,8 @@
 
 #include "store/redis_value.h"
 #include "store/store.h"
+#include "fuzz.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond) \
-    do { \
-        if (!(cond)) \
-            fail(__LINE__, #cond); \
-    } while (0)
-
-static void fail(int line, const char *what)
-{
-    fprintf(stderr, "fuzz_redis_value.c:%d: check failed: %s\n", line, what);
-    abort();
-}
 
 /* The value a parse of v[0..len) keeps, in a buffer of exactly len bytes. */
 static int parse_exact(const char *v, size_t len, struct store_entry *out)

@@ -13,14 +13,13 @@
  *       fuzz/fuzz_sip.c src/sip.c -o fuzz_sip
  */
 #include "sip.h"
+#include "fuzz.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #define REPLY_CODE_MIN 100
 #define REPLY_CODE_MAX 699
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void check(int ok)
 {
