@@ -23,6 +23,7 @@
  */
 #include "dest.h"
 
+#include "backoff.h"
 #include "hash.h"
 
 #include <errno.h>
@@ -84,7 +85,7 @@ struct dest_target {
     ev_io io;
     int io_events;                  /* what io watches while started, 0 if stopped */
     ev_timer timer;                 /* connect timeout or reconnect backoff */
-    uint64_t backoff_ms;
+    struct backoff backoff;
     uint8_t *ring;                  /* whole HEP3 frames, oldest at head */
     size_t ring_cap;
     size_t ring_head;
@@ -125,8 +126,7 @@ struct dest_set {
     struct dest *dests;
     size_t ndests;
     size_t batch_cap;               /* messages per sendmmsg() */
-    uint64_t reconnect_min_ms;
-    uint64_t reconnect_max_ms;
+    struct backoff reconnect;       /* each TCP target's starts as this */
     uint64_t connect_timeout_ms;
     uint64_t log_interval_ms;
     uint8_t *arena;
@@ -185,7 +185,7 @@ static void udp_flush_target(struct dest_target *t)
         if (err == ECONNREFUSED) {
             /* the port is closed: stop feeding it for a while, then probe again */
             mt->send_errors += t->nbatch - off;
-            t->down_until = ev_now(ds->loop) + clock_ms_to_s(ds->reconnect_min_ms);
+            t->down_until = ev_now(ds->loop) + clock_ms_to_s(ds->reconnect.min_ms);
             log_ratelimited(&t->down_limit, ds->log_interval_ms, LOG_LEVEL_WARN,
                             "destination %s target %s: connection refused, marked down",
                             t->d->name, t->addr.text);
@@ -363,11 +363,8 @@ static void tcp_schedule_reconnect(struct dest_target *t)
     struct dest_set *ds = t->ds;
     t->state = DEST_TCP_WAITING;
     ev_timer_stop(ds->loop, &t->timer);
-    ev_timer_set(&t->timer, clock_ms_to_s(t->backoff_ms), 0.);
+    ev_timer_set(&t->timer, clock_ms_to_s(backoff_next(&t->backoff)), 0.);
     ev_timer_start(ds->loop, &t->timer);
-    t->backoff_ms *= 2;
-    if (t->backoff_ms > ds->reconnect_max_ms)
-        t->backoff_ms = ds->reconnect_max_ms;
 }
 
 /*
@@ -392,7 +389,7 @@ static void tcp_close(struct dest_target *t, const char *why)
     } else {
         log_ratelimited(&t->down_limit, ds->log_interval_ms, LOG_LEVEL_WARN,
                         "destination %s target %s: connect failed: %s (retry in %llu ms)",
-                        t->d->name, t->addr.text, why, (unsigned long long)t->backoff_ms);
+                        t->d->name, t->addr.text, why, (unsigned long long)t->backoff.next_ms);
     }
     if (t->partial_len > 0) {
         mt->send_errors++;
@@ -457,7 +454,7 @@ static void tcp_connected(struct dest_target *t)
     struct dest_set *ds = t->ds;
     ev_timer_stop(ds->loop, &t->timer);
     t->state = DEST_TCP_CONNECTED;
-    t->backoff_ms = ds->reconnect_min_ms;
+    backoff_reset(&t->backoff);
     target_metrics(t)->connects++;
     log_ratelimited(&t->up_limit, ds->log_interval_ms, LOG_LEVEL_INFO,
                     "destination %s target %s: connected (%zu bytes queued)", t->d->name,
@@ -583,7 +580,7 @@ static int tcp_open(struct dest_target *t, const struct dest_set *ds, size_t que
         log_error("destination %s target %s: out of memory", t->d->name, t->addr.text);
         return -1;
     }
-    t->backoff_ms = ds->reconnect_min_ms;
+    t->backoff = ds->reconnect;
     ev_init(&t->io, tcp_io_cb);
     t->io.data = t;
     ev_init(&t->timer, tcp_timer_cb);
@@ -728,10 +725,7 @@ struct dest_set *dest_set_new(struct ev_loop *loop, const struct conf *conf, str
     ds->batch_cap = conf->udp_batch > 0 ? conf->udp_batch : 1;
     if (ds->batch_cap > IOV_MAX)
         ds->batch_cap = IOV_MAX;    /* sendmmsg() takes at most this many */
-    /* a zero backoff would reconnect in a busy loop */
-    ds->reconnect_min_ms = conf->reconnect_min_ms > 0 ? conf->reconnect_min_ms : 1;
-    ds->reconnect_max_ms = conf->reconnect_max_ms > ds->reconnect_min_ms ? conf->reconnect_max_ms
-                                                                          : ds->reconnect_min_ms;
+    backoff_init(&ds->reconnect, conf->reconnect_min_ms, conf->reconnect_max_ms);
     ds->connect_timeout_ms = conf->connect_timeout_ms;
     ds->log_interval_ms = conf->log_interval_ms;
     ds->arena_cap = DEST_ARENA_BYTES;

@@ -27,6 +27,7 @@
 #include "hold.h"
 
 #include "hash.h"
+#include "list.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
@@ -41,8 +42,7 @@
 struct hold_call;
 
 struct hold_pkt {
-    struct hold_pkt *prev;          /* global FIFO */
-    struct hold_pkt *next;
+    struct list_link link;          /* global FIFO */
     struct hold_pkt *call_next;     /* this call's FIFO */
     struct hold_call *call;
     uint64_t seq;                   /* arrival number */
@@ -58,16 +58,9 @@ struct hold_call {
     struct hold_pkt *head;          /* oldest; holds the key */
     struct hold_pkt *tail;
     uint64_t hash;
-    struct hold_call *rc_prev;      /* FIFO of the round whose recheck is due next */
-    struct hold_call *rc_next;
+    struct list_link rc_link;       /* FIFO of the round whose recheck is due next */
     uint64_t since_ms;              /* when its first packet was held */
     unsigned round;                 /* next recheck round; HOLD_RECHECKS: none */
-};
-
-/* The calls whose recheck of one round is due, oldest first. */
-struct hold_rc_list {
-    struct hold_call *head;
-    struct hold_call *tail;
 };
 
 /*
@@ -85,15 +78,25 @@ struct hold {
     uint64_t wait_ms;
     uint64_t next_seq;
     uint64_t seed;
-    struct hold_pkt *head;          /* oldest */
-    struct hold_pkt *tail;
+    struct list pkts;               /* every held packet, oldest first */
     struct hold_call **buckets;
     size_t nbuckets;                /* a power of two */
     size_t ncalls;
-    struct hold_rc_list rechecks[HOLD_RECHECKS];
+    struct list rechecks[HOLD_RECHECKS];    /* per round: its calls, due first */
     char *rc_key;                   /* the key hold_recheck() hands out */
     size_t rc_key_cap;
 };
+
+static inline struct hold_pkt *hold_oldest(const struct hold *h)
+{
+    return list_first_entry(&h->pkts, struct hold_pkt, link);
+}
+
+/* The call whose round-`round` recheck is due first, or NULL. */
+static inline struct hold_call *rc_first(const struct hold *h, unsigned round)
+{
+    return list_first_entry(&h->rechecks[round], struct hold_call, rc_link);
+}
 
 static inline const uint8_t *pkt_data(const struct hold_pkt *p)
 {
@@ -165,32 +168,14 @@ static uint64_t rc_due(const struct hold *h, const struct hold_call *c)
 /* Puts c at the tail of its round's FIFO (nothing after the last round). */
 static void rc_schedule(struct hold *h, struct hold_call *c)
 {
-    c->rc_prev = c->rc_next = NULL;
-    if (c->round >= HOLD_RECHECKS)
-        return;
-    struct hold_rc_list *l = &h->rechecks[c->round];
-    c->rc_prev = l->tail;
-    if (l->tail != NULL)
-        l->tail->rc_next = c;
-    else
-        l->head = c;
-    l->tail = c;
+    if (c->round < HOLD_RECHECKS)
+        list_insert_tail(&h->rechecks[c->round], &c->rc_link);
 }
 
 static void rc_unschedule(struct hold *h, struct hold_call *c)
 {
-    if (c->round >= HOLD_RECHECKS)
-        return;
-    struct hold_rc_list *l = &h->rechecks[c->round];
-    if (c->rc_prev != NULL)
-        c->rc_prev->rc_next = c->rc_next;
-    else
-        l->head = c->rc_next;
-    if (c->rc_next != NULL)
-        c->rc_next->rc_prev = c->rc_prev;
-    else
-        l->tail = c->rc_prev;
-    c->rc_prev = c->rc_next = NULL;
+    if (c->round < HOLD_RECHECKS)
+        list_remove(&h->rechecks[c->round], &c->rc_link);
 }
 
 static void hold_call_remove(struct hold *h, struct hold_call *c)
@@ -207,14 +192,7 @@ static void hold_call_remove(struct hold *h, struct hold_call *c)
 /* Takes p off both lists (and drops its call node if p was its last packet). */
 static void hold_unlink(struct hold *h, struct hold_pkt *p)
 {
-    if (p->prev != NULL)
-        p->prev->next = p->next;
-    else
-        h->head = p->next;
-    if (p->next != NULL)
-        p->next->prev = p->prev;
-    else
-        h->tail = p->prev;
+    list_remove(&h->pkts, &p->link);
 
     struct hold_call *c = p->call;
     struct hold_pkt **pp = &c->head;
@@ -263,10 +241,9 @@ void hold_free(struct hold *h)
 {
     if (h == NULL)
         return;
-    for (struct hold_pkt *p = h->head, *next; p != NULL; p = next) {
-        next = p->next;
-        free(p);
-    }
+    struct list_link *pl, *pnext;
+    list_foreach_safe(pl, pnext, &h->pkts)
+        free(list_entry(pl, struct hold_pkt, link));
     for (size_t i = 0; i < h->nbuckets; i++) {
         for (struct hold_call *c = h->buckets[i], *next; c != NULL; c = next) {
             next = c->bucket_next;
@@ -327,13 +304,7 @@ int hold_add(struct hold *h, const char *key, size_t klen, const uint8_t *pkt, s
     else
         c->head = p;
     c->tail = p;
-    p->next = NULL;
-    p->prev = h->tail;
-    if (h->tail != NULL)
-        h->tail->next = p;
-    else
-        h->head = p;
-    h->tail = p;
+    list_insert_tail(&h->pkts, &p->link);
     h->count++;
     h->bytes += hold_cost(klen, len);
     return 0;
@@ -359,7 +330,7 @@ size_t hold_expire(struct hold *h, uint64_t now_ms, hold_release_fn fn, void *ar
     uint64_t end_seq = h->next_seq;
     size_t n = 0;
     struct hold_pkt *p;
-    while ((p = h->head) != NULL && p->deadline_ms <= now_ms && p->seq < end_seq) {
+    while ((p = hold_oldest(h)) != NULL && p->deadline_ms <= now_ms && p->seq < end_seq) {
         hold_release(h, p, fn, arg);
         n++;
     }
@@ -371,7 +342,7 @@ size_t hold_flush(struct hold *h, hold_release_fn fn, void *arg)
     uint64_t end_seq = h->next_seq;
     size_t n = 0;
     struct hold_pkt *p;
-    while ((p = h->head) != NULL && p->seq < end_seq) {
+    while ((p = hold_oldest(h)) != NULL && p->seq < end_seq) {
         hold_release(h, p, fn, arg);
         n++;
     }
@@ -380,14 +351,15 @@ size_t hold_flush(struct hold *h, hold_release_fn fn, void *arg)
 
 uint64_t hold_next_deadline(const struct hold *h)
 {
-    return h->head != NULL ? h->head->deadline_ms : UINT64_MAX;
+    const struct hold_pkt *p = hold_oldest(h);
+    return p != NULL ? p->deadline_ms : UINT64_MAX;
 }
 
 uint64_t hold_next_recheck(const struct hold *h)
 {
     uint64_t next = UINT64_MAX;
     for (unsigned i = 0; i < HOLD_RECHECKS; i++) {
-        const struct hold_call *c = h->rechecks[i].head;
+        const struct hold_call *c = rc_first(h, i);
         if (c != NULL && rc_due(h, c) < next)
             next = rc_due(h, c);
     }
@@ -418,7 +390,7 @@ size_t hold_recheck(struct hold *h, uint64_t now_ms, hold_recheck_fn fn, void *a
     size_t n = 0;
     for (unsigned round = 0; round < HOLD_RECHECKS; round++) {
         struct hold_call *c;
-        while ((c = h->rechecks[round].head) != NULL && rc_due(h, c) <= now_ms) {
+        while ((c = rc_first(h, round)) != NULL && rc_due(h, c) <= now_ms) {
             /* scheduled for its next round first: fn may take the call and free c */
             rc_unschedule(h, c);
             c->round++;

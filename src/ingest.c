@@ -28,6 +28,7 @@
 #include "conf.h"
 #include "framer.h"
 #include "hep.h"
+#include "list.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -66,7 +67,7 @@ struct ingest_listener;
 /* One inbound TCP connection. */
 struct ingest_conn {
     struct ingest_listener *l;
-    struct ingest_conn *prev, *next;
+    struct list_link link;          /* l->conns */
     int fd;
     struct sockaddr_storage peer;
     socklen_t peerlen;
@@ -85,7 +86,7 @@ struct ingest_listener {
     char name[INGEST_NAME_LEN];     /* "udp:127.0.0.1:9060", the bound port */
     ev_io io;
     ev_timer accept_pause;
-    struct ingest_conn *conns;
+    struct list conns;              /* newest first */
     size_t nconns;
     struct log_limit reject_limit;  /* over tcp_max_connections */
     struct log_limit frame_limit;   /* bad magic / bad length */
@@ -271,12 +272,7 @@ static void conn_close(struct ingest_conn *c)
     ev_io_stop(in->loop, &c->io);
     ev_timer_stop(in->loop, &c->idle);
     close(c->fd);
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else
-        l->conns = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
+    list_remove(&l->conns, &c->link);
     l->nconns--;
     framer_free(&c->framer);
     free(c);
@@ -473,10 +469,7 @@ static int conn_open(struct ingest_listener *l, int fd, const struct sockaddr_st
         c->idle.repeat = in->idle_timeout;
         ev_timer_again(in->loop, &c->idle);
     }
-    c->next = l->conns;
-    if (l->conns != NULL)
-        l->conns->prev = c;
-    l->conns = c;
+    list_insert_head(&l->conns, &c->link);
     l->nconns++;
     return 0;
 }
@@ -670,8 +663,9 @@ void ingest_stop(struct ingest *in)
         ev_timer_stop(in->loop, &l->accept_pause);
         close(l->fd);
         l->fd = -1;
-        while (l->conns != NULL)
-            conn_finish(l->conns);
+        struct ingest_conn *c;
+        while ((c = list_first_entry(&l->conns, struct ingest_conn, link)) != NULL)
+            conn_finish(c);
     }
 }
 
@@ -683,8 +677,9 @@ void ingest_free(struct ingest *in)
         struct ingest_listener *l = &in->listeners[i];
         ev_io_stop(in->loop, &l->io);
         ev_timer_stop(in->loop, &l->accept_pause);
-        while (l->conns != NULL)
-            conn_close(l->conns);
+        struct ingest_conn *c;
+        while ((c = list_first_entry(&l->conns, struct ingest_conn, link)) != NULL)
+            conn_close(c);
         if (l->fd >= 0)
             close(l->fd);
     }

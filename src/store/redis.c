@@ -60,6 +60,7 @@
 #include "clock.h"
 #include "conf.h"
 #include "hash.h"
+#include "list.h"
 #include "log.h"
 #include "metrics.h"
 #include "store/redis_internal.h"
@@ -104,7 +105,7 @@ struct redis_centry {
 
 /* A write waiting for a connection (or for room in flight). */
 struct redis_pending {
-    struct redis_pending *prev, *next;
+    struct list_link link;                  /* store_redis.pending */
     struct redis_centry *centry;            /* the cache entry it belongs to, or NULL */
     bool is_set;                            /* SET NX (else EXPIRE) */
     bool requeued;                          /* was in flight when the connection went */
@@ -123,8 +124,8 @@ enum redis_cmd_kind {
 /* A data command in flight; the call key follows the struct. */
 struct redis_cmd {
     struct store_redis *s;
-    struct redis_cmd *prev, *next;          /* in flight, in the order sent */
-    struct redis_cmd *wprev, *wnext;        /* GETs whose answer is still owed */
+    struct list_link link;                  /* in flight, in the order sent */
+    struct list_link wait_link;             /* GETs whose answer is still owed */
     enum redis_cmd_kind kind;
     bool waiting;                           /* GET: on the waiting list */
     bool oversized;                         /* its reply was above max_reply_bytes: never read */
@@ -160,12 +161,13 @@ struct store_redis {
     struct redis_link link;                 /* the connections */
 
     /* commands in flight, and GETs still to answer (both oldest first) */
-    struct redis_cmd *inflight_head, *inflight_tail;
+    struct list inflight;                   /* of redis_cmd.link */
     size_t ninflight;
-    struct redis_cmd *wait_head, *wait_tail;
+    struct list waiting;                    /* of redis_cmd.wait_link */
 
-    /* writes waiting (oldest first); requeued ones go after requeue_mark */
-    struct redis_pending *pend_head, *pend_tail, *requeue_mark;
+    /* writes waiting (oldest first); requeued ones go after requeue_mark (NULL: first) */
+    struct list pending;                    /* of redis_pending.link */
+    struct list_link *requeue_mark;
     size_t npending;
 
     ev_timer query_timer;                   /* GET timeouts, stalled connection */
@@ -376,17 +378,21 @@ static struct redis_cmd *redis_cmd_new(struct store_redis *s, enum redis_cmd_kin
     return cmd;
 }
 
+/* The command sent first among those in flight, or NULL. */
+static struct redis_cmd *redis_inflight_oldest(const struct store_redis *s)
+{
+    return list_first_entry(&s->inflight, struct redis_cmd, link);
+}
+
+/* The GET asked first among those still to answer, or NULL. */
+static struct redis_cmd *redis_wait_oldest(const struct store_redis *s)
+{
+    return list_first_entry(&s->waiting, struct redis_cmd, wait_link);
+}
+
 static void redis_inflight_unlink(struct store_redis *s, struct redis_cmd *cmd)
 {
-    if (cmd->prev != NULL)
-        cmd->prev->next = cmd->next;
-    else
-        s->inflight_head = cmd->next;
-    if (cmd->next != NULL)
-        cmd->next->prev = cmd->prev;
-    else
-        s->inflight_tail = cmd->prev;
-    cmd->prev = cmd->next = NULL;
+    list_remove(&s->inflight, &cmd->link);
     s->ninflight--;
 }
 
@@ -394,15 +400,7 @@ static void redis_wait_unlink(struct store_redis *s, struct redis_cmd *cmd)
 {
     if (!cmd->waiting)
         return;
-    if (cmd->wprev != NULL)
-        cmd->wprev->wnext = cmd->wnext;
-    else
-        s->wait_head = cmd->wnext;
-    if (cmd->wnext != NULL)
-        cmd->wnext->wprev = cmd->wprev;
-    else
-        s->wait_tail = cmd->wprev;
-    cmd->wprev = cmd->wnext = NULL;
+    list_remove(&s->waiting, &cmd->wait_link);
     cmd->waiting = false;
 }
 
@@ -444,12 +442,7 @@ static int redis_send(struct store_redis *s, struct redis_cmd *cmd, redisCallbac
     if (redis_link_send(&s->link, fn, cmd, argc, argv, argvlen) != 0)
         return -1;
     cmd->sent_mono_ms = clock_mono_ms();
-    cmd->prev = s->inflight_tail;
-    if (s->inflight_tail != NULL)
-        s->inflight_tail->next = cmd;
-    else
-        s->inflight_head = cmd;
-    s->inflight_tail = cmd;
+    list_insert_tail(&s->inflight, &cmd->link);
     s->ninflight++;
     redis_arm_query_timer(s);
     return 0;
@@ -546,18 +539,17 @@ static void redis_count_lost(struct store_redis *s)
                     s->link.addr_text, s->npending);
 }
 
+/* The write queued first, or NULL. */
+static struct redis_pending *redis_pending_oldest(const struct store_redis *s)
+{
+    return list_first_entry(&s->pending, struct redis_pending, link);
+}
+
 static void redis_pending_unlink(struct store_redis *s, struct redis_pending *p)
 {
-    if (s->requeue_mark == p)
-        s->requeue_mark = p->prev;
-    if (p->prev != NULL)
-        p->prev->next = p->next;
-    else
-        s->pend_head = p->next;
-    if (p->next != NULL)
-        p->next->prev = p->prev;
-    else
-        s->pend_tail = p->prev;
+    if (s->requeue_mark == &p->link)
+        s->requeue_mark = list_prev(&p->link);
+    list_remove(&s->pending, &p->link);
     if (p->centry != NULL)
         p->centry->pending = NULL;
     s->npending--;
@@ -565,7 +557,7 @@ static void redis_pending_unlink(struct store_redis *s, struct redis_pending *p)
 
 static void redis_pending_drop_oldest(struct store_redis *s)
 {
-    struct redis_pending *p = s->pend_head;
+    struct redis_pending *p = redis_pending_oldest(s);
     redis_mark_lost(p->centry, p->is_set);
     redis_pending_unlink(s, p);
     free(p);
@@ -583,7 +575,7 @@ static void redis_pending_add(struct store_redis *s, struct redis_centry *ce, co
 {
     size_t max = s->conf->redis.max_pending_writes;
     if (!requeue)
-        while (s->npending >= max && s->pend_head != NULL)
+        while (s->npending >= max && !list_empty(&s->pending))
             redis_pending_drop_oldest(s);
     struct redis_pending *p = s->npending < max ? calloc(1, sizeof *p + klen) : NULL;
     if (p == NULL) {
@@ -602,19 +594,12 @@ static void redis_pending_add(struct store_redis *s, struct redis_centry *ce, co
         ce->pending = p;
         p->centry = ce;
     }
-    struct redis_pending *after = requeue ? s->requeue_mark : s->pend_tail;
-    p->prev = after;
-    p->next = after != NULL ? after->next : s->pend_head;
-    if (p->prev != NULL)
-        p->prev->next = p;
-    else
-        s->pend_head = p;
-    if (p->next != NULL)
-        p->next->prev = p;
-    else
-        s->pend_tail = p;
-    if (requeue)
-        s->requeue_mark = p;
+    if (requeue) {
+        list_insert_after(&s->pending, s->requeue_mark, &p->link);
+        s->requeue_mark = &p->link;
+    } else {
+        list_insert_tail(&s->pending, &p->link);
+    }
     s->npending++;
 }
 
@@ -638,7 +623,7 @@ static void redis_write(struct store_redis *s, struct redis_centry *ce, const ch
         p->deadline_ms = deadline_ms;
         return;
     }
-    if (s->pend_head == NULL && redis_can_send(s) &&
+    if (list_empty(&s->pending) && redis_can_send(s) &&
         redis_send_write(s, key, klen, is_set, e, deadline_ms) == 0)
         return;
     redis_pending_add(s, ce, key, klen, is_set, e, deadline_ms, false);
@@ -647,14 +632,14 @@ static void redis_write(struct store_redis *s, struct redis_centry *ce, const ch
 /* Sends queued writes while the connection has room. */
 static void redis_flush(struct store_redis *s)
 {
-    while (s->pend_head != NULL && redis_can_send(s)) {
-        struct redis_pending *p = s->pend_head;
+    struct redis_pending *p;
+    while ((p = redis_pending_oldest(s)) != NULL && redis_can_send(s)) {
         if (redis_send_write(s, p->key, p->klen, p->is_set, &p->e, p->deadline_ms) != 0)
             break;
         redis_pending_unlink(s, p);
         free(p);
     }
-    if (s->pend_head == NULL)
+    if (list_empty(&s->pending))
         s->requeue_mark = NULL;
 }
 
@@ -840,11 +825,12 @@ static void redis_arm_query_timer(struct store_redis *s)
     if (s->freeing)
         return;
     uint64_t due = UINT64_MAX;
-    if (s->wait_head != NULL && s->conf->redis.timeout_ms > 0)
-        due = s->wait_head->sent_mono_ms + s->conf->redis.timeout_ms;
-    if (redis_link_connected(&s->link) && s->inflight_head != NULL && redis_stall_ms(s) > 0 &&
-        s->inflight_head->sent_mono_ms + redis_stall_ms(s) < due)
-        due = s->inflight_head->sent_mono_ms + redis_stall_ms(s);
+    const struct redis_cmd *get = redis_wait_oldest(s), *oldest = redis_inflight_oldest(s);
+    if (get != NULL && s->conf->redis.timeout_ms > 0)
+        due = get->sent_mono_ms + s->conf->redis.timeout_ms;
+    if (redis_link_connected(&s->link) && oldest != NULL && redis_stall_ms(s) > 0 &&
+        oldest->sent_mono_ms + redis_stall_ms(s) < due)
+        due = oldest->sent_mono_ms + redis_stall_ms(s);
     if (due == UINT64_MAX)
         return;
     uint64_t now = clock_mono_ms();
@@ -870,13 +856,15 @@ static void redis_on_query_timer(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     if (s->conf->redis.timeout_ms > 0) {
-        while (s->wait_head != NULL && s->wait_head->sent_mono_ms + s->conf->redis.timeout_ms <= now) {
+        struct redis_cmd *get;
+        while ((get = redis_wait_oldest(s)) != NULL && get->sent_mono_ms + s->conf->redis.timeout_ms <= now) {
             s->m->store_timeouts++;
-            redis_answer(s, s->wait_head, NULL);
+            redis_answer(s, get, NULL);
         }
     }
-    if (redis_link_connected(&s->link) && s->inflight_head != NULL && redis_stall_ms(s) > 0 &&
-        s->inflight_head->sent_mono_ms + redis_stall_ms(s) <= now)
+    const struct redis_cmd *oldest = redis_inflight_oldest(s);
+    if (redis_link_connected(&s->link) && oldest != NULL && redis_stall_ms(s) > 0 &&
+        oldest->sent_mono_ms + redis_stall_ms(s) <= now)
         redis_link_fail(&s->link, "no reply within limits.connect_timeout");
     redis_arm_query_timer(s);
 }
@@ -907,7 +895,7 @@ static bool redis_on_reply_too_long(void *arg, size_t nread, char *why, size_t s
     struct store_redis *s = arg;
     char ktext[REDIS_LOG_KEY_TEXT_MAX];
     /* replies come in order: once ready, the one being read is the oldest command's */
-    struct redis_cmd *cmd = s->link.ready ? s->inflight_head : NULL;
+    struct redis_cmd *cmd = s->link.ready ? redis_inflight_oldest(s) : NULL;
     if (cmd == NULL)
         return false;
     cmd->oversized = true;
@@ -1074,12 +1062,7 @@ static int store_redis_query(struct store *base, const char *key, size_t klen, u
         return -1;
     }
     cmd->waiting = true;
-    cmd->wprev = s->wait_tail;
-    if (s->wait_tail != NULL)
-        s->wait_tail->wnext = cmd;
-    else
-        s->wait_head = cmd;
-    s->wait_tail = cmd;
+    list_insert_tail(&s->waiting, &cmd->wait_link);
     s->m->store_lookups++;
     redis_arm_query_timer(s);
     return 0;
@@ -1107,8 +1090,8 @@ static void store_redis_free(struct store *base)
     s->m->store_lost_writes += s->npending;
     ev_timer_stop(s->loop, &s->query_timer);
     redis_link_close(&s->link);         /* the callbacks left run, and only free */
-    while (s->pend_head != NULL) {
-        struct redis_pending *p = s->pend_head;
+    struct redis_pending *p;
+    while ((p = redis_pending_oldest(s)) != NULL) {
         redis_pending_unlink(s, p);
         free(p);
     }

@@ -188,22 +188,6 @@ static void redis_schedule(struct redis_link *l, uint64_t delay_ms)
     ev_timer_start(l->loop, &l->reconnect_timer);
 }
 
-/* The delay before the next attempt; the one after it doubles, up to reconnect_max. */
-static uint64_t redis_next_backoff(struct redis_link *l)
-{
-    uint64_t d = l->backoff_ms;
-    uint64_t max = l->conf->reconnect_max_ms > 0 ? l->conf->reconnect_max_ms : d;
-    l->backoff_ms = d * 2 < max ? d * 2 : max;
-    if (l->backoff_ms == 0)
-        l->backoff_ms = 1;
-    return d;
-}
-
-static void redis_backoff_reset(struct redis_link *l)
-{
-    l->backoff_ms = l->conf->reconnect_min_ms > 0 ? l->conf->reconnect_min_ms : 1;
-}
-
 static void redis_free_dead_data(struct redis_link *l)
 {
     if (l->dead_ac != NULL) {
@@ -265,7 +249,7 @@ static void redis_data_lost(struct redis_link *l, const char *why)
     ev_timer_stop(l->loop, &l->connect_timer);
     if (l->conf->redis.nsentinels > 0)
         redis_sentinel_reask(l);
-    uint64_t delay = redis_next_backoff(l);
+    uint64_t delay = backoff_next(&l->backoff);
     log_ratelimited(&l->conn_limit, l->conf->log_interval_ms, LOG_LEVEL_WARN,
                     "redis %s: %s: %s; calls decided by the cache and the fallback, retrying in %llu ms",
                     l->addr_text, was_ready ? "connection lost" : "cannot connect", why,
@@ -287,7 +271,7 @@ static void redis_data_ready(struct redis_link *l)
 {
     ev_timer_stop(l->loop, &l->connect_timer);
     l->ready = true;
-    redis_backoff_reset(l);
+    backoff_reset(&l->backoff);
     bool again = l->ever_ready;
     if (again)
         l->m->store_reconnects++;
@@ -455,44 +439,6 @@ static void redis_data_connect(struct redis_link *l)
 
 /* ---- Sentinel ---- */
 
-int redis_split_addr(const char *text, char *host, size_t hlen, int *port, int default_port)
-{
-    const char *h = text, *p = NULL;
-    size_t n;
-    if (text[0] == '[') {
-        const char *close = strchr(text, ']');
-        if (close == NULL)
-            return -1;
-        h = text + 1;
-        n = (size_t)(close - h);
-        if (close[1] == ':')
-            p = close + 2;
-        else if (close[1] != '\0')
-            return -1;
-    } else {
-        const char *colon = strrchr(text, ':');
-        if (colon != NULL && colon == strchr(text, ':')) {
-            n = (size_t)(colon - text);
-            p = colon + 1;
-        } else {
-            n = strlen(text);           /* no port, or a bare IPv6 address */
-        }
-    }
-    if (n == 0 || n >= hlen)
-        return -1;
-    memcpy(host, h, n);
-    host[n] = '\0';
-    *port = default_port;
-    if (p != NULL) {
-        char *end;
-        long v = strtol(p, &end, 10);
-        if (*p == '\0' || *end != '\0' || v < 1 || v > REDIS_PORT_MAX)
-            return -1;
-        *port = (int)v;
-    }
-    return 0;
-}
-
 static void redis_sentinel_connect(struct redis_link *l);
 
 /*
@@ -501,7 +447,7 @@ static void redis_sentinel_connect(struct redis_link *l);
  */
 static void redis_sentinel_failed(struct redis_link *l, const char *why, bool drop)
 {
-    const char *name = l->conf->redis.sentinels[l->sentinel_index];
+    const char *name = l->conf->redis.sentinels[l->sentinel_index].text;
     if (drop && l->sac != NULL) {
         redis_free_dead_sentinel(l);
         l->dead_sac = l->sac;
@@ -515,7 +461,7 @@ static void redis_sentinel_failed(struct redis_link *l, const char *why, bool dr
         redis_schedule(l, 0);
     } else {
         l->sentinel_attempts = 0;
-        redis_schedule(l, redis_next_backoff(l));
+        redis_schedule(l, backoff_next(&l->backoff));
     }
 }
 
@@ -607,7 +553,7 @@ static void redis_sentinel_on_message(redisAsyncContext *ac, void *r, void *priv
     if (strlen(name) != flen[0] || memcmp(name, field[0], flen[0]) != 0 ||
         !redis_parse_port(field[4], flen[4], &port))
         return;
-    redis_backoff_reset(l);
+    backoff_reset(&l->backoff);
     redis_master_is(l, field[3], flen[3], port);
 }
 
@@ -656,23 +602,17 @@ static void redis_on_sentinel_timer(struct ev_loop *loop, ev_timer *w, int reven
 static void redis_sentinel_connect(struct redis_link *l)
 {
     const struct conf_redis *rc = &l->conf->redis;
-    const char *text = rc->sentinels[l->sentinel_index];
-    char host[REDIS_HOST_MAX];
-    int port;
+    const struct conf_endpoint *sentinel = &rc->sentinels[l->sentinel_index];
+    const char *why;
 
     redis_free_dead_sentinel(l);
-    if (redis_split_addr(text, host, sizeof host, &port, REDIS_SENTINEL_DEFAULT_PORT) != 0) {
-        redis_sentinel_failed(l, "not a host:port", false);
-        return;
-    }
-    const char *why;
-    const char *addr = redis_address(l, REDIS_PEER_SENTINEL, host, &why);
+    const char *addr = redis_address(l, REDIS_PEER_SENTINEL, sentinel->host, &why);
     if (addr == NULL) {
         if (why != NULL)
             redis_sentinel_failed(l, why, false);
         return;                         /* resolving: back here when done */
     }
-    redisAsyncContext *ac = redisAsyncConnect(addr, port);
+    redisAsyncContext *ac = redisAsyncConnect(addr, (int)sentinel->port);
     if (ac == NULL || ac->err) {
         char reason[REDIS_WHY_MAX];
         snprintf(reason, sizeof reason, "%s", ac != NULL && ac->errstr != NULL ? ac->errstr : "out of memory");
@@ -815,7 +755,7 @@ void redis_link_init(struct redis_link *l, const struct conf *conf, struct ev_lo
     l->m = m;
     l->events = events;
     l->events_arg = events_arg;
-    redis_backoff_reset(l);
+    backoff_init(&l->backoff, conf->reconnect_min_ms, conf->reconnect_max_ms);
     snprintf(l->addr_text, sizeof l->addr_text, "%s",
              rc->nsentinels > 0 ? rc->master_name : rc->unix_path != NULL ? rc->unix_path : rc->host);
     ev_timer_init(&l->reconnect_timer, redis_on_reconnect_timer, 0., 0.);

@@ -21,6 +21,7 @@
 #include <ev.h>
 #include <hiredis/async.h>
 
+#include "backoff.h"
 #include "log.h"
 #include "store/redis_internal.h"
 
@@ -67,7 +68,7 @@ struct redis_link {
     bool ever_ready;
     unsigned handshake_left;
     char addr_text[REDIS_ADDR_TEXT_MAX];    /* "host:port" or "unix:path", for logs */
-    uint64_t backoff_ms;
+    struct backoff backoff;                 /* store.redis reconnect_min/max */
 
     /* Sentinel */
     redisAsyncContext *sac;
