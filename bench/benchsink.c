@@ -36,6 +36,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "conf.h"
+
 #define SINK_BATCH_MAX 1024
 #define SINK_DGRAM_MAX 65536
 #define SINK_LAT_BUCKETS 10000000   /* 1 us each: 0..10 s, the last one is "10 s or more" */
@@ -55,22 +57,19 @@ struct sink_stats {
 static void on_stop(int sig) { (void)sig; stop = 1; }
 static void on_report(int sig) { (void)sig; report = 1; }
 
+/*
+ * -l ADDR:PORT, a numeric IPv4 address: the sink listens where a heprouter
+ * listen address "udp:ADDR:PORT" would, read by the same parser.
+ */
 static int parse_addr(const char *text, struct sockaddr_in *sa)
 {
-    char host[64];
-    const char *colon = strrchr(text, ':');
-    if (colon == NULL || (size_t)(colon - text) >= sizeof host)
+    char spec[sizeof ((struct conf_addr *)0)->text];
+    struct conf_addr a;
+    if (snprintf(spec, sizeof spec, "udp:%s", text) >= (int)sizeof spec || conf_parse_addr(spec, &a) != NULL ||
+        a.sa.ss_family != AF_INET)
         return -1;
-    memcpy(host, text, (size_t)(colon - text));
-    host[colon - text] = '\0';
-    char *end;
-    long port = strtol(colon + 1, &end, 10);
-    if (*end != '\0' || port < 0 || port > 65535)
-        return -1;
-    memset(sa, 0, sizeof *sa);
-    sa->sin_family = AF_INET;
-    sa->sin_port = htons((uint16_t)port);
-    return inet_pton(AF_INET, host, &sa->sin_addr) == 1 ? 0 : -1;
+    memcpy(sa, &a.sa, sizeof *sa);
+    return 0;
 }
 
 /* The first "-inv-", "-reg-" or "-opt-" in the datagram: hepgen's Call-ID. */

@@ -17,6 +17,10 @@
  * Port 0 in -l binds any free port; the bound address goes to stderr as
  * "listening udp:ADDR:PORT".  SIGTERM/SIGINT: prints one JSON line of
  * counters to stdout and exits 0.
+ *
+ * It stands alone on purpose, its own ADDR:PORT parser included: no
+ * heprouter header or library, plain gcc (bench/run).  It is the floor, so
+ * it must not borrow heprouter's code; benchsink, a measuring tool, does.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>

@@ -93,6 +93,13 @@ struct conf_route {
     size_t nto;                     /* 0 (to: [] or drop: true) discards */
 };
 
+/* A server named by host and port: "10.0.0.1:26379", "[::1]:26379", "redis-a:26380". */
+struct conf_endpoint {
+    char *host;                     /* a name, or a numeric IP address without brackets */
+    unsigned port;                  /* 1 to 65535 */
+    char *text;                     /* as written, for logs */
+};
+
 /* store.redis: where the shared call context lives (store.type redis). */
 struct conf_redis {
     char *host;                     /* numeric IP or name; NULL when unix is set */
@@ -107,7 +114,7 @@ struct conf_redis {
     size_t max_inflight;            /* commands in flight per connection; beyond: fallback */
     size_t max_pending_writes;      /* decisions kept while Redis is down, written when back */
     size_t max_reply_bytes;         /* more of one unfinished reply drops the connection (0: no cap) */
-    char **sentinels;               /* "host:port" of Sentinels; none: connect directly */
+    struct conf_endpoint *sentinels; /* Sentinels; none: connect directly */
     size_t nsentinels;
     char *master_name;              /* Sentinel master name */
 };
@@ -179,6 +186,48 @@ const char *conf_store_type_name(int type);
 
 /* Looks up a destination by name; returns its index or -1. */
 long conf_dest_index(const struct conf *conf, const char *name);
+
+/*
+ * The value grammars.  The configuration's setters and the tools (hepdump,
+ * hepgen, the benchmark's sink, the test helpers) share these, so a port,
+ * a number or an address reads the same everywhere.  Each returns NULL or a
+ * short predicate ("has an invalid port") to print after the value, or a
+ * status when the caller words the error itself.
+ */
+
+enum conf_number_status {
+    CONF_NUMBER_OK,
+    CONF_NUMBER_SYNTAX,
+    CONF_NUMBER_RANGE,
+};
+
+/*
+ * Parses decimal digits only, min to max.  "-5" and overflow are out of
+ * range rather than syntax ("-0" is 0).  *out is set on success only.
+ */
+enum conf_number_status conf_parse_number(const char *text, uint64_t min, uint64_t max, uint64_t *out);
+
+/*
+ * Parses a byte count with an optional binary suffix: "65536", "64K",
+ * "8M" (either case), min to max bytes; otherwise as conf_parse_number().
+ * The configuration's sizes are plain numbers; hepdump --rcvbuf takes this.
+ */
+enum conf_number_status conf_parse_size(const char *text, uint64_t min, uint64_t max, uint64_t *out);
+
+/* "host:port" or "[IPv6]:port", split in place. */
+struct conf_host_port {
+    const char *host;               /* into the text, not NUL-terminated, no brackets */
+    size_t hlen;                    /* may be 0 */
+    bool bracketed;
+    unsigned port;                  /* 0 to 65535 */
+};
+
+/*
+ * Splits text and reads its port (1 to 5 digits, 0 to 65535); NULL or a
+ * predicate.  The host is not checked: callers that resolve names hand it
+ * to getaddrinfo(), the others parse it as an address.
+ */
+const char *conf_split_host_port(const char *text, struct conf_host_port *hp);
 
 /*
  * Parses "udp:1.2.3.4:5" / "tcp:[::1]:5"; returns NULL or a short predicate.

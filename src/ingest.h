@@ -26,7 +26,7 @@ struct conf;
 struct metrics;
 struct ingest;
 
-/* Where a packet came from (for logs and the source allowlist). */
+/* Where a packet came from (for logs). */
 struct ingest_source {
     const struct sockaddr *peer;
     socklen_t peerlen;

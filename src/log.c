@@ -20,13 +20,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
 #define LOG_LINE_MAX 2048
 
 int log_current_level = LOG_LEVEL_INFO;
-static bool log_timestamps;
 static int log_journal = -1;        /* -1: not checked yet */
 
 static const struct {
@@ -44,11 +42,6 @@ void log_set_level(int level)
         log_current_level = level;
 }
 
-void log_set_timestamps(bool on)
-{
-    log_timestamps = on;
-}
-
 static size_t prefix(int level, char *buf, size_t len)
 {
     size_t n = 0;
@@ -56,24 +49,14 @@ static size_t prefix(int level, char *buf, size_t len)
         log_journal = getenv("JOURNAL_STREAM") != NULL;
     if (log_journal)
         n += (size_t)snprintf(buf, len, "%s", levels[level].journal_prefix);
-    if (log_timestamps) {
-        struct timespec ts;
-        struct tm tm;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        localtime_r(&ts.tv_sec, &tm);
-        n += strftime(buf + n, len - n, "%Y-%m-%d %H:%M:%S", &tm);
-        n += (size_t)snprintf(buf + n, len - n, ".%03ld ", (long)(ts.tv_nsec / CLOCK_NS_PER_MS));
-    }
     n += (size_t)snprintf(buf + n, len - n, "heprouter[%ld] %s: ", (long)getpid(), levels[level].name);
     return n < len ? n : len - 1;
 }
 
-/* Formats the prefix, peer and message into line; returns the length, without a newline. */
-static size_t format_head(int level, const char *peer, char *line, size_t size, const char *fmt, va_list ap)
+/* Formats the prefix and message into line; returns the length, without a newline. */
+static size_t format_head(int level, char *line, size_t size, const char *fmt, va_list ap)
 {
     size_t n = prefix(level, line, size);
-    if (peer != NULL && n < size)
-        n += (size_t)snprintf(line + n, size - n, "%s: ", peer);
     if (n < size) {
         int w = vsnprintf(line + n, size - n, fmt, ap);
         if (w > 0)
@@ -110,10 +93,10 @@ static void write_line(struct iovec *iov, int iovcnt)
     }
 }
 
-static void emit(int level, const char *peer, const char *fmt, va_list ap)
+static void emit(int level, const char *fmt, va_list ap)
 {
     char line[LOG_LINE_MAX];
-    size_t n = format_head(level, peer, line, sizeof line, fmt, ap);
+    size_t n = format_head(level, line, sizeof line, fmt, ap);
     line[n++] = '\n';
     struct iovec iov = { .iov_base = line, .iov_len = n };
     write_line(&iov, 1);
@@ -123,17 +106,19 @@ void log_write(int level, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    emit(level, NULL, fmt, ap);
+    emit(level, fmt, ap);
     va_end(ap);
 }
 
 void log_write_peer(int level, const struct sockaddr *peer, const char *fmt, ...)
 {
     char addr[INET6_ADDRSTRLEN + 8];
+    char line[LOG_LINE_MAX];
     va_list ap;
     va_start(ap, fmt);
-    emit(level, log_format_addr(peer, addr, sizeof addr), fmt, ap);
+    vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
+    log_write(level, "%s: %s", log_format_addr(peer, addr, sizeof addr), line);
 }
 
 void log_write_body(int level, const char *body, size_t body_len, const char *fmt, ...)
@@ -144,7 +129,7 @@ void log_write_body(int level, const char *body, size_t body_len, const char *fm
     char newline = '\n';
     va_list ap;
     va_start(ap, fmt);
-    size_t n = format_head(level, NULL, head, sizeof head, fmt, ap);
+    size_t n = format_head(level, head, sizeof head, fmt, ap);
     va_end(ap);
     struct iovec iov[] = {
         { .iov_base = head, .iov_len = n },

@@ -1,10 +1,9 @@
 /*
- * log.h - leveled logging to stderr (systemd-friendly: no timestamps unless
- * asked, a priority prefix journald understands).
+ * log.h - leveled logging to stderr (systemd-friendly: no timestamps, which
+ * journald adds, and a priority prefix journald understands).
  *
  * The macros test the level before formatting, so a disabled debug line
- * costs one comparison.  log_peer_* prefix the sender's address so an
- * operator can grep one peer.  log_ratelimited() keeps the packet path from
+ * costs one comparison.  log_ratelimited() keeps the packet path from
  * flooding the log: at most one line per key and interval, with a count of
  * what was suppressed.
  */
@@ -36,9 +35,6 @@ enum log_level {
 extern int log_current_level;
 
 void log_set_level(int level);
-
-/* Prefix each line with a local timestamp (off by default: journald adds one). */
-void log_set_timestamps(bool on);
 
 void log_write(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -75,7 +71,6 @@ const char *log_format_addr(const struct sockaddr *addr, char *buf, size_t len);
 #define log_warn(...) do { if (log_current_level >= LOG_LEVEL_WARN) log_write(LOG_LEVEL_WARN, __VA_ARGS__); } while (0)
 #define log_info(...) do { if (log_current_level >= LOG_LEVEL_INFO) log_write(LOG_LEVEL_INFO, __VA_ARGS__); } while (0)
 #define log_debug(...) do { if (log_current_level >= LOG_LEVEL_DEBUG) log_write(LOG_LEVEL_DEBUG, __VA_ARGS__); } while (0)
-#define log_peer_warn(peer, ...) do { if (log_current_level >= LOG_LEVEL_WARN) log_write_peer(LOG_LEVEL_WARN, peer, __VA_ARGS__); } while (0)
 #define log_peer_debug(peer, ...) do { if (log_current_level >= LOG_LEVEL_DEBUG) log_write_peer(LOG_LEVEL_DEBUG, peer, __VA_ARGS__); } while (0)
 
 #endif

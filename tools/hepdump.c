@@ -35,7 +35,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "conf.h"
 #include "hep.h"
+#include "netaddr.h"
+#include "ready.h"
 #include "sip.h"
 
 #ifndef PACKAGE_VERSION
@@ -65,8 +68,6 @@
 #define OUT_FLUSH_SEC       1.0
 
 /* Text sizes: "[v6addr]:port", and "udp:" before it. */
-#define ADDR_TEXT_LEN       (INET6_ADDRSTRLEN + 16)
-#define LISTEN_TEXT_LEN     (ADDR_TEXT_LEN + 8)
 
 /* Highest generic chunk type hep.h decodes; others print their value. */
 #define HEP_CHUNK_LAST_KNOWN HEP_CHUNK_NODE_NAME
@@ -83,7 +84,7 @@ struct listener {
     struct sockaddr_storage addr;       /* parsed from spec */
     socklen_t addr_len;
     int fd;
-    char bound[LISTEN_TEXT_LEN];        /* "udp:127.0.0.1:40000" after bind */
+    char bound[READY_ADDR_MAX];        /* "udp:127.0.0.1:40000" after bind */
     ev_io io;
     ev_timer accept_pause;              /* TCP: retry accept after EMFILE */
     uint32_t kernel_drops;              /* UDP: last SO_RXQ_OVFL value */
@@ -92,7 +93,7 @@ struct listener {
 struct tcp_conn {
     ev_io io;
     int fd;
-    char peer[ADDR_TEXT_LEN];
+    char peer[NETADDR_TEXT_MAX];
     size_t peer_len;
     uint8_t *buf;
     size_t fill;
@@ -571,35 +572,16 @@ static void handle_packet(const uint8_t *buf, size_t len, const char *peer, size
 
 /* -------------------------------------------------------------- addresses */
 
-/* "ip:port", with IPv6 in brackets.  Returns the length written. */
-static size_t format_sockaddr(const struct sockaddr_storage *ss, char *dst, size_t cap)
-{
-    char ip[INET6_ADDRSTRLEN];
-    int n;
-    if (ss->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
-        inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
-        n = snprintf(dst, cap, "[%s]:%u", ip, (unsigned)ntohs(s6->sin6_port));
-    } else if (ss->ss_family == AF_INET) {
-        const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
-        inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
-        n = snprintf(dst, cap, "%s:%u", ip, (unsigned)ntohs(s4->sin_port));
-    } else {
-        n = snprintf(dst, cap, "unknown");
-    }
-    if (n < 0)
-        n = 0;
-    return (size_t)n < cap ? (size_t)n : cap - 1;
-}
-
 /*
  * Parses "udp:HOST:PORT" / "tcp:HOST:PORT", HOST being an IPv4 address, a
- * bracketed IPv6 address or a name.  Returns NULL or what is wrong.
+ * bracketed IPv6 address or a name.  The split and the port are the
+ * configuration's grammar (conf_split_host_port); the host is resolved
+ * here, since it may be a name.  Returns NULL or what is wrong.
  */
 static const char *parse_listen(const char *spec, struct listener *l)
 {
-    char host[256];
-    const char *rest, *port_text;
+    char host[256], port_text[16];  /* port: an unsigned in decimal */
+    struct conf_host_port hp;
 
     memset(l, 0, sizeof(*l));
     l->spec = spec;
@@ -610,37 +592,17 @@ static const char *parse_listen(const char *spec, struct listener *l)
         l->transport = TRANSPORT_TCP;
     else
         return "must start with udp: or tcp:";
-    rest = spec + 4;
 
-    if (rest[0] == '[') {
-        const char *close = strchr(rest, ']');
-        if (close == NULL || close[1] != ':')
-            return "has an IPv6 address without a closing \"]:\"";
-        if ((size_t)(close - rest - 1) >= sizeof(host))
-            return "has a host name that is too long";
-        memcpy(host, rest + 1, (size_t)(close - rest - 1));
-        host[close - rest - 1] = '\0';
-        port_text = close + 2;
-    } else {
-        const char *colon = strrchr(rest, ':');
-        if (colon == NULL)
-            return "has no port (HOST:PORT)";
-        if (memchr(rest, ':', (size_t)(colon - rest)) != NULL)
-            return "has an IPv6 address without brackets ([::1]:PORT)";
-        if ((size_t)(colon - rest) >= sizeof(host))
-            return "has a host name that is too long";
-        memcpy(host, rest, (size_t)(colon - rest));
-        host[colon - rest] = '\0';
-        port_text = colon + 1;
-    }
-    if (host[0] == '\0')
+    const char *why = conf_split_host_port(spec + 4, &hp);
+    if (why != NULL)
+        return why;
+    if (hp.hlen == 0)
         return "has an empty host";
-
-    char *end;
-    errno = 0;
-    unsigned long port = strtoul(port_text, &end, 10);
-    if (port_text[0] < '0' || port_text[0] > '9' || *end != '\0' || errno != 0 || port > UINT16_MAX)
-        return "has an invalid port";
+    if (hp.hlen >= sizeof(host))
+        return "has a host name that is too long";
+    memcpy(host, hp.host, hp.hlen);
+    host[hp.hlen] = '\0';
+    snprintf(port_text, sizeof(port_text), "%u", hp.port);
 
     struct addrinfo hints = { 0 }, *res = NULL;
     hints.ai_family = AF_UNSPEC;
@@ -732,7 +694,7 @@ static void udp_read_cb(struct ev_loop *loop, ev_io *w, int revents)
         clock_gettime(CLOCK_REALTIME, &now);
 
         /* Consecutive datagrams usually share a sender: format it once. */
-        char peer[ADDR_TEXT_LEN];
+        char peer[NETADDR_TEXT_MAX];
         size_t peer_len = 0;
         struct sockaddr_storage last_peer;
         socklen_t last_len = 0;
@@ -751,7 +713,7 @@ static void udp_read_cb(struct ev_loop *loop, ev_io *w, int revents)
             if (h->msg_namelen != last_len || memcmp(&last_peer, h->msg_name, h->msg_namelen) != 0) {
                 last_len = h->msg_namelen;
                 memcpy(&last_peer, h->msg_name, last_len);
-                peer_len = format_sockaddr(&udp_peer[i], peer, sizeof(peer));
+                peer_len = strlen(netaddr_format((const struct sockaddr *)&udp_peer[i], peer, sizeof(peer)));
             }
             handle_packet(udp_buf[i], udp_msgs[i].msg_len, peer, peer_len, TRANSPORT_UDP, &t);
         }
@@ -896,7 +858,7 @@ static void tcp_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         }
         c->fd = fd;
         c->buf = buf;
-        c->peer_len = format_sockaddr(&ss, c->peer, sizeof(c->peer));
+        c->peer_len = strlen(netaddr_format((const struct sockaddr *)&ss, c->peer, sizeof(c->peer)));
         c->next = g.conns;
         if (g.conns != NULL)
             g.conns->prev = c;
@@ -946,9 +908,8 @@ static bool listener_open(struct listener *l)
     step = "getsockname";
     if (getsockname(l->fd, (struct sockaddr *)&bound, &bound_len) != 0)
         goto error;
-    char addr_text[ADDR_TEXT_LEN];
-    format_sockaddr(&bound, addr_text, sizeof(addr_text));
-    snprintf(l->bound, sizeof(l->bound), "%s:%s", transport_name[l->transport], addr_text);
+    if (ready_format(l->bound, sizeof(l->bound), transport_name[l->transport], (const struct sockaddr *)&bound) != 0)
+        goto error;
 
     if (l->transport == TRANSPORT_UDP) {
         udp_set_rcvbuf(l, g.opt.rcvbuf);
@@ -973,27 +934,21 @@ error:
     return false;
 }
 
-/* Writes the "listening ..." lines to FILE atomically (tmp + rename). */
+/* Writes the "listening ..." lines to FILE (ready.h: whole or not at all). */
 static bool write_ready_file(const char *path)
 {
-    char tmp[PATH_MAX];
-    if (snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof(tmp)) {
-        msg_error("ready file name too long: %s", path);
-        return false;
-    }
-    FILE *f = fopen(tmp, "w");
-    if (f == NULL) {
-        msg_error("cannot write %s: %s", tmp, strerror(errno));
+    const char **lines = calloc(g.n_listeners, sizeof *lines);
+    if (lines == NULL) {
+        msg_error("cannot write %s: out of memory", path);
         return false;
     }
     for (size_t i = 0; i < g.n_listeners; i++)
-        fprintf(f, "listening %s\n", g.listeners[i].bound);
-    if (fclose(f) != 0 || rename(tmp, path) != 0) {
+        lines[i] = g.listeners[i].bound;
+    bool ok = ready_write(path, lines, g.n_listeners) == 0;
+    if (!ok)
         msg_error("cannot write %s: %s", path, strerror(errno));
-        unlink(tmp);
-        return false;
-    }
-    return true;
+    free(lines);
+    return ok;
 }
 
 /* ---------------------------------------------------------------- summary */
@@ -1103,10 +1058,8 @@ static const struct option long_options[] = {
 
 static uint64_t parse_count(const char *text)
 {
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(text, &end, 10);
-    if (text[0] < '0' || text[0] > '9' || *end != '\0' || errno != 0 || v == 0)
+    uint64_t v;
+    if (conf_parse_number(text, 1, UINT64_MAX, &v) != CONF_NUMBER_OK)
         usage_error("-n: expected a positive integer, got \"%s\"", text);
     return v;
 }
@@ -1123,19 +1076,11 @@ static double parse_seconds(const char *text)
 
 static int parse_bytes(const char *text)
 {
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(text, &end, 10);
-    unsigned long long scale = 1;
-    if (*end == 'k' || *end == 'K')
-        scale = 1024, end++;
-    else if (*end == 'm' || *end == 'M')
-        scale = 1024 * 1024, end++;
-    if (text[0] < '0' || text[0] > '9' || *end != '\0' || errno != 0 || v == 0 ||
-        v > (unsigned long long)INT_MAX / scale)
+    uint64_t v;
+    if (conf_parse_size(text, 1, INT_MAX, &v) != CONF_NUMBER_OK)
         usage_error("--rcvbuf: expected a size in bytes (K/M suffix allowed, at most %d), got \"%s\"",
                     INT_MAX, text);
-    return (int)(v * scale);
+    return (int)v;
 }
 
 static void parse_options(int argc, char **argv)

@@ -47,6 +47,7 @@
 #include <zlib.h>
 
 #include "bytes.h"
+#include "conf.h"
 #include "hep.h"
 #include "payload.h"
 #include "sip.h"
@@ -248,14 +249,13 @@ static void usage_error(const char *fmt, ...)
     exit(EXIT_USAGE);
 }
 
+/* The configuration's number grammar (conf_parse_number), without its "-0". */
 static uint64_t parse_u64(const char *opt, const char *text, uint64_t min, uint64_t max)
 {
-    char *end;
-    errno = 0;
+    uint64_t v;
     if (!isdigit((unsigned char)text[0]))
         usage_error("%s: expected an integer, got \"%s\"", opt, text);
-    unsigned long long v = strtoull(text, &end, 10);
-    if (errno != 0 || *end != '\0' || v < min || v > max)
+    if (conf_parse_number(text, min, max, &v) != CONF_NUMBER_OK)
         usage_error("%s: expected an integer in %llu..%llu, got \"%s\"", opt,
                     (unsigned long long)min, (unsigned long long)max, text);
     return v;
@@ -711,10 +711,15 @@ static void load_templates(void)
 
 /* ----------------------------------------------------------- destinations */
 
+/*
+ * "udp:HOST:PORT" / "tcp:HOST:PORT": the split and the port are the
+ * configuration's grammar (conf_split_host_port); HOST may be a name, so it
+ * is resolved here.
+ */
 static void open_dest(struct dest *d, const char *text)
 {
-    char host[256];
-    const char *rest;
+    char host[256], port[16];       /* port: an unsigned in decimal */
+    struct conf_host_port hp;
     snprintf(d->text, sizeof(d->text), "%s", text);
     if (strncmp(text, "udp:", 4) == 0) {
         d->tcp = false;
@@ -723,31 +728,16 @@ static void open_dest(struct dest *d, const char *text)
     } else {
         usage_error("-d \"%s\": expected udp:HOST:PORT or tcp:HOST:PORT", text);
     }
-    rest = text + 4;
-    const char *colon;
-    size_t hlen;
-    if (rest[0] == '[') {
-        const char *close = strchr(rest, ']');
-        if (close == NULL || close[1] != ':')
-            usage_error("-d \"%s\": expected [IPv6]:PORT", text);
-        hlen = (size_t)(close - rest - 1);
-        colon = close + 1;
-        rest++;
-    } else {
-        colon = strrchr(rest, ':');
-        if (colon == NULL)
-            usage_error("-d \"%s\": no port", text);
-        hlen = (size_t)(colon - rest);
-    }
-    if (hlen == 0 || hlen >= sizeof(host))
+    const char *why = conf_split_host_port(text + 4, &hp);
+    if (why != NULL)
+        usage_error("-d \"%s\": %s", text, why);
+    if (hp.hlen == 0 || hp.hlen >= sizeof(host))
         usage_error("-d \"%s\": bad host", text);
-    memcpy(host, rest, hlen);
-    host[hlen] = '\0';
-    const char *port = colon + 1;
-    char *end;
-    long pv = strtol(port, &end, 10);
-    if (*port == '\0' || *end != '\0' || pv < 1 || pv > 65535)
+    memcpy(host, hp.host, hp.hlen);
+    host[hp.hlen] = '\0';
+    if (hp.port == 0)
         usage_error("-d \"%s\": port must be 1..65535", text);
+    snprintf(port, sizeof(port), "%u", hp.port);
     if (d->tcp && g.hep_version != 3)
         usage_error("-d \"%s\": HEPv%d has no TCP framing: use udp", text, g.hep_version);
 

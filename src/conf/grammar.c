@@ -2,8 +2,8 @@
  * conf/grammar.c - the grammars of configuration values.
  *
  * Text in; a value, or a short predicate ("has an invalid port") out.
- * Nothing here knows keys, nodes or positions, so the setters and the
- * public parsers (conf_parse_addr, conf_parse_cidr, conf_parse_duration)
+ * Nothing here knows keys, nodes or positions, so the setters, the public
+ * parsers of conf.h and the tools that use them (hepdump, hepgen, ...)
  * share one definition of each grammar.
  */
 #include "conf/internal.h"
@@ -33,31 +33,95 @@ bool conf_is_name(const char *s, size_t len)
     return true;
 }
 
-/* ---- numbers, durations, booleans ---------------------------------------- */
+/* ---- numbers, sizes, durations, booleans ---------------------------------- */
 
-/* Decimal digits only; "-5" and overflow are out of range rather than syntax. */
-enum number_status conf_parse_number(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+/* A suffix after the digits and what it multiplies by. */
+struct unit {
+    const char *suffix;
+    uint64_t scale;
+};
+
+#define BYTES_PER_KIB   UINT64_C(1024)
+#define BYTES_PER_MIB   (1024 * BYTES_PER_KIB)
+
+static const struct unit number_units[] = {
+    { "", 1 },
+};
+
+static const struct unit size_units[] = {
+    { "", 1 },
+    { "K", BYTES_PER_KIB },
+    { "k", BYTES_PER_KIB },
+    { "M", BYTES_PER_MIB },
+    { "m", BYTES_PER_MIB },
+};
+
+static const struct unit duration_units[] = {
+    { "ms", 1 },
+    { "s", MS_PER_SECOND },
+    { "m", MS_PER_MINUTE },
+    { "h", MS_PER_HOUR },
+    { "", MS_PER_SECOND },              /* a bare number is seconds */
+};
+
+#define COUNT_OF(a) (sizeof (a) / sizeof (a)[0])
+
+/*
+ * The one decimal reader: the digits at *s (none reads as 0), *s moved past
+ * all of them.  False when the value does not fit a uint64_t; the caller
+ * still sees where the digits end, so what follows them is judged first.
+ */
+static bool conf_read_decimal(const char **s, uint64_t *v)
 {
+    const char *p = *s;
+    uint64_t n = 0;
+    bool fits = true;
+    for (; conf_is_digit(*p); p++) {
+        unsigned d = (unsigned)(*p - '0');
+        if (n > (UINT64_MAX - d) / 10)
+            fits = false;
+        else
+            n = n * 10 + d;
+    }
+    *s = p;
+    *v = n;
+    return fits;
+}
+
+/* Decimal digits and one of units; "-5" and overflow are out of range rather than syntax. */
+static enum conf_number_status parse_scaled(const char *text, const struct unit *units, size_t nunits,
+                                            uint64_t min, uint64_t max, uint64_t *out)
+{
+    const char *s = text;
     bool negative = *s == '-';
+    uint64_t v;
     if (negative)
         s++;
     if (!conf_is_digit(*s))
-        return NUMBER_SYNTAX;
-    uint64_t v = 0;
-    bool big = false;
-    for (; conf_is_digit(*s); s++) {
-        unsigned d = (unsigned)(*s - '0');
-        if (v > (UINT64_MAX - d) / 10)
-            big = true;
-        else
-            v = v * 10 + d;
+        return CONF_NUMBER_SYNTAX;
+    bool fits = conf_read_decimal(&s, &v);
+    for (size_t i = 0; i < nunits; i++) {
+        if (strcmp(s, units[i].suffix) != 0)
+            continue;
+        if (!fits || (negative && v != 0) || v > UINT64_MAX / units[i].scale)
+            return CONF_NUMBER_RANGE;
+        v *= units[i].scale;
+        if (v < min || v > max)
+            return CONF_NUMBER_RANGE;
+        *out = v;
+        return CONF_NUMBER_OK;
     }
-    if (*s != '\0')
-        return NUMBER_SYNTAX;
-    if (big || (negative && v != 0) || v < min || v > max)
-        return NUMBER_RANGE;
-    *out = v;
-    return NUMBER_OK;
+    return CONF_NUMBER_SYNTAX;
+}
+
+enum conf_number_status conf_parse_number(const char *text, uint64_t min, uint64_t max, uint64_t *out)
+{
+    return parse_scaled(text, number_units, COUNT_OF(number_units), min, max, out);
+}
+
+enum conf_number_status conf_parse_size(const char *text, uint64_t min, uint64_t max, uint64_t *out)
+{
+    return parse_scaled(text, size_units, COUNT_OF(size_units), min, max, out);
 }
 
 /* "250ms", "30s", "5m", "4h": the largest unit that divides ms. */
@@ -138,7 +202,7 @@ bool conf_is_token(const char *s, size_t len)
 }
 
 /* Splits text and reads its port (0 to 65535); NULL or a predicate. */
-const char *conf_split_host_port(const char *text, struct host_port *hp)
+const char *conf_split_host_port(const char *text, struct conf_host_port *hp)
 {
     const char *port;
     uint64_t portnum;
@@ -164,9 +228,35 @@ const char *conf_split_host_port(const char *text, struct host_port *hp)
         port = colon + 1;
     }
     if (!conf_is_digit(port[0]) || strlen(port) > CONF_PORT_DIGITS ||
-        conf_parse_number(port, 0, CONF_PORT_MAX, &portnum) != NUMBER_OK)
+        conf_parse_number(port, 0, CONF_PORT_MAX, &portnum) != CONF_NUMBER_OK)
         return "has an invalid port";
     hp->port = (unsigned)portnum;
+    return NULL;
+}
+
+/* A host name, or a numeric IPv6 address in brackets; port 1 to 65535. */
+const char *conf_check_endpoint(const char *text, struct conf_host_port *hp)
+{
+    const char *why;
+
+    if (*text == '\0')
+        return "is empty";
+    if ((why = conf_split_host_port(text, hp)) != NULL)
+        return why;
+    if (hp->port == 0)
+        return "has port 0";
+    if (hp->bracketed) {
+        char addr[INET6_ADDRSTRLEN];
+        struct in6_addr a6;
+        if (hp->hlen >= sizeof addr)
+            return "is not a numeric IP address";
+        memcpy(addr, hp->host, hp->hlen);
+        addr[hp->hlen] = '\0';
+        if (inet_pton(AF_INET6, addr, &a6) != 1)
+            return "is not a numeric IP address";
+    } else if (!conf_is_host(hp->host, hp->hlen)) {
+        return "has an invalid host name";
+    }
     return NULL;
 }
 
@@ -192,7 +282,7 @@ static const char *parse_addr(const char *text, struct conf_addr *out)
     else
         return "must start with udp: or tcp:";
 
-    struct host_port hp;
+    struct conf_host_port hp;
     const char *why = conf_split_host_port(text + ADDR_PREFIX_LEN, &hp);
     if (why != NULL)
         return why;
@@ -264,18 +354,13 @@ const char *conf_parse_cidr(const char *text, struct conf_cidr *out)
     out->prefix = bits;
     if (slash != NULL) {
         const char *s = slash + 1;
-        size_t plen = strlen(s);
-        unsigned prefix = 0;
-        bool ok = plen > 0 && plen <= CONF_PREFIX_DIGITS;
-        for (size_t i = 0; ok && i < plen; i++) {
-            ok = conf_is_digit(s[i]);
-            prefix = prefix * 10 + (unsigned)(s[i] - '0');
-        }
-        if (!ok || prefix > bits) {
+        uint64_t prefix;
+        if (!conf_is_digit(s[0]) || strlen(s) > CONF_PREFIX_DIGITS ||
+            conf_parse_number(s, 0, bits, &prefix) != CONF_NUMBER_OK) {
             memset(out, 0, sizeof *out);
             return "has an invalid prefix length";
         }
-        out->prefix = prefix;
+        out->prefix = (unsigned)prefix;
     }
     for (unsigned bit = out->prefix; bit < bits; bit++) {
         if (out->addr[bit / CHAR_BIT] & (0x80u >> (bit % CHAR_BIT))) {
@@ -288,36 +373,18 @@ const char *conf_parse_cidr(const char *text, struct conf_cidr *out)
 
 const char *conf_parse_duration(const char *text, uint64_t *ms)
 {
-    static const struct {
-        const char *suffix;
-        uint64_t ms;
-    } units[] = {
-        { "ms", 1 },
-        { "s", MS_PER_SECOND },
-        { "m", MS_PER_MINUTE },
-        { "h", MS_PER_HOUR },
-        { "", MS_PER_SECOND },          /* a bare number is seconds */
-    };
-
     if (*text == '\0')
         return "is empty";
     if (!conf_is_digit(*text))
         return "is not a valid duration";
     const char *s = text;
-    uint64_t v = 0;
-    bool big = false;
-    for (; conf_is_digit(*s); s++) {
-        unsigned d = (unsigned)(*s - '0');
-        if (v > (UINT64_MAX - d) / 10)
-            big = true;
-        else
-            v = v * 10 + d;
-    }
-    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
-        if (strcmp(s, units[i].suffix) == 0) {
-            if (big || v > UINT64_MAX / units[i].ms)
+    uint64_t v;
+    bool fits = conf_read_decimal(&s, &v);
+    for (size_t i = 0; i < COUNT_OF(duration_units); i++) {
+        if (strcmp(s, duration_units[i].suffix) == 0) {
+            if (!fits || v > UINT64_MAX / duration_units[i].scale)
                 return "is too large";
-            *ms = v * units[i].ms;
+            *ms = v * duration_units[i].scale;
             return NULL;
         }
     }

@@ -19,7 +19,7 @@
  *
  * Every error is collected with its position (diag.c), and conf_load()
  * prints them sorted by position.  grammar.c holds the value grammars that
- * the setters and the public parsers share.
+ * the setters share with the public parsers of conf.h (which the tools use).
  */
 #ifndef HEPROUTER_CONF_INTERNAL_H
 #define HEPROUTER_CONF_INTERNAL_H
@@ -206,15 +206,6 @@ static inline bool conf_is_alpha(char c)
 /* Destination and route names: what may appear bare in a key path. */
 bool conf_is_name(const char *s, size_t len);
 
-enum number_status {
-    NUMBER_OK,
-    NUMBER_SYNTAX,
-    NUMBER_RANGE,
-};
-
-/* Decimal digits only; "-5" and overflow are out of range rather than syntax. */
-enum number_status conf_parse_number(const char *s, uint64_t min, uint64_t max, uint64_t *out);
-
 #define CONF_DURATION_TEXT_MAX 32
 
 /* "250ms", "30s", "5m", "4h": the largest unit that divides ms; returns buf. */
@@ -232,16 +223,11 @@ bool conf_is_host(const char *s, size_t len);
  */
 bool conf_is_token(const char *s, size_t len);
 
-/* A "host:port" or "[IPv6]:port" split in place (host is not NUL-terminated). */
-struct host_port {
-    const char *host;
-    size_t hlen;
-    bool bracketed;
-    unsigned port;
-};
-
-/* Splits text and reads its port (0 to 65535); NULL or a predicate. */
-const char *conf_split_host_port(const char *text, struct host_port *hp);
+/*
+ * A Sentinel's "host:port" or "[IPv6]:port": a host name or numeric
+ * address, port 1 to 65535; NULL or a predicate.  (conf.h has the split.)
+ */
+const char *conf_check_endpoint(const char *text, struct conf_host_port *hp);
 
 /* ---- diag.c: allocation, key paths, errors ------------------------------- */
 

@@ -333,7 +333,7 @@ static void check_redis(struct parse *p, const struct node *map, struct conf_red
                       strcmp(r->host, table_key(redis_keys, "host")->dflt) != 0;
     bool other_port = conf_map_get(map, "port") != NULL && r->port != 0 &&
                       conf_parse_number(table_key(redis_keys, "port")->dflt, 0, CONF_PORT_MAX,
-                                        &port_default) == NUMBER_OK &&
+                                        &port_default) == CONF_NUMBER_OK &&
                       r->port != port_default;
 
     if (has_sentinels && has_unix)
@@ -667,8 +667,10 @@ static void redis_free(struct conf_redis *r)
     }
     free(r->password_file);
     free(r->prefix);
-    for (size_t i = 0; i < r->nsentinels; i++)
-        free(r->sentinels[i]);
+    for (size_t i = 0; i < r->nsentinels; i++) {
+        free(r->sentinels[i].host);
+        free(r->sentinels[i].text);
+    }
     free(r->sentinels);
     free(r->master_name);
 }

@@ -161,9 +161,9 @@ static bool get_number(struct parse *p, const struct node *n, const struct conf_
     if (text == NULL)
         return false;
     switch (conf_parse_number(text, k->min, k->max, out)) {
-    case NUMBER_OK:
+    case CONF_NUMBER_OK:
         return true;
-    case NUMBER_SYNTAX:
+    case CONF_NUMBER_SYNTAX:
         conf_error_value(p, n, "must be an integer");
         return false;
     default:
@@ -306,7 +306,7 @@ void conf_set_hep_version(struct parse *p, struct node *n, const struct conf_key
     const char *text = scalar_text(p, n, HEP_VERSION_PREDICATE);
     if (text == NULL)
         return;
-    if (conf_parse_number(text, CONF_HEP_OUTPUT, CONF_HEP_OUTPUT, &v) != NUMBER_OK) {
+    if (conf_parse_number(text, CONF_HEP_OUTPUT, CONF_HEP_OUTPUT, &v) != CONF_NUMBER_OK) {
         conf_error_value(p, n, HEP_VERSION_PREDICATE);
         return;
     }
@@ -564,7 +564,7 @@ static const char *parse_proto(struct parse *p, const char *text, void *elem)
             return NULL;
         }
     }
-    if (conf_parse_number(text, 0, CONF_PROTO_MAX, &v) == NUMBER_OK) {
+    if (conf_parse_number(text, 0, CONF_PROTO_MAX, &v) == CONF_NUMBER_OK) {
         *(unsigned *)elem = (unsigned)v;
         return NULL;
     }
@@ -575,7 +575,7 @@ static const char *parse_proto(struct parse *p, const char *text, void *elem)
 static const char *parse_capture_id(struct parse *p, const char *text, void *elem)
 {
     uint64_t v;
-    if (conf_parse_number(text, 0, UINT32_MAX, &v) == NUMBER_OK) {
+    if (conf_parse_number(text, 0, UINT32_MAX, &v) == CONF_NUMBER_OK) {
         *(uint32_t *)elem = (uint32_t)v;
         return NULL;
     }
@@ -606,7 +606,7 @@ static const char *parse_status(struct parse *p, const char *text, void *elem)
             s->hi = lo + CONF_STATUS_CLASS - 1;
             return NULL;
         }
-    } else if (conf_parse_number(text, CONF_STATUS_MIN, CONF_STATUS_MAX, &v) == NUMBER_OK) {
+    } else if (conf_parse_number(text, CONF_STATUS_MIN, CONF_STATUS_MAX, &v) == CONF_NUMBER_OK) {
         s->lo = s->hi = (unsigned)v;
         return NULL;
     }
@@ -747,44 +747,29 @@ void conf_set_path(struct parse *p, struct node *n, const struct conf_key *k, vo
     set_copy(p, text, k, base);
 }
 
-/* "host:port" or "[IPv6]:port", port 1 to 65535; kept as written. */
+/* "host:port" or "[IPv6]:port", port 1 to 65535: host and port, and the text as written. */
 static const char *parse_sentinel(struct parse *p, const char *text, void *elem)
 {
-    struct host_port hp;
-    const char *why;
-    (void)p;
-
-    if (*text == '\0')
-        return "is empty";
-    if ((why = conf_split_host_port(text, &hp)) != NULL)
+    struct conf_endpoint *e = elem;
+    struct conf_host_port hp;
+    const char *why = conf_check_endpoint(text, &hp);
+    if (why != NULL)
         return why;
-    if (hp.port == 0)
-        return "has port 0";
-
-    if (hp.bracketed) {
-        char addr[INET6_ADDRSTRLEN];
-        struct in6_addr a6;
-        if (hp.hlen >= sizeof addr)
-            return "is not a numeric IP address";
-        memcpy(addr, hp.host, hp.hlen);
-        addr[hp.hlen] = '\0';
-        if (inet_pton(AF_INET6, addr, &a6) != 1)
-            return "is not a numeric IP address";
-    } else if (!conf_is_host(hp.host, hp.hlen)) {
-        return "has an invalid host name";
-    }
-
-    char *copy = conf_strdup(text);
-    if (copy == NULL)
+    e->port = hp.port;
+    if ((e->host = conf_malloc(hp.hlen + 1)) == NULL || (e->text = conf_strdup(text)) == NULL) {
         p->nomem = true;
-    *(char **)elem = copy;
+        return NULL;
+    }
+    memcpy(e->host, hp.host, hp.hlen);
+    e->host[hp.hlen] = '\0';
     return NULL;
 }
 
 static int sentinel_ptr_cmp(const void *a, const void *b)
 {
-    char **x = *(char **const *)a, **y = *(char **const *)b;
-    int c = strcasecmp(*x, *y);         /* host names are case-insensitive */
+    const struct conf_endpoint *x = *(const struct conf_endpoint *const *)a;
+    const struct conf_endpoint *y = *(const struct conf_endpoint *const *)b;
+    int c = strcasecmp(x->text, y->text);     /* host names are case-insensitive */
     if (c != 0)
         return c;
     return x < y ? -1 : x > y;
@@ -793,22 +778,22 @@ static int sentinel_ptr_cmp(const void *a, const void *b)
 void conf_set_sentinels(struct parse *p, struct node *n, const struct conf_key *k, void *base)
 {
     struct conf_redis *r = base;
-    if (!parse_list(p, n, k, base, sizeof(char *), parse_sentinel, "must be a host:port") ||
+    if (!parse_list(p, n, k, base, sizeof(struct conf_endpoint), parse_sentinel, "must be a host:port") ||
         n->type != NODE_SEQUENCE || r->nsentinels < 2)
         return;
-    char ***sorted = conf_malloc(r->nsentinels * sizeof *sorted);
+    const struct conf_endpoint **sorted = conf_malloc(r->nsentinels * sizeof *sorted);
     if (sorted == NULL) {
         p->nomem = true;
         return;
     }
     size_t count = 0;
     for (size_t i = 0; i < r->nsentinels; i++)
-        if (r->sentinels[i] != NULL)
+        if (r->sentinels[i].text != NULL)
             sorted[count++] = &r->sentinels[i];
     if (count > 1)
         qsort(sorted, count, sizeof *sorted, sentinel_ptr_cmp);
     for (size_t i = 1; i < count; i++) {
-        if (strcasecmp(*sorted[i - 1], *sorted[i]) != 0)
+        if (strcasecmp(sorted[i - 1]->text, sorted[i]->text) != 0)
             continue;
         size_t idx = (size_t)(sorted[i] - r->sentinels);
         size_t old = conf_path_push_index(p, idx);

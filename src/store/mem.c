@@ -323,27 +323,35 @@ static struct mem_stripe *mem_stripe_of(struct mem_store *ms, const char *key, s
     return &ms->stripes[(size_t)(h[1] >> 32) % ms->nstripes];
 }
 
+/*
+ * The live slot of h in st, or NULL; an expired one found there is removed
+ * (and counted) on the way.  st->lock is held.
+ */
+static struct mem_slot *stripe_live(struct mem_stripe *st, const uint64_t h[2], uint64_t now_ms)
+{
+    size_t i = stripe_find(st, h);
+    if (i == st->cap)
+        return NULL;
+    if (slot_expired(&st->slots[i], now_ms)) {
+        stripe_delete(st, i);
+        st->expired++;
+        return NULL;
+    }
+    return &st->slots[i];
+}
+
 static int mem_get(struct store *s, const char *key, size_t klen, uint64_t now_ms, struct store_entry *out)
 {
     struct mem_store *ms = (struct mem_store *)s;
     uint64_t h[2];
     struct mem_stripe *st = mem_stripe_of(ms, key, klen, h);
-    int found = 0;
 
     pthread_mutex_lock(&st->lock);
-    size_t i = stripe_find(st, h);
-    if (i != st->cap) {
-        if (slot_expired(&st->slots[i], now_ms)) {
-            stripe_delete(st, i);
-            st->expired++;
-        } else {
-            if (out != NULL)
-                slot_fill_entry(ms, &st->slots[i], out);
-            found = 1;
-        }
-    }
+    struct mem_slot *sl = stripe_live(st, h, now_ms);
+    if (sl != NULL && out != NULL)
+        slot_fill_entry(ms, sl, out);
     pthread_mutex_unlock(&st->lock);
-    return found;
+    return sl != NULL;
 }
 
 /* Sets a slot's contents from e; the names are already interned. */
@@ -416,24 +424,16 @@ static int mem_update(struct store *s, const char *key, size_t klen, uint64_t tt
     struct mem_store *ms = (struct mem_store *)s;
     uint64_t h[2];
     struct mem_stripe *st = mem_stripe_of(ms, key, klen, h);
-    int found = 0;
 
     pthread_mutex_lock(&st->lock);
-    size_t i = stripe_find(st, h);
-    if (i != st->cap) {
-        struct mem_slot *sl = &st->slots[i];
-        if (slot_expired(sl, now_ms)) {
-            stripe_delete(st, i);
-            st->expired++;
-        } else {
-            sl->expires_ms = expiry_after(now_ms, ttl_ms);
-            sl->flags = (uint8_t)((sl->flags | (set & STORE_MEM_FLAGS_MASK)) & ~clear);
-            sl->last_hash = last_hash;
-            found = 1;
-        }
+    struct mem_slot *sl = stripe_live(st, h, now_ms);
+    if (sl != NULL) {
+        sl->expires_ms = expiry_after(now_ms, ttl_ms);
+        sl->flags = (uint8_t)((sl->flags | (set & STORE_MEM_FLAGS_MASK)) & ~clear);
+        sl->last_hash = last_hash;
     }
     pthread_mutex_unlock(&st->lock);
-    return found;
+    return sl != NULL;
 }
 
 /*

@@ -26,11 +26,11 @@ struct store *store_open(const struct conf *conf, struct ev_loop *loop, struct m
     return NULL;
 }
 
-int store_check(const struct conf *conf, char *errbuf, size_t errlen)
+enum store_check_result store_check(const struct conf *conf, char *errbuf, size_t errlen)
 {
     if (conf->store_type != CONF_STORE_REDIS) {
         snprintf(errbuf, errlen, "ok");
-        return 0;
+        return STORE_CHECK_OK;
     }
     return store_redis_check(conf, errbuf, errlen);
 }

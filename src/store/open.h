@@ -24,17 +24,25 @@ struct store;
  */
 struct store *store_open(const struct conf *conf, struct ev_loop *loop, struct metrics *m);
 
+/* What the start-up check of a shared back-end found. */
+enum store_check_result {
+    STORE_CHECK_OK = 0,             /* reachable, authenticated, writable */
+    STORE_CHECK_UNREACHABLE,        /* not answering now: heprouter starts anyway and runs on
+                                       its cache and the fallback until it answers */
+    STORE_CHECK_REFUSED,            /* an error an operator must fix (wrong password, unknown
+                                       user, bad db, ACL, Redis too old): no start */
+};
+
 /*
  * Start-up check of a shared back-end, before any worker runs: connects
- * once, synchronously, and authenticates.  Returns 0 when usable or only
- * unreachable (logged as a warning: heprouter then runs on its cache and
- * the fallback until the store comes back), -1 on an error an operator must
- * fix (wrong password, unknown user, bad db): the reason goes to errbuf.
+ * once, synchronously, and authenticates.  errbuf gets "ok", or what was
+ * unreachable, or why the store refused; the caller logs it.  The memory
+ * store is always OK.
  */
-int store_check(const struct conf *conf, char *errbuf, size_t errlen);
+enum store_check_result store_check(const struct conf *conf, char *errbuf, size_t errlen);
 
 /* The Redis back-end (redis.c; its start-up check in redis_check.c). */
 struct store *store_redis_new(const struct conf *conf, struct ev_loop *loop, struct metrics *m);
-int store_redis_check(const struct conf *conf, char *errbuf, size_t errlen);
+enum store_check_result store_redis_check(const struct conf *conf, char *errbuf, size_t errlen);
 
 #endif

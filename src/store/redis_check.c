@@ -8,8 +8,8 @@
  * store's own prefix (ACL key patterns).  An error an operator must fix
  * (wrong password, unknown user, bad db, Redis older than 7.0) refuses to
  * start; a server that cannot be reached, or answers that it is starting,
- * busy or between masters, only warns: the workers then run on their cache
- * and the fallback until it answers.
+ * busy or between masters, is unreachable: the caller starts anyway and the
+ * workers run on their cache and the fallback until it answers.
  */
 #include <stdbool.h>
 #include <stdio.h>
@@ -56,8 +56,6 @@ static bool redis_transient(const redisReply *reply)
 static int redis_check_unreachable(struct redis_check *k, const char *why)
 {
     snprintf(k->errbuf, k->errlen, "%s: %s", k->where, why);
-    log_warn("%s: %s: starting anyway; calls are decided by the cache and the fallback until it answers",
-             k->where, why);
     return 0;
 }
 
@@ -106,22 +104,17 @@ static int redis_check_sentinels(const struct conf *conf, char *host, size_t hle
     struct timeval tv = redis_timeval(conf->connect_timeout_ms);
     char refused[REDIS_ADDR_TEXT_MAX * 2] = "";
     for (size_t i = 0; i < rc->nsentinels; i++) {
-        char shost[REDIS_HOST_MAX];
-        int sport;
-        if (redis_split_addr(rc->sentinels[i], shost, sizeof shost, &sport, REDIS_SENTINEL_DEFAULT_PORT) != 0) {
-            snprintf(errbuf, errlen, "redis sentinel %s: not a host:port", rc->sentinels[i]);
-            return -1;
-        }
-        redisContext *c = redisConnectWithTimeout(shost, sport, tv);
+        const struct conf_endpoint *sentinel = &rc->sentinels[i];
+        redisContext *c = redisConnectWithTimeout(sentinel->host, (int)sentinel->port, tv);
         if (c == NULL || c->err) {
-            log_warn("redis sentinel %s: %s", rc->sentinels[i], c != NULL ? c->errstr : "out of memory");
+            log_warn("redis sentinel %s: %s", sentinel->text, c != NULL ? c->errstr : "out of memory");
             redisFree(c);
             continue;
         }
         redisSetTimeout(c, tv);
         redisReply *reply = redisCommand(c, "SENTINEL get-master-addr-by-name %s", rc->master_name);
         if (reply == NULL) {
-            log_warn("redis sentinel %s: %s", rc->sentinels[i], c->errstr);
+            log_warn("redis sentinel %s: %s", sentinel->text, c->errstr);
         } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
                    reply->element[0]->type == REDIS_REPLY_STRING &&
                    reply->element[1]->type == REDIS_REPLY_STRING && reply->element[0]->len < hlen &&
@@ -132,10 +125,10 @@ static int redis_check_sentinels(const struct conf *conf, char *host, size_t hle
             return 1;
         } else if (reply->type == REDIS_REPLY_ERROR) {
             snprintf(refused, sizeof refused, "redis sentinel %s: SENTINEL get-master-addr-by-name failed: %s",
-                     rc->sentinels[i], reply->str);
+                     sentinel->text, reply->str);
         } else {
             snprintf(refused, sizeof refused, "redis sentinel %s: does not know master \"%s\"",
-                     rc->sentinels[i], rc->master_name);
+                     sentinel->text, rc->master_name);
         }
         freeReplyObject(reply);
         redisFree(c);
@@ -145,12 +138,16 @@ static int redis_check_sentinels(const struct conf *conf, char *host, size_t hle
         return -1;
     }
     snprintf(errbuf, errlen, "redis: no Sentinel reachable");
-    log_warn("redis: no Sentinel reachable: starting anyway; calls are decided by the cache and the fallback "
-             "until one answers");
     return 0;
 }
 
-int store_redis_check(const struct conf *conf, char *errbuf, size_t errlen)
+/* The internal 1 (passed), 0 (unreachable), -1 (refused) as the interface's answer. */
+static enum store_check_result redis_check_result(int st)
+{
+    return st > 0 ? STORE_CHECK_OK : st == 0 ? STORE_CHECK_UNREACHABLE : STORE_CHECK_REFUSED;
+}
+
+enum store_check_result store_redis_check(const struct conf *conf, char *errbuf, size_t errlen)
 {
     const struct conf_redis *rc = &conf->redis;
     struct timeval tv = redis_timeval(conf->connect_timeout_ms);
@@ -165,11 +162,11 @@ int store_redis_check(const struct conf *conf, char *errbuf, size_t errlen)
     if (rc->nsentinels > 0) {
         if (rc->master_name == NULL) {
             snprintf(errbuf, k.errlen, "redis: Sentinels given without a master name");
-            return -1;
+            return STORE_CHECK_REFUSED;
         }
         st = redis_check_sentinels(conf, host, sizeof host, &port, errbuf, k.errlen);
         if (st <= 0)
-            return st;
+            return redis_check_result(st);
         snprintf(k.where, sizeof k.where, "redis %s:%d", host, port);
         k.c = redisConnectWithTimeout(host, port, tv);
     } else if (rc->unix_path != NULL) {
@@ -180,12 +177,12 @@ int store_redis_check(const struct conf *conf, char *errbuf, size_t errlen)
         k.c = redisConnectWithTimeout(rc->host, port, tv);
     } else {
         snprintf(errbuf, k.errlen, "redis: neither a host nor a unix socket given");
-        return -1;
+        return STORE_CHECK_REFUSED;
     }
     if (k.c == NULL || k.c->err) {
         st = redis_check_unreachable(&k, k.c != NULL ? k.c->errstr : "out of memory");
         redisFree(k.c);
-        return st;
+        return redis_check_result(st);
     }
     redisSetTimeout(k.c, tv);
 
@@ -224,10 +221,8 @@ int store_redis_check(const struct conf *conf, char *errbuf, size_t errlen)
         freeReplyObject(reply);
     if (st == 1 && (st = redis_check_cmd(&k, "EXPIRE", REDIS_ARGC(expire), expire, &reply)) == 1)
         freeReplyObject(reply);
-    if (st == 1) {
+    if (st == 1)
         snprintf(errbuf, k.errlen, "%s: ok", k.where);
-        st = 0;
-    }
     redisFree(k.c);
-    return st;
+    return redis_check_result(st);
 }

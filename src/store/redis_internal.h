@@ -17,7 +17,6 @@
 #define REDIS_ADDR_TEXT_MAX (REDIS_HOST_MAX + 16)
 #define REDIS_WHY_MAX (2 * REDIS_HOST_MAX)  /* a reason given to the logs */
 #define REDIS_PORT_MAX 65535
-#define REDIS_SENTINEL_DEFAULT_PORT 26379
 #define REDIS_ARGC(argv) ((int)(sizeof(argv) / sizeof((argv)[0])))
 #define REDIS_LOG_KEY_MAX 128               /* bytes of a call key a log line shows */
 #define REDIS_LOG_ESCAPE_MAX 4              /* "\xHH": what one byte may become */
@@ -35,9 +34,6 @@ static inline bool redis_is_error(const redisReply *reply, const char *code)
     return reply->type == REDIS_REPLY_ERROR && reply->len >= n && strncmp(reply->str, code, n) == 0 &&
            (reply->len == n || reply->str[n] == ' ');
 }
-
-/* Splits "host:port", "[v6]:port" or a bare host; -1 when it makes no sense (redis_link.c). */
-int redis_split_addr(const char *text, char *host, size_t hlen, int *port, int default_port);
 
 /* A port as Redis replies give it, text[0..len) exactly; false when it is none (redis_link.c). */
 bool redis_parse_port(const char *text, size_t len, int *port);

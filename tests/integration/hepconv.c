@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conf.h"
 #include "hep.h"
 
 /* Larger than any HEP datagram or TCP frame (both are at most 64 KiB). */
@@ -261,16 +262,15 @@ static int cmd_decode(int argc, char **argv)
     return failures == 0 ? 0 : 1;
 }
 
-/* Parses a decimal u32; rejects signs, spaces, empty input and overflow. */
+/*
+ * Parses a decimal u32 with the configuration's number grammar
+ * (conf_parse_number); rejects signs ("-0" too), spaces, empty input and
+ * overflow.
+ */
 static int parse_u32(const char *s, uint32_t *out)
 {
-    if (*s < '0' || *s > '9') {
-        return -1;
-    }
-    errno = 0;
-    char *end;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno != 0 || *end != '\0' || v > UINT32_MAX) {
+    uint64_t v;
+    if (*s < '0' || *s > '9' || conf_parse_number(s, 0, UINT32_MAX, &v) != CONF_NUMBER_OK) {
         return -1;
     }
     *out = (uint32_t)v;

@@ -14,6 +14,9 @@
  * with -S, so the receiver sees frames split across reads and many frames
  * per read.  (Only HEP3 is framed on TCP.)
  *
+ * HOST is an address or a name; PORT and the numbers are read with
+ * heprouter's own parser (conf_parse_number), so this links the core library.
+ *
  * At the end it prints one JSON line: {"sent":N,"seconds":S,"pps":R}.
  * Exit 0, 1 on a send error, 2 on usage.
  */
@@ -32,6 +35,7 @@
 #include <unistd.h>
 
 #include "bytes.h"
+#include "conf.h"
 #include "hep.h"
 
 #define DEFAULT_COUNT   1000
@@ -154,7 +158,7 @@ static bool send_stream(int fd, const struct iovec *iov, int n, uint8_t *stream,
 static int open_socket(const char *host, const char *port, bool tcp, bool no_delay)
 {
     int socktype = tcp ? SOCK_STREAM : SOCK_DGRAM;
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = socktype }, *res;
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = socktype, .ai_flags = AI_NUMERICSERV }, *res;
     int rc = getaddrinfo(host, port, &hints, &res);
     if (rc != 0) {
         fprintf(stderr, "udpblast: %s:%s: %s\n", host, port, gai_strerror(rc));
@@ -242,14 +246,13 @@ static void usage(void)
     exit(EXIT_USAGE);
 }
 
+/* The configuration's number grammar (conf_parse_number). */
 static long long parse_num(const char *text, long long min, long long max)
 {
-    char *end;
-    errno = 0;
-    long long v = strtoll(text, &end, 10);
-    if (end == text || *end != '\0' || errno != 0 || v < min || v > max)
+    uint64_t v;
+    if (conf_parse_number(text, (uint64_t)min, (uint64_t)max, &v) != CONF_NUMBER_OK)
         usage();
-    return v;
+    return (long long)v;
 }
 
 int main(int argc, char **argv)
@@ -272,6 +275,7 @@ int main(int argc, char **argv)
     if (argc - optind < 2)
         usage();
     const char *host = argv[optind], *port = argv[optind + 1];
+    parse_num(port, 0, UINT16_MAX);     /* a number: HOST alone may be a name */
     int n_files = argc - optind - 2;
     int n_packets = n_files > 0 ? n_files : 1;
 

@@ -673,16 +673,24 @@ static void test_redis_config_sets_every_tcp_key(void)
     conf_free(c);
 }
 
+/* A Sentinel: kept as written (for the logs), host and port parsed once, here. */
+static void assert_endpoint(const struct conf_endpoint *e, const char *text, const char *host, unsigned port)
+{
+    CU_ASSERT_STRING_EQUAL(e->text, text);
+    CU_ASSERT_STRING_EQUAL(e->host, host);
+    CU_ASSERT_EQUAL(e->port, port);
+}
+
 static void test_sentinels_are_kept_as_written_and_the_password_file_is_read(void)
 {
     struct conf *c = load_ok(SENTINELS_PATH);
     const struct conf_redis *r = &c->redis;
     CU_ASSERT_EQUAL(c->store_type, CONF_STORE_REDIS);
     CU_ASSERT_EQUAL_FATAL(r->nsentinels, 4);
-    CU_ASSERT_STRING_EQUAL(r->sentinels[0], "10.0.0.1:26379");
-    CU_ASSERT_STRING_EQUAL(r->sentinels[1], "[2001:db8::7]:26380");
-    CU_ASSERT_STRING_EQUAL(r->sentinels[2], "sentinel-2.example:1");
-    CU_ASSERT_STRING_EQUAL(r->sentinels[3], "redis_sentinel:65535");
+    assert_endpoint(&r->sentinels[0], "10.0.0.1:26379", "10.0.0.1", 26379);
+    assert_endpoint(&r->sentinels[1], "[2001:db8::7]:26380", "2001:db8::7", 26380);
+    assert_endpoint(&r->sentinels[2], "sentinel-2.example:1", "sentinel-2.example", 1);
+    assert_endpoint(&r->sentinels[3], "redis_sentinel:65535", "redis_sentinel", 65535);
     CU_ASSERT_STRING_EQUAL(r->master_name, "eu-1");
     CU_ASSERT_PTR_NULL(r->username);                /* "" */
     CU_ASSERT_STRING_EQUAL(r->password_file, "redis-password.txt");
@@ -691,6 +699,23 @@ static void test_sentinels_are_kept_as_written_and_the_password_file_is_read(voi
     CU_ASSERT_EQUAL(r->port, 6379);
     CU_ASSERT_EQUAL(c->cache_entries, 100000000);
     conf_free(c);
+}
+
+static void test_sentinel_hosts_and_ports_come_out_parsed(void)
+{
+    static const char yaml[] =
+        "listen: \"udp:127.0.0.1:9060\"\n"
+        "destinations: { homer: { targets: \"udp:127.0.0.1:9061\" } }\n"
+        "store: { type: redis, redis: { sentinels: [ \"[::1]:26379\", \"redis-a:26380\" ] } }\n";
+    char path[PATH_MAX];
+    write_temp(path, yaml, sizeof yaml - 1);
+    struct conf *c = load_ok(path);
+    const struct conf_redis *r = &c->redis;
+    CU_ASSERT_EQUAL_FATAL(r->nsentinels, 2);
+    assert_endpoint(&r->sentinels[0], "[::1]:26379", "::1", 26379);
+    assert_endpoint(&r->sentinels[1], "redis-a:26380", "redis-a", 26380);
+    conf_free(c);
+    unlink(path);
 }
 
 static void test_a_unix_socket_leaves_no_host(void)
@@ -970,6 +995,103 @@ static void test_bad_addresses_say_why(void)
     assert_bad_addr(longtext, "is too long");
 }
 
+/* ---- conf_parse_number, conf_parse_size, conf_split_host_port --------------------- */
+
+static void assert_number(const char *text, uint64_t min, uint64_t max, enum conf_number_status expect,
+                          uint64_t value)
+{
+    uint64_t v = 12345;
+    enum conf_number_status st = conf_parse_number(text, min, max, &v);
+    if (st != expect)
+        fprintf(stderr, "\n\"%s\": status %d (expected %d)\n", text, (int)st, (int)expect);
+    CU_ASSERT_EQUAL(st, expect);
+    CU_ASSERT_EQUAL(v, expect == CONF_NUMBER_OK ? value : 12345);  /* set on success only */
+}
+
+static void test_numbers_are_decimal_digits_within_bounds(void)
+{
+    assert_number("0", 0, 10, CONF_NUMBER_OK, 0);
+    assert_number("007", 0, 10, CONF_NUMBER_OK, 7);
+    assert_number("-0", 0, 10, CONF_NUMBER_OK, 0);
+    assert_number("18446744073709551615", 0, UINT64_MAX, CONF_NUMBER_OK, UINT64_MAX);
+    assert_number("11", 0, 10, CONF_NUMBER_RANGE, 0);
+    assert_number("0", 1, 10, CONF_NUMBER_RANGE, 0);
+    assert_number("-5", 0, 10, CONF_NUMBER_RANGE, 0);
+    assert_number("18446744073709551616", 0, UINT64_MAX, CONF_NUMBER_RANGE, 0);
+    assert_number("", 0, 10, CONF_NUMBER_SYNTAX, 0);
+    assert_number("-", 0, 10, CONF_NUMBER_SYNTAX, 0);
+    assert_number("+5", 0, 10, CONF_NUMBER_SYNTAX, 0);
+    assert_number(" 5", 0, 10, CONF_NUMBER_SYNTAX, 0);
+    assert_number("5 ", 0, 10, CONF_NUMBER_SYNTAX, 0);
+    assert_number("5x", 0, 10, CONF_NUMBER_SYNTAX, 0);
+    assert_number("5K", 0, 10000, CONF_NUMBER_SYNTAX, 0);
+    assert_number("99999999999999999999x", 0, UINT64_MAX, CONF_NUMBER_SYNTAX, 0);
+}
+
+static void assert_size(const char *text, uint64_t max, enum conf_number_status expect, uint64_t value)
+{
+    uint64_t v = 12345;
+    CU_ASSERT_EQUAL(conf_parse_size(text, 1, max, &v), expect);
+    CU_ASSERT_EQUAL(v, expect == CONF_NUMBER_OK ? value : 12345);
+}
+
+static void test_sizes_take_k_and_m_suffixes(void)
+{
+    assert_size("65536", INT_MAX, CONF_NUMBER_OK, 65536);
+    assert_size("64K", INT_MAX, CONF_NUMBER_OK, 64 * 1024);
+    assert_size("64k", INT_MAX, CONF_NUMBER_OK, 64 * 1024);
+    assert_size("8M", INT_MAX, CONF_NUMBER_OK, 8 * 1024 * 1024);
+    assert_size("8m", INT_MAX, CONF_NUMBER_OK, 8 * 1024 * 1024);
+    assert_size("2097151K", INT_MAX, CONF_NUMBER_OK, UINT64_C(2097151) * 1024);
+    assert_size("2097152K", INT_MAX, CONF_NUMBER_RANGE, 0);
+    assert_size("2048M", INT_MAX, CONF_NUMBER_RANGE, 0);
+    assert_size("0", INT_MAX, CONF_NUMBER_RANGE, 0);
+    assert_size("0K", INT_MAX, CONF_NUMBER_RANGE, 0);
+    assert_size("18446744073709551615M", UINT64_MAX, CONF_NUMBER_RANGE, 0);
+    assert_size("", INT_MAX, CONF_NUMBER_SYNTAX, 0);
+    assert_size("K", INT_MAX, CONF_NUMBER_SYNTAX, 0);
+    assert_size("8G", INT_MAX, CONF_NUMBER_SYNTAX, 0);
+    assert_size("8KB", INT_MAX, CONF_NUMBER_SYNTAX, 0);
+    assert_size("8 K", INT_MAX, CONF_NUMBER_SYNTAX, 0);
+}
+
+static void assert_split(const char *text, const char *host, bool bracketed, unsigned port)
+{
+    struct conf_host_port hp;
+    CU_ASSERT_PTR_NULL_FATAL(conf_split_host_port(text, &hp));
+    CU_ASSERT_EQUAL(hp.hlen, strlen(host));
+    CU_ASSERT(strncmp(hp.host, host, hp.hlen) == 0);
+    CU_ASSERT_EQUAL(hp.bracketed, bracketed);
+    CU_ASSERT_EQUAL(hp.port, port);
+}
+
+static void assert_bad_split(const char *text, const char *expect)
+{
+    struct conf_host_port hp;
+    const char *why = conf_split_host_port(text, &hp);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(why);
+    CU_ASSERT_STRING_EQUAL(why, expect);
+}
+
+static void test_host_port_splits_names_addresses_and_brackets(void)
+{
+    assert_split("127.0.0.1:9060", "127.0.0.1", false, 9060);
+    assert_split("redis-a:26380", "redis-a", false, 26380);
+    assert_split("[::1]:26379", "::1", true, 26379);
+    assert_split("localhost:0", "localhost", false, 0);
+    assert_split(":65535", "", false, 65535);
+    assert_split("[]:1", "", true, 1);
+    assert_bad_split("localhost", "has no port");
+    assert_bad_split("[::1]", "has no port");
+    assert_bad_split("[::1:9060", "has an unclosed [");
+    assert_bad_split("::1:9060", "needs [brackets] around an IPv6 address");
+    assert_bad_split("localhost:", "has an invalid port");
+    assert_bad_split("localhost:65536", "has an invalid port");
+    assert_bad_split("localhost:009060", "has an invalid port");
+    assert_bad_split("localhost:+1", "has an invalid port");
+    assert_bad_split("localhost:-1", "has an invalid port");
+}
+
 /* ---- conf_parse_cidr ----------------------------------------------------------- */
 
 static void assert_bad_cidr(const char *text, const char *expect)
@@ -1053,6 +1175,7 @@ int main(void)
         { "redis config sets every TCP key", test_redis_config_sets_every_tcp_key },
         { "sentinels are kept as written and the password file is read",
           test_sentinels_are_kept_as_written_and_the_password_file_is_read },
+        { "sentinel hosts and ports come out parsed", test_sentinel_hosts_and_ports_come_out_parsed },
         { "a unix socket leaves no host", test_a_unix_socket_leaves_no_host },
         { "host takes a bare IPv6 address", test_host_takes_a_bare_ipv6_address },
         { "max_reply_bytes takes 1024 to 1 GiB", test_max_reply_bytes_takes_1024_to_one_gibibyte },
@@ -1065,6 +1188,10 @@ int main(void)
         { "addresses are numeric with transport and port",
           test_addresses_are_numeric_with_transport_and_port },
         { "bad addresses say why", test_bad_addresses_say_why },
+        { "numbers are decimal digits within bounds", test_numbers_are_decimal_digits_within_bounds },
+        { "sizes take K and M suffixes", test_sizes_take_k_and_m_suffixes },
+        { "host:port splits names, addresses and brackets",
+          test_host_port_splits_names_addresses_and_brackets },
         { "CIDRs and bare addresses", test_cidrs_and_bare_addresses },
         { "bad CIDRs say why", test_bad_cidrs_say_why },
         { NULL, NULL },

@@ -922,7 +922,7 @@ static void test_connects_over_a_unix_socket(void)
     conf_init(&c, 0);
     c.redis.host = NULL;
     c.redis.unix_path = path;
-    CU_ASSERT_EQUAL(store_redis_check(&c, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(store_redis_check(&c, err, sizeof err), STORE_CHECK_OK);
     CU_ASSERT(strstr(err, "unix:") != NULL);
     struct instance *in = instance_ready(&c);
     CU_ASSERT_EQUAL(put(in->s, "opt@pbx", &e, TTL_CALL_MS, now_ms(), NULL), 1);
@@ -1399,40 +1399,41 @@ static void test_start_up_check_reports_what_an_operator_must_fix(void)
     snprintf(expect, sizeof expect, "redis 127.0.0.1:%d: AUTH failed: WRONGPASS", port);
 
     c.redis.password = good;
-    CU_ASSERT_EQUAL(store_redis_check(&c, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(store_redis_check(&c, err, sizeof err), STORE_CHECK_OK);
 
     c.redis.password = wrong;
-    CU_ASSERT_EQUAL(store_redis_check(&c, err, sizeof err), -1);
+    CU_ASSERT_EQUAL(store_redis_check(&c, err, sizeof err), STORE_CHECK_REFUSED);
     CU_ASSERT(strncmp(err, expect, strlen(expect)) == 0);
     printf("\n    %s\n", err);
 
     c.redis.password = NULL;
-    CU_ASSERT_EQUAL(store_redis_check(&c, err, sizeof err), -1);
+    CU_ASSERT_EQUAL(store_redis_check(&c, err, sizeof err), STORE_CHECK_REFUSED);
     CU_ASSERT(strstr(err, "NOAUTH") != NULL);
 
     c.redis.password = good;
     c.redis.db = BAD_DB_INDEX;
-    CU_ASSERT_EQUAL(store_redis_check(&c, err, sizeof err), -1);
+    CU_ASSERT_EQUAL(store_redis_check(&c, err, sizeof err), STORE_CHECK_REFUSED);
     CU_ASSERT(strstr(err, "SELECT failed") != NULL);
     c.redis.db = 0;
 
     c.redis.username = alice;
     c.redis.password = alicepw;
-    CU_ASSERT_EQUAL(store_redis_check(&c, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(store_redis_check(&c, err, sizeof err), STORE_CHECK_OK);
     c.redis.password = wrong;
-    CU_ASSERT_EQUAL(store_redis_check(&c, err, sizeof err), -1);
+    CU_ASSERT_EQUAL(store_redis_check(&c, err, sizeof err), STORE_CHECK_REFUSED);
     CU_ASSERT(strstr(err, "WRONGPASS") != NULL);
     c.redis.username = bob;                     /* no such user */
-    CU_ASSERT_EQUAL(store_redis_check(&c, err, sizeof err), -1);
+    CU_ASSERT_EQUAL(store_redis_check(&c, err, sizeof err), STORE_CHECK_REFUSED);
     CU_ASSERT(strstr(err, "WRONGPASS") != NULL);
     c.redis.username = carol;                   /* may not touch our keys */
     c.redis.password = carolpw;
-    CU_ASSERT_EQUAL(store_redis_check(&c, err, sizeof err), -1);
+    CU_ASSERT_EQUAL(store_redis_check(&c, err, sizeof err), STORE_CHECK_REFUSED);
     CU_ASSERT(strstr(err, "NOPERM") != NULL);
 
     /* merely unreachable: heprouter starts on its cache and the fallback */
     c.redis.port = (unsigned)free_port();
-    CU_ASSERT_EQUAL(store_redis_check(&c, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(store_redis_check(&c, err, sizeof err), STORE_CHECK_UNREACHABLE);
+    CU_ASSERT(strstr(err, "redis 127.0.0.1:") != NULL);
     proc_stop(pid);
 }
 
@@ -1536,8 +1537,8 @@ static bool sentinel_failover_started(void *arg)
 static void test_sentinel_names_the_master_and_a_failover_is_followed(void)
 {
     static char master_name[] = "hrmaster", unknown_name[] = "nosuchmaster";
-    static char sentinel_addr[32];             /* the store keeps pointing at them */
-    static char *sentinels[1] = { sentinel_addr };
+    static char sentinel_host[] = "localhost", sentinel_text[32];     /* the store keeps pointing at them */
+    static struct conf_endpoint sentinels[1] = { { .host = sentinel_host, .text = sentinel_text } };
     char conf_path[sizeof tmpdir + 32], replicaof[32], err[512];
     struct conf c;
     struct store_entry e = entry("INVITE", "voipmonitor", 0);
@@ -1562,14 +1563,15 @@ static void test_sentinel_names_the_master_and_a_failover_is_followed(void)
 
     conf_init(&c, 0);
     c.redis.host = NULL;
-    snprintf(sentinel_addr, sizeof sentinel_addr, "localhost:%d", sport);     /* a name: resolved off the loop */
+    sentinels[0].port = (unsigned)sport;                /* a name: resolved off the loop */
+    snprintf(sentinel_text, sizeof sentinel_text, "localhost:%d", sport);
     c.redis.sentinels = sentinels;
     c.redis.nsentinels = 1;
     c.redis.master_name = unknown_name;
-    CU_ASSERT_EQUAL(store_redis_check(&c, err, sizeof err), -1);
+    CU_ASSERT_EQUAL(store_redis_check(&c, err, sizeof err), STORE_CHECK_REFUSED);
     CU_ASSERT(strstr(err, "does not know master") != NULL);
     c.redis.master_name = master_name;
-    CU_ASSERT_EQUAL(store_redis_check(&c, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(store_redis_check(&c, err, sizeof err), STORE_CHECK_OK);
 
     struct instance *in = instance_ready(&c);
     struct store *s = in->s;

@@ -1,0 +1,36 @@
+/*
+ * netaddr.c - socket addresses at the edge (see netaddr.h).
+ */
+#include "netaddr.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "conf.h"
+
+const char *netaddr_format(const struct sockaddr *sa, char *buf, size_t len)
+{
+    char ip[INET6_ADDRSTRLEN];
+    if (sa == NULL) {
+        snprintf(buf, len, "-");
+    } else if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)(const void *)sa;
+        inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof ip);
+        snprintf(buf, len, "%s:%u", ip, (unsigned)ntohs(s4->sin_port));
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)(const void *)sa;
+        inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof ip);
+        snprintf(buf, len, "[%s]:%u", ip, (unsigned)ntohs(s6->sin6_port));
+    } else {
+        snprintf(buf, len, "(family %d)", (int)sa->sa_family);
+    }
+    return buf;
+}
+
+socklen_t netaddr_from_conf(const struct conf_addr *a, struct sockaddr_storage *ss)
+{
+    memset(ss, 0, sizeof *ss);
+    memcpy(ss, &a->sa, a->salen);
+    return a->salen;
+}
