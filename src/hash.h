@@ -1,13 +1,16 @@
 /*
  * hash.h - the hash functions the router shares.
  *
- * FNV-1a (64 bit) where a hash must be the same in every process and run
- * (balance: hash, duplicate detection, hashed call keys), and SipHash-2-4
- * with 128-bit output where keys come from the network and a random key
- * keeps anyone from crafting collisions (the memory store, the hold queue).
- * SipHash also comes in a streaming form, for a key that is hashed in
- * pieces without being copied together first (a Call-ID with its folds
- * replaced by single spaces).
+ * Where a hash must be the same in every process and run: FNV-1a (64 bit)
+ * for balance: hash and the memory store's name tables, hash_words64() for
+ * duplicate detection, and SipHash-2-4 under a fixed key for the call keys
+ * of Call-IDs longer than limits.call_id_max (128 bits: no collisions by
+ * accident).  Where keys come from the network and a bucket is chosen by
+ * them: SipHash-2-4 under a random key (the memory store's slots, the hold
+ * queue's calls), so nobody can craft keys that share one.  SipHash also
+ * comes in a streaming form, for a key that is hashed in pieces without
+ * being copied together first (a Call-ID with its folds replaced by single
+ * spaces).
  */
 #ifndef HEPROUTER_HASH_H
 #define HEPROUTER_HASH_H

@@ -32,8 +32,6 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <time.h>
 
 #define HOLD_BUCKETS_INITIAL    64      /* call hash buckets at first; a power of two */
 #define HOLD_CALLS_PER_BUCKET   1       /* grow the buckets beyond this load */
@@ -77,7 +75,7 @@ struct hold {
     size_t bytes;                   /* hold_cost() of every held packet */
     uint64_t wait_ms;
     uint64_t next_seq;
-    uint64_t seed;
+    uint8_t hash_key[HASH_SIPHASH_KEY_BYTES];  /* hold_hash()'s */
     struct list pkts;               /* every held packet, oldest first */
     struct hold_call **buckets;
     size_t nbuckets;                /* a power of two */
@@ -109,21 +107,16 @@ static inline size_t hold_cost(size_t klen, size_t len)
     return klen + len + HOLD_PKT_OVERHEAD;
 }
 
-/* Random per-queue seed, so that crafted Call-IDs cannot aim at one bucket. */
-static uint64_t hold_seed(const struct hold *h)
+/*
+ * Keyed SipHash with a random per-queue key: Call-IDs come from the
+ * network, and nobody who does not know the key can make them share a
+ * bucket.
+ */
+static uint64_t hold_hash(const struct hold *h, const char *key, size_t klen)
 {
-    uint64_t seed;
-    if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) == (ssize_t)sizeof seed)
-        return seed;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)ts.tv_nsec ^ (uint64_t)(uintptr_t)h;
-}
-
-/* Seeded FNV-1a with a final avalanche (the murmur3 fmix64 step). */
-static uint64_t hold_hash(uint64_t seed, const char *key, size_t klen)
-{
-    return hash_fmix64(hash_fnv1a64(HASH_FNV64_OFFSET ^ seed, key, klen));
+    uint64_t out[2];
+    hash_siphash128(h->hash_key, key, klen, out);
+    return out[0];
 }
 
 static struct hold_call *hold_find(const struct hold *h, uint64_t hash, const char *key, size_t klen)
@@ -227,7 +220,7 @@ struct hold *hold_new(size_t max_held, size_t max_bytes, uint64_t wait_ms)
     h->max_held = max_held;
     h->max_bytes = max_bytes;
     h->wait_ms = wait_ms;
-    h->seed = hold_seed(h);
+    hash_random_key(h->hash_key);
     h->nbuckets = HOLD_BUCKETS_INITIAL;
     h->buckets = calloc(h->nbuckets, sizeof *h->buckets);
     if (h->buckets == NULL) {
@@ -267,7 +260,7 @@ int hold_add(struct hold *h, const char *key, size_t klen, const uint8_t *pkt, s
     if (p == NULL)
         return -1;
 
-    uint64_t hash = hold_hash(h->seed, key, klen);
+    uint64_t hash = hold_hash(h, key, klen);
     struct hold_call *c = hold_find(h, hash, key, klen);
     if (c == NULL) {
         c = malloc(sizeof *c);
@@ -312,7 +305,7 @@ int hold_add(struct hold *h, const char *key, size_t klen, const uint8_t *pkt, s
 
 size_t hold_take(struct hold *h, const char *key, size_t klen, hold_release_fn fn, void *arg)
 {
-    uint64_t hash = hold_hash(h->seed, key, klen);
+    uint64_t hash = hold_hash(h, key, klen);
     uint64_t end_seq = h->next_seq;
     size_t n = 0;
     for (;;) {
@@ -417,5 +410,5 @@ size_t hold_bytes(const struct hold *h)
 
 int hold_has(const struct hold *h, const char *key, size_t klen)
 {
-    return hold_find(h, hold_hash(h->seed, key, klen), key, klen) != NULL;
+    return hold_find(h, hold_hash(h, key, klen), key, klen) != NULL;
 }

@@ -91,7 +91,7 @@ struct redis_pending;
 /* One call in the cache; the key follows the struct. */
 struct redis_centry {
     struct redis_centry *hnext;             /* hash chain */
-    struct redis_centry *older, *newer;     /* LRU list */
+    struct list_link lru;                   /* in s->lru, oldest first */
     struct redis_pending *pending;          /* its queued write, if any */
     struct store_entry e;
     uint64_t hash;
@@ -155,7 +155,7 @@ struct store_redis {
     size_t nbuckets;                        /* a power of two; 0: no cache */
     size_t ncached;
     size_t expire_cursor;
-    struct redis_centry *newest, *oldest;
+    struct list lru;                        /* of redis_centry.lru: least recently used first */
     uint8_t hash_key[HASH_SIPHASH_KEY_BYTES];
 
     struct redis_link link;                 /* the connections */
@@ -247,28 +247,9 @@ static uint64_t redis_hash(const struct store_redis *s, const char *key, size_t 
     return h[0];
 }
 
-static void redis_lru_unlink(struct store_redis *s, struct redis_centry *ce)
+static struct redis_centry *redis_lru_oldest(const struct store_redis *s)
 {
-    if (ce->newer != NULL)
-        ce->newer->older = ce->older;
-    else
-        s->newest = ce->older;
-    if (ce->older != NULL)
-        ce->older->newer = ce->newer;
-    else
-        s->oldest = ce->newer;
-    ce->older = ce->newer = NULL;
-}
-
-static void redis_lru_push(struct store_redis *s, struct redis_centry *ce)
-{
-    ce->older = s->newest;
-    ce->newer = NULL;
-    if (s->newest != NULL)
-        s->newest->newer = ce;
-    else
-        s->oldest = ce;
-    s->newest = ce;
+    return list_first_entry(&s->lru, struct redis_centry, lru);
 }
 
 static void redis_cache_remove(struct store_redis *s, struct redis_centry *ce)
@@ -277,7 +258,7 @@ static void redis_cache_remove(struct store_redis *s, struct redis_centry *ce)
     while (*pp != ce)
         pp = &(*pp)->hnext;
     *pp = ce->hnext;
-    redis_lru_unlink(s, ce);
+    list_remove(&s->lru, &ce->lru);
     if (ce->pending != NULL)
         ce->pending->centry = NULL;     /* the write still goes out */
     s->ncached--;
@@ -308,8 +289,8 @@ static struct redis_centry *redis_cache_insert(struct store_redis *s, const char
 {
     if (!redis_cache_on(s))
         return NULL;
-    if (s->ncached >= s->conf->cache_entries && s->oldest != NULL)
-        redis_cache_remove(s, s->oldest);
+    if (s->ncached >= s->conf->cache_entries && !list_empty(&s->lru))
+        redis_cache_remove(s, redis_lru_oldest(s));
     struct redis_centry *ce = calloc(1, sizeof *ce + klen);
     if (ce == NULL)
         return NULL;
@@ -322,15 +303,15 @@ static struct redis_centry *redis_cache_insert(struct store_redis *s, const char
     size_t b = ce->hash & (s->nbuckets - 1);
     ce->hnext = s->buckets[b];
     s->buckets[b] = ce;
-    redis_lru_push(s, ce);
+    list_insert_tail(&s->lru, &ce->lru);
     s->ncached++;
     return ce;
 }
 
 static void redis_cache_touch(struct store_redis *s, struct redis_centry *ce)
 {
-    redis_lru_unlink(s, ce);
-    redis_lru_push(s, ce);
+    list_remove(&s->lru, &ce->lru);
+    list_insert_tail(&s->lru, &ce->lru);
 }
 
 /*
@@ -1095,8 +1076,8 @@ static void store_redis_free(struct store *base)
         redis_pending_unlink(s, p);
         free(p);
     }
-    while (s->oldest != NULL)
-        redis_cache_remove(s, s->oldest);
+    while (!list_empty(&s->lru))
+        redis_cache_remove(s, redis_lru_oldest(s));
     free(s->buckets);
     free(s->keybuf);
     free(s);
