@@ -66,9 +66,12 @@ static int parse_addr(const char *text, struct sockaddr_in *sa)
     char spec[sizeof ((struct conf_addr *)0)->text];
     struct conf_addr a;
     if (snprintf(spec, sizeof spec, "udp:%s", text) >= (int)sizeof spec || conf_parse_addr(spec, &a) != NULL ||
-        a.sa.ss_family != AF_INET)
+        a.addr_len != sizeof sa->sin_addr)
         return -1;
-    memcpy(sa, &a.sa, sizeof *sa);
+    memset(sa, 0, sizeof *sa);
+    sa->sin_family = AF_INET;
+    sa->sin_port = htons((uint16_t)a.port);
+    memcpy(&sa->sin_addr, a.addr, a.addr_len);
     return 0;
 }
 

@@ -15,7 +15,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <sys/socket.h>
 
 /*
  * The longest names the configuration accepts: route and destination
@@ -25,16 +24,26 @@
 #define CONF_NAME_MAX       63
 #define CONF_METHOD_MAX     31
 
+/* The longest store.redis.unix path: Linux's sun_path holds 108 bytes with the NUL. */
+#define CONF_UNIX_PATH_MAX  ((size_t)107)
+
 enum conf_transport {
     CONF_UDP = 1,
     CONF_TCP = 2,
 };
 
-/* "udp:127.0.0.1:9060", "tcp:[::1]:9060": resolved, numeric only. */
+#define CONF_ADDR_BYTES_MAX 16      /* an IPv6 address */
+
+/*
+ * "udp:127.0.0.1:9060", "tcp:[::1]:9060": numeric only, kept as bytes so
+ * that the core needs no socket header; the edge makes the socket address
+ * (netaddr.h).
+ */
 struct conf_addr {
     enum conf_transport transport;
-    struct sockaddr_storage sa;
-    socklen_t salen;
+    unsigned addr_len;              /* 4 (IPv4) or 16 (IPv6); 0: not an address */
+    uint8_t addr[CONF_ADDR_BYTES_MAX];  /* network byte order */
+    unsigned port;
     char text[80];                  /* as written, for logs */
 };
 
@@ -60,7 +69,7 @@ struct conf_dest {
 
 struct conf_cidr {
     unsigned addr_len;              /* 4 (IPv4) or 16 (IPv6): bytes of addr in use */
-    uint8_t addr[16];
+    uint8_t addr[CONF_ADDR_BYTES_MAX];
     unsigned prefix;
 };
 

@@ -42,6 +42,7 @@
 #include "invariant.h"
 #include "log.h"
 #include "metrics.h"
+#include "netaddr.h"
 
 /*
  * Re-encoded packets wait here for dest_flush(); when the next one does not
@@ -70,6 +71,8 @@ struct dest_target {
     struct dest_set *ds;
     struct dest *d;
     struct conf_addr addr;
+    struct sockaddr_storage sa;     /* addr's socket address */
+    socklen_t salen;
     size_t mindex;                  /* into metrics.targets */
     int fd;
 
@@ -216,8 +219,8 @@ static void udp_queue(struct dest_target *t, const uint8_t *data, size_t len)
     h->msg_iov = &t->iov[i];
     h->msg_iovlen = 1;
     if (t->unconnected) {
-        h->msg_name = &t->addr.sa;
-        h->msg_namelen = t->addr.salen;
+        h->msg_name = &t->sa;
+        h->msg_namelen = t->salen;
     }
 }
 
@@ -229,13 +232,13 @@ static int udp_open(struct dest_target *t, size_t batch_cap)
         log_error("destination %s target %s: out of memory", t->d->name, t->addr.text);
         return -1;
     }
-    t->fd = socket(t->addr.sa.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    t->fd = socket(t->sa.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (t->fd < 0) {
         log_error("destination %s target %s: socket: %s", t->d->name, t->addr.text, strerror(errno));
         return -1;
     }
     /* connect() only fails for want of a route; keep going with addressed sends */
-    if (connect(t->fd, (const struct sockaddr *)&t->addr.sa, t->addr.salen) != 0) {
+    if (connect(t->fd, (const struct sockaddr *)&t->sa, t->salen) != 0) {
         log_warn("destination %s target %s: connect: %s (sending unconnected)", t->d->name,
                  t->addr.text, strerror(errno));
         t->unconnected = true;
@@ -517,7 +520,7 @@ static void tcp_connect(struct dest_target *t)
 {
     struct dest_set *ds = t->ds;
     t->state = DEST_TCP_CONNECTING;
-    t->fd = socket(t->addr.sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    t->fd = socket(t->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (t->fd < 0) {
         tcp_close(t, strerror(errno));
         return;
@@ -525,7 +528,7 @@ static void tcp_connect(struct dest_target *t)
     /* frames are already batched per flush: Nagle would only add latency */
     int one = 1;
     setsockopt(t->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(t->fd, (const struct sockaddr *)&t->addr.sa, t->addr.salen) == 0) {
+    if (connect(t->fd, (const struct sockaddr *)&t->sa, t->salen) == 0) {
         tcp_watch(t, EV_READ);
         tcp_connected(t);
         return;
@@ -699,6 +702,7 @@ static int dest_init(struct dest_set *ds, struct dest *d, size_t di, const struc
         t->ds = ds;
         t->d = d;
         t->addr = cd->targets[j];
+        t->salen = netaddr_from_conf(&t->addr, &t->sa);
         t->fd = -1;
         t->mindex = ds->m->dest_first_target[di] + j;
         if (t->addr.transport == CONF_TCP) {

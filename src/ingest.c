@@ -31,6 +31,8 @@
 #include "list.h"
 #include "log.h"
 #include "metrics.h"
+#include "netaddr.h"
+#include "ready.h"
 
 /*
  * Fairness: a busy socket gets at most this many recvmmsg() batches (or
@@ -59,8 +61,6 @@
  */
 #define INGEST_ACCEPT_PAUSE_S 0.1
 
-/* "udp:" / "tcp:" + "[address]:port" */
-#define INGEST_NAME_LEN (INET6_ADDRSTRLEN + 16)
 
 struct ingest_listener;
 
@@ -83,7 +83,7 @@ struct ingest_listener {
     int fd;
     struct sockaddr_storage bound;
     socklen_t boundlen;
-    char name[INGEST_NAME_LEN];     /* "udp:127.0.0.1:9060", the bound port */
+    char name[READY_ADDR_MAX];      /* "udp:127.0.0.1:9060", the bound port */
     ev_io io;
     ev_timer accept_pause;
     struct list conns;              /* newest first */
@@ -143,14 +143,14 @@ static int set_int_opt(int fd, int level, int name, int value)
  * same address, IPV6_V6ONLY on [::] so a 0.0.0.0 bind on the same port
  * does not clash with it.
  */
-static int socket_common(int fd, const struct conf_addr *addr)
+static int socket_common(int fd, const struct conf_addr *addr, const struct sockaddr_storage *sa)
 {
     if (set_int_opt(fd, SOL_SOCKET, SO_REUSEADDR, 1) != 0 ||
         set_int_opt(fd, SOL_SOCKET, SO_REUSEPORT, 1) != 0) {
         log_error("listen %s: setsockopt: %s", addr->text, strerror(errno));
         return -1;
     }
-    if (is_v6_any(&addr->sa) && set_int_opt(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1) != 0) {
+    if (is_v6_any(sa) && set_int_opt(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1) != 0) {
         log_error("listen %s: IPV6_V6ONLY: %s", addr->text, strerror(errno));
         return -1;
     }
@@ -206,11 +206,11 @@ static void udp_read(struct ingest_listener *l, size_t max_batches)
         for (int i = 0; i < n; i++) {
             struct msghdr *h = &in->udp_msgs[i].msg_hdr;
             if (h->msg_flags & MSG_TRUNC) {
-                char peer[INGEST_NAME_LEN];
+                char peer[NETADDR_TEXT_MAX];
                 in->m->udp_oversize++;
                 log_ratelimited(&l->error_limit, in->log_interval_ms, LOG_LEVEL_WARN,
                                 "%s: datagram from %s larger than %u bytes dropped", l->name,
-                                log_format_addr(h->msg_name, peer, sizeof peer), HEP3_MAX_LEN);
+                                netaddr_format(h->msg_name, peer, sizeof peer), HEP3_MAX_LEN);
                 continue;
             }
             struct ingest_source src = {
@@ -289,11 +289,11 @@ static void conn_count_truncated(struct ingest_conn *c, const char *why)
     if (pending == 0)
         return;
     struct ingest *in = c->l->in;
-    char peer[INGEST_NAME_LEN];
+    char peer[NETADDR_TEXT_MAX];
     in->m->tcp_truncated++;
     log_ratelimited(&c->l->truncated_limit, in->log_interval_ms, LOG_LEVEL_WARN,
                     "%s: connection from %s ended mid-frame (%s): %zu bytes of a partial HEP3 frame lost",
-                    c->l->name, log_format_addr((const struct sockaddr *)&c->peer, peer, sizeof peer), why,
+                    c->l->name, netaddr_format((const struct sockaddr *)&c->peer, peer, sizeof peer), why,
                     pending);
 }
 
@@ -328,18 +328,18 @@ static enum framer_status conn_deliver(struct ingest_conn *c)
     if (delivered > 0 && in->on_batch_end != NULL)
         in->on_batch_end(in->arg);
     if (st == FRAMER_BAD_MAGIC) {
-        char peer[INGEST_NAME_LEN];
+        char peer[NETADDR_TEXT_MAX];
         in->m->tcp_bad_magic++;
         log_ratelimited(&c->l->frame_limit, in->log_interval_ms, LOG_LEVEL_WARN,
                         "%s: connection from %s closed: stream is not HEP3 (bad magic)", c->l->name,
-                        log_format_addr((const struct sockaddr *)&c->peer, peer, sizeof peer));
+                        netaddr_format((const struct sockaddr *)&c->peer, peer, sizeof peer));
     } else if (st == FRAMER_BAD_LENGTH) {
-        char peer[INGEST_NAME_LEN];
+        char peer[NETADDR_TEXT_MAX];
         in->m->tcp_bad_length++;
         log_ratelimited(&c->l->frame_limit, in->log_interval_ms, LOG_LEVEL_WARN,
                         "%s: connection from %s closed: HEP3 length %zu outside [%u, %zu]",
                         c->l->name,
-                        log_format_addr((const struct sockaddr *)&c->peer, peer, sizeof peer), len,
+                        netaddr_format((const struct sockaddr *)&c->peer, peer, sizeof peer), len,
                         HEP3_HDR_LEN, in->max_frame);
     }
     return st;
@@ -369,8 +369,11 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
         }
         if (n == 0) {
             /* a frame cut by EOF is lost: the sender closed mid-write */
-            log_peer_debug((const struct sockaddr *)&c->peer, "%s: connection closed by the peer",
-                           c->l->name);
+            if (log_current_level >= LOG_LEVEL_DEBUG) {
+                char peer[NETADDR_TEXT_MAX];
+                log_debug("%s: %s: connection closed by the peer",
+                          netaddr_format((const struct sockaddr *)&c->peer, peer, sizeof peer), c->l->name);
+            }
             conn_count_truncated(c, "closed by the peer");
             conn_close_counted(c, NULL);
             return;
@@ -379,11 +382,11 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK)
             return;
-        char peer[INGEST_NAME_LEN];
+        char peer[NETADDR_TEXT_MAX];
         in->m->recv_errors++;
         log_ratelimited(&c->l->error_limit, in->log_interval_ms, LOG_LEVEL_WARN,
                         "%s: connection from %s: read: %s", c->l->name,
-                        log_format_addr((const struct sockaddr *)&c->peer, peer, sizeof peer),
+                        netaddr_format((const struct sockaddr *)&c->peer, peer, sizeof peer),
                         strerror(errno));
         conn_count_truncated(c, "read error");
         conn_close_counted(c, NULL);
@@ -438,9 +441,9 @@ static void conn_idle_cb(struct ev_loop *loop, ev_timer *w, int revents)
         ev_timer_again(loop, w);
         return;
     }
-    char peer[INGEST_NAME_LEN];
+    char peer[NETADDR_TEXT_MAX];
     log_debug("%s: connection from %s idle, closed", c->l->name,
-              log_format_addr((const struct sockaddr *)&c->peer, peer, sizeof peer));
+              netaddr_format((const struct sockaddr *)&c->peer, peer, sizeof peer));
     conn_count_truncated(c, "idle");
     conn_close_counted(c, &in->m->tcp_idle_closed);
 }
@@ -486,7 +489,7 @@ static void accept_pause_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static void tcp_accept(struct ingest_listener *l, int max_accepts)
 {
     struct ingest *in = l->in;
-    char peername[INGEST_NAME_LEN];
+    char peername[NETADDR_TEXT_MAX];
 
     for (int k = 0; k < max_accepts; k++) {
         struct sockaddr_storage peer;
@@ -526,7 +529,7 @@ static void tcp_accept(struct ingest_listener *l, int max_accepts)
             in->m->tcp_rejected++;
             log_ratelimited(&l->reject_limit, in->log_interval_ms, LOG_LEVEL_WARN,
                             "%s: connection from %s refused: tcp_max_connections (%zu) reached",
-                            l->name, log_format_addr((struct sockaddr *)&peer, peername, sizeof peername),
+                            l->name, netaddr_format((struct sockaddr *)&peer, peername, sizeof peername),
                             in->max_connections);
             continue;
         }
@@ -535,12 +538,12 @@ static void tcp_accept(struct ingest_listener *l, int max_accepts)
             in->m->tcp_rejected++;
             log_ratelimited(&l->reject_limit, in->log_interval_ms, LOG_LEVEL_WARN,
                             "%s: connection from %s refused: out of memory", l->name,
-                            log_format_addr((struct sockaddr *)&peer, peername, sizeof peername));
+                            netaddr_format((struct sockaddr *)&peer, peername, sizeof peername));
             continue;
         }
         in->m->tcp_accepted++;
         log_debug("%s: connection from %s", l->name,
-                  log_format_addr((struct sockaddr *)&peer, peername, sizeof peername));
+                  netaddr_format((struct sockaddr *)&peer, peername, sizeof peername));
     }
 }
 
@@ -559,16 +562,18 @@ static int listener_open(struct ingest *in, struct ingest_listener *l, const str
     int type = addr->transport == CONF_TCP ? SOCK_STREAM : SOCK_DGRAM;
     l->in = in;
     l->transport = addr->transport;
-    l->fd = socket(addr->sa.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    struct sockaddr_storage sa;
+    socklen_t salen = netaddr_from_conf(addr, &sa);
+    l->fd = socket(sa.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (l->fd < 0) {
         log_error("listen %s: socket: %s", addr->text, strerror(errno));
         return -1;
     }
-    if (socket_common(l->fd, addr) != 0)
+    if (socket_common(l->fd, addr, &sa) != 0)
         return -1;
     if (addr->transport == CONF_UDP)
         set_rcvbuf(l->fd, addr, rcvbuf);
-    if (bind(l->fd, (const struct sockaddr *)&addr->sa, addr->salen) != 0) {
+    if (bind(l->fd, (const struct sockaddr *)&sa, salen) != 0) {
         log_error("listen %s: bind: %s", addr->text, strerror(errno));
         return -1;
     }
@@ -581,9 +586,7 @@ static int listener_open(struct ingest *in, struct ingest_listener *l, const str
         log_error("listen %s: getsockname: %s", addr->text, strerror(errno));
         return -1;
     }
-    char where[INGEST_NAME_LEN];
-    snprintf(l->name, sizeof l->name, "%s:%s", transport_name(l->transport),
-             log_format_addr((const struct sockaddr *)&l->bound, where, sizeof where));
+    ready_format(l->name, sizeof l->name, transport_name(l->transport), (const struct sockaddr *)&l->bound);
 
     if (addr->transport == CONF_TCP)
         ev_io_init(&l->io, tcp_accept_cb, l->fd, EV_READ);

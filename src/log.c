@@ -12,9 +12,7 @@
 
 #include "clock.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,17 +108,6 @@ void log_write(int level, const char *fmt, ...)
     va_end(ap);
 }
 
-void log_write_peer(int level, const struct sockaddr *peer, const char *fmt, ...)
-{
-    char addr[INET6_ADDRSTRLEN + 8];
-    char line[LOG_LINE_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    log_write(level, "%s: %s", log_format_addr(peer, addr, sizeof addr), line);
-}
-
 void log_write_body(int level, const char *body, size_t body_len, const char *fmt, ...)
 {
     if (log_current_level < level)
@@ -160,23 +147,4 @@ void log_ratelimited(struct log_limit *lim, uint64_t interval_ms, int level, con
         log_write(level, "%s", msg);
     lim->suppressed = 0;
     lim->next_ms = now + interval_ms;
-}
-
-const char *log_format_addr(const struct sockaddr *addr, char *buf, size_t len)
-{
-    char ip[INET6_ADDRSTRLEN];
-    if (addr == NULL) {
-        snprintf(buf, len, "-");
-    } else if (addr->sa_family == AF_INET) {
-        const struct sockaddr_in *a = (const struct sockaddr_in *)(const void *)addr;
-        inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
-        snprintf(buf, len, "%s:%u", ip, ntohs(a->sin_port));
-    } else if (addr->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)(const void *)addr;
-        inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip);
-        snprintf(buf, len, "[%s]:%u", ip, ntohs(a->sin6_port));
-    } else {
-        snprintf(buf, len, "(family %d)", addr->sa_family);
-    }
-    return buf;
 }

@@ -13,7 +13,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/socket.h>
 
 /*
  * The levels, most severe first: id, the name log.level takes, and the
@@ -38,9 +37,6 @@ void log_set_level(int level);
 
 void log_write(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-void log_write_peer(int level, const struct sockaddr *peer, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
 /*
  * Writes one line made of the formatted head (bounded like any line) and
  * then body[0..body_len) whole, however long: for lines such as the
@@ -64,13 +60,10 @@ struct log_limit {
 void log_ratelimited(struct log_limit *lim, uint64_t interval_ms, int level, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* Formats addr as "1.2.3.4:5060" or "[::1]:5060" into buf. */
-const char *log_format_addr(const struct sockaddr *addr, char *buf, size_t len);
 
 #define log_error(...) do { if (log_current_level >= LOG_LEVEL_ERROR) log_write(LOG_LEVEL_ERROR, __VA_ARGS__); } while (0)
 #define log_warn(...) do { if (log_current_level >= LOG_LEVEL_WARN) log_write(LOG_LEVEL_WARN, __VA_ARGS__); } while (0)
 #define log_info(...) do { if (log_current_level >= LOG_LEVEL_INFO) log_write(LOG_LEVEL_INFO, __VA_ARGS__); } while (0)
 #define log_debug(...) do { if (log_current_level >= LOG_LEVEL_DEBUG) log_write(LOG_LEVEL_DEBUG, __VA_ARGS__); } while (0)
-#define log_peer_debug(peer, ...) do { if (log_current_level >= LOG_LEVEL_DEBUG) log_write_peer(LOG_LEVEL_DEBUG, peer, __VA_ARGS__); } while (0)
 
 #endif

@@ -31,6 +31,19 @@ const char *netaddr_format(const struct sockaddr *sa, char *buf, size_t len)
 socklen_t netaddr_from_conf(const struct conf_addr *a, struct sockaddr_storage *ss)
 {
     memset(ss, 0, sizeof *ss);
-    memcpy(ss, &a->sa, a->salen);
-    return a->salen;
+    if (a->addr_len == sizeof(struct in_addr)) {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)(void *)ss;
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons((uint16_t)a->port);
+        memcpy(&s4->sin_addr, a->addr, a->addr_len);
+        return sizeof *s4;
+    }
+    if (a->addr_len == sizeof(struct in6_addr)) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)(void *)ss;
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t)a->port);
+        memcpy(&s6->sin6_addr, a->addr, a->addr_len);
+        return sizeof *s6;
+    }
+    return 0;
 }

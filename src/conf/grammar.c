@@ -295,21 +295,10 @@ static const char *parse_addr(const char *text, struct conf_addr *out)
         return "is not a numeric IP address";
     memcpy(host, h, hlen);
     host[hlen] = '\0';
-    if (bracketed) {
-        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&out->sa;
-        if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
-            return "is not a numeric IP address";
-        sin6->sin6_family = AF_INET6;
-        sin6->sin6_port = htons((uint16_t)portnum);
-        out->salen = sizeof *sin6;
-    } else {
-        struct sockaddr_in *sin = (struct sockaddr_in *)&out->sa;
-        if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
-            return "is not a numeric IP address";
-        sin->sin_family = AF_INET;
-        sin->sin_port = htons((uint16_t)portnum);
-        out->salen = sizeof *sin;
-    }
+    if (inet_pton(bracketed ? AF_INET6 : AF_INET, host, out->addr) != 1)
+        return "is not a numeric IP address";
+    out->addr_len = (bracketed ? CONF_IPV6_BITS : CONF_IPV4_BITS) / CHAR_BIT;
+    out->port = portnum;
     memcpy(out->text, text, len + 1);
     return NULL;
 }

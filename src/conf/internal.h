@@ -33,7 +33,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <sys/un.h>
 
 /* ---- limits of the parser itself ------------------------------------------ */
 
@@ -92,7 +91,6 @@
 #define CONF_HOST_MAX       253u                    /* a DNS name, without the final dot */
 #define CONF_LABEL_MAX      63u
 #define CONF_PASSWORD_MAX   1024u                   /* store.redis.password and its file */
-#define CONF_UNIX_PATH_MAX  (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
 
 /* ---- the node tree ----------------------------------------------------------- */
 

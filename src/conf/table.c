@@ -11,9 +11,7 @@
 
 #include "hep.h"
 
-#include <arpa/inet.h>
 #include <inttypes.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -387,9 +385,11 @@ static int addr_cmp(const struct conf_addr *x, const struct conf_addr *y)
 {
     if (x->transport != y->transport)
         return x->transport < y->transport ? -1 : 1;
-    if (x->salen != y->salen)
-        return x->salen < y->salen ? -1 : 1;
-    return memcmp(&x->sa, &y->sa, x->salen);
+    if (x->addr_len != y->addr_len)
+        return x->addr_len < y->addr_len ? -1 : 1;
+    if (x->port != y->port)
+        return x->port < y->port ? -1 : 1;
+    return memcmp(x->addr, y->addr, x->addr_len);
 }
 
 /* Ties are broken by position in the array, so the later of two equal ones is found. */
@@ -426,7 +426,7 @@ static void check_duplicate_addrs(struct parse *p, struct node *n, const struct 
     if (sorted == NULL)
         return;
     for (size_t i = 1; i < count; i++) {
-        if (sorted[i]->salen == 0 || addr_cmp(sorted[i - 1], sorted[i]) != 0)
+        if (sorted[i]->addr_len == 0 || addr_cmp(sorted[i - 1], sorted[i]) != 0)
             continue;
         size_t idx = (size_t)(sorted[i] - addrs);
         size_t old = conf_path_push_index(p, idx);
@@ -442,18 +442,13 @@ static const char *parse_listen_elem(struct parse *p, const char *text, void *el
     return conf_parse_addr(text, elem);
 }
 
+/* 0.0.0.0 or :: */
 static bool addr_is_unspecified(const struct conf_addr *a)
 {
-    if (a->sa.ss_family == AF_INET)
-        return ((const struct sockaddr_in *)&a->sa)->sin_addr.s_addr == htonl(INADDR_ANY);
-    return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&a->sa)->sin6_addr);
-}
-
-static in_port_t addr_port(const struct conf_addr *a)
-{
-    if (a->sa.ss_family == AF_INET)
-        return ntohs(((const struct sockaddr_in *)&a->sa)->sin_port);
-    return ntohs(((const struct sockaddr_in6 *)&a->sa)->sin6_port);
+    for (unsigned i = 0; i < a->addr_len; i++)
+        if (a->addr[i] != 0)
+            return false;
+    return true;
 }
 
 static int addr_find_cmp(const void *key, const void *elem)
@@ -465,7 +460,7 @@ static const char *parse_target_elem(struct parse *p, const char *text, void *el
 {
     struct conf_addr *a = elem;
     const char *why = conf_parse_addr(text, a);
-    if (why == NULL && addr_port(a) == 0)
+    if (why == NULL && a->port == 0)
         why = "has port 0";
     if (why == NULL && addr_is_unspecified(a))
         why = "has an unspecified address (0.0.0.0 or ::)";
@@ -473,7 +468,7 @@ static const char *parse_target_elem(struct parse *p, const char *text, void *el
         bsearch(a, p->listen_sorted, p->conf->nlisten, sizeof *p->listen_sorted, addr_find_cmp) != NULL)
         why = "is also a listen address (it would loop)";
     if (why != NULL)
-        memset(a, 0, sizeof *a);    /* salen 0: left out of the duplicate check */
+        memset(a, 0, sizeof *a);    /* addr_len 0: left out of the duplicate check */
     return why;
 }
 

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
 #include <hiredis/adapters/libev.h>
 #include <hiredis/hiredis.h>
@@ -35,6 +36,10 @@
 #include "conf.h"
 #include "metrics.h"
 #include "store/redis_value.h"
+
+/* conf's limit on store.redis.unix is what a socket address holds */
+_Static_assert(CONF_UNIX_PATH_MAX < sizeof(((struct sockaddr_un *)0)->sun_path),
+               "CONF_UNIX_PATH_MAX does not fit sun_path");
 
 #define REDIS_SWITCH_CHANNEL "+switch-master"
 #define REDIS_SWITCH_FIELDS 5               /* name old-ip old-port new-ip new-port */

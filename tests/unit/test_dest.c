@@ -142,13 +142,9 @@ static void fx_target(struct fixture *fx, size_t di, enum conf_transport transpo
     struct conf_dest *d = &fx->dests[di];
     CU_ASSERT_FATAL(d->ntargets < TEST_MAX_TARGETS);
     struct conf_addr *a = &d->targets[d->ntargets++];
-    struct sockaddr_in *sin = (struct sockaddr_in *)&a->sa;
-    a->transport = transport;
-    sin->sin_family = AF_INET;
-    sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    sin->sin_port = htons(port);
-    a->salen = sizeof *sin;
-    snprintf(a->text, sizeof a->text, "%s:127.0.0.1:%u", transport == CONF_TCP ? "tcp" : "udp", port);
+    char text[sizeof a->text];
+    snprintf(text, sizeof text, "%s:127.0.0.1:%u", transport == CONF_TCP ? "tcp" : "udp", port);
+    CU_ASSERT_PTR_NULL_FATAL(conf_parse_addr(text, a));
 }
 
 static void fx_start(struct fixture *fx)

@@ -98,14 +98,7 @@ static bool counter_nonzero(void *arg)
 static struct conf_addr loopback(enum conf_transport transport)
 {
     struct conf_addr a;
-    memset(&a, 0, sizeof a);
-    a.transport = transport;
-    struct sockaddr_in *sin = (struct sockaddr_in *)&a.sa;
-    sin->sin_family = AF_INET;
-    sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    sin->sin_port = 0;
-    a.salen = sizeof *sin;
-    snprintf(a.text, sizeof a.text, "%s:127.0.0.1:0", transport == CONF_TCP ? "tcp" : "udp");
+    CU_ASSERT_PTR_NULL_FATAL(conf_parse_addr(transport == CONF_TCP ? "tcp:127.0.0.1:0" : "udp:127.0.0.1:0", &a));
     return a;
 }
 
@@ -630,13 +623,7 @@ static void test_udp_ipv6_any_and_ipv4_share_a_port(void)
     close(probe);
 
     struct fixture v6, v4;
-    memset(&v6.listen[0], 0, sizeof v6.listen[0]);
-    v6.listen[0].transport = CONF_UDP;
-    struct sockaddr_in6 *any6 = (struct sockaddr_in6 *)&v6.listen[0].sa;
-    any6->sin6_family = AF_INET6;
-    any6->sin6_addr = in6addr_any;
-    v6.listen[0].salen = sizeof *any6;
-    snprintf(v6.listen[0].text, sizeof v6.listen[0].text, "udp:[::]:0");
+    CU_ASSERT_PTR_NULL_FATAL(conf_parse_addr("udp:[::]:0", &v6.listen[0]));
     test_conf(&v6.conf, v6.listen, 1);
     fixture_start(&v6);
     struct sockaddr_storage ss;
@@ -644,9 +631,9 @@ static void test_udp_ipv6_any_and_ipv4_share_a_port(void)
     CU_ASSERT_FATAL(ingest_bound_addr(v6.in, 0, &ss, &sslen) == 0);
     uint16_t port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
 
-    v4.listen[0] = loopback(CONF_UDP);
-    ((struct sockaddr_in *)&v4.listen[0].sa)->sin_addr.s_addr = htonl(INADDR_ANY);
-    ((struct sockaddr_in *)&v4.listen[0].sa)->sin_port = htons(port);
+    char any4[sizeof v4.listen[0].text];
+    snprintf(any4, sizeof any4, "udp:0.0.0.0:%u", (unsigned)port);
+    CU_ASSERT_PTR_NULL_FATAL(conf_parse_addr(any4, &v4.listen[0]));
     test_conf(&v4.conf, v4.listen, 1);
     v4.loop = ev_loop_new(EVFLAG_AUTO);
     memset(&v4.m, 0, sizeof v4.m);
@@ -684,8 +671,7 @@ static void test_bind_failure_returns_null(void)
     fx.listen[0] = loopback(CONF_UDP);
     test_conf(&fx.conf, fx.listen, 1);
     /* an address this host does not have */
-    struct sockaddr_in *sin = (struct sockaddr_in *)&fx.listen[0].sa;
-    inet_pton(AF_INET, "192.0.2.1", &sin->sin_addr);
+    CU_ASSERT_PTR_NULL_FATAL(conf_parse_addr("udp:192.0.2.1:0", &fx.listen[0]));
     fx.loop = ev_loop_new(EVFLAG_AUTO);
     struct recorder rec;
     memset(&rec, 0, sizeof rec);
