@@ -169,14 +169,20 @@ static union {
 static void msg_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void msg_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* "hepdump: message" on stderr. */
+static void msg_vwrite(const char *fmt, va_list ap)
+{
+    fputs(PROG ": ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
 /* Always printed: something went wrong. */
 static void msg_error(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs(PROG ": ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    msg_vwrite(fmt, ap);
     va_end(ap);
 }
 
@@ -187,9 +193,7 @@ static void msg_info(const char *fmt, ...)
         return;
     va_list ap;
     va_start(ap, fmt);
-    fputs(PROG ": ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    msg_vwrite(fmt, ap);
     va_end(ap);
 }
 
@@ -233,6 +237,9 @@ static inline void out_bytes(const void *p, size_t n)
 
 /* Only for string literals: "" s fails to compile otherwise. */
 #define OUT_LIT(s) out_bytes("" s, sizeof(s) - 1)
+/* A ",\"key\":" literal and its value. */
+#define OUT_U64(key, n) do { OUT_LIT(key); out_u64(n); } while (0)
+#define OUT_JSON_STR(key, p, len) do { OUT_LIT(key); out_json_str((p), (len)); } while (0)
 
 static inline void out_char(char c)
 {
@@ -447,82 +454,53 @@ static void out_sip(const struct hep_view *v)
 
 static void out_packet(const struct hep_view *v)
 {
-    OUT_LIT(",\"version\":");
-    out_u64(v->version);
-    if (v->present & HEP_HAS_FAMILY) {
-        OUT_LIT(",\"family\":");
-        out_u64(v->family);
-    }
-    if (v->present & HEP_HAS_IP_PROTO) {
-        OUT_LIT(",\"ip_proto\":");
-        out_u64(v->ip_proto);
-    }
+    OUT_U64(",\"version\":", v->version);
+    if (v->present & HEP_HAS_FAMILY)
+        OUT_U64(",\"family\":", v->family);
+    if (v->present & HEP_HAS_IP_PROTO)
+        OUT_U64(",\"ip_proto\":", v->ip_proto);
     if ((v->present & HEP_HAS_SRC_IP) && v->src_ip != NULL) {
         OUT_LIT(",\"src\":");
         out_ip(v->src_ip, v->addr_len);
     }
-    if (v->present & HEP_HAS_SRC_PORT) {
-        OUT_LIT(",\"sport\":");
-        out_u64(v->src_port);
-    }
+    if (v->present & HEP_HAS_SRC_PORT)
+        OUT_U64(",\"sport\":", v->src_port);
     if ((v->present & HEP_HAS_DST_IP) && v->dst_ip != NULL) {
         OUT_LIT(",\"dst\":");
         out_ip(v->dst_ip, v->addr_len);
     }
-    if (v->present & HEP_HAS_DST_PORT) {
-        OUT_LIT(",\"dport\":");
-        out_u64(v->dst_port);
-    }
+    if (v->present & HEP_HAS_DST_PORT)
+        OUT_U64(",\"dport\":", v->dst_port);
     if (v->present & HEP_HAS_TS) {
-        OUT_LIT(",\"ts_sec\":");
-        out_u64(v->ts_sec);
-        OUT_LIT(",\"ts_usec\":");
-        out_u64(v->ts_usec);
+        OUT_U64(",\"ts_sec\":", v->ts_sec);
+        OUT_U64(",\"ts_usec\":", v->ts_usec);
     }
-    if (v->present & HEP_HAS_PROTO_TYPE) {
-        OUT_LIT(",\"proto_type\":");
-        out_u64(v->proto_type);
-    }
+    if (v->present & HEP_HAS_PROTO_TYPE)
+        OUT_U64(",\"proto_type\":", v->proto_type);
     if (v->present & HEP_HAS_CAPTURE_ID) {
-        OUT_LIT(",\"capture_id\":");
-        out_u64(v->capture_id);
-        OUT_LIT(",\"capture_id_len\":");
-        out_u64(v->capture_id_len);
+        OUT_U64(",\"capture_id\":", v->capture_id);
+        OUT_U64(",\"capture_id_len\":", v->capture_id_len);
     }
-    if (v->present & HEP_HAS_AUTH_KEY) {
-        OUT_LIT(",\"auth_key\":");
-        out_json_str(v->auth_key.data, v->auth_key.len);
-    }
-    if (v->present & HEP_HAS_CORRELATION_ID) {
-        OUT_LIT(",\"correlation_id\":");
-        out_json_str(v->correlation_id.data, v->correlation_id.len);
-    }
-    if (v->present & HEP_HAS_NODE_NAME) {
-        OUT_LIT(",\"node_name\":");
-        out_json_str(v->node_name.data, v->node_name.len);
-    }
-    if (v->present & HEP_HAS_KEEPALIVE) {
-        OUT_LIT(",\"keepalive\":");
-        out_u64(v->keepalive);
-    }
-    if (v->present & HEP_HAS_VLAN) {
-        OUT_LIT(",\"vlan\":");
-        out_u64(v->vlan);
-    }
+    if (v->present & HEP_HAS_AUTH_KEY)
+        OUT_JSON_STR(",\"auth_key\":", v->auth_key.data, v->auth_key.len);
+    if (v->present & HEP_HAS_CORRELATION_ID)
+        OUT_JSON_STR(",\"correlation_id\":", v->correlation_id.data, v->correlation_id.len);
+    if (v->present & HEP_HAS_NODE_NAME)
+        OUT_JSON_STR(",\"node_name\":", v->node_name.data, v->node_name.len);
+    if (v->present & HEP_HAS_KEEPALIVE)
+        OUT_U64(",\"keepalive\":", v->keepalive);
+    if (v->present & HEP_HAS_VLAN)
+        OUT_U64(",\"vlan\":", v->vlan);
     if (v->compressed)
         OUT_LIT(",\"compressed\":true");
     else
         OUT_LIT(",\"compressed\":false");
-    if (v->present & HEP_HAS_PAYLOAD) {
-        OUT_LIT(",\"payload_len\":");
-        out_u64(v->payload.len);
-    }
+    if (v->present & HEP_HAS_PAYLOAD)
+        OUT_U64(",\"payload_len\":", v->payload.len);
     if (v->version == 3)
         out_chunks(v);
-    if (g.opt.payload && (v->present & HEP_HAS_PAYLOAD)) {
-        OUT_LIT(",\"payload\":");
-        out_json_str(v->payload.data, v->payload.len);
-    }
+    if (g.opt.payload && (v->present & HEP_HAS_PAYLOAD))
+        OUT_JSON_STR(",\"payload\":", v->payload.data, v->payload.len);
     /* Compressed payloads are not inflated, so not scanned. */
     if (v->proto_type == HEP_PROTO_SIP && (v->present & HEP_HAS_PAYLOAD) && !v->compressed)
         out_sip(v);

@@ -181,15 +181,22 @@ static void on_signal(int sig)
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
+/* "hepgen: message", then trailer, on stderr; exits with code. */
+static void vfail(int code, const char *trailer, const char *fmt, va_list ap) __attribute__((noreturn));
+
+static void vfail(int code, const char *trailer, const char *fmt, va_list ap)
+{
+    fprintf(stderr, PROG ": ");
+    vfprintf(stderr, fmt, ap);
+    fputs(trailer, stderr);
+    exit(code);
+}
+
 static void die(const char *fmt, ...)
 {
     va_list ap;
-    fprintf(stderr, PROG ": ");
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    exit(EXIT_RUNTIME);
+    vfail(EXIT_RUNTIME, "\n", fmt, ap);
 }
 
 static void info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -241,12 +248,8 @@ static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2
 static void usage_error(const char *fmt, ...)
 {
     va_list ap;
-    fprintf(stderr, PROG ": ");
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\nTry '" PROG " --help'.\n");
-    exit(EXIT_USAGE);
+    vfail(EXIT_USAGE, "\nTry '" PROG " --help'.\n", fmt, ap);
 }
 
 /* The configuration's number grammar (conf_parse_number), without its "-0". */
