@@ -694,6 +694,11 @@ void ingest_free(struct ingest *in)
     free(in);
 }
 
+const char *ingest_listener_name(const struct ingest *in, size_t i)
+{
+    return in->listeners[i].name;
+}
+
 int ingest_bound_addr(const struct ingest *in, size_t i, struct sockaddr_storage *out, socklen_t *len)
 {
     if (i >= in->nlisteners || in->listeners[i].fd < 0)

@@ -71,6 +71,12 @@ void ingest_stop(struct ingest *in);
 int ingest_bound_addr(const struct ingest *in, size_t i, struct sockaddr_storage *out, socklen_t *len);
 
 /*
+ * Listener i's name, "udp:127.0.0.1:9060" with the port it bound (the text
+ * of ready.h's lines and of the log); i < conf->nlisten.  Valid while in is.
+ */
+const char *ingest_listener_name(const struct ingest *in, size_t i);
+
+/*
  * Lifetime of the bytes handed to ingest_packet_fn: a UDP datagram or TCP
  * frame stays valid during the callback and until the following
  * ingest_batch_end_fn returns; the next read reuses the buffer.  So a

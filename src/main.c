@@ -13,6 +13,11 @@
  * to its hard limit and checked against what the configuration can open;
  * inbound TCP connections are capped so that outbound sockets always find
  * a descriptor (see fd_budget()).
+ *
+ * A listener on port 0 gets its port from the kernel when worker 0 binds
+ * it; the other workers bind that same port (listen_pin_ports()).  With
+ * --ready-file, the "listening" lines of ready.h are written once every
+ * worker runs, and removed when the listeners close.
  */
 #include "config.h"
 
@@ -37,6 +42,8 @@
 #include "ingest.h"
 #include "log.h"
 #include "metrics.h"
+#include "netaddr.h"
+#include "ready.h"
 #include "router.h"
 #include "store/store.h"
 #include "store/open.h"
@@ -318,6 +325,8 @@ static void *worker_main(void *arg)
 
 struct app {
     struct conf *conf;
+    const char *ready_file;         /* --ready-file, or NULL */
+    bool ready_written;             /* it is there, and says we listen */
     struct store *store;
     struct worker *workers;
     unsigned nworkers;
@@ -328,6 +337,61 @@ struct app {
     bool stopping;                  /* TERM/INT received: workers are draining */
     size_t evictions_seen;          /* memory store evictions already reported */
 };
+
+/* ---- port 0 and the ready file ---- */
+
+/*
+ * Port 0 with several workers: each worker binds every listener with
+ * SO_REUSEPORT, and each bind() to port 0 would get its own port from the
+ * kernel.  So once worker 0 has bound its listeners, the port it got is
+ * written into the configured address of every listener given with port
+ * 0, and the workers set up after it bind that port.  (conf_addr.text keeps
+ * ":0", as written.)  -1 when worker 0 cannot say what it bound.
+ */
+static int listen_pin_ports(struct conf *c, const struct ingest *in)
+{
+    for (size_t i = 0; i < c->nlisten; i++) {
+        struct conf_addr *addr = &c->listen[i];
+        struct sockaddr_storage bound;
+        socklen_t boundlen = sizeof bound;
+
+        if (addr->port != 0)
+            continue;
+        if (ingest_bound_addr(in, i, &bound, &boundlen) != 0 ||
+            (addr->port = netaddr_port((const struct sockaddr *)&bound)) == 0) {
+            log_error("listen %s: cannot read the port worker 0 was given", addr->text);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * The ready file's lines: worker 0's listener names, "udp:127.0.0.1:9060"
+ * as bound (every worker binds the same addresses).  The strings stay
+ * worker 0's; NULL after logging why.
+ */
+static const char **ready_lines(const struct conf *c, const struct ingest *in)
+{
+    const char **lines = calloc(c->nlisten > 0 ? c->nlisten : 1, sizeof *lines);
+    if (lines == NULL) {
+        log_error("out of memory");
+        return NULL;
+    }
+    for (size_t i = 0; i < c->nlisten; i++)
+        lines[i] = ingest_listener_name(in, i);
+    return lines;
+}
+
+/* Once the listeners are closed or closing, the file no longer claims readiness. */
+static void ready_file_remove(struct app *a)
+{
+    if (!a->ready_written)
+        return;
+    a->ready_written = false;
+    if (ready_remove(a->ready_file) != 0)
+        log_warn("--ready-file: cannot remove %s: %s", a->ready_file, strerror(errno));
+}
 
 static void log_stats(struct app *a, const char *why)
 {
@@ -392,6 +456,7 @@ static void on_signal_stop(struct ev_loop *loop, ev_signal *s, int revents)
         a->stopping = true;
         log_info("signal %d: draining held packets and queues, then exiting "
                  "(send it again to stop at once)", s->signum);
+        ready_file_remove(a);       /* the listeners close now */
         for (unsigned i = 0; i < a->nworkers; i++)
             ev_async_send(a->workers[i].loop, &a->workers[i].stop);
     } else {
@@ -570,6 +635,30 @@ static int fd_limit_apply(struct conf *c)
     return 0;
 }
 
+/*
+ * heprouter -t --check-store: what the start would find at the store.  A
+ * store that refuses (wrong password, bad db, ACL) fails the check, as it
+ * fails the start, so ExecStartPre catches it; one that does not answer is
+ * a warning, as at the start, which goes ahead and waits for it.
+ */
+static int store_check_only(const struct conf *c)
+{
+    char why[STORE_CHECK_ERR_MAX];
+    switch (store_check(c, why, sizeof why)) {
+    case STORE_CHECK_OK:
+        printf("context store OK: %s\n", why);
+        return 0;
+    case STORE_CHECK_UNREACHABLE:
+        fprintf(stderr, "%s: warning: context store unreachable: %s (heprouter would start and wait for it)\n",
+                c->path, why);
+        return 0;
+    case STORE_CHECK_REFUSED:
+        fprintf(stderr, "%s: context store refused: %s\n", c->path, why);
+        return 1;
+    }
+    return 1;
+}
+
 /* heprouter -t: the same check against this shell's hard limit, as a warning only. */
 static void fd_limit_check(const struct conf *c)
 {
@@ -586,8 +675,16 @@ static void fd_limit_check(const struct conf *c)
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: heprouter -c FILE      run in the foreground with configuration FILE\n"
-            "       heprouter -t -c FILE   check FILE and exit\n"
+            "usage: heprouter -c FILE [--ready-file PATH]\n"
+            "                              run in the foreground with configuration FILE;\n"
+            "                              --ready-file: once every listener is bound, write PATH\n"
+            "                              with one \"listening PROTO:ADDR:PORT\" line per listener\n"
+            "                              (port 0 resolved); removed when the listeners close\n"
+            "       heprouter -t -c FILE [--check-store]\n"
+            "                              check FILE and exit (0 OK, 1 errors); --check-store also\n"
+            "                              connects to the Redis store: exit 1 when it refuses\n"
+            "                              (password, user, db, ACL, Redis < 7), a warning and 0\n"
+            "                              when it does not answer (heprouter would start)\n"
             "       heprouter -V           print the version\n"
             "       heprouter -h           print this help\n"
             "\n"
@@ -620,16 +717,26 @@ static void log_startup(const struct conf *c)
 static int run(struct app *a)
 {
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
+    const char **ready = NULL;
     int rc = 0;
 
     if (loop == NULL) {
         log_error("cannot create the main event loop");
         return 1;
     }
+    /* a file left by an earlier run must not look like readiness */
+    if (a->ready_file != NULL && ready_remove(a->ready_file) != 0)
+        log_warn("--ready-file: cannot remove the old %s: %s", a->ready_file, strerror(errno));
     char why[STORE_CHECK_ERR_MAX];
-    if (store_check(a->conf, why, sizeof why) != 0) {
+    switch (store_check(a->conf, why, sizeof why)) {
+    case STORE_CHECK_REFUSED:
         log_error("context store: %s", why);
         return 1;
+    case STORE_CHECK_UNREACHABLE:
+        log_warn("%s: starting anyway; calls are decided by the cache and the fallback until it answers", why);
+        break;
+    case STORE_CHECK_OK:
+        break;
     }
     if (a->conf->store_type == CONF_STORE_MEMORY) {
         a->store = store_open(a->conf, NULL, NULL);     /* one table for every worker */
@@ -654,10 +761,14 @@ static int run(struct app *a)
         w->done = &a->worker_done;
         atomic_init(&w->finished, false);
         pthread_mutex_init(&w->snap_lock, NULL);
-        if (worker_setup(w) != 0) {
+        if (worker_setup(w) != 0 || (i == 0 && listen_pin_ports(a->conf, w->in) != 0)) {
             rc = 1;
             goto out;
         }
+    }
+    if (a->ready_file != NULL && (ready = ready_lines(a->conf, a->workers[0].in)) == NULL) {
+        rc = 1;
+        goto out;
     }
     for (unsigned i = 0; i < a->nworkers; i++) {
         int err = pthread_create(&a->workers[i].thread, NULL, worker_main, &a->workers[i]);
@@ -669,6 +780,16 @@ static int run(struct app *a)
             goto out;
         }
         a->workers[i].started = true;
+    }
+    if (ready != NULL) {
+        if (ready_write(a->ready_file, ready, a->conf->nlisten) != 0) {
+            log_error("--ready-file: cannot write %s: %s; stopping", a->ready_file, strerror(errno));
+            rc = 1;
+            for (unsigned i = 0; i < a->nworkers; i++)
+                ev_async_send(a->workers[i].loop, &a->workers[i].stop);
+            goto out;
+        }
+        a->ready_written = true;
     }
     log_info("ready");
 
@@ -698,9 +819,11 @@ static int run(struct app *a)
     ev_run(loop, 0);
 
 out:
+    free(ready);
     for (unsigned i = 0; i < a->nworkers; i++)
         if (a->workers[i].started)
             pthread_join(a->workers[i].thread, NULL);
+    ready_file_remove(a);
     if (rc == 0)
         log_stats(a, "exit");
     for (unsigned i = 0; i < a->nworkers; i++) {
@@ -716,10 +839,20 @@ int main(int argc, char **argv)
 {
     const char *path = NULL;
     bool check_only = false;
+    bool check_store = false;
+    const char *ready_file = NULL;
     int opt;
+    enum { OPT_CHECK_STORE = 256, OPT_READY_FILE };
+    static const struct option longopts[] = {
+        { "check-store", no_argument, NULL, OPT_CHECK_STORE },
+        { "ready-file", required_argument, NULL, OPT_READY_FILE },
+        { NULL, 0, NULL, 0 },
+    };
 
-    while ((opt = getopt(argc, argv, "c:thV")) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:thV", longopts, NULL)) != -1) {
         switch (opt) {
+        case OPT_CHECK_STORE: check_store = true; break;
+        case OPT_READY_FILE: ready_file = optarg; break;
         case 'c': path = optarg; break;
         case 't': check_only = true; break;
         case 'V': printf("heprouter %s\n", PACKAGE_VERSION); return 0;
@@ -727,14 +860,18 @@ int main(int argc, char **argv)
         default: usage(stderr); return 2;
         }
     }
-    if (path == NULL || optind != argc) {
-        fprintf(stderr, "heprouter: %s\n", path == NULL ? "-c FILE is required" : "unexpected argument");
+    if (path == NULL || optind != argc || (check_store && !check_only) || (ready_file != NULL && check_only)) {
+        fprintf(stderr, "heprouter: %s\n", path == NULL                ? "-c FILE is required"
+                                            : optind != argc             ? "unexpected argument"
+                                            : check_store && !check_only ? "--check-store goes with -t"
+                                                                         : "--ready-file does not go with -t");
         usage(stderr);
         return 2;
     }
 
     struct app a;
     memset(&a, 0, sizeof a);
+    a.ready_file = ready_file;
     a.conf = conf_load(path, stderr);
     if (a.conf == NULL) {
         if (check_only)
@@ -746,8 +883,9 @@ int main(int argc, char **argv)
     if (check_only) {
         fd_limit_check(a.conf);
         printf("configuration OK\n");
+        int rc = check_store ? store_check_only(a.conf) : 0;
         conf_free(a.conf);
-        return 0;
+        return rc;
     }
     log_set_level(a.conf->log_level);
     signal(SIGPIPE, SIG_IGN);

@@ -28,6 +28,15 @@ const char *netaddr_format(const struct sockaddr *sa, char *buf, size_t len)
     return buf;
 }
 
+unsigned netaddr_port(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)(const void *)sa)->sin_port);
+    if (sa->sa_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)(const void *)sa)->sin6_port);
+    return 0;
+}
+
 socklen_t netaddr_from_conf(const struct conf_addr *a, struct sockaddr_storage *ss)
 {
     memset(ss, 0, sizeof *ss);

@@ -27,6 +27,9 @@ struct conf_addr;
  */
 const char *netaddr_format(const struct sockaddr *sa, char *buf, size_t len);
 
+/* The port of an IPv4 or IPv6 socket address; 0 for another family. */
+unsigned netaddr_port(const struct sockaddr *sa);
+
 /* Fills ss with a's address and port; returns its length (0: a holds no address). */
 socklen_t netaddr_from_conf(const struct conf_addr *a, struct sockaddr_storage *ss);
 

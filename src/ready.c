@@ -2,39 +2,29 @@
  * ready.c - the "listening" lines a process writes once its sockets are bound.
  *
  * See ready.h for the format and the contract.  Kept free of the rest of
- * heprouter (no logging, no configuration) so that the tools can link it.
+ * heprouter (no logging, no configuration) so that the tools can link it;
+ * addresses are written as netaddr.h writes them in the logs.
  */
 #include "ready.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
-#include <netinet/in.h>
 #include <stdio.h>
-#include <string.h>
 #include <unistd.h>
+
+#include "netaddr.h"
 
 int ready_format(char *buf, size_t len, const char *transport, const struct sockaddr *sa)
 {
-    char ip[INET6_ADDRSTRLEN];
-    int n;
+    char where[NETADDR_TEXT_MAX];
 
     if (len > 0)
         buf[0] = '\0';
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *s4 = (const struct sockaddr_in *)(const void *)sa;
-        if (inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof ip) == NULL)
-            return -1;
-        n = snprintf(buf, len, "%s:%s:%u", transport, ip, (unsigned)ntohs(s4->sin_port));
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)(const void *)sa;
-        if (inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof ip) == NULL)
-            return -1;
-        n = snprintf(buf, len, "%s:[%s]:%u", transport, ip, (unsigned)ntohs(s6->sin6_port));
-    } else {
+    if (sa->sa_family != AF_INET && sa->sa_family != AF_INET6) {
         errno = EAFNOSUPPORT;
         return -1;
     }
+    int n = snprintf(buf, len, "%s:%s", transport, netaddr_format(sa, where, sizeof where));
     if (n < 0 || (size_t)n >= len) {
         if (len > 0)
             buf[0] = '\0';

@@ -3,10 +3,11 @@
  * hepjs_check.js - HEPv3 interoperability between heprouter's codec and
  * hep-js (sipcapture's Node.js HEP3 library), run by test_hepjs.sh.
  *
- * usage: node hepjs_check.js HEPCONV DATA_DIR WORK_DIR
+ * usage: node hepjs_check.js HEPCONV DATA_DIR WORK_DIR [a|b]
  *   HEPCONV   tests/integration/hepconv from a build dir
  *   DATA_DIR  tests/data/kamailio (v1/, v2/, v3/ with NNN.hep)
  *   WORK_DIR  scratch dir; hep-js must be installed in WORK_DIR/node_modules
+ *   a, b      run only part (a) or (b) below (default: both)
  *
  * (a) heprouter encodes, hep-js decodes: every Kamailio capture (and a few
  *     synthetic inputs for what Kamailio does not send: IPv6, u16 capture
@@ -48,8 +49,9 @@ const fs = require('fs');
 const path = require('path');
 const { spawnSync } = require('child_process');
 
-if (process.argv.length !== 5) {
-    console.error('usage: node hepjs_check.js HEPCONV DATA_DIR WORK_DIR');
+const PART = process.argv[5] || 'ab';
+if (process.argv.length < 5 || process.argv.length > 6 || !['a', 'b', 'ab'].includes(PART)) {
+    console.error('usage: node hepjs_check.js HEPCONV DATA_DIR WORK_DIR [a|b]');
     process.exit(2);
 }
 const HEPCONV = process.argv[2];
@@ -740,8 +742,8 @@ function partB() {
                 `${mismatches.length - bad} mismatches`);
 }
 
-partA();
-partB();
+if (PART.includes('a')) partA();
+if (PART.includes('b')) partB();
 const QUIRK_TEXT = {
     Q1: 'IPv6 addresses only via vendor-0 extension hook',
     Q2: '2-byte capture id makes decapsulate() return false',

@@ -12,6 +12,13 @@
 #   ...
 #   it_stop "$IT_PID"
 #
+# Ports: heprouter and hepdump listen on port 0 and say which port the
+# kernel gave in their --ready-file ("listening udp:127.0.0.1:PORT" lines,
+# read with it_listen_port); it_start_router and it_start_sink do this.
+# Programs that cannot (redis-server, Kamailio, sipp) and ports kept closed
+# on purpose get theirs from the one picker, e2e/free_ports.py, through
+# it_free_port and it_free_port_blocks.
+#
 # Every process started with it_start is stopped at exit (TERM, then KILL
 # after a bounded wait), by PID: start single processes (a wrapper script
 # should exec its program), since only that PID is signalled.  Failures print
@@ -35,9 +42,14 @@
 #   IT_CASES     every case of the test, in order (the test sets it; a case
 #                NAME is the function case_NAME; see it_run_cases)
 #   HEPROUTER    the heprouter binary (the test sets it: it_bin src/heprouter)
-#   IT_ROUTER_LISTEN  what heprouter listens on: "udp tcp" (default), "udp"
+#   IT_ROUTER_LISTEN  what heprouter listens on: "udp tcp" (default), "udp",
+#                "tcp"; one listener on port 0 per transport
 #   ROUTER_PID   the heprouter it_start_router started ("" when none)
-#   ROUTER_PORT  its port, on each transport of IT_ROUTER_LISTEN
+#   ROUTER_ADDR[udp], ROUTER_ADDR[tcp]  where it listens, as its ready file
+#                says: "udp:127.0.0.1:PORT" (each transport has its own port)
+#   ROUTER_PORT  the port of IT_ROUTER_LISTEN's first transport (udp unless
+#                IT_ROUTER_LISTEN is "tcp")
+#   ROUTER_READY its --ready-file, $CASE_DIR/NAME.ready
 #   SINK_PID[NAME], SINK_ADDR[NAME]  the hepdump sinks of it_start_sink
 #                (pid; "udp:127.0.0.1:PORT"); emptied by it_case_begin
 # A case looks like
@@ -59,15 +71,8 @@ IT_NAMES=()
 IT_WATCHDOG=
 IT_STOP_GRACE=5         # seconds between TERM and KILL
 IT_POLL=0.05            # seconds between checks while waiting
-# it_free_port picks in [MIN, MIN + SPAN): below the kernel's ephemeral
-# range (32768 and up here), so no outgoing connection can take the port as
-# its source port between picking it and binding it; and apart from
-# 21000-32000, where the Kamailio tests pick sipp's port blocks, so two
-# pickers never race for one port.
-IT_PORT_MIN=10000
-IT_PORT_SPAN=11000
-IT_PORT_TRIES=200
-IT_READY_TIMEOUT=5      # seconds for heprouter to log "ready"
+IT_FREE_PORTS=$IT_SRCDIR/tests/integration/e2e/free_ports.py   # the port picker
+IT_READY_TIMEOUT=5      # seconds for heprouter to write its ready file
 IT_ROUTER_LISTEN="udp tcp"
 IT_CASE_LOG_LINES=30    # a failed case shows this many last lines of its logs,
 IT_CASE_LOG_WIDTH=400   # each cut to this many characters (see CASE_DIR for all)
@@ -80,7 +85,8 @@ FAILED=()
 IT_CASES=()
 ROUTER_PID=""
 ROUTER_PORT=""
-declare -A SINK_PID=() SINK_ADDR=()
+ROUTER_READY=""
+declare -A ROUTER_ADDR=() SINK_PID=() SINK_ADDR=()
 
 it_log() {
     printf '[%s] %s\n' "$IT_NAME" "$*" >&2
@@ -258,13 +264,6 @@ it_wait_for_file() {
     it_wait_until "${2:-10}" test -s "$1" || it_fail "$1 did not appear within ${2:-10}s"
 }
 
-# True when any socket (listening or not) uses PORT locally.
-it_port_in_use() {
-    local flag=-tan
-    [ "$1" = udp ] && flag=-uan
-    [ -n "$(ss -H "$flag" "sport = :$2" 2>/dev/null)" ]
-}
-
 it_port_listening() {
     local proto=$1 port=$2 flag=-lnt
     [ "$proto" = udp ] && flag=-lnu
@@ -277,23 +276,28 @@ it_wait_for_port() {
         it_fail "nothing listens on $1 port $2 after ${3:-10}s"
 }
 
-# it_free_port [udp|tcp|both]: a port with no listener on the given
-# protocol(s) (default both).  Another program may still take it before you
-# do: prefer port 0 where the program supports it (hepdump does).
+# it_free_port [udp|tcp|both]: a port free on 127.0.0.1 for the given
+# protocol(s) (default both), for a program that cannot take port 0
+# (redis-server, Kamailio) or a port kept closed on purpose.  This test is
+# never given the same port twice.  Another program may still take it
+# before yours binds it: retry on a bind failure.  heprouter and hepdump
+# take port 0 instead (it_start_router, it_start_sink).
 it_free_port() {
-    local proto=${1:-both} i port
-    for ((i = 0; i < IT_PORT_TRIES; i++)); do
-        port=$((IT_PORT_MIN + (RANDOM * 32768 + RANDOM) % IT_PORT_SPAN))
-        if [ "$proto" != tcp ] && it_port_in_use udp "$port"; then continue; fi
-        if [ "$proto" != udp ] && it_port_in_use tcp "$port"; then continue; fi
-        printf '%s\n' "$port"
-        return 0
-    done
-    it_fail "no free $proto port found"
+    it_free_port_blocks 1 1 "${1:-both}"
+}
+
+# it_free_port_blocks COUNT SIZE [udp|tcp|both]: COUNT ports, one a line,
+# each the first of SIZE consecutive free ports that no other block of this
+# test overlaps (sipp: 8, see free_ports.py).
+it_free_port_blocks() {
+    python3 "$IT_FREE_PORTS" --block "$2" --proto "${3:-both}" \
+        --given "${IT_TMP:?call it_init first}/ports.given" "$1" ||
+        it_fail "no free port found (free_ports.py: $1 block(s) of $2, ${3:-both})"
 }
 
 # it_listen_port READY_FILE udp|tcp [N]: the port of the Nth (default 1st)
-# "listening PROTO:ADDR:PORT" line hepdump wrote.
+# "listening PROTO:ADDR:PORT" line of a ready file (hepdump's or
+# heprouter's --ready-file).
 it_listen_port() {
     local port
     port=$(grep "^listening $2:" "$1" | sed -n "${3:-1}p" | sed 's/.*://')
@@ -344,6 +348,8 @@ it_case_begin() {
     CASE_T0=$(date +%s%N)
     ROUTER_PID=""
     ROUTER_PORT=""
+    ROUTER_READY=""
+    ROUTER_ADDR=()
     SINK_PID=()
     SINK_ADDR=()
     mkdir -p "$CASE_DIR"
@@ -419,8 +425,8 @@ it_start_sink() {
 }
 
 # it_router_config PORT CONFIG_BODY: a whole heprouter config on stdout: a
-# comment naming the test and case, the listen line (PORT on each transport
-# of IT_ROUTER_LISTEN), then CONFIG_BODY.
+# comment naming the test and case, the listen line (PORT, 0 for
+# it_start_router, on each transport of IT_ROUTER_LISTEN), then CONFIG_BODY.
 it_router_config() {
     local proto listen=""
     for proto in $IT_ROUTER_LISTEN; do
@@ -429,27 +435,16 @@ it_router_config() {
     printf '# written by %s.sh%s\nlisten: [ %s ]\n%s\n' "$IT_NAME" "${CASE:+, case $CASE}" "$listen" "$2"
 }
 
-# it_router_ready [NAME]: heprouter logged "ready" in $CASE_DIR/NAME.err
-# (NAME default router).
-it_router_ready() {
-    grep -Eq '(^|[^[:alnum:]_])ready$' "$CASE_DIR/${1:-router}.err" 2>/dev/null
-}
-
-# it_router_ready_or_dead [NAME]: it_router_ready, or ROUTER_PID has exited.
-it_router_ready_or_dead() {
-    it_router_ready "${1:-router}" || it_exited "$ROUTER_PID"
-}
-
 # it_start_router [-n NAME] CONFIG_BODY [LAUNCHER...]: writes
-# $CASE_DIR/NAME.yaml (NAME default router; it_router_config on a free
-# port), starts $HEPROUTER -c on it through LAUNCHER if given (e.g.
-# prlimit ..., which must exec it), its stderr in $CASE_DIR/NAME.err, and
-# waits until it logs "ready"; sets ROUTER_PID and ROUTER_PORT.  Another
-# port if it cannot bind the first (a free port may be taken before
-# heprouter binds it), 3 times; exiting for any other reason, or no "ready"
-# within IT_READY_TIMEOUT seconds, fails the test.
+# $CASE_DIR/NAME.yaml (NAME default router; it_router_config on port 0),
+# starts $HEPROUTER -c on it with --ready-file $CASE_DIR/NAME.ready,
+# through LAUNCHER if given (e.g. prlimit ..., which must exec it), its
+# stderr in $CASE_DIR/NAME.err, and waits for the ready file; sets
+# ROUTER_PID, ROUTER_READY, ROUTER_ADDR and ROUTER_PORT from it (the ports
+# the kernel gave).  Exiting before it is ready, or no ready file within
+# IT_READY_TIMEOUT seconds, fails the test.
 it_start_router() {
-    local name=router body try proto=both err
+    local name=router body proto err ready what
     if [ "${1:-}" = -n ]; then
         name=$2
         shift 2
@@ -457,25 +452,27 @@ it_start_router() {
     body=$1
     shift
     err=$CASE_DIR/$name.err
-    case $IT_ROUTER_LISTEN in udp | tcp) proto=$IT_ROUTER_LISTEN ;; esac
-    for try in 1 2 3; do
-        ROUTER_PORT=$(it_free_port "$proto") || exit 1
-        it_router_config "$ROUTER_PORT" "$body" >"$CASE_DIR/$name.yaml"
-        rm -f "$err"
-        it_start "${CASE:+$CASE/}$name" "$@" "${HEPROUTER:?set HEPROUTER (it_bin src/heprouter)}" \
-            -c "$CASE_DIR/$name.yaml"
-        ROUTER_PID=$IT_PID
-        it_wait_until "$IT_READY_TIMEOUT" it_router_ready_or_dead "$name"
-        it_router_ready "$name" && return 0
-        it_exited "$ROUTER_PID" ||
-            it_fail "${CASE:+case $CASE: }heprouter did not log \"ready\" within ${IT_READY_TIMEOUT}s ($err)"
-        it_stop "$ROUTER_PID"
-        ROUTER_PID=""
-        grep -q 'ddress already in use' "$err" ||
-            it_fail "${CASE:+case $CASE: }heprouter exited at startup: $(tail -n 5 "$err")"
-        cp "$err" "$err.$try"
+    ready=$CASE_DIR/$name.ready
+    what="${CASE:+case $CASE: }heprouter ($name)"
+    it_router_config 0 "$body" >"$CASE_DIR/$name.yaml"
+    rm -f "$ready"
+    it_start "${CASE:+$CASE/}$name" "$@" "${HEPROUTER:?set HEPROUTER (it_bin src/heprouter)}" \
+        -c "$CASE_DIR/$name.yaml" --ready-file "$ready"
+    ROUTER_PID=$IT_PID
+    it_wait_until "$IT_READY_TIMEOUT" it_ready_or_dead "$ready" "$ROUTER_PID" || true
+    if [ ! -s "$ready" ]; then
+        if it_exited "$ROUTER_PID"; then
+            it_fail "$what exited at startup: $(tail -n 5 "$err")"
+        fi
+        it_fail "$what wrote no $ready within ${IT_READY_TIMEOUT}s ($err)"
+    fi
+    ROUTER_READY=$ready
+    ROUTER_ADDR=()
+    for proto in $IT_ROUTER_LISTEN; do
+        ROUTER_ADDR[$proto]=$proto:127.0.0.1:$(it_listen_port "$ready" "$proto") || exit 1
     done
-    it_fail "${CASE:+case $CASE: }heprouter could not bind a free port 3 times"
+    proto=${IT_ROUTER_LISTEN%% *}
+    ROUTER_PORT=${ROUTER_ADDR[$proto]##*:}
 }
 
 # it_stop_router [PID [WHAT]]: SIGTERM to heprouter (default ROUTER_PID),

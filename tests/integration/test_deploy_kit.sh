@@ -204,21 +204,18 @@ else
     it_log "shellcheck not installed: skipped on docker/*.sh"
 fi
 
-# The image's HEALTHCHECK against a real heprouter (memory store, a free
-# loopback port): healthy while it runs, unhealthy once it is stopped.
-port=$(it_free_port udp) || exit 1
-cat >"$IT_TMP/hc.yaml" <<YAML
-listen: [ "udp:127.0.0.1:$port" ]
-destinations: { homer: { targets: [ "udp:127.0.0.1:9" ] } }
-default: [ homer ]
-YAML
-it_start heprouter "$HEPROUTER" -c "$IT_TMP/hc.yaml"
-hp=$IT_PID
+# The image's HEALTHCHECK against a real heprouter (memory store, UDP port
+# 0, the port read from its ready file): healthy while it runs, unhealthy
+# once it is stopped.
+IT_ROUTER_LISTEN=udp
+it_start_router 'destinations: { homer: { targets: [ "udp:127.0.0.1:9" ] } }
+default: [ homer ]'
+port=$ROUTER_PORT
 it_wait_until 10 it_port_listening udp "$port" || it_fail "heprouter did not bind udp $port"
-hc() { PATH="$(dirname "$HEPROUTER"):$PATH" HEPROUTER_CONF=$IT_TMP/hc.yaml \
+hc() { PATH="$(dirname "$HEPROUTER"):$PATH" HEPROUTER_CONF=$CASE_DIR/router.yaml \
        HEPROUTER_HEALTH_PORT=$port sh "$DOCKER/healthcheck.sh"; }
 hc >"$IT_TMP/hc.out" 2>&1 || { cat "$IT_TMP/hc.out" >&2; it_fail "healthcheck: unhealthy while heprouter runs"; }
-it_stop "$hp"
+it_stop "$ROUTER_PID"
 if hc >"$IT_TMP/hc.out" 2>&1; then
     it_fail "healthcheck: healthy after heprouter stopped"
 fi

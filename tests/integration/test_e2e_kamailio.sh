@@ -115,10 +115,11 @@ EOF
 }
 
 # start_kamailio MODE TRANSPORT: etc/kamailio/kamailio.cfg on SIP_PORT,
-# tracing to heprouter; sets KAM_PID.
+# tracing to heprouter's TRANSPORT listener (started first: its port is in
+# ROUTER_ADDR); sets KAM_PID.
 start_kamailio() {
     local mode=$1 transport=$2 defs=() uri
-    uri="sip:127.0.0.1:$ROUTER_PORT"
+    uri="sip:127.0.0.1:${ROUTER_ADDR[$transport]##*:}"
     defs=(-A "SIP_PORT=$SIP_PORT" -A "UAS_URI=\"sip:127.0.0.1:$UAS_BASE\"")
     if [ "$transport" = tcp ]; then
         uri+=";transport=tcp"
@@ -159,7 +160,10 @@ variant() {
     local store=$1 mode=$2 transport=$3 i
     it_case_begin "$store-$mode-$transport" "store $store, Kamailio $mode mode, HEP over $transport"
 
-    read -r SIP_PORT UAS_BASE OPT_BASE REG_BASE INV_BASE < <(python3 "$E2E/free_ports.py" 5 | tr '\n' ' ')
+    # Kamailio and sipp cannot take port 0: blocks of 8 from the picker (see
+    # e2e/free_ports.py); heprouter and the sinks listen on port 0.
+    read -r SIP_PORT UAS_BASE OPT_BASE REG_BASE INV_BASE < <(it_free_port_blocks 5 8 | tr '\n' ' ')
+    [ -n "$INV_BASE" ] || it_fail "$CASE: no free port blocks for Kamailio and sipp"
     REDIS_PID=""
     [ "$store" = redis ] && start_redis
     start_sink homer

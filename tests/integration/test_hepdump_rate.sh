@@ -28,13 +28,8 @@ it_init 600
 it_require_cmd ss awk timeout
 HEPDUMP=$(it_bin tools/hepdump) || exit 1
 
-# udpblast is a check program; build it here when the tree has not.
-UDPBLAST=$IT_BUILDDIR/tests/integration/udpblast
-if [ ! -x "$UDPBLAST" ]; then
-    UDPBLAST=$IT_TMP/udpblast
-    ${CC:-cc} -std=c11 -D_GNU_SOURCE -O2 -I"$IT_SRCDIR/src" -o "$UDPBLAST" \
-        "$IT_SRCDIR/tests/integration/udpblast.c" || it_fail "cannot build udpblast"
-fi
+# udpblast is a check program (make check builds it, linked with the core).
+UDPBLAST=$(it_bin tests/integration/udpblast) || exit 1
 
 # Real Kamailio traces when they are there, else udpblast's built-in INVITE.
 PACKET_FILES=()

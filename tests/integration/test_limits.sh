@@ -113,7 +113,7 @@ destinations:
 default: [ sink ]" prlimit --nofile="$NOFILE:$NOFILE"
 
     write_holder
-    it_start "$CASE/holder" python3 "$CASE_DIR/holder.py" "$ROUTER_PORT" "$IDLE_CONNS"
+    it_start "$CASE/holder" python3 "$CASE_DIR/holder.py" "${ROUTER_ADDR[tcp]##*:}" "$IDLE_CONNS"
     holder_pid=$IT_PID
     it_wait_until 10 holder_ready "$holder_pid" || it_fail "the holder did not connect within 10 s"
     grep -q "^held $IDLE_CONNS\$" "$CASE_DIR/holder.out" ||
@@ -124,7 +124,7 @@ default: [ sink ]" prlimit --nofile="$NOFILE:$NOFILE"
     it_stop "$sink_pid"
     sleep 0.3
     it_start_sink sink2 tcp "$sink_port"
-    it_run 20 "${REPLAY[@]}" send "udp:127.0.0.1:$ROUTER_PORT" $(it_seq_items v3 1 "$AFTER_RESTART") ||
+    it_run 20 "${REPLAY[@]}" send "${ROUTER_ADDR[udp]}" $(it_seq_items v3 1 "$AFTER_RESTART") ||
         it_case_fail "hepreplay send failed"
     "${REPLAY[@]}" wait --timeout "$ARRIVE_TIMEOUT" --settle-ms 0 "$CASE_DIR/sink2.json=$AFTER_RESTART"
     local got

@@ -18,6 +18,10 @@
 #                   reaches its sink within timeout_ms + wait_ms + margin
 #   auth_wrong      wrong password, wrong ACL user: heprouter exits non-zero
 #                   at startup and says why (WRONGPASS / AUTH)
+#   check_store     heprouter -t --check-store against requirepass: the right
+#                   password exits 0 ("context store OK"), a wrong one 1
+#                   (WRONGPASS), Redis stopped 0 with an "unreachable"
+#                   warning; the memory store 0
 #   auth_ok         right password inline: a call routes, its key is in Redis
 #   auth_file       the password from password_file (with a trailing newline)
 #   auth_acl        a Redis 6+ ACL user (username + password)
@@ -53,7 +57,7 @@ TIMEOUT_MS=50           # store.redis.timeout_ms
 MARGIN_MS=100           # scheduling margin on top of timeout_ms + wait_ms
 PREFIX="hrtest:"        # store.redis.prefix
 ARRIVE_TIMEOUT=10
-TIME_LIMIT=120
+TIME_LIMIT=180           # the whole test (about 110 s on a loaded 2-core machine)
 CALL_V3=inv-1-11219@127.0.0.1
 HUGE_VALUE_MB=16        # case huge_value: the value planted under the call's key
 MAX_REPLY_BYTES=65536   # store.redis.max_reply_bytes there
@@ -69,7 +73,8 @@ HEPROUTER=$(it_bin src/heprouter) || exit 1
 it_bin tools/hepdump >/dev/null || exit 1
 [ -d "$DATA/v3" ] || it_fail "no captures in $DATA"
 
-IT_CASES=(two_instances redis_killed redis_slow auth_wrong auth_ok auth_file auth_acl restart down_at_start huge_value)
+IT_CASES=(two_instances redis_killed redis_slow auth_wrong check_store auth_ok auth_file auth_acl restart down_at_start
+          huge_value)
 IT_ROUTER_LISTEN=udp
 # heprouter instances and redis-servers of the case, by name (A, B; r)
 declare -A ROUTER_PIDS ROUTER_PORTS REDIS_PID REDIS_PORT
@@ -201,8 +206,8 @@ write_config() {
     it_router_config "$2" "$(router_config "$3" "$4" "${5:-}")" >"$1"
 }
 
-# router NAME REDIS_NAME [CACHE_ENTRIES [EXTRA]]: heprouter NAME on a free
-# port, "ready", its files router_NAME.*.
+# router NAME REDIS_NAME [CACHE_ENTRIES [EXTRA]]: heprouter NAME on port 0,
+# ready (its ready file written), its files router_NAME.*.
 router() {
     local name=$1 rname=$2 cache=${3:-100000} extra=${4:-}
     it_start_router -n "router_$name" "$(router_config "$rname" "$cache" "$extra")"
@@ -477,15 +482,14 @@ case_auth_wrong() {
     case_begin auth_wrong "requirepass: a wrong password / unknown ACL user stops heprouter at startup, saying why"
     start_redis r 0 --requirepass secret
     sinks
-    local port out rc t0 what extra
+    local out rc t0 what extra
     for what in password user; do
         if [ "$what" = password ]; then
             extra='    password: "wrong"'
         else
             extra=$'    username: "nobody"\n    password: "secret"'
         fi
-        port=$(it_free_port both)
-        write_config "$CASE_DIR/wrong_$what.yaml" "$port" r 100000 "$extra"
+        write_config "$CASE_DIR/wrong_$what.yaml" 0 r 100000 "$extra"
         t0=$(date +%s%N)
         out=$(it_run 15 "$HEPROUTER" -c "$CASE_DIR/wrong_$what.yaml" 2>&1)
         rc=$?
@@ -495,8 +499,7 @@ case_auth_wrong() {
     done
     # no password at all against requirepass: reported, not asserted (the
     # brief leaves open whether NOAUTH is fatal at startup)
-    port=$(it_free_port both)
-    write_config "$CASE_DIR/router_nopass.yaml" "$port" r 100000
+    write_config "$CASE_DIR/router_nopass.yaml" 0 r 100000
     it_start "$CASE/router_nopass" "$HEPROUTER" -c "$CASE_DIR/router_nopass.yaml"
     local pid=$IT_PID
     it_wait_until 3 it_exited "$pid"
@@ -508,6 +511,37 @@ case_auth_wrong() {
         it_stop "$pid"
         echo "    no password configured: still running after 3 s; $(grep -Eim2 'auth|redis' "$CASE_DIR/router_nopass.err" | tr '\n' ' ')"
     fi
+    case_end
+}
+
+# check_store WHAT STATUS PATTERN: heprouter -t --check-store -c
+# $CASE_DIR/check_WHAT.yaml exits with STATUS and its output matches PATTERN.
+check_store() {
+    local what=$1 want=$2 pattern=$3 out rc
+    out=$(it_run 15 "$HEPROUTER" -t --check-store -c "$CASE_DIR/check_$what.yaml" 2>&1)
+    rc=$?
+    echo "    $what: exit $rc: $(tail -n 2 <<<"$out" | tr '\n' ' ')"
+    ((rc == want)) || it_case_fail "$what: exit status $rc, expected $want"
+    grep -Eq "$pattern" <<<"$out" || it_case_fail "$what: no /$pattern/ in its output: $out"
+}
+
+case_check_store() {
+    case_begin check_store "heprouter -t --check-store against requirepass: right, wrong password; Redis stopped; memory store"
+    start_redis r 0 --requirepass secret
+    sinks
+    write_config "$CASE_DIR/check_right.yaml" 0 r 100000 '    password: "secret"'
+    write_config "$CASE_DIR/check_wrong.yaml" 0 r 100000 '    password: "wrong"'
+    cp "$CASE_DIR/check_right.yaml" "$CASE_DIR/check_stopped.yaml"
+    it_router_config 0 "workers: 1
+store: { type: memory }
+destinations:
+  homer: { targets: [ \"${SINK_ADDR[homer]}\" ] }
+default: [ homer ]" >"$CASE_DIR/check_memory.yaml"
+    check_store right 0 'context store OK'
+    check_store wrong 1 'WRONGPASS'
+    it_stop "${REDIS_PID[r]}"
+    check_store stopped 0 'unreachable'
+    check_store memory 0 'context store OK'
     case_end
 }
 
@@ -646,7 +680,7 @@ probe=$IT_TMP/probe.yaml
 REDIS_PORT[probe]=1
 SINK_ADDR[homer]=udp:127.0.0.1:10
 SINK_ADDR[voipmonitor]=udp:127.0.0.1:11
-write_config "$probe" 9 probe 100000
+write_config "$probe" 0 probe 100000
 out=$(it_run 10 "$HEPROUTER" -t -c "$probe" 2>&1) ||
     it_fail "this heprouter does not accept a Redis store config: $out"
 it_run_cases "$@"

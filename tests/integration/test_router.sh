@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # End-to-end routing test: heprouter between the real Kamailio captures in
 # tests/data/kamailio/v{1,2,3}/ and two hepdump sinks standing in for Homer
-# and Voipmonitor, all on 127.0.0.1 with free ports.  Each case starts a
+# and Voipmonitor, all on 127.0.0.1, heprouter and the sinks on port 0 (the
+# ports are read from their --ready-file, see lib.sh).  Each case starts a
 # fresh heprouter (empty call store) and fresh sinks, replays packets with
 # hepreplay.py, stops heprouter with SIGTERM (it drains held packets) and
 # checks that each sink got exactly the expected packets, in order:
 # byte-identical when nothing is converted, field by field when v1/v2 input
 # is converted to HEPv3.  The counters heprouter logs at exit are checked
-# too.  Then the command line: -t -c, -V, -h.
+# too.  Then two workers on port 0 (case workers), and the command line:
+# -t -c, -V, -h, --ready-file.
 #
 #   BUILD_DIR=/tmp/build-it bash tests/integration/test_router.sh [CASE...]
 #
@@ -40,7 +42,7 @@ it_bin tools/hepdump >/dev/null || exit 1
 [ -d "$DATA/v3" ] || it_fail "no captures in $DATA"
 
 IT_CASES=(invite_407 407_before_invite ack_unseen_407 register bye_known bye_unknown rtcp
-          duplicates convert tcp destination_down drain malformed cli)
+          duplicates convert tcp workers destination_down drain malformed cli)
 
 # case_end: heprouter stopped (a non-zero exit status fails the case), then
 # the sinks; the verdict.  Broken setup uses it_fail (exits).
@@ -52,10 +54,12 @@ case_end() {
 
 # router_config HOMER_TARGETS VOIP_TARGETS [INVITE_ROUTE_TO]: the config
 # after its listen line.  Targets are YAML list items ("udp:127.0.0.1:1", ...).
+# CASE_WAIT_MS and CASE_WORKERS, when a case sets them, change orphans.wait_ms
+# and workers.
 router_config() {
     local homer=$1 voip=$2 invite_to=${3:-voipmonitor}
     cat <<EOF
-workers: 1
+workers: ${CASE_WORKERS:-1}
 orphans: { wait_ms: ${CASE_WAIT_MS:-$WAIT_MS}, max_held: 100000 }
 ttl: { call: 4h, register: 1h, ended: 30s }
 destinations:
@@ -69,7 +73,7 @@ EOF
 }
 
 # listen_and_start HOMER_TARGETS VOIP_TARGETS [INVITE_ROUTE_TO]: heprouter
-# on a free port (udp and tcp) with that config.
+# listening on udp and tcp, port 0 each, with that config.
 listen_and_start() {
     it_start_router "$(router_config "$@")"
 }
@@ -78,7 +82,7 @@ listen_and_start() {
 send() {
     local transport=$1
     shift
-    it_run 20 "${REPLAY[@]}" send "$transport:127.0.0.1:$ROUTER_PORT" "$@" || it_case_fail "hepreplay send failed: $*"
+    it_run 20 "${REPLAY[@]}" send "${ROUTER_ADDR[$transport]}" "$@" || it_case_fail "hepreplay send failed: $*"
 }
 
 # arrive NAME=N...: wait until each sink holds N packets (bounded).
@@ -289,6 +293,41 @@ case_tcp() {
     case_end
 }
 
+# router_sockets udp|tcp PORT: how many listening sockets of heprouter
+# (ROUTER_PID) ss shows on 127.0.0.1:PORT.
+router_sockets() {
+    local flag=-lnpt
+    [ "$1" = udp ] && flag=-lnpu
+    ss -H "$flag" "sport = :$2" 2>/dev/null | grep -c "pid=$ROUTER_PID,"
+}
+
+case_workers() {
+    it_case_begin workers "workers: 2, a udp and a tcp listener on port 0: one ready line each, both workers on each port, traffic routed"
+    local CASE_WORKERS=2 proto port n
+    setup
+    sed 's/^/    ready file: /' "$ROUTER_READY"
+    n=$(grep -c . "$ROUTER_READY")
+    [ "$n" = 2 ] || it_case_fail "the ready file has $n lines, expected one per listener (2)"
+    for proto in udp tcp; do
+        grep -Eqx "listening $proto:127\.0\.0\.1:[1-9][0-9]*" "$ROUTER_READY" ||
+            it_case_fail "no \"listening $proto:127.0.0.1:PORT\" line in the ready file"
+        port=${ROUTER_ADDR[$proto]##*:}
+        n=$(router_sockets "$proto" "$port")
+        echo "    $proto port $port: $n heprouter sockets (ss)"
+        [ "$n" = 2 ] || it_case_fail "$proto port $port: $n listening sockets of heprouter, expected 2 (one per worker)"
+    done
+    send udp $(it_seq_items v3 7 18)
+    send tcp $(it_seq_items v3 1 6)
+    arrive voipmonitor=12 homer=6
+    finish
+    [ ! -e "$ROUTER_READY" ] || it_case_fail "the ready file is still there after heprouter stopped"
+    expect homer $(it_seq_items v3 1 6)
+    expect voipmonitor $(it_seq_items v3 7 18)
+    stats packets_in=18 tcp_accepted=1 calls_new=3 calls_fallback=0 \
+        destinations.voipmonitor.packets=12 destinations.homer.packets=6
+    case_end
+}
+
 case_destination_down() {
     it_case_begin destination_down "voipmonitor's UDP and TCP targets are closed ports; homer still gets everything"
     local closed_udp closed_tcp
@@ -387,6 +426,11 @@ case_cli() {
     if ((rc != 0)) || ! grep -q -- '-t -c FILE' <<<"$out"; then
         it_case_fail "-h: exit $rc, output: $out"
     fi
+    grep -q -- '--ready-file' <<<"$out" || it_case_fail "-h does not mention --ready-file: $out"
+    grep -q -- '--check-store' <<<"$out" || it_case_fail "-h does not mention --check-store: $out"
+    it_run 10 "$HEPROUTER" -t -c "$TOP_DIR/etc/heprouter.yaml" --ready-file "$CASE_DIR/x.ready" >/dev/null 2>&1
+    rc=$?
+    ((rc == 2)) || it_case_fail "-t with --ready-file: exit status $rc, expected 2 (usage)"
     it_run 10 "$HEPROUTER" -x >/dev/null 2>&1
     rc=$?
     ((rc != 0)) || it_case_fail "an unknown option exits 0"
