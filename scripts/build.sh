@@ -4,7 +4,8 @@
 #   scripts/build.sh [BUILD_DIR [configure args...]]
 #
 # Regenerates the build system when configure is missing or older than its
-# inputs, configures BUILD_DIR (default: build) once, then runs make.
+# inputs, configures BUILD_DIR (default: build) once, then runs make (all,
+# or the targets in MAKE_TARGETS, e.g. "src/libheprouter-core.a").
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-build}
@@ -25,4 +26,5 @@ if [ ! -f Makefile ] || [ "$(cat .configure-args 2>/dev/null)" != "$args" ]; the
     printf '%s' "$args" > .configure-args
 fi
 echo "build: make in $build"
-make -j"$(nproc)"
+# shellcheck disable=SC2086  # MAKE_TARGETS is a word list
+make -j"$(nproc)" ${MAKE_TARGETS:-}

@@ -291,6 +291,21 @@ def parse_target(text):
 
 # ---------------------------------------------------------------- send
 
+
+def send_plan(plan, delay, send):
+    """Sends the plan's packets with send(), delay seconds apart; a None
+    item is a pause of its own length."""
+    first = True
+    for item, pause in plan:
+        if item is None:
+            time.sleep(pause)
+            continue
+        if not first and delay:
+            time.sleep(delay)
+        first = False
+        send(item.data)
+
+
 def cmd_send(args):
     transport, host, port = parse_target(args.target)
     plan = []       # (item or None, pause seconds)
@@ -303,29 +318,13 @@ def cmd_send(args):
     if transport == "udp":
         s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
         s.connect((host, port))
-        first = True
-        for item, pause in plan:
-            if item is None:
-                time.sleep(pause)
-                continue
-            if not first and delay:
-                time.sleep(delay)
-            first = False
-            s.send(item.data)
+        send_plan(plan, delay, s.send)
         s.close()
         return 0
     s = socket.create_connection((host, port), timeout=5)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if args.tcp_mode == "each":
-        first = True
-        for item, pause in plan:
-            if item is None:
-                time.sleep(pause)
-                continue
-            if not first and delay:
-                time.sleep(delay)
-            first = False
-            s.sendall(item.data)
+        send_plan(plan, delay, s.sendall)
     else:
         stream = b"".join(item.data for item, _ in plan if item is not None)
         if args.tcp_mode == "glued":

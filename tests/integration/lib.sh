@@ -23,12 +23,12 @@
 # after a bounded wait), by PID: start single processes (a wrapper script
 # should exec its program), since only that PID is signalled.  Failures print
 # what went wrong and the end of each started process's stderr, then exit 1;
-# it_skip exits 77, which automake's test driver reports as SKIP.  Inside
+# so does it_cannot_run, for a test that lacks a program: never a skip.  Inside
 # $(...) a failing helper only ends the subshell, so write
 #   port=$(it_listen_port "$ready" udp) || exit 1
 #
 # Environment:
-#   BUILD_DIR    top build directory (default: $top_builddir, else $PWD)
+#   BUILD_DIR    top build directory (default: $top_builddir, else build/ in the tree)
 #   IT_KEEP_TMP  1: keep the scratch directory even when the test passes
 #
 # Tests made of cases (test_router.sh and the others that start heprouter)
@@ -61,7 +61,9 @@
 #   it_case_end                       # the verdict, with the log on failure
 
 IT_SRCDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-IT_BUILDDIR=$(cd "${BUILD_DIR:-${top_builddir:-$PWD}}" && pwd)
+IT_BUILDDIR=$(cd "${BUILD_DIR:-${top_builddir:-$IT_SRCDIR/build}}" && pwd)
+IT_DATA=$IT_SRCDIR/tests/data/kamailio          # the Kamailio captures
+IT_REPLAY=(python3 "$IT_SRCDIR/tests/integration/hepreplay.py" --data "$IT_DATA")
 IT_NAME=$(basename "$0" .sh)
 IT_TMP=
 IT_PID=
@@ -110,16 +112,16 @@ it_fail() {
     exit 1
 }
 
-it_skip() {
-    printf '[%s] SKIP: %s\n' "$IT_NAME" "$*" >&2
-    exit 77
+it_cannot_run() {
+    printf '[%s] FAIL: cannot run: %s\n' "$IT_NAME" "$*" >&2
+    exit 1
 }
 
-# it_require_cmd CMD...: skip the test when a program is not installed.
+# it_require_cmd CMD...: fail the test when a program is not installed.
 it_require_cmd() {
     local c
     for c in "$@"; do
-        command -v "$c" >/dev/null 2>&1 || it_skip "$c is not installed"
+        command -v "$c" >/dev/null 2>&1 || it_cannot_run "$c is not installed (scripts/deps.sh test installs what the tests need)"
     done
 }
 
@@ -158,7 +160,7 @@ it_cleanup() {
         wait "$IT_WATCHDOG" 2>/dev/null || true   # 143: it was killed, as meant
     fi
     if [ -n "$IT_TMP" ]; then
-        if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ] || [ "${IT_KEEP_TMP:-0}" = 1 ]; then
+        if [ "$rc" -ne 0 ] || [ "${IT_KEEP_TMP:-0}" = 1 ]; then
             it_log "kept $IT_TMP"
         else
             rm -rf "$IT_TMP"
@@ -433,6 +435,22 @@ it_router_config() {
         listen+="${listen:+, }\"$proto:127.0.0.1:$1\""
     done
     printf '# written by %s.sh%s\nlisten: [ %s ]\n%s\n' "$IT_NAME" "${CASE:+, case $CASE}" "$listen" "$2"
+}
+
+# it_two_sink_policy VOIP_METHODS: the policy most tests route by, as
+# config text: the voipmonitor sink gets the calls whose origin is one of
+# VOIP_METHODS ("INVITE" or "INVITE, SUBSCRIBE") as HEPv3, the homer sink
+# REGISTER, OPTIONS and the rest; sink addresses from SINK_ADDR.
+it_two_sink_policy() {
+    cat <<EOF
+destinations:
+  homer: { targets: [ "${SINK_ADDR[homer]}" ] }
+  voipmonitor: { targets: [ "${SINK_ADDR[voipmonitor]}" ], hep_version: 3 }
+routes:
+  - { match: { method: [ $1 ] }, to: [ voipmonitor ] }
+  - { match: { method: [ REGISTER, OPTIONS ] }, to: [ homer ] }
+default: [ homer ]
+EOF
 }
 
 # it_start_router [-n NAME] CONFIG_BODY [LAUNCHER...]: writes

@@ -6,7 +6,6 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 export BUILD_DIR=${BUILD_DIR:-$top/build}
-export TOP_DIR=$top
 logdir=$BUILD_DIR/integration-logs
 mkdir -p "$logdir"
 pass=0

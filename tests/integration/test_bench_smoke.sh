@@ -12,15 +12,13 @@
 #   BUILD_DIR=/tmp/build bash tests/integration/test_bench_smoke.sh
 #
 # Environment: BUILD_DIR (src/heprouter, tools/hepdump, tools/hepgen),
-# HEPGEN (another hepgen binary), TOP_DIR (the source tree), IT_KEEP_TMP=1.
+# HEPGEN (another hepgen binary), IT_KEEP_TMP=1.
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-TOP_DIR=${TOP_DIR:-$(cd "$HERE/../.." && pwd)}
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$HERE/lib.sh"
 
-DATA=$TOP_DIR/tests/data/kamailio
 TIME_LIMIT=60           # the whole test (it takes about 5 s)
 ARRIVE_TIMEOUT=10       # seconds for every sent packet to reach the sinks
 HEPGEN_TIMEOUT=20       # seconds for one hepgen run
@@ -34,7 +32,7 @@ if [ -n "${HEPGEN:-}" ]; then
 else
     HEPGEN=$(it_bin tools/hepgen) || exit 1
 fi
-[ -d "$DATA/v3" ] || it_fail "no captures in $DATA"
+[ -d "$IT_DATA/v3" ] || it_fail "no captures in $IT_DATA"
 
 IT_ROUTER_LISTEN=udp
 
@@ -44,13 +42,7 @@ router_config() {
 workers: 1
 store: { type: memory }
 orphans: { wait_ms: 200, max_held: 100000 }
-destinations:
-  homer: { targets: [ "${SINK_ADDR[homer]}" ] }
-  voipmonitor: { targets: [ "${SINK_ADDR[voipmonitor]}" ], hep_version: 3 }
-routes:
-  - { match: { method: [INVITE] }, to: [ voipmonitor ] }
-  - { match: { method: [REGISTER, OPTIONS] }, to: [ homer ] }
-default: [ homer ]
+$(it_two_sink_policy INVITE)
 EOF
 }
 
@@ -86,7 +78,7 @@ run_case() {
     it_start_router "$(router_config)"
 
     local out sent
-    it_run "$HEPGEN_TIMEOUT" "$HEPGEN" -d "udp:127.0.0.1:$ROUTER_PORT" --data "$DATA" \
+    it_run "$HEPGEN_TIMEOUT" "$HEPGEN" -d "udp:127.0.0.1:$ROUTER_PORT" --data "$IT_DATA" \
         --prefix "$PREFIX" -q "$@" >"$CASE_DIR/hepgen.out" 2>"$CASE_DIR/hepgen.err" ||
         it_fail "case $CASE: hepgen failed (status $?): $(cat "$CASE_DIR/hepgen.err")"
     out=$(grep '^{"sent":' "$CASE_DIR/hepgen.out") || it_fail "case $CASE: no summary from hepgen"

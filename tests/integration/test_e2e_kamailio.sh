@@ -32,19 +32,18 @@
 #   BUILD_DIR=/tmp/build bash tests/integration/test_e2e_kamailio.sh [VARIANT...]
 #
 # VARIANT: memory-script-udp, redis-core-tcp, ... (default: all 8).
-# Environment: BUILD_DIR (src/heprouter, tools/hepdump), TOP_DIR, E2E_CALLS,
+# Environment: BUILD_DIR (src/heprouter, tools/hepdump), E2E_CALLS,
 # E2E_RATE, IT_KEEP_TMP=1 keeps the scratch directory (kept on failure).
 # Needs kamailio (5.6), sipp (sip-tester), redis-server, python3, ss.
 # Every process is started by this test and stopped by its PID.
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-TOP_DIR=${TOP_DIR:-$(cd "$HERE/../.." && pwd)}
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$HERE/lib.sh"
 
 E2E=$HERE/e2e
-KCFG=$TOP_DIR/etc/kamailio/kamailio.cfg
+KCFG=$IT_SRCDIR/etc/kamailio/kamailio.cfg
 KMODS=${KAMAILIO_MODULES:-/usr/lib/x86_64-linux-gnu/kamailio/modules}
 CALLS=${E2E_CALLS:-20}
 RATE=${E2E_RATE:-20}
@@ -104,13 +103,7 @@ router_config() {
 workers: 1
 $block
 orphans: { wait_ms: 100 }
-destinations:
-  homer: { targets: [ "${SINK_ADDR[homer]}" ] }
-  voipmonitor: { targets: [ "${SINK_ADDR[voipmonitor]}" ], hep_version: 3 }
-routes:
-  - { match: { method: [ INVITE ] }, to: [ voipmonitor ] }
-  - { match: { method: [ REGISTER, OPTIONS ] }, to: [ homer ] }
-default: [ homer ]
+$(it_two_sink_policy INVITE)
 EOF
 }
 

@@ -35,23 +35,19 @@
 #                   makes the connection again, names the call escaped in the
 #                   log, does not retry in a loop; the call takes the fallback
 #
-#   BUILD_DIR=/tmp/build-redis bash tests/integration/test_redis.sh [CASE...]
+#   BUILD_DIR=build bash tests/integration/test_redis.sh [CASE...]
 #
-# Environment: BUILD_DIR (binaries at src/heprouter, tools/hepdump), TOP_DIR,
+# Environment: BUILD_DIR (binaries at src/heprouter, tools/hepdump),
 # IT_KEEP_TMP=1 keeps the scratch directory (it is kept anyway on failure).
 # Needs redis-server and redis-cli (package redis-server); fails without them.
 # shellcheck disable=SC2046
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-TOP_DIR=${TOP_DIR:-$(cd "$HERE/../.." && pwd)}
-export BUILD_DIR=${BUILD_DIR:-/tmp/build-redis}
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$HERE/lib.sh"
 
-DATA=$TOP_DIR/tests/data/kamailio
-REPLAY=(python3 "$HERE/hepreplay.py" --data "$DATA")
-CALLS=(python3 "$HERE/redis_calls.py" --data "$DATA")
+CALLS=(python3 "$HERE/redis_calls.py" --data "$IT_DATA")
 WAIT_MS=200             # orphans.wait_ms
 TIMEOUT_MS=50           # store.redis.timeout_ms
 MARGIN_MS=100           # scheduling margin on top of timeout_ms + wait_ms
@@ -71,7 +67,7 @@ for c in python3 ss redis-server redis-cli timeout; do
 done
 HEPROUTER=$(it_bin src/heprouter) || exit 1
 it_bin tools/hepdump >/dev/null || exit 1
-[ -d "$DATA/v3" ] || it_fail "no captures in $DATA"
+[ -d "$IT_DATA/v3" ] || it_fail "no captures in $IT_DATA"
 
 IT_CASES=(two_instances redis_killed redis_slow auth_wrong check_store auth_ok auth_file auth_acl restart down_at_start
           huge_value)
@@ -153,7 +149,7 @@ sink_lines() {
 arrive() {
     local goals=() g
     for g in "$@"; do goals+=("$CASE_DIR/${g%%=*}.json=${g#*=}"); done
-    "${REPLAY[@]}" wait --timeout "$ARRIVE_TIMEOUT" --settle-ms 100 "${goals[@]}"
+    "${IT_REPLAY[@]}" wait --timeout "$ARRIVE_TIMEOUT" --settle-ms 100 "${goals[@]}"
 }
 
 # arrive_total N: until homer + voipmonitor hold N packets together.
@@ -167,7 +163,7 @@ arrive_total() {
 expect() {
     local name=$1
     shift
-    "${REPLAY[@]}" check --sink "$name" --json "$CASE_DIR/$name.json" "$@" | sed 's/^/    /'
+    "${IT_REPLAY[@]}" check --sink "$name" --json "$CASE_DIR/$name.json" "$@" | sed 's/^/    /'
     ((PIPESTATUS[0] == 0)) || it_case_fail "sink $name did not get what it should"
 }
 
@@ -190,13 +186,7 @@ store:
     timeout_ms: $TIMEOUT_MS
 $extra
   cache: { entries: $cache }
-destinations:
-  homer: { targets: [ "${SINK_ADDR[homer]}" ] }
-  voipmonitor: { targets: [ "${SINK_ADDR[voipmonitor]}" ], hep_version: 3 }
-routes:
-  - { match: { method: [INVITE, SUBSCRIBE] }, to: [ voipmonitor ] }
-  - { match: { method: [REGISTER, OPTIONS] }, to: [ homer ] }
-default: [ homer ]
+$(it_two_sink_policy "INVITE, SUBSCRIBE")
 EOF
 }
 
@@ -227,7 +217,7 @@ stop_router() {
 stats() {
     local name=$1
     shift
-    "${REPLAY[@]}" stats --log "$CASE_DIR/router_$name.err" "$@" | sed "s/^/    [$name] /"
+    "${IT_REPLAY[@]}" stats --log "$CASE_DIR/router_$name.err" "$@" | sed "s/^/    [$name] /"
     ((PIPESTATUS[0] == 0)) || it_case_fail "counters of heprouter $name differ"
 }
 
@@ -274,7 +264,7 @@ wait_stat() {
 send() {
     local name=$1
     shift
-    it_run 20 "${REPLAY[@]}" send "udp:127.0.0.1:${ROUTER_PORTS[$name]}" "$@" || it_case_fail "hepreplay send failed: $*"
+    it_run 20 "${IT_REPLAY[@]}" send "udp:127.0.0.1:${ROUTER_PORTS[$name]}" "$@" || it_case_fail "hepreplay send failed: $*"
 }
 
 key_of() { printf '%scall:%s' "$PREFIX" "$1"; }

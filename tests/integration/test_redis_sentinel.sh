@@ -13,9 +13,9 @@
 #      unknown calls -> voipmonitor, REGISTERs -> homer); heprouter counted
 #      store_reconnects.
 #
-#   BUILD_DIR=/tmp/build-redis bash tests/integration/test_redis_sentinel.sh
+#   BUILD_DIR=build bash tests/integration/test_redis_sentinel.sh
 #
-# Environment: BUILD_DIR, TOP_DIR, IT_KEEP_TMP=1.  Needs redis-server,
+# Environment: BUILD_DIR, IT_KEEP_TMP=1.  Needs redis-server,
 # redis-sentinel and redis-cli (package redis-server, redis-sentinel);
 # fails without them.  Takes about 20 s; bounded to 60 s.
 # Helpers run through it_wait_until look unreachable to shellcheck:
@@ -23,14 +23,10 @@
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-TOP_DIR=${TOP_DIR:-$(cd "$HERE/../.." && pwd)}
-export BUILD_DIR=${BUILD_DIR:-/tmp/build-redis}
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$HERE/lib.sh"
 
-DATA=$TOP_DIR/tests/data/kamailio
-CALLS=(python3 "$HERE/redis_calls.py" --data "$DATA")
-REPLAY=(python3 "$HERE/hepreplay.py" --data "$DATA")
+CALLS=(python3 "$HERE/redis_calls.py" --data "$IT_DATA")
 WAIT_MS=200
 TIMEOUT_MS=50
 PREFIX="hrsent:"
@@ -150,13 +146,7 @@ store:
     prefix: "$PREFIX"
     timeout_ms: $TIMEOUT_MS
   cache: { entries: 100000 }
-destinations:
-  homer: { targets: [ "${SINK_ADDR[homer]}" ] }
-  voipmonitor: { targets: [ "${SINK_ADDR[voipmonitor]}" ], hep_version: 3 }
-routes:
-  - { match: { method: [INVITE, SUBSCRIBE] }, to: [ voipmonitor ] }
-  - { match: { method: [REGISTER, OPTIONS] }, to: [ homer ] }
-default: [ homer ]
+$(it_two_sink_policy "INVITE, SUBSCRIBE")
 EOF
 )"
 TARGET=udp:127.0.0.1:$ROUTER_PORT
@@ -282,7 +272,7 @@ out=$("${CALLS[@]}" check --sink "homer=$IT_TMP/homer.json" --sink "voipmonitor=
 rc=$?
 indent <<<"$out"
 ((rc == 0)) || it_case_fail "packets lost, duplicated or misrouted across the failover"
-"${REPLAY[@]}" stats --log "$IT_TMP/router.err" 'store_reconnects>=1' 'store_writes>=45' "packets_in=$TOTAL" |
+"${IT_REPLAY[@]}" stats --log "$IT_TMP/router.err" 'store_reconnects>=1' 'store_writes>=45' "packets_in=$TOTAL" |
     sed 's/^/    /'
 ((PIPESTATUS[0] == 0)) || it_case_fail "counters"
 echo "    counters: $(for k in store_writes store_lost_writes store_errors store_unavailable store_reconnects \

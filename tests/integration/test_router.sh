@@ -11,11 +11,11 @@
 # too.  Then two workers on port 0 (case workers), and the command line:
 # -t -c, -V, -h, --ready-file.
 #
-#   BUILD_DIR=/tmp/build-it bash tests/integration/test_router.sh [CASE...]
+#   BUILD_DIR=build bash tests/integration/test_router.sh [CASE...]
 #
 # CASE names select cases (default: all; see IT_CASES below).
 # Environment: BUILD_DIR (binaries at src/heprouter and tools/hepdump,
-# default /tmp/build-it), TOP_DIR (the source tree), IT_KEEP_TMP=1 keeps the
+# default build/), IT_KEEP_TMP=1 keeps the
 # scratch directory (it is kept anyway when a case fails).  Shell helpers
 # (processes by PID, free ports, waits) come from lib.sh.
 # Packet lists are built with $(it_seq_items ...) and split on purpose:
@@ -23,13 +23,9 @@
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-TOP_DIR=${TOP_DIR:-$(cd "$HERE/../.." && pwd)}
-export BUILD_DIR=${BUILD_DIR:-/tmp/build-it}
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$HERE/lib.sh"
 
-DATA=$TOP_DIR/tests/data/kamailio
-REPLAY=(python3 "$HERE/hepreplay.py" --data "$DATA")
 WAIT_MS=50              # orphans.wait_ms in every config
 PAST_WAIT=pause:200     # a pause well past WAIT_MS
 ARRIVE_TIMEOUT=5        # seconds for the expected packets to arrive
@@ -39,7 +35,7 @@ it_init "$TIME_LIMIT"
 it_require_cmd python3 ss
 HEPROUTER=$(it_bin src/heprouter) || exit 1
 it_bin tools/hepdump >/dev/null || exit 1
-[ -d "$DATA/v3" ] || it_fail "no captures in $DATA"
+[ -d "$IT_DATA/v3" ] || it_fail "no captures in $IT_DATA"
 
 IT_CASES=(invite_407 407_before_invite ack_unseen_407 register bye_known bye_unknown rtcp
           duplicates convert tcp workers destination_down drain malformed cli)
@@ -82,7 +78,7 @@ listen_and_start() {
 send() {
     local transport=$1
     shift
-    it_run 20 "${REPLAY[@]}" send "${ROUTER_ADDR[$transport]}" "$@" || it_case_fail "hepreplay send failed: $*"
+    it_run 20 "${IT_REPLAY[@]}" send "${ROUTER_ADDR[$transport]}" "$@" || it_case_fail "hepreplay send failed: $*"
 }
 
 # arrive NAME=N...: wait until each sink holds N packets (bounded).
@@ -91,20 +87,20 @@ arrive() {
     for g in "$@"; do
         goals+=("$CASE_DIR/${g%%=*}.json=${g#*=}")
     done
-    "${REPLAY[@]}" wait --timeout "$ARRIVE_TIMEOUT" --settle-ms 0 "${goals[@]}"
+    "${IT_REPLAY[@]}" wait --timeout "$ARRIVE_TIMEOUT" --settle-ms 0 "${goals[@]}"
 }
 
 # expect NAME [--convert-v3 ...] ITEM...: the sink got exactly these.
 expect() {
     local name=$1
     shift
-    "${REPLAY[@]}" check --sink "$name" --json "$CASE_DIR/$name.json" "$@" | sed 's/^/    /'
+    "${IT_REPLAY[@]}" check --sink "$name" --json "$CASE_DIR/$name.json" "$@" | sed 's/^/    /'
     ((PIPESTATUS[0] == 0)) || it_case_fail "sink $name did not get what it should"
 }
 
 # stats EXPR...: counters of the "stats (exit, ...)" line.
 stats() {
-    "${REPLAY[@]}" stats --log "$CASE_DIR/router.err" "$@" | sed 's/^/    /'
+    "${IT_REPLAY[@]}" stats --log "$CASE_DIR/router.err" "$@" | sed 's/^/    /'
     ((PIPESTATUS[0] == 0)) || it_case_fail "counters differ"
 }
 
@@ -392,7 +388,7 @@ case_malformed() {
 case_cli() {
     it_case_begin cli "heprouter -t -c, -V, -h"
     local out rc
-    out=$(it_run 10 "$HEPROUTER" -t -c "$TOP_DIR/etc/heprouter.yaml" 2>&1)
+    out=$(it_run 10 "$HEPROUTER" -t -c "$IT_SRCDIR/etc/heprouter.yaml" 2>&1)
     rc=$?
     ((rc == 0)) || it_case_fail "-t -c etc/heprouter.yaml: exit status $rc, expected 0; output: $out"
     grep -q 'configuration OK' <<<"$out" || it_case_fail "-t -c etc/heprouter.yaml: no \"configuration OK\" in: $out"
@@ -428,7 +424,7 @@ case_cli() {
     fi
     grep -q -- '--ready-file' <<<"$out" || it_case_fail "-h does not mention --ready-file: $out"
     grep -q -- '--check-store' <<<"$out" || it_case_fail "-h does not mention --check-store: $out"
-    it_run 10 "$HEPROUTER" -t -c "$TOP_DIR/etc/heprouter.yaml" --ready-file "$CASE_DIR/x.ready" >/dev/null 2>&1
+    it_run 10 "$HEPROUTER" -t -c "$IT_SRCDIR/etc/heprouter.yaml" --ready-file "$CASE_DIR/x.ready" >/dev/null 2>&1
     rc=$?
     ((rc == 2)) || it_case_fail "-t with --ready-file: exit status $rc, expected 2 (usage)"
     it_run 10 "$HEPROUTER" -x >/dev/null 2>&1

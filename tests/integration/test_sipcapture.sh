@@ -17,22 +17,18 @@
 #             and v1 captures: capture id 4242 and node name hr-1 logged,
 #             everything else equal.
 #
-#   BUILD_DIR=/tmp/build-it bash tests/integration/test_sipcapture.sh [CASE...]
+#   BUILD_DIR=build bash tests/integration/test_sipcapture.sh [CASE...]
 #
-# Skips (77) when kamailio or its sipcapture/db_text modules are missing.
-# Environment: BUILD_DIR (default /tmp/build-it), TOP_DIR, IT_KEEP_TMP=1,
+# Fails when kamailio or its sipcapture/db_text modules are missing.
+# Environment: BUILD_DIR (default build/), IT_KEEP_TMP=1,
 # KAMAILIO_MODULES (default /usr/lib/x86_64-linux-gnu/kamailio/modules).
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-TOP_DIR=${TOP_DIR:-$(cd "$HERE/../.." && pwd)}
-export BUILD_DIR=${BUILD_DIR:-/tmp/build-it}
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$HERE/lib.sh"
 
-DATA=$TOP_DIR/tests/data/kamailio
-REPLAY=(python3 "$HERE/hepreplay.py" --data "$DATA")
-COMPARE=(python3 "$HERE/sipcapture/compare.py" --data "$DATA")
+COMPARE=(python3 "$HERE/sipcapture/compare.py" --data "$IT_DATA")
 KCFG=$HERE/sipcapture/receiver.cfg
 KMOD=${KAMAILIO_MODULES:-/usr/lib/x86_64-linux-gnu/kamailio/modules}
 ARRIVE_TIMEOUT=5        # seconds for the receiver to log every packet
@@ -41,10 +37,10 @@ TIME_LIMIT=60           # the whole test (it takes about 10 s)
 it_init "$TIME_LIMIT"
 it_require_cmd python3 ss kamailio
 for m in sipcapture db_text xlog pv; do
-    [ -f "$KMOD/$m.so" ] || it_skip "kamailio module $m.so not in $KMOD"
+    [ -f "$KMOD/$m.so" ] || it_cannot_run "kamailio module $m.so not in $KMOD"
 done
 HEPROUTER=$(it_bin src/heprouter) || exit 1
-[ -d "$DATA/v3" ] || it_fail "no captures in $DATA"
+[ -d "$IT_DATA/v3" ] || it_fail "no captures in $IT_DATA"
 
 IT_ROUTER_LISTEN=udp
 K_PID=""
@@ -54,7 +50,7 @@ K_LOG=""
 # items vV: every capture of tests/data/kamailio/vV, as hepreplay items.
 items() {
     local f
-    for f in "$DATA/v$1"/*.hep; do
+    for f in "$IT_DATA/v$1"/*.hep; do
         f=${f##*/}
         printf 'v%s/%s\n' "$1" "${f%.hep}"
     done
@@ -128,7 +124,7 @@ run_case() {
     before=$(wc -l <"$K_LOG")
     n=$(k_sc_lines)
     t0=$(date +%s)
-    it_run 20 "${REPLAY[@]}" send "udp:127.0.0.1:$ROUTER_PORT" --delay-ms 2 "$@" || it_case_fail "hepreplay send failed"
+    it_run 20 "${IT_REPLAY[@]}" send "udp:127.0.0.1:$ROUTER_PORT" --delay-ms 2 "$@" || it_case_fail "hepreplay send failed"
     t1=$(date +%s)
     it_wait_until "$ARRIVE_TIMEOUT" k_has $((n + $#)) ||
         it_case_fail "receiver logged $(($(k_sc_lines) - n)) of $# packets within ${ARRIVE_TIMEOUT}s"
