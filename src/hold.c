@@ -305,6 +305,8 @@ int hold_add(struct hold *h, const char *key, size_t klen, const uint8_t *pkt, s
 
 size_t hold_take(struct hold *h, const char *key, size_t klen, hold_release_fn fn, void *arg)
 {
+    if (h->count == 0)
+        return 0;                   /* the usual case: nothing held, nothing to hash */
     uint64_t hash = hold_hash(h, key, klen);
     uint64_t end_seq = h->next_seq;
     size_t n = 0;
@@ -410,5 +412,7 @@ size_t hold_bytes(const struct hold *h)
 
 int hold_has(const struct hold *h, const char *key, size_t klen)
 {
+    if (h->count == 0)
+        return 0;                   /* the usual case: nothing held, nothing to hash */
     return hold_find(h, hold_hash(h, key, klen), key, klen) != NULL;
 }
