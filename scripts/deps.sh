@@ -3,7 +3,9 @@
 #
 #   scripts/deps.sh build     compiler, autotools and the libraries
 #   scripts/deps.sh test      build + what the tests run (kamailio, sipp,
-#                             redis, clang/libFuzzer, node/npm, valgrind)
+#                             redis, clang/libFuzzer, node/npm, valgrind,
+#                             podman and debootstrap for the container test,
+#                             debhelper and lintian for the package test)
 #
 # Idempotent: it only calls apt-get when a package is missing, and says so.
 set -euo pipefail
@@ -13,7 +15,9 @@ build_pkgs=(build-essential autoconf automake pkg-config
 test_pkgs=(clang libfuzzer-14-dev libclang-rt-14-dev valgrind
            kamailio kamailio-extra-modules sip-tester
            redis-server redis-sentinel socat python3 wireshark-common
-           docker-compose systemd)
+           docker-compose systemd
+           podman runc debootstrap
+           debhelper lintian fakeroot dpkg-dev)
 
 case "${1:-build}" in
     build) want=("${build_pkgs[@]}") ;;

@@ -21,10 +21,10 @@
 #  4. etc/systemd/heprouter.service: `systemd-analyze verify` with its
 #     /usr/local/bin/heprouter replaced by the built binary (verify wants
 #     an existing executable); any message it prints is a failure.
-#  5. When kamailio is installed: etc/kamailio/kamailio.cfg, with the -A
-#     defines docker-compose.yml passes, passes `kamailio -c` and listens
-#     on 0.0.0.0 (not only 127.0.0.1, which the container could neither
-#     receive SIP on nor send HEP from).
+#  5. etc/kamailio/kamailio.cfg, with the -A defines docker-compose.yml
+#     passes, passes `kamailio -c` and listens on the container's address
+#     (not only 127.0.0.1, which the container could neither receive SIP on
+#     nor send HEP from).
 #
 # Needs: docker-compose (Debian: docker-compose), python3 with yaml
 # (python3-yaml, a dependency of docker-compose), systemd-analyze (Debian:
@@ -194,6 +194,7 @@ it_log "Dockerfile checks (no Dockerfile linter is packaged in Debian 12)"
 check_dockerfile "$DOCKER/Dockerfile" "$TOP" 2 || it_fail "docker/Dockerfile"
 check_dockerfile "$DOCKER/kamailio/Dockerfile" "$DOCKER/kamailio" || it_fail "docker/kamailio/Dockerfile"
 check_dockerfile "$DOCKER/voipmonitor/Dockerfile" "$DOCKER/voipmonitor" || it_fail "docker/voipmonitor/Dockerfile"
+check_dockerfile "$DOCKER/uas/Dockerfile" "$DOCKER/uas" || it_fail "docker/uas/Dockerfile"
 
 sh -n "$DOCKER/healthcheck.sh" || it_fail "docker/healthcheck.sh: syntax"
 bash -n "$DOCKER/postgres/init-homer-db.sh" || it_fail "docker/postgres/init-homer-db.sh: syntax"
@@ -235,16 +236,14 @@ if [ -n "$out" ]; then
 fi
 
 # ---------- 5. the Kamailio cfg with the compose file's defines ----------
-if command -v kamailio >/dev/null 2>&1; then
-    it_log "kamailio -c with docker-compose.yml's -A defines"
-    kamailio -c -f "$TOP/etc/kamailio/kamailio.cfg" \
-        -A 'HEP_URI="sip:heprouter:9060"' -A 'LISTEN_IP=0.0.0.0' >"$IT_TMP/kam.out" 2>&1 ||
-        { tail -n 20 "$IT_TMP/kam.out" >&2; it_fail "kamailio -c refuses etc/kamailio/kamailio.cfg"; }
-    grep -q 'udp: 0\.0\.0\.0 ' "$IT_TMP/kam.out" ||
-        { grep -A3 'Listening on' "$IT_TMP/kam.out" >&2
-          it_fail "etc/kamailio/kamailio.cfg ignores -A LISTEN_IP=0.0.0.0: in the container it would listen on 127.0.0.1 only"; }
-else
-    it_log "kamailio not installed: cfg check skipped"
-fi
+it_require_cmd kamailio
+it_log "kamailio -c with docker-compose.yml's -A defines"
+kamailio -c -f "$TOP/etc/kamailio/kamailio.cfg" \
+    -A 'HEP_URI="sip:172.28.60.20:9060"' -A 'LISTEN_IP=172.28.60.10' \
+    -A 'UAS_URI="sip:172.28.60.60:5070"' >"$IT_TMP/kam.out" 2>&1 ||
+    { tail -n 20 "$IT_TMP/kam.out" >&2; it_fail "kamailio -c refuses etc/kamailio/kamailio.cfg"; }
+grep -q 'udp: 172\.28\.60\.10 ' "$IT_TMP/kam.out" ||
+    { grep -A3 'Listening on' "$IT_TMP/kam.out" >&2
+      it_fail "etc/kamailio/kamailio.cfg ignores -A LISTEN_IP=172.28.60.10: in the container it would listen on 127.0.0.1 only"; }
 
 it_log "PASS"
