@@ -437,6 +437,21 @@ it_router_config() {
     printf '# written by %s.sh%s\nlisten: [ %s ]\n%s\n' "$IT_NAME" "${CASE:+, case $CASE}" "$listen" "$2"
 }
 
+# it_sipp_uac NAME SCENARIO PORT BASE CID_PREFIX CALLS RATE LIMIT: a SIPp
+# UAC playing tests/integration/e2e/SCENARIO against 127.0.0.1:PORT from
+# local ports BASE..BASE+2: CALLS calls at RATE per second, Call-IDs
+# CID_PREFIX-N-PID@host, stopped after LIMIT seconds; its output in
+# $CASE_DIR/sipp_NAME.out and .errors; sets IT_PID.
+it_sipp_uac() {
+    local name=$1 sf=$2 port=$3 base=$4 cid=$5 n=$6 rate=$7 limit=$8
+    it_start "${CASE:+$CASE/}sipp_$name" timeout -k 2 "$limit" sipp "127.0.0.1:$port" \
+        -sf "$IT_SRCDIR/tests/integration/e2e/$sf" \
+        -i 127.0.0.1 -ci 127.0.0.1 -p "$base" -cp "$((base + 1))" -mp "$((base + 2))" \
+        -cid_str "$cid-%u-%p@%s" -m "$n" -r "$rate" -l "$n" \
+        -timeout 20s -timeout_error -recv_timeout 5s -nostdin \
+        -trace_err -error_file "$CASE_DIR/sipp_$name.errors"
+}
+
 # it_two_sink_policy VOIP_METHODS: the policy most tests route by, as
 # config text: the voipmonitor sink gets the calls whose origin is one of
 # VOIP_METHODS ("INVITE" or "INVITE, SUBSCRIBE") as HEPv3, the homer sink

@@ -64,7 +64,6 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 TOP=$IT_SRCDIR
 CT=$HERE/containers
-E2E=$HERE/e2e
 COMPOSE=$TOP/docker/docker-compose.yml
 OVERRIDE=$CT/compose.override.yml
 CALLS=${CT_CALLS:-10}
@@ -278,14 +277,7 @@ it_note "heprouter's HEALTHCHECK: healthy ($hc)"
 step "SIP calls"
 # sipp_uac NAME SCENARIO BASE CID-PREFIX CALLS: a UAC against Kamailio's
 # published port; sets IT_PID.
-sipp_uac() {
-    local name=$1 sf=$2 base=$3 cid=$4 n=$5
-    it_start "sipp_$name" timeout -k 2 "$SIPP_LIMIT" sipp "127.0.0.1:$SIP_PUB" -sf "$E2E/$sf" \
-        -i 127.0.0.1 -ci 127.0.0.1 -p "$base" -cp "$((base + 1))" -mp "$((base + 2))" \
-        -cid_str "$cid-%u-%p@%s" -m "$n" -r "$RATE" -l "$n" \
-        -timeout 20s -timeout_error -recv_timeout 5s -nostdin \
-        -trace_err -error_file "$IT_TMP/sipp_$name.errors"
-}
+sipp_uac() { it_sipp_uac "$1" "$2" "$SIP_PUB" "$3" "$4" "$5" "$RATE" "$SIPP_LIMIT"; }
 FAILED=()
 pids=()
 names=(options register invite)

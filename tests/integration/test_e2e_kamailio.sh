@@ -137,15 +137,8 @@ start_kamailio() {
     it_exited "$KAM_PID" && it_fail "$CASE: kamailio exited: $(tail -n 5 "$CASE_DIR/kamailio.err")"
 }
 
-# sipp_uac NAME SCENARIO BASE CID-PREFIX CALLS: starts a UAC; sets IT_PID.
-sipp_uac() {
-    local name=$1 sf=$2 base=$3 cid=$4 n=$5
-    it_start "$CASE/sipp_$name" timeout -k 2 "$SIPP_LIMIT" sipp "127.0.0.1:$SIP_PORT" -sf "$E2E/$sf" \
-        -i 127.0.0.1 -ci 127.0.0.1 -p "$base" -cp "$((base + 1))" -mp "$((base + 2))" \
-        -cid_str "$cid-%u-%p@%s" -m "$n" -r "$RATE" -l "$n" \
-        -timeout 20s -timeout_error -recv_timeout 5s -nostdin \
-        -trace_err -error_file "$CASE_DIR/sipp_$name.errors"
-}
+# sipp_uac NAME SCENARIO BASE CID-PREFIX CALLS: a UAC against Kamailio; sets IT_PID.
+sipp_uac() { it_sipp_uac "$1" "$2" "$SIP_PORT" "$3" "$4" "$5" "$RATE" "$SIPP_LIMIT"; }
 
 # ---------------------------------------------------------------- a variant
 

@@ -111,7 +111,6 @@ def main():
     by_call = {}
     unroutable = set()
     for name, pkts in sinks.items():
-        calls = collections.defaultdict(list)
         for p in pkts:
             peer = p.get("peer", "")
             if peer.rsplit(":", 1)[0].strip("[]") != router_addr:
@@ -121,12 +120,7 @@ def main():
             if "0.0.0.0" in (p.get("src"), p.get("dst")) or re.search(
                     r"(?im)^(via|v|record-route)\s*:[^\r\n]*\b0\.0\.0\.0\b", p.get("payload", "")):
                 unroutable.add(name)
-            cid = (p.get("sip") or {}).get("call_id")
-            if cid is None:
-                fails.append("%s got a packet without a SIP Call-ID: %s" % (name, str(p)[:200]))
-                continue
-            calls[cid].append(p)
-        by_call[name] = calls
+        by_call[name] = check_calls.by_call_id(name, pkts, fails)
 
     if unroutable:
         fails.append("packets at %s show 0.0.0.0 as an address (HEP src/dst, Via or Record-Route): "

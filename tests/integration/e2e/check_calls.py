@@ -49,6 +49,19 @@ def load(path):
     return pkts
 
 
+def by_call_id(name, pkts, fails):
+    """A sink's packets by SIP Call-ID, in arrival order; a packet without
+    one is a failure."""
+    calls = collections.defaultdict(list)
+    for p in pkts:
+        cid = (p.get("sip") or {}).get("call_id")
+        if cid is None:
+            fails.append("%s got a packet without a SIP Call-ID: %s" % (name, str(p)[:200]))
+            continue
+        calls[cid].append(p)
+    return calls
+
+
 def kinds(p, sip_port):
     """The kinds one packet counts as (a packet may count as more than one,
     e.g. "200 INVITE/2" and "200 INVITE/2 tx")."""
@@ -89,14 +102,7 @@ def main():
     sinks = {"voipmonitor": load(args.voipmonitor), "homer": load(args.homer)}
     by_call = {}
     for name, pkts in sinks.items():
-        calls = collections.defaultdict(list)
-        for p in pkts:
-            cid = (p.get("sip") or {}).get("call_id")
-            if cid is None:
-                fails.append("%s got a packet without a SIP Call-ID: %s" % (name, str(p)[:200]))
-                continue
-            calls[cid].append(p)
-        by_call[name] = calls
+        by_call[name] = by_call_id(name, pkts, fails)
 
     all_ids = set(by_call["voipmonitor"]) | set(by_call["homer"])
     groups = {
