@@ -5,19 +5,22 @@
 #   scripts/deps.sh test      build + what the tests run (kamailio, sipp,
 #                             redis, clang/libFuzzer, node/npm, valgrind,
 #                             podman and debootstrap for the container test,
-#                             debhelper and lintian for the package test)
+#                             debhelper and lintian for the package test,
+#                             prometheus for promtool)
 #
 # Idempotent: it only calls apt-get when a package is missing, and says so.
 set -euo pipefail
 
 build_pkgs=(build-essential autoconf automake pkg-config
-            libev-dev libhiredis-dev libyaml-dev libcunit1-dev zlib1g-dev)
+            libev-dev libhiredis-dev libyaml-dev libcunit1-dev zlib1g-dev
+            libmicrohttpd-dev)
 test_pkgs=(clang libfuzzer-14-dev libclang-rt-14-dev valgrind
            kamailio kamailio-extra-modules sip-tester
            redis-server redis-sentinel socat python3 wireshark-common
            docker-compose systemd
            podman runc debootstrap
-           debhelper lintian fakeroot dpkg-dev)
+           debhelper lintian fakeroot dpkg-dev
+           prometheus)
 
 case "${1:-build}" in
     build) want=("${build_pkgs[@]}") ;;

@@ -1,0 +1,2 @@
+/* ctl.c - (being written) */
+#include "ctl.h"
