@@ -5,12 +5,15 @@
  * there are, while ordinary lines keep their cap.  The configuration is
  * built by hand so the tests do not depend on the YAML loader.
  *
- * The counter lists of metrics.h are held to two texts: the JSON line that
+ * The counter lists of metrics.h are held to three texts: the JSON line that
  * operators parse (tests/data/metrics/counters-2x2.json, written by the
  * hand-written metrics_write_json() the lists replaced, at a6ac675, for
- * the struct fill_counters() makes), and heprouter(8)'s COUNTERS section.
+ * the struct fill_counters() makes), the Prometheus text of a small
+ * configuration (tests/data/metrics/small.prom, which promtool must also
+ * accept), and heprouter(8)'s METRICS section.
  */
 #include <fcntl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "conf.h"
@@ -132,28 +135,26 @@ static void test_json_has_the_issue_11_counters(void)
 /* Calls fn on every counter of m that the JSON line shows, in its order. */
 typedef void counter_fn(uint64_t *v);
 
-#define VISIT(name, help) fn(&s->name);
-#define VISIT_ARRAY(name, count, key, help) \
-    for (int i = 1; i < (count); i++)       \
+#define VISIT(name, ...) fn(&s->name);
+#define VISIT_ARRAY(name, count, ...) \
+    for (int i = 1; i < (count); i++) \
         fn(&s->name[i]);
+#define NOTHING(...)
 
 static void visit_counters(struct metrics *s, counter_fn *fn)
 {
-    METRICS_COUNTERS(VISIT, VISIT_ARRAY, VISIT_ARRAY)
+    METRICS_COUNTERS(NOTHING, VISIT, VISIT_ARRAY, VISIT_ARRAY, NOTHING)
 }
 
 static void visit_dest(struct metrics_dest *s, counter_fn *fn)
 {
-    METRICS_DEST_COUNTERS(VISIT)
+    METRICS_DEST_COUNTERS(VISIT, NOTHING)
 }
 
 static void visit_target(struct metrics_target *s, counter_fn *fn)
 {
-    METRICS_TARGET_COUNTERS(VISIT)
+    METRICS_TARGET_COUNTERS(VISIT, NOTHING)
 }
-
-#undef VISIT
-#undef VISIT_ARRAY
 
 static void visit(struct metrics *m, counter_fn *fn)
 {
@@ -349,23 +350,30 @@ struct man_entry {
     struct words text[2];           /* [1]: from a line saying "per target" on */
 };
 
-/* Splits section .SH name of a man page (text is changed) into its .TP paragraphs. */
-static size_t man_entries(char *text, const char *name, struct man_entry *entries, size_t max)
+/*
+ * Splits subsection .SS sub of section .SH name of a man page (text is
+ * changed) into its .TP paragraphs.
+ */
+static size_t man_entries(char *text, const char *name, const char *sub, struct man_entry *entries, size_t max)
 {
     size_t n = 0;
-    int in_section = 0, tag_next = 0, part = 0;
+    int in_section = 0, in_sub = 0, tag_next = 0, part = 0;
     char *saveptr = NULL;
     for (char *line = strtok_r(text, "\n", &saveptr); line != NULL; line = strtok_r(NULL, "\n", &saveptr)) {
         if (strncmp(line, ".SH ", 4) == 0) {
             if (in_section)
                 break;
             in_section = strcmp(line + 4, name) == 0;
-        } else if (in_section && strcmp(line, ".TP") == 0) {
+        } else if (in_section && strncmp(line, ".SS ", 4) == 0) {
+            if (in_sub)
+                break;
+            in_sub = strcmp(line + 4, sub) == 0;
+        } else if (in_sub && strcmp(line, ".TP") == 0) {
             CU_ASSERT_FATAL(n < max);
             memset(&entries[n++], 0, sizeof entries[0]);
             tag_next = 1;
             part = 0;
-        } else if (in_section && n > 0) {
+        } else if (in_sub && n > 0) {
             if (strstr(line, "per target") != NULL)
                 part = 1;
             bold_words(line, tag_next ? &entries[n - 1].tag : &entries[n - 1].text[part]);
@@ -427,7 +435,7 @@ static void array_keys(struct words *ws, int count, const char *(*key)(int))
         words_add(ws, key(i), strlen(key(i)));
 }
 
-#define ADD_NAME(name, help) words_add(ws, #name, strlen(#name));
+#define ADD_NAME(name, ...) words_add(ws, #name, strlen(#name));
 #define ADD_NAME_ARRAY(name, count, key, help) words_add(ws, #name, strlen(#name));
 #define ADD_KEYS(name, count, key, help) array_keys(ws, (count), key);
 #define SKIP(...)
@@ -435,19 +443,22 @@ static void array_keys(struct words *ws, int count, const char *(*key)(int))
 /* The keys at the top of the JSON line. */
 static void top_keys(struct words *ws)
 {
-    METRICS_COUNTERS(ADD_NAME, ADD_KEYS, ADD_NAME_ARRAY)
+    METRICS_COUNTERS(SKIP, ADD_NAME, ADD_KEYS, ADD_NAME_ARRAY, SKIP)
     words_add(ws, "destinations", strlen("destinations"));
 }
 
 static void dest_keys(struct words *ws)
 {
-    METRICS_DEST_COUNTERS(ADD_NAME)
+    METRICS_DEST_COUNTERS(ADD_NAME, SKIP)
 }
 
 static void target_keys(struct words *ws)
 {
-    METRICS_TARGET_COUNTERS(ADD_NAME)
+    METRICS_TARGET_COUNTERS(ADD_NAME, SKIP)
 }
+
+#define MAN_JSON "The counters line"
+#define MAN_PROMETHEUS "Prometheus"
 
 static struct man_entry counters[ENTRIES_MAX];
 static size_t ncounters;
@@ -469,7 +480,7 @@ static void check_group(const char *name, int count, const char *(*key)(int))
 static void test_man_page_documents_every_counter(void)
 {
     char *man8 = read_text("../../man/heprouter.8");
-    ncounters = man_entries(man8, "COUNTERS", counters, ENTRIES_MAX);
+    ncounters = man_entries(man8, "METRICS", MAN_JSON, counters, ENTRIES_MAX);
     free(man8);
     CU_ASSERT_FATAL(ncounters > 0);
 
@@ -486,9 +497,9 @@ static void test_man_page_documents_every_counter(void)
     for (size_t i = 0; i < ncounters; i++)
         words_add_all(&tags, &counters[i].tag);
     static const struct words nothing_else;
-    check_named("COUNTERS tags", &tags, &top, &nothing_else);
+    check_named("METRICS tags", &tags, &top, &nothing_else);
 
-    METRICS_COUNTERS(SKIP, SKIP, CHECK_GROUP)
+    METRICS_COUNTERS(SKIP, SKIP, SKIP, CHECK_GROUP, SKIP)
 
     /* destinations: its counters, then "per target" the targets' */
     const struct man_entry *e = entry_tagged(counters, ncounters, "destinations");
@@ -506,6 +517,531 @@ static void test_man_page_documents_every_counter(void)
 #undef ADD_KEYS
 #undef SKIP
 #undef CHECK_GROUP
+
+/* ---- the lists against Prometheus and heprouter(8)'s Prometheus families ---- */
+
+#define FAMILIES_MAX 128
+#define HELP_MAX 512
+
+struct family {
+    const char *name;
+    const char *type;
+    const char *labels;             /* "a,b", "" when none */
+    const char *help;
+};
+
+static struct family families[FAMILIES_MAX];
+static size_t nfamilies;
+
+static void family_add(const char *name, const char *type, const char *labels, const char *help)
+{
+    CU_ASSERT_FATAL(nfamilies < FAMILIES_MAX);
+    families[nfamilies++] = (struct family){ name, type, labels ? labels : "", help };
+}
+
+/* A function, so that a string literal can be tested for NULL without a warning. */
+static int is_null(const char *s)
+{
+    return s == NULL;
+}
+
+static const char *top_type, *top_label;
+static int top_open;                /* a family with a name is open */
+
+#define FAM_TOP(prom, type, label, help)            \
+    top_open = !is_null(prom);                      \
+    top_type = (type);                              \
+    top_label = (label);                            \
+    if (top_open)                                   \
+        family_add((prom), (type), (label), (help));
+#define CHECK_COUNTER(name, value, help)                            \
+    CU_ASSERT_STRING_EQUAL(top_type, "counter");                    \
+    CU_ASSERT_EQUAL(is_null(top_label), is_null(value));
+#define CHECK_SERIES(name, count, key, help) CU_ASSERT_FALSE(top_open);
+#define CHECK_GROUP_FAMILY(name, count, key, help)                  \
+    CU_ASSERT_TRUE(top_open);                                       \
+    CU_ASSERT_STRING_EQUAL(top_type, "counter");                    \
+    CU_ASSERT_FALSE(is_null(top_label));
+#define CHECK_GAUGE(name, agg, value, help)                         \
+    CU_ASSERT_TRUE(top_open);                                       \
+    CU_ASSERT_STRING_EQUAL(top_type, "gauge");                      \
+    CU_ASSERT_EQUAL(is_null(top_label), is_null(value));
+#define FAM_DEST(name, prom, help) family_add((prom), "counter", METRICS_DEST_LABELS, (help));
+#define FAM_DEST_GAUGE(name, agg, prom, help) family_add((prom), "gauge", METRICS_DEST_LABELS, (help));
+#define FAM_TARGET(name, prom, help) family_add((prom), "counter", METRICS_TARGET_LABELS, (help));
+#define FAM_TARGET_GAUGE(name, agg, prom, help) family_add((prom), "gauge", METRICS_TARGET_LABELS, (help));
+#define FAM_LISTENER(name, prom, help) family_add((prom), "counter", METRICS_LISTENER_LABELS, (help));
+#define FAM_ROUTE(name, prom, help) family_add((prom), "counter", METRICS_ROUTE_LABELS, (help));
+#define FAM_ROUTE_GAUGE(name, agg, prom, help) family_add((prom), "gauge", METRICS_ROUTE_LABELS, (help));
+#define FAM_PROCESS(prom, type, labels, help) family_add((prom), (type), (labels), (help));
+
+/* Every family of every list, checking the top-level list's entries against their family. */
+static void collect_families(void)
+{
+    nfamilies = 0;
+    METRICS_PROCESS_FAMILIES(FAM_PROCESS)
+    METRICS_LISTENER_COUNTERS(FAM_LISTENER)
+    METRICS_COUNTERS(FAM_TOP, CHECK_COUNTER, CHECK_SERIES, CHECK_GROUP_FAMILY, CHECK_GAUGE)
+    METRICS_ROUTE_COUNTERS(FAM_ROUTE, FAM_ROUTE_GAUGE)
+    METRICS_DEST_COUNTERS(FAM_DEST, FAM_DEST_GAUGE)
+    METRICS_TARGET_COUNTERS(FAM_TARGET, FAM_TARGET_GAUGE)
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+static void test_families_are_well_named(void)
+{
+    collect_families();
+    CU_ASSERT_TRUE(nfamilies > 40);
+    for (size_t i = 0; i < nfamilies; i++) {
+        const struct family *f = &families[i];
+        CU_ASSERT_EQUAL(strncmp(f->name, "heprouter_", strlen("heprouter_")), 0);
+        CU_ASSERT_TRUE(strcmp(f->type, "counter") == 0 || strcmp(f->type, "gauge") == 0);
+        if (ends_with(f->name, "_total") != (strcmp(f->type, "counter") == 0)) {
+            fprintf(stderr, "\n    %s: a counter's name ends in _total, a gauge's does not", f->name);
+            CU_FAIL("family name and type disagree");
+        }
+        CU_ASSERT_TRUE(strlen(f->help) > 0 && strlen(f->help) < HELP_MAX);
+        CU_ASSERT_PTR_NULL(strpbrk(f->help, "\\\n"));
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(families[j].name, f->name) == 0) {
+                fprintf(stderr, "\n    %s named twice", f->name);
+                CU_FAIL("a family is defined twice");
+            }
+    }
+}
+
+/* heprouter(8)'s tag line of a family: .BR name "{" a "," b "} type". */
+static void man_tag(const struct family *f, char *buf, size_t size)
+{
+    if (f->labels[0] == '\0') {
+        snprintf(buf, size, ".BR %s \" %s\"", f->name, f->type);
+        return;
+    }
+    size_t used = (size_t)snprintf(buf, size, ".BR %s \"{\" ", f->name);
+    for (const char *l = f->labels; *l != '\0';) {
+        size_t len = strcspn(l, ",");
+        used += (size_t)snprintf(buf + used, size - used, "%.*s ", (int)len, l);
+        l += len;
+        if (*l == ',') {
+            used += (size_t)snprintf(buf + used, size - used, "\",\" ");
+            l++;
+        }
+    }
+    snprintf(buf + used, size - used, "\"} %s\"", f->type);
+}
+
+static void test_man_page_documents_every_family(void)
+{
+    collect_families();
+    char *man8 = read_text("../../man/heprouter.8");
+    char *sub = strstr(man8, "\n.SS " MAN_PROMETHEUS "\n");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(sub);
+    sub++;
+    char *end = strstr(sub + 1, "\n.S");    /* the next .SS or .SH */
+    if (end != NULL)
+        end[1] = '\0';
+    size_t paragraphs = 0;
+    for (const char *p = strstr(sub, "\n.TP\n"); p != NULL; p = strstr(p + 1, "\n.TP\n"))
+        paragraphs++;
+    CU_ASSERT_EQUAL(paragraphs, nfamilies);
+    for (size_t i = 0; i < nfamilies; i++) {
+        char tag[256], want[256 + HELP_MAX];
+        man_tag(&families[i], tag, sizeof tag);
+        snprintf(want, sizeof want, "\n.TP\n%s\n%s\n", tag, families[i].help);
+        if (strstr(sub, want) == NULL) {
+            fprintf(stderr, "\n    heprouter(8) " MAN_PROMETHEUS ": missing%s", want);
+            CU_FAIL("a family is not documented with its type, labels and help");
+        }
+    }
+    free(man8);
+}
+
+/* ---- Prometheus output ---- */
+
+#define VISIT_GAUGE(name, ...) fn(&s->name);
+#define VISIT_VERSIONS(name, ...)                   \
+    for (int v = 0; v < METRICS_HEP_VERSIONS; v++)  \
+        fn(&s->name[v]);
+
+static void visit_top_gauges(struct metrics *s, counter_fn *fn)
+{
+    METRICS_COUNTERS(NOTHING, NOTHING, NOTHING, NOTHING, VISIT_GAUGE)
+}
+
+static void visit_target_gauges(struct metrics_target *s, counter_fn *fn)
+{
+    METRICS_TARGET_COUNTERS(NOTHING, VISIT_GAUGE)
+}
+
+static void visit_listener(struct metrics_listener *s, counter_fn *fn)
+{
+    METRICS_LISTENER_COUNTERS(VISIT_VERSIONS)
+}
+
+static void visit_route(struct metrics_route *s, counter_fn *fn)
+{
+    METRICS_ROUTE_COUNTERS(VISIT, VISIT_GAUGE)
+}
+
+/* Every value of m: the JSON line's, then gauges, listeners, routes. */
+static void visit_all(struct metrics *m, counter_fn *fn)
+{
+    visit(m, fn);
+    visit_top_gauges(m, fn);
+    for (size_t i = 0; i < m->ntargets; i++)
+        visit_target_gauges(&m->targets[i], fn);
+    for (size_t i = 0; i < m->nlisteners; i++)
+        visit_listener(&m->listeners[i], fn);
+    for (size_t i = 0; i < m->nroutes; i++)
+        visit_route(&m->routes[i], fn);
+}
+
+static const char small_yaml[] =
+    "listen: [ \"udp:127.0.0.1:9060\", \"tcp:[::1]:9061\" ]\n"
+    "destinations:\n"
+    "  homer: { targets: [ \"udp:192.0.2.10:9060\", \"tcp:192.0.2.11:9061\" ] }\n"
+    "routes:\n"
+    "  - name: calls\n"
+    "    match: { method: [ INVITE ] }\n"
+    "    to: [ homer ]\n"
+    "default: [ homer ]\n";
+
+/* Loads text as a configuration file through conf_load(). */
+static struct conf *load_conf(const char *text)
+{
+    char path[] = "/tmp/test_metrics_conf.XXXXXX";
+    int fd = mkstemp(path);
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_FATAL(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+    close(fd);
+    struct conf *c = conf_load(path, stderr);
+    unlink(path);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    return c;
+}
+
+static char *prometheus_of(const struct metrics *m, const struct conf *c, const struct metrics_process *p,
+                           size_t *len)
+{
+    char *buf = NULL;
+    FILE *f = open_memstream(&buf, len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    metrics_write_prometheus(m, c, p, f);
+    CU_ASSERT_EQUAL_FATAL(fclose(f), 0);
+    return buf;
+}
+
+#define PROMTOOL "/usr/bin/promtool"
+#define PROMTOOL_LINE_MAX 1024
+
+/* Runs `promtool check metrics` on text: it must exit 0 and say nothing. */
+static void check_with_promtool(const char *text, size_t len)
+{
+    if (access(PROMTOOL, X_OK) != 0) {
+        fprintf(stderr, "\n    %s is missing: install the prometheus package", PROMTOOL);
+        CU_FAIL_FATAL("promtool is missing");
+    }
+    char path[] = "/tmp/test_metrics_prom.XXXXXX";
+    int fd = mkstemp(path);
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_FATAL(write(fd, text, len) == (ssize_t)len);
+    close(fd);
+    char cmd[sizeof PROMTOOL + sizeof path + 64];
+    snprintf(cmd, sizeof cmd, "%s check metrics < %s 2>&1", PROMTOOL, path);
+    FILE *p = popen(cmd, "r");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    char line[PROMTOOL_LINE_MAX];
+    int lines = 0;
+    while (fgets(line, sizeof line, p) != NULL) {
+        fprintf(stderr, "\n    promtool: %s", line);
+        lines++;
+    }
+    int status = pclose(p);
+    unlink(path);
+    CU_ASSERT_TRUE(WIFEXITED(status));
+    CU_ASSERT_EQUAL(WEXITSTATUS(status), 0);
+    CU_ASSERT_EQUAL(lines, 0);
+}
+
+static const struct metrics_process small_process = {
+    .reloads_ok = 2,
+    .reloads_failed = 1,
+    .last_reload_s = 1700000000.25,
+    .config_hash = "0123456789abcdef",
+    .config_path = "/etc/heprouter.yaml",
+    .version = "1.2.3",
+    .calls_tracked = 42,
+    .calls_tracked_known = true,
+};
+
+static void test_prometheus_is_byte_identical_to_the_fixture(void)
+{
+    struct conf *c = load_conf(small_yaml);
+    struct metrics m;
+    CU_ASSERT_EQUAL_FATAL(metrics_init(&m, c), 0);
+    CU_ASSERT_EQUAL(m.nlisteners, 2);
+    CU_ASSERT_EQUAL(m.nroutes, 2);
+    visited = 0;
+    visit_all(&m, set_next);
+    m.store_link_up = 1;
+    m.targets[0].up = 1;
+    m.targets[1].up = 0;
+    size_t len = 0;
+    char *text = prometheus_of(&m, c, &small_process, &len);
+    char *want = read_text("metrics/small.prom");
+    CU_ASSERT_EQUAL(len, strlen(want));
+    CU_ASSERT_STRING_EQUAL(text, want);
+    if (strcmp(text, want) != 0)
+        fprintf(stderr, "\n    got:\n%s", text);
+    check_with_promtool(text, len);
+    free(want);
+    free(text);
+    metrics_free(&m);
+    conf_free(c);
+}
+
+/* Every family the lists define has its HELP and TYPE in the output, once. */
+static void test_prometheus_has_every_family(void)
+{
+    struct conf *c = load_conf(small_yaml);
+    struct metrics m;
+    CU_ASSERT_EQUAL_FATAL(metrics_init(&m, c), 0);
+    size_t len = 0;
+    char *text = prometheus_of(&m, c, &small_process, &len);
+    collect_families();
+    for (size_t i = 0; i < nfamilies; i++) {
+        char want[256];
+        snprintf(want, sizeof want, "\n# TYPE %s %s\n", families[i].name, families[i].type);
+        const char *at = strstr(text, want);
+        if (at == NULL || strstr(at + 1, want) != NULL) {
+            fprintf(stderr, "\n    %s: not written once", families[i].name);
+            CU_FAIL("a family is not written once");
+        }
+    }
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "\nheprouter_store_calls 42\n"));
+    free(text);
+    metrics_free(&m);
+    conf_free(c);
+}
+
+static void test_prometheus_leaves_out_unknown_calls(void)
+{
+    struct conf *c = load_conf(small_yaml);
+    struct metrics m;
+    CU_ASSERT_EQUAL_FATAL(metrics_init(&m, c), 0);
+    struct metrics_process p = small_process;
+    p.calls_tracked_known = false;
+    size_t len = 0;
+    char *text = prometheus_of(&m, c, &p, &len);
+    CU_ASSERT_PTR_NULL(strstr(text, "heprouter_store_calls"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "\nheprouter_store_link_up 0\n"));
+    free(text);
+    metrics_free(&m);
+    conf_free(c);
+}
+
+static void test_prometheus_escapes_label_values(void)
+{
+    static char name[] = "a\"b\\c\nd";
+    static struct conf_addr target;
+    static struct conf_dest dest;
+    CU_ASSERT_PTR_NULL_FATAL(conf_parse_addr("udp:192.0.2.1:9", &target));
+    dest = (struct conf_dest){ .name = name, .targets = &target, .ntargets = 1 };
+    struct conf c = { .dests = &dest, .ndests = 1 };
+    struct metrics m;
+    CU_ASSERT_EQUAL_FATAL(metrics_init(&m, &c), 0);
+    m.dests[0].packets = 5;
+    struct metrics_process p = small_process;
+    p.config_path = "/etc/\"odd\\dir\"\n/h.yaml";
+    p.version = NULL;
+    size_t len = 0;
+    char *text = prometheus_of(&m, &c, &p, &len);
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "\nheprouter_destination_packets_total{destination=\"a\\\"b\\\\c\\nd\"} 5\n"));
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(text, "\nheprouter_target_up{destination=\"a\\\"b\\\\c\\nd\",target=\"udp:192.0.2.1:9\"} 0\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "path=\"/etc/\\\"odd\\\\dir\\\"\\n/h.yaml\"} 1\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "\nheprouter_build_info{version=\"\"} 1\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "\nheprouter_route_packets_total{route=\"(default)\"} 0\n"));
+    check_with_promtool(text, len);
+    free(text);
+    metrics_free(&m);
+}
+
+/* ---- summing: gauges and configurations that differ ---- */
+
+static void test_gauges_sum_and_min(void)
+{
+    build_conf_2x2();
+    struct metrics w[3], snap, total;
+    static const uint64_t up[3] = { 1, 0, 1 }, queued[3] = { 5, 6, 7 }, held[3] = { 2, 3, 4 };
+    for (int i = 0; i < 3; i++) {
+        CU_ASSERT_EQUAL_FATAL(metrics_init(&w[i], &conf), 0);
+        w[i].targets[1].up = up[i];
+        w[i].targets[2].up = 1;
+        w[i].targets[1].queue_packets = queued[i];
+        w[i].targets[1].queue_bytes = 100 * queued[i];
+        w[i].orphans_held_now = held[i];
+        w[i].store_link_up = 1;
+        w[i].calls_new = 1;
+    }
+    CU_ASSERT_EQUAL_FATAL(metrics_init(&snap, &conf), 0);
+    CU_ASSERT_EQUAL_FATAL(metrics_init(&total, &conf), 0);
+    for (int i = 0; i < 3; i++) {
+        /* as main.c publishes a worker's snapshot, then sums them */
+        metrics_reset(&snap);
+        metrics_add(&snap, &w[i]);
+        CU_ASSERT_EQUAL(snap.targets[1].up, up[i]);
+        metrics_add(&total, &snap);
+    }
+    CU_ASSERT_EQUAL(total.targets[1].up, 0);
+    CU_ASSERT_EQUAL(total.targets[2].up, 1);
+    CU_ASSERT_EQUAL(total.targets[0].up, 0);
+    CU_ASSERT_EQUAL(total.targets[1].queue_packets, 18);
+    CU_ASSERT_EQUAL(total.targets[1].queue_bytes, 1800);
+    CU_ASSERT_EQUAL(total.orphans_held_now, 9);
+    CU_ASSERT_EQUAL(total.store_link_up, 1);
+    CU_ASSERT_EQUAL(total.calls_new, 3);
+
+    /* a retired total adds its counts, not its gauges */
+    struct metrics retired;
+    CU_ASSERT_EQUAL_FATAL(metrics_init(&retired, &conf), 0);
+    retired.targets[2].up = 0;
+    retired.targets[1].queue_packets = 1000;
+    retired.store_link_up = 0;
+    retired.calls_new = 10;
+    metrics_keep_counters_only(&retired);
+    metrics_reset(&total);
+    metrics_add(&total, &retired);
+    metrics_add(&total, &w[2]);
+    CU_ASSERT_EQUAL(total.targets[2].up, 1);
+    CU_ASSERT_EQUAL(total.targets[1].queue_packets, 7);
+    CU_ASSERT_EQUAL(total.store_link_up, 1);
+    CU_ASSERT_EQUAL(total.calls_new, 11);
+    metrics_add(&total, &w[1]);
+    CU_ASSERT_EQUAL(total.targets[1].up, 0);
+    CU_ASSERT_EQUAL(total.targets[1].queue_packets, 13);
+
+    for (int i = 0; i < 3; i++)
+        metrics_free(&w[i]);
+    metrics_free(&snap);
+    metrics_free(&total);
+    metrics_free(&retired);
+}
+
+/* Two configurations by hand: a before and after a reload. */
+struct hand_conf {
+    struct conf conf;
+    struct conf_addr listen[2];
+    struct conf_dest dests[3];
+    struct conf_addr targets[3][2];
+    struct conf_route routes[2];
+};
+
+static void hand_conf(struct hand_conf *h, const char *const *listen, size_t nlisten, const char *const *dest_names,
+                      const char *const (*target_texts)[2], const size_t *ntargets, size_t ndests,
+                      const char *const *route_names, size_t nroutes)
+{
+    memset(h, 0, sizeof *h);
+    for (size_t i = 0; i < nlisten; i++)
+        CU_ASSERT_PTR_NULL_FATAL(conf_parse_addr(listen[i], &h->listen[i]));
+    for (size_t i = 0; i < ndests; i++) {
+        h->dests[i].name = (char *)dest_names[i];
+        h->dests[i].targets = h->targets[i];
+        h->dests[i].ntargets = ntargets[i];
+        for (size_t j = 0; j < ntargets[i]; j++)
+            CU_ASSERT_PTR_NULL_FATAL(conf_parse_addr(target_texts[i][j], &h->targets[i][j]));
+    }
+    for (size_t i = 0; i < nroutes; i++)
+        h->routes[i].name = (char *)route_names[i];
+    h->conf.listen = h->listen;
+    h->conf.nlisten = nlisten;
+    h->conf.dests = h->dests;
+    h->conf.ndests = ndests;
+    h->conf.routes = h->routes;
+    h->conf.nroutes = nroutes;
+}
+
+static void test_add_mapped_matches_by_name(void)
+{
+    static const char *const listen_a[] = { "udp:127.0.0.1:9060", "tcp:127.0.0.1:9061" };
+    static const char *const dests_a[] = { "homer", "voip" };
+    static const char *const targets_a[][2] = { { "udp:192.0.2.1:9", "udp:192.0.2.2:9" }, { "udp:192.0.2.3:9" } };
+    static const size_t ntargets_a[] = { 2, 1 };
+    static const char *const routes_a[] = { "calls", "regs" };
+    static const char *const listen_b[] = { "tcp:127.0.0.1:9061", "udp:127.0.0.1:9999" };
+    static const char *const dests_b[] = { "voip", "homer", "new" };
+    static const char *const targets_b[][2] = {
+        { "udp:192.0.2.3:9", "udp:192.0.2.4:9" }, { "udp:192.0.2.2:9" }, { "udp:192.0.2.5:9" }
+    };
+    static const size_t ntargets_b[] = { 2, 1, 1 };
+    static const char *const routes_b[] = { "regs", "other" };
+    static struct hand_conf a, b;
+    hand_conf(&a, listen_a, 2, dests_a, targets_a, ntargets_a, 2, routes_a, 2);
+    hand_conf(&b, listen_b, 2, dests_b, targets_b, ntargets_b, 3, routes_b, 2);
+
+    struct metrics src, dst;
+    CU_ASSERT_EQUAL_FATAL(metrics_init(&src, &a.conf), 0);
+    CU_ASSERT_EQUAL_FATAL(metrics_init(&dst, &b.conf), 0);
+    src.calls_new = 9;
+    src.dests[0].packets = 10;      /* homer */
+    src.dests[1].packets = 20;      /* voip */
+    src.targets[0].packets = 1;     /* homer udp:192.0.2.1:9, gone */
+    src.targets[1].packets = 2;     /* homer udp:192.0.2.2:9 */
+    src.targets[1].queue_packets = 4;
+    src.targets[2].packets = 3;     /* voip udp:192.0.2.3:9 */
+    src.targets[2].up = 1;
+    src.listeners[0].packets[3] = 100;  /* gone */
+    src.listeners[1].packets[1] = 200;
+    src.listeners[1].bytes[1] = 2000;
+    src.routes[0].hits = 5;         /* calls, gone */
+    src.routes[1].hits = 6;         /* regs */
+    src.routes[2].hits = 7;         /* default */
+    dst.dests[0].packets = 1;
+    dst.calls_new = 1;
+
+    metrics_add_mapped(&dst, &b.conf, &src, &a.conf);
+    CU_ASSERT_EQUAL(dst.calls_new, 10);
+    CU_ASSERT_EQUAL(dst.dests[0].packets, 21);      /* voip */
+    CU_ASSERT_EQUAL(dst.dests[1].packets, 10);      /* homer */
+    CU_ASSERT_EQUAL(dst.dests[2].packets, 0);       /* new */
+    CU_ASSERT_EQUAL(dst.targets[0].packets, 3);     /* voip udp:192.0.2.3:9 */
+    CU_ASSERT_EQUAL(dst.targets[0].up, 1);
+    CU_ASSERT_EQUAL(dst.targets[1].packets, 0);     /* voip udp:192.0.2.4:9 */
+    CU_ASSERT_EQUAL(dst.targets[2].packets, 2);     /* homer udp:192.0.2.2:9 */
+    CU_ASSERT_EQUAL(dst.targets[2].queue_packets, 4);
+    CU_ASSERT_EQUAL(dst.targets[3].packets, 0);     /* new */
+    CU_ASSERT_EQUAL(dst.listeners[0].packets[1], 200);
+    CU_ASSERT_EQUAL(dst.listeners[0].bytes[1], 2000);
+    CU_ASSERT_EQUAL(dst.listeners[0].packets[3] + dst.listeners[1].packets[3], 0);
+    CU_ASSERT_EQUAL(dst.routes[0].hits, 6);         /* regs */
+    CU_ASSERT_EQUAL(dst.routes[1].hits, 0);         /* other */
+    CU_ASSERT_EQUAL(dst.routes[2].hits, 7);         /* default */
+
+    /* the same configuration: metrics_add() */
+    struct metrics same, added;
+    CU_ASSERT_EQUAL_FATAL(metrics_init(&same, &a.conf), 0);
+    CU_ASSERT_EQUAL_FATAL(metrics_init(&added, &a.conf), 0);
+    metrics_add_mapped(&same, &a.conf, &src, &a.conf);
+    metrics_add(&added, &src);
+    size_t len_same = 0, len_added = 0;
+    char *text_same = prometheus_of(&same, &a.conf, &small_process, &len_same);
+    char *text_added = prometheus_of(&added, &a.conf, &small_process, &len_added);
+    CU_ASSERT_STRING_EQUAL(text_same, text_added);
+    CU_ASSERT_PTR_NOT_NULL(strstr(text_same, "heprouter_route_packets_total{route=\"calls\"} 5\n"));
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(text_same, "heprouter_received_packets_total{listener=\"udp:127.0.0.1:9060\",version=\"3\"} 100\n"));
+    free(text_same);
+    free(text_added);
+    metrics_free(&same);
+    metrics_free(&added);
+    metrics_free(&src);
+    metrics_free(&dst);
+}
 
 /*
  * Runs fn with stderr sent to a temporary file and returns what it wrote
@@ -588,6 +1124,14 @@ int main(void)
         { "JSON is byte-identical to the fixture", test_json_is_byte_identical_to_the_fixture },
         { "add sums and reset zeroes every counter", test_add_sums_and_reset_zeroes_every_counter },
         { "heprouter(8) documents every counter", test_man_page_documents_every_counter },
+        { "families are well named", test_families_are_well_named },
+        { "heprouter(8) documents every family", test_man_page_documents_every_family },
+        { "Prometheus text is byte-identical to the fixture", test_prometheus_is_byte_identical_to_the_fixture },
+        { "Prometheus text has every family once", test_prometheus_has_every_family },
+        { "Prometheus text leaves out unknown calls", test_prometheus_leaves_out_unknown_calls },
+        { "Prometheus label values are escaped", test_prometheus_escapes_label_values },
+        { "gauges sum and min", test_gauges_sum_and_min },
+        { "add_mapped matches by name", test_add_mapped_matches_by_name },
         { "log_write_body writes the body whole", test_body_is_written_whole },
         { "ordinary lines keep their cap", test_ordinary_lines_keep_their_cap },
         { "log_write_body respects the level", test_body_respects_the_level },
