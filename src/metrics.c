@@ -1,6 +1,7 @@
 /*
- * metrics.c - allocation, summing and JSON output of the router's counters,
- * each made from the lists in metrics.h.
+ * metrics.c - allocation, summing (also across two configurations), JSON
+ * line and Prometheus text of the router's counters and gauges, each made
+ * from the lists in metrics.h.  Nothing here runs on the packet path.
  */
 #include "metrics.h"
 
@@ -433,12 +434,12 @@ static void prom_dests(FILE *out, const struct metrics *m, const struct conf *co
 #undef PROM_DEST
 #undef PROM_DEST_GAUGE
 
-/* Calls write for every target of m with its labels. */
+/* Writes the sample value(target) of family prom for every target of m, with its labels. */
 static void prom_each_target(FILE *out, const struct metrics *m, const struct conf *conf, const char *prom,
                              uint64_t (*value)(const struct metrics_target *))
 {
     for (size_t i = 0; i < m->ndests && i < conf->ndests; i++)
-        for (size_t j = 0; j < conf->dests[i].ntargets; j++) {
+        for (size_t j = 0; j < conf->dests[i].ntargets && m->dest_first_target[i] + j < m->ntargets; j++) {
             struct prom_labels l = { 2, { "destination", "target" },
                                      { conf->dests[i].name, conf->dests[i].targets[j].text } };
             prom_u64(out, prom, &l, value(&m->targets[m->dest_first_target[i] + j]));

@@ -23,6 +23,7 @@
 #define RESPONSE_MAX 262144
 #define BIG_BODY 100000             /* several socket buffers' worth */
 #define FREE_WITHIN_MS 1000
+#define SHORT_TIMEOUT_MS 1000
 #define QUIET_MS 300                /* long enough for an answer that should not come */
 
 static const char metrics_body[] = "heprouter_up 1\n";
@@ -304,6 +305,24 @@ static void test_free_returns_promptly(void)
     http_free(NULL);
 }
 
+static void test_idle_connections_are_closed(void)
+{
+    struct conf_addr a;
+    CU_ASSERT_PTR_NULL_FATAL(conf_parse_addr("tcp:127.0.0.1:0", &a));
+    char why[256] = "";
+    struct http *h = http_new(&a, MAX_CONNECTIONS, SHORT_TIMEOUT_MS, &handlers, why, sizeof why);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+    int idle = dial(http_port(h), 0);
+    CU_ASSERT_FATAL(idle >= 0);
+    uint64_t start_ms = now_ms();
+    CU_ASSERT_EQUAL(read_all(idle, response, sizeof response), 0);  /* closed before READ_TIMEOUT_S */
+    uint64_t took = now_ms() - start_ms;
+    CU_ASSERT_TRUE(took >= SHORT_TIMEOUT_MS - QUIET_MS);
+    CU_ASSERT_TRUE(took < (uint64_t)READ_TIMEOUT_S * 1000);
+    close(idle);
+    http_free(h);
+}
+
 static void test_new_says_why_it_fails(void)
 {
     struct http *h = start("tcp:127.0.0.1:0");
@@ -334,6 +353,7 @@ int main(void)
         { "IPv6 loopback", test_ipv6_loopback },
         { "max_connections is honoured", test_max_connections_is_honoured },
         { "http_free returns promptly", test_free_returns_promptly },
+        { "idle connections are closed", test_idle_connections_are_closed },
         { "http_new says why it fails", test_new_says_why_it_fails },
         { NULL, NULL },
     };
