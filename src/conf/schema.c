@@ -845,13 +845,13 @@ static struct text *line_start(struct line *ln)
     return &ln->t;
 }
 
-/* "HEADKEY: OLD -> NEW" (a secret: "HEADKEY: changed"), then tail. */
-static void emit_change(struct lines *l, const char *head, const struct conf_key *k, const void *a,
-                        const void *b, const struct conf_pair *confs, const char *tail)
+/* "HEAD KEY END OLD -> NEW" (a secret: "... changed"), then tail; end is ": " or " ". */
+static void emit_change(struct lines *l, const char *head, const struct conf_key *k, const char *end,
+                        const void *a, const void *b, const struct conf_pair *confs, const char *tail)
 {
     struct line ln;
     struct text *t = line_start(&ln);
-    conf_text_add(t, "%s%s: ", head, k->name);
+    conf_text_add(t, "%s%s%s", head, k->name, end);
     if (k->flags & KEY_SECRET) {
         conf_text_add(t, "changed%s", tail);
     } else {
@@ -879,17 +879,19 @@ static void describe_routes(struct lines *l, const struct conf_pair *confs);
 /*
  * The reloadable keys of table at base_a and base_b, in table order; head
  * goes before each key ("ttl.", "route x: match "), sep between a section
- * and its keys.
+ * and its keys, end after a key (": " at the top, " " within a route or
+ * destination: "route x: to [a] -> [b]").
  */
 static void describe_keys(struct lines *l, const struct conf_key *table, const void *base_a,
-                          const void *base_b, const struct conf_pair *confs, const char *head, const char *sep)
+                          const void *base_b, const struct conf_pair *confs, const char *head, const char *sep,
+                          const char *end)
 {
     for (const struct conf_key *k = table; k->name != NULL; k++) {
         if (k->kind == KIND_SECTION) {
             char sub[HEAD_MAX];
             section_head(sub, sizeof sub, head, k->name, sep);
             describe_keys(l, k->sub, (const char *)base_a + k->offset, (const char *)base_b + k->offset, confs,
-                          sub, sep);
+                          sub, sep, end);
             continue;
         }
         if (!(k->flags & KEY_RELOAD))
@@ -901,7 +903,7 @@ static void describe_keys(struct lines *l, const struct conf_key *table, const v
         else if (k->kind == KIND_ADDRS && table == top_keys)
             describe_listen(l, k, confs->a, confs->b);
         else if (!conf_value_equal(k, base_a, base_b, confs))
-            emit_change(l, head, k, base_a, base_b, confs, "");
+            emit_change(l, head, k, end, base_a, base_b, confs, "");
     }
 }
 
@@ -964,7 +966,7 @@ static void describe_dests(struct lines *l, const struct conf_pair *confs)
         }
         char head[HEAD_MAX];
         section_head(head, sizeof head, "destination ", nd->name, ": ");
-        describe_keys(l, dest_keys, &a->dests[j], nd, confs, head, " ");
+        describe_keys(l, dest_keys, &a->dests[j], nd, confs, head, " ", " ");
     }
 }
 
@@ -1063,7 +1065,7 @@ static void describe_routes(struct lines *l, const struct conf_pair *confs)
         }
         char head[HEAD_MAX];
         section_head(head, sizeof head, "route ", nr->name, ": ");
-        describe_keys(l, route_keys, &a->routes[j], nr, confs, head, " ");
+        describe_keys(l, route_keys, &a->routes[j], nr, confs, head, " ", " ");
     }
     if (routes_reordered(a, b)) {
         struct text *t = line_start(&ln);
@@ -1079,7 +1081,7 @@ size_t conf_describe_changes(const struct conf *old, const struct conf *new, con
 {
     struct lines l = { fn, arg, 0 };
     struct conf_pair confs = { old, new };
-    describe_keys(&l, top_keys, old, new, &confs, "", ".");
+    describe_keys(&l, top_keys, old, new, &confs, "", ".", ": ");
     return l.count;
 }
 
@@ -1106,7 +1108,7 @@ static void restart_keys(struct lines *l, const struct conf_key *table, const vo
             conf_value_format(t, k, base_a, confs->a);
             conf_text_add(t, " kept)");
         }
-        emit_change(l, head, k, base_a, base_b, confs, kept.buf);
+        emit_change(l, head, k, ": ", base_a, base_b, confs, kept.buf);
     }
 }
 
