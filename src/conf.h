@@ -337,7 +337,8 @@ bool conf_dest_equal(const struct conf_dest *a, const struct conf_dest *b);
 
 /*
  * For tests only: from now on, the n-th memory allocation made by conf_load()
- * fails (n = 0: none does), so every out-of-memory path can be walked.
+ * or conf_keep_restart_values() fails (n = 0: none does), so every
+ * out-of-memory path can be walked.
  * Not thread-safe; the router never calls it.
  */
 void conf_fail_alloc(unsigned long n);

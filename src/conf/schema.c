@@ -894,6 +894,7 @@ static void describe_keys(struct lines *l, const struct conf_key *table, const v
                           sub, sep, end);
             continue;
         }
+        INVARIANT(k->kind != KIND_NONE || k->set == conf_set_drop);    /* every stored key has a kind */
         if (!(k->flags & KEY_RELOAD))
             continue;
         if (k->kind == KIND_DESTS)
