@@ -7,6 +7,11 @@
  * key, its type and its default live in one table in conf/schema.c; the man
  * page heprouter.yaml(5) and etc/heprouter.yaml follow that table.  The
  * loader itself is in src/conf/ (internal.h says which file does what).
+ *
+ * Reload: every key is marked in its table as changeable at reload or not.
+ * A running process loads the new file, copies what needs a restart from
+ * the running conf into it (conf_keep_restart_values), logs the differences
+ * (conf_describe_changes, conf_restart_changes) and swaps.
  */
 #ifndef HEPROUTER_CONF_H
 #define HEPROUTER_CONF_H
@@ -128,8 +133,18 @@ struct conf_redis {
     char *master_name;              /* Sentinel master name */
 };
 
+enum conf_log_target {
+    CONF_LOG_STDERR = 0,
+    CONF_LOG_SYSLOG,
+};
+
+/* Room for conf.hash_text: 16 hex digits and the NUL. */
+#define CONF_HASH_TEXT_SIZE 17
+
 struct conf {
     char *path;                     /* the file loaded */
+    uint64_t hash;                  /* of the file's bytes as read: its identity, not a security hash */
+    char hash_text[CONF_HASH_TEXT_SIZE];    /* hash as 16 lowercase hex digits */
 
     struct conf_addr *listen;
     size_t nlisten;
@@ -168,6 +183,21 @@ struct conf {
     int log_level;                  /* enum log_level */
     uint64_t log_interval_ms;       /* rate limit for per-packet warnings */
     uint64_t stats_interval_ms;     /* 0: no periodic counter line */
+    int log_target;                 /* enum conf_log_target */
+    int log_facility;               /* <syslog.h> LOG_DAEMON, LOG_USER, LOG_LOCAL0..7 */
+
+    /* metrics: the Prometheus HTTP endpoint */
+    struct conf_addr metrics_listen;    /* transport CONF_TCP; addr_len 0: off */
+    uint64_t metrics_health_timeout_ms; /* /healthz fails when a worker has not answered within it */
+    size_t metrics_max_connections;
+    uint64_t metrics_timeout_ms;        /* idle HTTP connections are closed */
+
+    /* control: the Unix control socket */
+    char *control_socket;           /* NULL: off */
+    unsigned control_mode;          /* permission bits of the socket file */
+    size_t control_max_clients;
+    uint64_t control_timeout_ms;    /* idle clients are closed */
+    size_t control_max_line;        /* longest command line, bytes */
 
     struct conf_dest *dests;
     size_t ndests;
@@ -257,9 +287,58 @@ const char *conf_parse_duration(const char *text, uint64_t *ms);
  */
 const char *conf_parse_cidr(const char *text, struct conf_cidr *out);
 
+/* ---- reload ---------------------------------------------------------------- */
+
+/* Receives one line of conf_describe_changes() or conf_restart_changes(), without a newline. */
+typedef void (*conf_line_fn)(void *arg, const char *line);
+
+/*
+ * One line per difference an operator cares about between two loaded
+ * configurations, in words, for every key that can change at reload:
+ *   "listen udp:0.0.0.0:9061: added", "listen tcp:0.0.0.0:9060: removed",
+ *   "destination homer: targets [udp:10.0.0.1:9060] -> [udp:10.0.0.2:9060]",
+ *   "destination x: balance hash -> all", "destination x: added" / "removed",
+ *   "route invite-calls: to [voipmonitor] -> [voipmonitor, homer]",
+ *   "route x: match method [INVITE] -> [INVITE, BYE]" (an absent list is "any"),
+ *   "route new-customer: added (method [INVITE], to [homer])", "route x: removed",
+ *   "routes reordered: [a, b] -> [b, a]" (the routes in both, as the order
+ *   decides which matches first), "default: [homer] -> [voipmonitor]",
+ *   "ttl.call: 2h -> 4h", "log.level: info -> debug".
+ * Destinations and routes are paired by name.  Durations are written as in
+ * the file (4h, 250ms), sizes as numbers; secrets (auth_key) as "changed".
+ * Lines are cut at CONF_LINE_MAX bytes.  Returns the number of lines.
+ */
+size_t conf_describe_changes(const struct conf *old, const struct conf *new, conf_line_fn fn, void *arg);
+
+/*
+ * One line per key that cannot change at reload and differs:
+ *   "workers: 2 -> 4 (needs a restart; 2 kept)".
+ * Returns the number of lines.
+ */
+size_t conf_restart_changes(const struct conf *old, const struct conf *new, conf_line_fn fn, void *arg);
+
+/*
+ * Copies the value of every key that cannot change at reload from running
+ * into next (strings and lists deep-copied, e.g. store.redis.*), so next can
+ * replace running while the process keeps what needs a restart.  Returns 0,
+ * or -1 when out of memory (next then holds a mix of both, and is still safe
+ * to conf_free()).
+ */
+int conf_keep_restart_values(struct conf *next, const struct conf *running);
+
+/* Same transport, address bytes and port (the text is not compared). */
+bool conf_addr_equal(const struct conf_addr *a, const struct conf_addr *b);
+
+/* Every field equal, name included, targets in the same order. */
+bool conf_dest_equal(const struct conf_dest *a, const struct conf_dest *b);
+
+/* The longest line the reload functions hand over, NUL included. */
+#define CONF_LINE_MAX 4096
+
 /*
  * For tests only: from now on, the n-th memory allocation made by conf_load()
- * fails (n = 0: none does), so every out-of-memory path can be walked.
+ * or conf_keep_restart_values() fails (n = 0: none does), so every
+ * out-of-memory path can be walked.
  * Not thread-safe; the router never calls it.
  */
 void conf_fail_alloc(unsigned long n);

@@ -18,7 +18,12 @@
  *      that exclude each other); store.redis.password_file is read then.
  *
  * Every error is collected with its position (diag.c), and conf_load()
- * prints them sorted by position.  grammar.c holds the value grammars that
+ * prints them sorted by position.
+ *
+ * Reload (schema.c walks the tables, table.c knows each kind of value):
+ * every key has a kind (how its value is stored), so two configurations are
+ * compared, printed and copied key by key without code per key; KEY_RELOAD
+ * marks the keys a running process may take from a new file.  grammar.c holds the value grammars that
  * the setters share with the public parsers of conf.h (which the tools use).
  */
 #ifndef HEPROUTER_CONF_INTERNAL_H
@@ -79,6 +84,15 @@
 #define CONF_IDLE_MAX_MS    MS_PER_DAY
 #define CONF_TIMEOUT_MAX_MS MS_PER_HOUR             /* reconnect, connect, drain */
 #define CONF_LOG_MAX_MS     MS_PER_DAY              /* log.interval, log.stats_interval */
+
+/* metrics, control */
+#define CONF_HTTP_CONN_MAX  100000u                 /* metrics.max_connections */
+#define CONF_WAIT_LONG_MS   MS_PER_HOUR             /* metrics and control timeouts */
+#define CONF_CLIENTS_MAX    1000u                   /* control.max_clients */
+#define CONF_LINE_MIN       64u                     /* control.max_line: room for any command */
+#define CONF_LINE_LIMIT     (UINT64_C(1) << 20)     /* control.max_line: 1 MiB */
+#define CONF_MODE_MAX       0777u                   /* control.mode: permission bits only */
+#define CONF_MODE_DIGITS    4                       /* "0660" */
 
 /* store.redis, store.cache */
 #define CONF_DB_MAX         1000000u                /* Redis allows more than 16 (`databases`) */
@@ -163,6 +177,37 @@ enum key_flag {
     KEY_REQUIRED = 1u << 0,
     KEY_NONEMPTY = 1u << 1,         /* lists */
     KEY_MATCH = 1u << 2,            /* match lists: say how to match anything */
+    KEY_RELOAD = 1u << 3,           /* can change at reload; without it: needs a restart */
+    KEY_SECRET = 1u << 4,           /* never printed: a change is "changed" */
+};
+
+/*
+ * How a key's value is stored at its offset, so that reload compares,
+ * prints and copies any key by its kind (table.c).
+ */
+enum conf_kind {
+    KIND_NONE = 0,                  /* not stored (routes[].drop) */
+    KIND_SECTION,                   /* k->sub at the offset */
+    KIND_SIZE,                      /* size_t */
+    KIND_UNSIGNED,                  /* unsigned */
+    KIND_U64,                       /* uint64_t */
+    KIND_DURATION,                  /* uint64_t ms, printed as written (4h, 250ms) */
+    KIND_MODE,                      /* unsigned permission bits, printed in octal */
+    KIND_ENUM,                      /* int, one of k->names */
+    KIND_INT,                       /* int (hep_version) */
+    KIND_STRING,                    /* char *, NULL: none */
+    KIND_CAPTURE_ID,                /* struct conf_dest: set_capture_id and capture_id */
+    KIND_ADDR,                      /* struct conf_addr; addr_len 0: off */
+    KIND_ADDRS,                     /* struct conf_addr * and a count */
+    KIND_DEST_REFS,                 /* size_t * indexes into conf.dests and a count */
+    KIND_METHODS,                   /* char ** and a count */
+    KIND_PROTOS,                    /* unsigned * and a count */
+    KIND_CAPTURE_IDS,               /* uint32_t * and a count */
+    KIND_CIDRS,                     /* struct conf_cidr * and a count */
+    KIND_STATUSES,                  /* struct conf_status * and a count */
+    KIND_ENDPOINTS,                 /* struct conf_endpoint * and a count */
+    KIND_DESTS,                     /* destinations: schema.c compares them */
+    KIND_ROUTES,                    /* routes: schema.c compares them */
 };
 
 /*
@@ -181,6 +226,7 @@ struct conf_key {
     unsigned flags;                 /* enum key_flag */
     const struct conf_key *sub;     /* sections: their keys */
     const struct conf_name *names;  /* enumerations: the values, NULL-terminated */
+    enum conf_kind kind;            /* how the value is stored (reload) */
 };
 
 /* The field at offset bytes into base (struct conf_key.offset). */
@@ -323,5 +369,29 @@ conf_setter conf_set_optional_token;
 conf_setter conf_set_password;
 conf_setter conf_set_path;
 conf_setter conf_set_sentinels;         /* base is a struct conf_redis */
+conf_setter conf_set_host_port;         /* metrics.listen: "IPv4:port" or "[IPv6]:port" -> TCP conf_addr */
+conf_setter conf_set_socket_path;       /* control.socket: a path of 1 to CONF_UNIX_PATH_MAX bytes */
+conf_setter conf_set_mode;              /* control.mode: "0660" -> unsigned */
+
+/* ---- table.c: values by kind, for reload ---------------------------------- */
+
+/* The confs whose destinations the KIND_DEST_REFS values of a and b name. */
+struct conf_pair {
+    const struct conf *a;
+    const struct conf *b;
+};
+
+/* The value of k at base_a equals the one at base_b. */
+bool conf_value_equal(const struct conf_key *k, const void *base_a, const void *base_b,
+                      const struct conf_pair *confs);
+
+/* Appends the value of k at base as the file would say it; c names destinations. */
+void conf_value_format(struct text *t, const struct conf_key *k, const void *base, const struct conf *c);
+
+/* Replaces the value of k at dst with a deep copy of the one at src; 0, or -1 when out of memory. */
+int conf_value_copy(const struct conf_key *k, void *dst, const void *src);
+
+/* Frees what the value of k at base owns and zeroes it (strings and lists). */
+void conf_value_free(const struct conf_key *k, void *base);
 
 #endif

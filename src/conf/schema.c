@@ -4,18 +4,24 @@
  * The key tables (every key with its setter, default and range; the man
  * page heprouter.yaml(5) and etc/heprouter.yaml follow them), the sections
  * that need more than a table (store, destinations, routes), the pass 3
- * cross-checks, and conf_load(), which runs the passes, and conf_free().
+ * cross-checks, conf_load(), which runs the passes, and conf_free(); then
+ * reload: the key tables walked over two configurations, to say what
+ * changed and to keep what needs a restart.
  */
 #include "conf/internal.h"
 
+#include "hash.h"
 #include "hep.h"
+#include "invariant.h"
 #include "log.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 
 /* ---- key tables --------------------------------------------------------------- */
 
@@ -46,6 +52,27 @@ static const struct conf_name level_names[] = {
     { NULL, 0 },
 };
 
+static const struct conf_name log_target_names[] = {
+    { "stderr", CONF_LOG_STDERR },
+    { "syslog", CONF_LOG_SYSLOG },
+    { NULL, 0 },
+};
+
+/* The facilities a router's messages belong under (syslog(3)). */
+static const struct conf_name facility_names[] = {
+    { "daemon", LOG_DAEMON },
+    { "user", LOG_USER },
+    { "local0", LOG_LOCAL0 },
+    { "local1", LOG_LOCAL1 },
+    { "local2", LOG_LOCAL2 },
+    { "local3", LOG_LOCAL3 },
+    { "local4", LOG_LOCAL4 },
+    { "local5", LOG_LOCAL5 },
+    { "local6", LOG_LOCAL6 },
+    { "local7", LOG_LOCAL7 },
+    { NULL, 0 },
+};
+
 /* The name of value in a NULL-terminated table, or "?" (not a value of it). */
 static const char *enum_name(const struct conf_name *names, int value)
 {
@@ -67,43 +94,55 @@ const char *conf_store_type_name(int type)
 
 #define CONF_FIELD(type, f) offsetof(type, f)
 
-/* A number or duration field of struct conf. */
-#define NUMBER(key, setter, f, def, lo, hi) \
-    { .name = key, .set = setter, .offset = CONF_FIELD(struct conf, f), .dflt = def, .min = lo, .max = hi }
+/*
+ * A number or duration field of struct conf.  fl is KEY_RELOAD for the keys
+ * a running process may take from a new file, 0 for those that need a
+ * restart.
+ */
+#define NUMBER(key, setter, kd, f, def, lo, hi, fl) \
+    { .name = key, .set = setter, .kind = kd, .offset = CONF_FIELD(struct conf, f), .dflt = def, \
+      .min = lo, .max = hi, .flags = fl }
 
-/* A number field of struct conf_redis. */
-#define REDIS_NUMBER(key, setter, f, def, lo, hi) \
-    { .name = key, .set = setter, .offset = CONF_FIELD(struct conf_redis, f), .dflt = def, .min = lo, .max = hi }
+/* A number field of struct conf_redis (all of store needs a restart). */
+#define REDIS_NUMBER(key, setter, kd, f, def, lo, hi) \
+    { .name = key, .set = setter, .kind = kd, .offset = CONF_FIELD(struct conf_redis, f), .dflt = def, \
+      .min = lo, .max = hi }
 
 /* See check_redis() for the keys that exclude each other. */
 static const struct conf_key redis_keys[] = {
     /* set to NULL when unix is given */
-    { .name = "host", .set = conf_set_host, .offset = CONF_FIELD(struct conf_redis, host),
+    { .name = "host", .set = conf_set_host, .kind = KIND_STRING, .offset = CONF_FIELD(struct conf_redis, host),
       .dflt = "127.0.0.1" },
     /* absent: TCP to host:port */
-    { .name = "unix", .set = conf_set_unix_path, .offset = CONF_FIELD(struct conf_redis, unix_path) },
-    REDIS_NUMBER("port", conf_set_unsigned, port, "6379", 1, CONF_PORT_MAX),
-    REDIS_NUMBER("db", conf_set_unsigned, db, "0", 0, CONF_DB_MAX),
+    { .name = "unix", .set = conf_set_unix_path, .kind = KIND_STRING,
+      .offset = CONF_FIELD(struct conf_redis, unix_path) },
+    REDIS_NUMBER("port", conf_set_unsigned, KIND_UNSIGNED, port, "6379", 1, CONF_PORT_MAX),
+    REDIS_NUMBER("db", conf_set_unsigned, KIND_UNSIGNED, db, "0", 0, CONF_DB_MAX),
     /* absent or "": no ACL user, no AUTH */
-    { .name = "username", .set = conf_set_optional_token, .offset = CONF_FIELD(struct conf_redis, username) },
-    { .name = "password", .set = conf_set_password, .offset = CONF_FIELD(struct conf_redis, password) },
-    { .name = "password_file", .set = conf_set_path, .offset = CONF_FIELD(struct conf_redis, password_file) },
-    { .name = "prefix", .set = conf_set_token, .offset = CONF_FIELD(struct conf_redis, prefix),
+    { .name = "username", .set = conf_set_optional_token, .kind = KIND_STRING,
+      .offset = CONF_FIELD(struct conf_redis, username) },
+    { .name = "password", .set = conf_set_password, .kind = KIND_STRING,
+      .offset = CONF_FIELD(struct conf_redis, password), .flags = KEY_SECRET },
+    { .name = "password_file", .set = conf_set_path, .kind = KIND_STRING,
+      .offset = CONF_FIELD(struct conf_redis, password_file) },
+    { .name = "prefix", .set = conf_set_token, .kind = KIND_STRING, .offset = CONF_FIELD(struct conf_redis, prefix),
       .dflt = "heprouter:" },
-    REDIS_NUMBER("timeout_ms", conf_set_u64, timeout_ms, "50", 1, CONF_REDIS_WAIT_MAX_MS),
-    REDIS_NUMBER("max_inflight", conf_set_size, max_inflight, "10000", 1, CONF_INFLIGHT_MAX),
-    REDIS_NUMBER("max_pending_writes", conf_set_size, max_pending_writes, "100000", 0, CONF_PENDING_MAX),
-    REDIS_NUMBER("max_reply_bytes", conf_set_size, max_reply_bytes, "65536", CONF_REPLY_MIN, CONF_REPLY_MAX),
+    REDIS_NUMBER("timeout_ms", conf_set_u64, KIND_U64, timeout_ms, "50", 1, CONF_REDIS_WAIT_MAX_MS),
+    REDIS_NUMBER("max_inflight", conf_set_size, KIND_SIZE, max_inflight, "10000", 1, CONF_INFLIGHT_MAX),
+    REDIS_NUMBER("max_pending_writes", conf_set_size, KIND_SIZE, max_pending_writes, "100000", 0,
+                 CONF_PENDING_MAX),
+    REDIS_NUMBER("max_reply_bytes", conf_set_size, KIND_SIZE, max_reply_bytes, "65536", CONF_REPLY_MIN,
+                 CONF_REPLY_MAX),
     /* absent or []: connect to the server directly */
-    { .name = "sentinels", .set = conf_set_sentinels, .offset = CONF_FIELD(struct conf_redis, sentinels),
-      .count_offset = CONF_FIELD(struct conf_redis, nsentinels) },
-    { .name = "master_name", .set = conf_set_token, .offset = CONF_FIELD(struct conf_redis, master_name),
-      .dflt = "mymaster" },
+    { .name = "sentinels", .set = conf_set_sentinels, .kind = KIND_ENDPOINTS,
+      .offset = CONF_FIELD(struct conf_redis, sentinels), .count_offset = CONF_FIELD(struct conf_redis, nsentinels) },
+    { .name = "master_name", .set = conf_set_token, .kind = KIND_STRING,
+      .offset = CONF_FIELD(struct conf_redis, master_name), .dflt = "mymaster" },
     KEY_END,
 };
 
 static const struct conf_key cache_keys[] = {
-    NUMBER("entries", conf_set_size, cache_entries, "100000", 0, CONF_CACHE_MAX),
+    NUMBER("entries", conf_set_size, KIND_SIZE, cache_entries, "100000", 0, CONF_CACHE_MAX, 0),
     KEY_END,
 };
 
@@ -111,120 +150,181 @@ static void set_store_type(struct parse *p, struct node *n, const struct conf_ke
 static void set_redis(struct parse *p, struct node *n, const struct conf_key *k, void *base);
 static void set_cache(struct parse *p, struct node *n, const struct conf_key *k, void *base);
 
-/* type first: redis and cache look at it. */
+/* type first: redis and cache look at it.  Nothing here changes at reload. */
 static const struct conf_key store_keys[] = {
-    { .name = "type", .set = set_store_type, .offset = CONF_FIELD(struct conf, store_type), .dflt = "memory",
-      .names = store_names },
-    NUMBER("max_calls", conf_set_size, store_max_calls, "2000000", 0, CONF_COUNT_MAX),
-    { .name = "redis", .set = set_redis, .offset = CONF_FIELD(struct conf, redis), .sub = redis_keys },
+    { .name = "type", .set = set_store_type, .kind = KIND_ENUM, .offset = CONF_FIELD(struct conf, store_type),
+      .dflt = "memory", .names = store_names },
+    NUMBER("max_calls", conf_set_size, KIND_SIZE, store_max_calls, "2000000", 0, CONF_COUNT_MAX, 0),
+    { .name = "redis", .set = set_redis, .kind = KIND_SECTION, .offset = CONF_FIELD(struct conf, redis),
+      .sub = redis_keys },
     /* the fields are in struct conf itself */
-    { .name = "cache", .set = set_cache, .sub = cache_keys },
+    { .name = "cache", .set = set_cache, .kind = KIND_SECTION, .sub = cache_keys },
     KEY_END,
 };
 
 static const struct conf_key ttl_keys[] = {
-    NUMBER("call", conf_set_duration, ttl_call_ms, "4h", CONF_TTL_MIN_MS, CONF_TTL_MAX_MS),
-    NUMBER("register", conf_set_duration, ttl_register_ms, "1h", CONF_TTL_MIN_MS, CONF_TTL_MAX_MS),
-    NUMBER("ended", conf_set_duration, ttl_ended_ms, "30s", CONF_TTL_MIN_MS, CONF_TTL_MAX_MS),
+    NUMBER("call", conf_set_duration, KIND_DURATION, ttl_call_ms, "4h", CONF_TTL_MIN_MS, CONF_TTL_MAX_MS,
+           KEY_RELOAD),
+    NUMBER("register", conf_set_duration, KIND_DURATION, ttl_register_ms, "1h", CONF_TTL_MIN_MS,
+           CONF_TTL_MAX_MS, KEY_RELOAD),
+    NUMBER("ended", conf_set_duration, KIND_DURATION, ttl_ended_ms, "30s", CONF_TTL_MIN_MS, CONF_TTL_MAX_MS,
+           KEY_RELOAD),
     KEY_END,
 };
 
+/* The hold queues are sized at start. */
 static const struct conf_key orphans_keys[] = {
-    NUMBER("wait_ms", conf_set_u64, orphans_wait_ms, "50", 0, CONF_WAIT_MAX_MS),
-    NUMBER("max_held", conf_set_size, orphans_max_held, "100000", 0, CONF_COUNT_MAX),
-    NUMBER("max_bytes", conf_set_size, orphans_max_bytes, "67108864", HEP3_MAX_LEN, CONF_HELD_BYTES_MAX),
+    NUMBER("wait_ms", conf_set_u64, KIND_U64, orphans_wait_ms, "50", 0, CONF_WAIT_MAX_MS, 0),
+    NUMBER("max_held", conf_set_size, KIND_SIZE, orphans_max_held, "100000", 0, CONF_COUNT_MAX, 0),
+    NUMBER("max_bytes", conf_set_size, KIND_SIZE, orphans_max_bytes, "67108864", HEP3_MAX_LEN,
+           CONF_HELD_BYTES_MAX, 0),
     KEY_END,
 };
 
+/* What sizes sockets, descriptors and stored keys needs a restart; timeouts and queues do not. */
 static const struct conf_key limits_keys[] = {
-    NUMBER("call_id_max", conf_set_size, call_id_max, "256", CONF_CALL_ID_MIN, HEP3_MAX_LEN),
-    NUMBER("tcp_max_connections", conf_set_size, tcp_max_connections, "1024", 1, CONF_TCP_CONN_MAX),
-    NUMBER("fd_reserve", conf_set_size, fd_reserve, "64", 0, CONF_FD_RESERVE_MAX),
-    NUMBER("tcp_max_frame", conf_set_size, tcp_max_frame, "65535", HEP3_HDR_LEN, HEP3_MAX_LEN),
-    NUMBER("tcp_idle_timeout", conf_set_duration, tcp_idle_timeout_ms, "10m", MS_PER_SECOND,
-           CONF_IDLE_MAX_MS),
-    NUMBER("udp_batch", conf_set_size, udp_batch, "64", 1, CONF_UDP_BATCH_MAX),
-    NUMBER("udp_rcvbuf", conf_set_size, udp_rcvbuf, "8388608", 0, CONF_RCVBUF_MAX),
-    NUMBER("tcp_queue_bytes", conf_set_size, tcp_queue_bytes, "4194304", HEP3_MAX_LEN, CONF_QUEUE_MAX),
-    NUMBER("reconnect_min", conf_set_duration, reconnect_min_ms, "100ms", 1, CONF_TIMEOUT_MAX_MS),
-    NUMBER("reconnect_max", conf_set_duration, reconnect_max_ms, "5s", 1, CONF_TIMEOUT_MAX_MS),
-    NUMBER("connect_timeout", conf_set_duration, connect_timeout_ms, "2s", 1, CONF_TIMEOUT_MAX_MS),
-    NUMBER("drain_timeout", conf_set_duration, drain_timeout_ms, "2s", 0, CONF_TIMEOUT_MAX_MS),
+    NUMBER("call_id_max", conf_set_size, KIND_SIZE, call_id_max, "256", CONF_CALL_ID_MIN, HEP3_MAX_LEN, 0),
+    NUMBER("tcp_max_connections", conf_set_size, KIND_SIZE, tcp_max_connections, "1024", 1, CONF_TCP_CONN_MAX,
+           0),
+    NUMBER("fd_reserve", conf_set_size, KIND_SIZE, fd_reserve, "64", 0, CONF_FD_RESERVE_MAX, 0),
+    NUMBER("tcp_max_frame", conf_set_size, KIND_SIZE, tcp_max_frame, "65535", HEP3_HDR_LEN, HEP3_MAX_LEN,
+           KEY_RELOAD),
+    NUMBER("tcp_idle_timeout", conf_set_duration, KIND_DURATION, tcp_idle_timeout_ms, "10m", MS_PER_SECOND,
+           CONF_IDLE_MAX_MS, KEY_RELOAD),
+    NUMBER("udp_batch", conf_set_size, KIND_SIZE, udp_batch, "64", 1, CONF_UDP_BATCH_MAX, 0),
+    NUMBER("udp_rcvbuf", conf_set_size, KIND_SIZE, udp_rcvbuf, "8388608", 0, CONF_RCVBUF_MAX, 0),
+    NUMBER("tcp_queue_bytes", conf_set_size, KIND_SIZE, tcp_queue_bytes, "4194304", HEP3_MAX_LEN,
+           CONF_QUEUE_MAX, KEY_RELOAD),
+    NUMBER("reconnect_min", conf_set_duration, KIND_DURATION, reconnect_min_ms, "100ms", 1,
+           CONF_TIMEOUT_MAX_MS, KEY_RELOAD),
+    NUMBER("reconnect_max", conf_set_duration, KIND_DURATION, reconnect_max_ms, "5s", 1, CONF_TIMEOUT_MAX_MS,
+           KEY_RELOAD),
+    NUMBER("connect_timeout", conf_set_duration, KIND_DURATION, connect_timeout_ms, "2s", 1,
+           CONF_TIMEOUT_MAX_MS, KEY_RELOAD),
+    NUMBER("drain_timeout", conf_set_duration, KIND_DURATION, drain_timeout_ms, "2s", 0, CONF_TIMEOUT_MAX_MS,
+           KEY_RELOAD),
     KEY_END,
 };
 
+/* Where the log goes is opened at start; how much is logged can change. */
 static const struct conf_key log_keys[] = {
-    { .name = "level", .set = conf_set_enum, .offset = CONF_FIELD(struct conf, log_level), .dflt = "info",
-      .names = level_names },
-    NUMBER("interval", conf_set_duration, log_interval_ms, "10s", 0, CONF_LOG_MAX_MS),
-    NUMBER("stats_interval", conf_set_duration, stats_interval_ms, "0", 0, CONF_LOG_MAX_MS),
+    { .name = "level", .set = conf_set_enum, .kind = KIND_ENUM, .offset = CONF_FIELD(struct conf, log_level),
+      .dflt = "info", .names = level_names, .flags = KEY_RELOAD },
+    NUMBER("interval", conf_set_duration, KIND_DURATION, log_interval_ms, "10s", 0, CONF_LOG_MAX_MS, KEY_RELOAD),
+    NUMBER("stats_interval", conf_set_duration, KIND_DURATION, stats_interval_ms, "0", 0, CONF_LOG_MAX_MS,
+           KEY_RELOAD),
+    { .name = "target", .set = conf_set_enum, .kind = KIND_ENUM, .offset = CONF_FIELD(struct conf, log_target),
+      .dflt = "stderr", .names = log_target_names },
+    { .name = "facility", .set = conf_set_enum, .kind = KIND_ENUM,
+      .offset = CONF_FIELD(struct conf, log_facility), .dflt = "daemon", .names = facility_names },
     KEY_END,
 };
 
+/* The HTTP server is started once; nothing here changes at reload. */
+static const struct conf_key metrics_keys[] = {
+    /* absent: no HTTP server */
+    { .name = "listen", .set = conf_set_host_port, .kind = KIND_ADDR,
+      .offset = CONF_FIELD(struct conf, metrics_listen) },
+    NUMBER("health_timeout", conf_set_duration, KIND_DURATION, metrics_health_timeout_ms, "5s", MS_PER_SECOND,
+           CONF_WAIT_LONG_MS, 0),
+    NUMBER("max_connections", conf_set_size, KIND_SIZE, metrics_max_connections, "16", 1, CONF_HTTP_CONN_MAX,
+           0),
+    NUMBER("timeout", conf_set_duration, KIND_DURATION, metrics_timeout_ms, "10s", MS_PER_SECOND,
+           CONF_WAIT_LONG_MS, 0),
+    KEY_END,
+};
+
+/* The control socket is bound once; nothing here changes at reload. */
+static const struct conf_key control_keys[] = {
+    /* absent: no control socket */
+    { .name = "socket", .set = conf_set_socket_path, .kind = KIND_STRING,
+      .offset = CONF_FIELD(struct conf, control_socket) },
+    { .name = "mode", .set = conf_set_mode, .kind = KIND_MODE, .offset = CONF_FIELD(struct conf, control_mode),
+      .dflt = "0660" },
+    NUMBER("max_clients", conf_set_size, KIND_SIZE, control_max_clients, "8", 1, CONF_CLIENTS_MAX, 0),
+    NUMBER("timeout", conf_set_duration, KIND_DURATION, control_timeout_ms, "5s", MS_PER_SECOND,
+           CONF_WAIT_LONG_MS, 0),
+    NUMBER("max_line", conf_set_size, KIND_SIZE, control_max_line, "4096", CONF_LINE_MIN, CONF_LINE_LIMIT, 0),
+    KEY_END,
+};
+
+/* A destination changes at reload as a whole; every field is compared. */
 static const struct conf_key dest_keys[] = {
-    { .name = "targets", .set = conf_set_targets, .offset = CONF_FIELD(struct conf_dest, targets),
-      .count_offset = CONF_FIELD(struct conf_dest, ntargets), .flags = KEY_REQUIRED | KEY_NONEMPTY },
-    { .name = "balance", .set = conf_set_enum, .offset = CONF_FIELD(struct conf_dest, balance), .dflt = "all",
-      .names = balance_names },
+    { .name = "targets", .set = conf_set_targets, .kind = KIND_ADDRS, .offset = CONF_FIELD(struct conf_dest, targets),
+      .count_offset = CONF_FIELD(struct conf_dest, ntargets), .flags = KEY_REQUIRED | KEY_NONEMPTY | KEY_RELOAD },
+    { .name = "balance", .set = conf_set_enum, .kind = KIND_ENUM, .offset = CONF_FIELD(struct conf_dest, balance),
+      .dflt = "all", .names = balance_names, .flags = KEY_RELOAD },
     /* absent: 0, forward as received */
-    { .name = "hep_version", .set = conf_set_hep_version,
-      .offset = CONF_FIELD(struct conf_dest, hep_version) },
+    { .name = "hep_version", .set = conf_set_hep_version, .kind = KIND_INT,
+      .offset = CONF_FIELD(struct conf_dest, hep_version), .flags = KEY_RELOAD },
     /* absent: keep the packet's own */
-    { .name = "capture_id", .set = conf_set_dest_capture_id,
-      .offset = CONF_FIELD(struct conf_dest, capture_id), .min = 0, .max = UINT32_MAX },
-    { .name = "node_name", .set = conf_set_string, .offset = CONF_FIELD(struct conf_dest, node_name) },
-    { .name = "auth_key", .set = conf_set_string, .offset = CONF_FIELD(struct conf_dest, auth_key) },
-    { .name = "max_packet", .set = conf_set_size, .offset = CONF_FIELD(struct conf_dest, max_packet),
-      .dflt = "65535", .min = HEP3_HDR_LEN, .max = HEP3_MAX_LEN },
+    { .name = "capture_id", .set = conf_set_dest_capture_id, .kind = KIND_CAPTURE_ID,
+      .offset = CONF_FIELD(struct conf_dest, capture_id), .min = 0, .max = UINT32_MAX, .flags = KEY_RELOAD },
+    { .name = "node_name", .set = conf_set_string, .kind = KIND_STRING,
+      .offset = CONF_FIELD(struct conf_dest, node_name), .flags = KEY_RELOAD },
+    { .name = "auth_key", .set = conf_set_string, .kind = KIND_STRING,
+      .offset = CONF_FIELD(struct conf_dest, auth_key), .flags = KEY_RELOAD | KEY_SECRET },
+    { .name = "max_packet", .set = conf_set_size, .kind = KIND_SIZE, .offset = CONF_FIELD(struct conf_dest, max_packet),
+      .dflt = "65535", .min = HEP3_HDR_LEN, .max = HEP3_MAX_LEN, .flags = KEY_RELOAD },
     KEY_END,
 };
 
-#define MATCH_LIST(key, setter, f, nf) \
-    { .name = key, .set = setter, .offset = CONF_FIELD(struct conf_match, f), \
-      .count_offset = CONF_FIELD(struct conf_match, nf), .flags = KEY_NONEMPTY | KEY_MATCH }
+#define MATCH_LIST(key, setter, kd, f, nf) \
+    { .name = key, .set = setter, .kind = kd, .offset = CONF_FIELD(struct conf_match, f), \
+      .count_offset = CONF_FIELD(struct conf_match, nf), .flags = KEY_NONEMPTY | KEY_MATCH | KEY_RELOAD }
 
 static const struct conf_key match_keys[] = {
-    MATCH_LIST("method", conf_set_methods, methods, nmethods),
-    MATCH_LIST("proto", conf_set_protos, protos, nprotos),
-    MATCH_LIST("capture_id", conf_set_capture_ids, capture_ids, ncapture_ids),
-    MATCH_LIST("src", conf_set_cidrs, src, nsrc),
-    MATCH_LIST("dst", conf_set_cidrs, dst, ndst),
-    MATCH_LIST("status", conf_set_statuses, status, nstatus),
+    MATCH_LIST("method", conf_set_methods, KIND_METHODS, methods, nmethods),
+    MATCH_LIST("proto", conf_set_protos, KIND_PROTOS, protos, nprotos),
+    MATCH_LIST("capture_id", conf_set_capture_ids, KIND_CAPTURE_IDS, capture_ids, ncapture_ids),
+    MATCH_LIST("src", conf_set_cidrs, KIND_CIDRS, src, nsrc),
+    MATCH_LIST("dst", conf_set_cidrs, KIND_CIDRS, dst, ndst),
+    MATCH_LIST("status", conf_set_statuses, KIND_STATUSES, status, nstatus),
     KEY_END,
 };
 
 static const struct conf_key route_keys[] = {
-    /* absent: "route-N", N counting from 1 (see set_routes) */
-    { .name = "name", .set = conf_set_name, .offset = CONF_FIELD(struct conf_route, name) },
+    /* absent: "route-N", N counting from 1 (see set_routes); routes are paired by it at reload */
+    { .name = "name", .set = conf_set_name, .kind = KIND_STRING, .offset = CONF_FIELD(struct conf_route, name),
+      .flags = KEY_RELOAD },
     /* absent: matches every call */
-    { .name = "match", .set = conf_set_section, .offset = CONF_FIELD(struct conf_route, match),
-      .sub = match_keys },
+    { .name = "match", .set = conf_set_section, .kind = KIND_SECTION,
+      .offset = CONF_FIELD(struct conf_route, match), .sub = match_keys, .flags = KEY_RELOAD },
     /* absent: needs drop: true */
-    { .name = "to", .set = conf_set_dest_refs, .offset = CONF_FIELD(struct conf_route, to),
-      .count_offset = CONF_FIELD(struct conf_route, nto) },
-    { .name = "drop", .set = conf_set_drop },
+    { .name = "to", .set = conf_set_dest_refs, .kind = KIND_DEST_REFS, .offset = CONF_FIELD(struct conf_route, to),
+      .count_offset = CONF_FIELD(struct conf_route, nto), .flags = KEY_RELOAD },
+    /* read into to (none) */
+    { .name = "drop", .set = conf_set_drop, .kind = KIND_NONE, .flags = KEY_RELOAD },
     KEY_END,
 };
 
 static void set_destinations(struct parse *p, struct node *n, const struct conf_key *k, void *base);
 static void set_routes(struct parse *p, struct node *n, const struct conf_key *k, void *base);
 
-/* The order matters: listen before destinations (loop check), destinations before routes. */
+/*
+ * The order matters: listen before destinations (loop check), destinations
+ * before routes.  It is also the order in which reload reports changes.
+ */
 static const struct conf_key top_keys[] = {
-    { .name = "listen", .set = conf_set_listen, .offset = CONF_FIELD(struct conf, listen),
-      .count_offset = CONF_FIELD(struct conf, nlisten), .flags = KEY_REQUIRED | KEY_NONEMPTY },
-    NUMBER("workers", conf_set_unsigned, workers, "1", 1, CONF_WORKERS_MAX),
-    { .name = "store", .set = conf_set_section, .sub = store_keys },
-    { .name = "ttl", .set = conf_set_section, .sub = ttl_keys },
-    { .name = "orphans", .set = conf_set_section, .sub = orphans_keys },
-    { .name = "limits", .set = conf_set_section, .sub = limits_keys },
-    { .name = "log", .set = conf_set_section, .sub = log_keys },
-    { .name = "destinations", .set = set_destinations, .flags = KEY_REQUIRED },
+    { .name = "listen", .set = conf_set_listen, .kind = KIND_ADDRS, .offset = CONF_FIELD(struct conf, listen),
+      .count_offset = CONF_FIELD(struct conf, nlisten), .flags = KEY_REQUIRED | KEY_NONEMPTY | KEY_RELOAD },
+    NUMBER("workers", conf_set_unsigned, KIND_UNSIGNED, workers, "1", 1, CONF_WORKERS_MAX, 0),
+    { .name = "store", .set = conf_set_section, .kind = KIND_SECTION, .sub = store_keys },
+    { .name = "ttl", .set = conf_set_section, .kind = KIND_SECTION, .sub = ttl_keys },
+    { .name = "orphans", .set = conf_set_section, .kind = KIND_SECTION, .sub = orphans_keys },
+    { .name = "limits", .set = conf_set_section, .kind = KIND_SECTION, .sub = limits_keys },
+    { .name = "log", .set = conf_set_section, .kind = KIND_SECTION, .sub = log_keys },
+    /* absent: no /metrics, /healthz, /readyz */
+    { .name = "metrics", .set = conf_set_section, .kind = KIND_SECTION, .sub = metrics_keys },
+    /* absent: no control socket */
+    { .name = "control", .set = conf_set_section, .kind = KIND_SECTION, .sub = control_keys },
+    { .name = "destinations", .set = set_destinations, .kind = KIND_DESTS, .flags = KEY_REQUIRED | KEY_RELOAD },
     /* absent: no routes, every call takes default */
-    { .name = "routes", .set = set_routes },
+    { .name = "routes", .set = set_routes, .kind = KIND_ROUTES, .flags = KEY_RELOAD },
     /* absent: calls no route matched are discarded */
-    { .name = "default", .set = conf_set_dest_refs, .offset = CONF_FIELD(struct conf, default_to),
-      .count_offset = CONF_FIELD(struct conf, ndefault_to) },
+    { .name = "default", .set = conf_set_dest_refs, .kind = KIND_DEST_REFS,
+      .offset = CONF_FIELD(struct conf, default_to), .count_offset = CONF_FIELD(struct conf, ndefault_to),
+      .flags = KEY_RELOAD },
     KEY_END,
 };
 
@@ -631,6 +731,12 @@ struct conf *conf_load(const char *path, FILE *err)
         check_reconnect(&p, root);
     }
 
+    if (conf != NULL) {
+        /* FNV-1a 64 (hash.h): an identity for logs and metrics, not a security hash */
+        conf->hash = hash_fnv1a64(HASH_FNV64_OFFSET, buf, len);
+        snprintf(conf->hash_text, sizeof conf->hash_text, "%016" PRIx64, conf->hash);
+    }
+
     bool failed = buf == NULL || p.nerrors > 0 || p.ndropped > 0 || p.nomem || conf == NULL;
     conf_print_errors(&p, err);
     free(p.errors);
@@ -697,6 +803,7 @@ void conf_free(struct conf *conf)
     free(conf->default_to);
     free(conf->listen);
     redis_free(&conf->redis);
+    free(conf->control_socket);
     free(conf->path);
     free(conf);
 }
@@ -707,4 +814,330 @@ long conf_dest_index(const struct conf *conf, const char *name)
         if (conf->dests[i].name != NULL && strcmp(conf->dests[i].name, name) == 0)
             return (long)i;
     return -1;
+}
+
+/* ---- reload ---------------------------------------------------------------------- */
+
+/* Where the lines of one report go. */
+struct lines {
+    conf_line_fn fn;
+    void *arg;
+    size_t count;
+};
+
+static void emit(struct lines *l, const char *line)
+{
+    if (l->fn != NULL)
+        l->fn(l->arg, line);
+    l->count++;
+}
+
+/* A line under construction, CONF_LINE_MAX bytes at most. */
+struct line {
+    char buf[CONF_LINE_MAX];
+    struct text t;
+};
+
+static struct text *line_start(struct line *ln)
+{
+    ln->buf[0] = '\0';
+    ln->t = (struct text){ ln->buf, sizeof ln->buf, 0 };
+    return &ln->t;
+}
+
+/* "HEAD KEY END OLD -> NEW" (a secret: "... changed"), then tail; end is ": " or " ". */
+static void emit_change(struct lines *l, const char *head, const struct conf_key *k, const char *end,
+                        const void *a, const void *b, const struct conf_pair *confs, const char *tail)
+{
+    struct line ln;
+    struct text *t = line_start(&ln);
+    conf_text_add(t, "%s%s%s", head, k->name, end);
+    if (k->flags & KEY_SECRET) {
+        conf_text_add(t, "changed%s", tail);
+    } else {
+        conf_value_format(t, k, a, confs->a);
+        conf_text_add(t, " -> ");
+        conf_value_format(t, k, b, confs->b);
+        conf_text_add(t, "%s", tail);
+    }
+    emit(l, ln.buf);
+}
+
+/* head + name + sep: the text before the keys of a section. */
+static void section_head(char *buf, size_t size, const char *head, const char *name, const char *sep)
+{
+    snprintf(buf, size, "%s%s%s", head, name, sep);
+}
+
+#define HEAD_MAX (CONF_PATH_MAX + 2 * CONF_NAME_MAX)
+
+static void describe_listen(struct lines *l, const struct conf_key *k, const struct conf *a,
+                            const struct conf *b);
+static void describe_dests(struct lines *l, const struct conf_pair *confs);
+static void describe_routes(struct lines *l, const struct conf_pair *confs);
+
+/*
+ * The reloadable keys of table at base_a and base_b, in table order; head
+ * goes before each key ("ttl.", "route x: match "), sep between a section
+ * and its keys, end after a key (": " at the top, " " within a route or
+ * destination: "route x: to [a] -> [b]").
+ */
+static void describe_keys(struct lines *l, const struct conf_key *table, const void *base_a,
+                          const void *base_b, const struct conf_pair *confs, const char *head, const char *sep,
+                          const char *end)
+{
+    for (const struct conf_key *k = table; k->name != NULL; k++) {
+        if (k->kind == KIND_SECTION) {
+            char sub[HEAD_MAX];
+            section_head(sub, sizeof sub, head, k->name, sep);
+            describe_keys(l, k->sub, (const char *)base_a + k->offset, (const char *)base_b + k->offset, confs,
+                          sub, sep, end);
+            continue;
+        }
+        INVARIANT(k->kind != KIND_NONE || k->set == conf_set_drop);    /* every stored key has a kind */
+        if (!(k->flags & KEY_RELOAD))
+            continue;
+        if (k->kind == KIND_DESTS)
+            describe_dests(l, confs);
+        else if (k->kind == KIND_ROUTES)
+            describe_routes(l, confs);
+        else if (k->kind == KIND_ADDRS && table == top_keys)
+            describe_listen(l, k, confs->a, confs->b);
+        else if (!conf_value_equal(k, base_a, base_b, confs))
+            emit_change(l, head, k, end, base_a, base_b, confs, "");
+    }
+}
+
+static bool addr_in(const struct conf_addr *a, const struct conf_addr *list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (conf_addr_equal(a, &list[i]))
+            return true;
+    return false;
+}
+
+/* listen is a set of sockets: each one opened or closed is a line. */
+static void describe_listen(struct lines *l, const struct conf_key *k, const struct conf *a,
+                            const struct conf *b)
+{
+    struct line ln;
+    for (size_t i = 0; i < a->nlisten; i++) {
+        if (addr_in(&a->listen[i], b->listen, b->nlisten))
+            continue;
+        conf_text_add(line_start(&ln), "%s %s: removed", k->name, a->listen[i].text);
+        emit(l, ln.buf);
+    }
+    for (size_t i = 0; i < b->nlisten; i++) {
+        if (addr_in(&b->listen[i], a->listen, a->nlisten))
+            continue;
+        conf_text_add(line_start(&ln), "%s %s: added", k->name, b->listen[i].text);
+        emit(l, ln.buf);
+    }
+}
+
+bool conf_dest_equal(const struct conf_dest *a, const struct conf_dest *b)
+{
+    struct conf_pair none = { NULL, NULL };    /* no destination references in a destination */
+    if (a->name == NULL || b->name == NULL ? a->name != b->name : strcmp(a->name, b->name) != 0)
+        return false;
+    for (const struct conf_key *k = dest_keys; k->name != NULL; k++)
+        if (!conf_value_equal(k, a, b, &none))
+            return false;
+    return true;
+}
+
+/* Destinations are paired by name: removed ones first, then the new file's in its order. */
+static void describe_dests(struct lines *l, const struct conf_pair *confs)
+{
+    const struct conf *a = confs->a, *b = confs->b;
+    struct line ln;
+    for (size_t i = 0; i < a->ndests; i++) {
+        if (conf_dest_index(b, a->dests[i].name) >= 0)
+            continue;
+        conf_text_add(line_start(&ln), "destination %s: removed", a->dests[i].name);
+        emit(l, ln.buf);
+    }
+    for (size_t i = 0; i < b->ndests; i++) {
+        const struct conf_dest *nd = &b->dests[i];
+        long j = conf_dest_index(a, nd->name);
+        if (j < 0) {
+            conf_text_add(line_start(&ln), "destination %s: added", nd->name);
+            emit(l, ln.buf);
+            continue;
+        }
+        char head[HEAD_MAX];
+        section_head(head, sizeof head, "destination ", nd->name, ": ");
+        describe_keys(l, dest_keys, &a->dests[j], nd, confs, head, " ", " ");
+    }
+}
+
+static long route_index(const struct conf *c, const char *name)
+{
+    for (size_t i = 0; i < c->nroutes; i++)
+        if (c->routes[i].name != NULL && strcmp(c->routes[i].name, name) == 0)
+            return (long)i;
+    return -1;
+}
+
+static const struct conf_key *key_named(const struct conf_key *table, const char *name)
+{
+    const struct conf_key *k = table;
+    while (k->name != NULL && strcmp(k->name, name) != 0)
+        k++;
+    INVARIANT(k->name != NULL);
+    return k;
+}
+
+/* "(method [INVITE], to [homer])": the match lists given, then where it sends ("drop": nowhere). */
+static void describe_new_route(struct text *t, const struct conf_route *r, const struct conf *c)
+{
+    conf_text_add(t, " (");
+    for (const struct conf_key *k = match_keys; k->name != NULL; k++) {
+        if (*(const size_t *)conf_field_at((void *)&r->match, k->count_offset) == 0)
+            continue;
+        conf_text_add(t, "%s ", k->name);
+        conf_value_format(t, k, &r->match, c);
+        conf_text_add(t, ", ");
+    }
+    if (r->nto == 0) {
+        conf_text_add(t, "drop)");
+        return;
+    }
+    const struct conf_key *to = key_named(route_keys, "to");
+    conf_text_add(t, "%s ", to->name);
+    conf_value_format(t, to, r, c);
+    conf_text_add(t, ")");
+}
+
+/* "[a, b]": the routes of c that the other conf also has, in c's order. */
+static void format_common_routes(struct text *t, const struct conf *c, const struct conf *other)
+{
+    bool first = true;
+    conf_text_add(t, "[");
+    for (size_t i = 0; i < c->nroutes; i++) {
+        if (route_index(other, c->routes[i].name) < 0)
+            continue;
+        conf_text_add(t, "%s%s", first ? "" : ", ", c->routes[i].name);
+        first = false;
+    }
+    conf_text_add(t, "]");
+}
+
+/* The routes both have, in a different order: which one matches first may have changed. */
+static bool routes_reordered(const struct conf *a, const struct conf *b)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < a->nroutes; i++) {
+        if (route_index(b, a->routes[i].name) < 0)
+            continue;
+        while (j < b->nroutes && route_index(a, b->routes[j].name) < 0)
+            j++;
+        if (j == b->nroutes || strcmp(a->routes[i].name, b->routes[j].name) != 0)
+            return true;
+        j++;
+    }
+    return false;
+}
+
+/*
+ * Routes are paired by name (an unnamed one is route-N, so inserting one
+ * renames those after it): removed ones, then the new file's in its order,
+ * then a change of order among those in both.
+ */
+static void describe_routes(struct lines *l, const struct conf_pair *confs)
+{
+    const struct conf *a = confs->a, *b = confs->b;
+    struct line ln;
+    for (size_t i = 0; i < a->nroutes; i++) {
+        if (route_index(b, a->routes[i].name) >= 0)
+            continue;
+        conf_text_add(line_start(&ln), "route %s: removed", a->routes[i].name);
+        emit(l, ln.buf);
+    }
+    for (size_t i = 0; i < b->nroutes; i++) {
+        const struct conf_route *nr = &b->routes[i];
+        long j = route_index(a, nr->name);
+        if (j < 0) {
+            struct text *t = line_start(&ln);
+            conf_text_add(t, "route %s: added", nr->name);
+            describe_new_route(t, nr, b);
+            emit(l, ln.buf);
+            continue;
+        }
+        char head[HEAD_MAX];
+        section_head(head, sizeof head, "route ", nr->name, ": ");
+        describe_keys(l, route_keys, &a->routes[j], nr, confs, head, " ", " ");
+    }
+    if (routes_reordered(a, b)) {
+        struct text *t = line_start(&ln);
+        conf_text_add(t, "routes reordered: ");
+        format_common_routes(t, a, b);
+        conf_text_add(t, " -> ");
+        format_common_routes(t, b, a);
+        emit(l, ln.buf);
+    }
+}
+
+size_t conf_describe_changes(const struct conf *old, const struct conf *new, conf_line_fn fn, void *arg)
+{
+    struct lines l = { fn, arg, 0 };
+    struct conf_pair confs = { old, new };
+    describe_keys(&l, top_keys, old, new, &confs, "", ".", ": ");
+    return l.count;
+}
+
+/* The keys of table without KEY_RELOAD whose values differ, with what is kept. */
+static void restart_keys(struct lines *l, const struct conf_key *table, const void *base_a, const void *base_b,
+                         const struct conf_pair *confs, const char *head)
+{
+    for (const struct conf_key *k = table; k->name != NULL; k++) {
+        if (k->kind == KIND_SECTION) {
+            char sub[HEAD_MAX];
+            section_head(sub, sizeof sub, head, k->name, ".");
+            restart_keys(l, k->sub, (const char *)base_a + k->offset, (const char *)base_b + k->offset, confs,
+                         sub);
+            continue;
+        }
+        if ((k->flags & KEY_RELOAD) || k->kind == KIND_NONE || conf_value_equal(k, base_a, base_b, confs))
+            continue;
+        struct line kept;
+        struct text *t = line_start(&kept);
+        if (k->flags & KEY_SECRET) {
+            conf_text_add(t, " (needs a restart; the old value kept)");
+        } else {
+            conf_text_add(t, " (needs a restart; ");
+            conf_value_format(t, k, base_a, confs->a);
+            conf_text_add(t, " kept)");
+        }
+        emit_change(l, head, k, ": ", base_a, base_b, confs, kept.buf);
+    }
+}
+
+size_t conf_restart_changes(const struct conf *old, const struct conf *new, conf_line_fn fn, void *arg)
+{
+    struct lines l = { fn, arg, 0 };
+    struct conf_pair confs = { old, new };
+    restart_keys(&l, top_keys, old, new, &confs, "");
+    return l.count;
+}
+
+static int keep_keys(const struct conf_key *table, void *next, const void *running)
+{
+    for (const struct conf_key *k = table; k->name != NULL; k++) {
+        if (k->kind == KIND_SECTION) {
+            if (keep_keys(k->sub, (char *)next + k->offset, (const char *)running + k->offset) != 0)
+                return -1;
+            continue;
+        }
+        if ((k->flags & KEY_RELOAD) || k->kind == KIND_NONE)
+            continue;
+        if (conf_value_copy(k, next, running) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+int conf_keep_restart_values(struct conf *next, const struct conf *running)
+{
+    return keep_keys(top_keys, next, running);
 }

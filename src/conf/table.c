@@ -5,13 +5,19 @@
  * present runs its setter, an absent one runs it on its default text, and
  * unknown, duplicate and missing keys are found by the same walk.  A
  * setter checks one value, stores it at its offset and reports its own
- * errors; schema.c's tables say which setter each key has.
+ * errors; schema.c's tables say which setter each key has.  At the end,
+ * the values by kind: what reload needs to compare, print and copy a key
+ * whatever it is.
  */
 #include "conf/internal.h"
 
 #include "hep.h"
+#include "invariant.h"
 
+#include <arpa/inet.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -796,4 +802,460 @@ void conf_set_sentinels(struct parse *p, struct node *n, const struct conf_key *
         conf_path_pop(p, old);
     }
     free(sorted);
+}
+
+/* ---- metrics and control values ------------------------------------------------ */
+
+#define ADDR_SCHEME_LEN 4               /* "tcp:", "udp:" */
+
+/*
+ * metrics.listen: "127.0.0.1:9100" or "[::1]:9100", port 0 to 65535 (0: the
+ * kernel picks), read by the grammar of listen addresses as a TCP one.  The
+ * text is kept as written, without a scheme.
+ */
+void conf_set_host_port(struct parse *p, struct node *n, const struct conf_key *k, void *base)
+{
+    struct conf_addr *a = conf_field_at(base, k->offset);
+    char buf[sizeof a->text + ADDR_SCHEME_LEN];
+    const char *text = scalar_text(p, n, "must be a string");
+    if (text == NULL)
+        return;
+    if (n->len == 0) {
+        conf_error_value(p, n, "is empty");
+        return;
+    }
+    if (strncmp(text, "tcp:", ADDR_SCHEME_LEN) == 0 || strncmp(text, "udp:", ADDR_SCHEME_LEN) == 0) {
+        conf_error_value(p, n, "must be HOST:PORT, without udp: or tcp:");
+        return;
+    }
+    if (n->len >= sizeof a->text - ADDR_SCHEME_LEN) {
+        conf_error_value(p, n, "is too long");
+        return;
+    }
+    snprintf(buf, sizeof buf, "tcp:%s", text);
+    const char *why = conf_parse_addr(buf, a);
+    if (why != NULL) {
+        conf_error_value(p, n, "%s", why);
+        return;
+    }
+    memcpy(a->text, text, n->len + 1);
+}
+
+/* control.socket: bind() takes any path that fits sun_path, relative ones too. */
+void conf_set_socket_path(struct parse *p, struct node *n, const struct conf_key *k, void *base)
+{
+    const char *text = scalar_text(p, n, "must be a string");
+    if (text == NULL)
+        return;
+    if (n->len == 0 || n->len > CONF_UNIX_PATH_MAX) {
+        conf_error_value(p, n, "must be a path of 1 to %zu bytes", CONF_UNIX_PATH_MAX);
+        return;
+    }
+    set_copy(p, text, k, base);
+}
+
+#define OCTAL_BITS 3
+
+/* control.mode: octal digits as chmod takes them ("0660", "660"), permission bits only. */
+void conf_set_mode(struct parse *p, struct node *n, const struct conf_key *k, void *base)
+{
+    const char *text = scalar_text(p, n, "must be an octal mode");
+    if (text == NULL)
+        return;
+    unsigned v = 0;
+    bool ok = n->len > 0 && n->len <= CONF_MODE_DIGITS;
+    for (size_t i = 0; ok && i < n->len; i++) {
+        ok = text[i] >= '0' && text[i] <= '7';
+        v = (v << OCTAL_BITS) | (unsigned)(text[i] - '0');
+    }
+    if (!ok || v > CONF_MODE_MAX) {
+        conf_error_value(p, n, "must be an octal mode from 0000 to %04o", CONF_MODE_MAX);
+        return;
+    }
+    *(unsigned *)conf_field_at(base, k->offset) = v;
+}
+
+/* ---- values by kind, for reload ------------------------------------------------- */
+
+bool conf_addr_equal(const struct conf_addr *a, const struct conf_addr *b)
+{
+    return a->transport == b->transport && a->addr_len == b->addr_len && a->port == b->port &&
+           a->addr_len <= CONF_ADDR_BYTES_MAX && memcmp(a->addr, b->addr, a->addr_len) == 0;
+}
+
+static bool string_equal(const char *a, const char *b)
+{
+    return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* The element size of a list kind whose elements are compared as bytes; 0 for the others. */
+static size_t plain_elem_size(enum conf_kind kind)
+{
+    switch (kind) {
+    case KIND_PROTOS:
+        return sizeof(unsigned);
+    case KIND_CAPTURE_IDS:
+        return sizeof(uint32_t);
+    case KIND_CIDRS:
+        return sizeof(struct conf_cidr);   /* zeroed before parsing: no stray bytes */
+    case KIND_STATUSES:
+        return sizeof(struct conf_status);
+    default:
+        return 0;
+    }
+}
+
+static const void *list_at(const struct conf_key *k, const void *base, size_t *count)
+{
+    *count = *(const size_t *)conf_field_at((void *)base, k->count_offset);
+    return *(const void *const *)conf_field_at((void *)base, k->offset);
+}
+
+static bool lists_equal(const struct conf_key *k, const void *base_a, const void *base_b,
+                        const struct conf_pair *confs)
+{
+    size_t na, nb;
+    const void *a = list_at(k, base_a, &na), *b = list_at(k, base_b, &nb);
+    if (na != nb)
+        return false;
+    for (size_t i = 0; i < na; i++) {
+        bool same;
+        switch (k->kind) {
+        case KIND_ADDRS:
+            same = conf_addr_equal(&((const struct conf_addr *)a)[i], &((const struct conf_addr *)b)[i]);
+            break;
+        case KIND_DEST_REFS: {
+            size_t ia = ((const size_t *)a)[i], ib = ((const size_t *)b)[i];
+            INVARIANT(ia < confs->a->ndests && ib < confs->b->ndests);
+            same = ia < confs->a->ndests && ib < confs->b->ndests &&
+                   string_equal(confs->a->dests[ia].name, confs->b->dests[ib].name);
+            break;
+        }
+        case KIND_METHODS:
+            same = string_equal(((char *const *)a)[i], ((char *const *)b)[i]);
+            break;
+        case KIND_ENDPOINTS:
+            same = string_equal(((const struct conf_endpoint *)a)[i].text,
+                                ((const struct conf_endpoint *)b)[i].text);
+            break;
+        default: {
+            size_t size = plain_elem_size(k->kind);
+            INVARIANT(size > 0);
+            same = memcmp((const char *)a + i * size, (const char *)b + i * size, size) == 0;
+            break;
+        }
+        }
+        if (!same)
+            return false;
+    }
+    return true;
+}
+
+#define FIELD(type, base, k) (*(const type *)conf_field_at((void *)(base), (k)->offset))
+
+bool conf_value_equal(const struct conf_key *k, const void *a, const void *b, const struct conf_pair *confs)
+{
+    switch (k->kind) {
+    case KIND_SIZE:
+        return FIELD(size_t, a, k) == FIELD(size_t, b, k);
+    case KIND_UNSIGNED:
+    case KIND_MODE:
+        return FIELD(unsigned, a, k) == FIELD(unsigned, b, k);
+    case KIND_U64:
+    case KIND_DURATION:
+        return FIELD(uint64_t, a, k) == FIELD(uint64_t, b, k);
+    case KIND_ENUM:
+    case KIND_INT:
+        return FIELD(int, a, k) == FIELD(int, b, k);
+    case KIND_STRING:
+        return string_equal(FIELD(char *, a, k), FIELD(char *, b, k));
+    case KIND_CAPTURE_ID: {
+        const struct conf_dest *da = a, *db = b;
+        return da->set_capture_id == db->set_capture_id &&
+               (!da->set_capture_id || da->capture_id == db->capture_id);
+    }
+    case KIND_ADDR:
+        return conf_addr_equal(&FIELD(struct conf_addr, a, k), &FIELD(struct conf_addr, b, k));
+    case KIND_ADDRS:
+    case KIND_DEST_REFS:
+    case KIND_METHODS:
+    case KIND_PROTOS:
+    case KIND_CAPTURE_IDS:
+    case KIND_CIDRS:
+    case KIND_STATUSES:
+    case KIND_ENDPOINTS:
+        return lists_equal(k, a, b, confs);
+    default:
+        INVARIANT(k->kind == KIND_NONE);    /* sections, destinations, routes: schema.c */
+        return true;
+    }
+}
+
+static const char *proto_name(unsigned proto)
+{
+    for (const struct conf_name *n = proto_names; n->name != NULL; n++)
+        if ((unsigned)n->value == proto)
+            return n->name;
+    return NULL;
+}
+
+static void format_elem(struct text *t, const struct conf_key *k, const void *list, size_t i,
+                        const struct conf *c)
+{
+    switch (k->kind) {
+    case KIND_ADDRS:
+        conf_text_add(t, "%s", ((const struct conf_addr *)list)[i].text);
+        break;
+    case KIND_DEST_REFS: {
+        size_t d = ((const size_t *)list)[i];
+        INVARIANT(d < c->ndests);
+        conf_text_add(t, "%s", d < c->ndests && c->dests[d].name != NULL ? c->dests[d].name : "?");
+        break;
+    }
+    case KIND_METHODS:
+        conf_text_add(t, "%s", ((char *const *)list)[i]);
+        break;
+    case KIND_PROTOS: {
+        unsigned proto = ((const unsigned *)list)[i];
+        const char *name = proto_name(proto);
+        if (name != NULL)
+            conf_text_add(t, "%s", name);
+        else
+            conf_text_add(t, "%u", proto);
+        break;
+    }
+    case KIND_CAPTURE_IDS:
+        conf_text_add(t, "%" PRIu32, ((const uint32_t *)list)[i]);
+        break;
+    case KIND_CIDRS: {
+        const struct conf_cidr *cidr = &((const struct conf_cidr *)list)[i];
+        char ip[INET6_ADDRSTRLEN] = "?";
+        inet_ntop(cidr->addr_len == CONF_IPV4_BITS / CHAR_BIT ? AF_INET : AF_INET6, cidr->addr, ip,
+                  sizeof ip);
+        conf_text_add(t, "%s/%u", ip, cidr->prefix);
+        break;
+    }
+    case KIND_STATUSES: {
+        const struct conf_status *s = &((const struct conf_status *)list)[i];
+        if (s->lo == s->hi)
+            conf_text_add(t, "%u", s->lo);
+        else
+            conf_text_add(t, "%uxx", s->lo / CONF_STATUS_CLASS);
+        break;
+    }
+    case KIND_ENDPOINTS:
+        conf_text_add(t, "%s", ((const struct conf_endpoint *)list)[i].text);
+        break;
+    default:
+        INVARIANT(false);
+        break;
+    }
+}
+
+/* "[a, b]"; an empty match list is "any" (it matches anything). */
+static void format_list(struct text *t, const struct conf_key *k, const void *base, const struct conf *c)
+{
+    size_t n;
+    const void *list = list_at(k, base, &n);
+    if (n == 0 && (k->flags & KEY_MATCH)) {
+        conf_text_add(t, "any");
+        return;
+    }
+    conf_text_add(t, "[");
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            conf_text_add(t, ", ");
+        format_elem(t, k, list, i, c);
+    }
+    conf_text_add(t, "]");
+}
+
+static const char *kind_enum_name(const struct conf_name *names, int value)
+{
+    for (const struct conf_name *n = names; n->name != NULL; n++)
+        if (n->value == value)
+            return n->name;
+    return "?";
+}
+
+void conf_value_format(struct text *t, const struct conf_key *k, const void *base, const struct conf *c)
+{
+    char buf[CONF_DURATION_TEXT_MAX];
+    switch (k->kind) {
+    case KIND_SIZE:
+        conf_text_add(t, "%zu", FIELD(size_t, base, k));
+        break;
+    case KIND_UNSIGNED:
+        conf_text_add(t, "%u", FIELD(unsigned, base, k));
+        break;
+    case KIND_MODE:
+        conf_text_add(t, "%04o", FIELD(unsigned, base, k));
+        break;
+    case KIND_U64:
+        conf_text_add(t, "%" PRIu64, FIELD(uint64_t, base, k));
+        break;
+    case KIND_DURATION:
+        conf_text_add(t, "%s", conf_format_duration(FIELD(uint64_t, base, k), buf, sizeof buf));
+        break;
+    case KIND_ENUM:
+        conf_text_add(t, "%s", kind_enum_name(k->names, FIELD(int, base, k)));
+        break;
+    case KIND_INT:
+        conf_text_add(t, "%d", FIELD(int, base, k));
+        break;
+    case KIND_STRING: {
+        const char *s = FIELD(char *, base, k);
+        if (s == NULL)
+            conf_text_add(t, "none");
+        for (; s != NULL && *s != '\0'; s++) {   /* one log line, whatever node_name holds */
+            unsigned char ch = (unsigned char)*s;
+            if (ch < 0x20 || ch == 0x7f)
+                conf_text_add(t, "\\x%02x", ch);
+            else
+                conf_text_add(t, "%c", ch);
+        }
+        break;
+    }
+    case KIND_CAPTURE_ID: {
+        const struct conf_dest *d = base;
+        if (d->set_capture_id)
+            conf_text_add(t, "%" PRIu32, d->capture_id);
+        else
+            conf_text_add(t, "keep");
+        break;
+    }
+    case KIND_ADDR: {
+        const struct conf_addr *a = &FIELD(struct conf_addr, base, k);
+        conf_text_add(t, "%s", a->addr_len != 0 ? a->text : "off");
+        break;
+    }
+    case KIND_ADDRS:
+    case KIND_DEST_REFS:
+    case KIND_METHODS:
+    case KIND_PROTOS:
+    case KIND_CAPTURE_IDS:
+    case KIND_CIDRS:
+    case KIND_STATUSES:
+    case KIND_ENDPOINTS:
+        format_list(t, k, base, c);
+        break;
+    default:
+        INVARIANT(false);
+        break;
+    }
+}
+
+static void endpoints_free(struct conf_endpoint *e, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(e[i].host);
+        free(e[i].text);
+    }
+    free(e);
+}
+
+void conf_value_free(const struct conf_key *k, void *base)
+{
+    void *field = conf_field_at(base, k->offset);
+    switch (k->kind) {
+    case KIND_STRING: {
+        char *s = *(char **)field;
+        if (s != NULL && (k->flags & KEY_SECRET))
+            explicit_bzero(s, strlen(s));
+        free(s);
+        *(char **)field = NULL;
+        break;
+    }
+    case KIND_ENDPOINTS:
+        endpoints_free(*(struct conf_endpoint **)field, *(size_t *)conf_field_at(base, k->count_offset));
+        *(struct conf_endpoint **)field = NULL;
+        *(size_t *)conf_field_at(base, k->count_offset) = 0;
+        break;
+    case KIND_ADDRS:
+        free(*(struct conf_addr **)field);
+        *(struct conf_addr **)field = NULL;
+        *(size_t *)conf_field_at(base, k->count_offset) = 0;
+        break;
+    default:
+        break;
+    }
+}
+
+static struct conf_endpoint *endpoints_copy(const struct conf_endpoint *src, size_t n)
+{
+    struct conf_endpoint *e = conf_calloc(n, sizeof *e);
+    if (e == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        e[i].port = src[i].port;
+        if ((e[i].host = conf_strdup(src[i].host)) == NULL || (e[i].text = conf_strdup(src[i].text)) == NULL) {
+            endpoints_free(e, n);
+            return NULL;
+        }
+    }
+    return e;
+}
+
+/* The copy is made before the old value goes, so a failure leaves dst as it was. */
+int conf_value_copy(const struct conf_key *k, void *dst, const void *src)
+{
+    void *to = conf_field_at(dst, k->offset);
+    const void *from = conf_field_at((void *)src, k->offset);
+    switch (k->kind) {
+    case KIND_SIZE:
+        memcpy(to, from, sizeof(size_t));
+        return 0;
+    case KIND_UNSIGNED:
+    case KIND_MODE:
+        memcpy(to, from, sizeof(unsigned));
+        return 0;
+    case KIND_U64:
+    case KIND_DURATION:
+        memcpy(to, from, sizeof(uint64_t));
+        return 0;
+    case KIND_ENUM:
+    case KIND_INT:
+        memcpy(to, from, sizeof(int));
+        return 0;
+    case KIND_ADDR:
+        memcpy(to, from, sizeof(struct conf_addr));
+        return 0;
+    case KIND_STRING: {
+        const char *s = *(char *const *)from;
+        char *copy = NULL;
+        if (s != NULL && (copy = conf_strdup(s)) == NULL)
+            return -1;
+        conf_value_free(k, dst);
+        *(char **)to = copy;
+        return 0;
+    }
+    case KIND_ENDPOINTS: {
+        size_t n;
+        const struct conf_endpoint *list = list_at(k, src, &n);
+        struct conf_endpoint *copy = NULL;
+        if (n > 0 && (copy = endpoints_copy(list, n)) == NULL)
+            return -1;
+        conf_value_free(k, dst);
+        *(struct conf_endpoint **)to = copy;
+        *(size_t *)conf_field_at(dst, k->count_offset) = n;
+        return 0;
+    }
+    case KIND_ADDRS: {
+        size_t n;
+        const struct conf_addr *list = list_at(k, src, &n);
+        struct conf_addr *copy = NULL;
+        if (n > 0 && (copy = conf_malloc(n * sizeof *copy)) == NULL)
+            return -1;
+        if (n > 0)
+            memcpy(copy, list, n * sizeof *copy);
+        conf_value_free(k, dst);
+        *(struct conf_addr **)to = copy;
+        *(size_t *)conf_field_at(dst, k->count_offset) = n;
+        return 0;
+    }
+    default:
+        /* lists of indexes or names have no meaning in another conf: never kept */
+        INVARIANT(false);
+        return -1;
+    }
 }

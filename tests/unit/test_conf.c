@@ -8,17 +8,23 @@
  * how the .err files spell them.  Around that: the sample etc/heprouter.yaml
  * and its values, every key of good-full.yaml, the defaults, the public
  * value parsers, unreadable files, and a failed allocation at every point of
- * a load (no crash, no leak: run under ASan or valgrind).
+ * a load (no crash, no leak: run under ASan or valgrind).  Then reload: the
+ * file's hash, the exact lines conf_describe_changes() and
+ * conf_restart_changes() write for pairs of files, and
+ * conf_keep_restart_values().
  */
 #include "conf.h"
+#include "hash.h"
 #include "log.h"
 #include "unit.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #ifndef TEST_CONF_DIR
@@ -433,6 +439,17 @@ static void test_minimal_config_gets_every_default(void)
     CU_ASSERT_EQUAL(c->log_level, LOG_LEVEL_INFO);
     CU_ASSERT_EQUAL(c->log_interval_ms, 10 * MS_S);
     CU_ASSERT_EQUAL(c->stats_interval_ms, 0);
+    CU_ASSERT_EQUAL(c->log_target, CONF_LOG_STDERR);
+    CU_ASSERT_EQUAL(c->log_facility, LOG_DAEMON);
+    CU_ASSERT_EQUAL(c->metrics_listen.addr_len, 0);     /* off */
+    CU_ASSERT_EQUAL(c->metrics_health_timeout_ms, 5 * MS_S);
+    CU_ASSERT_EQUAL(c->metrics_max_connections, 16);
+    CU_ASSERT_EQUAL(c->metrics_timeout_ms, 10 * MS_S);
+    CU_ASSERT_PTR_NULL(c->control_socket);               /* off */
+    CU_ASSERT_EQUAL(c->control_mode, 0660);
+    CU_ASSERT_EQUAL(c->control_max_clients, 8);
+    CU_ASSERT_EQUAL(c->control_timeout_ms, 5 * MS_S);
+    CU_ASSERT_EQUAL(c->control_max_line, 4096);
     assert_redis_defaults(c);
 
     CU_ASSERT_EQUAL_FATAL(c->ndests, 1);
@@ -483,6 +500,15 @@ static void test_sample_shows_the_defaults(void)
     CU_ASSERT_EQUAL(s->log_level, m->log_level);
     CU_ASSERT_EQUAL(s->log_interval_ms, m->log_interval_ms);
     CU_ASSERT_EQUAL(s->stats_interval_ms, m->stats_interval_ms);
+    CU_ASSERT_EQUAL(s->log_target, m->log_target);
+    CU_ASSERT_EQUAL(s->log_facility, m->log_facility);
+    CU_ASSERT_EQUAL(s->metrics_health_timeout_ms, m->metrics_health_timeout_ms);
+    CU_ASSERT_EQUAL(s->metrics_max_connections, m->metrics_max_connections);
+    CU_ASSERT_EQUAL(s->metrics_timeout_ms, m->metrics_timeout_ms);
+    CU_ASSERT_EQUAL(s->control_mode, m->control_mode);
+    CU_ASSERT_EQUAL(s->control_max_clients, m->control_max_clients);
+    CU_ASSERT_EQUAL(s->control_timeout_ms, m->control_timeout_ms);
+    CU_ASSERT_EQUAL(s->control_max_line, m->control_max_line);
     CU_ASSERT_EQUAL(s->dests[0].balance, m->dests[0].balance);
     CU_ASSERT_EQUAL(s->dests[0].max_packet, m->dests[0].max_packet);
     assert_redis_defaults(s);           /* its redis block is commented out */
@@ -522,6 +548,19 @@ static void test_full_config_sets_every_key(void)
     CU_ASSERT_EQUAL(c->log_level, LOG_LEVEL_DEBUG);
     CU_ASSERT_EQUAL(c->log_interval_ms, 1 * MS_M);
     CU_ASSERT_EQUAL(c->stats_interval_ms, 15 * MS_S);
+    CU_ASSERT_EQUAL(c->log_target, CONF_LOG_SYSLOG);
+    CU_ASSERT_EQUAL(c->log_facility, LOG_LOCAL3);
+    CU_ASSERT_EQUAL(c->metrics_listen.transport, CONF_TCP);
+    assert_addr(&c->metrics_listen, CONF_TCP, "::1", 0);
+    CU_ASSERT_STRING_EQUAL(c->metrics_listen.text, "[::1]:0");
+    CU_ASSERT_EQUAL(c->metrics_health_timeout_ms, 2 * MS_S);
+    CU_ASSERT_EQUAL(c->metrics_max_connections, 4);
+    CU_ASSERT_EQUAL(c->metrics_timeout_ms, 30 * MS_S);
+    CU_ASSERT_STRING_EQUAL(c->control_socket, "heprouter.sock");
+    CU_ASSERT_EQUAL(c->control_mode, 0600);
+    CU_ASSERT_EQUAL(c->control_max_clients, 2);
+    CU_ASSERT_EQUAL(c->control_timeout_ms, 1 * MS_M);
+    CU_ASSERT_EQUAL(c->control_max_line, 64);
 
     CU_ASSERT_EQUAL_FATAL(c->ndests, 4);
     const struct conf_dest *d = &c->dests[0];
@@ -1136,6 +1175,375 @@ static void test_bad_cidrs_say_why(void)
     assert_bad_cidr("[::1]", "is not a numeric IP address");
 }
 
+
+/* ---- metrics, control, log target --------------------------------------------- */
+
+/* Writes text to a temporary file, loads it; *path keeps the name (caller unlinks). */
+static struct conf *load_text(const char *text, char *path, char **out)
+{
+    write_temp(path, text, strlen(text));
+    return load(path, out);
+}
+
+#define BASE_TEXT "listen: \"udp:127.0.0.1:9060\"\ndestinations: { homer: { targets: \"udp:127.0.0.1:9061\" } }\n"
+
+static void test_metrics_listen_takes_ipv4_ipv6_and_port_0(void)
+{
+    static const struct { const char *value, *ip; unsigned port; } cases[] = {
+        { "127.0.0.1:9100", "127.0.0.1", 9100 },
+        { "0.0.0.0:0", "0.0.0.0", 0 },
+        { "[::]:65535", "::", 65535 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char text[512], path[PATH_MAX], *out;
+        snprintf(text, sizeof text, BASE_TEXT "metrics: { listen: \"%s\" }\n", cases[i].value);
+        struct conf *c = load_text(text, path, &out);
+        CU_ASSERT_STRING_EQUAL(out, "");
+        CU_ASSERT_FATAL(c != NULL);
+        assert_addr(&c->metrics_listen, CONF_TCP, cases[i].ip, cases[i].port);
+        CU_ASSERT_STRING_EQUAL(c->metrics_listen.text, cases[i].value);
+        conf_free(c);
+        free(out);
+        unlink(path);
+    }
+}
+
+static void test_control_socket_takes_up_to_107_bytes(void)
+{
+    char sock[200], text[512], path[PATH_MAX], *out;
+    memset(sock, 'x', 107);
+    sock[0] = '/';
+    sock[107] = '\0';
+    snprintf(text, sizeof text, BASE_TEXT "control: { socket: \"%s\" }\n", sock);
+    struct conf *c = load_text(text, path, &out);
+    CU_ASSERT_STRING_EQUAL(out, "");
+    CU_ASSERT_FATAL(c != NULL);
+    CU_ASSERT_STRING_EQUAL(c->control_socket, sock);
+    conf_free(c);
+    free(out);
+    unlink(path);
+
+    sock[107] = 'x';
+    sock[108] = '\0';
+    snprintf(text, sizeof text, BASE_TEXT "control: { socket: \"%s\" }\n", sock);
+    CU_ASSERT(load_text(text, path, &out) == NULL);
+    CU_ASSERT(strstr(out, ":3:20: control.socket \"/xxx") != NULL);
+    CU_ASSERT(strstr(out, "must be a path of 1 to 107 bytes\n") != NULL);
+    free(out);
+    unlink(path);
+}
+
+static void test_control_mode_is_octal_up_to_0777(void)
+{
+    static const struct { const char *value; unsigned mode; } cases[] = {
+        { "\"0660\"", 0660 }, { "\"600\"", 0600 }, { "0777", 0777 }, { "\"0\"", 0 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char text[512], path[PATH_MAX], *out;
+        snprintf(text, sizeof text, BASE_TEXT "control: { mode: %s }\n", cases[i].value);
+        struct conf *c = load_text(text, path, &out);
+        CU_ASSERT_STRING_EQUAL(out, "");
+        CU_ASSERT_FATAL(c != NULL);
+        CU_ASSERT_EQUAL(c->control_mode, cases[i].mode);
+        conf_free(c);
+        free(out);
+        unlink(path);
+    }
+}
+
+static void test_log_facility_names_are_the_syslog_values(void)
+{
+    static const struct { const char *name; int value; } cases[] = {
+        { "daemon", LOG_DAEMON }, { "user", LOG_USER }, { "local0", LOG_LOCAL0 }, { "local7", LOG_LOCAL7 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char text[512], path[PATH_MAX], *out;
+        snprintf(text, sizeof text, BASE_TEXT "log: { target: syslog, facility: %s }\n", cases[i].name);
+        struct conf *c = load_text(text, path, &out);
+        CU_ASSERT_STRING_EQUAL(out, "");
+        CU_ASSERT_FATAL(c != NULL);
+        CU_ASSERT_EQUAL(c->log_target, CONF_LOG_SYSLOG);
+        CU_ASSERT_EQUAL(c->log_facility, cases[i].value);
+        conf_free(c);
+        free(out);
+        unlink(path);
+    }
+}
+
+/* ---- the file's hash --------------------------------------------------------------- */
+
+static void test_the_hash_is_fnv1a_of_the_bytes_and_stable(void)
+{
+    struct conf *a = load_ok(FULL_PATH), *b = load_ok(FULL_PATH);
+    char *bytes = read_text(FULL_PATH);
+    CU_ASSERT_FATAL(bytes != NULL);
+    char expect[17];
+    uint64_t h = hash_fnv1a64(HASH_FNV64_OFFSET, bytes, strlen(bytes));
+    snprintf(expect, sizeof expect, "%016" PRIx64, h);
+    CU_ASSERT_EQUAL(a->hash, h);
+    CU_ASSERT_EQUAL(a->hash, b->hash);
+    CU_ASSERT_STRING_EQUAL(a->hash_text, expect);
+    CU_ASSERT_STRING_EQUAL(a->hash_text, b->hash_text);
+    CU_ASSERT_EQUAL(strlen(a->hash_text), 16);
+    CU_ASSERT_EQUAL(strspn(a->hash_text, "0123456789abcdef"), 16);
+    free(bytes);
+    conf_free(a);
+    conf_free(b);
+}
+
+static void test_one_byte_more_gives_another_hash(void)
+{
+    char p1[PATH_MAX], p2[PATH_MAX], *o1, *o2;
+    struct conf *a = load_text(BASE_TEXT, p1, &o1);
+    struct conf *b = load_text(BASE_TEXT "\n", p2, &o2);
+    CU_ASSERT_FATAL(a != NULL && b != NULL);
+    CU_ASSERT_NOT_EQUAL(a->hash, b->hash);
+    CU_ASSERT_STRING_NOT_EQUAL(a->hash_text, b->hash_text);
+    CU_ASSERT_EQUAL(conf_describe_changes(a, b, NULL, NULL), 0);    /* same meaning */
+    CU_ASSERT_EQUAL(conf_restart_changes(a, b, NULL, NULL), 0);
+    conf_free(a);
+    conf_free(b);
+    free(o1);
+    free(o2);
+    unlink(p1);
+    unlink(p2);
+}
+
+/* ---- reload ---------------------------------------------------------------------- */
+
+/* The lines of a report, each ended by a newline. */
+struct report {
+    char *buf;
+    size_t size;
+    FILE *f;
+};
+
+static void report_line(void *arg, const char *line)
+{
+    struct report *r = arg;
+    fprintf(r->f, "%s\n", line);
+}
+
+/* Loads two texts; *describe and *restart get the two reports (malloc'ed). */
+static void compare_texts(const char *old_text, const char *new_text, char **describe, char **restart)
+{
+    char p1[PATH_MAX], p2[PATH_MAX], *o1, *o2;
+    struct conf *a = load_text(old_text, p1, &o1), *b = load_text(new_text, p2, &o2);
+    if (*o1 != '\0' || *o2 != '\0')
+        fprintf(stderr, "\n%s%s", o1, o2);
+    CU_ASSERT_FATAL(a != NULL && b != NULL);
+    struct report r = { NULL, 0, NULL };
+    r.f = open_memstream(&r.buf, &r.size);
+    size_t n = conf_describe_changes(a, b, report_line, &r);
+    fclose(r.f);
+    *describe = r.buf;
+    size_t lines = 0;
+    for (const char *s = r.buf; *s != '\0'; s++)
+        lines += *s == '\n';
+    CU_ASSERT_EQUAL(n, lines);
+    r.f = open_memstream(&r.buf, &r.size);
+    n = conf_restart_changes(a, b, report_line, &r);
+    fclose(r.f);
+    *restart = r.buf;
+    lines = 0;
+    for (const char *s = r.buf; *s != '\0'; s++)
+        lines += *s == '\n';
+    CU_ASSERT_EQUAL(n, lines);
+    conf_free(a);
+    conf_free(b);
+    free(o1);
+    free(o2);
+    unlink(p1);
+    unlink(p2);
+}
+
+static void assert_report(const char *got, const char *expect)
+{
+    if (strcmp(got, expect) != 0)
+        fprintf(stderr, "\nexpected:\n%s--- got:\n%s", expect, got);
+    CU_ASSERT_STRING_EQUAL(got, expect);
+}
+
+#define RELOAD_OLD \
+    "listen: [ \"udp:127.0.0.1:9060\", \"tcp:0.0.0.0:9060\" ]\n" \
+    "ttl: { call: 2h }\n" \
+    "log: { level: info }\n" \
+    "destinations:\n" \
+    "  homer: { targets: \"udp:10.0.0.1:9060\" }\n" \
+    "  voipmonitor: { targets: \"udp:10.0.0.3:9060\", hep_version: 3 }\n" \
+    "  old: { targets: \"udp:10.0.0.9:9060\" }\n" \
+    "routes:\n" \
+    "  - name: invite-calls\n" \
+    "    match: { method: INVITE }\n" \
+    "    to: [ voipmonitor ]\n" \
+    "  - { name: gone, match: { method: OPTIONS }, to: homer }\n" \
+    "  - { name: a, match: { method: [ REGISTER ], src: 10.0.0.0/8 }, to: homer }\n" \
+    "  - { name: b, to: homer }\n" \
+    "default: homer\n"
+
+/* The destinations in another order (indexes differ), new ones, changed ones. */
+#define RELOAD_NEW \
+    "listen: [ \"udp:127.0.0.1:9060\", \"udp:0.0.0.0:9061\" ]\n" \
+    "ttl: { call: 4h }\n" \
+    "log: { level: debug }\n" \
+    "destinations:\n" \
+    "  new: { targets: \"udp:10.0.0.7:9060\" }\n" \
+    "  homer: { targets: \"udp:10.0.0.2:9060\" }\n" \
+    "  voipmonitor: { targets: \"udp:10.0.0.3:9060\", hep_version: 3, balance: hash, auth_key: k }\n" \
+    "routes:\n" \
+    "  - { name: b, to: homer }\n" \
+    "  - name: invite-calls\n" \
+    "    match: { method: [ INVITE, BYE ] }\n" \
+    "    to: [ voipmonitor, homer ]\n" \
+    "  - { name: a, match: { method: [ REGISTER ], src: 10.0.0.0/8, status: 4xx }, to: homer }\n" \
+    "  - { name: new-customer, match: { method: INVITE, proto: [ sip, 32 ] }, to: homer }\n" \
+    "  - { name: quiet, drop: true }\n" \
+    "default: voipmonitor\n"
+
+static void test_describe_changes_names_every_reloadable_difference(void)
+{
+    char *describe, *restart;
+    compare_texts(RELOAD_OLD, RELOAD_NEW, &describe, &restart);
+    assert_report(describe,
+                  "listen tcp:0.0.0.0:9060: removed\n"
+                  "listen udp:0.0.0.0:9061: added\n"
+                  "ttl.call: 2h -> 4h\n"
+                  "log.level: info -> debug\n"
+                  "destination old: removed\n"
+                  "destination new: added\n"
+                  "destination homer: targets [udp:10.0.0.1:9060] -> [udp:10.0.0.2:9060]\n"
+                  "destination voipmonitor: balance all -> hash\n"
+                  "destination voipmonitor: auth_key changed\n"
+                  "route gone: removed\n"
+                  "route invite-calls: match method [INVITE] -> [INVITE, BYE]\n"
+                  "route invite-calls: to [voipmonitor] -> [voipmonitor, homer]\n"
+                  "route a: match status any -> [4xx]\n"
+                  "route new-customer: added (method [INVITE], proto [sip, 32], to [homer])\n"
+                  "route quiet: added (drop)\n"
+                  "routes reordered: [invite-calls, a, b] -> [b, invite-calls, a]\n"
+                  "default: [homer] -> [voipmonitor]\n");
+    assert_report(restart, "");
+    free(describe);
+    free(restart);
+}
+
+static void test_identical_files_have_no_changes(void)
+{
+    char *describe, *restart;
+    compare_texts(RELOAD_OLD, RELOAD_OLD, &describe, &restart);
+    assert_report(describe, "");
+    assert_report(restart, "");
+    free(describe);
+    free(restart);
+
+    struct conf *a = load_ok(FULL_PATH), *b = load_ok(FULL_PATH);
+    CU_ASSERT_EQUAL(conf_describe_changes(a, b, NULL, NULL), 0);
+    CU_ASSERT_EQUAL(conf_restart_changes(a, b, NULL, NULL), 0);
+    for (size_t i = 0; i < a->ndests; i++)
+        CU_ASSERT(conf_dest_equal(&a->dests[i], &b->dests[i]));
+    CU_ASSERT_FALSE(conf_dest_equal(&a->dests[0], &b->dests[1]));
+    CU_ASSERT(conf_addr_equal(&a->listen[1], &b->listen[1]));
+    CU_ASSERT_FALSE(conf_addr_equal(&a->listen[0], &b->listen[2]));
+    conf_free(a);
+    conf_free(b);
+}
+
+#define RESTART_OLD \
+    "listen: \"udp:127.0.0.1:9060\"\n" \
+    "workers: 2\n" \
+    "destinations: { homer: { targets: \"udp:127.0.0.1:9061\" } }\n"
+
+#define RESTART_NEW \
+    "listen: \"udp:127.0.0.1:9060\"\n" \
+    "workers: 4\n" \
+    "store: { type: redis, redis: { sentinels: [ \"10.0.0.1:26379\", \"[::1]:26380\" ], password: pw } }\n" \
+    "limits: { udp_batch: 32, tcp_queue_bytes: 65536, connect_timeout: 250ms }\n" \
+    "log: { target: syslog }\n" \
+    "metrics: { listen: \"127.0.0.1:9100\", timeout: 30s }\n" \
+    "control: { socket: /run/heprouter.sock, mode: \"0600\" }\n" \
+    "destinations: { homer: { targets: \"udp:127.0.0.1:9061\" } }\n"
+
+static void test_restart_changes_name_what_is_kept(void)
+{
+    char *describe, *restart;
+    compare_texts(RESTART_OLD, RESTART_NEW, &describe, &restart);
+    assert_report(describe,
+                  "limits.tcp_queue_bytes: 4194304 -> 65536\n"
+                  "limits.connect_timeout: 2s -> 250ms\n");
+    assert_report(restart,
+                  "workers: 2 -> 4 (needs a restart; 2 kept)\n"
+                  "store.type: memory -> redis (needs a restart; memory kept)\n"
+                  "store.redis.password: changed (needs a restart; the old value kept)\n"
+                  "store.redis.sentinels: [] -> [10.0.0.1:26379, [::1]:26380] (needs a restart; [] kept)\n"
+                  "limits.udp_batch: 64 -> 32 (needs a restart; 64 kept)\n"
+                  "log.target: stderr -> syslog (needs a restart; stderr kept)\n"
+                  "metrics.listen: off -> 127.0.0.1:9100 (needs a restart; off kept)\n"
+                  "metrics.timeout: 10s -> 30s (needs a restart; 10s kept)\n"
+                  "control.socket: none -> /run/heprouter.sock (needs a restart; none kept)\n"
+                  "control.mode: 0660 -> 0600 (needs a restart; 0660 kept)\n");
+    free(describe);
+    free(restart);
+}
+
+/* Loads both texts; keeps running's restart values in next and checks the result. */
+static void keep_and_check(const char *running_text, const char *next_text)
+{
+    char p1[PATH_MAX], p2[PATH_MAX], *o1, *o2;
+    struct conf *running = load_text(running_text, p1, &o1), *next = load_text(next_text, p2, &o2);
+    CU_ASSERT_FATAL(running != NULL && next != NULL);
+    size_t reload_lines = conf_describe_changes(running, next, NULL, NULL);
+    CU_ASSERT(conf_restart_changes(running, next, NULL, NULL) > 0);
+    CU_ASSERT_EQUAL(conf_keep_restart_values(next, running), 0);
+    CU_ASSERT_EQUAL(conf_restart_changes(running, next, NULL, NULL), 0);
+    CU_ASSERT_EQUAL(conf_describe_changes(running, next, NULL, NULL), reload_lines);
+    CU_ASSERT_EQUAL(next->workers, running->workers);
+    CU_ASSERT_EQUAL(next->store_type, running->store_type);
+    CU_ASSERT_EQUAL(next->redis.nsentinels, running->redis.nsentinels);
+    CU_ASSERT(next->redis.sentinels == NULL || next->redis.sentinels != running->redis.sentinels);
+    CU_ASSERT(next->redis.prefix != running->redis.prefix);     /* a copy */
+    CU_ASSERT(next->control_socket == NULL || next->control_socket != running->control_socket);
+    conf_free(running);
+    conf_free(next);
+    free(o1);
+    free(o2);
+    unlink(p1);
+    unlink(p2);
+}
+
+static void test_kept_restart_values_leave_no_restart_change(void)
+{
+    keep_and_check(RESTART_OLD, RESTART_NEW);   /* strings and lists in next are freed */
+    keep_and_check(RESTART_NEW, RESTART_OLD);   /* strings and lists are copied in */
+}
+
+/* Every allocation of conf_keep_restart_values() failing in turn: -1, and both still free cleanly. */
+static void test_keeping_values_out_of_memory_is_safe(void)
+{
+    char p1[PATH_MAX], p2[PATH_MAX], *o1, *o2;
+    unsigned long n;
+    int rc = -1;
+    for (n = 1; n < ALLOC_STEPS_MAX && rc != 0; n++) {
+        struct conf *running = load_text(RESTART_NEW, p1, &o1), *next = load_text(RESTART_OLD, p2, &o2);
+        CU_ASSERT_FATAL(running != NULL && next != NULL);
+        conf_fail_alloc(n);
+        rc = conf_keep_restart_values(next, running);
+        conf_fail_alloc(0);
+        if (rc == 0) {
+            CU_ASSERT_EQUAL(conf_restart_changes(running, next, NULL, NULL), 0);
+        } else {
+            CU_ASSERT_EQUAL(rc, -1);
+        }
+        conf_free(running);
+        conf_free(next);
+        free(o1);
+        free(o2);
+        unlink(p1);
+        unlink(p2);
+    }
+    CU_ASSERT(n > 2);           /* at least one allocation failed first */
+    CU_ASSERT_EQUAL(rc, 0);
+}
+
 int main(void)
 {
     if (chdir(TEST_CONF_DIR) != 0) {
@@ -1185,6 +1593,18 @@ int main(void)
           test_host_port_splits_names_addresses_and_brackets },
         { "CIDRs and bare addresses", test_cidrs_and_bare_addresses },
         { "bad CIDRs say why", test_bad_cidrs_say_why },
+        { "metrics.listen takes IPv4, IPv6 and port 0", test_metrics_listen_takes_ipv4_ipv6_and_port_0 },
+        { "control.socket takes up to 107 bytes", test_control_socket_takes_up_to_107_bytes },
+        { "control.mode is octal up to 0777", test_control_mode_is_octal_up_to_0777 },
+        { "log.facility names are the syslog values", test_log_facility_names_are_the_syslog_values },
+        { "the hash is FNV-1a of the bytes and stable", test_the_hash_is_fnv1a_of_the_bytes_and_stable },
+        { "one byte more gives another hash", test_one_byte_more_gives_another_hash },
+        { "describe_changes names every reloadable difference",
+          test_describe_changes_names_every_reloadable_difference },
+        { "identical files have no changes", test_identical_files_have_no_changes },
+        { "restart changes name what is kept", test_restart_changes_name_what_is_kept },
+        { "kept restart values leave no restart change", test_kept_restart_values_leave_no_restart_change },
+        { "keeping values out of memory is safe", test_keeping_values_out_of_memory_is_safe },
         { NULL, NULL },
     };
     return unit_run("conf", tests);
