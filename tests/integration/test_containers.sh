@@ -12,9 +12,10 @@
 #  2. Images: the Debian 12 base (debootstrap, cached in podman's store
 #     between runs: podman.sh's it_base_image), then heprouter's
 #     (docker/Dockerfile, --format docker to keep its HEALTHCHECK),
-#     Kamailio's (docker/kamailio/), the UAS's (docker/uas/) and, for the
-#     test only, a Redis image from Debian's redis-server
-#     (containers/redis/); the four builds run at once, FROM a tag of the
+#     Kamailio's (docker/kamailio/), the UAS's (docker/uas/),
+#     Prometheus's (docker/prometheus/: Debian's prometheus package) and,
+#     for the test only, a Redis image from Debian's redis-server
+#     (containers/redis/); the five builds run at once, FROM a tag of the
 #     base of the run's own (what an interrupted build leaves is removed at
 #     exit).  heprouter's image must have a non-root USER and a HEALTHCHECK.
 #  3. The stack: docker-compose -f docker/docker-compose.yml -f
@@ -23,14 +24,19 @@
 #     replaces only what cannot be pulled here: heplify-server, voipmonitor,
 #     db and homer-webapp become hepdump sinks from heprouter's image (on
 #     the same addresses of the compose network), redis the Debian-built
-#     image.  Everything stays on this machine: the stack's own bridge
+#     image; grafana is not started (its image is not in Debian: the
+#     override gives it a profile, and the test checks that no grafana
+#     container exists).  Everything stays on this machine: the stack's own bridge
 #     network (172.28.60.0/24) and ports published on 127.0.0.1 only
 #     (free ports, HEPROUTER_DEMO_* of the compose file).  There is no
 #     systemd here, so podman never runs health checks by itself and
 #     `depends_on: condition: service_healthy` would wait forever: the test
 #     runs `podman healthcheck run` on each container until all are healthy.
 #  4. Checks in the running stack: heprouter's process runs as a non-root
-#     user; its HEALTHCHECK command reports healthy.
+#     user; its HEALTHCHECK command reports healthy.  Prometheus: `promtool
+#     check config` in its container passes on the mounted prometheus.yml,
+#     and its HTTP API (published on 127.0.0.1) shows the job "heprouter"
+#     target 172.28.60.20:9100 "up" (heprouter's metrics.listen scraped).
 #  5. SIPp on the host sends CT_OPTIONS OPTIONS (3), CT_REGISTERS REGISTER
 #     (3, each challenged with a stateless 401) and CT_CALLS INVITE calls
 #     (10, each challenged with a stateless 407, then answered by the uas
@@ -42,7 +48,8 @@
 #     none with 0.0.0.0 as Kamailio's address (HEP, Via, Record-Route);
 #     Redis holds every call's context (its origin method and route); and
 #     heprouter's exit counters agree (packets_in, store_writes,
-#     decode_errors).
+#     decode_errors); and Prometheus, queried after the calls, has scraped
+#     heprouter_received_packets_total > 0 from heprouter.
 #  6. docker-compose down -v leaves no container, network or volume of the
 #     stack; the images this run built are removed at exit, the base image
 #     is kept.
@@ -73,7 +80,10 @@ RATE=10                 # calls per second of each SIPp UAC
 SIPP_LIMIT=30           # seconds one SIPp run may take
 UP_LIMIT=240            # seconds for the whole stack to be up and healthy
 HEALTH_PERIOD=1         # seconds between two rounds of health checks
-SERVICES=(kamailio heprouter uas redis heplify-server homer-webapp db voipmonitor)
+PROM_LIMIT=30           # seconds for Prometheus to scrape heprouter (every 5 s) as "up"
+SERVICES=(kamailio heprouter uas redis heplify-server homer-webapp db voipmonitor prometheus grafana)
+# what `up` starts: every service but those the override puts in a profile
+STARTED=(kamailio heprouter uas redis heplify-server homer-webapp db voipmonitor prometheus)
 SINKS=(heplify-server voipmonitor db homer-webapp)
 
 it_init "${CT_TIME_LIMIT:-600}"
@@ -88,6 +98,7 @@ export IT_IMAGE_HEPROUTER=$IMAGES/heprouter:test
 export IT_IMAGE_KAMAILIO=$IMAGES/kamailio:test
 export IT_IMAGE_UAS=$IMAGES/uas:test
 export IT_IMAGE_REDIS=$IMAGES/redis:test
+export IT_IMAGE_PROMETHEUS=$IMAGES/prometheus:test
 export IT_OUT=$IT_TMP/out
 it_podman_track label "com.docker.compose.project=$PROJECT"
 declare -A SECS=() SIZE=()
@@ -169,6 +180,7 @@ build_start heprouter "$IT_IMAGE_HEPROUTER" "$TOP/docker/Dockerfile" "$TOP" \
 build_start kamailio "$IT_IMAGE_KAMAILIO" "$TOP/docker/kamailio/Dockerfile" "$TOP/docker/kamailio"
 build_start uas "$IT_IMAGE_UAS" "$TOP/docker/uas/Dockerfile" "$TOP/docker/uas"
 build_start redis "$IT_IMAGE_REDIS" "$CT/redis/Dockerfile" "$CT/redis"
+build_start prometheus "$IT_IMAGE_PROMETHEUS" "$TOP/docker/prometheus/Dockerfile" "$TOP/docker/prometheus"
 IT_POLL=1 it_wait_until 420 builds_done || it_fail "the image builds took more than 420 s"
 step_end
 
@@ -191,11 +203,15 @@ step "stack up"
 SIP_PUB=$(it_free_port udp) || exit 1
 HEP_PUB=$(it_free_port both) || exit 1
 UI_PUB=$(it_free_port tcp) || exit 1
+PROM_PUB=$(it_free_port tcp) || exit 1
+GRAFANA_PUB=$(it_free_port tcp) || exit 1
 read -r OPT_BASE REG_BASE INV_BASE < <(it_free_port_blocks 3 8 udp | tr '\n' ' ')
 [ -n "${INV_BASE:-}" ] || it_fail "no free port blocks for SIPp"
 export HEPROUTER_DEMO_SIP=127.0.0.1:$SIP_PUB
 export HEPROUTER_DEMO_HEP=127.0.0.1:$HEP_PUB
 export HEPROUTER_DEMO_HOMER_UI=127.0.0.1:$UI_PUB
+export HEPROUTER_DEMO_PROMETHEUS=127.0.0.1:$PROM_PUB
+export HEPROUTER_DEMO_GRAFANA=127.0.0.1:$GRAFANA_PUB
 mkdir -p "$IT_OUT"
 chmod 0777 "$IT_OUT"            # the sinks run as heprouter's user
 : >"$IT_TMP/empty.env"          # no .env of the caller's is read
@@ -241,7 +257,7 @@ health_round() {
         UP_STATUS=$IT_STATUS
         ((UP_STATUS == 0)) || stack_fail "docker-compose up exited with status $UP_STATUS: $(tail -n 5 "$IT_TMP/compose-up.err")"
     fi
-    [ -n "$UP_STATUS" ] && [ "${#HEALTHY[@]}" -ge "${#SERVICES[@]}" ]
+    [ -n "$UP_STATUS" ] && [ "${#HEALTHY[@]}" -ge "${#STARTED[@]}" ]
 }
 end=$((SECONDS + UP_LIMIT))
 until health_round; do
@@ -271,6 +287,49 @@ timeout 30 podman healthcheck run "$HR" >"$IT_TMP/hc.out" 2>&1 ||
 hc=$(timeout 30 podman exec "$HR" /usr/local/bin/heprouter-healthcheck 2>&1)
 [ "$hc" = ok ] || stack_fail "heprouter-healthcheck in the container says: $hc"
 it_note "heprouter's HEALTHCHECK: healthy ($hc)"
+
+# ---------------------------------------------------------------- Prometheus
+
+step "prometheus"
+PR=$(cid prometheus)
+[ -n "$PR" ] || stack_fail "no prometheus container"
+[ -z "$(cid grafana)" ] || stack_fail "a grafana container exists: the override's profile did not keep it out of up"
+timeout 30 podman exec "$PR" promtool check config /etc/prometheus/prometheus.yml >"$IT_TMP/promtool.out" 2>&1 ||
+    stack_fail "promtool check config in the prometheus container: $(tail -n 5 "$IT_TMP/promtool.out")"
+PROM_URL=http://127.0.0.1:$PROM_PUB
+# prom_target_up: Prometheus's API (on the published port) lists the job
+# "heprouter" target 172.28.60.20:9100 as up; its state in prom-target.out.
+prom_target_up() {
+    python3 - "$PROM_URL" heprouter 172.28.60.20:9100 >"$IT_TMP/prom-target.out" 2>&1 <<'PY'
+import json, sys, urllib.request
+url, job, instance = sys.argv[1:4]
+d = json.load(urllib.request.urlopen(url + "/api/v1/targets?state=active", timeout=3))
+for t in d["data"]["activeTargets"]:
+    if t["labels"].get("job") == job and t["labels"].get("instance") == instance:
+        print("target %s %s: health %s, last error %r" % (job, instance, t["health"], t.get("lastError")))
+        sys.exit(0 if t["health"] == "up" else 1)
+print("no active target %s %s" % (job, instance))
+sys.exit(1)
+PY
+}
+IT_POLL=1 it_wait_until "$PROM_LIMIT" prom_target_up ||
+    stack_fail "Prometheus: heprouter's target is not up after ${PROM_LIMIT} s: $(cat "$IT_TMP/prom-target.out")"
+step_end
+it_note "Prometheus: promtool check config passes; $(cat "$IT_TMP/prom-target.out") (${SECS[prometheus]} s)"
+
+# prom_received: Prometheus has a sample of heprouter's packets in > 0
+# (prints the value to prom-query.out).
+prom_received() {
+    python3 - "$PROM_URL" 'sum(heprouter_received_packets_total{job="heprouter"})' >"$IT_TMP/prom-query.out" 2>&1 <<'PY'
+import json, sys, urllib.parse, urllib.request
+url, query = sys.argv[1:3]
+d = json.load(urllib.request.urlopen(url + "/api/v1/query?" + urllib.parse.urlencode({"query": query}), timeout=3))
+r = d["data"]["result"]
+v = float(r[0]["value"][1]) if r else 0.0
+print("%s = %g" % (query, v))
+sys.exit(0 if v > 0 else 1)
+PY
+}
 
 # ---------------------------------------------------------------- calls
 
@@ -313,6 +372,14 @@ sinks_settled() {
 }
 IT_POLL=0.5 it_wait_until 15 sinks_settled || it_log "the sinks were still receiving after 15 s"
 
+# The calls' packets, as Prometheus scraped them (every 5 s) from heprouter
+if IT_POLL=1 it_wait_until 15 prom_received; then
+    it_note "Prometheus after the calls: $(cat "$IT_TMP/prom-query.out")"
+else
+    printf '[%s] FAIL: Prometheus has no packets of heprouter after the calls: %s\n' "$IT_NAME" "$(cat "$IT_TMP/prom-query.out")"
+    FAILED+=(prometheus-samples)
+fi
+
 # Redis's view, before the calls' keys expire (ttl.ended: 30 s after BYE)
 # shellcheck disable=SC2016  # (expanded by the container's shell)
 timeout 30 podman exec "$RD" sh -c 'redis-cli --scan --pattern "*" | while read -r k; do
@@ -326,7 +393,7 @@ it_run 60 "${DC[@]}" stop heprouter >/dev/null 2>&1 || stack_fail "docker-compos
 hr_exit=$(podman inspect --format '{{.State.ExitCode}}' "$HR")
 it_note "kamailio and heprouter stopped (heprouter's exit status: $hr_exit)"
 [ "$hr_exit" = 0 ] || FAILED+=("heprouter-exit-$hr_exit")
-for s in heprouter kamailio uas redis "${SINKS[@]}"; do
+for s in heprouter kamailio uas redis prometheus "${SINKS[@]}"; do
     timeout 30 podman logs "$(cid "$s")" >"$IT_TMP/$s.log" 2>&1
 done
 step_end
@@ -357,8 +424,8 @@ it_stop "$API_PID"
 
 # ---------------------------------------------------------------- verdict
 
-it_note "times: base image $BASE_HOW ${IT_BASE_SECONDS} s; builds (at once) ${SECS[builds]} s: heprouter ${SECS[build heprouter]} s, kamailio ${SECS[build kamailio]} s, uas ${SECS[build uas]} s, redis ${SECS[build redis]} s; up ${SECS[stack up]} s; calls ${SECS[SIP calls]} s; down ${SECS[stack down]} s; whole test $((SECONDS - T0)) s"
-it_note "image sizes (MB): base ${SIZE[base]}, heprouter ${SIZE[heprouter]}, kamailio ${SIZE[kamailio]}, uas ${SIZE[uas]}, redis ${SIZE[redis]}"
+it_note "times: base image $BASE_HOW ${IT_BASE_SECONDS} s; builds (at once) ${SECS[builds]} s: heprouter ${SECS[build heprouter]} s, kamailio ${SECS[build kamailio]} s, uas ${SECS[build uas]} s, redis ${SECS[build redis]} s, prometheus ${SECS[build prometheus]} s; up ${SECS[stack up]} s; prometheus target up ${SECS[prometheus]} s; calls ${SECS[SIP calls]} s; down ${SECS[stack down]} s; whole test $((SECONDS - T0)) s"
+it_note "image sizes (MB): base ${SIZE[base]}, heprouter ${SIZE[heprouter]}, kamailio ${SIZE[kamailio]}, uas ${SIZE[uas]}, redis ${SIZE[redis]}, prometheus ${SIZE[prometheus]}"
 if [ ${#FAILED[@]} -gt 0 ]; then
     it_fail "failed: ${FAILED[*]} (logs in $IT_TMP)"
 fi
