@@ -334,20 +334,24 @@ static void tally_subject(struct log_tally *t, const char *subject)
  */
 static void tally_write(struct log_tally *t, uint64_t now_ms, int level, const char *what_plural)
 {
-    char since[LOG_DURATION_MAX];
-    elapsed(since, sizeof since, t->window_start_ms, now_ms);
+    char since[LOG_DURATION_MAX + sizeof " in the last "] = "";
+    if (now_ms > t->window_start_ms) {
+        char d[LOG_DURATION_MAX];
+        log_duration(d, sizeof d, now_ms - t->window_start_ms);
+        snprintf(since, sizeof since, " in the last %s", d);
+    }
     const char *what = what_plural != NULL ? what_plural : "events";
     if (t->nsubjects == 0)
-        log_write(level, "%" PRIu64 " %s in the last %s", t->count, what, since);
+        log_write(level, "%" PRIu64 " %s%s", t->count, what, since);
     else if (t->more_subjects)
-        log_write(level, "%" PRIu64 " %s from more than %u sources (%s and others) in the last %s",
+        log_write(level, "%" PRIu64 " %s from more than %u sources (%s and others)%s",
                   t->count, what, t->nsubjects, t->first, since);
     else if (t->nsubjects > 1)
-        log_write(level, "%" PRIu64 " %s from %u sources (%s and %u other%s) in the last %s",
+        log_write(level, "%" PRIu64 " %s from %u sources (%s and %u other%s)%s",
                   t->count, what, t->nsubjects, t->first, t->nsubjects - 1,
                   t->nsubjects - 1 == 1 ? "" : "s", since);
     else
-        log_write(level, "%" PRIu64 " %s from %s in the last %s", t->count, what, t->first, since);
+        log_write(level, "%" PRIu64 " %s from %s%s", t->count, what, t->first, since);
 }
 
 static void tally_reset(struct log_tally *t)
@@ -373,6 +377,11 @@ void log_tally(struct log_tally *t, uint64_t interval_ms, uint64_t now_ms, int l
     t->count++;
     if (subject != NULL)
         tally_subject(t, subject);
+    if (interval_ms == 0) {
+        /* no rate limit: every event has its line */
+        tally_write(t, now_ms, level, what_plural);
+        tally_reset(t);
+    }
 }
 
 void log_tally_flush(struct log_tally *t, uint64_t now_ms, int level, const char *what_plural)

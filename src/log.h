@@ -142,8 +142,9 @@ struct log_tally {
  * be NULL: not from anyone in particular).  When the window open for
  * interval_ms (monotonic now_ms) is over, first writes its line at level:
  * "<count> <what_plural> from ... in the last 10 s", so what_plural reads
- * after a number ("malformed packets dropped").  Does nothing when level is
- * not logged.
+ * after a number ("malformed packets dropped").  interval_ms 0 (no rate
+ * limit): a line per event, without "in the last".  Does nothing when level
+ * is not logged.
  */
 void log_tally(struct log_tally *t, uint64_t interval_ms, uint64_t now_ms, int level,
                const char *what_plural, const char *subject);
