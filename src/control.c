@@ -11,7 +11,8 @@
  * The client is closed when: it sends a line longer than max_line (after the
  * error line is sent), it stays idle for timeout (no line, nothing waiting
  * to be answered or sent, and the last byte written or read that long ago),
- * its unsent output exceeds max_line * CONTROL_QUEUE_LINES, a read or write
+ * more than max_line * CONTROL_QUEUE_LINES bytes of its output are still
+ * unsent when another answer is ready (it does not read), a read or write
  * fails, or it closed its side and every answer went out.
  */
 #include "control.h"
@@ -199,13 +200,17 @@ static bool client_flush(struct control_client *cl)
     return true;
 }
 
-/* Appends len bytes to the output; false when over the bound (the client must go). */
+/*
+ * Appends len bytes to the output; false when what is already unsent is
+ * over the bound (the client must go).  Checking before appending lets one
+ * long answer (stats of a large configuration) reach a client that reads.
+ */
 static bool client_queue(struct control_client *cl, const char *p, size_t len)
 {
     size_t bound = cl->c->lim.max_line * CONTROL_QUEUE_LINES;
     size_t pending = cl->outlen - cl->outoff;
-    if (pending + len > bound)
-        return false;
+    if (pending > bound)
+        return false;               /* one answer, however long, always fits an empty queue */
     if (cl->outoff > 0 && cl->outlen + len > cl->outcap) {
         memmove(cl->out, cl->out + cl->outoff, pending);
         cl->outlen = pending;
@@ -247,8 +252,8 @@ static void client_release(struct control_client *cl)
         }
         queued = true;
     }
-    if (queued || cl->eof)
-        client_flush(cl);
+    if ((queued || cl->eof) && !client_flush(cl))
+        return;                     /* closed, or to be closed */
     /* reading may have been paused while too many requests waited */
     if (!cl->eof && !cl->doomed && cl->nwaiting < CONTROL_QUEUE_LINES)
         ev_io_start(c->loop, &cl->rio);

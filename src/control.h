@@ -18,8 +18,8 @@
 #include <ev.h>
 
 /*
- * A client whose unsent answers exceed max_line * CONTROL_QUEUE_LINES bytes
- * (it does not read) is closed; a client with CONTROL_QUEUE_LINES commands
+ * A client with more than max_line * CONTROL_QUEUE_LINES bytes of answers
+ * unsent when another answer is ready (it does not read) is closed; a client with CONTROL_QUEUE_LINES commands
  * still unanswered is not read from until some are answered.
  */
 #define CONTROL_QUEUE_LINES 16
