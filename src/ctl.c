@@ -1,5 +1,6 @@
 /*
- * ctl.c - `heprouter ctl [-s SOCKET] [-T SECONDS] COMMAND [ARGS...]`: sends
+ * ctl.c - `heprouter ctl [-s SOCKET] [-c FILE] [-T SECONDS] COMMAND [ARGS...]`:
+ * sends
  * "COMMAND ARGS\n" to the control socket, reads the one answer line and
  * prints it as it came.  The exit status says whether the answer is an
  * error (a top-level "error" key), so scripts need no JSON parser for that.
@@ -26,8 +27,9 @@
 static void ctl_usage(FILE *out)
 {
     fprintf(out,
-            "usage: heprouter ctl [-s SOCKET] [-T SECONDS] COMMAND [ARGS...]\n"
+            "usage: heprouter ctl [-s SOCKET] [-c FILE] [-T SECONDS] COMMAND [ARGS...]\n"
             "  -s SOCKET   the control socket (default %s)\n"
+            "  -c FILE     the control.socket of this configuration\n"
             "  -T SECONDS  how long to wait for the answer (default %d)\n"
             "  `heprouter ctl help` lists the commands\n",
             CTL_DEFAULT_SOCKET, CTL_DEFAULT_TIMEOUT_S);
@@ -38,6 +40,20 @@ static int64_t now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * The control.socket of the configuration file (malloc'ed), or NULL after
+ * saying why on stderr.
+ *
+ * TODO(integration): struct conf has no control_socket yet in this branch;
+ * once it has, this is conf_load(file, stderr), strdup(conf->control_socket)
+ * (an error when NULL: "FILE: no control.socket"), conf_free().
+ */
+static char *config_socket(const char *file)
+{
+    fprintf(stderr, "heprouter ctl: -c %s: control.socket is not in the configuration yet; use -s\n", file);
+    return NULL;
 }
 
 /* Waits for events on fd until deadline; 1 ready, 0 timed out, -1 error. */
@@ -301,10 +317,12 @@ static void print_error(const char *v, size_t len)
 
 int ctl_main(int argc, char **argv)
 {
-    const char *path = CTL_DEFAULT_SOCKET;
+    const char *path = NULL;
+    const char *config = NULL;
     double timeout_s = CTL_DEFAULT_TIMEOUT_S;
     static const struct option longopts[] = {
         { "socket", required_argument, NULL, 's' },
+        { "config", required_argument, NULL, 'c' },
         { "timeout", required_argument, NULL, 'T' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
@@ -312,10 +330,13 @@ int ctl_main(int argc, char **argv)
     int opt;
     optind = 0;                     /* glibc: start afresh, whatever parsed before */
     /* "+": options end at COMMAND, so its arguments may start with '-' */
-    while ((opt = getopt_long(argc, argv, "+s:T:h", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "+s:c:T:h", longopts, NULL)) != -1) {
         switch (opt) {
         case 's':
             path = optarg;
+            break;
+        case 'c':
+            config = optarg;
             break;
         case 'T': {
             char *end;
@@ -342,16 +363,29 @@ int ctl_main(int argc, char **argv)
         return CTL_EXIT_USAGE;
     }
 
+    /* -s, else -c's control.socket, else the default */
+    char *from_config = NULL;
+    if (path == NULL && config != NULL) {
+        from_config = config_socket(config);
+        if (from_config == NULL)
+            return CTL_EXIT_FAIL;
+        path = from_config;
+    }
+    if (path == NULL)
+        path = CTL_DEFAULT_SOCKET;
+
     size_t cmdlen = 0;
     char *cmd = join_command(argc - optind, argv + optind, &cmdlen);
     if (cmd == NULL) {
         fprintf(stderr, "heprouter ctl: out of memory\n");
+        free(from_config);
         return CTL_EXIT_FAIL;
     }
     int64_t deadline = now_ms() + (int64_t)(timeout_s * 1000.);
     int fd = connect_socket(path);
     if (fd < 0) {
         free(cmd);
+        free(from_config);
         return CTL_EXIT_FAIL;
     }
     size_t len = 0;
@@ -360,8 +394,10 @@ int ctl_main(int argc, char **argv)
         answer = read_answer(fd, deadline, path, &len);
     close(fd);
     free(cmd);
-    if (answer == NULL)
+    if (answer == NULL) {
+        free(from_config);
         return CTL_EXIT_FAIL;
+    }
 
     if (len > 0 && answer[len - 1] == '\r')
         answer[--len] = '\0';
@@ -380,5 +416,6 @@ int ctl_main(int argc, char **argv)
         rc = CTL_EXIT_FAIL;
     }
     free(answer);
+    free(from_config);
     return rc;
 }

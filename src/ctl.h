@@ -24,7 +24,7 @@
 #define CTL_EXIT_USAGE 2
 
 /*
- * argv[0] is "ctl"; then [-s SOCKET] [-T SECONDS] COMMAND [ARGS...].
+ * argv[0] is "ctl"; then [-s SOCKET] [-c FILE] [-T SECONDS] COMMAND [ARGS...].
  * Prints the answer on stdout, errors on stderr; returns the exit status.
  */
 int ctl_main(int argc, char **argv);

@@ -699,6 +699,19 @@ static void test_ctl_exit_statuses(void)
     CU_ASSERT_STRING_EQUAL(res.out, "{\"now\":\"hello world\"}\n");
     CU_ASSERT_STRING_EQUAL(res.err, "");
 
+    /* -s wins over -c; -c without a readable configuration fails */
+    char noconf[300];
+    snprintf(noconf, sizeof noconf, "%s/none.yaml", dir);
+    char *both[] = { "ctl", "-c", noconf, "-s", sock_path, "now", "s", NULL };
+    run_ctl(&fx, both, &res);
+    CU_ASSERT_EQUAL(res.status, CTL_EXIT_OK);
+    CU_ASSERT_STRING_EQUAL(res.out, "{\"now\":\"s\"}\n");
+    char *conf_only[] = { "ctl", "-c", noconf, "now", NULL };
+    run_ctl(&fx, conf_only, &res);
+    CU_ASSERT_EQUAL(res.status, CTL_EXIT_FAIL);
+    CU_ASSERT_STRING_EQUAL(res.out, "");
+    CU_ASSERT_PTR_NOT_NULL(strstr(res.err, noconf));
+
     /* an answer completed later, and a long option */
     char *later[] = { "ctl", "--socket", sock_path, "later", "-x", NULL };
     run_ctl(&fx, later, &res);
