@@ -685,9 +685,10 @@ static int clear_stale(const char *path, const struct sockaddr_un *sa, char *why
 }
 
 /*
- * bind() creates the file with the process umask; it is created 0600 under
- * a strict umask, given its mode, and only then listened on, so that no one
- * connects through wider permissions in between.
+ * bind() creates the file with whatever mode the process umask leaves; the
+ * mode is set by chmod() and only then listen() is called: until listen()
+ * every connect() is refused, so no one gets in through the umask's mode
+ * (and the umask, process-wide, is left alone).
  */
 static int bind_socket(struct control *c, const struct sockaddr_un *sa, char *why, size_t whylen)
 {
@@ -696,12 +697,8 @@ static int bind_socket(struct control *c, const struct sockaddr_un *sa, char *wh
         snprintf(why, whylen, "socket: %s", strerror(errno));
         return -1;
     }
-    mode_t old = umask(0177);
-    int rc = bind(c->fd, (const struct sockaddr *)sa, sizeof *sa);
-    int err = errno;
-    umask(old);
-    if (rc != 0) {
-        snprintf(why, whylen, "bind %s: %s", c->path, strerror(err));
+    if (bind(c->fd, (const struct sockaddr *)sa, sizeof *sa) != 0) {
+        snprintf(why, whylen, "bind %s: %s", c->path, strerror(errno));
         return -1;
     }
     struct stat st;

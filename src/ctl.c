@@ -363,6 +363,14 @@ int ctl_main(int argc, char **argv)
         return CTL_EXIT_USAGE;
     }
 
+    /* one line per command: a line break inside would send a second one */
+    for (int i = optind; i < argc; i++) {
+        if (strpbrk(argv[i], "\r\n") != NULL) {
+            fprintf(stderr, "heprouter ctl: an argument contains a line break\n");
+            return CTL_EXIT_USAGE;
+        }
+    }
+
     /* -s, else -c's control.socket, else the default */
     char *from_config = NULL;
     if (path == NULL && config != NULL) {

@@ -754,6 +754,10 @@ static void test_ctl_exit_statuses(void)
     char *badT[] = { "ctl", "-T", "soon", "now", NULL };
     run_ctl(&fx, badT, &res);
     CU_ASSERT_EQUAL(res.status, CTL_EXIT_USAGE);
+    char *newline[] = { "ctl", "-s", sock_path, "now", "a\nhold", NULL };
+    run_ctl(&fx, newline, &res);
+    CU_ASSERT_EQUAL(res.status, CTL_EXIT_USAGE);
+    CU_ASSERT_PTR_NULL(fx.held);
     char *badopt[] = { "ctl", "-q", "now", NULL };
     run_ctl(&fx, badopt, &res);
     CU_ASSERT_EQUAL(res.status, CTL_EXIT_USAGE);
