@@ -10,6 +10,9 @@
  */
 #include "ctl.h"
 
+#include "clock.h"
+#include "conf.h"
+
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -37,23 +40,27 @@ static void ctl_usage(FILE *out)
 
 static int64_t now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)clock_mono_ms();
 }
 
 /*
  * The control.socket of the configuration file (malloc'ed), or NULL after
- * saying why on stderr.
- *
- * TODO(integration): struct conf has no control_socket yet in this branch;
- * once it has, this is conf_load(file, stderr), strdup(conf->control_socket)
- * (an error when NULL: "FILE: no control.socket"), conf_free().
+ * saying why on stderr (the file's own errors as FILE:LINE:COL).
  */
 static char *config_socket(const char *file)
 {
-    fprintf(stderr, "heprouter ctl: -c %s: control.socket is not in the configuration yet; use -s\n", file);
-    return NULL;
+    struct conf *c = conf_load(file, stderr);
+    if (c == NULL) {
+        fprintf(stderr, "heprouter ctl: -c %s: configuration has errors\n", file);
+        return NULL;
+    }
+    char *path = c->control_socket != NULL ? strdup(c->control_socket) : NULL;
+    if (c->control_socket == NULL)
+        fprintf(stderr, "heprouter ctl: -c %s: no control.socket in it\n", file);
+    else if (path == NULL)
+        fprintf(stderr, "heprouter ctl: out of memory\n");
+    conf_free(c);
+    return path;
 }
 
 /* Waits for events on fd until deadline; 1 ready, 0 timed out, -1 error. */

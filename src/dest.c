@@ -93,6 +93,7 @@ struct dest_target {
     size_t ring_cap;
     size_t ring_head;
     size_t ring_len;
+    size_t ring_frames;             /* whole frames in the ring (the queue depth) */
     size_t head_sent;               /* bytes of the head frame already written */
     uint8_t *partial;               /* tail of an evicted in-flight frame */
     size_t partial_cap;
@@ -123,11 +124,26 @@ struct dest {
     struct log_limit encode_limit;
 };
 
+/*
+ * A destination a reload changed or removed, while its TCP targets still
+ * have queued packets: they finish sending them, take nothing new, and go
+ * once their queues are empty or at their deadline (limits.drain_timeout
+ * after the reload).
+ */
+struct dest_retired {
+    struct dest d;
+    ev_tstamp deadline;
+    struct dest_retired *next;
+};
+
 struct dest_set {
     struct ev_loop *loop;
     struct metrics *m;
     struct dest *dests;
     size_t ndests;
+    struct dest_retired *retired;
+    struct metrics_target retired_counters;     /* what retired targets count: no series of their own */
+    uint64_t drain_timeout_ms;
     size_t batch_cap;               /* messages per sendmmsg() */
     struct backoff reconnect;       /* each TCP target's starts as this */
     uint64_t connect_timeout_ms;
@@ -137,8 +153,13 @@ struct dest_set {
     size_t arena_used;
 };
 
+/* metrics index of a target whose destination a reload retired: counted apart */
+#define DEST_MINDEX_RETIRED SIZE_MAX
+
 static struct metrics_target *target_metrics(const struct dest_target *t)
 {
+    if (t->mindex == DEST_MINDEX_RETIRED)
+        return &t->ds->retired_counters;
     return &t->ds->m->targets[t->mindex];
 }
 
@@ -260,6 +281,7 @@ static void ring_pop(struct dest_target *t, size_t flen)
 {
     t->ring_head = (t->ring_head + flen) % t->ring_cap;
     t->ring_len -= flen;
+    t->ring_frames--;
     if (t->ring_len == 0)
         t->ring_head = 0;           /* keeps the next frames contiguous */
 }
@@ -286,6 +308,7 @@ static void ring_append(struct dest_target *t, const uint8_t *data, size_t len)
     memcpy(t->ring + pos, data, run);
     memcpy(t->ring, data + run, len - run);
     t->ring_len += len;
+    t->ring_frames++;
 }
 
 /*
@@ -648,6 +671,12 @@ void dest_set_free(struct dest_set *ds)
 {
     if (ds == NULL)
         return;
+    while (ds->retired != NULL) {
+        struct dest_retired *r = ds->retired;
+        ds->retired = r->next;
+        set_free_dest(ds, &r->d);
+        free(r);
+    }
     for (size_t i = 0; i < ds->ndests && ds->dests != NULL; i++)
         set_free_dest(ds, &ds->dests[i]);
     free(ds->dests);
@@ -732,6 +761,7 @@ struct dest_set *dest_set_new(struct ev_loop *loop, const struct conf *conf, str
     backoff_init(&ds->reconnect, conf->reconnect_min_ms, conf->reconnect_max_ms);
     ds->connect_timeout_ms = conf->connect_timeout_ms;
     ds->log_interval_ms = conf->log_interval_ms;
+    ds->drain_timeout_ms = conf->drain_timeout_ms;
     ds->arena_cap = DEST_ARENA_BYTES;
     ds->arena = malloc(ds->arena_cap);
     ds->dests = calloc(conf->ndests > 0 ? conf->ndests : 1, sizeof *ds->dests);
@@ -890,27 +920,45 @@ void dest_flush(struct dest_set *ds)
     ds->arena_used = 0;
 }
 
+/* Drops what d's TCP targets still queue; returns how many frames (exit_drops). */
+static size_t dest_abandon_one(struct dest *d)
+{
+    size_t frames = 0;
+    for (size_t j = 0; j < d->ntargets; j++) {
+        struct dest_target *t = &d->targets[j];
+        if (t->addr.transport != CONF_TCP)
+            continue;
+        if (t->partial_off < t->partial_len) {
+            frames++;
+            target_metrics(t)->exit_drops++;
+            t->partial_off = t->partial_len;
+        }
+        t->head_sent = 0;
+        while (t->ring_len > 0) {
+            ring_pop(t, ring_head_frame_len(t));
+            target_metrics(t)->exit_drops++;
+            frames++;
+        }
+    }
+    return frames;
+}
+
+static size_t dest_pending_one(const struct dest *d)
+{
+    size_t n = 0;
+    for (size_t j = 0; j < d->ntargets; j++)
+        if (d->targets[j].addr.transport == CONF_TCP)
+            n += tcp_pending(&d->targets[j]);
+    return n;
+}
+
 size_t dest_abandon(struct dest_set *ds)
 {
     size_t frames = 0;
-    for (size_t i = 0; i < ds->ndests; i++) {
-        for (size_t j = 0; j < ds->dests[i].ntargets; j++) {
-            struct dest_target *t = &ds->dests[i].targets[j];
-            if (t->addr.transport != CONF_TCP)
-                continue;
-            if (t->partial_off < t->partial_len) {
-                frames++;
-                target_metrics(t)->exit_drops++;
-                t->partial_off = t->partial_len;
-            }
-            t->head_sent = 0;
-            while (t->ring_len > 0) {
-                ring_pop(t, ring_head_frame_len(t));
-                target_metrics(t)->exit_drops++;
-                frames++;
-            }
-        }
-    }
+    for (size_t i = 0; i < ds->ndests; i++)
+        frames += dest_abandon_one(&ds->dests[i]);
+    for (struct dest_retired *r = ds->retired; r != NULL; r = r->next)
+        frames += dest_abandon_one(&r->d);
     return frames;
 }
 
@@ -918,8 +966,130 @@ size_t dest_pending(const struct dest_set *ds)
 {
     size_t n = 0;
     for (size_t i = 0; i < ds->ndests; i++)
-        for (size_t j = 0; j < ds->dests[i].ntargets; j++)
-            if (ds->dests[i].targets[j].addr.transport == CONF_TCP)
-                n += tcp_pending(&ds->dests[i].targets[j]);
+        n += dest_pending_one(&ds->dests[i]);
+    for (const struct dest_retired *r = ds->retired; r != NULL; r = r->next)
+        n += dest_pending_one(&r->d);
     return n;
+}
+
+/* ---- reload ---- */
+
+/* d now lives at *d, index di, its counters at metrics index first (or retired). */
+static void dest_moved(struct dest *d, size_t di, size_t first)
+{
+    d->index = di;
+    for (size_t j = 0; j < d->ntargets; j++) {
+        d->targets[j].d = d;
+        d->targets[j].mindex = first == DEST_MINDEX_RETIRED ? DEST_MINDEX_RETIRED : first + j;
+    }
+}
+
+/* A changed or removed destination: gone now, or once its TCP queues are sent. */
+static void dest_retire(struct dest_set *ds, struct dest *d)
+{
+    struct dest_retired *r = NULL;
+    if (d->has_tcp && dest_pending_one(d) > 0)
+        r = calloc(1, sizeof *r);
+    if (r == NULL) {
+        size_t dropped = dest_abandon_one(d);
+        if (dropped > 0)
+            log_warn("destination %s: changed by a reload and out of memory: %zu queued packets dropped",
+                     d->name, dropped);
+        set_free_dest(ds, d);
+        return;
+    }
+    r->d = *d;
+    dest_moved(&r->d, 0, DEST_MINDEX_RETIRED);
+    r->deadline = ev_now(ds->loop) + clock_ms_to_s(ds->drain_timeout_ms);
+    r->next = ds->retired;
+    ds->retired = r;
+    log_info("destination %s: changed by a reload; its old TCP targets send the %zu bytes they queue "
+             "first (at most limits.drain_timeout)", d->name, dest_pending_one(&r->d));
+}
+
+int dest_set_reconfigure(struct dest_set *ds, const struct conf *old, const struct conf *conf)
+{
+    struct dest *next = calloc(conf->ndests > 0 ? conf->ndests : 1, sizeof *next);
+    bool *kept = calloc(ds->ndests > 0 ? ds->ndests : 1, sizeof *kept);
+    bool *built = calloc(conf->ndests > 0 ? conf->ndests : 1, sizeof *built);
+    if (next == NULL || kept == NULL || built == NULL) {
+        free(next);
+        free(kept);
+        free(built);
+        log_error("destinations: out of memory for the reload; destinations unchanged");
+        return -1;
+    }
+    dest_flush(ds);
+    backoff_init(&ds->reconnect, conf->reconnect_min_ms, conf->reconnect_max_ms);
+    ds->connect_timeout_ms = conf->connect_timeout_ms;
+    ds->log_interval_ms = conf->log_interval_ms;
+    ds->drain_timeout_ms = conf->drain_timeout_ms;
+
+    int rc = 0;
+    for (size_t i = 0; i < conf->ndests; i++) {
+        long oi = conf_dest_index(old, conf->dests[i].name);
+        if (oi >= 0 && (size_t)oi < ds->ndests && !kept[oi] && conf_dest_equal(&old->dests[oi], &conf->dests[i])) {
+            kept[oi] = true;
+            next[i] = ds->dests[oi];
+            dest_moved(&next[i], i, ds->m->dest_first_target[i]);
+            continue;
+        }
+        if (dest_init(ds, &next[i], i, conf) != 0) {
+            /* its packets are counted and go nowhere until a reload fixes it */
+            log_error("destination %s: cannot be built; its packets are dropped", conf->dests[i].name);
+            set_free_dest(ds, &next[i]);
+            memset(&next[i], 0, sizeof next[i]);
+            next[i].index = i;
+            rc = -1;
+            continue;
+        }
+        built[i] = true;
+    }
+    for (size_t oi = 0; oi < ds->ndests; oi++)
+        if (!kept[oi])
+            dest_retire(ds, &ds->dests[oi]);
+    free(ds->dests);
+    ds->dests = next;
+    ds->ndests = conf->ndests;
+    for (size_t i = 0; i < ds->ndests; i++)
+        for (size_t j = 0; built[i] && j < ds->dests[i].ntargets; j++)
+            if (ds->dests[i].targets[j].addr.transport == CONF_TCP)
+                tcp_connect(&ds->dests[i].targets[j]);
+    free(kept);
+    free(built);
+    return rc;
+}
+
+void dest_housekeeping(struct dest_set *ds)
+{
+    ev_tstamp now = ev_now(ds->loop);
+    for (struct dest_retired **at = &ds->retired; *at != NULL;) {
+        struct dest_retired *r = *at;
+        size_t pending = dest_pending_one(&r->d);
+        if (pending > 0 && now < r->deadline) {
+            at = &r->next;
+            continue;
+        }
+        if (pending > 0)
+            log_warn("destination %s (changed by a reload): %zu packets still queued for its old targets "
+                     "after limits.drain_timeout are dropped", r->d.name, dest_abandon_one(&r->d));
+        *at = r->next;
+        set_free_dest(ds, &r->d);
+        free(r);
+    }
+}
+
+void dest_gauges(const struct dest_set *ds)
+{
+    for (size_t i = 0; i < ds->ndests; i++) {
+        const struct dest *d = &ds->dests[i];
+        for (size_t j = 0; j < d->ntargets; j++) {
+            const struct dest_target *t = &d->targets[j];
+            struct metrics_target *mt = target_metrics(t);
+            bool tcp = t->addr.transport == CONF_TCP;
+            mt->queue_packets = tcp ? t->ring_frames + (t->partial_off < t->partial_len) : t->nbatch;
+            mt->queue_bytes = tcp ? tcp_pending(t) : 0;
+            mt->up = target_up(t);
+        }
+    }
 }

@@ -65,4 +65,24 @@ size_t dest_pending(const struct dest_set *ds);
  */
 size_t dest_abandon(struct dest_set *ds);
 
+/*
+ * A configuration reload, between two batches; old is the configuration
+ * the set was built from, conf the new one, and the set's metrics must
+ * already be laid out for conf (metrics_add_mapped()).  A destination
+ * whose configuration did not change (same name, conf_dest_equal()) keeps
+ * its sockets, TCP connections, queues and balancing state.  A changed or
+ * removed one is retired: its TCP targets send what they queue, take
+ * nothing new, and are closed once empty or limits.drain_timeout after the
+ * reload (what is left then is dropped, counted in exit_drops); the new
+ * version is built from conf.  0, or -1 when something could not be built
+ * (logged; such a destination drops its packets until the next reload).
+ */
+int dest_set_reconfigure(struct dest_set *ds, const struct conf *old, const struct conf *conf);
+
+/* Closes retired destinations that are done or out of time; call it periodically. */
+void dest_housekeeping(struct dest_set *ds);
+
+/* Sets the gauges (queue depth, up) of every target in the set's metrics. */
+void dest_gauges(const struct dest_set *ds);
+
 #endif

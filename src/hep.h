@@ -203,6 +203,20 @@ size_t hep_encoded_len(const struct hep_view *view, const struct hep_overrides *
 /* A short, stable name for a status ("truncated header", ...). */
 const char *hep_strerror(int status);
 
+/*
+ * The HEP version a packet claims, from its first bytes alone (1, 2, 3),
+ * or 0 when it looks like none: for the per-listener counters, before
+ * anything is decoded.
+ */
+static inline int hep_peek_version(const uint8_t *data, size_t len)
+{
+    if (len >= 4 && data[0] == 'H' && data[1] == 'E' && data[2] == 'P' && data[3] == '3')
+        return 3;
+    if (len >= 1 && (data[0] == 1 || data[0] == 2))
+        return data[0];
+    return 0;
+}
+
 /* A short, stable identifier for metrics ("truncated", "bad_version", ...). */
 const char *hep_status_name(int status);
 

@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "conf.h"
 #include "framer.h"
 #include "hep.h"
@@ -77,8 +78,12 @@ struct ingest_conn {
     struct framer framer;
 };
 
+/* listener_count()'s index of a listener a reload removed, while it hands out what it holds */
+#define INGEST_MINDEX_REMOVED SIZE_MAX
+
 struct ingest_listener {
     struct ingest *in;
+    size_t mindex;                  /* into metrics.listeners */
     int transport;                  /* CONF_UDP / CONF_TCP */
     int fd;
     struct sockaddr_storage bound;
@@ -107,7 +112,7 @@ struct ingest {
     uint64_t log_interval_ms;
     bool stopped;
 
-    struct ingest_listener *listeners;
+    struct ingest_listener **listeners;     /* each its own allocation: connections point to it */
     size_t nlisteners;
 
     /* One recvmmsg() batch, shared by this worker's UDP listeners. */
@@ -180,6 +185,17 @@ static void set_rcvbuf(int fd, const struct conf_addr *addr, size_t want)
                  addr->text, v, got / 2);
 }
 
+/* Per listener and HEP version, before anything is decoded. */
+static inline void listener_count(const struct ingest_listener *l, const uint8_t *data, size_t len)
+{
+    if (l->mindex == INGEST_MINDEX_REMOVED)
+        return;
+    struct metrics_listener *ml = &l->in->m->listeners[l->mindex];
+    int v = hep_peek_version(data, len);
+    ml->packets[v]++;
+    ml->bytes[v] += len;
+}
+
 /* ---- UDP ---- */
 
 /* Reads at most max_batches recvmmsg() batches, fewer once the socket is empty. */
@@ -218,6 +234,7 @@ static void udp_read(struct ingest_listener *l, size_t max_batches)
                 .peerlen = h->msg_namelen,
                 .transport = CONF_UDP,
             };
+            listener_count(l, h->msg_iov->iov_base, in->udp_msgs[i].msg_len);
             in->on_packet(in->arg, h->msg_iov->iov_base, in->udp_msgs[i].msg_len, &src);
         }
         if (n > 0 && in->on_batch_end != NULL)
@@ -322,6 +339,7 @@ static enum framer_status conn_deliver(struct ingest_conn *c)
     size_t len = 0, delivered = 0;
     enum framer_status st;
     while ((st = framer_next(&c->framer, &frame, &len)) == FRAMER_OK) {
+        listener_count(c->l, frame, len);
         in->on_packet(in->arg, frame, len, &src);
         delivered++;
     }
@@ -598,6 +616,32 @@ static int listener_open(struct ingest *in, struct ingest_listener *l, const str
     return 0;
 }
 
+/* A listener bound to addr (its counters at metrics index mindex), not yet started; NULL after logging. */
+static struct ingest_listener *listener_new(struct ingest *in, size_t mindex, const struct conf_addr *addr,
+                                            size_t rcvbuf)
+{
+    struct ingest_listener *l = calloc(1, sizeof *l);
+    if (l == NULL) {
+        log_error("listen %s: out of memory", addr->text);
+        return NULL;
+    }
+    l->fd = -1;
+    l->mindex = mindex;
+    if (listener_open(in, l, addr, rcvbuf) != 0) {
+        if (l->fd >= 0)
+            close(l->fd);
+        free(l);
+        return NULL;
+    }
+    return l;
+}
+
+static void listener_start(struct ingest_listener *l)
+{
+    ev_io_start(l->in->loop, &l->io);
+    log_info("listening %s", l->name);
+}
+
 struct ingest *ingest_new(struct ev_loop *loop, const struct conf *conf, struct metrics *m,
                           ingest_packet_fn on_packet, ingest_batch_end_fn on_batch_end, void *arg)
 {
@@ -613,7 +657,7 @@ struct ingest *ingest_new(struct ev_loop *loop, const struct conf *conf, struct 
     in->arg = arg;
     in->max_connections = conf->tcp_max_connections;
     in->max_frame = conf->tcp_max_frame;
-    in->idle_timeout = (ev_tstamp)conf->tcp_idle_timeout_ms / 1000.;
+    in->idle_timeout = clock_ms_to_s(conf->tcp_idle_timeout_ms);
     in->log_interval_ms = conf->log_interval_ms;
     in->udp_batch = conf->udp_batch > 0 ? conf->udp_batch : 1;
     if (in->udp_batch > IOV_MAX)
@@ -623,8 +667,6 @@ struct ingest *ingest_new(struct ev_loop *loop, const struct conf *conf, struct 
     if (in->listeners == NULL)
         goto nomem;
     in->nlisteners = conf->nlisten;
-    for (size_t i = 0; i < in->nlisteners; i++)
-        in->listeners[i].fd = -1;
 
     bool any_udp = false;
     for (size_t i = 0; i < conf->nlisten; i++)
@@ -633,13 +675,10 @@ struct ingest *ingest_new(struct ev_loop *loop, const struct conf *conf, struct 
         goto nomem;
 
     for (size_t i = 0; i < conf->nlisten; i++)
-        if (listener_open(in, &in->listeners[i], &conf->listen[i], conf->udp_rcvbuf) != 0)
+        if ((in->listeners[i] = listener_new(in, i, &conf->listen[i], conf->udp_rcvbuf)) == NULL)
             goto error;
-
-    for (size_t i = 0; i < in->nlisteners; i++) {
-        ev_io_start(loop, &in->listeners[i].io);
-        log_info("listening %s", in->listeners[i].name);
-    }
+    for (size_t i = 0; i < in->nlisteners; i++)
+        listener_start(in->listeners[i]);
     return in;
 
 nomem:
@@ -649,27 +688,42 @@ error:
     return NULL;
 }
 
-void ingest_stop(struct ingest *in)
+/*
+ * Closes l.  With hand_out, what the kernel already accepted is handed out
+ * first (queued datagrams, pending connections, buffered frames), so that
+ * senders are refused rather than queued for nobody.
+ */
+static void listener_close(struct ingest *in, struct ingest_listener *l, bool hand_out)
 {
-    if (in == NULL || in->stopped)
-        return;
-    in->stopped = true;
-    for (size_t i = 0; i < in->nlisteners; i++) {
-        struct ingest_listener *l = &in->listeners[i];
-        if (l->fd < 0)
-            continue;
+    if (l->fd >= 0 && hand_out) {
         ev_io_stop(in->loop, &l->io);
         if (l->transport == CONF_UDP)
             udp_read_queued(l);
         else
             tcp_accept(l, INGEST_TCP_BACKLOG + 1);     /* the accept queue holds backlog + 1 */
-        ev_timer_stop(in->loop, &l->accept_pause);
-        close(l->fd);
-        l->fd = -1;
-        struct ingest_conn *c;
-        while ((c = list_first_entry(&l->conns, struct ingest_conn, link)) != NULL)
-            conn_finish(c);
     }
+    ev_io_stop(in->loop, &l->io);
+    ev_timer_stop(in->loop, &l->accept_pause);
+    if (l->fd >= 0)
+        close(l->fd);
+    l->fd = -1;
+    struct ingest_conn *c;
+    while ((c = list_first_entry(&l->conns, struct ingest_conn, link)) != NULL) {
+        if (hand_out)
+            conn_finish(c);
+        else
+            conn_close(c);
+    }
+}
+
+void ingest_stop(struct ingest *in)
+{
+    if (in == NULL || in->stopped)
+        return;
+    in->stopped = true;
+    for (size_t i = 0; i < in->nlisteners; i++)
+        if (in->listeners[i] != NULL)
+            listener_close(in, in->listeners[i], true);
 }
 
 void ingest_free(struct ingest *in)
@@ -677,14 +731,10 @@ void ingest_free(struct ingest *in)
     if (in == NULL)
         return;
     for (size_t i = 0; i < in->nlisteners; i++) {
-        struct ingest_listener *l = &in->listeners[i];
-        ev_io_stop(in->loop, &l->io);
-        ev_timer_stop(in->loop, &l->accept_pause);
-        struct ingest_conn *c;
-        while ((c = list_first_entry(&l->conns, struct ingest_conn, link)) != NULL)
-            conn_close(c);
-        if (l->fd >= 0)
-            close(l->fd);
+        if (in->listeners[i] == NULL)
+            continue;
+        listener_close(in, in->listeners[i], false);
+        free(in->listeners[i]);
     }
     free(in->listeners);
     free(in->udp_bufs);
@@ -694,16 +744,70 @@ void ingest_free(struct ingest *in)
     free(in);
 }
 
+int ingest_reconfigure(struct ingest *in, const struct conf *old, const struct conf *conf)
+{
+    struct ingest_listener **next = calloc(conf->nlisten > 0 ? conf->nlisten : 1, sizeof *next);
+    bool *kept = calloc(in->nlisteners > 0 ? in->nlisteners : 1, sizeof *kept);
+    bool any_udp = false;
+    for (size_t i = 0; i < conf->nlisten; i++)
+        any_udp |= conf->listen[i].transport == CONF_UDP;
+    if (next == NULL || kept == NULL || (any_udp && in->udp_bufs == NULL && udp_buffers_alloc(in) != 0)) {
+        free(next);
+        free(kept);
+        log_error("ingest: out of memory for the reload; listeners unchanged");
+        return -1;
+    }
+    in->max_frame = conf->tcp_max_frame;
+    in->idle_timeout = clock_ms_to_s(conf->tcp_idle_timeout_ms);
+    in->log_interval_ms = conf->log_interval_ms;
+
+    int rc = 0;
+    for (size_t i = 0; i < conf->nlisten; i++) {
+        for (size_t j = 0; j < in->nlisteners && j < old->nlisten; j++) {
+            if (!kept[j] && in->listeners[j] != NULL && in->listeners[j]->fd >= 0 &&
+                conf_addr_equal(&old->listen[j], &conf->listen[i])) {
+                kept[j] = true;
+                next[i] = in->listeners[j];
+                next[i]->mindex = i;
+                break;
+            }
+        }
+        if (next[i] != NULL)
+            continue;
+        if ((next[i] = listener_new(in, i, &conf->listen[i], conf->udp_rcvbuf)) == NULL) {
+            rc = -1;            /* logged; the others go on */
+            continue;
+        }
+        if (!in->stopped)
+            listener_start(next[i]);
+    }
+    struct ingest_listener **prev = in->listeners;
+    size_t nprev = in->nlisteners;
+    in->listeners = next;
+    in->nlisteners = conf->nlisten;
+    for (size_t j = 0; j < nprev; j++) {
+        if (kept[j] || prev[j] == NULL)
+            continue;
+        prev[j]->mindex = INGEST_MINDEX_REMOVED;
+        log_info("%s: closed (removed by a reload)", prev[j]->name);
+        listener_close(in, prev[j], true);
+        free(prev[j]);
+    }
+    free(prev);
+    free(kept);
+    return rc;
+}
+
 const char *ingest_listener_name(const struct ingest *in, size_t i)
 {
-    return in->listeners[i].name;
+    return in->listeners[i] != NULL ? in->listeners[i]->name : NULL;
 }
 
 int ingest_bound_addr(const struct ingest *in, size_t i, struct sockaddr_storage *out, socklen_t *len)
 {
-    if (i >= in->nlisteners || in->listeners[i].fd < 0)
+    if (i >= in->nlisteners || in->listeners[i] == NULL || in->listeners[i]->fd < 0)
         return -1;
-    *out = in->listeners[i].bound;
-    *len = in->listeners[i].boundlen;
+    *out = in->listeners[i]->bound;
+    *len = in->listeners[i]->boundlen;
     return 0;
 }

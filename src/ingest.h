@@ -65,6 +65,18 @@ void ingest_free(struct ingest *in);
 void ingest_stop(struct ingest *in);
 
 /*
+ * A configuration reload, between two batches; old is the configuration
+ * the listeners were opened from.  A listener whose address did not
+ * change (conf_addr_equal(): the port a port-0 listener was given must
+ * already be in conf) keeps its socket and connections: not one packet is
+ * lost.  A new one is bound and started; a removed one hands out what the
+ * kernel holds for it and closes.  Counters must already be laid out for
+ * conf.  0, or -1 when a listener could not be opened (logged; the others
+ * are in place).
+ */
+int ingest_reconfigure(struct ingest *in, const struct conf *old, const struct conf *conf);
+
+/*
  * The address a listener actually bound (port 0 resolved); i < conf->nlisten.
  * -1 once ingest_stop() has closed it.
  */
@@ -72,7 +84,8 @@ int ingest_bound_addr(const struct ingest *in, size_t i, struct sockaddr_storage
 
 /*
  * Listener i's name, "udp:127.0.0.1:9060" with the port it bound (the text
- * of ready.h's lines and of the log); i < conf->nlisten.  Valid while in is.
+ * of ready.h's lines and of the log); i < conf->nlisten.  Valid while in is;
+ * NULL when a reload could not open it.
  */
 const char *ingest_listener_name(const struct ingest *in, size_t i);
 

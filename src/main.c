@@ -44,6 +44,9 @@
 #include "metrics.h"
 #include "netaddr.h"
 #include "ready.h"
+#include "control.h"
+#include "ctl.h"
+#include "http.h"
 #include "router.h"
 #include "store/store.h"
 #include "store/open.h"
@@ -63,7 +66,10 @@
  *   (a TCP target closes its socket before it reconnects);
  * - per worker with store.type redis: one data connection, and one
  *   Sentinel connection with store.redis.sentinels (a dropped connection
- *   is freed before the next one is opened).
+ *   is freed before the next one is opened);
+ * - with metrics.listen, the HTTP server and up to metrics.max_connections
+ *   connections; with control.socket, its socket and up to
+ *   control.max_clients clients.
  * What is open at start (stdio, inherited descriptors) is counted as it
  * is; short-lived ones (an accept() refused over the cap, a resolver's
  * socket) come out of limits.fd_reserve.
@@ -73,6 +79,8 @@
 #define FD_PER_TARGET 1
 #define FD_PER_REDIS 1
 #define FD_PER_SENTINEL 1
+#define FD_HTTP_SERVER 3            /* libmicrohttpd: listening socket, epoll, its inter-thread channel */
+#define FD_CONTROL_SERVER 1         /* the control socket's listening socket */
 #define FD_OPEN_AT_START_DEFAULT (STDERR_FILENO + 1)   /* when /proc cannot tell */
 
 struct worker {
@@ -95,9 +103,16 @@ struct worker {
     ev_async abort;                 /* a second TERM/INT: stop draining now */
     bool draining;
     double drain_deadline;
-    /* counters published for the main thread */
+    ev_async reload;                /* main: swap to next_conf between two batches */
+    const struct conf *next_conf;
+    int reload_rc;                  /* 0 swapped, 1 swapped with errors (logged), -1 not swapped */
+    atomic_bool reload_acked;       /* the worker is done with next_conf */
+    ev_async *reloaded;             /* main loop's: a worker is done with a reload */
+    atomic_uint_fast64_t beat_ms;   /* monotonic ms of the loop's last housekeeping (/healthz) */
+    /* counters published for the main thread, laid out for snap_conf */
     pthread_mutex_t snap_lock;
     struct metrics snap;
+    const struct conf *snap_conf;
     int startup_rc;                 /* 0 ok, -1 failed */
     /* set when worker_main() is done; the main loop is woken through done */
     atomic_bool finished;
@@ -106,11 +121,17 @@ struct worker {
 };
 
 
+/* The gauges are read now; the counters are running totals. */
 static void publish(struct worker *w)
 {
+    if (w->ds != NULL)
+        dest_gauges(w->ds);
+    w->m.orphans_held_now = w->router != NULL ? router_held(w->router) : 0;
+    w->m.store_link_up = w->store != NULL && store_is_up(w->store);
     pthread_mutex_lock(&w->snap_lock);
     metrics_reset(&w->snap);
     metrics_add(&w->snap, &w->m);
+    w->snap_conf = w->conf;
     pthread_mutex_unlock(&w->snap_lock);
 }
 
@@ -165,8 +186,51 @@ static void on_housekeeping(struct ev_loop *loop, ev_timer *t, int revents)
     struct worker *w = t->data;
     (void)loop;
     (void)revents;
-    store_expire(w->store, clock_mono_ms());
+    uint64_t now = clock_mono_ms();
+    atomic_store(&w->beat_ms, now);
+    store_expire(w->store, now);
+    dest_housekeeping(w->ds);
     publish(w);
+}
+
+/*
+ * A configuration reload, run between two batches (an async watcher never
+ * runs inside one).  The counters move to the new layout by name, then
+ * destinations, the router and the listeners take the new configuration;
+ * the snapshot follows, so the main thread can free the old configuration
+ * once every worker has acknowledged.
+ */
+static void on_reload(struct ev_loop *loop, ev_async *a, int revents)
+{
+    struct worker *w = a->data;
+    const struct conf *old = w->conf, *next = w->next_conf;
+    struct metrics moved, snap;
+    (void)loop;
+    (void)revents;
+    w->reload_rc = 0;
+    if (metrics_init(&moved, next) != 0 || metrics_init(&snap, next) != 0) {
+        metrics_free(&moved);
+        log_error("worker %u: out of memory for the reload; it keeps the running configuration", w->index);
+        w->reload_rc = -1;
+        goto done;
+    }
+    metrics_add_mapped(&moved, next, &w->m, old);
+    metrics_free(&w->m);
+    w->m = moved;                   /* same address: the router, destinations and store keep counting here */
+    if (dest_set_reconfigure(w->ds, old, next) != 0)
+        w->reload_rc = 1;
+    router_set_conf(w->router, next);
+    w->conf = next;
+    if (ingest_reconfigure(w->in, old, next) != 0)
+        w->reload_rc = 1;
+    pthread_mutex_lock(&w->snap_lock);
+    metrics_free(&w->snap);
+    w->snap = snap;
+    pthread_mutex_unlock(&w->snap_lock);
+    publish(w);
+done:
+    atomic_store(&w->reload_acked, true);
+    ev_async_send(w->main_loop, w->reloaded);
 }
 
 /*
@@ -283,6 +347,11 @@ static int worker_setup(struct worker *w)
     ev_async_init(&w->abort, on_abort);
     w->abort.data = w;
     ev_async_start(w->loop, &w->abort);
+    ev_async_init(&w->reload, on_reload);
+    w->reload.data = w;
+    ev_async_start(w->loop, &w->reload);
+    atomic_store(&w->beat_ms, clock_mono_ms());
+    w->snap_conf = w->conf;
     return 0;
 }
 
@@ -323,19 +392,54 @@ static void *worker_main(void *arg)
 
 /* ---- main thread ---- */
 
+/* A growable list of lines. */
+struct strv {
+    char **s;
+    size_t n;
+};
+
+/* A configuration reload in progress (the main thread's; one at a time). */
+struct reload {
+    bool running;
+    bool pending;                   /* asked again while running: once more after it */
+    struct conf *next;              /* being swapped in, worker by worker */
+    unsigned next_worker;           /* the worker swapping now */
+    bool errors;                    /* a worker could not build everything (logged) */
+    bool stuck;                     /* a worker kept the old configuration: it cannot be freed */
+    struct strv changes;            /* "route x: to [a] -> [b]" */
+    struct strv restart;            /* "workers: 2 -> 4 (needs a restart; 2 kept)" */
+    struct control_request **waiters;   /* `reload` commands answered when it is done */
+    size_t nwaiters;
+};
+
 struct app {
-    struct conf *conf;
+    struct conf *conf;              /* the running configuration; swapped under state_lock */
     const char *ready_file;         /* --ready-file, or NULL */
     bool ready_written;             /* it is there, and says we listen */
+    bool debug;                     /* -d: log.level debug whatever the file says */
     struct store *store;
     struct worker *workers;
     unsigned nworkers;
+    struct ev_loop *loop;
     ev_signal sigterm, sigint, sigusr1, sighup;
     ev_timer stats_timer;
     ev_timer store_watch;           /* memory store evictions, once per log.interval */
     ev_async worker_done;           /* a worker's loop has ended */
+    ev_async worker_reloaded;       /* a worker is done with a reload */
     bool stopping;                  /* TERM/INT received: workers are draining */
     size_t evictions_seen;          /* memory store evictions already reported */
+    struct reload reload;
+    struct http *http;              /* metrics.listen, or NULL */
+    struct control *control;        /* control.socket, or NULL */
+    /*
+     * What the HTTP thread reads besides the workers' snapshots: the
+     * running configuration and the process values, under state_lock.
+     */
+    pthread_mutex_t state_lock;
+    struct metrics_process proc;
+    unsigned generation;            /* 1 at start, +1 per successful reload */
+    uint64_t loaded_at_ms;          /* wall clock of the running configuration's load */
+    atomic_bool ready;              /* listeners bound and not draining (/readyz) */
 };
 
 /* ---- port 0 and the ready file ---- */
@@ -367,20 +471,35 @@ static int listen_pin_ports(struct conf *c, const struct ingest *in)
 }
 
 /*
- * The ready file's lines: worker 0's listener names, "udp:127.0.0.1:9060"
- * as bound (every worker binds the same addresses).  The strings stay
- * worker 0's; NULL after logging why.
+ * Writes the ready file: one line per listener, worker 0's names,
+ * "udp:127.0.0.1:9060" as bound (every worker binds the same addresses;
+ * read while no reload runs), then "http:ADDR:PORT" for metrics.listen.
+ * -1 with errno set.
  */
-static const char **ready_lines(const struct conf *c, const struct ingest *in)
+static int ready_file_write(struct app *a)
 {
-    const char **lines = calloc(c->nlisten > 0 ? c->nlisten : 1, sizeof *lines);
-    if (lines == NULL) {
-        log_error("out of memory");
-        return NULL;
-    }
+    const struct conf *c = a->conf;
+    const char **lines = calloc(c->nlisten + 1, sizeof *lines);
+    char http_line[READY_ADDR_MAX];
+    size_t n = 0;
+    if (lines == NULL)
+        return -1;
     for (size_t i = 0; i < c->nlisten; i++)
-        lines[i] = ingest_listener_name(in, i);
-    return lines;
+        if ((lines[n] = ingest_listener_name(a->workers[0].in, i)) != NULL)
+            n++;
+    if (a->http != NULL) {
+        struct conf_addr bound = c->metrics_listen;
+        struct sockaddr_storage sa;
+        bound.port = http_port(a->http);
+        netaddr_from_conf(&bound, &sa);
+        if (ready_format(http_line, sizeof http_line, "http", (const struct sockaddr *)&sa) == 0)
+            lines[n++] = http_line;
+    }
+    int rc = ready_write(a->ready_file, lines, n);
+    int saved = errno;
+    free(lines);
+    errno = saved;
+    return rc;
 }
 
 /* Once the listeners are closed or closing, the file no longer claims readiness. */
@@ -393,39 +512,65 @@ static void ready_file_remove(struct app *a)
         log_warn("--ready-file: cannot remove %s: %s", a->ready_file, strerror(errno));
 }
 
-static void log_stats(struct app *a, const char *why)
+/*
+ * The counters of every worker, summed into total laid out for the running
+ * configuration (a worker may still publish for another one during a
+ * reload: summed by name), with the memory store's evictions.  Called with
+ * state_lock held or from the main thread.  -1 on ENOMEM.
+ */
+static int total_snapshot(struct app *a, struct metrics *total)
 {
-    struct metrics total;
-    if (metrics_init(&total, a->conf) != 0)
-        return;
+    if (metrics_init(total, a->conf) != 0)
+        return -1;
     for (unsigned i = 0; i < a->nworkers; i++) {
-        pthread_mutex_lock(&a->workers[i].snap_lock);
-        metrics_add(&total, &a->workers[i].snap);
-        pthread_mutex_unlock(&a->workers[i].snap_lock);
+        struct worker *w = &a->workers[i];
+        pthread_mutex_lock(&w->snap_lock);
+        if (w->snap_conf != NULL)
+            metrics_add_mapped(total, a->conf, &w->snap, w->snap_conf);
+        pthread_mutex_unlock(&w->snap_lock);
     }
     struct store_mem_stats st;
     if (a->store != NULL && store_mem_stats(a->store, &st) == 0)
-        total.store_evictions = st.evictions;
+        total->store_evictions = st.evictions;
+    return 0;
+}
+
+/* The counters as one JSON object (metrics_write_json), in a malloc'ed string; NULL on ENOMEM. */
+static char *stats_json(struct app *a, size_t *len)
+{
+    struct metrics total;
     char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
+    *len = 0;
+    if (total_snapshot(a, &total) != 0)
+        return NULL;
+    FILE *f = open_memstream(&buf, len);
     if (f != NULL) {
         metrics_write_json(&total, a->conf, f);
-        if (fclose(f) == 0 && buf != NULL) {
-            if (len > 0 && buf[len - 1] == '\n')
-                buf[--len] = '\0';
-            /* the line grows with the destinations: written whole, never cut */
-            if (a->store != NULL)
-                log_write_body(LOG_LEVEL_INFO, buf, len, "stats (%s, %zu calls in store): ", why,
-                               store_count(a->store));
-            else
-                log_write_body(LOG_LEVEL_INFO, buf, len, "stats (%s): ", why);
-        } else {
-            log_error("stats (%s): out of memory", why);
+        if (fclose(f) != 0) {
+            free(buf);
+            buf = NULL;
         }
     }
-    free(buf);
     metrics_free(&total);
+    if (buf != NULL && *len > 0 && buf[*len - 1] == '\n')
+        buf[--*len] = '\0';
+    return buf;
+}
+
+static void log_stats(struct app *a, const char *why)
+{
+    size_t len;
+    char *buf = stats_json(a, &len);
+    if (buf == NULL) {
+        log_error("stats (%s): out of memory", why);
+        return;
+    }
+    /* the line grows with the destinations: written whole, never cut */
+    if (a->store != NULL)
+        log_write_body(LOG_LEVEL_INFO, buf, len, "stats (%s, %zu calls in store): ", why, store_count(a->store));
+    else
+        log_write_body(LOG_LEVEL_INFO, buf, len, "stats (%s): ", why);
+    free(buf);
 }
 
 /*
@@ -457,6 +602,7 @@ static void on_signal_stop(struct ev_loop *loop, ev_signal *s, int revents)
         log_info("signal %d: draining held packets and queues, then exiting "
                  "(send it again to stop at once)", s->signum);
         ready_file_remove(a);       /* the listeners close now */
+        atomic_store(&a->ready, false);
         for (unsigned i = 0; i < a->nworkers; i++)
             ev_async_send(a->workers[i].loop, &a->workers[i].stop);
     } else {
@@ -484,13 +630,260 @@ static void on_signal_stats(struct ev_loop *loop, ev_signal *s, int revents)
     log_stats(s->data, "SIGUSR1");
 }
 
+/* ---- configuration reload ---- */
+
+static void strv_add(void *arg, const char *line)
+{
+    struct strv *v = arg;
+    char **grown = realloc(v->s, (v->n + 1) * sizeof *grown);
+    char *copy = strdup(line);
+    if (grown == NULL || copy == NULL) {
+        free(copy);
+        if (grown != NULL)
+            v->s = grown;
+        return;                     /* the line was logged; only the JSON answer loses it */
+    }
+    v->s = grown;
+    v->s[v->n++] = copy;
+}
+
+static void strv_clear(struct strv *v)
+{
+    for (size_t i = 0; i < v->n; i++)
+        free(v->s[i]);
+    free(v->s);
+    v->s = NULL;
+    v->n = 0;
+}
+
+/* ["a","b"] */
+static void json_strv(FILE *out, const struct strv *v)
+{
+    fputc('[', out);
+    for (size_t i = 0; i < v->n; i++) {
+        if (i > 0)
+            fputc(',', out);
+        control_json_string(out, v->s[i], strlen(v->s[i]));
+    }
+    fputc(']', out);
+}
+
+static void log_change(void *arg, const char *line)
+{
+    (void)arg;
+    log_info("reload: %s", line);
+}
+
+static void log_restart(void *arg, const char *line)
+{
+    (void)arg;
+    log_warn("reload: %s", line);
+}
+
+/* Answers every `reload` command waiting, with json (or the error when json is NULL). */
+static void reload_answer(struct reload *r, const char *json, size_t len)
+{
+    for (size_t i = 0; i < r->nwaiters; i++)
+        control_answer(r->waiters[i], json, len);
+    free(r->waiters);
+    r->waiters = NULL;
+    r->nwaiters = 0;
+}
+
+static void reload_answer_json(struct app *a, bool ok, const char *error, const struct strv *errors)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (f == NULL)
+        return;
+    if (ok) {
+        fprintf(f, "{\"ok\":true,\"generation\":%u,\"hash\":\"%s\",\"changes\":", a->generation, a->conf->hash_text);
+        json_strv(f, &a->reload.changes);
+        fputs(",\"restart_needed\":", f);
+        json_strv(f, &a->reload.restart);
+        fprintf(f, ",\"errors\":%s}", a->reload.errors ? "true" : "false");
+    } else {
+        fputs("{\"error\":", f);
+        control_json_string(f, error, strlen(error));
+        fputs(",\"errors\":", f);
+        json_strv(f, errors);
+        fprintf(f, ",\"generation\":%u}", a->generation);
+    }
+    if (fclose(f) == 0)
+        reload_answer(&a->reload, buf, len);
+    free(buf);
+}
+
+static void reload_begin(struct app *a);
+
+/* Every worker runs next: it becomes the running configuration. */
+static void reload_finish(struct app *a)
+{
+    struct reload *r = &a->reload;
+    struct conf *old = a->conf;
+    pthread_mutex_lock(&a->state_lock);
+    a->conf = r->next;
+    a->generation++;
+    a->loaded_at_ms = clock_wall_ms();
+    a->proc.reloads_ok++;
+    a->proc.last_reload_s = (double)a->loaded_at_ms / CLOCK_MS_PER_S;
+    a->proc.config_hash = a->conf->hash_text;
+    a->proc.config_path = a->conf->path;
+    pthread_mutex_unlock(&a->state_lock);
+    r->next = NULL;
+    r->running = false;
+    if (!r->stuck)
+        conf_free(old);             /* no worker, snapshot or HTTP reader uses it any more */
+    log_set_level(a->debug ? LOG_LEVEL_DEBUG : a->conf->log_level);
+    log_info("configuration reloaded: generation %u, hash %s, %zu change%s%s", a->generation,
+             a->conf->hash_text, r->changes.n, r->changes.n == 1 ? "" : "s",
+             r->errors ? " (some parts could not be built: see above)" : "");
+    if (a->ready_file != NULL && a->ready_written && ready_file_write(a) != 0)
+        log_warn("--ready-file: cannot rewrite %s: %s", a->ready_file, strerror(errno));
+    if (a->conf->stats_interval_ms > 0) {
+        double every = clock_ms_to_s(a->conf->stats_interval_ms);
+        ev_timer_set(&a->stats_timer, every, every);
+        ev_timer_again(a->loop, &a->stats_timer);
+    } else {
+        ev_timer_stop(a->loop, &a->stats_timer);
+    }
+    reload_answer_json(a, true, NULL, NULL);
+    strv_clear(&r->changes);
+    strv_clear(&r->restart);
+    if (r->pending && !a->stopping) {
+        r->pending = false;
+        reload_begin(a);
+    }
+}
+
+static void reload_send(struct app *a, unsigned i)
+{
+    struct worker *w = &a->workers[i];
+    w->next_conf = a->reload.next;
+    atomic_store(&w->reload_acked, false);
+    ev_async_send(w->loop, &w->reload);
+}
+
+/*
+ * Workers swap one after the other: after worker 0, the ports it was given
+ * for new port-0 listeners are written into the new configuration, so the
+ * others bind the same ones (as at the start).
+ */
+static void on_worker_reloaded(struct ev_loop *loop, ev_async *as, int revents)
+{
+    struct app *a = as->data;
+    struct reload *r = &a->reload;
+    (void)loop;
+    (void)revents;
+    if (!r->running || r->next_worker >= a->nworkers)
+        return;
+    struct worker *w = &a->workers[r->next_worker];
+    if (!atomic_load(&w->reload_acked))
+        return;
+    if (w->reload_rc < 0)
+        r->stuck = r->errors = true;
+    else if (w->reload_rc > 0)
+        r->errors = true;
+    if (r->next_worker == 0 && w->reload_rc >= 0 && listen_pin_ports(r->next, w->in) != 0)
+        r->errors = true;
+    if (++r->next_worker < a->nworkers)
+        reload_send(a, r->next_worker);
+    else
+        reload_finish(a);
+}
+
+/* A new port-0 listener takes the port its running namesake was given. */
+static void reload_keep_ports(struct conf *next, const struct conf *running)
+{
+    for (size_t i = 0; i < next->nlisten; i++) {
+        if (next->listen[i].port != 0)
+            continue;
+        for (size_t j = 0; j < running->nlisten; j++) {
+            if (strcmp(next->listen[i].text, running->listen[j].text) == 0) {
+                next->listen[i].port = running->listen[j].port;
+                break;
+            }
+        }
+    }
+}
+
+static void reload_fail(struct app *a, const char *why, const struct strv *errors)
+{
+    pthread_mutex_lock(&a->state_lock);
+    a->proc.reloads_failed++;
+    pthread_mutex_unlock(&a->state_lock);
+    log_error("configuration reload failed: %s; still running generation %u (hash %s)", why, a->generation,
+              a->conf->hash_text);
+    reload_answer_json(a, false, why, errors);
+}
+
+/*
+ * Reads and checks the file like -t, off the packet path (here, on the
+ * main thread); on success hands it to the workers one by one.
+ */
+static void reload_begin(struct app *a)
+{
+    struct reload *r = &a->reload;
+    struct strv errors = { 0 };
+    char *text = NULL;
+    size_t len = 0;
+    if (a->stopping) {
+        reload_fail(a, "heprouter is stopping", &errors);
+        return;
+    }
+    if (r->running) {
+        r->pending = true;
+        return;
+    }
+    FILE *err = open_memstream(&text, &len);
+    struct conf *next = conf_load(a->conf->path, err);
+    if (err != NULL)
+        fclose(err);
+    for (char *line = text, *nl; line != NULL && *line != '\0'; line = nl != NULL ? nl + 1 : NULL) {
+        nl = strchr(line, '\n');
+        if (nl != NULL)
+            *nl = '\0';
+        log_error("%s", line);
+        strv_add(&errors, line);
+    }
+    free(text);
+    if (next == NULL) {
+        char why[FD_MESSAGE_MAX];
+        snprintf(why, sizeof why, "%zu error%s in %s", errors.n, errors.n == 1 ? "" : "s", a->conf->path);
+        reload_fail(a, why, &errors);
+        strv_clear(&errors);
+        return;
+    }
+    strv_clear(&errors);
+    conf_restart_changes(a->conf, next, strv_add, &r->restart);
+    for (size_t i = 0; i < r->restart.n; i++)
+        log_restart(NULL, r->restart.s[i]);
+    if (conf_keep_restart_values(next, a->conf) != 0 ||
+        (a->store != NULL && store_add_conf_names(a->store, next) != 0)) {
+        conf_free(next);
+        strv_clear(&r->restart);
+        reload_fail(a, "out of memory", &errors);
+        return;
+    }
+    reload_keep_ports(next, a->conf);
+    conf_describe_changes(a->conf, next, strv_add, &r->changes);
+    for (size_t i = 0; i < r->changes.n; i++)
+        log_change(NULL, r->changes.s[i]);
+    r->next = next;
+    r->running = true;
+    r->errors = r->stuck = false;
+    r->next_worker = 0;
+    reload_send(a, 0);
+}
+
 static void on_signal_hup(struct ev_loop *loop, ev_signal *s, int revents)
 {
     struct app *a = s->data;
     (void)loop;
     (void)revents;
-    log_warn("SIGHUP: configuration reload is not available in this version; "
-             "restart to apply changes to %s", a->conf->path);
+    log_info("SIGHUP: reloading %s", a->conf->path);
+    reload_begin(a);
 }
 
 static void on_stats_timer(struct ev_loop *loop, ev_timer *t, int revents)
@@ -498,6 +891,230 @@ static void on_stats_timer(struct ev_loop *loop, ev_timer *t, int revents)
     (void)loop;
     (void)revents;
     log_stats(t->data, "periodic");
+}
+
+/* ---- HTTP: /metrics, /healthz, /readyz (called on the HTTP thread) ---- */
+
+static int http_metrics(void *arg, FILE *out)
+{
+    struct app *a = arg;
+    struct metrics total;
+    int status = 200;
+    pthread_mutex_lock(&a->state_lock);
+    if (total_snapshot(a, &total) == 0) {
+        struct metrics_process p = a->proc;
+        p.calls_tracked_known = a->store != NULL;
+        p.calls_tracked = a->store != NULL ? store_count(a->store) : 0;
+        metrics_write_prometheus(&total, a->conf, &p, out);
+        metrics_free(&total);
+    } else {
+        fputs("out of memory\n", out);
+        status = 503;
+    }
+    pthread_mutex_unlock(&a->state_lock);
+    return status;
+}
+
+/* Alive: every worker's loop ran its housekeeping within metrics.health_timeout. */
+static int http_healthz(void *arg, FILE *out)
+{
+    struct app *a = arg;
+    uint64_t now = clock_mono_ms(), bound = a->conf->metrics_health_timeout_ms;
+    int status = 200;
+    for (unsigned i = 0; i < a->nworkers; i++) {
+        uint64_t beat = atomic_load(&a->workers[i].beat_ms);
+        if (now > beat && now - beat > bound) {
+            fprintf(out, "worker %u has not answered for %llu ms (metrics.health_timeout %llu ms)\n", i,
+                    (unsigned long long)(now - beat), (unsigned long long)bound);
+            status = 503;
+        }
+    }
+    if (status == 200)
+        fputs("ok\n", out);
+    return status;
+}
+
+/* Ready: listening and not draining, and every worker's context store connection up. */
+static int http_readyz(void *arg, FILE *out)
+{
+    struct app *a = arg;
+    if (!atomic_load(&a->ready)) {
+        fputs(a->stopping ? "stopping\n" : "not listening yet\n", out);
+        return 503;
+    }
+    int status = 200;
+    for (unsigned i = 0; i < a->nworkers; i++) {
+        struct worker *w = &a->workers[i];
+        pthread_mutex_lock(&w->snap_lock);
+        bool up = w->snap.store_link_up != 0;
+        pthread_mutex_unlock(&w->snap_lock);
+        if (!up) {
+            fprintf(out, "worker %u: context store not connected\n", i);
+            status = 503;
+        }
+    }
+    if (status == 200)
+        fputs("ok\n", out);
+    return status;
+}
+
+static int http_start(struct app *a)
+{
+    const struct conf *c = a->conf;
+    struct http_handlers h = { http_metrics, http_healthz, http_readyz, a };
+    char why[FD_MESSAGE_MAX];
+    if (c->metrics_listen.addr_len == 0)
+        return 0;
+    a->http = http_new(&c->metrics_listen, c->metrics_max_connections, c->metrics_timeout_ms, &h, why, sizeof why);
+    if (a->http == NULL) {
+        log_error("metrics.listen %s: %s", c->metrics_listen.text, why);
+        return -1;
+    }
+    struct conf_addr bound = c->metrics_listen;
+    struct sockaddr_storage sa;
+    char text[NETADDR_TEXT_MAX];
+    bound.port = http_port(a->http);
+    netaddr_from_conf(&bound, &sa);
+    log_info("metrics on http://%s/metrics", netaddr_format((const struct sockaddr *)&sa, text, sizeof text));
+    return 0;
+}
+
+/* ---- control socket commands (main thread) ---- */
+
+static void cmd_stats(void *arg, const char *args, struct control_request *req)
+{
+    size_t len;
+    (void)args;
+    char *json = stats_json(arg, &len);
+    if (json == NULL)
+        control_answer_error(req, "out of memory");
+    else
+        control_answer(req, json, len);
+    free(json);
+}
+
+static void cmd_reload(void *arg, const char *args, struct control_request *req)
+{
+    struct app *a = arg;
+    struct reload *r = &a->reload;
+    (void)args;
+    struct control_request **grown = realloc(r->waiters, (r->nwaiters + 1) * sizeof *grown);
+    if (grown == NULL) {
+        control_answer_error(req, "out of memory");
+        return;
+    }
+    r->waiters = grown;
+    r->waiters[r->nwaiters++] = req;
+    log_info("control: reloading %s", a->conf->path);
+    reload_begin(a);
+}
+
+static void cmd_config(void *arg, const char *args, struct control_request *req)
+{
+    struct app *a = arg;
+    char *buf = NULL;
+    size_t len = 0;
+    (void)args;
+    FILE *f = open_memstream(&buf, &len);
+    if (f == NULL) {
+        control_answer_error(req, "out of memory");
+        return;
+    }
+    fputs("{\"path\":", f);
+    control_json_string(f, a->conf->path, strlen(a->conf->path));
+    fprintf(f, ",\"hash\":\"%s\",\"loaded_at\":%.3f,\"generation\":%u,\"reloading\":%s}", a->conf->hash_text,
+            (double)a->loaded_at_ms / CLOCK_MS_PER_S, a->generation, a->reload.running ? "true" : "false");
+    if (fclose(f) == 0)
+        control_answer(req, buf, len);
+    else
+        control_answer_error(req, "out of memory");
+    free(buf);
+}
+
+/* What the memory store knows of one call. */
+static void cmd_call(void *arg, const char *args, struct control_request *req)
+{
+    struct app *a = arg;
+    size_t klen_max = a->conf->call_id_max > ROUTER_HASHED_KEY_LEN ? a->conf->call_id_max : ROUTER_HASHED_KEY_LEN;
+    if (args[0] == '\0') {
+        control_answer_error(req, "usage: call CALL-ID");
+        return;
+    }
+    if (a->store == NULL) {
+        control_answer_error(req, "`call` reads the memory store; with store.type redis, ask Redis "
+                                  "(GET/PTTL of store.redis.prefix + the Call-ID)");
+        return;
+    }
+    char *key = malloc(klen_max);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = key != NULL ? open_memstream(&buf, &len) : NULL;
+    if (f == NULL) {
+        free(key);
+        control_answer_error(req, "out of memory");
+        return;
+    }
+    size_t klen = router_call_key(a->conf, args, strlen(args), key, klen_max);
+    struct store_entry e;
+    uint64_t now = clock_mono_ms();
+    bool known = klen > 0 && store_get(a->store, key, klen, now, &e) == 1;
+    fputs("{\"call_id\":", f);
+    control_json_string(f, args, strlen(args));
+    fprintf(f, ",\"known\":%s", known ? "true" : "false");
+    if (known) {
+        fputs(",\"method\":", f);
+        control_json_string(f, e.method, strlen(e.method));
+        fputs(",\"route\":", f);
+        control_json_string(f, e.route, strlen(e.route));
+        fprintf(f, ",\"first_seen\":%.3f", (double)e.first_seen_ms / CLOCK_MS_PER_S);
+        if (e.expires_ms > now)
+            fprintf(f, ",\"ttl_left_s\":%.3f", clock_ms_to_s(e.expires_ms - now));
+        fputs(",\"flags\":[", f);
+        static const struct {
+            unsigned flag;
+            const char *name;
+        } flags[] = { { STORE_F_ENDED, "ended" }, { STORE_F_FALLBACK, "fallback" },
+                      { STORE_F_REGISTER, "register" }, { STORE_F_CONFIRMED, "confirmed" } };
+        bool first = true;
+        for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
+            if (e.flags & flags[i].flag) {
+                fprintf(f, "%s\"%s\"", first ? "" : ",", flags[i].name);
+                first = false;
+            }
+        }
+        fputc(']', f);
+    }
+    fputc('}', f);
+    if (fclose(f) == 0)
+        control_answer(req, buf, len);
+    else
+        control_answer_error(req, "out of memory");
+    free(buf);
+    free(key);
+}
+
+static const struct control_command control_commands[] = {
+    { "stats", "stats", "the counters, as the SIGUSR1 line", cmd_stats },
+    { "reload", "reload", "reload the configuration file; answers once every worker runs it", cmd_reload },
+    { "config", "config", "the running configuration: path, hash, load time, generation", cmd_config },
+    { "call", "call CALL-ID", "what the memory store knows of a call", cmd_call },
+};
+
+static int control_start(struct app *a)
+{
+    const struct conf *c = a->conf;
+    char why[FD_MESSAGE_MAX];
+    if (c->control_socket == NULL)
+        return 0;
+    struct control_limits lim = { c->control_mode, c->control_max_clients, c->control_timeout_ms, c->control_max_line };
+    a->control = control_new(a->loop, c->control_socket, &lim, control_commands,
+                             sizeof control_commands / sizeof control_commands[0], a, why, sizeof why);
+    if (a->control == NULL) {
+        log_error("control.socket %s: %s", c->control_socket, why);
+        return -1;
+    }
+    log_info("control socket %s", c->control_socket);
+    return 0;
 }
 
 /* ---- the open files budget ---- */
@@ -545,6 +1162,8 @@ static void fd_budget(const struct conf *c, unsigned long long limit, struct fd_
     b->limit = limit;
     b->fixed = fds_open_now() + ((size_t)c->workers + 1) * FD_PER_LOOP
                + (size_t)c->workers * (listeners * FD_PER_LISTENER + targets * FD_PER_TARGET + redis)
+               + (c->metrics_listen.addr_len > 0 ? FD_HTTP_SERVER + c->metrics_max_connections : 0)
+               + (c->control_socket != NULL ? FD_CONTROL_SERVER + c->control_max_clients : 0)
                + c->fd_reserve;
     b->slots = (size_t)c->workers * tcp_listeners;
     b->asked = c->tcp_max_connections;
@@ -675,8 +1294,9 @@ static void fd_limit_check(const struct conf *c)
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: heprouter -c FILE [--ready-file PATH]\n"
+            "usage: heprouter -c FILE [-d] [--ready-file PATH]\n"
             "                              run in the foreground with configuration FILE;\n"
+            "                              -d: log at debug level whatever log.level says;\n"
             "                              --ready-file: once every listener is bound, write PATH\n"
             "                              with one \"listening PROTO:ADDR:PORT\" line per listener\n"
             "                              (port 0 resolved); removed when the listeners close\n"
@@ -685,10 +1305,14 @@ static void usage(FILE *out)
             "                              connects to the Redis store: exit 1 when it refuses\n"
             "                              (password, user, db, ACL, Redis < 7), a warning and 0\n"
             "                              when it does not answer (heprouter would start)\n"
+            "       heprouter ctl [-s SOCKET] [-c FILE] [-T SECONDS] COMMAND [ARGS]\n"
+            "                              send COMMAND to a running heprouter's control socket\n"
+            "                              (stats, reload, config, call CALL-ID, help)\n"
             "       heprouter -V           print the version\n"
             "       heprouter -h           print this help\n"
             "\n"
-            "Signals: TERM/INT drain and exit (a second one: exit at once), USR1 logs the counters.\n"
+            "Signals: TERM/INT drain and exit (a second one: exit at once), USR1 logs the counters,\n"
+            "HUP reloads the configuration file.\n"
             "See heprouter(8) and heprouter.yaml(5).\n");
 }
 
@@ -717,13 +1341,13 @@ static void log_startup(const struct conf *c)
 static int run(struct app *a)
 {
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
-    const char **ready = NULL;
     int rc = 0;
 
     if (loop == NULL) {
         log_error("cannot create the main event loop");
         return 1;
     }
+    a->loop = loop;
     /* a file left by an earlier run must not look like readiness */
     if (a->ready_file != NULL && ready_remove(a->ready_file) != 0)
         log_warn("--ready-file: cannot remove the old %s: %s", a->ready_file, strerror(errno));
@@ -746,6 +1370,9 @@ static int run(struct app *a)
     ev_async_init(&a->worker_done, on_worker_done);
     a->worker_done.data = a;
     ev_async_start(loop, &a->worker_done);
+    ev_async_init(&a->worker_reloaded, on_worker_reloaded);
+    a->worker_reloaded.data = a;
+    ev_async_start(loop, &a->worker_reloaded);
     a->nworkers = a->conf->workers;
     a->workers = calloc(a->nworkers, sizeof *a->workers);
     if (a->workers == NULL) {
@@ -759,16 +1386,15 @@ static int run(struct app *a)
         w->store = a->store;
         w->main_loop = loop;
         w->done = &a->worker_done;
+        w->reloaded = &a->worker_reloaded;
         atomic_init(&w->finished, false);
+        atomic_init(&w->reload_acked, false);
+        atomic_init(&w->beat_ms, 0);
         pthread_mutex_init(&w->snap_lock, NULL);
         if (worker_setup(w) != 0 || (i == 0 && listen_pin_ports(a->conf, w->in) != 0)) {
             rc = 1;
             goto out;
         }
-    }
-    if (a->ready_file != NULL && (ready = ready_lines(a->conf, a->workers[0].in)) == NULL) {
-        rc = 1;
-        goto out;
     }
     for (unsigned i = 0; i < a->nworkers; i++) {
         int err = pthread_create(&a->workers[i].thread, NULL, worker_main, &a->workers[i]);
@@ -781,8 +1407,14 @@ static int run(struct app *a)
         }
         a->workers[i].started = true;
     }
-    if (ready != NULL) {
-        if (ready_write(a->ready_file, ready, a->conf->nlisten) != 0) {
+    if (http_start(a) != 0 || control_start(a) != 0) {
+        rc = 1;
+        for (unsigned i = 0; i < a->nworkers; i++)
+            ev_async_send(a->workers[i].loop, &a->workers[i].stop);
+        goto out;
+    }
+    if (a->ready_file != NULL) {
+        if (ready_file_write(a) != 0) {
             log_error("--ready-file: cannot write %s: %s; stopping", a->ready_file, strerror(errno));
             rc = 1;
             for (unsigned i = 0; i < a->nworkers; i++)
@@ -791,6 +1423,7 @@ static int run(struct app *a)
         }
         a->ready_written = true;
     }
+    atomic_store(&a->ready, true);
     log_info("ready");
 
     ev_signal_init(&a->sigterm, on_signal_stop, SIGTERM);
@@ -802,10 +1435,11 @@ static int run(struct app *a)
     ev_signal_start(loop, &a->sigint);
     ev_signal_start(loop, &a->sigusr1);
     ev_signal_start(loop, &a->sighup);
+    ev_init(&a->stats_timer, on_stats_timer);
+    a->stats_timer.data = a;
     if (a->conf->stats_interval_ms > 0) {
         double every = clock_ms_to_s(a->conf->stats_interval_ms);
-        ev_timer_init(&a->stats_timer, on_stats_timer, every, every);
-        a->stats_timer.data = a;
+        ev_timer_set(&a->stats_timer, every, every);
         ev_timer_start(loop, &a->stats_timer);
     }
     if (a->store != NULL) {
@@ -819,10 +1453,18 @@ static int run(struct app *a)
     ev_run(loop, 0);
 
 out:
-    free(ready);
     for (unsigned i = 0; i < a->nworkers; i++)
         if (a->workers[i].started)
             pthread_join(a->workers[i].thread, NULL);
+    atomic_store(&a->ready, false);
+    http_free(a->http);             /* its thread reads the workers' snapshots */
+    a->http = NULL;
+    if (a->reload.nwaiters > 0) {
+        struct strv none = { 0 };
+        reload_answer_json(a, false, "heprouter stopped before the reload finished", &none);
+    }
+    control_free(a->control);
+    a->control = NULL;
     ready_file_remove(a);
     if (rc == 0)
         log_stats(a, "exit");
@@ -832,6 +1474,10 @@ out:
     }
     free(a->workers);
     store_free(a->store);
+    conf_free(a->reload.next);      /* a reload cut short: no worker runs anything now */
+    a->reload.next = NULL;
+    strv_clear(&a->reload.changes);
+    strv_clear(&a->reload.restart);
     return rc;
 }
 
@@ -841,16 +1487,21 @@ int main(int argc, char **argv)
     bool check_only = false;
     bool check_store = false;
     const char *ready_file = NULL;
+    bool debug = false;
     int opt;
     enum { OPT_CHECK_STORE = 256, OPT_READY_FILE };
+
+    if (argc > 1 && strcmp(argv[1], "ctl") == 0)
+        return ctl_main(argc - 1, argv + 1);
     static const struct option longopts[] = {
         { "check-store", no_argument, NULL, OPT_CHECK_STORE },
         { "ready-file", required_argument, NULL, OPT_READY_FILE },
         { NULL, 0, NULL, 0 },
     };
 
-    while ((opt = getopt_long(argc, argv, "c:thV", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:dthV", longopts, NULL)) != -1) {
         switch (opt) {
+        case 'd': debug = true; break;
         case OPT_CHECK_STORE: check_store = true; break;
         case OPT_READY_FILE: ready_file = optarg; break;
         case 'c': path = optarg; break;
@@ -872,6 +1523,7 @@ int main(int argc, char **argv)
     struct app a;
     memset(&a, 0, sizeof a);
     a.ready_file = ready_file;
+    a.debug = debug;
     a.conf = conf_load(path, stderr);
     if (a.conf == NULL) {
         if (check_only)
@@ -887,10 +1539,21 @@ int main(int argc, char **argv)
         conf_free(a.conf);
         return rc;
     }
-    log_set_level(a.conf->log_level);
+    log_open(a.conf->log_target, a.conf->log_facility, PACKAGE_NAME);
+    log_set_level(debug ? LOG_LEVEL_DEBUG : a.conf->log_level);
     signal(SIGPIPE, SIG_IGN);
     log_startup(a.conf);
+    pthread_mutex_init(&a.state_lock, NULL);
+    atomic_init(&a.ready, false);
+    a.generation = 1;
+    a.loaded_at_ms = clock_wall_ms();
+    a.proc.version = PACKAGE_VERSION;
+    a.proc.config_hash = a.conf->hash_text;
+    a.proc.config_path = a.conf->path;
+    a.proc.last_reload_s = (double)a.loaded_at_ms / CLOCK_MS_PER_S;
     int rc = fd_limit_apply(a.conf) == 0 ? run(&a) : 1;
+    pthread_mutex_destroy(&a.state_lock);
     conf_free(a.conf);
+    log_close();
     return rc;
 }

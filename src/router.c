@@ -40,6 +40,7 @@
 /* A Call-ID longer than limits.call_id_max becomes "~" + 32 hex digits. */
 #define HASHED_KEY_PREFIX '~'
 #define HASHED_KEY_LEN (1 + 32)
+_Static_assert(HASHED_KEY_LEN == ROUTER_HASHED_KEY_LEN, "router.h says how long a hashed key is");
 /* A fixed SipHash key: hashed call keys must be the same in every instance. */
 static const uint8_t call_key_hash_key[HASH_SIPHASH_KEY_BYTES] = "heprouter-callid";
 
@@ -139,6 +140,30 @@ struct router *router_new(const struct conf *conf, struct store *store, struct m
     }
     store_set_answer_fn(store, on_store_answer, r);
     return r;
+}
+
+void router_set_conf(struct router *r, const struct conf *conf)
+{
+    r->conf = conf;
+}
+
+size_t router_call_key(const struct conf *conf, const char *call_id, size_t len, char *out, size_t outlen)
+{
+    struct router r = { .conf = conf };
+    struct packet p;
+    memset(&p, 0, sizeof p);
+    bool lws = false;
+    for (size_t i = 0; i < len && !lws; i++)
+        lws = call_id[i] == ' ' || call_id[i] == '\t' || call_id[i] == '\r' || call_id[i] == '\n';
+    struct sip_str id = { call_id, len };
+    if (lws)
+        set_key_lws(&p, &id);
+    else
+        set_key(&r, &p, (const uint8_t *)call_id, len);
+    if (p.klen > outlen)
+        return 0;
+    memcpy(out, p.key, p.klen);
+    return p.klen;
 }
 
 void router_free(struct router *r)
@@ -298,6 +323,7 @@ static void send_route(struct router *r, const struct packet *p, const char *met
     long route = policy_match(r->conf, &in);
     const size_t *to;
     size_t nto;
+    r->m->routes[route == POLICY_DEFAULT ? r->conf->nroutes : (size_t)route].hits++;
     policy_destinations(r->conf, route, &to, &nto);
     if (nto == 0) {
         r->m->route_dropped++;

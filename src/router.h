@@ -40,6 +40,25 @@ struct router *router_new(const struct conf *conf, struct store *store, struct m
 void router_free(struct router *r);
 
 /*
+ * A configuration reload, between two batches: later packets, held ones
+ * included, are decided by conf.  What conf cannot change without a
+ * restart (orphans.*, limits.call_id_max) must be the running values
+ * (conf_keep_restart_values()).
+ */
+void router_set_conf(struct router *r, const struct conf *conf);
+
+/* The length of a hashed call key (a Call-ID longer than limits.call_id_max, or folded). */
+#define ROUTER_HASHED_KEY_LEN 33
+
+/*
+ * The context store's key for a Call-ID, as the router makes it (long and
+ * folded Call-IDs are hashed): written to out, its length returned (0 when
+ * outlen is too small: a key is at most the larger of limits.call_id_max
+ * and ROUTER_HASHED_KEY_LEN).  For the control socket's `call` command.
+ */
+size_t router_call_key(const struct conf *conf, const char *call_id, size_t len, char *out, size_t outlen);
+
+/*
  * Routes one packet.  now_ms is a monotonic clock (expiry, hold), wall_ms
  * the wall clock (first-seen time kept with a call).
  */

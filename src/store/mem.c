@@ -42,6 +42,7 @@
 #include "sip.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -100,13 +101,25 @@ struct mem_stripe {
     size_t unknown_routes;
 };
 
+/*
+ * The method and route names of the policies run so far.  A set is never
+ * changed once published: a reload that brings new names publishes a new
+ * set that starts with every name of the old one at the same index (so
+ * stored slots keep meaning the same), and the old set stays allocated
+ * until the store is freed, since a worker may still be reading it.
+ */
+struct mem_name_set {
+    struct mem_names methods;
+    struct mem_names routes;
+    struct mem_name_set *older;
+};
+
 struct mem_store {
     struct store base;
     uint8_t hash_key[HASH_SIPHASH_KEY_BYTES];
     size_t nstripes;
     struct mem_stripe *stripes;
-    struct mem_names methods;   /* shared by the stripes, never changed: no lock */
-    struct mem_names routes;
+    _Atomic(struct mem_name_set *) names;   /* read without a lock: see above */
 };
 
 static const struct store_ops mem_ops;
@@ -178,6 +191,50 @@ static int names_build(struct mem_names *t, const char *const *names, size_t n, 
 fail:
     names_free(t);
     return -1;
+}
+
+static void name_sets_free(struct mem_name_set *set)
+{
+    while (set != NULL) {
+        struct mem_name_set *older = set->older;
+        names_free(&set->methods);
+        names_free(&set->routes);
+        free(set);
+        set = older;
+    }
+}
+
+/* old's names first, at their indexes, then those of add[0..nadd) it lacks. */
+static int names_build_after(struct mem_names *t, const struct mem_names *old, const char *const *add,
+                             size_t nadd, size_t maxlen, size_t max)
+{
+    size_t nold = old != NULL ? old->n : 0;
+    const char **all = calloc(nold + nadd > 0 ? nold + nadd : 1, sizeof *all);
+    if (all == NULL)
+        return -1;
+    for (size_t i = 0; i < nold; i++)
+        all[i] = old->text[i];
+    for (size_t i = 0; i < nadd; i++)
+        all[nold + i] = add[i];
+    int rc = names_build(t, all, nold + nadd, maxlen, max);
+    free(all);
+    return rc;
+}
+
+/* A new set: older's names (may be NULL) and those of names; NULL on ENOMEM or too many methods. */
+static struct mem_name_set *name_set_new(const struct mem_name_set *older, const struct store_names *names)
+{
+    struct mem_name_set *set = calloc(1, sizeof *set);
+    if (set == NULL)
+        return NULL;
+    if (names_build_after(&set->methods, older != NULL ? &older->methods : NULL, names->methods,
+                          names->nmethods, STORE_METHOD_MAX, STORE_MEM_METHODS_MAX) != 0 ||
+        names_build_after(&set->routes, older != NULL ? &older->routes : NULL, names->routes, names->nroutes,
+                          STORE_ROUTE_MAX, UINT32_MAX) != 0) {
+        name_sets_free(set);
+        return NULL;
+    }
+    return set;
 }
 
 /* --- one stripe ----------------------------------------------------------- */
@@ -300,19 +357,26 @@ static void stripe_make_room(struct mem_stripe *st, uint64_t now_ms)
     }
 }
 
+static const struct mem_name_set *mem_names_now(const struct mem_store *ms)
+{
+    return atomic_load_explicit(&ms->names, memory_order_acquire);
+}
+
 static void slot_fill_entry(const struct mem_store *ms, const struct mem_slot *sl, struct store_entry *out)
 {
+    const struct mem_name_set *names = mem_names_now(ms);
     memset(out, 0, sizeof *out);
     const char *method = sl->method == STORE_MEM_METHOD_UNLISTED ? STORE_METHOD_UNLISTED
-                                                                  : ms->methods.text[sl->method];
+                                                                  : names->methods.text[sl->method];
     size_t mlen = strnlen(method, STORE_METHOD_MAX - 1);
     memcpy(out->method, method, mlen);
-    const char *route = ms->routes.text[sl->route];
+    const char *route = names->routes.text[sl->route];
     size_t rlen = strnlen(route, STORE_ROUTE_MAX - 1);
     memcpy(out->route, route, rlen);
     out->first_seen_ms = sl->first_seen_ms;
     out->flags = sl->flags;
     out->last_hash = sl->last_hash;
+    out->expires_ms = sl->expires_ms;
 }
 
 /* --- the store ops ------------------------------------------------------ */
@@ -386,12 +450,13 @@ static int mem_put(struct store *s, const char *key, size_t klen, const struct s
         goto out;
     }
 
-    long route = names_find(&ms->routes, e->route, strnlen(e->route, STORE_ROUTE_MAX - 1));
+    const struct mem_name_set *names = mem_names_now(ms);
+    long route = names_find(&names->routes, e->route, strnlen(e->route, STORE_ROUTE_MAX - 1));
     if (route < 0) {
         st->unknown_routes++;
         goto out;
     }
-    long method = names_find(&ms->methods, e->method, strnlen(e->method, STORE_METHOD_MAX - 1));
+    long method = names_find(&names->methods, e->method, strnlen(e->method, STORE_METHOD_MAX - 1));
     if (method < 0) {
         st->unlisted++;
         method = STORE_MEM_METHOD_UNLISTED;
@@ -482,6 +547,29 @@ static size_t mem_count(struct store *s)
     return n;
 }
 
+/*
+ * A reload: the new policy's names join the set.  Called by one thread at
+ * a time (the main thread) while workers read the set.
+ */
+static int mem_add_names(struct store *s, const struct store_names *names)
+{
+    struct mem_store *ms = (struct mem_store *)s;
+    struct mem_name_set *now = atomic_load_explicit(&ms->names, memory_order_acquire);
+    bool missing = false;
+    for (size_t i = 0; i < names->nroutes && !missing; i++)
+        missing = names_find(&now->routes, names->routes[i], strnlen(names->routes[i], STORE_ROUTE_MAX - 1)) < 0;
+    for (size_t i = 0; i < names->nmethods && !missing; i++)
+        missing = names_find(&now->methods, names->methods[i], strnlen(names->methods[i], STORE_METHOD_MAX - 1)) < 0;
+    if (!missing)
+        return 0;
+    struct mem_name_set *set = name_set_new(now, names);
+    if (set == NULL)
+        return -1;
+    set->older = now;
+    atomic_store_explicit(&ms->names, set, memory_order_release);
+    return 0;
+}
+
 static void mem_free(struct store *s)
 {
     struct mem_store *ms = (struct mem_store *)s;
@@ -491,8 +579,7 @@ static void mem_free(struct store *s)
         free(st->slots);
     }
     free(ms->stripes);
-    names_free(&ms->methods);
-    names_free(&ms->routes);
+    name_sets_free(atomic_load(&ms->names));
     free(ms);
 }
 
@@ -504,6 +591,7 @@ static const struct store_ops mem_ops = {
     .expire = mem_expire,
     .count = mem_count,
     .free = mem_free,
+    .add_names = mem_add_names,
 };
 
 /*
@@ -528,18 +616,17 @@ struct store *store_mem_new(size_t max_calls, const struct store_names *names)
     ms->base.ops = &mem_ops;
     hash_random_key(ms->hash_key);
     ms->nstripes = mem_stripe_count(max_calls);
-    if (names_build(&ms->methods, names->methods, names->nmethods, STORE_METHOD_MAX, STORE_MEM_METHODS_MAX) != 0
-        || names_build(&ms->routes, names->routes, names->nroutes, STORE_ROUTE_MAX, UINT32_MAX) != 0) {
-        names_free(&ms->methods);
+    struct mem_name_set *set = name_set_new(NULL, names);
+    if (set == NULL) {
         free(ms);
         return NULL;
     }
+    atomic_init(&ms->names, set);
 
     size_t bytes = ms->nstripes * sizeof(struct mem_stripe);
     ms->stripes = aligned_alloc(_Alignof(struct mem_stripe), bytes);
     if (ms->stripes == NULL) {
-        names_free(&ms->methods);
-        names_free(&ms->routes);
+        name_sets_free(set);
         free(ms);
         return NULL;
     }
@@ -558,8 +645,7 @@ struct store *store_mem_new(size_t max_calls, const struct store_names *names)
                 free(ms->stripes[j].slots);
             }
             free(ms->stripes);
-            names_free(&ms->methods);
-            names_free(&ms->routes);
+            name_sets_free(set);
             free(ms);
             return NULL;
         }
@@ -575,9 +661,10 @@ int store_mem_stats(struct store *s, struct store_mem_stats *out)
     struct mem_store *ms = (struct mem_store *)s;
     out->stripes = ms->nstripes;
     out->slot_bytes = sizeof(struct mem_slot);
-    out->bytes = sizeof *ms + ms->nstripes * sizeof(struct mem_stripe)
-                 + (ms->methods.n + ms->routes.n) * sizeof(char *)
-                 + (ms->methods.mask + ms->routes.mask + 2) * sizeof(uint32_t);
+    out->bytes = sizeof *ms + ms->nstripes * sizeof(struct mem_stripe);
+    for (const struct mem_name_set *set = mem_names_now(ms); set != NULL; set = set->older)
+        out->bytes += sizeof *set + (set->methods.n + set->routes.n) * sizeof(char *)
+                      + (set->methods.mask + set->routes.mask + 2) * sizeof(uint32_t);
     for (size_t k = 0; k < ms->nstripes; k++) {
         struct mem_stripe *st = &ms->stripes[k];
         pthread_mutex_lock(&st->lock);
@@ -636,6 +723,18 @@ void store_names_free(struct store_names *names)
     free((void *)names->routes);
     names->methods = names->routes = NULL;
     names->nmethods = names->nroutes = 0;
+}
+
+int store_add_conf_names(struct store *s, const struct conf *conf)
+{
+    if (s->ops->add_names == NULL)
+        return 0;
+    struct store_names names;
+    if (store_names_from_conf(conf, &names) != 0)
+        return -1;
+    int rc = s->ops->add_names(s, &names);
+    store_names_free(&names);
+    return rc;
 }
 
 struct store *store_mem_from_conf(const struct conf *conf)

@@ -1083,6 +1083,11 @@ static void store_redis_free(struct store *base)
     free(s);
 }
 
+static bool store_redis_is_up(struct store *base)
+{
+    return redis_link_connected(&((struct store_redis *)base)->link);
+}
+
 static const struct store_ops store_redis_ops = {
     .name = "redis",
     .get = store_redis_get,
@@ -1094,6 +1099,7 @@ static const struct store_ops store_redis_ops = {
     .query = store_redis_query,
     .set_answer_fn = store_redis_set_answer_fn,
     .pending = store_redis_pending,
+    .is_up = store_redis_is_up,
 };
 
 struct store *store_redis_new(const struct conf *conf, struct ev_loop *loop, struct metrics *m)

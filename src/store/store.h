@@ -47,9 +47,11 @@ struct store_entry {
     uint64_t first_seen_ms;         /* wall clock, ms since the epoch */
     unsigned flags;                 /* enum store_flag */
     uint64_t last_hash;             /* hash of the call's latest packet (duplicates) */
+    uint64_t expires_ms;            /* monotonic ms, when get() can tell (memory store); else 0 */
 };
 
 struct store;
+struct store_names;
 
 /*
  * How a shared back-end (Redis) answers store_query(), later, on the
@@ -100,6 +102,14 @@ struct store_ops {
      * wait for them; what is still waiting at free() is counted as lost.
      */
     size_t (*pending)(struct store *s);
+    /*
+     * A configuration reload: makes the names of the new policy storable
+     * (NULL when any name is: the shared back-ends store text).  Called
+     * from one thread while the workers use the store.  0, or -1 on ENOMEM.
+     */
+    int (*add_names)(struct store *s, const struct store_names *names);
+    /* Shared back-ends only (NULL: always up): connected and answering. */
+    bool (*is_up)(struct store *s);
 };
 
 struct store {
@@ -132,6 +142,13 @@ struct store_names {
 int store_names_from_conf(const struct conf *conf, struct store_names *names);
 
 void store_names_free(struct store_names *names);
+
+/*
+ * A configuration reload: the names of conf's policy become storable in s
+ * (nothing to do for a store that keeps text).  0, or -1 on ENOMEM / too
+ * many method names.
+ */
+int store_add_conf_names(struct store *s, const struct conf *conf);
 
 /*
  * The memory back-end; max_calls bounds it (the soonest-expiring go first),
@@ -212,6 +229,11 @@ static inline size_t store_pending(struct store *s)
 }
 
 /* True for back-ends whose get() may miss what another instance knows. */
+static inline bool store_is_up(struct store *s)
+{
+    return s->ops->is_up == NULL || s->ops->is_up(s);
+}
+
 static inline bool store_is_shared(const struct store *s)
 {
     return s->ops->query != NULL;

@@ -1067,9 +1067,169 @@ static void test_tcp_balance_skips_disconnected_target(void)
     fx_stop(&fx);
 }
 
+/* ---- reload ---- */
+
+/*
+ * fx's set moves to next's configuration as a worker does it: counters
+ * carried over by name into the same struct, then the destinations.
+ */
+static void fx_reload(struct fixture *fx, struct fixture *next)
+{
+    struct metrics moved;
+    CU_ASSERT_FATAL(metrics_init(&moved, &next->conf) == 0);
+    metrics_add_mapped(&moved, &next->conf, &fx->m, &fx->conf);
+    metrics_free(&fx->m);
+    fx->m = moved;
+    CU_ASSERT(dest_set_reconfigure(fx->ds, &fx->conf, &next->conf) == 0);
+    fx->conf = next->conf;          /* the arrays stay next's */
+}
+
+/*
+ * A destination the reload does not change keeps its TCP connection, even
+ * when another destination now comes before it: the peer sees one
+ * connection carrying every frame in order, and the counters go on.
+ */
+static void test_reload_keeps_an_unchanged_destination_connected(void)
+{
+    struct fixture fx, next;
+    uint16_t port = 0, other = 0;
+    struct tcp_peer peer;
+    peer_init(&peer, &port, 1 << 16, 0);
+    int udp = udp_receiver(&other);
+    fx_init(&fx);
+    fx_target(&fx, fx_dest(&fx, "vm", CONF_BALANCE_ALL), CONF_TCP, port);
+    fx_start(&fx);
+    fx_init(&next);
+    fx_target(&next, fx_dest(&next, "homer", CONF_BALANCE_ALL), CONF_UDP, other);
+    fx_target(&next, fx_dest(&next, "vm", CONF_BALANCE_ALL), CONF_TCP, port);
+
+    static struct pkt p;
+    size_t total = 0;
+    for (int i = 0; i < 3; i++) {
+        pkt_make(&p, i, 200);
+        dest_send(fx.ds, 0, &p.view, "k", 1);
+        total += p.len;
+    }
+    dest_flush(fx.ds);
+    peer.want = total;
+    CU_ASSERT_FATAL(unit_ev_run_until(fx.loop, peer_has_bytes, &peer, TEST_DEADLINE_S));
+
+    fx_reload(&fx, &next);
+    for (int i = 3; i < 6; i++) {
+        pkt_make(&p, i, 200);
+        dest_send(fx.ds, 1, &p.view, "k", 1);       /* "vm" is index 1 now */
+        total += p.len;
+    }
+    dest_flush(fx.ds);
+    peer.want = total;
+    CU_ASSERT(unit_ev_run_until(fx.loop, peer_has_bytes, &peer, TEST_DEADLINE_S));
+    int ids[8];
+    CU_ASSERT(peer_frames(&peer, ids, 8) == 6);
+    for (int i = 0; i < 6; i++)
+        CU_ASSERT(ids[i] == i);
+    int again = accept4(peer.lfd, NULL, NULL, SOCK_NONBLOCK);
+    CU_ASSERT(again < 0);                           /* no second connection */
+    CU_ASSERT(tm(&fx, 1, 0)->connects == 1);
+    CU_ASSERT(tm(&fx, 1, 0)->packets == 6);         /* carried over, then counted on */
+    CU_ASSERT(fx.m.dests[1].packets == 6);
+    CU_ASSERT(fx.m.dests[0].packets == 0);
+    close(udp);
+    peer_free(&peer);
+    fx_stop(&fx);
+}
+
+/*
+ * A destination whose target a reload changes while its TCP queue holds
+ * packets: new packets go to the new target at once, the old target gets
+ * what was queued for it once it takes connections, and the set forgets
+ * it when it is empty.  Nothing is lost.
+ */
+static void test_reload_changed_target_sends_its_old_queue_first(void)
+{
+    struct fixture fx, next;
+    uint16_t old_port = closed_port(SOCK_STREAM), new_port = 0;
+    struct tcp_peer fresh, late;
+    peer_init(&fresh, &new_port, 1 << 16, 0);
+    fx_init(&fx);
+    fx_target(&fx, fx_dest(&fx, "vm", CONF_BALANCE_ALL), CONF_TCP, old_port);
+    fx_start(&fx);
+    fx_init(&next);
+    fx_target(&next, fx_dest(&next, "vm", CONF_BALANCE_ALL), CONF_TCP, new_port);
+
+    static struct pkt p;
+    size_t queued = 0, sent_new = 0;
+    for (int i = 0; i < 5; i++) {
+        pkt_make(&p, i, 200);
+        dest_send(fx.ds, 0, &p.view, "k", 1);
+        queued += p.len;
+    }
+    dest_flush(fx.ds);
+    CU_ASSERT_FATAL(dest_pending(fx.ds) == queued);
+
+    fx_reload(&fx, &next);
+    CU_ASSERT(dest_pending(fx.ds) == queued);       /* the retired queue is still there */
+    for (int i = 5; i < 8; i++) {
+        pkt_make(&p, i, 200);
+        dest_send(fx.ds, 0, &p.view, "k", 1);
+        sent_new += p.len;
+    }
+    dest_flush(fx.ds);
+    fresh.want = sent_new;
+    CU_ASSERT(unit_ev_run_until(fx.loop, peer_has_bytes, &fresh, TEST_DEADLINE_S));
+    int ids[8];
+    CU_ASSERT(peer_frames(&fresh, ids, 8) == 3);
+    for (int i = 0; i < 3; i++)
+        CU_ASSERT(ids[i] == 5 + i);
+
+    peer_init(&late, &old_port, 1 << 16, 0);        /* the old target comes back */
+    late.want = queued;
+    CU_ASSERT(unit_ev_run_until(fx.loop, peer_has_bytes, &late, TEST_DEADLINE_S));
+    CU_ASSERT(peer_frames(&late, ids, 8) == 5);
+    for (int i = 0; i < 5; i++)
+        CU_ASSERT(ids[i] == i);
+    CU_ASSERT(dest_pending(fx.ds) == 0);
+    dest_housekeeping(fx.ds);                       /* empty: closed and freed (ASan checks) */
+    CU_ASSERT(tm(&fx, 0, 0)->packets == 3);         /* the new target's series */
+    peer_free(&fresh);
+    peer_free(&late);
+    fx_stop(&fx);
+}
+
+/* A retired queue whose target never comes back is dropped at limits.drain_timeout. */
+static void test_reload_retired_queue_is_dropped_after_the_drain_timeout(void)
+{
+    struct fixture fx, next;
+    uint16_t old_port = closed_port(SOCK_STREAM), other = 0;
+    int udp = udp_receiver(&other);
+    fx_init(&fx);
+    fx.conf.drain_timeout_ms = 50;
+    fx_target(&fx, fx_dest(&fx, "vm", CONF_BALANCE_ALL), CONF_TCP, old_port);
+    fx_start(&fx);
+    fx_init(&next);
+    next.conf.drain_timeout_ms = 50;
+    fx_target(&next, fx_dest(&next, "vm", CONF_BALANCE_ALL), CONF_UDP, other);
+
+    static struct pkt p;
+    pkt_make(&p, 1, 200);
+    dest_send(fx.ds, 0, &p.view, "k", 1);
+    dest_flush(fx.ds);
+    fx_reload(&fx, &next);
+    CU_ASSERT(dest_pending(fx.ds) == p.len);
+    dest_housekeeping(fx.ds);
+    CU_ASSERT(dest_pending(fx.ds) == p.len);        /* not yet */
+    unit_ev_run_for(fx.loop, 0.1);
+    dest_housekeeping(fx.ds);
+    CU_ASSERT(dest_pending(fx.ds) == 0);
+    close(udp);
+    fx_stop(&fx);
+}
+
 int main(void)
 {
     static const struct unit_test tests[] = {
+        { "reload keeps an unchanged destination connected", test_reload_keeps_an_unchanged_destination_connected },
+        { "reload: a changed target sends its old queue first", test_reload_changed_target_sends_its_old_queue_first },
+        { "reload: a retired queue is dropped after drain_timeout", test_reload_retired_queue_is_dropped_after_the_drain_timeout },
         { "udp forwards bytes unchanged", test_udp_forwards_bytes_unchanged },
         { "hep_version 3 converts v2", test_hep_version_3_converts_v2 },
         { "rewrite node name, capture id, auth key", test_rewrite_node_name_capture_id_auth_key },

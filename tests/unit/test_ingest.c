@@ -129,7 +129,7 @@ static void fixture_start(struct fixture *fx)
 {
     fx->loop = ev_loop_new(EVFLAG_AUTO);
     CU_ASSERT_FATAL(fx->loop != NULL);
-    memset(&fx->m, 0, sizeof fx->m);
+    CU_ASSERT_FATAL(metrics_init(&fx->m, &fx->conf) == 0);
     memset(&fx->rec, 0, sizeof fx->rec);
     fx->rec.order_ok = true;
     fx->in = ingest_new(fx->loop, &fx->conf, &fx->m, on_packet, on_batch_end, &fx->rec);
@@ -140,6 +140,7 @@ static void fixture_stop(struct fixture *fx)
 {
     ingest_free(fx->in);
     ev_loop_destroy(fx->loop);
+    metrics_free(&fx->m);
 }
 
 static uint16_t bound_port(struct fixture *fx, size_t i)
@@ -636,7 +637,7 @@ static void test_udp_ipv6_any_and_ipv4_share_a_port(void)
     CU_ASSERT_PTR_NULL_FATAL(conf_parse_addr(any4, &v4.listen[0]));
     test_conf(&v4.conf, v4.listen, 1);
     v4.loop = ev_loop_new(EVFLAG_AUTO);
-    memset(&v4.m, 0, sizeof v4.m);
+    CU_ASSERT_FATAL(metrics_init(&v4.m, &v4.conf) == 0);
     memset(&v4.rec, 0, sizeof v4.rec);
     v4.in = ingest_new(v4.loop, &v4.conf, &v4.m, on_packet, on_batch_end, &v4.rec);
     CU_ASSERT_FATAL(v4.in != NULL);
@@ -673,16 +674,86 @@ static void test_bind_failure_returns_null(void)
     /* an address this host does not have */
     CU_ASSERT_PTR_NULL_FATAL(conf_parse_addr("udp:192.0.2.1:0", &fx.listen[0]));
     fx.loop = ev_loop_new(EVFLAG_AUTO);
+    CU_ASSERT_FATAL(metrics_init(&fx.m, &fx.conf) == 0);
     struct recorder rec;
     memset(&rec, 0, sizeof rec);
     CU_ASSERT(ingest_new(fx.loop, &fx.conf, &fx.m, on_packet, on_batch_end, &rec) == NULL);
     ev_loop_destroy(fx.loop);
+    metrics_free(&fx.m);
+}
+
+/*
+ * A reload keeps listener A (datagrams queued on its socket before the
+ * reload arrive after it), removes B (what it queued is handed out at
+ * once, then its port refuses) and adds C.  Counters follow by listener.
+ */
+static void test_reload_keeps_adds_and_removes_listeners(void)
+{
+    struct fixture fx;
+    struct conf next;
+    struct conf_addr next_listen[2];
+    fx.listen[0] = loopback(CONF_UDP);
+    fx.listen[1] = loopback(CONF_UDP);
+    test_conf(&fx.conf, fx.listen, 2);
+    fixture_start(&fx);
+    uint16_t port_a = bound_port(&fx, 0), port_b = bound_port(&fx, 1);
+    fx.listen[0].port = port_a;             /* as main.c pins port 0 */
+    fx.listen[1].port = port_b;
+    next_listen[0] = fx.listen[0];
+    next_listen[1] = loopback(CONF_UDP);
+    test_conf(&next, next_listen, 2);
+
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    CU_ASSERT_FATAL(s >= 0);
+    struct sockaddr_in to_a = loopback_port(port_a), to_b = loopback_port(port_b);
+    uint8_t buf[64];
+    size_t len = make_frame(buf, 40, 'a');
+    for (int i = 0; i < 3; i++)
+        CU_ASSERT(sendto(s, buf, len, 0, (struct sockaddr *)&to_a, sizeof to_a) == (ssize_t)len);
+    len = make_frame(buf, 41, 'b');
+    for (int i = 0; i < 2; i++)
+        CU_ASSERT(sendto(s, buf, len, 0, (struct sockaddr *)&to_b, sizeof to_b) == (ssize_t)len);
+    poll(NULL, 0, TEST_SETTLE_MS);
+
+    struct metrics moved;
+    CU_ASSERT_FATAL(metrics_init(&moved, &next) == 0);
+    metrics_add_mapped(&moved, &next, &fx.m, &fx.conf);
+    metrics_free(&fx.m);
+    fx.m = moved;
+    CU_ASSERT(ingest_reconfigure(fx.in, &fx.conf, &next) == 0);
+    CU_ASSERT(fx.rec.packets == 2);                 /* B's, handed out as it closed */
+    CU_ASSERT(fx.rec.first[0] == 'b' && fx.rec.first[1] == 'b');
+    CU_ASSERT(bound_port(&fx, 0) == port_a);
+    uint16_t port_c = bound_port(&fx, 1);
+    CU_ASSERT(port_c != 0 && port_c != port_b);
+
+    struct wait_packets w = { &fx.rec, 5 };
+    CU_ASSERT(unit_ev_run_until(fx.loop, have_packets, &w, TEST_DEADLINE_S));
+    for (size_t i = 2; i < 5; i++)
+        CU_ASSERT(fx.rec.first[i] == 'a');      /* queued on A's kept socket */
+    struct sockaddr_in to_c = loopback_port(port_c);
+    len = make_frame(buf, 42, 'c');
+    CU_ASSERT(sendto(s, buf, len, 0, (struct sockaddr *)&to_c, sizeof to_c) == (ssize_t)len);
+    w.want = 6;
+    CU_ASSERT(unit_ev_run_until(fx.loop, have_packets, &w, TEST_DEADLINE_S));
+    CU_ASSERT(fx.rec.first[5] == 'c');
+    CU_ASSERT(fx.m.listeners[0].packets[3] == 3);   /* A: HEP3, counted before and after */
+    CU_ASSERT(fx.m.listeners[1].packets[3] == 1);   /* C */
+
+    int refused = socket(AF_INET, SOCK_DGRAM, 0);
+    CU_ASSERT_FATAL(connect(refused, (struct sockaddr *)&to_b, sizeof to_b) == 0);
+    CU_ASSERT(udp_send_refused(refused, buf, len));
+    close(refused);
+    close(s);
+    fx.conf = next;                         /* fixture_stop() frees what conf lays out */
+    fixture_stop(&fx);
 }
 
 int main(void)
 {
     static const struct unit_test tests[] = {
         { "bound addr resolves port 0", test_bound_addr_resolves_port_zero },
+        { "reload keeps, adds and removes listeners", test_reload_keeps_adds_and_removes_listeners },
         { "udp datagrams reach the callback", test_udp_datagrams_reach_callback },
         { "tcp frames reach the callback", test_tcp_frames_reach_callback },
         { "tcp bad magic closes the connection", test_tcp_bad_magic_closes_connection },

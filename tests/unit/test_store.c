@@ -1056,7 +1056,46 @@ static void test_stats_refuse_other_back_ends(void)
     CU_ASSERT_EQUAL(store_mem_evictions(NULL), 0);
 }
 
+/*
+ * A reload brings routes and methods the store has not seen: once added,
+ * their calls are stored; calls stored before keep their names, and a
+ * second add of the same names publishes nothing new.
+ */
+static void test_added_names_are_stored_and_old_calls_keep_theirs(void)
+{
+    static const char *const methods0[] = { "INVITE" };
+    static const char *const routes0[] = { "calls", "(default)" };
+    static const char *const methods1[] = { "PUBLISH", "X-CUSTOM", "INVITE" };
+    static const char *const routes1[] = { "customer-b", "calls", "(default)" };
+    struct store_names names0 = { methods0, 1, routes0, 2 };
+    struct store_names names1 = { methods1, 3, routes1, 3 };
+    struct store *s = store_mem_new(0, &names0);
+    CU_ASSERT_FATAL(s != NULL);
+    struct store_entry old = entry("INVITE", "calls", 1, 0, 7), fresh = entry("X-CUSTOM", "customer-b", 2, 0, 8);
+    struct store_entry out;
+    CU_ASSERT_EQUAL(put_str(s, "old@h", &old, TTL, 0, NULL), 1);
+    CU_ASSERT_EQUAL(put_str(s, "new@h", &fresh, TTL, 0, NULL), -1);     /* route unknown yet */
+    CU_ASSERT_EQUAL(stats_of(s).unknown_routes, 1);
+    size_t bytes_before = stats_of(s).bytes;
+
+    CU_ASSERT_EQUAL_FATAL(s->ops->add_names(s, &names1), 0);
+    CU_ASSERT(stats_of(s).bytes > bytes_before);                        /* the old set stays too */
+    CU_ASSERT_EQUAL(put_str(s, "new@h", &fresh, TTL, 0, NULL), 1);
+    CU_ASSERT_EQUAL_FATAL(get_str(s, "new@h", 0, &out), 1);
+    CU_ASSERT_STRING_EQUAL(out.route, "customer-b");
+    CU_ASSERT_STRING_EQUAL(out.method, "X-CUSTOM");
+    CU_ASSERT_EQUAL_FATAL(get_str(s, "old@h", 0, &out), 1);
+    CU_ASSERT_STRING_EQUAL(out.route, "calls");
+    CU_ASSERT_STRING_EQUAL(out.method, "INVITE");
+
+    size_t bytes_after = stats_of(s).bytes;
+    CU_ASSERT_EQUAL(s->ops->add_names(s, &names1), 0);
+    CU_ASSERT_EQUAL(stats_of(s).bytes, bytes_after);                    /* nothing new: no new set */
+    store_free(s);
+}
+
 static const struct unit_test tests[] = {
+    { "test_added_names_are_stored_and_old_calls_keep_theirs", test_added_names_are_stored_and_old_calls_keep_theirs },
     { "test_put_then_get_returns_the_entry", test_put_then_get_returns_the_entry },
     { "test_get_of_unknown_key_misses", test_get_of_unknown_key_misses },
     { "test_first_writer_wins", test_first_writer_wins },
