@@ -1,7 +1,9 @@
 #!/bin/sh
 # docker/healthcheck.sh - the HEALTHCHECK of the heprouter image.
 #
-# heprouter has no HTTP or control endpoint, so "healthy" means exactly:
+# The image has no HTTP client, so this check reads /proc (GET /healthz and
+# /readyz on metrics.listen, port 9100 in docker/heprouter.yaml, say more
+# from outside: Prometheus scrapes /metrics).  "healthy" means exactly:
 #   1. a process named heprouter is running in the container, and
 #   2. something in the container is bound to the HEP port (UDP, default
 #      9060; /proc/net/udp and udp6 list bound sockets), and
