@@ -95,6 +95,7 @@ struct worker {
     struct dest_set *ds;
     struct router *router;
     bool own_store;                 /* a per-worker store (Redis), freed with the worker */
+    const struct ingest_source *cur_src;    /* sender of the packet being routed, for logs */
     ev_timer hold_timer;
     uint64_t hold_timer_due;        /* monotonic ms the hold timer is armed for */
     ev_timer housekeeping;
@@ -160,8 +161,15 @@ static void arm_hold_timer(struct worker *w)
 static void on_packet(void *arg, const uint8_t *data, size_t len, const struct ingest_source *src)
 {
     struct worker *w = arg;
-    (void)src;
+    w->cur_src = src;
     router_packet(w->router, data, len, clock_mono_ms(), clock_wall_ms());
+    w->cur_src = NULL;
+}
+
+static const char *worker_source(void *arg, char *buf, size_t len)
+{
+    const struct worker *w = arg;
+    return w->cur_src != NULL ? netaddr_format(w->cur_src->peer, buf, len) : NULL;
 }
 
 static void on_batch_end(void *arg)
@@ -190,6 +198,7 @@ static void on_housekeeping(struct ev_loop *loop, ev_timer *t, int revents)
     atomic_store(&w->beat_ms, now);
     store_expire(w->store, now);
     dest_housekeeping(w->ds);
+    router_logs(w->router, now);
     publish(w);
 }
 
@@ -328,6 +337,8 @@ static int worker_setup(struct worker *w)
     d.send = dispatch_send;
     d.flush = dispatch_flush;
     d.arg = w->ds;
+    d.source = worker_source;
+    d.source_arg = w;
     w->router = router_new(w->conf, w->store, &w->m, &d);
     if (w->router == NULL) {
         log_error("worker %u: out of memory", w->index);

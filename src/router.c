@@ -40,6 +40,8 @@
 /* A Call-ID longer than limits.call_id_max becomes "~" + 32 hex digits. */
 #define HASHED_KEY_PREFIX '~'
 #define HASHED_KEY_LEN (1 + 32)
+/* What the malformed-packet line counts: "1532 malformed HEP packets dropped from 10.0.0.3 in the last 10 s". */
+#define ROUTER_DECODE_TALLY "malformed HEP packets dropped"
 _Static_assert(HASHED_KEY_LEN == ROUTER_HASHED_KEY_LEN, "router.h says how long a hashed key is");
 /* A fixed SipHash key: hashed call keys must be the same in every instance. */
 static const uint8_t call_key_hash_key[HASH_SIPHASH_KEY_BYTES] = "heprouter-callid";
@@ -50,7 +52,7 @@ struct router {
     struct hold *hold;
     struct metrics *m;
     struct router_dispatch dispatch;
-    struct log_limit decode_limit;
+    struct log_tally decode_tally;  /* malformed HEP, by sender, one line per log.interval */
     struct log_limit sip_limit;
     struct log_limit inflate_limit;
     struct payload_inflater *inflater;
@@ -170,6 +172,7 @@ void router_free(struct router *r)
 {
     if (r == NULL)
         return;
+    log_tally_flush(&r->decode_tally, r->now_ms, LOG_LEVEL_WARN, ROUTER_DECODE_TALLY);
     hold_free(r->hold);
     payload_inflater_free(r->inflater);
     free(r->spare);
@@ -277,8 +280,13 @@ static bool classify(struct router *r, struct packet *p, const uint8_t *data, si
     }
     if (rc != HEP_OK) {
         r->m->decode_errors[rc]++;
-        log_ratelimited(&r->decode_limit, r->conf->log_interval_ms, LOG_LEVEL_WARN,
-                        "dropped malformed HEP packet (%zu bytes): %s", len, hep_strerror(rc));
+        char src[ROUTER_SOURCE_MAX];
+        const char *from = r->dispatch.source != NULL ? r->dispatch.source(r->dispatch.source_arg, src, sizeof src)
+                                                      : NULL;
+        log_debug("dropped malformed HEP packet (%zu bytes) from %s: %s", len, from != NULL ? from : "?",
+                  hep_strerror(rc));
+        log_tally(&r->decode_tally, r->conf->log_interval_ms, r->now_ms, LOG_LEVEL_WARN,
+                  ROUTER_DECODE_TALLY, from);
         return false;
     }
     if (count)
@@ -739,6 +747,13 @@ static void on_release_expired(void *arg, const char *key, size_t klen, const ui
     }
     packet_done(r, &p);
     r->dispatch.flush(r->dispatch.arg);
+}
+
+void router_logs(struct router *r, uint64_t now_ms)
+{
+    const struct log_tally *t = &r->decode_tally;
+    if (t->count > 0 && now_ms - t->window_start_ms >= r->conf->log_interval_ms)
+        log_tally_flush(&r->decode_tally, now_ms, LOG_LEVEL_WARN, ROUTER_DECODE_TALLY);
 }
 
 void router_timer(struct router *r, uint64_t now_ms, uint64_t wall_ms)

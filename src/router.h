@@ -30,6 +30,12 @@ struct router_dispatch {
     /* Everything sent so far may now leave; called before held bytes are freed. */
     void (*flush)(void *arg);
     void *arg;
+    /*
+     * Optional: the sender of the packet being routed, as text ("10.0.0.3"),
+     * written to buf, or NULL when unknown.  Called only to log a bad packet.
+     */
+    const char *(*source)(void *source_arg, char *buf, size_t len);
+    void *source_arg;
 };
 
 struct router;
@@ -65,6 +71,16 @@ size_t router_call_key(const struct conf *conf, const char *call_id, size_t len,
 void router_packet(struct router *r, const uint8_t *data, size_t len, uint64_t now_ms, uint64_t wall_ms);
 
 /* Releases held packets whose wait is over; expires store entries. */
+/* Longest sender text router_dispatch.source() is given room for. */
+#define ROUTER_SOURCE_MAX 64
+
+/*
+ * Writes the summary lines whose log.interval is over (malformed packets
+ * by sender), so that the last window is not held back when bad packets
+ * stop.  Call it periodically.
+ */
+void router_logs(struct router *r, uint64_t now_ms);
+
 void router_timer(struct router *r, uint64_t now_ms, uint64_t wall_ms);
 
 /* When router_timer() next has work: the oldest held packet's deadline. */

@@ -382,6 +382,11 @@ case_malformed() {
         decode_errors.length_mismatch=1 decode_errors.chunk_too_short=1 decode_errors.chunk_overrun=1 \
         decode_errors.bad_chunk_size=1 decode_errors.no_payload=1 decode_errors.bad_header_length=1 \
         decode_errors.bad_family=1 decode_errors.bad_address=1 calls_new=3
+    # one summary line with the count and the sender, not a line per packet
+    grep -Eq 'warn: 10 malformed HEP packets dropped from 127\.0\.0\.1:[0-9]+' "$CASE_DIR/router.err" ||
+        it_case_fail "no \"10 malformed HEP packets dropped from 127.0.0.1:PORT\" line: $(grep malformed "$CASE_DIR/router.err")"
+    (($(grep -c "malformed HEP packets dropped" "$CASE_DIR/router.err") == 1)) ||
+        it_case_fail "malformed packets logged more than once: $(grep malformed "$CASE_DIR/router.err")"
     case_end
 }
 
