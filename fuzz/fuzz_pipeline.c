@@ -280,7 +280,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(store != NULL);
     CHECK(metrics_init(&m, conf) == 0);
     run.m = &m;
-    struct router_dispatch dispatch = { on_send, on_flush, &run };
+    struct router_dispatch dispatch = { .send = on_send, .flush = on_flush, .arg = &run };
     run.router = router_new(conf, store, &m, &dispatch);
     CHECK(run.router != NULL);
 

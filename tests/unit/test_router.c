@@ -79,7 +79,7 @@ static void clear_sent(void)
 /* The fixture: the router of the configuration at path, with a recorder for sockets. */
 static int setup_with(const char *path)
 {
-    const struct router_dispatch d = { record, flush, NULL };
+    const struct router_dispatch d = { .send = record, .flush = flush };
     conf = conf_load(path, stderr);
     if (conf == NULL)
         return -1;
@@ -888,7 +888,7 @@ static const struct store_ops shared_ops = {
 /* Replaces the fixture's router with one on a shared store. */
 static void fresh_shared(void)
 {
-    const struct router_dispatch d = { record, flush, NULL };
+    const struct router_dispatch d = { .send = record, .flush = flush };
     fresh();
     router_free(router);
     memset(&shared, 0, sizeof shared);
@@ -1010,7 +1010,7 @@ static void test_forked_failure_then_200_keeps_the_call(void)
 /* A second router on the same memory store: another worker. */
 static struct router *second_worker(void)
 {
-    const struct router_dispatch d = { record, flush, NULL };
+    const struct router_dispatch d = { .send = record, .flush = flush };
     return router_new(conf, store, &m, &d);
 }
 
