@@ -53,6 +53,7 @@ WORKERS=2
 RATE=20000              # steady: hepgen packets/s...
 LOAD_SECONDS=10         # ...for this long...
 RELOADS=20              # ...while this many reloads alternate the policies
+SLOW_RATE=200           # steady: packets/s of a second stream of long calls
 FIRST_RELOAD_MS=300     # steady: first SIGHUP this long after hepgen starts,
 RELOAD_EVERY_MS=400     # the next ones this far apart (the last at 7.9 s)
 SHORT_LOAD=3            # broken, listeners: seconds of load around one reload
@@ -276,7 +277,12 @@ case_steady() {
     listen=$(listen_line "udp:127.0.0.1:$port")
     start_router "$listen
 $(policy_body a b)"
-    # two sockets (two source ports), so both workers may get traffic
+    # two sockets (two source ports), so both workers may get traffic; and a
+    # slow stream whose calls last about one reload period (hepgen keeps
+    # rate/32 calls in flight: 16 packets x 6 calls / 200 per s = 0.5 s), so
+    # that calls stored under one policy go on under the next
+    hepgen_bg slow rs -d "udp:127.0.0.1:$port" -r "$SLOW_RATE" -s "$LOAD_SECONDS"
+    local slow_pid=$HEPGEN_PID
     hepgen_bg hepgen rl -d "udp:127.0.0.1:$port" -d "udp:127.0.0.1:$port" -r "$RATE" -s "$LOAD_SECONDS"
     t0=$(date +%s%N)
     for ((i = 1; i <= RELOADS; i++)); do
@@ -293,13 +299,14 @@ $(policy_body a b)" A && logged_change invite-calls
     done
     it_wait_exit "$HEPGEN_PID" $((LOAD_SECONDS + 10))
     [ "$IT_STATUS" = 0 ] || it_case_fail "hepgen exited with status $IT_STATUS"
-    sent=$(sent_by hepgen)
+    it_wait_exit "$slow_pid" 10
+    sent=$(($(sent_by hepgen) + $(sent_by slow)))
     it_note "hepgen: $(cat "$CASE_DIR/hepgen.out"); generation $GENERATION"
     [ "$GENERATION" = $((RELOADS + 1)) ] || it_case_fail "generation $GENERATION after $RELOADS reloads"
     it_wait_until "$ARRIVE_TIMEOUT" arrived "$sent" a b ||
         it_case_fail "only $(sink_total a b) of $sent packets arrived within ${ARRIVE_TIMEOUT}s"
     finish a b
-    check --hepgen "rl=$CASE_DIR/hepgen.out" --sink "a=$CASE_DIR/a.json" --sink "b=$CASE_DIR/b.json" \
+    check --hepgen "rl=$CASE_DIR/hepgen.out" --hepgen "rs=$CASE_DIR/slow.out" --sink "a=$CASE_DIR/a.json" --sink "b=$CASE_DIR/b.json" \
         "${POLICIES[@]}" --initial A
     # counters continue across reloads: the exit line covers the whole run
     "${REPLAY[@]}" stats --log "$CASE_DIR/router.err" "packets_in=$sent" \
