@@ -8,11 +8,13 @@
 # the policy in force when it was routed names (its header says how it
 # knows: HEP send time, sink receive time, the SIGHUP and answer times).
 #
-#   steady        hepgen at RATE packets/s for LOAD_SECONDS while RELOADS
+#   steady        hepgen at RATE packets/s for LOAD_SECONDS (and a slow
+#                 stream of calls that outlive a reload) while RELOADS
 #                 reloads alternate two policies (same route names, the
 #                 to: lists swapped between sinks a and b): nothing lost,
-#                 nothing misrouted; the counters at exit cover the whole
-#                 run; each reload logs what changed ("reload: ...").
+#                 nothing misrouted, stored calls follow the policy in
+#                 force; the counters at exit cover the whole run; each
+#                 reload logs what changed ("reload: ... invite-calls ...").
 #   broken        a file with errors under load: each error heprouter -t
 #                 prints for it is logged, "configuration reload failed",
 #                 the old policy stays in force (checked on every packet),
@@ -149,9 +151,10 @@ answered() {
 
 # reload CONFIG POLICY [ok|fail]: writes CONFIG over the running file, sends
 # SIGHUP and waits for heprouter's answer; expects success (default) or
-# failure.  Appends "T_REQ T_ACK POLICY" to EVENTS (POLICY: the one in force
-# after, the old one after a failure) and sets RELOAD_NEW to the log lines
-# the reload added.  A missing or wrong answer fails the case.
+# failure.  Appends "T_REQ T_ACK POLICY ok|fail" to EVENTS (POLICY: the one
+# in force after, the old one after a failure), sets RELOAD_NEW to the log lines
+# the reload added and RELOAD_GOT to ok, fail or none (no answer).  A
+# missing or wrong answer fails the case.
 reload() {
     local config=$1 policy=$2 want=${3:-ok} log=$CASE_DIR/router.err
     local skip fails t_req t_ack got=none
@@ -169,9 +172,10 @@ $config"
         else
             got=fail
         fi
-        printf '%s %s %s\n' "$t_req" "$t_ack" "$policy" >>"$EVENTS"
+        printf '%s %s %s %s\n' "$t_req" "$t_ack" "$policy" "$got" >>"$EVENTS"
     fi
     RELOAD_NEW=$(tail -n +"$((skip + 1))" "$log")
+    RELOAD_GOT=$got
     if [ "$got" = none ]; then
         it_case_fail "no answer to SIGHUP within ${ACK_TIMEOUT}s (generation $GENERATION running)"
     elif [ "$got" != "$want" ]; then
@@ -295,6 +299,7 @@ $(policy_body b a)" B && logged_change invite-calls
             reload "$listen
 $(policy_body a b)" A && logged_change invite-calls
         fi
+        [ "$RELOAD_GOT" != none ] || break       # unanswered: the rest would be too
         it_alive "$HEPGEN_PID" || it_note "reload $i came after the load ended (a slow machine?)"
     done
     it_wait_exit "$HEPGEN_PID" $((LOAD_SECONDS + 10))

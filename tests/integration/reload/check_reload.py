@@ -13,12 +13,13 @@ Inputs:
   --policy NAME:inv=SINK,reg=SINK,opt=SINK
                          where a policy sends each kind of call; repeatable.
   --initial NAME         the policy heprouter started with.
-  --events FILE          one reload a line, "T_REQ T_ACK POLICY": wall clock
+  --events FILE          one reload a line, "T_REQ T_ACK POLICY [ok|fail]": wall clock
                          (seconds since the epoch) just before the test sent
                          SIGHUP, when it saw heprouter's answer (the
                          "configuration reloaded" or "reload failed" line),
                          and the policy in force after it (the old one after
-                         a failed reload).
+                         a failed reload); ok or fail: how it went
+                         (default ok; only counted).
 
 Which policy routed a packet.  heprouter routes a packet at a time r with
     ts <= r <= t
@@ -54,7 +55,6 @@ import re
 import sys
 
 KIND_PACKETS = {"inv": 16, "reg": 4, "opt": 2}
-KIND_NAMES = {"inv": "invite", "reg": "register", "opt": "options"}
 CALL_ID = re.compile(r"^(.+)-(inv|reg|opt)-(\d{10})@hepgen$")
 
 
@@ -108,17 +108,20 @@ def read_hepgen(specs):
 
 def read_events(path):
     events = []
+    failed = 0
     if path:
         with open(path) as f:
             for line in f:
                 parts = line.split()
+                if len(parts) == 4:
+                    failed += parts.pop() == "fail"
                 if len(parts) == 3:
                     # whole microseconds, rounded outwards (the window only grows)
                     req = int(float(parts[0]) * 1e6)
                     ack = int(float(parts[1]) * 1e6) + 1
                     events.append((req, ack, parts[2]))
     events.sort()
-    return events
+    return events, failed
 
 
 def possible_policies(events, initial, lo, hi):
@@ -151,7 +154,7 @@ def main():
     policies = parse_policies(a.policy)
     if a.initial not in policies:
         usage("initial policy %s is not defined" % a.initial)
-    events = read_events(a.events)
+    events, failed = read_events(a.events)
     for _, _, name in events:
         if name not in policies:
             usage("event policy %s is not defined" % name)
@@ -235,10 +238,10 @@ def main():
           (sent, errors, delivered, ", ".join("%s %d" % kv for kv in sorted(per_sink.items())),
            missing, incomplete, duplicates, foreign))
     window = sum((ack - req) for req, ack, _ in events) / 1000.0
-    print("reloads done %d (swap windows %.1f ms in all, longest %.1f ms); misrouted %d, "
+    print("reloads done %d, failed %d (swap windows %.1f ms in all, longest %.1f ms); misrouted %d, "
           "ambiguous %d (possibly routed in a swap window: either policy accepted); "
           "routing time bounded by the counters for %d" %
-          (len(events), window, max([(ack - req) / 1000.0 for req, ack, _ in events] or [0]),
+          (len(events) - failed, failed, window, max([(ack - req) / 1000.0 for req, ack, _ in events] or [0]),
            misrouted, ambiguous, by_counters))
     if udp_delay:
         print("UDP send-to-sink delay ms: median %.2f, p99 %.2f, max %.2f" %
