@@ -602,6 +602,7 @@ static void test_free_after_stop_closes_nothing_twice(void)
     }
     close(c);
     ev_loop_destroy(fx.loop);
+    metrics_free(&fx.m);
 }
 
 /*
