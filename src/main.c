@@ -481,6 +481,14 @@ static int listen_pin_ports(struct conf *c, const struct ingest *in)
     return 0;
 }
 
+/* Where the metrics server listens, its port as bound (metrics.listen may say 0). */
+static void http_bound(const struct app *a, struct sockaddr_storage *sa)
+{
+    struct conf_addr bound = a->conf->metrics_listen;
+    bound.port = http_port(a->http);
+    netaddr_from_conf(&bound, sa);
+}
+
 /*
  * Writes the ready file: one line per listener, worker 0's names,
  * "udp:127.0.0.1:9060" as bound (every worker binds the same addresses;
@@ -499,10 +507,8 @@ static int ready_file_write(struct app *a)
         if ((lines[n] = ingest_listener_name(a->workers[0].in, i)) != NULL)
             n++;
     if (a->http != NULL) {
-        struct conf_addr bound = c->metrics_listen;
         struct sockaddr_storage sa;
-        bound.port = http_port(a->http);
-        netaddr_from_conf(&bound, &sa);
+        http_bound(a, &sa);
         if (ready_format(http_line, sizeof http_line, "http", (const struct sockaddr *)&sa) == 0)
             lines[n++] = http_line;
     }
@@ -981,11 +987,9 @@ static int http_start(struct app *a)
         log_error("metrics.listen %s: %s", c->metrics_listen.text, why);
         return -1;
     }
-    struct conf_addr bound = c->metrics_listen;
     struct sockaddr_storage sa;
     char text[NETADDR_TEXT_MAX];
-    bound.port = http_port(a->http);
-    netaddr_from_conf(&bound, &sa);
+    http_bound(a, &sa);
     log_info("metrics on http://%s/metrics", netaddr_format((const struct sockaddr *)&sa, text, sizeof text));
     return 0;
 }
