@@ -229,12 +229,15 @@ static void on_reload(struct ev_loop *loop, ev_async *a, int revents)
     if (dest_set_reconfigure(w->ds, old, next) != 0)
         w->reload_rc = 1;
     router_set_conf(w->router, next);
+    if (w->own_store)
+        store_set_conf(w->store, next);
     w->conf = next;
     if (ingest_reconfigure(w->in, old, next) != 0)
         w->reload_rc = 1;
     pthread_mutex_lock(&w->snap_lock);
     metrics_free(&w->snap);
     w->snap = snap;
+    w->snap_conf = next;            /* the layout and its names change together */
     pthread_mutex_unlock(&w->snap_lock);
     publish(w);
 done:
@@ -936,7 +939,9 @@ static int http_metrics(void *arg, FILE *out)
 static int http_healthz(void *arg, FILE *out)
 {
     struct app *a = arg;
+    pthread_mutex_lock(&a->state_lock);           /* a reload may be swapping a->conf */
     uint64_t now = clock_mono_ms(), bound = a->conf->metrics_health_timeout_ms;
+    pthread_mutex_unlock(&a->state_lock);
     int status = 200;
     for (unsigned i = 0; i < a->nworkers; i++) {
         uint64_t beat = atomic_load(&a->workers[i].beat_ms);

@@ -1088,6 +1088,13 @@ static bool store_redis_is_up(struct store *base)
     return redis_link_connected(&((struct store_redis *)base)->link);
 }
 
+static void store_redis_set_conf(struct store *base, const struct conf *conf)
+{
+    struct store_redis *s = (struct store_redis *)base;
+    s->conf = conf;
+    s->link.conf = conf;
+}
+
 static const struct store_ops store_redis_ops = {
     .name = "redis",
     .get = store_redis_get,
@@ -1100,6 +1107,7 @@ static const struct store_ops store_redis_ops = {
     .set_answer_fn = store_redis_set_answer_fn,
     .pending = store_redis_pending,
     .is_up = store_redis_is_up,
+    .set_conf = store_redis_set_conf,
 };
 
 struct store *store_redis_new(const struct conf *conf, struct ev_loop *loop, struct metrics *m)

@@ -110,6 +110,12 @@ struct store_ops {
     int (*add_names)(struct store *s, const struct store_names *names);
     /* Shared back-ends only (NULL: always up): connected and answering. */
     bool (*is_up)(struct store *s);
+    /*
+     * A configuration reload: a store that keeps a pointer to the
+     * configuration (NULL when none does) reads conf from now on.  conf
+     * keeps the running store.* values (conf_keep_restart_values()).
+     */
+    void (*set_conf)(struct store *s, const struct conf *conf);
 };
 
 struct store {
@@ -229,6 +235,12 @@ static inline size_t store_pending(struct store *s)
 }
 
 /* True for back-ends whose get() may miss what another instance knows. */
+static inline void store_set_conf(struct store *s, const struct conf *conf)
+{
+    if (s->ops->set_conf != NULL)
+        s->ops->set_conf(s, conf);
+}
+
 static inline bool store_is_up(struct store *s)
 {
     return s->ops->is_up == NULL || s->ops->is_up(s);

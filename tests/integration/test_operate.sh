@@ -152,6 +152,19 @@ case_readyz() {
     local redis=$IT_PID
     ready_200() { [ "$(http /readyz)" = 200 ]; }
     it_wait_until 15 ready_200 || it_case_fail "/readyz not 200 within 15 s of Redis starting: $(cat "$CASE_DIR/http.body")"
+
+    # a reload with the Redis store: the store keeps its connection and reads the new configuration
+    sed -i 's/to: \[ voipmonitor \]/to: [ voipmonitor, homer ]/' "$CASE_DIR/router.yaml"
+    ctl reload
+    ((CTL_RC == 0)) || it_case_fail "ctl reload with the Redis store: $(cat "$CASE_DIR/ctl.out")"
+    it_run 20 "$HEPGEN" -d "${ROUTER_ADDR[udp]}" -n 800 -r 4000 --prefix rd -q >"$CASE_DIR/hepgen.out" 2>&1 ||
+        it_fail "hepgen: $(tail -n 3 "$CASE_DIR/hepgen.out")"
+    local key
+    key=$(grep -ao 'rd-inv-[0-9]*@hepgen' "$CASE_DIR/voipmonitor.json" | head -n 1)
+    [ -n "$key" ] || it_case_fail "no INVITE call of the second run reached voipmonitor"
+    stored() { [ -n "$(redis-cli -p "$rport" --scan --pattern "*$key*" | head -n 1)" ]; }
+    it_wait_until 5 stored || it_case_fail "call $key not in Redis after the reload"
+    [ "$(http /readyz)" = 200 ] || it_case_fail "/readyz not 200 after the reload: $(cat "$CASE_DIR/http.body")"
     it_stop "$redis"
     ready_503() { [ "$(http /readyz)" = 503 ]; }
     it_wait_until 10 ready_503 || it_case_fail "/readyz still 200 10 s after Redis stopped"
