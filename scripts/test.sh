@@ -31,11 +31,14 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
 step "integration tests"
 # test_package builds the Debian package: its unit tests are step 1's.
 DEB_BUILD_OPTIONS=${DEB_BUILD_OPTIONS-nocheck} BUILD_DIR="$top/build" tests/integration/run.sh
-step "routing, Redis and Kamailio end-to-end tests against the sanitizer build"
-for t in test_router test_redis test_e2e_kamailio; do
-    BUILD_DIR="$top/build-asan" bash "tests/integration/$t.sh" > "build-asan/$t.log" 2>&1 \
-        || { tail -n 80 "build-asan/$t.log"; exit 1; }
-    echo "$t passed under ASan + UBSan (log: build-asan/$t.log)"
+step "routing, Redis, Kamailio, reload and control tests against the sanitizer build"
+# "test [CASE...]": the reload cases that rebuild listeners and destinations
+for t in test_router test_redis test_e2e_kamailio "test_reload listeners tcp_target" test_operate; do
+    read -r name cases <<<"$t"
+    # shellcheck disable=SC2086  # cases are words
+    BUILD_DIR="$top/build-asan" bash "tests/integration/$name.sh" $cases > "build-asan/$name.log" 2>&1 \
+        || { tail -n 80 "build-asan/$name.log"; exit 1; }
+    echo "$t passed under ASan + UBSan (log: build-asan/$name.log)"
 done
 
 step "fuzzing (${FUZZ_SECONDS:-30} s per harness)"
