@@ -195,6 +195,7 @@ check_dockerfile "$DOCKER/Dockerfile" "$TOP" 2 || it_fail "docker/Dockerfile"
 check_dockerfile "$DOCKER/kamailio/Dockerfile" "$DOCKER/kamailio" || it_fail "docker/kamailio/Dockerfile"
 check_dockerfile "$DOCKER/voipmonitor/Dockerfile" "$DOCKER/voipmonitor" || it_fail "docker/voipmonitor/Dockerfile"
 check_dockerfile "$DOCKER/uas/Dockerfile" "$DOCKER/uas" || it_fail "docker/uas/Dockerfile"
+check_dockerfile "$DOCKER/prometheus/Dockerfile" "$DOCKER/prometheus" || it_fail "docker/prometheus/Dockerfile"
 
 sh -n "$DOCKER/healthcheck.sh" || it_fail "docker/healthcheck.sh: syntax"
 bash -n "$DOCKER/postgres/init-homer-db.sh" || it_fail "docker/postgres/init-homer-db.sh: syntax"
