@@ -313,33 +313,34 @@ void metrics_write_json(const struct metrics *m, const struct conf *conf, FILE *
 
 /* ---- Prometheus text exposition format 0.0.4 ---- */
 
+/*
+ * Writes s with each character of specials (a subset of backslash, double
+ * quote, newline) escaped; the runs between them go out whole.
+ */
+static void prom_escape(FILE *out, const char *s, const char *specials)
+{
+    while (*s != '\0') {
+        size_t run = strcspn(s, specials);
+        fwrite(s, 1, run, out);
+        s += run;
+        if (*s == '\0')
+            break;
+        fputs(*s == '\n' ? "\\n" : *s == '"' ? "\\\"" : "\\\\", out);
+        s++;
+    }
+}
+
 /* A label value: backslash, double quote and newline escaped. */
 static void prom_label_value(FILE *out, const char *v)
 {
-    for (const char *c = v ? v : ""; *c != '\0'; c++) {
-        if (*c == '\\')
-            fputs("\\\\", out);
-        else if (*c == '"')
-            fputs("\\\"", out);
-        else if (*c == '\n')
-            fputs("\\n", out);
-        else
-            fputc(*c, out);
-    }
+    prom_escape(out, v != NULL ? v : "", "\\\"\n");
 }
 
 /* HELP text: backslash and newline escaped. */
 static void prom_header(FILE *out, const char *name, const char *type, const char *help)
 {
     fprintf(out, "# HELP %s ", name);
-    for (const char *c = help; *c != '\0'; c++) {
-        if (*c == '\\')
-            fputs("\\\\", out);
-        else if (*c == '\n')
-            fputs("\\n", out);
-        else
-            fputc(*c, out);
-    }
+    prom_escape(out, help, "\\\n");
     fprintf(out, "\n# TYPE %s %s\n", name, type);
 }
 
