@@ -38,9 +38,6 @@
 /* accept() out of descriptors or memory: stop watching for this long instead of spinning. */
 #define CONTROL_ACCEPT_PAUSE_S 0.1
 
-/* At most one warning line per kind per this interval (accept and client I/O errors). */
-#define CONTROL_LOG_INTERVAL_MS 10000
-
 #define CONTROL_BACKLOG 16
 
 struct control_client;
@@ -186,7 +183,7 @@ static bool client_flush(struct control_client *cl)
         if (errno == EPIPE || errno == ECONNRESET)
             log_debug("control: client went away before its answer");
         else
-            log_ratelimited(&c->io_limit, CONTROL_LOG_INTERVAL_MS, LOG_LEVEL_WARN,
+            log_ratelimited(&c->io_limit, c->lim.log_interval_ms, LOG_LEVEL_WARN,
                             "control: write: %s", strerror(errno));
         client_fail(cl);
         return false;
@@ -244,7 +241,7 @@ static void client_release(struct control_client *cl)
         free(req->answer);
         free(req);
         if (!ok) {
-            log_ratelimited(&c->io_limit, CONTROL_LOG_INTERVAL_MS, LOG_LEVEL_WARN,
+            log_ratelimited(&c->io_limit, c->lim.log_interval_ms, LOG_LEVEL_WARN,
                             "control: client closed: more than %zu bytes of answers unread",
                             c->lim.max_line * CONTROL_QUEUE_LINES);
             client_fail(cl);
@@ -518,7 +515,7 @@ static void client_read_cb(struct ev_loop *loop, ev_io *w, int revents)
         if (errno == ECONNRESET)
             log_debug("control: client reset the connection");
         else
-            log_ratelimited(&c->io_limit, CONTROL_LOG_INTERVAL_MS, LOG_LEVEL_WARN,
+            log_ratelimited(&c->io_limit, c->lim.log_interval_ms, LOG_LEVEL_WARN,
                             "control: read: %s", strerror(errno));
         cl->doomed = true;
         break;
@@ -600,7 +597,7 @@ static void refuse_client(struct control *c, int fd)
     if (n > 0 && (size_t)n < sizeof line && send(fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
         log_debug("control: refusing a client: %s", strerror(errno));
     close(fd);
-    log_ratelimited(&c->accept_limit, CONTROL_LOG_INTERVAL_MS, LOG_LEVEL_WARN,
+    log_ratelimited(&c->accept_limit, c->lim.log_interval_ms, LOG_LEVEL_WARN,
                     "control: client refused: already %zu clients (control.max_clients)",
                     c->lim.max_clients);
 }
@@ -623,7 +620,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return;
-            log_ratelimited(&c->accept_limit, CONTROL_LOG_INTERVAL_MS, LOG_LEVEL_WARN,
+            log_ratelimited(&c->accept_limit, c->lim.log_interval_ms, LOG_LEVEL_WARN,
                             "control %s: accept: %s (pausing)", c->path, strerror(errno));
             ev_io_stop(loop, &c->io);
             ev_timer_set(&c->accept_pause, CONTROL_ACCEPT_PAUSE_S, 0.);
@@ -635,7 +632,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
             continue;
         }
         if (client_open(c, fd) != 0) {
-            log_ratelimited(&c->accept_limit, CONTROL_LOG_INTERVAL_MS, LOG_LEVEL_WARN,
+            log_ratelimited(&c->accept_limit, c->lim.log_interval_ms, LOG_LEVEL_WARN,
                             "control: out of memory for a client");
             close(fd);
         }

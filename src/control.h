@@ -30,6 +30,7 @@ struct control_limits {
     size_t max_clients;             /* more connections are refused with an error line */
     uint64_t timeout_ms;            /* a client idle this long is closed */
     size_t max_line;                /* a longer command line closes the connection */
+    uint64_t log_interval_ms;       /* log.interval: at most one warning line per kind per interval */
 };
 
 struct control;

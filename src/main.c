@@ -1126,7 +1126,8 @@ static int control_start(struct app *a)
     char why[FD_MESSAGE_MAX];
     if (c->control_socket == NULL)
         return 0;
-    struct control_limits lim = { c->control_mode, c->control_max_clients, c->control_timeout_ms, c->control_max_line };
+    struct control_limits lim = { c->control_mode, c->control_max_clients, c->control_timeout_ms,
+                                  c->control_max_line, c->log_interval_ms };
     a->control = control_new(a->loop, c->control_socket, &lim, control_commands,
                              sizeof control_commands / sizeof control_commands[0], a, why, sizeof why);
     if (a->control == NULL) {

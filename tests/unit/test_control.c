@@ -126,7 +126,7 @@ static const struct control_command commands[] = {
 };
 
 static const struct control_limits default_limits = {
-    .mode = 0660, .max_clients = 2, .timeout_ms = 10000, .max_line = 64,
+    .mode = 0660, .max_clients = 2, .timeout_ms = 10000, .max_line = 64, .log_interval_ms = 10000,
 };
 
 static void fx_init(struct fx *fx)
