@@ -68,8 +68,9 @@
  *   Sentinel connection with store.redis.sentinels (a dropped connection
  *   is freed before the next one is opened);
  * - with metrics.listen, the HTTP server and up to metrics.max_connections
- *   connections; with control.socket, its socket and up to
- *   control.max_clients clients.
+ *   connections; with control.socket, its socket, up to
+ *   control.max_clients clients and, with store.type redis, the Redis
+ *   connection(s) of its `call` command.
  * What is open at start (stdio, inherited descriptors) is counted as it
  * is; short-lived ones (an accept() refused over the cap, a resolver's
  * socket) come out of limits.fd_reserve.
@@ -445,6 +446,9 @@ struct app {
     struct reload reload;
     struct http *http;              /* metrics.listen, or NULL */
     struct control *control;        /* control.socket, or NULL */
+    struct store *call_store;       /* Redis: the control socket's connection for `call` */
+    struct metrics call_metrics;    /* what that connection counts (not reported) */
+    struct call_wait *call_waits;   /* `call`s waiting for Redis */
     /*
      * What the HTTP thread reads besides the workers' snapshots: the
      * running configuration and the process values, under state_lock.
@@ -753,6 +757,8 @@ static void reload_finish(struct app *a)
     pthread_mutex_unlock(&a->state_lock);
     r->next = NULL;
     r->running = false;
+    if (a->call_store != NULL)
+        store_set_conf(a->call_store, a->conf);
     if (!r->stuck)
         conf_free(old);             /* no worker, snapshot or HTTP reader uses it any more */
     log_set_level(a->debug ? LOG_LEVEL_DEBUG : a->conf->log_level);
@@ -1051,53 +1057,36 @@ static void cmd_config(void *arg, const char *args, struct control_request *req)
     free(buf);
 }
 
-/* What the memory store knows of one call. */
-static void cmd_call(void *arg, const char *args, struct control_request *req)
+/* The answer to `call`: what the store knows of call_id (e NULL: unknown); now is monotonic ms. */
+static void call_answer(struct control_request *req, const char *call_id, const struct store_entry *e, uint64_t now)
 {
-    struct app *a = arg;
-    size_t klen_max = a->conf->call_id_max > ROUTER_HASHED_KEY_LEN ? a->conf->call_id_max : ROUTER_HASHED_KEY_LEN;
-    if (args[0] == '\0') {
-        control_answer_error(req, "usage: call CALL-ID");
-        return;
-    }
-    if (a->store == NULL) {
-        control_answer_error(req, "`call` reads the memory store; with store.type redis, ask Redis "
-                                  "(GET/PTTL of store.redis.prefix + the Call-ID)");
-        return;
-    }
-    char *key = malloc(klen_max);
+    static const struct {
+        unsigned flag;
+        const char *name;
+    } flags[] = { { STORE_F_ENDED, "ended" }, { STORE_F_FALLBACK, "fallback" },
+                  { STORE_F_REGISTER, "register" }, { STORE_F_CONFIRMED, "confirmed" } };
     char *buf = NULL;
     size_t len = 0;
-    FILE *f = key != NULL ? open_memstream(&buf, &len) : NULL;
+    FILE *f = open_memstream(&buf, &len);
     if (f == NULL) {
-        free(key);
         control_answer_error(req, "out of memory");
         return;
     }
-    size_t klen = router_call_key(a->conf, args, strlen(args), key, klen_max);
-    struct store_entry e;
-    uint64_t now = clock_mono_ms();
-    bool known = klen > 0 && store_get(a->store, key, klen, now, &e) == 1;
     fputs("{\"call_id\":", f);
-    control_json_string(f, args, strlen(args));
-    fprintf(f, ",\"known\":%s", known ? "true" : "false");
-    if (known) {
+    control_json_string(f, call_id, strlen(call_id));
+    fprintf(f, ",\"known\":%s", e != NULL ? "true" : "false");
+    if (e != NULL) {
         fputs(",\"method\":", f);
-        control_json_string(f, e.method, strlen(e.method));
+        control_json_string(f, e->method, strlen(e->method));
         fputs(",\"route\":", f);
-        control_json_string(f, e.route, strlen(e.route));
-        fprintf(f, ",\"first_seen\":%.3f", (double)e.first_seen_ms / CLOCK_MS_PER_S);
-        if (e.expires_ms > now)
-            fprintf(f, ",\"ttl_left_s\":%.3f", clock_ms_to_s(e.expires_ms - now));
+        control_json_string(f, e->route, strlen(e->route));
+        fprintf(f, ",\"first_seen\":%.3f", (double)e->first_seen_ms / CLOCK_MS_PER_S);
+        if (e->expires_ms > now)
+            fprintf(f, ",\"ttl_left_s\":%.3f", clock_ms_to_s(e->expires_ms - now));
         fputs(",\"flags\":[", f);
-        static const struct {
-            unsigned flag;
-            const char *name;
-        } flags[] = { { STORE_F_ENDED, "ended" }, { STORE_F_FALLBACK, "fallback" },
-                      { STORE_F_REGISTER, "register" }, { STORE_F_CONFIRMED, "confirmed" } };
         bool first = true;
         for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
-            if (e.flags & flags[i].flag) {
+            if (e->flags & flags[i].flag) {
                 fprintf(f, "%s\"%s\"", first ? "" : ",", flags[i].name);
                 first = false;
             }
@@ -1110,14 +1099,115 @@ static void cmd_call(void *arg, const char *args, struct control_request *req)
     else
         control_answer_error(req, "out of memory");
     free(buf);
+}
+
+/* A `call` waiting for Redis's answer. */
+struct call_wait {
+    char *key;
+    size_t klen;
+    char *call_id;
+    struct control_request *req;
+    struct call_wait *next;
+};
+
+static void call_wait_free(struct call_wait *cw)
+{
+    free(cw->key);
+    free(cw->call_id);
+    free(cw);
+}
+
+/* The Redis store of the control socket answers: every `call` asking for that key gets it. */
+static void on_call_answer(void *arg, const char *key, size_t klen, const struct store_entry *e, uint64_t now_ms,
+                           uint64_t wall_ms)
+{
+    struct app *a = arg;
+    (void)wall_ms;
+    for (struct call_wait **at = &a->call_waits; *at != NULL;) {
+        struct call_wait *cw = *at;
+        if (cw->klen != klen || memcmp(cw->key, key, klen) != 0) {
+            at = &cw->next;
+            continue;
+        }
+        *at = cw->next;
+        call_answer(cw->req, cw->call_id, e, now_ms);
+        call_wait_free(cw);
+    }
+}
+
+/*
+ * What the store knows of one call: the memory store at once; with Redis,
+ * a GET on the control socket's own connection (the main loop's, never a
+ * worker's), answered when Redis answers or store.redis.timeout_ms passes.
+ */
+static void cmd_call(void *arg, const char *args, struct control_request *req)
+{
+    struct app *a = arg;
+    size_t klen_max = a->conf->call_id_max > ROUTER_HASHED_KEY_LEN ? a->conf->call_id_max : ROUTER_HASHED_KEY_LEN;
+    if (args[0] == '\0') {
+        control_answer_error(req, "usage: call CALL-ID");
+        return;
+    }
+    struct call_wait *cw = calloc(1, sizeof *cw);
+    char *key = malloc(klen_max);
+    char *call_id = strdup(args);
+    if (cw == NULL || key == NULL || call_id == NULL) {
+        free(cw);
+        free(key);
+        free(call_id);
+        control_answer_error(req, "out of memory");
+        return;
+    }
+    size_t klen = router_call_key(a->conf, args, strlen(args), key, klen_max);
+    uint64_t now = clock_mono_ms();
+    struct store_entry e;
+    if (a->store != NULL) {
+        call_answer(req, args, klen > 0 && store_get(a->store, key, klen, now, &e) == 1 ? &e : NULL, now);
+    } else if (a->call_store == NULL || store_query(a->call_store, key, klen, now) != 0) {
+        control_answer_error(req, "the context store (Redis) is not connected");
+    } else {
+        *cw = (struct call_wait){ key, klen, call_id, req, a->call_waits };
+        a->call_waits = cw;
+        return;
+    }
+    free(cw);
     free(key);
+    free(call_id);
+}
+
+/* Redis: the control socket's own connection for `call`. */
+static int call_store_open(struct app *a)
+{
+    if (a->store != NULL)
+        return 0;
+    if (metrics_init(&a->call_metrics, a->conf) != 0 ||
+        (a->call_store = store_open(a->conf, a->loop, &a->call_metrics)) == NULL) {
+        log_error("control socket: cannot open its context store connection");
+        return -1;
+    }
+    store_set_answer_fn(a->call_store, on_call_answer, a);
+    return 0;
+}
+
+/* At exit: `call`s still waiting are answered, then the connection goes. */
+static void call_store_close(struct app *a)
+{
+    while (a->call_waits != NULL) {
+        struct call_wait *cw = a->call_waits;
+        a->call_waits = cw->next;
+        control_answer_error(cw->req, "heprouter stopped before Redis answered");
+        call_wait_free(cw);
+    }
+    store_free(a->call_store);
+    a->call_store = NULL;
+    metrics_free(&a->call_metrics);
 }
 
 static const struct control_command control_commands[] = {
     { "stats", "stats", "the counters, as the SIGUSR1 line", cmd_stats },
     { "reload", "reload", "reload the configuration file; answers once every worker runs it", cmd_reload },
     { "config", "config", "the running configuration: path, hash, load time, generation", cmd_config },
-    { "call", "call CALL-ID", "what the memory store knows of a call", cmd_call },
+    { "call", "call CALL-ID", "what the context store knows of a call", cmd_call },
 };
 
 static int control_start(struct app *a)
@@ -1126,6 +1216,8 @@ static int control_start(struct app *a)
     char why[FD_MESSAGE_MAX];
     if (c->control_socket == NULL)
         return 0;
+    if (call_store_open(a) != 0)
+        return -1;
     struct control_limits lim = { c->control_mode, c->control_max_clients, c->control_timeout_ms,
                                   c->control_max_line, c->log_interval_ms };
     a->control = control_new(a->loop, c->control_socket, &lim, control_commands,
@@ -1184,7 +1276,7 @@ static void fd_budget(const struct conf *c, unsigned long long limit, struct fd_
     b->fixed = fds_open_now() + ((size_t)c->workers + 1) * FD_PER_LOOP
                + (size_t)c->workers * (listeners * FD_PER_LISTENER + targets * FD_PER_TARGET + redis)
                + (c->metrics_listen.addr_len > 0 ? FD_HTTP_SERVER + c->metrics_max_connections : 0)
-               + (c->control_socket != NULL ? FD_CONTROL_SERVER + c->control_max_clients : 0)
+               + (c->control_socket != NULL ? FD_CONTROL_SERVER + c->control_max_clients + redis : 0)
                + c->fd_reserve;
     b->slots = (size_t)c->workers * tcp_listeners;
     b->asked = c->tcp_max_connections;
@@ -1484,6 +1576,7 @@ out:
         struct strv none = { 0 };
         reload_answer_json(a, false, "heprouter stopped before the reload finished", &none);
     }
+    call_store_close(a);
     control_free(a->control);
     a->control = NULL;
     ready_file_remove(a);

@@ -164,6 +164,12 @@ case_readyz() {
     [ -n "$key" ] || it_case_fail "no INVITE call of the second run reached voipmonitor"
     stored() { [ -n "$(redis-cli -p "$rport" --scan --pattern "*$key*" | head -n 1)" ]; }
     it_wait_until 5 stored || it_case_fail "call $key not in Redis after the reload"
+    ctl call "$key"
+    ((CTL_RC == 0)) || it_case_fail "ctl call with the Redis store: exit $CTL_RC: $(cat "$CASE_DIR/ctl.out") $(cat "$CASE_DIR/ctl.err")"
+    [ "$(json_get 'a["known"]')" = True ] && [ "$(json_get 'a["method"]')" = INVITE ] ||
+        it_case_fail "ctl call $key with the Redis store: $(cat "$CASE_DIR/ctl.out")"
+    ctl call no-such-call@nowhere
+    [ "$(json_get 'a["known"]')" = False ] || it_case_fail "ctl call of an unknown call (Redis): $(cat "$CASE_DIR/ctl.out")"
     [ "$(http /readyz)" = 200 ] || it_case_fail "/readyz not 200 after the reload: $(cat "$CASE_DIR/http.body")"
     it_stop "$redis"
     ready_503() { [ "$(http /readyz)" = 503 ]; }
