@@ -3,10 +3,17 @@
  *
  * The input is a 4-byte header and a stream.  The header holds max_frame
  * and a seed for the split points (u16 each, big-endian); the stream is
- * what a TCP peer sends.  The stream goes in as chunks of sizes drawn from
- * the seed, each by framer_feed() or by framer_space() + memcpy() +
- * framer_commit() as ingest.c's reads do, and after every chunk the whole
- * frames are drained.  Checked after every chunk:
+ * what a TCP peer sends.  The input decides how the stream is cut:
+ *   - seed < 0x8000: the stream is the rest of the input, cut into chunks
+ *     of sizes drawn from the seed (xorshift32);
+ *   - seed >= 0x8000: the rest of the input is records of one length byte
+ *     L and L + 1 stream bytes (the last one cut short at the end), and
+ *     each record is one chunk: every split point is in the input, where
+ *     libFuzzer's mutations move it.
+ * Each chunk goes in by framer_feed() or by framer_space() + memcpy() +
+ * framer_commit() as ingest.c's reads do (a bit of the random state or of
+ * the seed decides), and after every chunk the whole frames are drained.
+ * Checked after every chunk:
  *   - every frame starts with "HEP3", is as long as its header says, has a
  *     length in [6, max_frame], and lies in the framer's buffer; the frames
  *     of one drain stay intact until the next chunk goes in;
@@ -42,6 +49,8 @@
 #define FUZZ_BIG_CHUNK          8192u   /* larger than any small max_frame */
 #define FUZZ_MID_CHUNK          256u
 #define FUZZ_SMALL_CHUNK        8u
+#define FUZZ_EXPLICIT_SPLITS    0x8000u /* seed bit: the split points are in the input */
+#define FUZZ_MAX_INPUT          (1u << 20)  /* the longest stream of explicit records */
 
 
 /* xorshift32: the split points, reproducible from the input. */
@@ -164,16 +173,48 @@ static void drain(struct run *r)
     CHECK(framer_pending(&r->f) == r->fed - r->out);
 }
 
+/*
+ * Explicit splits: the records' bytes, concatenated, into stream; each
+ * record's length into sizes.  Returns the number of chunks.
+ */
+static size_t split_records(const uint8_t *in, size_t len, uint8_t *stream, size_t *stream_len,
+                            size_t *sizes)
+{
+    size_t i = 0, n = 0, out = 0;
+    while (i < len) {
+        size_t want = (size_t)in[i++] + 1;
+        if (want > len - i)
+            want = len - i;
+        if (want == 0)
+            break;
+        memcpy(stream + out, in + i, want);
+        sizes[n++] = want;
+        out += want;
+        i += want;
+    }
+    *stream_len = out;
+    return n;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static struct run r;        /* static: the frame arrays are large */
+    static uint8_t explicit_stream[FUZZ_MAX_INPUT];
+    static size_t explicit_sizes[FUZZ_MAX_INPUT];
 
-    if (size < FUZZ_HDR_LEN)
+    if (size < FUZZ_HDR_LEN || size - FUZZ_HDR_LEN > FUZZ_MAX_INPUT)
         return 0;
     r.max_frame = fuzz_max_frame(bytes_get_be16(data));
-    uint32_t rng = (uint32_t)bytes_get_be16(data + 2) << 16 | 0x9e37u;     /* never 0 */
-    r.stream = data + FUZZ_HDR_LEN;
-    size_t len = size - FUZZ_HDR_LEN;
+    uint16_t seed = bytes_get_be16(data + 2);
+    uint32_t rng = (uint32_t)seed << 16 | 0x9e37u;     /* never 0 */
+    bool explicit_splits = (seed & FUZZ_EXPLICIT_SPLITS) != 0;
+    size_t len = size - FUZZ_HDR_LEN, nchunks = 0, chunk = 0;
+    if (explicit_splits) {
+        nchunks = split_records(data + FUZZ_HDR_LEN, len, explicit_stream, &len, explicit_sizes);
+        r.stream = explicit_stream;
+    } else {
+        r.stream = data + FUZZ_HDR_LEN;
+    }
     r.fed = r.out = 0;
     r.status = FRAMER_NEED_MORE;
     r.bad_len = 0;
@@ -181,7 +222,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     while (r.fed < len) {
         uint32_t x = next_random(&rng);
-        size_t want = chunk_size(x);
+        size_t want;
+        if (explicit_splits) {
+            CHECK(chunk < nchunks);
+            want = explicit_sizes[chunk++];
+        } else {
+            want = chunk_size(x);
+        }
         if (want > len - r.fed)
             want = len - r.fed;
         size_t took;
@@ -203,6 +250,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         drain(&r);
         if (took == 0)
             break;              /* an error filled the buffer: nothing more goes in */
+        if (explicit_splits && took < want) {
+            /* the buffer was full: the rest of this record is the next chunk */
+            chunk--;
+            explicit_sizes[chunk] = want - took;
+        }
     }
     if (!is_error(r.status))
         CHECK(r.fed == len);

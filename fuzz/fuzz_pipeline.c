@@ -25,8 +25,16 @@
  * and unchanged until flush() (or, for the packet being routed, until
  * router_packet() returns); the destination index and call key are sane;
  * the hold queue never holds more than orphans.max_held, and the memory
- * store never more than store.max_calls; after router_drain() nothing is
- * held and nothing is due; every held packet was released exactly once.
+ * store never more than store.max_calls; after router_timer() nothing held
+ * is past its deadline; after router_drain() nothing is held and nothing
+ * is due; every held packet was released exactly once.
+ *
+ * Accounting, after every step: every packet fed is counted as malformed
+ * (decode_errors), or decided once (a route's hits), or still held:
+ * malformed + decided + held == packets_in, so none is lost and none
+ * decided twice.  A decision is a drop (route_dropped, the routes without
+ * destinations) or one send per destination of its route: the sends each
+ * destination got equal the hits of the routes that name it.
  *
  * Build (fuzz/run does this):
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
@@ -47,6 +55,7 @@
 #include "hep.h"
 #include "log.h"
 #include "metrics.h"
+#include "policy.h"
 #include "router.h"
 #include "store/store.h"
 #include "fuzz.h"
@@ -128,6 +137,7 @@ struct run {
     struct router *router;
     struct metrics *m;
     uint64_t sends;
+    uint64_t *dest_sends;           /* sends per destination, counted by on_send() */
 };
 
 static struct conf *conf;
@@ -204,6 +214,7 @@ static void on_send(void *arg, size_t di, const struct hep_view *view, const cha
     run->npending++;
     run->m->dests[di].packets++;
     run->m->dests[di].bytes += len;
+    run->dest_sends[di]++;
     run->sends++;
 }
 
@@ -212,13 +223,54 @@ static void on_flush(void *arg)
     check_pending(arg);
 }
 
-/* After every step: the bounds hold. */
+/*
+ * Every packet fed is malformed, decided once or held; every decision is a
+ * drop or one send per destination of its route.
+ */
+static void check_accounting(const struct run *run)
+{
+    const struct metrics *m = run->m;
+    uint64_t malformed = 0, decided = 0, dropped = 0, sends = 0;
+
+    for (size_t i = 1; i < HEP_STATUS_COUNT; i++)
+        malformed += m->decode_errors[i];
+    CHECK(m->packets_in == run->nfed);
+    CHECK(m->nroutes == conf->nroutes + 1);
+    for (size_t ri = 0; ri < m->nroutes; ri++) {
+        const size_t *to;
+        size_t nto;
+        uint64_t hits = m->routes[ri].hits;
+        policy_destinations(conf, ri == conf->nroutes ? POLICY_DEFAULT : (long)ri, &to, &nto);
+        decided += hits;
+        if (nto == 0)
+            dropped += hits;
+        sends += hits * nto;
+    }
+    CHECK(malformed + decided + router_held(run->router) == m->packets_in);
+    CHECK(dropped == m->route_dropped);
+    CHECK(sends == run->sends);
+    for (size_t di = 0; di < conf->ndests; di++) {
+        uint64_t want = 0;
+        for (size_t ri = 0; ri < m->nroutes; ri++) {
+            const size_t *to;
+            size_t nto;
+            policy_destinations(conf, ri == conf->nroutes ? POLICY_DEFAULT : (long)ri, &to, &nto);
+            for (size_t k = 0; k < nto; k++)
+                if (to[k] == di)
+                    want += m->routes[ri].hits;
+        }
+        CHECK(run->dest_sends[di] == want);
+    }
+}
+
+/* After every step: the bounds hold and every packet is accounted for. */
 static void check_bounds(struct run *run, struct store *store)
 {
     CHECK(router_held(run->router) <= conf->orphans_max_held);
     CHECK(conf->store_max_calls == 0 || store_count(store) <= conf->store_max_calls);
     if (router_held(run->router) == 0)
         CHECK(router_next_deadline(run->router) == UINT64_MAX);
+    check_accounting(run);
 }
 
 static void feed(struct run *run, struct store *store, size_t off, size_t len,
@@ -275,6 +327,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* a record of 3 bytes feeds at most 2 packets */
     run.fed = calloc(2 * (size / 3) + 1, sizeof *run.fed);
     CHECK(run.fed != NULL);
+    run.dest_sends = calloc(conf->ndests, sizeof *run.dest_sends);
+    CHECK(run.dest_sends != NULL);
 
     struct store *store = store_mem_from_conf(conf);
     CHECK(store != NULL);
@@ -312,6 +366,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             wall += (uint64_t)arg * TIMER_STEP_MS;
             router_timer(run.router, now, wall);
             check_pending(&run);
+            CHECK(router_next_deadline(run.router) > now);     /* nothing held past its wait */
             check_bounds(&run, store);
             break;
         default:
@@ -336,6 +391,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     store_free(store);
     metrics_free(&m);
     free(run.fed);
+    free(run.dest_sends);
     return 0;
 }
 
