@@ -78,6 +78,26 @@ struct conf_cidr {
     unsigned prefix;
 };
 
+/* sources.capture_ids: the capture ids a source inside cidr may claim. */
+struct conf_capture_binding {
+    struct conf_cidr cidr;
+    uint32_t *ids;
+    size_t nids;
+};
+
+/*
+ * sources: who may send to a listener (the top-level section, or a
+ * listener's own).  Every list empty: everyone, with any key or none.
+ */
+struct conf_sources {
+    struct conf_cidr *allow;        /* none: every source */
+    size_t nallow;
+    char **auth_keys;               /* none: no key required; else one of these in chunk 0x000e */
+    size_t nauth_keys;
+    struct conf_capture_binding *capture_ids;
+    size_t ncapture_ids;
+};
+
 /* Status class or code: "407" -> [407,407], "4xx" -> [400,499]. */
 struct conf_status {
     unsigned lo;
@@ -286,6 +306,12 @@ const char *conf_parse_duration(const char *text, uint64_t *ms);
  * /128; bits set beyond the prefix are refused); NULL or a predicate.
  */
 const char *conf_parse_cidr(const char *text, struct conf_cidr *out);
+
+/* Whether addr (addr_len bytes, network order; NULL: none) is inside c. */
+bool conf_cidr_contains(const struct conf_cidr *c, unsigned addr_len, const uint8_t *addr);
+
+/* Whether addr is inside any of list[0..n). */
+bool conf_cidr_any(const struct conf_cidr *list, size_t n, unsigned addr_len, const uint8_t *addr);
 
 /* ---- reload ---------------------------------------------------------------- */
 

@@ -19,27 +19,6 @@ void policy_input_from_view(struct policy_input *in, const struct hep_view *v)
     in->dst = v->dst_ip;
 }
 
-static bool cidr_contains(const struct conf_cidr *c, unsigned addr_len, const uint8_t *addr)
-{
-    if (addr == NULL || addr_len != c->addr_len)
-        return false;
-    unsigned full = c->prefix / 8, rest = c->prefix % 8;
-    if (memcmp(c->addr, addr, full) != 0)
-        return false;
-    if (rest == 0)
-        return true;
-    uint8_t mask = (uint8_t)(0xffu << (8 - rest));
-    return (c->addr[full] & mask) == (addr[full] & mask);
-}
-
-static bool any_cidr(const struct conf_cidr *list, size_t n, unsigned addr_len, const uint8_t *addr)
-{
-    for (size_t i = 0; i < n; i++)
-        if (cidr_contains(&list[i], addr_len, addr))
-            return true;
-    return false;
-}
-
 static bool method_listed(const struct conf_match *m, const struct policy_input *in)
 {
     if (in->method == NULL)
@@ -84,8 +63,8 @@ static bool route_matches(const struct conf_match *m, const struct policy_input 
     return (m->nmethods == 0 || method_listed(m, in)) &&
            (m->nprotos == 0 || proto_listed(m, in->proto)) &&
            (m->ncapture_ids == 0 || capture_id_listed(m, in)) &&
-           (m->nsrc == 0 || any_cidr(m->src, m->nsrc, in->addr_len, in->src)) &&
-           (m->ndst == 0 || any_cidr(m->dst, m->ndst, in->addr_len, in->dst)) &&
+           (m->nsrc == 0 || conf_cidr_any(m->src, m->nsrc, in->addr_len, in->src)) &&
+           (m->ndst == 0 || conf_cidr_any(m->dst, m->ndst, in->addr_len, in->dst)) &&
            (m->nstatus == 0 || status_listed(m, in->status));
 }
 

@@ -384,3 +384,24 @@ const char *conf_parse_duration(const char *text, uint64_t *ms)
         return "has an unknown unit (use ms, s, m or h)";
     return "is not a valid duration";
 }
+
+bool conf_cidr_contains(const struct conf_cidr *c, unsigned addr_len, const uint8_t *addr)
+{
+    if (addr == NULL || addr_len != c->addr_len)
+        return false;
+    unsigned full = c->prefix / 8, rest = c->prefix % 8;
+    if (memcmp(c->addr, addr, full) != 0)
+        return false;
+    if (rest == 0)
+        return true;
+    uint8_t mask = (uint8_t)(0xffu << (8 - rest));
+    return (c->addr[full] & mask) == (addr[full] & mask);
+}
+
+bool conf_cidr_any(const struct conf_cidr *list, size_t n, unsigned addr_len, const uint8_t *addr)
+{
+    for (size_t i = 0; i < n; i++)
+        if (conf_cidr_contains(&list[i], addr_len, addr))
+            return true;
+    return false;
+}
