@@ -69,7 +69,6 @@
 #define MAX_DESTS       64
 #define MAX_BATCH       1024
 #define DEFAULT_BATCH   32
-#define AUTH_KEY_MAX    255     /* --auth-key: what heprouter's sources.auth_keys accept */
 #define CALL_WINDOW     64      /* calls in flight, sent round robin */
 #define DRAIN_PER_CALL  32      /* window <= rate / 32: -s drains in ~0.25 s */
 #define SEQ_DIGITS      10
@@ -381,8 +380,8 @@ static void parse_args(int argc, char **argv)
         usage_error("at least one -d ADDR is required");
     if (have_n == have_s)
         usage_error("give exactly one of -n PACKETS and -s SECONDS");
-    if (g.auth_key != NULL && (g.hep_version != 3 || *g.auth_key == '\0' || strlen(g.auth_key) > AUTH_KEY_MAX))
-        usage_error("--auth-key: 1 to %d bytes, HEPv3 only (v1 and v2 have no key chunk)", AUTH_KEY_MAX);
+    if (g.auth_key != NULL && (g.hep_version != 3 || *g.auth_key == '\0' || strlen(g.auth_key) > CONF_STRING_MAX))
+        usage_error("--auth-key: 1 to %u bytes, HEPv3 only (v1 and v2 have no key chunk)", CONF_STRING_MAX);
     if (g.compress && g.hep_version != 3)
         usage_error("--compress: HEPv%d has no chunk 0x0010: use --hep-version 3", g.hep_version);
     if (g.data_dir == NULL) {
@@ -591,7 +590,7 @@ static void build_tmpl(struct tmpl *t, const char *path, const char *cid,
 {
     size_t n, cid_at = 0;
     uint8_t *in = read_file(path, &n);
-    uint8_t *out = malloc(MAX_PKT + 256 + HEP3_CHUNK_HDR_LEN + AUTH_KEY_MAX);
+    uint8_t *out = malloc(MAX_PKT + 256 + HEP3_CHUNK_HDR_LEN + CONF_STRING_MAX);
     uint8_t *plain = NULL;
     if (out == NULL)
         die("out of memory");

@@ -56,7 +56,6 @@
 #define MS_PER_DAY          (24 * MS_PER_HOUR)
 
 /* Names end up in the store's fixed-size entries and in metric names. */
-#define CONF_STRING_MAX     255u            /* node_name, auth_key: bytes */
 
 #define CONF_PORT_MAX       65535u
 #define CONF_PORT_DIGITS    5
