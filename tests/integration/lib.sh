@@ -426,6 +426,39 @@ it_start_sink() {
     SINK_ADDR[$name]=$transport:127.0.0.1:$(it_listen_port "$CASE_DIR/$name.ready" "$transport") || exit 1
 }
 
+# it_usr1_stats [PID]: SIGUSR1 to heprouter (default ROUTER_PID), then waits
+# up to 5 s for one more "stats (SIGUSR1" line in $CASE_DIR/router.err;
+# false when none came.
+it_usr1_stats() {
+    local before
+    before=$(grep -c 'stats (SIGUSR1' "$CASE_DIR/router.err")
+    kill -USR1 "${1:-$ROUTER_PID}"
+    it_wait_until 5 it_stats_lines_over "$before"
+}
+
+# it_stats_lines_over N: $CASE_DIR/router.err has more than N SIGUSR1 stats lines.
+it_stats_lines_over() {
+    [ "$(grep -c 'stats (SIGUSR1' "$CASE_DIR/router.err")" -gt "$1" ]
+}
+
+# it_stats_match EXPR...: a fresh SIGUSR1 stats line matches every EXPR
+# (hepreplay.py stats: name=N, name>=N, ...).
+it_stats_match() {
+    it_usr1_stats || return 1
+    "${IT_REPLAY[@]}" stats --log "$CASE_DIR/router.err" "$@" >/dev/null
+}
+
+# it_stats_until TIMEOUT EXPR...: SIGUSR1 every poll until the counters
+# match (heprouter may still be reading what was sent), then reports them
+# and fails the case if they differ.
+it_stats_until() {
+    local timeout=$1
+    shift
+    it_wait_until "$timeout" it_stats_match "$@"
+    "${IT_REPLAY[@]}" stats --log "$CASE_DIR/router.err" "$@" | sed 's/^/    /'
+    ((PIPESTATUS[0] == 0)) || it_case_fail "counters differ"
+}
+
 # it_root_line: "allow_root: true" and a newline when the tests run as root
 # (heprouter refuses to route packets as root without it), else nothing.
 it_root_line() {
