@@ -6,14 +6,6 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 export BUILD_DIR=${BUILD_DIR:-$top/build}
-# python3 may be a version manager's shim (pyenv's is a bash script that
-# starts pyenv on every call, about half a second; the tests start python3
-# hundreds of times): put the directory of the interpreter it resolves to
-# first in PATH, the same python without the detour.
-py_dir=$(python3 -c 'import os, sys; print(os.path.dirname(sys.executable))' 2>/dev/null) || py_dir=""
-if [ -n "$py_dir" ] && [ -x "$py_dir/python3" ] && [ "$(command -v python3)" != "$py_dir/python3" ]; then
-    export PATH="$py_dir:$PATH"
-fi
 logdir=$BUILD_DIR/integration-logs
 mkdir -p "$logdir"
 pass=0
