@@ -4,7 +4,7 @@
 #   2. the same unit tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   3. integration tests (tests/integration/run.sh: real programs on loopback),
 #      and the routing, Redis and end-to-end tests again against the sanitizer build
-#   4. libFuzzer harnesses (fuzz/run, FUZZ_SECONDS each, default 30)
+#   4. libFuzzer harnesses (fuzz/run, FUZZ_SECONDS each, default 20)
 #   5. make distcheck
 # Any failure stops the run with a non-zero exit status.  Each step's
 # heading says when it began ("==> unit tests (at +35 s)") and the run ends
@@ -77,7 +77,7 @@ for t in test_router test_redis test_e2e_kamailio "test_reload listeners tcp_tar
     echo "$t passed under ASan + UBSan in $(( $(date +%s) - t0 )) s (log: build-asan/$name.log)"
 done
 
-step "fuzzing (${FUZZ_SECONDS:-30} s per harness)"
+step "fuzzing (${FUZZ_SECONDS:-20} s per harness)"
 fuzz/run "$top/build-fuzz"
 
 step "make distcheck"
