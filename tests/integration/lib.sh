@@ -108,7 +108,7 @@ it_dump_logs() {
     for i in "${!IT_NAMES[@]}"; do
         f="$IT_TMP/${IT_NAMES[$i]}.err"
         if [ -s "$f" ]; then
-            printf -- '--- %s (pid %s) stderr, last lines:\n' "${IT_NAMES[$i]}" "${IT_PIDS[$i]}" >&2
+            printf -- '--- %s (pid %s) stderr, last lines:\n' "${IT_NAMES[$i]}" "${IT_PIDS[$i]:-stopped}" >&2
             tail -n 20 "$f" >&2
         fi
     done
