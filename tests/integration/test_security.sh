@@ -11,9 +11,10 @@
 #                     the new one accepted), capture ids claimed outside a
 #                     source's list, HEPv2 and HEPv1 (no key) refused as
 #                     missing_auth_key, the check order (allow, key, capture
-#                     id); exact counts at the sink, in `ctl stats` and
-#                     /metrics, one summary line per reason and
-#                     log.interval naming the source, no key in the log
+#                     id); exact counts at the sink, in `ctl stats`, the
+#                     stats line at exit and /metrics, one summary line per
+#                     reason and log.interval naming the source, no key in
+#                     the (debug) log
 #   tcp_sources       the same over TCP: connections from a source not
 #                     allowed closed at accept (tcp_not_allowed, nothing
 #                     delivered), an allowed connection with bad-key packets
@@ -112,12 +113,12 @@ stop_sinks() {
 
 # router_yaml FILE LISTEN BODY [noroot]: a whole configuration in FILE:
 # listen: LISTEN, BODY, and allow_root: true (the tests run as root) unless
-# noroot.
+# noroot.  Debug logging: no key may show even there.
 router_yaml() {
     {
         printf '# written by %s.sh, case %s\nlisten: %s\nworkers: 1\norphans: { wait_ms: 0 }\n' \
             "$IT_NAME" "$CASE" "$2"
-        printf 'log: { interval: %ss }\n%s\n' "$LOG_INTERVAL_S" "$3"
+        printf 'log: { level: debug, interval: %ss }\n%s\n' "$LOG_INTERVAL_S" "$3"
         [ "${4:-}" = noroot ] || echo "allow_root: true"
     } >"$1"
 }
@@ -304,6 +305,7 @@ EOF
         na_key=0 na_nokey=0 cid_ok=2 cid_ok2=1 cid_bad=0 cid_none=0 cid_wrongkey=0 cid_nokey=0 \
         hup_file=0 hup_next=3 hup_old=1 ctl_old=0 ctl_rot=2 ctl_next=1 \
         + metrics "$CASE_DIR/metrics.txt" $(refused_metrics 4 6 9 3) heprouter_tcp_connections_not_allowed_total=0 \
+        + logstats "$CASE_DIR/router.err" $(refused 4 6 9 3) tcp_not_allowed=0 \
         + log "$CASE_DIR/router.err" --interval-s "$LOG_INTERVAL_S" --span-s "$ROUTER_SPAN_S" \
         --from not_allowed=127.0.0.2 --from capture_id_not_allowed=127.0.0.3 --from missing_auth_key=127.0.0.1 \
         not_allowed=4 missing_auth_key=6 bad_auth_key=9 capture_id_not_allowed=3 \
@@ -352,6 +354,7 @@ default: [ homer ]"
     check delivered "$CASE_DIR/homer.json" refused=0 good1=3 bad=0 good2=2 nokey=0 good3=1 \
         cid_ok=2 cid_bad=0 \
         + metrics "$CASE_DIR/metrics.txt" $(refused_metrics 0 1 2 1) heprouter_tcp_connections_not_allowed_total=2 \
+        + logstats "$CASE_DIR/router.err" $(refused 0 1 2 1) tcp_not_allowed=2 \
         + log "$CASE_DIR/router.err" --interval-s "$LOG_INTERVAL_S" --span-s "$ROUTER_SPAN_S" \
         --from bad_auth_key=127.0.0.1 --from capture_id_not_allowed=127.0.0.3 \
         missing_auth_key=1 bad_auth_key=2 capture_id_not_allowed=1 \

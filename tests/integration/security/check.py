@@ -27,6 +27,10 @@ expected.
   json FILE PATH=N...
       FILE holds one JSON object (heprouter ctl stats); PATH is a/b/c.
 
+  logstats FILE PATH=N...
+      The last "stats (...): {json}" line of heprouter's stderr (SIGUSR1,
+      or the one at exit), checked as `json` does.
+
   metrics FILE NAME[{LABEL="V",...}]=N...
       Prometheus text: the sum of the samples of NAME whose labels include
       the given ones is N.
@@ -191,6 +195,21 @@ def cmd_json(args):
     return fail(errs)
 
 
+def cmd_logstats(args):
+    last = None
+    with open(args[0], errors="replace") as f:
+        for line in f:
+            m = re.search(r"stats \([^)]*\): (\{.*\})\s*$", line)
+            if m:
+                last = m.group(1)
+    if last is None:
+        return fail(["no stats line in %s" % args[0]])
+    out = args[0] + ".stats.json"
+    with open(out, "w") as f:
+        f.write(last)
+    return cmd_json([out] + args[1:])
+
+
 def cmd_wait_stats(args):
     timeout, out = None, None
     while args and args[0].startswith("--"):
@@ -316,7 +335,7 @@ def cmd_secrets(args):
 
 
 COMMANDS = {"delivered": cmd_delivered, "keys": cmd_keys, "strip": cmd_strip, "json": cmd_json,
-            "wait-stats": cmd_wait_stats, "metrics": cmd_metrics, "log": cmd_log, "secrets": cmd_secrets}
+            "wait-stats": cmd_wait_stats, "logstats": cmd_logstats, "metrics": cmd_metrics, "log": cmd_log, "secrets": cmd_secrets}
 
 
 def run(argv):
