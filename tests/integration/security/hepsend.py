@@ -17,12 +17,16 @@ packets by label).  Options:
 The socket is bound to ADDR (default 127.0.0.1, port 0) before it sends, so
 a sender from 127.0.0.2 really comes from 127.0.0.2.  UDP: one datagram per
 packet; an @ADDR argument sends the groups after it from a new socket bound
-to ADDR (several sources, one Python start).  TCP: every group on one connection, in order; then, without
---wait-close, the write side is shut and the peer's close awaited (it reads
-everything first); with --wait-close S the connection stays open and the
-script waits up to S seconds for the peer to close it (as heprouter does at
-accept to a source it does not allow).  --connections N: TCP, the same
-thing N times, one connection after the other.
+to ADDR (several sources, one Python start).  TCP: every group on one
+connection, in order; then, without --wait-close, the write side is shut
+and the peer's close awaited (it reads everything first); with
+--wait-close S the connection stays open and the script waits up to S
+seconds for the peer to close it (as heprouter does at accept to a source
+it does not allow).  --connections N: TCP, the same thing N times, one
+connection after the other.
+
+check.py serve imports this file and calls run(); a usage error raises
+UsageError there (exit 2 here).
 
 Prints one JSON line: {"sent": N, "local": "ADDR:PORT" (the last socket's),
 "closed_by_peer": true|false (every connection), "closed_after": seconds|null
