@@ -80,6 +80,7 @@ start_router() {
         HPORT=$(it_free_port both)
         cat >"$IT_TMP/router.$run.yaml" <<EOF
 listen: [ "udp:127.0.0.1:$HPORT" ]
+$(it_root_line)
 workers: 1
 orphans: { wait_ms: $WAIT_MS, max_held: 200000 }
 ttl: { call: 4h, register: 1h, ended: 30s }

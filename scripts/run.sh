@@ -7,5 +7,9 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 "$top/scripts/deps.sh" build
 "$top/scripts/build.sh" build
 conf="$top/etc/heprouter.yaml"
-echo "run: $top/build/src/heprouter -c $conf"
-exec "$top/build/src/heprouter" -c "$conf"
+args=(-c "$conf")
+# heprouter does not route packets as root: started as root, it binds and
+# then runs as nobody (-u; see user: in heprouter.yaml(5))
+[ "$(id -u)" != 0 ] || args+=(-u nobody)
+echo "run: $top/build/src/heprouter ${args[*]}"
+exec "$top/build/src/heprouter" "${args[@]}"

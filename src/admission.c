@@ -83,14 +83,25 @@ static bool capture_id_allowed(const struct conf_sources *s, unsigned addr_len, 
     return !bound;
 }
 
+bool admission_has_packet_rules(const struct conf_sources *s)
+{
+    return s != NULL && (s->nauth_keys > 0 || s->ncapture_ids > 0);
+}
+
 enum admission_verdict admission_check(const struct conf_sources *s, unsigned addr_len, const uint8_t *addr,
                                        const struct hep_view *v)
+{
+    if (!admission_source_allowed(s, addr_len, addr))
+        return ADMISSION_NOT_ALLOWED;
+    return admission_check_packet(s, addr_len, addr, v);
+}
+
+enum admission_verdict admission_check_packet(const struct conf_sources *s, unsigned addr_len,
+                                              const uint8_t *addr, const struct hep_view *v)
 {
     if (s == NULL)
         return ADMISSION_OK;
     unmap_v4(&addr_len, &addr);
-    if (s->nallow > 0 && !conf_cidr_any(s->allow, s->nallow, addr_len, addr))
-        return ADMISSION_NOT_ALLOWED;
     if (s->nauth_keys > 0) {
         if (v->auth_key.len == 0)
             return ADMISSION_MISSING_AUTH_KEY;

@@ -48,6 +48,17 @@ bool admission_has_rules(const struct conf_sources *s);
 bool admission_source_allowed(const struct conf_sources *s, unsigned addr_len, const uint8_t *addr);
 
 /*
+ * The rules that need the decoded packet, in order: the auth key (HEPv1/v2
+ * carry none: refused as missing when keys are required), then the
+ * capture id.  For the edge that has applied the allowlist already.
+ */
+enum admission_verdict admission_check_packet(const struct conf_sources *s, unsigned addr_len,
+                                              const uint8_t *addr, const struct hep_view *v);
+
+/* Whether the packet rules (keys, capture ids) apply at all. */
+bool admission_has_packet_rules(const struct conf_sources *s);
+
+/*
  * Every rule, in order: the allowlist, then the auth key (HEPv1/v2 carry
  * none: refused as missing when keys are required), then the capture id
  * (a source inside one or more capture_ids CIDRs may claim only their ids;

@@ -69,6 +69,7 @@ struct conf_dest {
     uint32_t capture_id;
     char *node_name;                /* NULL: keep */
     char *auth_key;                 /* NULL: keep */
+    bool strip_auth_key;            /* without auth_key: remove the sender's key */
     size_t max_packet;              /* larger packets are counted, not sent */
 };
 
@@ -90,10 +91,12 @@ struct conf_capture_binding {
  * listener's own).  Every list empty: everyone, with any key or none.
  */
 struct conf_sources {
+    bool set;                       /* a listener's own section was written (it replaces the top-level one) */
     struct conf_cidr *allow;        /* none: every source */
     size_t nallow;
-    char **auth_keys;               /* none: no key required; else one of these in chunk 0x000e */
+    char **auth_keys;               /* auth_keys, then auth_keys_file's keys; none: no key required */
     size_t nauth_keys;
+    char *auth_keys_file;           /* read at load and at every reload; NULL: none */
     struct conf_capture_binding *capture_ids;
     size_t ncapture_ids;
 };
@@ -168,7 +171,14 @@ struct conf {
 
     struct conf_addr *listen;
     size_t nlisten;
+    struct conf_sources *listen_sources;    /* nlisten of them: a listener's own (set) or not */
+    struct conf_sources sources;    /* the top-level section */
     unsigned workers;
+
+    /* privileges: dropped once listeners are bound and files opened */
+    char *user;                     /* NULL: keep the user heprouter was started as */
+    char *group;                    /* NULL: the user's primary group */
+    bool allow_root;                /* the packet path may run as root */
 
     enum { CONF_STORE_MEMORY = 0, CONF_STORE_REDIS } store_type;
 
@@ -242,6 +252,9 @@ void conf_free(struct conf *conf);
 /* The names the configuration gives these values ("round_robin", "redis"). */
 const char *conf_balance_name(enum conf_balance b);
 const char *conf_store_type_name(int type);
+
+/* The sources: rules of listener i: its own section if it has one, else the top-level one. */
+const struct conf_sources *conf_listen_sources(const struct conf *conf, size_t i);
 
 /* Looks up a destination by name; returns its index or -1. */
 long conf_dest_index(const struct conf *conf, const char *name);

@@ -712,7 +712,7 @@ static int dest_init(struct dest_set *ds, struct dest *d, size_t di, const struc
         d->targets[j].fd = -1;      /* so a failure below closes only what was opened */
     d->balance = cd->balance;
     d->max_packet = cd->max_packet;
-    d->rewrite = cd->set_capture_id || cd->node_name != NULL || cd->auth_key != NULL;
+    d->rewrite = cd->set_capture_id || cd->node_name != NULL || cd->auth_key != NULL || cd->strip_auth_key;
     d->ov.set_capture_id = cd->set_capture_id;
     d->ov.capture_id = cd->capture_id;
     if (d->node_name != NULL) {
@@ -724,6 +724,8 @@ static int dest_init(struct dest_set *ds, struct dest *d, size_t di, const struc
         d->ov.auth_key.set = true;
         d->ov.auth_key.value.data = (const uint8_t *)d->auth_key;
         d->ov.auth_key.value.len = strlen(d->auth_key);
+    } else if (cd->strip_auth_key) {
+        d->ov.auth_key.set = true;      /* an empty value removes chunk 0x000e */
     }
 
     for (size_t j = 0; j < d->ntargets; j++) {

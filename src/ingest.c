@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "admission.h"
 #include "clock.h"
 #include "conf.h"
 #include "framer.h"
@@ -89,6 +90,8 @@ struct ingest_listener {
     struct sockaddr_storage bound;
     socklen_t boundlen;
     char name[READY_ADDR_MAX];      /* "udp:127.0.0.1:9060", the bound port */
+    const struct conf_sources *sources;     /* its sources: rules, in the running conf */
+    const struct conf_sources *packet_rules;    /* the same when it has keys or capture ids, else NULL */
     ev_io io;
     ev_timer accept_pause;
     struct list conns;              /* newest first */
@@ -111,6 +114,10 @@ struct ingest {
     ev_tstamp idle_timeout;         /* seconds, 0: none */
     uint64_t log_interval_ms;
     bool stopped;
+
+    /* refused by sources: one summary line per reason and log.interval */
+    struct log_tally refused_tally[ADMISSION_VERDICT_COUNT];
+    struct log_tally not_allowed_conn_tally;
 
     struct ingest_listener **listeners;     /* each its own allocation: connections point to it */
     size_t nlisteners;
@@ -196,6 +203,64 @@ static inline void listener_count(const struct ingest_listener *l, const uint8_t
     ml->bytes[v] += len;
 }
 
+/* ---- sources ---- */
+
+/* The log lines of refused packets, by reason: "N packets refused (bad_auth_key) from ADDR". */
+static const char *const refused_what[ADMISSION_VERDICT_COUNT] = {
+    "packets accepted",
+#define INGEST_REFUSED_WHAT(id, name) "packets refused (" name ")",
+    ADMISSION_REASONS(INGEST_REFUSED_WHAT)
+#undef INGEST_REFUSED_WHAT
+};
+#define INGEST_NOT_ALLOWED_CONNS "TCP connections refused (not_allowed)"
+
+static void listener_set_sources(struct ingest_listener *l, const struct conf *conf, size_t i)
+{
+    l->sources = conf_listen_sources(conf, i);
+    l->packet_rules = admission_has_packet_rules(l->sources) ? l->sources : NULL;
+}
+
+static bool peer_allowed(const struct ingest_listener *l, const struct sockaddr *peer)
+{
+    if (l->sources->nallow == 0)
+        return true;
+    const uint8_t *addr;
+    unsigned len = netaddr_bytes(peer, &addr);
+    return admission_source_allowed(l->sources, len, addr);
+}
+
+/* Counts one refused packet and adds it to its reason's summary line. */
+static void count_refused(struct ingest *in, int verdict, const struct sockaddr *peer)
+{
+    char text[NETADDR_TEXT_MAX];
+    in->m->refused[verdict]++;
+    log_tally(&in->refused_tally[verdict], in->log_interval_ms, clock_mono_ms(), LOG_LEVEL_WARN,
+              refused_what[verdict], netaddr_format(peer, text, sizeof text));
+}
+
+bool ingest_admit(struct ingest *in, const struct ingest_source *src, const struct hep_view *v)
+{
+    if (src->packet_rules == NULL)
+        return true;
+    const uint8_t *addr;
+    unsigned len = netaddr_bytes(src->peer, &addr);
+    enum admission_verdict verdict = admission_check_packet(src->packet_rules, len, addr, v);
+    if (verdict == ADMISSION_OK)
+        return true;
+    count_refused(in, verdict, src->peer);
+    return false;
+}
+
+void ingest_logs(struct ingest *in, uint64_t now_ms)
+{
+    if (in == NULL)
+        return;
+    for (int i = 1; i < ADMISSION_VERDICT_COUNT; i++)
+        log_tally_tick(&in->refused_tally[i], in->log_interval_ms, now_ms, LOG_LEVEL_WARN, refused_what[i]);
+    log_tally_tick(&in->not_allowed_conn_tally, in->log_interval_ms, now_ms, LOG_LEVEL_WARN,
+                   INGEST_NOT_ALLOWED_CONNS);
+}
+
 /* ---- UDP ---- */
 
 /* Reads at most max_batches recvmmsg() batches, fewer once the socket is empty. */
@@ -233,8 +298,13 @@ static void udp_read(struct ingest_listener *l, size_t max_batches)
                 .peer = h->msg_name,
                 .peerlen = h->msg_namelen,
                 .transport = CONF_UDP,
+                .packet_rules = l->packet_rules,
             };
             listener_count(l, h->msg_iov->iov_base, in->udp_msgs[i].msg_len);
+            if (!peer_allowed(l, h->msg_name)) {
+                count_refused(in, ADMISSION_NOT_ALLOWED, h->msg_name);
+                continue;
+            }
             in->on_packet(in->arg, h->msg_iov->iov_base, in->udp_msgs[i].msg_len, &src);
         }
         if (n > 0 && in->on_batch_end != NULL)
@@ -334,12 +404,19 @@ static enum framer_status conn_deliver(struct ingest_conn *c)
         .peer = (const struct sockaddr *)&c->peer,
         .peerlen = c->peerlen,
         .transport = CONF_TCP,
+        .packet_rules = c->l->packet_rules,
     };
     const uint8_t *frame = NULL;
     size_t len = 0, delivered = 0;
     enum framer_status st;
+    /* accepted once; a reload may have narrowed sources.allow since */
+    bool allowed = peer_allowed(c->l, src.peer);
     while ((st = framer_next(&c->framer, &frame, &len)) == FRAMER_OK) {
         listener_count(c->l, frame, len);
+        if (!allowed) {
+            count_refused(in, ADMISSION_NOT_ALLOWED, src.peer);
+            continue;
+        }
         in->on_packet(in->arg, frame, len, &src);
         delivered++;
     }
@@ -542,6 +619,13 @@ static void tcp_accept(struct ingest_listener *l, int max_accepts)
                 return;
             }
         }
+        if (!peer_allowed(l, (struct sockaddr *)&peer)) {
+            close(fd);
+            in->m->tcp_not_allowed++;
+            log_tally(&in->not_allowed_conn_tally, in->log_interval_ms, clock_mono_ms(), LOG_LEVEL_WARN,
+                      INGEST_NOT_ALLOWED_CONNS, netaddr_format((struct sockaddr *)&peer, peername, sizeof peername));
+            continue;
+        }
         if (l->nconns >= in->max_connections) {
             close(fd);
             in->m->tcp_rejected++;
@@ -617,9 +701,10 @@ static int listener_open(struct ingest *in, struct ingest_listener *l, const str
 }
 
 /* A listener bound to addr (its counters at metrics index mindex), not yet started; NULL after logging. */
-static struct ingest_listener *listener_new(struct ingest *in, size_t mindex, const struct conf_addr *addr,
-                                            size_t rcvbuf)
+static struct ingest_listener *listener_new(struct ingest *in, size_t mindex, const struct conf *conf)
 {
+    const struct conf_addr *addr = &conf->listen[mindex];
+    size_t rcvbuf = conf->udp_rcvbuf;
     struct ingest_listener *l = calloc(1, sizeof *l);
     if (l == NULL) {
         log_error("listen %s: out of memory", addr->text);
@@ -627,6 +712,7 @@ static struct ingest_listener *listener_new(struct ingest *in, size_t mindex, co
     }
     l->fd = -1;
     l->mindex = mindex;
+    listener_set_sources(l, conf, mindex);
     if (listener_open(in, l, addr, rcvbuf) != 0) {
         if (l->fd >= 0)
             close(l->fd);
@@ -675,7 +761,7 @@ struct ingest *ingest_new(struct ev_loop *loop, const struct conf *conf, struct 
         goto nomem;
 
     for (size_t i = 0; i < conf->nlisten; i++)
-        if ((in->listeners[i] = listener_new(in, i, &conf->listen[i], conf->udp_rcvbuf)) == NULL)
+        if ((in->listeners[i] = listener_new(in, i, conf)) == NULL)
             goto error;
     for (size_t i = 0; i < in->nlisteners; i++)
         listener_start(in->listeners[i]);
@@ -730,6 +816,10 @@ void ingest_free(struct ingest *in)
 {
     if (in == NULL)
         return;
+    uint64_t now = clock_mono_ms();
+    for (int i = 1; i < ADMISSION_VERDICT_COUNT; i++)
+        log_tally_flush(&in->refused_tally[i], now, LOG_LEVEL_WARN, refused_what[i]);
+    log_tally_flush(&in->not_allowed_conn_tally, now, LOG_LEVEL_WARN, INGEST_NOT_ALLOWED_CONNS);
     for (size_t i = 0; i < in->nlisteners; i++) {
         if (in->listeners[i] == NULL)
             continue;
@@ -769,12 +859,13 @@ int ingest_reconfigure(struct ingest *in, const struct conf *old, const struct c
                 kept[j] = true;
                 next[i] = in->listeners[j];
                 next[i]->mindex = i;
+                listener_set_sources(next[i], conf, i);
                 break;
             }
         }
         if (next[i] != NULL)
             continue;
-        if ((next[i] = listener_new(in, i, &conf->listen[i], conf->udp_rcvbuf)) == NULL) {
+        if ((next[i] = listener_new(in, i, conf)) == NULL) {
             rc = -1;            /* logged; the others go on */
             continue;
         }

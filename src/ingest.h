@@ -16,6 +16,7 @@
 #ifndef HEPROUTER_INGEST_H
 #define HEPROUTER_INGEST_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -23,14 +24,17 @@
 #include <ev.h>
 
 struct conf;
+struct conf_sources;
+struct hep_view;
 struct metrics;
 struct ingest;
 
-/* Where a packet came from (for logs). */
+/* Where a packet came from (for logs), and the rules it must pass once decoded. */
 struct ingest_source {
     const struct sockaddr *peer;
     socklen_t peerlen;
     int transport;                  /* CONF_UDP / CONF_TCP */
+    const struct conf_sources *packet_rules;    /* its listener's auth keys / capture ids; NULL: none */
 };
 
 typedef void (*ingest_packet_fn)(void *arg, const uint8_t *data, size_t len,
@@ -88,6 +92,22 @@ int ingest_bound_addr(const struct ingest *in, size_t i, struct sockaddr_storage
  * NULL when a reload could not open it.
  */
 const char *ingest_listener_name(const struct ingest *in, size_t i);
+
+/*
+ * Admission (sources: in heprouter.yaml(5)).  The allowlist is applied
+ * here, before a packet is handed out: TCP connections from elsewhere are
+ * closed at accept (counted as tcp_not_allowed), and every datagram and
+ * frame from a source not allowed (a reload may narrow the list under an
+ * open connection) is counted as refused, not_allowed.  The rules that need
+ * the decoded packet are the consumer's to apply, once it has decoded it:
+ * ingest_admit() with the packet's source says whether it may go on, and
+ * counts and logs it by reason when not.  Refusals are logged as one
+ * summary line per reason and log.interval, naming a sender; keys never.
+ */
+bool ingest_admit(struct ingest *in, const struct ingest_source *src, const struct hep_view *v);
+
+/* Writes the refusal summaries whose log.interval is over; call it periodically. */
+void ingest_logs(struct ingest *in, uint64_t now_ms);
 
 /*
  * Lifetime of the bytes handed to ingest_packet_fn: a UDP datagram or TCP

@@ -392,3 +392,9 @@ void log_tally_flush(struct log_tally *t, uint64_t now_ms, int level, const char
         tally_write(t, now_ms, level, what_plural);
     tally_reset(t);
 }
+
+void log_tally_tick(struct log_tally *t, uint64_t interval_ms, uint64_t now_ms, int level, const char *what_plural)
+{
+    if (t->count > 0 && now_ms - t->window_start_ms >= interval_ms)
+        log_tally_flush(t, now_ms, level, what_plural);
+}

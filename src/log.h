@@ -156,6 +156,9 @@ void log_tally(struct log_tally *t, uint64_t interval_ms, uint64_t now_ms, int l
  */
 void log_tally_flush(struct log_tally *t, uint64_t now_ms, int level, const char *what_plural);
 
+/* log_tally_flush() once the open window is interval_ms old: from a periodic timer. */
+void log_tally_tick(struct log_tally *t, uint64_t interval_ms, uint64_t now_ms, int level, const char *what_plural);
+
 
 #define log_error(...) do { if (log_current_level >= LOG_LEVEL_ERROR) log_write(LOG_LEVEL_ERROR, __VA_ARGS__); } while (0)
 #define log_warn(...) do { if (log_current_level >= LOG_LEVEL_WARN) log_write(LOG_LEVEL_WARN, __VA_ARGS__); } while (0)

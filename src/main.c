@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -43,6 +44,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "netaddr.h"
+#include "privileges.h"
 #include "ready.h"
 #include "control.h"
 #include "ctl.h"
@@ -173,6 +175,12 @@ static const char *worker_source(void *arg, char *buf, size_t len)
     return w->cur_src != NULL ? netaddr_format(w->cur_src->peer, buf, len) : NULL;
 }
 
+static bool worker_admit(void *arg, const struct hep_view *view)
+{
+    struct worker *w = arg;
+    return w->cur_src == NULL || ingest_admit(w->in, w->cur_src, view);
+}
+
 static void on_batch_end(void *arg)
 {
     struct worker *w = arg;
@@ -200,6 +208,7 @@ static void on_housekeeping(struct ev_loop *loop, ev_timer *t, int revents)
     store_expire(w->store, now);
     dest_housekeeping(w->ds);
     router_logs(w->router, now);
+    ingest_logs(w->in, now);
     publish(w);
 }
 
@@ -343,6 +352,7 @@ static int worker_setup(struct worker *w)
     d.arg = w->ds;
     d.source = worker_source;
     d.source_arg = w;
+    d.admit = worker_admit;
     w->router = router_new(w->conf, w->store, &w->m, &d);
     if (w->router == NULL) {
         log_error("worker %u: out of memory", w->index);
@@ -432,6 +442,7 @@ struct app {
     const char *ready_file;         /* --ready-file, or NULL */
     bool ready_written;             /* it is there, and says we listen */
     bool debug;                     /* -d: log.level debug whatever the file says */
+    const char *user;               /* -u USER, or NULL: the configuration's user: */
     struct store *store;
     struct worker *workers;
     unsigned nworkers;
@@ -1391,6 +1402,32 @@ static int store_check_only(const struct conf *c)
     return 1;
 }
 
+/* heprouter -t: an auth_keys_file that others may read or write (keys are secrets). */
+static void key_file_check(const struct conf *c, const struct conf_sources *s)
+{
+    struct stat st;
+    if (s->auth_keys_file != NULL && stat(s->auth_keys_file, &st) == 0 && (st.st_mode & (S_IROTH | S_IWOTH)))
+        fprintf(stderr, "%s: warning: auth_keys_file %s is %s by others (mode %04o): chmod o-rw it\n", c->path,
+                s->auth_keys_file, (st.st_mode & S_IROTH) ? "readable" : "writable",
+                (unsigned)(st.st_mode & (S_IRWXU | S_IRWXG | S_IRWXO)));
+}
+
+/* heprouter -t: what the start checks besides the file (user, group), and the key files' modes. */
+static int start_check(const struct conf *c, const char *user)
+{
+    struct privileges p;
+    char why[PRIVILEGES_WHY_MAX];
+    key_file_check(c, &c->sources);
+    for (size_t i = 0; i < c->nlisten; i++)
+        if (c->listen_sources[i].set)
+            key_file_check(c, &c->listen_sources[i]);
+    if (privileges_resolve(user != NULL ? user : c->user, c->group, &p, why, sizeof why) != 0) {
+        fprintf(stderr, "%s: %s\n", c->path, why);
+        return 1;
+    }
+    return 0;
+}
+
 /* heprouter -t: the same check against this shell's hard limit, as a warning only. */
 static void fd_limit_check(const struct conf *c)
 {
@@ -1407,13 +1444,15 @@ static void fd_limit_check(const struct conf *c)
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: heprouter -c FILE [-d] [--ready-file PATH]\n"
+            "usage: heprouter -c FILE [-d] [-u USER] [--ready-file PATH]\n"
             "                              run in the foreground with configuration FILE;\n"
             "                              -d: log at debug level whatever log.level says;\n"
+            "                              -u: once listeners are bound and files open, run as\n"
+            "                              USER (and its groups) whatever user: says;\n"
             "                              --ready-file: once every listener is bound, write PATH\n"
             "                              with one \"listening PROTO:ADDR:PORT\" line per listener\n"
             "                              (port 0 resolved); removed when the listeners close\n"
-            "       heprouter -t -c FILE [--check-store]\n"
+            "       heprouter -t -c FILE [-u USER] [--check-store]\n"
             "                              check FILE and exit (0 OK, 1 errors); --check-store also\n"
             "                              connects to the Redis store: exit 1 when it refuses\n"
             "                              (password, user, db, ACL, Redis < 7), a warning and 0\n"
@@ -1449,6 +1488,24 @@ static void log_startup(const struct conf *c)
              (unsigned long long)c->orphans_wait_ms, c->orphans_max_held, c->orphans_max_bytes,
              (unsigned long long)(c->ttl_call_ms / CLOCK_MS_PER_S), (unsigned long long)(c->ttl_register_ms / CLOCK_MS_PER_S),
              (unsigned long long)(c->ttl_ended_ms / CLOCK_MS_PER_S));
+}
+
+/* user:, group:, allow_root: and -u, once everything is bound and opened. */
+static int drop_privileges(struct app *a)
+{
+    struct privileges p;
+    char why[PRIVILEGES_WHY_MAX];
+    const char *user = a->user != NULL ? a->user : a->conf->user;
+    if (privileges_resolve(user, a->conf->group, &p, why, sizeof why) != 0 ||
+        privileges_drop(&p, a->conf->allow_root, why, sizeof why) != 0) {
+        log_error("%s; not starting", why);
+        return -1;
+    }
+    if (p.change)
+        log_info("running as user %s (uid %lu, gid %lu)", p.user, (unsigned long)p.uid, (unsigned long)p.gid);
+    else if (geteuid() == 0)
+        log_warn("running as root (allow_root: true)");
+    return 0;
 }
 
 static int run(struct app *a)
@@ -1509,6 +1566,11 @@ static int run(struct app *a)
             goto out;
         }
     }
+    /* every socket is bound and every file open: the workers start as the configured user */
+    if (http_start(a) != 0 || control_start(a) != 0 || drop_privileges(a) != 0) {
+        rc = 1;
+        goto out;
+    }
     for (unsigned i = 0; i < a->nworkers; i++) {
         int err = pthread_create(&a->workers[i].thread, NULL, worker_main, &a->workers[i]);
         if (err != 0) {
@@ -1519,12 +1581,6 @@ static int run(struct app *a)
             goto out;
         }
         a->workers[i].started = true;
-    }
-    if (http_start(a) != 0 || control_start(a) != 0) {
-        rc = 1;
-        for (unsigned i = 0; i < a->nworkers; i++)
-            ev_async_send(a->workers[i].loop, &a->workers[i].stop);
-        goto out;
     }
     if (a->ready_file != NULL) {
         if (ready_file_write(a) != 0) {
@@ -1602,6 +1658,7 @@ int main(int argc, char **argv)
     bool check_store = false;
     const char *ready_file = NULL;
     bool debug = false;
+    const char *user = NULL;
     int opt;
     enum { OPT_CHECK_STORE = 256, OPT_READY_FILE };
 
@@ -1613,13 +1670,14 @@ int main(int argc, char **argv)
         { NULL, 0, NULL, 0 },
     };
 
-    while ((opt = getopt_long(argc, argv, "c:dthV", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:dtu:hV", longopts, NULL)) != -1) {
         switch (opt) {
         case 'd': debug = true; break;
         case OPT_CHECK_STORE: check_store = true; break;
         case OPT_READY_FILE: ready_file = optarg; break;
         case 'c': path = optarg; break;
         case 't': check_only = true; break;
+        case 'u': user = optarg; break;
         case 'V': printf("heprouter %s\n", PACKAGE_VERSION); return 0;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
@@ -1638,6 +1696,7 @@ int main(int argc, char **argv)
     memset(&a, 0, sizeof a);
     a.ready_file = ready_file;
     a.debug = debug;
+    a.user = user;
     a.conf = conf_load(path, stderr);
     if (a.conf == NULL) {
         if (check_only)
@@ -1648,6 +1707,10 @@ int main(int argc, char **argv)
     }
     if (check_only) {
         fd_limit_check(a.conf);
+        if (start_check(a.conf, user) != 0) {
+            conf_free(a.conf);
+            return 1;
+        }
         printf("configuration OK\n");
         int rc = check_store ? store_check_only(a.conf) : 0;
         conf_free(a.conf);

@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "admission.h"
 #include "hep.h"
 #include "sip.h"
 
@@ -80,6 +81,9 @@ static inline uint64_t metrics_min(uint64_t a, uint64_t b)
     COUNTER(in_other, "other", "packets of other HEP protocol types received")                                 \
     FAMILY("heprouter_decode_errors_total", "counter", "reason", "Malformed HEP packets dropped, by reason")    \
     GROUP(decode_errors, HEP_STATUS_COUNT, hep_status_name, "malformed HEP dropped, by reason")                \
+    FAMILY("heprouter_refused_packets_total", "counter", "reason",                                             \
+           "Packets refused by the sources: rules of their listener, by reason")                               \
+    GROUP(refused, ADMISSION_VERDICT_COUNT, admission_verdict_name, "refused by sources:, by reason")           \
     FAMILY("heprouter_payload_inflated_total", "counter", NULL,                                                \
            "Compressed payloads (chunk 0x0010) inflated to route them")                                        \
     COUNTER(payload_inflated, NULL, "compressed payload (chunk 0x0010) inflated to route it")                  \
@@ -95,6 +99,9 @@ static inline uint64_t metrics_min(uint64_t a, uint64_t b)
     FAMILY("heprouter_tcp_connections_rejected_total", "counter", NULL,                                        \
            "Inbound TCP connections refused over limits.tcp_max_connections")                                  \
     COUNTER(tcp_rejected, NULL, "over limits.tcp_max_connections")                                             \
+    FAMILY("heprouter_tcp_connections_not_allowed_total", "counter", NULL,                                     \
+           "Inbound TCP connections closed at accept: the source is not in sources.allow")                     \
+    COUNTER(tcp_not_allowed, NULL, "closed at accept: not in sources.allow")                                   \
     FAMILY("heprouter_tcp_connections_closed_by_router_total", "counter", "reason",                            \
            "Inbound TCP connections the router closed, by reason")                                             \
     COUNTER(tcp_bad_magic, "bad_magic", "connection closed: frame without \"HEP3\"")                           \

@@ -28,6 +28,20 @@ const char *netaddr_format(const struct sockaddr *sa, char *buf, size_t len)
     return buf;
 }
 
+unsigned netaddr_bytes(const struct sockaddr *sa, const uint8_t **bytes)
+{
+    if (sa->sa_family == AF_INET) {
+        *bytes = (const uint8_t *)&((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+        return 4;
+    }
+    if (sa->sa_family == AF_INET6) {
+        *bytes = (const uint8_t *)&((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+        return 16;
+    }
+    *bytes = NULL;
+    return 0;
+}
+
 unsigned netaddr_port(const struct sockaddr *sa)
 {
     if (sa->sa_family == AF_INET)

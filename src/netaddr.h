@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 struct conf_addr;
@@ -29,6 +30,9 @@ const char *netaddr_format(const struct sockaddr *sa, char *buf, size_t len);
 
 /* The port of an IPv4 or IPv6 socket address; 0 for another family. */
 unsigned netaddr_port(const struct sockaddr *sa);
+
+/* The address bytes of sa (network order) in *bytes: 4 (IPv4), 16 (IPv6), or 0 (other). */
+unsigned netaddr_bytes(const struct sockaddr *sa, const uint8_t **bytes);
 
 /* Fills ss with a's address and port; returns its length (0: a holds no address). */
 socklen_t netaddr_from_conf(const struct conf_addr *a, struct sockaddr_storage *ss);

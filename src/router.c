@@ -289,6 +289,8 @@ static bool classify(struct router *r, struct packet *p, const uint8_t *data, si
                   ROUTER_DECODE_TALLY, from);
         return false;
     }
+    if (count && r->dispatch.admit != NULL && !r->dispatch.admit(r->dispatch.source_arg, &p->view))
+        return false;
     if (count)
         count_in(r->m, &p->view);
     p->is_sip = false;
@@ -751,9 +753,7 @@ static void on_release_expired(void *arg, const char *key, size_t klen, const ui
 
 void router_logs(struct router *r, uint64_t now_ms)
 {
-    const struct log_tally *t = &r->decode_tally;
-    if (t->count > 0 && now_ms - t->window_start_ms >= r->conf->log_interval_ms)
-        log_tally_flush(&r->decode_tally, now_ms, LOG_LEVEL_WARN, ROUTER_DECODE_TALLY);
+    log_tally_tick(&r->decode_tally, r->conf->log_interval_ms, now_ms, LOG_LEVEL_WARN, ROUTER_DECODE_TALLY);
 }
 
 void router_timer(struct router *r, uint64_t now_ms, uint64_t wall_ms)

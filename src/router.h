@@ -14,6 +14,7 @@
 #ifndef HEPROUTER_ROUTER_H
 #define HEPROUTER_ROUTER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,6 +37,13 @@ struct router_dispatch {
      */
     const char *(*source)(void *source_arg, char *buf, size_t len);
     void *source_arg;
+    /*
+     * Optional: whether the packet just decoded may be routed (the edge's
+     * admission rules, which need the decoded view).  false drops it; the
+     * edge has counted and logged why.  Asked once per received packet,
+     * before it is counted by protocol, scanned or held.
+     */
+    bool (*admit)(void *source_arg, const struct hep_view *view);
 };
 
 struct router;

@@ -200,12 +200,14 @@ enum conf_kind {
     KIND_ADDR,                      /* struct conf_addr; addr_len 0: off */
     KIND_ADDRS,                     /* struct conf_addr * and a count */
     KIND_DEST_REFS,                 /* size_t * indexes into conf.dests and a count */
-    KIND_METHODS,                   /* char ** and a count */
+    KIND_STRINGS,                   /* char ** and a count */
     KIND_PROTOS,                    /* unsigned * and a count */
     KIND_CAPTURE_IDS,               /* uint32_t * and a count */
     KIND_CIDRS,                     /* struct conf_cidr * and a count */
     KIND_STATUSES,                  /* struct conf_status * and a count */
     KIND_ENDPOINTS,                 /* struct conf_endpoint * and a count */
+    KIND_BOOL,                      /* bool */
+    KIND_BINDINGS,                  /* struct conf_capture_binding * and a count */
     KIND_DESTS,                     /* destinations: schema.c compares them */
     KIND_ROUTES,                    /* routes: schema.c compares them */
 };
@@ -372,6 +374,15 @@ conf_setter conf_set_sentinels;         /* base is a struct conf_redis */
 conf_setter conf_set_host_port;         /* metrics.listen: "IPv4:port" or "[IPv6]:port" -> TCP conf_addr */
 conf_setter conf_set_socket_path;       /* control.socket: a path of 1 to CONF_UNIX_PATH_MAX bytes */
 conf_setter conf_set_mode;              /* control.mode: "0660" -> unsigned */
+conf_setter conf_set_bool;              /* true / false -> bool */
+conf_setter conf_set_auth_keys;         /* sources.auth_keys: char ** and a count */
+conf_setter conf_set_capture_bindings;  /* sources.capture_ids: { CIDR: [ID, ...] } */
+conf_setter conf_set_sources;           /* a sources: section, then its auth_keys_file (schema.c) */
+
+/* listen items in map form: address, sources (schema.c). */
+extern const struct conf_key conf_listener_keys[];
+/* A listener's sources: section, stored at offset 0 of its struct conf_sources. */
+extern const struct conf_key conf_listener_sources_key;
 
 /* ---- table.c: values by kind, for reload ---------------------------------- */
 

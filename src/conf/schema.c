@@ -264,6 +264,9 @@ static const struct conf_key dest_keys[] = {
       .offset = CONF_FIELD(struct conf_dest, node_name), .flags = KEY_RELOAD },
     { .name = "auth_key", .set = conf_set_string, .kind = KIND_STRING,
       .offset = CONF_FIELD(struct conf_dest, auth_key), .flags = KEY_RELOAD | KEY_SECRET },
+    /* see set_destinations(): not with auth_key */
+    { .name = "strip_auth_key", .set = conf_set_bool, .kind = KIND_BOOL,
+      .offset = CONF_FIELD(struct conf_dest, strip_auth_key), .dflt = "false", .flags = KEY_RELOAD },
     { .name = "max_packet", .set = conf_set_size, .kind = KIND_SIZE, .offset = CONF_FIELD(struct conf_dest, max_packet),
       .dflt = "65535", .min = HEP3_HDR_LEN, .max = HEP3_MAX_LEN, .flags = KEY_RELOAD },
     KEY_END,
@@ -274,7 +277,7 @@ static const struct conf_key dest_keys[] = {
       .count_offset = CONF_FIELD(struct conf_match, nf), .flags = KEY_NONEMPTY | KEY_MATCH | KEY_RELOAD }
 
 static const struct conf_key match_keys[] = {
-    MATCH_LIST("method", conf_set_methods, KIND_METHODS, methods, nmethods),
+    MATCH_LIST("method", conf_set_methods, KIND_STRINGS, methods, nmethods),
     MATCH_LIST("proto", conf_set_protos, KIND_PROTOS, protos, nprotos),
     MATCH_LIST("capture_id", conf_set_capture_ids, KIND_CAPTURE_IDS, capture_ids, ncapture_ids),
     MATCH_LIST("src", conf_set_cidrs, KIND_CIDRS, src, nsrc),
@@ -298,6 +301,36 @@ static const struct conf_key route_keys[] = {
     KEY_END,
 };
 
+/* sources: the top-level section and a listener's own; all of it changes at reload. */
+static const struct conf_key sources_keys[] = {
+    /* absent: every source */
+    { .name = "allow", .set = conf_set_cidrs, .kind = KIND_CIDRS, .offset = CONF_FIELD(struct conf_sources, allow),
+      .count_offset = CONF_FIELD(struct conf_sources, nallow), .flags = KEY_NONEMPTY | KEY_RELOAD },
+    /* absent (and no auth_keys_file): no key required */
+    { .name = "auth_keys", .set = conf_set_auth_keys, .kind = KIND_STRINGS,
+      .offset = CONF_FIELD(struct conf_sources, auth_keys), .count_offset = CONF_FIELD(struct conf_sources, nauth_keys),
+      .flags = KEY_NONEMPTY | KEY_RELOAD | KEY_SECRET },
+    /* read by conf_set_sources(), its keys appended to auth_keys */
+    { .name = "auth_keys_file", .set = conf_set_path, .kind = KIND_STRING,
+      .offset = CONF_FIELD(struct conf_sources, auth_keys_file), .flags = KEY_RELOAD },
+    /* absent: any source may claim any capture id */
+    { .name = "capture_ids", .set = conf_set_capture_bindings, .kind = KIND_BINDINGS,
+      .offset = CONF_FIELD(struct conf_sources, capture_ids),
+      .count_offset = CONF_FIELD(struct conf_sources, ncapture_ids), .flags = KEY_RELOAD },
+    KEY_END,
+};
+
+const struct conf_key conf_listener_sources_key = {
+    .name = "sources", .set = conf_set_sources, .kind = KIND_SECTION, .sub = sources_keys, .flags = KEY_RELOAD,
+};
+
+/* listen: items in map form; conf_set_listen() reads them. */
+const struct conf_key conf_listener_keys[] = {
+    { .name = "address", .kind = KIND_NONE },
+    { .name = "sources", .kind = KIND_NONE },
+    KEY_END,
+};
+
 static void set_destinations(struct parse *p, struct node *n, const struct conf_key *k, void *base);
 static void set_routes(struct parse *p, struct node *n, const struct conf_key *k, void *base);
 
@@ -308,7 +341,16 @@ static void set_routes(struct parse *p, struct node *n, const struct conf_key *k
 static const struct conf_key top_keys[] = {
     { .name = "listen", .set = conf_set_listen, .kind = KIND_ADDRS, .offset = CONF_FIELD(struct conf, listen),
       .count_offset = CONF_FIELD(struct conf, nlisten), .flags = KEY_REQUIRED | KEY_NONEMPTY | KEY_RELOAD },
+    /* absent: every source, no key, any capture id (a listener's own section replaces it) */
+    { .name = "sources", .set = conf_set_sources, .kind = KIND_SECTION, .offset = CONF_FIELD(struct conf, sources),
+      .sub = sources_keys, .flags = KEY_RELOAD },
     NUMBER("workers", conf_set_unsigned, KIND_UNSIGNED, workers, "1", 1, CONF_WORKERS_MAX, 0),
+    /* absent: keep the user heprouter was started as (-u overrides) */
+    { .name = "user", .set = conf_set_token, .kind = KIND_STRING, .offset = CONF_FIELD(struct conf, user) },
+    /* absent: the user's primary group */
+    { .name = "group", .set = conf_set_token, .kind = KIND_STRING, .offset = CONF_FIELD(struct conf, group) },
+    { .name = "allow_root", .set = conf_set_bool, .kind = KIND_BOOL, .offset = CONF_FIELD(struct conf, allow_root),
+      .dflt = "false" },
     { .name = "store", .set = conf_set_section, .kind = KIND_SECTION, .sub = store_keys },
     { .name = "ttl", .set = conf_set_section, .kind = KIND_SECTION, .sub = ttl_keys },
     { .name = "orphans", .set = conf_set_section, .kind = KIND_SECTION, .sub = orphans_keys },
@@ -506,6 +548,8 @@ static void set_destinations(struct parse *p, struct node *n, const struct conf_
             p->nomem = true;
         }
         conf_parse_map(p, n->items[2 * i + 1], dest_keys, d);
+        if (d->strip_auth_key && d->auth_key != NULL)
+            error_excludes(p, n->items[2 * i + 1], "strip_auth_key", "auth_key (which replaces the key anyway)");
         conf_path_pop(p, old);
     }
 }
@@ -608,6 +652,97 @@ static void set_routes(struct parse *p, struct node *n, const struct conf_key *k
         conf_path_pop(p, old);
     }
     check_route_names(p, n, c);
+}
+
+/* ---- sources ------------------------------------------------------------------- */
+
+/* Appends key (len bytes, no NUL) to s->auth_keys. */
+static bool add_auth_key(struct parse *p, struct conf_sources *s, const char *key, size_t len)
+{
+    char **more = conf_realloc(s->auth_keys, (s->nauth_keys + 1) * sizeof *more);
+    char *copy = more != NULL ? conf_malloc(len + 1) : NULL;
+    if (more != NULL)
+        s->auth_keys = more;
+    if (copy == NULL) {
+        p->nomem = true;
+        return false;
+    }
+    memcpy(copy, key, len);
+    copy[len] = '\0';
+    s->auth_keys[s->nauth_keys++] = copy;
+    return true;
+}
+
+/*
+ * sources.auth_keys_file: one key per line (a \r before the \n is cut);
+ * empty lines and lines starting with '#' are skipped.  Errors name the
+ * file and the line, never a key.  A file without keys is an error: an
+ * empty list would let every sender in.
+ */
+static void read_auth_keys(struct parse *p, const struct node *n, struct conf_sources *s)
+{
+    size_t old = conf_path_push_key(p, "auth_keys_file", strlen("auth_keys_file"));
+    FILE *f = fopen(s->auth_keys_file, "r");
+    if (f == NULL) {
+        conf_error_value(p, n, "cannot open: %s", strerror(errno));
+        conf_path_pop(p, old);
+        return;
+    }
+    char line[CONF_STRING_MAX + 2];     /* + 1: a \r to cut; + 1: the NUL */
+    size_t len = 0, lineno = 1, keys = 0, total = 0;
+    bool longer = false, nul = false, bad = false;
+    int c;
+    for (;;) {
+        c = getc(f);
+        if (c != EOF && ++total > CONF_FILE_MAX) {
+            conf_error_value(p, n, "is larger than %d bytes", CONF_FILE_MAX);
+            bad = true;
+            break;
+        }
+        if (c != EOF && c != '\n') {
+            if (len < sizeof line - 1)
+                line[len++] = (char)c;
+            else
+                longer = true;
+            nul = nul || c == '\0';
+            continue;
+        }
+        if (len > 0 && line[len - 1] == '\r' && !longer)
+            len--;
+        if (longer || len > CONF_STRING_MAX) {
+            conf_error_value(p, n, "line %zu: a key is at most %u bytes", lineno, CONF_STRING_MAX);
+            bad = true;
+        } else if (nul) {
+            conf_error_value(p, n, "line %zu: has a NUL byte", lineno);
+            bad = true;
+        } else if (len > 0 && line[0] != '#') {
+            if (!add_auth_key(p, s, line, len))
+                break;
+            keys++;
+        }
+        if (c == EOF)
+            break;
+        len = 0;
+        longer = nul = false;
+        lineno++;
+    }
+    int failed = ferror(f), saved = errno;
+    fclose(f);
+    explicit_bzero(line, sizeof line);
+    if (failed)
+        conf_error_value(p, n, "cannot read: %s", strerror(saved));
+    else if (keys == 0 && !bad && !p->nomem)
+        conf_error_value(p, n, "has no keys (one per line; lines starting with # are comments)");
+    conf_path_pop(p, old);
+}
+
+void conf_set_sources(struct parse *p, struct node *n, const struct conf_key *k, void *base)
+{
+    struct conf_sources *s = conf_field_at(base, k->offset);
+    size_t before = p->nerrors + p->ndropped;
+    conf_set_section(p, n, k, base);
+    if (s->auth_keys_file != NULL && p->nerrors + p->ndropped == before)
+        read_auth_keys(p, conf_map_get(n, "auth_keys_file"), s);
 }
 
 /* ---- pass 3: cross-checks ------------------------------------------------------ */
@@ -762,6 +897,21 @@ static void match_free(struct conf_match *m)
     free(m->status);
 }
 
+static void sources_free(struct conf_sources *s)
+{
+    for (size_t i = 0; i < s->nauth_keys; i++) {
+        if (s->auth_keys[i] != NULL)
+            explicit_bzero(s->auth_keys[i], strlen(s->auth_keys[i]));
+        free(s->auth_keys[i]);
+    }
+    free(s->auth_keys);
+    free(s->auth_keys_file);
+    free(s->allow);
+    for (size_t i = 0; i < s->ncapture_ids; i++)
+        free(s->capture_ids[i].ids);
+    free(s->capture_ids);
+}
+
 static void redis_free(struct conf_redis *r)
 {
     free(r->host);
@@ -801,11 +951,24 @@ void conf_free(struct conf *conf)
     }
     free(conf->routes);
     free(conf->default_to);
+    for (size_t i = 0; conf->listen_sources != NULL && i < conf->nlisten; i++)
+        sources_free(&conf->listen_sources[i]);
+    free(conf->listen_sources);
+    sources_free(&conf->sources);
     free(conf->listen);
+    free(conf->user);
+    free(conf->group);
     redis_free(&conf->redis);
     free(conf->control_socket);
     free(conf->path);
     free(conf);
+}
+
+const struct conf_sources *conf_listen_sources(const struct conf *conf, size_t i)
+{
+    if (conf->listen_sources != NULL && i < conf->nlisten && conf->listen_sources[i].set)
+        return &conf->listen_sources[i];
+    return &conf->sources;
 }
 
 long conf_dest_index(const struct conf *conf, const char *name)
@@ -908,27 +1071,47 @@ static void describe_keys(struct lines *l, const struct conf_key *table, const v
     }
 }
 
-static bool addr_in(const struct conf_addr *a, const struct conf_addr *list, size_t n)
+/* Index of a in list[0..n), or n. */
+static size_t addr_index(const struct conf_addr *a, const struct conf_addr *list, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        if (conf_addr_equal(a, &list[i]))
-            return true;
-    return false;
+    size_t i = 0;
+    while (i < n && !conf_addr_equal(a, &list[i]))
+        i++;
+    return i;
 }
 
-/* listen is a set of sockets: each one opened or closed is a line. */
+static bool sources_equal(const struct conf_sources *x, const struct conf_sources *y)
+{
+    if (x->set != y->set)
+        return false;
+    for (const struct conf_key *k = sources_keys; k->name != NULL; k++)
+        if (!conf_value_equal(k, x, y, NULL))
+            return false;
+    return true;
+}
+
+/*
+ * listen is a set of sockets: each one opened or closed is a line, and a
+ * kept one whose own sources: changed ("own" or not, or what it says).
+ */
 static void describe_listen(struct lines *l, const struct conf_key *k, const struct conf *a,
                             const struct conf *b)
 {
     struct line ln;
     for (size_t i = 0; i < a->nlisten; i++) {
-        if (addr_in(&a->listen[i], b->listen, b->nlisten))
+        size_t j = addr_index(&a->listen[i], b->listen, b->nlisten);
+        if (j < b->nlisten && a->listen_sources != NULL && b->listen_sources != NULL &&
+            !sources_equal(&a->listen_sources[i], &b->listen_sources[j])) {
+            conf_text_add(line_start(&ln), "%s %s: sources changed", k->name, a->listen[i].text);
+            emit(l, ln.buf);
+        }
+        if (j < b->nlisten)
             continue;
         conf_text_add(line_start(&ln), "%s %s: removed", k->name, a->listen[i].text);
         emit(l, ln.buf);
     }
     for (size_t i = 0; i < b->nlisten; i++) {
-        if (addr_in(&b->listen[i], a->listen, a->nlisten))
+        if (addr_index(&b->listen[i], a->listen, a->nlisten) < a->nlisten)
             continue;
         conf_text_add(line_start(&ln), "%s %s: added", k->name, b->listen[i].text);
         emit(l, ln.buf);

@@ -18,6 +18,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -264,7 +265,10 @@ void conf_set_string(struct parse *p, struct node *n, const struct conf_key *k, 
     if (text == NULL)
         return;
     if (n->len == 0 || n->len > CONF_STRING_MAX) {
-        conf_error_value(p, n, "must be 1 to %u bytes", CONF_STRING_MAX);
+        if (k->flags & KEY_SECRET)
+            conf_error_key(p, n, "must be 1 to %u bytes", CONF_STRING_MAX);
+        else
+            conf_error_value(p, n, "must be 1 to %u bytes", CONF_STRING_MAX);
         return;
     }
     char *copy = conf_strdup(text);
@@ -290,6 +294,17 @@ void conf_set_name(struct parse *p, struct node *n, const struct conf_key *k, vo
         return;
     }
     *(char **)conf_field_at(base, k->offset) = copy;
+}
+
+/* true or false -> bool. */
+void conf_set_bool(struct parse *p, struct node *n, const struct conf_key *k, void *base)
+{
+    const char *text = scalar_text(p, n, "must be true or false");
+    int v = text != NULL ? conf_parse_bool(text) : -1;
+    if (text != NULL && v < 0)
+        conf_error_value(p, n, "must be true or false");
+    if (v >= 0)
+        *(bool *)conf_field_at(base, k->offset) = v == 1;
 }
 
 /* routes[].drop: only checked here; the route walk reads it. */
@@ -379,7 +394,9 @@ static bool parse_list(struct parse *p, struct node *n, const struct conf_key *k
         const char *text = scalar_text(p, items[i], expect);
         if (text != NULL) {
             const char *why = parse_elem(p, text, elems + i * elem_size);
-            if (why != NULL)
+            if (why != NULL && (k->flags & KEY_SECRET))
+                conf_error_key(p, items[i], "%s", why);
+            else if (why != NULL)
                 conf_error_value(p, items[i], "%s", why);
         }
         conf_path_pop(p, old);
@@ -478,11 +495,73 @@ static const char *parse_target_elem(struct parse *p, const char *text, void *el
     return why;
 }
 
+/*
+ * One listen item in map form, { address: ADDR, sources: {...} }, into
+ * addr and sources (which gets set when the listener has its own).
+ */
+static void set_listener_map(struct parse *p, struct node *item, struct conf_addr *addr,
+                             struct conf_sources *sources)
+{
+    conf_check_keys(p, item, conf_listener_keys);
+    struct node *a = conf_map_get(item, "address"), *s = conf_map_get(item, "sources");
+    if (a == NULL) {
+        conf_error_key(p, item, "needs address:");
+    } else {
+        size_t old = conf_path_push_key(p, "address", strlen("address"));
+        const char *text = scalar_text(p, a, "must be an address");
+        const char *why = text != NULL ? conf_parse_addr(text, addr) : NULL;
+        if (why != NULL) {
+            conf_error_value(p, a, "%s", why);
+            memset(addr, 0, sizeof *addr);
+        }
+        conf_path_pop(p, old);
+    }
+    if (s != NULL) {
+        size_t old = conf_path_push_key(p, "sources", strlen("sources"));
+        conf_set_sources(p, s, &conf_listener_sources_key, sources);
+        sources->set = true;
+        conf_path_pop(p, old);
+    }
+}
+
+/*
+ * listen: a list of "udp:ADDR:PORT" strings and { address:, sources: }
+ * maps (a single string is a list of one).  listen_sources gets one entry
+ * per listener, set for those with their own section.
+ */
 void conf_set_listen(struct parse *p, struct node *n, const struct conf_key *k, void *base)
 {
     struct conf *c = base;
-    if (!parse_list(p, n, k, base, sizeof(struct conf_addr), parse_listen_elem, "must be an address"))
-        return;
+    if (n->type == NODE_SEQUENCE && n->nitems > 0) {
+        if ((c->listen = conf_calloc(n->nitems, sizeof *c->listen)) == NULL ||
+            (c->listen_sources = conf_calloc(n->nitems, sizeof *c->listen_sources)) == NULL) {
+            p->nomem = true;
+            return;
+        }
+        c->nlisten = n->nitems;
+        for (size_t i = 0; i < n->nitems; i++) {
+            struct node *item = n->items[i];
+            size_t old = conf_path_push_index(p, i);
+            if (item->type == NODE_MAPPING) {
+                set_listener_map(p, item, &c->listen[i], &c->listen_sources[i]);
+            } else {
+                const char *text = scalar_text(p, item, "must be an address or a mapping with address:");
+                const char *why = text != NULL ? conf_parse_addr(text, &c->listen[i]) : NULL;
+                if (why != NULL) {
+                    conf_error_value(p, item, "%s", why);
+                    memset(&c->listen[i], 0, sizeof c->listen[i]);
+                }
+            }
+            conf_path_pop(p, old);
+        }
+    } else {
+        if (!parse_list(p, n, k, base, sizeof(struct conf_addr), parse_listen_elem, "must be an address"))
+            return;
+        if (c->nlisten > 0 && (c->listen_sources = conf_calloc(c->nlisten, sizeof *c->listen_sources)) == NULL) {
+            p->nomem = true;
+            return;
+        }
+    }
     check_duplicate_addrs(p, n, c->listen, c->nlisten);
     if (c->nlisten > 0 && p->listen_sorted == NULL)
         p->listen_sorted = sort_addrs(p, c->listen, c->nlisten);
@@ -640,6 +719,63 @@ void conf_set_cidrs(struct parse *p, struct node *n, const struct conf_key *k, v
 void conf_set_statuses(struct parse *p, struct node *n, const struct conf_key *k, void *base)
 {
     parse_list(p, n, k, base, sizeof(struct conf_status), parse_status, "must be a status code or class");
+}
+
+/* sources.auth_keys: 1 to CONF_STRING_MAX bytes each (chunk 0x000e); never quoted in errors. */
+static const char *parse_auth_key(struct parse *p, const char *text, void *elem)
+{
+    size_t len = strlen(text);
+    if (len == 0 || len > CONF_STRING_MAX) {
+        snprintf(p->why, sizeof p->why, "must be 1 to %u bytes", CONF_STRING_MAX);
+        return p->why;
+    }
+    if ((*(char **)elem = conf_strdup(text)) == NULL)
+        p->nomem = true;
+    return NULL;
+}
+
+void conf_set_auth_keys(struct parse *p, struct node *n, const struct conf_key *k, void *base)
+{
+    parse_list(p, n, k, base, sizeof(char *), parse_auth_key, "must be a string");
+}
+
+/* The ids of one capture_ids entry, as a list key inside its binding. */
+static const struct conf_key binding_ids_key = {
+    .name = "ids", .offset = offsetof(struct conf_capture_binding, ids),
+    .count_offset = offsetof(struct conf_capture_binding, nids), .flags = KEY_NONEMPTY,
+    .kind = KIND_CAPTURE_IDS,
+};
+
+/* sources.capture_ids: { CIDR: [ ID, ... ], ... } */
+void conf_set_capture_bindings(struct parse *p, struct node *n, const struct conf_key *k, void *base)
+{
+    if (!conf_expect_mapping(p, n))
+        return;
+    conf_check_keys(p, n, NULL);
+    size_t npairs = n->nitems / 2;
+    if (npairs == 0) {
+        conf_error_key(p, n, "must not be empty");
+        return;
+    }
+    struct conf_capture_binding *b = conf_calloc(npairs, sizeof *b);
+    if (b == NULL) {
+        p->nomem = true;
+        return;
+    }
+    *(struct conf_capture_binding **)conf_field_at(base, k->offset) = b;
+    *(size_t *)conf_field_at(base, k->count_offset) = npairs;
+    for (size_t i = 0; i < npairs; i++) {
+        struct node *key = n->items[2 * i], *ids = n->items[2 * i + 1];
+        if (key->type != NODE_SCALAR)
+            continue;               /* conf_check_keys() said so */
+        size_t old = conf_path_push_key(p, key->value, key->len);
+        const char *why = strlen(key->value) == key->len ? conf_parse_cidr(key->value, &b[i].cidr)
+                                                         : "contains a NUL byte";
+        if (why != NULL)
+            conf_error_key(p, key, "%s", why);
+        conf_set_capture_ids(p, ids, &binding_ids_key, &b[i]);
+        conf_path_pop(p, old);
+    }
 }
 
 /* ---- store.redis values --------------------------------------------------------- */
@@ -931,9 +1067,16 @@ static bool lists_equal(const struct conf_key *k, const void *base_a, const void
                    string_equal(confs->a->dests[ia].name, confs->b->dests[ib].name);
             break;
         }
-        case KIND_METHODS:
+        case KIND_STRINGS:
             same = string_equal(((char *const *)a)[i], ((char *const *)b)[i]);
             break;
+        case KIND_BINDINGS: {
+            const struct conf_capture_binding *x = &((const struct conf_capture_binding *)a)[i];
+            const struct conf_capture_binding *y = &((const struct conf_capture_binding *)b)[i];
+            same = memcmp(&x->cidr, &y->cidr, sizeof x->cidr) == 0 && x->nids == y->nids &&
+                   (x->nids == 0 || memcmp(x->ids, y->ids, x->nids * sizeof *x->ids) == 0);
+            break;
+        }
         case KIND_ENDPOINTS:
             same = string_equal(((const struct conf_endpoint *)a)[i].text,
                                 ((const struct conf_endpoint *)b)[i].text);
@@ -976,14 +1119,17 @@ bool conf_value_equal(const struct conf_key *k, const void *a, const void *b, co
     }
     case KIND_ADDR:
         return conf_addr_equal(&FIELD(struct conf_addr, a, k), &FIELD(struct conf_addr, b, k));
+    case KIND_BOOL:
+        return FIELD(bool, a, k) == FIELD(bool, b, k);
     case KIND_ADDRS:
     case KIND_DEST_REFS:
-    case KIND_METHODS:
+    case KIND_STRINGS:
     case KIND_PROTOS:
     case KIND_CAPTURE_IDS:
     case KIND_CIDRS:
     case KIND_STATUSES:
     case KIND_ENDPOINTS:
+    case KIND_BINDINGS:
         return lists_equal(k, a, b, confs);
     default:
         INVARIANT(k->kind == KIND_NONE);    /* sections, destinations, routes: schema.c */
@@ -999,6 +1145,13 @@ static const char *proto_name(unsigned proto)
     return NULL;
 }
 
+static void format_cidr(struct text *t, const struct conf_cidr *cidr)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    inet_ntop(cidr->addr_len == CONF_IPV4_BITS / CHAR_BIT ? AF_INET : AF_INET6, cidr->addr, ip, sizeof ip);
+    conf_text_add(t, "%s/%u", ip, cidr->prefix);
+}
+
 static void format_elem(struct text *t, const struct conf_key *k, const void *list, size_t i,
                         const struct conf *c)
 {
@@ -1012,7 +1165,7 @@ static void format_elem(struct text *t, const struct conf_key *k, const void *li
         conf_text_add(t, "%s", d < c->ndests && c->dests[d].name != NULL ? c->dests[d].name : "?");
         break;
     }
-    case KIND_METHODS:
+    case KIND_STRINGS:
         conf_text_add(t, "%s", ((char *const *)list)[i]);
         break;
     case KIND_PROTOS: {
@@ -1027,12 +1180,15 @@ static void format_elem(struct text *t, const struct conf_key *k, const void *li
     case KIND_CAPTURE_IDS:
         conf_text_add(t, "%" PRIu32, ((const uint32_t *)list)[i]);
         break;
-    case KIND_CIDRS: {
-        const struct conf_cidr *cidr = &((const struct conf_cidr *)list)[i];
-        char ip[INET6_ADDRSTRLEN] = "?";
-        inet_ntop(cidr->addr_len == CONF_IPV4_BITS / CHAR_BIT ? AF_INET : AF_INET6, cidr->addr, ip,
-                  sizeof ip);
-        conf_text_add(t, "%s/%u", ip, cidr->prefix);
+    case KIND_CIDRS:
+        format_cidr(t, &((const struct conf_cidr *)list)[i]);
+        break;
+    case KIND_BINDINGS: {
+        const struct conf_capture_binding *b = &((const struct conf_capture_binding *)list)[i];
+        format_cidr(t, &b->cidr);
+        conf_text_add(t, ":");
+        for (size_t j = 0; j < b->nids; j++)
+            conf_text_add(t, " %" PRIu32, b->ids[j]);
         break;
     }
     case KIND_STATUSES: {
@@ -1129,14 +1285,18 @@ void conf_value_format(struct text *t, const struct conf_key *k, const void *bas
         conf_text_add(t, "%s", a->addr_len != 0 ? a->text : "off");
         break;
     }
+    case KIND_BOOL:
+        conf_text_add(t, "%s", FIELD(bool, base, k) ? "true" : "false");
+        break;
     case KIND_ADDRS:
     case KIND_DEST_REFS:
-    case KIND_METHODS:
+    case KIND_STRINGS:
     case KIND_PROTOS:
     case KIND_CAPTURE_IDS:
     case KIND_CIDRS:
     case KIND_STATUSES:
     case KIND_ENDPOINTS:
+    case KIND_BINDINGS:
         format_list(t, k, base, c);
         break;
     default:
@@ -1216,6 +1376,9 @@ int conf_value_copy(const struct conf_key *k, void *dst, const void *src)
     case KIND_ENUM:
     case KIND_INT:
         memcpy(to, from, sizeof(int));
+        return 0;
+    case KIND_BOOL:
+        memcpy(to, from, sizeof(bool));
         return 0;
     case KIND_ADDR:
         memcpy(to, from, sizeof(struct conf_addr));

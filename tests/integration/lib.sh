@@ -426,15 +426,24 @@ it_start_sink() {
     SINK_ADDR[$name]=$transport:127.0.0.1:$(it_listen_port "$CASE_DIR/$name.ready" "$transport") || exit 1
 }
 
+# it_root_line: "allow_root: true" and a newline when the tests run as root
+# (heprouter refuses to route packets as root without it), else nothing.
+it_root_line() {
+    [ "$(id -u)" != 0 ] || printf 'allow_root: true\n'
+}
+
 # it_router_config PORT CONFIG_BODY: a whole heprouter config on stdout: a
 # comment naming the test and case, the listen line (PORT, 0 for
-# it_start_router, on each transport of IT_ROUTER_LISTEN), then CONFIG_BODY.
+# it_start_router, on each transport of IT_ROUTER_LISTEN), it_root_line
+# unless CONFIG_BODY says allow_root: or user: itself, then CONFIG_BODY.
 it_router_config() {
-    local proto listen=""
+    local proto listen="" root=""
     for proto in $IT_ROUTER_LISTEN; do
         listen+="${listen:+, }\"$proto:127.0.0.1:$1\""
     done
-    printf '# written by %s.sh%s\nlisten: [ %s ]\n%s\n' "$IT_NAME" "${CASE:+, case $CASE}" "$listen" "$2"
+    grep -Eq '^(allow_root|user):' <<<"$2" || root=$(it_root_line)
+    printf '# written by %s.sh%s\nlisten: [ %s ]\n%s%s\n' "$IT_NAME" "${CASE:+, case $CASE}" "$listen" \
+        "${root:+$root$'\n'}" "$2"
 }
 
 # it_sipp_uac NAME SCENARIO PORT BASE CID_PREFIX CALLS RATE LIMIT: a SIPp

@@ -39,8 +39,8 @@
 #
 #   BUILD_DIR=build bash tests/integration/test_faults.sh [CASE...]
 #
-# Admission (sources, auth keys, capture ids) is not here: heprouter has no
-# such check yet.
+# Admission (sources, auth keys, capture ids) and the privilege drop are in
+# test_security.sh.
 #
 # Environment: BUILD_DIR (src/heprouter, tools/hepdump, tools/hepgen,
 # tests/integration/hepconv and udpblast: `make check` builds the last

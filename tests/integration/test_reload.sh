@@ -91,13 +91,13 @@ write_config() {
     { printf '%s\n' "$2" >"$1.new" && mv -f "$1.new" "$1"; } || it_fail "cannot write $1"
 }
 
-# listen_line ADDR...: the listen key for these addresses.
+# listen_line ADDR...: the listen key for these addresses (and it_root_line).
 listen_line() {
     local a out=""
     for a in "$@"; do
         out+="${out:+, }\"$a\""
     done
-    printf 'listen: [ %s ]\n' "$out"
+    printf 'listen: [ %s ]\n%s' "$out" "$(it_root_line)"
 }
 
 # policy_body X Y [EXTRA]: workers, destinations a and b (the sinks), and

@@ -158,7 +158,8 @@ static void test_checks_run_in_order(void)
     char *keys[] = { "k" };
     uint32_t ids[] = { 1 };
     struct conf_capture_binding b[] = { { cidr("10.0.0.0/8"), ids, 1 } };
-    struct conf_sources s = { allow, 1, keys, 1, b, 1 };
+    struct conf_sources s = { .allow = allow, .nallow = 1, .auth_keys = keys, .nauth_keys = 1,
+                              .capture_ids = b, .ncapture_ids = 1 };
     struct hep_view bad_everything = view("x", true, 2), bad_id = view("k", true, 2);
     struct hep_view no_key = view(NULL, true, 2), good = view("k", true, 1);
     CU_ASSERT_EQUAL(check(&s, "192.0.2.1", &bad_everything), ADMISSION_NOT_ALLOWED);

@@ -1309,6 +1309,155 @@ static void test_one_byte_more_gives_another_hash(void)
     unlink(p2);
 }
 
+/* ---- sources ---------------------------------------------------------------------- */
+
+#define SOURCES_TEXT \
+    "listen:\n" \
+    "  - \"udp:127.0.0.1:9060\"\n" \
+    "  - address: \"tcp:127.0.0.1:9061\"\n" \
+    "    sources: { allow: [ \"127.0.0.2\" ] }\n" \
+    "  - { address: \"udp:[::1]:9062\", sources: {} }\n" \
+    "sources:\n" \
+    "  allow: [ 10.0.0.0/8, \"fd00::/8\" ]\n" \
+    "  auth_keys: [ k-old, k-new ]\n" \
+    "  capture_ids: { 10.1.0.0/16: [ 2001, 2002 ], 10.2.0.0/16: 7 }\n" \
+    "destinations: { homer: { targets: \"udp:127.0.0.1:9070\", strip_auth_key: true } }\n" \
+    "user: nobody\n" \
+    "group: \"65534\"\n" \
+    "allow_root: true\n"
+
+static void test_sources_apply_per_listener(void)
+{
+    char path[PATH_MAX], *out;
+    struct conf *c = load_text(SOURCES_TEXT, path, &out);
+    CU_ASSERT_STRING_EQUAL(out, "");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT_EQUAL_FATAL(c->nlisten, 3);
+    assert_addr(&c->listen[1], CONF_TCP, "127.0.0.1", 9061);
+    const struct conf_sources *top = conf_listen_sources(c, 0);
+    CU_ASSERT_PTR_EQUAL(top, &c->sources);
+    CU_ASSERT_EQUAL(top->nallow, 2);
+    CU_ASSERT_EQUAL(top->allow[1].addr_len, 16);
+    CU_ASSERT_EQUAL(top->allow[1].prefix, 8);
+    CU_ASSERT_EQUAL_FATAL(top->nauth_keys, 2);
+    CU_ASSERT_STRING_EQUAL(top->auth_keys[1], "k-new");
+    CU_ASSERT_EQUAL_FATAL(top->ncapture_ids, 2);
+    CU_ASSERT_EQUAL(top->capture_ids[0].cidr.prefix, 16);
+    CU_ASSERT_EQUAL_FATAL(top->capture_ids[0].nids, 2);
+    CU_ASSERT_EQUAL(top->capture_ids[0].ids[1], 2002);
+    CU_ASSERT_EQUAL_FATAL(top->capture_ids[1].nids, 1);     /* a single id is a list of one */
+    CU_ASSERT_EQUAL(top->capture_ids[1].ids[0], 7);
+    const struct conf_sources *own = conf_listen_sources(c, 1);
+    CU_ASSERT_PTR_EQUAL(own, &c->listen_sources[1]);
+    CU_ASSERT_EQUAL(own->nallow, 1);
+    CU_ASSERT_EQUAL(own->allow[0].prefix, 32);
+    CU_ASSERT_EQUAL(own->nauth_keys, 0);                    /* replaces the top level as a whole */
+    const struct conf_sources *open_one = conf_listen_sources(c, 2);
+    CU_ASSERT(open_one->set);
+    CU_ASSERT_EQUAL(open_one->nallow + open_one->nauth_keys + open_one->ncapture_ids, 0);
+    CU_ASSERT(c->dests[0].strip_auth_key);
+    CU_ASSERT_STRING_EQUAL(c->user, "nobody");
+    CU_ASSERT_STRING_EQUAL(c->group, "65534");
+    CU_ASSERT(c->allow_root);
+    conf_free(c);
+    free(out);
+    unlink(path);
+}
+
+/* Loads a configuration whose sources.auth_keys_file holds data; *out gets what conf_load() printed. */
+static struct conf *load_keys_file(const char *data, size_t len, char **out)
+{
+    char kpath[PATH_MAX], confpath[PATH_MAX], yaml[3 * PATH_MAX];
+    write_temp(kpath, data, len);
+    snprintf(yaml, sizeof yaml,
+             "listen: \"udp:127.0.0.1:9060\"\n"
+             "sources: { auth_keys: [ inline ], auth_keys_file: \"%s\" }\n"
+             "destinations: { homer: { targets: \"udp:127.0.0.1:9061\" } }\n", kpath);
+    write_temp(confpath, yaml, strlen(yaml));
+    struct conf *c = load(confpath, out);
+    unlink(kpath);
+    unlink(confpath);
+    return c;
+}
+
+static void test_auth_keys_file_adds_one_key_per_line(void)
+{
+    char *out;
+    static const char data[] = "# rotated 2026-12\nk1\n\n  k 2  \r\nk3";
+    struct conf *c = load_keys_file(data, sizeof data - 1, &out);
+    CU_ASSERT_STRING_EQUAL(out, "");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT_EQUAL_FATAL(c->sources.nauth_keys, 4);
+    CU_ASSERT_STRING_EQUAL(c->sources.auth_keys[0], "inline");
+    CU_ASSERT_STRING_EQUAL(c->sources.auth_keys[1], "k1");
+    CU_ASSERT_STRING_EQUAL(c->sources.auth_keys[2], "  k 2  ");     /* only the \r goes */
+    CU_ASSERT_STRING_EQUAL(c->sources.auth_keys[3], "k3");          /* no line end at all */
+    conf_free(c);
+    free(out);
+}
+
+static void test_auth_keys_file_bounds(void)
+{
+    char *out, *data = malloc(FILE_LIMIT + 2);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(data);
+    /* a key of 255 bytes is taken, 256 are refused, and the error shows neither */
+    memset(data, 'k', 300);
+    data[255] = '\n';
+    struct conf *c = load_keys_file(data, 256, &out);
+    CU_ASSERT_PTR_NOT_NULL(c);
+    CU_ASSERT_EQUAL(c != NULL ? strlen(c->sources.auth_keys[1]) : 0, 255);
+    conf_free(c);
+    free(out);
+    data[255] = 'k';
+    data[256] = '\n';
+    CU_ASSERT_PTR_NULL(load_keys_file(data, 257, &out));
+    CU_ASSERT(strstr(out, ": line 1: a key is at most 255 bytes\n") != NULL);
+    CU_ASSERT(strstr(out, "kkkk") == NULL);
+    free(out);
+    /* no keys at all: refused rather than letting everyone in */
+    CU_ASSERT_PTR_NULL(load_keys_file("# none yet\n\n", 12, &out));
+    CU_ASSERT(strstr(out, ": has no keys (one per line; lines starting with # are comments)\n") != NULL);
+    free(out);
+    CU_ASSERT_PTR_NULL(load_keys_file("ok\nsec\0ret\n", 11, &out));
+    CU_ASSERT(strstr(out, ": line 2: has a NUL byte\n") != NULL);
+    CU_ASSERT(strstr(out, "sec") == NULL);
+    free(out);
+    /* more than 1 MiB */
+    memset(data, '#', FILE_LIMIT + 2);
+    CU_ASSERT_PTR_NULL(load_keys_file(data, FILE_LIMIT + 2, &out));
+    CU_ASSERT(strstr(out, ": is larger than 1048576 bytes\n") != NULL);
+    free(out);
+    free(data);
+    /* a file that is not there */
+    char path[PATH_MAX];
+    CU_ASSERT_PTR_NULL(load_text("listen: \"udp:127.0.0.1:9060\"\n"
+                                 "sources: { auth_keys_file: /nonexistent/keys }\n"
+                                 "destinations: { homer: { targets: \"udp:127.0.0.1:9061\" } }\n",
+                                 path, &out));
+    CU_ASSERT(strstr(out, "sources.auth_keys_file \"/nonexistent/keys\": cannot open: No such file or directory\n") !=
+              NULL);
+    free(out);
+    unlink(path);
+}
+
+static void test_auth_key_errors_never_show_the_key(void)
+{
+    char path[PATH_MAX], *out, yaml[1024], key[300];
+    memset(key, 'q', sizeof key - 1);
+    key[sizeof key - 1] = '\0';
+    snprintf(yaml, sizeof yaml,
+             "listen: \"udp:127.0.0.1:9060\"\n"
+             "sources: { auth_keys: [ \"%s\", \"\" ] }\n"
+             "destinations: { homer: { targets: \"udp:127.0.0.1:9061\", auth_key: \"%s\" } }\n", key, key);
+    CU_ASSERT_PTR_NULL(load_text(yaml, path, &out));
+    CU_ASSERT(strstr(out, "sources.auth_keys[0]: must be 1 to 255 bytes\n") != NULL);
+    CU_ASSERT(strstr(out, "sources.auth_keys[1]: must be 1 to 255 bytes\n") != NULL);
+    CU_ASSERT(strstr(out, "destinations.homer.auth_key: must be 1 to 255 bytes\n") != NULL);
+    CU_ASSERT(strstr(out, "qqq") == NULL);
+    free(out);
+    unlink(path);
+}
+
 /* ---- reload ---------------------------------------------------------------------- */
 
 /* The lines of a report, each ended by a newline. */
@@ -1423,6 +1572,28 @@ static void test_describe_changes_names_every_reloadable_difference(void)
                   "routes reordered: [invite-calls, a, b] -> [b, invite-calls, a]\n"
                   "default: [homer] -> [voipmonitor]\n");
     assert_report(restart, "");
+    free(describe);
+    free(restart);
+}
+
+static void test_sources_changes_are_described(void)
+{
+    char *describe, *restart;
+    compare_texts("listen: [ \"udp:127.0.0.1:9060\", { address: \"tcp:127.0.0.1:9061\", sources: { allow: 10.0.0.1 } } ]\n"
+                  "sources: { allow: 10.0.0.0/8, auth_keys: [ a ] }\n"
+                  "destinations: { homer: { targets: \"udp:10.0.0.1:9060\" } }\n",
+                  "listen: [ \"udp:127.0.0.1:9060\", { address: \"tcp:127.0.0.1:9061\", sources: { allow: 10.0.0.2 } } ]\n"
+                  "sources: { allow: [ 10.0.0.0/8, \"::1\" ], auth_keys: [ a, b ], capture_ids: { 10.0.0.0/8: [ 1, 2 ] } }\n"
+                  "destinations: { homer: { targets: \"udp:10.0.0.1:9060\", strip_auth_key: true } }\n"
+                  "user: nobody\n",
+                  &describe, &restart);
+    assert_report(describe,
+                  "listen tcp:127.0.0.1:9061: sources changed\n"
+                  "sources.allow: [10.0.0.0/8] -> [10.0.0.0/8, ::1/128]\n"
+                  "sources.auth_keys: changed\n"
+                  "sources.capture_ids: [] -> [10.0.0.0/8: 1 2]\n"
+                  "destination homer: strip_auth_key false -> true\n");
+    assert_report(restart, "user: none -> nobody (needs a restart; none kept)\n");
     free(describe);
     free(restart);
 }
@@ -1602,6 +1773,11 @@ int main(void)
         { "describe_changes names every reloadable difference",
           test_describe_changes_names_every_reloadable_difference },
         { "identical files have no changes", test_identical_files_have_no_changes },
+        { "sources changes are described", test_sources_changes_are_described },
+        { "sources apply per listener", test_sources_apply_per_listener },
+        { "auth_keys_file adds one key per line", test_auth_keys_file_adds_one_key_per_line },
+        { "auth_keys_file bounds", test_auth_keys_file_bounds },
+        { "auth key errors never show the key", test_auth_key_errors_never_show_the_key },
         { "restart changes name what is kept", test_restart_changes_name_what_is_kept },
         { "kept restart values leave no restart change", test_kept_restart_values_leave_no_restart_change },
         { "keeping values out of memory is safe", test_keeping_values_out_of_memory_is_safe },
