@@ -11,7 +11,8 @@
 #                     the new one accepted), capture ids claimed outside a
 #                     source's list, HEPv2 and HEPv1 (no key) refused as
 #                     missing_auth_key, the check order (allow, key, capture
-#                     id); exact counts at the sink, in `ctl stats`, the
+#                     id), a ::1 sender (::1/128) on a [::1] listener, the
+#                     keys file's comment line not taken for a key; exact counts at the sink, in `ctl stats`, the
 #                     stats line at exit and /metrics, one summary line per
 #                     reason and log.interval naming the source, no key in
 #                     the (debug) log
@@ -112,14 +113,14 @@ stop_sinks() {
 }
 
 # router_yaml FILE LISTEN BODY [noroot]: a whole configuration in FILE:
-# listen: LISTEN, BODY, and allow_root: true (the tests run as root) unless
-# noroot.  Debug logging: no key may show even there.
+# listen: LISTEN, BODY, and it_root_line (allow_root: true when the tests
+# run as root) unless noroot.  Debug logging: no key may show even there.
 router_yaml() {
     {
         printf '# written by %s.sh, case %s\nlisten: %s\nworkers: 1\norphans: { wait_ms: 0 }\n' \
             "$IT_NAME" "$CASE" "$2"
         printf 'log: { level: debug, interval: %ss }\n%s\n' "$LOG_INTERVAL_S" "$3"
-        [ "${4:-}" = noroot ] || echo "allow_root: true"
+        [ "${4:-}" = noroot ] || it_root_line
     } >"$1"
 }
 
@@ -245,7 +246,7 @@ reloaded() {
 
 case_udp_sources() {
     it_case_begin udp_sources "UDP from 127.0.0.1/.2/.3: allowlist, keys (two at once, rotated by SIGHUP and ctl reload), capture ids, HEPv1/v2"
-    local keys=$CASE_DIR/keys yaml=$CASE_DIR/router.yaml u
+    local keys=$CASE_DIR/keys yaml=$CASE_DIR/router.yaml u u6
     printf '# keys of udp_sources\n\n%s\n' "$KEY_FILE" >"$keys"
     chmod 0600 "$keys"
     it_start_sink homer
@@ -264,54 +265,58 @@ destinations:
 default: [ homer ]
 EOF
     }
-    router_yaml "$yaml" '[ "udp:127.0.0.1:0" ]' "$(udp_body "$KEY_OLD")"
+    router_yaml "$yaml" '[ "udp:127.0.0.1:0", "udp:[::1]:0" ]' "$(udp_body "$KEY_OLD")"
     start_router router "$yaml"
-    u=$(listener udp) || exit 1
+    u=$(listener udp 1) || exit 1
+    u6=$(listener udp 2) || exit 1
 
     it_note "generation 1: keys $KEY_OLD (auth_keys) and $KEY_FILE (auth_keys_file)"
     # 127.0.0.1: allowed, in no capture_ids CIDR; 127.0.0.2: not allowed,
     # whatever it carries (the allowlist is checked first); 127.0.0.3:
     # allowed, may claim capture ids 2001 and 2002 only (checked after the key)
     send 127.0.0.1 "$u" old:4:key="$KEY_OLD" file:3:key="$KEY_FILE" wrong:2:key="$KEY_WRONG" \
-        prefix:1:key="${KEY_OLD%?}" longer:1:key="${KEY_OLD}0" nokey:2 v2:2:v2 v1:1:v1 anycid:2:key="$KEY_OLD":cid=9 \
+        prefix:1:key="${KEY_OLD%?}" longer:1:key="${KEY_OLD}0" comment:1:key="# keys of udp_sources" \
+        nokey:2 v2:2:v2 v1:1:v1 anycid:2:key="$KEY_OLD":cid=9 \
         @127.0.0.2 na_key:3:key="$KEY_OLD" na_nokey:1 \
         @127.0.0.3 cid_ok:2:key="$KEY_OLD":cid=2001 cid_ok2:1:key="$KEY_FILE":cid=2002 \
         cid_bad:2:key="$KEY_OLD":cid=1 cid_none:1:key="$KEY_OLD":nocid cid_wrongkey:1:key="$KEY_WRONG":cid=7 \
         cid_nokey:1:cid=2001
-    arrive homer 12
+    # ::1: allowed by ::1/128
+    send ::1 "$u6" v6:2:key="$KEY_OLD" v6_nokey:1
+    arrive homer 14
 
     it_note "SIGHUP after the keys file changed to $KEY_NEXT: $KEY_FILE is refused, $KEY_NEXT accepted"
     printf '# rotated\n%s\n\n' "$KEY_NEXT" >"$keys"
     kill -HUP "$ROUTER_PID"
     it_wait_until 5 reloaded 2 || it_case_fail "no \"configuration reloaded: generation 2\" after SIGHUP"
     send 127.0.0.1 "$u" hup_file:2:key="$KEY_FILE" hup_next:3:key="$KEY_NEXT" hup_old:1:key="$KEY_OLD"
-    arrive homer 16
+    arrive homer 18
 
     it_note "ctl reload after auth_keys changed to $KEY_ROT: $KEY_OLD is refused, $KEY_ROT accepted"
-    router_yaml "$yaml" '[ "udp:127.0.0.1:0" ]' "$(udp_body "$KEY_ROT")"
+    router_yaml "$yaml" '[ "udp:127.0.0.1:0", "udp:[::1]:0" ]' "$(udp_body "$KEY_ROT")"
     ctl reload || it_case_fail "ctl reload: $(cat "$CASE_DIR/ctl.out" "$CASE_DIR/ctl.err")"
     cp "$CASE_DIR/ctl.out" "$CASE_DIR/reload.json"
     grep -q '"generation":3' "$CASE_DIR/reload.json" || it_case_fail "ctl reload: $(cat "$CASE_DIR/reload.json")"
     send 127.0.0.1 "$u" ctl_old:2:key="$KEY_OLD" ctl_rot:2:key="$KEY_ROT" ctl_next:1:key="$KEY_NEXT"
-    arrive homer 19
+    arrive homer 21
 
     # shellcheck disable=SC2046  # (one argument per counter)
-    stats_until $(refused 4 6 9 3) tcp_not_allowed=0 destinations/homer/packets=19
+    stats_until $(refused 4 7 10 3) tcp_not_allowed=0 destinations/homer/packets=21
     get_metrics
     stop_router
     stop_sinks
     # shellcheck disable=SC2046
-    check delivered "$CASE_DIR/homer.json" old=4 file=3 wrong=0 prefix=0 longer=0 nokey=0 v2=0 v1=0 anycid=2 \
+    check delivered "$CASE_DIR/homer.json" old=4 file=3 wrong=0 prefix=0 longer=0 comment=0 nokey=0 v2=0 v1=0 anycid=2 \
         na_key=0 na_nokey=0 cid_ok=2 cid_ok2=1 cid_bad=0 cid_none=0 cid_wrongkey=0 cid_nokey=0 \
-        hup_file=0 hup_next=3 hup_old=1 ctl_old=0 ctl_rot=2 ctl_next=1 \
-        + metrics "$CASE_DIR/metrics.txt" $(refused_metrics 4 6 9 3) heprouter_tcp_connections_not_allowed_total=0 \
-        + logstats "$CASE_DIR/router.err" $(refused 4 6 9 3) tcp_not_allowed=0 \
+        v6=2 v6_nokey=0 hup_file=0 hup_next=3 hup_old=1 ctl_old=0 ctl_rot=2 ctl_next=1 \
+        + metrics "$CASE_DIR/metrics.txt" $(refused_metrics 4 7 10 3) heprouter_tcp_connections_not_allowed_total=0 \
+        + logstats "$CASE_DIR/router.err" $(refused 4 7 10 3) tcp_not_allowed=0 \
         + log "$CASE_DIR/router.err" --interval-s "$LOG_INTERVAL_S" --span-s "$ROUTER_SPAN_S" \
         --from not_allowed=127.0.0.2 --from capture_id_not_allowed=127.0.0.3 --from missing_auth_key=127.0.0.1 \
-        not_allowed=4 missing_auth_key=6 bad_auth_key=9 capture_id_not_allowed=3 \
+        not_allowed=4 missing_auth_key=7 bad_auth_key=10 capture_id_not_allowed=3 \
         + $(no_keys "$CASE_DIR/router.err" "$CASE_DIR/reload.json" "$CASE_DIR/stats.json" "$CASE_DIR/metrics.txt") ||
         it_case_fail "deliveries, /metrics, log lines or keys differ (FAIL lines above)"
-    figures "$(sent_total)" "$(sink_lines homer)" 4 6 9 3
+    figures "$(sent_total)" "$(sink_lines homer)" 4 7 10 3
     it_case_end
 }
 
@@ -493,8 +498,6 @@ runs_as() {
 case_privileges() {
     it_case_begin privileges "root without user or allow_root refused; -u nobody, user:, allow_root: true; -t and the keys file's mode"
     local listen='[ "udp:127.0.0.1:0", "tcp:127.0.0.1:0" ]' parts=0 s
-    local keys=$CASE_DIR/keys
-    printf '%s\n' "$KEY_OLD" >"$keys"
     if [ "$(id -u)" = 0 ]; then
         # heprouter may write and remove its ready file after the drop
         chmod 0711 "$IT_TMP"
@@ -545,24 +548,34 @@ group: daemon" noroot
     fi
 
     it_note "-t: an auth_keys_file others may read or write is warned about"
-    for s in 0644 0602 0600 0640; do
-        chmod "$s" "$keys"
-        router_yaml "$CASE_DIR/t.yaml" '[ "udp:127.0.0.1:0" ]' "sources: { auth_keys_file: \"$keys\" }
+    # one heprouter -t per mode, all at once; then their verdicts
+    local modes=(0644 0602 0600 0640) pids=() rc warned i
+    for s in "${modes[@]}"; do
+        printf '%s\n' "$KEY_OLD" >"$CASE_DIR/keys$s"
+        chmod "$s" "$CASE_DIR/keys$s"
+        router_yaml "$CASE_DIR/t$s.yaml" '[ "udp:127.0.0.1:0" ]' "sources: { auth_keys_file: \"$CASE_DIR/keys$s\" }
 destinations:
   homer: { targets: [ \"udp:127.0.0.1:9\" ] }
 default: [ homer ]"
-        it_run 10 "$HEPROUTER" -t -c "$CASE_DIR/t.yaml" >"$CASE_DIR/t$s.out" 2>&1
-        local rc=$? warned=no
-        grep -i 'warn' "$CASE_DIR/t$s.out" | grep -qF "$keys" && warned=yes
-        echo "    mode $s: exit $rc, warned: $warned$(grep -i 'warn' "$CASE_DIR/t$s.out" | grep -F "$keys" | head -n 1 | sed 's/^/: /')"
-        ((rc == 0)) || it_case_fail "-t with the keys file mode $s: exit $rc: $(tail -n 3 "$CASE_DIR/t$s.out")"
+        it_start "$CASE/t$s" timeout -k 2 10 "$HEPROUTER" -t -c "$CASE_DIR/t$s.yaml"
+        pids+=("$IT_PID")
+    done
+    for i in "${!modes[@]}"; do
+        s=${modes[$i]}
+        it_wait_exit "${pids[$i]}" 15
+        rc=$IT_STATUS
+        cat "$CASE_DIR/t$s.out" "$CASE_DIR/t$s.err" >"$CASE_DIR/t$s.all"
+        warned=no
+        grep -i 'warn' "$CASE_DIR/t$s.all" | grep -qF "$CASE_DIR/keys$s" && warned=yes
+        echo "    mode $s: exit $rc, warned: $warned$(grep -i 'warn' "$CASE_DIR/t$s.all" | grep -F "keys$s" | head -n 1 | sed 's/^/: /')"
+        ((rc == 0)) || it_case_fail "-t with the keys file mode $s: exit $rc: $(tail -n 3 "$CASE_DIR/t$s.all")"
         case $s in
         0644 | 0602) [ "$warned" = yes ] || it_case_fail "-t: no warning for an auth_keys_file of mode $s" ;;
         *) [ "$warned" = no ] || it_case_fail "-t: a warning for an auth_keys_file of mode $s" ;;
         esac
     done
     # shellcheck disable=SC2046
-    check $(no_keys "$CASE_DIR"/t0*.out) || it_case_fail "-t printed a key"
+    check $(no_keys "$CASE_DIR"/t0*.all) || it_case_fail "-t printed a key"
     parts=$((parts + 1))
     ((parts > 0)) || it_case_fail "no part of this case could run"
     stop_sinks

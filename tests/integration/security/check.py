@@ -295,7 +295,7 @@ def cmd_log(args):
             continue
         n, reason, source = int(m.group(1)), m.group(2), m.group(3)
         by_reason.setdefault(reason, []).append((n, source, ln))
-        if not re.search(r"\b127\.0\.0\.\d+:\d+\b", source):
+        if not re.search(r"(\b127\.0\.0\.\d+|\[[0-9a-f:]+\]):\d+\b", source):
             errs.append("no source address:port in %r" % ln)
     for reason in sorted(set(exp) | set(by_reason)):
         got = by_reason.get(reason, [])
@@ -312,7 +312,7 @@ def cmd_log(args):
         if want >= 3 and len(got) >= want:
             errs.append("%s: %d lines for %d refusals: one per packet, not a summary" % (reason, len(got), want))
     for reason, addr in froms:
-        if not any(re.search(r"\b%s:\d+\b" % re.escape(addr), src) for _, src, _ in by_reason.get(reason, [])):
+        if not any(re.search(r"(?<![\d.])%s:\d+\b" % re.escape(addr), src) for _, src, _ in by_reason.get(reason, [])):
             errs.append("%s: no line names %s" % (reason, addr))
     return fail(errs)
 

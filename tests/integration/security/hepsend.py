@@ -5,6 +5,8 @@ test_security.sh.
     hepsend.py [--bind ADDR] [--delay-ms N] [--wait-close S] [--connections N]
                udp|tcp:HOST:PORT [@ADDR] GROUP...
 
+HOST and ADDR may be IPv6 (the target then udp:[::1]:PORT, the source ::1).
+
 GROUP is LABEL:COUNT[:OPTION]..., COUNT packets whose SIP Call-IDs are
 LABEL-1@sec.test .. LABEL-COUNT@sec.test (the checker counts a sink's
 packets by label).  Options:
@@ -33,6 +35,7 @@ Prints one JSON line: {"sent": N, "local": "ADDR:PORT" (the last socket's),
 (the longest), "send_error": text|null}.
 """
 import json
+import re
 import socket
 import struct
 import sys
@@ -122,6 +125,15 @@ def packets(group):
     return out
 
 
+def family(addr):
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+
+def local_name(s):
+    name = s.getsockname()
+    return ("[%s]:%d" if s.family == socket.AF_INET6 else "%s:%d") % name[:2]
+
+
 def closed_within(s, seconds):
     """Seconds until the peer closed s (EOF or reset), or None."""
     t0 = time.monotonic()
@@ -140,12 +152,12 @@ def closed_within(s, seconds):
 
 def tcp_connection(result, bind, host, port, plan, delay, wait_close):
     """One connection: plan's packets, then the peer's close awaited."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s = socket.socket(family(bind), socket.SOCK_STREAM)
     s.bind((bind, 0))
     s.settimeout(5)
     s.connect((host, port))
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    result["local"] = "%s:%d" % s.getsockname()
+    result["local"] = local_name(s)
     try:
         for n, p in enumerate(plan):
             if n and delay:
@@ -187,7 +199,10 @@ def run(argv):
     if len(args) < 2:
         usage("usage: hepsend.py [--bind ADDR] [--delay-ms N] [--wait-close S] [--connections N] "
               "udp|tcp:HOST:PORT [@ADDR] GROUP...")
-    transport, host, port = args[0].split(":")
+    m = re.fullmatch(r"(udp|tcp):(\[[^\]]+\]|[^:\[\]]+):(\d+)", args[0])
+    if not m:
+        usage("the target is udp:HOST:PORT or tcp:HOST:PORT (IPv6: udp:[::1]:PORT), got %r" % args[0])
+    transport, host, port = m.group(1), m.group(2).strip("[]"), m.group(3)
     plan = []       # (bind address, packets)
     for g in args[1:]:
         if g.startswith("@"):
@@ -201,11 +216,11 @@ def run(argv):
             if addr != bound:
                 if s is not None:
                     s.close()
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                s = socket.socket(family(addr), socket.SOCK_DGRAM)
                 s.bind((addr, 0))
                 s.connect((host, int(port)))
                 bound = addr
-                result["local"] = "%s:%d" % s.getsockname()
+                result["local"] = local_name(s)
             for p in pkts:
                 if result["sent"] and delay:
                     time.sleep(delay)
