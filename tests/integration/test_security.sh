@@ -124,23 +124,35 @@ router_yaml() {
     } >"$1"
 }
 
-# start_router NAME FILE [ARG...]: heprouter -c FILE --ready-file
-# $CASE_DIR/NAME.ready ARG..., stderr in $CASE_DIR/NAME.err; waits for the
-# ready file; sets ROUTER_PID, ROUTER_READY, ROUTER_T0.
-start_router() {
-    local name=$1 yaml=$2 ready
+# launch_router NAME FILE [ARG...]: starts heprouter -c FILE --ready-file
+# $CASE_DIR/NAME.ready ARG..., stderr in $CASE_DIR/NAME.err, and goes on;
+# await_router NAME waits for its ready file and sets ROUTER_PID,
+# ROUTER_READY and ROUTER_T0.  start_router NAME FILE [ARG...] does both.
+declare -A LAUNCHED=() LAUNCHED_T0=()
+launch_router() {
+    local name=$1 yaml=$2
     shift 2
-    ready=$CASE_DIR/$name.ready
-    rm -f "$ready"
-    it_start "$CASE/$name" "$HEPROUTER" -c "$yaml" --ready-file "$ready" "$@"
-    ROUTER_PID=$IT_PID
-    ROUTER_T0=$(date +%s%N)
+    rm -f "$CASE_DIR/$name.ready"
+    it_start "$CASE/$name" "$HEPROUTER" -c "$yaml" --ready-file "$CASE_DIR/$name.ready" "$@"
+    LAUNCHED[$name]=$IT_PID
+    LAUNCHED_T0[$name]=$(date +%s%N)
+}
+
+await_router() {
+    local name=$1 ready=$CASE_DIR/$1.ready
+    ROUTER_PID=${LAUNCHED[$name]}
+    ROUTER_T0=${LAUNCHED_T0[$name]}
     it_wait_until "$IT_READY_TIMEOUT" it_ready_or_dead "$ready" "$ROUTER_PID" || true
     if [ ! -s "$ready" ]; then
         it_exited "$ROUTER_PID" && it_fail "case $CASE: heprouter ($name) exited at startup: $(tail -n 5 "$CASE_DIR/$name.err")"
         it_fail "case $CASE: heprouter ($name) wrote no $ready within ${IT_READY_TIMEOUT}s"
     fi
     ROUTER_READY=$ready
+}
+
+start_router() {
+    launch_router "$@"
+    await_router "$1"
 }
 
 # stop_router: it_stop_router, and ROUTER_SPAN_S: how long it ran.
@@ -498,57 +510,8 @@ runs_as() {
 case_privileges() {
     it_case_begin privileges "root without user or allow_root refused; -u nobody, user:, allow_root: true; -t and the keys file's mode"
     local listen='[ "udp:127.0.0.1:0", "tcp:127.0.0.1:0" ]' parts=0 s
-    if [ "$(id -u)" = 0 ]; then
-        # heprouter may write and remove its ready file after the drop
-        chmod 0711 "$IT_TMP"
-        chmod 0777 "$CASE_DIR"
-        it_start_sink homer
-        local dest="destinations:
-  homer: { targets: [ \"${SINK_ADDR[homer]}\" ] }
-default: [ homer ]"
-
-        it_note "root, no user, no allow_root: refused at start"
-        router_yaml "$CASE_DIR/root.yaml" "$listen" "$dest" noroot
-        it_start "$CASE/root" "$HEPROUTER" -c "$CASE_DIR/root.yaml" --ready-file "$CASE_DIR/root.ready"
-        if ! it_wait_until 5 it_exited "$IT_PID"; then
-            it_case_fail "running as root without user/allow_root: still running after 5 s"
-        fi
-        it_stop "$IT_PID"
-        echo "    exit status $IT_STATUS: $(grep -m 1 -i 'allow_root' "$CASE_DIR/root.err")"
-        [ "$IT_STATUS" = 1 ] || it_case_fail "running as root without user/allow_root: exit $IT_STATUS, expected 1"
-        grep -q 'allow_root' "$CASE_DIR/root.err" || it_case_fail "the error does not name allow_root: $(tail -n 3 "$CASE_DIR/root.err")"
-        grep -q -- '-u' "$CASE_DIR/root.err" || it_case_fail "the error does not name -u: $(tail -n 3 "$CASE_DIR/root.err")"
-        [ ! -e "$CASE_DIR/root.ready" ] || it_case_fail "refused at start, yet it wrote its ready file"
-
-        it_note "-u nobody over user: daemon"
-        router_yaml "$CASE_DIR/drop.yaml" "$listen" "$dest
-user: daemon" noroot
-        start_router drop "$CASE_DIR/drop.yaml" -u nobody
-        runs_as drop 65534 65534
-        echo "    ready file written by $(stat -c %U "$ROUTER_READY")"
-        stop_router
-
-        it_note "user: nobody, group: daemon"
-        router_yaml "$CASE_DIR/user.yaml" "$listen" "$dest
-user: nobody
-group: daemon" noroot
-        start_router user "$CASE_DIR/user.yaml"
-        runs_as user 65534 "$(getent group daemon | cut -d: -f3)"
-        stop_router
-
-        it_note "allow_root: true"
-        router_yaml "$CASE_DIR/allow.yaml" "$listen" "$dest"
-        start_router allow "$CASE_DIR/allow.yaml"
-        runs_as allow 0 0
-        stop_router
-        parts=$((parts + 4))
-    else
-        printf '[%s] case privileges: NOT ROOT (uid %s): the refusal of root, -u, user: and allow_root cannot be tested; only -t runs\n' \
-            "$IT_NAME" "$(id -u)"
-    fi
-
-    it_note "-t: an auth_keys_file others may read or write is warned about"
-    # one heprouter -t per mode, all at once; then their verdicts
+    # heprouter -t, once per mode of the keys file, all at once (and while
+    # the rest of the case runs); their verdicts at the end
     local modes=(0644 0602 0600 0640) pids=() rc warned i
     for s in "${modes[@]}"; do
         printf '%s\n' "$KEY_OLD" >"$CASE_DIR/keys$s"
@@ -560,6 +523,68 @@ default: [ homer ]"
         it_start "$CASE/t$s" timeout -k 2 10 "$HEPROUTER" -t -c "$CASE_DIR/t$s.yaml"
         pids+=("$IT_PID")
     done
+    if [ "$(id -u)" = 0 ]; then
+        # heprouter may write and remove its ready file after the drop
+        chmod 0711 "$IT_TMP"
+        chmod 0777 "$CASE_DIR"
+        it_start_sink homer
+        local dest="destinations:
+  homer: { targets: [ \"${SINK_ADDR[homer]}\" ] }
+default: [ homer ]"
+
+        # every heprouter of this part starts at once (an ASan build takes
+        # a second or more to start on a busy machine); then each is checked
+        router_yaml "$CASE_DIR/root.yaml" "$listen" "$dest" noroot
+        router_yaml "$CASE_DIR/drop.yaml" "$listen" "$dest
+user: daemon" noroot
+        router_yaml "$CASE_DIR/user.yaml" "$listen" "$dest
+user: nobody
+group: daemon" noroot
+        router_yaml "$CASE_DIR/allow.yaml" "$listen" "$dest"
+        launch_router root "$CASE_DIR/root.yaml"
+        launch_router drop "$CASE_DIR/drop.yaml" -u nobody
+        launch_router user "$CASE_DIR/user.yaml"
+        launch_router allow "$CASE_DIR/allow.yaml"
+
+        it_note "root, no user, no allow_root: refused at start"
+        local root_pid=${LAUNCHED[root]}
+        if ! it_wait_until 10 it_exited "$root_pid"; then
+            it_case_fail "running as root without user/allow_root: still running after 10 s"
+        fi
+        it_stop "$root_pid"
+        echo "    exit status $IT_STATUS: $(grep -m 1 -i 'allow_root' "$CASE_DIR/root.err")"
+        [ "$IT_STATUS" = 1 ] || it_case_fail "running as root without user/allow_root: exit $IT_STATUS, expected 1"
+        grep -q 'allow_root' "$CASE_DIR/root.err" || it_case_fail "the error does not name allow_root: $(tail -n 3 "$CASE_DIR/root.err")"
+        grep -q -- '-u' "$CASE_DIR/root.err" || it_case_fail "the error does not name -u: $(tail -n 3 "$CASE_DIR/root.err")"
+        [ ! -e "$CASE_DIR/root.ready" ] || it_case_fail "refused at start, yet it wrote its ready file"
+
+        it_note "-u nobody over user: daemon"
+        await_router drop
+        runs_as drop 65534 65534
+        echo "    ready file written by $(stat -c %U "$ROUTER_READY")"
+        kill -TERM "$ROUTER_PID"      # (its exit is checked below)
+
+        it_note "user: nobody, group: daemon"
+        await_router user
+        runs_as user 65534 "$(getent group daemon | cut -d: -f3)"
+        kill -TERM "$ROUTER_PID"      # (its exit is checked below)
+
+        it_note "allow_root: true"
+        await_router allow
+        runs_as allow 0 0
+        kill -TERM "$ROUTER_PID"      # (its exit is checked below)
+        for s in drop user allow; do
+            it_wait_exit "${LAUNCHED[$s]}" 10
+            ((IT_STATUS == 0)) || it_case_fail "heprouter ($s) exited with status $IT_STATUS after SIGTERM"
+        done
+        ROUTER_PID=""
+        parts=$((parts + 4))
+    else
+        printf '[%s] case privileges: NOT ROOT (uid %s): the refusal of root, -u, user: and allow_root cannot be tested; only -t runs\n' \
+            "$IT_NAME" "$(id -u)"
+    fi
+
+    it_note "-t: an auth_keys_file others may read or write is warned about"
     for i in "${!modes[@]}"; do
         s=${modes[$i]}
         it_wait_exit "${pids[$i]}" 15
