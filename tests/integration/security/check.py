@@ -63,9 +63,6 @@ import subprocess
 import sys
 import time
 
-REASONS = ("not_allowed", "missing_auth_key", "bad_auth_key", "capture_id_not_allowed")
-
-
 def fail(msgs):
     for m in msgs:
         print("    FAIL %s" % m)
