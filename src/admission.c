@@ -43,26 +43,38 @@ bool admission_source_allowed(const struct conf_sources *s, unsigned addr_len, c
 }
 
 /*
- * Compares key against every configured key over the longest length, byte
- * for byte, folding the differences: no early exit, no data-dependent
- * branch.
+ * The key sent, zero-padded to CONF_STRING_MAX bytes, is compared with
+ * every byte of every configured key, eight at a time, folding the
+ * differences: no early exit, no branch on a byte.  The time taken depends
+ * on the configured keys alone (and on whether the key sent is longer than
+ * any can be).
  */
 bool admission_key_listed(char *const *keys, size_t nkeys, const uint8_t *key, size_t len)
 {
-    unsigned found = 0;
+    uint8_t sent[CONF_STRING_MAX];
+    if (len > sizeof sent)
+        return false;               /* no configured key is that long */
+    memset(sent, 0, sizeof sent);
+    if (len > 0)
+        memcpy(sent, key, len);
+    uint64_t found = 0;
     for (size_t k = 0; k < nkeys; k++) {
         const uint8_t *want = (const uint8_t *)keys[k];
-        size_t wlen = strlen(keys[k]);
-        size_t n = wlen > len ? wlen : len;
-        unsigned diff = (unsigned)(wlen ^ len);
-        for (size_t i = 0; i < n; i++) {
-            uint8_t a = i < wlen ? want[i] : 0, b = i < len ? key[i] : 0;
-            diff |= (unsigned)(a ^ b);
+        size_t wlen = strlen(keys[k]), i = 0;
+        uint64_t diff = wlen != len, a, b;
+        if (wlen > sizeof sent)
+            wlen = sizeof sent;     /* the configuration refuses such keys */
+        for (; i + sizeof a <= wlen; i += sizeof a) {
+            memcpy(&a, want + i, sizeof a);
+            memcpy(&b, sent + i, sizeof b);
+            diff |= a ^ b;
         }
+        for (; i < wlen; i++)
+            diff |= (uint64_t)(want[i] ^ sent[i]);
         /* diff == 0 -> 1, else 0, without a branch on diff */
-        found |= 1u & ((diff - 1u) >> (sizeof diff * 8 - 1));
+        found |= 1u & (((diff | (0 - diff)) >> 63) ^ 1u);
     }
-    return found != 0;
+    return found != 0;              /* the key sent is in the packet buffer anyway: no need to wipe sent */
 }
 
 static bool capture_id_allowed(const struct conf_sources *s, unsigned addr_len, const uint8_t *addr,

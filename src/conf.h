@@ -29,6 +29,9 @@
 #define CONF_NAME_MAX       63
 #define CONF_METHOD_MAX     31
 
+/* node_name, auth_key, sources.auth_keys: bytes of a HEP chunk's value that a string key may set or require. */
+#define CONF_STRING_MAX     255u
+
 /* The longest store.redis.unix path: Linux's sun_path holds 108 bytes with the NUL. */
 #define CONF_UNIX_PATH_MAX  ((size_t)107)
 

@@ -397,7 +397,7 @@ static void conn_close_counted(struct ingest_conn *c, uint64_t *counter)
  * Hands every whole frame in the buffer to on_packet, then runs on_batch_end
  * while the frames are still in place.  Returns the framer's final status.
  */
-static enum framer_status conn_deliver(struct ingest_conn *c)
+static enum framer_status conn_deliver(struct ingest_conn *c, size_t *ndelivered)
 {
     struct ingest *in = c->l->in;
     struct ingest_source src = {
@@ -422,6 +422,8 @@ static enum framer_status conn_deliver(struct ingest_conn *c)
     }
     if (delivered > 0 && in->on_batch_end != NULL)
         in->on_batch_end(in->arg);
+    if (ndelivered != NULL)
+        *ndelivered = delivered;
     if (st == FRAMER_BAD_MAGIC) {
         char peer[NETADDR_TEXT_MAX];
         in->m->tcp_bad_magic++;
@@ -448,12 +450,20 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 
     for (int r = 0; r < INGEST_TCP_READS_PER_WAKEUP; r++) {
         size_t room;
+        bool at_boundary = framer_pending(&c->framer) == 0;
         uint8_t *p = framer_space(&c->framer, &room);
         ssize_t n = read(c->fd, p, room);
         if (n > 0) {
             framer_commit(&c->framer, (size_t)n);
-            c->last_active = ev_now(loop);
-            enum framer_status st = conn_deliver(c);
+            size_t delivered = 0;
+            enum framer_status st = conn_deliver(c, &delivered);
+            /*
+             * Idle means no frame begun or completed: bytes that only add
+             * to an unfinished frame do not count, so a frame must complete
+             * within limits.tcp_idle_timeout of its first byte.
+             */
+            if (at_boundary || delivered > 0)
+                c->last_active = ev_now(loop);
             if (st == FRAMER_BAD_MAGIC || st == FRAMER_BAD_LENGTH) {
                 conn_close_counted(c, NULL);
                 return;
@@ -510,7 +520,7 @@ static void conn_finish(struct ingest_conn *c)
             break;                  /* reset, or room == 0 (cannot happen after NEED_MORE) */
         framer_commit(&c->framer, (size_t)n);
         left -= (size_t)n;
-        enum framer_status st = conn_deliver(c);
+        enum framer_status st = conn_deliver(c, NULL);
         if (st == FRAMER_BAD_MAGIC || st == FRAMER_BAD_LENGTH) {
             conn_close_counted(c, NULL);
             return;

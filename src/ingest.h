@@ -11,7 +11,10 @@
  * connections above limits.tcp_max_connections are refused and counted; a
  * connection that ends with part of a frame buffered (the peer closed or
  * reset it mid-frame, idle timeout, shutdown) counts that frame as
- * tcp_truncated and logs a rate-limited warning naming the peer.
+ * tcp_truncated and logs a rate-limited warning naming the peer.  A
+ * connection that neither begins nor completes a frame for
+ * limits.tcp_idle_timeout is closed as idle: bytes that only add to an
+ * unfinished frame do not count, so a trickling sender cannot hold it open.
  */
 #ifndef HEPROUTER_INGEST_H
 #define HEPROUTER_INGEST_H

@@ -148,6 +148,7 @@ static struct {
     int batch;
     const char *prefix;
     bool compress;
+    const char *auth_key;   /* --auth-key: chunk 0x000e in every HEPv3 packet, or NULL */
     bool quiet;
     /* state */
     struct tmpl tmpl[KIND_COUNT][MAX_CALL_PKTS];
@@ -234,6 +235,8 @@ static void usage(FILE *f)
         "      --prefix STR       Call-ID prefix (default \"hg\")\n"
         "      --compress         send the SIP payload gzip-compressed in chunk 0x0010\n"
         "                         instead of 0x000f (HEPv3 only)\n"
+        "      --auth-key KEY     add KEY as the authentication key chunk 0x000e, before\n"
+        "                         the payload (HEPv3 only)\n"
         "  -q, --quiet            no informational messages on stderr\n"
         "  -h, --help             this help\n"
         "  -V, --version          print the version\n"
@@ -320,7 +323,7 @@ static void parse_prefix(const char *text)
 
 static void parse_args(int argc, char **argv)
 {
-    enum { OPT_MIX = 256, OPT_REORDER, OPT_VERSION, OPT_DATA, OPT_BATCH, OPT_PREFIX, OPT_COMPRESS };
+    enum { OPT_MIX = 256, OPT_REORDER, OPT_VERSION, OPT_DATA, OPT_BATCH, OPT_PREFIX, OPT_COMPRESS, OPT_AUTH_KEY };
     static const struct option longopts[] = {
         { "dest", required_argument, NULL, 'd' },
         { "rate", required_argument, NULL, 'r' },
@@ -333,6 +336,7 @@ static void parse_args(int argc, char **argv)
         { "batch", required_argument, NULL, OPT_BATCH },
         { "prefix", required_argument, NULL, OPT_PREFIX },
         { "compress", no_argument, NULL, OPT_COMPRESS },
+        { "auth-key", required_argument, NULL, OPT_AUTH_KEY },
         { "quiet", no_argument, NULL, 'q' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
@@ -363,6 +367,7 @@ static void parse_args(int argc, char **argv)
         case OPT_BATCH: g.batch = (int)parse_u64("--batch", optarg, 1, MAX_BATCH); break;
         case OPT_PREFIX: parse_prefix(optarg); break;
         case OPT_COMPRESS: g.compress = true; break;
+        case OPT_AUTH_KEY: g.auth_key = optarg; break;
         case 'q': g.quiet = true; break;
         case 'h': usage(stdout); exit(EXIT_OK);
         case 'V': printf(PROG " (heprouter) %s\n", PACKAGE_VERSION); exit(EXIT_OK);
@@ -375,6 +380,8 @@ static void parse_args(int argc, char **argv)
         usage_error("at least one -d ADDR is required");
     if (have_n == have_s)
         usage_error("give exactly one of -n PACKETS and -s SECONDS");
+    if (g.auth_key != NULL && (g.hep_version != 3 || *g.auth_key == '\0' || strlen(g.auth_key) > CONF_STRING_MAX))
+        usage_error("--auth-key: 1 to %u bytes, HEPv3 only (v1 and v2 have no key chunk)", CONF_STRING_MAX);
     if (g.compress && g.hep_version != 3)
         usage_error("--compress: HEPv%d has no chunk 0x0010: use --hep-version 3", g.hep_version);
     if (g.data_dir == NULL) {
@@ -583,7 +590,7 @@ static void build_tmpl(struct tmpl *t, const char *path, const char *cid,
 {
     size_t n, cid_at = 0;
     uint8_t *in = read_file(path, &n);
-    uint8_t *out = malloc(MAX_PKT + 256);
+    uint8_t *out = malloc(MAX_PKT + 256 + HEP3_CHUNK_HDR_LEN + CONF_STRING_MAX);
     uint8_t *plain = NULL;
     if (out == NULL)
         die("out of memory");
@@ -604,6 +611,15 @@ static void build_tmpl(struct tmpl *t, const char *path, const char *cid,
                 die("%s: bad chunk length at offset %zu", path, i);
             const uint8_t *val = in + i + HEP3_CHUNK_HDR_LEN;
             size_t vlen = clen - HEP3_CHUNK_HDR_LEN;
+            if (g.auth_key != NULL && vendor == 0 &&
+                (type == HEP_CHUNK_PAYLOAD || type == HEP_CHUNK_PAYLOAD_GZ)) {
+                size_t klen = strlen(g.auth_key);   /* where Kamailio puts it: before the payload */
+                bytes_put_be16(out + o, 0);
+                bytes_put_be16(out + o + 2, HEP_CHUNK_AUTH_KEY);
+                bytes_put_be16(out + o + 4, (uint16_t)(klen + HEP3_CHUNK_HDR_LEN));
+                memcpy(out + o + HEP3_CHUNK_HDR_LEN, g.auth_key, klen);
+                o += HEP3_CHUNK_HDR_LEN + klen;
+            }
             size_t oval = o + HEP3_CHUNK_HDR_LEN;  /* where the value goes in out */
             memcpy(out + o, in + i, HEP3_CHUNK_HDR_LEN);
             if (vendor == 0 && type == HEP_CHUNK_CORRELATION_ID) {

@@ -56,7 +56,6 @@
 #define MS_PER_DAY          (24 * MS_PER_HOUR)
 
 /* Names end up in the store's fixed-size entries and in metric names. */
-#define CONF_STRING_MAX     255u            /* node_name, auth_key: bytes */
 
 #define CONF_PORT_MAX       65535u
 #define CONF_PORT_DIGITS    5
@@ -338,6 +337,13 @@ bool conf_expect_mapping(struct parse *p, const struct node *n);
 
 /* Reports keys that are not scalars, keys given twice and, with a table, keys it does not know. */
 void conf_check_keys(struct parse *p, const struct node *map, const struct conf_key *table);
+
+/*
+ * A mapping whose keys are names of the file's own (destinations,
+ * capture_ids): duplicate and non-scalar keys reported, "must not be
+ * empty" when it has none.  Returns its number of pairs.
+ */
+size_t conf_named_pairs(struct parse *p, const struct node *map);
 
 /* Walks map with table into base; map NULL (the section is absent) applies the defaults only. */
 void conf_parse_map(struct parse *p, struct node *map, const struct conf_key *table, void *base);

@@ -415,18 +415,30 @@ static void error_excludes(struct parse *p, const struct node *map, const char *
 }
 
 /*
+ * Opens path, the value n of key `name`, with the key pushed on p->path
+ * (*old restores it: the caller pops once done); NULL after reporting why.
+ */
+static FILE *open_key_file(struct parse *p, const struct node *n, const char *name, const char *path, size_t *old)
+{
+    *old = conf_path_push_key(p, name, strlen(name));
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        conf_error_value(p, n, "cannot open: %s", strerror(errno));
+        conf_path_pop(p, *old);
+    }
+    return f;
+}
+
+/*
  * The first line of store.redis.password_file, without its line end (\n or
  * \r\n), becomes the password.  Errors name the file, never its content.
  */
 static void read_password(struct parse *p, const struct node *n, struct conf_redis *r)
 {
-    size_t old = conf_path_push_key(p, "password_file", strlen("password_file"));
-    FILE *f = fopen(r->password_file, "r");
-    if (f == NULL) {
-        conf_error_value(p, n, "cannot open: %s", strerror(errno));
-        conf_path_pop(p, old);
+    size_t old;
+    FILE *f = open_key_file(p, n, "password_file", r->password_file, &old);
+    if (f == NULL)
         return;
-    }
     char line[CONF_PASSWORD_MAX + 2];   /* + 1: a \r to strip; + 1: the NUL */
     size_t len = 0;
     bool nul = false, longer = false;
@@ -522,12 +534,9 @@ static void set_destinations(struct parse *p, struct node *n, const struct conf_
         p->dests_broken = true;
         return;
     }
-    conf_check_keys(p, n, NULL);
-    size_t npairs = n->nitems / 2;
-    if (npairs == 0) {
-        conf_error_key(p, n, "must not be empty");
+    size_t npairs = conf_named_pairs(p, n);
+    if (npairs == 0)
         return;
-    }
     c->dests = conf_calloc(npairs, sizeof *c->dests);
     if (c->dests == NULL) {
         p->nomem = true;
@@ -681,13 +690,10 @@ static bool add_auth_key(struct parse *p, struct conf_sources *s, const char *ke
  */
 static void read_auth_keys(struct parse *p, const struct node *n, struct conf_sources *s)
 {
-    size_t old = conf_path_push_key(p, "auth_keys_file", strlen("auth_keys_file"));
-    FILE *f = fopen(s->auth_keys_file, "r");
-    if (f == NULL) {
-        conf_error_value(p, n, "cannot open: %s", strerror(errno));
-        conf_path_pop(p, old);
+    size_t old;
+    FILE *f = open_key_file(p, n, "auth_keys_file", s->auth_keys_file, &old);
+    if (f == NULL)
         return;
-    }
     char line[CONF_STRING_MAX + 2];     /* + 1: a \r to cut; + 1: the NUL */
     size_t len = 0, lineno = 1, keys = 0, total = 0;
     bool longer = false, nul = false, bad = false;

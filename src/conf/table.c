@@ -59,6 +59,14 @@ bool conf_expect_mapping(struct parse *p, const struct node *n)
     return false;
 }
 
+size_t conf_named_pairs(struct parse *p, const struct node *map)
+{
+    conf_check_keys(p, map, NULL);
+    if (map->nitems == 0)
+        conf_error_key(p, map, "must not be empty");
+    return map->nitems / 2;
+}
+
 static int key_cmp(const void *a, const void *b)
 {
     const struct node *x = *(const struct node *const *)a, *y = *(const struct node *const *)b;
@@ -751,12 +759,9 @@ void conf_set_capture_bindings(struct parse *p, struct node *n, const struct con
 {
     if (!conf_expect_mapping(p, n))
         return;
-    conf_check_keys(p, n, NULL);
-    size_t npairs = n->nitems / 2;
-    if (npairs == 0) {
-        conf_error_key(p, n, "must not be empty");
+    size_t npairs = conf_named_pairs(p, n);
+    if (npairs == 0)
         return;
-    }
     struct conf_capture_binding *b = conf_calloc(npairs, sizeof *b);
     if (b == NULL) {
         p->nomem = true;

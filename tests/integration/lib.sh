@@ -63,6 +63,14 @@
 IT_SRCDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 IT_BUILDDIR=$(cd "${BUILD_DIR:-${top_builddir:-$IT_SRCDIR/build}}" && pwd)
 IT_DATA=$IT_SRCDIR/tests/data/kamailio          # the Kamailio captures
+# python3 may be a version manager's shim (pyenv's is a bash script that
+# starts pyenv on every call, about half a second; the tests start python3
+# hundreds of times): put the directory of the interpreter it resolves to
+# first in PATH, the same python without the detour.
+it_py_dir=$(python3 -c 'import os, sys; print(os.path.dirname(sys.executable))' 2>/dev/null) || it_py_dir=""
+if [ -n "$it_py_dir" ] && [ -x "$it_py_dir/python3" ] && [ "$(command -v python3)" != "$it_py_dir/python3" ]; then
+    export PATH="$it_py_dir:$PATH"
+fi
 IT_REPLAY=(python3 "$IT_SRCDIR/tests/integration/hepreplay.py" --data "$IT_DATA")
 IT_NAME=$(basename "$0" .sh)
 IT_TMP=
@@ -424,6 +432,39 @@ it_start_sink() {
     it_start_hepdump "${CASE:+$CASE/}$name" -l "$transport:127.0.0.1:$port" -o "$CASE_DIR/$name.json" "${opts[@]}"
     SINK_PID[$name]=$IT_PID
     SINK_ADDR[$name]=$transport:127.0.0.1:$(it_listen_port "$CASE_DIR/$name.ready" "$transport") || exit 1
+}
+
+# it_usr1_stats [PID]: SIGUSR1 to heprouter (default ROUTER_PID), then waits
+# up to 5 s for one more "stats (SIGUSR1" line in $CASE_DIR/router.err;
+# false when none came.
+it_usr1_stats() {
+    local before
+    before=$(grep -c 'stats (SIGUSR1' "$CASE_DIR/router.err")
+    kill -USR1 "${1:-$ROUTER_PID}"
+    it_wait_until 5 it_stats_lines_over "$before"
+}
+
+# it_stats_lines_over N: $CASE_DIR/router.err has more than N SIGUSR1 stats lines.
+it_stats_lines_over() {
+    [ "$(grep -c 'stats (SIGUSR1' "$CASE_DIR/router.err")" -gt "$1" ]
+}
+
+# it_stats_match EXPR...: a fresh SIGUSR1 stats line matches every EXPR
+# (hepreplay.py stats: name=N, name>=N, ...).
+it_stats_match() {
+    it_usr1_stats || return 1
+    "${IT_REPLAY[@]}" stats --log "$CASE_DIR/router.err" "$@" >/dev/null
+}
+
+# it_stats_until TIMEOUT EXPR...: SIGUSR1 every poll until the counters
+# match (heprouter may still be reading what was sent), then reports them
+# and fails the case if they differ.
+it_stats_until() {
+    local timeout=$1
+    shift
+    it_wait_until "$timeout" it_stats_match "$@"
+    "${IT_REPLAY[@]}" stats --log "$CASE_DIR/router.err" "$@" | sed 's/^/    /'
+    ((PIPESTATUS[0] == 0)) || it_case_fail "counters differ"
 }
 
 # it_root_line: "allow_root: true" and a newline when the tests run as root

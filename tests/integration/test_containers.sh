@@ -388,10 +388,12 @@ timeout 30 podman exec "$RD" sh -c 'redis-cli --scan --pattern "*" | while read 
 
 # heprouter's exit counters: stop Kamailio (nothing more comes in), then
 # heprouter (it drains and logs its counters on SIGTERM)
+t_stop=$SECONDS
 it_run 60 "${DC[@]}" stop kamailio >/dev/null 2>&1 || stack_fail "docker-compose stop kamailio"
+t_kamailio=$((SECONDS - t_stop))
 it_run 60 "${DC[@]}" stop heprouter >/dev/null 2>&1 || stack_fail "docker-compose stop heprouter"
 hr_exit=$(podman inspect --format '{{.State.ExitCode}}' "$HR")
-it_note "kamailio and heprouter stopped (heprouter's exit status: $hr_exit)"
+it_note "kamailio and heprouter stopped in $t_kamailio s and $((SECONDS - t_stop - t_kamailio)) s (heprouter's exit status: $hr_exit)"
 [ "$hr_exit" = 0 ] || FAILED+=("heprouter-exit-$hr_exit")
 for s in heprouter kamailio uas redis prometheus "${SINKS[@]}"; do
     timeout 30 podman logs "$(cid "$s")" >"$IT_TMP/$s.log" 2>&1

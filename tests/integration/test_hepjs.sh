@@ -9,7 +9,8 @@
 #
 # Installs hep-js 1.0.22 from the npm registry into the scratch directory,
 # waits for the Kamailio captures in tests/data/kamailio/v{1,2,3}/ if they
-# are still being written, then runs hepjs_check.js, one case per part:
+# are still being written, then runs hepjs_check.js, one case per part (the
+# two parts run at once, one core each):
 #   encode  `hepconv encode` output, with and without overrides, must decode
 #           in hep-js to the fields `hepconv decode` reads from the input
 #   decode  packets built by hep-js must decode in hepconv to the fields
@@ -106,12 +107,27 @@ done
 
 # ---------------------------------------------------------------- cases
 
-# check PART: hepjs_check.js part a or b; its output indented, its
-# MISMATCH lines failing the case.
+# The two parts are independent: both run at once (one core each), started
+# here; each case waits for its own.
+# start_part PART: hepjs_check.js part a or b in the background, its output
+# in $IT_TMP/PART/check.out; sets PART_PID[PART].
+# (timeout is the process started, so that the exit trap's TERM reaches node.)
+declare -A PART_PID=()
+start_part() {
+    mkdir -p "$IT_TMP/$1"
+    timeout -k 2 "$CHECK_TIMEOUT" node "$CHECK_JS" "$HEPCONV" "$DATA_DIR" "$WORK" "$1" \
+        >"$IT_TMP/$1/check.out" 2>&1 </dev/null &
+    PART_PID[$1]=$!
+    IT_PIDS+=("$!")
+    IT_NAMES+=("part_$1")
+}
+
+# check PART: waits for that part; its output indented, its MISMATCH lines
+# failing the case.
 check() {
-    local out=$CASE_DIR/check.out rc
-    it_run "$CHECK_TIMEOUT" node "$CHECK_JS" "$HEPCONV" "$DATA_DIR" "$WORK" "$1" >"$out" 2>&1
-    rc=$?
+    local out=$CASE_DIR/check.out rc=0
+    wait "${PART_PID[$1]}" || rc=$?
+    cat "$IT_TMP/$1/check.out" >"$out"
     sed 's/^/    /' "$out"
     ((rc != 124)) || it_case_fail "node checks timed out after ${CHECK_TIMEOUT}s"
     ((rc == 0)) || it_case_fail "hep-js interoperability: exit $rc, $(grep -c '^MISMATCH' "$out") MISMATCH line(s) above"
@@ -130,4 +146,6 @@ case_decode() {
 }
 
 IT_CASES=(encode decode)
+start_part a
+start_part b
 it_run_cases

@@ -43,34 +43,7 @@ it_bin tools/hepdump >/dev/null || exit 1
 
 IT_CASES=(fd_budget evictions)
 
-# stats_now EXPR...: SIGUSR1, then check the counters it logs.
-stats_now() {
-    local before
-    before=$(grep -c 'stats (SIGUSR1' "$CASE_DIR/router.err")
-    kill -USR1 "$ROUTER_PID"
-    it_wait_until 5 stats_logged "$before" || { it_case_fail "no stats line after SIGUSR1"; return; }
-    "${REPLAY[@]}" stats --log "$CASE_DIR/router.err" "$@" | sed 's/^/    /'
-    ((PIPESTATUS[0] == 0)) || it_case_fail "counters differ"
-}
-
-# stats_until TIMEOUT EXPR...: SIGUSR1 every poll until the counters match
-# (heprouter may still be reading what was sent); then stats_now reports.
-stats_until() {
-    local timeout=$1
-    shift
-    it_wait_until "$timeout" stats_match "$@"
-    stats_now "$@"
-}
-
-stats_match() {
-    local before
-    before=$(grep -c 'stats (SIGUSR1' "$CASE_DIR/router.err")
-    kill -USR1 "$ROUTER_PID"
-    it_wait_until 5 stats_logged "$before" || return 1
-    "${REPLAY[@]}" stats --log "$CASE_DIR/router.err" "$@" >/dev/null
-}
-
-stats_logged() {
+logged() {
     [ "$(grep -c 'stats (SIGUSR1' "$CASE_DIR/router.err")" -gt "$1" ]
 }
 
@@ -138,7 +111,7 @@ default: [ sink ]" prlimit --nofile="$NOFILE:$NOFILE"
     cap=$(sed -n 's/.*capped at \([0-9]*\) per listener per worker.*/\1/p' "$CASE_DIR/router.err" | head -n 1)
     [ -n "$cap" ] || cap=0
     it_note "inbound TCP connections capped at $cap"
-    stats_until 5 tcp_accepted="$cap" tcp_rejected=$((IDLE_CONNS - cap)) \
+    it_stats_until 5 tcp_accepted="$cap" tcp_rejected=$((IDLE_CONNS - cap)) \
         "destinations/sink/targets/tcp:127.0.0.1:$sink_port/connects>=2"
     it_stop_all
     it_case_end
@@ -160,7 +133,7 @@ destinations:
 default: [ sink ]"
     it_run 60 "$HEPGEN" -q -d "udp:127.0.0.1:$ROUTER_PORT" --mix invite=100 \
         -n $((CALLS * INVITE_PACKETS)) -r 10000 >"$CASE_DIR/hepgen.out" || it_case_fail "hepgen failed"
-    stats_until 10 packets_in=$((CALLS * INVITE_PACKETS)) calls_new">=$CALLS" \
+    it_stats_until 10 packets_in=$((CALLS * INVITE_PACKETS)) calls_new">=$CALLS" \
         store_evictions">=$((CALLS - MAX_CALLS))"
     it_wait_until 3 logged "warn: memory store full: .* live calls evicted" ||
         it_case_fail "no warning about evicted calls within 3 s"

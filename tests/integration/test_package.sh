@@ -40,7 +40,10 @@
 # tools/hepdump in BUILD_DIR (the sinks).  A missing one is a failure.
 # It takes about 3 minutes on 2 cores: the build with the unit tests 1.5,
 # lintian 20 s, the container 1.5 (apt-get update about 15 s); building
-# the base image, when no other test has, adds about one.
+# the base image, when no other test has, adds about one.  Some of it
+# overlaps: the container starts and runs apt-get update while the package
+# builds, and lintian runs while the container installs (its verdict is
+# read before step 3's checks).
 # Environment: DEB_BUILD_OPTIONS is passed on (nocheck skips the unit
 # tests of the package build); IT_KEEP_TMP=1 keeps the scratch directory.
 # dpkg-query formats and commands for the container's shell are in single
@@ -101,6 +104,31 @@ tar -C "$IT_SRCDIR" -c \
     --exclude=./debian/heprouter.service \
     . | tar -C "$SRC" -x || it_fail "copying the source tree failed"
 
+# ---------------------------------------------------------------- the container, early
+
+# The container and its apt-get update need only the base image: they run
+# while the package builds (network against CPU), and are waited for
+# before step 3.
+step "base image (podman.sh)"
+it_base_image >/dev/null
+IMAGE=$IT_BASE_IMAGE
+it_note "base image: $IMAGE ($( ((IT_BASE_BUILT)) && echo "built now in $IT_BASE_SECONDS s" || echo cached))"
+
+SHARE=$IT_TMP/share     # /it in the container: the .deb, heprouter's config, ready and pid files
+mkdir -m 1777 "$SHARE" || it_fail "mkdir $SHARE"
+chmod 1777 "$SHARE"
+CTR=heprouter-test-package-$$
+
+it_podman_track container "$CTR"      # removed at exit (podman.sh)
+
+step "container $CTR ($IMAGE, host network); apt-get update in the background (log: apt-update.log)"
+podman run -d --rm --pull never --name "$CTR" --network host -v "$SHARE:/it" \
+    "$IMAGE" sleep "$TIME_LIMIT" >"$IT_TMP/podman-run.log" 2>&1 ||
+    it_fail "podman run failed: $(cat "$IT_TMP/podman-run.log")"
+it_start apt-update timeout -k 2 "$APT_TIMEOUT" podman exec -e DEBIAN_FRONTEND=noninteractive \
+    -e LC_ALL=C.UTF-8 "$CTR" apt-get update
+APT_UPDATE_PID=$IT_PID
+
 step "dpkg-buildpackage -us -uc -b (log: build.log)"
 build_opts=${DEB_BUILD_OPTIONS:-}
 [[ $build_opts == *parallel=* ]] || build_opts+="${build_opts:+ }parallel=$(nproc)"
@@ -141,29 +169,24 @@ grep -q 'libev4' <<<"$DEPENDS" || it_fail "Depends lacks the shared libraries (\
 
 # ---------------------------------------------------------------- 2. lintian
 
-step "lintian $(basename "$CHANGES")"
+# lintian (CPU) runs while the container installs packages (network); its
+# verdict is read after the install (lintian_verdict).
+step "lintian $(basename "$CHANGES"), in the background"
 lintian --version | sed 's/^/    /'
-it_run 600 lintian --fail-on error "$CHANGES" >"$IT_TMP/lintian.txt" 2>&1
-lintian_rc=$?
-sed 's/^/    lintian: /' "$IT_TMP/lintian.txt"
-it_note "lintian: $(grep -c '^E: ' "$IT_TMP/lintian.txt") error(s), $(grep -c '^W: ' "$IT_TMP/lintian.txt") warning(s)"
-((lintian_rc == 0)) || it_fail "lintian failed (exit status $lintian_rc): an error, or it could not run"
+it_start lintian timeout -k 2 600 lintian --fail-on error "$CHANGES"
+LINTIAN_PID=$IT_PID
+lintian_verdict() {
+    it_wait_exit "$LINTIAN_PID" 600
+    cat "$IT_TMP/lintian.out" "$IT_TMP/lintian.err" >"$IT_TMP/lintian.txt"
+    sed 's/^/    lintian: /' "$IT_TMP/lintian.txt"
+    it_note "lintian: $(grep -c '^E: ' "$IT_TMP/lintian.txt") error(s), $(grep -c '^W: ' "$IT_TMP/lintian.txt") warning(s)"
+    ((IT_STATUS == 0)) || it_fail "lintian failed (exit status $IT_STATUS): an error, or it could not run"
+}
 
 # ---------------------------------------------------------------- 3. install
 
-step "base image (podman.sh)"
-it_base_image >/dev/null
-IMAGE=$IT_BASE_IMAGE
-it_note "base image: $IMAGE ($( ((IT_BASE_BUILT)) && echo "built now in $IT_BASE_SECONDS s" || echo cached))"
-
-SHARE=$IT_TMP/share     # /it in the container: the .deb, heprouter's config, ready and pid files
-mkdir -m 1777 "$SHARE" || it_fail "mkdir $SHARE"
-chmod 1777 "$SHARE"
 cp "$DEB" "$SHARE/" || it_fail "cp $DEB"
 CDEB=/it/$(basename "$DEB")
-CTR=heprouter-test-package-$$
-
-it_podman_track container "$CTR"      # removed at exit (podman.sh)
 
 # cx ARG...: runs in the container, as root.
 cx() {
@@ -200,13 +223,12 @@ snapshot() {
         -o -path /var/lib/dpkg \) -prune -o -printf '%p %y %m %u:%g\n' | LC_ALL=C sort
 }
 
-step "container $CTR ($IMAGE, host network)"
-podman run -d --rm --pull never --name "$CTR" --network host -v "$SHARE:/it" \
-    "$IMAGE" sleep "$TIME_LIMIT" >"$IT_TMP/podman-run.log" 2>&1 ||
-    it_fail "podman run failed: $(cat "$IT_TMP/podman-run.log")"
-
-step "apt-get update; apt-get satisfy the .deb's Depends: $DEPENDS"
-cx_log apt-update "$APT_TIMEOUT" apt-get update
+step "apt-get update (started before the build); apt-get satisfy the .deb's Depends: $DEPENDS"
+it_wait_exit "$APT_UPDATE_PID" "$APT_TIMEOUT"
+if ((IT_STATUS != 0)); then
+    cat "$IT_TMP/apt-update.out" "$IT_TMP/apt-update.err" | tail -n 25 | sed 's/^/    /'
+    it_fail "in the container: apt-get update failed (exit status $IT_STATUS)"
+fi
 cx_log apt-satisfy "$APT_TIMEOUT" apt-get satisfy -y --no-install-recommends "$DEPENDS"
 snapshot >"$IT_TMP/fs-before.txt" || it_fail "cannot list the container's files"
 
@@ -218,6 +240,9 @@ status=$(cx dpkg-query -W -f='${db:Status-Abbrev} ${Version}' heprouter)
 [ "$status" = "ii  $VERSION" ] || it_fail "dpkg-query heprouter: \"$status\", expected \"ii  $VERSION\""
 cx dpkg-query -W -f='${Conffiles}\n' heprouter | grep -q "^ $CONF " ||
     it_fail "dpkg does not record $CONF as a conffile"
+
+step "lintian's verdict"
+lintian_verdict
 
 step "the heprouter account, the unit, heprouter -t"
 pw=$(cx getent passwd heprouter) || it_fail "no heprouter user after the install"

@@ -223,12 +223,12 @@ stats() {
 
 # counters NAME: prints the store and orphan counters of the last stats line.
 counters() {
-    local k line=""
-    for k in store_lookups store_hits store_misses store_timeouts store_errors store_writes \
-        store_lost_writes store_reconnects store_unavailable store_cache_hits store_cache_misses \
-        calls_new calls_followed calls_fallback orphans_held orphans_released_origin orphans_released_fallback; do
-        line+="$k=$(stat "$1" "$k") "
-    done
+    local keys=(store_lookups store_hits store_misses store_timeouts store_errors store_writes
+        store_lost_writes store_reconnects store_unavailable store_cache_hits store_cache_misses
+        calls_new calls_followed calls_fallback orphans_held orphans_released_origin orphans_released_fallback)
+    local values=() i line=""
+    mapfile -t values < <("${CALLS[@]}" stat --log "$CASE_DIR/router_$1.err" "${keys[@]}")
+    for i in "${!keys[@]}"; do line+="${keys[$i]}=${values[$i]:-} "; done
     echo "    [$1] counters: $line"
 }
 

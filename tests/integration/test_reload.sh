@@ -456,17 +456,10 @@ print(d["packets"], d["packets"] - sum(t["packets"] for t in d["targets"].values
 EOF
 }
 
-stats_lines() {
-    [ "$(grep -c 'stats (SIGUSR1' "$CASE_DIR/router.err")" -gt "$1" ]
-}
-
 # all_routed N: asks heprouter for its counters (SIGUSR1) and reads them;
 # true when destination d has N packets routed.  Sets ROUTED and QUEUED.
 all_routed() {
-    local n
-    n=$(grep -c 'stats (SIGUSR1' "$CASE_DIR/router.err")
-    kill -USR1 "$ROUTER_PID"
-    it_wait_until 5 stats_lines "$n" || it_fail "case $CASE: no counters after SIGUSR1"
+    it_usr1_stats || it_fail "case $CASE: no counters after SIGUSR1"
     read -r ROUTED QUEUED < <(dest_counts) || it_fail "case $CASE: cannot read the counters"
     [ "$ROUTED" -ge "$1" ]
 }

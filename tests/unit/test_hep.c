@@ -329,6 +329,43 @@ static void test_err_fixed_chunk_size(void)
     }
 }
 
+/*
+ * The most chunks a packet can hold: 10920 empty (header-only) chunks and a
+ * one-byte payload, 65533 bytes.  Each is checked against what is left of
+ * the packet, iterated once, and kept in order by an encode.
+ */
+#define MOST_EMPTY_CHUNKS ((HEP3_MAX_LEN - HEP3_HDR_LEN - HEP3_CHUNK_HDR_LEN - 1) / HEP3_CHUNK_HDR_LEN)
+#define HEP_CHUNK_UNLISTED 0x0027
+
+static void test_a_packet_of_the_most_chunks_decodes(void)
+{
+    static struct pkt p;
+    static uint8_t out[HEP3_MAX_LEN + 1];
+    struct hep_view v;
+    pkt_start(&p);
+    for (size_t i = 0; i < MOST_EMPTY_CHUNKS; i++)
+        pkt_chunk(&p, HEP_CHUNK_UNLISTED, "", 0);
+    pkt_chunk(&p, HEP_CHUNK_PAYLOAD, "x", 1);
+    pkt_finish(&p);
+    CU_ASSERT_EQUAL(MOST_EMPTY_CHUNKS, 10920);
+    CU_ASSERT_EQUAL(p.len, 65533);
+    CU_ASSERT_EQUAL_FATAL(decode_pkt(&p, &v), HEP_OK);
+    struct hep_chunk_iter it;
+    struct hep_chunk c;
+    size_t n = 0;
+    hep_chunk_iter_init(&it, &v);
+    while (hep_chunk_next(&it, &c))
+        n++;
+    CU_ASSERT_EQUAL(n, MOST_EMPTY_CHUNKS + 1);
+    /* a capture id added makes it too big: refused, never written past out */
+    struct hep_overrides ov = { .set_capture_id = true, .capture_id = 7 };
+    size_t len = 0;
+    CU_ASSERT_EQUAL(hep_encode(&v, &ov, out, sizeof out, &len), HEP_ERR_TOO_BIG);
+    CU_ASSERT_EQUAL(hep_encode(&v, NULL, out, sizeof out, &len), HEP_OK);
+    CU_ASSERT_EQUAL(len, p.len);
+    CU_ASSERT(memcmp(out, p.buf, len) == 0);
+}
+
 static void test_err_no_payload(void)
 {
     struct pkt p;
@@ -1096,6 +1133,7 @@ int main(void)
         { "error: chunk past the end", test_err_chunk_overrun },
         { "error: fixed-size chunk with wrong size", test_err_fixed_chunk_size },
         { "error: missing payload", test_err_no_payload },
+        { "a packet of the most chunks decodes", test_a_packet_of_the_most_chunks_decodes },
         { "error: bad family", test_err_family },
         { "error: v1/v2 header length", test_err_v12_header_length },
         { "error: address chunks disagree with family", test_err_address_mismatch },

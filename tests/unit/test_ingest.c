@@ -435,6 +435,40 @@ static void test_tcp_idle_connection_is_closed(void)
     fixture_stop(&fx);
 }
 
+/* A frame trickled a byte at a time is not activity: it must complete within the idle timeout. */
+static void test_tcp_trickled_frame_is_closed_at_the_idle_timeout(void)
+{
+    struct fixture fx;
+    fx.listen[0] = loopback(CONF_TCP);
+    test_conf(&fx.conf, fx.listen, 1);
+    fx.conf.tcp_idle_timeout_ms = 100;
+    fixture_start(&fx);
+    int c = tcp_client(bound_port(&fx, 0));
+    CU_ASSERT(unit_ev_run_until(fx.loop, counter_nonzero, &fx.m.tcp_accepted, TEST_DEADLINE_S));
+
+    uint8_t buf[64];
+    size_t len = make_frame(buf, sizeof buf, 't');
+    ev_tstamp first = ev_time();
+    size_t sent = 0;
+    /* a byte every 20 ms: 60 bytes would take 1.2 s, far past the 100 ms timeout */
+    while (sent < len && !peer_closed(&c)) {
+        if (send(c, buf + sent, 1, MSG_NOSIGNAL) != 1)
+            break;
+        sent++;
+        unit_ev_run_for(fx.loop, 0.02);
+    }
+    CU_ASSERT(unit_ev_run_until(fx.loop, peer_closed, &c, TEST_DEADLINE_S));
+    ev_tstamp took = ev_time() - first;
+    CU_ASSERT(took >= 0.09);
+    CU_ASSERT(took < 0.6);
+    CU_ASSERT(sent < len);
+    CU_ASSERT(fx.rec.packets == 0);
+    CU_ASSERT(fx.m.tcp_idle_closed == 1);
+    CU_ASSERT(fx.m.tcp_truncated == 1);
+    close(c);
+    fixture_stop(&fx);
+}
+
 /* Sends on a connected UDP socket until the ICMP port unreachable of an earlier send comes back. */
 static bool udp_send_refused(int s, const uint8_t *buf, size_t len)
 {
@@ -762,6 +796,7 @@ int main(void)
         { "tcp connections over the limit are refused", test_tcp_connections_over_limit_are_refused },
         { "tcp idle connection is closed", test_tcp_idle_connection_is_closed },
         { "tcp frame cut by EOF is counted", test_tcp_frame_cut_by_eof_is_counted },
+        { "tcp trickled frame is closed at the idle timeout", test_tcp_trickled_frame_is_closed_at_the_idle_timeout },
         { "stop closes udp sockets", test_stop_closes_udp_sockets },
         { "stop delivers datagrams already queued", test_stop_delivers_datagrams_already_queued },
         { "stop refuses tcp connects", test_stop_refuses_tcp_connects },

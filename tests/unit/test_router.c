@@ -687,6 +687,35 @@ static void test_compressed_call_is_inflated_and_follows_its_invite(void)
 }
 
 /*
+ * A payload that inflates far beyond 65535 bytes (a 200,000-byte body
+ * behind the headers, a few hundred bytes compressed) is inflated only as
+ * far as the buffer goes: its headers are read, the call routed, and the
+ * packet forwarded whole, as received.
+ */
+#define BIG_BODY 200000
+
+static void test_a_payload_inflating_beyond_65535_bytes_is_cut_not_refused(void)
+{
+    fresh();
+    static const char head[] = "INVITE sip:b@x SIP/2.0\r\nCall-ID: gz-big@x\r\nCSeq: 1 INVITE\r\n"
+                               "From: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\nContent-Length: 200000\r\n\r\n";
+    char *body = malloc(sizeof head + BIG_BODY);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(body);
+    memcpy(body, head, sizeof head - 1);
+    memset(body + sizeof head - 1, 'a', BIG_BODY);
+    body[sizeof head - 1 + BIG_BODY] = '\0';
+    uint8_t buf[2048];
+    size_t n = build_gzip_sip(buf, sizeof buf, body);
+    free(body);
+    CU_ASSERT(n < 2048);
+    router_packet(router, buf, n, now, WALL0 + now);
+    assert_all_sent_to(1, DEST_VOIPMONITOR);
+    CU_ASSERT_EQUAL(m.payload_inflated, 1);
+    CU_ASSERT_EQUAL(m.payload_inflate_errors, 0);
+    CU_ASSERT_EQUAL(m.calls_new, 1);
+}
+
+/*
  * A header line the router does not need cannot take a message out of its
  * call: the 407 with an "X-Weird" line (no colon) follows its INVITE.
  */
@@ -1131,6 +1160,8 @@ int main(void)
         { "every route of a large policy is stored", test_every_route_of_a_large_policy_is_stored },
         { "a compressed call is inflated and follows its INVITE", test_compressed_call_is_inflated_and_follows_its_invite },
         { "a malformed header line is skipped, not fatal", test_malformed_header_line_is_skipped_not_fatal },
+        { "a payload inflating beyond 65535 bytes is cut, not refused",
+          test_a_payload_inflating_beyond_65535_bytes_is_cut_not_refused },
         { "a folded Call-ID is one call", test_folded_call_id_is_one_call },
         { "ACK of an unseen 407 takes the INVITE fallback, stored", test_ack_of_unseen_407_takes_invite_fallback_and_is_stored },
         { "BYE of an unknown call takes the INVITE route", test_bye_of_unknown_call_takes_invite_route },
