@@ -1490,6 +1490,28 @@ static void log_startup(const struct conf *c)
              (unsigned long long)(c->ttl_ended_ms / CLOCK_MS_PER_S));
 }
 
+/* A file a reload reads again, and that the user heprouter now runs as cannot read. */
+static void warn_unreadable_file(const char *what, const char *path, const char *user)
+{
+    FILE *f = path != NULL ? fopen(path, "r") : NULL;
+    if (path != NULL && f == NULL)
+        log_warn("%s %s: user %s cannot read it (%s): a reload will fail until it can", what, path, user,
+                 strerror(errno));
+    if (f != NULL)
+        fclose(f);
+}
+
+/* After the drop: the files every reload reads, as the user heprouter now is. */
+static void warn_unreadable(const struct conf *c, const char *user)
+{
+    warn_unreadable_file("configuration", c->path, user);
+    warn_unreadable_file("store.redis.password_file", c->redis.password_file, user);
+    warn_unreadable_file("sources.auth_keys_file", c->sources.auth_keys_file, user);
+    for (size_t i = 0; i < c->nlisten; i++)
+        if (c->listen_sources[i].set)
+            warn_unreadable_file("sources.auth_keys_file", c->listen_sources[i].auth_keys_file, user);
+}
+
 /* user:, group:, allow_root: and -u, once everything is bound and opened. */
 static int drop_privileges(struct app *a)
 {
@@ -1501,8 +1523,10 @@ static int drop_privileges(struct app *a)
         log_error("%s; not starting", why);
         return -1;
     }
-    if (p.change)
+    if (p.change) {
         log_info("running as user %s (uid %lu, gid %lu)", p.user, (unsigned long)p.uid, (unsigned long)p.gid);
+        warn_unreadable(a->conf, p.user);
+    }
     else if (geteuid() == 0)
         log_warn("running as root (allow_root: true)");
     return 0;
