@@ -305,14 +305,21 @@ it_free_port_blocks() {
         it_fail "no free port found (free_ports.py: $1 block(s) of $2, ${3:-both})"
 }
 
-# it_listen_port READY_FILE udp|tcp [N]: the port of the Nth (default 1st)
-# "listening PROTO:ADDR:PORT" line of a ready file (hepdump's or
-# heprouter's --ready-file).
+# it_listen_addr READY_FILE udp|tcp [N]: the Nth (default 1st) "listening
+# PROTO:ADDR:PORT" line of a ready file (hepdump's or heprouter's
+# --ready-file), as PROTO:ADDR:PORT.
+it_listen_addr() {
+    local addr
+    addr=$(grep "^listening $2:" "$1" | sed -n "${3:-1}p" | sed 's/^listening //')
+    [ -n "$addr" ] || it_fail "no $2 listener number ${3:-1} in $1"
+    printf '%s\n' "$addr"
+}
+
+# it_listen_port READY_FILE udp|tcp [N]: the port of that line.
 it_listen_port() {
-    local port
-    port=$(grep "^listening $2:" "$1" | sed -n "${3:-1}p" | sed 's/.*://')
-    [ -n "$port" ] || it_fail "no $2 listener in $1"
-    printf '%s\n' "$port"
+    local addr
+    addr=$(it_listen_addr "$@") || exit 1
+    printf '%s\n' "${addr##*:}"
 }
 
 # it_start_hepdump NAME [HEPDUMP ARGS...]: starts tools/hepdump with
@@ -466,6 +473,16 @@ it_stats_until() {
     "${IT_REPLAY[@]}" stats --log "$CASE_DIR/router.err" "$@" | sed 's/^/    /'
     ((PIPESTATUS[0] == 0)) || it_case_fail "counters differ"
 }
+
+# it_sink_lines NAME: packets sink NAME has written to $CASE_DIR/NAME.json so far.
+it_sink_lines() {
+    local n
+    n=$(grep -c '^{"n":' "$CASE_DIR/$1.json" 2>/dev/null)
+    echo "${n:-0}"
+}
+
+# it_sink_has NAME N: sink NAME holds at least N packets.
+it_sink_has() { (($(it_sink_lines "$1") >= $2)); }
 
 # it_root_line: "allow_root: true" and a newline when the tests run as root
 # (heprouter refuses to route packets as root without it), else nothing.

@@ -104,21 +104,14 @@ print(sum(node.values()) if isinstance(node, dict) else ("" if node is None else
 EOF
 }
 
-sink_lines() {
-    local n
-    n=$(grep -c '^{"n":' "$CASE_DIR/$1.json" 2>/dev/null)
-    echo "${n:-0}"
-}
-
-sink_has() { (($(sink_lines "$1") >= $2)); }
 
 # arrive NAME N: until sink NAME holds N packets (then a short settle, to
 # see extra ones); fails the case if it holds another number.
 arrive() {
-    it_wait_until "$ARRIVE_TIMEOUT" sink_has "$1" "$2" || true
+    it_wait_until "$ARRIVE_TIMEOUT" it_sink_has "$1" "$2" || true
     sleep 0.2
     local got
-    got=$(sink_lines "$1")
+    got=$(it_sink_lines "$1")
     echo "    sink $1: $got packet(s), expected $2"
     [ "$got" = "$2" ] || it_case_fail "sink $1 got $got packets, expected $2"
 }
@@ -206,7 +199,7 @@ default: [ tcp, udp, steady ]"
     it_stats_until 5 "$(target tcp "$t")/connects=2"
     local before_tcp2
     sleep 0.3
-    before_tcp2=$(sink_lines tcp2)     # phase 3 packets queued while reconnecting
+    before_tcp2=$(it_sink_lines tcp2)     # phase 3 packets queued while reconnecting
     hepgen_send "${ROUTER_ADDR[udp]}" options "$PHASE_CALLS" p4
     arrive tcp2 $((before_tcp2 + n))
     arrive udp2 "$n"

@@ -139,11 +139,6 @@ sinks() {
     it_start_sink voipmonitor
 }
 
-sink_lines() {
-    local n
-    n=$(grep -c '^{"n":' "$CASE_DIR/$1.json" 2>/dev/null)
-    echo "${n:-0}"
-}
 
 # arrive NAME=N...: until each sink holds N packets (bounded; never fails).
 arrive() {
@@ -153,7 +148,7 @@ arrive() {
 }
 
 # arrive_total N: until homer + voipmonitor hold N packets together.
-total_is() { (($(sink_lines homer) + $(sink_lines voipmonitor) >= $1)); }
+total_is() { (($(it_sink_lines homer) + $(it_sink_lines voipmonitor) >= $1)); }
 arrive_total() {
     it_wait_until "$ARRIVE_TIMEOUT" total_is "$1" || true
     sleep 0.1

@@ -163,12 +163,7 @@ stop_router() {
 
 # listener PROTO [N]: the Nth PROTO listener of the running router, as
 # PROTO:ADDR:PORT (its ready file's line).
-listener() {
-    local l
-    l=$(grep "^listening $1:" "$ROUTER_READY" | sed -n "${2:-1}p" | sed 's/^listening //')
-    [ -n "$l" ] || it_fail "no $1 listener number ${2:-1} in $ROUTER_READY"
-    printf '%s\n' "$l"
-}
+listener() { it_listen_addr "$ROUTER_READY" "$1" "${2:-1}"; }
 
 # send FROM TARGET [@ADDR] GROUP...: hepsend.py bound to FROM (UDP: @ADDR
 # switches the source for the groups after it); its JSON line in
@@ -194,18 +189,11 @@ sent_total() {
     awk -F'"sent": ' 'NF > 1 { split($2, a, ","); n += a[1] } END { print n + 0 }' "$CASE_DIR/send.out"
 }
 
-sink_lines() {
-    local n
-    n=$(grep -c '^{"n":' "$CASE_DIR/$1.json" 2>/dev/null)
-    echo "${n:-0}"
-}
-
-sink_has() { (($(sink_lines "$1") >= $2)); }
 
 # arrive SINK N: until sink SINK holds N packets, then a short settle (to
 # see extra ones); the per-label check follows.
 arrive() {
-    it_wait_until "$ARRIVE_TIMEOUT" sink_has "$1" "$2" || true
+    it_wait_until "$ARRIVE_TIMEOUT" it_sink_has "$1" "$2" || true
     sleep 0.2
 }
 
@@ -328,7 +316,7 @@ EOF
         not_allowed=4 missing_auth_key=7 bad_auth_key=10 capture_id_not_allowed=3 \
         + $(no_keys "$CASE_DIR/router.err" "$CASE_DIR/reload.json" "$CASE_DIR/stats.json" "$CASE_DIR/metrics.txt") ||
         it_case_fail "deliveries, /metrics, log lines or keys differ (FAIL lines above)"
-    figures "$(sent_total)" "$(sink_lines homer)" 4 7 10 3
+    figures "$(sent_total)" "$(it_sink_lines homer)" 4 7 10 3
     it_case_end
 }
 
@@ -379,7 +367,7 @@ default: [ homer ]"
         --from not_allowed=127.0.0.2 not_allowed=2 \
         + $(no_keys "$CASE_DIR/router.err" "$CASE_DIR/stats.json" "$CASE_DIR/metrics.txt") ||
         it_case_fail "deliveries, /metrics, log lines or keys differ (FAIL lines above)"
-    figures "$(sent_total)" "$(sink_lines homer)" 0 1 2 1 2
+    figures "$(sent_total)" "$(it_sink_lines homer)" 0 1 2 1 2
     it_case_end
 }
 
@@ -428,7 +416,7 @@ default: [ homer ]"
     stop_sinks
     check delivered "$CASE_DIR/homer.json" p2=0 o2=3 t2=2 p3=2 p3_nokey=0 o3=0 t3=0 ||
         it_case_fail "the sink got other packets"
-    figures "$(sent_total)" "$(sink_lines homer)" 5 1 0 0 1
+    figures "$(sent_total)" "$(it_sink_lines homer)" 5 1 0 0 1
     it_case_end
 }
 
@@ -461,7 +449,7 @@ default: [ stripped, kept, rewritten ]"
         + keys "$CASE_DIR/rewritten.json" keyed="$DEST_KEY" keyed_cid="$DEST_KEY" \
         + $(no_keys "$CASE_DIR/router.err") ||
         it_case_fail "what the destinations got differs (FAIL lines above)"
-    figures "$(sent_total)" "$(($(sink_lines stripped) + $(sink_lines kept) + $(sink_lines rewritten))) (3 destinations)" 0 0 0 0
+    figures "$(sent_total)" "$(($(it_sink_lines stripped) + $(it_sink_lines kept) + $(it_sink_lines rewritten))) (3 destinations)" 0 0 0 0
     it_case_end
 }
 
@@ -494,7 +482,7 @@ runs_as() {
         grep -qv "capeff=$want_caps" "$CASE_DIR/$name.ids" && it_case_fail "$name: a thread kept capabilities"
     fi
     local before proto got
-    before=$(sink_lines homer)
+    before=$(it_sink_lines homer)
     for proto in udp tcp; do
         it_run 10 "$HEPGEN" -q -d "$(listener "$proto")" --mix options=100 -n 2 --prefix "$name$proto" \
             >>"$CASE_DIR/hepgen.out" || it_case_fail "$name: hepgen over $proto failed"
