@@ -3,7 +3,7 @@
 #   1. unit tests (CUnit, `make check`) with -Werror
 #   2. the same unit tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   3. integration tests (tests/integration/run.sh: real programs on loopback),
-#      and the routing, Redis and end-to-end tests again against the sanitizer build
+#      and the routing, Redis, end-to-end, reload, control and sources tests again against the sanitizer build
 #   4. libFuzzer harnesses (fuzz/run, FUZZ_SECONDS each, default 20)
 #   5. make distcheck
 # Any failure stops the run with a non-zero exit status.  Each step's
