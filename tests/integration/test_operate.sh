@@ -74,7 +74,11 @@ case_control() {
     local hash
     hash=$(json_get 'a["hash"]')
     [[ $hash =~ ^[0-9a-f]{16}$ ]] || it_case_fail "ctl config: hash \"$hash\""
-    curl -s -m 5 "http://$ROUTER_HTTP/metrics" | grep -q "heprouter_config_info{hash=\"$hash\"" ||
+    # the body first: grep -q would leave at the match and curl's next write
+    # would fail (SIGPIPE, and pipefail makes that the pipeline's status)
+    local metrics
+    metrics=$(curl -s -m 5 "http://$ROUTER_HTTP/metrics")
+    grep -q "heprouter_config_info{hash=\"$hash\"" <<<"$metrics" ||
         it_case_fail "/metrics has no heprouter_config_info with hash $hash"
 
     # an INVITE call hepgen sent, as the voipmonitor sink saw it
