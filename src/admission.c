@@ -49,11 +49,35 @@ bool admission_source_allowed(const struct conf_sources *s, unsigned addr_len, c
  * on the configured keys alone (and on whether the key sent is longer than
  * any can be).
  */
+/* diff == 0 -> 1, else 0, without a branch on diff. */
+static inline uint64_t is_zero(uint64_t diff)
+{
+    return 1u & (((diff | (0 - diff)) >> 63) ^ 1u);
+}
+
+/*
+ * A key sent longer than CONF_STRING_MAX, which no configured key can be:
+ * byte by byte, still without an early exit, equal only to a key as long.
+ */
+static bool long_key_listed(char *const *keys, size_t nkeys, const uint8_t *key, size_t len)
+{
+    uint64_t found = 0;
+    for (size_t k = 0; k < nkeys; k++) {
+        const uint8_t *want = (const uint8_t *)keys[k];
+        size_t wlen = strlen(keys[k]), n = wlen < len ? wlen : len;
+        uint64_t diff = wlen != len;
+        for (size_t i = 0; i < n; i++)
+            diff |= (uint64_t)(want[i] ^ key[i]);
+        found |= is_zero(diff);
+    }
+    return found != 0;
+}
+
 bool admission_key_listed(char *const *keys, size_t nkeys, const uint8_t *key, size_t len)
 {
     uint8_t sent[CONF_STRING_MAX];
     if (len > sizeof sent)
-        return false;               /* no configured key is that long */
+        return long_key_listed(keys, nkeys, key, len);
     memset(sent, 0, sizeof sent);
     if (len > 0)
         memcpy(sent, key, len);
@@ -63,7 +87,7 @@ bool admission_key_listed(char *const *keys, size_t nkeys, const uint8_t *key, s
         size_t wlen = strlen(keys[k]), i = 0;
         uint64_t diff = wlen != len, a, b;
         if (wlen > sizeof sent)
-            wlen = sizeof sent;     /* the configuration refuses such keys */
+            wlen = sizeof sent;     /* longer than the key sent: unequal by length already */
         for (; i + sizeof a <= wlen; i += sizeof a) {
             memcpy(&a, want + i, sizeof a);
             memcpy(&b, sent + i, sizeof b);
@@ -78,8 +102,7 @@ bool admission_key_listed(char *const *keys, size_t nkeys, const uint8_t *key, s
             for (; i < wlen; i++)
                 diff |= (uint64_t)(want[i] ^ sent[i]);
         }
-        /* diff == 0 -> 1, else 0, without a branch on diff */
-        found |= 1u & (((diff | (0 - diff)) >> 63) ^ 1u);
+        found |= is_zero(diff);
     }
     return found != 0;              /* the key sent is in the packet buffer anyway: no need to wipe sent */
 }

@@ -130,6 +130,26 @@ static void test_key_compare_is_exact_bytes(void)
     }
 }
 
+/*
+ * A key sent longer than any the configuration takes (255 bytes) is still
+ * compared exactly: equal only to a key as long (fuzz_admission found the
+ * fast path refusing it; fuzz/corpus-admission/finding-long-key-*).
+ */
+static void test_a_key_longer_than_255_bytes_is_still_compared(void)
+{
+    char long_key[360];
+    memset(long_key, 'k', sizeof long_key - 1);
+    long_key[sizeof long_key - 1] = '\0';
+    char *keys[2] = { (char *)"short", long_key };
+    uint8_t sent[sizeof long_key];
+    memcpy(sent, long_key, sizeof long_key);
+    CU_ASSERT(admission_key_listed(keys, 2, sent, sizeof long_key - 1));
+    sent[300] = 'x';
+    CU_ASSERT(!admission_key_listed(keys, 2, sent, sizeof long_key - 1));
+    CU_ASSERT(!admission_key_listed(keys, 2, sent, sizeof long_key));    /* one byte longer */
+    CU_ASSERT(!admission_key_listed(keys, 1, (const uint8_t *)long_key, sizeof long_key - 1));
+}
+
 static void test_capture_ids_bound_to_networks(void)
 {
     uint32_t site_a[] = { 101, 102 }, site_b[] = { 201 }, both[] = { 999 };
@@ -187,6 +207,7 @@ int main(void)
         { "the allowlist admits only its networks", test_allowlist_admits_only_its_networks },
         { "auth keys: right, wrong, missing, rotated", test_auth_keys_right_wrong_missing_and_rotated },
         { "key comparison is exact bytes", test_key_compare_is_exact_bytes },
+        { "a key longer than 255 bytes is still compared", test_a_key_longer_than_255_bytes_is_still_compared },
         { "capture ids are bound to networks", test_capture_ids_bound_to_networks },
         { "the checks run in order", test_checks_run_in_order },
         { "verdict names", test_verdict_names },
