@@ -1526,9 +1526,9 @@ static int drop_privileges(struct app *a)
     if (p.change) {
         log_info("running as user %s (uid %lu, gid %lu)", p.user, (unsigned long)p.uid, (unsigned long)p.gid);
         warn_unreadable(a->conf, p.user);
-    }
-    else if (geteuid() == 0)
+    } else if (geteuid() == 0) {
         log_warn("running as root (allow_root: true)");
+    }
     return 0;
 }
 
