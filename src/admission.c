@@ -42,13 +42,6 @@ bool admission_source_allowed(const struct conf_sources *s, unsigned addr_len, c
     return conf_cidr_any(s->allow, s->nallow, addr_len, addr);
 }
 
-/*
- * The key sent, zero-padded to CONF_STRING_MAX bytes, is compared with
- * every byte of every configured key, eight at a time, folding the
- * differences: no early exit, no branch on a byte.  The time taken depends
- * on the configured keys alone (and on whether the key sent is longer than
- * any can be).
- */
 /* diff == 0 -> 1, else 0, without a branch on diff. */
 static inline uint64_t is_zero(uint64_t diff)
 {
@@ -56,8 +49,9 @@ static inline uint64_t is_zero(uint64_t diff)
 }
 
 /*
- * A key sent longer than CONF_STRING_MAX, which no configured key can be:
- * byte by byte, still without an early exit, equal only to a key as long.
+ * A key sent longer than CONF_STRING_MAX, which the configuration refuses
+ * for its keys: byte by byte, still without an early exit, equal only to a
+ * key as long.
  */
 static bool long_key_listed(char *const *keys, size_t nkeys, const uint8_t *key, size_t len)
 {
@@ -73,6 +67,13 @@ static bool long_key_listed(char *const *keys, size_t nkeys, const uint8_t *key,
     return found != 0;
 }
 
+/*
+ * The key sent, zero-padded to CONF_STRING_MAX bytes, is compared with
+ * every byte of every configured key, eight at a time, folding the
+ * differences: no early exit, no branch on a byte.  The time taken depends
+ * on the configured keys alone (and on whether the key sent is longer than
+ * any can be).
+ */
 bool admission_key_listed(char *const *keys, size_t nkeys, const uint8_t *key, size_t len)
 {
     uint8_t sent[CONF_STRING_MAX];
