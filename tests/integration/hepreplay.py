@@ -62,7 +62,7 @@ DEFAULT_DATA = os.path.normpath(os.path.join(HERE, "..", "data", "kamailio"))
 # HEPv3 generic chunk types (HEP.md).
 CH_FAMILY, CH_IP_PROTO, CH_SRC4, CH_DST4, CH_SRC6, CH_DST6 = 1, 2, 3, 4, 5, 6
 CH_SPORT, CH_DPORT, CH_TS_SEC, CH_TS_USEC, CH_PROTO, CH_CAPTURE = 7, 8, 9, 10, 11, 12
-CH_PAYLOAD, CH_PAYLOAD_GZ, CH_CORRELATION = 15, 16, 17
+CH_AUTH_KEY, CH_PAYLOAD, CH_PAYLOAD_GZ, CH_CORRELATION = 14, 15, 16, 17
 
 # What the generated RTCP report looks like (fixed, so sender and checker agree).
 RTCP_SRC = ("127.0.0.1", 40000)
@@ -115,6 +115,23 @@ def addr_chunks(src=("127.0.0.1", 5060), dst=("127.0.0.1", 5080)):
         chunk(CH_SPORT, struct.pack("!H", src[1])),
         chunk(CH_DPORT, struct.pack("!H", dst[1])),
     ]
+
+
+def closed_within(s, seconds):
+    """Seconds until the peer closed TCP socket s (EOF or reset), or None
+    when it is still open after seconds (whatever it sends meanwhile)."""
+    t0 = time.monotonic()
+    s.settimeout(seconds)
+    try:
+        while True:
+            if s.recv(4096) == b"":
+                return time.monotonic() - t0
+            if time.monotonic() - t0 > seconds:
+                return None
+    except (ConnectionResetError, BrokenPipeError):
+        return time.monotonic() - t0
+    except socket.timeout:
+        return None
 
 
 def build_rtcp(call_id):

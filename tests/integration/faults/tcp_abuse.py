@@ -13,30 +13,21 @@ Prints one JSON line per check, each bounded in time:
   slow_fast   one byte every IDLE_S / 2 for 3 * IDLE_S: still open or not
 """
 import json
+import os
 import socket
 import struct
 import sys
 import time
+
+# closed_within: the helper the other tests use (tests/integration/hepreplay.py)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import hepreplay as hr  # noqa: E402
 
 port, max_conns, idle, max_frame = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
 
 
 def connect():
     return socket.create_connection(("127.0.0.1", port), timeout=5)
-
-
-def closed_within(s, seconds):
-    """Seconds until the peer closed s (EOF or reset), or None."""
-    t0 = time.monotonic()
-    s.settimeout(seconds)
-    try:
-        while True:
-            if s.recv(4096) == b"":
-                return time.monotonic() - t0
-    except (ConnectionResetError, BrokenPipeError):
-        return time.monotonic() - t0
-    except socket.timeout:
-        return None
 
 
 def report(check, **kv):
@@ -46,7 +37,7 @@ def report(check, **kv):
 # over_limit: the extra connections are accepted by the kernel, then closed
 held = [connect() for _ in range(max_conns + 4)]
 time.sleep(0.5)
-closed = sum(1 for s in held if closed_within(s, 0.05) is not None)
+closed = sum(1 for s in held if hr.closed_within(s, 0.05) is not None)
 report("over_limit", opened=len(held), closed=closed)
 for s in held:
     s.close()
@@ -54,13 +45,13 @@ time.sleep(0.3)
 
 s = connect()
 s.sendall(b"HEP")
-t = closed_within(s, idle * 4)
+t = hr.closed_within(s, idle * 4)
 report("half_frame", closed_after=t)
 s.close()
 
 s = connect()
 s.sendall(b"HEP3" + struct.pack(">H", min(max_frame + 1, 65535)))
-t = closed_within(s, idle * 4)
+t = hr.closed_within(s, idle * 4)
 report("big_length", closed_after=t)
 s.close()
 
@@ -70,7 +61,7 @@ t, t0 = None, time.monotonic()
 try:
     for b in frame:
         s.sendall(bytes([b]))
-        t = closed_within(s, idle * 1.5)
+        t = hr.closed_within(s, idle * 1.5)
         if t is not None:
             t = time.monotonic() - t0
             break
@@ -87,7 +78,7 @@ try:
         if time.monotonic() - t0 >= idle * 3:
             break
         s.sendall(bytes([b]))
-        if closed_within(s, idle / 2) is not None:
+        if hr.closed_within(s, idle / 2) is not None:
             open_ = False
             break
 except (ConnectionResetError, BrokenPipeError):

@@ -35,14 +35,16 @@ Prints one JSON line: {"sent": N, "local": "ADDR:PORT" (the last socket's),
 (the longest), "send_error": text|null}.
 """
 import json
+import os
 import re
 import socket
 import struct
 import sys
 import time
 
-CH_FAMILY, CH_IP_PROTO, CH_SRC4, CH_DST4, CH_SPORT, CH_DPORT = 1, 2, 3, 4, 7, 8
-CH_TS_SEC, CH_TS_USEC, CH_PROTO, CH_CAPTURE, CH_AUTH_KEY, CH_PAYLOAD = 9, 10, 11, 12, 14, 15
+# the HEP builders the other tests use (tests/integration/hepreplay.py)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import hepreplay as hr  # noqa: E402
 
 SIP_SRC = ("127.0.0.1", 5060)
 SIP_DST = ("127.0.0.1", 5080)
@@ -54,10 +56,6 @@ class UsageError(Exception):
 
 def usage(msg):
     raise UsageError("hepsend.py: %s" % msg)
-
-
-def chunk(ctype, value):
-    return struct.pack("!HHH", 0, ctype, 6 + len(value)) + value
 
 
 def sip_options(call_id):
@@ -72,24 +70,17 @@ def sip_options(call_id):
 
 def hep3(call_id, key, cid):
     now = time.time()
-    chunks = [
-        chunk(CH_FAMILY, b"\x02"),
-        chunk(CH_IP_PROTO, b"\x11"),
-        chunk(CH_SRC4, socket.inet_aton(SIP_SRC[0])),
-        chunk(CH_DST4, socket.inet_aton(SIP_DST[0])),
-        chunk(CH_SPORT, struct.pack("!H", SIP_SRC[1])),
-        chunk(CH_DPORT, struct.pack("!H", SIP_DST[1])),
-        chunk(CH_TS_SEC, struct.pack("!I", int(now))),
-        chunk(CH_TS_USEC, struct.pack("!I", int((now % 1) * 1e6))),
-        chunk(CH_PROTO, b"\x01"),
+    chunks = hr.addr_chunks(SIP_SRC, SIP_DST) + [
+        hr.chunk(hr.CH_TS_SEC, struct.pack("!I", int(now))),
+        hr.chunk(hr.CH_TS_USEC, struct.pack("!I", int((now % 1) * 1e6))),
+        hr.chunk(hr.CH_PROTO, b"\x01"),
     ]
     if cid is not None:
-        chunks.append(chunk(CH_CAPTURE, struct.pack("!I", cid)))
+        chunks.append(hr.chunk(hr.CH_CAPTURE, struct.pack("!I", cid)))
     if key is not None:
-        chunks.append(chunk(CH_AUTH_KEY, key.encode()))
-    chunks.append(chunk(CH_PAYLOAD, sip_options(call_id)))
-    body = b"".join(chunks)
-    return b"HEP3" + struct.pack("!H", 6 + len(body)) + body
+        chunks.append(hr.chunk(hr.CH_AUTH_KEY, key.encode()))
+    chunks.append(hr.chunk(hr.CH_PAYLOAD, sip_options(call_id)))
+    return hr.hep3(chunks)
 
 
 def hep12(version, call_id, cid):
@@ -134,22 +125,6 @@ def local_name(s):
     return ("[%s]:%d" if s.family == socket.AF_INET6 else "%s:%d") % name[:2]
 
 
-def closed_within(s, seconds):
-    """Seconds until the peer closed s (EOF or reset), or None."""
-    t0 = time.monotonic()
-    s.settimeout(seconds)
-    try:
-        while True:
-            if s.recv(4096) == b"":
-                return time.monotonic() - t0
-            if time.monotonic() - t0 > seconds:
-                return None
-    except (ConnectionResetError, BrokenPipeError):
-        return time.monotonic() - t0
-    except socket.timeout:
-        return None
-
-
 def tcp_connection(result, bind, host, port, plan, delay, wait_close):
     """One connection: plan's packets, then the peer's close awaited."""
     s = socket.socket(family(bind), socket.SOCK_STREAM)
@@ -171,7 +146,7 @@ def tcp_connection(result, bind, host, port, plan, delay, wait_close):
         wait = 3.0
     else:
         wait = wait_close if wait_close is not None else 3.0
-    t = closed_within(s, wait)
+    t = hr.closed_within(s, wait)
     result["closed_by_peer"] = result["closed_by_peer"] and t is not None
     if t is not None:
         result["closed_after"] = max(result["closed_after"] or 0, round(t, 3))
