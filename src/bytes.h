@@ -35,6 +35,17 @@ static inline void bytes_put_be32(uint8_t *p, uint32_t v)
     p[3] = (uint8_t)v;
 }
 
+static inline uint64_t bytes_get_be64(const uint8_t *p)
+{
+    return (uint64_t)bytes_get_be32(p) << 32 | bytes_get_be32(p + 4);
+}
+
+static inline void bytes_put_be64(uint8_t *p, uint64_t v)
+{
+    bytes_put_be32(p, (uint32_t)(v >> 32));
+    bytes_put_be32(p + 4, (uint32_t)v);
+}
+
 static inline uint16_t bytes_get_le16(const uint8_t *p)
 {
     return (uint16_t)(p[0] | (unsigned)p[1] << 8);

@@ -62,6 +62,14 @@ enum conf_balance {
     CONF_BALANCE_FAILOVER,          /* the first target that is up */
 };
 
+/* A destination's disk spool (spool.h); dir NULL: none. */
+struct conf_spool {
+    char *dir;
+    size_t max_bytes;               /* shared evenly by the workers */
+    uint64_t max_age_ms;
+    uint64_t replay_rate;           /* packets per second */
+};
+
 struct conf_dest {
     char *name;
     struct conf_addr *targets;
@@ -74,6 +82,7 @@ struct conf_dest {
     char *auth_key;                 /* NULL: keep */
     bool strip_auth_key;            /* without auth_key: remove the sender's key */
     size_t max_packet;              /* larger packets are counted, not sent */
+    struct conf_spool spool;
 };
 
 struct conf_cidr {

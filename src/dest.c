@@ -13,10 +13,20 @@
  * TCP targets: non-blocking connect with a timeout, a ring buffer of whole
  * HEP3 frames bounded by limits.tcp_queue_bytes (oldest frames dropped,
  * counted, when a new one does not fit), drained when writable, reconnect
- * with exponential backoff.  A frame is never split across connections: its
- * unsent tail is discarded whole on disconnect.  Because a TCP stream is
- * framed by the HEP3 length, a destination with a TCP target emits HEPv3
+ * with exponential backoff.  A frame is never split across connections: one
+ * cut by a disconnect is sent again whole on the next.  Because a TCP stream
+ * is framed by the HEP3 length, a destination with a TCP target emits HEPv3
  * (v1/v2 input is converted).
+ *
+ * Spool (spool.h): a destination with one sends to its spool what none of
+ * its TCP targets can take (down, or its queue full), and whatever belongs
+ * to a call that already waits there (so a call keeps its order).  A timer
+ * replays the spool at spool.replay_rate, each packet to the target its
+ * balance mode picks (or, for balance: all, the one it was kept for), but
+ * only while that target's queue is under half full: a live packet queued
+ * behind a replay waits for at most half of limits.tcp_queue_bytes.  The
+ * spool learns that a replayed packet was written to a socket from the
+ * target's count of bytes that left its queue (acks below).
  *
  * The set copies what it needs from the configuration, so it does not keep
  * pointers into struct conf.
@@ -25,6 +35,8 @@
 
 #include "backoff.h"
 #include "hash.h"
+#include "segment.h"
+#include "spool.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -56,6 +68,14 @@
 
 /* one write: the aside tail, then the ring's (up to) two segments */
 #define DEST_TCP_IOVS 3
+
+/*
+ * The replay timer's period while a spool has packets waiting: the pacing
+ * granularity of spool.replay_rate (each tick replays what the rate allows
+ * since the last one, at most two ticks' worth).
+ */
+#define DEST_REPLAY_TICK_S 0.005
+#define DEST_REPLAY_BURST_TICKS 2.0
 
 
 
@@ -100,6 +120,8 @@ struct dest_target {
     size_t partial_len;
     size_t partial_off;
     size_t partial_frame_len;       /* the whole frame's length, for metrics */
+    uint64_t queued_total;          /* bytes ever put in the ring */
+    uint64_t done_total;            /* bytes ever taken out of it (written, or dropped) */
 
     struct log_limit up_limit;
     struct log_limit down_limit;
@@ -122,6 +144,19 @@ struct dest {
     uint64_t rr_next;
     struct log_limit too_big_limit;
     struct log_limit encode_limit;
+
+    struct spool *spool;            /* NULL: none */
+    uint64_t replay_rate;
+    double replay_tokens;
+    ev_tstamp replay_last;
+    /*
+     * Replayed batches not yet known to be written: each entry is the spool
+     * position after the batch, then every target's queued_total after it;
+     * once each target's done_total reaches its mark, the spool is told.
+     */
+    uint64_t *acks;
+    size_t nacks, acks_cap;
+    struct spool_stats reported;    /* the spool's counts already in the metrics */
 };
 
 /*
@@ -146,6 +181,8 @@ struct dest_set {
     uint64_t drain_timeout_ms;
     size_t batch_cap;               /* messages per sendmmsg() */
     struct backoff reconnect;       /* each TCP target's starts as this */
+    unsigned worker, nworkers;      /* for the spools' directories */
+    ev_timer replay;                /* runs while a spool has packets waiting or unacknowledged */
     uint64_t connect_timeout_ms;
     uint64_t log_interval_ms;
     uint8_t *arena;
@@ -282,6 +319,7 @@ static void ring_pop(struct dest_target *t, size_t flen)
     t->ring_head = (t->ring_head + flen) % t->ring_cap;
     t->ring_len -= flen;
     t->ring_frames--;
+    t->done_total += flen;
     if (t->ring_len == 0)
         t->ring_head = 0;           /* keeps the next frames contiguous */
 }
@@ -309,6 +347,7 @@ static void ring_append(struct dest_target *t, const uint8_t *data, size_t len)
     memcpy(t->ring, data + run, len - run);
     t->ring_len += len;
     t->ring_frames++;
+    t->queued_total += len;
 }
 
 /*
@@ -394,9 +433,11 @@ static void tcp_schedule_reconnect(struct dest_target *t)
 }
 
 /*
- * Closes the socket and schedules a reconnect.  The tail of a frame cut in
- * the middle is discarded whole: the next connection starts on a frame
- * boundary.  Queued whole frames stay for the next connection.
+ * Closes the socket and schedules a reconnect.  Queued frames stay for the
+ * next connection, a frame cut in the middle too: it goes again whole, so
+ * the next connection starts on a frame boundary and nothing queued is
+ * lost (the peer threw the cut copy away with the connection).  Only the
+ * tail of a frame already evicted from a full queue is dropped, counted.
  */
 static void tcp_close(struct dest_target *t, const char *why)
 {
@@ -421,11 +462,7 @@ static void tcp_close(struct dest_target *t, const char *why)
         mt->send_errors++;
         t->partial_len = t->partial_off = 0;
     }
-    if (t->head_sent > 0) {
-        mt->send_errors++;
-        ring_pop(t, ring_head_frame_len(t));
-        t->head_sent = 0;
-    }
+    t->head_sent = 0;               /* the cut frame goes again, whole, on the next connection */
     tcp_schedule_reconnect(t);
 }
 
@@ -623,12 +660,43 @@ static bool target_up(const struct dest_target *t)
     return udp_up(t);
 }
 
-static void target_send(struct dest_target *t, const uint8_t *data, size_t len)
+/* ---- spool ---- */
+
+static void replay_arm(struct dest_set *ds)
 {
-    if (t->addr.transport == CONF_TCP)
-        tcp_queue(t, data, len);
-    else
+    if (!ev_is_active(&ds->replay))
+        ev_timer_start(ds->loop, &ds->replay);
+}
+
+/* A connected target whose queue has room for len bytes (after writing what the socket takes). */
+static bool tcp_can_take(struct dest_target *t, size_t len)
+{
+    if (t->state != DEST_TCP_CONNECTED)
+        return false;
+    if (t->ring_cap - t->ring_len < len)
+        tcp_write(t);
+    return t->state == DEST_TCP_CONNECTED && t->ring_cap - t->ring_len >= len;
+}
+
+/*
+ * Sends one packet to t, or keeps it in d's spool when t cannot take it or
+ * its call already waits there.  spool_target is what the spool records:
+ * t's index (balance: all) or SEGMENT_ANY_TARGET (the balance mode picks).
+ */
+static void target_send(struct dest *d, struct dest_target *t, const uint8_t *data, size_t len, uint64_t call_hash,
+                        unsigned spool_target)
+{
+    if (t->addr.transport != CONF_TCP) {
         udp_queue(t, data, len);
+        return;
+    }
+    if (d->spool != NULL && (spool_holds_call(d->spool, call_hash) || !tcp_can_take(t, len))) {
+        struct segment_record r = { .call_hash = call_hash, .target = spool_target, .data = data, .len = len };
+        spool_append(d->spool, &r);
+        replay_arm(t->ds);
+        return;
+    }
+    tcp_queue(t, data, len);
 }
 
 /*
@@ -646,8 +714,149 @@ static struct dest_target *pick_one(struct dest *d, size_t preferred)
     return &d->targets[preferred];
 }
 
+/* The target a spooled packet goes to: the one it was kept for, or the one its balance mode picks now. */
+static struct dest_target *replay_target(struct dest *d, const struct segment_record *r)
+{
+    if (r->target != SEGMENT_ANY_TARGET && r->target < d->ntargets)
+        return &d->targets[r->target];
+    switch (d->balance) {
+    case CONF_BALANCE_HASH:
+        return pick_one(d, (size_t)(r->call_hash % d->ntargets));
+    case CONF_BALANCE_ROUND_ROBIN:
+        return pick_one(d, (size_t)(d->rr_next % d->ntargets));
+    default:
+        return pick_one(d, 0);
+    }
+}
+
+/* Tells the spool about the replayed batches every target has now written. */
+static void replay_acks(struct dest *d)
+{
+    size_t stride = d->ntargets + 1, done = 0;
+    for (; done < d->nacks; done++) {
+        const uint64_t *a = d->acks + done * stride;
+        bool written = true;
+        for (size_t j = 0; j < d->ntargets && written; j++)
+            written = d->targets[j].done_total >= a[1 + j];
+        if (!written)
+            break;
+        spool_ack(d->spool, a[0]);
+    }
+    if (done > 0) {
+        memmove(d->acks, d->acks + done * stride, (d->nacks - done) * stride * sizeof *d->acks);
+        d->nacks -= done;
+    }
+}
+
+/* Remembers a replayed batch ending at spool position pos; false on ENOMEM (the batch is acked later, with the next). */
+static bool replay_mark(struct dest *d, uint64_t pos)
+{
+    size_t stride = d->ntargets + 1;
+    if (d->nacks == d->acks_cap) {
+        size_t cap = d->acks_cap > 0 ? 2 * d->acks_cap : 16;
+        uint64_t *n = realloc(d->acks, cap * stride * sizeof *n);
+        if (n == NULL)
+            return false;
+        d->acks = n;
+        d->acks_cap = cap;
+    }
+    uint64_t *a = d->acks + d->nacks++ * stride;
+    a[0] = pos;
+    for (size_t j = 0; j < d->ntargets; j++)
+        a[1 + j] = d->targets[j].queued_total;
+    return true;
+}
+
+/*
+ * Replays what d's rate allows since the last tick, in order, while the
+ * target of the next packet is connected and its queue under half full.
+ */
+static void dest_replay(struct dest *d, ev_tstamp now)
+{
+    double burst = (double)d->replay_rate * DEST_REPLAY_TICK_S * DEST_REPLAY_BURST_TICKS;
+    d->replay_tokens += (now - d->replay_last) * (double)d->replay_rate;
+    d->replay_last = now;
+    if (d->replay_tokens > burst)
+        d->replay_tokens = burst < 1 ? 1 : burst;
+    uint64_t pos = 0;
+    bool any = false;
+    struct segment_record r;
+    while (d->replay_tokens >= 1 && spool_peek(d->spool, &r)) {
+        struct dest_target *t = replay_target(d, &r);
+        if (t->addr.transport != CONF_TCP || t->state != DEST_TCP_CONNECTED ||
+            (t->ring_len > 0 && t->ring_len + r.len > t->ring_cap / 2))
+            break;
+        tcp_queue(t, r.data, r.len);
+        if (r.target == SEGMENT_ANY_TARGET && d->balance == CONF_BALANCE_ROUND_ROBIN)
+            d->rr_next++;
+        pos = spool_consume(d->spool);
+        d->replay_tokens -= 1;
+        any = true;
+    }
+    if (!any)
+        return;
+    replay_mark(d, pos);
+    spool_ack(d->spool, 0);         /* saves how far the spool was queued */
+    for (size_t j = 0; j < d->ntargets; j++) {
+        struct dest_target *t = &d->targets[j];
+        if (t->addr.transport == CONF_TCP && t->state == DEST_TCP_CONNECTED && !(t->io_events & EV_WRITE))
+            tcp_write(t);
+    }
+}
+
+static void replay_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    struct dest_set *ds = w->data;
+    bool busy = false;
+    for (size_t i = 0; i < ds->ndests; i++) {
+        struct dest *d = &ds->dests[i];
+        if (d->spool == NULL)
+            continue;
+        replay_acks(d);
+        dest_replay(d, ev_now(loop));
+        busy |= spool_waiting(d->spool) || d->nacks > 0;
+    }
+    if (!busy)
+        ev_timer_stop(loop, w);
+}
+
+/* Adds what d's spool counted since the last call to the metrics, and sets its gauges. */
+static void spool_report(const struct dest_set *ds, struct dest *d)
+{
+    if (d->spool == NULL)
+        return;
+    const struct spool_stats *st = spool_stats(d->spool);
+    struct spool_stats *was = &d->reported;
+    struct metrics_dest *md = &ds->m->dests[d->index];
+    md->spool_written += st->written - was->written;
+    md->spool_replayed += st->replayed - was->replayed;
+    md->spool_resent += st->resent - was->resent;
+    md->spool_damaged += st->damaged - was->damaged;
+    md->spool_dropped_max_bytes += st->dropped[SPOOL_DROP_MAX_BYTES] - was->dropped[SPOOL_DROP_MAX_BYTES];
+    md->spool_dropped_max_age += st->dropped[SPOOL_DROP_MAX_AGE] - was->dropped[SPOOL_DROP_MAX_AGE];
+    md->spool_dropped_disk_full += st->dropped[SPOOL_DROP_DISK_FULL] - was->dropped[SPOOL_DROP_DISK_FULL];
+    md->spool_dropped_write_error += st->dropped[SPOOL_DROP_WRITE_ERROR] - was->dropped[SPOOL_DROP_WRITE_ERROR];
+    md->spool_packets = st->packets;
+    md->spool_bytes = st->bytes;
+    uint64_t now = (uint64_t)ev_now(ds->loop);
+    md->spool_oldest_seconds = st->oldest_s > 0 && now > st->oldest_s ? now - st->oldest_s : 0;
+    *was = *st;
+}
+
+/* Writes what d's spool buffers and saves its cursor; its packets stay on disk for the next run. */
+static void spool_close(struct dest *d)
+{
+    spool_free(d->spool);
+    d->spool = NULL;
+    free(d->acks);
+    d->acks = NULL;
+    d->nacks = d->acks_cap = 0;
+}
+
 static void set_free_dest(struct dest_set *ds, struct dest *d)
 {
+    spool_close(d);
     for (size_t j = 0; j < d->ntargets && d->targets != NULL; j++) {
         struct dest_target *t = &d->targets[j];
         if (t->addr.transport == CONF_TCP) {
@@ -671,6 +880,9 @@ void dest_set_free(struct dest_set *ds)
 {
     if (ds == NULL)
         return;
+    ev_timer_stop(ds->loop, &ds->replay);
+    for (size_t i = 0; i < ds->ndests && ds->dests != NULL; i++)
+        spool_report(ds, &ds->dests[i]);
     while (ds->retired != NULL) {
         struct dest_retired *r = ds->retired;
         ds->retired = r->next;
@@ -745,10 +957,20 @@ static int dest_init(struct dest_set *ds, struct dest *d, size_t di, const struc
         }
     }
     d->convert = cd->hep_version == 3 || d->rewrite || d->has_tcp;
+    if (cd->spool.dir != NULL) {
+        d->spool = spool_new(d->name, cd->spool.dir, ds->worker, ds->nworkers, cd->spool.max_bytes,
+                             cd->spool.max_age_ms, ds->log_interval_ms);
+        if (d->spool == NULL) {
+            log_error("destination %s: out of memory for its spool", cd->name);
+            return -1;
+        }
+        d->replay_rate = cd->spool.replay_rate;
+        replay_arm(ds);             /* the first tick opens it, on the worker's thread */
+    }
     return 0;
 }
 
-struct dest_set *dest_set_new(struct ev_loop *loop, const struct conf *conf, struct metrics *m)
+struct dest_set *dest_set_new(struct ev_loop *loop, const struct conf *conf, struct metrics *m, unsigned worker)
 {
     struct dest_set *ds = calloc(1, sizeof *ds);
     if (ds == NULL) {
@@ -757,6 +979,10 @@ struct dest_set *dest_set_new(struct ev_loop *loop, const struct conf *conf, str
     }
     ds->loop = loop;
     ds->m = m;
+    ds->worker = worker;
+    ds->nworkers = conf->workers;
+    ev_timer_init(&ds->replay, replay_cb, DEST_REPLAY_TICK_S, DEST_REPLAY_TICK_S);
+    ds->replay.data = ds;
     ds->batch_cap = conf->udp_batch > 0 ? conf->udp_batch : 1;
     if (ds->batch_cap > IOV_MAX)
         ds->batch_cap = IOV_MAX;    /* sendmmsg() takes at most this many */
@@ -872,11 +1098,14 @@ void dest_send(struct dest_set *ds, size_t di, const struct hep_view *view, cons
     }
     md->bytes += len;
 
+    /* FNV-1a: the same in every run and instance, so a call keeps its target (and a spooled one its order) */
+    uint64_t call_hash = d->balance == CONF_BALANCE_HASH || d->spool != NULL
+                             ? hash_fnv1a64(HASH_FNV64_OFFSET, key, key != NULL ? klen : 0)
+                             : 0;
     struct dest_target *one = NULL;
     switch (d->balance) {
     case CONF_BALANCE_HASH:
-        /* FNV-1a: the same in every run and instance, so a call keeps its target */
-        one = pick_one(d, (size_t)(hash_fnv1a64(HASH_FNV64_OFFSET, key, key != NULL ? klen : 0) % d->ntargets));
+        one = pick_one(d, (size_t)(call_hash % d->ntargets));
         break;
     case CONF_BALANCE_ROUND_ROBIN:
         one = pick_one(d, (size_t)(d->rr_next++ % d->ntargets));
@@ -891,11 +1120,11 @@ void dest_send(struct dest_set *ds, size_t di, const struct hep_view *view, cons
 
     bool udp_ref = false;
     if (one != NULL) {
-        target_send(one, data, len);
+        target_send(d, one, data, len, call_hash, SEGMENT_ANY_TARGET);
         udp_ref = one->addr.transport == CONF_UDP;
     } else {
         for (size_t j = 0; j < d->ntargets; j++) {
-            target_send(&d->targets[j], data, len);
+            target_send(d, &d->targets[j], data, len, call_hash, (unsigned)j);
             udp_ref |= d->targets[j].addr.transport == CONF_UDP;
         }
     }
@@ -908,6 +1137,8 @@ void dest_flush(struct dest_set *ds)
 {
     for (size_t i = 0; i < ds->ndests; i++) {
         struct dest *d = &ds->dests[i];
+        if (d->spool != NULL)
+            spool_flush(d->spool);
         for (size_t j = 0; j < d->ntargets; j++) {
             struct dest_target *t = &d->targets[j];
             if (t->addr.transport == CONF_UDP) {
@@ -957,8 +1188,12 @@ static size_t dest_pending_one(const struct dest *d)
 size_t dest_abandon(struct dest_set *ds)
 {
     size_t frames = 0;
-    for (size_t i = 0; i < ds->ndests; i++)
+    for (size_t i = 0; i < ds->ndests; i++) {
+        /* what the spool replayed but the queue drops stays in the spool for the next run */
+        spool_report(ds, &ds->dests[i]);
+        spool_close(&ds->dests[i]);
         frames += dest_abandon_one(&ds->dests[i]);
+    }
     for (struct dest_retired *r = ds->retired; r != NULL; r = r->next)
         frames += dest_abandon_one(&r->d);
     return frames;
@@ -989,6 +1224,9 @@ static void dest_moved(struct dest *d, size_t di, size_t first)
 /* A changed or removed destination: gone now, or once its TCP queues are sent. */
 static void dest_retire(struct dest_set *ds, struct dest *d)
 {
+    /* closed now: the new version of the destination opens the same directory and replays from it */
+    spool_report(ds, d);
+    spool_close(d);
     struct dest_retired *r = NULL;
     if (d->has_tcp && dest_pending_one(d) > 0)
         r = calloc(1, sizeof *r);
@@ -1065,6 +1303,9 @@ int dest_set_reconfigure(struct dest_set *ds, const struct conf *old, const stru
 void dest_housekeeping(struct dest_set *ds)
 {
     ev_tstamp now = ev_now(ds->loop);
+    for (size_t i = 0; i < ds->ndests; i++)
+        if (ds->dests[i].spool != NULL)
+            spool_expire(ds->dests[i].spool);
     for (struct dest_retired **at = &ds->retired; *at != NULL;) {
         struct dest_retired *r = *at;
         size_t pending = dest_pending_one(&r->d);
@@ -1081,10 +1322,11 @@ void dest_housekeeping(struct dest_set *ds)
     }
 }
 
-void dest_gauges(const struct dest_set *ds)
+void dest_gauges(struct dest_set *ds)
 {
     for (size_t i = 0; i < ds->ndests; i++) {
-        const struct dest *d = &ds->dests[i];
+        struct dest *d = &ds->dests[i];
+        spool_report(ds, d);
         for (size_t j = 0; j < d->ntargets; j++) {
             const struct dest_target *t = &d->targets[j];
             struct metrics_target *mt = target_metrics(t);

@@ -6,8 +6,9 @@
  * dest_send() never blocks: UDP datagrams are batched and leave with
  * sendmmsg() at dest_flush(); TCP targets have a bounded byte queue drained
  * when the socket is writable, with reconnect and exponential backoff, and
- * drop the oldest packets (counted) when the queue is full.  One unreachable
- * target never delays another.
+ * drop the oldest packets (counted) when the queue is full, or, with a
+ * spool, keep what they cannot take on disk and replay it later.  One
+ * unreachable target never delays another.
  */
 #ifndef HEPROUTER_DEST_H
 #define HEPROUTER_DEST_H
@@ -39,8 +40,11 @@ struct dest_set;
  *   dest_set_new().
  */
 
-/* Opens the sockets of every target; NULL (with a logged reason) on failure. */
-struct dest_set *dest_set_new(struct ev_loop *loop, const struct conf *conf, struct metrics *m);
+/*
+ * Opens the sockets of every target; NULL (with a logged reason) on failure.
+ * worker (of conf->workers) names the spools' directories.
+ */
+struct dest_set *dest_set_new(struct ev_loop *loop, const struct conf *conf, struct metrics *m, unsigned worker);
 
 void dest_set_free(struct dest_set *ds);
 
@@ -82,7 +86,10 @@ int dest_set_reconfigure(struct dest_set *ds, const struct conf *old, const stru
 /* Closes retired destinations that are done or out of time; call it periodically. */
 void dest_housekeeping(struct dest_set *ds);
 
-/* Sets the gauges (queue depth, up) of every target in the set's metrics. */
-void dest_gauges(const struct dest_set *ds);
+/*
+ * Sets the gauges (queue depth, up; the spools') of every target and
+ * destination in the set's metrics, and adds what the spools counted since.
+ */
+void dest_gauges(struct dest_set *ds);
 
 #endif

@@ -3,6 +3,9 @@
  */
 #include "hash.h"
 
+#include "bytes.h"
+
+#include <pthread.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
@@ -44,6 +47,43 @@ uint64_t hash_words64(const void *data, size_t len)
     for (size_t j = 0; i + j < len; j++)
         tail |= (uint64_t)p[i + j] << (8 * j);
     return hash_fmix64(h ^ tail);
+}
+
+/* CRC32C: the reflected Castagnoli polynomial, a table of 8 x 256 words (slicing by 8). */
+#define CRC32C_POLY UINT32_C(0x82f63b78)
+#define CRC32C_SLICES 8
+#define CRC32C_BYTE_VALUES 256
+
+static uint32_t crc32c_table[CRC32C_SLICES][CRC32C_BYTE_VALUES];
+static pthread_once_t crc32c_once = PTHREAD_ONCE_INIT;
+
+static void crc32c_init(void)
+{
+    for (uint32_t b = 0; b < CRC32C_BYTE_VALUES; b++) {
+        uint32_t c = b;
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? (c >> 1) ^ CRC32C_POLY : c >> 1;
+        crc32c_table[0][b] = c;
+    }
+    for (uint32_t b = 0; b < CRC32C_BYTE_VALUES; b++)
+        for (int s = 1; s < CRC32C_SLICES; s++)
+            crc32c_table[s][b] = (crc32c_table[s - 1][b] >> 8) ^ crc32c_table[0][crc32c_table[s - 1][b] & 0xff];
+}
+
+uint32_t hash_crc32c(uint32_t crc, const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    pthread_once(&crc32c_once, crc32c_init);
+    crc = ~crc;
+    for (; len >= CRC32C_SLICES; len -= CRC32C_SLICES, p += CRC32C_SLICES) {
+        uint32_t lo = crc ^ bytes_get_le32(p);
+        crc = crc32c_table[7][lo & 0xff] ^ crc32c_table[6][(lo >> 8) & 0xff] ^
+              crc32c_table[5][(lo >> 16) & 0xff] ^ crc32c_table[4][lo >> 24] ^
+              crc32c_table[3][p[4]] ^ crc32c_table[2][p[5]] ^ crc32c_table[1][p[6]] ^ crc32c_table[0][p[7]];
+    }
+    while (len-- > 0)
+        crc = (crc >> 8) ^ crc32c_table[0][(crc ^ *p++) & 0xff];
+    return ~crc;
 }
 
 uint64_t hash_fnv1a64(uint64_t basis, const void *data, size_t len)

@@ -10,7 +10,7 @@
  * queue's calls), so nobody can craft keys that share one.  SipHash also
  * comes in a streaming form, for a key that is hashed in pieces without
  * being copied together first (a Call-ID with its folds replaced by single
- * spaces).
+ * spaces).  CRC32C checks the spool's records for torn and damaged bytes.
  */
 #ifndef HEPROUTER_HASH_H
 #define HEPROUTER_HASH_H
@@ -55,6 +55,13 @@ void hash_siphash128_init(struct hash_siphash *h, const uint8_t key[HASH_SIPHASH
 void hash_siphash128_update(struct hash_siphash *h, const void *data, size_t len);
 /* Writes the hash to out (as hash_siphash128() does); h must be initialised again before reuse. */
 void hash_siphash128_final(struct hash_siphash *h, uint64_t out[2]);
+
+/*
+ * CRC32C (Castagnoli, as in iSCSI and ext4): the checksum of the spool's
+ * records.  crc is the running value (0 to start); pass the result back in
+ * to continue over the next piece.
+ */
+uint32_t hash_crc32c(uint32_t crc, const void *data, size_t len);
 
 /* Fills key with random bytes (getrandom, else the clock). */
 void hash_random_key(uint8_t key[HASH_SIPHASH_KEY_BYTES]);

@@ -337,7 +337,7 @@ static int worker_setup(struct worker *w)
         log_error("worker %u: out of memory", w->index);
         return -1;
     }
-    w->ds = dest_set_new(w->loop, w->conf, &w->m);
+    w->ds = dest_set_new(w->loop, w->conf, &w->m, w->index);
     if (w->ds == NULL)
         return -1;
     if (w->store == NULL) {

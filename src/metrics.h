@@ -41,6 +41,11 @@ static inline uint64_t metrics_min(uint64_t a, uint64_t b)
     return a < b ? a : b;
 }
 
+static inline uint64_t metrics_max(uint64_t a, uint64_t b)
+{
+    return a > b ? a : b;
+}
+
 /*
  * The top-level values.  Each entry is one of
  *   FAMILY(prom, type, label, help)  opens a Prometheus family: name
@@ -195,7 +200,25 @@ static inline uint64_t metrics_min(uint64_t a, uint64_t b)
     COUNTER(converted, "heprouter_destination_converted_total",                                                \
             "Packets re-encoded for the destination (version or chunk rewrite)")                               \
     COUNTER(too_big, "heprouter_destination_too_big_total", "Packets above max_packet: counted, not sent")     \
-    COUNTER(encode_errors, "heprouter_destination_encode_errors_total", "Packets that could not be re-encoded")
+    COUNTER(encode_errors, "heprouter_destination_encode_errors_total", "Packets that could not be re-encoded")   \
+    COUNTER(spool_written, "heprouter_spool_written_packets_total",                                            \
+            "Packets written to the destination's spool (no target could take them)")                        \
+    COUNTER(spool_replayed, "heprouter_spool_replayed_packets_total", "Packets replayed from the spool")       \
+    COUNTER(spool_resent, "heprouter_spool_resent_packets_total",                                              \
+            "Packets replayed after a restart that may have been sent before it")                             \
+    COUNTER(spool_damaged, "heprouter_spool_damaged_total", "Damaged or torn stretches of the spool skipped")  \
+    COUNTER(spool_dropped_max_bytes, "heprouter_spool_dropped_max_bytes_total",                               \
+            "Spooled packets dropped: oldest segment deleted for spool.max_bytes")                            \
+    COUNTER(spool_dropped_max_age, "heprouter_spool_dropped_max_age_total",                                   \
+            "Spooled packets dropped: segment older than spool.max_age")                                     \
+    COUNTER(spool_dropped_disk_full, "heprouter_spool_dropped_disk_full_total",                               \
+            "Packets not spooled: the file system is full")                                                  \
+    COUNTER(spool_dropped_write_error, "heprouter_spool_dropped_write_error_total",                           \
+            "Packets not spooled: the spool directory or a segment could not be written")                    \
+    GAUGE(spool_packets, sum, "heprouter_spool_packets", "Packets waiting in the spool now")                    \
+    GAUGE(spool_bytes, sum, "heprouter_spool_bytes", "Bytes the spool takes on disk now")                      \
+    GAUGE(spool_oldest_seconds, max, "heprouter_spool_oldest_seconds",                                         \
+          "Age of the segment holding the oldest waiting packet")
 
 /* Per target, labels destination, target=<address as written>; inside its destination's "targets":{"<addr>":{...}}. */
 #define METRICS_TARGET_COUNTERS(COUNTER, GAUGE)                                                                \

@@ -83,6 +83,10 @@
 #define CONF_IDLE_MAX_MS    MS_PER_DAY
 #define CONF_TIMEOUT_MAX_MS MS_PER_HOUR             /* reconnect, connect, drain */
 #define CONF_LOG_MAX_MS     MS_PER_DAY              /* log.interval, log.stats_interval */
+#define CONF_SPOOL_BYTES_MIN (UINT64_C(1) << 20)    /* spool.max_bytes: 1 MiB */
+#define CONF_SPOOL_BYTES_MAX (UINT64_C(1) << 40)    /* spool.max_bytes: 1 TiB */
+#define CONF_SPOOL_AGE_MAX_MS (365 * MS_PER_DAY)    /* spool.max_age */
+#define CONF_SPOOL_RATE_MAX UINT64_C(10000000)      /* spool.replay_rate, packets per second */
 
 /* metrics, control */
 #define CONF_HTTP_CONN_MAX  100000u                 /* metrics.max_connections */

@@ -248,6 +248,21 @@ static const struct conf_key control_keys[] = {
     KEY_END,
 };
 
+#define SPOOL_FIELD(f) CONF_FIELD(struct conf_spool, f)
+
+/* destinations.NAME.spool; set_destinations() checks it needs a tcp: target and its own dir. */
+static const struct conf_key spool_keys[] = {
+    { .name = "dir", .set = conf_set_path, .kind = KIND_STRING, .offset = SPOOL_FIELD(dir),
+      .flags = KEY_REQUIRED | KEY_RELOAD },
+    { .name = "max_bytes", .set = conf_set_size, .kind = KIND_SIZE, .offset = SPOOL_FIELD(max_bytes),
+      .dflt = "1073741824", .min = CONF_SPOOL_BYTES_MIN, .max = CONF_SPOOL_BYTES_MAX, .flags = KEY_RELOAD },
+    { .name = "max_age", .set = conf_set_duration, .kind = KIND_DURATION, .offset = SPOOL_FIELD(max_age_ms),
+      .dflt = "24h", .min = MS_PER_SECOND, .max = CONF_SPOOL_AGE_MAX_MS, .flags = KEY_RELOAD },
+    { .name = "replay_rate", .set = conf_set_u64, .kind = KIND_U64, .offset = SPOOL_FIELD(replay_rate),
+      .dflt = "20000", .min = 1, .max = CONF_SPOOL_RATE_MAX, .flags = KEY_RELOAD },
+    KEY_END,
+};
+
 /* A destination changes at reload as a whole; every field is compared. */
 static const struct conf_key dest_keys[] = {
     { .name = "targets", .set = conf_set_targets, .kind = KIND_ADDRS, .offset = CONF_FIELD(struct conf_dest, targets),
@@ -269,6 +284,9 @@ static const struct conf_key dest_keys[] = {
       .offset = CONF_FIELD(struct conf_dest, strip_auth_key), .dflt = "false", .flags = KEY_RELOAD },
     { .name = "max_packet", .set = conf_set_size, .kind = KIND_SIZE, .offset = CONF_FIELD(struct conf_dest, max_packet),
       .dflt = "65535", .min = HEP3_HDR_LEN, .max = HEP3_MAX_LEN, .flags = KEY_RELOAD },
+    /* absent: no spool */
+    { .name = "spool", .set = conf_set_section, .kind = KIND_SECTION, .offset = CONF_FIELD(struct conf_dest, spool),
+      .sub = spool_keys, .flags = KEY_RELOAD },
     KEY_END,
 };
 
@@ -526,6 +544,23 @@ static void set_redis(struct parse *p, struct node *n, const struct conf_key *k,
 
 /* ---- destinations and routes --------------------------------------------------- */
 
+/* A spool keeps what stream targets cannot take, so it needs one; two spools never share a directory. */
+static void check_spool(struct parse *p, struct node *map, const struct conf *c, size_t di)
+{
+    const struct conf_dest *d = &c->dests[di];
+    struct node *spool = conf_map_get(map, "spool");
+    if (d->spool.dir == NULL || spool == NULL)
+        return;
+    bool stream = false;
+    for (size_t j = 0; j < d->ntargets; j++)
+        stream |= d->targets[j].transport == CONF_TCP;
+    if (!stream)
+        conf_error_key(p, spool, "needs a tcp: target (UDP targets never wait)");
+    for (size_t i = 0; i < di; i++)
+        if (c->dests[i].spool.dir != NULL && strcmp(c->dests[i].spool.dir, d->spool.dir) == 0)
+            conf_error_value(p, conf_map_get(spool, "dir"), "is the spool of destination %s too", c->dests[i].name);
+}
+
 static void set_destinations(struct parse *p, struct node *n, const struct conf_key *k, void *base)
 {
     struct conf *c = base;
@@ -559,6 +594,7 @@ static void set_destinations(struct parse *p, struct node *n, const struct conf_
         conf_parse_map(p, n->items[2 * i + 1], dest_keys, d);
         if (d->strip_auth_key && d->auth_key != NULL)
             error_excludes(p, n->items[2 * i + 1], "strip_auth_key", "auth_key (which replaces the key anyway)");
+        check_spool(p, n->items[2 * i + 1], c, i);
         conf_path_pop(p, old);
     }
 }
@@ -947,6 +983,7 @@ void conf_free(struct conf *conf)
         free(d->targets);
         free(d->node_name);
         free(d->auth_key);
+        free(d->spool.dir);
     }
     free(conf->dests);
     for (size_t i = 0; i < conf->nroutes; i++) {
@@ -1124,15 +1161,25 @@ static void describe_listen(struct lines *l, const struct conf_key *k, const str
     }
 }
 
+/* Every key of table (its sections' too) has the same value in a and b. */
+static bool keys_equal(const struct conf_key *table, const void *a, const void *b, const struct conf_pair *confs)
+{
+    for (const struct conf_key *k = table; k->name != NULL; k++) {
+        bool same = k->kind == KIND_SECTION
+                        ? keys_equal(k->sub, (const char *)a + k->offset, (const char *)b + k->offset, confs)
+                        : conf_value_equal(k, a, b, confs);
+        if (!same)
+            return false;
+    }
+    return true;
+}
+
 bool conf_dest_equal(const struct conf_dest *a, const struct conf_dest *b)
 {
     struct conf_pair none = { NULL, NULL };    /* no destination references in a destination */
     if (a->name == NULL || b->name == NULL ? a->name != b->name : strcmp(a->name, b->name) != 0)
         return false;
-    for (const struct conf_key *k = dest_keys; k->name != NULL; k++)
-        if (!conf_value_equal(k, a, b, &none))
-            return false;
-    return true;
+    return keys_equal(dest_keys, a, b, &none);
 }
 
 /* Destinations are paired by name: removed ones first, then the new file's in its order. */

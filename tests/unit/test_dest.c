@@ -152,7 +152,7 @@ static void fx_start(struct fixture *fx)
     CU_ASSERT_FATAL(metrics_init(&fx->m, &fx->conf) == 0);
     fx->loop = ev_loop_new(EVFLAG_AUTO);
     CU_ASSERT_FATAL(fx->loop != NULL);
-    fx->ds = dest_set_new(fx->loop, &fx->conf, &fx->m);
+    fx->ds = dest_set_new(fx->loop, &fx->conf, &fx->m, 0);
     CU_ASSERT_FATAL(fx->ds != NULL);
 }
 
@@ -654,7 +654,7 @@ static void test_hash_is_stable_and_spreads(void)
         CU_ASSERT(per_target[j] >= HASH_REPEAT * 4);    /* no target starves */
 
     /* stable across sets (restarts, other workers, other instances) */
-    struct dest_set *again = dest_set_new(fx.loop, &fx.conf, &fx.m);
+    struct dest_set *again = dest_set_new(fx.loop, &fx.conf, &fx.m, 0);
     CU_ASSERT_FATAL(again != NULL);
     struct dest_set *first = fx.ds;
     fx.ds = again;

@@ -1,0 +1,799 @@
+/*
+ * spool.c - a destination's disk spool (see spool.h).
+ *
+ * Positions: a record's position is (segment sequence << 32 | the file
+ * offset just past it), so positions grow with the order of the records
+ * across segments.  The reader keeps one buffer of the current segment,
+ * refilled with pread(); the writer keeps one buffer of appended records,
+ * written at spool_flush().  Both run on the destination's worker thread.
+ */
+#include "spool.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bytes.h"
+#include "hash.h"
+#include "hep.h"
+#include "log.h"
+
+#define SPOOL_DIR_MODE 0700
+#define SPOOL_FILE_MODE 0600
+#define SPOOL_SEG_SUFFIX ".seg"
+#define SPOOL_SEG_NAME_MAX 32       /* "%08x.seg" */
+#define SPOOL_LOCK_NAME "lock"
+#define SPOOL_CURSOR_NAME "cursor"
+#define SPOOL_CURSOR_MAGIC "HRCURSR1"
+#define SPOOL_CURSOR_LEN 28         /* magic, acked, queued (be64 each), CRC32C of those */
+#define SPOOL_POS_SHIFT 32
+/* buffers hold a few maximal records: one read or write each */
+#define SPOOL_BUF_BYTES (4u * (SEGMENT_RECORD_HEADER_LEN + HEP3_MAX_LEN))
+/*
+ * Calls with packets waiting, by hash bucket: a live packet of such a call
+ * goes behind them into the spool, so a call's packets keep their order.
+ * A bucket shared by two calls only sends the other one through the spool
+ * too, in order.  2^16 counters (256 KiB) per spool.
+ */
+#define SPOOL_CALL_BUCKETS (1u << 16)
+
+struct spool_seg {
+    uint32_t seq;
+    uint64_t size;                  /* bytes in the file, buffered ones included */
+    uint64_t waiting;               /* records not yet replayed */
+    uint64_t created_s;
+    uint64_t written_s;             /* last append */
+};
+
+struct spool {
+    char *name;                     /* the destination, for logs */
+    char *base;                     /* DIR */
+    char *dir;                      /* DIR/w<worker> */
+    unsigned worker, nworkers;
+    uint64_t max_bytes;             /* this worker's share */
+    uint64_t max_age_s;
+    uint64_t seg_max;
+    uint64_t log_interval_ms;
+    bool opened;
+    bool broken;                    /* the directory could not be opened: every append is dropped */
+    int lock_fd;
+    int cursor_fd;
+
+    struct spool_seg *segs;         /* oldest first; the last one is written to */
+    size_t nsegs, segs_cap;
+    uint32_t next_seq;
+
+    int wfd;                        /* the last segment, open for appending; -1: start a new one */
+    uint8_t *wbuf;
+    size_t wlen;
+    uint64_t wrecords;
+
+    int rfd;                        /* the segment being replayed */
+    uint32_t rseq;
+    uint64_t roff;                  /* file offset of rbuf[rstart] */
+    uint8_t *rbuf;
+    size_t rstart, rlen;
+    size_t peeked;                  /* bytes of the record spool_peek() returned; 0: none */
+
+    uint64_t acked, saved_acked, saved_queued;
+    uint64_t resent_until;          /* replayed below this position: maybe sent before a restart */
+    uint32_t *calls;
+    struct spool_stats st;
+    struct log_limit error_limit;
+    struct log_limit damage_limit;
+};
+
+#define SPOOL_DROP_LABEL(name, label) label,
+static const char *const spool_drop_names[] = { SPOOL_DROPS(SPOOL_DROP_LABEL) };
+#undef SPOOL_DROP_LABEL
+
+const char *spool_drop_name(unsigned reason)
+{
+    return reason < SPOOL_DROP_COUNT ? spool_drop_names[reason] : "?";
+}
+
+static uint64_t pos_make(uint32_t seq, uint64_t off)
+{
+    return (uint64_t)seq << SPOOL_POS_SHIFT | off;
+}
+
+static uint32_t pos_seq(uint64_t pos)
+{
+    return (uint32_t)(pos >> SPOOL_POS_SHIFT);
+}
+
+static uint64_t pos_off(uint64_t pos)
+{
+    return pos & ((UINT64_C(1) << SPOOL_POS_SHIFT) - 1);
+}
+
+static uint64_t now_s(void)
+{
+    return (uint64_t)time(NULL);
+}
+
+static uint32_t *call_bucket(const struct spool *s, uint64_t call_hash)
+{
+    return &s->calls[hash_fmix64(call_hash) & (SPOOL_CALL_BUCKETS - 1)];
+}
+
+/* dir/name in out (PATH_MAX bytes); a path too long comes out empty, and opening it fails. */
+static void path_join(char *out, const char *dir, const char *name)
+{
+    int n = snprintf(out, PATH_MAX, "%s/%s", dir, name);
+    if (n < 0 || n >= PATH_MAX)
+        out[0] = '\0';
+}
+
+static void seg_file(char *out, const char *dir, uint32_t seq)
+{
+    char name[SPOOL_SEG_NAME_MAX];
+    snprintf(name, sizeof name, "%08x%s", (unsigned)seq, SPOOL_SEG_SUFFIX);
+    path_join(out, dir, name);
+}
+
+static void seg_path(const struct spool *s, uint32_t seq, char *out)
+{
+    seg_file(out, s->dir, seq);
+}
+
+struct spool *spool_new(const char *name, const char *dir, unsigned worker, unsigned nworkers,
+                        uint64_t max_bytes, uint64_t max_age_ms, uint64_t log_interval_ms)
+{
+    struct spool *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return NULL;
+    s->name = strdup(name);
+    s->base = strdup(dir);
+    s->wbuf = malloc(SPOOL_BUF_BYTES);
+    s->rbuf = malloc(SPOOL_BUF_BYTES);
+    s->calls = calloc(SPOOL_CALL_BUCKETS, sizeof *s->calls);
+    if (s->name == NULL || s->base == NULL || s->wbuf == NULL || s->rbuf == NULL || s->calls == NULL ||
+        asprintf(&s->dir, "%s/w%u", dir, worker) < 0) {
+        s->dir = NULL;
+        spool_free(s);
+        return NULL;
+    }
+    s->worker = worker;
+    s->nworkers = nworkers > 0 ? nworkers : 1;
+    s->max_bytes = max_bytes / s->nworkers;
+    s->max_age_s = max_age_ms / 1000u;
+    s->seg_max = s->max_bytes / SPOOL_SEGMENTS_PER_SPOOL;
+    if (s->seg_max < SPOOL_SEGMENT_MIN)
+        s->seg_max = SPOOL_SEGMENT_MIN;
+    if (s->seg_max > SPOOL_SEGMENT_MAX)
+        s->seg_max = SPOOL_SEGMENT_MAX;
+    s->log_interval_ms = log_interval_ms;
+    s->lock_fd = s->cursor_fd = s->wfd = s->rfd = -1;
+    return s;
+}
+
+/* ---- segments ---- */
+
+static struct spool_seg *seg_find(struct spool *s, uint32_t seq)
+{
+    for (size_t i = 0; i < s->nsegs; i++)
+        if (s->segs[i].seq == seq)
+            return &s->segs[i];
+    return NULL;
+}
+
+static struct spool_seg *seg_push(struct spool *s, uint32_t seq)
+{
+    if (s->nsegs == s->segs_cap) {
+        size_t cap = s->segs_cap > 0 ? 2 * s->segs_cap : SPOOL_SEGMENTS_PER_SPOOL;
+        struct spool_seg *n = realloc(s->segs, cap * sizeof *n);
+        if (n == NULL)
+            return NULL;
+        s->segs = n;
+        s->segs_cap = cap;
+    }
+    struct spool_seg *g = &s->segs[s->nsegs++];
+    memset(g, 0, sizeof *g);
+    g->seq = seq;
+    if (seq >= s->next_seq)
+        s->next_seq = seq + 1;
+    return g;
+}
+
+static void reader_reset(struct spool *s, uint32_t seq)
+{
+    if (s->rfd >= 0)
+        close(s->rfd);
+    s->rfd = -1;
+    s->rseq = seq;
+    s->roff = SEGMENT_HEADER_LEN;
+    s->rstart = s->rlen = 0;
+    s->peeked = 0;
+}
+
+/* Deletes the oldest segment; its waiting packets are counted under reason. */
+static void seg_drop_oldest(struct spool *s, unsigned reason)
+{
+    struct spool_seg *g = &s->segs[0];
+    char path[PATH_MAX];
+    seg_path(s, g->seq, path);
+    if (unlink(path) != 0 && errno != ENOENT)
+        log_ratelimited(&s->error_limit, s->log_interval_ms, LOG_LEVEL_WARN,
+                        "destination %s: spool: cannot delete %s: %s", s->name, path, strerror(errno));
+    if (reason < SPOOL_DROP_COUNT && g->waiting > 0) {
+        s->st.dropped[reason] += g->waiting;
+        log_ratelimited(&s->error_limit, s->log_interval_ms, LOG_LEVEL_WARN,
+                        "destination %s: spool: %llu packets dropped (%s)", s->name,
+                        (unsigned long long)g->waiting, spool_drop_name(reason));
+    }
+    s->st.packets -= g->waiting;
+    s->st.bytes -= g->size;
+    if (s->nsegs == 1 && s->wfd >= 0) {
+        close(s->wfd);
+        s->wfd = -1;
+        s->wlen = 0;
+        s->wrecords = 0;
+    }
+    if (s->rseq == g->seq)
+        reader_reset(s, g->seq + 1);
+    memmove(s->segs, s->segs + 1, (s->nsegs - 1) * sizeof *s->segs);
+    s->nsegs--;
+    if (s->st.packets == 0)
+        memset(s->calls, 0, SPOOL_CALL_BUCKETS * sizeof *s->calls);
+}
+
+/* ---- opening: the directory, the lock, the segments left by an earlier run ---- */
+
+static int mkdir_parents(const char *path)
+{
+    char buf[PATH_MAX];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    for (char *p = buf + 1; *p != '\0'; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, SPOOL_DIR_MODE) != 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    return mkdir(buf, SPOOL_DIR_MODE) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The sequence numbers of dir's segments, sorted; -1 on error. */
+static int list_segments(const char *dir, uint32_t **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return errno == ENOENT ? 0 : -1;
+    size_t cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        unsigned seq;
+        char tail[SPOOL_SEG_NAME_MAX];
+        if (sscanf(e->d_name, "%8x%31s", &seq, tail) != 2 || strcmp(tail, SPOOL_SEG_SUFFIX) != 0 ||
+            strlen(e->d_name) != 8 + strlen(SPOOL_SEG_SUFFIX))
+            continue;
+        if (*n == cap) {
+            cap = cap > 0 ? 2 * cap : SPOOL_SEGMENTS_PER_SPOOL;
+            uint32_t *m = realloc(*out, cap * sizeof *m);
+            if (m == NULL) {
+                closedir(d);
+                return -1;
+            }
+            *out = m;
+        }
+        (*out)[(*n)++] = seq;
+    }
+    closedir(d);
+    if (*n > 0)
+        qsort(*out, *n, sizeof **out, cmp_u32);
+    return 0;
+}
+
+/*
+ * Worker 0 takes the segments of workers that no longer exist (fewer
+ * workers than the last run), after its own: renamed into its directory.
+ */
+static void adopt_orphans(struct spool *s, uint32_t *next)
+{
+    for (unsigned w = s->nworkers;; w++) {
+        char odir[PATH_MAX], wname[SPOOL_SEG_NAME_MAX];
+        snprintf(wname, sizeof wname, "w%u", w);
+        path_join(odir, s->base, wname);
+        struct stat stt;
+        if (stat(odir, &stt) != 0)
+            return;
+        uint32_t *seqs;
+        size_t n;
+        if (list_segments(odir, &seqs, &n) != 0)
+            return;
+        for (size_t i = 0; i < n; i++) {
+            char from[PATH_MAX], to[PATH_MAX];
+            seg_file(from, odir, seqs[i]);
+            seg_path(s, (*next)++, to);
+            if (rename(from, to) != 0)
+                log_warn("destination %s: spool: cannot take over %s: %s", s->name, from, strerror(errno));
+        }
+        free(seqs);
+        char f[PATH_MAX];
+        path_join(f, odir, SPOOL_CURSOR_NAME);
+        unlink(f);
+        path_join(f, odir, SPOOL_LOCK_NAME);
+        unlink(f);
+        if (rmdir(odir) == 0)
+            log_info("destination %s: spool: took over %zu segments of worker %u", s->name, n, w);
+    }
+}
+
+static void cursor_read(struct spool *s)
+{
+    uint8_t b[SPOOL_CURSOR_LEN];
+    if (pread(s->cursor_fd, b, sizeof b, 0) != (ssize_t)sizeof b)
+        return;
+    size_t body = SPOOL_CURSOR_LEN - sizeof(uint32_t);
+    if (memcmp(b, SPOOL_CURSOR_MAGIC, sizeof SPOOL_CURSOR_MAGIC - 1) != 0 ||
+        hash_crc32c(0, b, body) != bytes_get_be32(b + body))
+        return;
+    s->acked = s->saved_acked = bytes_get_be64(b + 8);
+    s->resent_until = s->saved_queued = bytes_get_be64(b + 16);
+}
+
+static void cursor_write(struct spool *s, uint64_t queued)
+{
+    if (s->cursor_fd < 0 || (s->acked == s->saved_acked && queued == s->saved_queued))
+        return;
+    uint8_t b[SPOOL_CURSOR_LEN];
+    size_t body = SPOOL_CURSOR_LEN - sizeof(uint32_t);
+    memcpy(b, SPOOL_CURSOR_MAGIC, sizeof SPOOL_CURSOR_MAGIC - 1);
+    bytes_put_be64(b + 8, s->acked);
+    bytes_put_be64(b + 16, queued);
+    bytes_put_be32(b + body, hash_crc32c(0, b, body));
+    if (pwrite(s->cursor_fd, b, sizeof b, 0) != (ssize_t)sizeof b) {
+        log_ratelimited(&s->error_limit, s->log_interval_ms, LOG_LEVEL_WARN,
+                        "destination %s: spool: cannot save the cursor: %s", s->name, strerror(errno));
+        return;
+    }
+    s->saved_acked = s->acked;
+    s->saved_queued = queued;
+}
+
+/*
+ * Counts the records of a segment left by an earlier run from offset from
+ * (their calls too), reading it through; damage is judged later, by the
+ * reader, and counted once there.
+ */
+static void seg_scan(struct spool *s, struct spool_seg *g, uint64_t from)
+{
+    char path[PATH_MAX];
+    seg_path(s, g->seq, path);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    uint8_t hdr[SEGMENT_HEADER_LEN];
+    g->size = (uint64_t)st.st_size;
+    g->written_s = (uint64_t)st.st_mtime;
+    g->created_s = pread(fd, hdr, sizeof hdr, 0) == (ssize_t)sizeof hdr && segment_header_parse(hdr, sizeof hdr, &g->created_s)
+                       ? g->created_s
+                       : g->written_s;
+    uint64_t off = from > SEGMENT_HEADER_LEN ? from : SEGMENT_HEADER_LEN;
+    size_t len = 0;
+    for (;;) {
+        ssize_t n = pread(fd, s->rbuf + len, SPOOL_BUF_BYTES - len, (off_t)(off + len));
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        size_t at = 0;
+        while (at < len) {
+            struct segment_record r;
+            size_t used;
+            enum segment_status rc = segment_record_parse(s->rbuf + at, len - at, &r, &used);
+            if (rc == SEGMENT_SHORT)
+                break;
+            if (rc == SEGMENT_BAD) {
+                at += segment_resync(s->rbuf + at, len - at);
+                continue;
+            }
+            g->waiting++;
+            (*call_bucket(s, r.call_hash))++;
+            at += used;
+        }
+        memmove(s->rbuf, s->rbuf + at, len - at);
+        off += at;
+        len -= at;
+    }
+    close(fd);
+    s->st.packets += g->waiting;
+    s->st.bytes += g->size;
+}
+
+static void spool_open(struct spool *s)
+{
+    s->opened = true;
+    char path[PATH_MAX];
+    if (mkdir_parents(s->dir) != 0) {
+        log_error("destination %s: spool: cannot create %s: %s; packets it would keep are dropped", s->name,
+                  s->dir, strerror(errno));
+        s->broken = true;
+        return;
+    }
+    path_join(path, s->dir, SPOOL_LOCK_NAME);
+    s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, SPOOL_FILE_MODE);
+    if (s->lock_fd < 0 || flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        log_error("destination %s: spool: %s: %s; packets it would keep are dropped", s->name, path,
+                  errno == EWOULDBLOCK ? "in use by another process" : strerror(errno));
+        s->broken = true;
+        return;
+    }
+    path_join(path, s->dir, SPOOL_CURSOR_NAME);
+    s->cursor_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, SPOOL_FILE_MODE);
+    if (s->cursor_fd < 0)
+        log_warn("destination %s: spool: %s: %s; a restart replays everything kept", s->name, path,
+                 strerror(errno));
+    else
+        cursor_read(s);
+
+    uint32_t *seqs;
+    size_t n;
+    if (list_segments(s->dir, &seqs, &n) != 0) {
+        log_error("destination %s: spool: cannot read %s: %s", s->name, s->dir, strerror(errno));
+        s->broken = true;
+        return;
+    }
+    uint32_t next = n > 0 ? seqs[n - 1] + 1 : pos_seq(s->acked) + 1;
+    if (s->worker == 0) {
+        uint32_t first_adopted = next;
+        adopt_orphans(s, &next);
+        if (next != first_adopted) {
+            free(seqs);
+            if (list_segments(s->dir, &seqs, &n) != 0)
+                n = 0, seqs = NULL;
+        }
+    }
+    /* segments behind the acked position were all sent */
+    for (size_t i = 0; i < n; i++) {
+        if (seqs[i] < pos_seq(s->acked)) {
+            seg_path(s, seqs[i], path);
+            unlink(path);
+            continue;
+        }
+        struct spool_seg *g = seg_push(s, seqs[i]);
+        if (g == NULL)
+            break;
+        seg_scan(s, g, seqs[i] == pos_seq(s->acked) ? pos_off(s->acked) : 0);
+    }
+    free(seqs);
+    if (s->next_seq < next)
+        s->next_seq = next;
+    if (s->nsegs > 0) {
+        reader_reset(s, s->segs[0].seq);
+        if (s->segs[0].seq == pos_seq(s->acked) && pos_off(s->acked) > SEGMENT_HEADER_LEN)
+            s->roff = pos_off(s->acked);
+        log_info("destination %s: spool: %llu packets (%llu bytes) kept by an earlier run, replayed when a "
+                 "target is up",
+                 s->name, (unsigned long long)s->st.packets, (unsigned long long)s->st.bytes);
+    } else {
+        reader_reset(s, s->next_seq);
+    }
+}
+
+void spool_free(struct spool *s)
+{
+    if (s == NULL)
+        return;
+    if (s->opened && !s->broken) {
+        spool_flush(s);
+        cursor_write(s, s->saved_queued > s->acked ? s->saved_queued : s->acked);
+    }
+    if (s->wfd >= 0)
+        close(s->wfd);
+    if (s->rfd >= 0)
+        close(s->rfd);
+    if (s->cursor_fd >= 0)
+        close(s->cursor_fd);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd);
+    free(s->segs);
+    free(s->wbuf);
+    free(s->rbuf);
+    free(s->calls);
+    free(s->name);
+    free(s->base);
+    free(s->dir);
+    free(s);
+}
+
+/* ---- writing ---- */
+
+/* What was buffered is lost: undo its accounting. */
+static void write_failed(struct spool *s, int err)
+{
+    struct spool_seg *g = &s->segs[s->nsegs - 1];
+    unsigned reason = err == ENOSPC || err == EDQUOT ? SPOOL_DROP_DISK_FULL : SPOOL_DROP_WRITE_ERROR;
+    s->st.dropped[reason] += s->wrecords;
+    s->st.written -= s->wrecords;
+    s->st.packets -= s->wrecords;
+    g->waiting -= s->wrecords;
+    g->size -= s->wlen;
+    s->st.bytes -= s->wlen;
+    log_ratelimited(&s->error_limit, s->log_interval_ms, LOG_LEVEL_WARN,
+                    "destination %s: spool: cannot write to %s: %s; %llu packets dropped", s->name, s->dir,
+                    strerror(err), (unsigned long long)s->wrecords);
+    s->wlen = 0;
+    s->wrecords = 0;
+}
+
+void spool_flush(struct spool *s)
+{
+    if (s->wlen == 0 || s->wfd < 0)
+        return;
+    size_t done = 0;
+    while (done < s->wlen) {
+        ssize_t n = write(s->wfd, s->wbuf + done, s->wlen - done);
+        if (n > 0) {
+            done += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        int err = n < 0 ? errno : ENOSPC;
+        /* a part of a record on disk would read as damage: cut it off */
+        struct spool_seg *g = &s->segs[s->nsegs - 1];
+        if (done > 0 && ftruncate(s->wfd, (off_t)(g->size - s->wlen)) != 0)
+            log_ratelimited(&s->error_limit, s->log_interval_ms, LOG_LEVEL_WARN,
+                            "destination %s: spool: cannot truncate a partial write: %s", s->name,
+                            strerror(errno));
+        write_failed(s, err);
+        return;
+    }
+    s->segs[s->nsegs - 1].written_s = now_s();
+    s->wlen = 0;
+    s->wrecords = 0;
+}
+
+/* Starts a new segment to append to; false (counted by the caller) when it cannot be created. */
+static bool seg_start(struct spool *s, int *err)
+{
+    char path[PATH_MAX];
+    uint32_t seq = s->next_seq;
+    seg_path(s, seq, path);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, SPOOL_FILE_MODE);
+    if (fd < 0) {
+        *err = errno;
+        return false;
+    }
+    uint8_t hdr[SEGMENT_HEADER_LEN];
+    uint64_t t = now_s();
+    segment_header_write(hdr, t);
+    struct spool_seg *g = NULL;
+    if (write(fd, hdr, sizeof hdr) != (ssize_t)sizeof hdr || (g = seg_push(s, seq)) == NULL) {
+        *err = g == NULL && errno == 0 ? ENOMEM : errno;
+        close(fd);
+        unlink(path);
+        return false;
+    }
+    g->size = SEGMENT_HEADER_LEN;
+    g->created_s = g->written_s = t;
+    s->st.bytes += SEGMENT_HEADER_LEN;
+    s->wfd = fd;
+    return true;
+}
+
+void spool_append(struct spool *s, const struct segment_record *r)
+{
+    if (!s->opened)
+        spool_open(s);
+    size_t need = segment_record_len(r->len);
+    if (s->broken) {
+        s->st.dropped[SPOOL_DROP_WRITE_ERROR]++;
+        return;
+    }
+    if (s->wlen + need > SPOOL_BUF_BYTES)
+        spool_flush(s);
+    if (s->wfd >= 0 && s->segs[s->nsegs - 1].size + need > s->seg_max) {
+        spool_flush(s);
+        close(s->wfd);
+        s->wfd = -1;
+    }
+    /* room under max_bytes: the oldest segments go, never the one written to */
+    while (s->st.bytes + need + SEGMENT_HEADER_LEN > s->max_bytes && s->nsegs > (s->wfd >= 0 ? 1u : 0u))
+        seg_drop_oldest(s, SPOOL_DROP_MAX_BYTES);
+    int err = 0;
+    if (s->wfd < 0 && !seg_start(s, &err)) {
+        unsigned reason = err == ENOSPC || err == EDQUOT ? SPOOL_DROP_DISK_FULL : SPOOL_DROP_WRITE_ERROR;
+        s->st.dropped[reason]++;
+        log_ratelimited(&s->error_limit, s->log_interval_ms, LOG_LEVEL_WARN,
+                        "destination %s: spool: cannot start a segment in %s: %s; packets dropped", s->name,
+                        s->dir, strerror(err));
+        return;
+    }
+    struct spool_seg *g = &s->segs[s->nsegs - 1];
+    s->wlen += segment_record_write(s->wbuf + s->wlen, r);
+    s->wrecords++;
+    g->size += need;
+    g->waiting++;
+    s->st.bytes += need;
+    s->st.packets++;
+    s->st.written++;
+    (*call_bucket(s, r->call_hash))++;
+}
+
+bool spool_waiting(const struct spool *s)
+{
+    return s->st.packets > 0;
+}
+
+bool spool_holds_call(const struct spool *s, uint64_t call_hash)
+{
+    return s->st.packets > 0 && *call_bucket(s, call_hash) > 0;
+}
+
+/* ---- replay ---- */
+
+/* The bytes of the reader's segment that can be read: all, less what is still buffered. */
+static uint64_t seg_readable(const struct spool *s, const struct spool_seg *g)
+{
+    bool last = g == &s->segs[s->nsegs - 1] && s->wfd >= 0;
+    return last ? g->size - s->wlen : g->size;
+}
+
+static void reader_damage(struct spool *s, const char *what)
+{
+    s->st.damaged++;
+    log_ratelimited(&s->damage_limit, s->log_interval_ms, LOG_LEVEL_WARN,
+                    "destination %s: spool: segment %08x: %s at offset %llu, skipped", s->name, s->rseq, what,
+                    (unsigned long long)(s->roff + s->rstart));
+}
+
+bool spool_peek(struct spool *s, struct segment_record *r)
+{
+    if (!s->opened)
+        spool_open(s);
+    while (!s->broken) {
+        struct spool_seg *g = NULL;
+        for (size_t i = 0; i < s->nsegs && g == NULL; i++)
+            if (s->segs[i].seq >= s->rseq)
+                g = &s->segs[i];
+        if (g == NULL)
+            return false;
+        if (g->seq != s->rseq)
+            reader_reset(s, g->seq);
+        if (s->rfd < 0) {
+            char path[PATH_MAX];
+            seg_path(s, g->seq, path);
+            s->rfd = open(path, O_RDONLY | O_CLOEXEC);
+            if (s->rfd < 0) {
+                reader_damage(s, strerror(errno));
+                reader_reset(s, g->seq + 1);
+                continue;
+            }
+        }
+        size_t used;
+        enum segment_status rc = segment_record_parse(s->rbuf + s->rstart, s->rlen, r, &used);
+        if (rc == SEGMENT_OK) {
+            s->peeked = used;
+            return true;
+        }
+        if (rc == SEGMENT_BAD) {
+            reader_damage(s, "damaged record");
+            size_t skip = segment_resync(s->rbuf + s->rstart, s->rlen);
+            s->rstart += skip;
+            s->rlen -= skip;
+            continue;
+        }
+        /* SEGMENT_SHORT: read on */
+        uint64_t end = seg_readable(s, g);
+        uint64_t have = s->roff + s->rstart + s->rlen;
+        if (have < end) {
+            memmove(s->rbuf, s->rbuf + s->rstart, s->rlen);
+            s->roff += s->rstart;
+            s->rstart = 0;
+            size_t want = SPOOL_BUF_BYTES - s->rlen;
+            if (want > end - have)
+                want = (size_t)(end - have);
+            ssize_t n = pread(s->rfd, s->rbuf + s->rlen, want, (off_t)have);
+            if (n > 0) {
+                s->rlen += (size_t)n;
+                continue;
+            }
+            reader_damage(s, n < 0 ? strerror(errno) : "end of file before its known size");
+        } else if (g == &s->segs[s->nsegs - 1] && s->wfd >= 0) {
+            if (s->wlen == 0)
+                return false;       /* replayed up to the writer */
+            spool_flush(s);
+            continue;
+        } else if (s->rlen > 0) {
+            reader_damage(s, "torn record at the end");
+        }
+        /* this segment is done */
+        g->waiting = 0;
+        reader_reset(s, g->seq + 1);
+    }
+    return false;
+}
+
+uint64_t spool_consume(struct spool *s)
+{
+    struct segment_record r;
+    size_t used = s->peeked;
+    if (used > 0 && segment_record_parse(s->rbuf + s->rstart, s->rlen, &r, &used) == SEGMENT_OK) {
+        uint32_t *b = call_bucket(s, r.call_hash);
+        if (*b > 0)
+            (*b)--;
+        s->rstart += used;
+        s->rlen -= used;
+        struct spool_seg *g = seg_find(s, s->rseq);
+        if (g != NULL && g->waiting > 0)
+            g->waiting--;
+        if (s->st.packets > 0)
+            s->st.packets--;
+        s->st.replayed++;
+    }
+    s->peeked = 0;
+    uint64_t pos = pos_make(s->rseq, s->roff + s->rstart);
+    if (pos <= s->resent_until)
+        s->st.resent++;
+    return pos;
+}
+
+void spool_ack(struct spool *s, uint64_t pos)
+{
+    if (!s->opened || s->broken)
+        return;
+    if (pos > s->acked)
+        s->acked = pos;
+    while (s->nsegs > 0 && s->segs[0].seq < pos_seq(s->acked) && s->segs[0].seq < s->rseq)
+        seg_drop_oldest(s, SPOOL_DROP_COUNT);
+    /* all sent: the last segment goes too, and the next append starts a new one */
+    if (s->nsegs == 1 && s->st.packets == 0 && s->wlen == 0 && s->segs[0].seq == pos_seq(s->acked) &&
+        pos_off(s->acked) == s->segs[0].size) {
+        seg_drop_oldest(s, SPOOL_DROP_COUNT);
+        reader_reset(s, s->next_seq);
+    }
+    uint64_t queued = pos_make(s->rseq, s->roff + s->rstart);
+    cursor_write(s, queued > s->acked ? queued : s->acked);
+}
+
+void spool_expire(struct spool *s)
+{
+    if (!s->opened || s->broken || s->max_age_s == 0)
+        return;
+    uint64_t now = now_s();
+    while (s->nsegs > 0 && s->segs[0].written_s + s->max_age_s < now) {
+        bool last = s->nsegs == 1;
+        if (last)
+            spool_flush(s);
+        seg_drop_oldest(s, SPOOL_DROP_MAX_AGE);
+        if (last)
+            reader_reset(s, s->next_seq);
+    }
+}
+
+const struct spool_stats *spool_stats(const struct spool *s)
+{
+    struct spool *w = (struct spool *)s;
+    w->st.oldest_s = 0;
+    for (size_t i = 0; i < s->nsegs; i++)
+        if (s->segs[i].waiting > 0) {
+            w->st.oldest_s = s->segs[i].created_s;
+            break;
+        }
+    return &s->st;
+}

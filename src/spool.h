@@ -1,0 +1,106 @@
+/*
+ * spool.h - a destination's disk spool: what its stream targets cannot
+ * take waits here, survives a restart, and is replayed in order.
+ *
+ * One spool per destination and worker, in DIR/w<worker>/ (a lock file
+ * keeps a second process out): append-only segment files (segment.h) named
+ * by a hexadecimal sequence number, and a cursor file saying how far the
+ * packets were written to a socket ("acked") and how far they were handed
+ * to a TCP queue ("queued").  Appends are buffered and written with one
+ * write() per batch (spool_flush()); nothing is fsync'ed: a process crash
+ * (kill -9) loses nothing the kernel was given, a power cut may.  At start
+ * the segments are scanned, the acked ones deleted, and replay resumes at
+ * the acked position; what lies between acked and queued may already have
+ * been sent, and is counted as resent when it is replayed again.
+ *
+ * A segment holds about max_bytes/16 per worker (between SPOOL_SEGMENT_MIN
+ * and SPOOL_SEGMENT_MAX bytes); past max_bytes (shared evenly by the
+ * workers) the oldest segment goes, and so does every segment last written
+ * more than max_age ago; their unreplayed packets are counted as dropped.
+ * The spool opens its files at first use, on its worker's thread (after
+ * the privilege drop).  No libev: the destination drives it.
+ */
+#ifndef HEPROUTER_SPOOL_H
+#define HEPROUTER_SPOOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "segment.h"
+
+#define SPOOL_SEGMENT_MIN (64u * 1024u)
+#define SPOOL_SEGMENT_MAX (64u * 1024u * 1024u)
+#define SPOOL_SEGMENTS_PER_SPOOL 16u
+
+/* Why packets left the spool without being sent: X(name, label) */
+#define SPOOL_DROPS(X)                                                                                       \
+    X(SPOOL_DROP_MAX_BYTES, "max_bytes")     /* oldest segment deleted to stay under max_bytes */          \
+    X(SPOOL_DROP_MAX_AGE, "max_age")         /* segment last written more than max_age ago */              \
+    X(SPOOL_DROP_DISK_FULL, "disk_full")     /* ENOSPC / EDQUOT: not written */                            \
+    X(SPOOL_DROP_WRITE_ERROR, "write_error") /* any other failure to write (or open the directory) */
+
+#define SPOOL_DROP_ENUM(name, label) name,
+enum spool_drop { SPOOL_DROPS(SPOOL_DROP_ENUM) SPOOL_DROP_COUNT };
+#undef SPOOL_DROP_ENUM
+
+const char *spool_drop_name(unsigned reason);
+
+/* Cumulative counts and the state now; the destination turns them into metrics. */
+struct spool_stats {
+    uint64_t written;               /* packets appended (and written to the file) */
+    uint64_t replayed;              /* packets handed back to a target */
+    uint64_t resent;                /* of those, replayed after a restart that may have gone out before */
+    uint64_t damaged;               /* damaged or torn stretches skipped */
+    uint64_t dropped[SPOOL_DROP_COUNT];
+    uint64_t packets;               /* waiting now */
+    uint64_t bytes;                 /* on disk now */
+    uint64_t oldest_s;              /* Unix time the oldest waiting segment was started; 0: none */
+};
+
+struct spool;
+
+/*
+ * A spool for destination name in dir, for worker of nworkers (worker 0
+ * also takes over what workers >= nworkers left behind).  Nothing is
+ * opened yet.  NULL on ENOMEM.
+ */
+struct spool *spool_new(const char *name, const char *dir, unsigned worker, unsigned nworkers,
+                        uint64_t max_bytes, uint64_t max_age_ms, uint64_t log_interval_ms);
+
+/* Writes what is buffered, saves the cursor, closes the files. */
+void spool_free(struct spool *s);
+
+/* Appends one record (buffered until spool_flush()); counted as dropped when it cannot be kept. */
+void spool_append(struct spool *s, const struct segment_record *r);
+
+/* Writes the buffered records: one write() per segment touched. */
+void spool_flush(struct spool *s);
+
+/* true when packets wait (or are buffered). */
+bool spool_waiting(const struct spool *s);
+
+/* true when a waiting packet may belong to the call whose hash is call_hash (a hint: never false when one does). */
+bool spool_holds_call(const struct spool *s, uint64_t call_hash);
+
+/*
+ * The next packet to replay, in order: true and *r (valid until the next
+ * spool_* call), or false when nothing can be read now.
+ */
+bool spool_peek(struct spool *s, struct segment_record *r);
+
+/* The packet spool_peek() returned was queued for a target; returns its position (for spool_ack()). */
+uint64_t spool_consume(struct spool *s);
+
+/*
+ * Every packet up to position pos was written to a socket: segments
+ * behind it are deleted, and the cursor saved.
+ */
+void spool_ack(struct spool *s, uint64_t pos);
+
+/* Deletes segments older than max_age; call it now and then. */
+void spool_expire(struct spool *s);
+
+const struct spool_stats *spool_stats(const struct spool *s);
+
+#endif
