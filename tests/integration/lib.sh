@@ -474,6 +474,24 @@ it_stats_until() {
     ((PIPESTATUS[0] == 0)) || it_case_fail "counters differ"
 }
 
+# it_counter PATH: a counter of the last stats line in $CASE_DIR/router.err,
+# PATH slash-separated (destinations/NAME/targets/ADDR/packets); a group
+# (an object) gives the sum of its values; empty when absent.
+it_counter() {
+    python3 - "$CASE_DIR/router.err" "$1" <<'EOF'
+import json, re, sys
+last = None
+for line in open(sys.argv[1], errors="replace"):
+    m = re.search(r"stats \([^)]*\): (\{.*\})\s*$", line)
+    if m:
+        last = m.group(1)
+node = json.loads(last) if last else {}
+for part in sys.argv[2].split("/"):
+    node = node.get(part) if isinstance(node, dict) else None
+print(sum(node.values()) if isinstance(node, dict) else ("" if node is None else node))
+EOF
+}
+
 # it_sink_lines NAME: packets sink NAME has written to $CASE_DIR/NAME.json so far.
 it_sink_lines() {
     local n

@@ -88,23 +88,6 @@ IT_CASES=(dest_down stalled_tcp flood tcp_abuse evictions_rss redis_garbage valg
 
 # ---------------------------------------------------------------- helpers
 
-# counter PATH: one value of the last stats line (a group: its sum), "" if absent.
-counter() {
-    python3 - "$CASE_DIR/router.err" "$1" <<'EOF'
-import json, re, sys
-last = None
-for line in open(sys.argv[1], errors="replace"):
-    m = re.search(r"stats \([^)]*\): (\{.*\})\s*$", line)
-    if m:
-        last = m.group(1)
-node = json.loads(last) if last else {}
-for part in sys.argv[2].split("/"):
-    node = node.get(part) if isinstance(node, dict) else None
-print(sum(node.values()) if isinstance(node, dict) else ("" if node is None else node))
-EOF
-}
-
-
 # arrive NAME N: until sink NAME holds N packets (then a short settle, to
 # see extra ones); fails the case if it holds another number.
 arrive() {
@@ -145,7 +128,7 @@ udp_accounted() {
     local p
     it_usr1_stats || return 1
     p=$(target udp "$1")
-    (($(counter "$p/packets") + $(counter "$p/send_errors") + $(counter "$p/down_drops") == $2))
+    (($(it_counter "$p/packets") + $(it_counter "$p/send_errors") + $(it_counter "$p/down_drops") == $2))
 }
 
 case_dest_down() {
@@ -172,8 +155,8 @@ default: [ tcp, udp, steady ]"
     arrive udp1 "$n"
     it_usr1_stats || it_case_fail "no stats line"
     local early_drops
-    early_drops=$(( $(counter "$(target tcp "$t")/down_drops") + $(counter "$(target tcp "$t")/queue_drops") ))
-    echo "    tcp target while down: packets $(counter "$(target tcp "$t")/packets"), dropped $early_drops, connects $(counter "$(target tcp "$t")/connects")"
+    early_drops=$(( $(it_counter "$(target tcp "$t")/down_drops") + $(it_counter "$(target tcp "$t")/queue_drops") ))
+    echo "    tcp target while down: packets $(it_counter "$(target tcp "$t")/packets"), dropped $early_drops, connects $(it_counter "$(target tcp "$t")/connects")"
 
     it_note "phase 2: the TCP destination comes up"
     it_start_sink tcp1 tcp "$tport"
@@ -191,7 +174,7 @@ default: [ tcp, udp, steady ]"
     hepgen_send "${ROUTER_ADDR[udp]}" options "$PHASE_CALLS" p3
     # a UDP send is counted sent or failed (ICMP refused: marked down), never lost
     it_wait_until 5 udp_accounted "$u" $((3 * n)) || it_case_fail "udp target: packets + send_errors + down_drops != $((3 * n))"
-    echo "    while down: udp send_errors $(counter "$(target udp "$u")/send_errors"), tcp down_drops $(counter "$(target tcp "$t")/down_drops"), queue_drops $(counter "$(target tcp "$t")/queue_drops"), queued $(counter "$(target tcp "$t")/packets")"
+    echo "    while down: udp send_errors $(it_counter "$(target udp "$u")/send_errors"), tcp down_drops $(it_counter "$(target tcp "$t")/down_drops"), queue_drops $(it_counter "$(target tcp "$t")/queue_drops"), queued $(it_counter "$(target tcp "$t")/packets")"
 
     it_note "phase 4: both come back on the same ports"
     it_start_sink udp2 udp "$uport"
@@ -246,8 +229,8 @@ default: [ stalled, other ]"
     local qb qp written drops rss
     qb=$(metric "heprouter_target_queue_bytes{destination=\"stalled\"")
     qp=$(metric "heprouter_target_queue_packets{destination=\"stalled\"")
-    written=$(counter "$(target stalled "$t")/packets")
-    drops=$(counter "$(target stalled "$t")/queue_drops")
+    written=$(it_counter "$(target stalled "$t")/packets")
+    drops=$(it_counter "$(target stalled "$t")/queue_drops")
     rss=$(vmrss_kb "$ROUTER_PID")
     echo "    stalled target: sent $STALL_PACKETS, written to the socket $written, queue_drops $drops, queued now $qp packets / $qb bytes (bound $QUEUE_BYTES), VmRSS ${rss} kB"
     if ! [[ $qb =~ ^[0-9]+$ ]] || ((qb > QUEUE_BYTES)); then
@@ -308,7 +291,7 @@ $(it_two_sink_policy INVITE)"
     it_stats_until 15 packets_in="$FLOOD_PACKETS"
     echo "    kernel drops at the UDP sockets: heprouter $(udp_drops "$ROUTER_PORT"), homer $(udp_drops "${SINK_ADDR[homer]##*:}"), voipmonitor $(udp_drops "${SINK_ADDR[voipmonitor]##*:}")"
     local errs
-    errs=$(counter decode_errors)
+    errs=$(it_counter decode_errors)
     echo "    decode_errors by reason: $(grep 'stats (SIGUSR1' "$CASE_DIR/router.err" | tail -n 1 | grep -o '"decode_errors":{[^}]*}')"
     [ "$errs" = "$bad" ] || it_case_fail "decode_errors $errs, malformed sent $bad"
     it_stop_router
@@ -393,7 +376,7 @@ default: [ void ]"
     it_stats_until 60 packets_in=$((STORE_CALLS * OPTIONS_PACKETS)) store_evictions">=$rest" calls_in_store="$MAX_CALLS"
     r2=$(vmrss_kb "$ROUTER_PID")
     hwm=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$ROUTER_PID/status")
-    echo "    after $STORE_CALLS calls: VmRSS $r2 kB, VmHWM $hwm kB, store_evictions $(counter store_evictions) (bound: $r1 kB + $RSS_SLACK_PCT %)"
+    echo "    after $STORE_CALLS calls: VmRSS $r2 kB, VmHWM $hwm kB, store_evictions $(it_counter store_evictions) (bound: $r1 kB + $RSS_SLACK_PCT %)"
     ((hwm <= r1 + r1 * RSS_SLACK_PCT / 100)) || it_case_fail "VmHWM $hwm kB over $r1 kB + $RSS_SLACK_PCT %"
     it_stop_router
     it_stop_all
