@@ -516,6 +516,19 @@ static void test_sample_shows_the_defaults(void)
     conf_free(m);
 }
 
+/* The sidecar sample (README, heprouter(8)): a spool on its TCP destination, as its comments say. */
+static void test_sidecar_sample_has_a_spool(void)
+{
+    struct conf *c = load_ok(TEST_ETC_DIR "/heprouter-sidecar.yaml");
+    CU_ASSERT_EQUAL_FATAL(c->ndests, 1);
+    CU_ASSERT_EQUAL(c->dests[0].targets[0].transport, CONF_TCP);
+    CU_ASSERT_STRING_EQUAL(c->dests[0].spool.dir, "/var/lib/heprouter/spool/collector");
+    CU_ASSERT_EQUAL(c->dests[0].spool.max_bytes, 1073741824u);
+    CU_ASSERT_EQUAL(c->dests[0].spool.max_age_ms, 24u * 3600u * 1000u);
+    CU_ASSERT_EQUAL(c->dests[0].spool.replay_rate, 20000u);
+    conf_free(c);
+}
+
 static void test_full_config_sets_every_key(void)
 {
     struct conf *c = load_ok(FULL_PATH);
@@ -1187,6 +1200,30 @@ static struct conf *load_text(const char *text, char *path, char **out)
 
 #define BASE_TEXT "listen: \"udp:127.0.0.1:9060\"\ndestinations: { homer: { targets: \"udp:127.0.0.1:9061\" } }\n"
 
+/* A spool needs a tcp: target, and its own directory. */
+static void test_spool_needs_tcp_and_its_own_dir(void)
+{
+    static const char *const bad[] = {
+        "listen: [ \"udp:127.0.0.1:19600\" ]\n"
+        "destinations:\n  a: { targets: [ \"udp:127.0.0.1:19601\" ], spool: { dir: /tmp/s } }\n",
+        "listen: [ \"udp:127.0.0.1:19600\" ]\n"
+        "destinations:\n  a: { targets: [ \"tcp:127.0.0.1:19601\" ], spool: { dir: /tmp/s } }\n"
+        "  b: { targets: [ \"tcp:127.0.0.1:19602\" ], spool: { dir: /tmp/s } }\n",
+        "listen: [ \"udp:127.0.0.1:19600\" ]\n"
+        "destinations:\n  a: { targets: [ \"tcp:127.0.0.1:19601\" ], spool: { max_bytes: 1048576 } }\n",
+    };
+    static const char *const why[] = { "needs a tcp: target", "is the spool of destination a too", "is required" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char path[PATH_MAX], *out;
+        struct conf *c = load_text(bad[i], path, &out);
+        CU_ASSERT_PTR_NULL(c);
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, why[i]));
+        free(out);
+        conf_free(c);
+        unlink(path);
+    }
+}
+
 static void test_metrics_listen_takes_ipv4_ipv6_and_port_0(void)
 {
     static const struct { const char *value, *ip; unsigned port; } cases[] = {
@@ -1736,6 +1773,8 @@ int main(void)
         { "sample loads with its documented values", test_sample_loads_with_its_documented_values },
         { "minimal config gets every default", test_minimal_config_gets_every_default },
         { "sample shows the defaults", test_sample_shows_the_defaults },
+        { "sidecar sample has a spool", test_sidecar_sample_has_a_spool },
+        { "spool needs tcp and its own dir", test_spool_needs_tcp_and_its_own_dir },
         { "full config sets every key", test_full_config_sets_every_key },
         { "orphans.max_bytes takes up to 1 TiB", test_orphans_max_bytes_takes_up_to_one_tebibyte },
         { "unnamed routes are named route-N from 1", test_unnamed_routes_are_named_route_n_from_one },
