@@ -678,20 +678,39 @@ static bool tcp_can_take(struct dest_target *t, size_t len)
     return t->state == DEST_TCP_CONNECTED && t->ring_cap - t->ring_len >= len;
 }
 
+/* A packet's call key, hashed only when something needs the hash. */
+struct dest_call {
+    const char *key;
+    size_t klen;
+    uint64_t hash;
+    bool hashed;
+};
+
+/* FNV-1a: the same in every run and instance, so a call keeps its target (and a spooled one its order). */
+static uint64_t call_hash(struct dest_call *c)
+{
+    if (!c->hashed) {
+        c->hash = hash_fnv1a64(HASH_FNV64_OFFSET, c->key, c->key != NULL ? c->klen : 0);
+        c->hashed = true;
+    }
+    return c->hash;
+}
+
 /*
  * Sends one packet to t, or keeps it in d's spool when t cannot take it or
  * its call already waits there.  spool_target is what the spool records:
  * t's index (balance: all) or SEGMENT_ANY_TARGET (the balance mode picks).
  */
-static void target_send(struct dest *d, struct dest_target *t, const uint8_t *data, size_t len, uint64_t call_hash,
-                        unsigned spool_target)
+static void target_send(struct dest *d, struct dest_target *t, const uint8_t *data, size_t len,
+                        struct dest_call *call, unsigned spool_target)
 {
     if (t->addr.transport != CONF_TCP) {
         udp_queue(t, data, len);
         return;
     }
-    if (d->spool != NULL && (spool_holds_call(d->spool, call_hash) || !tcp_can_take(t, len))) {
-        struct segment_record r = { .call_hash = call_hash, .target = spool_target, .data = data, .len = len };
+    if (d->spool != NULL && ((spool_waiting(d->spool) && spool_holds_call(d->spool, call_hash(call))) ||
+                             !tcp_can_take(t, len))) {
+        struct segment_record r = { .call_hash = call_hash(call), .target = spool_target, .data = data, .len = len };
         spool_append(d->spool, &r);
         replay_arm(t->ds);
         return;
@@ -1098,14 +1117,11 @@ void dest_send(struct dest_set *ds, size_t di, const struct hep_view *view, cons
     }
     md->bytes += len;
 
-    /* FNV-1a: the same in every run and instance, so a call keeps its target (and a spooled one its order) */
-    uint64_t call_hash = d->balance == CONF_BALANCE_HASH || d->spool != NULL
-                             ? hash_fnv1a64(HASH_FNV64_OFFSET, key, key != NULL ? klen : 0)
-                             : 0;
+    struct dest_call call = { .key = key, .klen = klen };
     struct dest_target *one = NULL;
     switch (d->balance) {
     case CONF_BALANCE_HASH:
-        one = pick_one(d, (size_t)(call_hash % d->ntargets));
+        one = pick_one(d, (size_t)(call_hash(&call) % d->ntargets));
         break;
     case CONF_BALANCE_ROUND_ROBIN:
         one = pick_one(d, (size_t)(d->rr_next++ % d->ntargets));
@@ -1120,11 +1136,11 @@ void dest_send(struct dest_set *ds, size_t di, const struct hep_view *view, cons
 
     bool udp_ref = false;
     if (one != NULL) {
-        target_send(d, one, data, len, call_hash, SEGMENT_ANY_TARGET);
+        target_send(d, one, data, len, &call, SEGMENT_ANY_TARGET);
         udp_ref = one->addr.transport == CONF_UDP;
     } else {
         for (size_t j = 0; j < d->ntargets; j++) {
-            target_send(d, &d->targets[j], data, len, call_hash, (unsigned)j);
+            target_send(d, &d->targets[j], data, len, &call, (unsigned)j);
             udp_ref |= d->targets[j].addr.transport == CONF_UDP;
         }
     }
