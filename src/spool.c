@@ -81,6 +81,7 @@ struct spool {
     uint8_t *rbuf;
     size_t rstart, rlen;
     size_t peeked;                  /* bytes of the record spool_peek() returned; 0: none */
+    bool in_damage;                 /* skipping a damaged stretch, already counted */
 
     uint64_t acked, saved_acked, saved_queued;
     uint64_t resent_until;          /* replayed below this position: maybe sent before a restart */
@@ -212,6 +213,7 @@ static void reader_reset(struct spool *s, uint32_t seq)
     s->roff = SEGMENT_HEADER_LEN;
     s->rstart = s->rlen = 0;
     s->peeked = 0;
+    s->in_damage = false;
 }
 
 /* Deletes the oldest segment; its waiting packets are counted under reason. */
@@ -654,8 +656,16 @@ static uint64_t seg_readable(const struct spool *s, const struct spool_seg *g)
     return last ? g->size - s->wlen : g->size;
 }
 
+/*
+ * Counts a damaged stretch once: resync may stop in its last bytes (a
+ * record could start there) or at the end of the buffer, and the parse
+ * that follows fails again on the same stretch.
+ */
 static void reader_damage(struct spool *s, const char *what)
 {
+    if (s->in_damage)
+        return;
+    s->in_damage = true;
     s->st.damaged++;
     log_ratelimited(&s->damage_limit, s->log_interval_ms, LOG_LEVEL_WARN,
                     "destination %s: spool: segment %08x: %s at offset %llu, skipped", s->name, s->rseq, what,
@@ -688,6 +698,7 @@ bool spool_peek(struct spool *s, struct segment_record *r)
         size_t used;
         enum segment_status rc = segment_record_parse(s->rbuf + s->rstart, s->rlen, r, &used);
         if (rc == SEGMENT_OK) {
+            s->in_damage = false;
             s->peeked = used;
             return true;
         }
