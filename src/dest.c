@@ -77,6 +77,11 @@
 #define DEST_REPLAY_TICK_S 0.005
 #define DEST_REPLAY_BURST_TICKS 2.0
 
+/* uint64_t per replayed batch: its spool position, then a start and an end mark per target */
+#define DEST_ACK_STRIDE(d) (1 + 2 * (d)->ntargets)
+#define DEST_ACK_START(d, a, j) ((a)[1 + (j)])
+#define DEST_ACK_END(d, a, j) ((a)[1 + (d)->ntargets + (j)])
+
 
 
 enum dest_tcp_state {
@@ -151,8 +156,9 @@ struct dest {
     ev_tstamp replay_last;
     /*
      * Replayed batches not yet known to be written: each entry is the spool
-     * position after the batch, then every target's queued_total after it;
-     * once each target's done_total reaches its mark, the spool is told.
+     * position after the batch, then every target's queued_total before
+     * it, then after it (DEST_ACK_STRIDE); once each target's done_total
+     * reaches its end mark, the spool is told.
      */
     uint64_t *acks;
     size_t nacks, acks_cap;
@@ -751,12 +757,12 @@ static struct dest_target *replay_target(struct dest *d, const struct segment_re
 /* Tells the spool about the replayed batches every target has now written. */
 static void replay_acks(struct dest *d)
 {
-    size_t stride = d->ntargets + 1, done = 0;
+    size_t stride = DEST_ACK_STRIDE(d), done = 0;
     for (; done < d->nacks; done++) {
         const uint64_t *a = d->acks + done * stride;
         bool written = true;
         for (size_t j = 0; j < d->ntargets && written; j++)
-            written = d->targets[j].done_total >= a[1 + j];
+            written = d->targets[j].done_total >= DEST_ACK_END(d, a, j);
         if (!written)
             break;
         spool_ack(d->spool, a[0]);
@@ -767,23 +773,46 @@ static void replay_acks(struct dest *d)
     }
 }
 
-/* Remembers a replayed batch ending at spool position pos; false on ENOMEM (the batch is acked later, with the next). */
-static bool replay_mark(struct dest *d, uint64_t pos)
+/*
+ * A replayed batch starts: its entry, past the last one, holds every
+ * target's queue position now; NULL on ENOMEM (nothing is replayed then).
+ */
+static uint64_t *replay_begin(struct dest *d)
 {
-    size_t stride = d->ntargets + 1;
+    size_t stride = DEST_ACK_STRIDE(d);
     if (d->nacks == d->acks_cap) {
         size_t cap = d->acks_cap > 0 ? 2 * d->acks_cap : 16;
         uint64_t *n = realloc(d->acks, cap * stride * sizeof *n);
         if (n == NULL)
-            return false;
+            return NULL;
         d->acks = n;
         d->acks_cap = cap;
     }
-    uint64_t *a = d->acks + d->nacks++ * stride;
+    uint64_t *a = d->acks + d->nacks * stride;
+    for (size_t j = 0; j < d->ntargets; j++)
+        DEST_ACK_START(d, a, j) = d->targets[j].queued_total;
+    return a;
+}
+
+/* The batch begun at a ended at spool position pos: it waits to be acked. */
+static void replay_end(struct dest *d, uint64_t *a, uint64_t pos)
+{
     a[0] = pos;
     for (size_t j = 0; j < d->ntargets; j++)
-        a[1 + j] = d->targets[j].queued_total;
-    return true;
+        DEST_ACK_END(d, a, j) = d->targets[j].queued_total;
+    d->nacks++;
+}
+
+/* true when the frame at queue position at of target j came from d's spool and is not yet acked there. */
+static bool replayed_frame(const struct dest *d, size_t j, uint64_t at)
+{
+    size_t stride = DEST_ACK_STRIDE(d);
+    for (size_t k = 0; k < d->nacks; k++) {
+        const uint64_t *a = d->acks + k * stride;
+        if (at >= DEST_ACK_START(d, a, j) && at < DEST_ACK_END(d, a, j))
+            return true;
+    }
+    return false;
 }
 
 /*
@@ -800,7 +829,8 @@ static void dest_replay(struct dest *d, ev_tstamp now)
     uint64_t pos = 0;
     bool any = false;
     struct segment_record r;
-    while (d->replay_tokens >= 1 && spool_peek(d->spool, &r)) {
+    uint64_t *batch = replay_begin(d);
+    while (batch != NULL && d->replay_tokens >= 1 && spool_peek(d->spool, &r)) {
         struct dest_target *t = replay_target(d, &r);
         if (t->addr.transport != CONF_TCP || t->state != DEST_TCP_CONNECTED ||
             (t->ring_len > 0 && t->ring_len + r.len > t->ring_cap / 2))
@@ -814,7 +844,7 @@ static void dest_replay(struct dest *d, ev_tstamp now)
     }
     if (!any)
         return;
-    replay_mark(d, pos);
+    replay_end(d, batch, pos);
     spool_ack(d->spool, 0);         /* saves how far the spool was queued */
     for (size_t j = 0; j < d->ntargets; j++) {
         struct dest_target *t = &d->targets[j];
@@ -1169,10 +1199,16 @@ void dest_flush(struct dest_set *ds)
     ds->arena_used = 0;
 }
 
-/* Drops what d's TCP targets still queue; returns how many frames (exit_drops). */
+/*
+ * Drops what d's TCP targets still queue; returns how many frames
+ * (exit_drops).  With a spool, nothing queued is lost: what came from the
+ * spool is still there (not acked), and the rest goes to its front, for
+ * the target it was queued for, to be replayed first.
+ */
 static size_t dest_abandon_one(struct dest *d)
 {
     size_t frames = 0;
+    uint8_t *frame = d->spool != NULL ? malloc(HEP3_MAX_LEN) : NULL;
     for (size_t j = 0; j < d->ntargets; j++) {
         struct dest_target *t = &d->targets[j];
         if (t->addr.transport != CONF_TCP)
@@ -1184,11 +1220,19 @@ static size_t dest_abandon_one(struct dest *d)
         }
         t->head_sent = 0;
         while (t->ring_len > 0) {
-            ring_pop(t, ring_head_frame_len(t));
-            target_metrics(t)->exit_drops++;
-            frames++;
+            size_t flen = ring_head_frame_len(t);
+            if (frame != NULL && !replayed_frame(d, j, t->done_total)) {
+                ring_copy_out(t, 0, flen, frame);
+                struct segment_record r = { .target = (unsigned)j, .data = frame, .len = flen };
+                spool_keep_first(d->spool, &r);
+            } else if (frame == NULL) {
+                target_metrics(t)->exit_drops++;
+                frames++;
+            }
+            ring_pop(t, flen);
         }
     }
+    free(frame);
     return frames;
 }
 
@@ -1205,10 +1249,9 @@ size_t dest_abandon(struct dest_set *ds)
 {
     size_t frames = 0;
     for (size_t i = 0; i < ds->ndests; i++) {
-        /* what the spool replayed but the queue drops stays in the spool for the next run */
+        frames += dest_abandon_one(&ds->dests[i]);
         spool_report(ds, &ds->dests[i]);
         spool_close(&ds->dests[i]);
-        frames += dest_abandon_one(&ds->dests[i]);
     }
     for (struct dest_retired *r = ds->retired; r != NULL; r = r->next)
         frames += dest_abandon_one(&r->d);

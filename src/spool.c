@@ -32,7 +32,16 @@
 #define SPOOL_LOCK_NAME "lock"
 #define SPOOL_CURSOR_NAME "cursor"
 #define SPOOL_CURSOR_MAGIC "HRCURSR1"
-#define SPOOL_CURSOR_LEN 28         /* magic, acked, queued (be64 each), CRC32C of those */
+/* magic, then acked and queued of each track (be64 each), then the CRC32C of those */
+#define SPOOL_CURSOR_LEN (8 + 2 * 8 * SPOOL_TRACKS + 4)
+/*
+ * Segment 0 is the front: what a TCP queue still held when heprouter
+ * stopped (spool_keep_first()), replayed before every other segment.  It
+ * has its own track of acked and queued positions; the other segments,
+ * numbered from 1, share the main one.
+ */
+#define SPOOL_FRONT_SEQ 0u
+enum { SPOOL_TRACK_MAIN, SPOOL_TRACK_FRONT, SPOOL_TRACKS };
 #define SPOOL_POS_SHIFT 32
 /* buffers hold a few maximal records: one read or write each */
 #define SPOOL_BUF_BYTES (4u * (SEGMENT_RECORD_HEADER_LEN + HEP3_MAX_LEN))
@@ -83,8 +92,10 @@ struct spool {
     size_t peeked;                  /* bytes of the record spool_peek() returned; 0: none */
     bool in_damage;                 /* skipping a damaged stretch, already counted */
 
-    uint64_t acked, saved_acked, saved_queued;
-    uint64_t resent_until;          /* replayed below this position: maybe sent before a restart */
+    /* per track: written to a socket, handed to a queue, as saved in the cursor */
+    uint64_t acked[SPOOL_TRACKS], queued[SPOOL_TRACKS];
+    uint64_t saved_acked[SPOOL_TRACKS], saved_queued[SPOOL_TRACKS];
+    uint64_t resent_until[SPOOL_TRACKS];    /* replayed up to here: maybe sent before a restart */
     uint32_t *calls;
     struct spool_stats st;
     struct log_limit error_limit;
@@ -113,6 +124,11 @@ static uint32_t pos_seq(uint64_t pos)
 static uint64_t pos_off(uint64_t pos)
 {
     return pos & ((UINT64_C(1) << SPOOL_POS_SHIFT) - 1);
+}
+
+static unsigned track_of(uint32_t seq)
+{
+    return seq == SPOOL_FRONT_SEQ ? SPOOL_TRACK_FRONT : SPOOL_TRACK_MAIN;
 }
 
 static uint64_t now_s(void)
@@ -211,15 +227,19 @@ static void reader_reset(struct spool *s, uint32_t seq)
     s->rfd = -1;
     s->rseq = seq;
     s->roff = SEGMENT_HEADER_LEN;
+    /* a segment partly sent before a restart resumes where it was acked */
+    uint64_t acked = s->acked[track_of(seq)];
+    if (pos_seq(acked) == seq && pos_off(acked) > SEGMENT_HEADER_LEN)
+        s->roff = pos_off(acked);
     s->rstart = s->rlen = 0;
     s->peeked = 0;
     s->in_damage = false;
 }
 
-/* Deletes the oldest segment; its waiting packets are counted under reason. */
-static void seg_drop_oldest(struct spool *s, unsigned reason)
+/* Deletes segment i (0: the oldest); its waiting packets are counted under reason. */
+static void seg_drop(struct spool *s, size_t i, unsigned reason)
 {
-    struct spool_seg *g = &s->segs[0];
+    struct spool_seg *g = &s->segs[i];
     char path[PATH_MAX];
     seg_path(s, g->seq, path);
     if (unlink(path) != 0 && errno != ENOENT)
@@ -233,7 +253,7 @@ static void seg_drop_oldest(struct spool *s, unsigned reason)
     }
     s->st.packets -= g->waiting;
     s->st.bytes -= g->size;
-    if (s->nsegs == 1 && s->wfd >= 0) {
+    if (i == s->nsegs - 1 && s->wfd >= 0) {
         close(s->wfd);
         s->wfd = -1;
         s->wlen = 0;
@@ -241,7 +261,7 @@ static void seg_drop_oldest(struct spool *s, unsigned reason)
     }
     if (s->rseq == g->seq)
         reader_reset(s, g->seq + 1);
-    memmove(s->segs, s->segs + 1, (s->nsegs - 1) * sizeof *s->segs);
+    memmove(s->segs + i, s->segs + i + 1, (s->nsegs - i - 1) * sizeof *s->segs);
     s->nsegs--;
     if (s->st.packets == 0)
         memset(s->calls, 0, SPOOL_CALL_BUCKETS * sizeof *s->calls);
@@ -344,33 +364,37 @@ static void adopt_orphans(struct spool *s, uint32_t *next)
 static void cursor_read(struct spool *s)
 {
     uint8_t b[SPOOL_CURSOR_LEN];
-    if (pread(s->cursor_fd, b, sizeof b, 0) != (ssize_t)sizeof b)
-        return;
-    size_t body = SPOOL_CURSOR_LEN - sizeof(uint32_t);
-    if (memcmp(b, SPOOL_CURSOR_MAGIC, sizeof SPOOL_CURSOR_MAGIC - 1) != 0 ||
+    size_t body = SPOOL_CURSOR_LEN - sizeof(uint32_t), magic = sizeof SPOOL_CURSOR_MAGIC - 1;
+    if (pread(s->cursor_fd, b, sizeof b, 0) != (ssize_t)sizeof b || memcmp(b, SPOOL_CURSOR_MAGIC, magic) != 0 ||
         hash_crc32c(0, b, body) != bytes_get_be32(b + body))
         return;
-    s->acked = s->saved_acked = bytes_get_be64(b + 8);
-    s->resent_until = s->saved_queued = bytes_get_be64(b + 16);
+    for (unsigned t = 0; t < SPOOL_TRACKS; t++) {
+        s->acked[t] = s->saved_acked[t] = bytes_get_be64(b + magic + 16 * t);
+        s->queued[t] = s->saved_queued[t] = s->resent_until[t] = bytes_get_be64(b + magic + 16 * t + 8);
+    }
 }
 
-static void cursor_write(struct spool *s, uint64_t queued)
+/* Saves the cursor when it changed. */
+static void cursor_write(struct spool *s)
 {
-    if (s->cursor_fd < 0 || (s->acked == s->saved_acked && queued == s->saved_queued))
+    if (s->cursor_fd < 0 || (memcmp(s->acked, s->saved_acked, sizeof s->acked) == 0 &&
+                             memcmp(s->queued, s->saved_queued, sizeof s->queued) == 0))
         return;
     uint8_t b[SPOOL_CURSOR_LEN];
-    size_t body = SPOOL_CURSOR_LEN - sizeof(uint32_t);
-    memcpy(b, SPOOL_CURSOR_MAGIC, sizeof SPOOL_CURSOR_MAGIC - 1);
-    bytes_put_be64(b + 8, s->acked);
-    bytes_put_be64(b + 16, queued);
+    size_t body = SPOOL_CURSOR_LEN - sizeof(uint32_t), magic = sizeof SPOOL_CURSOR_MAGIC - 1;
+    memcpy(b, SPOOL_CURSOR_MAGIC, magic);
+    for (unsigned t = 0; t < SPOOL_TRACKS; t++) {
+        bytes_put_be64(b + magic + 16 * t, s->acked[t]);
+        bytes_put_be64(b + magic + 16 * t + 8, s->queued[t]);
+    }
     bytes_put_be32(b + body, hash_crc32c(0, b, body));
     if (pwrite(s->cursor_fd, b, sizeof b, 0) != (ssize_t)sizeof b) {
         log_ratelimited(&s->error_limit, s->log_interval_ms, LOG_LEVEL_WARN,
                         "destination %s: spool: cannot save the cursor: %s", s->name, strerror(errno));
         return;
     }
-    s->saved_acked = s->acked;
-    s->saved_queued = queued;
+    memcpy(s->saved_acked, s->acked, sizeof s->acked);
+    memcpy(s->saved_queued, s->queued, sizeof s->queued);
 }
 
 /*
@@ -459,7 +483,9 @@ static void spool_open(struct spool *s)
         s->broken = true;
         return;
     }
-    uint32_t next = n > 0 ? seqs[n - 1] + 1 : pos_seq(s->acked) + 1;
+    uint32_t next = pos_seq(s->acked[SPOOL_TRACK_MAIN]) + 1;
+    if (n > 0 && seqs[n - 1] + 1 > next)
+        next = seqs[n - 1] + 1;
     if (s->worker == 0) {
         uint32_t first_adopted = next;
         adopt_orphans(s, &next);
@@ -471,7 +497,8 @@ static void spool_open(struct spool *s)
     }
     /* segments behind the acked position were all sent */
     for (size_t i = 0; i < n; i++) {
-        if (seqs[i] < pos_seq(s->acked)) {
+        uint64_t acked = s->acked[track_of(seqs[i])];
+        if (seqs[i] != SPOOL_FRONT_SEQ && seqs[i] < pos_seq(acked)) {
             seg_path(s, seqs[i], path);
             unlink(path);
             continue;
@@ -479,15 +506,13 @@ static void spool_open(struct spool *s)
         struct spool_seg *g = seg_push(s, seqs[i]);
         if (g == NULL)
             break;
-        seg_scan(s, g, seqs[i] == pos_seq(s->acked) ? pos_off(s->acked) : 0);
+        seg_scan(s, g, seqs[i] == pos_seq(acked) ? pos_off(acked) : 0);
     }
     free(seqs);
     if (s->next_seq < next)
         s->next_seq = next;
     if (s->nsegs > 0) {
         reader_reset(s, s->segs[0].seq);
-        if (s->segs[0].seq == pos_seq(s->acked) && pos_off(s->acked) > SEGMENT_HEADER_LEN)
-            s->roff = pos_off(s->acked);
         log_info("destination %s: spool: %llu packets (%llu bytes) kept by an earlier run, replayed when a "
                  "target is up",
                  s->name, (unsigned long long)s->st.packets, (unsigned long long)s->st.bytes);
@@ -502,7 +527,7 @@ void spool_free(struct spool *s)
         return;
     if (s->opened && !s->broken) {
         spool_flush(s);
-        cursor_write(s, s->saved_queued > s->acked ? s->saved_queued : s->acked);
+        cursor_write(s);
     }
     if (s->wfd >= 0)
         close(s->wfd);
@@ -616,7 +641,7 @@ void spool_append(struct spool *s, const struct segment_record *r)
     }
     /* room under max_bytes: the oldest segments go, never the one written to */
     while (s->st.bytes + need + SEGMENT_HEADER_LEN > s->max_bytes && s->nsegs > (s->wfd >= 0 ? 1u : 0u))
-        seg_drop_oldest(s, SPOOL_DROP_MAX_BYTES);
+        seg_drop(s, 0, SPOOL_DROP_MAX_BYTES);
     int err = 0;
     if (s->wfd < 0 && !seg_start(s, &err)) {
         unsigned reason = err == ENOSPC || err == EDQUOT ? SPOOL_DROP_DISK_FULL : SPOOL_DROP_WRITE_ERROR;
@@ -631,6 +656,55 @@ void spool_append(struct spool *s, const struct segment_record *r)
     s->wrecords++;
     g->size += need;
     g->waiting++;
+    s->st.bytes += need;
+    s->st.packets++;
+    s->st.written++;
+    (*call_bucket(s, r->call_hash))++;
+}
+
+void spool_keep_first(struct spool *s, const struct segment_record *r)
+{
+    if (!s->opened)
+        spool_open(s);
+    size_t need = segment_record_len(r->len);
+    struct spool_seg *g = s->nsegs > 0 && s->segs[0].seq == SPOOL_FRONT_SEQ ? &s->segs[0] : NULL;
+    char path[PATH_MAX];
+    seg_path(s, SPOOL_FRONT_SEQ, path);
+    int fd = s->broken ? -1 : open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, SPOOL_FILE_MODE);
+    uint8_t hdr[SEGMENT_HEADER_LEN];
+    uint64_t t = now_s();
+    bool ok = fd >= 0;
+    if (ok && g == NULL) {
+        /* a new front: the header first, and its place before every other segment */
+        segment_header_write(hdr, t);
+        ok = ftruncate(fd, 0) == 0 && write(fd, hdr, sizeof hdr) == (ssize_t)sizeof hdr &&
+             seg_push(s, SPOOL_FRONT_SEQ) != NULL;
+        if (ok) {
+            struct spool_seg front = s->segs[s->nsegs - 1];
+            memmove(s->segs + 1, s->segs, (s->nsegs - 1) * sizeof *s->segs);
+            s->segs[0] = front;
+            g = &s->segs[0];
+            g->size = SEGMENT_HEADER_LEN;
+            g->created_s = t;
+            s->st.bytes += SEGMENT_HEADER_LEN;
+        }
+    }
+    uint8_t *rec = ok ? malloc(need) : NULL;
+    ok = rec != NULL && write(fd, rec, segment_record_write(rec, r)) == (ssize_t)need;
+    int err = errno;
+    free(rec);
+    if (fd >= 0)
+        close(fd);
+    if (!ok) {
+        s->st.dropped[err == ENOSPC || err == EDQUOT ? SPOOL_DROP_DISK_FULL : SPOOL_DROP_WRITE_ERROR]++;
+        log_ratelimited(&s->error_limit, s->log_interval_ms, LOG_LEVEL_WARN,
+                        "destination %s: spool: cannot write %s: %s; a queued packet is lost", s->name, path,
+                        strerror(err));
+        return;
+    }
+    g->size += need;
+    g->waiting++;
+    g->written_s = t;
     s->st.bytes += need;
     s->st.packets++;
     s->st.written++;
@@ -759,27 +833,44 @@ uint64_t spool_consume(struct spool *s)
     }
     s->peeked = 0;
     uint64_t pos = pos_make(s->rseq, s->roff + s->rstart);
-    if (pos <= s->resent_until)
+    unsigned t = track_of(s->rseq);
+    if (pos <= s->resent_until[t])
         s->st.resent++;
+    if (pos > s->queued[t])
+        s->queued[t] = pos;
     return pos;
+}
+
+/* The front was replayed and written whole: it goes, and its track starts again for the next one. */
+static void front_done(struct spool *s)
+{
+    seg_drop(s, 0, SPOOL_DROP_COUNT);
+    s->acked[SPOOL_TRACK_FRONT] = s->queued[SPOOL_TRACK_FRONT] = s->resent_until[SPOOL_TRACK_FRONT] = 0;
 }
 
 void spool_ack(struct spool *s, uint64_t pos)
 {
     if (!s->opened || s->broken)
         return;
-    if (pos > s->acked)
-        s->acked = pos;
-    while (s->nsegs > 0 && s->segs[0].seq < pos_seq(s->acked) && s->segs[0].seq < s->rseq)
-        seg_drop_oldest(s, SPOOL_DROP_COUNT);
+    unsigned t = track_of(pos_seq(pos));
+    if (pos > s->acked[t])
+        s->acked[t] = pos;
+    bool front = s->nsegs > 0 && s->segs[0].seq == SPOOL_FRONT_SEQ;
+    if (front && t == SPOOL_TRACK_FRONT && pos_off(pos) >= s->segs[0].size && s->segs[0].waiting == 0)
+        front_done(s);
+    else if (front && t == SPOOL_TRACK_MAIN && pos_seq(pos) != SPOOL_FRONT_SEQ)
+        front_done(s);              /* batches are acked in order: the front went before */
+    uint64_t main = s->acked[SPOOL_TRACK_MAIN];
+    size_t first = s->nsegs > 0 && s->segs[0].seq == SPOOL_FRONT_SEQ;
+    while (s->nsegs > first && s->segs[first].seq < pos_seq(main) && s->segs[first].seq < s->rseq)
+        seg_drop(s, first, SPOOL_DROP_COUNT);
     /* all sent: the last segment goes too, and the next append starts a new one */
-    if (s->nsegs == 1 && s->st.packets == 0 && s->wlen == 0 && s->segs[0].seq == pos_seq(s->acked) &&
-        pos_off(s->acked) == s->segs[0].size) {
-        seg_drop_oldest(s, SPOOL_DROP_COUNT);
+    if (s->nsegs == 1 && s->st.packets == 0 && s->wlen == 0 && s->segs[0].seq == pos_seq(main) &&
+        pos_off(main) == s->segs[0].size) {
+        seg_drop(s, 0, SPOOL_DROP_COUNT);
         reader_reset(s, s->next_seq);
     }
-    uint64_t queued = pos_make(s->rseq, s->roff + s->rstart);
-    cursor_write(s, queued > s->acked ? queued : s->acked);
+    cursor_write(s);
 }
 
 void spool_expire(struct spool *s)
@@ -791,7 +882,7 @@ void spool_expire(struct spool *s)
         bool last = s->nsegs == 1;
         if (last)
             spool_flush(s);
-        seg_drop_oldest(s, SPOOL_DROP_MAX_AGE);
+        seg_drop(s, 0, SPOOL_DROP_MAX_AGE);
         if (last)
             reader_reset(s, s->next_seq);
     }

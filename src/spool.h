@@ -13,6 +13,10 @@
  * the acked position; what lies between acked and queued may already have
  * been sent, and is counted as resent when it is replayed again.
  *
+ * What a TCP queue still holds at exit goes to segment 0, the front,
+ * replayed first at the next start (it has its own acked and queued
+ * positions in the cursor).
+ *
  * A segment holds about max_bytes/16 per worker (between SPOOL_SEGMENT_MIN
  * and SPOOL_SEGMENT_MAX bytes); past max_bytes (shared evenly by the
  * workers) the oldest segment goes, and so does every segment last written
@@ -73,6 +77,13 @@ void spool_free(struct spool *s);
 
 /* Appends one record (buffered until spool_flush()); counted as dropped when it cannot be kept. */
 void spool_append(struct spool *s, const struct segment_record *r);
+
+/*
+ * At exit: keeps r in the front segment, which the next run replays before
+ * every other one (what a TCP queue still held is older than what the spool
+ * kept).  Written at once, one write() per record.
+ */
+void spool_keep_first(struct spool *s, const struct segment_record *r);
 
 /* Writes the buffered records: one write() per segment touched. */
 void spool_flush(struct spool *s);

@@ -10,6 +10,11 @@
 #   kill9       heprouter killed with SIGKILL while its spool holds every
 #               packet (the back-end down), started again with the back-end
 #               up: everything delivered, once
+#   term        SIGTERM while the back-end accepts but never reads: what
+#               the TCP queue still holds after limits.drain_timeout goes to
+#               the spool, not lost (exit_drops 0); after a restart the
+#               back-end gets every packet but those the first connection's
+#               socket took (written to a socket is sent, for heprouter)
 #   max_bytes   spool.max_bytes (1 MiB) far exceeded while the back-end is
 #               down: the oldest packets dropped and counted
 #               (spool_dropped_max_bytes), every newer one delivered
@@ -39,12 +44,12 @@ OUTAGE_S=10                 # outage: seconds the back-end is away
 PER_CALL=20                 # packets per call
 ARRIVE_TIMEOUT=60           # seconds for a replay to complete
 SMALL_SPOOL=1048576         # max_bytes, and the tmpfs size of disk_full
-LIMITS="limits: { reconnect_min: 50ms, reconnect_max: 200ms, connect_timeout: 200ms }"
+LIMITS="reconnect_min: 50ms, reconnect_max: 200ms, connect_timeout: 200ms"
 
 it_init "$TIME_LIMIT"
 it_require_cmd python3 mount umount
 HEPROUTER=$(it_bin src/heprouter) || exit 1
-IT_CASES=(outage kill9 max_bytes torn disk_full)
+IT_CASES=(outage kill9 term max_bytes torn disk_full)
 IT_ROUTER_LISTEN=udp
 
 # start_sink PORT: the TCP back-end (spool.py sink) on PORT, writing $CASE_DIR/got.
@@ -75,14 +80,17 @@ delivered() {
     ((PIPESTATUS[0] == 0)) || it_case_fail "the back-end did not get what was sent exactly once and in order"
 }
 
-# spool_router TPORT [SPOOL_KEYS] [MORE_CONFIG]: heprouter with destination coll (TCP, a spool in $CASE_DIR/spool).
+# spool_router TPORT [SPOOL_KEYS] [UDP_TARGET] [LIMITS_KEYS]: heprouter with
+# destination coll (TCP to TPORT, a spool in $CASE_DIR/spool with more
+# SPOOL_KEYS), and a destination udp to UDP_TARGET when given; both get every
+# packet.  LIMITS_KEYS go into limits: after LIMITS.
 spool_router() {
     it_start_router "workers: 1
 log: { stats_interval: 1s }
-$LIMITS
+limits: { $LIMITS${4:+, $4} }
 destinations:
   coll: { targets: [ \"tcp:127.0.0.1:$1\" ], spool: { dir: \"$CASE_DIR/spool\", replay_rate: 50000${2:+, $2} } }
-${3:-}
+${3:+  udp: { targets: [ \"$3\" ] \}}
 default: [ coll${3:+, udp} ]"
 }
 
@@ -143,6 +151,38 @@ case_kill9() {
     it_case_end "$CASE_DIR/router.err"
 }
 
+case_term() {
+    it_case_begin term "SIGTERM with a full TCP queue"
+    local port calls=1000 t written
+    port=$(it_free_port tcp) || exit 1
+    start_sink "$port"
+    kill -STOP "$SINK"
+    t="tcp:127.0.0.1:$port"
+    spool_router "$port" "" "" "tcp_queue_bytes: 262144, drain_timeout: 1s"
+    send "$calls"
+    it_stats_until 10 "destinations/coll/packets=$((calls * PER_CALL))"
+    local spooled
+    written=$(it_counter "destinations/coll/targets/$t/packets")
+    spooled=$(it_counter destinations/coll/spool_written)
+    it_note "the stalled connection took $written packets, the spool $spooled, the TCP queue the rest"
+    it_stop_router
+    local kept=$(($(it_counter destinations/coll/spool_written) - spooled))
+    it_note "after SIGTERM: exit_drops $(it_counter "destinations/coll/targets/$t/exit_drops"), $kept queued packets kept in the spool"
+    (($(it_counter "destinations/coll/targets/$t/exit_drops") == 0)) || it_case_fail "packets dropped at exit"
+    ((kept > 0 && written + spooled + kept == calls * PER_CALL)) ||
+        it_case_fail "written $written + spooled $spooled + kept at exit $kept != $((calls * PER_CALL))"
+    kill -KILL "$SINK"
+    kill -CONT "$SINK"
+    it_wait_exit "$SINK" 5
+    rm -f "$CASE_DIR/got"
+    start_sink "$port"
+    spool_router "$port"
+    delivered $((calls * PER_CALL - written)) --missing "$written"
+    it_stop_router
+    it_stop "$SINK"
+    it_case_end "$CASE_DIR/router.err"
+}
+
 case_max_bytes() {
     it_case_begin max_bytes "spool.max_bytes exceeded while the back-end is down"
     local port calls=400
@@ -196,7 +236,7 @@ case_disk_full() {
     mkdir -p "$CASE_DIR/spool"
     mount -t tmpfs -o size=$SMALL_SPOOL tmpfs "$CASE_DIR/spool" || it_cannot_run "cannot mount a tmpfs on $CASE_DIR/spool"
     it_start_sink udp udp
-    spool_router "$port" "" "  udp: { targets: [ \"${SINK_ADDR[udp]}\" ] }"
+    spool_router "$port" "" "${SINK_ADDR[udp]}"
     send "$calls"
     it_stats_until 10 "destinations/udp/packets=$((calls * PER_CALL))"
     it_wait_until 10 it_sink_has udp $((calls * PER_CALL)) || true

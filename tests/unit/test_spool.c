@@ -63,8 +63,8 @@ static struct spool *open_spool(unsigned worker, unsigned nworkers, uint64_t max
     return s;
 }
 
-/* Record number i: a HEP3 frame carrying i, whose bytes never spell "HEP3" elsewhere. */
-static void append(struct spool *s, uint32_t i)
+/* Record number i: a HEP3 frame carrying i, whose bytes never spell "HEP3" elsewhere; by spool_append or another. */
+static void append_with(struct spool *s, uint32_t i, void (*add)(struct spool *, const struct segment_record *))
 {
     uint8_t f[FRAME_LEN];
     memcpy(f, HEP3_MAGIC, 4);
@@ -75,7 +75,12 @@ static void append(struct spool *s, uint32_t i)
     for (size_t k = INDEX_AT + 4; k < FRAME_LEN; k++)
         f[k] = (uint8_t)('a' + (i + k) % 26);
     struct segment_record r = { .call_hash = i * HASH_STEP, .target = i % TARGETS, .data = f, .len = FRAME_LEN };
-    spool_append(s, &r);
+    add(s, &r);
+}
+
+static void append(struct spool *s, uint32_t i)
+{
+    append_with(s, i, spool_append);
 }
 
 static uint32_t index_of(const struct segment_record *r)
@@ -269,6 +274,45 @@ static void test_restart_replays_what_was_not_acked(void)
     dir_remove();
 }
 
+/*
+ * What a TCP queue held at exit (spool_keep_first) is replayed first at the
+ * next start, and resumes where it was acked after another restart.
+ */
+static void test_the_front_goes_first(void)
+{
+    enum { N = 10, SENT = 3, FRONT = 100, NFRONT = 3 };
+    dir_make();
+    struct spool *s = open_spool(0, 1, BIG_SPOOL);
+    for (uint32_t i = 0; i < N; i++)
+        append(s, i);
+    uint32_t got[N + NFRONT + 1];
+    uint64_t pos = 0;
+    CU_ASSERT_EQUAL(replay(s, got, SENT, &pos), SENT);
+    spool_ack(s, pos);
+    for (uint32_t i = 0; i < NFRONT; i++)
+        append_with(s, FRONT + i, spool_keep_first);
+    spool_free(s);
+
+    s = open_spool(0, 1, BIG_SPOOL);
+    CU_ASSERT_EQUAL(replay(s, got, 1, &pos), 1);
+    CU_ASSERT_EQUAL(got[0], FRONT);
+    spool_ack(s, pos);              /* the first of the front was written */
+    spool_free(s);
+
+    s = open_spool(0, 1, BIG_SPOOL);
+    size_t n = replay(s, got, N + NFRONT + 1, &pos);
+    CU_ASSERT_EQUAL_FATAL(n, NFRONT - 1 + N - SENT);
+    for (size_t k = 0; k < n; k++)
+        CU_ASSERT_EQUAL(got[k], k < NFRONT - 1 ? FRONT + 1 + k : SENT + k - (NFRONT - 1));
+    CU_ASSERT_EQUAL(spool_stats(s)->resent, 0);
+    spool_ack(s, pos);
+    CU_ASSERT_FALSE(spool_waiting(s));
+    spool_free(s);
+    char paths[MAX_SEGS][PATH_LEN];
+    CU_ASSERT_EQUAL(segments(0, paths, MAX_SEGS), 0);
+    dir_remove();
+}
+
 static void test_a_spool_in_use_is_locked(void)
 {
     dir_make();
@@ -439,6 +483,7 @@ int main(void)
     static const struct unit_test tests[] = {
         { "append, replay, ack deletes", test_append_replay_ack_deletes },
         { "a restart replays what was not acked", test_restart_replays_what_was_not_acked },
+        { "the front goes first", test_the_front_goes_first },
         { "a spool in use is locked", test_a_spool_in_use_is_locked },
         { "max_bytes drops the oldest", test_max_bytes_drops_the_oldest },
         { "a torn segment", test_a_torn_segment },
