@@ -7,7 +7,9 @@
 #                     resolves to first (getaddrinfo, AF_UNSPEC: what
 #                     heprouter uses; 127.0.0.1 with the usual /etc/hosts),
 #                     the change from "unresolved" is logged, no lookup
-#                     fails, the TCP target connects once
+#                     fails, the TCP target connects once per worker; a
+#                     reload that leaves the targets' text alone keeps
+#                     their connections and addresses
 #   unresolved_name_does_not_block
 #                     "tcp:does-not-exist.invalid:9" and
 #                     "udp:does-not-exist.invalid:9" (RFC 6761: never
@@ -62,11 +64,10 @@ EOF
 }
 
 # sink_on NAME udp|tcp HOST: a hepdump sink like it_start_sink's, bound to
-# HOST (the address a name resolves to); sets SINK_PID and SINK_ADDR.
+# HOST (the address a name resolves to); sets SINK_ADDR.
 sink_on() {
     local name=$1 transport=$2 host=$3
     it_start_hepdump "$CASE/$name" -l "$transport:$host:0" -o "$CASE_DIR/$name.json" --raw -u -q
-    SINK_PID[$name]=$IT_PID
     SINK_ADDR[$name]=$transport:$host:$(it_listen_port "$CASE_DIR/$name.ready" "$transport") || exit 1
 }
 
@@ -113,6 +114,21 @@ default: [ tcp, udp ]"
     it_stats_until 5 packets_in="$n" "$(target tcp "$t")/packets=$n" "$(target udp "$u")/packets=$n" \
         "$(target tcp "$t")/resolve_errors=0" "$(target udp "$u")/resolve_errors=0" \
         "$(target udp "$u")/down_drops=0"
+
+    it_note "a reload that leaves the targets' text alone keeps them as they are"
+    local changes
+    changes=$(grep -c ': now .* (was ' "$CASE_DIR/router.err")
+    printf 'log: { interval: 5s }\n' >>"$CASE_DIR/router.yaml"
+    kill -HUP "$ROUTER_PID"
+    it_wait_until 5 grep -qF "configuration reloaded: generation 2" "$CASE_DIR/router.err" ||
+        it_case_fail "no 'configuration reloaded: generation 2' in the log"
+    it_run 60 "$HEPGEN" -q -d "${ROUTER_ADDR[udp]}" --mix options=100 -n "$n" -r 20000 --prefix dns2 \
+        >>"$CASE_DIR/hepgen.out" || it_case_fail "hepgen failed"
+    arrive tcp $((2 * n))
+    arrive udp $((2 * n))
+    it_stats_until 5 "$(target tcp "$t")/connects=2" "$(target tcp "$t")/disconnects=0" \
+        "$(target udp "$u")/down_drops=0"
+    it_assert_eq "$changes" "$(grep -c ': now .* (was ' "$CASE_DIR/router.err")" "address lines after the reload"
     it_stop_router
     it_stop_all
     IT_ROUTER_LISTEN="udp tcp"
@@ -173,33 +189,17 @@ default: [ bad_tcp, bad_udp, steady ]"
         "$(target bad_tcp "$t")/connects=0"
     grep -q "target $u: cannot resolve: .*(down until it resolves)" "$CASE_DIR/router.err" ||
         it_case_fail "no 'target $u: cannot resolve' line"
-    before=$(counter_of "$(target bad_udp "$u")/resolve_errors")
+    before=$(it_counter "$(target bad_udp "$u")/resolve_errors")
     probe "$port" || it_case_fail "a packet to the steady destination was late or missing"
     it_stats_until 5 packets_in="$PROBES" "$(target steady "$s")/packets=$PROBES" \
         "$(target bad_udp "$u")/down_drops=$PROBES" "$(target bad_tcp "$t")/packets=0"
-    after=$(counter_of "$(target bad_udp "$u")/resolve_errors")
+    after=$(it_counter "$(target bad_udp "$u")/resolve_errors")
     echo "    resolve_errors of $u: $before before the probes, $after after"
-    ((after > before)) || it_case_fail "the name was not looked up again during the probes"
+    ((${after:-0} > ${before:-0})) || it_case_fail "the name was not looked up again during the probes"
     it_stop_router
     it_stop_all
     IT_ROUTER_LISTEN="udp tcp"
     it_case_end
-}
-
-# counter_of PATH: one value of the last stats line.
-counter_of() {
-    python3 - "$CASE_DIR/router.err" "$1" <<'EOF'
-import json, re, sys
-last = None
-for line in open(sys.argv[1], errors="replace"):
-    m = re.search(r"stats \([^)]*\): (\{.*\})\s*$", line)
-    if m:
-        last = m.group(1)
-node = json.loads(last) if last else {}
-for part in sys.argv[2].split("/"):
-    node = node.get(part) if isinstance(node, dict) else None
-print(node if isinstance(node, int) else 0)
-EOF
 }
 
 it_run_cases "$@"
