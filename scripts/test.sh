@@ -3,7 +3,7 @@
 #   1. unit tests (CUnit, `make check`) with -Werror
 #   2. the same unit tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   3. integration tests (tests/integration/run.sh: real programs on loopback),
-#      and the routing, Redis, end-to-end, reload, control and sources tests again against the sanitizer build
+#      and the routing, Redis, end-to-end, reload, control, sources and DNS name tests again against the sanitizer build
 #   4. libFuzzer harnesses (fuzz/run, FUZZ_SECONDS each, default 20)
 #   5. make distcheck
 # Any failure stops the run with a non-zero exit status.  Each step's
@@ -66,9 +66,9 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
 step "integration tests"
 # test_package builds the Debian package: its unit tests are step 1's.
 DEB_BUILD_OPTIONS=${DEB_BUILD_OPTIONS-nocheck} BUILD_DIR="$top/build" tests/integration/run.sh
-step "routing, Redis, Kamailio, reload, control and sources tests against the sanitizer build"
+step "routing, Redis, Kamailio, reload, control, sources and DNS name tests against the sanitizer build"
 # "test [CASE...]": the reload cases that rebuild listeners and destinations
-for t in test_router test_redis test_e2e_kamailio "test_reload listeners tcp_target" test_operate test_security; do
+for t in test_router test_redis test_e2e_kamailio "test_reload listeners tcp_target" test_operate test_security test_dns; do
     read -r name cases <<<"$t"
     t0=$(date +%s)
     # shellcheck disable=SC2086  # cases are words

@@ -42,17 +42,26 @@ enum conf_transport {
 
 #define CONF_ADDR_BYTES_MAX 16      /* an IPv6 address */
 
+/* The longest DNS name a target may give, without the final dot. */
+#define CONF_HOST_NAME_MAX  253u
+
+/* Room for the longest address text, NUL included: "tcp:" NAME ":65535". */
+#define CONF_ADDR_TEXT_SIZE (sizeof "tcp:" - 1 + CONF_HOST_NAME_MAX + sizeof ":65535")
+
 /*
- * "udp:127.0.0.1:9060", "tcp:[::1]:9060": numeric only, kept as bytes so
- * that the core needs no socket header; the edge makes the socket address
- * (netaddr.h).
+ * "udp:127.0.0.1:9060", "tcp:[::1]:9060": numeric addresses are kept as
+ * bytes so that the core needs no socket header; the edge makes the socket
+ * address (netaddr.h).  A target may name its host instead
+ * ("tcp:collector.example.net:9060"): then addr_len is 0 and host holds the
+ * name, which the edge resolves (resolve.h); the core never looks it up.
  */
 struct conf_addr {
     enum conf_transport transport;
-    unsigned addr_len;              /* 4 (IPv4) or 16 (IPv6); 0: not an address */
+    unsigned addr_len;              /* 4 (IPv4) or 16 (IPv6); 0: a name (host set) or not an address */
     uint8_t addr[CONF_ADDR_BYTES_MAX];  /* network byte order */
     unsigned port;
-    char text[80];                  /* as written, for logs */
+    char host[CONF_HOST_NAME_MAX + 1];  /* targets only: the DNS name; "" when numeric */
+    char text[CONF_ADDR_TEXT_SIZE]; /* as written, for logs */
 };
 
 enum conf_balance {
@@ -220,6 +229,7 @@ struct conf {
     uint64_t reconnect_max_ms;
     uint64_t connect_timeout_ms;
     uint64_t drain_timeout_ms;      /* SIGTERM: how long queues may flush */
+    uint64_t dns_refresh_ms;        /* targets named by DNS are looked up again this often */
 
     /* log */
     int log_level;                  /* enum log_level */
@@ -321,6 +331,15 @@ const char *conf_split_host_port(const char *text, struct conf_host_port *hp);
 const char *conf_parse_addr(const char *text, struct conf_addr *out);
 
 /*
+ * Parses a destination target: what conf_parse_addr() takes, or a DNS name
+ * in place of the address ("tcp:collector.example.net:9060", letters,
+ * digits, '-', '_' and dots, at most CONF_HOST_NAME_MAX bytes, the last
+ * label not all digits).  A name is only checked for its form, never looked
+ * up: out->host gets it and out->addr_len is 0.
+ */
+const char *conf_parse_target(const char *text, struct conf_addr *out);
+
+/*
  * Parses "250ms", "30s", "5m", "4h" (a bare number is seconds; whole numbers
  * only, so "1.5s" is refused); NULL or a predicate.  *ms is set on success only.
  */
@@ -377,7 +396,7 @@ size_t conf_restart_changes(const struct conf *old, const struct conf *new, conf
  */
 int conf_keep_restart_values(struct conf *next, const struct conf *running);
 
-/* Same transport, address bytes and port (the text is not compared). */
+/* Same transport, address bytes or host name, and port (the text is not compared). */
 bool conf_addr_equal(const struct conf_addr *a, const struct conf_addr *b);
 
 /* Every field equal, name included, targets in the same order. */

@@ -40,6 +40,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdbool.h>
@@ -55,6 +56,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "netaddr.h"
+#include "resolve.h"
 
 /*
  * Re-encoded packets wait here for dest_flush(); when the next one does not
@@ -131,6 +133,13 @@ struct dest_target {
     struct log_limit up_limit;
     struct log_limit down_limit;
     struct log_limit error_limit;
+
+    /* a target named by DNS (addr.host): sa is its last answer, salen 0 until one came */
+    struct resolve_watch *watch;    /* NULL: a numeric target */
+    bool connect_when_resolved;     /* TCP: tcp_connect() waits for the next answer */
+    bool resolved;                  /* TCP: that answer came, connect to sa */
+    struct log_limit resolve_limit;
+    struct log_limit change_limit;
 };
 
 struct dest {
@@ -194,6 +203,7 @@ struct dest_set {
     uint8_t *arena;
     size_t arena_cap;
     size_t arena_used;
+    struct resolver *resolver;      /* made when a target first names its host */
 };
 
 /* metrics index of a target whose destination a reload retired: counted apart */
@@ -288,14 +298,9 @@ static void udp_queue(struct dest_target *t, const uint8_t *data, size_t len)
     }
 }
 
-static int udp_open(struct dest_target *t, size_t batch_cap)
+/* A connected UDP socket to sa. */
+static int udp_socket(struct dest_target *t)
 {
-    t->msgs = calloc(batch_cap, sizeof *t->msgs);
-    t->iov = calloc(batch_cap, sizeof *t->iov);
-    if (t->msgs == NULL || t->iov == NULL) {
-        log_error("destination %s target %s: out of memory", t->d->name, t->addr.text);
-        return -1;
-    }
     t->fd = socket(t->sa.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (t->fd < 0) {
         log_error("destination %s target %s: socket: %s", t->d->name, t->addr.text, strerror(errno));
@@ -306,6 +311,113 @@ static int udp_open(struct dest_target *t, size_t batch_cap)
         log_warn("destination %s target %s: connect: %s (sending unconnected)", t->d->name,
                  t->addr.text, strerror(errno));
         t->unconnected = true;
+    }
+    return 0;
+}
+
+static int udp_open(struct dest_target *t, size_t batch_cap)
+{
+    t->msgs = calloc(batch_cap, sizeof *t->msgs);
+    t->iov = calloc(batch_cap, sizeof *t->iov);
+    if (t->msgs == NULL || t->iov == NULL) {
+        log_error("destination %s target %s: out of memory", t->d->name, t->addr.text);
+        return -1;
+    }
+    if (t->salen == 0) {
+        t->down_until = HUGE_VAL;   /* a name: down until it resolves (target_resolved()) */
+        return 0;
+    }
+    return udp_socket(t);
+}
+
+/* ---- targets named by DNS ---- */
+
+static void tcp_connect(struct dest_target *t);
+static void tcp_schedule_reconnect(struct dest_target *t);
+
+/* The UDP socket follows the name to its new address; what was batched leaves first. */
+static void udp_readdress(struct dest_target *t)
+{
+    if (t->nbatch > 0)
+        udp_flush_target(t);
+    if (t->fd >= 0)
+        close(t->fd);
+    t->fd = -1;
+    t->unconnected = false;
+    t->down_until = 0;              /* a new address gets a fresh chance */
+    if (udp_socket(t) != 0)
+        t->down_until = HUGE_VAL;   /* tried again at the next answer */
+}
+
+/*
+ * An answer for t's name.  A failure is counted; a target that resolved
+ * before keeps its last address (a name server's hiccup does not take it
+ * down), one that never did stays down.  A TCP connection is not cut when
+ * the address changes: the next connect uses the new one.
+ */
+static void target_resolved(void *arg, const struct sockaddr *sa, socklen_t salen, const char *error)
+{
+    struct dest_target *t = arg;
+    struct dest_set *ds = t->ds;
+    bool connect_now = t->connect_when_resolved;
+    t->connect_when_resolved = false;
+    if (error != NULL) {
+        target_metrics(t)->resolve_errors++;
+        log_ratelimited(&t->resolve_limit, ds->log_interval_ms, LOG_LEVEL_WARN,
+                        "destination %s target %s: cannot resolve: %s (%s)", t->d->name, t->addr.text, error,
+                        t->salen > 0 ? "keeps its last address" : "down until it resolves");
+    } else if (t->salen != salen || memcmp(&t->sa, sa, salen) != 0 ||
+               (t->addr.transport == CONF_UDP && t->fd < 0)) {
+        char now[NETADDR_TEXT_MAX], was[NETADDR_TEXT_MAX];
+        log_ratelimited(&t->change_limit, ds->log_interval_ms, LOG_LEVEL_INFO,
+                        "destination %s target %s: now %s (was %s)", t->d->name, t->addr.text,
+                        netaddr_format(sa, now, sizeof now),
+                        t->salen > 0 ? netaddr_format((const struct sockaddr *)&t->sa, was, sizeof was)
+                                     : "unresolved");
+        memset(&t->sa, 0, sizeof t->sa);
+        memcpy(&t->sa, sa, salen);
+        t->salen = salen;
+        if (t->addr.transport == CONF_UDP)
+            udp_readdress(t);
+    }
+    if (!connect_now)
+        return;
+    if (t->salen == 0) {
+        tcp_schedule_reconnect(t);
+        return;
+    }
+    t->resolved = true;
+    tcp_connect(t);
+}
+
+/*
+ * A TCP target named by DNS looks its name up again before each connect:
+ * true while that answer is awaited (target_resolved() connects then).
+ */
+static bool target_resolve_first(struct dest_target *t)
+{
+    if (t->watch == NULL || t->resolved) {
+        t->resolved = false;
+        return false;
+    }
+    t->state = DEST_TCP_WAITING;
+    t->connect_when_resolved = true;
+    resolve_now(t->watch);
+    return true;
+}
+
+/* Starts keeping t's name fresh (resolve.h); the set's resolver is made for the first one. */
+static int target_watch(struct dest_target *t, const struct conf *conf)
+{
+    struct dest_set *ds = t->ds;
+    if (ds->resolver == NULL)
+        ds->resolver = resolver_new(ds->loop, conf->dns_refresh_ms, conf->reconnect_min_ms, conf->reconnect_max_ms);
+    if (ds->resolver != NULL)
+        t->watch = resolve_watch_new(ds->resolver, t->addr.host, t->addr.port,
+                                     t->addr.transport == CONF_TCP ? SOCK_STREAM : SOCK_DGRAM, target_resolved, t);
+    if (t->watch == NULL) {
+        log_error("destination %s target %s: cannot look its name up", t->d->name, t->addr.text);
+        return -1;
     }
     return 0;
 }
@@ -584,6 +696,8 @@ static void tcp_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void tcp_connect(struct dest_target *t)
 {
+    if (target_resolve_first(t))
+        return;
     struct dest_set *ds = t->ds;
     t->state = DEST_TCP_CONNECTING;
     t->fd = socket(t->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -912,6 +1026,7 @@ static void set_free_dest(struct dest_set *ds, struct dest *d)
             ev_io_stop(ds->loop, &t->io);
             ev_timer_stop(ds->loop, &t->timer);
         }
+        resolve_watch_free(t->watch);
         if (t->fd >= 0)
             close(t->fd);
         free(t->msgs);
@@ -942,6 +1057,7 @@ void dest_set_free(struct dest_set *ds)
         set_free_dest(ds, &ds->dests[i]);
     free(ds->dests);
     free(ds->arena);
+    resolver_free(ds->resolver);
     free(ds);
 }
 
@@ -1004,6 +1120,8 @@ static int dest_init(struct dest_set *ds, struct dest *d, size_t di, const struc
         } else if (udp_open(t, ds->batch_cap) != 0) {
             return -1;
         }
+        if (t->addr.addr_len == 0 && target_watch(t, conf) != 0)
+            return -1;
     }
     d->convert = cd->hep_version == 3 || d->rewrite || d->has_tcp;
     if (cd->spool.dir != NULL) {
@@ -1325,6 +1443,8 @@ int dest_set_reconfigure(struct dest_set *ds, const struct conf *old, const stru
     ds->drain_timeout_ms = conf->drain_timeout_ms;
 
     int rc = 0;
+    if (ds->resolver != NULL)
+        resolver_configure(ds->resolver, conf->dns_refresh_ms, conf->reconnect_min_ms, conf->reconnect_max_ms);
     for (size_t i = 0; i < conf->ndests; i++) {
         long oi = conf_dest_index(old, conf->dests[i].name);
         if (oi >= 0 && (size_t)oi < ds->ndests && !kept[oi] && conf_dest_equal(&old->dests[oi], &conf->dests[i])) {

@@ -36,6 +36,10 @@ struct dest_set;
  * - A destination with a TCP target always emits HEPv3 (the stream is
  *   framed by the HEP3 length), so v1/v2 input is converted for it.
  * - max_packet 0 means no limit.
+ * - A target named by DNS (resolve.h) is down until its name resolves; it
+ *   keeps its last address while later lookups fail; a UDP socket moves to
+ *   a new address at once, a TCP target at its next connect, and looks the
+ *   name up again before each one.
  * - The set copies what it needs from conf; conf may be freed after
  *   dest_set_new().
  */

@@ -266,7 +266,7 @@ const char *conf_check_endpoint(const char *text, struct conf_host_port *hp)
 #define ADDR_TCP_PREFIX "tcp:"
 #define ADDR_PREFIX_LEN 4
 
-static const char *parse_addr(const char *text, struct conf_addr *out)
+static const char *parse_addr(const char *text, struct conf_addr *out, bool names)
 {
     char host[INET6_ADDRSTRLEN];
     size_t len = strlen(text);
@@ -291,13 +291,18 @@ static const char *parse_addr(const char *text, struct conf_addr *out)
     bool bracketed = hp.bracketed;
     const char *h = hp.host;
 
-    if (hlen >= sizeof host)
-        return "is not a numeric IP address";
-    memcpy(host, h, hlen);
-    host[hlen] = '\0';
-    if (inet_pton(bracketed ? AF_INET6 : AF_INET, host, out->addr) != 1)
-        return "is not a numeric IP address";
-    out->addr_len = (bracketed ? CONF_IPV6_BITS : CONF_IPV4_BITS) / CHAR_BIT;
+    if (hlen < sizeof host) {
+        memcpy(host, h, hlen);
+        host[hlen] = '\0';
+    }
+    if (hlen < sizeof host && inet_pton(bracketed ? AF_INET6 : AF_INET, host, out->addr) == 1) {
+        out->addr_len = (bracketed ? CONF_IPV6_BITS : CONF_IPV4_BITS) / CHAR_BIT;
+    } else if (names && !bracketed && is_host_name(h, hlen)) {
+        memcpy(out->host, h, hlen);     /* is_host_name() bounds hlen by CONF_HOST_MAX */
+        out->host[hlen] = '\0';
+    } else {
+        return names ? "is not a numeric IP address or a host name" : "is not a numeric IP address";
+    }
     out->port = portnum;
     memcpy(out->text, text, len + 1);
     return NULL;
@@ -307,7 +312,16 @@ static const char *parse_addr(const char *text, struct conf_addr *out)
 const char *conf_parse_addr(const char *text, struct conf_addr *out)
 {
     memset(out, 0, sizeof *out);
-    const char *why = parse_addr(text, out);
+    const char *why = parse_addr(text, out, false);
+    if (why != NULL)
+        memset(out, 0, sizeof *out);
+    return why;
+}
+
+const char *conf_parse_target(const char *text, struct conf_addr *out)
+{
+    memset(out, 0, sizeof *out);
+    const char *why = parse_addr(text, out, true);
     if (why != NULL)
         memset(out, 0, sizeof *out);
     return why;

@@ -105,7 +105,7 @@
 #define CONF_REPLY_MIN      1024u                   /* store.redis.max_reply_bytes: a value is < 200 */
 #define CONF_REPLY_MAX      (UINT64_C(1) << 30)     /* 1 GiB */
 #define CONF_CACHE_MAX      100000000u
-#define CONF_HOST_MAX       253u                    /* a DNS name, without the final dot */
+#define CONF_HOST_MAX       CONF_HOST_NAME_MAX      /* a DNS name, without the final dot */
 #define CONF_LABEL_MAX      63u
 #define CONF_PASSWORD_MAX   1024u                   /* store.redis.password and its file */
 

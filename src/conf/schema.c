@@ -203,6 +203,8 @@ static const struct conf_key limits_keys[] = {
            CONF_TIMEOUT_MAX_MS, KEY_RELOAD),
     NUMBER("drain_timeout", conf_set_duration, KIND_DURATION, drain_timeout_ms, "2s", 0, CONF_TIMEOUT_MAX_MS,
            KEY_RELOAD),
+    NUMBER("dns_refresh", conf_set_duration, KIND_DURATION, dns_refresh_ms, "60s", MS_PER_SECOND,
+           CONF_IDLE_MAX_MS, KEY_RELOAD),
     KEY_END,
 };
 

@@ -420,7 +420,8 @@ static int addr_cmp(const struct conf_addr *x, const struct conf_addr *y)
         return x->addr_len < y->addr_len ? -1 : 1;
     if (x->port != y->port)
         return x->port < y->port ? -1 : 1;
-    return memcmp(x->addr, y->addr, x->addr_len);
+    int c = memcmp(x->addr, y->addr, x->addr_len);
+    return c != 0 ? c : strcmp(x->host, y->host);
 }
 
 /* Ties are broken by position in the array, so the later of two equal ones is found. */
@@ -457,7 +458,7 @@ static void check_duplicate_addrs(struct parse *p, struct node *n, const struct 
     if (sorted == NULL)
         return;
     for (size_t i = 1; i < count; i++) {
-        if (sorted[i]->addr_len == 0 || addr_cmp(sorted[i - 1], sorted[i]) != 0)
+        if (sorted[i]->transport == 0 || addr_cmp(sorted[i - 1], sorted[i]) != 0)
             continue;
         size_t idx = (size_t)(sorted[i] - addrs);
         size_t old = conf_path_push_index(p, idx);
@@ -490,16 +491,17 @@ static int addr_find_cmp(const void *key, const void *elem)
 static const char *parse_target_elem(struct parse *p, const char *text, void *elem)
 {
     struct conf_addr *a = elem;
-    const char *why = conf_parse_addr(text, a);
+    const char *why = conf_parse_target(text, a);
     if (why == NULL && a->port == 0)
         why = "has port 0";
-    if (why == NULL && addr_is_unspecified(a))
+    /* a name is not looked up here: what it stands for is known only when it is resolved */
+    if (why == NULL && a->addr_len > 0 && addr_is_unspecified(a))
         why = "has an unspecified address (0.0.0.0 or ::)";
-    if (why == NULL && p->listen_sorted != NULL &&
+    if (why == NULL && a->addr_len > 0 && p->listen_sorted != NULL &&
         bsearch(a, p->listen_sorted, p->conf->nlisten, sizeof *p->listen_sorted, addr_find_cmp) != NULL)
         why = "is also a listen address (it would loop)";
     if (why != NULL)
-        memset(a, 0, sizeof *a);    /* addr_len 0: left out of the duplicate check */
+        memset(a, 0, sizeof *a);    /* transport 0: left out of the duplicate check */
     return why;
 }
 
@@ -1021,7 +1023,8 @@ void conf_set_mode(struct parse *p, struct node *n, const struct conf_key *k, vo
 bool conf_addr_equal(const struct conf_addr *a, const struct conf_addr *b)
 {
     return a->transport == b->transport && a->addr_len == b->addr_len && a->port == b->port &&
-           a->addr_len <= CONF_ADDR_BYTES_MAX && memcmp(a->addr, b->addr, a->addr_len) == 0;
+           a->addr_len <= CONF_ADDR_BYTES_MAX && memcmp(a->addr, b->addr, a->addr_len) == 0 &&
+           strcmp(a->host, b->host) == 0;
 }
 
 static bool string_equal(const char *a, const char *b)

@@ -1038,6 +1038,73 @@ static void test_bad_addresses_say_why(void)
     assert_bad_addr(longtext, "is too long");
 }
 
+/* ---- targets named by DNS -------------------------------------------------------- */
+
+static void assert_bad_target(const char *text, const char *expect)
+{
+    struct conf_addr a;
+    memset(&a, 0x5a, sizeof a);
+    const char *why = conf_parse_target(text, &a);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(why);
+    if (strcmp(why, expect) != 0)
+        fprintf(stderr, "\n\"%s\": %s (expected %s)\n", text, why, expect);
+    CU_ASSERT_STRING_EQUAL(why, expect);
+    CU_ASSERT_EQUAL(a.transport, 0);
+    CU_ASSERT_STRING_EQUAL(a.host, "");
+}
+
+static void test_targets_may_name_their_host(void)
+{
+    struct conf_addr a;
+    CU_ASSERT_PTR_NULL(conf_parse_target("tcp:collector.example.net:9061", &a));
+    CU_ASSERT_EQUAL(a.transport, CONF_TCP);
+    CU_ASSERT_EQUAL(a.addr_len, 0);         /* resolved at the edge, never here */
+    CU_ASSERT_STRING_EQUAL(a.host, "collector.example.net");
+    CU_ASSERT_EQUAL(a.port, 9061);
+    CU_ASSERT_STRING_EQUAL(a.text, "tcp:collector.example.net:9061");
+    CU_ASSERT_PTR_NULL(conf_parse_target("udp:localhost:1", &a));
+    CU_ASSERT_EQUAL(a.transport, CONF_UDP);
+    CU_ASSERT_STRING_EQUAL(a.host, "localhost");
+    CU_ASSERT_PTR_NULL(conf_parse_target("udp:homer_1.svc-2.example:65535", &a));
+    CU_ASSERT_STRING_EQUAL(a.host, "homer_1.svc-2.example");
+
+    /* a numeric address stays numeric, with no name */
+    CU_ASSERT_PTR_NULL(conf_parse_target("udp:127.0.0.1:9061", &a));
+    assert_addr(&a, CONF_UDP, "127.0.0.1", 9061);
+    CU_ASSERT_STRING_EQUAL(a.host, "");
+    CU_ASSERT_PTR_NULL(conf_parse_target("tcp:[::1]:9061", &a));
+    assert_addr(&a, CONF_TCP, "::1", 9061);
+
+    /* the longest name: 253 bytes in labels of at most 63 */
+    char name[CONF_HOST_NAME_MAX + 2], text[CONF_ADDR_TEXT_SIZE + 1];
+    memset(name, 'a', sizeof name);
+    for (size_t i = 63; i < CONF_HOST_NAME_MAX; i += 64)
+        name[i] = '.';
+    name[CONF_HOST_NAME_MAX] = '\0';
+    snprintf(text, sizeof text, "tcp:%s:65535", name);
+    CU_ASSERT_PTR_NULL(conf_parse_target(text, &a));
+    CU_ASSERT_STRING_EQUAL(a.host, name);
+    CU_ASSERT_STRING_EQUAL(a.text, text);
+    name[CONF_HOST_NAME_MAX] = 'a';     /* 254 */
+    name[CONF_HOST_NAME_MAX + 1] = '\0';
+    snprintf(text, sizeof text, "tcp:%s:9", name);
+    assert_bad_target(text, "is not a numeric IP address or a host name");
+
+    assert_bad_target("udp:10.0.0.300:9061", "is not a numeric IP address or a host name");
+    assert_bad_target("udp:-homer.example:9061", "is not a numeric IP address or a host name");
+    assert_bad_target("udp:homer-.example:9061", "is not a numeric IP address or a host name");
+    assert_bad_target("udp:homer..example:9061", "is not a numeric IP address or a host name");
+    assert_bad_target("udp:homer.example.:9061", "is not a numeric IP address or a host name");
+    assert_bad_target("udp:homer example:9061", "is not a numeric IP address or a host name");
+    assert_bad_target("udp:[homer.example]:9061", "is not a numeric IP address or a host name");
+    assert_bad_target("udp::9061", "is not a numeric IP address or a host name");
+    assert_bad_target("udp:homer.example", "has no port");
+    assert_bad_target("tls:homer.example:9061", "must start with udp: or tcp:");
+
+    /* listen addresses stay numeric */
+    assert_bad_addr("udp:localhost:9060", "is not a numeric IP address");
+}
+
 /* ---- conf_parse_number, conf_parse_size, conf_split_host_port --------------------- */
 
 static void assert_number(const char *text, uint64_t min, uint64_t max, enum conf_number_status expect,
@@ -1222,6 +1289,39 @@ static void test_spool_needs_tcp_and_its_own_dir(void)
         conf_free(c);
         unlink(path);
     }
+}
+
+#define NAMED_TARGETS \
+    "listen: \"udp:127.0.0.1:9060\"\n" \
+    "destinations:\n" \
+    "  homer: { targets: [ \"tcp:collector.example.net:9061\", \"udp:localhost:9061\" ] }\n" \
+    "  other: { targets: [ \"tcp:collector.example.net:9062\" ] }\n"
+
+static void test_named_targets_load_and_compare_by_name(void)
+{
+    char path[PATH_MAX], path2[PATH_MAX], *out;
+    struct conf *a = load_text(NAMED_TARGETS, path, &out);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+    CU_ASSERT_STRING_EQUAL(out, "");
+    free(out);
+    unlink(path);
+    CU_ASSERT_EQUAL_FATAL(a->ndests, 2);
+    CU_ASSERT_STRING_EQUAL(a->dests[0].targets[0].host, "collector.example.net");
+    CU_ASSERT_STRING_EQUAL(a->dests[0].targets[1].host, "localhost");
+    CU_ASSERT_EQUAL(a->dns_refresh_ms, 60 * 1000);
+
+    struct conf *b = load_text(NAMED_TARGETS, path2, &out);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+    free(out);
+    unlink(path2);
+    CU_ASSERT(conf_dest_equal(&a->dests[0], &b->dests[0]));     /* unchanged text: kept at reload */
+    CU_ASSERT(conf_addr_equal(&a->dests[0].targets[0], &b->dests[0].targets[0]));
+    CU_ASSERT_FALSE(conf_addr_equal(&a->dests[0].targets[0], &a->dests[1].targets[0]));   /* port */
+    strcpy(b->dests[0].targets[0].host, "collector.example.org");
+    CU_ASSERT_FALSE(conf_addr_equal(&a->dests[0].targets[0], &b->dests[0].targets[0]));
+    CU_ASSERT_FALSE(conf_dest_equal(&a->dests[0], &b->dests[0]));
+    conf_free(a);
+    conf_free(b);
 }
 
 static void test_metrics_listen_takes_ipv4_ipv6_and_port_0(void)
@@ -1797,6 +1897,8 @@ int main(void)
         { "addresses are numeric with transport and port",
           test_addresses_are_numeric_with_transport_and_port },
         { "bad addresses say why", test_bad_addresses_say_why },
+        { "targets may name their host", test_targets_may_name_their_host },
+        { "named targets load and compare by name", test_named_targets_load_and_compare_by_name },
         { "numbers are decimal digits within bounds", test_numbers_are_decimal_digits_within_bounds },
         { "sizes take K and M suffixes", test_sizes_take_k_and_m_suffixes },
         { "host:port splits names, addresses and brackets",
