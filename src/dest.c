@@ -423,13 +423,16 @@ static void tcp_watch(struct dest_target *t, int events)
     }
 }
 
-static void tcp_schedule_reconnect(struct dest_target *t)
+/* Returns the wait, in milliseconds. */
+static uint64_t tcp_schedule_reconnect(struct dest_target *t)
 {
     struct dest_set *ds = t->ds;
+    uint64_t wait_ms = backoff_next_jittered(&t->backoff);
     t->state = DEST_TCP_WAITING;
     ev_timer_stop(ds->loop, &t->timer);
-    ev_timer_set(&t->timer, clock_ms_to_s(backoff_next(&t->backoff)), 0.);
+    ev_timer_set(&t->timer, clock_ms_to_s(wait_ms), 0.);
     ev_timer_start(ds->loop, &t->timer);
+    return wait_ms;
 }
 
 /*
@@ -443,12 +446,14 @@ static void tcp_close(struct dest_target *t, const char *why)
 {
     struct dest_set *ds = t->ds;
     struct metrics_target *mt = target_metrics(t);
+    bool was_up = t->state == DEST_TCP_CONNECTED;
     tcp_watch(t, 0);
     ev_timer_stop(ds->loop, &t->timer);
     if (t->fd >= 0)
         close(t->fd);
     t->fd = -1;
-    if (t->state == DEST_TCP_CONNECTED) {
+    uint64_t wait_ms = tcp_schedule_reconnect(t);
+    if (was_up) {
         mt->disconnects++;
         log_ratelimited(&t->down_limit, ds->log_interval_ms, LOG_LEVEL_WARN,
                         "destination %s target %s: disconnected: %s (%zu bytes queued)",
@@ -456,14 +461,13 @@ static void tcp_close(struct dest_target *t, const char *why)
     } else {
         log_ratelimited(&t->down_limit, ds->log_interval_ms, LOG_LEVEL_WARN,
                         "destination %s target %s: connect failed: %s (retry in %llu ms)",
-                        t->d->name, t->addr.text, why, (unsigned long long)t->backoff.next_ms);
+                        t->d->name, t->addr.text, why, (unsigned long long)wait_ms);
     }
     if (t->partial_len > 0) {
         mt->send_errors++;
         t->partial_len = t->partial_off = 0;
     }
     t->head_sent = 0;               /* the cut frame goes again, whole, on the next connection */
-    tcp_schedule_reconnect(t);
 }
 
 /*
@@ -644,6 +648,8 @@ static int tcp_open(struct dest_target *t, const struct dest_set *ds, size_t que
         return -1;
     }
     t->backoff = ds->reconnect;
+    /* the target's address differs between workers (and, with ASLR, processes); the clock between restarts */
+    backoff_seed(&t->backoff, (uint64_t)(uintptr_t)t ^ clock_mono_ms());
     ev_init(&t->io, tcp_io_cb);
     t->io.data = t;
     ev_init(&t->timer, tcp_timer_cb);
