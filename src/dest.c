@@ -87,6 +87,18 @@ enum dest_tcp_state {
 
 struct dest_set;
 
+/*
+ * How a dead TCP target is found, from limits.*: keepalive and user
+ * timeout, set on each new connection (so a reload applies to the next
+ * ones).
+ */
+struct dest_health {
+    int keepalive_idle_s;           /* the kernel takes whole seconds */
+    int keepalive_interval_s;
+    int keepalive_count;
+    unsigned user_timeout_ms;       /* 0: the kernel's default */
+};
+
 struct dest_target {
     struct dest_set *ds;
     struct dest *d;
@@ -184,6 +196,7 @@ struct dest_set {
     unsigned worker, nworkers;      /* for the spools' directories */
     ev_timer replay;                /* runs while a spool has packets waiting or unacknowledged */
     uint64_t connect_timeout_ms;
+    struct dest_health health;      /* limits.tcp_keepalive_*, tcp_user_timeout */
     uint64_t log_interval_ms;
     uint8_t *arena;
     size_t arena_cap;
@@ -203,6 +216,21 @@ static struct metrics_target *target_metrics(const struct dest_target *t)
 static size_t be16(const uint8_t *p)
 {
     return (size_t)p[0] << 8 | p[1];
+}
+
+/* Whole seconds, rounded up: a keepalive time is never shortened to 0. */
+static int ms_to_whole_s(uint64_t ms)
+{
+    uint64_t s = (ms + CLOCK_MS_PER_S - 1) / CLOCK_MS_PER_S;
+    return s < INT_MAX ? (int)s : INT_MAX;
+}
+
+static void health_from_conf(struct dest_health *h, const struct conf *conf)
+{
+    h->keepalive_idle_s = ms_to_whole_s(conf->tcp_keepalive_idle_ms);
+    h->keepalive_interval_s = ms_to_whole_s(conf->tcp_keepalive_interval_ms);
+    h->keepalive_count = conf->tcp_keepalive_count < INT_MAX ? (int)conf->tcp_keepalive_count : INT_MAX;
+    h->user_timeout_ms = conf->tcp_user_timeout_ms < UINT_MAX ? (unsigned)conf->tcp_user_timeout_ms : UINT_MAX;
 }
 
 /* ---- UDP ---- */
@@ -580,6 +608,29 @@ static void tcp_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         tcp_connect(t);
 }
 
+/*
+ * A back-end that vanishes without a RST (host down, cable cut, a
+ * firewall forgetting the flow) would leave an idle connection "up"
+ * forever and a busy one retransmitting for about 15 minutes, its queue
+ * filling meanwhile.  Keepalive finds the idle case, TCP_USER_TIMEOUT the
+ * busy one (data unacknowledged that long); either way the kernel reports
+ * an error on the socket and tcp_close() reconnects.  Failing to set them
+ * only loses the early warning: logged, not fatal.
+ */
+static void tcp_set_health(struct dest_target *t)
+{
+    const struct dest_health *h = &t->ds->health;
+    int one = 1;
+    if (setsockopt(t->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one) != 0 ||
+        setsockopt(t->fd, IPPROTO_TCP, TCP_KEEPIDLE, &h->keepalive_idle_s, sizeof h->keepalive_idle_s) != 0 ||
+        setsockopt(t->fd, IPPROTO_TCP, TCP_KEEPINTVL, &h->keepalive_interval_s, sizeof h->keepalive_interval_s) != 0 ||
+        setsockopt(t->fd, IPPROTO_TCP, TCP_KEEPCNT, &h->keepalive_count, sizeof h->keepalive_count) != 0 ||
+        setsockopt(t->fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &h->user_timeout_ms, sizeof h->user_timeout_ms) != 0)
+        log_ratelimited(&t->error_limit, t->ds->log_interval_ms, LOG_LEVEL_WARN,
+                        "destination %s target %s: keepalive / user timeout: %s", t->d->name, t->addr.text,
+                        strerror(errno));
+}
+
 static void tcp_connect(struct dest_target *t)
 {
     struct dest_set *ds = t->ds;
@@ -592,6 +643,7 @@ static void tcp_connect(struct dest_target *t)
     /* frames are already batched per flush: Nagle would only add latency */
     int one = 1;
     setsockopt(t->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    tcp_set_health(t);
     if (connect(t->fd, (const struct sockaddr *)&t->sa, t->salen) == 0) {
         tcp_watch(t, EV_READ);
         tcp_connected(t);
@@ -1013,6 +1065,7 @@ struct dest_set *dest_set_new(struct ev_loop *loop, const struct conf *conf, str
         ds->batch_cap = IOV_MAX;    /* sendmmsg() takes at most this many */
     backoff_init(&ds->reconnect, conf->reconnect_min_ms, conf->reconnect_max_ms);
     ds->connect_timeout_ms = conf->connect_timeout_ms;
+    health_from_conf(&ds->health, conf);
     ds->log_interval_ms = conf->log_interval_ms;
     ds->drain_timeout_ms = conf->drain_timeout_ms;
     ds->arena_cap = DEST_ARENA_BYTES;
@@ -1284,6 +1337,7 @@ int dest_set_reconfigure(struct dest_set *ds, const struct conf *old, const stru
     dest_flush(ds);
     backoff_init(&ds->reconnect, conf->reconnect_min_ms, conf->reconnect_max_ms);
     ds->connect_timeout_ms = conf->connect_timeout_ms;
+    health_from_conf(&ds->health, conf);
     ds->log_interval_ms = conf->log_interval_ms;
     ds->drain_timeout_ms = conf->drain_timeout_ms;
 

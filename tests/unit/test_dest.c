@@ -16,6 +16,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -30,6 +31,7 @@
 #define TEST_MAX_TARGETS 4
 #define TEST_MAX_DESTS 2
 #define TEST_RCVBUF (4 << 20)
+#define TEST_FD_SCAN 1024           /* descriptors searched for the router's end of a connection */
 
 /* ---- HEP3 packets with an id in the payload ---- */
 
@@ -124,6 +126,10 @@ static void fx_init(struct fixture *fx)
     fx->conf.reconnect_min_ms = 10;
     fx->conf.reconnect_max_ms = 40;
     fx->conf.connect_timeout_ms = 500;
+    fx->conf.tcp_keepalive_idle_ms = 30000;
+    fx->conf.tcp_keepalive_interval_ms = 5000;
+    fx->conf.tcp_keepalive_count = 3;
+    fx->conf.tcp_user_timeout_ms = 20000;
     fx->conf.log_interval_ms = 1000;
 }
 
@@ -822,6 +828,60 @@ static void test_tcp_down_target_queues_until_reconnect(void)
     fx_stop(&fx);
 }
 
+/*
+ * The socket of this process whose local address is the peer's view of
+ * the connection (the router's end of an accepted one), or -1.
+ */
+static int socket_with_local_addr(const struct sockaddr_in *want)
+{
+    for (int fd = 0; fd < TEST_FD_SCAN; fd++) {
+        struct sockaddr_in sin;
+        socklen_t len = sizeof sin;
+        if (getsockname(fd, (struct sockaddr *)&sin, &len) == 0 && sin.sin_family == AF_INET &&
+            sin.sin_port == want->sin_port && sin.sin_addr.s_addr == want->sin_addr.s_addr)
+            return fd;
+    }
+    return -1;
+}
+
+static int int_sockopt(int fd, int level, int name)
+{
+    int v = -1;
+    socklen_t len = sizeof v;
+    CU_ASSERT(getsockopt(fd, level, name, &v, &len) == 0);
+    return v;
+}
+
+/* limits.tcp_keepalive_* and tcp_user_timeout are on the connection (keepalive in whole seconds, up). */
+static void test_tcp_keepalive_and_user_timeout_are_set(void)
+{
+    struct fixture fx;
+    fx_init(&fx);
+    fx.conf.tcp_keepalive_idle_ms = 7000;
+    fx.conf.tcp_keepalive_interval_ms = 2500;       /* rounded up to 3 s */
+    fx.conf.tcp_keepalive_count = 4;
+    fx.conf.tcp_user_timeout_ms = 1234;
+    uint16_t port = 0;
+    struct tcp_peer peer;
+    peer_init(&peer, &port, 1 << 10, 0);
+    size_t di = fx_dest(&fx, "vm", CONF_BALANCE_ALL);
+    fx_target(&fx, di, CONF_TCP, port);
+    fx_start(&fx);
+    CU_ASSERT_FATAL(unit_ev_run_until(fx.loop, peer_accepted, &peer, TEST_DEADLINE_S));
+    struct sockaddr_in router_end;
+    socklen_t len = sizeof router_end;
+    CU_ASSERT_FATAL(getpeername(peer.cfd, (struct sockaddr *)&router_end, &len) == 0);
+    int fd = socket_with_local_addr(&router_end);
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_EQUAL(int_sockopt(fd, SOL_SOCKET, SO_KEEPALIVE), 1);
+    CU_ASSERT_EQUAL(int_sockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE), 7);
+    CU_ASSERT_EQUAL(int_sockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL), 3);
+    CU_ASSERT_EQUAL(int_sockopt(fd, IPPROTO_TCP, TCP_KEEPCNT), 4);
+    CU_ASSERT_EQUAL(int_sockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT), 1234);
+    peer_free(&peer);
+    fx_stop(&fx);
+}
+
 static void test_abandon_counts_what_a_down_target_still_queues(void)
 {
     struct fixture fx;
@@ -1240,6 +1300,7 @@ int main(void)
         { "hash is stable and spreads", test_hash_is_stable_and_spreads },
         { "round_robin alternates", test_round_robin_alternates },
         { "failover skips a refusing udp target", test_failover_skips_refusing_udp_target },
+        { "tcp keepalive and user timeout are set", test_tcp_keepalive_and_user_timeout_are_set },
         { "tcp frames arrive whole in order", test_tcp_frames_arrive_whole_in_order },
         { "tcp down target queues until reconnect", test_tcp_down_target_queues_until_reconnect },
         { "tcp queue full drops oldest", test_tcp_queue_full_drops_oldest },
