@@ -223,6 +223,7 @@ struct conf {
     uint64_t tcp_keepalive_interval_ms; /* between probes */
     size_t tcp_keepalive_count;         /* probes unanswered before the connection is dropped */
     uint64_t tcp_user_timeout_ms;       /* TCP_USER_TIMEOUT: sent data unacknowledged this long drops it */
+    size_t udp_refusals_down;           /* outbound UDP: refusals in a row that take a target down */
     uint64_t drain_timeout_ms;      /* SIGTERM: how long queues may flush */
 
     /* log */

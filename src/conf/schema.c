@@ -210,6 +210,7 @@ static const struct conf_key limits_keys[] = {
            CONF_KEEPALIVE_COUNT_MAX, KEY_RELOAD),
     NUMBER("tcp_user_timeout", conf_set_duration, KIND_DURATION, tcp_user_timeout_ms, "20s", 0,
            CONF_TIMEOUT_MAX_MS, KEY_RELOAD),
+    NUMBER("udp_refusals_down", conf_set_size, KIND_SIZE, udp_refusals_down, "3", 1, CONF_COUNT_MAX, KEY_RELOAD),
     NUMBER("drain_timeout", conf_set_duration, KIND_DURATION, drain_timeout_ms, "2s", 0, CONF_TIMEOUT_MAX_MS,
            KEY_RELOAD),
     KEY_END,

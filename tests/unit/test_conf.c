@@ -439,6 +439,7 @@ static void test_minimal_config_gets_every_default(void)
     CU_ASSERT_EQUAL(c->tcp_keepalive_interval_ms, 5 * MS_S);
     CU_ASSERT_EQUAL(c->tcp_keepalive_count, 3);
     CU_ASSERT_EQUAL(c->tcp_user_timeout_ms, 20 * MS_S);
+    CU_ASSERT_EQUAL(c->udp_refusals_down, 3);
     CU_ASSERT_EQUAL(c->drain_timeout_ms, 2 * MS_S);
     CU_ASSERT_EQUAL(c->log_level, LOG_LEVEL_INFO);
     CU_ASSERT_EQUAL(c->log_interval_ms, 10 * MS_S);
@@ -504,6 +505,7 @@ static void test_sample_shows_the_defaults(void)
     CU_ASSERT_EQUAL(s->tcp_keepalive_interval_ms, m->tcp_keepalive_interval_ms);
     CU_ASSERT_EQUAL(s->tcp_keepalive_count, m->tcp_keepalive_count);
     CU_ASSERT_EQUAL(s->tcp_user_timeout_ms, m->tcp_user_timeout_ms);
+    CU_ASSERT_EQUAL(s->udp_refusals_down, m->udp_refusals_down);
     CU_ASSERT_EQUAL(s->drain_timeout_ms, m->drain_timeout_ms);
     CU_ASSERT_EQUAL(s->log_level, m->log_level);
     CU_ASSERT_EQUAL(s->log_interval_ms, m->log_interval_ms);
@@ -569,6 +571,7 @@ static void test_full_config_sets_every_key(void)
     CU_ASSERT_EQUAL(c->tcp_keepalive_interval_ms, 10 * MS_S);
     CU_ASSERT_EQUAL(c->tcp_keepalive_count, 5);
     CU_ASSERT_EQUAL(c->tcp_user_timeout_ms, 0);
+    CU_ASSERT_EQUAL(c->udp_refusals_down, 1);
     CU_ASSERT_EQUAL(c->drain_timeout_ms, 0);
     CU_ASSERT_EQUAL(c->log_level, LOG_LEVEL_DEBUG);
     CU_ASSERT_EQUAL(c->log_interval_ms, 1 * MS_M);
