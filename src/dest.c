@@ -315,16 +315,25 @@ static void udp_refused(struct dest_target *t)
 
 /*
  * A send window is what one loop iteration sends to the target; a window
- * that began with no refusal seen since the previous one ends the run of
- * refusals.  Iterations, not flushes: the ICMP answer to one flush is read
- * at the earliest in the next iteration, so a second flush in the same
- * iteration proves nothing.
+ * that begins with no refusal seen since the previous one ends the run of
+ * refusals.  Iterations, not flushes: the ICMP answer to one flush comes
+ * back after it, so a second flush in the same iteration proves nothing.
+ * And the answer may be waiting unread (the listener's watcher can run
+ * before the target's in the next iteration): during a run, the socket's
+ * pending error is read (SO_ERROR, which clears it as recv() would) before
+ * a window is called clean.  A healthy target never pays that call.
  */
 static void udp_window(struct dest_target *t)
 {
     unsigned iter = ev_iteration(t->ds->loop);
     if (iter == t->window_iter)
         return;
+    if (t->refusals_row > 0 && !t->refused_in_window) {
+        int err = 0;
+        socklen_t len = sizeof err;
+        if (getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == ECONNREFUSED)
+            udp_refused(t);
+    }
     if (!t->refused_in_window)
         t->refusals_row = 0;
     t->refused_in_window = false;
@@ -378,6 +387,12 @@ static void udp_flush_target(struct dest_target *t)
     size_t off = 0;
 
     udp_window(t);
+    if (t->udp_state == DEST_UDP_DOWN) {
+        /* the refusal read just now took it down */
+        mt->down_drops += t->nbatch;
+        t->nbatch = 0;
+        return;
+    }
     while (off < t->nbatch) {
         int n = sendmmsg(t->fd, t->msgs + off, (unsigned)(t->nbatch - off), MSG_DONTWAIT);
         if (n > 0) {
