@@ -82,14 +82,18 @@
 
 /*
  * A UDP target's health.  limits.udp_refusals_down refusals in a row take
- * it down; after the backoff one packet goes to it as a probe, and when no
- * refusal comes back within limits.connect_timeout it is up again.
+ * it down; after the backoff the next packet for it is a probe, and when
+ * no refusal comes back within limits.connect_timeout it is up again.
+ * While on trial, hash / round_robin / failover prefer targets that are
+ * up, but it still gets what is sent to it alone (balance all, or no
+ * other target up): if it is dead those are lost either way, if it is
+ * alive they arrive.
  */
 enum dest_udp_state {
     DEST_UDP_UP = 0,
     DEST_UDP_DOWN,                  /* skipped until the backoff timer */
     DEST_UDP_PROBE_DUE,             /* the next packet for it is the probe */
-    DEST_UDP_PROBING,               /* probe sent; skipped while waiting for a refusal */
+    DEST_UDP_PROBING,               /* probe sent: on trial until the timer */
 };
 
 enum dest_tcp_state {
@@ -266,7 +270,7 @@ static bool udp_up(const struct dest_target *t)
     return t->udp_state == DEST_UDP_UP;
 }
 
-/* Whether packets go to it: up, or its probe is due. */
+/* Whether balancing may pick it: up, or its probe is due. */
 static bool udp_takes(const struct dest_target *t)
 {
     return t->udp_state == DEST_UDP_UP || t->udp_state == DEST_UDP_PROBE_DUE;
@@ -437,12 +441,12 @@ static void udp_flush_target(struct dest_target *t)
 
 static void udp_queue(struct dest_target *t, const uint8_t *data, size_t len)
 {
-    if (!udp_takes(t)) {
+    if (t->udp_state == DEST_UDP_DOWN) {
         target_metrics(t)->down_drops++;
         return;
     }
     if (t->udp_state == DEST_UDP_PROBE_DUE) {
-        /* this packet is the probe: the others go elsewhere until it is judged */
+        /* this packet is the probe; balancing prefers other targets until it is judged */
         t->udp_state = DEST_UDP_PROBING;
         udp_arm(t, t->ds->connect_timeout_ms);
     }

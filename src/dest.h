@@ -30,7 +30,8 @@ struct dest_set;
  *   as ECONNREFUSED (counted in refusals); limits.udp_refusals_down of
  *   them in a row take the target "down" (skipped, counted as down_drops
  *   when nothing else takes its packets) until a probe after the
- *   reconnect backoff is not refused within limits.connect_timeout.
+ *   reconnect backoff is not refused within limits.connect_timeout
+ *   (meanwhile balancing prefers other targets; balance all sends).
  *   A TCP target is "up" while connected.  went_up / went_down count the
  *   changes of either.
  * - hash / round_robin / failover pick the preferred target (hash of key
