@@ -228,6 +228,11 @@ struct conf {
     uint64_t reconnect_min_ms;      /* outbound TCP backoff */
     uint64_t reconnect_max_ms;
     uint64_t connect_timeout_ms;
+    uint64_t tcp_keepalive_idle_ms;     /* outbound TCP: silence before the first keepalive probe */
+    uint64_t tcp_keepalive_interval_ms; /* between probes */
+    size_t tcp_keepalive_count;         /* probes unanswered before the connection is dropped */
+    uint64_t tcp_user_timeout_ms;       /* TCP_USER_TIMEOUT: sent data unacknowledged this long drops it */
+    size_t udp_refusals_down;           /* outbound UDP: refusals in a row that take a target down */
     uint64_t drain_timeout_ms;      /* SIGTERM: how long queues may flush */
     uint64_t dns_refresh_ms;        /* targets named by DNS are looked up again this often */
 

@@ -2,9 +2,10 @@
  * dest.c - destinations: target sockets, balancing, output format.
  *
  * UDP targets: one connected, non-blocking UDP socket per target.  Being
- * connected means an ICMP port-unreachable comes back as ECONNREFUSED on a
- * later send, which is how a dead UDP target is noticed (for failover, hash
- * and metrics); sendmmsg() needs no per-message address.  dest_send()
+ * connected means an ICMP port-unreachable comes back as ECONNREFUSED,
+ * which is how a dead UDP target is noticed (for failover, hash and
+ * metrics; see udp_refused()); sendmmsg() needs no per-message address.
+ * dest_send()
  * appends an iovec pointing at the caller's bytes (forwarded unchanged) or
  * at a re-encoded copy in the set's arena; dest_flush() sends each target's
  * batch with sendmmsg() and never waits: what the kernel refuses is counted
@@ -40,7 +41,6 @@
 
 #include <errno.h>
 #include <limits.h>
-#include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdbool.h>
@@ -86,6 +86,22 @@
 
 
 
+/*
+ * A UDP target's health.  limits.udp_refusals_down refusals in a row take
+ * it down; after the backoff the next packet for it is a probe, and when
+ * no refusal comes back within limits.connect_timeout it is up again.
+ * While on trial, hash / round_robin / failover prefer targets that are
+ * up, but it still gets what is sent to it alone (balance all, or no
+ * other target up): if it is dead those are lost either way, if it is
+ * alive they arrive.
+ */
+enum dest_udp_state {
+    DEST_UDP_UP = 0,
+    DEST_UDP_DOWN,                  /* skipped until the backoff timer */
+    DEST_UDP_PROBE_DUE,             /* the next packet for it is the probe */
+    DEST_UDP_PROBING,               /* probe sent: on trial until the timer */
+};
+
 enum dest_tcp_state {
     DEST_TCP_WAITING = 0,           /* backoff timer before the next connect */
     DEST_TCP_CONNECTING,
@@ -93,6 +109,19 @@ enum dest_tcp_state {
 };
 
 struct dest_set;
+
+/*
+ * How a dead target is found, from limits.*: TCP keepalive and user
+ * timeout, set on each new connection (so a reload applies to the next
+ * ones); for UDP, how many refusals in a row take a target down.
+ */
+struct dest_health {
+    int keepalive_idle_s;           /* the kernel takes whole seconds */
+    int keepalive_interval_s;
+    int keepalive_count;
+    unsigned user_timeout_ms;       /* 0: the kernel's default */
+    size_t udp_refusals_down;       /* UDP: refusals in a row that take a target down */
+};
 
 struct dest_target {
     struct dest_set *ds;
@@ -108,7 +137,10 @@ struct dest_target {
     struct iovec *iov;
     size_t nbatch;
     bool unconnected;               /* connect() failed: address each message */
-    ev_tstamp down_until;           /* ECONNREFUSED seen: skipped until then */
+    enum dest_udp_state udp_state;  /* also uses io (refusals), timer (probe) and backoff below */
+    size_t refusals_row;            /* refusals since the last send window without one */
+    bool refused_in_window;         /* a refusal since the current send window began */
+    unsigned window_iter;           /* the loop iteration that began it */
 
     /* TCP */
     enum dest_tcp_state state;
@@ -199,6 +231,7 @@ struct dest_set {
     unsigned worker, nworkers;      /* for the spools' directories */
     ev_timer replay;                /* runs while a spool has packets waiting or unacknowledged */
     uint64_t connect_timeout_ms;
+    struct dest_health health;      /* limits.tcp_keepalive_*, tcp_user_timeout, udp_refusals_down */
     uint64_t log_interval_ms;
     uint8_t *arena;
     size_t arena_cap;
@@ -221,11 +254,144 @@ static size_t be16(const uint8_t *p)
     return (size_t)p[0] << 8 | p[1];
 }
 
+/* Whole seconds, rounded up: a keepalive time is never shortened to 0. */
+static int ms_to_whole_s(uint64_t ms)
+{
+    uint64_t s = (ms + CLOCK_MS_PER_S - 1) / CLOCK_MS_PER_S;
+    return s < INT_MAX ? (int)s : INT_MAX;
+}
+
+static void health_from_conf(struct dest_health *h, const struct conf *conf)
+{
+    h->keepalive_idle_s = ms_to_whole_s(conf->tcp_keepalive_idle_ms);
+    h->keepalive_interval_s = ms_to_whole_s(conf->tcp_keepalive_interval_ms);
+    h->keepalive_count = conf->tcp_keepalive_count < INT_MAX ? (int)conf->tcp_keepalive_count : INT_MAX;
+    h->user_timeout_ms = conf->tcp_user_timeout_ms < UINT_MAX ? (unsigned)conf->tcp_user_timeout_ms : UINT_MAX;
+    h->udp_refusals_down = conf->udp_refusals_down > 0 ? conf->udp_refusals_down : 1;
+}
+
+/* Each target backs off on its own schedule, its jitter seeded apart from the others'. */
+static void target_backoff_init(struct dest_target *t, const struct dest_set *ds)
+{
+    t->backoff = ds->reconnect;
+    /* the target's address differs between workers (and, with ASLR, processes); the clock between restarts */
+    backoff_seed(&t->backoff, (uint64_t)(uintptr_t)t ^ clock_mono_ms());
+}
+
 /* ---- UDP ---- */
 
 static bool udp_up(const struct dest_target *t)
 {
-    return ev_now(t->ds->loop) >= t->down_until;
+    return t->udp_state == DEST_UDP_UP;
+}
+
+/* Whether balancing may pick it: up, or its probe is due. */
+static bool udp_takes(const struct dest_target *t)
+{
+    return t->udp_state == DEST_UDP_UP || t->udp_state == DEST_UDP_PROBE_DUE;
+}
+
+static void udp_arm(struct dest_target *t, uint64_t ms)
+{
+    struct ev_loop *loop = t->ds->loop;
+    ev_timer_stop(loop, &t->timer);
+    ev_timer_set(&t->timer, clock_ms_to_s(ms), 0.);
+    ev_timer_start(loop, &t->timer);
+}
+
+/* Down (from up, or a probe refused): skipped until the backoff's timer. */
+static void udp_down(struct dest_target *t, const char *why)
+{
+    struct dest_set *ds = t->ds;
+    bool was_up = t->udp_state == DEST_UDP_UP;
+    uint64_t wait_ms = backoff_next_jittered(&t->backoff);
+    t->udp_state = DEST_UDP_DOWN;
+    udp_arm(t, wait_ms);
+    if (was_up)
+        target_metrics(t)->went_down++;
+    log_ratelimited(&t->down_limit, ds->log_interval_ms, LOG_LEVEL_WARN,
+                    "destination %s target %s: %s, %s; probed again in %llu ms", t->d->name, t->addr.text, why,
+                    was_up ? "marked down" : "still down", (unsigned long long)wait_ms);
+}
+
+/*
+ * One ECONNREFUSED: an ICMP port-unreachable came back for a datagram
+ * sent earlier.  It counts towards limits.udp_refusals_down only while
+ * the target is up; a refused probe takes it down again at once; a late
+ * one for packets sent before it went down changes nothing.
+ */
+static void udp_refused(struct dest_target *t)
+{
+    target_metrics(t)->refusals++;
+    t->refused_in_window = true;
+    if (t->udp_state == DEST_UDP_UP) {
+        if (++t->refusals_row >= t->ds->health.udp_refusals_down)
+            udp_down(t, "connection refused");
+    } else if (t->udp_state == DEST_UDP_PROBING) {
+        udp_down(t, "probe refused");
+    }
+}
+
+/*
+ * A send window is what one loop iteration sends to the target; a window
+ * that begins with no refusal seen since the previous one ends the run of
+ * refusals.  Iterations, not flushes: the ICMP answer to one flush comes
+ * back after it, so a second flush in the same iteration proves nothing.
+ * And the answer may be waiting unread (the listener's watcher can run
+ * before the target's in the next iteration): during a run, the socket's
+ * pending error is read (SO_ERROR, which clears it as recv() would) before
+ * a window is called clean.  A healthy target never pays that call.
+ */
+static void udp_window(struct dest_target *t)
+{
+    unsigned iter = ev_iteration(t->ds->loop);
+    if (iter == t->window_iter)
+        return;
+    if (t->refusals_row > 0 && !t->refused_in_window) {
+        int err = 0;
+        socklen_t len = sizeof err;
+        if (getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == ECONNREFUSED)
+            udp_refused(t);
+    }
+    if (!t->refused_in_window)
+        t->refusals_row = 0;
+    t->refused_in_window = false;
+    t->window_iter = iter;
+}
+
+static void udp_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct dest_target *t = w->data;
+    if (t->udp_state == DEST_UDP_DOWN) {
+        t->udp_state = DEST_UDP_PROBE_DUE;
+    } else if (t->udp_state == DEST_UDP_PROBING) {
+        t->udp_state = DEST_UDP_UP;
+        t->refusals_row = 0;
+        backoff_reset(&t->backoff);
+        target_metrics(t)->went_up++;
+        log_ratelimited(&t->up_limit, t->ds->log_interval_ms, LOG_LEVEL_INFO,
+                        "destination %s target %s: up again (its probe was not refused)", t->d->name,
+                        t->addr.text);
+    }
+}
+
+/*
+ * The pending error of a connected UDP socket makes it readable, so this
+ * watcher reads a refusal as soon as the ICMP arrives, with no packet to
+ * send: that is what lets a probe (one datagram, then nothing) be judged,
+ * and a refusal be seen before the next batch rather than by it.
+ * Datagrams a back-end sends are read and dropped (MSG_TRUNC: whole).
+ */
+static void udp_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct dest_target *t = w->data;
+    uint8_t byte;
+    if (recv(t->fd, &byte, sizeof byte, MSG_DONTWAIT | MSG_TRUNC) < 0 && errno == ECONNREFUSED)
+        udp_refused(t);
 }
 
 /*
@@ -239,6 +405,13 @@ static void udp_flush_target(struct dest_target *t)
     struct metrics_target *mt = target_metrics(t);
     size_t off = 0;
 
+    udp_window(t);
+    if (t->udp_state == DEST_UDP_DOWN) {
+        /* the refusal read just now took it down */
+        mt->down_drops += t->nbatch;
+        t->nbatch = 0;
+        return;
+    }
     while (off < t->nbatch) {
         int n = sendmmsg(t->fd, t->msgs + off, (unsigned)(t->nbatch - off), MSG_DONTWAIT);
         if (n > 0) {
@@ -260,13 +433,17 @@ static void udp_flush_target(struct dest_target *t)
             break;
         }
         if (err == ECONNREFUSED) {
-            /* the port is closed: stop feeding it for a while, then probe again */
-            mt->send_errors += t->nbatch - off;
-            t->down_until = ev_now(ds->loop) + clock_ms_to_s(ds->reconnect.min_ms);
-            log_ratelimited(&t->down_limit, ds->log_interval_ms, LOG_LEVEL_WARN,
-                            "destination %s target %s: connection refused, marked down",
-                            t->d->name, t->addr.text);
-            break;
+            /*
+             * The error was pending from an earlier datagram; reporting it
+             * cleared it and sent nothing, so this one is tried again,
+             * unless the refusal took the target down.
+             */
+            udp_refused(t);
+            if (t->udp_state == DEST_UDP_DOWN) {
+                mt->down_drops += t->nbatch - off;
+                break;
+            }
+            continue;
         }
         /* this message is unsendable (e.g. EMSGSIZE): skip it, keep the rest */
         mt->send_errors++;
@@ -279,9 +456,14 @@ static void udp_flush_target(struct dest_target *t)
 
 static void udp_queue(struct dest_target *t, const uint8_t *data, size_t len)
 {
-    if (!udp_up(t)) {
+    if (t->udp_state == DEST_UDP_DOWN) {
         target_metrics(t)->down_drops++;
         return;
+    }
+    if (t->udp_state == DEST_UDP_PROBE_DUE) {
+        /* this packet is the probe; balancing prefers other targets until it is judged */
+        t->udp_state = DEST_UDP_PROBING;
+        udp_arm(t, t->ds->connect_timeout_ms);
     }
     if (t->nbatch == t->ds->batch_cap)
         udp_flush_target(t);
@@ -306,12 +488,19 @@ static int udp_socket(struct dest_target *t)
         log_error("destination %s target %s: socket: %s", t->d->name, t->addr.text, strerror(errno));
         return -1;
     }
+    target_backoff_init(t, t->ds);
+    ev_init(&t->timer, udp_timer_cb);
+    t->timer.data = t;
     /* connect() only fails for want of a route; keep going with addressed sends */
     if (connect(t->fd, (const struct sockaddr *)&t->sa, t->salen) != 0) {
         log_warn("destination %s target %s: connect: %s (sending unconnected)", t->d->name,
                  t->addr.text, strerror(errno));
         t->unconnected = true;
+        return 0;                   /* no refusal can come back to it */
     }
+    ev_io_init(&t->io, udp_io_cb, t->fd, EV_READ);
+    t->io.data = t;
+    ev_io_start(t->ds->loop, &t->io);
     return 0;
 }
 
@@ -324,7 +513,7 @@ static int udp_open(struct dest_target *t, size_t batch_cap)
         return -1;
     }
     if (t->salen == 0) {
-        t->down_until = HUGE_VAL;   /* a name: down until it resolves (target_resolved()) */
+        t->udp_state = DEST_UDP_DOWN;   /* a name: down, with no probe, until it resolves (target_resolved()) */
         return 0;
     }
     return udp_socket(t);
@@ -333,20 +522,22 @@ static int udp_open(struct dest_target *t, size_t batch_cap)
 /* ---- targets named by DNS ---- */
 
 static void tcp_connect(struct dest_target *t);
-static void tcp_schedule_reconnect(struct dest_target *t);
+static uint64_t tcp_schedule_reconnect(struct dest_target *t);
 
 /* The UDP socket follows the name to its new address; what was batched leaves first. */
 static void udp_readdress(struct dest_target *t)
 {
     if (t->nbatch > 0)
         udp_flush_target(t);
+    ev_io_stop(t->ds->loop, &t->io);
+    ev_timer_stop(t->ds->loop, &t->timer);
     if (t->fd >= 0)
         close(t->fd);
     t->fd = -1;
     t->unconnected = false;
-    t->down_until = 0;              /* a new address gets a fresh chance */
-    if (udp_socket(t) != 0)
-        t->down_until = HUGE_VAL;   /* tried again at the next answer */
+    t->refusals_row = 0;
+    /* a new address gets a fresh chance; one that cannot be used waits for the next answer */
+    t->udp_state = udp_socket(t) == 0 ? DEST_UDP_UP : DEST_UDP_DOWN;
 }
 
 /*
@@ -541,13 +732,16 @@ static void tcp_watch(struct dest_target *t, int events)
     }
 }
 
-static void tcp_schedule_reconnect(struct dest_target *t)
+/* Returns the wait, in milliseconds. */
+static uint64_t tcp_schedule_reconnect(struct dest_target *t)
 {
     struct dest_set *ds = t->ds;
+    uint64_t wait_ms = backoff_next_jittered(&t->backoff);
     t->state = DEST_TCP_WAITING;
     ev_timer_stop(ds->loop, &t->timer);
-    ev_timer_set(&t->timer, clock_ms_to_s(backoff_next(&t->backoff)), 0.);
+    ev_timer_set(&t->timer, clock_ms_to_s(wait_ms), 0.);
     ev_timer_start(ds->loop, &t->timer);
+    return wait_ms;
 }
 
 /*
@@ -561,27 +755,29 @@ static void tcp_close(struct dest_target *t, const char *why)
 {
     struct dest_set *ds = t->ds;
     struct metrics_target *mt = target_metrics(t);
+    bool was_up = t->state == DEST_TCP_CONNECTED;
     tcp_watch(t, 0);
     ev_timer_stop(ds->loop, &t->timer);
     if (t->fd >= 0)
         close(t->fd);
     t->fd = -1;
-    if (t->state == DEST_TCP_CONNECTED) {
+    uint64_t wait_ms = tcp_schedule_reconnect(t);
+    if (was_up) {
         mt->disconnects++;
+        mt->went_down++;
         log_ratelimited(&t->down_limit, ds->log_interval_ms, LOG_LEVEL_WARN,
                         "destination %s target %s: disconnected: %s (%zu bytes queued)",
                         t->d->name, t->addr.text, why, tcp_pending(t));
     } else {
         log_ratelimited(&t->down_limit, ds->log_interval_ms, LOG_LEVEL_WARN,
                         "destination %s target %s: connect failed: %s (retry in %llu ms)",
-                        t->d->name, t->addr.text, why, (unsigned long long)t->backoff.next_ms);
+                        t->d->name, t->addr.text, why, (unsigned long long)wait_ms);
     }
     if (t->partial_len > 0) {
         mt->send_errors++;
         t->partial_len = t->partial_off = 0;
     }
     t->head_sent = 0;               /* the cut frame goes again, whole, on the next connection */
-    tcp_schedule_reconnect(t);
 }
 
 /*
@@ -637,6 +833,7 @@ static void tcp_connected(struct dest_target *t)
     t->state = DEST_TCP_CONNECTED;
     backoff_reset(&t->backoff);
     target_metrics(t)->connects++;
+    target_metrics(t)->went_up++;
     log_ratelimited(&t->up_limit, ds->log_interval_ms, LOG_LEVEL_INFO,
                     "destination %s target %s: connected (%zu bytes queued)", t->d->name,
                     t->addr.text, tcp_pending(t));
@@ -694,6 +891,29 @@ static void tcp_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         tcp_connect(t);
 }
 
+/*
+ * A back-end that vanishes without a RST (host down, cable cut, a
+ * firewall forgetting the flow) would leave an idle connection "up"
+ * forever and a busy one retransmitting for about 15 minutes, its queue
+ * filling meanwhile.  Keepalive finds the idle case, TCP_USER_TIMEOUT the
+ * busy one (data unacknowledged that long); either way the kernel reports
+ * an error on the socket and tcp_close() reconnects.  Failing to set them
+ * only loses the early warning: logged, not fatal.
+ */
+static void tcp_set_health(struct dest_target *t)
+{
+    const struct dest_health *h = &t->ds->health;
+    int one = 1;
+    if (setsockopt(t->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one) != 0 ||
+        setsockopt(t->fd, IPPROTO_TCP, TCP_KEEPIDLE, &h->keepalive_idle_s, sizeof h->keepalive_idle_s) != 0 ||
+        setsockopt(t->fd, IPPROTO_TCP, TCP_KEEPINTVL, &h->keepalive_interval_s, sizeof h->keepalive_interval_s) != 0 ||
+        setsockopt(t->fd, IPPROTO_TCP, TCP_KEEPCNT, &h->keepalive_count, sizeof h->keepalive_count) != 0 ||
+        setsockopt(t->fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &h->user_timeout_ms, sizeof h->user_timeout_ms) != 0)
+        log_ratelimited(&t->error_limit, t->ds->log_interval_ms, LOG_LEVEL_WARN,
+                        "destination %s target %s: keepalive / user timeout: %s", t->d->name, t->addr.text,
+                        strerror(errno));
+}
+
 static void tcp_connect(struct dest_target *t)
 {
     if (target_resolve_first(t))
@@ -708,6 +928,7 @@ static void tcp_connect(struct dest_target *t)
     /* frames are already batched per flush: Nagle would only add latency */
     int one = 1;
     setsockopt(t->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    tcp_set_health(t);
     if (connect(t->fd, (const struct sockaddr *)&t->sa, t->salen) == 0) {
         tcp_watch(t, EV_READ);
         tcp_connected(t);
@@ -763,7 +984,7 @@ static int tcp_open(struct dest_target *t, const struct dest_set *ds, size_t que
         log_error("destination %s target %s: out of memory", t->d->name, t->addr.text);
         return -1;
     }
-    t->backoff = ds->reconnect;
+    target_backoff_init(t, ds);
     ev_init(&t->io, tcp_io_cb);
     t->io.data = t;
     ev_init(&t->timer, tcp_timer_cb);
@@ -778,6 +999,14 @@ static bool target_up(const struct dest_target *t)
     if (t->addr.transport == CONF_TCP)
         return t->state == DEST_TCP_CONNECTED;
     return udp_up(t);
+}
+
+/* Whether balancing may pick it: up, or (UDP) its probe is due. */
+static bool target_takes(const struct dest_target *t)
+{
+    if (t->addr.transport == CONF_TCP)
+        return target_up(t);
+    return udp_takes(t);
 }
 
 /* ---- spool ---- */
@@ -847,7 +1076,7 @@ static struct dest_target *pick_one(struct dest *d, size_t preferred)
 {
     for (size_t k = 0; k < d->ntargets; k++) {
         struct dest_target *t = &d->targets[(preferred + k) % d->ntargets];
-        if (target_up(t))
+        if (target_takes(t))
             return t;
     }
     return &d->targets[preferred];
@@ -1022,10 +1251,9 @@ static void set_free_dest(struct dest_set *ds, struct dest *d)
     spool_close(d);
     for (size_t j = 0; j < d->ntargets && d->targets != NULL; j++) {
         struct dest_target *t = &d->targets[j];
-        if (t->addr.transport == CONF_TCP) {
-            ev_io_stop(ds->loop, &t->io);
-            ev_timer_stop(ds->loop, &t->timer);
-        }
+        /* both transports use them (never started ones stop as no-ops) */
+        ev_io_stop(ds->loop, &t->io);
+        ev_timer_stop(ds->loop, &t->timer);
         resolve_watch_free(t->watch);
         if (t->fd >= 0)
             close(t->fd);
@@ -1155,6 +1383,7 @@ struct dest_set *dest_set_new(struct ev_loop *loop, const struct conf *conf, str
         ds->batch_cap = IOV_MAX;    /* sendmmsg() takes at most this many */
     backoff_init(&ds->reconnect, conf->reconnect_min_ms, conf->reconnect_max_ms);
     ds->connect_timeout_ms = conf->connect_timeout_ms;
+    health_from_conf(&ds->health, conf);
     ds->log_interval_ms = conf->log_interval_ms;
     ds->drain_timeout_ms = conf->drain_timeout_ms;
     ds->arena_cap = DEST_ARENA_BYTES;
@@ -1439,6 +1668,7 @@ int dest_set_reconfigure(struct dest_set *ds, const struct conf *old, const stru
     dest_flush(ds);
     backoff_init(&ds->reconnect, conf->reconnect_min_ms, conf->reconnect_max_ms);
     ds->connect_timeout_ms = conf->connect_timeout_ms;
+    health_from_conf(&ds->health, conf);
     ds->log_interval_ms = conf->log_interval_ms;
     ds->drain_timeout_ms = conf->drain_timeout_ms;
 

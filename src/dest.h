@@ -27,9 +27,13 @@ struct dest_set;
 /*
  * Details the callers can rely on (dest.c says why):
  * - A UDP target is a connected socket: an ICMP port-unreachable shows up
- *   as ECONNREFUSED, and the target is then "down" (skipped, counted as
- *   down_drops) for limits.reconnect_min_ms before it is probed again.
- *   A TCP target is "up" while connected.
+ *   as ECONNREFUSED (counted in refusals); limits.udp_refusals_down of
+ *   them in a row take the target "down" (skipped, counted as down_drops
+ *   when nothing else takes its packets) until a probe after the
+ *   reconnect backoff is not refused within limits.connect_timeout
+ *   (meanwhile balancing prefers other targets; balance all sends).
+ *   A TCP target is "up" while connected.  went_up / went_down count the
+ *   changes of either.
  * - hash / round_robin / failover pick the preferred target (hash of key
  *   with FNV-1a, the next in turn, the first) if it is up, else the next
  *   one that is up, else the preferred one anyway (TCP queues it).

@@ -231,6 +231,9 @@ static inline uint64_t metrics_max(uint64_t a, uint64_t b)
     COUNTER(connects, "heprouter_target_connects_total", "TCP connections made to the target")                 \
     COUNTER(disconnects, "heprouter_target_disconnects_total", "TCP connections to the target lost")           \
     COUNTER(resolve_errors, "heprouter_target_resolve_errors_total", "Failed DNS lookups of the target's name") \
+    COUNTER(refusals, "heprouter_target_refusals_total", "UDP sends refused (ICMP port unreachable)")          \
+    COUNTER(went_up, "heprouter_target_up_transitions_total", "Times the target went from down to up")        \
+    COUNTER(went_down, "heprouter_target_down_transitions_total", "Times the target went from up to down")     \
     GAUGE(queue_packets, sum, "heprouter_target_queue_packets", "Packets queued for the target now")           \
     GAUGE(queue_bytes, sum, "heprouter_target_queue_bytes", "Bytes queued for the target now")                 \
     GAUGE(up, min, "heprouter_target_up", "1 when every worker's connection to the target is up")

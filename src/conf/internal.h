@@ -82,6 +82,8 @@
 #define CONF_QUEUE_MAX      (UINT64_C(1) << 30)     /* tcp_queue_bytes: 1 GiB */
 #define CONF_IDLE_MAX_MS    MS_PER_DAY
 #define CONF_TIMEOUT_MAX_MS MS_PER_HOUR             /* reconnect, connect, drain */
+#define CONF_KEEPALIVE_MAX_MS (32767 * MS_PER_SECOND) /* TCP_KEEPIDLE, TCP_KEEPINTVL: the kernel's limit */
+#define CONF_KEEPALIVE_COUNT_MAX 127u               /* TCP_KEEPCNT: the kernel's limit */
 #define CONF_LOG_MAX_MS     MS_PER_DAY              /* log.interval, log.stats_interval */
 #define CONF_SPOOL_BYTES_MIN (UINT64_C(1) << 20)    /* spool.max_bytes: 1 MiB */
 #define CONF_SPOOL_BYTES_MAX (UINT64_C(1) << 40)    /* spool.max_bytes: 1 TiB */

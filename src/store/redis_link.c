@@ -9,13 +9,14 @@
  * makes the link ask again.
  *
  * Reconnects back off from limits.reconnect_min to limits.reconnect_max,
- * doubling.  A context is never freed inside one of its own callbacks: a
- * connection to drop is handed to a zero-delay timer.  A connection
- * holding more than max_reply_bytes of a reply not yet complete is dropped
- * the same way (hiredis would buffer a reply of any size whole).  Host
- * names (of the server, the Sentinels, or a master a Sentinel names) are
- * resolved on a short-lived thread, because hiredis would call
- * getaddrinfo() on the worker's loop.
+ * doubling, each wait drawn from the upper half of its step (backoff.h).
+ * A context is never freed inside one of its own callbacks: a connection
+ * to drop is handed to a zero-delay timer.  A connection holding more than
+ * max_reply_bytes of a reply not yet complete is dropped the same way
+ * (hiredis would buffer a reply of any size whole).  Host names (of the
+ * server, the Sentinels, or a master a Sentinel names) are resolved on a
+ * short-lived thread, because hiredis would call getaddrinfo() on the
+ * worker's loop.
  */
 #include "store/redis_link.h"
 
@@ -254,7 +255,7 @@ static void redis_data_lost(struct redis_link *l, const char *why)
     ev_timer_stop(l->loop, &l->connect_timer);
     if (l->conf->redis.nsentinels > 0)
         redis_sentinel_reask(l);
-    uint64_t delay = backoff_next(&l->backoff);
+    uint64_t delay = backoff_next_jittered(&l->backoff);
     log_ratelimited(&l->conn_limit, l->conf->log_interval_ms, LOG_LEVEL_WARN,
                     "redis %s: %s: %s; calls decided by the cache and the fallback, retrying in %llu ms",
                     l->addr_text, was_ready ? "connection lost" : "cannot connect", why,
@@ -466,7 +467,7 @@ static void redis_sentinel_failed(struct redis_link *l, const char *why, bool dr
         redis_schedule(l, 0);
     } else {
         l->sentinel_attempts = 0;
-        redis_schedule(l, backoff_next(&l->backoff));
+        redis_schedule(l, backoff_next_jittered(&l->backoff));
     }
 }
 
@@ -761,6 +762,8 @@ void redis_link_init(struct redis_link *l, const struct conf *conf, struct ev_lo
     l->events = events;
     l->events_arg = events_arg;
     backoff_init(&l->backoff, conf->reconnect_min_ms, conf->reconnect_max_ms);
+    /* the link's address differs between workers (and, with ASLR, processes); the clock between restarts */
+    backoff_seed(&l->backoff, (uint64_t)(uintptr_t)l ^ clock_mono_ms());
     snprintf(l->addr_text, sizeof l->addr_text, "%s",
              rc->nsentinels > 0 ? rc->master_name : rc->unix_path != NULL ? rc->unix_path : rc->host);
     ev_timer_init(&l->reconnect_timer, redis_on_reconnect_timer, 0., 0.);

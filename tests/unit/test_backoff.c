@@ -122,6 +122,83 @@ static void test_same_delays_as_the_doubling_it_replaces(void)
     }
 }
 
+/* Every jittered delay lies in [d - d/2, d] of the schedule it follows. */
+static void test_jitter_within_the_upper_half_of_the_schedule(void)
+{
+    static const uint64_t pairs[][2] = {
+        { 1, 1 }, { 1, 8 }, { 2, 2 }, { 3, 7 }, { 100, 5000 }, { 250, 86400000 }, { UINT64_MAX, UINT64_MAX },
+    };
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        struct backoff b, plain;
+        backoff_init(&b, pairs[i][0], pairs[i][1]);
+        backoff_init(&plain, pairs[i][0], pairs[i][1]);
+        backoff_seed(&b, i);
+        for (int n = 0; n < 200; n++) {
+            uint64_t d = backoff_next(&plain);
+            uint64_t j = backoff_next_jittered(&b);
+            CU_ASSERT_TRUE(j >= d - d / 2);
+            CU_ASSERT_TRUE(j <= d);
+            CU_ASSERT_TRUE(j >= 1);
+        }
+    }
+}
+
+/* The draws spread over the range: both ends are reached, not one value. */
+static void test_jitter_spreads_over_the_range(void)
+{
+    struct backoff b;
+    uint64_t lo = UINT64_MAX, hi = 0;
+    backoff_init(&b, 1000, 1000);
+    backoff_seed(&b, 42);
+    for (int n = 0; n < 1000; n++) {
+        uint64_t j = backoff_next_jittered(&b);
+        lo = j < lo ? j : lo;
+        hi = j > hi ? j : hi;
+    }
+    CU_ASSERT_TRUE(lo >= 500 && lo < 550);
+    CU_ASSERT_TRUE(hi <= 1000 && hi > 950);
+}
+
+/* Same seed, same waits; other seeds (even a zero one), other waits. */
+static void test_jitter_follows_the_seed(void)
+{
+    struct backoff a, b, c, z;
+    backoff_init(&a, 1000, 1000);
+    backoff_init(&b, 1000, 1000);
+    backoff_init(&c, 1000, 1000);
+    backoff_init(&z, 1000, 1000);
+    backoff_seed(&a, 7);
+    backoff_seed(&b, 7);
+    backoff_seed(&c, 8);
+    backoff_seed(&z, 0);
+    CU_ASSERT_NOT_EQUAL(z.rng, 0);
+    int same_ab = 0, same_ac = 0, same_az = 0;
+    for (int n = 0; n < 64; n++) {
+        uint64_t ja = backoff_next_jittered(&a);
+        same_ab += ja == backoff_next_jittered(&b);
+        same_ac += ja == backoff_next_jittered(&c);
+        same_az += ja == backoff_next_jittered(&z);
+    }
+    CU_ASSERT_EQUAL(same_ab, 64);
+    CU_ASSERT_TRUE(same_ac < 8);
+    CU_ASSERT_TRUE(same_az < 8);
+}
+
+/* Jitter does not change the schedule: reset still starts again from min. */
+static void test_jitter_keeps_the_schedule(void)
+{
+    struct backoff b;
+    backoff_init(&b, 100, 5000);
+    backoff_seed(&b, 3);
+    for (int n = 0; n < 10; n++)
+        backoff_next_jittered(&b);
+    CU_ASSERT_EQUAL(b.next_ms, 5000);
+    backoff_reset(&b);
+    uint64_t j = backoff_next_jittered(&b);
+    CU_ASSERT_TRUE(j >= 50 && j <= 100);
+    CU_ASSERT_EQUAL(b.next_ms, 200);
+}
+
 int main(void)
 {
     static const struct unit_test tests[] = {
@@ -132,6 +209,10 @@ int main(void)
         { "a max below min is min", test_max_below_min_is_min },
         { "no overflow near UINT64_MAX", test_no_overflow_near_uint64_max },
         { "the same delays as the doubling it replaces", test_same_delays_as_the_doubling_it_replaces },
+        { "jitter stays within the upper half of the schedule", test_jitter_within_the_upper_half_of_the_schedule },
+        { "jitter spreads over the range", test_jitter_spreads_over_the_range },
+        { "jitter follows the seed", test_jitter_follows_the_seed },
+        { "jitter keeps the schedule", test_jitter_keeps_the_schedule },
         { NULL, NULL },
     };
     return unit_run("backoff", tests);

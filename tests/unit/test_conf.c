@@ -435,6 +435,11 @@ static void test_minimal_config_gets_every_default(void)
     CU_ASSERT_EQUAL(c->reconnect_min_ms, 100);
     CU_ASSERT_EQUAL(c->reconnect_max_ms, 5 * MS_S);
     CU_ASSERT_EQUAL(c->connect_timeout_ms, 2 * MS_S);
+    CU_ASSERT_EQUAL(c->tcp_keepalive_idle_ms, 30 * MS_S);
+    CU_ASSERT_EQUAL(c->tcp_keepalive_interval_ms, 5 * MS_S);
+    CU_ASSERT_EQUAL(c->tcp_keepalive_count, 3);
+    CU_ASSERT_EQUAL(c->tcp_user_timeout_ms, 20 * MS_S);
+    CU_ASSERT_EQUAL(c->udp_refusals_down, 3);
     CU_ASSERT_EQUAL(c->drain_timeout_ms, 2 * MS_S);
     CU_ASSERT_EQUAL(c->log_level, LOG_LEVEL_INFO);
     CU_ASSERT_EQUAL(c->log_interval_ms, 10 * MS_S);
@@ -496,6 +501,11 @@ static void test_sample_shows_the_defaults(void)
     CU_ASSERT_EQUAL(s->reconnect_min_ms, m->reconnect_min_ms);
     CU_ASSERT_EQUAL(s->reconnect_max_ms, m->reconnect_max_ms);
     CU_ASSERT_EQUAL(s->connect_timeout_ms, m->connect_timeout_ms);
+    CU_ASSERT_EQUAL(s->tcp_keepalive_idle_ms, m->tcp_keepalive_idle_ms);
+    CU_ASSERT_EQUAL(s->tcp_keepalive_interval_ms, m->tcp_keepalive_interval_ms);
+    CU_ASSERT_EQUAL(s->tcp_keepalive_count, m->tcp_keepalive_count);
+    CU_ASSERT_EQUAL(s->tcp_user_timeout_ms, m->tcp_user_timeout_ms);
+    CU_ASSERT_EQUAL(s->udp_refusals_down, m->udp_refusals_down);
     CU_ASSERT_EQUAL(s->drain_timeout_ms, m->drain_timeout_ms);
     CU_ASSERT_EQUAL(s->log_level, m->log_level);
     CU_ASSERT_EQUAL(s->log_interval_ms, m->log_interval_ms);
@@ -557,6 +567,11 @@ static void test_full_config_sets_every_key(void)
     CU_ASSERT_EQUAL(c->reconnect_min_ms, 250);
     CU_ASSERT_EQUAL(c->reconnect_max_ms, 1 * MS_M);
     CU_ASSERT_EQUAL(c->connect_timeout_ms, 1500);
+    CU_ASSERT_EQUAL(c->tcp_keepalive_idle_ms, 1 * MS_M);
+    CU_ASSERT_EQUAL(c->tcp_keepalive_interval_ms, 10 * MS_S);
+    CU_ASSERT_EQUAL(c->tcp_keepalive_count, 5);
+    CU_ASSERT_EQUAL(c->tcp_user_timeout_ms, 0);
+    CU_ASSERT_EQUAL(c->udp_refusals_down, 1);
     CU_ASSERT_EQUAL(c->drain_timeout_ms, 0);
     CU_ASSERT_EQUAL(c->log_level, LOG_LEVEL_DEBUG);
     CU_ASSERT_EQUAL(c->log_interval_ms, 1 * MS_M);

@@ -16,6 +16,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -26,10 +27,13 @@
 #define TEST_DEADLINE_S 10.0
 /* How long to wait to show that a datagram does not come. */
 #define TEST_SILENCE_MS 50
+/* One send window: long enough for a loopback ICMP answer to be read. */
+#define TEST_WINDOW_S 0.005
 
 #define TEST_MAX_TARGETS 4
 #define TEST_MAX_DESTS 2
 #define TEST_RCVBUF (4 << 20)
+#define TEST_FD_SCAN 1024           /* descriptors searched for the router's end of a connection */
 
 /* ---- HEP3 packets with an id in the payload ---- */
 
@@ -124,6 +128,10 @@ static void fx_init(struct fixture *fx)
     fx->conf.reconnect_min_ms = 10;
     fx->conf.reconnect_max_ms = 40;
     fx->conf.connect_timeout_ms = 500;
+    fx->conf.tcp_keepalive_idle_ms = 30000;
+    fx->conf.tcp_keepalive_interval_ms = 5000;
+    fx->conf.tcp_keepalive_count = 3;
+    fx->conf.tcp_user_timeout_ms = 20000;
     fx->conf.log_interval_ms = 1000;
 }
 
@@ -720,7 +728,8 @@ static void test_failover_skips_refusing_udp_target(void)
         sent++;
         usleep(1000);
     }
-    CU_ASSERT(tm(&fx, di, 0)->send_errors >= 1);
+    CU_ASSERT(tm(&fx, di, 0)->refusals >= 1);         /* fx_init leaves udp_refusals_down 0: taken as 1 */
+    CU_ASSERT(tm(&fx, di, 0)->went_down == 1);
     CU_ASSERT(tm(&fx, di, 1)->packets == 1);
     pkt_make(&p, 100, 150);
     dest_send(fx.ds, di, &p.view, "k", 1);
@@ -731,6 +740,78 @@ static void test_failover_skips_refusing_udp_target(void)
     CU_ASSERT(n == 2 && ids[1] == 100);
     CU_ASSERT(sent <= 3);
     close(r);
+    fx_stop(&fx);
+}
+
+/* Sends packet id to destination di and lets the loop read what came back. */
+static void send_one_and_spin(struct fixture *fx, size_t di, int id)
+{
+    static struct pkt p;
+    pkt_make(&p, id, 150);
+    dest_send(fx->ds, di, &p.view, "k", 1);
+    dest_flush(fx->ds);
+    unit_ev_run_for(fx->loop, TEST_WINDOW_S);
+}
+
+/*
+ * A refusing UDP target is down after udp_refusals_down refusals in a
+ * row, not before; failover sends to the next target meanwhile; once its
+ * port listens again, a probe brings it back and failover returns to it.
+ */
+static void test_udp_refusals_take_a_target_down_and_a_probe_brings_it_up(void)
+{
+    struct fixture fx;
+    fx_init(&fx);
+    fx.conf.udp_refusals_down = 3;
+    fx.conf.reconnect_min_ms = 20;
+    fx.conf.reconnect_max_ms = 40;
+    fx.conf.connect_timeout_ms = 50;            /* how long a probe waits for a refusal */
+    uint16_t bport = 0, aport = closed_port(SOCK_DGRAM);
+    int rb = udp_receiver(&bport);
+    size_t di = fx_dest(&fx, "fo", CONF_BALANCE_FAILOVER);
+    fx_target(&fx, di, CONF_UDP, aport);
+    fx_target(&fx, di, CONF_UDP, bport);
+    fx_start(&fx);
+    struct metrics_target *a = tm(&fx, di, 0);
+
+    int id = 0;
+    while (a->went_down == 0 && id < 50) {
+        if (a->refusals < 3)
+            CU_ASSERT(a->went_down == 0);
+        send_one_and_spin(&fx, di, id++);
+    }
+    CU_ASSERT(a->went_down == 1);
+    CU_ASSERT(a->refusals >= 3);
+    CU_ASSERT(a->packets >= 3);                 /* each refusal answers a datagram sent */
+    CU_ASSERT(a->went_up == 0);
+    send_one_and_spin(&fx, di, 1000);
+    int ids[64];
+    int on_b = drain_ids(rb, ids, 64);
+    CU_ASSERT(on_b >= 1 && ids[on_b - 1] == 1000);
+
+    /* still closed: its probes are refused, it stays down (no second went_down) */
+    uint64_t refused = a->refusals;
+    for (int i = 0; a->refusals == refused && i < 200; i++)
+        send_one_and_spin(&fx, di, 1100 + i);
+    CU_ASSERT(a->refusals > refused);
+    CU_ASSERT(a->went_down == 1);
+    CU_ASSERT(a->went_up == 0);
+    drain_ids(rb, ids, 64);
+
+    /* A listens again: after the backoff one packet probes it, then it is up */
+    int ra = udp_receiver(&aport);
+    for (int i = 0; a->went_up == 0 && i < 200; i++)
+        send_one_and_spin(&fx, di, 2000 + i);
+    CU_ASSERT(a->went_up == 1);
+    CU_ASSERT(a->went_down == 1);
+    drain_ids(rb, ids, 64);
+    int on_a = drain_ids(ra, ids, 64);
+    CU_ASSERT(on_a == 1);                       /* the probe, and nothing else while it was judged */
+    send_one_and_spin(&fx, di, 3000);
+    CU_ASSERT(drain_ids(ra, ids, 64) == 1 && ids[0] == 3000);
+    CU_ASSERT(drain_ids(rb, ids, 64) == 0);
+    close(ra);
+    close(rb);
     fx_stop(&fx);
 }
 
@@ -822,6 +903,60 @@ static void test_tcp_down_target_queues_until_reconnect(void)
     fx_stop(&fx);
 }
 
+/*
+ * The socket of this process whose local address is the peer's view of
+ * the connection (the router's end of an accepted one), or -1.
+ */
+static int socket_with_local_addr(const struct sockaddr_in *want)
+{
+    for (int fd = 0; fd < TEST_FD_SCAN; fd++) {
+        struct sockaddr_in sin;
+        socklen_t len = sizeof sin;
+        if (getsockname(fd, (struct sockaddr *)&sin, &len) == 0 && sin.sin_family == AF_INET &&
+            sin.sin_port == want->sin_port && sin.sin_addr.s_addr == want->sin_addr.s_addr)
+            return fd;
+    }
+    return -1;
+}
+
+static int int_sockopt(int fd, int level, int name)
+{
+    int v = -1;
+    socklen_t len = sizeof v;
+    CU_ASSERT(getsockopt(fd, level, name, &v, &len) == 0);
+    return v;
+}
+
+/* limits.tcp_keepalive_* and tcp_user_timeout are on the connection (keepalive in whole seconds, up). */
+static void test_tcp_keepalive_and_user_timeout_are_set(void)
+{
+    struct fixture fx;
+    fx_init(&fx);
+    fx.conf.tcp_keepalive_idle_ms = 7000;
+    fx.conf.tcp_keepalive_interval_ms = 2500;       /* rounded up to 3 s */
+    fx.conf.tcp_keepalive_count = 4;
+    fx.conf.tcp_user_timeout_ms = 1234;
+    uint16_t port = 0;
+    struct tcp_peer peer;
+    peer_init(&peer, &port, 1 << 10, 0);
+    size_t di = fx_dest(&fx, "vm", CONF_BALANCE_ALL);
+    fx_target(&fx, di, CONF_TCP, port);
+    fx_start(&fx);
+    CU_ASSERT_FATAL(unit_ev_run_until(fx.loop, peer_accepted, &peer, TEST_DEADLINE_S));
+    struct sockaddr_in router_end;
+    socklen_t len = sizeof router_end;
+    CU_ASSERT_FATAL(getpeername(peer.cfd, (struct sockaddr *)&router_end, &len) == 0);
+    int fd = socket_with_local_addr(&router_end);
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_EQUAL(int_sockopt(fd, SOL_SOCKET, SO_KEEPALIVE), 1);
+    CU_ASSERT_EQUAL(int_sockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE), 7);
+    CU_ASSERT_EQUAL(int_sockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL), 3);
+    CU_ASSERT_EQUAL(int_sockopt(fd, IPPROTO_TCP, TCP_KEEPCNT), 4);
+    CU_ASSERT_EQUAL(int_sockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT), 1234);
+    peer_free(&peer);
+    fx_stop(&fx);
+}
+
 static void test_abandon_counts_what_a_down_target_still_queues(void)
 {
     struct fixture fx;
@@ -906,6 +1041,8 @@ static void test_tcp_reconnects_after_peer_closes(void)
     int ids[2];
     CU_ASSERT(peer_frames(&peer, ids, 2) == 1 && ids[0] == 5);
     CU_ASSERT(tm(&fx, di, 0)->connects == 2);
+    CU_ASSERT(tm(&fx, di, 0)->went_up == 2);        /* a TCP target is up while connected */
+    CU_ASSERT(tm(&fx, di, 0)->went_down == 1);
     peer_free(&peer);
     fx_stop(&fx);
 }
@@ -1240,6 +1377,9 @@ int main(void)
         { "hash is stable and spreads", test_hash_is_stable_and_spreads },
         { "round_robin alternates", test_round_robin_alternates },
         { "failover skips a refusing udp target", test_failover_skips_refusing_udp_target },
+        { "udp refusals take a target down, a probe brings it up",
+          test_udp_refusals_take_a_target_down_and_a_probe_brings_it_up },
+        { "tcp keepalive and user timeout are set", test_tcp_keepalive_and_user_timeout_are_set },
         { "tcp frames arrive whole in order", test_tcp_frames_arrive_whole_in_order },
         { "tcp down target queues until reconnect", test_tcp_down_target_queues_until_reconnect },
         { "tcp queue full drops oldest", test_tcp_queue_full_drops_oldest },
