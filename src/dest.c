@@ -1596,6 +1596,8 @@ size_t dest_abandon(struct dest_set *ds)
 {
     size_t frames = 0;
     for (size_t i = 0; i < ds->ndests; i++) {
+        if (ds->dests[i].spool != NULL)
+            replay_acks(&ds->dests[i]);     /* what was written is not replayed again */
         frames += dest_abandon_one(&ds->dests[i]);
         spool_report(ds, &ds->dests[i]);
         spool_close(&ds->dests[i]);

@@ -16,11 +16,12 @@ test_spool.sh.
       read to the end, closed); SIGUSR2: listens again on the same port;
       SIGTERM: exits.
 
-  check MANIFEST GOT [--skip-oldest N] [--missing N] [--delays-after T]
+  check MANIFEST GOT [--skip-oldest N] [--missing N [--missing-slack K]] [--delays-after T]
       Prints {"sent", "delivered", "duplicated", "missing", "out_of_order"}
       and exits 1 unless every packet arrived exactly once with the bytes
       sent, in order within each call -- except the N oldest (--skip-oldest:
-      must not arrive) or exactly N anywhere (--missing: may be absent).
+      must not arrive) or exactly N anywhere (--missing: may be absent; with
+      --missing-slack K, between N-K and N).
       --delays-after T: also the delay (arrival - send, ms: p50, p99, max)
       of the packets sent after Unix time T.
 
@@ -221,7 +222,7 @@ def cmd_check(a):
                          for q, f in (("p50", 0.5), ("p99", 0.99), ("max", 1.0))}
     print(json.dumps(r))
     ok = (r["duplicated"] == 0 and out_of_order == 0 and unknown == 0 and arrived_oldest == 0 and
-          missing == a.missing)
+          a.missing - a.missing_slack <= missing <= a.missing)
     return 0 if ok else 1
 
 
@@ -262,6 +263,7 @@ def main():
     p.add_argument("got")
     p.add_argument("--skip-oldest", type=int, default=0)
     p.add_argument("--missing", type=int, default=0)
+    p.add_argument("--missing-slack", type=int, default=0)
     p.add_argument("--delays-after", type=float, default=None)
     p = sub.add_parser("segment")
     p.add_argument("file")
