@@ -492,6 +492,21 @@ print(sum(node.values()) if isinstance(node, dict) else ("" if node is None else
 EOF
 }
 
+# it_target DEST TARGET: the it_counter path of a target's counters.
+it_target() { printf 'destinations/%s/targets/%s' "$1" "$2"; }
+
+# it_arrive NAME N: until sink NAME holds N packets (up to ARRIVE_TIMEOUT
+# seconds, default 10; then a short settle, to see extra ones); fails the
+# case if it holds another number.
+it_arrive() {
+    it_wait_until "${ARRIVE_TIMEOUT:-10}" it_sink_has "$1" "$2" || true
+    sleep 0.2
+    local got
+    got=$(it_sink_lines "$1")
+    echo "    sink $1: $got packet(s), expected $2"
+    [ "$got" = "$2" ] || it_case_fail "sink $1 got $got packets, expected $2"
+}
+
 # it_sink_lines NAME: packets sink NAME has written to $CASE_DIR/NAME.json so far.
 it_sink_lines() {
     local n

@@ -50,7 +50,6 @@ IT_CASES=(names_deliver unresolved_name_does_not_block)
 
 # ---------------------------------------------------------------- helpers
 
-target() { printf 'destinations/%s/targets/%s' "$1" "$2"; }
 
 # first_address NAME SOCKTYPE: the first address getaddrinfo() gives for
 # NAME with any family, as heprouter picks it; IPv6 in brackets.
@@ -71,16 +70,6 @@ sink_on() {
     SINK_ADDR[$name]=$transport:$host:$(it_listen_port "$CASE_DIR/$name.ready" "$transport") || exit 1
 }
 
-# arrive NAME N: until sink NAME holds N packets (then a short settle, to
-# see extra ones); fails the case if it holds another number.
-arrive() {
-    it_wait_until "$ARRIVE_TIMEOUT" it_sink_has "$1" "$2" || true
-    sleep 0.2
-    local got
-    got=$(it_sink_lines "$1")
-    echo "    sink $1: $got packet(s), expected $2"
-    [ "$got" = "$2" ] || it_case_fail "sink $1 got $got packets, expected $2"
-}
 
 # ---------------------------------------------------------------- cases
 
@@ -102,18 +91,18 @@ destinations:
   udp: { targets: [ \"$u\" ] }
 default: [ tcp, udp ]"
     # the UDP target drops (down_drops) until its name resolves: wait for it
-    it_stats_until 5 "$(target tcp "$t")/connects=2" "$(target udp "$u")/resolve_errors=0"
+    it_stats_until 5 "$(it_target tcp "$t")/connects=2" "$(it_target udp "$u")/resolve_errors=0"
     it_wait_until 5 grep -q "target $u: now $udp_host:$uport (was unresolved)" "$CASE_DIR/router.err" ||
         it_case_fail "no 'target $u: now $udp_host:$uport (was unresolved)' line"
     grep -q "target $t: now $tcp_host:$tport (was unresolved)" "$CASE_DIR/router.err" ||
         it_case_fail "no 'target $t: now $tcp_host:$tport (was unresolved)' line"
     it_run 60 "$HEPGEN" -q -d "${ROUTER_ADDR[udp]}" --mix options=100 -n "$n" -r 20000 --prefix dns \
         >>"$CASE_DIR/hepgen.out" || it_case_fail "hepgen failed"
-    arrive tcp "$n"
-    arrive udp "$n"
-    it_stats_until 5 packets_in="$n" "$(target tcp "$t")/packets=$n" "$(target udp "$u")/packets=$n" \
-        "$(target tcp "$t")/resolve_errors=0" "$(target udp "$u")/resolve_errors=0" \
-        "$(target udp "$u")/down_drops=0"
+    it_arrive tcp "$n"
+    it_arrive udp "$n"
+    it_stats_until 5 packets_in="$n" "$(it_target tcp "$t")/packets=$n" "$(it_target udp "$u")/packets=$n" \
+        "$(it_target tcp "$t")/resolve_errors=0" "$(it_target udp "$u")/resolve_errors=0" \
+        "$(it_target udp "$u")/down_drops=0"
 
     it_note "a reload that leaves the targets' text alone keeps them as they are"
     local changes
@@ -124,10 +113,10 @@ default: [ tcp, udp ]"
         it_case_fail "no 'configuration reloaded: generation 2' in the log"
     it_run 60 "$HEPGEN" -q -d "${ROUTER_ADDR[udp]}" --mix options=100 -n "$n" -r 20000 --prefix dns2 \
         >>"$CASE_DIR/hepgen.out" || it_case_fail "hepgen failed"
-    arrive tcp $((2 * n))
-    arrive udp $((2 * n))
-    it_stats_until 5 "$(target tcp "$t")/connects=2" "$(target tcp "$t")/disconnects=0" \
-        "$(target udp "$u")/down_drops=0"
+    it_arrive tcp $((2 * n))
+    it_arrive udp $((2 * n))
+    it_stats_until 5 "$(it_target tcp "$t")/connects=2" "$(it_target tcp "$t")/disconnects=0" \
+        "$(it_target udp "$u")/down_drops=0"
     it_assert_eq "$changes" "$(grep -c ': now .* (was ' "$CASE_DIR/router.err")" "address lines after the reload"
     it_stop_router
     it_stop_all
@@ -185,15 +174,15 @@ default: [ bad_tcp, bad_udp, steady ]"
     "$HEPROUTER" -t -c "$CASE_DIR/check.yaml" >"$CASE_DIR/check.out" 2>&1 ||
         it_case_fail "heprouter -t refused a name that does not resolve: $(cat "$CASE_DIR/check.out")"
     it_start_router "$body"
-    it_stats_until 5 "$(target bad_tcp "$t")/resolve_errors>=1" "$(target bad_udp "$u")/resolve_errors>=1" \
-        "$(target bad_tcp "$t")/connects=0"
+    it_stats_until 5 "$(it_target bad_tcp "$t")/resolve_errors>=1" "$(it_target bad_udp "$u")/resolve_errors>=1" \
+        "$(it_target bad_tcp "$t")/connects=0"
     grep -q "target $u: cannot resolve: .*(down until it resolves)" "$CASE_DIR/router.err" ||
         it_case_fail "no 'target $u: cannot resolve' line"
-    before=$(it_counter "$(target bad_udp "$u")/resolve_errors")
+    before=$(it_counter "$(it_target bad_udp "$u")/resolve_errors")
     probe "$port" || it_case_fail "a packet to the steady destination was late or missing"
-    it_stats_until 5 packets_in="$PROBES" "$(target steady "$s")/packets=$PROBES" \
-        "$(target bad_udp "$u")/down_drops=$PROBES" "$(target bad_tcp "$t")/packets=0"
-    after=$(it_counter "$(target bad_udp "$u")/resolve_errors")
+    it_stats_until 5 packets_in="$PROBES" "$(it_target steady "$s")/packets=$PROBES" \
+        "$(it_target bad_udp "$u")/down_drops=$PROBES" "$(it_target bad_tcp "$t")/packets=0"
+    after=$(it_counter "$(it_target bad_udp "$u")/resolve_errors")
     echo "    resolve_errors of $u: $before before the probes, $after after"
     ((${after:-0} > ${before:-0})) || it_case_fail "the name was not looked up again during the probes"
     it_stop_router

@@ -88,16 +88,6 @@ IT_CASES=(dest_down stalled_tcp flood tcp_abuse evictions_rss redis_garbage valg
 
 # ---------------------------------------------------------------- helpers
 
-# arrive NAME N: until sink NAME holds N packets (then a short settle, to
-# see extra ones); fails the case if it holds another number.
-arrive() {
-    it_wait_until "$ARRIVE_TIMEOUT" it_sink_has "$1" "$2" || true
-    sleep 0.2
-    local got
-    got=$(it_sink_lines "$1")
-    echo "    sink $1: $got packet(s), expected $2"
-    [ "$got" = "$2" ] || it_case_fail "sink $1 got $got packets, expected $2"
-}
 
 # hepgen_send ADDR KIND CALLS PREFIX [RATE]: CALLS calls of KIND to ADDR.
 hepgen_send() {
@@ -120,14 +110,13 @@ vmrss_kb() {
 
 # ---------------------------------------------------------------- dest_down
 
-target() { printf 'destinations/%s/targets/%s' "$1" "$2"; }
 
 # udp_accounted TARGET N: packets + send_errors + down_drops of the udp
 # destination's TARGET is N (a fresh stats line).
 udp_accounted() {
     local p
     it_usr1_stats || return 1
-    p=$(target udp "$1")
+    p=$(it_target udp "$1")
     (($(it_counter "$p/packets") + $(it_counter "$p/send_errors") + $(it_counter "$p/down_drops") == $2))
 }
 
@@ -152,44 +141,44 @@ default: [ tcp, udp, steady ]"
 
     it_note "phase 1: the TCP destination is down"
     hepgen_send "${ROUTER_ADDR[udp]}" options "$PHASE_CALLS" p1
-    arrive udp1 "$n"
+    it_arrive udp1 "$n"
     it_usr1_stats || it_case_fail "no stats line"
     local early_drops
-    early_drops=$(( $(it_counter "$(target tcp "$t")/down_drops") + $(it_counter "$(target tcp "$t")/queue_drops") ))
-    echo "    tcp target while down: packets $(it_counter "$(target tcp "$t")/packets"), dropped $early_drops, connects $(it_counter "$(target tcp "$t")/connects")"
+    early_drops=$(( $(it_counter "$(it_target tcp "$t")/down_drops") + $(it_counter "$(it_target tcp "$t")/queue_drops") ))
+    echo "    tcp target while down: packets $(it_counter "$(it_target tcp "$t")/packets"), dropped $early_drops, connects $(it_counter "$(it_target tcp "$t")/connects")"
 
     it_note "phase 2: the TCP destination comes up"
     it_start_sink tcp1 tcp "$tport"
-    it_stats_until 5 "$(target tcp "$t")/connects=1"
+    it_stats_until 5 "$(it_target tcp "$t")/connects=1"
     # what was queued while it was down arrives now, what was dropped is counted
     local queued=$((n - early_drops))
     hepgen_send "${ROUTER_ADDR[udp]}" options "$PHASE_CALLS" p2
-    arrive tcp1 $((queued + n))
-    arrive udp1 $((2 * n))
+    it_arrive tcp1 $((queued + n))
+    it_arrive udp1 $((2 * n))
 
     it_note "phase 3: both go down"
     it_stop "${SINK_PID[tcp1]}"
     it_stop "${SINK_PID[udp1]}"
-    it_stats_until 5 "$(target tcp "$t")/disconnects=1"
+    it_stats_until 5 "$(it_target tcp "$t")/disconnects=1"
     hepgen_send "${ROUTER_ADDR[udp]}" options "$PHASE_CALLS" p3
     # a UDP send is counted sent or failed (ICMP refused: marked down), never lost
     it_wait_until 5 udp_accounted "$u" $((3 * n)) || it_case_fail "udp target: packets + send_errors + down_drops != $((3 * n))"
-    echo "    while down: udp send_errors $(it_counter "$(target udp "$u")/send_errors"), tcp down_drops $(it_counter "$(target tcp "$t")/down_drops"), queue_drops $(it_counter "$(target tcp "$t")/queue_drops"), queued $(it_counter "$(target tcp "$t")/packets")"
+    echo "    while down: udp send_errors $(it_counter "$(it_target udp "$u")/send_errors"), tcp down_drops $(it_counter "$(it_target tcp "$t")/down_drops"), queue_drops $(it_counter "$(it_target tcp "$t")/queue_drops"), queued $(it_counter "$(it_target tcp "$t")/packets")"
 
     it_note "phase 4: both come back on the same ports"
     it_start_sink udp2 udp "$uport"
     it_start_sink tcp2 tcp "$tport"
-    it_stats_until 5 "$(target tcp "$t")/connects=2"
+    it_stats_until 5 "$(it_target tcp "$t")/connects=2"
     local before_tcp2
     sleep 0.3
     before_tcp2=$(it_sink_lines tcp2)     # phase 3 packets queued while reconnecting
     hepgen_send "${ROUTER_ADDR[udp]}" options "$PHASE_CALLS" p4
-    arrive tcp2 $((before_tcp2 + n))
-    arrive udp2 "$n"
-    arrive steady $((4 * n))
+    it_arrive tcp2 $((before_tcp2 + n))
+    it_arrive udp2 "$n"
+    it_arrive steady $((4 * n))
     echo "    tcp: phase 3 packets delivered after the reconnect: $before_tcp2 of $n"
-    it_stats_until 5 packets_in=$((4 * n)) "$(target tcp "$t")/connects=2" "$(target tcp "$t")/packets=$((4 * n))" \
-        "$(target steady "${SINK_ADDR[steady]}")/packets=$((4 * n))"
+    it_stats_until 5 packets_in=$((4 * n)) "$(it_target tcp "$t")/connects=2" "$(it_target tcp "$t")/packets=$((4 * n))" \
+        "$(it_target steady "${SINK_ADDR[steady]}")/packets=$((4 * n))"
     udp_accounted "$u" $((4 * n)) || it_case_fail "udp target: packets + send_errors + down_drops != $((4 * n))"
     it_stop_router
     it_stop_all
@@ -224,13 +213,13 @@ destinations:
 default: [ stalled, other ]"
     METRICS=$(grep '^listening http:' "$ROUTER_READY" | sed 's/^listening http://')
     hepgen_send "${ROUTER_ADDR[udp]}" options $((STALL_PACKETS / OPTIONS_PACKETS)) st 40000
-    it_stats_until 10 packets_in="$STALL_PACKETS" "$(target other "${SINK_ADDR[other]}")/packets=$STALL_PACKETS" \
-        "$(target stalled "$t")/queue_drops>0"
+    it_stats_until 10 packets_in="$STALL_PACKETS" "$(it_target other "${SINK_ADDR[other]}")/packets=$STALL_PACKETS" \
+        "$(it_target stalled "$t")/queue_drops>0"
     local qb qp written drops rss
     qb=$(metric "heprouter_target_queue_bytes{destination=\"stalled\"")
     qp=$(metric "heprouter_target_queue_packets{destination=\"stalled\"")
-    written=$(it_counter "$(target stalled "$t")/packets")
-    drops=$(it_counter "$(target stalled "$t")/queue_drops")
+    written=$(it_counter "$(it_target stalled "$t")/packets")
+    drops=$(it_counter "$(it_target stalled "$t")/queue_drops")
     rss=$(vmrss_kb "$ROUTER_PID")
     echo "    stalled target: sent $STALL_PACKETS, written to the socket $written, queue_drops $drops, queued now $qp packets / $qb bytes (bound $QUEUE_BYTES), VmRSS ${rss} kB"
     if ! [[ $qb =~ ^[0-9]+$ ]] || ((qb > QUEUE_BYTES)); then
@@ -412,8 +401,8 @@ $(it_two_sink_policy INVITE)"
     # instance asks Redis, gets garbage, holds them, then routes them by
     # their own CSeq method (BYE: default, REGISTER: homer)
     it_run 10 "${REPLAY[@]}" send "${ROUTER_ADDR[udp]}" v3/019 v3/004 || it_case_fail "hepreplay send failed"
-    arrive homer 1
-    arrive voipmonitor 1
+    it_arrive homer 1
+    it_arrive voipmonitor 1
     "${REPLAY[@]}" check --sink homer --json "$CASE_DIR/homer.json" v3/004 | sed 's/^/    /'
     ((PIPESTATUS[0] == 0)) || it_case_fail "homer did not get the 401"
     "${REPLAY[@]}" check --sink voipmonitor --json "$CASE_DIR/voipmonitor.json" v3/019 | sed 's/^/    /'
@@ -446,8 +435,8 @@ $(it_two_sink_policy INVITE)" valgrind --tool=memcheck --error-exitcode=99 --lea
     IT_READY_TIMEOUT=$ready_timeout
     it_run 30 "${REPLAY[@]}" send "${ROUTER_ADDR[udp]}" $(it_seq_items v3 1 "$VALGRIND_PACKETS") ||
         it_case_fail "hepreplay send failed"
-    arrive voipmonitor 16
-    arrive homer 6
+    it_arrive voipmonitor 16
+    it_arrive homer 6
     it_stop "$ROUTER_PID" 60
     echo "    valgrind: $(grep -E 'ERROR SUMMARY|definitely lost|indirectly lost' "$CASE_DIR/valgrind.log" | sed 's/^==[0-9]*== *//' | tr '\n' ';')"
     ((IT_STATUS == 0)) || it_case_fail "heprouter under valgrind exited with status $IT_STATUS (99: memcheck errors)"

@@ -51,24 +51,6 @@ IT_CASES=(udp_failover tcp_user_timeout)
 
 # ---------------------------------------------------------------- helpers
 
-# counter PATH: one value of the last stats line ("" if absent).
-counter() {
-    python3 - "$CASE_DIR/router.err" "$1" <<'EOF'
-import json, re, sys
-last = None
-for line in open(sys.argv[1], errors="replace"):
-    m = re.search(r"stats \([^)]*\): (\{.*\})\s*$", line)
-    if m:
-        last = m.group(1)
-node = json.loads(last) if last else {}
-for part in sys.argv[2].split("/"):
-    node = node.get(part) if isinstance(node, dict) else None
-print("" if node is None else node)
-EOF
-}
-
-target() { printf 'destinations/%s/targets/%s' "$1" "$2"; }
-
 # metric NAME TARGET: the value of family NAME for target TARGET on /metrics.
 metric() {
     local page
@@ -92,7 +74,7 @@ case_udp_failover() {
     a="udp:127.0.0.1:$aport"
     it_start_sink b udp
     b=${SINK_ADDR[b]}
-    ta=$(target fo "$a") tb=$(target fo "$b")
+    ta=$(it_target fo "$a") tb=$(it_target fo "$b")
     it_start_router "workers: 1
 orphans: { wait_ms: 0 }
 limits: { udp_refusals_down: $REFUSALS_DOWN, reconnect_min: 100ms, reconnect_max: 400ms, connect_timeout: 200ms }
@@ -107,8 +89,8 @@ default: [ fo ]"
     it_stats_until 5 packets_in="$PHASE_PACKETS" "$ta/refusals>=$REFUSALS_DOWN" "$ta/went_down=1" \
         "$ta/went_up=0" "$tb/packets>0"
     local pa pb da ea refusals got_b
-    pa=$(counter "$ta/packets") pb=$(counter "$tb/packets")
-    da=$(counter "$ta/down_drops") ea=$(counter "$ta/send_errors") refusals=$(counter "$ta/refusals")
+    pa=$(it_counter "$ta/packets") pb=$(it_counter "$tb/packets")
+    da=$(it_counter "$ta/down_drops") ea=$(it_counter "$ta/send_errors") refusals=$(it_counter "$ta/refusals")
     # written: the packets before it went down, then one per refused probe
     echo "    $a: written $pa (into the void), refusals $refusals, down_drops $da, send_errors $ea; $b: $pb"
     ((pa + pb + da + ea == PHASE_PACKETS)) ||
@@ -171,12 +153,12 @@ limits: { tcp_user_timeout: ${USER_TIMEOUT_S}s, reconnect_min: 1s, reconnect_max
 destinations:
   stopped: { targets: [ \"$t\" ] }
 default: [ stopped ]"
-    it_stats_until 5 "$(target stopped "$t")/connects=1" "$(target stopped "$t")/went_up=1"
+    it_stats_until 5 "$(it_target stopped "$t")/connects=1" "$(it_target stopped "$t")/went_up=1"
     kill -STOP "$sink"
     t0=$(date +%s%N)
     hepgen_send "${ROUTER_ADDR[udp]}" "$STALL_PACKETS" st 40000
-    it_stats_until $((USER_TIMEOUT_S + TIMEOUT_SLACK_S)) "$(target stopped "$t")/disconnects>=1" \
-        "$(target stopped "$t")/went_down>=1"
+    it_stats_until $((USER_TIMEOUT_S + TIMEOUT_SLACK_S)) "$(it_target stopped "$t")/disconnects>=1" \
+        "$(it_target stopped "$t")/went_down>=1"
     ms=$((($(date +%s%N) - t0) / 1000000))
     echo "    disconnected within ${ms} ms of the stop (tcp_user_timeout ${USER_TIMEOUT_S}s):" \
         "$(grep -m 1 'disconnected' "$CASE_DIR/router.err" | sed 's/.*: disconnected/disconnected/')"

@@ -239,6 +239,19 @@ static void test_append_replay_ack_deletes(void)
     dir_remove();
 }
 
+/* All acked: a restart finds nothing, and no segment file is left.  Removes the directory. */
+static void assert_nothing_left(void)
+{
+    uint32_t got[1];
+    struct spool *s = open_spool(0, 1, BIG_SPOOL);
+    CU_ASSERT_EQUAL(replay(s, got, 1, NULL), 0);
+    CU_ASSERT_FALSE(spool_waiting(s));
+    spool_free(s);
+    char paths[MAX_SEGS][PATH_LEN];
+    CU_ASSERT_EQUAL(segments(0, paths, MAX_SEGS), 0);
+    dir_remove();
+}
+
 static void test_restart_replays_what_was_not_acked(void)
 {
     enum { N = 10, ACKED = 3, QUEUED = 6 };
@@ -264,14 +277,7 @@ static void test_restart_replays_what_was_not_acked(void)
     spool_ack(s, queued);
     spool_free(s);
 
-    /* all acked: a restart finds nothing */
-    s = open_spool(0, 1, BIG_SPOOL);
-    CU_ASSERT_EQUAL(replay(s, got, N + 1, NULL), 0);
-    CU_ASSERT_FALSE(spool_waiting(s));
-    spool_free(s);
-    char paths[MAX_SEGS][PATH_LEN];
-    CU_ASSERT_EQUAL(segments(0, paths, MAX_SEGS), 0);
-    dir_remove();
+    assert_nothing_left();
 }
 
 /*
@@ -306,11 +312,8 @@ static void test_the_front_goes_first(void)
         CU_ASSERT_EQUAL(got[k], k < NFRONT - 1 ? FRONT + 1 + k : SENT + k - (NFRONT - 1));
     CU_ASSERT_EQUAL(spool_stats(s)->resent, 0);
     spool_ack(s, pos);
-    CU_ASSERT_FALSE(spool_waiting(s));
     spool_free(s);
-    char paths[MAX_SEGS][PATH_LEN];
-    CU_ASSERT_EQUAL(segments(0, paths, MAX_SEGS), 0);
-    dir_remove();
+    assert_nothing_left();
 }
 
 static void test_a_spool_in_use_is_locked(void)
