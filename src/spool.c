@@ -46,12 +46,26 @@ enum { SPOOL_TRACK_MAIN, SPOOL_TRACK_FRONT, SPOOL_TRACKS };
 /* buffers hold a few maximal records: one read or write each */
 #define SPOOL_BUF_BYTES (4u * (SEGMENT_RECORD_HEADER_LEN + HEP3_MAX_LEN))
 /*
- * Calls with packets waiting, by hash bucket: a live packet of such a call
- * goes behind them into the spool, so a call's packets keep their order.
- * A bucket shared by two calls only sends the other one through the spool
- * too, in order.  2^16 counters (256 KiB) per spool.
+ * The calls with packets waiting (their 64-bit hashes, each with a count):
+ * a live packet of such a call goes behind them into the spool, so a
+ * call's packets keep their order, while every other call's go straight
+ * on.  An open-addressing table, grown (and rid of calls whose count fell
+ * to 0) at 3/4 full, emptied when the spool is; a count that cannot be
+ * kept (ENOMEM) makes every call count as waiting until then, which only
+ * sends live packets through the spool, in order.
  */
-#define SPOOL_CALL_BUCKETS (1u << 16)
+#define SPOOL_CALLS_MIN 1024u
+#define SPOOL_CALLS_FILL_NUM 3u
+#define SPOOL_CALLS_FILL_DEN 4u
+#define SPOOL_CALL_EMPTY 0u         /* no call: a hash of 0 is taken as 1 */
+
+struct spool_calls {
+    uint64_t *hash;
+    uint32_t *count;
+    size_t cap;                     /* a power of 2 */
+    size_t used;                    /* slots with a hash, counts of 0 included */
+    bool all;                       /* out of memory: every call counts as waiting */
+};
 
 struct spool_seg {
     uint32_t seq;
@@ -96,7 +110,7 @@ struct spool {
     uint64_t acked[SPOOL_TRACKS], queued[SPOOL_TRACKS];
     uint64_t saved_acked[SPOOL_TRACKS], saved_queued[SPOOL_TRACKS];
     uint64_t resent_until[SPOOL_TRACKS];    /* replayed up to here: maybe sent before a restart */
-    uint32_t *calls;
+    struct spool_calls calls;
     struct spool_stats st;
     struct log_limit error_limit;
     struct log_limit damage_limit;
@@ -136,9 +150,93 @@ static uint64_t now_s(void)
     return (uint64_t)time(NULL);
 }
 
-static uint32_t *call_bucket(const struct spool *s, uint64_t call_hash)
+/* The slot of hash h in a table of cap slots: where it is, or the empty one where it would go. */
+static size_t calls_slot(const uint64_t *table, size_t cap, uint64_t h)
 {
-    return &s->calls[hash_fmix64(call_hash) & (SPOOL_CALL_BUCKETS - 1)];
+    size_t i = (size_t)hash_fmix64(h) & (cap - 1);
+    while (table[i] != SPOOL_CALL_EMPTY && table[i] != h)
+        i = (i + 1) & (cap - 1);
+    return i;
+}
+
+static uint64_t calls_key(uint64_t call_hash)
+{
+    return call_hash != SPOOL_CALL_EMPTY ? call_hash : SPOOL_CALL_EMPTY + 1;
+}
+
+static void calls_clear(struct spool_calls *c)
+{
+    free(c->hash);
+    free(c->count);
+    memset(c, 0, sizeof *c);
+}
+
+/* Rebuilds the table with room for twice its live calls; false on ENOMEM. */
+static bool calls_grow(struct spool_calls *c)
+{
+    size_t live = 0;
+    for (size_t i = 0; i < c->cap; i++)
+        live += c->hash[i] != SPOOL_CALL_EMPTY && c->count[i] > 0;
+    size_t cap = SPOOL_CALLS_MIN;
+    while (cap * SPOOL_CALLS_FILL_NUM < (live + 1) * 2 * SPOOL_CALLS_FILL_DEN)
+        cap *= 2;
+    uint64_t *hash = calloc(cap, sizeof *hash);
+    uint32_t *count = calloc(cap, sizeof *count);
+    if (hash == NULL || count == NULL) {
+        free(hash);
+        free(count);
+        return false;
+    }
+    for (size_t i = 0; i < c->cap; i++)
+        if (c->hash[i] != SPOOL_CALL_EMPTY && c->count[i] > 0) {
+            size_t j = calls_slot(hash, cap, c->hash[i]);
+            hash[j] = c->hash[i];
+            count[j] = c->count[i];
+        }
+    free(c->hash);
+    free(c->count);
+    c->hash = hash;
+    c->count = count;
+    c->cap = cap;
+    c->used = live;
+    return true;
+}
+
+static void calls_add(struct spool_calls *c, uint64_t call_hash)
+{
+    if (c->all)
+        return;
+    if ((c->used + 1) * SPOOL_CALLS_FILL_DEN > c->cap * SPOOL_CALLS_FILL_NUM && !calls_grow(c)) {
+        calls_clear(c);
+        c->all = true;
+        return;
+    }
+    uint64_t h = calls_key(call_hash);
+    size_t i = calls_slot(c->hash, c->cap, h);
+    if (c->hash[i] == SPOOL_CALL_EMPTY) {
+        c->hash[i] = h;
+        c->used++;
+    }
+    c->count[i]++;
+}
+
+static void calls_sub(struct spool_calls *c, uint64_t call_hash)
+{
+    if (c->cap == 0)
+        return;
+    size_t i = calls_slot(c->hash, c->cap, calls_key(call_hash));
+    if (c->hash[i] != SPOOL_CALL_EMPTY && c->count[i] > 0)
+        c->count[i]--;
+}
+
+static bool calls_has(const struct spool_calls *c, uint64_t call_hash)
+{
+    if (c->all)
+        return true;
+    if (c->cap == 0)
+        return false;
+    size_t i = calls_slot(c->hash, c->cap, calls_key(call_hash));
+    return c->hash[i] != SPOOL_CALL_EMPTY && c->count[i] > 0;
 }
 
 /* dir/name in out (PATH_MAX bytes); a path too long comes out empty, and opening it fails. */
@@ -171,8 +269,7 @@ struct spool *spool_new(const char *name, const char *dir, unsigned worker, unsi
     s->base = strdup(dir);
     s->wbuf = malloc(SPOOL_BUF_BYTES);
     s->rbuf = malloc(SPOOL_BUF_BYTES);
-    s->calls = calloc(SPOOL_CALL_BUCKETS, sizeof *s->calls);
-    if (s->name == NULL || s->base == NULL || s->wbuf == NULL || s->rbuf == NULL || s->calls == NULL ||
+    if (s->name == NULL || s->base == NULL || s->wbuf == NULL || s->rbuf == NULL ||
         asprintf(&s->dir, "%s/w%u", dir, worker) < 0) {
         s->dir = NULL;
         spool_free(s);
@@ -264,7 +361,7 @@ static void seg_drop(struct spool *s, size_t i, unsigned reason)
     memmove(s->segs + i, s->segs + i + 1, (s->nsegs - i - 1) * sizeof *s->segs);
     s->nsegs--;
     if (s->st.packets == 0)
-        memset(s->calls, 0, SPOOL_CALL_BUCKETS * sizeof *s->calls);
+        calls_clear(&s->calls);
 }
 
 /* ---- opening: the directory, the lock, the segments left by an earlier run ---- */
@@ -438,7 +535,7 @@ static void seg_scan(struct spool *s, struct spool_seg *g, uint64_t from)
                 continue;
             }
             g->waiting++;
-            (*call_bucket(s, r.call_hash))++;
+            calls_add(&s->calls, r.call_hash);
             at += used;
         }
         memmove(s->rbuf, s->rbuf + at, len - at);
@@ -540,7 +637,7 @@ void spool_free(struct spool *s)
     free(s->segs);
     free(s->wbuf);
     free(s->rbuf);
-    free(s->calls);
+    calls_clear(&s->calls);
     free(s->name);
     free(s->base);
     free(s->dir);
@@ -659,7 +756,7 @@ void spool_append(struct spool *s, const struct segment_record *r)
     s->st.bytes += need;
     s->st.packets++;
     s->st.written++;
-    (*call_bucket(s, r->call_hash))++;
+    calls_add(&s->calls, r->call_hash);
 }
 
 void spool_keep_first(struct spool *s, const struct segment_record *r)
@@ -708,7 +805,7 @@ void spool_keep_first(struct spool *s, const struct segment_record *r)
     s->st.bytes += need;
     s->st.packets++;
     s->st.written++;
-    (*call_bucket(s, r->call_hash))++;
+    calls_add(&s->calls, r->call_hash);
 }
 
 bool spool_waiting(const struct spool *s)
@@ -718,7 +815,7 @@ bool spool_waiting(const struct spool *s)
 
 bool spool_holds_call(const struct spool *s, uint64_t call_hash)
 {
-    return s->st.packets > 0 && *call_bucket(s, call_hash) > 0;
+    return s->st.packets > 0 && calls_has(&s->calls, call_hash);
 }
 
 /* ---- replay ---- */
@@ -819,9 +916,7 @@ uint64_t spool_consume(struct spool *s)
     struct segment_record r;
     size_t used = s->peeked;
     if (used > 0 && segment_record_parse(s->rbuf + s->rstart, s->rlen, &r, &used) == SEGMENT_OK) {
-        uint32_t *b = call_bucket(s, r.call_hash);
-        if (*b > 0)
-            (*b)--;
+        calls_sub(&s->calls, r.call_hash);
         s->rstart += used;
         s->rlen -= used;
         struct spool_seg *g = seg_find(s, s->rseq);
@@ -829,6 +924,8 @@ uint64_t spool_consume(struct spool *s)
             g->waiting--;
         if (s->st.packets > 0)
             s->st.packets--;
+        if (s->st.packets == 0)
+            calls_clear(&s->calls);     /* nothing waits: every call goes straight on */
         s->st.replayed++;
     }
     s->peeked = 0;

@@ -6,7 +6,9 @@
 #   outage      a TCP back-end goes away for OUTAGE_S (10 s) under RATE
 #               (5,000) packets/s and comes back: every packet arrives
 #               exactly once, byte for byte, in order within each call;
-#               the delay of the packets sent after it is back is printed
+#               calls that start once heprouter is connected again do not
+#               wait behind the backlog being replayed (their p99 delay
+#               under NEW_CALLS_P99_MS, against seconds for the backlog)
 #   kill9       heprouter killed with SIGKILL while its spool holds every
 #               packet (the back-end down), started again with the back-end
 #               up: everything delivered, once
@@ -43,6 +45,8 @@ RATE=5000                   # outage: packets/s
 OUTAGE_S=10                 # outage: seconds the back-end is away
 PER_CALL=20                 # packets per call
 ARRIVE_TIMEOUT=60           # seconds for a replay to complete
+NEW_CALLS_P99_MS=1000       # outage: their delay bound while the backlog (about 2.5 s of it) is replayed
+RECONNECTED_S=0.5           # outage: heprouter is connected again this long after the back-end is back
 SMALL_SPOOL=1048576         # max_bytes, and the tmpfs size of disk_full
 LIMITS="reconnect_min: 50ms, reconnect_max: 200ms, connect_timeout: 200ms"
 
@@ -89,7 +93,7 @@ spool_router() {
 log: { stats_interval: 1s }
 limits: { $LIMITS${4:+, $4} }
 destinations:
-  coll: { targets: [ \"tcp:127.0.0.1:$1\" ], spool: { dir: \"$CASE_DIR/spool\", replay_rate: 50000${2:+, $2} } }
+  coll: { targets: [ \"tcp:127.0.0.1:$1\" ], spool: { dir: \"$CASE_DIR/spool\"${2:+, $2} } }
 ${3:+  udp: { targets: [ \"$3\" ] \}}
 default: [ coll${3:+, udp} ]"
 }
@@ -121,7 +125,10 @@ case_outage() {
     it_note "back-end up"
     it_wait_exit "$sender" 60 || it_case_fail "the sender did not finish"
     sed 's/^/    sent: /' "$IT_TMP/$CASE/send.out"
-    delivered $((calls * PER_CALL)) --delays-after "$up_at"
+    # calls started once heprouter is connected again (reconnect_max after
+    # the back-end is back) never wait behind the backlog
+    delivered $((calls * PER_CALL)) --delays-after "$up_at" --new-calls-p99-ms "$NEW_CALLS_P99_MS" \
+        --new-calls-after "$(awk -v t="$up_at" -v d="$RECONNECTED_S" 'BEGIN { printf "%.6f", t + d }')"
     it_usr1_stats
     echo "    $(spool_counters)"
     (($(it_counter destinations/coll/spool_written) > RATE * (OUTAGE_S - 1))) ||

@@ -16,14 +16,18 @@ test_spool.sh.
       read to the end, closed); SIGUSR2: listens again on the same port;
       SIGTERM: exits.
 
-  check MANIFEST GOT [--skip-oldest N] [--missing N [--missing-slack K]] [--delays-after T]
+  check MANIFEST GOT [--skip-oldest N] [--missing N [--missing-slack K]]
+        [--delays-after T [--new-calls-after T2] [--new-calls-p99-ms MS]]
       Prints {"sent", "delivered", "duplicated", "missing", "out_of_order"}
       and exits 1 unless every packet arrived exactly once with the bytes
       sent, in order within each call -- except the N oldest (--skip-oldest:
       must not arrive) or exactly N anywhere (--missing: may be absent; with
       --missing-slack K, between N-K and N).
       --delays-after T: also the delay (arrival - send, ms: p50, p99, max)
-      of the packets sent after Unix time T.
+      of the packets sent after Unix time T, and of those among them whose
+      call started after T2 (default T): new calls, none of whose packets
+      waited in a spool, show what a replay costs live traffic; with
+      --new-calls-p99-ms, their 99th percentile must not exceed MS.
 
   segment FILE CUT
       Records in a spool segment file (20-byte record headers, see
@@ -194,11 +198,14 @@ def cmd_check(a):
     sent = read_lines(a.manifest)
     got = read_lines(a.got)
     want = {h: float(t) for _, _, h, t in sent}
+    call_start = {}
+    for c, _, _, t in sent:
+        call_start.setdefault(c, float(t))
     seen = {}
     last = {}
     out_of_order = 0
     unknown = 0
-    delays = []
+    delays, new_calls = [], []
     for c, s, h, t in got:
         if h not in want:
             unknown += 1
@@ -206,6 +213,8 @@ def cmd_check(a):
         seen[h] = seen.get(h, 0) + 1
         if a.delays_after is not None and want[h] >= a.delays_after:
             delays.append(float(t) - want[h])
+            if call_start[c] >= a.new_calls_after:
+                new_calls.append(float(t) - want[h])
         if last.get(c, 0) > int(s):
             out_of_order += 1
         last[c] = int(s)
@@ -216,12 +225,15 @@ def cmd_check(a):
          "missing": missing, "out_of_order": out_of_order, "unknown": unknown}
     if a.skip_oldest:
         r["oldest_arrived"] = arrived_oldest
-    if delays:
-        delays.sort()
-        r["delay_ms"] = {q: round(1000 * delays[min(len(delays) - 1, int(len(delays) * f))], 2)
-                         for q, f in (("p50", 0.5), ("p99", 0.99), ("max", 1.0))}
+    for key, ds in (("delay_ms", delays), ("new_calls_delay_ms", new_calls)):
+        if ds:
+            ds.sort()
+            r[key] = {q: round(1000 * ds[min(len(ds) - 1, int(len(ds) * f))], 2)
+                      for q, f in (("n", None), ("p50", 0.5), ("p99", 0.99), ("max", 1.0)) if f is not None}
+            r[key]["n"] = len(ds)
     print(json.dumps(r))
-    ok = (r["duplicated"] == 0 and out_of_order == 0 and unknown == 0 and arrived_oldest == 0 and
+    slow = a.new_calls_p99_ms is not None and r.get("new_calls_delay_ms", {}).get("p99", 0) > a.new_calls_p99_ms
+    ok = (not slow and r["duplicated"] == 0 and out_of_order == 0 and unknown == 0 and arrived_oldest == 0 and
           a.missing - a.missing_slack <= missing <= a.missing)
     return 0 if ok else 1
 
@@ -265,10 +277,14 @@ def main():
     p.add_argument("--missing", type=int, default=0)
     p.add_argument("--missing-slack", type=int, default=0)
     p.add_argument("--delays-after", type=float, default=None)
+    p.add_argument("--new-calls-after", type=float, default=None)
+    p.add_argument("--new-calls-p99-ms", type=float, default=None)
     p = sub.add_parser("segment")
     p.add_argument("file")
     p.add_argument("cut", type=int)
     a = ap.parse_args()
+    if a.cmd == "check" and a.new_calls_after is None:
+        a.new_calls_after = a.delays_after
     if a.cmd == "send":
         cmd_send(a)
         return 0
