@@ -1530,8 +1530,6 @@ void dest_flush(struct dest_set *ds)
 {
     for (size_t i = 0; i < ds->ndests; i++) {
         struct dest *d = &ds->dests[i];
-        if (d->spool != NULL)
-            spool_flush(d->spool);
         for (size_t j = 0; j < d->ntargets; j++) {
             struct dest_target *t = &d->targets[j];
             if (t->addr.transport == CONF_UDP) {
@@ -1543,6 +1541,10 @@ void dest_flush(struct dest_set *ds)
             }
         }
     }
+    /* the spools' writes after every socket's: no destination waits for another's disk */
+    for (size_t i = 0; i < ds->ndests; i++)
+        if (ds->dests[i].spool != NULL)
+            spool_flush(ds->dests[i].spool);
     ds->arena_used = 0;
 }
 
