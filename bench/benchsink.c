@@ -1,19 +1,24 @@
 /*
  * benchsink.c - a counting HEP sink for bench/run.
  *
- *   benchsink -l ADDR:PORT [--expect inv,reg,opt] [-s SECONDS] [--idle SECONDS]
- *             [-o FILE] [-R RCVBUF] [-B BATCH]
+ *   benchsink -l [udp:|tcp:]ADDR:PORT [--expect inv,reg,opt] [-s SECONDS]
+ *             [--idle SECONDS] [-o FILE] [-R RCVBUF] [-B BATCH]
  *
- * Receives UDP datagrams with recvmmsg() and counts packets and bytes.  Each
- * datagram is classified by the kind in hepgen's Call-IDs
+ * Receives UDP datagrams with recvmmsg() and counts packets and bytes; with
+ * -l tcp:ADDR:PORT it accepts TCP connections instead (as a collector that
+ * takes HEP3 over TCP does), cuts each stream into HEP3 frames with the
+ * router's framer and counts each frame as it counts a datagram.  Each
+ * packet is classified by the kind in hepgen's Call-IDs
  * ("<prefix>-<kind>-<seq>@hepgen", kind inv/reg/opt); with --expect, a packet
  * of another kind counts as misrouted.  Latency is the kernel's receive
- * time (SO_TIMESTAMPNS, CLOCK_REALTIME) minus the HEP3 timestamp chunks
- * 0x0009/0x000a, which hepgen sets to its send time; it goes into a
- * histogram of 1 us buckets up to 10 s for p50/p99.
+ * time (SO_TIMESTAMPNS, CLOCK_REALTIME; over TCP the time the read()
+ * returned) minus the HEP3 timestamp chunks 0x0009/0x000a, which hepgen
+ * sets to its send time; it goes into a histogram of 1 us buckets up to
+ * 10 s for p50/p99.  "seconds" runs from the first packet to the last.
  *
  * Port 0 binds any free port; the bound address goes to stderr as
- * "listening udp:ADDR:PORT".  On SIGTERM/SIGINT, after -s SECONDS, or after
+ * "listening udp:ADDR:PORT" (or tcp:).  A TCP stream that is not HEP3 is
+ * closed and counted in "bad_streams".  On SIGTERM/SIGINT, after -s SECONDS, or after
  * --idle SECONDS without a packet (once one arrived), it writes one JSON line
  * to -o FILE (default stdout) and exits 0:
  * {"packets":..,"bytes":..,"misrouted":..,"by_kind":{"inv":..,"reg":..,
@@ -26,6 +31,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -37,10 +43,13 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "framer.h"
 
 #define SINK_BATCH_MAX 1024
 #define SINK_DGRAM_MAX 65536
 #define SINK_LAT_BUCKETS 10000000   /* 1 us each: 0..10 s, the last one is "10 s or more" */
+#define SINK_TCP_CONNS_MAX 64       /* heprouter opens one per worker and target */
+#define SINK_TICK_MS 100            /* how often -s and --idle are checked */
 
 enum kind { KIND_INV, KIND_REG, KIND_OPT, KIND_OTHER, KIND_COUNT };
 static const char *const kind_names[KIND_COUNT] = { "inv", "reg", "opt", "other" };
@@ -49,7 +58,7 @@ static volatile sig_atomic_t stop, report;
 
 struct sink_stats {
     unsigned long long packets, bytes, misrouted, by_kind[KIND_COUNT];
-    unsigned long long lat_samples, lat_negative, lat_max_us;
+    unsigned long long lat_samples, lat_negative, lat_max_us, bad_streams;
     uint32_t *lat_hist;
     struct timespec first, last;
 };
@@ -58,16 +67,19 @@ static void on_stop(int sig) { (void)sig; stop = 1; }
 static void on_report(int sig) { (void)sig; report = 1; }
 
 /*
- * -l ADDR:PORT, a numeric IPv4 address: the sink listens where a heprouter
- * listen address "udp:ADDR:PORT" would, read by the same parser.
+ * -l [udp:|tcp:]ADDR:PORT, a numeric IPv4 address (udp: when no transport
+ * is given): the sink listens where a heprouter listen address would, read
+ * by the same parser.
  */
-static int parse_addr(const char *text, struct sockaddr_in *sa)
+static int parse_addr(const char *text, struct sockaddr_in *sa, bool *tcp)
 {
     char spec[sizeof ((struct conf_addr *)0)->text];
     struct conf_addr a;
-    if (snprintf(spec, sizeof spec, "udp:%s", text) >= (int)sizeof spec || conf_parse_addr(spec, &a) != NULL ||
-        a.addr_len != sizeof sa->sin_addr)
+    bool bare = strncmp(text, "udp:", 4) != 0 && strncmp(text, "tcp:", 4) != 0;
+    if (snprintf(spec, sizeof spec, "%s%s", bare ? "udp:" : "", text) >= (int)sizeof spec ||
+        conf_parse_addr(spec, &a) != NULL || a.addr_len != sizeof sa->sin_addr)
         return -1;
+    *tcp = a.transport == CONF_TCP;
     memset(sa, 0, sizeof *sa);
     sa->sin_family = AF_INET;
     sa->sin_port = htons((uint16_t)a.port);
@@ -155,9 +167,9 @@ static void write_report(const struct sink_stats *s, const char *path)
     for (int k = 0; k < KIND_COUNT; k++)
         fprintf(f, "%s\"%s\":%llu", k ? "," : "", kind_names[k], s->by_kind[k]);
     fprintf(f, "},\"lat_samples\":%llu,\"lat_negative\":%llu,\"lat_p50_us\":%llu,"
-               "\"lat_p99_us\":%llu,\"lat_max_us\":%llu,\"seconds\":%.3f}\n",
+               "\"lat_p99_us\":%llu,\"lat_max_us\":%llu,\"bad_streams\":%llu,\"seconds\":%.3f}\n",
             s->lat_samples, s->lat_negative, percentile(s, 0.50), percentile(s, 0.99),
-            s->lat_max_us, secs);
+            s->lat_max_us, s->bad_streams, secs);
     if (f != stdout)
         fclose(f);
     else
@@ -166,9 +178,191 @@ static void write_report(const struct sink_stats *s, const char *path)
 
 static void usage(void)
 {
-    fputs("usage: benchsink -l ADDR:PORT [--expect inv,reg,opt] [-s SECONDS] [--idle SECONDS]\n"
-          "                 [-o FILE] [-R RCVBUF] [-B BATCH]\n", stderr);
+    fputs("usage: benchsink -l [udp:|tcp:]ADDR:PORT [--expect inv,reg,opt] [-s SECONDS]\n"
+          "                 [--idle SECONDS] [-o FILE] [-R RCVBUF] [-B BATCH]\n", stderr);
     exit(2);
+}
+
+/* One packet (a datagram or a TCP frame) received at rx. */
+static void count_packet(struct sink_stats *st, const bool *expected, const unsigned char *p, size_t len,
+                         struct timespec rx)
+{
+    if (st->packets == 0)
+        st->first = rx;
+    st->last = rx;
+    st->packets++;
+    st->bytes += len;
+    enum kind k = classify(p, len);
+    st->by_kind[k]++;
+    if (!expected[k])
+        st->misrouted++;
+    int64_t sent_us;
+    if (hep3_time_us(p, len, &sent_us)) {
+        int64_t lat = ((int64_t)rx.tv_sec * 1000000 + rx.tv_nsec / 1000) - sent_us;
+        if (lat < 0) {
+            st->lat_negative++;
+            lat = 0;
+        }
+        if ((unsigned long long)lat > st->lat_max_us)
+            st->lat_max_us = (unsigned long long)lat;
+        st->lat_hist[lat < SINK_LAT_BUCKETS ? lat : SINK_LAT_BUCKETS - 1]++;
+        st->lat_samples++;
+    }
+}
+
+/* When to stop: after -s SECONDS, or --idle SECONDS without a packet once one arrived. */
+struct sink_limits {
+    double seconds, idle;
+    struct timespec start, last_rx;
+};
+
+static double since(const struct timespec *a, const struct timespec *b)
+{
+    return (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_nsec - a->tv_nsec) / 1e9;
+}
+
+static bool limits_reached(const struct sink_limits *l, const struct sink_stats *st, const struct timespec *now)
+{
+    return (l->seconds > 0 && since(&l->start, now) >= l->seconds) ||
+           (l->idle > 0 && st->packets > 0 && since(&l->last_rx, now) >= l->idle);
+}
+
+static int run_udp(int fd, struct sink_stats *st, const bool *expected, struct sink_limits *lim, unsigned batch,
+                   const char *out_path)
+{
+    static unsigned char bufs[SINK_BATCH_MAX][SINK_DGRAM_MAX];
+    static char cbufs[SINK_BATCH_MAX][CMSG_SPACE(sizeof(struct timespec))];
+    static struct iovec iov[SINK_BATCH_MAX];
+    static struct mmsghdr msgs[SINK_BATCH_MAX];
+    for (unsigned i = 0; i < batch; i++) {
+        iov[i].iov_base = bufs[i];
+        iov[i].iov_len = SINK_DGRAM_MAX;
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    struct timespec now;
+    while (!stop) {
+        if (report) {
+            report = 0;
+            write_report(st, out_path);
+        }
+        for (unsigned i = 0; i < batch; i++) {
+            msgs[i].msg_hdr.msg_control = cbufs[i];
+            msgs[i].msg_hdr.msg_controllen = sizeof cbufs[i];
+        }
+        int n = recvmmsg(fd, msgs, batch, MSG_WAITFORONE, NULL);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (n < 0) {
+            if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) {
+                perror("recvmmsg");
+                return 1;
+            }
+            if (limits_reached(lim, st, &now))
+                break;
+            continue;
+        }
+        lim->last_rx = now;
+        struct timespec fallback;
+        clock_gettime(CLOCK_REALTIME, &fallback);
+        for (int i = 0; i < n; i++) {
+            struct timespec rx = fallback;
+            for (struct cmsghdr *c = CMSG_FIRSTHDR(&msgs[i].msg_hdr); c != NULL;
+                 c = CMSG_NXTHDR(&msgs[i].msg_hdr, c))
+                if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_TIMESTAMPNS)
+                    memcpy(&rx, CMSG_DATA(c), sizeof rx);
+            count_packet(st, expected, bufs[i], msgs[i].msg_len, rx);
+        }
+        if (lim->seconds > 0 && since(&lim->start, &now) >= lim->seconds)
+            break;
+    }
+    return 0;
+}
+
+/*
+ * Reads what connection fd has into its framer and counts the whole
+ * frames; false when the connection is done (closed by the peer, an error,
+ * or a stream that is not HEP3).
+ */
+static bool tcp_read(int fd, struct framer *fr, struct sink_stats *st, const bool *expected)
+{
+    size_t room;
+    uint8_t *at = framer_space(fr, &room);
+    ssize_t n = read(fd, at, room);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        return true;
+    if (n <= 0)
+        return false;
+    framer_commit(fr, (size_t)n);
+    struct timespec rx;
+    clock_gettime(CLOCK_REALTIME, &rx);
+    const uint8_t *frame;
+    size_t len;
+    enum framer_status fs;
+    while ((fs = framer_next(fr, &frame, &len)) == FRAMER_OK)
+        count_packet(st, expected, frame, len, rx);
+    if (fs != FRAMER_NEED_MORE) {
+        st->bad_streams++;
+        return false;
+    }
+    return true;
+}
+
+static int run_tcp(int lfd, struct sink_stats *st, const bool *expected, struct sink_limits *lim,
+                   const char *out_path)
+{
+    /* pfd[0] is the listening socket, pfd[1..nconn] the connections, fr[i] the framer of pfd[i] */
+    static struct pollfd pfd[1 + SINK_TCP_CONNS_MAX];
+    static struct framer fr[1 + SINK_TCP_CONNS_MAX];
+    nfds_t nconn = 0;
+    pfd[0] = (struct pollfd){ .fd = lfd, .events = POLLIN };
+    struct timespec now;
+    int rc = 0;
+    while (!stop) {
+        if (report) {
+            report = 0;
+            write_report(st, out_path);
+        }
+        int n = poll(pfd, 1 + nconn, SINK_TICK_MS);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (n < 0 && errno != EINTR) {
+            perror("poll");
+            rc = 1;
+            break;
+        }
+        for (nfds_t i = 1; n > 0 && i <= nconn; i++) {
+            if (pfd[i].revents == 0)
+                continue;
+            lim->last_rx = now;
+            if (tcp_read(pfd[i].fd, &fr[i], st, expected))
+                continue;
+            close(pfd[i].fd);
+            framer_free(&fr[i]);
+            pfd[i] = pfd[nconn];
+            fr[i] = fr[nconn];
+            nconn--;
+            i--;
+        }
+        if (n > 0 && (pfd[0].revents & POLLIN)) {
+            int c = accept(lfd, NULL, NULL);
+            if (c >= 0 && nconn == SINK_TCP_CONNS_MAX) {
+                fputs("benchsink: too many connections\n", stderr);
+                close(c);
+            } else if (c >= 0 && framer_init(&fr[nconn + 1], SINK_DGRAM_MAX) != 0) {
+                perror("framer_init");
+                close(c);
+            } else if (c >= 0) {
+                nconn++;
+                pfd[nconn] = (struct pollfd){ .fd = c, .events = POLLIN };
+            }
+        }
+        if (limits_reached(lim, st, &now))
+            break;
+    }
+    for (nfds_t i = 1; i <= nconn; i++) {
+        close(pfd[i].fd);
+        framer_free(&fr[i]);
+    }
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -184,22 +378,22 @@ int main(int argc, char **argv)
         { NULL, 0, NULL, 0 },
     };
     struct sockaddr_in listen_sa;
-    bool have_l = false, expected[KIND_COUNT] = { true, true, true, true };
-    double seconds = 0, idle = 0;
+    bool have_l = false, tcp = false, expected[KIND_COUNT] = { true, true, true, true };
+    struct sink_limits lim = { 0 };
     const char *out_path = NULL;
     int rcvbuf = 64 << 20;
     unsigned batch = 256;
     int opt;
     while ((opt = getopt_long(argc, argv, "l:e:s:i:o:R:B:", longopts, NULL)) != -1) {
         switch (opt) {
-        case 'l': have_l = parse_addr(optarg, &listen_sa) == 0; if (!have_l) usage(); break;
+        case 'l': have_l = parse_addr(optarg, &listen_sa, &tcp) == 0; if (!have_l) usage(); break;
         case 'e':
             for (int k = 0; k < KIND_COUNT; k++)
                 expected[k] = strstr(optarg, kind_names[k]) != NULL;
             expected[KIND_OTHER] = true;    /* not hepgen's: not counted as misrouted */
             break;
-        case 's': seconds = atof(optarg); break;
-        case 'i': idle = atof(optarg); break;
+        case 's': lim.seconds = atof(optarg); break;
+        case 'i': lim.idle = atof(optarg); break;
         case 'o': out_path = optarg; break;
         case 'R': rcvbuf = atoi(optarg); break;
         case 'B': batch = (unsigned)atoi(optarg); break;
@@ -222,7 +416,7 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    int fd = socket(AF_INET, tcp ? SOCK_STREAM : SOCK_DGRAM, 0);
     if (fd < 0) {
         perror("socket");
         return 1;
@@ -230,10 +424,14 @@ int main(int argc, char **argv)
     if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) != 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
     int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
-    struct timeval tick = { .tv_sec = 0, .tv_usec = 100000 };   /* to check -s and --idle */
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tick, sizeof tick);
-    if (bind(fd, (struct sockaddr *)&listen_sa, sizeof listen_sa) != 0) {
+    if (tcp) {
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    } else {
+        setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
+        struct timeval tick = { .tv_sec = 0, .tv_usec = SINK_TICK_MS * 1000 };
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tick, sizeof tick);
+    }
+    if (bind(fd, (struct sockaddr *)&listen_sa, sizeof listen_sa) != 0 || (tcp && listen(fd, SOMAXCONN) != 0)) {
         perror("bind");
         return 1;
     }
@@ -241,83 +439,13 @@ int main(int argc, char **argv)
     getsockname(fd, (struct sockaddr *)&listen_sa, &salen);
     char host[INET_ADDRSTRLEN];
     inet_ntop(AF_INET, &listen_sa.sin_addr, host, sizeof host);
-    fprintf(stderr, "listening udp:%s:%u\n", host, ntohs(listen_sa.sin_port));
+    fprintf(stderr, "listening %s:%s:%u\n", tcp ? "tcp" : "udp", host, ntohs(listen_sa.sin_port));
 
-    static unsigned char bufs[SINK_BATCH_MAX][SINK_DGRAM_MAX];
-    static char cbufs[SINK_BATCH_MAX][CMSG_SPACE(sizeof(struct timespec))];
-    static struct iovec iov[SINK_BATCH_MAX];
-    static struct mmsghdr msgs[SINK_BATCH_MAX];
-    for (unsigned i = 0; i < batch; i++) {
-        iov[i].iov_base = bufs[i];
-        iov[i].iov_len = SINK_DGRAM_MAX;
-        msgs[i].msg_hdr.msg_iov = &iov[i];
-        msgs[i].msg_hdr.msg_iovlen = 1;
-    }
-
-    struct timespec start, now;
-    clock_gettime(CLOCK_MONOTONIC, &start);
-    struct timespec last_rx_mono = start;
-    while (!stop) {
-        if (report) {
-            report = 0;
-            write_report(&st, out_path);
-        }
-        for (unsigned i = 0; i < batch; i++) {
-            msgs[i].msg_hdr.msg_control = cbufs[i];
-            msgs[i].msg_hdr.msg_controllen = sizeof cbufs[i];
-        }
-        int n = recvmmsg(fd, msgs, batch, MSG_WAITFORONE, NULL);
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        if (n < 0) {
-            if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) {
-                perror("recvmmsg");
-                return 1;
-            }
-            double since_start = (double)(now.tv_sec - start.tv_sec) + (double)(now.tv_nsec - start.tv_nsec) / 1e9;
-            double since_rx = (double)(now.tv_sec - last_rx_mono.tv_sec) +
-                              (double)(now.tv_nsec - last_rx_mono.tv_nsec) / 1e9;
-            if ((seconds > 0 && since_start >= seconds) || (idle > 0 && st.packets > 0 && since_rx >= idle))
-                break;
-            continue;
-        }
-        last_rx_mono = now;
-        struct timespec fallback;
-        clock_gettime(CLOCK_REALTIME, &fallback);
-        for (int i = 0; i < n; i++) {
-            const unsigned char *p = bufs[i];
-            size_t len = msgs[i].msg_len;
-            struct timespec rx = fallback;
-            for (struct cmsghdr *c = CMSG_FIRSTHDR(&msgs[i].msg_hdr); c != NULL;
-                 c = CMSG_NXTHDR(&msgs[i].msg_hdr, c))
-                if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_TIMESTAMPNS)
-                    memcpy(&rx, CMSG_DATA(c), sizeof rx);
-            if (st.packets == 0)
-                st.first = rx;
-            st.last = rx;
-            st.packets++;
-            st.bytes += len;
-            enum kind k = classify(p, len);
-            st.by_kind[k]++;
-            if (!expected[k])
-                st.misrouted++;
-            int64_t sent_us;
-            if (hep3_time_us(p, len, &sent_us)) {
-                int64_t lat = ((int64_t)rx.tv_sec * 1000000 + rx.tv_nsec / 1000) - sent_us;
-                if (lat < 0) {
-                    st.lat_negative++;
-                    lat = 0;
-                }
-                if ((unsigned long long)lat > st.lat_max_us)
-                    st.lat_max_us = (unsigned long long)lat;
-                st.lat_hist[lat < SINK_LAT_BUCKETS ? lat : SINK_LAT_BUCKETS - 1]++;
-                st.lat_samples++;
-            }
-        }
-        double since_start = (double)(now.tv_sec - start.tv_sec) + (double)(now.tv_nsec - start.tv_nsec) / 1e9;
-        if (seconds > 0 && since_start >= seconds)
-            break;
-    }
-    write_report(&st, out_path);
+    clock_gettime(CLOCK_MONOTONIC, &lim.start);
+    lim.last_rx = lim.start;
+    int rc = tcp ? run_tcp(fd, &st, expected, &lim, out_path) : run_udp(fd, &st, expected, &lim, batch, out_path);
+    if (rc == 0)
+        write_report(&st, out_path);
     free(st.lat_hist);
-    return 0;
+    return rc;
 }
