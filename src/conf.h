@@ -77,6 +77,7 @@ struct conf_spool {
     size_t max_bytes;               /* shared evenly by the workers */
     uint64_t max_age_ms;
     uint64_t replay_rate;           /* packets per second */
+    size_t max_unwritten;           /* bytes handed to the writer thread and not yet written */
 };
 
 struct conf_dest {

@@ -1229,6 +1229,7 @@ static void spool_report(const struct dest_set *ds, struct dest *d)
     md->spool_dropped_max_age += st->dropped[SPOOL_DROP_MAX_AGE] - was->dropped[SPOOL_DROP_MAX_AGE];
     md->spool_dropped_disk_full += st->dropped[SPOOL_DROP_DISK_FULL] - was->dropped[SPOOL_DROP_DISK_FULL];
     md->spool_dropped_write_error += st->dropped[SPOOL_DROP_WRITE_ERROR] - was->dropped[SPOOL_DROP_WRITE_ERROR];
+    md->spool_dropped_slow_disk += st->dropped[SPOOL_DROP_SLOW_DISK] - was->dropped[SPOOL_DROP_SLOW_DISK];
     md->spool_packets = st->packets;
     md->spool_bytes = st->bytes;
     uint64_t now = (uint64_t)ev_now(ds->loop);
@@ -1353,8 +1354,7 @@ static int dest_init(struct dest_set *ds, struct dest *d, size_t di, const struc
     }
     d->convert = cd->hep_version == 3 || d->rewrite || d->has_tcp;
     if (cd->spool.dir != NULL) {
-        d->spool = spool_new(d->name, cd->spool.dir, ds->worker, ds->nworkers, cd->spool.max_bytes,
-                             cd->spool.max_age_ms, ds->log_interval_ms);
+        d->spool = spool_new(d->name, &cd->spool, ds->worker, ds->nworkers, ds->log_interval_ms);
         if (d->spool == NULL) {
             log_error("destination %s: out of memory for its spool", cd->name);
             return -1;

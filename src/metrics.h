@@ -215,6 +215,8 @@ static inline uint64_t metrics_max(uint64_t a, uint64_t b)
             "Packets not spooled: the file system is full")                                                  \
     COUNTER(spool_dropped_write_error, "heprouter_spool_dropped_write_error_total",                           \
             "Packets not spooled: the spool directory or a segment could not be written")                    \
+    COUNTER(spool_dropped_slow_disk, "heprouter_spool_dropped_slow_disk_total",                               \
+            "Packets not spooled: the writer thread was behind by spool.max_unwritten")                      \
     GAUGE(spool_packets, sum, "heprouter_spool_packets", "Packets waiting in the spool now")                    \
     GAUGE(spool_bytes, sum, "heprouter_spool_bytes", "Bytes the spool takes on disk now")                      \
     GAUGE(spool_oldest_seconds, max, "heprouter_spool_oldest_seconds",                                         \

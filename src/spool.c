@@ -22,13 +22,13 @@
 
 #include "bytes.h"
 #include "hash.h"
+#include "clock.h"
 #include "hep.h"
 #include "log.h"
+#include "spool_writer.h"
 
 #define SPOOL_DIR_MODE 0700
 #define SPOOL_FILE_MODE 0600
-#define SPOOL_SEG_SUFFIX ".seg"
-#define SPOOL_SEG_NAME_MAX 32       /* "%08x.seg" */
 #define SPOOL_LOCK_NAME "lock"
 #define SPOOL_CURSOR_NAME "cursor"
 #define SPOOL_CURSOR_MAGIC "HRCURSR1"
@@ -69,10 +69,13 @@ struct spool_calls {
 
 struct spool_seg {
     uint32_t seq;
-    uint64_t size;                  /* bytes in the file, buffered ones included */
+    uint64_t size;                  /* bytes of the file once the writer has written all it was given */
+    uint64_t on_disk;               /* bytes the writer reported written: what the reader may read */
     uint64_t waiting;               /* records not yet replayed */
     uint64_t created_s;
     uint64_t written_s;             /* last append */
+    unsigned jobs;                  /* jobs handed to the writer, not yet taken back */
+    bool unborn;                    /* its first job (which creates the file) is not handed over yet */
 };
 
 struct spool {
@@ -81,6 +84,7 @@ struct spool {
     char *dir;                      /* DIR/w<worker> */
     unsigned worker, nworkers;
     uint64_t max_bytes;             /* this worker's share */
+    uint64_t max_unwritten;         /* bytes the writer may have in hand */
     uint64_t max_age_s;
     uint64_t seg_max;
     uint64_t log_interval_ms;
@@ -93,10 +97,10 @@ struct spool {
     size_t nsegs, segs_cap;
     uint32_t next_seq;
 
-    int wfd;                        /* the last segment, open for appending; -1: start a new one */
-    uint8_t *wbuf;
-    size_t wlen;
-    uint64_t wrecords;
+    struct spool_writer *writer;    /* the thread that writes the segments */
+    bool active;                    /* the last segment takes appends */
+    struct spool_job *fill;         /* records appended since the last spool_flush() */
+    struct spool_job *spare;        /* jobs given back, for reuse */
 
     int rfd;                        /* the segment being replayed */
     uint32_t rseq;
@@ -247,45 +251,38 @@ static void path_join(char *out, const char *dir, const char *name)
         out[0] = '\0';
 }
 
-static void seg_file(char *out, const char *dir, uint32_t seq)
-{
-    char name[SPOOL_SEG_NAME_MAX];
-    snprintf(name, sizeof name, "%08x%s", (unsigned)seq, SPOOL_SEG_SUFFIX);
-    path_join(out, dir, name);
-}
-
 static void seg_path(const struct spool *s, uint32_t seq, char *out)
 {
-    seg_file(out, s->dir, seq);
+    spool_segment_path(out, s->dir, seq);
 }
 
-struct spool *spool_new(const char *name, const char *dir, unsigned worker, unsigned nworkers,
-                        uint64_t max_bytes, uint64_t max_age_ms, uint64_t log_interval_ms)
+struct spool *spool_new(const char *name, const struct conf_spool *c, unsigned worker, unsigned nworkers,
+                        uint64_t log_interval_ms)
 {
     struct spool *s = calloc(1, sizeof *s);
     if (s == NULL)
         return NULL;
     s->name = strdup(name);
-    s->base = strdup(dir);
-    s->wbuf = malloc(SPOOL_BUF_BYTES);
+    s->base = strdup(c->dir);
     s->rbuf = malloc(SPOOL_BUF_BYTES);
-    if (s->name == NULL || s->base == NULL || s->wbuf == NULL || s->rbuf == NULL ||
-        asprintf(&s->dir, "%s/w%u", dir, worker) < 0) {
+    if (s->name == NULL || s->base == NULL || s->rbuf == NULL ||
+        asprintf(&s->dir, "%s/w%u", c->dir, worker) < 0) {
         s->dir = NULL;
         spool_free(s);
         return NULL;
     }
     s->worker = worker;
     s->nworkers = nworkers > 0 ? nworkers : 1;
-    s->max_bytes = max_bytes / s->nworkers;
-    s->max_age_s = max_age_ms / 1000u;
+    s->max_bytes = c->max_bytes / s->nworkers;
+    s->max_unwritten = c->max_unwritten;
+    s->max_age_s = c->max_age_ms / CLOCK_MS_PER_S;
     s->seg_max = s->max_bytes / SPOOL_SEGMENTS_PER_SPOOL;
     if (s->seg_max < SPOOL_SEGMENT_MIN)
         s->seg_max = SPOOL_SEGMENT_MIN;
     if (s->seg_max > SPOOL_SEGMENT_MAX)
         s->seg_max = SPOOL_SEGMENT_MAX;
     s->log_interval_ms = log_interval_ms;
-    s->lock_fd = s->cursor_fd = s->wfd = s->rfd = -1;
+    s->lock_fd = s->cursor_fd = s->rfd = -1;
     return s;
 }
 
@@ -333,15 +330,63 @@ static void reader_reset(struct spool *s, uint32_t seq)
     s->in_damage = false;
 }
 
+static struct spool_job *job_get(struct spool *s)
+{
+    struct spool_job *j = s->spare;
+    if (j != NULL) {
+        s->spare = j->next;
+    } else if ((j = calloc(1, sizeof *j)) == NULL || (j->data = malloc(SPOOL_BUF_BYTES)) == NULL) {
+        free(j);
+        return NULL;
+    } else {
+        j->cap = SPOOL_BUF_BYTES;
+    }
+    j->next = NULL;
+    j->kind = SPOOL_JOB_APPEND;
+    j->len = 0;
+    j->records = 0;
+    j->created_s = 0;
+    j->err = 0;
+    return j;
+}
+
+static void job_put(struct spool *s, struct spool_job *j)
+{
+    j->next = s->spare;
+    s->spare = j;
+}
+
+static void jobs_free(struct spool_job *j)
+{
+    for (struct spool_job *next; j != NULL; j = next) {
+        next = j->next;
+        free(j->data);
+        free(j);
+    }
+}
+
+/* Deletes segment seq's file, after whatever the writer still has to write to it. */
+static void seg_unlink(struct spool *s, uint32_t seq)
+{
+    char path[PATH_MAX];
+    struct spool_job *j = s->writer != NULL ? job_get(s) : NULL;
+    if (j != NULL) {
+        j->kind = SPOOL_JOB_UNLINK;
+        j->seq = seq;
+        spool_writer_submit(s->writer, j);
+        return;
+    }
+    seg_path(s, seq, path);
+    if (unlink(path) != 0 && errno != ENOENT)
+        log_ratelimited(&s->error_limit, s->log_interval_ms, LOG_LEVEL_WARN,
+                        "destination %s: spool: cannot delete %s: %s", s->name, path, strerror(errno));
+}
+
 /* Deletes segment i (0: the oldest); its waiting packets are counted under reason. */
 static void seg_drop(struct spool *s, size_t i, unsigned reason)
 {
     struct spool_seg *g = &s->segs[i];
-    char path[PATH_MAX];
-    seg_path(s, g->seq, path);
-    if (unlink(path) != 0 && errno != ENOENT)
-        log_ratelimited(&s->error_limit, s->log_interval_ms, LOG_LEVEL_WARN,
-                        "destination %s: spool: cannot delete %s: %s", s->name, path, strerror(errno));
+    seg_unlink(s, g->seq);
     if (reason < SPOOL_DROP_COUNT && g->waiting > 0) {
         s->st.dropped[reason] += g->waiting;
         log_ratelimited(&s->error_limit, s->log_interval_ms, LOG_LEVEL_WARN,
@@ -350,11 +395,11 @@ static void seg_drop(struct spool *s, size_t i, unsigned reason)
     }
     s->st.packets -= g->waiting;
     s->st.bytes -= g->size;
-    if (i == s->nsegs - 1 && s->wfd >= 0) {
-        close(s->wfd);
-        s->wfd = -1;
-        s->wlen = 0;
-        s->wrecords = 0;
+    if (i == s->nsegs - 1)
+        s->active = false;
+    if (s->fill != NULL && s->fill->seq == g->seq) {
+        s->fill->len = 0;           /* its records were in g->waiting, counted above */
+        s->fill->records = 0;
     }
     if (s->rseq == g->seq)
         reader_reset(s, g->seq + 1);
@@ -402,9 +447,9 @@ static int list_segments(const char *dir, uint32_t **out, size_t *n)
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         unsigned seq;
-        char tail[SPOOL_SEG_NAME_MAX];
-        if (sscanf(e->d_name, "%8x%31s", &seq, tail) != 2 || strcmp(tail, SPOOL_SEG_SUFFIX) != 0 ||
-            strlen(e->d_name) != 8 + strlen(SPOOL_SEG_SUFFIX))
+        char tail[SPOOL_SEGMENT_NAME_MAX];
+        if (sscanf(e->d_name, "%8x%31s", &seq, tail) != 2 || strcmp(tail, SPOOL_SEGMENT_SUFFIX) != 0 ||
+            strlen(e->d_name) != 8 + strlen(SPOOL_SEGMENT_SUFFIX))
             continue;
         if (*n == cap) {
             cap = cap > 0 ? 2 * cap : SPOOL_SEGMENTS_PER_SPOOL;
@@ -430,7 +475,7 @@ static int list_segments(const char *dir, uint32_t **out, size_t *n)
 static void adopt_orphans(struct spool *s, uint32_t *next)
 {
     for (unsigned w = s->nworkers;; w++) {
-        char odir[PATH_MAX], wname[SPOOL_SEG_NAME_MAX];
+        char odir[PATH_MAX], wname[SPOOL_SEGMENT_NAME_MAX];
         snprintf(wname, sizeof wname, "w%u", w);
         path_join(odir, s->base, wname);
         struct stat stt;
@@ -442,7 +487,7 @@ static void adopt_orphans(struct spool *s, uint32_t *next)
             return;
         for (size_t i = 0; i < n; i++) {
             char from[PATH_MAX], to[PATH_MAX];
-            seg_file(from, odir, seqs[i]);
+            spool_segment_path(from, odir, seqs[i]);
             seg_path(s, (*next)++, to);
             if (rename(from, to) != 0)
                 log_warn("destination %s: spool: cannot take over %s: %s", s->name, from, strerror(errno));
@@ -511,7 +556,7 @@ static void seg_scan(struct spool *s, struct spool_seg *g, uint64_t from)
         return;
     }
     uint8_t hdr[SEGMENT_HEADER_LEN];
-    g->size = (uint64_t)st.st_size;
+    g->size = g->on_disk = (uint64_t)st.st_size;
     g->written_s = (uint64_t)st.st_mtime;
     g->created_s = pread(fd, hdr, sizeof hdr, 0) == (ssize_t)sizeof hdr && segment_header_parse(hdr, sizeof hdr, &g->created_s)
                        ? g->created_s
@@ -608,6 +653,12 @@ static void spool_open(struct spool *s)
     free(seqs);
     if (s->next_seq < next)
         s->next_seq = next;
+    if ((s->writer = spool_writer_start(s->dir)) == NULL) {
+        log_error("destination %s: spool: cannot start its writer: %s; packets it would keep are dropped",
+                  s->name, strerror(errno));
+        s->broken = true;
+        return;
+    }
     if (s->nsegs > 0) {
         reader_reset(s, s->segs[0].seq);
         log_info("destination %s: spool: %llu packets (%llu bytes) kept by an earlier run, replayed when a "
@@ -618,16 +669,20 @@ static void spool_open(struct spool *s)
     }
 }
 
+static void spool_harvest(struct spool *s);
+
 void spool_free(struct spool *s)
 {
     if (s == NULL)
         return;
-    if (s->opened && !s->broken) {
+    if (s->writer != NULL) {
         spool_flush(s);
-        cursor_write(s);
+        spool_writer_stop(s->writer);
+        spool_harvest(s);           /* what the writer did last counts */
+        spool_writer_free(s->writer);
     }
-    if (s->wfd >= 0)
-        close(s->wfd);
+    if (s->opened && !s->broken)
+        cursor_write(s);
     if (s->rfd >= 0)
         close(s->rfd);
     if (s->cursor_fd >= 0)
@@ -635,7 +690,9 @@ void spool_free(struct spool *s)
     if (s->lock_fd >= 0)
         close(s->lock_fd);
     free(s->segs);
-    free(s->wbuf);
+    if (s->fill != NULL)
+        jobs_free(s->fill);
+    jobs_free(s->spare);
     free(s->rbuf);
     calls_clear(&s->calls);
     free(s->name);
@@ -646,77 +703,105 @@ void spool_free(struct spool *s)
 
 /* ---- writing ---- */
 
-/* What was buffered is lost: undo its accounting. */
-static void write_failed(struct spool *s, int err)
+static unsigned drop_reason(int err)
 {
-    struct spool_seg *g = &s->segs[s->nsegs - 1];
-    unsigned reason = err == ENOSPC || err == EDQUOT ? SPOOL_DROP_DISK_FULL : SPOOL_DROP_WRITE_ERROR;
-    s->st.dropped[reason] += s->wrecords;
-    s->st.written -= s->wrecords;
-    s->st.packets -= s->wrecords;
-    g->waiting -= s->wrecords;
-    g->size -= s->wlen;
-    s->st.bytes -= s->wlen;
+    return err == ENOSPC || err == EDQUOT ? SPOOL_DROP_DISK_FULL : SPOOL_DROP_WRITE_ERROR;
+}
+
+/*
+ * The records of a job (len bytes, records packets, into segment g) will
+ * never be on disk: undo what spool_append() counted, count them dropped.
+ */
+static void records_lost(struct spool *s, struct spool_seg *g, const struct spool_job *j, unsigned reason,
+                         const char *why)
+{
+    s->st.dropped[reason] += j->records;
+    s->st.written -= j->records;
+    s->st.packets -= j->records;
+    g->waiting -= j->records;
+    g->size -= j->len;
+    s->st.bytes -= j->len;
     log_ratelimited(&s->error_limit, s->log_interval_ms, LOG_LEVEL_WARN,
-                    "destination %s: spool: cannot write to %s: %s; %llu packets dropped", s->name, s->dir,
-                    strerror(err), (unsigned long long)s->wrecords);
-    s->wlen = 0;
-    s->wrecords = 0;
+                    "destination %s: spool: %s: %llu packets dropped (%s)", s->name, why,
+                    (unsigned long long)j->records, spool_drop_name(reason));
+}
+
+/* Takes back what the writer finished: written bytes become readable, failures are counted. */
+static void spool_harvest(struct spool *s)
+{
+    if (s->writer == NULL)
+        return;
+    for (struct spool_job *j = spool_writer_done(s->writer), *next; j != NULL; j = next) {
+        next = j->next;
+        size_t i = 0;
+        while (i < s->nsegs && s->segs[i].seq != j->seq)
+            i++;
+        struct spool_seg *g = i < s->nsegs ? &s->segs[i] : NULL;   /* NULL: dropped since, counted then */
+        if (j->kind == SPOOL_JOB_UNLINK) {
+            if (j->err != 0)
+                log_ratelimited(&s->error_limit, s->log_interval_ms, LOG_LEVEL_WARN,
+                                "destination %s: spool: cannot delete segment %08x: %s", s->name, j->seq,
+                                strerror(j->err));
+        } else if (g != NULL) {
+            g->jobs--;
+            if (j->err == 0) {
+                g->on_disk += j->len + (j->created_s != 0 ? SEGMENT_HEADER_LEN : 0);
+            } else {
+                char why[PATH_MAX + 64];
+                snprintf(why, sizeof why, "cannot write to %s: %s", s->dir, strerror(j->err));
+                records_lost(s, g, j, drop_reason(j->err), why);
+                if (j->created_s != 0) {
+                    /* no file: the next append starts a segment anew */
+                    g->size -= SEGMENT_HEADER_LEN;
+                    s->st.bytes -= SEGMENT_HEADER_LEN;
+                    if (i == s->nsegs - 1)
+                        s->active = false;
+                    if (g->waiting == 0 && g->jobs == 0)
+                        seg_drop(s, i, SPOOL_DROP_COUNT);
+                }
+            }
+        }
+        job_put(s, j);
+    }
 }
 
 void spool_flush(struct spool *s)
 {
-    if (s->wlen == 0 || s->wfd < 0)
+    spool_harvest(s);
+    struct spool_job *j = s->fill;
+    if (j == NULL || j->len == 0)
         return;
-    size_t done = 0;
-    while (done < s->wlen) {
-        ssize_t n = write(s->wfd, s->wbuf + done, s->wlen - done);
-        if (n > 0) {
-            done += (size_t)n;
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        int err = n < 0 ? errno : ENOSPC;
-        /* a part of a record on disk would read as damage: cut it off */
-        struct spool_seg *g = &s->segs[s->nsegs - 1];
-        if (done > 0 && ftruncate(s->wfd, (off_t)(g->size - s->wlen)) != 0)
-            log_ratelimited(&s->error_limit, s->log_interval_ms, LOG_LEVEL_WARN,
-                            "destination %s: spool: cannot truncate a partial write: %s", s->name,
-                            strerror(errno));
-        write_failed(s, err);
+    struct spool_seg *g = seg_find(s, j->seq);
+    if (g == NULL) {                /* dropped while it filled: counted then */
+        s->fill = NULL;
+        job_put(s, j);
         return;
     }
-    s->segs[s->nsegs - 1].written_s = now_s();
-    s->wlen = 0;
-    s->wrecords = 0;
+    if (spool_writer_pending(s->writer) + j->len > s->max_unwritten) {
+        /* the disk does not keep up: never wait for it */
+        records_lost(s, g, j, SPOOL_DROP_SLOW_DISK, "the writer is behind by spool.max_unwritten");
+        j->len = 0;
+        j->records = 0;
+        g->unborn |= j->created_s != 0;    /* the next job makes the file */
+        return;                     /* kept as the fill; a segment's first job keeps its created_s */
+    }
+    s->fill = NULL;
+    g->jobs++;
+    g->written_s = now_s();
+    spool_writer_submit(s->writer, j);
 }
 
-/* Starts a new segment to append to; false (counted by the caller) when it cannot be created. */
-static bool seg_start(struct spool *s, int *err)
+/* Starts a new segment to append to (its file is made by the writer's first job for it). */
+static bool seg_start(struct spool *s)
 {
-    char path[PATH_MAX];
-    uint32_t seq = s->next_seq;
-    seg_path(s, seq, path);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, SPOOL_FILE_MODE);
-    if (fd < 0) {
-        *err = errno;
+    struct spool_seg *g = seg_push(s, s->next_seq);
+    if (g == NULL)
         return false;
-    }
-    uint8_t hdr[SEGMENT_HEADER_LEN];
-    uint64_t t = now_s();
-    segment_header_write(hdr, t);
-    struct spool_seg *g = NULL;
-    if (write(fd, hdr, sizeof hdr) != (ssize_t)sizeof hdr || (g = seg_push(s, seq)) == NULL) {
-        *err = g == NULL && errno == 0 ? ENOMEM : errno;
-        close(fd);
-        unlink(path);
-        return false;
-    }
     g->size = SEGMENT_HEADER_LEN;
-    g->created_s = g->written_s = t;
+    g->created_s = g->written_s = now_s();
+    g->unborn = true;
     s->st.bytes += SEGMENT_HEADER_LEN;
-    s->wfd = fd;
+    s->active = true;
     return true;
 }
 
@@ -729,28 +814,30 @@ void spool_append(struct spool *s, const struct segment_record *r)
         s->st.dropped[SPOOL_DROP_WRITE_ERROR]++;
         return;
     }
-    if (s->wlen + need > SPOOL_BUF_BYTES)
+    if (s->fill != NULL && s->fill->len + need > s->fill->cap)
         spool_flush(s);
-    if (s->wfd >= 0 && s->segs[s->nsegs - 1].size + need > s->seg_max) {
+    if (s->active && s->segs[s->nsegs - 1].size + need > s->seg_max) {
         spool_flush(s);
-        close(s->wfd);
-        s->wfd = -1;
+        s->active = false;
     }
     /* room under max_bytes: the oldest segments go, never the one written to */
-    while (s->st.bytes + need + SEGMENT_HEADER_LEN > s->max_bytes && s->nsegs > (s->wfd >= 0 ? 1u : 0u))
+    while (s->st.bytes + need + SEGMENT_HEADER_LEN > s->max_bytes && s->nsegs > (s->active ? 1u : 0u))
         seg_drop(s, 0, SPOOL_DROP_MAX_BYTES);
-    int err = 0;
-    if (s->wfd < 0 && !seg_start(s, &err)) {
-        unsigned reason = err == ENOSPC || err == EDQUOT ? SPOOL_DROP_DISK_FULL : SPOOL_DROP_WRITE_ERROR;
-        s->st.dropped[reason]++;
+    if ((!s->active && !seg_start(s)) || (s->fill == NULL && (s->fill = job_get(s)) == NULL)) {
+        s->st.dropped[SPOOL_DROP_WRITE_ERROR]++;
         log_ratelimited(&s->error_limit, s->log_interval_ms, LOG_LEVEL_WARN,
-                        "destination %s: spool: cannot start a segment in %s: %s; packets dropped", s->name,
-                        s->dir, strerror(err));
+                        "destination %s: spool: out of memory; packets dropped", s->name);
         return;
     }
     struct spool_seg *g = &s->segs[s->nsegs - 1];
-    s->wlen += segment_record_write(s->wbuf + s->wlen, r);
-    s->wrecords++;
+    struct spool_job *j = s->fill;
+    if (j->len == 0) {
+        j->seq = g->seq;
+        j->created_s = g->unborn ? g->created_s : 0;
+        g->unborn = false;
+    }
+    j->len += segment_record_write(j->data + j->len, r);
+    j->records++;
     g->size += need;
     g->waiting++;
     s->st.bytes += need;
@@ -808,6 +895,19 @@ void spool_keep_first(struct spool *s, const struct segment_record *r)
     calls_add(&s->calls, r->call_hash);
 }
 
+void spool_drain(struct spool *s)
+{
+    if (!s->opened)
+        spool_open(s);
+    spool_flush(s);
+    const struct timespec poll = { 0, (long)SPOOL_DRAIN_POLL_MS * CLOCK_NS_PER_MS };
+    while (s->writer != NULL && spool_writer_jobs(s->writer) > 0) {
+        nanosleep(&poll, NULL);
+        spool_harvest(s);
+    }
+    spool_harvest(s);
+}
+
 bool spool_waiting(const struct spool *s)
 {
     return s->st.packets > 0;
@@ -820,11 +920,19 @@ bool spool_holds_call(const struct spool *s, uint64_t call_hash)
 
 /* ---- replay ---- */
 
-/* The bytes of the reader's segment that can be read: all, less what is still buffered. */
-static uint64_t seg_readable(const struct spool *s, const struct spool_seg *g)
+/* true while g may still grow: appended to, or with records not yet written. */
+static bool seg_writing(const struct spool *s, const struct spool_seg *g)
 {
-    bool last = g == &s->segs[s->nsegs - 1] && s->wfd >= 0;
-    return last ? g->size - s->wlen : g->size;
+    return (g == &s->segs[s->nsegs - 1] && s->active) || g->jobs > 0 ||
+           (s->fill != NULL && s->fill->len > 0 && s->fill->seq == g->seq);
+}
+
+/* Nothing more of g can be read now: what is appended goes to the writer, and is read once written. */
+static bool reader_waits(struct spool *s, const struct spool_seg *g)
+{
+    if (s->fill != NULL && s->fill->len > 0 && s->fill->seq == g->seq)
+        spool_flush(s);
+    return false;
 }
 
 /*
@@ -847,6 +955,7 @@ bool spool_peek(struct spool *s, struct segment_record *r)
 {
     if (!s->opened)
         spool_open(s);
+    spool_harvest(s);
     while (!s->broken) {
         struct spool_seg *g = NULL;
         for (size_t i = 0; i < s->nsegs && g == NULL; i++)
@@ -856,6 +965,12 @@ bool spool_peek(struct spool *s, struct segment_record *r)
             return false;
         if (g->seq != s->rseq)
             reader_reset(s, g->seq);
+        if (g->on_disk == 0) {      /* its file is not written yet, or never will be */
+            if (seg_writing(s, g))
+                return reader_waits(s, g);
+            reader_reset(s, g->seq + 1);
+            continue;
+        }
         if (s->rfd < 0) {
             char path[PATH_MAX];
             seg_path(s, g->seq, path);
@@ -881,7 +996,7 @@ bool spool_peek(struct spool *s, struct segment_record *r)
             continue;
         }
         /* SEGMENT_SHORT: read on */
-        uint64_t end = seg_readable(s, g);
+        uint64_t end = g->on_disk;
         uint64_t have = s->roff + s->rstart + s->rlen;
         if (have < end) {
             memmove(s->rbuf, s->rbuf + s->rstart, s->rlen);
@@ -896,11 +1011,8 @@ bool spool_peek(struct spool *s, struct segment_record *r)
                 continue;
             }
             reader_damage(s, n < 0 ? strerror(errno) : "end of file before its known size");
-        } else if (g == &s->segs[s->nsegs - 1] && s->wfd >= 0) {
-            if (s->wlen == 0)
-                return false;       /* replayed up to the writer */
-            spool_flush(s);
-            continue;
+        } else if (seg_writing(s, g)) {
+            return reader_waits(s, g);  /* replayed up to what is written */
         } else if (s->rlen > 0) {
             reader_damage(s, "torn record at the end");
         }
@@ -962,7 +1074,8 @@ void spool_ack(struct spool *s, uint64_t pos)
     while (s->nsegs > first && s->segs[first].seq < pos_seq(main) && s->segs[first].seq < s->rseq)
         seg_drop(s, first, SPOOL_DROP_COUNT);
     /* all sent: the last segment goes too, and the next append starts a new one */
-    if (s->nsegs == 1 && s->st.packets == 0 && s->wlen == 0 && s->segs[0].seq == pos_seq(main) &&
+    if (s->nsegs == 1 && s->st.packets == 0 && s->segs[0].jobs == 0 && s->segs[0].on_disk == s->segs[0].size &&
+        (s->fill == NULL || s->fill->len == 0) && s->segs[0].seq == pos_seq(main) &&
         pos_off(main) == s->segs[0].size) {
         seg_drop(s, 0, SPOOL_DROP_COUNT);
         reader_reset(s, s->next_seq);
@@ -975,10 +1088,9 @@ void spool_expire(struct spool *s)
     if (!s->opened || s->broken || s->max_age_s == 0)
         return;
     uint64_t now = now_s();
+    spool_harvest(s);
     while (s->nsegs > 0 && s->segs[0].written_s + s->max_age_s < now) {
         bool last = s->nsegs == 1;
-        if (last)
-            spool_flush(s);
         seg_drop(s, 0, SPOOL_DROP_MAX_AGE);
         if (last)
             reader_reset(s, s->next_seq);

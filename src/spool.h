@@ -6,9 +6,13 @@
  * keeps a second process out): append-only segment files (segment.h) named
  * by a hexadecimal sequence number, and a cursor file saying how far the
  * packets were written to a socket ("acked") and how far they were handed
- * to a TCP queue ("queued").  Appends are buffered and written with one
- * write() per batch (spool_flush()); nothing is fsync'ed: a process crash
- * (kill -9) loses nothing the kernel was given, a power cut may.  At start
+ * to a TCP queue ("queued").  Appends are gathered per batch and handed
+ * to a writer thread (spool_writer.h) at spool_flush(), one write() per
+ * batch, so the worker never waits for the disk; the reader replays what
+ * the writer reported written.  Nothing is fsync'ed: a process crash
+ * (kill -9) loses nothing the kernel was given, a power cut may.  When the
+ * writer is behind by spool.max_unwritten bytes, new batches are dropped
+ * (slow_disk) rather than waited for.  At start
  * the segments are scanned, the acked ones deleted, and replay resumes at
  * the acked position; what lies between acked and queued may already have
  * been sent, and is counted as resent when it is replayed again.
@@ -31,18 +35,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "conf.h"
 #include "segment.h"
 
 #define SPOOL_SEGMENT_MIN (64u * 1024u)
 #define SPOOL_SEGMENT_MAX (64u * 1024u * 1024u)
 #define SPOOL_SEGMENTS_PER_SPOOL 16u
+#define SPOOL_DRAIN_POLL_MS 1u
 
 /* Why packets left the spool without being sent: X(name, label) */
 #define SPOOL_DROPS(X)                                                                                       \
     X(SPOOL_DROP_MAX_BYTES, "max_bytes")     /* oldest segment deleted to stay under max_bytes */          \
     X(SPOOL_DROP_MAX_AGE, "max_age")         /* segment last written more than max_age ago */              \
     X(SPOOL_DROP_DISK_FULL, "disk_full")     /* ENOSPC / EDQUOT: not written */                            \
-    X(SPOOL_DROP_WRITE_ERROR, "write_error") /* any other failure to write (or open the directory) */
+    X(SPOOL_DROP_WRITE_ERROR, "write_error") /* any other failure to write (or open the directory) */   \
+    X(SPOOL_DROP_SLOW_DISK, "slow_disk")     /* the writer thread is behind by spool.max_unwritten */
 
 #define SPOOL_DROP_ENUM(name, label) name,
 enum spool_drop { SPOOL_DROPS(SPOOL_DROP_ENUM) SPOOL_DROP_COUNT };
@@ -65,17 +72,17 @@ struct spool_stats {
 struct spool;
 
 /*
- * A spool for destination name in dir, for worker of nworkers (worker 0
+ * A spool for destination name as c says, for worker of nworkers (worker 0
  * also takes over what workers >= nworkers left behind).  Nothing is
  * opened yet.  NULL on ENOMEM.
  */
-struct spool *spool_new(const char *name, const char *dir, unsigned worker, unsigned nworkers,
-                        uint64_t max_bytes, uint64_t max_age_ms, uint64_t log_interval_ms);
+struct spool *spool_new(const char *name, const struct conf_spool *c, unsigned worker, unsigned nworkers,
+                        uint64_t log_interval_ms);
 
 /* Writes what is buffered, saves the cursor, closes the files. */
 void spool_free(struct spool *s);
 
-/* Appends one record (buffered until spool_flush()); counted as dropped when it cannot be kept. */
+/* Appends one record (gathered until spool_flush()); counted as dropped when it cannot be kept. */
 void spool_append(struct spool *s, const struct segment_record *r);
 
 /*
@@ -85,8 +92,15 @@ void spool_append(struct spool *s, const struct segment_record *r);
  */
 void spool_keep_first(struct spool *s, const struct segment_record *r);
 
-/* Writes the buffered records: one write() per segment touched. */
+/* Hands the records gathered to the writer thread, and takes back what it finished. */
 void spool_flush(struct spool *s);
+
+/*
+ * Hands over what is gathered and waits until the writer has written
+ * everything it holds (polling every SPOOL_DRAIN_POLL_MS).  For the unit
+ * tests: the packet path never calls it.
+ */
+void spool_drain(struct spool *s);
 
 /* true when packets wait (or are buffered). */
 bool spool_waiting(const struct spool *s);

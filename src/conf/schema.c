@@ -272,6 +272,8 @@ static const struct conf_key spool_keys[] = {
       .dflt = "24h", .min = MS_PER_SECOND, .max = CONF_SPOOL_AGE_MAX_MS, .flags = KEY_RELOAD },
     { .name = "replay_rate", .set = conf_set_u64, .kind = KIND_U64, .offset = SPOOL_FIELD(replay_rate),
       .dflt = "20000", .min = 1, .max = CONF_SPOOL_RATE_MAX, .flags = KEY_RELOAD },
+    { .name = "max_unwritten", .set = conf_set_size, .kind = KIND_SIZE, .offset = SPOOL_FIELD(max_unwritten),
+      .dflt = "16777216", .min = CONF_SPOOL_BYTES_MIN, .max = CONF_QUEUE_MAX, .flags = KEY_RELOAD },
     KEY_END,
 };
 

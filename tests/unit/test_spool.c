@@ -58,7 +58,9 @@ static void dir_remove(void)
 
 static struct spool *open_spool(unsigned worker, unsigned nworkers, uint64_t max_bytes)
 {
-    struct spool *s = spool_new(NAME, base, worker, nworkers, max_bytes, NO_MAX_AGE, LOG_INTERVAL_MS);
+    struct conf_spool c = { .dir = base, .max_bytes = max_bytes, .max_age_ms = NO_MAX_AGE,
+                            .replay_rate = 1, .max_unwritten = max_bytes };
+    struct spool *s = spool_new(NAME, &c, worker, nworkers, LOG_INTERVAL_MS);
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
     return s;
 }
@@ -97,6 +99,7 @@ static size_t replay(struct spool *s, uint32_t *got, size_t max, uint64_t *pos)
 {
     size_t n = 0;
     struct segment_record r;
+    spool_drain(s);                 /* what was appended is on disk: the reader sees it */
     while (n < max && spool_peek(s, &r)) {
         uint32_t i = index_of(&r);
         CU_ASSERT_EQUAL(r.len, FRAME_LEN);
@@ -159,7 +162,7 @@ static void earlier_run(uint32_t n, uint64_t max_bytes)
     struct spool *s = open_spool(0, 1, max_bytes);
     for (uint32_t i = 0; i < n; i++)
         append(s, i);
-    spool_flush(s);
+    spool_drain(s);
     CU_ASSERT_EQUAL(spool_stats(s)->written, n);
     spool_free(s);
 }
@@ -203,7 +206,7 @@ static void test_append_replay_ack_deletes(void)
         append(s, i);
     CU_ASSERT_TRUE(spool_waiting(s));
     CU_ASSERT_TRUE(spool_holds_call(s, 7 * HASH_STEP));
-    spool_flush(s);
+    spool_drain(s);
     char paths[MAX_SEGS][PATH_LEN];
     CU_ASSERT_EQUAL_FATAL(segments(0, paths, MAX_SEGS), 1);
     CU_ASSERT_EQUAL(file_size(paths[0]), SEGMENT_HEADER_LEN + N * REC_LEN);
@@ -221,6 +224,7 @@ static void test_append_replay_ack_deletes(void)
     CU_ASSERT_FALSE(spool_holds_call(s, 7 * HASH_STEP));
     CU_ASSERT_EQUAL(segments(0, paths, MAX_SEGS), 1);      /* not acked yet */
     spool_ack(s, pos);
+    spool_drain(s);                 /* the writer deletes it */
     CU_ASSERT_EQUAL(segments(0, paths, MAX_SEGS), 0);
     st = spool_stats(s);
     CU_ASSERT_EQUAL(st->replayed, N);
@@ -234,6 +238,7 @@ static void test_append_replay_ack_deletes(void)
     CU_ASSERT_EQUAL(replay(s, got, N, &pos), 1);
     CU_ASSERT_EQUAL(got[0], N);
     spool_ack(s, pos);
+    spool_drain(s);
     CU_ASSERT_EQUAL(segments(0, paths, MAX_SEGS), 0);
     spool_free(s);
     dir_remove();
@@ -347,7 +352,7 @@ static void test_max_bytes_drops_the_oldest(void)
     struct spool *s = open_spool(0, 1, SMALL_SPOOL);
     for (uint32_t i = 0; i < N; i++)
         append(s, i);
-    spool_flush(s);
+    spool_drain(s);
     const struct spool_stats *st = spool_stats(s);
     uint64_t dropped = st->dropped[SPOOL_DROP_MAX_BYTES];
     CU_ASSERT(dropped >= N - SMALL_SPOOL / REC_LEN);
