@@ -1057,7 +1057,7 @@ static void target_send(struct dest *d, struct dest_target *t, const uint8_t *da
         udp_queue(t, data, len);
         return;
     }
-    if (d->spool != NULL && ((spool_waiting(d->spool) && spool_holds_call(d->spool, call_hash(call))) ||
+    if (d->spool != NULL && ((spool_waiting(d->spool) && spool_holds_call(d->spool, call_hash(call), spool_target)) ||
                              !tcp_can_take(t, len))) {
         struct segment_record r = { .call_hash = call_hash(call), .target = spool_target, .data = data, .len = len };
         spool_append(d->spool, &r);
@@ -1087,14 +1087,19 @@ static struct dest_target *replay_target(struct dest *d, const struct segment_re
 {
     if (r->target != SEGMENT_ANY_TARGET && r->target < d->ntargets)
         return &d->targets[r->target];
-    switch (d->balance) {
-    case CONF_BALANCE_HASH:
-        return pick_one(d, (size_t)(r->call_hash % d->ntargets));
-    case CONF_BALANCE_ROUND_ROBIN:
-        return pick_one(d, (size_t)(d->rr_next % d->ntargets));
-    default:
-        return pick_one(d, 0);
+    size_t preferred = 0;
+    if (d->balance == CONF_BALANCE_HASH)
+        preferred = (size_t)(r->call_hash % d->ntargets);
+    else if (d->balance == CONF_BALANCE_ROUND_ROBIN)
+        preferred = (size_t)(d->rr_next % d->ntargets);
+    struct dest_target *t = pick_one(d, preferred);
+    /* a destination that mixes udp: and tcp: targets replays to a stream one */
+    for (size_t k = 0; k < d->ntargets && t->addr.transport != CONF_TCP; k++) {
+        struct dest_target *u = &d->targets[(preferred + k) % d->ntargets];
+        if (u->addr.transport == CONF_TCP && u->state == DEST_TCP_CONNECTED)
+            t = u;
     }
+    return t;
 }
 
 /* Tells the spool about the replayed batches every target has now written. */
@@ -1105,7 +1110,8 @@ static void replay_acks(struct dest *d)
         const uint64_t *a = d->acks + done * stride;
         bool written = true;
         for (size_t j = 0; j < d->ntargets && written; j++)
-            written = d->targets[j].done_total >= DEST_ACK_END(d, a, j);
+            written = DEST_ACK_END(d, a, j) == DEST_ACK_START(d, a, j) ||     /* not in the batch */
+                      d->targets[j].done_total >= DEST_ACK_END(d, a, j);
         if (!written)
             break;
         spool_ack(d->spool, a[0]);
@@ -1635,6 +1641,8 @@ static void dest_moved(struct dest *d, size_t di, size_t first)
 static void dest_retire(struct dest_set *ds, struct dest *d)
 {
     /* closed now: the new version of the destination opens the same directory and replays from it */
+    if (d->spool != NULL)
+        replay_acks(d);
     spool_report(ds, d);
     spool_close(d);
     struct dest_retired *r = NULL;

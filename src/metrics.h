@@ -202,7 +202,7 @@ static inline uint64_t metrics_max(uint64_t a, uint64_t b)
     COUNTER(too_big, "heprouter_destination_too_big_total", "Packets above max_packet: counted, not sent")     \
     COUNTER(encode_errors, "heprouter_destination_encode_errors_total", "Packets that could not be re-encoded")   \
     COUNTER(spool_written, "heprouter_spool_written_packets_total",                                            \
-            "Packets written to the destination's spool (no target could take them)")                        \
+            "Packets given to the destination's spool (no target could take them)")                          \
     COUNTER(spool_replayed, "heprouter_spool_replayed_packets_total", "Packets replayed from the spool")       \
     COUNTER(spool_resent, "heprouter_spool_resent_packets_total",                                              \
             "Packets replayed after a restart that may have been sent before it")                             \

@@ -89,6 +89,7 @@ struct spool {
     uint64_t seg_max;
     uint64_t log_interval_ms;
     bool opened;
+    bool closing;                   /* spool_free(): the writer is stopping or stopped */
     bool broken;                    /* the directory could not be opened: every append is dropped */
     int lock_fd;
     int cursor_fd;
@@ -163,9 +164,16 @@ static size_t calls_slot(const uint64_t *table, size_t cap, uint64_t h)
     return i;
 }
 
-static uint64_t calls_key(uint64_t call_hash)
+/*
+ * A call is waiting for one target: with balance: all, a target that is
+ * down keeps its own copies, and the other targets' copies go on.
+ */
+#define SPOOL_CALL_TARGET_SHIFT 48
+
+static uint64_t calls_key(uint64_t call_hash, unsigned target)
 {
-    return call_hash != SPOOL_CALL_EMPTY ? call_hash : SPOOL_CALL_EMPTY + 1;
+    uint64_t k = call_hash ^ (uint64_t)target << SPOOL_CALL_TARGET_SHIFT;
+    return k != SPOOL_CALL_EMPTY ? k : SPOOL_CALL_EMPTY + 1;
 }
 
 static void calls_clear(struct spool_calls *c)
@@ -206,7 +214,7 @@ static bool calls_grow(struct spool_calls *c)
     return true;
 }
 
-static void calls_add(struct spool_calls *c, uint64_t call_hash)
+static void calls_add(struct spool_calls *c, uint64_t call_hash, unsigned target)
 {
     if (c->all)
         return;
@@ -215,7 +223,7 @@ static void calls_add(struct spool_calls *c, uint64_t call_hash)
         c->all = true;
         return;
     }
-    uint64_t h = calls_key(call_hash);
+    uint64_t h = calls_key(call_hash, target);
     size_t i = calls_slot(c->hash, c->cap, h);
     if (c->hash[i] == SPOOL_CALL_EMPTY) {
         c->hash[i] = h;
@@ -224,22 +232,22 @@ static void calls_add(struct spool_calls *c, uint64_t call_hash)
     c->count[i]++;
 }
 
-static void calls_sub(struct spool_calls *c, uint64_t call_hash)
+static void calls_sub(struct spool_calls *c, uint64_t call_hash, unsigned target)
 {
     if (c->cap == 0)
         return;
-    size_t i = calls_slot(c->hash, c->cap, calls_key(call_hash));
+    size_t i = calls_slot(c->hash, c->cap, calls_key(call_hash, target));
     if (c->hash[i] != SPOOL_CALL_EMPTY && c->count[i] > 0)
         c->count[i]--;
 }
 
-static bool calls_has(const struct spool_calls *c, uint64_t call_hash)
+static bool calls_has(const struct spool_calls *c, uint64_t call_hash, unsigned target)
 {
     if (c->all)
         return true;
     if (c->cap == 0)
         return false;
-    size_t i = calls_slot(c->hash, c->cap, calls_key(call_hash));
+    size_t i = calls_slot(c->hash, c->cap, calls_key(call_hash, target));
     return c->hash[i] != SPOOL_CALL_EMPTY && c->count[i] > 0;
 }
 
@@ -369,7 +377,8 @@ static void jobs_free(struct spool_job *j)
 static void seg_unlink(struct spool *s, uint32_t seq)
 {
     char path[PATH_MAX];
-    struct spool_job *j = s->writer != NULL ? job_get(s) : NULL;
+    /* the front is written by spool_keep_first(), never by the writer: no order to keep */
+    struct spool_job *j = s->writer != NULL && !s->closing && seq != SPOOL_FRONT_SEQ ? job_get(s) : NULL;
     if (j != NULL) {
         j->kind = SPOOL_JOB_UNLINK;
         j->seq = seq;
@@ -387,6 +396,8 @@ static void seg_drop(struct spool *s, size_t i, unsigned reason)
 {
     struct spool_seg *g = &s->segs[i];
     seg_unlink(s, g->seq);
+    if (g->seq == SPOOL_FRONT_SEQ)
+        s->acked[SPOOL_TRACK_FRONT] = s->queued[SPOOL_TRACK_FRONT] = s->resent_until[SPOOL_TRACK_FRONT] = 0;
     if (reason < SPOOL_DROP_COUNT && g->waiting > 0) {
         s->st.dropped[reason] += g->waiting;
         log_ratelimited(&s->error_limit, s->log_interval_ms, LOG_LEVEL_WARN,
@@ -468,9 +479,35 @@ static int list_segments(const char *dir, uint32_t **out, size_t *n)
     return 0;
 }
 
+/* Reads a cursor file: acked and queued positions per track; false when there is no valid one. */
+static bool cursor_parse(int fd, uint64_t acked[SPOOL_TRACKS], uint64_t queued[SPOOL_TRACKS])
+{
+    uint8_t b[SPOOL_CURSOR_LEN];
+    size_t body = SPOOL_CURSOR_LEN - sizeof(uint32_t), magic = sizeof SPOOL_CURSOR_MAGIC - 1;
+    if (fd < 0 || pread(fd, b, sizeof b, 0) != (ssize_t)sizeof b || memcmp(b, SPOOL_CURSOR_MAGIC, magic) != 0 ||
+        hash_crc32c(0, b, body) != bytes_get_be32(b + body))
+        return false;
+    for (unsigned t = 0; t < SPOOL_TRACKS; t++) {
+        acked[t] = bytes_get_be64(b + magic + 16 * t);
+        queued[t] = bytes_get_be64(b + magic + 16 * t + 8);
+    }
+    return true;
+}
+
+static void cursor_read(struct spool *s)
+{
+    if (!cursor_parse(s->cursor_fd, s->acked, s->queued))
+        return;
+    memcpy(s->saved_acked, s->acked, sizeof s->acked);
+    memcpy(s->saved_queued, s->queued, sizeof s->queued);
+    memcpy(s->resent_until, s->queued, sizeof s->queued);
+}
+
 /*
  * Worker 0 takes the segments of workers that no longer exist (fewer
  * workers than the last run), after its own: renamed into its directory.
+ * Those their cursor says were sent are deleted; the one they were in the
+ * middle of is replayed whole (its first packets a second time).
  */
 static void adopt_orphans(struct spool *s, uint32_t *next)
 {
@@ -485,34 +522,30 @@ static void adopt_orphans(struct spool *s, uint32_t *next)
         size_t n;
         if (list_segments(odir, &seqs, &n) != 0)
             return;
+        char f[PATH_MAX];
+        path_join(f, odir, SPOOL_CURSOR_NAME);
+        uint64_t acked[SPOOL_TRACKS] = { 0 }, queued[SPOOL_TRACKS];
+        int cfd = open(f, O_RDONLY | O_CLOEXEC);
+        cursor_parse(cfd, acked, queued);
+        if (cfd >= 0)
+            close(cfd);
         for (size_t i = 0; i < n; i++) {
             char from[PATH_MAX], to[PATH_MAX];
             spool_segment_path(from, odir, seqs[i]);
+            if (seqs[i] != SPOOL_FRONT_SEQ && seqs[i] < pos_seq(acked[SPOOL_TRACK_MAIN])) {
+                unlink(from);
+                continue;
+            }
             seg_path(s, (*next)++, to);
             if (rename(from, to) != 0)
                 log_warn("destination %s: spool: cannot take over %s: %s", s->name, from, strerror(errno));
         }
         free(seqs);
-        char f[PATH_MAX];
-        path_join(f, odir, SPOOL_CURSOR_NAME);
         unlink(f);
         path_join(f, odir, SPOOL_LOCK_NAME);
         unlink(f);
         if (rmdir(odir) == 0)
             log_info("destination %s: spool: took over %zu segments of worker %u", s->name, n, w);
-    }
-}
-
-static void cursor_read(struct spool *s)
-{
-    uint8_t b[SPOOL_CURSOR_LEN];
-    size_t body = SPOOL_CURSOR_LEN - sizeof(uint32_t), magic = sizeof SPOOL_CURSOR_MAGIC - 1;
-    if (pread(s->cursor_fd, b, sizeof b, 0) != (ssize_t)sizeof b || memcmp(b, SPOOL_CURSOR_MAGIC, magic) != 0 ||
-        hash_crc32c(0, b, body) != bytes_get_be32(b + body))
-        return;
-    for (unsigned t = 0; t < SPOOL_TRACKS; t++) {
-        s->acked[t] = s->saved_acked[t] = bytes_get_be64(b + magic + 16 * t);
-        s->queued[t] = s->saved_queued[t] = s->resent_until[t] = bytes_get_be64(b + magic + 16 * t + 8);
     }
 }
 
@@ -580,7 +613,7 @@ static void seg_scan(struct spool *s, struct spool_seg *g, uint64_t from)
                 continue;
             }
             g->waiting++;
-            calls_add(&s->calls, r.call_hash);
+            calls_add(&s->calls, r.call_hash, r.target);
             at += used;
         }
         memmove(s->rbuf, s->rbuf + at, len - at);
@@ -653,6 +686,10 @@ static void spool_open(struct spool *s)
     free(seqs);
     if (s->next_seq < next)
         s->next_seq = next;
+    /* the segment the last run was in the middle of, if it was all sent since */
+    for (size_t i = 0; i < s->nsegs; i++)
+        if (s->segs[i].seq == pos_seq(s->acked[SPOOL_TRACK_MAIN]) && s->segs[i].waiting == 0)
+            seg_drop(s, i--, SPOOL_DROP_COUNT);
     if ((s->writer = spool_writer_start(s->dir)) == NULL) {
         log_error("destination %s: spool: cannot start its writer: %s; packets it would keep are dropped",
                   s->name, strerror(errno));
@@ -676,6 +713,7 @@ void spool_free(struct spool *s)
     if (s == NULL)
         return;
     if (s->writer != NULL) {
+        s->closing = true;          /* the last batch goes whatever the writer's backlog; unlinks are done here */
         spool_flush(s);
         spool_writer_stop(s->writer);
         spool_harvest(s);           /* what the writer did last counts */
@@ -716,7 +754,6 @@ static void records_lost(struct spool *s, struct spool_seg *g, const struct spoo
                          const char *why)
 {
     s->st.dropped[reason] += j->records;
-    s->st.written -= j->records;
     s->st.packets -= j->records;
     g->waiting -= j->records;
     g->size -= j->len;
@@ -751,14 +788,14 @@ static void spool_harvest(struct spool *s)
                 snprintf(why, sizeof why, "cannot write to %s: %s", s->dir, strerror(j->err));
                 records_lost(s, g, j, drop_reason(j->err), why);
                 if (j->created_s != 0) {
-                    /* no file: the next append starts a segment anew */
+                    /* no file (the writer removes it): the next append starts a segment anew */
                     g->size -= SEGMENT_HEADER_LEN;
                     s->st.bytes -= SEGMENT_HEADER_LEN;
                     if (i == s->nsegs - 1)
                         s->active = false;
-                    if (g->waiting == 0 && g->jobs == 0)
-                        seg_drop(s, i, SPOOL_DROP_COUNT);
                 }
+                if (g->on_disk == 0 && g->waiting == 0 && g->jobs == 0)
+                    seg_drop(s, i, SPOOL_DROP_COUNT);
             }
         }
         job_put(s, j);
@@ -777,7 +814,7 @@ void spool_flush(struct spool *s)
         job_put(s, j);
         return;
     }
-    if (spool_writer_pending(s->writer) + j->len > s->max_unwritten) {
+    if (!s->closing && spool_writer_pending(s->writer) + j->len > s->max_unwritten) {
         /* the disk does not keep up: never wait for it */
         records_lost(s, g, j, SPOOL_DROP_SLOW_DISK, "the writer is behind by spool.max_unwritten");
         j->len = 0;
@@ -843,7 +880,46 @@ void spool_append(struct spool *s, const struct segment_record *r)
     s->st.bytes += need;
     s->st.packets++;
     s->st.written++;
-    calls_add(&s->calls, r->call_hash);
+    calls_add(&s->calls, r->call_hash, r->target);
+}
+
+/* A front segment in the list, before every other; NULL on ENOMEM.  Its file is the caller's. */
+static struct spool_seg *front_add(struct spool *s, uint64_t now)
+{
+    if (seg_push(s, SPOOL_FRONT_SEQ) == NULL)
+        return NULL;
+    struct spool_seg front = s->segs[s->nsegs - 1];
+    memmove(s->segs + 1, s->segs, (s->nsegs - 1) * sizeof *s->segs);
+    s->segs[0] = front;
+    s->segs[0].size = s->segs[0].on_disk = SEGMENT_HEADER_LEN;
+    s->segs[0].created_s = now;
+    s->st.bytes += SEGMENT_HEADER_LEN;
+    return &s->segs[0];
+}
+
+/* Appends r to the front's file (made, header first, when fresh); 0 or an errno, nothing written then. */
+static int front_write(const char *path, bool fresh, uint64_t now, const struct segment_record *r)
+{
+    size_t need = segment_record_len(r->len);
+    uint8_t *rec = malloc(need > SEGMENT_HEADER_LEN ? need : SEGMENT_HEADER_LEN);
+    if (rec == NULL)
+        return ENOMEM;
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (fresh ? O_TRUNC : 0), SPOOL_FILE_MODE);
+    int err = fd < 0 ? errno : 0;
+    if (err == 0 && fresh) {
+        segment_header_write(rec, now);
+        err = spool_write_all(fd, rec, SEGMENT_HEADER_LEN);
+    }
+    struct stat st;
+    if (err == 0 && (err = fstat(fd, &st) != 0 ? errno : 0) == 0 &&
+        (err = spool_write_all(fd, rec, segment_record_write(rec, r))) != 0 && ftruncate(fd, st.st_size) != 0)
+        err = errno;                /* and a partial record may be left: read as damage, skipped */
+    if (fd >= 0)
+        close(fd);
+    if (err != 0 && fresh)
+        unlink(path);
+    free(rec);
+    return err;
 }
 
 void spool_keep_first(struct spool *s, const struct segment_record *r)
@@ -851,48 +927,29 @@ void spool_keep_first(struct spool *s, const struct segment_record *r)
     if (!s->opened)
         spool_open(s);
     size_t need = segment_record_len(r->len);
-    struct spool_seg *g = s->nsegs > 0 && s->segs[0].seq == SPOOL_FRONT_SEQ ? &s->segs[0] : NULL;
+    uint64_t now = now_s();
+    bool fresh = s->nsegs == 0 || s->segs[0].seq != SPOOL_FRONT_SEQ;
     char path[PATH_MAX];
     seg_path(s, SPOOL_FRONT_SEQ, path);
-    int fd = s->broken ? -1 : open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, SPOOL_FILE_MODE);
-    uint8_t hdr[SEGMENT_HEADER_LEN];
-    uint64_t t = now_s();
-    bool ok = fd >= 0;
-    if (ok && g == NULL) {
-        /* a new front: the header first, and its place before every other segment */
-        segment_header_write(hdr, t);
-        ok = ftruncate(fd, 0) == 0 && write(fd, hdr, sizeof hdr) == (ssize_t)sizeof hdr &&
-             seg_push(s, SPOOL_FRONT_SEQ) != NULL;
-        if (ok) {
-            struct spool_seg front = s->segs[s->nsegs - 1];
-            memmove(s->segs + 1, s->segs, (s->nsegs - 1) * sizeof *s->segs);
-            s->segs[0] = front;
-            g = &s->segs[0];
-            g->size = SEGMENT_HEADER_LEN;
-            g->created_s = t;
-            s->st.bytes += SEGMENT_HEADER_LEN;
-        }
-    }
-    uint8_t *rec = ok ? malloc(need) : NULL;
-    ok = rec != NULL && write(fd, rec, segment_record_write(rec, r)) == (ssize_t)need;
-    int err = errno;
-    free(rec);
-    if (fd >= 0)
-        close(fd);
-    if (!ok) {
-        s->st.dropped[err == ENOSPC || err == EDQUOT ? SPOOL_DROP_DISK_FULL : SPOOL_DROP_WRITE_ERROR]++;
+    int err = s->broken ? EBADF : front_write(path, fresh, now, r);
+    struct spool_seg *g = err != 0 ? NULL : fresh ? front_add(s, now) : &s->segs[0];
+    if (g == NULL) {
+        s->st.dropped[err != 0 ? drop_reason(err) : SPOOL_DROP_WRITE_ERROR]++;
         log_ratelimited(&s->error_limit, s->log_interval_ms, LOG_LEVEL_WARN,
-                        "destination %s: spool: cannot write %s: %s; a queued packet is lost", s->name, path,
-                        strerror(err));
+                        "destination %s: spool: cannot keep a queued packet in %s: %s", s->name, path,
+                        strerror(err != 0 ? err : ENOMEM));
         return;
     }
+    if (fresh)                      /* a new front starts its track again */
+        s->acked[SPOOL_TRACK_FRONT] = s->queued[SPOOL_TRACK_FRONT] = s->resent_until[SPOOL_TRACK_FRONT] = 0;
     g->size += need;
+    g->on_disk += need;
     g->waiting++;
-    g->written_s = t;
+    g->written_s = now;
     s->st.bytes += need;
     s->st.packets++;
     s->st.written++;
-    calls_add(&s->calls, r->call_hash);
+    calls_add(&s->calls, r->call_hash, r->target);
 }
 
 void spool_drain(struct spool *s)
@@ -913,9 +970,14 @@ bool spool_waiting(const struct spool *s)
     return s->st.packets > 0;
 }
 
-bool spool_holds_call(const struct spool *s, uint64_t call_hash)
+bool spool_holds_call(const struct spool *s, uint64_t call_hash, unsigned target)
 {
-    return s->st.packets > 0 && calls_has(&s->calls, call_hash);
+    if (s->st.packets == 0)
+        return false;
+    /* what a TCP queue held at the last stop has no call hash: everything waits behind it */
+    if (s->nsegs > 0 && s->segs[0].seq == SPOOL_FRONT_SEQ && s->segs[0].waiting > 0)
+        return true;
+    return calls_has(&s->calls, call_hash, target);
 }
 
 /* ---- replay ---- */
@@ -951,6 +1013,16 @@ static void reader_damage(struct spool *s, const char *what)
                     (unsigned long long)(s->roff + s->rstart));
 }
 
+/* The reader leaves g for the next segment; the records g still counted are lost to damage. */
+static void reader_abandon(struct spool *s, struct spool_seg *g)
+{
+    s->st.packets -= g->waiting;
+    g->waiting = 0;
+    if (s->st.packets == 0)
+        calls_clear(&s->calls);
+    reader_reset(s, g->seq + 1);
+}
+
 bool spool_peek(struct spool *s, struct segment_record *r)
 {
     if (!s->opened)
@@ -977,7 +1049,7 @@ bool spool_peek(struct spool *s, struct segment_record *r)
             s->rfd = open(path, O_RDONLY | O_CLOEXEC);
             if (s->rfd < 0) {
                 reader_damage(s, strerror(errno));
-                reader_reset(s, g->seq + 1);
+                reader_abandon(s, g);
                 continue;
             }
         }
@@ -1016,9 +1088,8 @@ bool spool_peek(struct spool *s, struct segment_record *r)
         } else if (s->rlen > 0) {
             reader_damage(s, "torn record at the end");
         }
-        /* this segment is done */
-        g->waiting = 0;
-        reader_reset(s, g->seq + 1);
+        /* this segment is done: what it still counted was damaged */
+        reader_abandon(s, g);
     }
     return false;
 }
@@ -1028,7 +1099,7 @@ uint64_t spool_consume(struct spool *s)
     struct segment_record r;
     size_t used = s->peeked;
     if (used > 0 && segment_record_parse(s->rbuf + s->rstart, s->rlen, &r, &used) == SEGMENT_OK) {
-        calls_sub(&s->calls, r.call_hash);
+        calls_sub(&s->calls, r.call_hash, r.target);
         s->rstart += used;
         s->rlen -= used;
         struct spool_seg *g = seg_find(s, s->rseq);
@@ -1050,11 +1121,10 @@ uint64_t spool_consume(struct spool *s)
     return pos;
 }
 
-/* The front was replayed and written whole: it goes, and its track starts again for the next one. */
+/* The front was replayed and written whole: it goes (seg_drop() starts its track again). */
 static void front_done(struct spool *s)
 {
     seg_drop(s, 0, SPOOL_DROP_COUNT);
-    s->acked[SPOOL_TRACK_FRONT] = s->queued[SPOOL_TRACK_FRONT] = s->resent_until[SPOOL_TRACK_FRONT] = 0;
 }
 
 void spool_ack(struct spool *s, uint64_t pos)
@@ -1062,9 +1132,9 @@ void spool_ack(struct spool *s, uint64_t pos)
     if (!s->opened || s->broken)
         return;
     unsigned t = track_of(pos_seq(pos));
-    if (pos > s->acked[t])
-        s->acked[t] = pos;
     bool front = s->nsegs > 0 && s->segs[0].seq == SPOOL_FRONT_SEQ;
+    if (pos > s->acked[t] && (t == SPOOL_TRACK_MAIN || front))     /* a front gone since: nothing to ack */
+        s->acked[t] = pos;
     if (front && t == SPOOL_TRACK_FRONT && pos_off(pos) >= s->segs[0].size && s->segs[0].waiting == 0)
         front_done(s);
     else if (front && t == SPOOL_TRACK_MAIN && pos_seq(pos) != SPOOL_FRONT_SEQ)

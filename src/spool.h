@@ -59,7 +59,7 @@ const char *spool_drop_name(unsigned reason);
 
 /* Cumulative counts and the state now; the destination turns them into metrics. */
 struct spool_stats {
-    uint64_t written;               /* packets appended (and written to the file) */
+    uint64_t written;               /* packets appended (the dropped counts say which were not kept) */
     uint64_t replayed;              /* packets handed back to a target */
     uint64_t resent;                /* of those, replayed after a restart that may have gone out before */
     uint64_t damaged;               /* damaged or torn stretches skipped */
@@ -105,8 +105,13 @@ void spool_drain(struct spool *s);
 /* true when packets wait (or are buffered). */
 bool spool_waiting(const struct spool *s);
 
-/* true when a waiting packet may belong to the call whose hash is call_hash (a hint: never false when one does). */
-bool spool_holds_call(const struct spool *s, uint64_t call_hash);
+/*
+ * true when a packet of the call whose hash is call_hash waits for target
+ * (an index, or SEGMENT_ANY_TARGET): the call's next packet for it goes
+ * behind.  Also true for every call while packets kept at the last stop
+ * (without their call) wait.
+ */
+bool spool_holds_call(const struct spool *s, uint64_t call_hash, unsigned target);
 
 /*
  * The next packet to replay, in order: true and *r (valid until the next

@@ -70,8 +70,7 @@ static void close_current(struct spool_writer *w)
     w->fd = -1;
 }
 
-/* Writes all of len bytes; 0 or an errno. */
-static int write_all(int fd, const uint8_t *p, size_t len)
+int spool_write_all(int fd, const uint8_t *p, size_t len)
 {
     while (len > 0) {
         ssize_t n = write(fd, p, len);
@@ -102,7 +101,7 @@ static int do_append(struct spool_writer *w, const struct spool_job *job)
         if (job->created_s != 0) {
             uint8_t hdr[SEGMENT_HEADER_LEN];
             segment_header_write(hdr, job->created_s);
-            int err = write_all(w->fd, hdr, sizeof hdr);
+            int err = spool_write_all(w->fd, hdr, sizeof hdr);
             if (err != 0) {
                 close_current(w);
                 unlink(path);
@@ -112,10 +111,16 @@ static int do_append(struct spool_writer *w, const struct spool_job *job)
     }
     struct stat st;
     off_t start = fstat(w->fd, &st) == 0 ? st.st_size : -1;
-    int err = write_all(w->fd, job->data, job->len);
-    /* part of a record on disk would read as damage: cut it off */
-    if (err != 0 && start >= 0 && ftruncate(w->fd, start) != 0)
+    int err = spool_write_all(w->fd, job->data, job->len);
+    if (err != 0 && job->created_s != 0) {
+        /* a segment whose first records failed does not exist: the later jobs for it fail too */
+        char path[PATH_MAX];
+        spool_segment_path(path, w->dir, job->seq);
         close_current(w);
+        unlink(path);
+    } else if (err != 0 && start >= 0 && ftruncate(w->fd, start) != 0) {
+        close_current(w);           /* part of a record on disk would read as damage: cut it off */
+    }
     return err;
 }
 

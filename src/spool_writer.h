@@ -59,6 +59,9 @@ void spool_writer_stop(struct spool_writer *w);
 /* Frees a stopped writer, and the finished jobs not taken back. */
 void spool_writer_free(struct spool_writer *w);
 
+/* write() until all of len bytes are written: 0, or an errno (ENOSPC for a write of 0). */
+int spool_write_all(int fd, const uint8_t *p, size_t len);
+
 /* Segment seq's path in dir (PATH_MAX bytes; empty when too long). */
 void spool_segment_path(char *out, const char *dir, uint32_t seq);
 

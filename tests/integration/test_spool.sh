@@ -9,6 +9,9 @@
 #               calls that start once heprouter is connected again do not
 #               wait behind the backlog being replayed (their p99 delay
 #               under NEW_CALLS_P99_MS, against seconds for the backlog)
+#   all_one_down  balance: all over two TCP back-ends, one of them down: the
+#               other gets every packet at once (none goes through the
+#               spool), the one down gets them all, in order, once it is up
 #   kill9       heprouter killed with SIGKILL while its spool holds every
 #               packet (the back-end down), started again with the back-end
 #               up: everything delivered, once
@@ -53,12 +56,13 @@ LIMITS="reconnect_min: 50ms, reconnect_max: 200ms, connect_timeout: 200ms"
 it_init "$TIME_LIMIT"
 it_require_cmd python3 mount umount
 HEPROUTER=$(it_bin src/heprouter) || exit 1
-IT_CASES=(outage kill9 term max_bytes torn disk_full)
+IT_CASES=(outage all_one_down kill9 term max_bytes torn disk_full)
 IT_ROUTER_LISTEN=udp
 
-# start_sink PORT: the TCP back-end (spool.py sink) on PORT, writing $CASE_DIR/got.
+# start_sink PORT [NAME]: the TCP back-end (spool.py sink) on PORT, writing
+# $CASE_DIR/NAME (default got); sets SINK to its PID.
 start_sink() {
-    it_start "${CASE}/sink" "${SPOOL[@]}" sink "$1" --out "$CASE_DIR/got"
+    it_start "${CASE}/sink-${2:-got}" "${SPOOL[@]}" sink "$1" --out "$CASE_DIR/${2:-got}"
     SINK=$IT_PID
     it_wait_for_port tcp "$1" || it_case_fail "the sink does not listen on $1"
 }
@@ -135,6 +139,34 @@ case_outage() {
         it_case_fail "the spool kept fewer packets than the outage saw"
     it_stop_router
     it_stop "$SINK"
+    it_case_end "$CASE_DIR/router.err"
+}
+
+case_all_one_down() {
+    it_case_begin all_one_down "balance: all, one of two TCP back-ends down"
+    local up down calls=200 up_sink
+    up=$(it_free_port tcp) || exit 1
+    down=$(it_free_port tcp) || exit 1
+    start_sink "$up" got_up
+    up_sink=$SINK
+    it_start_router "workers: 1
+log: { stats_interval: 1s }
+limits: { $LIMITS }
+destinations:
+  coll: { targets: [ \"tcp:127.0.0.1:$up\", \"tcp:127.0.0.1:$down\" ], balance: all, spool: { dir: \"$CASE_DIR/spool\" } }
+default: [ coll ]"
+    send "$calls"
+    it_wait_until "$ARRIVE_TIMEOUT" has_lines "$CASE_DIR/got_up" $((calls * PER_CALL)) || true
+    "${SPOOL[@]}" check "$CASE_DIR/sent" "$CASE_DIR/got_up" | sed 's/^/    up: /'
+    ((PIPESTATUS[0] == 0)) || it_case_fail "the back-end that is up missed packets while the other was down"
+    it_usr1_stats
+    (($(it_counter destinations/coll/spool_written) == calls * PER_CALL)) ||
+        it_case_fail "spool_written $(it_counter destinations/coll/spool_written): the copies for the one down only"
+    start_sink "$down"
+    delivered $((calls * PER_CALL))
+    it_stop_router
+    it_stop "$SINK"
+    it_stop "$up_sink"
     it_case_end "$CASE_DIR/router.err"
 }
 
@@ -258,12 +290,13 @@ case_disk_full() {
     (($(it_sink_lines udp) == calls * PER_CALL)) || it_case_fail "the UDP destination got $(it_sink_lines udp) of $((calls * PER_CALL))"
     written=$(it_counter destinations/coll/spool_written)
     full=$(it_counter destinations/coll/spool_dropped_disk_full)
-    it_note "spool: $written written, $full dropped (disk full)"
+    it_note "spool: $written given, $full dropped (disk full)"
     ((full > 0)) || it_case_fail "no drop counted for the full disk"
-    ((written + full == calls * PER_CALL)) || it_case_fail "written + dropped != sent"
+    ((written == calls * PER_CALL)) || it_case_fail "$written of $((calls * PER_CALL)) given to the spool"
+    local kept=$((written - full))
     start_sink "$port"
-    it_wait_until "$ARRIVE_TIMEOUT" has_lines "$CASE_DIR/got" "$written" || true
-    (($(lines "$CASE_DIR/got") == written)) || it_case_fail "$(lines "$CASE_DIR/got") of $written spooled packets delivered"
+    it_wait_until "$ARRIVE_TIMEOUT" has_lines "$CASE_DIR/got" "$kept" || true
+    (($(lines "$CASE_DIR/got") == kept)) || it_case_fail "$(lines "$CASE_DIR/got") of $kept spooled packets delivered"
     it_stop_router
     it_stop "$SINK"
     umount "$CASE_DIR/spool" || it_case_fail "cannot unmount $CASE_DIR/spool"

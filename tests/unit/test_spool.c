@@ -205,7 +205,8 @@ static void test_append_replay_ack_deletes(void)
     for (uint32_t i = 0; i < N; i++)
         append(s, i);
     CU_ASSERT_TRUE(spool_waiting(s));
-    CU_ASSERT_TRUE(spool_holds_call(s, 7 * HASH_STEP));
+    CU_ASSERT_TRUE(spool_holds_call(s, 7 * HASH_STEP, 7 % TARGETS));
+    CU_ASSERT_FALSE(spool_holds_call(s, 7 * HASH_STEP, 7 % TARGETS + 1));    /* another target's copy goes on */
     spool_drain(s);
     char paths[MAX_SEGS][PATH_LEN];
     CU_ASSERT_EQUAL_FATAL(segments(0, paths, MAX_SEGS), 1);
@@ -221,7 +222,7 @@ static void test_append_replay_ack_deletes(void)
     CU_ASSERT_EQUAL(replay(s, got, N + 1, &pos), N);
     assert_all_but(got, N, N, N, N);
     CU_ASSERT_FALSE(spool_waiting(s));
-    CU_ASSERT_FALSE(spool_holds_call(s, 7 * HASH_STEP));
+    CU_ASSERT_FALSE(spool_holds_call(s, 7 * HASH_STEP, 7 % TARGETS));
     CU_ASSERT_EQUAL(segments(0, paths, MAX_SEGS), 1);      /* not acked yet */
     spool_ack(s, pos);
     spool_drain(s);                 /* the writer deletes it */
