@@ -36,6 +36,7 @@
 #
 # Environment: BUILD_DIR, IT_KEEP_TMP=1 keeps the scratch directory.
 # Needs python3 and mount (tmpfs; run as root).
+# shellcheck disable=SC2119  # it_usr1_stats signals ROUTER_PID by default
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
