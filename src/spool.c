@@ -867,6 +867,15 @@ void spool_append(struct spool *s, const struct segment_record *r)
         return;
     }
     struct spool_seg *g = &s->segs[s->nsegs - 1];
+    if (s->fill->len > 0 && s->fill->seq != g->seq) {
+        /* records of a segment the writer gave up on go to it first (and fail there, counted) */
+        spool_flush(s);
+        if (s->fill == NULL && (s->fill = job_get(s)) == NULL) {
+            s->st.dropped[SPOOL_DROP_WRITE_ERROR]++;
+            return;
+        }
+        g = &s->segs[s->nsegs - 1];
+    }
     struct spool_job *j = s->fill;
     if (j->len == 0) {
         j->seq = g->seq;
