@@ -279,6 +279,11 @@ static void json_target(FILE *out, const struct metrics_target *s, int *first)
     METRICS_TARGET_COUNTERS(JSON_COUNTER, NOTHING)
 }
 
+static void json_route(FILE *out, const struct metrics_route *s, int *first)
+{
+    METRICS_ROUTE_COUNTERS(JSON_COUNTER, NOTHING)
+}
+
 #undef JSON_COUNTER
 #undef JSON_SERIES
 #undef JSON_GROUP
@@ -307,6 +312,19 @@ void metrics_write_json(const struct metrics *m, const struct conf *conf, FILE *
             fputc('}', out);
         }
         fputs("}}", out);
+    }
+    fputc('}', out);
+    /* per route, in the configuration's order, then the default list */
+    first = 0;
+    json_key(out, "routes", &first);
+    fputc('{', out);
+    int first_route = 1;
+    for (size_t i = 0; i < m->nroutes && i <= conf->nroutes; i++) {
+        json_key(out, i < conf->nroutes ? conf->routes[i].name : METRICS_DEFAULT_ROUTE, &first_route);
+        fputc('{', out);
+        first = 1;
+        json_route(out, &m->routes[i], &first);
+        fputc('}', out);
     }
     fputs("}}\n", out);
 }

@@ -130,7 +130,8 @@ case_invite_407() {
     expect homer
     expect voipmonitor $(it_seq_items v3 7 18)
     stats packets_in=12 calls_new=1 calls_followed=11 calls_fallback=0 orphans_held=0 \
-        destinations.voipmonitor.packets=12 destinations.homer.packets=0
+        destinations.voipmonitor.packets=12 destinations.homer.packets=0 \
+        routes.route-1.hits=12 routes.route-2.hits=0
     case_end
 }
 
