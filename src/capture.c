@@ -350,14 +350,17 @@ static bool tcp_next_frame(struct capture *c, struct capture_packet *p)
             return true;
         }
         if (st != FRAMER_NEED_MORE) {
+            /* drop up to the next "HEP3" past the bad frame's first byte */
             skip(c, CAPTURE_SKIP_TCP_FRAMING);
+            const uint8_t *held = s->framer.buf + s->framer.start;
+            size_t n = framer_pending(&s->framer);
+            size_t at = n > 0 ? 1 + find_magic(held + 1, n - 1) : 0;
+            if (at < n) {
+                s->framer.start += at;
+                continue;
+            }
             stream_reset(s);
             s->resync = true;
-            /* the bad bytes' "HEP3" would be found again: look past it */
-            if (c->rest_len > 0 && memcmp(c->rest, HEP3_MAGIC, sizeof(HEP3_MAGIC) - 1) == 0) {
-                c->rest++;
-                c->rest_len--;
-            }
         }
         if (!tcp_feed(c))
             break;

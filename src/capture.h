@@ -18,8 +18,9 @@
  *     is not held back: the bytes in between are lost, the partial frame
  *     is dropped and the stream resynchronises on the next "HEP3" found at
  *     the start of a segment's remaining bytes or inside it (a magic split
- *     across two segments is not seen).  A stream whose framing breaks
- *     (bad magic or length) resynchronises the same way.
+ *     across two segments is not seen).  Where the framing breaks (bad
+ *     magic or length) the stream goes on at the next "HEP3" after the
+ *     bad frame's start.
  *   - hepdump's JSON lines (a file starting with '{'), written with --raw:
  *     "raw" is the packet, "t" its time, "peer" and "transport" where it
  *     came from; the destination is not in those lines (AF_UNSPEC).

@@ -16,7 +16,9 @@ only, nothing binary in git):
   tcp.pcap     Ethernet, IPv4, TCP: one connection carrying every packet as a
                HEP3 stream whose segments split frames in 3, glue several
                frames, overlap and repeat (retransmissions); then a second
-               connection that lost the segment of its second frame
+               connection that lost the segment of its second frame, and a
+               third with bytes that are not a frame (a bad length) before
+               its second frame
   garbage.pcap the packets of udp.pcap among non-IP frames, a truncated
                record, fragments, ICMP, broken headers and one datagram of
                random bytes (returned: it is what a socket would get)
@@ -41,7 +43,7 @@ PROTO_ICMP, PROTO_TCP, PROTO_UDP = 1, 6, 17
 V4_SRC, V4_DST = "192.0.2.10", "192.0.2.20"
 V6_SRC, V6_DST = "2001:db8::10", "2001:db8::20"
 SRC_PORT, DST_PORT = 40000, 9070
-TCP_SRC, TCP_LOST_SRC = ("192.0.2.30", 41000), ("192.0.2.31", 41001)
+TCP_SRC, TCP_LOST_SRC, TCP_JUNK_SRC = ("192.0.2.30", 41000), ("192.0.2.31", 41001), ("192.0.2.32", 41002)
 TCP_ISN = 0xFFFFF000          # the sequence numbers wrap inside the stream
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 
@@ -272,6 +274,16 @@ def tcp_capture(packets):
         seq += len(packets[i])
     cap.skip("tcp_gap")
     seg(src, dst, seq, RST)
+
+    # a third one with bytes that are no HEP3 frame before its second frame
+    src = TCP_JUNK_SRC
+    seg(src, dst, 0, SYN)
+    junk = b"HEP3\0\2" + bytes(range(50))
+    for i, payload in enumerate([packets[0], junk + packets[1], packets[2]]):
+        seg(src, dst, 1 + sum(len(p) for p in [packets[0], junk + packets[1]][:i]), PSH | ACK, payload)
+        cap.packet(packets[i], cap.records[-1][:2], "tcp", src, dst)
+    cap.skip("tcp_framing")
+    seg(src, dst, 1 + len(packets[0]) + len(junk) + len(packets[1]) + len(packets[2]), FIN | ACK)
     return cap
 
 
