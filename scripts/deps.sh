@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # deps.sh - installs the Debian 12 packages heprouter needs that are missing.
 #
-#   scripts/deps.sh build     compiler, autotools and the libraries
+#   scripts/deps.sh build     compiler, autotools, the libraries and python3
+#                             (make check runs a Python script)
 #   scripts/deps.sh test      build + what the tests run (kamailio, sipp,
 #                             redis, clang/libFuzzer, node/npm, valgrind,
 #                             podman and debootstrap for the container test,
@@ -13,10 +14,11 @@ set -euo pipefail
 
 build_pkgs=(build-essential autoconf automake pkg-config
             libev-dev libhiredis-dev libyaml-dev libcunit1-dev zlib1g-dev
-            libmicrohttpd-dev)
+            libmicrohttpd-dev libpcap-dev
+            python3)            # make check: tests/integration/capture/make_pcap.py
 test_pkgs=(clang libfuzzer-14-dev libclang-rt-14-dev valgrind
            kamailio kamailio-extra-modules sip-tester
-           redis-server redis-sentinel socat python3 wireshark-common
+           redis-server redis-sentinel socat wireshark-common
            docker-compose systemd
            podman runc debootstrap
            debhelper lintian fakeroot dpkg-dev

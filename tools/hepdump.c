@@ -8,6 +8,9 @@
  * large socket buffer, JSON is formatted by hand into a big output buffer
  * that is written with write(2), and per-packet work is kept small.  TCP
  * input is a HEP3 stream framed by the u16 total length of each packet.
+ *
+ * With -r it reads the packets of a capture file instead (capture.h) and
+ * prints them the same way, with the capture's time and source address.
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -35,6 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "capture.h"
 #include "conf.h"
 #include "hep.h"
 #include "netaddr.h"
@@ -73,6 +77,9 @@
 #define HEP_CHUNK_LAST_KNOWN HEP_CHUNK_NODE_NAME
 
 #define NSEC_PER_USEC       1000L
+
+/* -r: room for capture_open()'s reason, the file name included. */
+#define PCAP_ERR_TEXT       (PATH_MAX + 256)
 
 enum transport { TRANSPORT_UDP, TRANSPORT_TCP };
 
@@ -116,7 +123,9 @@ struct options {
     double max_seconds;                 /* 0: no limit */
     const char *output;                 /* NULL: stdout */
     const char *ready_file;
+    const char *read_path;              /* -r: a capture instead of listeners */
     int rcvbuf;
+    bool rcvbuf_set;
     bool raw;
     bool payload;
     bool count_only;
@@ -602,7 +611,8 @@ static void stop_loop(int exit_code)
         g.exit_code = exit_code;
     if (!g.stopping) {
         g.stopping = true;
-        ev_break(g.loop, EVBREAK_ALL);
+        if (g.loop != NULL)             /* -r runs without one */
+            ev_break(g.loop, EVBREAK_ALL);
     }
 }
 
@@ -977,10 +987,13 @@ static void usage(FILE *f)
 {
     fprintf(f,
         "usage: " PROG " -l ADDR [-l ADDR]... [options]\n"
-        "Receive HEP and print one JSON line per packet.\n"
+        "       " PROG " -r FILE [options]\n"
+        "Receive HEP, or read it from a capture, and print one JSON line per packet.\n"
         "\n"
         "  -l, --listen ADDR      udp:HOST:PORT or tcp:HOST:PORT (IPv6: udp:[::1]:9060);\n"
         "                         port 0 picks a free port; repeatable\n"
+        "  -r, --read FILE        read a pcap, pcapng or hepdump --raw JSON lines file\n"
+        "                         instead of listening (no -l, -s, -u, --ready-file, --rcvbuf)\n"
         "  -n, --packets N        stop after N packets (valid or not)\n"
         "  -s, --seconds S        stop after S seconds (fractions allowed)\n"
         "  -o, --output FILE      write JSON to FILE instead of stdout\n"
@@ -1019,6 +1032,7 @@ enum long_only_option {
 
 static const struct option long_options[] = {
     { "listen", required_argument, NULL, 'l' },
+    { "read", required_argument, NULL, 'r' },
     { "packets", required_argument, NULL, 'n' },
     { "seconds", required_argument, NULL, 's' },
     { "output", required_argument, NULL, 'o' },
@@ -1071,7 +1085,7 @@ static void parse_options(int argc, char **argv)
     }
 
     int ch;
-    while ((ch = getopt_long(argc, argv, "l:n:s:o:uqhV", long_options, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "l:r:n:s:o:uqhV", long_options, NULL)) != -1) {
         switch (ch) {
         case 'l': {
             const char *why = parse_listen(optarg, &g.listeners[g.n_listeners]);
@@ -1080,6 +1094,7 @@ static void parse_options(int argc, char **argv)
             g.n_listeners++;
             break;
         }
+        case 'r': g.opt.read_path = optarg; break;
         case 'n': g.opt.max_packets = parse_count(optarg); break;
         case 's': g.opt.max_seconds = parse_seconds(optarg); break;
         case 'o': g.opt.output = optarg; break;
@@ -1088,7 +1103,10 @@ static void parse_options(int argc, char **argv)
         case OPT_PAYLOAD: g.opt.payload = true; break;
         case OPT_COUNT: g.opt.count_only = true; break;
         case OPT_READY_FILE: g.opt.ready_file = optarg; break;
-        case OPT_RCVBUF: g.opt.rcvbuf = parse_bytes(optarg); break;
+        case OPT_RCVBUF:
+            g.opt.rcvbuf = parse_bytes(optarg);
+            g.opt.rcvbuf_set = true;
+            break;
         case 'q': g.opt.quiet = true; break;
         case 'h': usage(stdout); exit(EXIT_OK);
         case 'V': printf(PROG " (heprouter) %s\n", PACKAGE_VERSION); exit(EXIT_OK);
@@ -1097,8 +1115,14 @@ static void parse_options(int argc, char **argv)
     }
     if (optind < argc)
         usage_error("unexpected argument \"%s\"", argv[optind]);
-    if (g.n_listeners == 0)
-        usage_error("at least one -l ADDR is required");
+    if (g.opt.read_path != NULL) {
+        /* a file is read to its end as fast as it goes: nothing to listen, wait or hand over */
+        if (g.n_listeners != 0 || g.opt.max_seconds > 0 || g.opt.unbuffered ||
+            g.opt.ready_file != NULL || g.opt.rcvbuf_set)
+            usage_error("-r does not go with -l, -s, -u, --ready-file or --rcvbuf");
+    } else if (g.n_listeners == 0) {
+        usage_error("at least one -l ADDR (or -r FILE) is required");
+    }
 }
 
 static bool open_output(void)
@@ -1127,12 +1151,88 @@ static bool open_output(void)
     return true;
 }
 
+/* ------------------------------------------------------------------- end */
+
+/* Prints the summary, flushes and frees; the exit status. */
+static int finish(void)
+{
+    char summary[1024];
+    format_summary(summary, sizeof(summary));
+    if (g.opt.count_only)
+        out_bytes(summary, strlen(summary));
+    out_flush();
+    if (!g.opt.quiet)
+        fputs(summary, stderr);
+
+    while (g.conns != NULL)
+        tcp_conn_close(g.conns, NULL);
+    for (size_t i = 0; i < g.n_listeners; i++)
+        close(g.listeners[i].fd);
+    if (g.out.fd != STDOUT_FILENO && close(g.out.fd) != 0) {
+        msg_error("cannot write %s: %s", g.out.name, strerror(errno));
+        g.exit_code = EXIT_RUNTIME;
+    }
+    free(g.out.data);
+    free(g.listeners);
+    if (g.loop != NULL)
+        ev_loop_destroy(g.loop);
+    return g.exit_code;
+}
+
+/* ------------------------------------------------------------------ -r */
+
+/* "hepdump: FILE: N records, M packets, skipped: reason=K ..." on stderr. */
+static void report_capture(const struct capture *c)
+{
+    const struct capture_stats *st = capture_stats(c);
+    char text[512];
+    size_t n = (size_t)snprintf(text, sizeof(text), "%llu records, %llu packets, skipped:",
+                                (unsigned long long)st->records, (unsigned long long)st->packets);
+    for (int why = 0; why < CAPTURE_SKIP_COUNT && n < sizeof(text); why++)
+        n += (size_t)snprintf(text + n, sizeof(text) - n, " %s=%llu", capture_skip_name(why),
+                              (unsigned long long)st->skipped[why]);
+    msg_info("%s: %s", g.opt.read_path, text);
+}
+
+/* Every packet of the capture through handle_packet(), as if received. */
+static int read_capture(void)
+{
+    char err[PCAP_ERR_TEXT];
+    struct capture *c = capture_open(g.opt.read_path, err, sizeof(err));
+    if (c == NULL) {
+        msg_error("cannot read %s", err);
+        return EXIT_RUNTIME;
+    }
+    if (!open_output()) {
+        capture_close(c);
+        return EXIT_RUNTIME;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &g.started);
+    struct capture_packet p;
+    int rc = 0;
+    while (!g.stopping && (rc = capture_next(c, &p)) == 1) {
+        char peer[NETADDR_TEXT_MAX];
+        size_t peer_len = strlen(netaddr_format((const struct sockaddr *)&p.src, peer, sizeof(peer)));
+        handle_packet(p.data, p.len, peer, peer_len,
+                      p.transport == CAPTURE_TCP ? TRANSPORT_TCP : TRANSPORT_UDP, &p.ts);
+    }
+    if (rc < 0) {
+        msg_error("%s: %s", g.opt.read_path, capture_error(c));
+        g.exit_code = EXIT_RUNTIME;
+    }
+    report_capture(c);
+    capture_close(c);
+    return finish();
+}
+
 /* ------------------------------------------------------------------- main */
 
 int main(int argc, char **argv)
 {
     parse_options(argc, argv);
     signal(SIGPIPE, SIG_IGN);
+    if (g.opt.read_path != NULL)
+        return read_capture();
 
     g.loop = ev_default_loop(EVFLAG_AUTO);
     if (g.loop == NULL) {
@@ -1170,25 +1270,5 @@ int main(int argc, char **argv)
     }
 
     ev_run(g.loop, 0);
-
-    char summary[1024];
-    format_summary(summary, sizeof(summary));
-    if (g.opt.count_only)
-        out_bytes(summary, strlen(summary));
-    out_flush();
-    if (!g.opt.quiet)
-        fputs(summary, stderr);
-
-    while (g.conns != NULL)
-        tcp_conn_close(g.conns, NULL);
-    for (size_t i = 0; i < g.n_listeners; i++)
-        close(g.listeners[i].fd);
-    if (g.out.fd != STDOUT_FILENO && close(g.out.fd) != 0) {
-        msg_error("cannot write %s: %s", g.out.name, strerror(errno));
-        g.exit_code = EXIT_RUNTIME;
-    }
-    free(g.out.data);
-    free(g.listeners);
-    ev_loop_destroy(g.loop);
-    return g.exit_code;
+    return finish();
 }
