@@ -150,6 +150,7 @@ struct conf_route {
     struct conf_match match;
     size_t *to;                     /* indexes into conf.dests */
     size_t nto;                     /* 0 (to: [] or drop: true) discards */
+    size_t line, col;               /* where it starts in conf.path, as errors say it (explain) */
 };
 
 /* A server named by host and port: "10.0.0.1:26379", "[::1]:26379", "redis-a:26380". */

@@ -40,6 +40,7 @@
 #include "clock.h"
 #include "conf.h"
 #include "dest.h"
+#include "explain.h"
 #include "ingest.h"
 #include "log.h"
 #include "metrics.h"
@@ -1457,6 +1458,10 @@ static void usage(FILE *out)
             "                              connects to the Redis store: exit 1 when it refuses\n"
             "                              (password, user, db, ACL, Redis < 7), a warning and 0\n"
             "                              when it does not answer (heprouter would start)\n"
+            "       heprouter --explain -c FILE -r CAPTURE [--json] [--call CALL-ID]\n"
+            "                              run the packets of CAPTURE (pcap, pcapng, hepdump's\n"
+            "                              JSON lines) through FILE's policy in the capture's\n"
+            "                              time; print how each was decided, then a summary\n"
             "       heprouter ctl [-s SOCKET] [-c FILE] [-T SECONDS] COMMAND [ARGS]\n"
             "                              send COMMAND to a running heprouter's control socket\n"
             "                              (stats, reload, config, call CALL-ID, help)\n"
@@ -1683,19 +1688,29 @@ int main(int argc, char **argv)
     const char *ready_file = NULL;
     bool debug = false;
     const char *user = NULL;
+    struct explain_options ex = { 0 };
+    bool explain = false;
     int opt;
-    enum { OPT_CHECK_STORE = 256, OPT_READY_FILE };
+    enum { OPT_CHECK_STORE = 256, OPT_READY_FILE, OPT_EXPLAIN, OPT_JSON, OPT_CALL };
 
     if (argc > 1 && strcmp(argv[1], "ctl") == 0)
         return ctl_main(argc - 1, argv + 1);
     static const struct option longopts[] = {
         { "check-store", no_argument, NULL, OPT_CHECK_STORE },
         { "ready-file", required_argument, NULL, OPT_READY_FILE },
+        { "explain", no_argument, NULL, OPT_EXPLAIN },
+        { "read", required_argument, NULL, 'r' },
+        { "json", no_argument, NULL, OPT_JSON },
+        { "call", required_argument, NULL, OPT_CALL },
         { NULL, 0, NULL, 0 },
     };
 
-    while ((opt = getopt_long(argc, argv, "c:dtu:hV", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:dtu:r:hV", longopts, NULL)) != -1) {
         switch (opt) {
+        case OPT_EXPLAIN: explain = true; break;
+        case 'r': ex.capture_path = optarg; break;
+        case OPT_JSON: ex.json = true; break;
+        case OPT_CALL: ex.call_id = optarg; break;
         case 'd': debug = true; break;
         case OPT_CHECK_STORE: check_store = true; break;
         case OPT_READY_FILE: ready_file = optarg; break;
@@ -1706,6 +1721,18 @@ int main(int argc, char **argv)
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
+    }
+    if (explain || ex.capture_path != NULL || ex.json || ex.call_id != NULL) {
+        if (!explain || path == NULL || ex.capture_path == NULL || optind != argc || check_only ||
+            ready_file != NULL || user != NULL) {
+            fprintf(stderr, "heprouter: --explain needs -c FILE and -r CAPTURE, and takes --json and --call "
+                            "CALL-ID only\n");
+            usage(stderr);
+            return 2;
+        }
+        ex.conf_path = path;
+        log_set_level(LOG_LEVEL_ERROR);     /* the lines are the output; the router's warnings are not */
+        return explain_run(&ex, stdout, stderr);
     }
     if (path == NULL || optind != argc || (check_store && !check_only) || (ready_file != NULL && check_only)) {
         fprintf(stderr, "heprouter: %s\n", path == NULL                ? "-c FILE is required"

@@ -59,6 +59,7 @@ struct router {
     uint8_t *spare;                 /* an inflate buffer no packet holds */
     uint64_t now_ms;                /* clocks of the packet being routed */
     uint64_t wall_ms;
+    enum router_how how;            /* how the packet being sent was decided (for explain) */
 };
 
 /* What classify() learns about a packet. */
@@ -70,7 +71,31 @@ struct packet {
     size_t klen;
     char hashed[HASHED_KEY_LEN];
     uint8_t *inflated;              /* a compressed payload, inflated: packet_done() */
+    uint64_t received_wall_ms;
 };
+
+#define ROUTER_HOW_NAME(name, text) text,
+static const char *const router_how_names[] = { ROUTER_HOWS(ROUTER_HOW_NAME) };
+#undef ROUTER_HOW_NAME
+
+const char *router_how_name(enum router_how how)
+{
+    return (unsigned)how < ROUTER_HOW_COUNT ? router_how_names[how] : "?";
+}
+
+/* Tells the explain hook, when there is one, about p (NULL: not decoded). */
+static void explain(const struct router *r, const struct packet *p, enum router_how how, long route,
+                    const char *method, size_t mlen, const size_t *to, size_t nto, int hep_error,
+                    uint64_t received_wall_ms)
+{
+    struct router_explain e = {
+        .how = how, .view = p != NULL ? &p->view : NULL, .sip = p != NULL && p->is_sip ? &p->sip : NULL,
+        .key = p != NULL ? p->key : NULL, .klen = p != NULL ? p->klen : 0, .route = route,
+        .method = method, .mlen = mlen, .to = to, .nto = nto, .hep_error = hep_error,
+        .received_wall_ms = received_wall_ms,
+    };
+    r->dispatch.explain(r->dispatch.explain_arg, &e);
+}
 
 static void hex64(char *out, uint64_t v)
 {
@@ -272,6 +297,7 @@ static bool classify(struct router *r, struct packet *p, const uint8_t *data, si
                      uint64_t recv_wall_ms, bool count)
 {
     p->inflated = NULL;
+    p->received_wall_ms = recv_wall_ms;
     int rc = hep_decode(data, len, &p->view);
     if (rc == HEP_OK && p->view.version < 3 && !(p->view.present & HEP_HAS_TS)) {
         p->view.ts_sec = (uint32_t)(recv_wall_ms / CLOCK_MS_PER_S);
@@ -287,6 +313,8 @@ static bool classify(struct router *r, struct packet *p, const uint8_t *data, si
                   hep_strerror(rc));
         log_tally(&r->decode_tally, r->conf->log_interval_ms, r->now_ms, LOG_LEVEL_WARN,
                   ROUTER_DECODE_TALLY, from);
+        if (r->dispatch.explain != NULL)
+            explain(r, NULL, ROUTER_HOW_DECODE_ERROR, ROUTER_NO_ROUTE, NULL, 0, NULL, 0, rc, recv_wall_ms);
         return false;
     }
     if (count && r->dispatch.admit != NULL && !r->dispatch.admit(r->dispatch.source_arg, &p->view))
@@ -335,12 +363,12 @@ static void send_route(struct router *r, const struct packet *p, const char *met
     size_t nto;
     r->m->routes[route == POLICY_DEFAULT ? r->conf->nroutes : (size_t)route].hits++;
     policy_destinations(r->conf, route, &to, &nto);
-    if (nto == 0) {
+    if (nto == 0)
         r->m->route_dropped++;
-        return;
-    }
     for (size_t i = 0; i < nto; i++)
         r->dispatch.send(r->dispatch.arg, to[i], &p->view, p->key, p->klen);
+    if (r->dispatch.explain != NULL)
+        explain(r, p, r->how, route, method, mlen, to, nto, HEP_OK, p->received_wall_ms);
 }
 
 /* ---- decide ---- */
@@ -414,6 +442,7 @@ static void touch_call(struct router *r, const struct packet *p, const struct st
 static void release_held(struct router *r, const char *key, size_t klen, uint64_t *counter,
                          const struct store_entry *known);
 
+/* Sends a packet of a known call; r->how says how it came to be known. */
 static void follow(struct router *r, const struct packet *p, const struct store_entry *e)
 {
     r->m->calls_followed++;
@@ -462,10 +491,12 @@ static void originate(struct router *r, const struct packet *p)
     struct store_entry use;
     int rc = store_call(r, p, p->sip.method_name.ptr, p->sip.method_name.len, 0, &use);
     if (rc == 0) {
+        r->how = ROUTER_HOW_KNOWN;
         follow(r, p, &use);         /* another worker or instance was first */
     } else {
         if (rc > 0)
             r->m->calls_new++;
+        r->how = ROUTER_HOW_ORIGIN;
         send_route(r, p, use.method, strlen(use.method));
     }
     /* with the entry in hand: a cache-less store's get() would not know it */
@@ -491,8 +522,10 @@ static void fallback(struct router *r, const struct packet *p, bool held_are_old
     const char *method = router_fallback_method(p->sip.cseq_method_name.ptr,
                                                 p->sip.cseq_method_name.len, &mlen);
     store_call(r, p, method, mlen, STORE_F_FALLBACK, &use);
+    enum router_how how = r->how;
     if (held_are_older)
         release_held(r, p->key, p->klen, &r->m->orphans_released_fallback, &use);
+    r->how = how;
     send_route(r, p, use.method, strlen(use.method));
     if (!held_are_older)
         release_held(r, p->key, p->klen, &r->m->orphans_released_fallback, &use);
@@ -519,6 +552,7 @@ static void decide(struct router *r, struct packet *p)
     if (store_get(r->store, p->key, p->klen, r->now_ms, &e)) {
         /* the origin reached the store through another worker: older packets first */
         release_held(r, p->key, p->klen, &r->m->orphans_released_origin, &e);
+        r->how = ROUTER_HOW_KNOWN;
         follow(r, p, &e);
         return;
     }
@@ -532,10 +566,13 @@ static void decide(struct router *r, struct packet *p)
             r->m->orphans_held++;
             if (first && store_is_shared(r->store))
                 store_query(r->store, p->key, p->klen, r->now_ms);
+            if (r->dispatch.explain != NULL)
+                explain(r, p, ROUTER_HOW_HELD, ROUTER_NO_ROUTE, NULL, 0, NULL, 0, HEP_OK, p->received_wall_ms);
             return;
         }
         r->m->orphans_queue_full++;
     }
+    r->how = ROUTER_HOW_FALLBACK;
     fallback(r, p, true);
 }
 
@@ -550,6 +587,7 @@ void router_packet(struct router *r, const uint8_t *data, size_t len, uint64_t n
         return;
     if (p.key == NULL) {
         r->m->uncorrelated++;
+        r->how = ROUTER_HOW_NO_KEY;
         send_route(r, &p, NULL, 0);
     } else {
         decide(r, &p);
@@ -588,6 +626,7 @@ static void on_release_known(void *arg, const char *key, size_t klen, const uint
     (void)key;
     (void)klen;
     (*ctx->counter)++;
+    r->how = ctx->counter == &r->m->orphans_released_origin ? ROUTER_HOW_HELD_ORIGIN : ROUTER_HOW_HELD_FALLBACK;
     if (classify(r, &p, pkt, len, received_wall_ms(r, held_since_ms), false) && p.key != NULL) {
         if (ctx->known != NULL)
             follow(r, &p, ctx->known);
@@ -605,8 +644,10 @@ static void release_held(struct router *r, const char *key, size_t klen, uint64_
                          const struct store_entry *known)
 {
     struct release_ctx ctx = { r, counter, known };
+    enum router_how how = r->how;
     if (hold_has(r->hold, key, klen))
         hold_take(r->hold, key, klen, on_release_known, &ctx);
+    r->how = how;
 }
 
 /*
@@ -735,8 +776,10 @@ static void on_release_expired(void *arg, const char *key, size_t klen, const ui
     (void)key;
     (void)klen;
     if (classify(r, &p, pkt, len, received_wall_ms(r, held_since_ms), false) && p.key != NULL) {
+        r->how = ROUTER_HOW_HELD_FALLBACK;
         if (store_get(r->store, p.key, p.klen, r->now_ms, &e)) {
             r->m->orphans_released_origin++;
+            r->how = ROUTER_HOW_HELD_ORIGIN;
             follow(r, &p, &e);
             release_held(r, p.key, p.klen, &r->m->orphans_released_origin, &e);
         } else if (!p.is_sip && hold_has(r->hold, p.key, p.klen)) {

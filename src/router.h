@@ -19,11 +19,48 @@
 #include <stdint.h>
 
 #include "hep.h"
+#include "sip.h"
 
 struct conf;
 struct store;
 struct hold;
 struct metrics;
+
+/* How a packet's call was decided, as router_dispatch.explain() is told. */
+#define ROUTER_HOWS(X)                                                                            \
+    X(ROUTER_HOW_ORIGIN, "origin request")                  /* it starts its call */               \
+    X(ROUTER_HOW_KNOWN, "known call")                       /* its call's origin was seen */       \
+    X(ROUTER_HOW_HELD, "held")                              /* waits for its origin (no route yet) */ \
+    X(ROUTER_HOW_HELD_ORIGIN, "held, released by its origin")                                      \
+    X(ROUTER_HOW_FALLBACK, "CSeq fallback")                 /* no origin: its own CSeq method */   \
+    X(ROUTER_HOW_HELD_FALLBACK, "held, then CSeq fallback") /* waited in vain */                   \
+    X(ROUTER_HOW_NO_KEY, "no call key")                     /* no Call-ID nor correlation id */    \
+    X(ROUTER_HOW_DECODE_ERROR, "decode error")              /* not routed: not HEP */
+
+#define ROUTER_HOW_ENUM(name, text) name,
+enum router_how { ROUTER_HOWS(ROUTER_HOW_ENUM) ROUTER_HOW_COUNT };
+#undef ROUTER_HOW_ENUM
+
+const char *router_how_name(enum router_how how);
+
+/* router_explain.route of a packet not routed (held, or not decoded): no policy answer. */
+#define ROUTER_NO_ROUTE (-2L)
+
+/* One decision, for router_dispatch.explain(). */
+struct router_explain {
+    enum router_how how;
+    const struct hep_view *view;    /* NULL: not decoded (ROUTER_HOW_DECODE_ERROR) */
+    const struct sip_msg *sip;      /* NULL: not a scanned SIP message */
+    const char *key;                /* the call key (Call-ID, or the correlation id when !sip); NULL: none */
+    size_t klen;
+    long route;                     /* policy_match()'s answer, or ROUTER_NO_ROUTE */
+    const char *method;             /* what the route was matched with: the call's method (NULL: none) */
+    size_t mlen;
+    const size_t *to;               /* the destinations it was handed to (none: discarded) */
+    size_t nto;
+    int hep_error;                  /* ROUTER_HOW_DECODE_ERROR: the hep_decode() status */
+    uint64_t received_wall_ms;      /* when it arrived (a held packet: before it waited) */
+};
 
 struct router_dispatch {
     /* Send view to destination di; the bytes stay valid until flush(). */
@@ -44,6 +81,12 @@ struct router_dispatch {
      * before it is counted by protocol, scanned or held.
      */
     bool (*admit)(void *source_arg, const struct hep_view *view);
+    /*
+     * Optional: told every decision (routed, discarded, held, not HEP) once
+     * it is made, after the sends.  NULL costs one branch per packet.
+     */
+    void (*explain)(void *explain_arg, const struct router_explain *e);
+    void *explain_arg;
 };
 
 struct router;

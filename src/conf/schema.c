@@ -698,6 +698,8 @@ static void set_routes(struct parse *p, struct node *n, const struct conf_key *k
     for (size_t i = 0; i < n->nitems; i++) {
         struct conf_route *r = &c->routes[i];
         struct node *item = n->items[i];
+        r->line = item->mark.line;
+        r->col = item->mark.col;
         size_t old = conf_path_push_index(p, i);
         conf_parse_map(p, item, route_keys, r);
         if (item->type == NODE_MAPPING)
