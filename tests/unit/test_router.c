@@ -69,17 +69,39 @@ static void flush(void *arg)
     (void)arg;
 }
 
+/* What router_dispatch.explain() was told, in order. */
+static enum router_how hows[MAX_SENT];
+static long how_routes[MAX_SENT];
+static size_t nhows;
+
+static void record_explain(void *arg, const struct router_explain *e)
+{
+    (void)arg;
+    CU_ASSERT_FATAL(nhows < MAX_SENT);
+    hows[nhows] = e->how;
+    how_routes[nhows++] = e->route;
+}
+
 static void clear_sent(void)
 {
     for (size_t i = 0; i < nsent; i++)
         free(sent[i].bytes);
     nsent = 0;
+    nhows = 0;
+}
+
+/* The decisions told so far were want[0..n), in order. */
+static void assert_hows(const enum router_how *want, size_t n)
+{
+    CU_ASSERT_EQUAL_FATAL(nhows, n);
+    for (size_t i = 0; i < n; i++)
+        CU_ASSERT_EQUAL(hows[i], want[i]);
 }
 
 /* The fixture: the router of the configuration at path, with a recorder for sockets. */
 static int setup_with(const char *path)
 {
-    const struct router_dispatch d = { .send = record, .flush = flush };
+    const struct router_dispatch d = { .send = record, .flush = flush, .explain = record_explain };
     conf = conf_load(path, stderr);
     if (conf == NULL)
         return -1;
@@ -235,6 +257,11 @@ static void test_407_before_its_invite_waits_then_follows(void)
     CU_ASSERT_EQUAL(m.orphans_released_fallback, 0);
     advance(WAIT_MS);
     CU_ASSERT_EQUAL(nsent, 3);
+    static const enum router_how want[] = { ROUTER_HOW_HELD, ROUTER_HOW_HELD, ROUTER_HOW_ORIGIN,
+                                            ROUTER_HOW_HELD_ORIGIN, ROUTER_HOW_HELD_ORIGIN };
+    assert_hows(want, sizeof want / sizeof want[0]);
+    CU_ASSERT_EQUAL(how_routes[0], ROUTER_NO_ROUTE);
+    CU_ASSERT_EQUAL(how_routes[2], how_routes[3]);      /* the 407 took its INVITE's route */
     FREE(inv); FREE(c407); FREE(ack);
 }
 
@@ -283,6 +310,8 @@ static void test_ack_of_unseen_407_takes_invite_fallback_and_is_stored(void)
     CU_ASSERT_STRING_EQUAL(e.method, "INVITE");
     CU_ASSERT_STRING_EQUAL(e.route, "calls");
     CU_ASSERT(e.flags & STORE_F_FALLBACK);
+    static const enum router_how want[] = { ROUTER_HOW_HELD, ROUTER_HOW_HELD_FALLBACK, ROUTER_HOW_KNOWN };
+    assert_hows(want, sizeof want / sizeof want[0]);
     FREE(ack); FREE(inv2);
 }
 
@@ -510,6 +539,9 @@ static void test_malformed_packets_are_counted_and_dropped(void)
     CU_ASSERT_EQUAL(m.decode_errors[HEP_ERR_LENGTH], 2);
     CU_ASSERT_EQUAL(m.decode_errors[HEP_ERR_VERSION], 1);
     CU_ASSERT_EQUAL(m.packets_in, 6);
+    static const enum router_how want[] = { ROUTER_HOW_ORIGIN, ROUTER_HOW_DECODE_ERROR, ROUTER_HOW_DECODE_ERROR,
+                                            ROUTER_HOW_DECODE_ERROR, ROUTER_HOW_DECODE_ERROR, ROUTER_HOW_KNOWN };
+    assert_hows(want, sizeof want / sizeof want[0]);
     FREE(inv);
 }
 
