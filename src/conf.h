@@ -409,6 +409,18 @@ bool conf_addr_equal(const struct conf_addr *a, const struct conf_addr *b);
 /* Every field equal, name included, targets in the same order. */
 bool conf_dest_equal(const struct conf_dest *a, const struct conf_dest *b);
 
+/* The destination has a tcp: target (a stream: framed by the HEP3 length; a spool may keep for it). */
+bool conf_dest_has_tcp(const struct conf_dest *d);
+
+/* The destination rewrites chunks (capture_id, node_name, auth_key, strip_auth_key). */
+bool conf_dest_rewrites(const struct conf_dest *d);
+
+/*
+ * The destination emits HEPv3 whatever it receives: hep_version 3, a chunk
+ * rewrite (the packet is re-encoded), or a tcp: target.
+ */
+bool conf_dest_emits_v3(const struct conf_dest *d);
+
 /* The longest line the reload functions hand over, NUL included. */
 #define CONF_LINE_MAX 4096
 

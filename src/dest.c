@@ -1324,7 +1324,9 @@ static int dest_init(struct dest_set *ds, struct dest *d, size_t di, const struc
         d->targets[j].fd = -1;      /* so a failure below closes only what was opened */
     d->balance = cd->balance;
     d->max_packet = cd->max_packet;
-    d->rewrite = cd->set_capture_id || cd->node_name != NULL || cd->auth_key != NULL || cd->strip_auth_key;
+    d->rewrite = conf_dest_rewrites(cd);
+    d->has_tcp = conf_dest_has_tcp(cd);
+    d->convert = conf_dest_emits_v3(cd);
     d->ov.set_capture_id = cd->set_capture_id;
     d->ov.capture_id = cd->capture_id;
     if (d->node_name != NULL) {
@@ -1349,7 +1351,6 @@ static int dest_init(struct dest_set *ds, struct dest *d, size_t di, const struc
         t->fd = -1;
         t->mindex = ds->m->dest_first_target[di] + j;
         if (t->addr.transport == CONF_TCP) {
-            d->has_tcp = true;
             if (tcp_open(t, ds, conf->tcp_queue_bytes) != 0)
                 return -1;
         } else if (udp_open(t, ds->batch_cap) != 0) {
@@ -1358,7 +1359,6 @@ static int dest_init(struct dest_set *ds, struct dest *d, size_t di, const struc
         if (t->addr.addr_len == 0 && target_watch(t, conf) != 0)
             return -1;
     }
-    d->convert = cd->hep_version == 3 || d->rewrite || d->has_tcp;
     if (cd->spool.dir != NULL) {
         d->spool = spool_new(d->name, &cd->spool, ds->worker, ds->nworkers, ds->log_interval_ms);
         if (d->spool == NULL) {

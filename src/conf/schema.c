@@ -565,10 +565,7 @@ static void check_spool(struct parse *p, struct node *map, const struct conf *c,
     struct node *spool = conf_map_get(map, "spool");
     if (d->spool.dir == NULL || spool == NULL)
         return;
-    bool stream = false;
-    for (size_t j = 0; j < d->ntargets; j++)
-        stream |= d->targets[j].transport == CONF_TCP;
-    if (!stream)
+    if (!conf_dest_has_tcp(d))
         conf_error_key(p, spool, "needs a tcp: target (UDP targets never wait)");
     for (size_t i = 0; i < di; i++)
         if (c->dests[i].spool.dir != NULL && strcmp(c->dests[i].spool.dir, d->spool.dir) == 0)
@@ -1188,6 +1185,24 @@ static bool keys_equal(const struct conf_key *table, const void *a, const void *
             return false;
     }
     return true;
+}
+
+bool conf_dest_has_tcp(const struct conf_dest *d)
+{
+    for (size_t j = 0; j < d->ntargets; j++)
+        if (d->targets[j].transport == CONF_TCP)
+            return true;
+    return false;
+}
+
+bool conf_dest_rewrites(const struct conf_dest *d)
+{
+    return d->set_capture_id || d->node_name != NULL || d->auth_key != NULL || d->strip_auth_key;
+}
+
+bool conf_dest_emits_v3(const struct conf_dest *d)
+{
+    return d->hep_version == CONF_HEP_OUTPUT || conf_dest_rewrites(d) || conf_dest_has_tcp(d);
 }
 
 bool conf_dest_equal(const struct conf_dest *a, const struct conf_dest *b)
