@@ -88,12 +88,9 @@ static const char *dest_change(const struct explain_run *x, size_t di, const str
                                size_t len)
 {
     const struct conf_dest *d = &x->conf->dests[di];
-    bool tcp = false;
-    for (size_t j = 0; j < d->ntargets; j++)
-        tcp |= d->targets[j].transport == CONF_TCP;
     size_t n = 0;
     buf[0] = '\0';
-    if (v->version < EXPLAIN_V3 && (d->hep_version == EXPLAIN_V3 || tcp))
+    if (v->version < EXPLAIN_V3 && conf_dest_emits_v3(d))
         n += (size_t)snprintf(buf + n, len - n, "%sconverted to HEPv3", n > 0 ? ", " : "");
     if (d->set_capture_id && n < len)
         n += (size_t)snprintf(buf + n, len - n, "%scapture id %" PRIu32, n > 0 ? ", " : "", d->capture_id);
@@ -228,58 +225,44 @@ static void no_flush(void *arg)
     (void)arg;
 }
 
+/* One count of a summary list: JSON "name":n, or text " name n" (" \"name\" n;" for words). */
+static void summary_count(const struct explain_run *x, bool first, const char *name, bool words, uint64_t n)
+{
+    if (x->o->json) {
+        if (!first)
+            fputc(',', x->out);
+        control_json_string(x->out, name, strlen(name));
+        fprintf(x->out, ":%" PRIu64, n);
+    } else {
+        fprintf(x->out, words ? " \"%s\" %" PRIu64 ";" : " %s %" PRIu64, name, n);
+    }
+}
+
 static void print_summary(const struct explain_run *x, const struct capture_stats *cs)
 {
     FILE *out = x->out;
-    const char *sep = x->o->json ? "" : "# ";
-    if (x->o->json)
+    bool json = x->o->json;
+    if (json)
         fputs("{\"summary\":{\"routes\":{", out);
     else
-        fprintf(out, "%ssummary: %" PRIu64 " packets read from the capture\n%sroutes:", sep, cs->packets, sep);
-    for (size_t i = 0; i <= x->conf->nroutes; i++) {
-        const char *name = i < x->conf->nroutes ? x->conf->routes[i].name : "default";
-        if (x->o->json) {
-            fprintf(out, "%s", i > 0 ? "," : "");
-            control_json_string(out, name, strlen(name));
-            fprintf(out, ":%" PRIu64, x->route_packets[i]);
-        } else {
-            fprintf(out, " %s %" PRIu64, name, x->route_packets[i]);
-        }
-    }
-    fputs(x->o->json ? "},\"destinations\":{" : "\n", out);
-    if (!x->o->json)
-        fprintf(out, "%sdestinations:", sep);
-    for (size_t i = 0; i < x->conf->ndests; i++) {
-        if (x->o->json) {
-            fprintf(out, "%s", i > 0 ? "," : "");
-            control_json_string(out, x->conf->dests[i].name, strlen(x->conf->dests[i].name));
-            fprintf(out, ":%" PRIu64, x->dest_packets[i]);
-        } else {
-            fprintf(out, " %s %" PRIu64, x->conf->dests[i].name, x->dest_packets[i]);
-        }
-    }
-    fputs(x->o->json ? "},\"outcomes\":{" : "\n", out);
-    if (!x->o->json)
-        fprintf(out, "%soutcomes:", sep);
-    for (int h = 0; h < ROUTER_HOW_COUNT; h++) {
-        if (h == ROUTER_HOW_HELD)
-            continue;               /* a held packet's outcome is counted when it leaves */
-        const char *name = router_how_name((enum router_how)h);
-        if (x->o->json) {
-            fprintf(out, "%s", h > 0 ? "," : "");
-            control_json_string(out, name, strlen(name));
-            fprintf(out, ":%" PRIu64, x->how[h]);
-        } else {
-            fprintf(out, " \"%s\" %" PRIu64 ";", name, x->how[h]);
-        }
-    }
-    if (x->o->json)
+        fprintf(out, "# summary: %" PRIu64 " packets read from the capture\n# routes:", cs->packets);
+    for (size_t i = 0; i <= x->conf->nroutes; i++)
+        summary_count(x, i == 0, i < x->conf->nroutes ? x->conf->routes[i].name : "default", false,
+                      x->route_packets[i]);
+    fputs(json ? "},\"destinations\":{" : "\n# destinations:", out);
+    for (size_t i = 0; i < x->conf->ndests; i++)
+        summary_count(x, i == 0, x->conf->dests[i].name, false, x->dest_packets[i]);
+    fputs(json ? "},\"outcomes\":{" : "\n# outcomes:", out);
+    for (int h = 0; h < ROUTER_HOW_COUNT; h++)
+        if (h != ROUTER_HOW_HELD)   /* a held packet's outcome is counted when it leaves */
+            summary_count(x, h == 0, router_how_name((enum router_how)h), true, x->how[h]);
+    if (json)
         fprintf(out, ",\"discarded\":%" PRIu64 "}}}\n", x->discarded);
     else
         fprintf(out, " discarded %" PRIu64 "\n", x->discarded);
-    for (int k = 0; k < CAPTURE_SKIP_COUNT; k++)
-        if (cs->skipped[k] > 0 && !x->o->json)
-            fprintf(out, "%scapture: %" PRIu64 " skipped (%s)\n", sep, cs->skipped[k],
+    for (int k = 0; k < CAPTURE_SKIP_COUNT && !json; k++)
+        if (cs->skipped[k] > 0)
+            fprintf(out, "# capture: %" PRIu64 " skipped (%s)\n", cs->skipped[k],
                     capture_skip_name((enum capture_skip)k));
 }
 
