@@ -257,6 +257,7 @@ struct conf {
     size_t control_max_clients;
     uint64_t control_timeout_ms;    /* idle clients are closed */
     size_t control_max_line;        /* longest command line, bytes */
+    size_t control_tap_buffer;      /* tap lines waiting, per worker and per tap reader, bytes */
 
     struct conf_dest *dests;
     size_t ndests;

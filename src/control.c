@@ -69,6 +69,15 @@ struct control_client {
     int busy;                       /* inside a callback that may run commands */
     bool doomed;                    /* close when busy drops to 0 */
     bool eof;                       /* no more input: close once all is answered and sent */
+    struct control_stream *stream;  /* a stream (control_stream_open()), or NULL */
+};
+
+struct control_stream {
+    struct control_client *cl;
+    size_t max_unsent;
+    void (*closed)(void *arg);      /* NULL once control_stream_close() was called */
+    void (*drained)(void *arg);
+    void *arg;
 };
 
 struct control {
@@ -150,6 +159,11 @@ static void client_close(struct control_client *cl)
     }
     list_remove(&c->clients, &cl->link);
     c->nclients--;
+    if (cl->stream != NULL) {
+        if (cl->stream->closed != NULL)
+            cl->stream->closed(cl->stream->arg);
+        free(cl->stream);
+    }
     free(cl->in);
     free(cl->out);
     free(cl);
@@ -190,6 +204,8 @@ static bool client_flush(struct control_client *cl)
     }
     cl->outoff = cl->outlen = 0;
     ev_io_stop(c->loop, &cl->wio);
+    if (cl->stream != NULL && cl->stream->drained != NULL)
+        cl->stream->drained(cl->stream->arg);
     if (cl->eof && client_finished(cl)) {
         client_fail(cl);
         return false;
@@ -197,17 +213,10 @@ static bool client_flush(struct control_client *cl)
     return true;
 }
 
-/*
- * Appends len bytes to the output; false when what is already unsent is
- * over the bound (the client must go).  Checking before appending lets one
- * long answer (stats of a large configuration) reach a client that reads.
- */
-static bool client_queue(struct control_client *cl, const char *p, size_t len)
+/* Appends len bytes to the output; false when out of memory. */
+static bool client_append(struct control_client *cl, const char *p, size_t len)
 {
-    size_t bound = cl->c->lim.max_line * CONTROL_QUEUE_LINES;
     size_t pending = cl->outlen - cl->outoff;
-    if (pending > bound)
-        return false;               /* one answer, however long, always fits an empty queue */
     if (cl->outoff > 0 && cl->outlen + len > cl->outcap) {
         memmove(cl->out, cl->out + cl->outoff, pending);
         cl->outlen = pending;
@@ -226,6 +235,19 @@ static bool client_queue(struct control_client *cl, const char *p, size_t len)
     memcpy(cl->out + cl->outlen, p, len);
     cl->outlen += len;
     return true;
+}
+
+/*
+ * Appends an answer; false when what is already unsent is over the bound
+ * (the client must go).  Checking before appending lets one long answer
+ * (stats of a large configuration) reach a client that reads.
+ */
+static bool client_queue(struct control_client *cl, const char *p, size_t len)
+{
+    size_t bound = cl->c->lim.max_line * CONTROL_QUEUE_LINES;
+    if (cl->outlen - cl->outoff > bound)
+        return false;               /* one answer, however long, always fits an empty queue */
+    return client_append(cl, p, len);
 }
 
 /* Moves the answered requests at the head of the list to the output, in order. */
@@ -318,6 +340,61 @@ void control_answer_error(struct control_request *req, const char *fmt, ...)
     free(text);
     control_answer(req, json, len);
     free(json);
+}
+
+/* ---- streams ---- */
+
+struct control_stream *control_stream_open(struct control_request *req, const char *json, size_t len,
+                                           size_t max_unsent, void (*closed)(void *arg),
+                                           void (*drained)(void *arg), void *arg)
+{
+    struct control_client *cl = req->cl;
+    if (cl == NULL) {
+        control_answer(req, json, len);     /* the client is gone: dropped */
+        return NULL;
+    }
+    if (cl->eof || cl->doomed || cl->stream != NULL) {
+        control_answer_error(req, "a stream needs a connection open both ways, and one stream per connection");
+        return NULL;
+    }
+    struct control_stream *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        control_answer_error(req, "out of memory");
+        return NULL;
+    }
+    *s = (struct control_stream){ cl, max_unsent, closed, drained, arg };
+    cl->stream = s;
+    ev_timer_stop(cl->c->loop, &cl->idle);
+    control_answer(req, json, len);
+    return s;
+}
+
+bool control_stream_write(struct control_stream *s, const char *line, size_t len)
+{
+    struct control_client *cl = s->cl;
+    if (cl->doomed || !list_empty(&cl->requests) || cl->outlen - cl->outoff + len > s->max_unsent ||
+        !client_append(cl, line, len))
+        return false;
+    /* sent when the loop next turns: the lines of one wakeup leave together */
+    ev_io_start(cl->c->loop, &cl->wio);
+    return true;
+}
+
+size_t control_stream_unsent(const struct control_stream *s)
+{
+    return s->cl->outlen - s->cl->outoff;
+}
+
+void control_stream_close(struct control_stream *s)
+{
+    struct control_client *cl = s->cl;
+    s->closed = NULL;
+    cl->eof = true;                 /* what is queued goes out, then the client is closed */
+    ev_io_stop(cl->c->loop, &cl->rio);
+    if (client_finished(cl))
+        client_fail(cl);
+    else
+        ev_io_start(cl->c->loop, &cl->wio);
 }
 
 /* ---- commands ---- */
@@ -438,7 +515,11 @@ static void client_reject_line(struct control_client *cl)
 static void client_parse(struct control_client *cl)
 {
     size_t start = 0;
-    while (!cl->doomed && !cl->eof) {
+    if (cl->stream != NULL) {
+        cl->inlen = 0;              /* a stream's client sends no more commands */
+        return;
+    }
+    while (!cl->doomed && !cl->eof && cl->stream == NULL) {
         char *lf = memchr(cl->in + start, '\n', cl->inlen - start);
         if (lf == NULL)
             break;
@@ -457,6 +538,10 @@ static void client_parse(struct control_client *cl)
     }
     if (cl->doomed || cl->eof)
         return;
+    if (cl->stream != NULL) {
+        cl->inlen = 0;
+        return;
+    }
     memmove(cl->in, cl->in + start, cl->inlen - start);
     cl->inlen -= start;
     /* the partial line: max_line bytes and a CR may still end well */
@@ -471,7 +556,7 @@ static void client_parse(struct control_client *cl)
 static void client_eof(struct control_client *cl)
 {
     ev_io_stop(cl->c->loop, &cl->rio);
-    if (cl->inlen > 0) {
+    if (cl->inlen > 0 && cl->stream == NULL) {
         size_t len = cl->inlen;
         if (cl->in[len - 1] == '\r')
             len--;
@@ -480,8 +565,8 @@ static void client_eof(struct control_client *cl)
         client_command(cl, cl->in);
     }
     cl->eof = true;
-    if (!cl->doomed && client_finished(cl))
-        client_fail(cl);
+    if (!cl->doomed && (cl->stream != NULL || client_finished(cl)))
+        client_fail(cl);            /* a stream ends when its client closes its side */
 }
 
 static void client_read_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -542,6 +627,8 @@ static void client_idle_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     struct control_client *cl = w->data;
     ev_tstamp timeout = (ev_tstamp)cl->c->lim.timeout_ms / 1000.;
+    if (cl->stream != NULL)
+        return;                     /* a stream waits for its lines: not idle */
     if (cl->nwaiting > 0)
         cl->last_active = ev_now(loop);
     ev_tstamp left = cl->last_active + timeout - ev_now(loop);

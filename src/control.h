@@ -11,6 +11,7 @@
 #ifndef HEPROUTER_CONTROL_H
 #define HEPROUTER_CONTROL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -80,6 +81,41 @@ void control_answer(struct control_request *req, const char *json, size_t len);
 /* Answers req with {"error":"..."}, the formatted text JSON-escaped. */
 void control_answer_error(struct control_request *req, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/*
+ * A stream: a command whose answer is followed by lines for as long as
+ * the client stays (a live tap).  control_stream_open() answers req with
+ * json and turns its client into a stream: it sends no more commands (what
+ * it writes is read and ignored), is never closed for idleness, and gets
+ * every line control_stream_write() is given, in order, until it closes
+ * the connection (or its side of it), or control_stream_close().  Then
+ * closed(arg) is called once (not after control_stream_close()), and the
+ * stream must not be used again.  drained(arg), when not NULL, is called
+ * each time everything queued has been sent.  Call it from the command's
+ * run(): closed() never comes before it returns.  Returns NULL, req
+ * answered with an error, when the stream cannot be opened.
+ */
+struct control_stream;
+
+struct control_stream *control_stream_open(struct control_request *req, const char *json, size_t len,
+                                           size_t max_unsent, void (*closed)(void *arg),
+                                           void (*drained)(void *arg), void *arg);
+
+/*
+ * Queues line[0..len) (its newline included) for the client; false, and
+ * nothing queued, when more than max_unsent bytes already wait unsent or
+ * the stream's answer has not gone out yet.  Never blocks.
+ */
+bool control_stream_write(struct control_stream *s, const char *line, size_t len);
+
+/* Bytes queued and not yet sent. */
+size_t control_stream_unsent(const struct control_stream *s);
+
+/*
+ * Ends the stream from this side: what is queued is sent, then its client
+ * is closed (control_free() closes it at once); closed() is not called.
+ */
+void control_stream_close(struct control_stream *s);
 
 /* Writes s[0..len) to out as a JSON string, quotes included. */
 void control_json_string(FILE *out, const char *s, size_t len);

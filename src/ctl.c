@@ -1,12 +1,17 @@
 /*
- * ctl.c - `heprouter ctl [-s SOCKET] [-c FILE] [-T SECONDS] COMMAND [ARGS...]`:
- * sends
- * "COMMAND ARGS\n" to the control socket, reads the one answer line and
- * prints it as it came.  The exit status says whether the answer is an
- * error (a top-level "error" key), so scripts need no JSON parser for that.
+ * ctl.c - `heprouter ctl [-s SOCKET] [-c FILE] [-T SECONDS] [-n LINES]
+ * COMMAND [ARGS...]`: sends "COMMAND ARGS\n" to the control socket, reads
+ * the one answer line and prints it as it came.  The exit status says
+ * whether the answer is an error (a top-level "error" key), so scripts
+ * need no JSON parser for that.
  *
- * Every wait is bounded by one deadline (-T) through poll(), and the answer
- * by CTL_ANSWER_MAX bytes.
+ * An answer with "stream":true (a tap) is followed by lines: they are
+ * printed as they come (the answer itself goes to stderr), until the
+ * router closes the stream, LINES lines were printed (-n), or -T's
+ * seconds have passed (without -T, until interrupted).
+ *
+ * Every wait for the answer is bounded by one deadline (-T) through
+ * poll(), and the answer by CTL_ANSWER_MAX bytes.
  */
 #include "ctl.h"
 
@@ -30,10 +35,12 @@
 static void ctl_usage(FILE *out)
 {
     fprintf(out,
-            "usage: heprouter ctl [-s SOCKET] [-c FILE] [-T SECONDS] COMMAND [ARGS...]\n"
+            "usage: heprouter ctl [-s SOCKET] [-c FILE] [-T SECONDS] [-n LINES] COMMAND [ARGS...]\n"
             "  -s SOCKET   the control socket (default %s)\n"
             "  -c FILE     the control.socket of this configuration\n"
-            "  -T SECONDS  how long to wait for the answer (default %d)\n"
+            "  -T SECONDS  how long to wait for the answer (default %d);\n"
+            "              for a stream (tap), how long to print its lines\n"
+            "  -n LINES    for a stream, stop after LINES lines\n"
             "  `heprouter ctl help` lists the commands\n",
             CTL_DEFAULT_SOCKET, CTL_DEFAULT_TIMEOUT_S);
 }
@@ -153,8 +160,11 @@ static int send_all(int fd, const char *p, size_t len, int64_t deadline, const c
     return 0;
 }
 
-/* Reads up to the first LF (not kept); the line, NUL-terminated, or NULL. */
-static char *read_answer(int fd, int64_t deadline, const char *path, size_t *len)
+/*
+ * Reads up to the first LF (not kept); the line, NUL-terminated, or NULL.
+ * What came after the LF is left at buf + *len + 1, *extra bytes.
+ */
+static char *read_answer(int fd, int64_t deadline, const char *path, size_t *len, size_t *extra)
 {
     size_t cap = 4096, used = 0;
     char *buf = malloc(cap);
@@ -183,6 +193,7 @@ static char *read_answer(int fd, int64_t deadline, const char *path, size_t *len
             if (lf != NULL) {
                 *lf = '\0';
                 *len = (size_t)(lf - buf);
+                *extra = used - *len - 1;
                 return buf;
             }
             continue;
@@ -260,11 +271,12 @@ static const char *skip_value(const char *p, const char *end)
 }
 
 /*
- * Finds the top-level "error" key of the object in s.  Returns 1 (and the
- * raw value's span) when present, 0 when absent, -1 when s is no object.
+ * Finds the top-level key of the object in s.  Returns 1 (and the raw
+ * value's span) when present, 0 when absent, -1 when s is no object.
  */
-static int find_error(const char *s, size_t len, const char **val, size_t *vlen)
+static int find_key(const char *s, size_t len, const char *key, const char **val, size_t *vlen)
 {
+    size_t klen = strlen(key);
     const char *p = s, *end = s + len;
     p = skip_ws(p, end);
     if (p == end || *p != '{')
@@ -279,7 +291,7 @@ static int find_error(const char *s, size_t len, const char **val, size_t *vlen)
         p = skip_string(p, end);
         if (p == NULL)
             return -1;
-        bool is_error = (size_t)(p - 1 - k) == 5 && memcmp(k, "error", 5) == 0;
+        bool is_key = (size_t)(p - 1 - k) == klen && memcmp(k, key, klen) == 0;
         p = skip_ws(p, end);
         if (p == end || *p != ':')
             return -1;
@@ -288,7 +300,7 @@ static int find_error(const char *s, size_t len, const char **val, size_t *vlen)
         p = skip_value(p, end);
         if (p == NULL || p == v)
             return -1;
-        if (is_error) {
+        if (is_key) {
             *val = v;
             *vlen = (size_t)(p - v);
             return 1;
@@ -322,22 +334,112 @@ static void print_error(const char *v, size_t len)
     fputc('\n', stderr);
 }
 
+/* A stream's notice of lines it lost, which -n does not count. */
+static bool is_notice(const char *line, size_t len)
+{
+    static const char json_lost[] = "{\"lost\":";
+    return (len > 0 && line[0] == '#') ||
+           (len >= sizeof json_lost - 1 && memcmp(line, json_lost, sizeof json_lost - 1) == 0);
+}
+
+/*
+ * Copies a stream's lines to stdout as they come, whole lines only: first
+ * the pending bytes read with the answer, then the socket's.  Ends at EOF
+ * (the router closed it), until (monotonic ms), or max_lines lines (0: no
+ * limit); the exit status.
+ */
+static int print_stream(int fd, const char *pending, size_t npending, int64_t until, uint64_t max_lines,
+                        const char *path)
+{
+    size_t cap = npending < CTL_STREAM_READ ? CTL_STREAM_READ : 2 * npending, used = 0;
+    char *buf = malloc(cap);
+    uint64_t lines = 0;
+    int rc = CTL_EXIT_FAIL;
+    if (buf == NULL) {
+        fprintf(stderr, "heprouter ctl: out of memory\n");
+        free(buf);
+        return CTL_EXIT_FAIL;
+    }
+    memcpy(buf, pending, npending);
+    used = npending;
+    for (;;) {
+        size_t start = 0;
+        char *lf;
+        while ((lf = memchr(buf + start, '\n', used - start)) != NULL) {
+            size_t n = (size_t)(lf - (buf + start)) + 1;
+            fwrite(buf + start, 1, n, stdout);
+            if (!is_notice(buf + start, n))
+                lines++;
+            start += n;
+            if (max_lines > 0 && lines >= max_lines) {
+                fflush(stdout);
+                free(buf);
+                return CTL_EXIT_OK;
+            }
+        }
+        fflush(stdout);
+        memmove(buf, buf + start, used - start);
+        used -= start;
+        if (used == cap) {
+            if (cap >= CTL_ANSWER_MAX) {
+                fprintf(stderr, "heprouter ctl: %s: a line longer than %u bytes\n", path, CTL_ANSWER_MAX);
+                break;
+            }
+            char *grown = realloc(buf, cap * 2);
+            if (grown == NULL) {
+                fprintf(stderr, "heprouter ctl: out of memory\n");
+                break;
+            }
+            buf = grown;
+            cap *= 2;
+        }
+        ssize_t n = recv(fd, buf + used, cap - used, 0);
+        if (n > 0) {
+            used += (size_t)n;
+            continue;
+        }
+        if (n == 0) {
+            fprintf(stderr, "heprouter ctl: %s: the router ended the stream\n", path);
+            break;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            int w = wait_fd(fd, POLLIN, until);
+            if (w > 0)
+                continue;
+            if (w == 0)
+                rc = CTL_EXIT_OK;   /* -T: the time asked for is over */
+            else
+                fprintf(stderr, "heprouter ctl: %s: poll: %s\n", path, strerror(errno));
+            break;
+        }
+        fprintf(stderr, "heprouter ctl: %s: recv: %s\n", path, strerror(errno));
+        break;
+    }
+    free(buf);
+    return rc;
+}
+
 int ctl_main(int argc, char **argv)
 {
     const char *path = NULL;
     const char *config = NULL;
     double timeout_s = CTL_DEFAULT_TIMEOUT_S;
+    bool timeout_given = false;
+    uint64_t max_lines = 0;         /* 0: no limit */
     static const struct option longopts[] = {
         { "socket", required_argument, NULL, 's' },
         { "config", required_argument, NULL, 'c' },
         { "timeout", required_argument, NULL, 'T' },
+        { "lines", required_argument, NULL, 'n' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     int opt;
     optind = 0;                     /* glibc: start afresh, whatever parsed before */
     /* "+": options end at COMMAND, so its arguments may start with '-' */
-    while ((opt = getopt_long(argc, argv, "+s:c:T:h", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "+s:c:T:n:h", longopts, NULL)) != -1) {
         switch (opt) {
         case 's':
             path = optarg;
@@ -354,6 +456,18 @@ int ctl_main(int argc, char **argv)
                 fprintf(stderr, "heprouter ctl: -T %s: not a positive number of seconds\n", optarg);
                 return CTL_EXIT_USAGE;
             }
+            timeout_given = true;
+            break;
+        }
+        case 'n': {
+            char *end;
+            errno = 0;
+            unsigned long long n = strtoull(optarg, &end, 10);
+            if (errno != 0 || end == optarg || *end != '\0' || optarg[0] == '-' || n == 0) {
+                fprintf(stderr, "heprouter ctl: -n %s: not a positive number of lines\n", optarg);
+                return CTL_EXIT_USAGE;
+            }
+            max_lines = n;
             break;
         }
         case 'h':
@@ -403,33 +517,46 @@ int ctl_main(int argc, char **argv)
         free(from_config);
         return CTL_EXIT_FAIL;
     }
-    size_t len = 0;
+    size_t len = 0, extra = 0;
     char *answer = NULL;
     if (send_all(fd, cmd, cmdlen, deadline, path) == 0)
-        answer = read_answer(fd, deadline, path, &len);
-    close(fd);
+        answer = read_answer(fd, deadline, path, &len, &extra);
     free(cmd);
     if (answer == NULL) {
+        close(fd);
         free(from_config);
         return CTL_EXIT_FAIL;
     }
 
-    if (len > 0 && answer[len - 1] == '\r')
-        answer[--len] = '\0';
-    fwrite(answer, 1, len, stdout);
-    fputc('\n', stdout);
-    fflush(stdout);
+    /* the answer's own bytes end at len; a stream's first lines may follow */
+    size_t alen = len;
+    if (alen > 0 && answer[alen - 1] == '\r')
+        answer[--alen] = '\0';
     const char *val = NULL;
     size_t vlen = 0;
-    int found = find_error(answer, len, &val, &vlen);
+    int found = find_key(answer, alen, "error", &val, &vlen);
+    const char *sval = NULL;
+    size_t slen = 0;
+    bool stream = found == 0 && find_key(answer, alen, "stream", &sval, &slen) == 1 && slen == 4 &&
+                  memcmp(sval, "true", 4) == 0;
     int rc = CTL_EXIT_OK;
-    if (found < 0) {
-        fprintf(stderr, "heprouter ctl: %s: the answer is not a JSON object\n", path);
-        rc = CTL_EXIT_FAIL;
-    } else if (found > 0) {
-        print_error(val, vlen);
-        rc = CTL_EXIT_FAIL;
+    if (stream) {
+        fprintf(stderr, "heprouter ctl: %.*s\n", (int)alen, answer);
+        int64_t until = timeout_given ? now_ms() + (int64_t)(timeout_s * 1000.) : INT64_MAX;
+        rc = print_stream(fd, answer + len + 1, extra, until, max_lines, path);
+    } else {
+        fwrite(answer, 1, alen, stdout);
+        fputc('\n', stdout);
+        fflush(stdout);
+        if (found < 0) {
+            fprintf(stderr, "heprouter ctl: %s: the answer is not a JSON object\n", path);
+            rc = CTL_EXIT_FAIL;
+        } else if (found > 0) {
+            print_error(val, vlen);
+            rc = CTL_EXIT_FAIL;
+        }
     }
+    close(fd);
     free(answer);
     free(from_config);
     return rc;

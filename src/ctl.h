@@ -18,14 +18,18 @@
 /* A longer answer is refused (exit 1): the client's memory stays bounded. */
 #define CTL_ANSWER_MAX (16u * 1024 * 1024)
 
+/* A stream is read this many bytes at a time (a longer line grows the buffer up to CTL_ANSWER_MAX). */
+#define CTL_STREAM_READ 65536
+
 /* Exit statuses. */
 #define CTL_EXIT_OK 0               /* the answer has no top-level "error" */
 #define CTL_EXIT_FAIL 1             /* an error answer, no connection, a timeout */
 #define CTL_EXIT_USAGE 2
 
 /*
- * argv[0] is "ctl"; then [-s SOCKET] [-c FILE] [-T SECONDS] COMMAND [ARGS...].
- * Prints the answer on stdout, errors on stderr; returns the exit status.
+ * argv[0] is "ctl"; then [-s SOCKET] [-c FILE] [-T SECONDS] [-n LINES]
+ * COMMAND [ARGS...].  Prints the answer on stdout (a stream's lines, the
+ * answer then on stderr), errors on stderr; returns the exit status.
  */
 int ctl_main(int argc, char **argv);
 

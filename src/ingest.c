@@ -238,17 +238,16 @@ static void count_refused(struct ingest *in, int verdict, const struct sockaddr 
               refused_what[verdict], netaddr_format(peer, text, sizeof text));
 }
 
-bool ingest_admit(struct ingest *in, const struct ingest_source *src, const struct hep_view *v)
+int ingest_admit(struct ingest *in, const struct ingest_source *src, const struct hep_view *v)
 {
     if (src->packet_rules == NULL)
-        return true;
+        return ADMISSION_OK;
     const uint8_t *addr;
     unsigned len = netaddr_bytes(src->peer, &addr);
     enum admission_verdict verdict = admission_check_packet(src->packet_rules, len, addr, v);
-    if (verdict == ADMISSION_OK)
-        return true;
-    count_refused(in, verdict, src->peer);
-    return false;
+    if (verdict != ADMISSION_OK)
+        count_refused(in, verdict, src->peer);
+    return (int)verdict;
 }
 
 void ingest_logs(struct ingest *in, uint64_t now_ms)

@@ -103,11 +103,11 @@ const char *ingest_listener_name(const struct ingest *in, size_t i);
  * frame from a source not allowed (a reload may narrow the list under an
  * open connection) is counted as refused, not_allowed.  The rules that need
  * the decoded packet are the consumer's to apply, once it has decoded it:
- * ingest_admit() with the packet's source says whether it may go on, and
- * counts and logs it by reason when not.  Refusals are logged as one
+ * ingest_admit() with the packet's source says whether it may go on
+ * (ADMISSION_OK) or why not (counted and logged by reason).  Refusals are logged as one
  * summary line per reason and log.interval, naming a sender; keys never.
  */
-bool ingest_admit(struct ingest *in, const struct ingest_source *src, const struct hep_view *v);
+int ingest_admit(struct ingest *in, const struct ingest_source *src, const struct hep_view *v);
 
 /* Writes the refusal summaries whose log.interval is over; call it periodically. */
 void ingest_logs(struct ingest *in, uint64_t now_ms);

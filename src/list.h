@@ -116,6 +116,9 @@ static inline void *list_entry_at(struct list_link *link, size_t offset)
 #define list_first_entry(l, type, member) \
     ((type *)list_entry_at(list_first(l), offsetof(type, member)))
 
+/* For each link `pos` of l, first to last; the body must not remove it. */
+#define list_foreach(pos, l) for ((pos) = (l)->first; (pos) != NULL; (pos) = (pos)->next)
+
 /* For each link `pos` of l, first to last; tmp keeps the next one, so the body may remove pos. */
 #define list_foreach_safe(pos, tmp, l) \
     for ((pos) = (l)->first; (pos) != NULL && ((tmp) = (pos)->next, true); (pos) = (tmp))

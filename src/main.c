@@ -37,6 +37,7 @@
 
 #include <ev.h>
 
+#include "admission.h"
 #include "clock.h"
 #include "conf.h"
 #include "dest.h"
@@ -53,6 +54,7 @@
 #include "router.h"
 #include "store/store.h"
 #include "store/open.h"
+#include "tap.h"
 
 /* How often a worker expires store entries and publishes its counters. */
 #define HOUSEKEEPING_INTERVAL_S 0.1
@@ -100,6 +102,7 @@ struct worker {
     struct router *router;
     bool own_store;                 /* a per-worker store (Redis), freed with the worker */
     const struct ingest_source *cur_src;    /* sender of the packet being routed, for logs */
+    struct tap_worker *tap;         /* with a control socket: this worker's side of the live tap */
     ev_timer hold_timer;
     uint64_t hold_timer_due;        /* monotonic ms the hold timer is armed for */
     ev_timer housekeeping;
@@ -176,10 +179,10 @@ static const char *worker_source(void *arg, char *buf, size_t len)
     return w->cur_src != NULL ? netaddr_format(w->cur_src->peer, buf, len) : NULL;
 }
 
-static bool worker_admit(void *arg, const struct hep_view *view)
+static int worker_admit(void *arg, const struct hep_view *view)
 {
     struct worker *w = arg;
-    return w->cur_src == NULL || ingest_admit(w->in, w->cur_src, view);
+    return w->cur_src == NULL ? ADMISSION_OK : ingest_admit(w->in, w->cur_src, view);
 }
 
 static void on_batch_end(void *arg)
@@ -240,6 +243,8 @@ static void on_reload(struct ev_loop *loop, ev_async *a, int revents)
     if (dest_set_reconfigure(w->ds, old, next) != 0)
         w->reload_rc = 1;
     router_set_conf(w->router, next);
+    if (w->tap != NULL)
+        tap_worker_set_conf(w->tap, next);
     if (w->own_store)
         store_set_conf(w->store, next);
     w->conf = next;
@@ -362,6 +367,8 @@ static int worker_setup(struct worker *w)
     w->in = ingest_new(w->loop, w->conf, &w->m, on_packet, on_batch_end, w);
     if (w->in == NULL)
         return -1;
+    if (w->tap != NULL)
+        tap_worker_start(w->tap, w->loop, w->router, w->conf, &w->m);
     ev_timer_init(&w->hold_timer, on_hold_timer, 0.0, 0.0);
     w->hold_timer.data = w;
     ev_timer_init(&w->housekeeping, on_housekeeping, HOUSEKEEPING_INTERVAL_S, HOUSEKEEPING_INTERVAL_S);
@@ -458,6 +465,7 @@ struct app {
     struct reload reload;
     struct http *http;              /* metrics.listen, or NULL */
     struct control *control;        /* control.socket, or NULL */
+    struct tap *tap;                /* the live tap, with control.socket */
     struct store *call_store;       /* Redis: the control socket's connection for `call` */
     struct metrics call_metrics;    /* what that connection counts (not reported) */
     struct call_wait *call_waits;   /* `call`s waiting for Redis */
@@ -568,6 +576,7 @@ static int total_snapshot(struct app *a, struct metrics *total)
     struct store_mem_stats st;
     if (a->store != NULL && store_mem_stats(a->store, &st) == 0)
         total->store_evictions = st.evictions;
+    total->tap_lost += tap_lost_by_readers(a->tap);
     return 0;
 }
 
@@ -1215,11 +1224,18 @@ static void call_store_close(struct app *a)
     metrics_free(&a->call_metrics);
 }
 
+static void cmd_tap(void *arg, const char *args, struct control_request *req)
+{
+    struct app *a = arg;
+    tap_command(a->tap, args, req);
+}
+
 static const struct control_command control_commands[] = {
     { "stats", "stats", "the counters, as the SIGUSR1 line", cmd_stats },
     { "reload", "reload", "reload the configuration file; answers once every worker runs it", cmd_reload },
     { "config", "config", "the running configuration: path, hash, load time, generation", cmd_config },
     { "call", "call CALL-ID", "what the context store knows of a call", cmd_call },
+    { "tap", TAP_USAGE, "stream the routing decisions that match, as --explain prints them", cmd_tap },
 };
 
 static int control_start(struct app *a)
@@ -1574,7 +1590,9 @@ static int run(struct app *a)
     ev_async_start(loop, &a->worker_reloaded);
     a->nworkers = a->conf->workers;
     a->workers = calloc(a->nworkers, sizeof *a->workers);
-    if (a->workers == NULL) {
+    if (a->workers == NULL ||
+        (a->conf->control_socket != NULL &&
+         (a->tap = tap_new(loop, a->nworkers, a->conf->control_tap_buffer)) == NULL)) {
         log_error("out of memory");
         return 1;
     }
@@ -1586,6 +1604,7 @@ static int run(struct app *a)
         w->main_loop = loop;
         w->done = &a->worker_done;
         w->reloaded = &a->worker_reloaded;
+        w->tap = a->tap != NULL ? tap_worker_of(a->tap, i) : NULL;
         atomic_init(&w->finished, false);
         atomic_init(&w->reload_acked, false);
         atomic_init(&w->beat_ms, 0);
@@ -1662,6 +1681,8 @@ out:
         reload_answer_json(a, false, "heprouter stopped before the reload finished", &none);
     }
     call_store_close(a);
+    tap_free(a->tap);               /* its streams are the control socket's clients */
+    a->tap = NULL;
     control_free(a->control);
     a->control = NULL;
     ready_file_remove(a);

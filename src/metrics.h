@@ -180,6 +180,12 @@ static inline uint64_t metrics_max(uint64_t a, uint64_t b)
     FAMILY("heprouter_orphans_dropped_total", "counter", NULL,                                                 \
            "Packets not held because the hold queue was full: routed by the fallback at once")                 \
     COUNTER(orphans_queue_full, NULL, "hold queue full: fallback at once")                                     \
+    /* the live tap (control socket `tap`) */                                                                  \
+    FAMILY("heprouter_tap_lines_total", "counter", NULL, "Decision lines queued for live tap readers")         \
+    COUNTER(tap_lines, NULL, "decision lines queued for tap readers")                                          \
+    FAMILY("heprouter_tap_lost_lines_total", "counter", NULL,                                                  \
+           "Tap lines lost: a full queue, or a tap reader that does not keep up")                              \
+    COUNTER(tap_lost, NULL, "tap lines lost: full queue, or a reader that does not keep up")                   \
     /* gauges, set by the workers */                                                                           \
     FAMILY("heprouter_orphans_held", "gauge", NULL, "Packets held now, waiting for their call")               \
     GAUGE(orphans_held_now, sum, NULL, "packets held now")                                                     \

@@ -85,13 +85,15 @@ const char *router_how_name(enum router_how how)
 
 /* Tells the explain hook, when there is one, about p (NULL: not decoded). */
 static void explain(const struct router *r, const struct packet *p, enum router_how how, long route,
-                    const char *method, size_t mlen, const size_t *to, size_t nto, int hep_error,
+                    const char *method, size_t mlen, const size_t *to, size_t nto, int error,
                     uint64_t received_wall_ms)
 {
     struct router_explain e = {
         .how = how, .view = p != NULL ? &p->view : NULL, .sip = p != NULL && p->is_sip ? &p->sip : NULL,
         .key = p != NULL ? p->key : NULL, .klen = p != NULL ? p->klen : 0, .route = route,
-        .method = method, .mlen = mlen, .to = to, .nto = nto, .hep_error = hep_error,
+        .method = method, .mlen = mlen, .to = to, .nto = nto,
+        .hep_error = how == ROUTER_HOW_DECODE_ERROR ? error : HEP_OK,
+        .refused = how == ROUTER_HOW_REFUSED ? error : 0,
         .received_wall_ms = received_wall_ms,
     };
     r->dispatch.explain(r->dispatch.explain_arg, &e);
@@ -172,6 +174,13 @@ struct router *router_new(const struct conf *conf, struct store *store, struct m
 void router_set_conf(struct router *r, const struct conf *conf)
 {
     r->conf = conf;
+}
+
+void router_set_explain(struct router *r, void (*fn)(void *explain_arg, const struct router_explain *e),
+                        void *arg)
+{
+    r->dispatch.explain = fn;
+    r->dispatch.explain_arg = arg;
 }
 
 size_t router_call_key(const struct conf *conf, const char *call_id, size_t len, char *out, size_t outlen)
@@ -317,8 +326,18 @@ static bool classify(struct router *r, struct packet *p, const uint8_t *data, si
             explain(r, NULL, ROUTER_HOW_DECODE_ERROR, ROUTER_NO_ROUTE, NULL, 0, NULL, 0, rc, recv_wall_ms);
         return false;
     }
-    if (count && r->dispatch.admit != NULL && !r->dispatch.admit(r->dispatch.source_arg, &p->view))
-        return false;
+    if (count && r->dispatch.admit != NULL) {
+        int verdict = r->dispatch.admit(r->dispatch.source_arg, &p->view);
+        if (verdict != 0) {
+            if (r->dispatch.explain != NULL) {
+                p->is_sip = false;
+                p->key = NULL;
+                p->klen = 0;
+                explain(r, p, ROUTER_HOW_REFUSED, ROUTER_NO_ROUTE, NULL, 0, NULL, 0, verdict, recv_wall_ms);
+            }
+            return false;
+        }
+    }
     if (count)
         count_in(r->m, &p->view);
     p->is_sip = false;

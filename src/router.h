@@ -35,7 +35,8 @@ struct metrics;
     X(ROUTER_HOW_FALLBACK, "CSeq fallback")                 /* no origin: its own CSeq method */   \
     X(ROUTER_HOW_HELD_FALLBACK, "held, then CSeq fallback") /* waited in vain */                   \
     X(ROUTER_HOW_NO_KEY, "no call key")                     /* no Call-ID nor correlation id */    \
-    X(ROUTER_HOW_DECODE_ERROR, "decode error")              /* not routed: not HEP */
+    X(ROUTER_HOW_DECODE_ERROR, "decode error")              /* not routed: not HEP */              \
+    X(ROUTER_HOW_REFUSED, "refused source")                 /* not routed: admit() said no */
 
 #define ROUTER_HOW_ENUM(name, text) name,
 enum router_how { ROUTER_HOWS(ROUTER_HOW_ENUM) ROUTER_HOW_COUNT };
@@ -59,6 +60,7 @@ struct router_explain {
     const size_t *to;               /* the destinations it was handed to (none: discarded) */
     size_t nto;
     int hep_error;                  /* ROUTER_HOW_DECODE_ERROR: the hep_decode() status */
+    int refused;                    /* ROUTER_HOW_REFUSED: admit()'s verdict (admission.h) */
     uint64_t received_wall_ms;      /* when it arrived (a held packet: before it waited) */
 };
 
@@ -76,11 +78,12 @@ struct router_dispatch {
     void *source_arg;
     /*
      * Optional: whether the packet just decoded may be routed (the edge's
-     * admission rules, which need the decoded view).  false drops it; the
-     * edge has counted and logged why.  Asked once per received packet,
-     * before it is counted by protocol, scanned or held.
+     * admission rules, which need the decoded view): 0 (ADMISSION_OK), or
+     * why not (an enum admission_verdict), and it is dropped; the edge has
+     * counted and logged it.  Asked once per received packet, before it is
+     * counted by protocol, scanned or held.
      */
-    bool (*admit)(void *source_arg, const struct hep_view *view);
+    int (*admit)(void *source_arg, const struct hep_view *view);
     /*
      * Optional: told every decision (routed, discarded, held, not HEP) once
      * it is made, after the sends.  NULL costs one branch per packet.
@@ -103,6 +106,13 @@ void router_free(struct router *r);
  * (conf_keep_restart_values()).
  */
 void router_set_conf(struct router *r, const struct conf *conf);
+
+/*
+ * Sets (or, with fn NULL, removes) router_dispatch.explain between two
+ * batches, as a live tap opens and closes.
+ */
+void router_set_explain(struct router *r, void (*fn)(void *explain_arg, const struct router_explain *e),
+                        void *arg);
 
 /* The length of a hashed call key (a Call-ID longer than limits.call_id_max, or folded). */
 #define ROUTER_HASHED_KEY_LEN 33

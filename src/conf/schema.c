@@ -257,6 +257,8 @@ static const struct conf_key control_keys[] = {
     NUMBER("timeout", conf_set_duration, KIND_DURATION, control_timeout_ms, "5s", MS_PER_SECOND,
            CONF_WAIT_LONG_MS, 0),
     NUMBER("max_line", conf_set_size, KIND_SIZE, control_max_line, "4096", CONF_LINE_MIN, CONF_LINE_LIMIT, 0),
+    NUMBER("tap_buffer", conf_set_size, KIND_SIZE, control_tap_buffer, "1048576", CONF_TAP_BUFFER_MIN,
+           CONF_QUEUE_MAX, 0),
     KEY_END,
 };
 

@@ -42,6 +42,9 @@ struct fx {
     struct later later[LATER_MAX];
     size_t nlater;
     struct control_request *held;
+    struct control_stream *stream;  /* the "stream" command's */
+    size_t stream_closed;           /* closed() calls */
+    size_t stream_drained;          /* drained() calls */
 };
 
 /* ---- the test commands ---- */
@@ -116,6 +119,30 @@ static void run_fail(void *arg, const char *args, struct control_request *req)
     control_answer_error(req, "bad \"%s\"\tthing", args);
 }
 
+#define STREAM_MAX_UNSENT 4096
+
+static void stream_closed(void *arg)
+{
+    struct fx *fx = arg;
+    fx->stream_closed++;
+    fx->stream = NULL;
+}
+
+static void stream_drained(void *arg)
+{
+    struct fx *fx = arg;
+    fx->stream_drained++;
+}
+
+static void run_stream(void *arg, const char *args, struct control_request *req)
+{
+    struct fx *fx = arg;
+    (void)args;
+    static const char json[] = "{\"stream\":true}";
+    fx->stream = control_stream_open(req, json, sizeof json - 1, STREAM_MAX_UNSENT, stream_closed,
+                                     stream_drained, fx);
+}
+
 static const struct control_command commands[] = {
     { "now", "now [TEXT]", "answers TEXT at once", run_now },
     { "later", "later [TEXT]", "answers TEXT from a timer", run_later },
@@ -123,6 +150,7 @@ static const struct control_command commands[] = {
     { "big", "big", "a long answer", run_big },
     { "nested", "nested", "an error key below the top level", run_nested },
     { "fail", "fail TEXT", "an error answer", run_fail },
+    { "stream", "stream", "an answer, then lines", run_stream },
 };
 
 static const struct control_limits default_limits = {
@@ -280,7 +308,8 @@ static void test_help_lists_commands(void)
         "{\"name\":\"hold\",\"usage\":\"hold\",\"help\":\"answers when the test says\"},"
         "{\"name\":\"big\",\"usage\":\"big\",\"help\":\"a long answer\"},"
         "{\"name\":\"nested\",\"usage\":\"nested\",\"help\":\"an error key below the top level\"},"
-        "{\"name\":\"fail\",\"usage\":\"fail TEXT\",\"help\":\"an error answer\"}]}\n");
+        "{\"name\":\"fail\",\"usage\":\"fail TEXT\",\"help\":\"an error answer\"},"
+                          "{\"name\":\"stream\",\"usage\":\"stream\",\"help\":\"an answer, then lines\"}]}\n");
     fx_done(&fx);
 }
 
@@ -620,6 +649,94 @@ static void test_client_not_reading_closed(void)
     fx_done(&fx);
 }
 
+/* ---- streams ---- */
+
+static void test_stream_lines_follow_the_answer(void)
+{
+    struct fx fx;
+    fx_init(&fx);
+    fx.lim.timeout_ms = 100;        /* a stream is not idle while it waits for lines */
+    CU_ASSERT_FATAL(fx_start(&fx));
+    int fd = client_connect();
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT(client_send(fd, "stream\nnow ignored\n"));
+    struct reader *r = reader_new(fd);
+    CU_ASSERT_STRING_EQUAL(read_lines(&fx, r, 1), "{\"stream\":true}\n");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(fx.stream);
+    unit_ev_run_for(fx.loop, 0.3);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(fx.stream);
+    CU_ASSERT(control_stream_write(fx.stream, "one\n", 4));
+    CU_ASSERT(control_stream_write(fx.stream, "two\n", 4));
+    CU_ASSERT_STRING_EQUAL(read_lines(&fx, r, 3), "{\"stream\":true}\none\ntwo\n");
+    CU_ASSERT(fx.stream_drained > 0);
+    CU_ASSERT_EQUAL(fx.stream_closed, 0);
+
+    /* the client goes: closed() once */
+    close(fd);
+    unit_ev_run_for(fx.loop, 0.1);
+    CU_ASSERT_EQUAL(fx.stream_closed, 1);
+    CU_ASSERT_PTR_NULL(fx.stream);
+    free(r);
+
+    /* closed from this side: the client sees EOF, closed() is not called */
+    fd = client_connect();
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT(client_send(fd, "stream\n"));
+    r = reader_new(fd);
+    read_lines(&fx, r, 1);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(fx.stream);
+    control_stream_close(fx.stream);
+    fx.stream = NULL;
+    CU_ASSERT(unit_ev_run_until(fx.loop, reader_eof, r, 2.0));
+    CU_ASSERT_EQUAL(fx.stream_closed, 1);
+    free(r);
+    close(fd);
+    fx_done(&fx);
+}
+
+static void test_stream_bounded_for_a_client_not_reading(void)
+{
+    struct fx fx;
+    fx_init(&fx);
+    CU_ASSERT_FATAL(fx_start(&fx));
+    int fd = client_connect();
+    CU_ASSERT_FATAL(fd >= 0);
+    int small = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    CU_ASSERT(client_send(fd, "stream\n"));
+    struct reader *r = reader_new(fd);
+    read_lines(&fx, r, 1);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(fx.stream);
+    /* write until refused, letting the loop send what the socket takes */
+    static const char line[] = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n";
+    size_t accepted = 0, refused = 0;
+    for (int round = 0; round < 200 && refused == 0; round++) {
+        for (int i = 0; i < 10; i++) {
+            if (control_stream_write(fx.stream, line, sizeof line - 1))
+                accepted++;
+            else
+                refused++;
+        }
+        CU_ASSERT(control_stream_unsent(fx.stream) <= STREAM_MAX_UNSENT);
+        unit_ev_run_for(fx.loop, 0.01);
+    }
+    CU_ASSERT(refused > 0);
+    CU_ASSERT(accepted > STREAM_MAX_UNSENT / (sizeof line - 1));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(fx.stream);     /* not closed: it only loses lines */
+    /* the client reads everything: drained, and lines are taken again */
+    size_t drained = fx.stream_drained;
+    r->want_lines = accepted + 1;
+    CU_ASSERT(unit_ev_run_until(fx.loop, reader_ready, r, 3.0));
+    CU_ASSERT_EQUAL(count_lines(r), accepted + 1);
+    CU_ASSERT(fx.stream_drained > drained);
+    CU_ASSERT(control_stream_write(fx.stream, line, sizeof line - 1));
+    free(r);
+    close(fd);
+    unit_ev_run_for(fx.loop, 0.1);
+    CU_ASSERT_EQUAL(fx.stream_closed, 1);
+    fx_done(&fx);
+}
+
 /* ---- ctl ---- */
 
 struct ctl_run {
@@ -764,6 +881,85 @@ static void test_ctl_exit_statuses(void)
     fx_done(&fx);
 }
 
+/* Feeds fx's stream while a ctl child reads it: a notice first, then "line N". */
+struct feeder {
+    struct fx *fx;
+    ev_timer timer;
+    unsigned n;
+};
+
+static void feed_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct feeder *f = w->data;
+    if (f->fx->stream == NULL)
+        return;
+    char line[32];
+    int len = f->n == 0 ? snprintf(line, sizeof line, "# 1 tap lines lost\n")
+                        : snprintf(line, sizeof line, "line %u\n", f->n);
+    if (control_stream_write(f->fx->stream, line, (size_t)len))
+        f->n++;
+}
+
+/* Ends fx's stream from the server's side after one line. */
+static void close_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct feeder *f = w->data;
+    if (f->fx->stream == NULL)
+        return;
+    control_stream_write(f->fx->stream, "last\n", 5);
+    control_stream_close(f->fx->stream);
+    f->fx->stream = NULL;
+}
+
+static void test_ctl_stream(void)
+{
+    struct fx fx;
+    fx_init(&fx);
+    CU_ASSERT_FATAL(fx_start(&fx));
+    struct feeder f = { .fx = &fx };
+    ev_timer_init(&f.timer, feed_cb, 0.01, 0.01);
+    f.timer.data = &f;
+    ev_timer_start(fx.loop, &f.timer);
+    struct ctl_run res;
+
+    /* -n counts lines, not notices; the answer goes to stderr */
+    char *counted[] = { "ctl", "-s", sock_path, "-n", "3", "stream", NULL };
+    run_ctl(&fx, counted, &res);
+    CU_ASSERT_EQUAL(res.status, CTL_EXIT_OK);
+    CU_ASSERT_STRING_EQUAL(res.out, "# 1 tap lines lost\nline 1\nline 2\nline 3\n");
+    CU_ASSERT_STRING_EQUAL(res.err, "heprouter ctl: {\"stream\":true}\n");
+    unit_ev_run_for(fx.loop, 0.05);
+    CU_ASSERT_EQUAL(fx.stream_closed, 1);
+
+    /* -T: the lines that came in that time, then exit 0 */
+    f.n = 1;
+    char *timed[] = { "ctl", "-s", sock_path, "-T", "0.3", "stream", NULL };
+    run_ctl(&fx, timed, &res);
+    CU_ASSERT_EQUAL(res.status, CTL_EXIT_OK);
+    CU_ASSERT_PTR_NOT_NULL(strstr(res.out, "line 1\nline 2\n"));
+
+    /* the router ends the stream: exit 1, said on stderr */
+    ev_timer_stop(fx.loop, &f.timer);
+    unit_ev_run_for(fx.loop, 0.05);
+    ev_timer_init(&f.timer, close_cb, 0.01, 0.01);
+    ev_timer_start(fx.loop, &f.timer);
+    char *ended[] = { "ctl", "-s", sock_path, "stream", NULL };
+    run_ctl(&fx, ended, &res);
+    CU_ASSERT_EQUAL(res.status, CTL_EXIT_FAIL);
+    CU_ASSERT_STRING_EQUAL(res.out, "last\n");
+    CU_ASSERT_PTR_NOT_NULL(strstr(res.err, "the router ended the stream"));
+
+    char *badn[] = { "ctl", "-n", "0", "stream", NULL };
+    run_ctl(&fx, badn, &res);
+    CU_ASSERT_EQUAL(res.status, CTL_EXIT_USAGE);
+    ev_timer_stop(fx.loop, &f.timer);
+    fx_done(&fx);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -787,6 +983,9 @@ int main(void)
         { "an answer after the client or control is gone", test_answer_after_client_gone },
         { "a client that does not read is closed", test_client_not_reading_closed },
         { "ctl: output and exit statuses", test_ctl_exit_statuses },
+        { "a stream: lines after the answer, closed either side", test_stream_lines_follow_the_answer },
+        { "a stream to a client not reading is bounded, not closed", test_stream_bounded_for_a_client_not_reading },
+        { "ctl: a stream's lines, -n and -T", test_ctl_stream },
         { NULL, NULL },
     };
     int rc = unit_run("control", tests);
