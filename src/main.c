@@ -1681,13 +1681,13 @@ out:
         reload_answer_json(a, false, "heprouter stopped before the reload finished", &none);
     }
     call_store_close(a);
+    if (rc == 0)
+        log_stats(a, "exit");       /* the tap's counts included */
     tap_free(a->tap);               /* its streams are the control socket's clients */
     a->tap = NULL;
     control_free(a->control);
     a->control = NULL;
     ready_file_remove(a);
-    if (rc == 0)
-        log_stats(a, "exit");
     for (unsigned i = 0; i < a->nworkers; i++) {
         worker_teardown(&a->workers[i]);
         pthread_mutex_destroy(&a->workers[i].snap_lock);
