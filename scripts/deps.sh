@@ -14,7 +14,7 @@ set -euo pipefail
 
 build_pkgs=(build-essential autoconf automake pkg-config
             libev-dev libhiredis-dev libyaml-dev libcunit1-dev zlib1g-dev
-            libmicrohttpd-dev libpcap-dev
+            libmicrohttpd-dev libpcap-dev libpcre2-dev
             python3)            # make check: tests/integration/capture/make_pcap.py
 test_pkgs=(clang libfuzzer-14-dev libclang-rt-14-dev valgrind
            kamailio kamailio-extra-modules sip-tester

@@ -21,12 +21,15 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "pattern.h"
+
 /*
  * The longest names the configuration accepts: route and destination
  * names, and SIP methods in `method` lists.  What keeps names (the context
  * store) sizes its buffers from these.
  */
 #define CONF_NAME_MAX       63
+#define CONF_ORIGIN_ROUTES_MAX 64   /* routes with origin keys: a call keeps one bit each */
 #define CONF_METHOD_MAX     31
 
 /* node_name, auth_key, sources.auth_keys: bytes of a HEP chunk's value that a string key may set or require. */
@@ -130,6 +133,13 @@ struct conf_status {
 };
 
 /* All lists optional; an empty list matches anything; present lists are ANDed. */
+/* header: { NAME: [VALUES] } of a match: the values one header of the origin is compared with. */
+struct conf_header_match {
+    char *name;                     /* compared ignoring case */
+    struct pattern *values;
+    size_t nvalues;
+};
+
 struct conf_match {
     char **methods;                 /* origin method of the call */
     size_t nmethods;
@@ -143,6 +153,27 @@ struct conf_match {
     size_t ndst;
     struct conf_status *status;     /* replies only */
     size_t nstatus;
+    /* origin keys: judged once on the call's origin request, remembered for the call */
+    struct pattern *ruri_user;
+    size_t nruri_user;
+    struct pattern *ruri_domain;    /* caseless */
+    size_t nruri_domain;
+    struct pattern *from_user;
+    size_t nfrom_user;
+    struct pattern *from_domain;    /* caseless */
+    size_t nfrom_domain;
+    struct pattern *to_user;
+    size_t nto_user;
+    struct pattern *to_domain;      /* caseless */
+    size_t nto_domain;
+    struct pattern *user_agent;
+    size_t nuser_agent;
+    struct conf_header_match *headers;
+    size_t nheaders;
+    struct conf_cidr *origin_src;   /* of the origin request */
+    size_t norigin_src;
+    struct conf_cidr *origin_dst;
+    size_t norigin_dst;
 };
 
 struct conf_route {
@@ -151,6 +182,8 @@ struct conf_route {
     size_t *to;                     /* indexes into conf.dests */
     size_t nto;                     /* 0 (to: [] or drop: true) discards */
     size_t line, col;               /* where it starts in conf.path, as errors say it (explain) */
+    bool origin;                    /* it has origin keys, and then: */
+    unsigned origin_bit;            /* its bit in a call's origin mask */
 };
 
 /* A server named by host and port: "10.0.0.1:26379", "[::1]:26379", "redis-a:26380". */
@@ -263,6 +296,8 @@ struct conf {
     size_t ndests;
     struct conf_route *routes;
     size_t nroutes;
+    size_t norigin_routes;          /* routes with origin keys: bits 0..n-1 of a call's origin mask */
+    uint32_t origin_signature;      /* of those routes (names and origin keys); 0 when none */
     size_t *default_to;             /* destinations for calls no route matched */
     size_t ndefault_to;
 };
@@ -366,6 +401,12 @@ bool conf_cidr_contains(const struct conf_cidr *c, unsigned addr_len, const uint
 bool conf_cidr_any(const struct conf_cidr *list, size_t n, unsigned addr_len, const uint8_t *addr);
 
 /* ---- reload ---------------------------------------------------------------- */
+
+/*
+ * The origin bit in next of the route that has origin bit `bit` in old: the
+ * route of the same name, when its origin keys are the same; else -1.
+ */
+int conf_origin_bit_after(const struct conf *old, int bit, const struct conf *next);
 
 /* Receives one line of conf_describe_changes() or conf_restart_changes(), without a newline. */
 typedef void (*conf_line_fn)(void *arg, const char *line);

@@ -4,6 +4,7 @@
 #include "policy.h"
 
 #include <string.h>
+#include <strings.h>
 
 #include "conf.h"
 #include "hep.h"
@@ -17,6 +18,8 @@ void policy_input_from_view(struct policy_input *in, const struct hep_view *v)
     in->addr_len = v->addr_len;
     in->src = v->src_ip;
     in->dst = v->dst_ip;
+    in->origin_known = false;
+    in->origin_bits = 0;
 }
 
 static bool method_listed(const struct conf_match *m, const struct policy_input *in)
@@ -68,12 +71,103 @@ static bool route_matches(const struct conf_match *m, const struct policy_input 
            (m->nstatus == 0 || status_listed(m, in->status));
 }
 
+/* A route with origin keys matches only a call whose origin matched them. */
+static bool origin_holds(const struct conf_route *r, const struct policy_input *in)
+{
+    return !r->origin || (in->origin_known && ((in->origin_bits >> r->origin_bit) & 1u));
+}
+
 long policy_match(const struct conf *conf, const struct policy_input *in)
 {
     for (size_t i = 0; i < conf->nroutes; i++)
-        if (route_matches(&conf->routes[i].match, in))
+        if (route_matches(&conf->routes[i].match, in) && origin_holds(&conf->routes[i], in))
             return (long)i;
     return POLICY_DEFAULT;
+}
+
+/* The fields of an origin request the origin keys compare, read once. */
+struct origin_fields {
+    struct sip_str ruri_user, ruri_domain, from_user, from_domain, to_user, to_domain, user_agent;
+};
+
+static void origin_fields(const struct policy_origin *o, struct origin_fields *f)
+{
+    memset(f, 0, sizeof *f);
+    sip_uri_user_host(o->ruri, &f->ruri_user, &f->ruri_domain);
+    bool from = false, to = false, ua = false;
+    size_t pos = 0;
+    struct sip_str name, value;
+    while ((!from || !to || !ua) && sip_header_next(o->sip, o->sip_len, &pos, &name, &value)) {
+        if (!from && sip_header_is(&name, "from", 'f')) {
+            sip_uri_user_host(value, &f->from_user, &f->from_domain);
+            from = true;
+        } else if (!to && sip_header_is(&name, "to", 't')) {
+            sip_uri_user_host(value, &f->to_user, &f->to_domain);
+            to = true;
+        } else if (!ua && sip_header_is(&name, "user-agent", '\0')) {
+            f->user_agent = value;
+            ua = true;
+        }
+    }
+}
+
+/* No values: the key is not given and holds; else one of them must match s. */
+static bool any_pattern(const struct pattern *list, size_t n, const struct sip_str *s)
+{
+    if (n == 0)
+        return true;
+    for (size_t i = 0; i < n; i++)
+        if (pattern_match(&list[i], s->ptr, s->len))
+            return true;
+    return false;
+}
+
+/* header: { NAME: VALUES }: some header NAME of the message has a value that matches. */
+static bool header_holds(const struct conf_header_match *h, const struct policy_origin *o)
+{
+    size_t pos = 0;
+    struct sip_str name, value;
+    while (sip_header_next(o->sip, o->sip_len, &pos, &name, &value))
+        if (name.len == strlen(h->name) && strncasecmp(name.ptr, h->name, name.len) == 0 &&
+            any_pattern(h->values, h->nvalues, &value))
+            return true;
+    return false;
+}
+
+static bool origin_matches(const struct conf_match *m, const struct origin_fields *f,
+                           const struct policy_origin *o)
+{
+    if (!any_pattern(m->ruri_user, m->nruri_user, &f->ruri_user) ||
+        !any_pattern(m->ruri_domain, m->nruri_domain, &f->ruri_domain) ||
+        !any_pattern(m->from_user, m->nfrom_user, &f->from_user) ||
+        !any_pattern(m->from_domain, m->nfrom_domain, &f->from_domain) ||
+        !any_pattern(m->to_user, m->nto_user, &f->to_user) ||
+        !any_pattern(m->to_domain, m->nto_domain, &f->to_domain) ||
+        !any_pattern(m->user_agent, m->nuser_agent, &f->user_agent))
+        return false;
+    if (m->norigin_src > 0 && !conf_cidr_any(m->origin_src, m->norigin_src, o->addr_len, o->src))
+        return false;
+    if (m->norigin_dst > 0 && !conf_cidr_any(m->origin_dst, m->norigin_dst, o->addr_len, o->dst))
+        return false;
+    for (size_t i = 0; i < m->nheaders; i++)
+        if (!header_holds(&m->headers[i], o))
+            return false;
+    return true;
+}
+
+uint64_t policy_origin_bits(const struct conf *conf, const struct policy_origin *o)
+{
+    if (conf->norigin_routes == 0)
+        return 0;
+    struct origin_fields f;
+    origin_fields(o, &f);
+    uint64_t bits = 0;
+    for (size_t i = 0; i < conf->nroutes; i++) {
+        const struct conf_route *r = &conf->routes[i];
+        if (r->origin && origin_matches(&r->match, &f, o))
+            bits |= UINT64_C(1) << r->origin_bit;
+    }
+    return bits;
 }
 
 void policy_destinations(const struct conf *conf, long route, const size_t **to, size_t *nto)

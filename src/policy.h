@@ -4,8 +4,11 @@
  * Routes are tried in configuration order and the first whose match keys
  * all hold wins; none matching means the `default` destinations.  The
  * `method` key compares the method that started the call (the origin, or
- * the CSeq method of an orphan that took the fallback); the other keys look
- * at the packet itself.  Pure: no I/O, no allocation.
+ * the CSeq method of an orphan that took the fallback); the origin keys
+ * (ruri_user ... origin_dst) were judged once on the call's origin request
+ * (policy_origin_bits()) and the call remembers the answer, one bit per
+ * route that has them; the other keys look at the packet itself.  Pure: no
+ * I/O; a regular expression's match data is the only allocation.
  */
 #ifndef HEPROUTER_POLICY_H
 #define HEPROUTER_POLICY_H
@@ -13,6 +16,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "sip.h"
 
 struct conf;
 struct hep_view;
@@ -30,7 +35,22 @@ struct policy_input {
     const uint8_t *src;             /* NULL when absent */
     const uint8_t *dst;
     unsigned status;                /* SIP reply status; 0 for anything else */
+    bool origin_known;              /* the call's origin was seen (not the fallback, not uncorrelated) */
+    uint64_t origin_bits;           /* then: policy_origin_bits() of it */
 };
+
+/* What the origin keys look at: the call's origin request. */
+struct policy_origin {
+    const uint8_t *sip;             /* the SIP message (header: looks there) */
+    size_t sip_len;
+    struct sip_str ruri;            /* its request URI */
+    unsigned addr_len;              /* 4 or 16; 0 when the packet carries none */
+    const uint8_t *src;
+    const uint8_t *dst;
+};
+
+/* Bit conf->routes[i].origin_bit is set for each route with origin keys that all hold for o. */
+uint64_t policy_origin_bits(const struct conf *conf, const struct policy_origin *o);
 
 /* Fills the packet-level fields of *in from a decoded packet. */
 void policy_input_from_view(struct policy_input *in, const struct hep_view *view);

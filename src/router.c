@@ -60,6 +60,8 @@ struct router {
     uint64_t now_ms;                /* clocks of the packet being routed */
     uint64_t wall_ms;
     enum router_how how;            /* how the packet being sent was decided (for explain) */
+    uint32_t prev_signature;        /* conf.origin_signature before the last reload; 0: none */
+    int8_t remap[CONF_ORIGIN_ROUTES_MAX];   /* a bit under it -> the same route's bit now, or -1 */
 };
 
 /* What classify() learns about a packet. */
@@ -71,6 +73,7 @@ struct packet {
     size_t klen;
     char hashed[HASHED_KEY_LEN];
     uint8_t *inflated;              /* a compressed payload, inflated: packet_done() */
+    struct sip_str text;            /* the SIP message scanned (inflated or not) */
     uint64_t received_wall_ms;
 };
 
@@ -173,6 +176,12 @@ struct router *router_new(const struct conf *conf, struct store *store, struct m
 
 void router_set_conf(struct router *r, const struct conf *conf)
 {
+    if (conf->origin_signature != r->conf->origin_signature) {
+        /* calls judged under the rules going away keep their routes' bits */
+        r->prev_signature = r->conf->origin_signature;
+        for (int b = 0; b < CONF_ORIGIN_ROUTES_MAX; b++)
+            r->remap[b] = (int8_t)conf_origin_bit_after(r->conf, b, conf);
+    }
     r->conf = conf;
 }
 
@@ -348,6 +357,7 @@ static bool classify(struct router *r, struct packet *p, const uint8_t *data, si
         rc = sip_scan((const uint8_t *)sip.ptr, sip.len, &p->sip);
         if (rc == SIP_OK) {
             p->is_sip = true;
+            p->text = sip;
             if (count)
                 r->m->sip_lines_skipped += p->sip.skipped_lines;
             if (p->sip.flags & SIP_F_CALL_ID_LWS)
@@ -370,13 +380,41 @@ static bool classify(struct router *r, struct packet *p, const uint8_t *data, si
 
 /* ---- dispatch ---- */
 
-static void send_route(struct router *r, const struct packet *p, const char *method, size_t mlen)
+/*
+ * What the call's origin matched, as the running rules number their bits:
+ * judged under them, or under the rules before the last reload (moved to
+ * the same routes' new bits); a call judged under other rules, or decided
+ * by the fallback, has no origin for them.
+ */
+static void origin_input(const struct router *r, const struct store_entry *call, struct policy_input *in)
+{
+    uint32_t sig = r->conf->origin_signature;
+    in->origin_known = false;
+    in->origin_bits = 0;
+    if (call == NULL || sig == 0 || (call->flags & STORE_F_FALLBACK) || call->origin_signature == 0)
+        return;
+    if (call->origin_signature == sig) {
+        in->origin_known = true;
+        in->origin_bits = call->origin_bits;
+    } else if (call->origin_signature == r->prev_signature) {
+        in->origin_known = true;
+        for (int b = 0; b < CONF_ORIGIN_ROUTES_MAX; b++)
+            if (((call->origin_bits >> b) & 1u) && r->remap[b] >= 0)
+                in->origin_bits |= UINT64_C(1) << r->remap[b];
+    }
+}
+
+/* Sends p by the policy; call is its call's entry (NULL: no call context). */
+static void send_route(struct router *r, const struct packet *p, const struct store_entry *call)
 {
     struct policy_input in;
+    const char *method = call != NULL ? call->method : NULL;
+    size_t mlen = method != NULL ? strlen(method) : 0;
     policy_input_from_view(&in, &p->view);
     in.method = method;
     in.method_len = mlen;
     in.status = p->is_sip && sip_is_reply(&p->sip) ? p->sip.status : 0;
+    origin_input(r, call, &in);
     long route = policy_match(r->conf, &in);
     const size_t *to;
     size_t nto;
@@ -466,7 +504,7 @@ static void follow(struct router *r, const struct packet *p, const struct store_
 {
     r->m->calls_followed++;
     touch_call(r, p, e);
-    send_route(r, p, e->method, strlen(e->method));
+    send_route(r, p, e);
 }
 
 /*
@@ -489,6 +527,15 @@ static int store_call(struct router *r, const struct packet *p, const char *meth
     in.method = method;
     in.method_len = mlen;
     in.status = 0;
+    if (!(flags & STORE_F_FALLBACK) && r->conf->origin_signature != 0) {
+        /* the origin request: its origin keys are judged once, for the whole call */
+        struct policy_origin o = { (const uint8_t *)p->text.ptr, p->text.len, p->sip.uri,
+                                   p->view.addr_len, p->view.src_ip, p->view.dst_ip };
+        e.origin_bits = policy_origin_bits(r->conf, &o);
+        e.origin_signature = r->conf->origin_signature;
+        in.origin_known = true;
+        in.origin_bits = e.origin_bits;
+    }
     snprintf(e.route, sizeof e.route, "%s", policy_route_name(r->conf, policy_match(r->conf, &in)));
     e.first_seen_ms = r->wall_ms;
     if (str_is(method, mlen, "REGISTER"))
@@ -516,7 +563,7 @@ static void originate(struct router *r, const struct packet *p)
         if (rc > 0)
             r->m->calls_new++;
         r->how = ROUTER_HOW_ORIGIN;
-        send_route(r, p, use.method, strlen(use.method));
+        send_route(r, p, &use);
     }
     /* with the entry in hand: a cache-less store's get() would not know it */
     release_held(r, p->key, p->klen, &r->m->orphans_released_origin, &use);
@@ -534,7 +581,7 @@ static void fallback(struct router *r, const struct packet *p, bool held_are_old
     struct store_entry use;
     r->m->calls_fallback++;
     if (!p->is_sip) {
-        send_route(r, p, NULL, 0);
+        send_route(r, p, NULL);
         return;
     }
     size_t mlen;
@@ -545,7 +592,7 @@ static void fallback(struct router *r, const struct packet *p, bool held_are_old
     if (held_are_older)
         release_held(r, p->key, p->klen, &r->m->orphans_released_fallback, &use);
     r->how = how;
-    send_route(r, p, use.method, strlen(use.method));
+    send_route(r, p, &use);
     if (!held_are_older)
         release_held(r, p->key, p->klen, &r->m->orphans_released_fallback, &use);
 }
@@ -607,7 +654,7 @@ void router_packet(struct router *r, const uint8_t *data, size_t len, uint64_t n
     if (p.key == NULL) {
         r->m->uncorrelated++;
         r->how = ROUTER_HOW_NO_KEY;
-        send_route(r, &p, NULL, 0);
+        send_route(r, &p, NULL);
     } else {
         decide(r, &p);
     }
@@ -700,7 +747,7 @@ static void send_ungrouped(struct router *r, const uint8_t *pkt, size_t len, uin
 {
     struct packet p;
     if (classify(r, &p, pkt, len, received_wall_ms(r, held_since_ms), false))
-        send_route(r, &p, NULL, 0);
+        send_route(r, &p, NULL);
     packet_done(r, &p);
     r->dispatch.flush(r->dispatch.arg);
 }
@@ -768,13 +815,13 @@ static void expire_group(struct router *r, const struct packet *first)
     if (decided)
         follow(r, first, &use);
     else
-        send_route(r, first, NULL, 0);
+        send_route(r, first, NULL);
     for (size_t i = 0; i < g.n; i++) {
         if (classify(r, &p, g.data[i], g.len[i], received_wall_ms(r, g.since[i]), false)) {
             if (decided)
                 follow(r, &p, &use);
             else
-                send_route(r, &p, NULL, 0);
+                send_route(r, &p, NULL);
         }
         packet_done(r, &p);
         r->dispatch.flush(r->dispatch.arg);

@@ -568,6 +568,108 @@ int sip_scan(const uint8_t *buf, size_t len, struct sip_msg *msg)
     return SIP_OK;
 }
 
+bool sip_header_next(const uint8_t *buf, size_t len, size_t *pos, struct sip_str *name, struct sip_str *value)
+{
+    const char *start = (const char *)buf, *end = start + len;
+    const char *p = start + *pos, *content_end;
+    if (buf == NULL || *pos > len)
+        return false;
+    if (*pos == 0) {
+        /* the start line, after any CRLFs before it */
+        while (p < end && (*p == '\r' || *p == '\n'))
+            p++;
+        const char *eol = line_end(p, end, &content_end);
+        p = eol < end ? eol + 1 : end;
+    }
+    while (p < end) {
+        const char *eol = line_end(p, end, &content_end);
+        if (content_end == p) {
+            *pos = len;             /* the empty line: no more headers */
+            return false;
+        }
+        bool orphan = is_wsp((unsigned char)*p);
+        const char *next = eol < end ? eol + 1 : end;
+        while (next < end && is_wsp((unsigned char)*next)) {
+            eol = line_end(next, end, &content_end);
+            next = eol < end ? eol + 1 : end;
+        }
+        const char *v = orphan ? NULL : header_name(p, content_end, name);
+        p = next;
+        if (v == NULL)
+            continue;
+        v = skip_lws(v, content_end);
+        const char *stop = content_end;
+        while (stop > v && is_lws((unsigned char)stop[-1]))
+            stop--;
+        *value = make_str(v, stop);
+        *pos = (size_t)(p - start);
+        return true;
+    }
+    *pos = len;
+    return false;
+}
+
+bool sip_header_is(const struct sip_str *name, const char *full, char compact)
+{
+    if (compact != '\0' && name->len == COMPACT_NAME_LEN && lower((unsigned char)name->ptr[0]) == compact)
+        return true;
+    return equal_nocase(name->ptr, name->len, full, strlen(full));
+}
+
+void sip_uri_user_host(struct sip_str v, struct sip_str *user, struct sip_str *host)
+{
+    const char *p = v.ptr, *end = v.ptr + v.len;
+    *user = make_str(p, p);
+    *host = make_str(p, p);
+    p = skip_lws(p, end);
+    /* name-addr: the URI is inside <...>, after an optional display name */
+    if (p < end && *p == '"') {
+        p = skip_quoted(p, end);
+        if (p == NULL)
+            return;
+    }
+    const char *lt = memchr(p, '<', (size_t)(end - p));
+    if (lt != NULL) {
+        const char *gt = memchr(lt + 1, '>', (size_t)(end - lt - 1));
+        if (gt == NULL)
+            return;
+        p = lt + 1;
+        end = gt;
+    } else {
+        /* addr-spec: header parameters start at the first ';' (RFC 3261 20.10) */
+        const char *semi = memchr(p, ';', (size_t)(end - p));
+        if (semi != NULL)
+            end = semi;
+    }
+    /* the scheme ("sip:", "sips:", "tel:") */
+    const char *colon = memchr(p, ':', (size_t)(end - p));
+    if (colon == NULL)
+        return;
+    p = colon + 1;
+    /* userinfo ends at the last '@' before any parameter or header */
+    const char *stop = p;
+    while (stop < end && *stop != ';' && *stop != '?')
+        stop++;
+    const char *at = NULL;
+    for (const char *q = p; q < stop; q++)
+        if (*q == '@')
+            at = q;
+    if (at != NULL) {
+        const char *u_end = memchr(p, ':', (size_t)(at - p));  /* user:password */
+        *user = make_str(p, u_end != NULL ? u_end : at);
+        p = at + 1;
+    }
+    const char *h = p;
+    if (h < stop && *h == '[') {
+        const char *rb = memchr(h, ']', (size_t)(stop - h));
+        p = rb != NULL ? rb + 1 : stop;
+    } else {
+        while (p < stop && *p != ':')
+            p++;
+    }
+    *host = make_str(h, p);
+}
+
 bool sip_lws_next(const struct sip_str *s, size_t *pos, struct sip_str *piece)
 {
     static const char space[] = " ";

@@ -123,6 +123,26 @@ int sip_scan(const uint8_t *buf, size_t len, struct sip_msg *msg);
  */
 bool sip_lws_next(const struct sip_str *s, size_t *pos, struct sip_str *piece);
 
+/*
+ * Walks the header lines of the message buf[0..len): set *pos to 0, then
+ * call until it returns false (the empty line ending the headers, or the
+ * end).  Each call gives the next header's name and its value, without
+ * leading and trailing white space and with its continuation lines.  Lines
+ * sip_scan() skips are skipped.  Nothing is allocated.
+ */
+bool sip_header_next(const uint8_t *buf, size_t len, size_t *pos, struct sip_str *name, struct sip_str *value);
+
+/* Whether name is the header full (lower case; case-insensitive) or its one-letter compact form ('\0': none). */
+bool sip_header_is(const struct sip_str *name, const char *full, char compact);
+
+/*
+ * The user and host of a From or To value ("Alice" <sip:alice@a.example>;tag=1)
+ * or of a request URI (sip:alice@a.example:5060;transport=udp): user is
+ * empty when the URI has none; host ends at a port, a parameter or a
+ * header.  Either is empty when v holds no such URI.
+ */
+void sip_uri_user_host(struct sip_str v, struct sip_str *user, struct sip_str *host);
+
 /* Maps a method name (case-sensitive, as RFC 3261 says) to its id. */
 enum sip_method sip_method_from_name(const char *name, size_t len);
 

@@ -214,6 +214,8 @@ enum conf_kind {
     KIND_ENDPOINTS,                 /* struct conf_endpoint * and a count */
     KIND_BOOL,                      /* bool */
     KIND_BINDINGS,                  /* struct conf_capture_binding * and a count */
+    KIND_PATTERNS,                  /* struct pattern * and a count */
+    KIND_HEADERS,                   /* struct conf_header_match * and a count */
     KIND_DESTS,                     /* destinations: schema.c compares them */
     KIND_ROUTES,                    /* routes: schema.c compares them */
 };
@@ -390,6 +392,9 @@ conf_setter conf_set_mode;              /* control.mode: "0660" -> unsigned */
 conf_setter conf_set_bool;              /* true / false -> bool */
 conf_setter conf_set_auth_keys;         /* sources.auth_keys: char ** and a count */
 conf_setter conf_set_capture_bindings;  /* sources.capture_ids: { CIDR: [ID, ...] } */
+conf_setter conf_set_patterns;          /* origin keys: exact strings or "~REGEX" */
+conf_setter conf_set_domain_patterns;   /* the same, ignoring case */
+conf_setter conf_set_header_matches;    /* match header: { NAME: [VALUES] } */
 conf_setter conf_set_sources;           /* a sources: section, then its auth_keys_file (schema.c) */
 
 /* listen items in map form: address, sources (schema.c). */

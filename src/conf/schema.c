@@ -317,8 +317,72 @@ static const struct conf_key match_keys[] = {
     MATCH_LIST("src", conf_set_cidrs, KIND_CIDRS, src, nsrc),
     MATCH_LIST("dst", conf_set_cidrs, KIND_CIDRS, dst, ndst),
     MATCH_LIST("status", conf_set_statuses, KIND_STATUSES, status, nstatus),
+    /* the origin keys (ORIGIN_KEYS below): judged on the call's origin request */
+    MATCH_LIST("ruri_user", conf_set_patterns, KIND_PATTERNS, ruri_user, nruri_user),
+    MATCH_LIST("ruri_domain", conf_set_domain_patterns, KIND_PATTERNS, ruri_domain, nruri_domain),
+    MATCH_LIST("from_user", conf_set_patterns, KIND_PATTERNS, from_user, nfrom_user),
+    MATCH_LIST("from_domain", conf_set_domain_patterns, KIND_PATTERNS, from_domain, nfrom_domain),
+    MATCH_LIST("to_user", conf_set_patterns, KIND_PATTERNS, to_user, nto_user),
+    MATCH_LIST("to_domain", conf_set_domain_patterns, KIND_PATTERNS, to_domain, nto_domain),
+    MATCH_LIST("user_agent", conf_set_patterns, KIND_PATTERNS, user_agent, nuser_agent),
+    MATCH_LIST("header", conf_set_header_matches, KIND_HEADERS, headers, nheaders),
+    MATCH_LIST("origin_src", conf_set_cidrs, KIND_CIDRS, origin_src, norigin_src),
+    MATCH_LIST("origin_dst", conf_set_cidrs, KIND_CIDRS, origin_dst, norigin_dst),
     KEY_END,
 };
+
+/* The first of the match keys judged on the origin request (match_keys from here on). */
+#define ORIGIN_KEYS "ruri_user"
+
+/* Whether the route has an origin key: it gets a bit in each call's origin mask. */
+static bool route_has_origin_keys(const struct conf_route *r)
+{
+    bool origin = false;
+    for (const struct conf_key *k = match_keys; k->name != NULL; k++) {
+        origin = origin || strcmp(k->name, ORIGIN_KEYS) == 0;
+        if (origin && *(const size_t *)conf_field_at((void *)&r->match, k->count_offset) > 0)
+            return true;
+    }
+    return false;
+}
+
+/*
+ * Numbers the routes with origin keys (at most CONF_ORIGIN_ROUTES_MAX) and
+ * signs them: the names and origin keys of those routes, in order.  A call
+ * stored under another signature was judged by other rules (a reload).
+ */
+static void number_origin_routes(struct parse *p, struct node *n, struct conf *c)
+{
+    uint64_t h = HASH_FNV64_OFFSET;
+    char buf[CONF_LINE_MAX];
+    for (size_t i = 0; i < c->nroutes; i++) {
+        struct conf_route *r = &c->routes[i];
+        if (!route_has_origin_keys(r))
+            continue;
+        if (c->norigin_routes == CONF_ORIGIN_ROUTES_MAX) {
+            size_t old = conf_path_push_index(p, i);
+            conf_error_key(p, n->items[i], "is one route with origin keys too many (at most %d)",
+                           CONF_ORIGIN_ROUTES_MAX);
+            conf_path_pop(p, old);
+            continue;
+        }
+        r->origin = true;
+        r->origin_bit = (unsigned)c->norigin_routes++;
+        h = hash_fnv1a64(h, r->name != NULL ? r->name : "", r->name != NULL ? strlen(r->name) + 1 : 1);
+        bool origin = false;
+        for (const struct conf_key *k = match_keys; k->name != NULL; k++) {
+            origin = origin || strcmp(k->name, ORIGIN_KEYS) == 0;
+            if (!origin)
+                continue;
+            struct text t = { buf, sizeof buf, 0 };
+            buf[0] = '\0';
+            conf_text_add(&t, "%s=", k->name);
+            conf_value_format(&t, k, &r->match, c);
+            h = hash_fnv1a64(h, buf, t.len + 1);
+        }
+    }
+    c->origin_signature = c->norigin_routes > 0 ? (uint32_t)(hash_fmix64(h) | 1u) : 0;
+}
 
 static const struct conf_key route_keys[] = {
     /* absent: "route-N", N counting from 1 (see set_routes); routes are paired by it at reload */
@@ -712,6 +776,30 @@ static void set_routes(struct parse *p, struct node *n, const struct conf_key *k
         conf_path_pop(p, old);
     }
     check_route_names(p, n, c);
+    number_origin_routes(p, n, c);
+}
+
+int conf_origin_bit_after(const struct conf *old, int bit, const struct conf *next)
+{
+    const struct conf_route *was = NULL;
+    for (size_t i = 0; i < old->nroutes && was == NULL; i++)
+        if (old->routes[i].origin && (int)old->routes[i].origin_bit == bit)
+            was = &old->routes[i];
+    if (was == NULL)
+        return -1;
+    struct conf_pair confs = { old, next };
+    for (size_t i = 0; i < next->nroutes; i++) {
+        const struct conf_route *now = &next->routes[i];
+        if (!now->origin || strcmp(now->name, was->name) != 0)
+            continue;
+        bool origin = false, same = true;
+        for (const struct conf_key *k = match_keys; k->name != NULL && same; k++) {
+            origin = origin || strcmp(k->name, ORIGIN_KEYS) == 0;
+            same = !origin || conf_value_equal(k, &was->match, &now->match, &confs);
+        }
+        return same ? (int)now->origin_bit : -1;
+    }
+    return -1;
 }
 
 /* ---- sources ------------------------------------------------------------------- */
@@ -952,6 +1040,24 @@ static void match_free(struct conf_match *m)
     free(m->src);
     free(m->dst);
     free(m->status);
+    struct pattern *lists[] = { m->ruri_user, m->ruri_domain, m->from_user, m->from_domain,
+                                m->to_user,   m->to_domain,   m->user_agent };
+    size_t counts[] = { m->nruri_user, m->nruri_domain, m->nfrom_user, m->nfrom_domain,
+                        m->nto_user,   m->nto_domain,   m->nuser_agent };
+    for (size_t l = 0; l < sizeof lists / sizeof lists[0]; l++) {
+        for (size_t i = 0; lists[l] != NULL && i < counts[l]; i++)
+            pattern_free(&lists[l][i]);
+        free(lists[l]);
+    }
+    for (size_t i = 0; m->headers != NULL && i < m->nheaders; i++) {
+        free(m->headers[i].name);
+        for (size_t j = 0; m->headers[i].values != NULL && j < m->headers[i].nvalues; j++)
+            pattern_free(&m->headers[i].values[j]);
+        free(m->headers[i].values);
+    }
+    free(m->headers);
+    free(m->origin_src);
+    free(m->origin_dst);
 }
 
 static void sources_free(struct conf_sources *s)

@@ -785,6 +785,85 @@ void conf_set_capture_bindings(struct parse *p, struct node *n, const struct con
     }
 }
 
+/* ---- origin keys ------------------------------------------------------------------ */
+
+static const char *parse_pattern_with(struct parse *p, const char *text, void *elem, bool caseless)
+{
+    if (text[0] == '\0' || (text[0] == PATTERN_REGEX_MARK && text[1] == '\0')) {
+        snprintf(p->why, sizeof p->why, "must not be empty");
+        return p->why;
+    }
+    char why[PATTERN_WHY_MAX + 32];
+    int rc = pattern_compile(elem, text, caseless, why, sizeof why);
+    if (rc == -2)
+        p->nomem = true;
+    if (rc == -1) {
+        snprintf(p->why, sizeof p->why, "%s", why);
+        return p->why;
+    }
+    return NULL;
+}
+
+static const char *parse_pattern(struct parse *p, const char *text, void *elem)
+{
+    return parse_pattern_with(p, text, elem, false);
+}
+
+static const char *parse_domain_pattern(struct parse *p, const char *text, void *elem)
+{
+    return parse_pattern_with(p, text, elem, true);
+}
+
+void conf_set_patterns(struct parse *p, struct node *n, const struct conf_key *k, void *base)
+{
+    parse_list(p, n, k, base, sizeof(struct pattern), parse_pattern, "must be a string or ~REGEX");
+}
+
+void conf_set_domain_patterns(struct parse *p, struct node *n, const struct conf_key *k, void *base)
+{
+    parse_list(p, n, k, base, sizeof(struct pattern), parse_domain_pattern, "must be a string or ~REGEX");
+}
+
+/* The values of one header: entry, as a list key inside it. */
+static const struct conf_key header_values_key = {
+    .name = "values", .offset = offsetof(struct conf_header_match, values),
+    .count_offset = offsetof(struct conf_header_match, nvalues), .flags = KEY_NONEMPTY | KEY_MATCH,
+    .kind = KIND_PATTERNS,
+};
+
+/* match header: { NAME: [ VALUE, ... ], ... }: a header name is a token. */
+void conf_set_header_matches(struct parse *p, struct node *n, const struct conf_key *k, void *base)
+{
+    if (!conf_expect_mapping(p, n))
+        return;
+    size_t npairs = conf_named_pairs(p, n);
+    if (npairs == 0)
+        return;
+    struct conf_header_match *h = conf_calloc(npairs, sizeof *h);
+    if (h == NULL) {
+        p->nomem = true;
+        return;
+    }
+    *(struct conf_header_match **)conf_field_at(base, k->offset) = h;
+    *(size_t *)conf_field_at(base, k->count_offset) = npairs;
+    for (size_t i = 0; i < npairs; i++) {
+        struct node *key = n->items[2 * i], *values = n->items[2 * i + 1];
+        if (key->type != NODE_SCALAR)
+            continue;               /* conf_check_keys() said so */
+        size_t old = conf_path_push_key(p, key->value, key->len);
+        bool ok = strlen(key->value) == key->len && key->len > 0;
+        for (size_t j = 0; ok && j < key->len; j++)
+            ok = is_token_char(key->value[j]);
+        if (!ok)
+            conf_error_key(p, key, "is not a header name (a token)");
+        else if ((h[i].name = conf_strdup(key->value)) == NULL)
+            p->nomem = true;
+        parse_list(p, values, &header_values_key, &h[i], sizeof(struct pattern), parse_pattern,
+                   "must be a string or ~REGEX");
+        conf_path_pop(p, old);
+    }
+}
+
 /* ---- store.redis values --------------------------------------------------------- */
 
 #define HOST_PREDICATE "must be a host name or a numeric IP address"
@@ -1049,6 +1128,16 @@ static size_t plain_elem_size(enum conf_kind kind)
     }
 }
 
+static bool patterns_equal(const struct pattern *a, size_t na, const struct pattern *b, size_t nb)
+{
+    if (na != nb)
+        return false;
+    for (size_t i = 0; i < na; i++)
+        if (!string_equal(a[i].text, b[i].text) || a[i].caseless != b[i].caseless)
+            return false;
+    return true;
+}
+
 static const void *list_at(const struct conf_key *k, const void *base, size_t *count)
 {
     *count = *(const size_t *)conf_field_at((void *)base, k->count_offset);
@@ -1089,6 +1178,16 @@ static bool lists_equal(const struct conf_key *k, const void *base_a, const void
             same = string_equal(((const struct conf_endpoint *)a)[i].text,
                                 ((const struct conf_endpoint *)b)[i].text);
             break;
+        case KIND_PATTERNS:
+            same = patterns_equal(&((const struct pattern *)a)[i], 1, &((const struct pattern *)b)[i], 1);
+            break;
+        case KIND_HEADERS: {
+            const struct conf_header_match *x = &((const struct conf_header_match *)a)[i];
+            const struct conf_header_match *y = &((const struct conf_header_match *)b)[i];
+            same = x->name != NULL && y->name != NULL && strcasecmp(x->name, y->name) == 0 &&
+                   patterns_equal(x->values, x->nvalues, y->values, y->nvalues);
+            break;
+        }
         default: {
             size_t size = plain_elem_size(k->kind);
             INVARIANT(size > 0);
@@ -1138,6 +1237,8 @@ bool conf_value_equal(const struct conf_key *k, const void *a, const void *b, co
     case KIND_STATUSES:
     case KIND_ENDPOINTS:
     case KIND_BINDINGS:
+    case KIND_PATTERNS:
+    case KIND_HEADERS:
         return lists_equal(k, a, b, confs);
     default:
         INVARIANT(k->kind == KIND_NONE);    /* sections, destinations, routes: schema.c */
@@ -1210,6 +1311,16 @@ static void format_elem(struct text *t, const struct conf_key *k, const void *li
     case KIND_ENDPOINTS:
         conf_text_add(t, "%s", ((const struct conf_endpoint *)list)[i].text);
         break;
+    case KIND_PATTERNS:
+        conf_text_add(t, "%s", ((const struct pattern *)list)[i].text);
+        break;
+    case KIND_HEADERS: {
+        const struct conf_header_match *h = &((const struct conf_header_match *)list)[i];
+        conf_text_add(t, "%s:", h->name != NULL ? h->name : "?");
+        for (size_t j = 0; j < h->nvalues; j++)
+            conf_text_add(t, " %s", h->values[j].text != NULL ? h->values[j].text : "?");
+        break;
+    }
     default:
         INVARIANT(false);
         break;
@@ -1305,6 +1416,8 @@ void conf_value_format(struct text *t, const struct conf_key *k, const void *bas
     case KIND_STATUSES:
     case KIND_ENDPOINTS:
     case KIND_BINDINGS:
+    case KIND_PATTERNS:
+    case KIND_HEADERS:
         format_list(t, k, base, c);
         break;
     default:

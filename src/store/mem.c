@@ -62,14 +62,16 @@ _Static_assert(STORE_F_ALL <= STORE_MEM_FLAGS_MASK, "a slot keeps every store fl
 _Static_assert(STORE_MEM_METHOD_UNLISTED <= UINT16_MAX, "a slot keeps every method index");
 
 /*
- * One tracked call: 48 bytes.  key[0] picks the slot, key[1] the stripe;
- * both together identify the call.
+ * One tracked call: 64 bytes (48 before the origin keys).  key[0] picks
+ * the slot, key[1] the stripe; both together identify the call.
  */
 struct mem_slot {
     uint64_t key[2];            /* SipHash-2-4-128 of the call key */
     uint64_t expires_ms;        /* caller's clock; expired when <= now */
     uint64_t first_seen_ms;
     uint64_t last_hash;
+    uint64_t origin_bits;       /* store_entry.origin_bits */
+    uint32_t origin_signature;
     uint32_t route;             /* index into the route names */
     uint16_t method;            /* index into the method names, or STORE_MEM_METHOD_UNLISTED */
     uint8_t flags;              /* enum store_flag */
@@ -376,6 +378,8 @@ static void slot_fill_entry(const struct mem_store *ms, const struct mem_slot *s
     out->first_seen_ms = sl->first_seen_ms;
     out->flags = sl->flags;
     out->last_hash = sl->last_hash;
+    out->origin_bits = sl->origin_bits;
+    out->origin_signature = sl->origin_signature;
     out->expires_ms = sl->expires_ms;
 }
 
@@ -427,6 +431,8 @@ static void slot_set(struct mem_slot *sl, const uint64_t h[2], const struct stor
     sl->expires_ms = expiry_after(now_ms, ttl_ms);
     sl->first_seen_ms = e->first_seen_ms;
     sl->last_hash = e->last_hash;
+    sl->origin_bits = e->origin_bits;
+    sl->origin_signature = e->origin_signature;
     sl->method = method;
     sl->route = route;
     sl->flags = (uint8_t)(e->flags & STORE_MEM_FLAGS_MASK);

@@ -24,7 +24,14 @@ size_t redis_value_format(const struct store_entry *e, char *buf, size_t len)
     for (size_t i = 0; i < mlen; i++)
         if (!redis_method_char(e->method[i]))
             return 0;
-    int n = snprintf(buf, len, "%s%c%u%c%llu%c%s%c%s", REDIS_VALUE_VERSION, REDIS_VALUE_SEP,
+    int n;
+    if (e->origin_signature != 0)
+        n = snprintf(buf, len, "%s%c%u%c%llu%c%s%c%llu%c%lu%c%s", REDIS_VALUE_VERSION_ORIGIN, REDIS_VALUE_SEP,
+                     e->flags & REDIS_KNOWN_FLAGS, REDIS_VALUE_SEP, (unsigned long long)e->first_seen_ms,
+                     REDIS_VALUE_SEP, e->method, REDIS_VALUE_SEP, (unsigned long long)e->origin_bits,
+                     REDIS_VALUE_SEP, (unsigned long)e->origin_signature, REDIS_VALUE_SEP, e->route);
+    else
+        n = snprintf(buf, len, "%s%c%u%c%llu%c%s%c%s", REDIS_VALUE_VERSION, REDIS_VALUE_SEP,
                      e->flags & REDIS_KNOWN_FLAGS, REDIS_VALUE_SEP, (unsigned long long)e->first_seen_ms,
                      REDIS_VALUE_SEP, e->method, REDIS_VALUE_SEP, e->route);
     return n > 0 && (size_t)n < len ? (size_t)n : 0;
@@ -61,10 +68,14 @@ int redis_value_parse(const char *v, size_t len, struct store_entry *out)
 {
     const char *p = v, *end = v + len;
     size_t vlen = strlen(REDIS_VALUE_VERSION);
-    uint64_t flags, first_seen;
+    uint64_t flags, first_seen, bits = 0, signature = 0;
+    _Static_assert(sizeof REDIS_VALUE_VERSION == sizeof REDIS_VALUE_VERSION_ORIGIN, "versions of one length");
 
     memset(out, 0, sizeof *out);
-    if (len < vlen || memcmp(p, REDIS_VALUE_VERSION, vlen) != 0)
+    if (len < vlen)
+        return -1;
+    bool origin = memcmp(p, REDIS_VALUE_VERSION_ORIGIN, vlen) == 0;
+    if (!origin && memcmp(p, REDIS_VALUE_VERSION, vlen) != 0)
         return -1;
     p += vlen;
     if (!redis_expect_sep(&p, end) || !redis_value_decimal(&p, end, REDIS_FLAGS_DIGITS_MAX, &flags) ||
@@ -80,6 +91,10 @@ int redis_value_parse(const char *v, size_t len, struct store_entry *out)
     size_t mlen = (size_t)(p - method);
     if (mlen == 0 || mlen >= sizeof out->method || !redis_expect_sep(&p, end))
         return -1;
+    if (origin && (!redis_value_decimal(&p, end, REDIS_BITS_DIGITS_MAX, &bits) || !redis_expect_sep(&p, end) ||
+                   !redis_value_decimal(&p, end, REDIS_SIGNATURE_DIGITS_MAX, &signature) ||
+                   signature == 0 || signature > UINT32_MAX || !redis_expect_sep(&p, end)))
+        return -1;
     size_t rlen = (size_t)(end - p);
     if (rlen == 0 || rlen >= sizeof out->route || memchr(p, '\0', rlen) != NULL)
         return -1;
@@ -87,11 +102,14 @@ int redis_value_parse(const char *v, size_t len, struct store_entry *out)
     memcpy(out->route, p, rlen);
     out->first_seen_ms = first_seen;
     out->flags = (unsigned)flags & REDIS_KNOWN_FLAGS;
+    out->origin_bits = bits;
+    out->origin_signature = (uint32_t)signature;
     return 0;
 }
 
 bool redis_value_same_origin(const struct store_entry *a, const struct store_entry *b)
 {
     return a->first_seen_ms == b->first_seen_ms && strcmp(a->method, b->method) == 0 &&
-           strcmp(a->route, b->route) == 0;
+           strcmp(a->route, b->route) == 0 && a->origin_bits == b->origin_bits &&
+           a->origin_signature == b->origin_signature;
 }

@@ -47,6 +47,8 @@ struct store_entry {
     uint64_t first_seen_ms;         /* wall clock, ms since the epoch */
     unsigned flags;                 /* enum store_flag */
     uint64_t last_hash;             /* hash of the call's latest packet (duplicates) */
+    uint64_t origin_bits;           /* policy_origin_bits() of the origin (0 after a fallback) */
+    uint32_t origin_signature;      /* conf.origin_signature they were judged under; 0: none */
     uint64_t expires_ms;            /* monotonic ms, when get() can tell (memory store); else 0 */
 };
 

@@ -17,13 +17,16 @@ Subcommands:
 
   send TARGET --template SPEC [--template SPEC]... --calls N [--first K]
        --prefix P [--rate PPS] [--log FILE] [--stop-file FILE] [--start-file FILE]
+       [--from-domain DOMAIN]
       Sends calls K..K+N-1, one whole call after another (call I uses
       template I mod the number of templates), every packet to TARGET
       (udp:HOST:PORT), paced at PPS packets per second overall (0: as fast
       as possible).  --log writes one JSON line per packet: sha1 of its
       bytes, call id, item, send time (wall clock).  --stop-file: stop
       early when that file appears.  --start-file: once ready, wait for
-      that file to appear before sending.  Prints {"sent":..,"calls":..,"seconds":..}.
+      that file to appear before sending.  --from-domain: the calling
+      user's domain (alice@heprouter.test in every packet) becomes DOMAIN,
+      a tenant's calls.  Prints {"sent":..,"calls":..,"seconds":..}.
 
   seq --to NAME=udp:HOST:PORT... [--log FILE] STEP...
       One process for timing-sensitive sequences across several heprouter
@@ -31,10 +34,10 @@ Subcommands:
       NAME) or pause:MS.  Logged like send.
 
   check --log FILE... --sink NAME=FILE... --expect SPEC=SINK...
-        [--max-delay-ms MS] [--allow-extra]
+        [--expect-call PREFIX=SINK...] [--max-delay-ms MS] [--allow-extra]
       Reads hepdump --raw outputs and the send logs.  Every logged packet
       must have reached exactly one sink, the one --expect names for its
-      item, exactly once; packets in the sinks that no log mentions are an
+      item (or --expect-call for its call's Call-ID prefix), exactly once; packets in the sinks that no log mentions are an
       error unless --allow-extra.  Prints counts per sink and the delay
       (sink receive time `t` minus send time): max, median, 99th
       percentile; --max-delay-ms fails when the worst is above MS.  --list
@@ -66,6 +69,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATA = os.path.normpath(os.path.join(HERE, "..", "data", "kamailio"))
 CH_PAYLOAD, CH_CORRELATION = 15, 17
 CALLID_RE = re.compile(rb"\r\n(?:Call-ID|i)[ \t]*:[ \t]*([^\r\n]+)", re.I)
+CALLER = b"alice@heprouter.test"        # the calling user in every INVITE capture (--from-domain)
 START_FILE_WAIT_S = 30         # --start-file: longest wait for the go
 START_FILE_POLL_S = 0.001
 STATS_RE = re.compile(r"stats \(([^,)]*)(?:, (\d+) calls in store)?\): (\{.*\})\s*$")
@@ -148,11 +152,14 @@ class Templates:
         t = self.list[i % len(self.list)]
         return ("%s-%06d-" % (prefix, i)).encode() + t[0][2]
 
-    def call(self, prefix, i):
+    def call(self, prefix, i, domain=None):
         """[(item, bytes)] of call number i, and its Call-ID."""
         t = self.list[i % len(self.list)]
         new = self.callid(prefix, i)
-        return [(it, rewrite(d, old, new)) for it, d, old in t], new
+        pkts = [(it, rewrite(d, old, new)) for it, d, old in t]
+        if domain:
+            pkts = [(it, rewrite(d, CALLER, CALLER.split(b"@")[0] + b"@" + domain.encode())) for it, d in pkts]
+        return pkts, new
 
 
 def parse_udp(text):
@@ -202,7 +209,7 @@ def cmd_send(a):
     s.connect(parse_udp(a.target))
     log = Log(a.log)
     # Build everything first so that pacing is not disturbed by the rewriting.
-    calls = [tpl.call(a.prefix, i) for i in range(a.first, a.first + a.calls)]
+    calls = [tpl.call(a.prefix, i, a.from_domain) for i in range(a.first, a.first + a.calls)]
     interval = 1.0 / a.rate if a.rate > 0 else 0.0
     wait_for_file(a.start_file)
     start = time.monotonic()
@@ -321,6 +328,10 @@ def cmd_check(a):
     for h, r in sent.items():
         arr = got.get(h, [])
         want = expect.get(r["item"])
+        for e in a.expect_call:
+            prefix, _, sink = e.rpartition("=")
+            if r["call"].startswith(prefix):
+                want = sink
         if not arr:
             missing += 1
             if missing <= 10:
@@ -412,6 +423,7 @@ def main():
     s.add_argument("--log")
     s.add_argument("--stop-file")
     s.add_argument("--start-file")
+    s.add_argument("--from-domain")
 
     q = sub.add_parser("seq")
     q.add_argument("--to", action="append", required=True)
@@ -422,6 +434,7 @@ def main():
     c.add_argument("--log", action="append", required=True)
     c.add_argument("--sink", action="append", required=True)
     c.add_argument("--expect", action="append", default=[])
+    c.add_argument("--expect-call", action="append", default=[])
     c.add_argument("--max-delay-ms", type=float)
     c.add_argument("--allow-extra", action="store_true")
     c.add_argument("--list", action="store_true", help="one line per packet: where, how late")

@@ -11,6 +11,7 @@
 
 #include "conf.h"
 #include "hep.h"
+#include "pattern.h"
 #include "policy.h"
 #include "unit.h"
 
@@ -270,6 +271,132 @@ static void test_input_from_view(void)
     CU_ASSERT_PTR_EQUAL(in.dst, d);
 }
 
+/* ---- origin keys ---- */
+
+static struct pattern compiled(const char *text, bool caseless)
+{
+    struct pattern p;
+    char why[PATTERN_WHY_MAX];
+    CU_ASSERT_EQUAL_FATAL(pattern_compile(&p, text, caseless, why, sizeof why), 0);
+    return p;
+}
+
+static const char origin_msg[] =
+    "INVITE sip:+15551234@B.example.net:5060;user=phone SIP/2.0\r\n"
+    "Via: SIP/2.0/UDP 10.1.2.3;branch=z9hG4bK1\r\n"
+    "f: \"Alice\" <sip:alice@A.Example>;tag=1\r\n"
+    "To: sip:bob@b.example.net\r\n"
+    "X-Tenant:  gold \r\n"
+    "User-Agent: Linphone/5.0\r\n"
+    " (folded)\r\n"
+    "Call-ID: c1\r\nCSeq: 1 INVITE\r\n\r\n"
+    "X-Tenant: not-a-header\r\n";
+
+static struct policy_origin origin_of(const char *msg, const uint8_t *src)
+{
+    struct policy_origin o;
+    memset(&o, 0, sizeof o);
+    o.sip = (const uint8_t *)msg;
+    o.sip_len = strlen(msg);
+    const char *sp = strchr(msg, ' ');
+    o.ruri.ptr = sp + 1;
+    o.ruri.len = (size_t)(strchr(sp + 1, ' ') - (sp + 1));
+    o.addr_len = 4;
+    o.src = src;
+    o.dst = src;
+    return o;
+}
+
+static void test_origin_keys_exact_and_regex(void)
+{
+    reset_routes();
+    struct pattern dom[] = { compiled("x.example", true), compiled("a.example", true) };
+    struct pattern ruser[] = { compiled("~^\\+1", false) };
+    struct pattern gold[] = { compiled("gold", false) };
+    struct pattern silver[] = { compiled("silver", false) };
+    struct pattern ua[] = { compiled("~^Linphone/5", false) };
+    struct pattern touser[] = { compiled("Bob", false) };          /* exact users keep their case */
+    struct pattern after[] = { compiled("not-a-header", false) };  /* after the headers: the body */
+    struct conf_header_match tenant_gold = { "x-tenant", gold, 1 }, tenant_silver = { "X-TENANT", silver, 1 };
+    struct conf_header_match in_body = { "X-Tenant", after, 1 };
+    struct conf_cidr ten = cidr("10.0.0.0/8"), other = cidr("192.0.2.0/24");
+    for (unsigned i = 0; i < 7; i++) {
+        routes[i].origin = true;
+        routes[i].origin_bit = i;
+        routes[i].to = to_a;
+        routes[i].nto = 1;
+    }
+    routes[0].match.from_domain = dom;
+    routes[0].match.nfrom_domain = 2;
+    routes[1].match.ruri_user = ruser;
+    routes[1].match.nruri_user = 1;
+    routes[1].match.user_agent = ua;
+    routes[1].match.nuser_agent = 1;
+    routes[2].match.headers = &tenant_gold;
+    routes[2].match.nheaders = 1;
+    routes[2].match.origin_src = &ten;
+    routes[2].match.norigin_src = 1;
+    routes[3].match.headers = &tenant_silver;
+    routes[3].match.nheaders = 1;
+    routes[4].match.to_user = touser;
+    routes[4].match.nto_user = 1;
+    routes[5].match.headers = &in_body;
+    routes[5].match.nheaders = 1;
+    routes[6].match.origin_src = &other;
+    routes[6].match.norigin_src = 1;
+    conf.nroutes = 7;
+    conf.norigin_routes = 7;
+    uint8_t src[4] = { 10, 1, 2, 3 };
+    struct policy_origin o = origin_of(origin_msg, src);
+    CU_ASSERT_EQUAL(policy_origin_bits(&conf, &o), 0x7u);
+
+    /* the answer holds for every packet of the call, with the packet's own keys */
+    struct policy_input in = sip_input("INVITE");
+    in.origin_known = true;
+    in.origin_bits = 0x4u;
+    CU_ASSERT_EQUAL(policy_match(&conf, &in), 2);
+    in.origin_bits = 0;
+    CU_ASSERT_EQUAL(policy_match(&conf, &in), POLICY_DEFAULT);
+    /* no origin (the CSeq fallback): no route with origin keys matches */
+    in.origin_known = false;
+    in.origin_bits = 0x7u;
+    CU_ASSERT_EQUAL(policy_match(&conf, &in), POLICY_DEFAULT);
+    /* a route without origin keys does not care */
+    routes[7].to = to_b;
+    routes[7].nto = 1;
+    conf.nroutes = 8;
+    CU_ASSERT_EQUAL(policy_match(&conf, &in), 7);
+    for (size_t i = 0; i < 2; i++)
+        pattern_free(&dom[i]);
+    struct pattern *one[] = { ruser, gold, silver, ua, touser, after };
+    for (size_t i = 0; i < sizeof one / sizeof one[0]; i++)
+        pattern_free(one[i]);
+}
+
+static void test_pattern_exact_regex_and_case(void)
+{
+    struct pattern p = compiled("a.example", true);
+    CU_ASSERT_TRUE(pattern_match(&p, "A.EXAMPLE", 9));
+    CU_ASSERT_FALSE(pattern_match(&p, "a.example.net", 13));
+    CU_ASSERT_FALSE(pattern_match(&p, "a.exampl", 8));
+    pattern_free(&p);
+    p = compiled("Alice", false);
+    CU_ASSERT_FALSE(pattern_match(&p, "alice", 5));
+    pattern_free(&p);
+    p = compiled("~^b\\.example$", true);
+    CU_ASSERT_TRUE(pattern_match(&p, "B.Example", 9));
+    CU_ASSERT_FALSE(pattern_match(&p, "bxexample", 9));
+    CU_ASSERT_FALSE(pattern_match(&p, "b.example.net", 13));
+    pattern_free(&p);
+    p = compiled("~gold", false);                   /* unanchored: anywhere */
+    CU_ASSERT_TRUE(pattern_match(&p, "tenant-gold-1", 13));
+    CU_ASSERT_FALSE(pattern_match(&p, "tenant-go", 9));   /* the length bounds it, not a NUL */
+    pattern_free(&p);
+    char why[PATTERN_WHY_MAX];
+    CU_ASSERT_EQUAL(pattern_compile(&p, "~a(", false, why, sizeof why), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(why, "at offset 2"));
+}
+
 int main(void)
 {
     static const struct unit_test tests[] = {
@@ -282,6 +409,8 @@ int main(void)
         { "CIDR prefix edges", test_cidr_prefix_edges },
         { "input from a decoded view", test_input_from_view },
         { "a route index out of range is an invariant", test_route_index_out_of_range_is_an_invariant },
+        { "origin keys, exact and regex, judged once", test_origin_keys_exact_and_regex },
+        { "patterns: exact, regex, case", test_pattern_exact_regex_and_case },
         { NULL, NULL },
     };
     return unit_run("policy", tests);

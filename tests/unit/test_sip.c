@@ -1329,6 +1329,72 @@ static void test_kamailio_to_tags_follow_the_dialog(void)
     free_capture(v, n);
 }
 
+static bool str_is_text(struct sip_str s, const char *text)
+{
+    return s.len == strlen(text) && memcmp(s.ptr, text, s.len) == 0;
+}
+
+static void test_header_walk_gives_names_and_values(void)
+{
+    static const char msg[] = "\r\nINVITE sip:a@b SIP/2.0\r\n"
+                              "Via: SIP/2.0/UDP h;branch=z9hG4bK1\r\n"
+                              "no colon here\r\n"
+                              "X-Long:  one\r\n two \r\n"
+                              "f:<sip:x@y>\r\n"
+                              "\r\n"
+                              "Body: not a header\r\n";
+    size_t pos = 0;
+    struct sip_str name, value;
+    CU_ASSERT_TRUE_FATAL(sip_header_next((const uint8_t *)msg, strlen(msg), &pos, &name, &value));
+    CU_ASSERT_TRUE(str_is_text(name, "Via"));
+    CU_ASSERT_TRUE(str_is_text(value, "SIP/2.0/UDP h;branch=z9hG4bK1"));
+    CU_ASSERT_TRUE_FATAL(sip_header_next((const uint8_t *)msg, strlen(msg), &pos, &name, &value));
+    CU_ASSERT_TRUE(str_is_text(name, "X-Long"));
+    CU_ASSERT_TRUE(str_is_text(value, "one\r\n two"));          /* with its continuation */
+    CU_ASSERT_TRUE_FATAL(sip_header_next((const uint8_t *)msg, strlen(msg), &pos, &name, &value));
+    CU_ASSERT_TRUE(sip_header_is(&name, "from", 'f'));
+    CU_ASSERT_FALSE(sip_header_is(&name, "to", 't'));
+    CU_ASSERT_TRUE(str_is_text(value, "<sip:x@y>"));
+    CU_ASSERT_FALSE(sip_header_next((const uint8_t *)msg, strlen(msg), &pos, &name, &value));
+    CU_ASSERT_FALSE(sip_header_next((const uint8_t *)msg, strlen(msg), &pos, &name, &value));
+    /* every truncation stays in bounds */
+    for (size_t len = 0; len <= strlen(msg); len++) {
+        char *copy = malloc(len ? len : 1);
+        memcpy(copy, msg, len);
+        pos = 0;
+        int n = 0;
+        while (sip_header_next((const uint8_t *)copy, len, &pos, &name, &value) && n < 10)
+            n++;
+        CU_ASSERT(n <= 3);
+        free(copy);
+    }
+}
+
+static void test_uri_user_and_host(void)
+{
+    static const struct {
+        const char *in, *user, *host;
+    } cases[] = {
+        { "\"Alice <x>\" <sip:alice@a.example>;tag=1", "alice", "a.example" },
+        { "<sips:bob:secret@[2001:db8::1]:5061;transport=tls>", "bob", "[2001:db8::1]" },
+        { "sip:+15551234@gw.example:5060;user=phone", "+15551234", "gw.example" },
+        { "sip:carol@c.example;tag=9", "carol", "c.example" },
+        { "Dave <sip:d.example>", "", "d.example" },
+        { "sip:e@e.example?Subject=x", "e", "e.example" },
+        { "<sip:broken@x", "", "" },
+        { "no uri at all", "", "" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct sip_str v = { cases[i].in, strlen(cases[i].in) }, user, host;
+        sip_uri_user_host(v, &user, &host);
+        CU_ASSERT_TRUE(str_is_text(user, cases[i].user));
+        CU_ASSERT_TRUE(str_is_text(host, cases[i].host));
+        if (!str_is_text(user, cases[i].user) || !str_is_text(host, cases[i].host))
+            printf("\n    %s: user \"%.*s\" host \"%.*s\"", cases[i].in, (int)user.len, user.ptr, (int)host.len,
+                   host.ptr);
+    }
+}
+
 static const struct unit_test tests[] = {
     { "test_empty_input_is_rejected", test_empty_input_is_rejected },
     { "test_keepalive_of_only_crlf_is_empty", test_keepalive_of_only_crlf_is_empty },
@@ -1409,6 +1475,8 @@ static const struct unit_test tests[] = {
     { "test_kamailio_v1_vectors_match_manifest", test_kamailio_v1_vectors_match_manifest },
     { "test_kamailio_reply_top_via_matches_request_on_its_hop", test_kamailio_reply_top_via_matches_request_on_its_hop },
     { "test_kamailio_to_tags_follow_the_dialog", test_kamailio_to_tags_follow_the_dialog },
+    { "test_header_walk_gives_names_and_values", test_header_walk_gives_names_and_values },
+    { "test_uri_user_and_host", test_uri_user_and_host },
     { NULL, NULL }
 };
 

@@ -700,6 +700,20 @@ static void test_value_round_trips_names_and_flags(void)
     CU_ASSERT_STRING_EQUAL(ib->a.e.route, "voip|monitor");
     CU_ASSERT_EQUAL(ib->a.e.first_seen_ms, FIRST_SEEN_MS);
     CU_ASSERT_EQUAL(ib->a.e.flags, STORE_F_FALLBACK | STORE_F_REGISTER);
+    CU_ASSERT_EQUAL(ib->a.e.origin_signature, 0);
+
+    /* with origin keys: version 2 carries the origin bits and their signature */
+    struct store_entry o = entry("INVITE", "tenant|a", 0);
+    o.origin_bits = UINT64_C(0x8000000000000005);
+    o.origin_signature = UINT32_MAX;
+    CU_ASSERT_EQUAL(put(a, "rt-2@host", &o, TTL_CALL_MS, now_ms(), NULL), 1);
+    CU_ASSERT(wait_key(main_port, "rt-2@host", "2|0|1700000000123|INVITE|9223372036854775813|4294967295|tenant|a"));
+    ib->a.n = 0;
+    CU_ASSERT_EQUAL(query(b, "rt-2@host"), 0);
+    CU_ASSERT_FATAL(unit_ev_run_until(loop, answered, &ib->a, WAIT_S));
+    CU_ASSERT_STRING_EQUAL(ib->a.e.route, "tenant|a");
+    CU_ASSERT_EQUAL(ib->a.e.origin_bits, UINT64_C(0x8000000000000005));
+    CU_ASSERT_EQUAL(ib->a.e.origin_signature, UINT32_MAX);
     instance_close(ia);
     instance_close(ib);
 }
@@ -1112,12 +1126,15 @@ static void test_malformed_values_are_unknown_calls(void)
 {
     static const char *const bad[] = {
         "SET hrtest:call:bad1 garbage",
-        "SET hrtest:call:bad2 2|0|1700000000123|INVITE|voipmonitor",    /* another version */
+        "SET hrtest:call:bad2 3|0|1700000000123|INVITE|voipmonitor",    /* another version */
         "SET hrtest:call:bad3 1|0|1700000000123|INVITE|",               /* no route */
         "SET hrtest:call:bad4 1|x|1700000000123|INVITE|voipmonitor",    /* flags not a number */
         "SET hrtest:call:bad5 1|0|99999999999999999999999|INVITE|r",    /* first seen overflows */
         "SET hrtest:call:bad6 1|0|1|INVITEINVITEINVITEINVITEINVITEINVITE|r",  /* method too long */
         "SET hrtest:call:bad7 1|0|1|INVITE|rrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr",  /* route of 64 bytes: too long */
+        "SET hrtest:call:bad8 2|0|1700000000123|INVITE|voipmonitor",    /* version 2 without origin bits */
+        "SET hrtest:call:bad9 2|0|1|INVITE|5|0|r",                      /* signature 0 */
+        "SET hrtest:call:bad10 2|0|1|INVITE|5|4294967296|r",            /* signature over 32 bits */
     };
     const size_t nbad = sizeof bad / sizeof bad[0];
     struct conf c;

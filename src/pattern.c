@@ -1,0 +1,62 @@
+/*
+ * pattern.c - exact strings and PCRE2 regular expressions (see pattern.h).
+ */
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include "pattern.h"
+
+#include <pcre2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+int pattern_compile(struct pattern *p, const char *text, bool caseless, char *why, size_t whylen)
+{
+    memset(p, 0, sizeof *p);
+    p->text = strdup(text);
+    if (p->text == NULL)
+        return -2;
+    p->caseless = caseless;
+    if (text[0] != PATTERN_REGEX_MARK)
+        return 0;
+    p->regex = true;
+    int err;
+    PCRE2_SIZE off;
+    pcre2_code *code = pcre2_compile((PCRE2_SPTR)(text + 1), PCRE2_ZERO_TERMINATED, caseless ? PCRE2_CASELESS : 0,
+                                     &err, &off, NULL);
+    if (code == NULL) {
+        PCRE2_UCHAR msg[PATTERN_WHY_MAX];
+        pcre2_get_error_message(err, msg, sizeof msg);
+        snprintf(why, whylen, "is not a valid regular expression: %s at offset %zu", (const char *)msg,
+                 (size_t)off);
+        free(p->text);
+        p->text = NULL;
+        return err == PCRE2_ERROR_NOMEMORY ? -2 : -1;
+    }
+    /* without the JIT (an unsupported platform) the interpreter matches the same */
+    (void)pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
+    p->code = code;
+    return 0;
+}
+
+bool pattern_match(const struct pattern *p, const char *s, size_t len)
+{
+    if (!p->regex)
+        return strlen(p->text) == len &&
+               (p->caseless ? strncasecmp(p->text, s, len) == 0 : memcmp(p->text, s, len) == 0);
+    /* match data for the one pair a yes/no answer needs: called once per call's origin, not per packet */
+    pcre2_match_data *md = pcre2_match_data_create(1, NULL);
+    if (md == NULL)
+        return false;
+    int rc = pcre2_match(p->code, (PCRE2_SPTR)(len > 0 ? s : ""), len, 0, 0, md, NULL);
+    pcre2_match_data_free(md);
+    return rc >= 0;
+}
+
+void pattern_free(struct pattern *p)
+{
+    free(p->text);
+    if (p->code != NULL)
+        pcre2_code_free(p->code);
+    memset(p, 0, sizeof *p);
+}

@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# Routing whole calls by who calls (issue 18, origin keys): the routes judge
+# the call's origin request once (from_domain, one exact and one regular
+# expression) and every packet of the call follows, the 407 sent before its
+# INVITE included.  Sinks are hepdump processes; every process stopped by PID.
+#
+#   one_instance    tenant a (exact "a.example") and tenant b ("~^b\.example$")
+#                   calls, a's with the 407 before the INVITE, and calls of
+#                   c.example: each call whole at its tenant's sink (c's at
+#                   the default), exactly once
+#   two_instances   two heprouters sharing a real redis-server: each call's
+#                   407 goes to B before its INVITE reaches A; B's held 407
+#                   follows the origin A judged (the origin bits in Redis)
+#   reload          the origin rules change under calls in progress (a third
+#                   tenant added before them): the calls keep their tenant
+#
+#   BUILD_DIR=build bash tests/integration/test_tenants.sh [CASE...]
+set -uo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$HERE/lib.sh"
+
+TIME_LIMIT=120
+CALLS_PER_TENANT=20
+WAIT_MS=500                 # orphans.wait_ms: the 407 waits for its INVITE
+ARRIVE_TIMEOUT=15
+REORDERED="v3/008,v3/007,v3/009-021"    # the 407 before its INVITE
+IN_ORDER="v3/007-021"
+
+it_init "$TIME_LIMIT"
+for c in python3 redis-server redis-cli; do
+    it_require_cmd "$c"
+done
+HEPROUTER=$(it_bin src/heprouter) || exit 1
+it_bin tools/hepdump >/dev/null || exit 1
+CALLS=(python3 "$HERE/redis_calls.py" --data "$IT_DATA")
+IT_CASES=(one_instance two_instances reload)
+IT_ROUTER_LISTEN=udp
+
+# tenant_policy [EXTRA ROUTE LINES]: tenants a and b, then the default
+tenant_policy() {
+    cat <<EOF
+orphans: { wait_ms: $WAIT_MS }
+destinations:
+  tenant_a: { targets: [ "${SINK_ADDR[tenant_a]}" ] }
+  tenant_b: { targets: [ "${SINK_ADDR[tenant_b]}" ] }
+  homer: { targets: [ "${SINK_ADDR[homer]}" ] }
+routes:
+${1:-}
+  - name: a
+    match: { from_domain: [ a.example ] }
+    to: [ tenant_a ]
+  - name: b
+    match: { from_domain: [ "~^b\\\\.example\$" ] }
+    to: [ tenant_b ]
+default: [ homer ]
+EOF
+}
+
+sinks() {
+    it_start_sink tenant_a
+    it_start_sink tenant_b
+    it_start_sink homer
+}
+
+# send TARGET PREFIX DOMAIN TEMPLATE [ARGS...]: CALLS_PER_TENANT calls, logged to PREFIX.log
+send() {
+    local target=$1 prefix=$2 domain=$3 template=$4
+    shift 4
+    "${CALLS[@]}" send "$target" --template "$template" --calls "$CALLS_PER_TENANT" --prefix "$prefix" \
+        --from-domain "$domain" --rate 2000 --log "$CASE_DIR/$prefix.log" "$@" >/dev/null ||
+        it_case_fail "sending $prefix calls failed"
+}
+
+total_is() { (($(it_sink_lines tenant_a) + $(it_sink_lines tenant_b) + $(it_sink_lines homer) >= $1)); }
+
+# check LOG... : every logged packet at its tenant's sink, exactly once
+check() {
+    local logs=() l sent=0
+    for l in "$@"; do
+        logs+=(--log "$CASE_DIR/$l.log")
+        sent=$((sent + $(wc -l <"$CASE_DIR/$l.log")))
+    done
+    it_wait_until "$ARRIVE_TIMEOUT" total_is "$sent" || true
+    sleep 0.2
+    "${CALLS[@]}" check "${logs[@]}" --sink "tenant_a=$CASE_DIR/tenant_a.json" \
+        --sink "tenant_b=$CASE_DIR/tenant_b.json" --sink "homer=$CASE_DIR/homer.json" \
+        --expect-call ta=tenant_a --expect-call tb=tenant_b --expect-call tc=homer | sed 's/^/    /'
+    ((PIPESTATUS[0] == 0)) || it_case_fail "a call did not land whole at its tenant's sink"
+}
+
+case_one_instance() {
+    it_case_begin one_instance "tenants by From domain, exact and regex, 407 before INVITE"
+    sinks
+    it_start_router "$(tenant_policy)"
+    local to=${ROUTER_ADDR[udp]}
+    send "$to" ta a.example "$REORDERED"
+    send "$to" tb B.EXAMPLE "$IN_ORDER"     # domains ignore case: the regex too
+    send "$to" tc c.example "$IN_ORDER"
+    check ta tb tc
+    it_stop_router "$ROUTER_PID" heprouter
+    it_stop_all
+    it_case_end "$CASE_DIR/router.err"
+}
+
+redis_ready() { [ "$(timeout 2 redis-cli -h 127.0.0.1 -p "$1" ping 2>&1)" = PONG ]; }
+
+case_two_instances() {
+    it_case_begin two_instances "two heprouters share Redis: the 407 into B before its INVITE into A"
+    sinks
+    local port
+    port=$(it_free_port tcp)
+    it_start "$CASE/redis" redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+        --dir "$CASE_DIR"
+    it_wait_until 5 redis_ready "$port" || it_case_fail "redis-server did not start"
+    local store="store: { type: redis, redis: { host: 127.0.0.1, port: $port, prefix: \"tenants:\" } }"
+    it_start_router -n router_a "$store"$'\n'"$(tenant_policy)"
+    local pid_a=$ROUTER_PID to_a=${ROUTER_ADDR[udp]}
+    it_start_router -n router_b "$store"$'\n'"$(tenant_policy)"
+    local pid_b=$ROUTER_PID to_b=${ROUTER_ADDR[udp]}
+    # the same Call-IDs (prefix, numbers): 407s to B, then the rest of each call to A
+    send "$to_b" ta a.example v3/008
+    mv "$CASE_DIR/ta.log" "$CASE_DIR/ta_b.log"
+    send "$to_a" ta a.example "v3/007,v3/009-021"
+    mv "$CASE_DIR/ta.log" "$CASE_DIR/ta_a.log"
+    send "$to_b" tb b.example v3/008
+    mv "$CASE_DIR/tb.log" "$CASE_DIR/tb_b.log"
+    send "$to_a" tb b.example "v3/007,v3/009-021"
+    mv "$CASE_DIR/tb.log" "$CASE_DIR/tb_a.log"
+    check ta_b ta_a tb_b tb_a
+    local v
+    v=$(timeout 5 redis-cli -h 127.0.0.1 -p "$port" get "tenants:call:ta-000000-inv-1-11219@127.0.0.1")
+    echo "    Redis value of a tenant a call: $v"
+    [[ $v == 2\|* ]] || it_case_fail "the Redis value does not carry origin bits (version 2): $v"
+    it_stop_router "$pid_a" "heprouter A"
+    it_stop_router "$pid_b" "heprouter B"
+    it_stop_all
+    it_case_end "$CASE_DIR"/router_*.err
+}
+
+case_reload() {
+    it_case_begin reload "the origin rules change under calls in progress: they keep their tenant"
+    sinks
+    it_start_router "$(tenant_policy)"
+    local to=${ROUTER_ADDR[udp]}
+    # the INVITE dialogs of tenant a (up to the 200/ACK), then a reload, then their BYEs
+    send "$to" ta a.example "v3/007-018"
+    mv "$CASE_DIR/ta.log" "$CASE_DIR/ta_1.log"
+    sed -i 's/^routes:$/routes:\n  - { name: vip, match: { to_user: [ "~^vip" ] }, to: [ homer ] }/' \
+        "$CASE_DIR/router.yaml"
+    kill -HUP "$ROUTER_PID"
+    it_wait_until 5 grep -q "reload" "$CASE_DIR/router.err" || it_case_fail "no reload logged"
+    sleep 0.5
+    send "$to" ta a.example "v3/019-021"
+    mv "$CASE_DIR/ta.log" "$CASE_DIR/ta_2.log"
+    check ta_1 ta_2
+    it_stop_router "$ROUTER_PID" heprouter
+    it_stop_all
+    it_case_end "$CASE_DIR/router.err"
+}
+
+it_run_cases "$@"
