@@ -30,6 +30,7 @@
  */
 #define CONF_NAME_MAX       63
 #define CONF_ORIGIN_ROUTES_MAX 64   /* routes with origin keys: a call keeps one bit each */
+#define CONF_MILLION        1000000u    /* routes[].sample is kept in millionths */
 #define CONF_METHOD_MAX     31
 
 /* node_name, auth_key, sources.auth_keys: bytes of a HEP chunk's value that a string key may set or require. */
@@ -182,6 +183,7 @@ struct conf_route {
     size_t *to;                     /* indexes into conf.dests */
     size_t nto;                     /* 0 (to: [] or drop: true) discards */
     size_t line, col;               /* where it starts in conf.path, as errors say it (explain) */
+    uint32_t sample;                /* millionths of the calls it may match (CONF_MILLION, or 0 unset: all) */
     bool origin;                    /* it has origin keys, and then: */
     unsigned origin_bit;            /* its bit in a call's origin mask */
 };
@@ -298,6 +300,7 @@ struct conf {
     size_t nroutes;
     size_t norigin_routes;          /* routes with origin keys: bits 0..n-1 of a call's origin mask */
     uint32_t origin_signature;      /* of those routes (names and origin keys); 0 when none */
+    bool sampling;                  /* some route has sample below 1 */
     size_t *default_to;             /* destinations for calls no route matched */
     size_t ndefault_to;
 };

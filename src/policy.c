@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include "conf.h"
+#include "hash.h"
 #include "hep.h"
 #include "invariant.h"
 
@@ -20,6 +21,8 @@ void policy_input_from_view(struct policy_input *in, const struct hep_view *v)
     in->dst = v->dst_ip;
     in->origin_known = false;
     in->origin_bits = 0;
+    in->in_sample_space = false;
+    in->sample_point = 0;
 }
 
 static bool method_listed(const struct conf_match *m, const struct policy_input *in)
@@ -71,16 +74,27 @@ static bool route_matches(const struct conf_match *m, const struct policy_input 
            (m->nstatus == 0 || status_listed(m, in->status));
 }
 
-/* A route with origin keys matches only a call whose origin matched them. */
-static bool origin_holds(const struct conf_route *r, const struct policy_input *in)
+/* A route with origin keys matches only a call whose origin matched them; a sampled one, only calls in its sample. */
+static bool call_holds(const struct conf_route *r, const struct policy_input *in)
 {
-    return !r->origin || (in->origin_known && ((in->origin_bits >> r->origin_bit) & 1u));
+    return (!r->origin || (in->origin_known && ((in->origin_bits >> r->origin_bit) & 1u))) &&
+           (r->sample == 0 || r->sample >= CONF_MILLION || (in->in_sample_space && in->sample_point < r->sample));
+}
+
+/* Fixed: every instance must place a call at the same point. */
+static const uint8_t sample_hash_key[HASH_SIPHASH_KEY_BYTES] = "heprouter-sample";
+
+uint32_t policy_sample_point(const char *key, size_t klen)
+{
+    uint64_t h[2];
+    hash_siphash128(sample_hash_key, key, klen, h);
+    return (uint32_t)(h[0] % CONF_MILLION);
 }
 
 long policy_match(const struct conf *conf, const struct policy_input *in)
 {
     for (size_t i = 0; i < conf->nroutes; i++)
-        if (route_matches(&conf->routes[i].match, in) && origin_holds(&conf->routes[i], in))
+        if (route_matches(&conf->routes[i].match, in) && call_holds(&conf->routes[i], in))
             return (long)i;
     return POLICY_DEFAULT;
 }

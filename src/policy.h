@@ -35,6 +35,8 @@ struct policy_input {
     const uint8_t *src;             /* NULL when absent */
     const uint8_t *dst;
     unsigned status;                /* SIP reply status; 0 for anything else */
+    bool in_sample_space;           /* the packet has a call key, and then: */
+    uint32_t sample_point;          /* policy_sample_point() of it */
     bool origin_known;              /* the call's origin was seen (not the fallback, not uncorrelated) */
     uint64_t origin_bits;           /* then: policy_origin_bits() of it */
 };
@@ -48,6 +50,13 @@ struct policy_origin {
     const uint8_t *src;
     const uint8_t *dst;
 };
+
+/*
+ * Where a call falls in [0, CONF_MILLION): a keyed hash of its call key,
+ * the same in every worker and instance, so a route with `sample` takes a
+ * call whole or not at all.
+ */
+uint32_t policy_sample_point(const char *key, size_t klen);
 
 /* Bit conf->routes[i].origin_bit is set for each route with origin keys that all hold for o. */
 uint64_t policy_origin_bits(const struct conf *conf, const struct policy_origin *o);

@@ -404,6 +404,15 @@ static void origin_input(const struct router *r, const struct store_entry *call,
     }
 }
 
+/* Where p's call falls for routes with `sample` (computed only when one has it). */
+static void sample_input(const struct router *r, const struct packet *p, struct policy_input *in)
+{
+    if (r->conf->sampling && p->key != NULL) {
+        in->in_sample_space = true;
+        in->sample_point = policy_sample_point(p->key, p->klen);
+    }
+}
+
 /* Sends p by the policy; call is its call's entry (NULL: no call context). */
 static void send_route(struct router *r, const struct packet *p, const struct store_entry *call)
 {
@@ -415,6 +424,7 @@ static void send_route(struct router *r, const struct packet *p, const struct st
     in.method_len = mlen;
     in.status = p->is_sip && sip_is_reply(&p->sip) ? p->sip.status : 0;
     origin_input(r, call, &in);
+    sample_input(r, p, &in);
     long route = policy_match(r->conf, &in);
     const size_t *to;
     size_t nto;
@@ -527,6 +537,7 @@ static int store_call(struct router *r, const struct packet *p, const char *meth
     in.method = method;
     in.method_len = mlen;
     in.status = 0;
+    sample_input(r, p, &in);
     if (!(flags & STORE_F_FALLBACK) && r->conf->origin_signature != 0) {
         /* the origin request: its origin keys are judged once, for the whole call */
         struct policy_origin o = { (const uint8_t *)p->text.ptr, p->text.len, p->sip.uri,

@@ -215,6 +215,7 @@ enum conf_kind {
     KIND_BOOL,                      /* bool */
     KIND_BINDINGS,                  /* struct conf_capture_binding * and a count */
     KIND_PATTERNS,                  /* struct pattern * and a count */
+    KIND_FRACTION,                  /* uint32_t millionths, 1 to CONF_MILLION (routes[].sample) */
     KIND_HEADERS,                   /* struct conf_header_match * and a count */
     KIND_DESTS,                     /* destinations: schema.c compares them */
     KIND_ROUTES,                    /* routes: schema.c compares them */
@@ -393,6 +394,7 @@ conf_setter conf_set_bool;              /* true / false -> bool */
 conf_setter conf_set_auth_keys;         /* sources.auth_keys: char ** and a count */
 conf_setter conf_set_capture_bindings;  /* sources.capture_ids: { CIDR: [ID, ...] } */
 conf_setter conf_set_patterns;          /* origin keys: exact strings or "~REGEX" */
+conf_setter conf_set_fraction;          /* "0.25": a share, to millionths */
 conf_setter conf_set_domain_patterns;   /* the same, ignoring case */
 conf_setter conf_set_header_matches;    /* match header: { NAME: [VALUES] } */
 conf_setter conf_set_sources;           /* a sources: section, then its auth_keys_file (schema.c) */

@@ -396,6 +396,9 @@ static const struct conf_key route_keys[] = {
       .count_offset = CONF_FIELD(struct conf_route, nto), .flags = KEY_RELOAD },
     /* read into to (none) */
     { .name = "drop", .set = conf_set_drop, .kind = KIND_NONE, .flags = KEY_RELOAD },
+    /* the share of calls the route may match, by a hash of the Call-ID */
+    { .name = "sample", .set = conf_set_fraction, .kind = KIND_FRACTION, .offset = CONF_FIELD(struct conf_route, sample),
+      .dflt = "1", .flags = KEY_RELOAD },
     KEY_END,
 };
 
@@ -777,6 +780,8 @@ static void set_routes(struct parse *p, struct node *n, const struct conf_key *k
     }
     check_route_names(p, n, c);
     number_origin_routes(p, n, c);
+    for (size_t i = 0; i < c->nroutes; i++)
+        c->sampling = c->sampling || (c->routes[i].sample > 0 && c->routes[i].sample < CONF_MILLION);
 }
 
 int conf_origin_bit_after(const struct conf *old, int bit, const struct conf *next)

@@ -207,6 +207,35 @@ void conf_set_u64(struct parse *p, struct node *n, const struct conf_key *k, voi
         *(uint64_t *)conf_field_at(base, k->offset) = v;
 }
 
+#define FRACTION_DIGITS 6           /* millionths */
+
+/* "1", "0.25", "0.000001": above 0, at most 1, at most six decimals. */
+void conf_set_fraction(struct parse *p, struct node *n, const struct conf_key *k, void *base)
+{
+    const char *text = scalar_text(p, n, "must be a number above 0 and at most 1");
+    if (text == NULL)
+        return;
+    uint64_t whole = 0, part = 0;
+    size_t digits = 0;
+    const char *q = text;
+    bool ok = *q == '0' || *q == '1';
+    if (ok)
+        whole = (uint64_t)(*q++ - '0');
+    if (ok && *q == '.') {
+        for (q++; conf_is_digit(*q) && digits < FRACTION_DIGITS; q++, digits++)
+            part = part * 10 + (uint64_t)(*q - '0');
+        ok = digits > 0;
+    }
+    for (size_t d = digits; d < FRACTION_DIGITS; d++)
+        part *= 10;
+    uint64_t v = whole * CONF_MILLION + part;
+    if (!ok || *q != '\0' || v == 0 || v > CONF_MILLION) {
+        conf_error_value(p, n, "must be a number above 0 and at most 1, with at most %d decimals", FRACTION_DIGITS);
+        return;
+    }
+    *(uint32_t *)conf_field_at(base, k->offset) = (uint32_t)v;
+}
+
 static bool get_duration(struct parse *p, const struct node *n, const struct conf_key *k, uint64_t *ms)
 {
     const char *text = scalar_text(p, n, "must be a duration");
@@ -1228,6 +1257,8 @@ bool conf_value_equal(const struct conf_key *k, const void *a, const void *b, co
         return conf_addr_equal(&FIELD(struct conf_addr, a, k), &FIELD(struct conf_addr, b, k));
     case KIND_BOOL:
         return FIELD(bool, a, k) == FIELD(bool, b, k);
+    case KIND_FRACTION:
+        return FIELD(uint32_t, a, k) == FIELD(uint32_t, b, k);
     case KIND_ADDRS:
     case KIND_DEST_REFS:
     case KIND_STRINGS:
@@ -1407,6 +1438,11 @@ void conf_value_format(struct text *t, const struct conf_key *k, const void *bas
     case KIND_BOOL:
         conf_text_add(t, "%s", FIELD(bool, base, k) ? "true" : "false");
         break;
+    case KIND_FRACTION: {
+        uint32_t v = FIELD(uint32_t, base, k);
+        conf_text_add(t, "%u.%06u", v / CONF_MILLION, v % CONF_MILLION);
+        break;
+    }
     case KIND_ADDRS:
     case KIND_DEST_REFS:
     case KIND_STRINGS:

@@ -13,6 +13,9 @@
 #                   follows the origin A judged (the origin bits in Redis)
 #   reload          the origin rules change under calls in progress (a third
 #                   tenant added before them): the calls keep their tenant
+#   sample          two heprouters (no shared store) with "sample: 0.5" get the
+#                   same 40 calls: each call whole at one sink, the same one
+#                   from both, and about half of the calls in the sample
 #
 #   BUILD_DIR=build bash tests/integration/test_tenants.sh [CASE...]
 set -uo pipefail
@@ -35,7 +38,7 @@ done
 HEPROUTER=$(it_bin src/heprouter) || exit 1
 it_bin tools/hepdump >/dev/null || exit 1
 CALLS=(python3 "$HERE/redis_calls.py" --data "$IT_DATA")
-IT_CASES=(one_instance two_instances reload)
+IT_CASES=(one_instance two_instances reload sample)
 IT_ROUTER_LISTEN=udp
 
 # tenant_policy [EXTRA ROUTE LINES]: tenants a and b, then the default
@@ -158,6 +161,46 @@ case_reload() {
     it_stop_router "$ROUTER_PID" heprouter
     it_stop_all
     it_case_end "$CASE_DIR/router.err"
+}
+
+case_sample() {
+    it_case_begin sample "sample: 0.5 in two instances: the same calls, whole, at the same sink"
+    sinks
+    local policy="destinations:
+  tenant_a: { targets: [ \"${SINK_ADDR[tenant_a]}\" ] }
+  homer: { targets: [ \"${SINK_ADDR[homer]}\" ] }
+routes:
+  - { name: sampled, to: [ tenant_a ], sample: 0.5 }
+default: [ homer ]"
+    it_start_router -n router_a "$policy"
+    local pid_a=$ROUTER_PID to_a=${ROUTER_ADDR[udp]}
+    it_start_router -n router_b "$policy"
+    local pid_b=$ROUTER_PID to_b=${ROUTER_ADDR[udp]}
+    CALLS_PER_TENANT=40
+    send "$to_a" ts s.example "$IN_ORDER"
+    send "$to_b" ts s.example "$IN_ORDER"
+    CALLS_PER_TENANT=20
+    it_wait_until "$ARRIVE_TIMEOUT" total_is 1200 || true
+    sleep 0.2
+    python3 - "$CASE_DIR/tenant_a.json" "$CASE_DIR/homer.json" <<'PY' | sed 's/^/    /'
+import json, re, sys
+where = {}
+for path, sink in ((sys.argv[1], "tenant_a"), (sys.argv[2], "homer")):
+    for line in open(path):
+        raw = bytes.fromhex(json.loads(line)["raw"])
+        cid = re.search(rb"\r\nCall-ID: *([^\r\n]+)", raw).group(1).decode()
+        where.setdefault(cid, {}).setdefault(sink, 0)
+        where[cid][sink] += 1
+split = [c for c, s in where.items() if len(s) != 1 or sum(s.values()) != 30]
+in_sample = sum(1 for s in where.values() if "tenant_a" in s)
+print(json.dumps({"calls": len(where), "in_sample": in_sample, "split_or_short": split[:5]}))
+sys.exit(0 if len(where) == 40 and not split and 10 <= in_sample <= 30 else 1)
+PY
+    ((PIPESTATUS[0] == 0)) || it_case_fail "a call was split, short, or the sample is far from half"
+    it_stop_router "$pid_a" "heprouter A"
+    it_stop_router "$pid_b" "heprouter B"
+    it_stop_all
+    it_case_end "$CASE_DIR"/router_*.err
 }
 
 it_run_cases "$@"

@@ -397,6 +397,41 @@ static void test_pattern_exact_regex_and_case(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(why, "at offset 2"));
 }
 
+#define SAMPLE_CALLS 100000
+
+static void test_sample_takes_its_share_of_calls_whole(void)
+{
+    reset_routes();
+    routes[0].sample = CONF_MILLION / 4;        /* sample: 0.25 */
+    routes[0].to = to_a;
+    routes[0].nto = 1;
+    conf.nroutes = 1;
+    conf.sampling = true;
+    size_t in_sample = 0;
+    for (unsigned i = 0; i < SAMPLE_CALLS; i++) {
+        char id[64];
+        int n = snprintf(id, sizeof id, "%08x-%u@pbx.example", i * 2654435761u, i);
+        struct policy_input in = sip_input("INVITE");
+        in.in_sample_space = true;
+        in.sample_point = policy_sample_point(id, (size_t)n);
+        CU_ASSERT(in.sample_point < CONF_MILLION);
+        /* the same point every time: every packet, worker and instance decides alike */
+        CU_ASSERT_EQUAL(policy_sample_point(id, (size_t)n), in.sample_point);
+        long got = policy_match(&conf, &in);
+        in_sample += got == 0;
+        /* outside the sample the call goes on to the next routes (here the default) */
+        CU_ASSERT(got == 0 || got == POLICY_DEFAULT);
+    }
+    double share = (double)in_sample / SAMPLE_CALLS;
+    printf("\n    sample 0.25: %.4f of %d calls ", share, SAMPLE_CALLS);
+    CU_ASSERT(share > 0.24 && share < 0.26);
+    /* a packet without a call key is in no sample */
+    struct policy_input none = sip_input("INVITE");
+    CU_ASSERT_EQUAL(policy_match(&conf, &none), POLICY_DEFAULT);
+    /* pinned: a change of the hash would split calls between instances of two versions */
+    CU_ASSERT_EQUAL(policy_sample_point("inv-1-11219@127.0.0.1", 21), 75035);
+}
+
 int main(void)
 {
     static const struct unit_test tests[] = {
@@ -411,6 +446,7 @@ int main(void)
         { "a route index out of range is an invariant", test_route_index_out_of_range_is_an_invariant },
         { "origin keys, exact and regex, judged once", test_origin_keys_exact_and_regex },
         { "patterns: exact, regex, case", test_pattern_exact_regex_and_case },
+        { "sample takes its share of calls, whole", test_sample_takes_its_share_of_calls_whole },
         { NULL, NULL },
     };
     return unit_run("policy", tests);
