@@ -97,6 +97,7 @@ struct conf_dest {
     bool strip_auth_key;            /* without auth_key: remove the sender's key */
     size_t max_packet;              /* larger packets are counted, not sent */
     struct conf_spool spool;
+    uint64_t dedup_window_ms;       /* dedup.window_ms; 0: off */
 };
 
 struct conf_cidr {
@@ -253,6 +254,7 @@ struct conf {
     /* limits */
     size_t call_id_max;             /* longer Call-IDs are hashed */
     size_t store_max_calls;         /* memory store: beyond it, oldest-expiring evicted */
+    size_t dedup_entries;           /* limits.dedup_entries: the instance's dedup window, in packets */
     struct conf_redis redis;        /* store.redis */
     size_t cache_entries;           /* store.cache.entries: in-process cache before Redis (0: off) */
     size_t tcp_max_connections;     /* per listener per worker; main.c lowers it to fit RLIMIT_NOFILE */

@@ -91,12 +91,18 @@ static void format_all(const struct conf *conf, const struct router_explain *e, 
     format_rule(conf, e->route, t->rule, sizeof t->rule);
 }
 
-/* What destination di does to the packet on its way out ("" when nothing). */
-static const char *dest_change(const struct conf *conf, size_t di, const struct hep_view *v, char *buf, size_t len)
+/* What the i-th destination does to the packet on its way out ("" when nothing). */
+static const char *dest_change(const struct conf *conf, const struct router_explain *e, size_t i, char *buf,
+                               size_t len)
 {
-    const struct conf_dest *d = &conf->dests[di];
+    const struct conf_dest *d = &conf->dests[e->to[i]];
+    const struct hep_view *v = e->view;
     size_t n = 0;
     buf[0] = '\0';
+    if (i < sizeof e->deduplicated * CHAR_BIT && ((e->deduplicated >> i) & 1u)) {
+        snprintf(buf, len, "a copy went there within dedup.window_ms: not sent");
+        return buf;
+    }
     if (v->version < DECISION_V3 && conf_dest_emits_v3(d))
         n += (size_t)snprintf(buf + n, len - n, "%sconverted to HEPv3", n > 0 ? ", " : "");
     if (d->set_capture_id && n < len)
@@ -150,7 +156,7 @@ static void print_json(FILE *out, const struct conf *conf, const struct router_e
     for (size_t i = 0; i < e->nto; i++) {
         fprintf(out, "%s{", i > 0 ? "," : "");
         json_field(out, "destination", conf->dests[e->to[i]].name, true);
-        json_field(out, "changes", dest_change(conf, e->to[i], e->view, change, sizeof change), false);
+        json_field(out, "changes", dest_change(conf, e, i, change, sizeof change), false);
         fputc('}', out);
     }
     fputs("]}\n", out);
@@ -182,7 +188,7 @@ static void print_text(FILE *out, const struct conf *conf, const struct router_e
     if (e->nto == 0)
         fputs(e->route == POLICY_DEFAULT ? "discarded (default lists no destination)\n" : "discarded (drop)\n", out);
     for (size_t i = 0; i < e->nto; i++) {
-        dest_change(conf, e->to[i], e->view, change, sizeof change);
+        dest_change(conf, e, i, change, sizeof change);
         fprintf(out, "%s%s%s%s%s", i > 0 ? ", " : "-> ", conf->dests[e->to[i]].name,
                 change[0] != '\0' ? " (" : "", change, change[0] != '\0' ? ")" : "");
     }

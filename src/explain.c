@@ -13,6 +13,7 @@
 #include "conf.h"
 #include "control.h"
 #include "decision.h"
+#include "dedup.h"
 #include "hep.h"
 #include "metrics.h"
 #include "policy.h"
@@ -37,7 +38,8 @@ static void on_explain(void *arg, const struct router_explain *e)
         if (e->route != ROUTER_NO_ROUTE)
             x->route_packets[e->route == POLICY_DEFAULT ? x->conf->nroutes : (size_t)e->route]++;
         for (size_t i = 0; i < e->nto; i++)
-            x->dest_packets[e->to[i]]++;
+            if (i >= sizeof e->deduplicated * CHAR_BIT || !((e->deduplicated >> i) & 1u))
+                x->dest_packets[e->to[i]]++;
         if (e->route != ROUTER_NO_ROUTE && e->nto == 0)
             x->discarded++;
     }
@@ -121,14 +123,16 @@ int explain_run(const struct explain_options *o, FILE *out, FILE *err)
     x.route_packets = calloc(conf->nroutes + 1, sizeof *x.route_packets);
     x.dest_packets = calloc(conf->ndests > 0 ? conf->ndests : 1, sizeof *x.dest_packets);
     struct store *store = store_mem_from_conf(conf);     /* the memory store, whatever store: says */
+    struct dedup *dedup = dedup_new(conf->dedup_entries, 0);
     struct router_dispatch d = { .send = no_send, .flush = no_flush, .explain = on_explain, .explain_arg = &x };
     struct router *r = NULL;
     int rc = 1;
-    if (x.route_packets == NULL || x.dest_packets == NULL || store == NULL || metrics_init(&m, conf) != 0 ||
-        (r = router_new(conf, store, &m, &d)) == NULL) {
+    if (x.route_packets == NULL || x.dest_packets == NULL || store == NULL || dedup == NULL ||
+        metrics_init(&m, conf) != 0 || (r = router_new(conf, store, &m, &d)) == NULL) {
         fprintf(err, "heprouter: out of memory\n");
         goto out;
     }
+    router_set_dedup(r, dedup);
     /* the capture's clock: time never runs backwards, and held packets leave when it says */
     uint64_t now = 0;
     struct capture_packet p;
@@ -151,6 +155,7 @@ int explain_run(const struct explain_options *o, FILE *out, FILE *err)
     rc = 0;
 out:
     router_free(r);
+    dedup_free(dedup);
     if (store != NULL)
         store_free(store);
     metrics_free(&m);

@@ -40,6 +40,7 @@
 #include "admission.h"
 #include "clock.h"
 #include "conf.h"
+#include "dedup.h"
 #include "dest.h"
 #include "explain.h"
 #include "ingest.h"
@@ -103,6 +104,7 @@ struct worker {
     bool own_store;                 /* a per-worker store (Redis), freed with the worker */
     const struct ingest_source *cur_src;    /* sender of the packet being routed, for logs */
     struct tap_worker *tap;         /* with a control socket: this worker's side of the live tap */
+    struct dedup *dedup;            /* the instance's dedup window, shared */
     ev_timer hold_timer;
     uint64_t hold_timer_due;        /* monotonic ms the hold timer is armed for */
     ev_timer housekeeping;
@@ -364,6 +366,7 @@ static int worker_setup(struct worker *w)
         log_error("worker %u: out of memory", w->index);
         return -1;
     }
+    router_set_dedup(w->router, w->dedup);
     w->in = ingest_new(w->loop, w->conf, &w->m, on_packet, on_batch_end, w);
     if (w->in == NULL)
         return -1;
@@ -466,6 +469,7 @@ struct app {
     struct http *http;              /* metrics.listen, or NULL */
     struct control *control;        /* control.socket, or NULL */
     struct tap *tap;                /* the live tap, with control.socket */
+    struct dedup *dedup;            /* every destination's dedup window (limits.dedup_entries) */
     struct store *call_store;       /* Redis: the control socket's connection for `call` */
     struct metrics call_metrics;    /* what that connection counts (not reported) */
     struct call_wait *call_waits;   /* `call`s waiting for Redis */
@@ -1590,7 +1594,9 @@ static int run(struct app *a)
     ev_async_start(loop, &a->worker_reloaded);
     a->nworkers = a->conf->workers;
     a->workers = calloc(a->nworkers, sizeof *a->workers);
-    if (a->workers == NULL ||
+    /* made whether or not a destination dedups now: a reload may turn it on */
+    a->dedup = dedup_new(a->conf->dedup_entries, 0);
+    if (a->workers == NULL || a->dedup == NULL ||
         (a->conf->control_socket != NULL &&
          (a->tap = tap_new(loop, a->nworkers, a->conf->control_tap_buffer)) == NULL)) {
         log_error("out of memory");
@@ -1605,6 +1611,7 @@ static int run(struct app *a)
         w->done = &a->worker_done;
         w->reloaded = &a->worker_reloaded;
         w->tap = a->tap != NULL ? tap_worker_of(a->tap, i) : NULL;
+        w->dedup = a->dedup;
         atomic_init(&w->finished, false);
         atomic_init(&w->reload_acked, false);
         atomic_init(&w->beat_ms, 0);
@@ -1693,6 +1700,7 @@ out:
         pthread_mutex_destroy(&a->workers[i].snap_lock);
     }
     free(a->workers);
+    dedup_free(a->dedup);
     store_free(a->store);
     conf_free(a->reload.next);      /* a reload cut short: no worker runs anything now */
     a->reload.next = NULL;

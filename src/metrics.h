@@ -207,6 +207,8 @@ static inline uint64_t metrics_max(uint64_t a, uint64_t b)
             "Packets re-encoded for the destination (version or chunk rewrite)")                               \
     COUNTER(too_big, "heprouter_destination_too_big_total", "Packets above max_packet: counted, not sent")     \
     COUNTER(encode_errors, "heprouter_destination_encode_errors_total", "Packets that could not be re-encoded")   \
+    COUNTER(deduplicated, "heprouter_destination_deduplicated_total",                                          \
+            "Packets not sent: a copy of one sent within dedup.window_ms")                                     \
     COUNTER(spool_written, "heprouter_spool_written_packets_total",                                            \
             "Packets given to the destination's spool (no target could take them)")                          \
     COUNTER(spool_replayed, "heprouter_spool_replayed_packets_total", "Packets replayed from the spool")       \

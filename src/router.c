@@ -21,6 +21,7 @@
  */
 #include "router.h"
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,7 @@
 
 #include "clock.h"
 #include "conf.h"
+#include "dedup.h"
 #include "hash.h"
 #include "hold.h"
 #include "log.h"
@@ -60,6 +62,7 @@ struct router {
     uint64_t now_ms;                /* clocks of the packet being routed */
     uint64_t wall_ms;
     enum router_how how;            /* how the packet being sent was decided (for explain) */
+    struct dedup *dedup;            /* the instance's dedup window, or NULL */
     uint32_t prev_signature;        /* conf.origin_signature before the last reload; 0: none */
     int8_t remap[CONF_ORIGIN_ROUTES_MAX];   /* a bit under it -> the same route's bit now, or -1 */
 };
@@ -98,6 +101,19 @@ static void explain(const struct router *r, const struct packet *p, enum router_
         .hep_error = how == ROUTER_HOW_DECODE_ERROR ? error : HEP_OK,
         .refused = how == ROUTER_HOW_REFUSED ? error : 0,
         .received_wall_ms = received_wall_ms,
+    };
+    r->dispatch.explain(r->dispatch.explain_arg, &e);
+}
+
+/* A routed packet, some of whose copies dedup held back. */
+static void explain_deduplicated(const struct router *r, const struct packet *p, enum router_how how, long route,
+                                 const char *method, size_t mlen, const size_t *to, size_t nto,
+                                 uint64_t deduplicated)
+{
+    struct router_explain e = {
+        .how = how, .view = &p->view, .sip = p->is_sip ? &p->sip : NULL, .key = p->key, .klen = p->klen,
+        .route = route, .method = method, .mlen = mlen, .to = to, .nto = nto, .deduplicated = deduplicated,
+        .received_wall_ms = p->received_wall_ms,
     };
     r->dispatch.explain(r->dispatch.explain_arg, &e);
 }
@@ -183,6 +199,11 @@ void router_set_conf(struct router *r, const struct conf *conf)
             r->remap[b] = (int8_t)conf_origin_bit_after(r->conf, b, conf);
     }
     r->conf = conf;
+}
+
+void router_set_dedup(struct router *r, struct dedup *d)
+{
+    r->dedup = d;
 }
 
 void router_set_explain(struct router *r, void (*fn)(void *explain_arg, const struct router_explain *e),
@@ -413,6 +434,46 @@ static void sample_input(const struct router *r, const struct packet *p, struct 
     }
 }
 
+/*
+ * Whether destination di was sent a copy of p within its dedup window
+ * (then p is not sent again), else p is recorded as sent.  The copy's
+ * identity is its SIP identity (RTCP and logs: correlation id, type and
+ * payload) and its hop, not who captured it; the destination is keyed by
+ * its name, which a reload does not renumber.
+ */
+static bool is_copy(const struct router *r, const struct packet *p, size_t di)
+{
+    const struct conf_dest *d = &r->conf->dests[di];
+    const struct hep_view *v = &p->view;
+    struct dedup_identity id;
+    memset(&id, 0, sizeof id);
+    if (p->is_sip) {
+        const struct sip_msg *s = &p->sip;
+        id.kind = DEDUP_SIP;
+        id.call_id = (struct dedup_bytes){ s->call_id.ptr, s->call_id.len };
+        id.cseq = s->cseq;
+        id.cseq_method = (struct dedup_bytes){ s->cseq_method_name.ptr, s->cseq_method_name.len };
+        if (sip_is_request(s))
+            id.method = (struct dedup_bytes){ s->method_name.ptr, s->method_name.len };
+        id.status = s->status;
+        id.via_branch = (struct dedup_bytes){ s->via_branch.ptr, s->via_branch.len };
+    } else {
+        id.kind = DEDUP_OTHER;
+        id.correlation_id = (struct dedup_bytes){ v->correlation_id.data, v->correlation_id.len };
+        id.proto_type = v->proto_type;
+        id.payload = (struct dedup_bytes){ v->payload.data, v->payload.len };
+    }
+    id.addr_len = v->addr_len;
+    id.src_addr = v->src_ip;
+    id.dst_addr = v->dst_ip;
+    id.src_port = v->src_port;
+    id.dst_port = v->dst_port;
+    id.transport = v->ip_proto;
+    uint64_t key[2];
+    dedup_key(r->dedup, &id, (uint32_t)hash_fnv1a64(HASH_FNV64_OFFSET, d->name, strlen(d->name)), key);
+    return dedup_check(r->dedup, key, r->now_ms, d->dedup_window_ms);
+}
+
 /* Sends p by the policy; call is its call's entry (NULL: no call context). */
 static void send_route(struct router *r, const struct packet *p, const struct store_entry *call)
 {
@@ -432,10 +493,18 @@ static void send_route(struct router *r, const struct packet *p, const struct st
     policy_destinations(r->conf, route, &to, &nto);
     if (nto == 0)
         r->m->route_dropped++;
-    for (size_t i = 0; i < nto; i++)
+    uint64_t deduplicated = 0;
+    for (size_t i = 0; i < nto; i++) {
+        if (r->dedup != NULL && r->conf->dests[to[i]].dedup_window_ms > 0 && is_copy(r, p, to[i])) {
+            r->m->dests[to[i]].deduplicated++;
+            if (i < sizeof deduplicated * CHAR_BIT)
+                deduplicated |= UINT64_C(1) << i;
+            continue;
+        }
         r->dispatch.send(r->dispatch.arg, to[i], &p->view, p->key, p->klen);
+    }
     if (r->dispatch.explain != NULL)
-        explain(r, p, r->how, route, method, mlen, to, nto, HEP_OK, p->received_wall_ms);
+        explain_deduplicated(r, p, r->how, route, method, mlen, to, nto, deduplicated);
 }
 
 /* ---- decide ---- */

@@ -57,8 +57,9 @@ struct router_explain {
     long route;                     /* policy_match()'s answer, or ROUTER_NO_ROUTE */
     const char *method;             /* what the route was matched with: the call's method (NULL: none) */
     size_t mlen;
-    const size_t *to;               /* the destinations it was handed to (none: discarded) */
+    const size_t *to;               /* the route's destinations (none: discarded) */
     size_t nto;
+    uint64_t deduplicated;          /* bit i: to[i] was not sent a copy already sent (dedup) */
     int hep_error;                  /* ROUTER_HOW_DECODE_ERROR: the hep_decode() status */
     int refused;                    /* ROUTER_HOW_REFUSED: admit()'s verdict (admission.h) */
     uint64_t received_wall_ms;      /* when it arrived (a held packet: before it waited) */
@@ -106,6 +107,14 @@ void router_free(struct router *r);
  * (conf_keep_restart_values()).
  */
 void router_set_conf(struct router *r, const struct conf *conf);
+
+/*
+ * The instance's dedup window (dedup.h), shared by the workers' routers:
+ * destinations with dedup.window_ms are not sent a packet already sent to
+ * them within the window.  NULL (the default): every copy is sent.
+ */
+struct dedup;
+void router_set_dedup(struct router *r, struct dedup *d);
 
 /*
  * Sets (or, with fn NULL, removes) router_dispatch.explain between two

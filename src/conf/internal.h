@@ -96,6 +96,8 @@
 #define CONF_CLIENTS_MAX    1000u                   /* control.max_clients */
 #define CONF_LINE_MIN       64u                     /* control.max_line: room for any command */
 #define CONF_TAP_BUFFER_MIN 65536u                  /* control.tap_buffer: room for a few hundred lines */
+#define CONF_DEDUP_ENTRIES_MIN 1024u                /* limits.dedup_entries: one stripe's worth */
+#define CONF_DEDUP_WINDOW_MAX_MS UINT64_C(60000)    /* destinations.X.dedup.window_ms */
 #define CONF_LINE_LIMIT     (UINT64_C(1) << 20)     /* control.max_line: 1 MiB */
 #define CONF_MODE_MAX       0777u                   /* control.mode: permission bits only */
 #define CONF_MODE_DIGITS    4                       /* "0660" */

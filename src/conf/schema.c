@@ -215,6 +215,9 @@ static const struct conf_key limits_keys[] = {
            KEY_RELOAD),
     NUMBER("dns_refresh", conf_set_duration, KIND_DURATION, dns_refresh_ms, "60s", MS_PER_SECOND,
            CONF_IDLE_MAX_MS, KEY_RELOAD),
+    /* the window of every destination's dedup, one table for the instance */
+    NUMBER("dedup_entries", conf_set_size, KIND_SIZE, dedup_entries, "1048576", CONF_DEDUP_ENTRIES_MIN,
+           CONF_COUNT_MAX, 0),
     KEY_END,
 };
 
@@ -264,6 +267,13 @@ static const struct conf_key control_keys[] = {
 
 #define SPOOL_FIELD(f) CONF_FIELD(struct conf_spool, f)
 
+/* destinations.NAME.dedup: absent, no deduplication. */
+static const struct conf_key dedup_keys[] = {
+    { .name = "window_ms", .set = conf_set_u64, .kind = KIND_U64, .offset = CONF_FIELD(struct conf_dest, dedup_window_ms),
+      .min = 1, .max = CONF_DEDUP_WINDOW_MAX_MS, .flags = KEY_REQUIRED | KEY_RELOAD },
+    KEY_END,
+};
+
 /* destinations.NAME.spool; set_destinations() checks it needs a tcp: target and its own dir. */
 static const struct conf_key spool_keys[] = {
     { .name = "dir", .set = conf_set_path, .kind = KIND_STRING, .offset = SPOOL_FIELD(dir),
@@ -303,6 +313,8 @@ static const struct conf_key dest_keys[] = {
     /* absent: no spool */
     { .name = "spool", .set = conf_set_section, .kind = KIND_SECTION, .offset = CONF_FIELD(struct conf_dest, spool),
       .sub = spool_keys, .flags = KEY_RELOAD },
+    /* absent: every copy is sent; the section's keys sit in struct conf_dest itself */
+    { .name = "dedup", .set = conf_set_section, .kind = KIND_SECTION, .sub = dedup_keys, .flags = KEY_RELOAD },
     KEY_END,
 };
 

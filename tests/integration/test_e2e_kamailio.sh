@@ -14,7 +14,11 @@
 #
 # Variants (fresh processes each): store memory|redis x Kamailio trace mode
 # script (sip_trace_mode("t")) | core (trace_mode=1) x HEP over udp|tcp
-# (duplicate_uri with ;transport=tcp).  Each runs E2E_CALLS INVITE calls (20)
+# (duplicate_uri with ;transport=tcp); and memory-both-udp: Kamailio in
+# script and core mode at once (every message traced twice) with
+# dedup: { window_ms: 500 } on both destinations: each message once at its
+# sink (no two packets there with the same SIP identity and hop), the
+# copies counted in deduplicated (packets_in = what the sinks got + them).  Each runs E2E_CALLS INVITE calls (20)
 # in parallel (sipp -r E2E_RATE -l E2E_CALLS), plus E2E_REGISTERS REGISTER
 # and E2E_OPTIONS OPTIONS.
 #
@@ -88,9 +92,10 @@ start_sink() {
     it_start_sink "$1" udp 0 --raw --payload -u -q
 }
 
-# router_config STORE: the config after its listen line (udp and tcp).
+# router_config STORE [MODE]: the config after its listen line (udp and tcp);
+# mode both: dedup on both destinations.
 router_config() {
-    local store=$1 block
+    local store=$1 mode=${2:-} block
     if [ "$store" = redis ]; then
         block="store:
   type: redis
@@ -103,7 +108,9 @@ router_config() {
 workers: 1
 $block
 orphans: { wait_ms: 100 }
-$(it_two_sink_policy INVITE)
+$(it_two_sink_policy INVITE | if [ "$mode" = both ]; then
+        sed 's/^\(  [a-z]*: { targets: \[ "[^"]*" \]\)/\1, dedup: { window_ms: 500 }/'
+    else cat; fi)
 EOF
 }
 
@@ -120,6 +127,7 @@ start_kamailio() {
     fi
     defs+=(-A "HEP_URI=\"$uri\"")
     [ "$mode" = core ] && defs+=(-A WITH_CORE_TRACE)
+    [ "$mode" = both ] && defs+=(-A WITH_BOTH_TRACE)
     kamailio -c -f "$KCFG" -L "$KMODS" "${defs[@]}" >"$CASE_DIR/kamailio-check.log" 2>&1
     grep -q 'config file ok' "$CASE_DIR/kamailio-check.log" ||
         it_fail "$CASE: kamailio -c: $(tail -n 5 "$CASE_DIR/kamailio-check.log")"
@@ -154,7 +162,7 @@ variant() {
     [ "$store" = redis ] && start_redis
     start_sink homer
     start_sink voipmonitor
-    it_start_router "$(router_config "$store")"
+    it_start_router "$(router_config "$store" "$mode")"
     start_kamailio "$mode" "$transport"
 
     # the UAS: answers every relayed INVITE (ended by PID once the UACs are done)
@@ -193,6 +201,7 @@ variant() {
 
     local redis_flag=()
     [ "$store" = redis ] && redis_flag=(--redis)
+    [ "$mode" = both ] && redis_flag+=(--dedup)
     python3 "$E2E/check_calls.py" --variant "$CASE" --voipmonitor "$CASE_DIR/voipmonitor.json" \
         --homer "$CASE_DIR/homer.json" --sip-port "$SIP_PORT" --invites "$CALLS" \
         --registers "$REGISTERS" --options "$OPTIONS" --router-log "$CASE_DIR/router.err" \
@@ -212,6 +221,7 @@ for s in memory redis; do
         for t in udp tcp; do all+=("$s-$m-$t"); done
     done
 done
+all+=(memory-both-udp)
 selected=("$@")
 [[ ${#selected[@]} -gt 0 ]] || selected=("${all[@]}")
 for v in "${selected[@]}"; do

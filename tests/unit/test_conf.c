@@ -456,6 +456,7 @@ static void test_minimal_config_gets_every_default(void)
     CU_ASSERT_EQUAL(c->control_timeout_ms, 5 * MS_S);
     CU_ASSERT_EQUAL(c->control_max_line, 4096);
     CU_ASSERT_EQUAL(c->control_tap_buffer, 1048576);
+    CU_ASSERT_EQUAL(c->dedup_entries, 1048576);
     assert_redis_defaults(c);
 
     CU_ASSERT_EQUAL_FATAL(c->ndests, 1);
@@ -521,6 +522,7 @@ static void test_sample_shows_the_defaults(void)
     CU_ASSERT_EQUAL(s->control_timeout_ms, m->control_timeout_ms);
     CU_ASSERT_EQUAL(s->control_max_line, m->control_max_line);
     CU_ASSERT_EQUAL(s->control_tap_buffer, m->control_tap_buffer);
+    CU_ASSERT_EQUAL(s->dedup_entries, m->dedup_entries);
     CU_ASSERT_EQUAL(s->dests[0].balance, m->dests[0].balance);
     CU_ASSERT_EQUAL(s->dests[0].max_packet, m->dests[0].max_packet);
     assert_redis_defaults(s);           /* its redis block is commented out */

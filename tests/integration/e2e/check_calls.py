@@ -85,6 +85,14 @@ def kinds(p, sip_port):
     return out
 
 
+def copy_identity(p):
+    """What makes two captured packets copies of one message on one hop (the
+    router's dedup key): SIP identity and hop, not the capture agent."""
+    s = p.get("sip") or {}
+    return (s.get("call_id"), s.get("cseq"), s.get("cseq_method"), " ".join(s.get("first_line", "").split(" ")[0:2]),
+            s.get("via_branch"), p.get("src"), p.get("sport"), p.get("dst"), p.get("dport"))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--voipmonitor", required=True)
@@ -96,6 +104,8 @@ def main():
     ap.add_argument("--router-log", required=True)
     ap.add_argument("--redis", action="store_true")
     ap.add_argument("--variant", default="")
+    ap.add_argument("--dedup", action="store_true",
+                    help="the destinations dedup: no copies at a sink; packets_in counts the deduplicated too")
     args = ap.parse_args()
 
     fails = []
@@ -162,6 +172,17 @@ def main():
         elif any(v != 0 for v in de.values()):
             fails.append("stats: decode_errors %s" % de)
         total = len(sinks["voipmonitor"]) + len(sinks["homer"])
+        deduplicated = sum(d.get("deduplicated", 0) for d in stats.get("destinations", {}).values())
+        if args.dedup:
+            total += deduplicated
+            if deduplicated == 0:
+                fails.append("stats: nothing deduplicated, though every message was traced twice")
+            for name, pkts in sinks.items():
+                seen = collections.Counter(copy_identity(p) for p in pkts)
+                copies = [k for k, n in seen.items() if n > 1]
+                if copies:
+                    fails.append("%s got %d message(s) more than once, e.g. %s" % (name, len(copies), copies[:2]))
+            print("  dedup: %d copies held back; no message twice at a sink" % deduplicated)
         if stats.get("packets_in") != total:
             fails.append("stats: packets_in = %s, the sinks got %d packets together" % (stats.get("packets_in"), total))
         if args.redis and not stats.get("store_writes", 0) > 0:
