@@ -31,6 +31,7 @@
 #define CONF_NAME_MAX       63
 #define CONF_ORIGIN_ROUTES_MAX 64   /* routes with origin keys: a call keeps one bit each */
 #define CONF_MILLION        1000000u    /* routes[].sample is kept in millionths */
+#define CONF_RATE_DESTS_MAX 32      /* destinations with max_new_calls_per_s: a call keeps one bit each */
 #define CONF_METHOD_MAX     31
 
 /* node_name, auth_key, sources.auth_keys: bytes of a HEP chunk's value that a string key may set or require. */
@@ -98,6 +99,8 @@ struct conf_dest {
     size_t max_packet;              /* larger packets are counted, not sent */
     struct conf_spool spool;
     uint64_t dedup_window_ms;       /* dedup.window_ms; 0: off */
+    uint64_t max_new_calls_per_s;   /* 0: no limit */
+    unsigned rate_bit;              /* with a limit: its bit in a call's refused mask */
 };
 
 struct conf_cidr {
@@ -301,7 +304,9 @@ struct conf {
     struct conf_route *routes;
     size_t nroutes;
     size_t norigin_routes;          /* routes with origin keys: bits 0..n-1 of a call's origin mask */
-    uint32_t origin_signature;      /* of those routes (names and origin keys); 0 when none */
+    size_t nrate_dests;             /* destinations with max_new_calls_per_s: bits 0..n-1 of a call's refused mask */
+    uint32_t origin_signature;      /* of those routes (names and origin keys) and the destinations'
+                                       names, when either kind of bit is in use; else 0 */
     bool sampling;                  /* some route has sample below 1 */
     size_t *default_to;             /* destinations for calls no route matched */
     size_t ndefault_to;
@@ -412,6 +417,9 @@ bool conf_cidr_any(const struct conf_cidr *list, size_t n, unsigned addr_len, co
  * route of the same name, when its origin keys are the same; else -1.
  */
 int conf_origin_bit_after(const struct conf *old, int bit, const struct conf *next);
+
+/* The rate bit in next of the destination that has rate bit `bit` in old (by name), or -1. */
+int conf_rate_bit_after(const struct conf *old, int bit, const struct conf *next);
 
 /* Receives one line of conf_describe_changes() or conf_restart_changes(), without a newline. */
 typedef void (*conf_line_fn)(void *arg, const char *line);

@@ -103,6 +103,10 @@ static const char *dest_change(const struct conf *conf, const struct router_expl
         snprintf(buf, len, "a copy went there within dedup.window_ms: not sent");
         return buf;
     }
+    if (i < sizeof e->over_rate * CHAR_BIT && ((e->over_rate >> i) & 1u)) {
+        snprintf(buf, len, "the call started over max_new_calls_per_s: not sent");
+        return buf;
+    }
     if (v->version < DECISION_V3 && conf_dest_emits_v3(d))
         n += (size_t)snprintf(buf + n, len - n, "%sconverted to HEPv3", n > 0 ? ", " : "");
     if (d->set_capture_id && n < len)

@@ -38,7 +38,7 @@ static void on_explain(void *arg, const struct router_explain *e)
         if (e->route != ROUTER_NO_ROUTE)
             x->route_packets[e->route == POLICY_DEFAULT ? x->conf->nroutes : (size_t)e->route]++;
         for (size_t i = 0; i < e->nto; i++)
-            if (i >= sizeof e->deduplicated * CHAR_BIT || !((e->deduplicated >> i) & 1u))
+            if (i >= sizeof e->deduplicated * CHAR_BIT || !(((e->deduplicated | e->over_rate) >> i) & 1u))
                 x->dest_packets[e->to[i]]++;
         if (e->route != ROUTER_NO_ROUTE && e->nto == 0)
             x->discarded++;

@@ -209,6 +209,10 @@ static inline uint64_t metrics_max(uint64_t a, uint64_t b)
     COUNTER(encode_errors, "heprouter_destination_encode_errors_total", "Packets that could not be re-encoded")   \
     COUNTER(deduplicated, "heprouter_destination_deduplicated_total",                                          \
             "Packets not sent: a copy of one sent within dedup.window_ms")                                     \
+    COUNTER(calls_over_rate, "heprouter_destination_calls_over_rate_total",                                    \
+            "New calls not sent: over max_new_calls_per_s")                                                    \
+    COUNTER(packets_over_rate, "heprouter_destination_packets_over_rate_total",                                \
+            "Packets not sent: their call was over max_new_calls_per_s when it started")                       \
     COUNTER(spool_written, "heprouter_spool_written_packets_total",                                            \
             "Packets given to the destination's spool (no target could take them)")                          \
     COUNTER(spool_replayed, "heprouter_spool_replayed_packets_total", "Packets replayed from the spool")       \

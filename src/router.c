@@ -65,7 +65,15 @@ struct router {
     struct dedup *dedup;            /* the instance's dedup window, or NULL */
     uint32_t prev_signature;        /* conf.origin_signature before the last reload; 0: none */
     int8_t remap[CONF_ORIGIN_ROUTES_MAX];   /* a bit under it -> the same route's bit now, or -1 */
+    int8_t rate_remap[CONF_RATE_DESTS_MAX]; /* a refused bit under it -> the same destination's now */
+    struct rate_bucket {            /* this worker's share of max_new_calls_per_s, by rate bit */
+        bool primed;
+        uint64_t milli;             /* thousandths of a call that may start now */
+        uint64_t last_ms;
+    } rate[CONF_RATE_DESTS_MAX];
 };
+
+#define RATE_MILLI 1000             /* a call, in rate_bucket.milli */
 
 /* What classify() learns about a packet. */
 struct packet {
@@ -105,15 +113,15 @@ static void explain(const struct router *r, const struct packet *p, enum router_
     r->dispatch.explain(r->dispatch.explain_arg, &e);
 }
 
-/* A routed packet, some of whose copies dedup held back. */
-static void explain_deduplicated(const struct router *r, const struct packet *p, enum router_how how, long route,
-                                 const char *method, size_t mlen, const size_t *to, size_t nto,
-                                 uint64_t deduplicated)
+/* A routed packet, some of whose copies may have been held back (dedup, max_new_calls_per_s). */
+static void explain_held_back(const struct router *r, const struct packet *p, enum router_how how, long route,
+                              const char *method, size_t mlen, const size_t *to, size_t nto, uint64_t deduplicated,
+                              uint64_t over_rate)
 {
     struct router_explain e = {
         .how = how, .view = &p->view, .sip = p->is_sip ? &p->sip : NULL, .key = p->key, .klen = p->klen,
         .route = route, .method = method, .mlen = mlen, .to = to, .nto = nto, .deduplicated = deduplicated,
-        .received_wall_ms = p->received_wall_ms,
+        .over_rate = over_rate, .received_wall_ms = p->received_wall_ms,
     };
     r->dispatch.explain(r->dispatch.explain_arg, &e);
 }
@@ -197,6 +205,9 @@ void router_set_conf(struct router *r, const struct conf *conf)
         r->prev_signature = r->conf->origin_signature;
         for (int b = 0; b < CONF_ORIGIN_ROUTES_MAX; b++)
             r->remap[b] = (int8_t)conf_origin_bit_after(r->conf, b, conf);
+        for (int b = 0; b < CONF_RATE_DESTS_MAX; b++)
+            r->rate_remap[b] = (int8_t)conf_rate_bit_after(r->conf, b, conf);
+        memset(r->rate, 0, sizeof r->rate);     /* the limits start afresh */
     }
     r->conf = conf;
 }
@@ -425,6 +436,66 @@ static void origin_input(const struct router *r, const struct store_entry *call,
     }
 }
 
+/* The destinations (by rate bit now) whose limit refused the call when it started. */
+static uint32_t refused_dests(const struct router *r, const struct store_entry *call)
+{
+    uint32_t sig = r->conf->origin_signature, out = 0;
+    if (call == NULL || sig == 0 || call->refused_dests == 0)
+        return 0;
+    if (call->origin_signature == sig)
+        return call->refused_dests;
+    if (call->origin_signature != r->prev_signature)
+        return 0;
+    for (int b = 0; b < CONF_RATE_DESTS_MAX; b++)
+        if (((call->refused_dests >> b) & 1u) && r->rate_remap[b] >= 0)
+            out |= UINT32_C(1) << r->rate_remap[b];
+    return out;
+}
+
+/*
+ * A new call for destination d: whether this worker's share of
+ * max_new_calls_per_s (the limit over conf.workers) has room, a token
+ * bucket that holds a second's worth (at least one call).
+ */
+static bool rate_take(struct router *r, const struct conf_dest *d)
+{
+    struct rate_bucket *b = &r->rate[d->rate_bit];
+    uint64_t workers = r->conf->workers > 0 ? r->conf->workers : 1;
+    uint64_t per_s = d->max_new_calls_per_s * RATE_MILLI / workers;    /* thousandths of a call per second */
+    uint64_t cap = per_s > RATE_MILLI ? per_s : RATE_MILLI;
+    if (!b->primed) {
+        b->primed = true;
+        b->milli = cap;
+    } else if (r->now_ms > b->last_ms) {
+        uint64_t add = (r->now_ms - b->last_ms) * per_s / CLOCK_MS_PER_S;
+        b->milli = b->milli + add > cap ? cap : b->milli + add;
+    }
+    b->last_ms = r->now_ms;
+    if (b->milli < RATE_MILLI)
+        return false;
+    b->milli -= RATE_MILLI;
+    return true;
+}
+
+/* The destinations of a new call's route whose limit has no room: counted, and kept with the call. */
+static uint32_t refuse_over_rate(struct router *r, long route)
+{
+    const size_t *to;
+    size_t nto;
+    uint32_t refused = 0;
+    if (r->conf->nrate_dests == 0)
+        return 0;
+    policy_destinations(r->conf, route, &to, &nto);
+    for (size_t i = 0; i < nto; i++) {
+        const struct conf_dest *d = &r->conf->dests[to[i]];
+        if (d->max_new_calls_per_s > 0 && !(refused & (UINT32_C(1) << d->rate_bit)) && !rate_take(r, d)) {
+            refused |= UINT32_C(1) << d->rate_bit;
+            r->m->dests[to[i]].calls_over_rate++;
+        }
+    }
+    return refused;
+}
+
 /* Where p's call falls for routes with `sample` (computed only when one has it). */
 static void sample_input(const struct router *r, const struct packet *p, struct policy_input *in)
 {
@@ -493,9 +564,17 @@ static void send_route(struct router *r, const struct packet *p, const struct st
     policy_destinations(r->conf, route, &to, &nto);
     if (nto == 0)
         r->m->route_dropped++;
-    uint64_t deduplicated = 0;
+    uint64_t deduplicated = 0, over_rate = 0;
+    uint32_t refused = refused_dests(r, call);
     for (size_t i = 0; i < nto; i++) {
-        if (r->dedup != NULL && r->conf->dests[to[i]].dedup_window_ms > 0 && is_copy(r, p, to[i])) {
+        const struct conf_dest *d = &r->conf->dests[to[i]];
+        if (refused != 0 && d->max_new_calls_per_s > 0 && ((refused >> d->rate_bit) & 1u)) {
+            r->m->dests[to[i]].packets_over_rate++;
+            if (i < sizeof over_rate * CHAR_BIT)
+                over_rate |= UINT64_C(1) << i;
+            continue;
+        }
+        if (r->dedup != NULL && d->dedup_window_ms > 0 && is_copy(r, p, to[i])) {
             r->m->dests[to[i]].deduplicated++;
             if (i < sizeof deduplicated * CHAR_BIT)
                 deduplicated |= UINT64_C(1) << i;
@@ -504,7 +583,7 @@ static void send_route(struct router *r, const struct packet *p, const struct st
         r->dispatch.send(r->dispatch.arg, to[i], &p->view, p->key, p->klen);
     }
     if (r->dispatch.explain != NULL)
-        explain_deduplicated(r, p, r->how, route, method, mlen, to, nto, deduplicated);
+        explain_held_back(r, p, r->how, route, method, mlen, to, nto, deduplicated, over_rate);
 }
 
 /* ---- decide ---- */
@@ -612,11 +691,13 @@ static int store_call(struct router *r, const struct packet *p, const char *meth
         struct policy_origin o = { (const uint8_t *)p->text.ptr, p->text.len, p->sip.uri,
                                    p->view.addr_len, p->view.src_ip, p->view.dst_ip };
         e.origin_bits = policy_origin_bits(r->conf, &o);
-        e.origin_signature = r->conf->origin_signature;
         in.origin_known = true;
         in.origin_bits = e.origin_bits;
     }
-    snprintf(e.route, sizeof e.route, "%s", policy_route_name(r->conf, policy_match(r->conf, &in)));
+    e.origin_signature = r->conf->origin_signature;
+    long route = policy_match(r->conf, &in);
+    snprintf(e.route, sizeof e.route, "%s", policy_route_name(r->conf, route));
+    e.refused_dests = refuse_over_rate(r, route);
     e.first_seen_ms = r->wall_ms;
     if (str_is(method, mlen, "REGISTER"))
         flags |= STORE_F_REGISTER;

@@ -60,6 +60,7 @@ struct router_explain {
     const size_t *to;               /* the route's destinations (none: discarded) */
     size_t nto;
     uint64_t deduplicated;          /* bit i: to[i] was not sent a copy already sent (dedup) */
+    uint64_t over_rate;             /* bit i: to[i] was not sent: the call was over its max_new_calls_per_s */
     int hep_error;                  /* ROUTER_HOW_DECODE_ERROR: the hep_decode() status */
     int refused;                    /* ROUTER_HOW_REFUSED: admit()'s verdict (admission.h) */
     uint64_t received_wall_ms;      /* when it arrived (a held packet: before it waited) */

@@ -315,6 +315,10 @@ static const struct conf_key dest_keys[] = {
       .sub = spool_keys, .flags = KEY_RELOAD },
     /* absent: every copy is sent; the section's keys sit in struct conf_dest itself */
     { .name = "dedup", .set = conf_set_section, .kind = KIND_SECTION, .sub = dedup_keys, .flags = KEY_RELOAD },
+    /* absent: no limit */
+    { .name = "max_new_calls_per_s", .set = conf_set_u64, .kind = KIND_U64,
+      .offset = CONF_FIELD(struct conf_dest, max_new_calls_per_s), .min = 1, .max = CONF_COUNT_MAX,
+      .flags = KEY_RELOAD },
     KEY_END,
 };
 
@@ -360,11 +364,14 @@ static bool route_has_origin_keys(const struct conf_route *r)
 
 /*
  * Numbers the routes with origin keys (at most CONF_ORIGIN_ROUTES_MAX) and
- * signs them: the names and origin keys of those routes, in order.  A call
- * stored under another signature was judged by other rules (a reload).
+ * the destinations with max_new_calls_per_s (at most CONF_RATE_DESTS_MAX),
+ * and signs them: the names and origin keys of those routes, and the
+ * destinations' names, in order.  A call stored under another signature was
+ * judged by other rules (a reload).
  */
-static void number_origin_routes(struct parse *p, struct node *n, struct conf *c)
+static void number_call_bits(struct parse *p, const struct node *root, struct conf *c)
 {
+    const struct node *n = conf_map_get(root, "routes");
     uint64_t h = HASH_FNV64_OFFSET;
     char buf[CONF_LINE_MAX];
     for (size_t i = 0; i < c->nroutes; i++) {
@@ -372,9 +379,11 @@ static void number_origin_routes(struct parse *p, struct node *n, struct conf *c
         if (!route_has_origin_keys(r))
             continue;
         if (c->norigin_routes == CONF_ORIGIN_ROUTES_MAX) {
-            size_t old = conf_path_push_index(p, i);
-            conf_error_key(p, n->items[i], "is one route with origin keys too many (at most %d)",
-                           CONF_ORIGIN_ROUTES_MAX);
+            size_t old = conf_path_push_key(p, "routes", strlen("routes"));
+            size_t old2 = conf_path_push_index(p, i);
+            conf_error_key(p, n != NULL && i < n->nitems ? n->items[i] : root,
+                           "is one route with origin keys too many (at most %d)", CONF_ORIGIN_ROUTES_MAX);
+            conf_path_pop(p, old2);
             conf_path_pop(p, old);
             continue;
         }
@@ -393,7 +402,21 @@ static void number_origin_routes(struct parse *p, struct node *n, struct conf *c
             h = hash_fnv1a64(h, buf, t.len + 1);
         }
     }
-    c->origin_signature = c->norigin_routes > 0 ? (uint32_t)(hash_fmix64(h) | 1u) : 0;
+    for (size_t i = 0; i < c->ndests; i++) {
+        struct conf_dest *d = &c->dests[i];
+        if (d->max_new_calls_per_s == 0)
+            continue;
+        if (c->nrate_dests == CONF_RATE_DESTS_MAX) {
+            conf_error_file(p, p->dests_node != NULL ? p->dests_node->mark : root->mark,
+                            "destinations: more than %d have max_new_calls_per_s", CONF_RATE_DESTS_MAX);
+            break;
+        }
+        d->rate_bit = (unsigned)c->nrate_dests++;
+    }
+    /* the destinations' names too: a call's refused mask is by their order */
+    for (size_t i = 0; c->nrate_dests > 0 && i < c->ndests; i++)
+        h = hash_fnv1a64(h, c->dests[i].name, strlen(c->dests[i].name) + 1);
+    c->origin_signature = c->norigin_routes > 0 || c->nrate_dests > 0 ? (uint32_t)(hash_fmix64(h) | 1u) : 0;
 }
 
 static const struct conf_key route_keys[] = {
@@ -791,9 +814,22 @@ static void set_routes(struct parse *p, struct node *n, const struct conf_key *k
         conf_path_pop(p, old);
     }
     check_route_names(p, n, c);
-    number_origin_routes(p, n, c);
     for (size_t i = 0; i < c->nroutes; i++)
         c->sampling = c->sampling || (c->routes[i].sample > 0 && c->routes[i].sample < CONF_MILLION);
+}
+
+int conf_rate_bit_after(const struct conf *old, int bit, const struct conf *next)
+{
+    for (size_t i = 0; i < old->ndests; i++) {
+        const struct conf_dest *was = &old->dests[i];
+        if (was->max_new_calls_per_s == 0 || (int)was->rate_bit != bit)
+            continue;
+        for (size_t j = 0; j < next->ndests; j++)
+            if (next->dests[j].max_new_calls_per_s > 0 && strcmp(next->dests[j].name, was->name) == 0)
+                return (int)next->dests[j].rate_bit;
+        return -1;
+    }
+    return -1;
 }
 
 int conf_origin_bit_after(const struct conf *old, int bit, const struct conf *next)
@@ -1026,6 +1062,7 @@ struct conf *conf_load(const char *path, FILE *err)
             p.dests_broken = true;      /* reported; do not also call every name unknown */
         conf_parse_map(&p, root, top_keys, conf);
         check_reconnect(&p, root);
+        number_call_bits(&p, root, conf);
     }
 
     if (conf != NULL) {

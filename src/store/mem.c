@@ -72,6 +72,7 @@ struct mem_slot {
     uint64_t last_hash;
     uint64_t origin_bits;       /* store_entry.origin_bits */
     uint32_t origin_signature;
+    uint32_t refused_dests;     /* store_entry.refused_dests */
     uint32_t route;             /* index into the route names */
     uint16_t method;            /* index into the method names, or STORE_MEM_METHOD_UNLISTED */
     uint8_t flags;              /* enum store_flag */
@@ -380,6 +381,7 @@ static void slot_fill_entry(const struct mem_store *ms, const struct mem_slot *s
     out->last_hash = sl->last_hash;
     out->origin_bits = sl->origin_bits;
     out->origin_signature = sl->origin_signature;
+    out->refused_dests = sl->refused_dests;
     out->expires_ms = sl->expires_ms;
 }
 
@@ -433,6 +435,7 @@ static void slot_set(struct mem_slot *sl, const uint64_t h[2], const struct stor
     sl->last_hash = e->last_hash;
     sl->origin_bits = e->origin_bits;
     sl->origin_signature = e->origin_signature;
+    sl->refused_dests = e->refused_dests;
     sl->method = method;
     sl->route = route;
     sl->flags = (uint8_t)(e->flags & STORE_MEM_FLAGS_MASK);

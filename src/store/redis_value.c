@@ -26,10 +26,11 @@ size_t redis_value_format(const struct store_entry *e, char *buf, size_t len)
             return 0;
     int n;
     if (e->origin_signature != 0)
-        n = snprintf(buf, len, "%s%c%u%c%llu%c%s%c%llu%c%lu%c%s", REDIS_VALUE_VERSION_ORIGIN, REDIS_VALUE_SEP,
+        n = snprintf(buf, len, "%s%c%u%c%llu%c%s%c%llu%c%lu%c%lu%c%s", REDIS_VALUE_VERSION_ORIGIN, REDIS_VALUE_SEP,
                      e->flags & REDIS_KNOWN_FLAGS, REDIS_VALUE_SEP, (unsigned long long)e->first_seen_ms,
                      REDIS_VALUE_SEP, e->method, REDIS_VALUE_SEP, (unsigned long long)e->origin_bits,
-                     REDIS_VALUE_SEP, (unsigned long)e->origin_signature, REDIS_VALUE_SEP, e->route);
+                     REDIS_VALUE_SEP, (unsigned long)e->origin_signature, REDIS_VALUE_SEP,
+                     (unsigned long)e->refused_dests, REDIS_VALUE_SEP, e->route);
     else
         n = snprintf(buf, len, "%s%c%u%c%llu%c%s%c%s", REDIS_VALUE_VERSION, REDIS_VALUE_SEP,
                      e->flags & REDIS_KNOWN_FLAGS, REDIS_VALUE_SEP, (unsigned long long)e->first_seen_ms,
@@ -68,7 +69,7 @@ int redis_value_parse(const char *v, size_t len, struct store_entry *out)
 {
     const char *p = v, *end = v + len;
     size_t vlen = strlen(REDIS_VALUE_VERSION);
-    uint64_t flags, first_seen, bits = 0, signature = 0;
+    uint64_t flags, first_seen, bits = 0, signature = 0, refused = 0;
     _Static_assert(sizeof REDIS_VALUE_VERSION == sizeof REDIS_VALUE_VERSION_ORIGIN, "versions of one length");
 
     memset(out, 0, sizeof *out);
@@ -93,7 +94,9 @@ int redis_value_parse(const char *v, size_t len, struct store_entry *out)
         return -1;
     if (origin && (!redis_value_decimal(&p, end, REDIS_BITS_DIGITS_MAX, &bits) || !redis_expect_sep(&p, end) ||
                    !redis_value_decimal(&p, end, REDIS_SIGNATURE_DIGITS_MAX, &signature) ||
-                   signature == 0 || signature > UINT32_MAX || !redis_expect_sep(&p, end)))
+                   signature == 0 || signature > UINT32_MAX || !redis_expect_sep(&p, end) ||
+                   !redis_value_decimal(&p, end, REDIS_REFUSED_DIGITS_MAX, &refused) || refused > UINT32_MAX ||
+                   !redis_expect_sep(&p, end)))
         return -1;
     size_t rlen = (size_t)(end - p);
     if (rlen == 0 || rlen >= sizeof out->route || memchr(p, '\0', rlen) != NULL)
@@ -104,6 +107,7 @@ int redis_value_parse(const char *v, size_t len, struct store_entry *out)
     out->flags = (unsigned)flags & REDIS_KNOWN_FLAGS;
     out->origin_bits = bits;
     out->origin_signature = (uint32_t)signature;
+    out->refused_dests = (uint32_t)refused;
     return 0;
 }
 
@@ -111,5 +115,5 @@ bool redis_value_same_origin(const struct store_entry *a, const struct store_ent
 {
     return a->first_seen_ms == b->first_seen_ms && strcmp(a->method, b->method) == 0 &&
            strcmp(a->route, b->route) == 0 && a->origin_bits == b->origin_bits &&
-           a->origin_signature == b->origin_signature;
+           a->origin_signature == b->origin_signature && a->refused_dests == b->refused_dests;
 }

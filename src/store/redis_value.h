@@ -2,7 +2,7 @@
  * redis_value.h - the value a Redis store keeps per call, as text (core).
  *
  * Value:  1|<flags>|<first seen>|<origin method>|<route name>
- *    or   2|<flags>|<first seen>|<origin method>|<origin bits>|<signature>|<route name>
+ *    or   2|<flags>|<first seen>|<origin method>|<origin bits>|<signature>|<refused>|<route name>
  *   1, 2          format version; a value with any other version is refused.
  *                 Version 2 is written when the configuration has routes
  *                 with origin keys, version 1 otherwise (what heprouter
@@ -17,6 +17,8 @@
  *                 (policy_origin_bits(), bit = conf_route.origin_bit)
  *   signature     decimal, not 0: conf.origin_signature of the rules the
  *                 bits were judged by
+ *   refused       decimal: the destinations (bit conf_dest.rate_bit) the new
+ *                 call was over max_new_calls_per_s of
  *   route name    the route the origin matched, by name, never by index
  *                 (at most 63 bytes; last, so it may contain '|')
  * e.g. "1|0|1700000000123|INVITE|voipmonitor".  A value that does not parse
@@ -37,12 +39,14 @@
 #define REDIS_VALUE_VERSION_ORIGIN "2"      /* with origin bits and signature */
 #define REDIS_BITS_DIGITS_MAX 20            /* a uint64_t */
 #define REDIS_SIGNATURE_DIGITS_MAX 10       /* a uint32_t */
+#define REDIS_REFUSED_DIGITS_MAX 10         /* a uint32_t */
 #define REDIS_VALUE_SEP '|'
 #define REDIS_FLAGS_DIGITS_MAX 10           /* an unsigned int */
 #define REDIS_MS_DIGITS_MAX 20              /* a uint64_t */
 /* The longest value and its NUL: a buffer of this size holds any value. */
 #define REDIS_VALUE_MAX (sizeof REDIS_VALUE_VERSION_ORIGIN + REDIS_FLAGS_DIGITS_MAX + 1 + REDIS_MS_DIGITS_MAX + 1 \
                          + STORE_METHOD_MAX + REDIS_BITS_DIGITS_MAX + 1 + REDIS_SIGNATURE_DIGITS_MAX + 1 \
+                         + REDIS_REFUSED_DIGITS_MAX + 1 \
                          + STORE_ROUTE_MAX)
 
 /*

@@ -49,6 +49,7 @@ struct store_entry {
     uint64_t last_hash;             /* hash of the call's latest packet (duplicates) */
     uint64_t origin_bits;           /* policy_origin_bits() of the origin (0 after a fallback) */
     uint32_t origin_signature;      /* conf.origin_signature they were judged under; 0: none */
+    uint32_t refused_dests;         /* bit conf_dest.rate_bit: the new call was over its max_new_calls_per_s */
     uint64_t expires_ms;            /* monotonic ms, when get() can tell (memory store); else 0 */
 };
 

@@ -13,6 +13,10 @@
 #                   follows the origin A judged (the origin bits in Redis)
 #   reload          the origin rules change under calls in progress (a third
 #                   tenant added before them): the calls keep their tenant
+#   rate            max_new_calls_per_s: 5 on tenant a's destination, 40 calls
+#                   in about a third of a second: 5 (the burst) to 5 + 5 per
+#                   second of sending arrive there, each whole; the others
+#                   not at all (counted); all of them at homer
 #   sample          two heprouters (no shared store) with "sample: 0.5" get the
 #                   same 40 calls: each call whole at one sink, the same one
 #                   from both, and about half of the calls in the sample
@@ -38,7 +42,7 @@ done
 HEPROUTER=$(it_bin src/heprouter) || exit 1
 it_bin tools/hepdump >/dev/null || exit 1
 CALLS=(python3 "$HERE/redis_calls.py" --data "$IT_DATA")
-IT_CASES=(one_instance two_instances reload sample)
+IT_CASES=(one_instance two_instances reload rate sample)
 IT_ROUTER_LISTEN=udp
 
 # tenant_policy [EXTRA ROUTE LINES]: tenants a and b, then the default
@@ -118,6 +122,8 @@ case_two_instances() {
         --dir "$CASE_DIR"
     it_wait_until 5 redis_ready "$port" || it_case_fail "redis-server did not start"
     local store="store: { type: redis, redis: { host: 127.0.0.1, port: $port, prefix: \"tenants:\" } }"
+    # the 407s wait at B while A gets the calls: longer than sending takes on a loaded machine
+    local WAIT_MS=3000
     it_start_router -n router_a "$store"$'\n'"$(tenant_policy)"
     local pid_a=$ROUTER_PID to_a=${ROUTER_ADDR[udp]}
     it_start_router -n router_b "$store"$'\n'"$(tenant_policy)"
@@ -159,6 +165,66 @@ case_reload() {
     mv "$CASE_DIR/ta.log" "$CASE_DIR/ta_2.log"
     check ta_1 ta_2
     it_stop_router "$ROUTER_PID" heprouter
+    it_stop_all
+    it_case_end "$CASE_DIR/router.err"
+}
+
+# per_call SINK...: {Call-ID: {sink: packets}} of the sinks' hepdump files, as JSON
+per_call() {
+    local args=() s
+    for s in "$@"; do args+=("$s=$CASE_DIR/$s.json"); done
+    python3 - "${args[@]}" <<'PY'
+import json, re, sys
+where = {}
+for spec in sys.argv[1:]:
+    sink, path = spec.split("=", 1)
+    for line in open(path):
+        raw = bytes.fromhex(json.loads(line)["raw"])
+        cid = re.search(rb"\r\nCall-ID: *([^\r\n]+)", raw).group(1).decode()
+        where.setdefault(cid, {}).setdefault(sink, 0)
+        where[cid][sink] += 1
+print(json.dumps(where))
+PY
+}
+
+case_rate() {
+    it_case_begin rate "max_new_calls_per_s: 5: calls over it are not sent there, whole"
+    sinks
+    it_start_router "workers: 1
+destinations:
+  tenant_a: { targets: [ \"${SINK_ADDR[tenant_a]}\" ], max_new_calls_per_s: 5 }
+  homer: { targets: [ \"${SINK_ADDR[homer]}\" ] }
+routes:
+  - { name: a, match: { from_domain: [ a.example ] }, to: [ tenant_a, homer ] }
+default: [ homer ]"
+    CALLS_PER_TENANT=40
+    send "${ROUTER_ADDR[udp]}" ta a.example "$IN_ORDER"
+    CALLS_PER_TENANT=20
+    it_wait_until "$ARRIVE_TIMEOUT" it_sink_has homer 600 || true
+    sleep 0.2
+    per_call tenant_a homer >"$CASE_DIR/per_call.json"
+    it_stop_router "$ROUTER_PID" heprouter
+    python3 - "$CASE_DIR/per_call.json" "$CASE_DIR/router.err" "$CASE_DIR/ta.log" <<'PY' | sed 's/^/    /'
+import json, math, re, sys
+where = json.load(open(sys.argv[1]))
+sent = [json.loads(line)["t"] for line in open(sys.argv[3])]
+# a second's burst (5), then 5 per second while the calls were being sent
+most = 5 + math.ceil(5 * (max(sent) - min(sent))) + 1
+admitted = [c for c, s in where.items() if "tenant_a" in s]
+bad = [c for c, s in where.items() if s.get("homer") != 15 or s.get("tenant_a", 15) != 15]
+stats = None
+for line in open(sys.argv[2]):
+    m = re.search(r"stats \(exit[^)]*\): (\{.*\})\s*$", line)
+    if m:
+        stats = json.loads(m.group(1))
+d = stats["destinations"]["tenant_a"]
+print(json.dumps({"calls": len(where), "admitted": len(admitted), "at_most": most, "not_whole": bad[:3],
+                  "calls_over_rate": d["calls_over_rate"], "packets_over_rate": d["packets_over_rate"]}))
+ok = (len(where) == 40 and not bad and 5 <= len(admitted) <= most and d["calls_over_rate"] == 40 - len(admitted)
+      and d["packets_over_rate"] == 15 * (40 - len(admitted)))
+sys.exit(0 if ok else 1)
+PY
+    ((PIPESTATUS[0] == 0)) || it_case_fail "the limit did not hold calls back whole"
     it_stop_all
     it_case_end "$CASE_DIR/router.err"
 }

@@ -706,14 +706,17 @@ static void test_value_round_trips_names_and_flags(void)
     struct store_entry o = entry("INVITE", "tenant|a", 0);
     o.origin_bits = UINT64_C(0x8000000000000005);
     o.origin_signature = UINT32_MAX;
+    o.refused_dests = 0x80000001u;
     CU_ASSERT_EQUAL(put(a, "rt-2@host", &o, TTL_CALL_MS, now_ms(), NULL), 1);
-    CU_ASSERT(wait_key(main_port, "rt-2@host", "2|0|1700000000123|INVITE|9223372036854775813|4294967295|tenant|a"));
+    CU_ASSERT(wait_key(main_port, "rt-2@host",
+                       "2|0|1700000000123|INVITE|9223372036854775813|4294967295|2147483649|tenant|a"));
     ib->a.n = 0;
     CU_ASSERT_EQUAL(query(b, "rt-2@host"), 0);
     CU_ASSERT_FATAL(unit_ev_run_until(loop, answered, &ib->a, WAIT_S));
     CU_ASSERT_STRING_EQUAL(ib->a.e.route, "tenant|a");
     CU_ASSERT_EQUAL(ib->a.e.origin_bits, UINT64_C(0x8000000000000005));
     CU_ASSERT_EQUAL(ib->a.e.origin_signature, UINT32_MAX);
+    CU_ASSERT_EQUAL(ib->a.e.refused_dests, 0x80000001u);
     instance_close(ia);
     instance_close(ib);
 }
@@ -1133,8 +1136,9 @@ static void test_malformed_values_are_unknown_calls(void)
         "SET hrtest:call:bad6 1|0|1|INVITEINVITEINVITEINVITEINVITEINVITE|r",  /* method too long */
         "SET hrtest:call:bad7 1|0|1|INVITE|rrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr",  /* route of 64 bytes: too long */
         "SET hrtest:call:bad8 2|0|1700000000123|INVITE|voipmonitor",    /* version 2 without origin bits */
-        "SET hrtest:call:bad9 2|0|1|INVITE|5|0|r",                      /* signature 0 */
-        "SET hrtest:call:bad10 2|0|1|INVITE|5|4294967296|r",            /* signature over 32 bits */
+        "SET hrtest:call:bad9 2|0|1|INVITE|5|0|0|r",                    /* signature 0 */
+        "SET hrtest:call:bad10 2|0|1|INVITE|5|4294967296|0|r",          /* signature over 32 bits */
+        "SET hrtest:call:bad11 2|0|1|INVITE|5|7|4294967296|r",          /* refused over 32 bits */
     };
     const size_t nbad = sizeof bad / sizeof bad[0];
     struct conf c;
