@@ -785,21 +785,36 @@ static const struct conf_key binding_ids_key = {
     .kind = KIND_CAPTURE_IDS,
 };
 
+/*
+ * A mapping of NAME: VALUE pairs read into an array of one element per pair
+ * (zeroed), stored with its count at k; NULL when there is none (the error
+ * reported) or out of memory.
+ */
+static void *pairs_array(struct parse *p, struct node *n, const struct conf_key *k, void *base, size_t elem_size,
+                         size_t *npairs)
+{
+    if (!conf_expect_mapping(p, n))
+        return NULL;
+    *npairs = conf_named_pairs(p, n);
+    if (*npairs == 0)
+        return NULL;
+    void *elems = conf_calloc(*npairs, elem_size);
+    if (elems == NULL) {
+        p->nomem = true;
+        return NULL;
+    }
+    *(void **)conf_field_at(base, k->offset) = elems;
+    *(size_t *)conf_field_at(base, k->count_offset) = *npairs;
+    return elems;
+}
+
 /* sources.capture_ids: { CIDR: [ ID, ... ], ... } */
 void conf_set_capture_bindings(struct parse *p, struct node *n, const struct conf_key *k, void *base)
 {
-    if (!conf_expect_mapping(p, n))
+    size_t npairs;
+    struct conf_capture_binding *b = pairs_array(p, n, k, base, sizeof *b, &npairs);
+    if (b == NULL)
         return;
-    size_t npairs = conf_named_pairs(p, n);
-    if (npairs == 0)
-        return;
-    struct conf_capture_binding *b = conf_calloc(npairs, sizeof *b);
-    if (b == NULL) {
-        p->nomem = true;
-        return;
-    }
-    *(struct conf_capture_binding **)conf_field_at(base, k->offset) = b;
-    *(size_t *)conf_field_at(base, k->count_offset) = npairs;
     for (size_t i = 0; i < npairs; i++) {
         struct node *key = n->items[2 * i], *ids = n->items[2 * i + 1];
         if (key->type != NODE_SCALAR)
@@ -863,18 +878,10 @@ static const struct conf_key header_values_key = {
 /* match header: { NAME: [ VALUE, ... ], ... }: a header name is a token. */
 void conf_set_header_matches(struct parse *p, struct node *n, const struct conf_key *k, void *base)
 {
-    if (!conf_expect_mapping(p, n))
+    size_t npairs;
+    struct conf_header_match *h = pairs_array(p, n, k, base, sizeof *h, &npairs);
+    if (h == NULL)
         return;
-    size_t npairs = conf_named_pairs(p, n);
-    if (npairs == 0)
-        return;
-    struct conf_header_match *h = conf_calloc(npairs, sizeof *h);
-    if (h == NULL) {
-        p->nomem = true;
-        return;
-    }
-    *(struct conf_header_match **)conf_field_at(base, k->offset) = h;
-    *(size_t *)conf_field_at(base, k->count_offset) = npairs;
     for (size_t i = 0; i < npairs; i++) {
         struct node *key = n->items[2 * i], *values = n->items[2 * i + 1];
         if (key->type != NODE_SCALAR)
