@@ -149,7 +149,8 @@ static struct dedup_bytes checked_bytes(struct dedup_bytes b)
  * fixed block, so the bytes split into fields one way only: ("ab", "c")
  * and ("a", "bc") hash different blocks.
  */
-void dedup_key(const struct dedup *d, const struct dedup_identity *id, uint32_t dest, uint64_t key[2])
+static void key_under(const uint8_t hash_key[HASH_SIPHASH_KEY_BYTES], const struct dedup_identity *id, uint32_t dest,
+                      uint64_t key[2])
 {
     struct dedup_bytes var[DEDUP_VAR_FIELDS] = { { NULL, 0 } };
     uint32_t cseq = 0, status = 0;
@@ -203,12 +204,25 @@ void dedup_key(const struct dedup *d, const struct dedup_identity *id, uint32_t 
     INVARIANT(p == block + sizeof block);
 
     struct hash_siphash h;
-    hash_siphash128_init(&h, d->hash_key);
+    hash_siphash128_init(&h, hash_key);
     hash_siphash128_update(&h, block, sizeof block);
     for (size_t i = 0; i < DEDUP_VAR_FIELDS; i++)
         if (var[i].len > 0)
             hash_siphash128_update(&h, var[i].ptr, var[i].len);
     hash_siphash128_final(&h, key);
+}
+
+void dedup_key(const struct dedup *d, const struct dedup_identity *id, uint32_t dest, uint64_t key[2])
+{
+    key_under(d->hash_key, id, dest, key);
+}
+
+/* Fixed: instances sharing a window must key a packet alike. */
+static const uint8_t shared_hash_key[HASH_SIPHASH_KEY_BYTES] = "heprouter-dedup!";
+
+void dedup_shared_key(const struct dedup_identity *id, uint32_t dest, uint64_t key[2])
+{
+    key_under(shared_hash_key, id, dest, key);
 }
 
 /* --- the window --------------------------------------------------------- */

@@ -129,6 +129,15 @@ void dedup_free(struct dedup *d);
 void dedup_key(const struct dedup *d, const struct dedup_identity *id, uint32_t dest, uint64_t key[2]);
 
 /*
+ * The same under a fixed key, the same in every instance: the key of a
+ * window instances share (through the Redis store, dedup.shared).  Being
+ * fixed, it can be aimed at by a sender who knows the code; such a sender
+ * can only make its own copies look like others', as it could by sending
+ * them first.
+ */
+void dedup_shared_key(const struct dedup_identity *id, uint32_t dest, uint64_t key[2]);
+
+/*
  * True when key was recorded less than window_ms before now_ms (the
  * window it was recorded with): a copy, not to be sent; its arrival does
  * not extend the window of the first.

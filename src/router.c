@@ -27,11 +27,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bytes.h"
 #include "clock.h"
 #include "conf.h"
 #include "dedup.h"
 #include "hash.h"
 #include "hold.h"
+#include "list.h"
 #include "log.h"
 #include "metrics.h"
 #include "payload.h"
@@ -63,6 +65,8 @@ struct router {
     uint64_t wall_ms;
     enum router_how how;            /* how the packet being sent was decided (for explain) */
     struct dedup *dedup;            /* the instance's dedup window, or NULL */
+    struct list claims;             /* of router_claim: packets waiting for the shared dedup's answer */
+    uint64_t claim_tokens;
     uint32_t prev_signature;        /* conf.origin_signature before the last reload; 0: none */
     int8_t remap[CONF_ORIGIN_ROUTES_MAX];   /* a bit under it -> the same route's bit now, or -1 */
     int8_t rate_remap[CONF_RATE_DESTS_MAX]; /* a refused bit under it -> the same destination's now */
@@ -74,6 +78,26 @@ struct router {
 };
 
 #define RATE_MILLI 1000             /* a call, in rate_bucket.milli */
+
+/* A packet waiting for the store's answer to a shared dedup claim (dedup.shared). */
+struct router_claim {
+    struct list_link link;
+    uint64_t token;
+    uint64_t received_wall_ms;
+    size_t len;                     /* of the packet, at data */
+    size_t klen;                    /* of its call key, after it */
+    uint8_t data[];                 /* packet, call key, destination name and NUL */
+};
+
+/* HEPv1 has no time: it gets its arrival time (v2 and v3 carry theirs). */
+static void stamp_arrival(struct hep_view *v, uint64_t recv_wall_ms)
+{
+    if (v->version < 3 && !(v->present & HEP_HAS_TS)) {
+        v->ts_sec = (uint32_t)(recv_wall_ms / CLOCK_MS_PER_S);
+        v->ts_usec = (uint32_t)(recv_wall_ms % CLOCK_MS_PER_S * CLOCK_US_PER_MS);
+        v->present |= HEP_HAS_TS;
+    }
+}
 
 /* What classify() learns about a packet. */
 struct packet {
@@ -178,6 +202,47 @@ static void set_key_lws(struct packet *p, const struct sip_str *call_id)
 static void on_store_answer(void *arg, const char *key, size_t klen, const struct store_entry *e,
                             uint64_t now_ms, uint64_t wall_ms);
 
+/*
+ * The store answered a shared dedup claim: the packet goes to its
+ * destination unless another instance sent it first (claimed 0); with no
+ * answer (-1) it goes, as a copy too many is better than a message lost.
+ */
+static void on_claim(void *arg, uint64_t token, int claimed, uint64_t now_ms, uint64_t wall_ms)
+{
+    struct router *r = arg;
+    struct router_claim *c = NULL;
+    struct list_link *pos;
+    list_foreach(pos, &r->claims) {
+        c = list_entry(pos, struct router_claim, link);
+        if (c->token == token)
+            break;
+        c = NULL;
+    }
+    if (c == NULL)
+        return;
+    list_remove(&r->claims, &c->link);
+    r->now_ms = now_ms;
+    r->wall_ms = wall_ms;
+    const char *name = (const char *)c->data + c->len + c->klen;
+    size_t di = r->conf->ndests;
+    for (size_t i = 0; i < r->conf->ndests && di == r->conf->ndests; i++)
+        if (strcmp(r->conf->dests[i].name, name) == 0)
+            di = i;
+    struct hep_view view;
+    if (di == r->conf->ndests || hep_decode(c->data, c->len, &view) != HEP_OK) {
+        free(c);                    /* the destination went at a reload */
+        return;
+    }
+    stamp_arrival(&view, c->received_wall_ms);
+    if (claimed == 0) {
+        r->m->dests[di].deduplicated++;
+    } else {
+        r->dispatch.send(r->dispatch.arg, di, &view, c->klen > 0 ? (const char *)c->data + c->len : NULL, c->klen);
+        r->dispatch.flush(r->dispatch.arg);
+    }
+    free(c);
+}
+
 struct router *router_new(const struct conf *conf, struct store *store, struct metrics *m,
                           const struct router_dispatch *dispatch)
 {
@@ -194,7 +259,9 @@ struct router *router_new(const struct conf *conf, struct store *store, struct m
         router_free(r);
         return NULL;
     }
+    list_init(&r->claims);
     store_set_answer_fn(store, on_store_answer, r);
+    store_set_claim_fn(store, on_claim, r);
     return r;
 }
 
@@ -248,6 +315,13 @@ void router_free(struct router *r)
     if (r == NULL)
         return;
     log_tally_flush(&r->decode_tally, r->now_ms, LOG_LEVEL_WARN, ROUTER_DECODE_TALLY);
+    struct list_link *pos, *tmp;
+    list_foreach_safe(pos, tmp, &r->claims) {
+        /* the store went without answering (an exit's drain ran out): counted as not sent */
+        r->m->store_lost_writes++;
+        list_remove(&r->claims, pos);
+        free(list_entry(pos, struct router_claim, link));
+    }
     hold_free(r->hold);
     payload_inflater_free(r->inflater);
     free(r->spare);
@@ -349,11 +423,8 @@ static bool classify(struct router *r, struct packet *p, const uint8_t *data, si
     p->inflated = NULL;
     p->received_wall_ms = recv_wall_ms;
     int rc = hep_decode(data, len, &p->view);
-    if (rc == HEP_OK && p->view.version < 3 && !(p->view.present & HEP_HAS_TS)) {
-        p->view.ts_sec = (uint32_t)(recv_wall_ms / CLOCK_MS_PER_S);
-        p->view.ts_usec = (uint32_t)(recv_wall_ms % CLOCK_MS_PER_S * CLOCK_US_PER_MS);
-        p->view.present |= HEP_HAS_TS;
-    }
+    if (rc == HEP_OK)
+        stamp_arrival(&p->view, recv_wall_ms);
     if (rc != HEP_OK) {
         r->m->decode_errors[rc]++;
         char src[ROUTER_SOURCE_MAX];
@@ -512,9 +583,8 @@ static void sample_input(const struct router *r, const struct packet *p, struct 
  * payload) and its hop, not who captured it; the destination is keyed by
  * its name, which a reload does not renumber.
  */
-static bool is_copy(const struct router *r, const struct packet *p, size_t di)
+static void identity_of(const struct packet *p, struct dedup_identity *out)
 {
-    const struct conf_dest *d = &r->conf->dests[di];
     const struct hep_view *v = &p->view;
     struct dedup_identity id;
     memset(&id, 0, sizeof id);
@@ -540,9 +610,59 @@ static bool is_copy(const struct router *r, const struct packet *p, size_t di)
     id.src_port = v->src_port;
     id.dst_port = v->dst_port;
     id.transport = v->ip_proto;
+    *out = id;
+}
+
+/* A destination in a dedup key: by its name, which a reload does not renumber. */
+static uint32_t dedup_dest(const struct conf_dest *d)
+{
+    return (uint32_t)hash_fnv1a64(HASH_FNV64_OFFSET, d->name, strlen(d->name));
+}
+
+static bool is_copy(const struct router *r, const struct packet *p, size_t di)
+{
+    const struct conf_dest *d = &r->conf->dests[di];
+    struct dedup_identity id;
     uint64_t key[2];
-    dedup_key(r->dedup, &id, (uint32_t)hash_fnv1a64(HASH_FNV64_OFFSET, d->name, strlen(d->name)), key);
+    identity_of(p, &id);
+    dedup_key(r->dedup, &id, dedup_dest(d), key);
     return dedup_check(r->dedup, key, r->now_ms, d->dedup_window_ms);
+}
+
+/*
+ * dedup.shared: asks the Redis store whether another instance sent p to di
+ * within the window; p goes (or not) when it answers (on_claim()), in the
+ * order of the answers, which is the order asked.  false when it cannot be
+ * asked (down, too many in flight, no memory): send p now.
+ */
+static bool claim_shared(struct router *r, const struct packet *p, size_t di)
+{
+    const struct conf_dest *d = &r->conf->dests[di];
+    struct dedup_identity id;
+    uint64_t key[2];
+    uint8_t kbytes[sizeof key];
+    identity_of(p, &id);
+    dedup_shared_key(&id, dedup_dest(d), key);
+    bytes_put_be64(kbytes, key[0]);
+    bytes_put_be64(kbytes + sizeof key[0], key[1]);
+    size_t nlen = strlen(d->name) + 1;
+    struct router_claim *c = malloc(sizeof *c + p->view.raw.len + p->klen + nlen);
+    if (c == NULL)
+        return false;
+    c->token = ++r->claim_tokens;
+    c->received_wall_ms = p->received_wall_ms;
+    c->len = p->view.raw.len;
+    c->klen = p->key != NULL ? p->klen : 0;
+    memcpy(c->data, p->view.raw.data, c->len);
+    if (c->klen > 0)
+        memcpy(c->data + c->len, p->key, c->klen);
+    memcpy(c->data + c->len + c->klen, d->name, nlen);
+    if (store_claim(r->store, kbytes, sizeof kbytes, d->dedup_window_ms, r->now_ms, c->token) != 0) {
+        free(c);
+        return false;
+    }
+    list_insert_tail(&r->claims, &c->link);
+    return true;
 }
 
 /* Sends p by the policy; call is its call's entry (NULL: no call context). */
@@ -580,6 +700,8 @@ static void send_route(struct router *r, const struct packet *p, const struct st
                 deduplicated |= UINT64_C(1) << i;
             continue;
         }
+        if (d->dedup_shared && d->dedup_window_ms > 0 && store_is_shared(r->store) && claim_shared(r, p, to[i]))
+            continue;               /* sent when the store answers */
         r->dispatch.send(r->dispatch.arg, to[i], &p->view, p->key, p->klen);
     }
     if (r->dispatch.explain != NULL)

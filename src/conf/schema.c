@@ -271,6 +271,9 @@ static const struct conf_key control_keys[] = {
 static const struct conf_key dedup_keys[] = {
     { .name = "window_ms", .set = conf_set_u64, .kind = KIND_U64, .offset = CONF_FIELD(struct conf_dest, dedup_window_ms),
       .min = 1, .max = CONF_DEDUP_WINDOW_MAX_MS, .flags = KEY_REQUIRED | KEY_RELOAD },
+    /* the instances sharing the Redis store share the window */
+    { .name = "shared", .set = conf_set_bool, .kind = KIND_BOOL, .offset = CONF_FIELD(struct conf_dest, dedup_shared),
+      .dflt = "false", .flags = KEY_RELOAD },
     KEY_END,
 };
 
@@ -710,6 +713,14 @@ static void set_destinations(struct parse *p, struct node *n, const struct conf_
         if (d->strip_auth_key && d->auth_key != NULL)
             error_excludes(p, n->items[2 * i + 1], "strip_auth_key", "auth_key (which replaces the key anyway)");
         check_spool(p, n->items[2 * i + 1], c, i);
+        if (d->dedup_shared && !p->store_type_bad && c->store_type != CONF_STORE_REDIS) {
+            struct node *shared = conf_map_get(conf_map_get(n->items[2 * i + 1], "dedup"), "shared");
+            size_t old2 = conf_path_push_key(p, "dedup", strlen("dedup"));
+            size_t old3 = conf_path_push_key(p, "shared", strlen("shared"));
+            conf_error_key(p, shared != NULL ? shared : n->items[2 * i + 1], "is only used with type: redis");
+            conf_path_pop(p, old3);
+            conf_path_pop(p, old2);
+        }
         conf_path_pop(p, old);
     }
 }

@@ -28,6 +28,9 @@
  *             the reply shows another instance was first, its value replaces
  *             the cache entry, so the rest of the call follows the winner.
  *   query()   GET key, for a call the cache does not know.
+ *   claim()   SET <prefix>dedup:<hex of the key> 1 NX PX ttl, a shared dedup
+ *             window: "OK" claimed, nil another instance was first;
+ *             answered like a GET (timeout_ms, the connection's end).
  *   update()  EXPIRE key ttl, only when the end of the call changes (ended / reset) or
  *             when less than half of the TTL Redis holds (as last set) is
  *             left; nothing otherwise.  An EXPIRE that finds no key (Redis
@@ -70,6 +73,8 @@
 /* The flags whose change changes the TTL, and so are worth an EXPIRE. */
 #define REDIS_TTL_FLAGS STORE_F_ENDED
 #define REDIS_KEY_INFIX "call:"
+#define REDIS_CLAIM_INFIX "dedup:"
+#define REDIS_HEX_DIGITS "0123456789abcdef"
 /* The TTL Redis holds is refreshed when less than 1/REDIS_REFRESH_DIVISOR of it is left. */
 #define REDIS_REFRESH_DIVISOR 2
 #define REDIS_EXPIRE_SCAN 1024              /* cache buckets one expire() call looks at */
@@ -119,15 +124,17 @@ enum redis_cmd_kind {
     REDIS_CMD_GET,
     REDIS_CMD_SET,
     REDIS_CMD_EXPIRE,
+    REDIS_CMD_CLAIM,
 };
 
 /* A data command in flight; the call key follows the struct. */
 struct redis_cmd {
     struct store_redis *s;
     struct list_link link;                  /* in flight, in the order sent */
-    struct list_link wait_link;             /* GETs whose answer is still owed */
+    struct list_link wait_link;             /* GETs and claims whose answer is still owed */
     enum redis_cmd_kind kind;
-    bool waiting;                           /* GET: on the waiting list */
+    bool waiting;                           /* GET, claim: on the waiting list */
+    uint64_t token;                         /* claim: the caller's */
     bool oversized;                         /* its reply was above max_reply_bytes: never read */
     uint64_t sent_mono_ms;
     struct store_entry e;                   /* SET: the value sent */
@@ -144,6 +151,8 @@ struct store_redis {
     struct metrics own_metrics;             /* when the caller gives none */
     store_answer_fn answer;
     void *answer_arg;
+    store_claim_fn claimed;
+    void *claimed_arg;
     bool freeing;
 
     /* the caller's clock, carried forward by the monotonic one between calls */
@@ -393,6 +402,25 @@ static void redis_answer(struct store_redis *s, struct redis_cmd *cmd, const str
     redis_wait_unlink(s, cmd);
     if (s->answer != NULL && !s->freeing)
         s->answer(s->answer_arg, cmd->key, cmd->klen, e, clock_mono_ms(), clock_wall_ms());
+}
+
+/* Answers a claim once (1 claimed, 0 not, -1 no answer). */
+static void redis_answer_claim(struct store_redis *s, struct redis_cmd *cmd, int claimed)
+{
+    if (!cmd->waiting)
+        return;
+    redis_wait_unlink(s, cmd);
+    if (s->claimed != NULL && !s->freeing)
+        s->claimed(s->claimed_arg, cmd->token, claimed, clock_mono_ms(), clock_wall_ms());
+}
+
+/* A waiting command's timeout or lost connection: no answer. */
+static void redis_answer_none(struct store_redis *s, struct redis_cmd *cmd)
+{
+    if (cmd->kind == REDIS_CMD_CLAIM)
+        redis_answer_claim(s, cmd, -1);
+    else
+        redis_answer(s, cmd, NULL);
 }
 
 /* "<prefix>call:<key>" in the scratch buffer; NULL when out of memory. */
@@ -840,7 +868,7 @@ static void redis_on_query_timer(struct ev_loop *loop, ev_timer *w, int revents)
         struct redis_cmd *get;
         while ((get = redis_wait_oldest(s)) != NULL && get->sent_mono_ms + s->conf->redis.timeout_ms <= now) {
             s->m->store_timeouts++;
-            redis_answer(s, get, NULL);
+            redis_answer_none(s, get);
         }
     }
     const struct redis_cmd *oldest = redis_inflight_oldest(s);
@@ -1049,6 +1077,89 @@ static int store_redis_query(struct store *base, const char *key, size_t klen, u
     return 0;
 }
 
+static void redis_on_claim(redisAsyncContext *ac, void *r, void *priv)
+{
+    struct redis_cmd *cmd = priv;
+    struct store_redis *s = redis_reply_begin(cmd);
+    redisReply *reply = r;
+    if (s->freeing) {
+        redis_wait_unlink(s, cmd);
+        free(cmd);
+        return;
+    }
+    if (reply == NULL) {
+        redis_answer_claim(s, cmd, -1);     /* the connection went */
+    } else if (reply->type == REDIS_REPLY_STATUS) {
+        redis_answer_claim(s, cmd, 1);
+    } else if (reply->type == REDIS_REPLY_NIL) {
+        redis_answer_claim(s, cmd, 0);
+    } else {
+        if (reply->type == REDIS_REPLY_ERROR)
+            redis_reply_error(s, ac, reply, "SET NX (dedup)");
+        else
+            s->m->store_errors++;
+        redis_answer_claim(s, cmd, -1);
+    }
+    redis_reply_end(s, cmd);
+}
+
+/* "<prefix>dedup:<hex of key>" in the scratch buffer; NULL when out of memory. */
+static const char *redis_claim_key(struct store_redis *s, const uint8_t *key, size_t klen, size_t *out_len)
+{
+    const char *prefix = s->conf->redis.prefix != NULL ? s->conf->redis.prefix : "";
+    size_t plen = strlen(prefix), ilen = strlen(REDIS_CLAIM_INFIX), need = plen + ilen + 2 * klen;
+    if (need > s->keycap) {
+        char *n = realloc(s->keybuf, need);
+        if (n == NULL)
+            return NULL;
+        s->keybuf = n;
+        s->keycap = need;
+    }
+    memcpy(s->keybuf, prefix, plen);
+    memcpy(s->keybuf + plen, REDIS_CLAIM_INFIX, ilen);
+    for (size_t i = 0; i < klen; i++) {
+        s->keybuf[plen + ilen + 2 * i] = REDIS_HEX_DIGITS[key[i] >> 4];
+        s->keybuf[plen + ilen + 2 * i + 1] = REDIS_HEX_DIGITS[key[i] & 0xf];
+    }
+    *out_len = need;
+    return s->keybuf;
+}
+
+static int store_redis_claim(struct store *base, const uint8_t *key, size_t klen, uint64_t ttl_ms, uint64_t now_ms,
+                             uint64_t token)
+{
+    struct store_redis *s = redis_of(base);
+    char ttl[REDIS_MS_DIGITS_MAX + 1];
+    redis_touch_clock(s, now_ms);
+    if (s->claimed == NULL || !redis_can_send(s)) {
+        s->m->store_unavailable++;
+        return -1;
+    }
+    struct redis_cmd *cmd = redis_cmd_new(s, REDIS_CMD_CLAIM, "", 0);
+    size_t rklen = 0;
+    const char *rkey = cmd != NULL ? redis_claim_key(s, key, klen, &rklen) : NULL;
+    int tlen = snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)(ttl_ms > 0 ? ttl_ms : 1));
+    const char *argv[] = { "SET", rkey, "1", "NX", "PX", ttl };
+    const size_t argvlen[] = { strlen(argv[0]), rklen, 1, 2, 2, (size_t)tlen };
+    if (rkey == NULL || redis_send(s, cmd, redis_on_claim, REDIS_ARGC(argv), argv, argvlen) != 0) {
+        free(cmd);
+        s->m->store_unavailable++;
+        return -1;
+    }
+    cmd->token = token;
+    cmd->waiting = true;
+    list_insert_tail(&s->waiting, &cmd->wait_link);
+    redis_arm_query_timer(s);
+    return 0;
+}
+
+static void store_redis_set_claim_fn(struct store *base, store_claim_fn fn, void *arg)
+{
+    struct store_redis *s = redis_of(base);
+    s->claimed = fn;
+    s->claimed_arg = arg;
+}
+
 static void store_redis_set_answer_fn(struct store *base, store_answer_fn fn, void *arg)
 {
     struct store_redis *s = redis_of(base);
@@ -1105,6 +1216,8 @@ static const struct store_ops store_redis_ops = {
     .free = store_redis_free,
     .query = store_redis_query,
     .set_answer_fn = store_redis_set_answer_fn,
+    .claim = store_redis_claim,
+    .set_claim_fn = store_redis_set_claim_fn,
     .pending = store_redis_pending,
     .is_up = store_redis_is_up,
     .set_conf = store_redis_set_conf,

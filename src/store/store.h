@@ -66,6 +66,13 @@ struct store_names;
 typedef void (*store_answer_fn)(void *arg, const char *key, size_t klen, const struct store_entry *e,
                                 uint64_t now_ms, uint64_t wall_ms);
 
+/*
+ * How a shared back-end answers store_claim(), later, on the worker's loop:
+ * claimed is 1 (this instance was first), 0 (another instance claimed the
+ * key within its time), or -1 (no answer: down, timed out, an error).
+ */
+typedef void (*store_claim_fn)(void *arg, uint64_t token, int claimed, uint64_t now_ms, uint64_t wall_ms);
+
 struct store_ops {
     const char *name;
     /* 1 and *out filled when key is known and not expired, else 0. */
@@ -100,6 +107,15 @@ struct store_ops {
     int (*query)(struct store *s, const char *key, size_t klen, uint64_t now_ms);
     /* Where query() answers go (one per worker: the router). */
     void (*set_answer_fn)(struct store *s, store_answer_fn fn, void *arg);
+    /*
+     * Shared back-ends only: claims key (any bytes) for ttl_ms across every
+     * instance sharing the store, the first claim winning (a shared dedup
+     * window).  0 when the claim is on its way (the claim fn is called
+     * exactly once with token), -1 when it cannot be asked now.
+     */
+    int (*claim)(struct store *s, const uint8_t *key, size_t klen, uint64_t ttl_ms, uint64_t now_ms,
+                 uint64_t token);
+    void (*set_claim_fn)(struct store *s, store_claim_fn fn, void *arg);
     /*
      * Shared back-ends only: commands waiting or in flight, so a drain can
      * wait for them; what is still waiting at free() is counted as lost.
@@ -249,6 +265,16 @@ static inline bool store_is_up(struct store *s)
     return s->ops->is_up == NULL || s->ops->is_up(s);
 }
 
+static inline int store_claim(struct store *s, const uint8_t *key, size_t klen, uint64_t ttl_ms, uint64_t now_ms,
+                              uint64_t token)
+{
+    return s->ops->claim != NULL ? s->ops->claim(s, key, klen, ttl_ms, now_ms, token) : -1;
+}
+static inline void store_set_claim_fn(struct store *s, store_claim_fn fn, void *arg)
+{
+    if (s->ops->set_claim_fn != NULL)
+        s->ops->set_claim_fn(s, fn, arg);
+}
 static inline bool store_is_shared(const struct store *s)
 {
     return s->ops->query != NULL;

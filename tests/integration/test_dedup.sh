@@ -8,6 +8,10 @@
 #                   (capture id 2, timestamps +1 s): "dedup" gets 15, "raw"
 #                   30, deduplicated counts 15; the same again 700 ms later
 #                   (window 500 ms): "dedup" gets them again
+#   shared          two heprouters sharing a real redis-server, dedup with
+#                   shared: true: agent 1 sends to A, agent 2 to B; "dedup"
+#                   gets each message once, and A and B together count the
+#                   15 copies they held back
 #
 #   BUILD_DIR=build bash tests/integration/test_dedup.sh [CASE...]
 set -uo pipefail
@@ -26,17 +30,18 @@ it_init "$TIME_LIMIT"
 it_require_cmd python3
 HEPROUTER=$(it_bin src/heprouter) || exit 1
 it_bin tools/hepdump >/dev/null || exit 1
-IT_CASES=(two_agents)
+IT_CASES=(two_agents shared)
 IT_ROUTER_LISTEN=udp
 
-# agents TARGET: the call as agent 1 (capture id 1), then as agent 2 (capture
-# id 2, HEP timestamps one second later), each from its own socket
+# agents TARGET [TARGET2]: the call as agent 1 (capture id 1), then as agent 2
+# (capture id 2, HEP timestamps one second later, to TARGET2 if given), each
+# from its own socket
 agents() {
     # shellcheck disable=SC2086  # CALL_ITEMS is a word list
-    python3 - "$1" "$IT_DATA" $CALL_ITEMS <<'PY'
+    python3 - "$1" "${2:-$1}" "$IT_DATA" $CALL_ITEMS <<'PY'
 import socket, struct, sys
-host, port = sys.argv[1].split(":")[1:]
-data, items = sys.argv[2], sys.argv[3:]
+targets = [t.split(":")[1:] for t in sys.argv[1:3]]
+data, items = sys.argv[3], sys.argv[4:]
 
 def as_agent(raw, capture_id, shift_s):
     out, pos = b"", 6
@@ -53,6 +58,7 @@ def as_agent(raw, capture_id, shift_s):
 
 pkts = [open("%s/%s.hep" % (data, it), "rb").read() for it in items]
 for agent in (1, 2):
+    host, port = targets[agent - 1]
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.connect((host, int(port)))
     for p in pkts:
@@ -107,6 +113,46 @@ PY
     ((PIPESTATUS[0] == 0)) || it_case_fail "deduplicated counters"
     it_stop_all
     it_case_end "$CASE_DIR/router.err"
+}
+
+redis_ready() { [ "$(timeout 2 redis-cli -h 127.0.0.1 -p "$1" ping 2>&1)" = PONG ]; }
+
+case_shared() {
+    it_case_begin shared "two instances share the window through Redis: one copy"
+    it_require_cmd redis-server
+    it_start_sink dedup
+    local port
+    port=$(it_free_port tcp)
+    it_start "$CASE/redis" redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$CASE_DIR"
+    it_wait_until 5 redis_ready "$port" || it_case_fail "redis-server did not start"
+    local conf="store: { type: redis, redis: { host: 127.0.0.1, port: $port, prefix: \"dd:\", timeout_ms: 500 } }
+destinations:
+  dedup: { targets: [ \"${SINK_ADDR[dedup]}\" ], dedup: { window_ms: $WINDOW_MS, shared: true } }
+default: [ dedup ]"
+    it_start_router -n router_a "$conf"
+    local pid_a=$ROUTER_PID to_a=${ROUTER_ADDR[udp]}
+    it_start_router -n router_b "$conf"
+    local pid_b=$ROUTER_PID to_b=${ROUTER_ADDR[udp]}
+    agents "$to_a" "$to_b" || it_case_fail "sending failed"
+    it_wait_until "$ARRIVE_TIMEOUT" it_sink_has dedup "$CALL_PACKETS" || true
+    sleep 0.5
+    expect_eq "dedup destination, two instances" "$(it_sink_lines dedup)" "$CALL_PACKETS"
+    it_stop_router "$pid_a" "heprouter A"
+    it_stop_router "$pid_b" "heprouter B"
+    python3 - "$CASE_DIR/router_a.err" "$CASE_DIR/router_b.err" "$CALL_PACKETS" <<'PY' ||
+import json, re, sys
+held = []
+for path in sys.argv[1:3]:
+    for line in open(path):
+        m = re.search(r"stats \(exit[^)]*\): (\{.*\})\s*$", line)
+        if m:
+            held.append(json.loads(m.group(1))["destinations"]["dedup"]["deduplicated"])
+print("    held back by A and B: %s (the first arrival at Redis wins)" % held)
+sys.exit(0 if len(held) == 2 and sum(held) == int(sys.argv[3]) else 1)
+PY
+        it_case_fail "A and B together did not count the copies they held back"
+    it_stop_all
+    it_case_end "$CASE_DIR"/router_*.err
 }
 
 it_run_cases "$@"

@@ -943,7 +943,8 @@ static void sh_set_answer_fn(struct store *s, store_answer_fn fn, void *arg)
 }
 
 static const struct store_ops shared_ops = {
-    "shared-test", sh_get, sh_put, sh_update, sh_expire, sh_count, sh_free, sh_query, sh_set_answer_fn, NULL, NULL, NULL, NULL,
+    "shared-test", sh_get, sh_put, sh_update, sh_expire, sh_count, sh_free, sh_query, sh_set_answer_fn, NULL, NULL,
+    NULL, NULL, NULL, NULL,
 };
 
 /* Replaces the fixture's router with one on a shared store. */

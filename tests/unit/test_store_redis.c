@@ -275,15 +275,23 @@ static void sync_ok(int port, const char *cmd)
     freeReplyObject(r);
 }
 
-/* The value of <prefix>call:<key>, malloc'ed, or NULL. */
-static char *redis_value(int port, const char *key)
+/* The value of <prefix><name>, malloc'ed, or NULL. */
+static char *redis_value_key(int port, const char *name)
 {
-    redisReply *r = sync_cmd(port, "GET %scall:%s", key_prefix, key);
+    redisReply *r = sync_cmd(port, "GET %s%s", key_prefix, name);
     char *v = NULL;
     if (r != NULL && r->type == REDIS_REPLY_STRING)
         v = strdup(r->str);
     freeReplyObject(r);
     return v;
+}
+
+/* The value of <prefix>call:<key>, malloc'ed, or NULL. */
+static char *redis_value(int port, const char *key)
+{
+    char name[KEY_MAX + sizeof "call:"];
+    snprintf(name, sizeof name, "call:%s", key);
+    return redis_value_key(port, name);
 }
 
 static long long redis_ttl(int port, const char *key)
@@ -717,6 +725,69 @@ static void test_value_round_trips_names_and_flags(void)
     CU_ASSERT_EQUAL(ib->a.e.origin_bits, UINT64_C(0x8000000000000005));
     CU_ASSERT_EQUAL(ib->a.e.origin_signature, UINT32_MAX);
     CU_ASSERT_EQUAL(ib->a.e.refused_dests, 0x80000001u);
+    instance_close(ia);
+    instance_close(ib);
+}
+
+/* What claim answers came, by token. */
+struct claims {
+    size_t n;
+    uint64_t token[8];
+    int claimed[8];
+};
+
+static void on_claimed(void *arg, uint64_t token, int claimed, uint64_t now_ms, uint64_t wall_ms)
+{
+    struct claims *c = arg;
+    (void)now_ms;
+    (void)wall_ms;
+    CU_ASSERT_FATAL(c->n < 8);
+    c->token[c->n] = token;
+    c->claimed[c->n++] = claimed;
+}
+
+static bool claims_in(void *arg)
+{
+    return ((struct claims *)arg)->n >= 2;
+}
+
+#define CLAIM_TTL_MS 300
+
+/* dedup.shared: the first instance to claim a key within its time wins, in one round trip each. */
+static void test_claims_are_won_once_per_window(void)
+{
+    struct conf c;
+    flushdb();
+    conf_init(&c, main_port);
+    struct instance *ia = instance_ready(&c), *ib = instance_ready(&c);
+    struct claims ca = { 0 }, cb = { 0 };
+    store_set_claim_fn(ia->s, on_claimed, &ca);
+    store_set_claim_fn(ib->s, on_claimed, &cb);
+    static const uint8_t key[16] = { 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 0xff };
+    CU_ASSERT_EQUAL(store_claim(ia->s, key, sizeof key, CLAIM_TTL_MS, now_ms(), 11), 0);
+    CU_ASSERT_EQUAL(store_claim(ia->s, key, 8, CLAIM_TTL_MS, now_ms(), 12), 0);    /* another key */
+    CU_ASSERT_FATAL(unit_ev_run_until(loop, claims_in, &ca, WAIT_S));
+    CU_ASSERT_EQUAL(ca.token[0], 11);
+    CU_ASSERT_EQUAL(ca.claimed[0], 1);
+    CU_ASSERT_EQUAL(ca.token[1], 12);
+    CU_ASSERT_EQUAL(ca.claimed[1], 1);
+    /* the other instance, within the time: not its to send */
+    CU_ASSERT_EQUAL(store_claim(ib->s, key, sizeof key, CLAIM_TTL_MS, now_ms(), 21), 0);
+    CU_ASSERT_EQUAL(store_claim(ib->s, key, 8, CLAIM_TTL_MS, now_ms(), 22), 0);
+    CU_ASSERT_FATAL(unit_ev_run_until(loop, claims_in, &cb, WAIT_S));
+    CU_ASSERT_EQUAL(cb.claimed[0], 0);
+    CU_ASSERT_EQUAL(cb.claimed[1], 0);
+    char *v = redis_value_key(main_port, "dedup:deadbeef0102030405060708090a0bff");
+    CU_ASSERT_PTR_NOT_NULL(v);
+    free(v);
+    /* after it: claimed again */
+    unit_ev_run_for(loop, (double)CLAIM_TTL_MS / 1000 + 0.1);
+    cb.n = 0;
+    CU_ASSERT_EQUAL(store_claim(ib->s, key, sizeof key, CLAIM_TTL_MS, now_ms(), 23), 0);
+    CU_ASSERT_EQUAL(store_claim(ib->s, key, sizeof key, CLAIM_TTL_MS, now_ms(), 24), 0);
+    CU_ASSERT_FATAL(unit_ev_run_until(loop, claims_in, &cb, WAIT_S));
+    CU_ASSERT_EQUAL(cb.claimed[0], 1);
+    CU_ASSERT_EQUAL(cb.claimed[1], 0);
     instance_close(ia);
     instance_close(ib);
 }
@@ -1631,6 +1702,7 @@ int main(void)
 {
     static const struct unit_test tests[] = {
         { "value round-trips names and flags", test_value_round_trips_names_and_flags },
+        { "claims are won once per window", test_claims_are_won_once_per_window },
         { "other instance learns the call by query", test_other_instance_learns_the_call_by_query },
         { "query of an unknown call answers NULL", test_query_of_an_unknown_call_answers_null },
         { "second writer follows the first", test_second_writer_follows_the_first },
