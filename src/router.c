@@ -442,9 +442,19 @@ static bool classify(struct router *r, struct packet *p, const uint8_t *data, si
         int verdict = r->dispatch.admit(r->dispatch.source_arg, &p->view);
         if (verdict != 0) {
             if (r->dispatch.explain != NULL) {
+                /* scanned for the tap's line and its call filter only: a refused packet is never routed */
                 p->is_sip = false;
                 p->key = NULL;
                 p->klen = 0;
+                if (p->view.proto_type == HEP_PROTO_SIP && !p->view.compressed &&
+                    sip_scan(p->view.payload.data, p->view.payload.len, &p->sip) == SIP_OK) {
+                    p->is_sip = true;
+                    p->key = p->sip.call_id.ptr;
+                    p->klen = p->sip.call_id.len;
+                } else if (p->view.correlation_id.len > 0) {
+                    p->key = (const char *)p->view.correlation_id.data;
+                    p->klen = p->view.correlation_id.len;
+                }
                 explain(r, p, ROUTER_HOW_REFUSED, ROUTER_NO_ROUTE, NULL, 0, NULL, 0, verdict, recv_wall_ms);
             }
             return false;

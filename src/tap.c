@@ -425,6 +425,11 @@ static const char *filter_parse(char *args, struct tap_filter *f, char *why, siz
             f->json = true;
             continue;
         }
+        if (strcmp(w, "call") != 0 && strcmp(w, "method") != 0 && strcmp(w, "src") != 0 &&
+            strcmp(w, "capture_id") != 0) {
+            snprintf(why, whylen, "unknown term \"%s\"; usage: %s", w, TAP_USAGE);
+            return why;
+        }
         char *value = strtok_r(NULL, " \t", &save);
         bool dup = false;
         if (value == NULL) {
@@ -460,9 +465,6 @@ static const char *filter_parse(char *args, struct tap_filter *f, char *why, siz
             }
             f->capture_id = (uint32_t)id;
             f->has_capture_id = true;
-        } else {
-            snprintf(why, whylen, "unknown term \"%s\"; usage: %s", w, TAP_USAGE);
-            return why;
         }
         if (dup) {
             snprintf(why, whylen, "%s given twice", w);

@@ -22,8 +22,9 @@
 #             (capture id 1 claimed from 127.0.0.0/8, where only 7 is
 #             allowed): the tap shows them as "refused source" with the
 #             reason, set c's as --explain does; `tap src` finds set b's
-#             refused packets by their HEP address (a refused packet is not
-#             scanned: no Call-ID)
+#             refused packets by their HEP address, `tap call` a refused
+#             call's 16 SIP packets and its RTCP report (a refused packet is
+#             scanned for the tap's line only)
 #   stuck     a reader sends "tap" and never reads: 20,000 packets at
 #             4,000/s all reach the sink, tap_lost > 0 in the stats, and a
 #             second reader started meanwhile gets its lines
@@ -450,10 +451,12 @@ case_refused() {
     expect "$CASE_DIR/routed" "$CASE_DIR/explain.out" capture_id 7
     tap all -n $((PACKETS + 1)) -T "$READ_SECONDS" tap
     tap src -n 23 -T "$READ_SECONDS" tap src 10.9.0.0/16
+    tap refused_call -n 18 -T "$READ_SECONDS" tap call "$CALL"
     wait_taps
     send_packets "${ROUTER_ADDR[udp]}"
     tap_wait all $((READ_SECONDS + 5))
     tap_wait src $((READ_SECONDS + 5))
+    tap_wait refused_call $((READ_SECONDS + 5))
     ((CTL_RC == 0)) || it_case_fail "ctl tap: exit $CTL_RC: $(cat "$CASE_DIR/all.err")"
     local n refused
     n=$(wc -l <"$CASE_DIR/all.out")
@@ -466,7 +469,12 @@ case_refused() {
     [ "$(grep -c 'capture_id_not_allowed' "$CASE_DIR/refused.out")" = "$refused" ] ||
         it_case_fail "a refused line without its reason (capture_id_not_allowed)"
     same_lines "the packets let in" "$CASE_DIR/routed" "$CASE_DIR/routed.out"
-    # a refused packet is not scanned: its HEP addresses are known, its Call-ID is not
+    # a refused packet is scanned for the tap only: the call filter finds it, RTCP by correlation id too
+    n=$(wc -l <"$CASE_DIR/refused_call.out")
+    refused=$(grep -cE "^[^ ]* [^ ]* [^ ]* -> [^ ]* $CALL .* \| refused source( \(correlation id\))?: capture_id_not_allowed" \
+        "$CASE_DIR/refused_call.out")
+    echo "    tap call $CALL: $n lines, $refused refused"
+    ((n == 17 && refused == 17)) || it_case_fail "tap call $CALL: $n lines, $refused refused; expected 17 (16 SIP, 1 RTCP)"
     n=$(wc -l <"$CASE_DIR/src.out")
     refused=$(grep -c '^[^ ]* [^ ]* 10\.9\.[01]\.1:[0-9]* -> 10\.9\.[01]\.1:[0-9]* .* | refused source: capture_id_not_allowed' \
         "$CASE_DIR/src.out")
