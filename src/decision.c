@@ -22,6 +22,8 @@
 #define DECISION_LINE_MAX 160       /* the first line shown, at most */
 #define DECISION_RULE_MAX (PATH_MAX + 48)
 #define DECISION_V3 3
+#define DECISION_DIGITS_MAX 20      /* a uint64_t in decimal */
+#define DECISION_MS_DIGITS 3
 
 /* The facts of one decision as text, shared by both forms. */
 struct decision_text {
@@ -32,61 +34,144 @@ struct decision_text {
     char rule[DECISION_RULE_MAX];
 };
 
+/*
+ * A fixed buffer written from its start, cut (never overrun) when full: the
+ * parts of a line, formatted by hand.  A live tap formats a line per
+ * decision it streams, so this is kept well below the cost of routing the
+ * packet (snprintf() and inet_ntop() cost several times more).
+ */
+struct text {
+    char *p;
+    size_t len, cap;                /* cap includes the NUL */
+};
+
+static void put(struct text *t, const char *s, size_t n)
+{
+    if (t->len + 1 >= t->cap)
+        return;
+    if (n > t->cap - 1 - t->len)
+        n = t->cap - 1 - t->len;
+    memcpy(t->p + t->len, s, n);
+    t->len += n;
+    t->p[t->len] = '\0';
+}
+
+static void put_str(struct text *t, const char *s)
+{
+    put(t, s, strlen(s));
+}
+
+/* v in decimal, at least width digits (zeros before). */
+static void put_uint(struct text *t, uint64_t v, unsigned width)
+{
+    char d[DECISION_DIGITS_MAX];
+    size_t n = 0;
+    do {
+        d[sizeof d - 1 - n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while ((v > 0 || n < width) && n < sizeof d);
+    put(t, d + sizeof d - n, n);
+}
+
+static struct text text_on(char *buf, size_t cap)
+{
+    buf[0] = '\0';
+    return (struct text){ buf, 0, cap };
+}
+
+/* "2026-12-06 12:00:00.123" (UTC); the seconds are formatted once per second and thread. */
 static void format_time(uint64_t wall_ms, char *out, size_t len)
 {
+    static _Thread_local struct {
+        time_t sec;
+        char text[DECISION_TIME_MAX];
+    } last = { (time_t)-1, "" };
     time_t s = (time_t)(wall_ms / CLOCK_MS_PER_S);
-    struct tm tm;
-    gmtime_r(&s, &tm);
-    size_t n = strftime(out, len, "%Y-%m-%d %H:%M:%S", &tm);
-    snprintf(out + n, len - n, ".%03u", (unsigned)(wall_ms % CLOCK_MS_PER_S));
+    if (s != last.sec) {
+        struct tm tm;
+        gmtime_r(&s, &tm);
+        if (strftime(last.text, sizeof last.text, "%Y-%m-%d %H:%M:%S", &tm) == 0)
+            last.text[0] = '\0';
+        last.sec = s;
+    }
+    struct text t = text_on(out, len);
+    put_str(&t, last.text);
+    put(&t, ".", 1);
+    put_uint(&t, wall_ms % CLOCK_MS_PER_S, DECISION_MS_DIGITS);
 }
 
 /* "10.0.0.1:5060", "[2001:db8::1]:5060", or "?" */
 static void format_addr(const struct hep_view *v, const uint8_t *ip, unsigned port, char *out, size_t len)
 {
+    struct text t = text_on(out, len);
     char a[INET6_ADDRSTRLEN];
-    int af = v->family == HEP_AF_INET6 ? AF_INET6 : AF_INET;
-    if (ip == NULL || inet_ntop(af, ip, a, sizeof a) == NULL)
-        snprintf(out, len, "?");
-    else
-        snprintf(out, len, af == AF_INET6 ? "[%s]:%u" : "%s:%u", a, port);
+    if (ip == NULL) {
+        put(&t, "?", 1);
+    } else if (v->family != HEP_AF_INET6) {
+        for (int i = 0; i < 4; i++) {
+            if (i > 0)
+                put(&t, ".", 1);
+            put_uint(&t, ip[i], 1);
+        }
+        put(&t, ":", 1);
+        put_uint(&t, port, 1);
+    } else if (inet_ntop(AF_INET6, ip, a, sizeof a) == NULL) {
+        put(&t, "?", 1);
+    } else {
+        put(&t, "[", 1);
+        put_str(&t, a);
+        put(&t, "]:", 2);
+        put_uint(&t, port, 1);
+    }
 }
 
 /* The SIP start line without its version ("INVITE sip:bob@b", "407 Proxy Authentication Required"). */
 static void format_first_line(const struct router_explain *e, char *out, size_t len)
 {
-    if (e->sip == NULL && e->view != NULL)
-        snprintf(out, len, "HEP protocol %u", (unsigned)e->view->proto_type);
-    else if (e->sip == NULL)
-        snprintf(out, len, "-");
-    else if (sip_is_reply(e->sip))
-        snprintf(out, len, "%u %.*s", e->sip->status, (int)e->sip->reason.len, e->sip->reason.ptr);
-    else
-        snprintf(out, len, "%.*s %.*s", (int)e->sip->method_name.len, e->sip->method_name.ptr,
-                 (int)e->sip->uri.len, e->sip->uri.ptr);
+    struct text t = text_on(out, len);
+    if (e->sip == NULL && e->view != NULL) {
+        put_str(&t, "HEP protocol ");
+        put_uint(&t, e->view->proto_type, 1);
+    } else if (e->sip == NULL) {
+        put(&t, "-", 1);
+    } else if (sip_is_reply(e->sip)) {
+        put_uint(&t, e->sip->status, 1);
+        put(&t, " ", 1);
+        put(&t, e->sip->reason.ptr, e->sip->reason.len);
+    } else {
+        put(&t, e->sip->method_name.ptr, e->sip->method_name.len);
+        put(&t, " ", 1);
+        put(&t, e->sip->uri.ptr, e->sip->uri.len);
+    }
 }
 
-/* "route calls (FILE:LINE:COL)", "default", or "-" when not routed. */
+/* "calls (FILE:LINE:COL)", "default", or "-" when not routed. */
 static void format_rule(const struct conf *conf, long route, char *out, size_t len)
 {
-    if (route == ROUTER_NO_ROUTE)
-        snprintf(out, len, "-");
-    else if (route == POLICY_DEFAULT)
-        snprintf(out, len, "default");
-    else
-        snprintf(out, len, "%s (%s:%zu:%zu)", conf->routes[route].name, conf->path, conf->routes[route].line,
-                 conf->routes[route].col);
+    struct text t = text_on(out, len);
+    if (route == ROUTER_NO_ROUTE) {
+        put(&t, "-", 1);
+    } else if (route == POLICY_DEFAULT) {
+        put_str(&t, "default");
+    } else {
+        put_str(&t, conf->routes[route].name);
+        put(&t, " (", 2);
+        put_str(&t, conf->path);
+        put(&t, ":", 1);
+        put_uint(&t, conf->routes[route].line, 1);
+        put(&t, ":", 1);
+        put_uint(&t, conf->routes[route].col, 1);
+        put(&t, ")", 1);
+    }
 }
 
 static void format_all(const struct conf *conf, const struct router_explain *e, struct decision_text *t)
 {
     format_time(e->received_wall_ms, t->time, sizeof t->time);
-    snprintf(t->src, sizeof t->src, "?");
-    snprintf(t->dst, sizeof t->dst, "?");
-    if (e->view != NULL) {
-        format_addr(e->view, e->view->src_ip, e->view->src_port, t->src, sizeof t->src);
-        format_addr(e->view, e->view->dst_ip, e->view->dst_port, t->dst, sizeof t->dst);
-    }
+    format_addr(e->view, e->view != NULL ? e->view->src_ip : NULL, e->view != NULL ? e->view->src_port : 0,
+                t->src, sizeof t->src);
+    format_addr(e->view, e->view != NULL ? e->view->dst_ip : NULL, e->view != NULL ? e->view->dst_port : 0,
+                t->dst, sizeof t->dst);
     format_first_line(e, t->first_line, sizeof t->first_line);
     format_rule(conf, e->route, t->rule, sizeof t->rule);
 }
@@ -166,38 +251,58 @@ static void print_json(FILE *out, const struct conf *conf, const struct router_e
     fputs("]}\n", out);
 }
 
+/* The text line: few writes, no format strings (each FILE here is one thread's). */
 static void print_text(FILE *out, const struct conf *conf, const struct router_explain *e,
                        const struct decision_text *t)
 {
     char change[DECISION_LINE_MAX];
-    fprintf(out, "%s %s -> %s ", t->time, t->src, t->dst);
+    fputs_unlocked(t->time, out);
+    fputc_unlocked(' ', out);
+    fputs_unlocked(t->src, out);
+    fputs_unlocked(" -> ", out);
+    fputs_unlocked(t->dst, out);
+    fputc_unlocked(' ', out);
     if (e->sip != NULL)
-        fprintf(out, "%.*s", (int)e->sip->call_id.len, e->sip->call_id.ptr);
+        fwrite_unlocked(e->sip->call_id.ptr, 1, e->sip->call_id.len, out);
     else if (e->key != NULL)
-        fprintf(out, "%.*s", (int)e->klen, e->key);
+        fwrite_unlocked(e->key, 1, e->klen, out);
     else
-        fputs("-", out);
-    fprintf(out, " \"%s\" | %s%s", t->first_line, router_how_name(e->how),
-            e->sip == NULL && e->key != NULL ? " (correlation id)" : "");
+        fputc_unlocked('-', out);
+    fputs_unlocked(" \"", out);
+    fputs_unlocked(t->first_line, out);
+    fputs_unlocked("\" | ", out);
+    fputs_unlocked(router_how_name(e->how), out);
+    if (e->sip == NULL && e->key != NULL)
+        fputs_unlocked(" (correlation id)", out);
     const char *why = not_routed_why(e);
     if (why != NULL) {
-        fprintf(out, ": %s | not routed\n", why);
+        fputs_unlocked(": ", out);
+        fputs_unlocked(why, out);
+        fputs_unlocked(" | not routed\n", out);
         return;
     }
     if (e->how == ROUTER_HOW_HELD) {
-        fprintf(out, " for its origin (orphans.wait_ms)\n");
+        fputs_unlocked(" for its origin (orphans.wait_ms)\n", out);
         return;
     }
-    fprintf(out, " | %s | ", t->rule);
+    fputs_unlocked(" | ", out);
+    fputs_unlocked(t->rule, out);
+    fputs_unlocked(" | ", out);
     if (e->nto == 0)
-        fputs(e->route == POLICY_DEFAULT ? "discarded (default lists no destination)\n" : "discarded (drop)\n", out);
+        fputs_unlocked(e->route == POLICY_DEFAULT ? "discarded (default lists no destination)\n" : "discarded (drop)\n",
+                       out);
     for (size_t i = 0; i < e->nto; i++) {
         dest_change(conf, e, i, change, sizeof change);
-        fprintf(out, "%s%s%s%s%s", i > 0 ? ", " : "-> ", conf->dests[e->to[i]].name,
-                change[0] != '\0' ? " (" : "", change, change[0] != '\0' ? ")" : "");
+        fputs_unlocked(i > 0 ? ", " : "-> ", out);
+        fputs_unlocked(conf->dests[e->to[i]].name, out);
+        if (change[0] != '\0') {
+            fputs_unlocked(" (", out);
+            fputs_unlocked(change, out);
+            fputc_unlocked(')', out);
+        }
     }
     if (e->nto > 0)
-        fputc('\n', out);
+        fputc_unlocked('\n', out);
 }
 
 void decision_print(FILE *out, const struct conf *conf, const struct router_explain *e, bool json)
