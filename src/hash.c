@@ -18,20 +18,7 @@
 #define SIPHASH_LEN_SHIFT 56
 
 #define WORDS64_SEED UINT64_C(0x9e3779b97f4a7c15)   /* 2^64 / golden ratio */
-#define WORDS64_MUL UINT64_C(0xff51afd7ed558ccd)    /* murmur3 fmix64 constants */
-#define WORDS64_MUL2 UINT64_C(0xc4ceb9fe1a85ec53)
-#define WORDS64_SHIFT 33
 #define WORD_BYTES 8
-
-uint64_t hash_fmix64(uint64_t x)
-{
-    x ^= x >> WORDS64_SHIFT;
-    x *= WORDS64_MUL;
-    x ^= x >> WORDS64_SHIFT;
-    x *= WORDS64_MUL2;
-    x ^= x >> WORDS64_SHIFT;
-    return x;
-}
 
 uint64_t hash_words64(const void *data, size_t len)
 {

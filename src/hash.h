@@ -32,8 +32,20 @@ uint64_t hash_fnv1a64(uint64_t basis, const void *data, size_t len);
  */
 uint64_t hash_words64(const void *data, size_t len);
 
-/* murmur3's 64-bit finaliser: every input bit affects every output bit. */
-uint64_t hash_fmix64(uint64_t x);
+#define HASH_FMIX64_MUL UINT64_C(0xff51afd7ed558ccd)    /* murmur3 fmix64 constants */
+#define HASH_FMIX64_MUL2 UINT64_C(0xc4ceb9fe1a85ec53)
+#define HASH_FMIX64_SHIFT 33
+
+/* murmur3's 64-bit finaliser: every input bit affects every output bit.  Inline: it runs per word. */
+static inline uint64_t hash_fmix64(uint64_t x)
+{
+    x ^= x >> HASH_FMIX64_SHIFT;
+    x *= HASH_FMIX64_MUL;
+    x ^= x >> HASH_FMIX64_SHIFT;
+    x *= HASH_FMIX64_MUL2;
+    x ^= x >> HASH_FMIX64_SHIFT;
+    return x;
+}
 
 /* SipHash-2-4, 128-bit output: out[0], out[1] are the reference's two little-endian halves. */
 void hash_siphash128(const uint8_t key[HASH_SIPHASH_KEY_BYTES], const void *data, size_t len,

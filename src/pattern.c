@@ -5,6 +5,7 @@
 #include "pattern.h"
 
 #include <pcre2.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,18 +40,42 @@ int pattern_compile(struct pattern *p, const char *text, bool caseless, char *wh
     return 0;
 }
 
+/* Each thread's match data (one pair: a yes/no answer needs no more), freed when the thread ends. */
+static pthread_key_t match_data_key;
+static pthread_once_t match_data_once = PTHREAD_ONCE_INIT;
+
+static void match_data_free(void *md)
+{
+    pcre2_match_data_free(md);
+}
+
+static void match_data_init(void)
+{
+    if (pthread_key_create(&match_data_key, match_data_free) != 0)
+        match_data_key = 0;
+}
+
+static pcre2_match_data *match_data(void)
+{
+    pthread_once(&match_data_once, match_data_init);
+    pcre2_match_data *md = pthread_getspecific(match_data_key);
+    if (md == NULL && (md = pcre2_match_data_create(1, NULL)) != NULL &&
+        pthread_setspecific(match_data_key, md) != 0) {
+        pcre2_match_data_free(md);
+        md = NULL;
+    }
+    return md;
+}
+
 bool pattern_match(const struct pattern *p, const char *s, size_t len)
 {
     if (!p->regex)
         return strlen(p->text) == len &&
                (p->caseless ? strncasecmp(p->text, s, len) == 0 : memcmp(p->text, s, len) == 0);
-    /* match data for the one pair a yes/no answer needs: called once per call's origin, not per packet */
-    pcre2_match_data *md = pcre2_match_data_create(1, NULL);
+    pcre2_match_data *md = match_data();
     if (md == NULL)
         return false;
-    int rc = pcre2_match(p->code, (PCRE2_SPTR)(len > 0 ? s : ""), len, 0, 0, md, NULL);
-    pcre2_match_data_free(md);
-    return rc >= 0;
+    return pcre2_match(p->code, (PCRE2_SPTR)(len > 0 ? s : ""), len, 0, 0, md, NULL) >= 0;
 }
 
 void pattern_free(struct pattern *p)

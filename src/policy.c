@@ -94,36 +94,25 @@ uint32_t policy_sample_point(const char *key, size_t klen)
 long policy_match(const struct conf *conf, const struct policy_input *in)
 {
     for (size_t i = 0; i < conf->nroutes; i++)
-        if (route_matches(&conf->routes[i].match, in) && call_holds(&conf->routes[i], in))
+        if (call_holds(&conf->routes[i], in) && route_matches(&conf->routes[i].match, in))
             return (long)i;
     return POLICY_DEFAULT;
 }
 
 /* The fields of an origin request the origin keys compare, read once. */
 struct origin_fields {
-    struct sip_str ruri_user, ruri_domain, from_user, from_domain, to_user, to_domain, user_agent;
+    struct sip_str ruri_user, ruri_domain, from_user, from_domain, to_user, to_domain;
 };
 
 static void origin_fields(const struct policy_origin *o, struct origin_fields *f)
 {
     memset(f, 0, sizeof *f);
     sip_uri_user_host(o->ruri, &f->ruri_user, &f->ruri_domain);
-    bool from = false, to = false, ua = false;
-    size_t pos = 0;
-    struct sip_str name, value;
-    while ((!from || !to || !ua) && sip_header_next(o->sip, o->sip_len, &pos, &name, &value)) {
-        if (!from && sip_header_is(&name, "from", 'f')) {
-            sip_uri_user_host(value, &f->from_user, &f->from_domain);
-            from = true;
-        } else if (!to && sip_header_is(&name, "to", 't')) {
-            sip_uri_user_host(value, &f->to_user, &f->to_domain);
-            to = true;
-        } else if (!ua && sip_header_is(&name, "user-agent", '\0')) {
-            f->user_agent = value;
-            ua = true;
-        }
-    }
+    sip_uri_user_host(o->from, &f->from_user, &f->from_domain);
+    sip_uri_user_host(o->to, &f->to_user, &f->to_domain);
 }
+
+
 
 /* No values: the key is not given and holds; else one of them must match s. */
 static bool any_pattern(const struct pattern *list, size_t n, const struct sip_str *s)
@@ -148,8 +137,7 @@ static bool header_holds(const struct conf_header_match *h, const struct policy_
     return false;
 }
 
-static bool origin_matches(const struct conf_match *m, const struct origin_fields *f,
-                           const struct policy_origin *o)
+static bool origin_matches(const struct conf_match *m, const struct origin_fields *f, const struct policy_origin *o)
 {
     if (!any_pattern(m->ruri_user, m->nruri_user, &f->ruri_user) ||
         !any_pattern(m->ruri_domain, m->nruri_domain, &f->ruri_domain) ||
@@ -157,7 +145,7 @@ static bool origin_matches(const struct conf_match *m, const struct origin_field
         !any_pattern(m->from_domain, m->nfrom_domain, &f->from_domain) ||
         !any_pattern(m->to_user, m->nto_user, &f->to_user) ||
         !any_pattern(m->to_domain, m->nto_domain, &f->to_domain) ||
-        !any_pattern(m->user_agent, m->nuser_agent, &f->user_agent))
+        !any_pattern(m->user_agent, m->nuser_agent, &o->user_agent))
         return false;
     if (m->norigin_src > 0 && !conf_cidr_any(m->origin_src, m->norigin_src, o->addr_len, o->src))
         return false;

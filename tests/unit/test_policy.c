@@ -301,6 +301,11 @@ static struct policy_origin origin_of(const char *msg, const uint8_t *src)
     const char *sp = strchr(msg, ' ');
     o.ruri.ptr = sp + 1;
     o.ruri.len = (size_t)(strchr(sp + 1, ' ') - (sp + 1));
+    struct sip_msg m;
+    CU_ASSERT_EQUAL_FATAL(sip_scan((const uint8_t *)msg, strlen(msg), &m), SIP_OK);
+    o.from = m.from;
+    o.to = m.to;
+    o.user_agent = m.user_agent;
     o.addr_len = 4;
     o.src = src;
     o.dst = src;
