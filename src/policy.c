@@ -101,8 +101,23 @@ long policy_match(const struct conf *conf, const struct policy_input *in)
 
 /* The fields of an origin request the origin keys compare, read once. */
 struct origin_fields {
-    struct sip_str ruri_user, ruri_domain, from_user, from_domain, to_user, to_domain;
+    struct sip_str ruri_user, ruri_domain, from_user, from_domain, to_user, to_domain, user_agent;
+    bool ua_read;                   /* the header walk for User-Agent: only when a route has user_agent */
 };
+
+static const struct sip_str *user_agent(const struct policy_origin *o, struct origin_fields *f)
+{
+    size_t pos = 0;
+    struct sip_str name, value;
+    while (!f->ua_read && sip_header_next(o->sip, o->sip_len, &pos, &name, &value)) {
+        if (sip_header_is(&name, "user-agent", '\0')) {
+            f->user_agent = value;
+            break;
+        }
+    }
+    f->ua_read = true;
+    return &f->user_agent;
+}
 
 static void origin_fields(const struct policy_origin *o, struct origin_fields *f)
 {
@@ -137,7 +152,7 @@ static bool header_holds(const struct conf_header_match *h, const struct policy_
     return false;
 }
 
-static bool origin_matches(const struct conf_match *m, const struct origin_fields *f, const struct policy_origin *o)
+static bool origin_matches(const struct conf_match *m, struct origin_fields *f, const struct policy_origin *o)
 {
     if (!any_pattern(m->ruri_user, m->nruri_user, &f->ruri_user) ||
         !any_pattern(m->ruri_domain, m->nruri_domain, &f->ruri_domain) ||
@@ -145,7 +160,7 @@ static bool origin_matches(const struct conf_match *m, const struct origin_field
         !any_pattern(m->from_domain, m->nfrom_domain, &f->from_domain) ||
         !any_pattern(m->to_user, m->nto_user, &f->to_user) ||
         !any_pattern(m->to_domain, m->nto_domain, &f->to_domain) ||
-        !any_pattern(m->user_agent, m->nuser_agent, &o->user_agent))
+        (m->nuser_agent > 0 && !any_pattern(m->user_agent, m->nuser_agent, user_agent(o, f))))
         return false;
     if (m->norigin_src > 0 && !conf_cidr_any(m->origin_src, m->norigin_src, o->addr_len, o->src))
         return false;

@@ -46,9 +46,8 @@ struct policy_origin {
     const uint8_t *sip;             /* the SIP message (header: looks there) */
     size_t sip_len;
     struct sip_str ruri;            /* its request URI */
-    struct sip_str from;            /* its From, To and User-Agent values (sip_msg) */
+    struct sip_str from;            /* its From and To values (sip_msg); User-Agent is looked for when a route asks */
     struct sip_str to;
-    struct sip_str user_agent;
     unsigned addr_len;              /* 4 or 16; 0 when the packet carries none */
     const uint8_t *src;
     const uint8_t *dst;

@@ -821,7 +821,7 @@ static int store_call(struct router *r, const struct packet *p, const char *meth
     if (!(flags & STORE_F_FALLBACK) && r->conf->origin_signature != 0) {
         /* the origin request: its origin keys are judged once, for the whole call */
         struct policy_origin o = { (const uint8_t *)p->text.ptr, p->text.len, p->sip.uri, p->sip.from, p->sip.to,
-                                   p->sip.user_agent, p->view.addr_len, p->view.src_ip, p->view.dst_ip };
+                                   p->view.addr_len, p->view.src_ip, p->view.dst_ip };
         e.origin_bits = policy_origin_bits(r->conf, &o);
         in.origin_known = true;
         in.origin_bits = e.origin_bits;

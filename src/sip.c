@@ -37,8 +37,7 @@ enum header_id {
     HDR_CSEQ,
     HDR_FROM,
     HDR_TO,
-    HDR_VIA,
-    HDR_USER_AGENT
+    HDR_VIA
 };
 
 /* What the header pass has found so far. */
@@ -314,8 +313,6 @@ static enum header_id header_id(const char *name, size_t len)
         return HDR_CALL_ID;
     if (NAME_IS(name, len, "cseq"))
         return HDR_CSEQ;
-    if (NAME_IS(name, len, "user-agent"))
-        return HDR_USER_AGENT;
     return HDR_OTHER;
 }
 
@@ -419,14 +416,6 @@ static int scan_header(struct sip_str name, const char *p, const char *end,
             st->seen_via = true;
             if (scan_via_branch(p, end, &msg->via_branch))
                 msg->flags |= SIP_F_VIA_BRANCH;
-        }
-        break;
-    case HDR_USER_AGENT:
-        if (msg->user_agent.ptr == NULL) {
-            const char *stop = end;
-            while (stop > p && is_lws((unsigned char)stop[-1]))
-                stop--;
-            msg->user_agent = make_str(skip_lws(p, stop), stop);
         }
         break;
     case HDR_OTHER:

@@ -95,7 +95,6 @@ struct sip_msg {
     struct sip_str cseq_method_name;
     struct sip_str from;        /* the first From value (after the colon and white space); empty when absent */
     struct sip_str to;          /* the first To value */
-    struct sip_str user_agent;  /* the first User-Agent value, without surrounding white space; ptr NULL when absent */
     struct sip_str from_tag;    /* empty when absent */
     struct sip_str to_tag;      /* empty when absent; see SIP_F_TO_TAG */
     struct sip_str via_branch;  /* branch of the first Via, empty if absent */

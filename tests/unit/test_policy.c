@@ -305,7 +305,6 @@ static struct policy_origin origin_of(const char *msg, const uint8_t *src)
     CU_ASSERT_EQUAL_FATAL(sip_scan((const uint8_t *)msg, strlen(msg), &m), SIP_OK);
     o.from = m.from;
     o.to = m.to;
-    o.user_agent = m.user_agent;
     o.addr_len = 4;
     o.src = src;
     o.dst = src;
