@@ -19,18 +19,9 @@ program() {
 stop() {
     [ -n "$1" ] || return 0
     it_stop "$1" "${2:-$IT_STOP_GRACE}"
-    forget "$1"
+    it_forget "$1"
 }
 
-# forget PID: drop a PID this shell has reaped from the exit trap's list
-forget() {
-    local i
-    for i in "${!IT_PIDS[@]}"; do
-        [ "${IT_PIDS[$i]}" = "$1" ] && unset 'IT_PIDS[i]' 'IT_NAMES[i]'
-    done
-    IT_PIDS=("${IT_PIDS[@]}")
-    IT_NAMES=("${IT_NAMES[@]}")
-}
 
 # json FILE EXPR: a value from the last JSON line of FILE ("-" when missing)
 json() {

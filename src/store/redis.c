@@ -423,22 +423,34 @@ static void redis_answer_none(struct store_redis *s, struct redis_cmd *cmd)
         redis_answer(s, cmd, NULL);
 }
 
-/* "<prefix>call:<key>" in the scratch buffer; NULL when out of memory. */
-static const char *redis_key(struct store_redis *s, const char *key, size_t klen, size_t *out_len)
+/*
+ * "<prefix><infix>" and room for n more bytes in the scratch buffer: where
+ * those bytes go, or NULL when out of memory; *out_len is the whole key's.
+ */
+static char *redis_key_room(struct store_redis *s, const char *infix, size_t n, size_t *out_len)
 {
     const char *prefix = s->conf->redis.prefix != NULL ? s->conf->redis.prefix : "";
-    size_t plen = strlen(prefix), ilen = strlen(REDIS_KEY_INFIX), need = plen + ilen + klen;
+    size_t plen = strlen(prefix), ilen = strlen(infix), need = plen + ilen + n;
     if (need > s->keycap) {
-        char *n = realloc(s->keybuf, need);
-        if (n == NULL)
+        char *grown = realloc(s->keybuf, need);
+        if (grown == NULL)
             return NULL;
-        s->keybuf = n;
+        s->keybuf = grown;
         s->keycap = need;
     }
     memcpy(s->keybuf, prefix, plen);
-    memcpy(s->keybuf + plen, REDIS_KEY_INFIX, ilen);
-    memcpy(s->keybuf + plen + ilen, key, klen);
+    memcpy(s->keybuf + plen, infix, ilen);
     *out_len = need;
+    return s->keybuf + plen + ilen;
+}
+
+/* "<prefix>call:<key>" in the scratch buffer; NULL when out of memory. */
+static const char *redis_key(struct store_redis *s, const char *key, size_t klen, size_t *out_len)
+{
+    char *at = redis_key_room(s, REDIS_KEY_INFIX, klen, out_len);
+    if (at == NULL)
+        return NULL;
+    memcpy(at, key, klen);
     return s->keybuf;
 }
 
@@ -1106,22 +1118,13 @@ static void redis_on_claim(redisAsyncContext *ac, void *r, void *priv)
 /* "<prefix>dedup:<hex of key>" in the scratch buffer; NULL when out of memory. */
 static const char *redis_claim_key(struct store_redis *s, const uint8_t *key, size_t klen, size_t *out_len)
 {
-    const char *prefix = s->conf->redis.prefix != NULL ? s->conf->redis.prefix : "";
-    size_t plen = strlen(prefix), ilen = strlen(REDIS_CLAIM_INFIX), need = plen + ilen + 2 * klen;
-    if (need > s->keycap) {
-        char *n = realloc(s->keybuf, need);
-        if (n == NULL)
-            return NULL;
-        s->keybuf = n;
-        s->keycap = need;
-    }
-    memcpy(s->keybuf, prefix, plen);
-    memcpy(s->keybuf + plen, REDIS_CLAIM_INFIX, ilen);
+    char *at = redis_key_room(s, REDIS_CLAIM_INFIX, 2 * klen, out_len);
+    if (at == NULL)
+        return NULL;
     for (size_t i = 0; i < klen; i++) {
-        s->keybuf[plen + ilen + 2 * i] = REDIS_HEX_DIGITS[key[i] >> 4];
-        s->keybuf[plen + ilen + 2 * i + 1] = REDIS_HEX_DIGITS[key[i] & 0xf];
+        at[2 * i] = REDIS_HEX_DIGITS[key[i] >> 4];
+        at[2 * i + 1] = REDIS_HEX_DIGITS[key[i] & 0xf];
     }
-    *out_len = need;
     return s->keybuf;
 }
 

@@ -225,6 +225,16 @@ it_stop() {
 }
 
 # Stops every started process, the last started first.
+# it_forget PID: drop a PID this shell has reaped (it_wait_exit) from the exit trap's list
+it_forget() {
+    local i
+    for i in "${!IT_PIDS[@]}"; do
+        [ "${IT_PIDS[$i]}" = "$1" ] && unset 'IT_PIDS[i]' 'IT_NAMES[i]'
+    done
+    IT_PIDS=("${IT_PIDS[@]}")
+    IT_NAMES=("${IT_NAMES[@]}")
+}
+
 it_stop_all() {
     local i
     for ((i = ${#IT_PIDS[@]} - 1; i >= 0; i--)); do

@@ -255,18 +255,9 @@ tap() {
 tap_wait() {
     it_wait_exit "${TAP_PID[$1]}" "$2"
     CTL_RC=$IT_STATUS
-    forget_pid "${TAP_PID[$1]}"
+    it_forget "${TAP_PID[$1]}"
 }
 
-# forget_pid PID: a reaped PID leaves the exit trap's list
-forget_pid() {
-    local i
-    for i in "${!IT_PIDS[@]}"; do
-        [ "${IT_PIDS[$i]}" = "$1" ] && unset 'IT_PIDS[i]' 'IT_NAMES[i]'
-    done
-    IT_PIDS=("${IT_PIDS[@]}")
-    IT_NAMES=("${IT_NAMES[@]}")
-}
 
 # taps_opened: the "tap N opened" lines of the case's heprouter log
 taps_opened() {
@@ -510,7 +501,7 @@ default: [ sink ]"
     [ "$(wc -l <"$CASE_DIR/ctl.out")" = 5 ] || it_case_fail "the second reader got $(wc -l <"$CASE_DIR/ctl.out") lines, not 5"
     grep -q ' st-[a-z]*-[0-9]*@hepgen "' "$CASE_DIR/ctl.out" || it_case_fail "the second reader's lines are not hepgen's calls"
     it_wait_exit "$gen" 30
-    forget_pid "$gen"
+    it_forget "$gen"
     ((IT_STATUS == 0)) || it_case_fail "hepgen: exit $IT_STATUS"
     sent=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["sent"])' "$IT_TMP/$CASE/hepgen.out")
     ARRIVE_TIMEOUT=15 it_arrive sink "$sent"
