@@ -191,6 +191,7 @@ struct conf_route {
     uint32_t sample;                /* millionths of the calls it may match (CONF_MILLION, or 0 unset: all) */
     bool origin;                    /* it has origin keys, and then: */
     unsigned origin_bit;            /* its bit in a call's origin mask */
+    size_t next_plain;              /* the next route without origin keys (nroutes: none) */
 };
 
 /* A server named by host and port: "10.0.0.1:26379", "[::1]:26379", "redis-a:26380". */

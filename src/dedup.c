@@ -16,17 +16,17 @@
  */
 #include "dedup.h"
 
-#include "bytes.h"
 #include "hash.h"
 #include "invariant.h"
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define DEDUP_STRIPE_MIN_SLOTS  1024u   /* fewer stripes below this many slots each, so load evens out */
 #define DEDUP_CACHE_LINE        64u
-#define DEDUP_KEY_FORMAT        2u      /* first byte hashed: changes when the encoding does */
+#define DEDUP_KEY_FORMAT        3u      /* first byte hashed: changes when the encoding does */
 #define DEDUP_ADDR_MAX          16u
 #define DEDUP_VAR_FIELDS        4u      /* variable-length fields hashed per kind */
 #define DEDUP_HALF_BITS         32
@@ -151,43 +151,56 @@ static struct dedup_bytes checked_bytes(struct dedup_bytes b)
  */
 /*
  * murmur3's 64-bit finaliser chained over 8-byte words, seeded by the key:
- * about two instructions a byte.  SipHash cost about 2,500 instructions per
- * packet here, a third of routing it.  64 bits are enough: with a million
- * packets in the window, a packet is taken for a copy by accident once in
- * some 10^13.  The seed is random per table (the shared key aside) and a
- * sender sees no hash, so crafting copies of a message it did not send
- * stays out of reach.
+ * about a word per ten instructions.  SipHash cost about 2,500
+ * instructions per packet here, a third of routing it.  64 bits are
+ * enough: with a million packets in the window, a packet is taken for a
+ * copy by accident once in some 10^13.  The seed is random per table (the
+ * shared key aside) and a sender sees no hash, so crafting copies of a
+ * message it did not send stays out of reach.
  */
-struct lanes {
-    uint64_t a, b;                  /* the chain; b: the seed's second half, for the second word of the key */
-};
-
-static void lanes_word(struct lanes *l, uint64_t w)
+static inline uint64_t chain_word(uint64_t h, uint64_t w)
 {
-    l->a = hash_fmix64(l->a ^ w);
+    return hash_fmix64(h ^ w);
 }
 
-static void lanes_bytes(struct lanes *l, const uint8_t *p, size_t n)
+/* The last 1 to 7 bytes as a little-endian word, in at most three loads (overlapping ones agree). */
+static inline uint64_t tail_word(const uint8_t *p, size_t n)
+{
+    if (n >= sizeof(uint32_t)) {
+        uint32_t lo, hi;
+        memcpy(&lo, p, sizeof lo);
+        memcpy(&hi, p + n - sizeof hi, sizeof hi);
+        return lo | (uint64_t)hi << (CHAR_BIT * (n - sizeof hi));
+    }
+    return p[0] | (uint64_t)p[n / 2] << (CHAR_BIT * (n / 2)) | (uint64_t)p[n - 1] << (CHAR_BIT * (n - 1));
+}
+
+static inline uint64_t chain_bytes(uint64_t h, const uint8_t *p, size_t n)
 {
     size_t i = 0;
     for (; i + sizeof(uint64_t) <= n; i += sizeof(uint64_t)) {
         uint64_t w;
         memcpy(&w, p + i, sizeof w);
-        lanes_word(l, w);
+        h = chain_word(h, w);
     }
-    if (i < n) {
-        uint64_t w = 0;
-        memcpy(&w, p + i, n - i);
-        lanes_word(l, w);
-    }
+    if (i < n)
+        h = chain_word(h, tail_word(p + i, n - i));
+    return h;
 }
 
+/*
+ * The words hashed: the format, kind, protocol type, transport and the
+ * addresses' length; the destination and the CSeq number; the status and
+ * both ports; the four variable fields' lengths; the addresses' own bytes;
+ * then the variable fields' bytes one after the other.  Every length comes
+ * before the bytes, so they split into fields one way only: ("ab", "c")
+ * and ("a", "bc") hash different words.
+ */
 static void key_under(const uint8_t hash_key[HASH_SIPHASH_KEY_BYTES], const struct dedup_identity *id, uint32_t dest,
                       uint64_t key[2])
 {
     struct dedup_bytes var[DEDUP_VAR_FIELDS] = { { NULL, 0 } };
-    uint32_t cseq = 0, status = 0;
-    uint8_t proto_type = 0;
+    uint64_t cseq = 0, status = 0, proto_type = 0;
 
     INVARIANT(id->kind == DEDUP_SIP || id->kind == DEDUP_OTHER);
     if (id->kind == DEDUP_SIP) {
@@ -196,56 +209,35 @@ static void key_under(const uint8_t hash_key[HASH_SIPHASH_KEY_BYTES], const stru
         var[2] = checked_bytes(id->method);
         var[3] = checked_bytes(id->via_branch);
         cseq = id->cseq;
-        status = (uint32_t)id->status;
+        status = id->status;
     } else {
         var[0] = checked_bytes(id->correlation_id);
         var[1] = checked_bytes(id->payload);
         proto_type = id->proto_type;
     }
-
-    uint8_t block[2 + 4 + 4 + 4 + 1 + 1 + 1 + 2 + 2 + 2 * DEDUP_ADDR_MAX + DEDUP_VAR_FIELDS * 4];
-    uint8_t *p = block;
-    memset(block, 0, sizeof block);
-    *p++ = DEDUP_KEY_FORMAT;
-    *p++ = (uint8_t)id->kind;
-    bytes_put_be32(p, dest);
-    p += 4;
-    bytes_put_be32(p, cseq);
-    p += 4;
-    bytes_put_be32(p, status);
-    p += 4;
-    *p++ = proto_type;
-    *p++ = id->transport;
-    size_t alen = id->addr_len;
+    uint64_t alen = id->addr_len;
     INVARIANT(alen <= DEDUP_ADDR_MAX);
     if (alen > DEDUP_ADDR_MAX || id->src_addr == NULL || id->dst_addr == NULL)
         alen = 0;
-    *p++ = (uint8_t)alen;
-    bytes_put_be16(p, id->src_port);
-    p += 2;
-    bytes_put_be16(p, id->dst_port);
-    p += 2;
-    /* the addresses' length is in the block: they take only their own bytes */
-    if (alen > 0) {
-        memcpy(p, id->src_addr, alen);
-        memcpy(p + alen, id->dst_addr, alen);
-    }
-    p += 2 * alen;
-    for (size_t i = 0; i < DEDUP_VAR_FIELDS; i++) {
-        bytes_put_be32(p, var[i].len > UINT32_MAX ? UINT32_MAX : (uint32_t)var[i].len);
-        p += 4;
-    }
-    INVARIANT(p <= block + sizeof block);
 
-    struct lanes l;
-    memcpy(&l.a, hash_key, sizeof l.a);
-    memcpy(&l.b, hash_key + sizeof l.a, sizeof l.b);
-    lanes_bytes(&l, block, (size_t)(p - block));
+    uint64_t seed, second;
+    memcpy(&seed, hash_key, sizeof seed);
+    memcpy(&second, hash_key + sizeof seed, sizeof second);
+    uint64_t h = chain_word(seed, DEDUP_KEY_FORMAT | (uint64_t)id->kind << 8 | proto_type << 16 |
+                                      (uint64_t)id->transport << 24 | alen << 32);
+    h = chain_word(h, (uint64_t)dest << 32 | cseq);
+    h = chain_word(h, (status & UINT32_MAX) | (uint64_t)id->src_port << 32 | (uint64_t)id->dst_port << 48);
+    for (size_t i = 0; i < DEDUP_VAR_FIELDS; i += 2)
+        h = chain_word(h, (uint64_t)(var[i].len & UINT32_MAX) << 32 | (var[i + 1].len & UINT32_MAX));
+    if (alen > 0) {
+        h = chain_bytes(h, id->src_addr, alen);
+        h = chain_bytes(h, id->dst_addr, alen);
+    }
     for (size_t i = 0; i < DEDUP_VAR_FIELDS; i++)
         if (var[i].len > 0)
-            lanes_bytes(&l, var[i].ptr, var[i].len);
-    key[0] = hash_fmix64(l.a ^ l.b);
-    key[1] = l.a;
+            h = chain_bytes(h, var[i].ptr, var[i].len);
+    key[0] = hash_fmix64(h ^ second);
+    key[1] = h;
 }
 
 void dedup_key(const struct dedup *d, const struct dedup_identity *id, uint32_t dest, uint64_t key[2])

@@ -93,41 +93,78 @@ uint32_t policy_sample_point(const char *key, size_t klen)
 
 long policy_match(const struct conf *conf, const struct policy_input *in)
 {
-    for (size_t i = 0; i < conf->nroutes; i++)
-        if (call_holds(&conf->routes[i], in) && route_matches(&conf->routes[i].match, in))
+    bool no_origin = !in->origin_known || in->origin_bits == 0;
+    for (size_t i = 0; i < conf->nroutes; i++) {
+        const struct conf_route *r = &conf->routes[i];
+        if (r->origin && no_origin && r->next_plain > i) {
+            i = r->next_plain - 1;  /* none of the routes with origin keys up to it can match */
+            continue;
+        }
+        if (call_holds(r, in) && route_matches(&r->match, in))
             return (long)i;
+    }
     return POLICY_DEFAULT;
 }
 
 /* The fields of an origin request the origin keys compare, read once. */
-struct origin_fields {
-    struct sip_str ruri_user, ruri_domain, from_user, from_domain, to_user, to_domain, user_agent;
-    bool ua_read;                   /* the header walk for User-Agent: only when a route has user_agent */
+/*
+ * The fields of an origin request the origin keys compare, read once; the
+ * header lines too, in one walk, when a route reads them (user_agent,
+ * header:): up to POLICY_ORIGIN_HEADERS of them, the rest walked again
+ * only if a header key is still unanswered.
+ */
+#define POLICY_ORIGIN_HEADERS 64
+
+struct origin_header {
+    struct sip_str name, value;
 };
 
-static const struct sip_str *user_agent(const struct policy_origin *o, struct origin_fields *f)
+struct origin_fields {
+    struct sip_str ruri_user, ruri_domain, from_user, from_domain, to_user, to_domain, user_agent;
+    bool headers_read;
+    bool headers_cut;               /* more than POLICY_ORIGIN_HEADERS */
+    size_t nheaders;
+    struct origin_header headers[POLICY_ORIGIN_HEADERS];
+};
+
+static void read_headers(const struct policy_origin *o, struct origin_fields *f)
 {
     size_t pos = 0;
     struct sip_str name, value;
-    while (!f->ua_read && sip_header_next(o->sip, o->sip_len, &pos, &name, &value)) {
-        if (sip_header_is(&name, "user-agent", '\0')) {
+    bool ua = false;
+    f->headers_read = true;
+    while (sip_header_next(o->sip, o->sip_len, &pos, &name, &value)) {
+        if (!ua && sip_header_is(&name, "user-agent", '\0')) {
             f->user_agent = value;
-            break;
+            ua = true;
         }
+        if (f->nheaders == POLICY_ORIGIN_HEADERS) {
+            f->headers_cut = true;
+            if (ua)
+                break;
+            continue;
+        }
+        f->headers[f->nheaders++] = (struct origin_header){ name, value };
     }
-    f->ua_read = true;
-    return &f->user_agent;
 }
 
 static void origin_fields(const struct policy_origin *o, struct origin_fields *f)
 {
-    memset(f, 0, sizeof *f);
+    f->headers_read = false;
+    f->headers_cut = false;
+    f->nheaders = 0;
+    f->user_agent = (struct sip_str){ NULL, 0 };
     sip_uri_user_host(o->ruri, &f->ruri_user, &f->ruri_domain);
     sip_uri_user_host(o->from, &f->from_user, &f->from_domain);
     sip_uri_user_host(o->to, &f->to_user, &f->to_domain);
 }
 
-
+static const struct sip_str *user_agent(const struct policy_origin *o, struct origin_fields *f)
+{
+    if (!f->headers_read)
+        read_headers(o, f);
+    return &f->user_agent;
+}
 
 /* No values: the key is not given and holds; else one of them must match s. */
 static bool any_pattern(const struct pattern *list, size_t n, const struct sip_str *s)
@@ -140,14 +177,28 @@ static bool any_pattern(const struct pattern *list, size_t n, const struct sip_s
     return false;
 }
 
-/* header: { NAME: VALUES }: some header NAME of the message has a value that matches. */
-static bool header_holds(const struct conf_header_match *h, const struct policy_origin *o)
+static bool header_named(const struct sip_str *name, const char *want, size_t wlen)
 {
-    size_t pos = 0;
+    return name->len == wlen && strncasecmp(name->ptr, want, wlen) == 0;
+}
+
+/* header: { NAME: VALUES }: some header NAME of the message has a value that matches. */
+static bool header_holds(const struct conf_header_match *h, const struct policy_origin *o, struct origin_fields *f)
+{
+    size_t wlen = strlen(h->name);
+    if (!f->headers_read)
+        read_headers(o, f);
+    for (size_t i = 0; i < f->nheaders; i++)
+        if (header_named(&f->headers[i].name, h->name, wlen) &&
+            any_pattern(h->values, h->nvalues, &f->headers[i].value))
+            return true;
+    if (!f->headers_cut)
+        return false;
+    /* past the ones kept: walk again, skipping them */
+    size_t pos = 0, n = 0;
     struct sip_str name, value;
     while (sip_header_next(o->sip, o->sip_len, &pos, &name, &value))
-        if (name.len == strlen(h->name) && strncasecmp(name.ptr, h->name, name.len) == 0 &&
-            any_pattern(h->values, h->nvalues, &value))
+        if (n++ >= f->nheaders && header_named(&name, h->name, wlen) && any_pattern(h->values, h->nvalues, &value))
             return true;
     return false;
 }
@@ -167,7 +218,7 @@ static bool origin_matches(const struct conf_match *m, struct origin_fields *f, 
     if (m->norigin_dst > 0 && !conf_cidr_any(m->origin_dst, m->norigin_dst, o->addr_len, o->dst))
         return false;
     for (size_t i = 0; i < m->nheaders; i++)
-        if (!header_holds(&m->headers[i], o))
+        if (!header_holds(&m->headers[i], o, f))
             return false;
     return true;
 }

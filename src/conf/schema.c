@@ -405,6 +405,12 @@ static void number_call_bits(struct parse *p, const struct node *root, struct co
             h = hash_fnv1a64(h, buf, t.len + 1);
         }
     }
+    /* a call whose origin matched no route with origin keys skips them all at once */
+    for (size_t i = c->nroutes, next = c->nroutes; i-- > 0;) {
+        c->routes[i].next_plain = next;
+        if (!c->routes[i].origin)
+            next = i;
+    }
     for (size_t i = 0; i < c->ndests; i++) {
         struct conf_dest *d = &c->dests[i];
         if (d->max_new_calls_per_s == 0)

@@ -377,6 +377,35 @@ static void test_origin_keys_exact_and_regex(void)
         pattern_free(one[i]);
 }
 
+/* A header beyond the ones kept from the walk is still found. */
+static void test_origin_header_after_many(void)
+{
+    reset_routes();
+    struct pattern gold[] = { compiled("gold", false) };
+    struct pattern ua[] = { compiled("~^late", false) };
+    struct conf_header_match tenant = { "X-Tenant", gold, 1 };
+    routes[0].origin = true;
+    routes[0].origin_bit = 0;
+    routes[0].match.headers = &tenant;
+    routes[0].match.nheaders = 1;
+    routes[1].origin = true;
+    routes[1].origin_bit = 1;
+    routes[1].match.user_agent = ua;
+    routes[1].match.nuser_agent = 1;
+    conf.nroutes = 2;
+    conf.norigin_routes = 2;
+    static char msg[8192];
+    size_t n = (size_t)snprintf(msg, sizeof msg, "INVITE sip:a@b SIP/2.0\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n");
+    for (int i = 0; i < 100; i++)
+        n += (size_t)snprintf(msg + n, sizeof msg - n, "X-Filler-%d: %d\r\n", i, i);
+    n += (size_t)snprintf(msg + n, sizeof msg - n, "X-Tenant: gold\r\nUser-Agent: late/1\r\n\r\n");
+    uint8_t src[4] = { 10, 0, 0, 1 };
+    struct policy_origin o = origin_of(msg, src);
+    CU_ASSERT_EQUAL(policy_origin_bits(&conf, &o), 0x3u);
+    pattern_free(&gold[0]);
+    pattern_free(&ua[0]);
+}
+
 static void test_pattern_exact_regex_and_case(void)
 {
     struct pattern p = compiled("a.example", true);
@@ -450,6 +479,7 @@ int main(void)
         { "a route index out of range is an invariant", test_route_index_out_of_range_is_an_invariant },
         { "origin keys, exact and regex, judged once", test_origin_keys_exact_and_regex },
         { "patterns: exact, regex, case", test_pattern_exact_regex_and_case },
+        { "a header after many others is found", test_origin_header_after_many },
         { "sample takes its share of calls, whole", test_sample_takes_its_share_of_calls_whole },
         { NULL, NULL },
     };
