@@ -623,6 +623,8 @@ void sip_uri_user_host(struct sip_str v, struct sip_str *user, struct sip_str *h
     const char *p = v.ptr, *end = v.ptr + v.len;
     *user = make_str(p, p);
     *host = make_str(p, p);
+    if (v.len == 0)
+        return;                     /* no such header (and no pointer to search) */
     p = skip_lws(p, end);
     /* name-addr: the URI is inside <...>, after an optional display name */
     if (p < end && *p == '"') {
