@@ -424,7 +424,8 @@ static void number_call_bits(struct parse *p, const struct node *root, struct co
     }
     /* the destinations' names too: a call's refused mask is by their order */
     for (size_t i = 0; c->nrate_dests > 0 && i < c->ndests; i++)
-        h = hash_fnv1a64(h, c->dests[i].name, strlen(c->dests[i].name) + 1);
+        if (c->dests[i].name != NULL)     /* NULL: a bad name, reported (the file will not load) */
+            h = hash_fnv1a64(h, c->dests[i].name, strlen(c->dests[i].name) + 1);
     c->origin_signature = c->norigin_routes > 0 || c->nrate_dests > 0 ? (uint32_t)(hash_fmix64(h) | 1u) : 0;
 }
 

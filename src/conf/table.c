@@ -1349,9 +1349,11 @@ static void format_elem(struct text *t, const struct conf_key *k, const void *li
     case KIND_ENDPOINTS:
         conf_text_add(t, "%s", ((const struct conf_endpoint *)list)[i].text);
         break;
-    case KIND_PATTERNS:
-        conf_text_add(t, "%s", ((const struct pattern *)list)[i].text);
+    case KIND_PATTERNS: {
+        const char *text = ((const struct pattern *)list)[i].text;
+        conf_text_add(t, "%s", text != NULL ? text : "?");     /* NULL: did not compile, reported */
         break;
+    }
     case KIND_HEADERS: {
         const struct conf_header_match *h = &((const struct conf_header_match *)list)[i];
         conf_text_add(t, "%s:", h->name != NULL ? h->name : "?");
