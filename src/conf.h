@@ -100,6 +100,7 @@ struct conf_dest {
     struct conf_spool spool;
     uint64_t dedup_window_ms;       /* dedup.window_ms; 0: off */
     bool dedup_shared;              /* dedup.shared: the window is the Redis store's, for every instance */
+    uint32_t dedup_id;              /* the destination in a dedup key: a hash of its name, which a reload keeps */
     uint64_t max_new_calls_per_s;   /* 0: no limit */
     unsigned rate_bit;              /* with a limit: its bit in a call's refused mask */
 };

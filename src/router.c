@@ -121,33 +121,38 @@ const char *router_how_name(enum router_how how)
     return (unsigned)how < ROUTER_HOW_COUNT ? router_how_names[how] : "?";
 }
 
-/* Tells the explain hook, when there is one, about p (NULL: not decoded). */
-static void explain(const struct router *r, const struct packet *p, enum router_how how, long route,
-                    const char *method, size_t mlen, const size_t *to, size_t nto, int error,
+/* Completes e with what p says (NULL: not decoded) and tells the explain hook. */
+static void tell(const struct router *r, const struct packet *p, struct router_explain *e)
+{
+    e->view = p != NULL ? &p->view : NULL;
+    e->sip = p != NULL && p->is_sip ? &p->sip : NULL;
+    e->key = p != NULL ? p->key : NULL;
+    e->klen = p != NULL ? p->klen : 0;
+    r->dispatch.explain(r->dispatch.explain_arg, e);
+}
+
+/* A packet not routed (held, not decoded, refused); error: the decode status or the verdict. */
+static void explain(const struct router *r, const struct packet *p, enum router_how how, int error,
                     uint64_t received_wall_ms)
 {
     struct router_explain e = {
-        .how = how, .view = p != NULL ? &p->view : NULL, .sip = p != NULL && p->is_sip ? &p->sip : NULL,
-        .key = p != NULL ? p->key : NULL, .klen = p != NULL ? p->klen : 0, .route = route,
-        .method = method, .mlen = mlen, .to = to, .nto = nto,
+        .how = how, .route = ROUTER_NO_ROUTE,
         .hep_error = how == ROUTER_HOW_DECODE_ERROR ? error : HEP_OK,
         .refused = how == ROUTER_HOW_REFUSED ? error : 0,
         .received_wall_ms = received_wall_ms,
     };
-    r->dispatch.explain(r->dispatch.explain_arg, &e);
+    tell(r, p, &e);
 }
 
 /* A routed packet, some of whose copies may have been held back (dedup, max_new_calls_per_s). */
-static void explain_held_back(const struct router *r, const struct packet *p, enum router_how how, long route,
-                              const char *method, size_t mlen, const size_t *to, size_t nto, uint64_t deduplicated,
-                              uint64_t over_rate)
+static void explain_routed(const struct router *r, const struct packet *p, long route, const char *method,
+                           size_t mlen, const size_t *to, size_t nto, uint64_t deduplicated, uint64_t over_rate)
 {
     struct router_explain e = {
-        .how = how, .view = &p->view, .sip = p->is_sip ? &p->sip : NULL, .key = p->key, .klen = p->klen,
-        .route = route, .method = method, .mlen = mlen, .to = to, .nto = nto, .deduplicated = deduplicated,
-        .over_rate = over_rate, .received_wall_ms = p->received_wall_ms,
+        .how = r->how, .route = route, .method = method, .mlen = mlen, .to = to, .nto = nto,
+        .deduplicated = deduplicated, .over_rate = over_rate, .received_wall_ms = p->received_wall_ms,
     };
-    r->dispatch.explain(r->dispatch.explain_arg, &e);
+    tell(r, p, &e);
 }
 
 static void hex64(char *out, uint64_t v)
@@ -435,7 +440,7 @@ static bool classify(struct router *r, struct packet *p, const uint8_t *data, si
         log_tally(&r->decode_tally, r->conf->log_interval_ms, r->now_ms, LOG_LEVEL_WARN,
                   ROUTER_DECODE_TALLY, from);
         if (r->dispatch.explain != NULL)
-            explain(r, NULL, ROUTER_HOW_DECODE_ERROR, ROUTER_NO_ROUTE, NULL, 0, NULL, 0, rc, recv_wall_ms);
+            explain(r, NULL, ROUTER_HOW_DECODE_ERROR, rc, recv_wall_ms);
         return false;
     }
     if (count && r->dispatch.admit != NULL) {
@@ -455,7 +460,7 @@ static bool classify(struct router *r, struct packet *p, const uint8_t *data, si
                     p->key = (const char *)p->view.correlation_id.data;
                     p->klen = p->view.correlation_id.len;
                 }
-                explain(r, p, ROUTER_HOW_REFUSED, ROUTER_NO_ROUTE, NULL, 0, NULL, 0, verdict, recv_wall_ms);
+                explain(r, p, ROUTER_HOW_REFUSED, verdict, recv_wall_ms);
             }
             return false;
         }
@@ -623,19 +628,13 @@ static void identity_of(const struct packet *p, struct dedup_identity *out)
     *out = id;
 }
 
-/* A destination in a dedup key: by its name, which a reload does not renumber. */
-static uint32_t dedup_dest(const struct conf_dest *d)
-{
-    return (uint32_t)hash_fnv1a64(HASH_FNV64_OFFSET, d->name, strlen(d->name));
-}
-
 static bool is_copy(const struct router *r, const struct packet *p, size_t di)
 {
     const struct conf_dest *d = &r->conf->dests[di];
     struct dedup_identity id;
     uint64_t key[2];
     identity_of(p, &id);
-    dedup_key(r->dedup, &id, dedup_dest(d), key);
+    dedup_key(r->dedup, &id, d->dedup_id, key);
     return dedup_check(r->dedup, key, r->now_ms, d->dedup_window_ms);
 }
 
@@ -652,7 +651,7 @@ static bool claim_shared(struct router *r, const struct packet *p, size_t di)
     uint64_t key[2];
     uint8_t kbytes[sizeof key];
     identity_of(p, &id);
-    dedup_shared_key(&id, dedup_dest(d), key);
+    dedup_shared_key(&id, d->dedup_id, key);
     bytes_put_be64(kbytes, key[0]);
     bytes_put_be64(kbytes + sizeof key[0], key[1]);
     size_t nlen = strlen(d->name) + 1;
@@ -715,7 +714,7 @@ static void send_route(struct router *r, const struct packet *p, const struct st
         r->dispatch.send(r->dispatch.arg, to[i], &p->view, p->key, p->klen);
     }
     if (r->dispatch.explain != NULL)
-        explain_held_back(r, p, r->how, route, method, mlen, to, nto, deduplicated, over_rate);
+        explain_routed(r, p, route, method, mlen, to, nto, deduplicated, over_rate);
 }
 
 /* ---- decide ---- */
@@ -926,7 +925,7 @@ static void decide(struct router *r, struct packet *p)
             if (first && store_is_shared(r->store))
                 store_query(r->store, p->key, p->klen, r->now_ms);
             if (r->dispatch.explain != NULL)
-                explain(r, p, ROUTER_HOW_HELD, ROUTER_NO_ROUTE, NULL, 0, NULL, 0, HEP_OK, p->received_wall_ms);
+                explain(r, p, ROUTER_HOW_HELD, HEP_OK, p->received_wall_ms);
             return;
         }
         r->m->orphans_queue_full++;

@@ -413,6 +413,8 @@ static void number_call_bits(struct parse *p, const struct node *root, struct co
     }
     for (size_t i = 0; i < c->ndests; i++) {
         struct conf_dest *d = &c->dests[i];
+        if (d->name != NULL)
+            d->dedup_id = (uint32_t)hash_fnv1a64(HASH_FNV64_OFFSET, d->name, strlen(d->name));
         if (d->max_new_calls_per_s == 0)
             continue;
         if (c->nrate_dests == CONF_RATE_DESTS_MAX) {
