@@ -473,6 +473,8 @@ struct app {
     struct store *call_store;       /* Redis: the control socket's connection for `call` */
     struct metrics call_metrics;    /* what that connection counts (not reported) */
     struct call_wait *call_waits;   /* `call`s waiting for Redis */
+    ev_timer call_store_watch;      /* publishes call_store_down for /readyz */
+    atomic_bool call_store_down;    /* that connection is there and not up */
     /*
      * What the HTTP thread reads besides the workers' snapshots: the
      * running configuration and the process values, under state_lock.
@@ -987,7 +989,10 @@ static int http_healthz(void *arg, FILE *out)
     return status;
 }
 
-/* Ready: listening and not draining, and every worker's context store connection up. */
+/*
+ * Ready: listening and not draining, every worker's context store
+ * connection up, and the control socket's (for `call`) too.
+ */
 static int http_readyz(void *arg, FILE *out)
 {
     struct app *a = arg;
@@ -1005,6 +1010,10 @@ static int http_readyz(void *arg, FILE *out)
             fprintf(out, "worker %u: context store not connected\n", i);
             status = 503;
         }
+    }
+    if (atomic_load(&a->call_store_down)) {
+        fputs("control socket: context store not connected\n", out);
+        status = 503;
     }
     if (status == 200)
         fputs("ok\n", out);
@@ -1200,6 +1209,15 @@ static void cmd_call(void *arg, const char *args, struct control_request *req)
     free(call_id);
 }
 
+/* The HTTP thread's view of the control socket's Redis connection, published as often as the workers' views. */
+static void on_call_store_watch(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct app *a = t->data;
+    (void)loop;
+    (void)revents;
+    atomic_store(&a->call_store_down, !store_is_up(a->call_store));
+}
+
 /* Redis: the control socket's own connection for `call`. */
 static int call_store_open(struct app *a)
 {
@@ -1211,6 +1229,10 @@ static int call_store_open(struct app *a)
         return -1;
     }
     store_set_answer_fn(a->call_store, on_call_answer, a);
+    atomic_store(&a->call_store_down, true);
+    ev_timer_init(&a->call_store_watch, on_call_store_watch, 0.0, HOUSEKEEPING_INTERVAL_S);
+    a->call_store_watch.data = a;
+    ev_timer_start(a->loop, &a->call_store_watch);
     return 0;
 }
 
@@ -1223,6 +1245,8 @@ static void call_store_close(struct app *a)
         control_answer_error(cw->req, "heprouter stopped before Redis answered");
         call_wait_free(cw);
     }
+    if (a->call_store != NULL)
+        ev_timer_stop(a->loop, &a->call_store_watch);
     store_free(a->call_store);
     a->call_store = NULL;
     metrics_free(&a->call_metrics);

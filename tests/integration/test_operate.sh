@@ -151,6 +151,8 @@ case_readyz() {
     [ "$(http /readyz)" = 503 ] || it_case_fail "/readyz without Redis: expected 503"
     grep -q 'context store not connected' "$CASE_DIR/http.body" ||
         it_case_fail "/readyz without Redis: no reason: $(cat "$CASE_DIR/http.body")"
+    grep -q 'control socket: context store not connected' "$CASE_DIR/http.body" ||
+        it_case_fail "/readyz without Redis: the control socket's connection not named: $(cat "$CASE_DIR/http.body")"
 
     it_start "$CASE/redis" redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$CASE_DIR"
     local redis=$IT_PID
