@@ -22,6 +22,7 @@
 #include <stdio.h>
 
 #include "pattern.h"
+#include "sip.h"
 
 /*
  * The longest names the configuration accepts: route and destination
@@ -311,6 +312,7 @@ struct conf {
     uint32_t origin_signature;      /* of those routes (names and origin keys) and the destinations'
                                        names, when either kind of bit is in use; else 0 */
     bool sampling;                  /* some route has sample below 1 */
+    struct sip_byte_set origin_header_first; /* first bytes of the header names origin keys read (conf_origin_headers) */
     size_t *default_to;             /* destinations for calls no route matched */
     size_t ndefault_to;
 };
@@ -412,6 +414,13 @@ bool conf_cidr_contains(const struct conf_cidr *c, unsigned addr_len, const uint
 
 /* Whether addr is inside any of list[0..n). */
 bool conf_cidr_any(const struct conf_cidr *list, size_t n, unsigned addr_len, const uint8_t *addr);
+
+/*
+ * Sets origin_header_first from the routes with origin keys: the first
+ * byte of each header: name and of User-Agent when a route has user_agent,
+ * in both cases.  Loading does it; so does a configuration built by hand.
+ */
+void conf_origin_headers(struct conf *c);
 
 /* ---- reload ---------------------------------------------------------------- */
 

@@ -20,16 +20,25 @@
 #include "invariant.h"
 
 #include <limits.h>
-#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define DEDUP_STRIPE_MIN_SLOTS  1024u   /* fewer stripes below this many slots each, so load evens out */
 #define DEDUP_CACHE_LINE        64u
-#define DEDUP_KEY_FORMAT        3u      /* first byte hashed: changes when the encoding does */
+#define DEDUP_KEY_FORMAT        4u      /* first byte hashed: changes when the encoding does */
 #define DEDUP_ADDR_MAX          16u
-#define DEDUP_VAR_FIELDS        4u      /* variable-length fields hashed per kind */
 #define DEDUP_HALF_BITS         32
+#define DEDUP_WORD_BITS         64
+
+/* The eight slots of a bucket looked at without a loop's bookkeeping; the hash's steps inlined. */
+#if defined(__GNUC__)
+#define DEDUP_UNROLL _Pragma("GCC unroll 8")
+#define DEDUP_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define DEDUP_ALWAYS_INLINE inline
+#define DEDUP_UNROLL
+#endif
 
 /* 24 bytes: DEDUP_SLOT_BYTES. */
 struct dedup_slot {
@@ -41,7 +50,7 @@ _Static_assert(sizeof(struct dedup_slot) == DEDUP_SLOT_BYTES, "dedup.h states th
 
 /* Cache-line aligned so that the locks of neighbouring stripes do not share a line. */
 struct dedup_stripe {
-    _Alignas(DEDUP_CACHE_LINE) pthread_mutex_t lock;
+    _Alignas(DEDUP_CACHE_LINE) atomic_bool lock;   /* stripe_lock() */
     struct dedup_slot *slots;   /* nbuckets * DEDUP_WAYS, in d->slots */
     uint64_t checked;
     uint64_t duplicates;
@@ -57,6 +66,23 @@ struct dedup {
     struct dedup_slot *slots;   /* every stripe's slots, cache-line aligned in mem */
     void *mem;
 };
+
+/*
+ * A spin lock, held for one look at two buckets (a few hundred
+ * instructions at most): a waiter spins on a plain load until it is free.
+ * Inline, it costs a packet one atomic exchange and one store.
+ */
+static inline void stripe_lock(struct dedup_stripe *st)
+{
+    while (atomic_exchange_explicit(&st->lock, true, memory_order_acquire))
+        while (atomic_load_explicit(&st->lock, memory_order_relaxed))
+            ;
+}
+
+static inline void stripe_unlock(struct dedup_stripe *st)
+{
+    atomic_store_explicit(&st->lock, false, memory_order_release);
+}
 
 /* x scaled from [0, 2^32) onto [0, n): a bucket without a division. */
 static inline size_t scale32(uint64_t x, size_t n)
@@ -91,7 +117,6 @@ struct dedup *dedup_new(size_t max_entries, unsigned stripes)
     struct dedup *d = calloc(1, sizeof *d);
     if (d == NULL)
         return NULL;
-    size_t inited = 0;
     hash_random_key(d->hash_key);
     d->nstripes = nstripes;
     d->nbuckets = nbuckets;
@@ -103,17 +128,14 @@ struct dedup *dedup_new(size_t max_entries, unsigned stripes)
     uintptr_t at = ((uintptr_t)d->mem + DEDUP_CACHE_LINE - 1) & ~(uintptr_t)(DEDUP_CACHE_LINE - 1);
     d->slots = (struct dedup_slot *)at;
     memset(d->stripes, 0, nstripes * sizeof(struct dedup_stripe));
-    for (; inited < nstripes; inited++) {
-        struct dedup_stripe *st = &d->stripes[inited];
-        st->slots = d->slots + inited * nbuckets * DEDUP_WAYS;
-        if (pthread_mutex_init(&st->lock, NULL) != 0)
-            goto error;
+    for (size_t k = 0; k < nstripes; k++) {
+        struct dedup_stripe *st = &d->stripes[k];
+        st->slots = d->slots + k * nbuckets * DEDUP_WAYS;
+        atomic_init(&st->lock, false);
     }
     return d;
 
 error:
-    for (size_t k = 0; k < inited; k++)
-        pthread_mutex_destroy(&d->stripes[k].lock);
     free(d->mem);
     free(d->stripes);
     free(d);
@@ -124,8 +146,6 @@ void dedup_free(struct dedup *d)
 {
     if (d == NULL)
         return;
-    for (size_t k = 0; k < d->nstripes; k++)
-        pthread_mutex_destroy(&d->stripes[k].lock);
     free(d->mem);
     free(d->stripes);
     free(d);
@@ -133,37 +153,46 @@ void dedup_free(struct dedup *d)
 
 /* --- the key ------------------------------------------------------------ */
 
-static struct dedup_bytes checked_bytes(struct dedup_bytes b)
+/*
+ * The chain: two 8-byte words per step, each step one 64x64->128-bit
+ * multiplication whose halves are folded (the step of wyhash): (a ^ k) *
+ * (b ^ h), k the table's key and h the chain so far.  About three
+ * instructions a word; murmur3's finaliser per word cost three times that,
+ * and SipHash about 2,500 instructions per packet here, a third of routing
+ * it.  The chain ends in murmur3's finaliser (dedup_key_to()), which spreads
+ * every bit over the key.  64 bits are enough: with a million packets in
+ * the window, a packet is taken for a copy by accident once in some 10^13.
+ * The key is random per table (the shared key aside) and a sender sees no
+ * hash, so crafting copies of a message it did not send stays out of
+ * reach.
+ */
+static inline uint64_t fold_mul(uint64_t a, uint64_t b)
 {
-    INVARIANT(b.ptr != NULL || b.len == 0);
-    if (b.ptr == NULL)
-        b.len = 0;
-    return b;
+#ifdef __SIZEOF_INT128__
+    unsigned __int128 r = (unsigned __int128)a * b;
+    return (uint64_t)r ^ (uint64_t)(r >> DEDUP_WORD_BITS);
+#else
+    /* the same product from four 32x32 ones */
+    uint64_t alo = a & UINT32_MAX, ahi = a >> DEDUP_HALF_BITS, blo = b & UINT32_MAX, bhi = b >> DEDUP_HALF_BITS;
+    uint64_t ll = alo * blo, lh = alo * bhi, hl = ahi * blo, hh = ahi * bhi;
+    uint64_t mid = (ll >> DEDUP_HALF_BITS) + (lh & UINT32_MAX) + (hl & UINT32_MAX);
+    uint64_t lo = (ll & UINT32_MAX) | mid << DEDUP_HALF_BITS;
+    uint64_t hi = hh + (lh >> DEDUP_HALF_BITS) + (hl >> DEDUP_HALF_BITS) + (mid >> DEDUP_HALF_BITS);
+    return lo ^ hi;
+#endif
 }
 
-/*
- * The encoding hashed: a block (format, kind, destination, the
- * fixed-width fields of the kind, the hop: the addresses' length, the
- * ports, both addresses, and the lengths of the kind's variable fields),
- * then those fields' bytes one after the other.  Every length is in the
- * block, so the bytes split into fields one way only: ("ab", "c") and
- * ("a", "bc") hash different blocks.
- */
-/*
- * murmur3's 64-bit finaliser chained over 8-byte words, seeded by the key:
- * about a word per ten instructions.  SipHash cost about 2,500
- * instructions per packet here, a third of routing it.  64 bits are
- * enough: with a million packets in the window, a packet is taken for a
- * copy by accident once in some 10^13.  The seed is random per table (the
- * shared key aside) and a sender sees no hash, so crafting copies of a
- * message it did not send stays out of reach.
- */
-static inline uint64_t chain_word(uint64_t h, uint64_t w)
+struct chain {
+    uint64_t h;
+    uint64_t k;
+};
+
+static DEDUP_ALWAYS_INLINE void chain_step(struct chain *c, uint64_t a, uint64_t b)
 {
-    return hash_fmix64(h ^ w);
+    c->h = fold_mul(a ^ c->k, b ^ c->h);
 }
 
-/* The last 1 to 7 bytes as a little-endian word, in at most three loads (overlapping ones agree). */
+/* The last 1 to 8 bytes as a little-endian word, in at most three loads (overlapping ones agree). */
 static inline uint64_t tail_word(const uint8_t *p, size_t n)
 {
     if (n >= sizeof(uint32_t)) {
@@ -175,82 +204,108 @@ static inline uint64_t tail_word(const uint8_t *p, size_t n)
     return p[0] | (uint64_t)p[n / 2] << (CHAR_BIT * (n / 2)) | (uint64_t)p[n - 1] << (CHAR_BIT * (n - 1));
 }
 
-static inline uint64_t chain_bytes(uint64_t h, const uint8_t *p, size_t n)
+/* n bytes, 16 a step; the last step's words padded with zeros (the lengths are hashed before). */
+static DEDUP_ALWAYS_INLINE void chain_bytes(struct chain *c, const uint8_t *p, size_t n)
 {
-    size_t i = 0;
-    for (; i + sizeof(uint64_t) <= n; i += sizeof(uint64_t)) {
-        uint64_t w;
-        memcpy(&w, p + i, sizeof w);
-        h = chain_word(h, w);
+    uint64_t a, b;
+    for (; n >= 2 * sizeof a; p += 2 * sizeof a, n -= 2 * sizeof a) {
+        memcpy(&a, p, sizeof a);
+        memcpy(&b, p + sizeof a, sizeof b);
+        chain_step(c, a, b);
     }
-    if (i < n)
-        h = chain_word(h, tail_word(p + i, n - i));
-    return h;
+    if (n > sizeof a) {
+        memcpy(&a, p, sizeof a);
+        chain_step(c, a, tail_word(p + sizeof a, n - sizeof a));
+    } else if (n > 0) {
+        chain_step(c, tail_word(p, n), 0);
+    }
 }
 
 /*
  * The words hashed: the format, kind, protocol type, transport and the
- * addresses' length; the destination and the CSeq number; the status and
- * both ports; the four variable fields' lengths; the addresses' own bytes;
- * then the variable fields' bytes one after the other.  Every length comes
- * before the bytes, so they split into fields one way only: ("ab", "c")
- * and ("a", "bc") hash different words.
+ * addresses' length; the CSeq number; the status and both ports; the four
+ * variable fields' lengths; the addresses' own bytes; then the variable
+ * fields' bytes one after the other.  Every length comes before the bytes,
+ * so they split into fields one way only: ("ab", "c") and ("a", "bc") hash
+ * different words.  The destination comes last, in dedup_key_to(), so that
+ * a packet sent to several destinations is hashed once.
  */
-static void key_under(const uint8_t hash_key[HASH_SIPHASH_KEY_BYTES], const struct dedup_identity *id, uint32_t dest,
-                      uint64_t key[2])
+static void hash_under(const uint8_t hash_key[HASH_SIPHASH_KEY_BYTES], const struct dedup_identity *id,
+                       struct dedup_hash *out)
 {
-    struct dedup_bytes var[DEDUP_VAR_FIELDS] = { { NULL, 0 } };
-    uint64_t cseq = 0, status = 0, proto_type = 0;
-
     INVARIANT(id->kind == DEDUP_SIP || id->kind == DEDUP_OTHER);
-    if (id->kind == DEDUP_SIP) {
-        var[0] = checked_bytes(id->call_id);
-        var[1] = checked_bytes(id->cseq_method);
-        var[2] = checked_bytes(id->method);
-        var[3] = checked_bytes(id->via_branch);
-        cseq = id->cseq;
-        status = id->status;
-    } else {
-        var[0] = checked_bytes(id->correlation_id);
-        var[1] = checked_bytes(id->payload);
-        proto_type = id->proto_type;
-    }
+    bool sip = id->kind == DEDUP_SIP;
+    /* the other kind's fields are not read: they may be unset */
+    struct dedup_bytes v0 = sip ? id->call_id : id->correlation_id;
+    struct dedup_bytes v1 = sip ? id->cseq_method : id->payload;
+    struct dedup_bytes v2 = sip ? id->method : (struct dedup_bytes){ NULL, 0 };
+    struct dedup_bytes v3 = sip ? id->via_branch : (struct dedup_bytes){ NULL, 0 };
+    uint64_t cseq = sip ? id->cseq : 0, status = sip ? id->status : 0, proto_type = sip ? 0 : id->proto_type;
+    INVARIANT((v0.ptr != NULL || v0.len == 0) && (v1.ptr != NULL || v1.len == 0) &&
+              (v2.ptr != NULL || v2.len == 0) && (v3.ptr != NULL || v3.len == 0));
+    v0.len = v0.ptr != NULL ? v0.len : 0;
+    v1.len = v1.ptr != NULL ? v1.len : 0;
+    v2.len = v2.ptr != NULL ? v2.len : 0;
+    v3.len = v3.ptr != NULL ? v3.len : 0;
     uint64_t alen = id->addr_len;
     INVARIANT(alen <= DEDUP_ADDR_MAX);
     if (alen > DEDUP_ADDR_MAX || id->src_addr == NULL || id->dst_addr == NULL)
         alen = 0;
 
-    uint64_t seed, second;
-    memcpy(&seed, hash_key, sizeof seed);
-    memcpy(&second, hash_key + sizeof seed, sizeof second);
-    uint64_t h = chain_word(seed, DEDUP_KEY_FORMAT | (uint64_t)id->kind << 8 | proto_type << 16 |
-                                      (uint64_t)id->transport << 24 | alen << 32);
-    h = chain_word(h, (uint64_t)dest << 32 | cseq);
-    h = chain_word(h, (status & UINT32_MAX) | (uint64_t)id->src_port << 32 | (uint64_t)id->dst_port << 48);
-    for (size_t i = 0; i < DEDUP_VAR_FIELDS; i += 2)
-        h = chain_word(h, (uint64_t)(var[i].len & UINT32_MAX) << 32 | (var[i + 1].len & UINT32_MAX));
-    if (alen > 0) {
-        h = chain_bytes(h, id->src_addr, alen);
-        h = chain_bytes(h, id->dst_addr, alen);
+    struct chain c;
+    memcpy(&c.h, hash_key, sizeof c.h);
+    memcpy(&c.k, hash_key + sizeof c.h, sizeof c.k);
+    out->tweak = c.k;
+    chain_step(&c, DEDUP_KEY_FORMAT | (uint64_t)id->kind << 8 | proto_type << 16 | (uint64_t)id->transport << 24 |
+                       alen << 32, cseq);
+    chain_step(&c, (status & UINT32_MAX) | (uint64_t)id->src_port << 32 | (uint64_t)id->dst_port << 48,
+               (uint64_t)(v0.len & UINT32_MAX) << 32 | (v1.len & UINT32_MAX));
+    uint64_t lens23 = (uint64_t)(v2.len & UINT32_MAX) << 32 | (v3.len & UINT32_MAX);
+    if (alen == sizeof(uint32_t)) {
+        uint32_t src, dst;
+        memcpy(&src, id->src_addr, sizeof src);
+        memcpy(&dst, id->dst_addr, sizeof dst);
+        chain_step(&c, lens23, src | (uint64_t)dst << 32);
+    } else {
+        chain_step(&c, lens23, 0);
+        if (alen > 0) {
+            chain_bytes(&c, id->src_addr, alen);
+            chain_bytes(&c, id->dst_addr, alen);
+        }
     }
-    for (size_t i = 0; i < DEDUP_VAR_FIELDS; i++)
-        if (var[i].len > 0)
-            h = chain_bytes(h, var[i].ptr, var[i].len);
-    key[0] = hash_fmix64(h ^ second);
-    key[1] = h;
+    /* an empty field adds no step (its length, 0, is in the words above) */
+    chain_bytes(&c, v0.ptr, v0.len);
+    chain_bytes(&c, v1.ptr, v1.len);
+    chain_bytes(&c, v2.ptr, v2.len);
+    chain_bytes(&c, v3.ptr, v3.len);
+    out->h = c.h;
 }
 
-void dedup_key(const struct dedup *d, const struct dedup_identity *id, uint32_t dest, uint64_t key[2])
+void dedup_hash(const struct dedup *d, const struct dedup_identity *id, struct dedup_hash *out)
 {
-    key_under(d->hash_key, id, dest, key);
+    hash_under(d->hash_key, id, out);
 }
 
 /* Fixed: instances sharing a window must key a packet alike. */
 static const uint8_t shared_hash_key[HASH_SIPHASH_KEY_BYTES] = "heprouter-dedup!";
 
+void dedup_shared_hash(const struct dedup_identity *id, struct dedup_hash *out)
+{
+    hash_under(shared_hash_key, id, out);
+}
+
+void dedup_key(const struct dedup *d, const struct dedup_identity *id, uint32_t dest, uint64_t key[2])
+{
+    struct dedup_hash ih;
+    dedup_hash(d, id, &ih);
+    dedup_key_to(&ih, dest, key);
+}
+
 void dedup_shared_key(const struct dedup_identity *id, uint32_t dest, uint64_t key[2])
 {
-    key_under(shared_hash_key, id, dest, key);
+    struct dedup_hash ih;
+    dedup_shared_hash(id, &ih);
+    dedup_key_to(&ih, dest, key);
 }
 
 /* --- the window --------------------------------------------------------- */
@@ -267,21 +322,26 @@ bool dedup_check(struct dedup *d, const uint64_t key[2], uint64_t now_ms, uint64
     };
     bool duplicate = false;
 
-    pthread_mutex_lock(&st->lock);
+    stripe_lock(st);
     st->checked++;
     struct dedup_slot *take = NULL, *victim[2] = { bucket[0], bucket[1] };
     unsigned live[2] = { 0, 0 };
     for (size_t b = 0; b < 2 && take == NULL; b++) {
+        /* the key compared first: it differs in nearly every slot */
+        uint64_t oldest = UINT64_MAX;
+        DEDUP_UNROLL
         for (size_t w = 0; w < DEDUP_WAYS; w++) {
             struct dedup_slot *sl = &bucket[b][w];
-            if (sl->deadline_ms != 0 && sl->key[0] == key[0] && sl->key[1] == key[1]) {
+            uint64_t dl = sl->deadline_ms;
+            if (sl->key[0] == key[0] && sl->key[1] == key[1] && dl != 0) {
                 take = sl;
                 break;
             }
-            if (sl->deadline_ms > now_ms)
-                live[b]++;
-            if (sl->deadline_ms < victim[b]->deadline_ms)
+            live[b] += dl > now_ms;
+            if (dl < oldest) {
+                oldest = dl;
                 victim[b] = sl;
+            }
         }
     }
     if (take != NULL && take->deadline_ms > now_ms) {
@@ -303,7 +363,7 @@ bool dedup_check(struct dedup *d, const uint64_t key[2], uint64_t now_ms, uint64
         }
         take->deadline_ms = deadline;
     }
-    pthread_mutex_unlock(&st->lock);
+    stripe_unlock(st);
     return duplicate;
 }
 
@@ -318,11 +378,11 @@ void dedup_stats(struct dedup *d, struct dedup_stats *out)
                  + DEDUP_CACHE_LINE;
     for (size_t k = 0; k < d->nstripes; k++) {
         struct dedup_stripe *st = &d->stripes[k];
-        pthread_mutex_lock(&st->lock);
+        stripe_lock(st);
         out->checked += st->checked;
         out->duplicates += st->duplicates;
         out->evicted_live += st->evicted_live;
         out->entries += st->entries;
-        pthread_mutex_unlock(&st->lock);
+        stripe_unlock(st);
     }
 }

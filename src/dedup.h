@@ -16,12 +16,15 @@
  *
  * One table serves every destination of an instance (the destination
  * index is part of the key) and is shared by its workers: thread-safe,
- * split into stripes that each have their own lock.  No I/O, no clock (the
- * caller passes its monotonic arrival time), no allocation per packet.
+ * split into stripes that each have their own spin lock (held for one
+ * look at two buckets, a few hundred instructions at most: cheaper than a
+ * mutex uncontended, and a waiter spins for no longer than that).  No
+ * I/O, no clock (the caller passes its monotonic arrival time), no
+ * allocation per packet.
  *
  * Memory: allocated up front and never grown: 24 bytes per slot (a 16-byte
  * key and an 8-byte deadline) plus one cache-line-aligned lock and counters
- * per stripe (128 bytes).  dedup_new(1000000, 0) takes 24 MB, made resident
+ * per stripe (64 bytes).  dedup_new(1000000, 0) takes 24 MB, made resident
  * as slots are first written.  A key may sit in either of two buckets of
  * DEDUP_WAYS slots; a new key goes to the bucket with fewer live entries,
  * into its empty slot, else a slot whose window is over, and only when
@@ -34,10 +37,11 @@
  * entries live at once (packets per second sent to destinations with dedup,
  * times their window).
  *
- * Cost per packet: dedup_key() is a chain of murmur3's finaliser over
- * at most 69 bytes plus the identity's strings (a few hundred instructions),
- * dedup_check() one lock and two buckets of three cache lines each;
- * nothing is allocated.
+ * Cost per packet: dedup_hash() is a chain of multiplications, two
+ * words a step, over at most 69 bytes plus the identity's strings (about
+ * a hundred instructions), once per packet whatever the destinations;
+ * dedup_key_to() one more step per destination; dedup_check() one lock
+ * and two buckets of three cache lines each; nothing is allocated.
  */
 #ifndef HEPROUTER_DEDUP_H
 #define HEPROUTER_DEDUP_H
@@ -45,6 +49,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "hash.h"
 
 #define DEDUP_WAYS              8u      /* slots per bucket; a key may sit in either of two buckets */
 #define DEDUP_SLOT_BYTES        24u     /* what one slot takes: key[2] and a deadline */
@@ -64,9 +70,9 @@ enum dedup_kind {
 };
 
 /*
- * What makes two copies the same packet.  Zero it, set kind, then fill the
- * fields of that kind and the hop; the fields of the other kind are not
- * read.  Capture id, node name, HEP timestamp and the agent's address are
+ * What makes two copies the same packet.  Set kind, then every field of
+ * that kind and of the hop (zeroing it first does); the fields of the
+ * other kind are not read.  Capture id, node name, HEP timestamp and the agent's address are
  * not here on purpose: they differ between copies.  Strings are compared as
  * exact bytes (pass them as the packet has them, or all in one canonical
  * form).
@@ -120,23 +126,40 @@ struct dedup *dedup_new(size_t max_entries, unsigned stripes);
 void dedup_free(struct dedup *d);
 
 /*
- * The key of id sent to destination dest: a chain of murmur3's 64-bit
- * finaliser, seeded by d's random key, over every field of id's kind, each
- * of fixed width or preceded by its length, so that different identities
- * share a key by accident with negligible probability, and a sender, who
- * never sees a key nor the seed, cannot aim at one.  Keys are d's own:
- * another table, process or instance makes other keys for the same
- * identity.
+ * An identity hashed once, whatever destinations it goes to: a chain of
+ * 64x64->128-bit multiplications (two words a step, the halves folded),
+ * keyed by d's random key, ended by murmur3's finaliser, over every field
+ * of id's kind, each of fixed width or preceded by its length, so that
+ * different identities share a key by accident with negligible
+ * probability, and a sender, who never sees a key nor the seed, cannot aim
+ * at one.  Hashes are d's own: another table, process or instance makes
+ * others for the same identity.
  */
-void dedup_key(const struct dedup *d, const struct dedup_identity *id, uint32_t dest, uint64_t key[2]);
+struct dedup_hash {
+    uint64_t h;                 /* the chain over the identity */
+    uint64_t tweak;             /* the key's second word, for key[0] */
+};
+
+void dedup_hash(const struct dedup *d, const struct dedup_identity *id, struct dedup_hash *out);
 
 /*
- * The same under a fixed key, the same in every instance: the key of a
- * window instances share (through the Redis store, dedup.shared).  Being
- * fixed, it can be aimed at by a sender who knows the code; such a sender
- * can only make its own copies look like others', as it could by sending
- * them first.
+ * The same under a fixed key, the same in every instance: for a window
+ * instances share (through the Redis store, dedup.shared).  Being fixed,
+ * it can be aimed at by a sender who knows the code; such a sender can only
+ * make its own copies look like others', as it could by sending them first.
  */
+void dedup_shared_hash(const struct dedup_identity *id, struct dedup_hash *out);
+
+/* The 128-bit key of a hashed identity sent to destination dest (inline: once per copy). */
+static inline void dedup_key_to(const struct dedup_hash *ih, uint32_t dest, uint64_t key[2])
+{
+    uint64_t h = hash_fmix64(ih->h ^ dest);
+    key[0] = hash_fmix64(h ^ ih->tweak);
+    key[1] = h;
+}
+
+/* dedup_hash() then dedup_key_to(); dedup_shared_hash() then dedup_key_to(). */
+void dedup_key(const struct dedup *d, const struct dedup_identity *id, uint32_t dest, uint64_t key[2]);
 void dedup_shared_key(const struct dedup_identity *id, uint32_t dest, uint64_t key[2]);
 
 /*

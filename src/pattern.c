@@ -17,6 +17,7 @@ int pattern_compile(struct pattern *p, const char *text, bool caseless, char *wh
     p->text = strdup(text);
     if (p->text == NULL)
         return -2;
+    p->len = strlen(text);
     p->caseless = caseless;
     if (text[0] != PATTERN_REGEX_MARK)
         return 0;
@@ -35,7 +36,7 @@ int pattern_compile(struct pattern *p, const char *text, bool caseless, char *wh
         return err == PCRE2_ERROR_NOMEMORY ? -2 : -1;
     }
     /* without the JIT (an unsupported platform) the interpreter matches the same */
-    (void)pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
+    p->jit = pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
     p->code = code;
     return 0;
 }
@@ -55,8 +56,13 @@ static void match_data_init(void)
         match_data_key = 0;
 }
 
+/* The thread's match data once found: no key lookup per match. */
+static _Thread_local pcre2_match_data *thread_match_data;
+
 static pcre2_match_data *match_data(void)
 {
+    if (thread_match_data != NULL)
+        return thread_match_data;
     pthread_once(&match_data_once, match_data_init);
     pcre2_match_data *md = pthread_getspecific(match_data_key);
     if (md == NULL && (md = pcre2_match_data_create(1, NULL)) != NULL &&
@@ -64,18 +70,22 @@ static pcre2_match_data *match_data(void)
         pcre2_match_data_free(md);
         md = NULL;
     }
+    thread_match_data = md;
     return md;
 }
 
 bool pattern_match(const struct pattern *p, const char *s, size_t len)
 {
     if (!p->regex)
-        return strlen(p->text) == len &&
+        return p->len == len &&
                (p->caseless ? strncasecmp(p->text, s, len) == 0 : memcmp(p->text, s, len) == 0);
     pcre2_match_data *md = match_data();
     if (md == NULL)
         return false;
-    return pcre2_match(p->code, (PCRE2_SPTR)(len > 0 ? s : ""), len, 0, 0, md, NULL) >= 0;
+    PCRE2_SPTR subject = (PCRE2_SPTR)(len > 0 ? s : "");
+    if (p->jit)
+        return pcre2_jit_match(p->code, subject, len, 0, 0, md, NULL) >= 0;
+    return pcre2_match(p->code, subject, len, 0, 0, md, NULL) >= 0;
 }
 
 void pattern_free(struct pattern *p)

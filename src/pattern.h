@@ -18,7 +18,9 @@
 
 struct pattern {
     char *text;                     /* as written, "~" included for a regex */
+    size_t len;                     /* of text */
     bool regex;
+    bool jit;                       /* code is JIT-compiled: matched by pcre2_jit_match() */
     bool caseless;                  /* exact: compared ignoring ASCII case; regex: PCRE2_CASELESS */
     void *code;                     /* pcre2_code_8 *, NULL for an exact string */
 };

@@ -121,6 +121,7 @@ struct origin_header {
 
 struct origin_fields {
     struct sip_str ruri_user, ruri_domain, from_user, from_domain, to_user, to_domain, user_agent;
+    const struct sip_byte_set *wanted;      /* first bytes of the header names read (conf) */
     bool headers_read;
     bool headers_cut;               /* more than POLICY_ORIGIN_HEADERS */
     size_t nheaders;
@@ -133,8 +134,8 @@ static void read_headers(const struct policy_origin *o, struct origin_fields *f)
     struct sip_str name, value;
     bool ua = false;
     f->headers_read = true;
-    while (sip_header_next(o->sip, o->sip_len, &pos, &name, &value)) {
-        if (!ua && sip_header_is(&name, "user-agent", '\0')) {
+    while (sip_header_next_among(o->sip, o->sip_len, &pos, f->wanted, &name, &value)) {
+        if (!ua && sip_header_is(&name, SIP_HEADER_USER_AGENT, '\0')) {
             f->user_agent = value;
             ua = true;
         }
@@ -148,8 +149,9 @@ static void read_headers(const struct policy_origin *o, struct origin_fields *f)
     }
 }
 
-static void origin_fields(const struct policy_origin *o, struct origin_fields *f)
+static void origin_fields(const struct conf *conf, const struct policy_origin *o, struct origin_fields *f)
 {
+    f->wanted = &conf->origin_header_first;
     f->headers_read = false;
     f->headers_cut = false;
     f->nheaders = 0;
@@ -197,7 +199,7 @@ static bool header_holds(const struct conf_header_match *h, const struct policy_
     /* past the ones kept: walk again, skipping them */
     size_t pos = 0, n = 0;
     struct sip_str name, value;
-    while (sip_header_next(o->sip, o->sip_len, &pos, &name, &value))
+    while (sip_header_next_among(o->sip, o->sip_len, &pos, f->wanted, &name, &value))
         if (n++ >= f->nheaders && header_named(&name, h->name, wlen) && any_pattern(h->values, h->nvalues, &value))
             return true;
     return false;
@@ -228,7 +230,7 @@ uint64_t policy_origin_bits(const struct conf *conf, const struct policy_origin 
     if (conf->norigin_routes == 0)
         return 0;
     struct origin_fields f;
-    origin_fields(o, &f);
+    origin_fields(conf, o, &f);
     uint64_t bits = 0;
     for (size_t i = 0; i < conf->nroutes; i++) {
         const struct conf_route *r = &conf->routes[i];

@@ -598,43 +598,52 @@ static void sample_input(const struct router *r, const struct packet *p, struct 
  * payload) and its hop, not who captured it; the destination is keyed by
  * its name, which a reload does not renumber.
  */
-static void identity_of(const struct packet *p, struct dedup_identity *out)
+static void identity_of(const struct packet *p, struct dedup_identity *id)
 {
     const struct hep_view *v = &p->view;
-    struct dedup_identity id;
-    memset(&id, 0, sizeof id);
+    /* every field of the kind and of the hop set; the other kind's are not read */
     if (p->is_sip) {
         const struct sip_msg *s = &p->sip;
-        id.kind = DEDUP_SIP;
-        id.call_id = (struct dedup_bytes){ s->call_id.ptr, s->call_id.len };
-        id.cseq = s->cseq;
-        id.cseq_method = (struct dedup_bytes){ s->cseq_method_name.ptr, s->cseq_method_name.len };
-        if (sip_is_request(s))
-            id.method = (struct dedup_bytes){ s->method_name.ptr, s->method_name.len };
-        id.status = s->status;
-        id.via_branch = (struct dedup_bytes){ s->via_branch.ptr, s->via_branch.len };
+        id->kind = DEDUP_SIP;
+        id->call_id = (struct dedup_bytes){ s->call_id.ptr, s->call_id.len };
+        id->cseq = s->cseq;
+        id->cseq_method = (struct dedup_bytes){ s->cseq_method_name.ptr, s->cseq_method_name.len };
+        id->method = sip_is_request(s) ? (struct dedup_bytes){ s->method_name.ptr, s->method_name.len }
+                                       : (struct dedup_bytes){ NULL, 0 };
+        id->status = s->status;
+        id->via_branch = (struct dedup_bytes){ s->via_branch.ptr, s->via_branch.len };
     } else {
-        id.kind = DEDUP_OTHER;
-        id.correlation_id = (struct dedup_bytes){ v->correlation_id.data, v->correlation_id.len };
-        id.proto_type = v->proto_type;
-        id.payload = (struct dedup_bytes){ v->payload.data, v->payload.len };
+        id->kind = DEDUP_OTHER;
+        id->correlation_id = (struct dedup_bytes){ v->correlation_id.data, v->correlation_id.len };
+        id->proto_type = v->proto_type;
+        id->payload = (struct dedup_bytes){ v->payload.data, v->payload.len };
     }
-    id.addr_len = v->addr_len;
-    id.src_addr = v->src_ip;
-    id.dst_addr = v->dst_ip;
-    id.src_port = v->src_port;
-    id.dst_port = v->dst_port;
-    id.transport = v->ip_proto;
-    *out = id;
+    id->addr_len = v->addr_len;
+    id->src_addr = v->src_ip;
+    id->dst_addr = v->dst_ip;
+    id->src_port = v->src_port;
+    id->dst_port = v->dst_port;
+    id->transport = v->ip_proto;
 }
 
-static bool is_copy(const struct router *r, const struct packet *p, size_t di)
+/* A packet's identity hashed, each form at most once whatever its destinations. */
+struct copy_hashes {
+    bool local_done, shared_done;
+    struct dedup_hash local;        /* under the instance's window's own key */
+    struct dedup_hash shared;       /* under the key instances share */
+};
+
+static bool is_copy(const struct router *r, const struct packet *p, size_t di, struct copy_hashes *ch)
 {
     const struct conf_dest *d = &r->conf->dests[di];
-    struct dedup_identity id;
     uint64_t key[2];
-    identity_of(p, &id);
-    dedup_key(r->dedup, &id, d->dedup_id, key);
+    if (!ch->local_done) {
+        struct dedup_identity id;
+        identity_of(p, &id);
+        dedup_hash(r->dedup, &id, &ch->local);
+        ch->local_done = true;
+    }
+    dedup_key_to(&ch->local, d->dedup_id, key);
     return dedup_check(r->dedup, key, r->now_ms, d->dedup_window_ms);
 }
 
@@ -644,14 +653,18 @@ static bool is_copy(const struct router *r, const struct packet *p, size_t di)
  * order of the answers, which is the order asked.  false when it cannot be
  * asked (down, too many in flight, no memory): send p now.
  */
-static bool claim_shared(struct router *r, const struct packet *p, size_t di)
+static bool claim_shared(struct router *r, const struct packet *p, size_t di, struct copy_hashes *ch)
 {
     const struct conf_dest *d = &r->conf->dests[di];
-    struct dedup_identity id;
     uint64_t key[2];
     uint8_t kbytes[sizeof key];
-    identity_of(p, &id);
-    dedup_shared_key(&id, d->dedup_id, key);
+    if (!ch->shared_done) {
+        struct dedup_identity id;
+        identity_of(p, &id);
+        dedup_shared_hash(&id, &ch->shared);
+        ch->shared_done = true;
+    }
+    dedup_key_to(&ch->shared, d->dedup_id, key);
     bytes_put_be64(kbytes, key[0]);
     bytes_put_be64(kbytes + sizeof key[0], key[1]);
     size_t nlen = strlen(d->name) + 1;
@@ -695,6 +708,8 @@ static void send_route(struct router *r, const struct packet *p, const struct st
         r->m->route_dropped++;
     uint64_t deduplicated = 0, over_rate = 0;
     uint32_t refused = refused_dests(r, call);
+    struct copy_hashes ch;
+    ch.local_done = ch.shared_done = false;
     for (size_t i = 0; i < nto; i++) {
         const struct conf_dest *d = &r->conf->dests[to[i]];
         if (refused != 0 && d->max_new_calls_per_s > 0 && ((refused >> d->rate_bit) & 1u)) {
@@ -703,13 +718,14 @@ static void send_route(struct router *r, const struct packet *p, const struct st
                 over_rate |= UINT64_C(1) << i;
             continue;
         }
-        if (r->dedup != NULL && d->dedup_window_ms > 0 && is_copy(r, p, to[i])) {
+        if (r->dedup != NULL && d->dedup_window_ms > 0 && is_copy(r, p, to[i], &ch)) {
             r->m->dests[to[i]].deduplicated++;
             if (i < sizeof deduplicated * CHAR_BIT)
                 deduplicated |= UINT64_C(1) << i;
             continue;
         }
-        if (d->dedup_shared && d->dedup_window_ms > 0 && store_is_shared(r->store) && claim_shared(r, p, to[i]))
+        if (d->dedup_shared && d->dedup_window_ms > 0 && store_is_shared(r->store) &&
+            claim_shared(r, p, to[i], &ch))
             continue;               /* sent when the store answers */
         r->dispatch.send(r->dispatch.arg, to[i], &p->view, p->key, p->klen);
     }

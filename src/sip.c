@@ -16,6 +16,7 @@
  */
 #include "sip.h"
 
+#include <limits.h>
 #include <string.h>
 
 /* Compared case-insensitively, so written in lower case. */
@@ -339,9 +340,12 @@ static const char *header_name(const char *p, const char *end, struct sip_str *n
  * character a Call-ID may have is, so a false answer rules white space out
  * at eight bytes a step (the test for a zero byte in a word, shifted to SP).
  */
+#define SWAR_ONES UINT64_C(0x0101010101010101)
+#define SWAR_HIGHS UINT64_C(0x8080808080808080)
+
 static bool has_byte_upto_space(const char *p, const char *end)
 {
-    const uint64_t ones = UINT64_C(0x0101010101010101), highs = UINT64_C(0x8080808080808080);
+    const uint64_t ones = SWAR_ONES, highs = SWAR_HIGHS;
     const uint64_t below = ones * ((uint64_t)' ' + 1);
     uint64_t w;
     for (; end - p >= (ptrdiff_t)sizeof w; p += sizeof w) {
@@ -353,6 +357,36 @@ static bool has_byte_upto_space(const char *p, const char *end)
         if ((unsigned char)*p <= ' ')
             return true;
     return false;
+}
+
+/*
+ * The high bit of the bytes of w equal to c.  A byte above a true match may
+ * be flagged too (the borrow runs on), never one below: the lowest flag is
+ * exact.
+ */
+static uint64_t bytes_equal(uint64_t w, unsigned char c)
+{
+    uint64_t x = w ^ (SWAR_ONES * c);
+    return (x - SWAR_ONES) & ~x & SWAR_HIGHS;
+}
+
+/* The first byte of [p, end) that is a, b or c, else end: eight bytes a step where words load little-endian. */
+static const char *find_any3(const char *p, const char *end, char a, char b, char c)
+{
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint64_t w;
+    for (; end - p >= (ptrdiff_t)sizeof w; p += sizeof w) {
+        memcpy(&w, p, sizeof w);
+        uint64_t m = bytes_equal(w, (unsigned char)a) | bytes_equal(w, (unsigned char)b) |
+                     bytes_equal(w, (unsigned char)c);
+        if (m != 0)
+            return p + (unsigned)__builtin_ctzll(m) / CHAR_BIT;
+    }
+#endif
+    for (; p < end; p++)
+        if (*p == a || *p == b || *p == c)
+            return p;
+    return end;
 }
 
 /* Stores the trimmed Call-ID value [p, end) and flags white space left inside. */
@@ -570,7 +604,24 @@ int sip_scan(const uint8_t *buf, size_t len, struct sip_msg *msg)
     return SIP_OK;
 }
 
-bool sip_header_next(const uint8_t *buf, size_t len, size_t *pos, struct sip_str *name, struct sip_str *value)
+#define BYTE_SET_WORD_BITS 64u
+
+static bool byte_set_has(const struct sip_byte_set *set, unsigned char c)
+{
+    return (set->bits[c / BYTE_SET_WORD_BITS] >> (c % BYTE_SET_WORD_BITS)) & 1u;
+}
+
+void sip_byte_set_add_nocase(struct sip_byte_set *set, unsigned char c)
+{
+    unsigned char low = lower(c);
+    unsigned char both[] = { low, low >= 'a' && low <= 'z' ? (unsigned char)(low - 'a' + 'A') : low };
+    for (size_t i = 0; i < sizeof both; i++)
+        set->bits[both[i] / BYTE_SET_WORD_BITS] |= UINT64_C(1) << (both[i] % BYTE_SET_WORD_BITS);
+}
+
+/* The walk of sip_header_next(); set NULL: every header. */
+static bool header_walk(const uint8_t *buf, size_t len, size_t *pos, const struct sip_byte_set *set,
+                        struct sip_str *name, struct sip_str *value)
 {
     const char *start = (const char *)buf, *end = start + len;
     const char *p = start + *pos, *content_end;
@@ -595,7 +646,8 @@ bool sip_header_next(const uint8_t *buf, size_t len, size_t *pos, struct sip_str
             eol = line_end(next, end, &content_end);
             next = eol < end ? eol + 1 : end;
         }
-        const char *v = orphan ? NULL : header_name(p, content_end, name);
+        bool wanted = !orphan && (set == NULL || byte_set_has(set, (unsigned char)*p));
+        const char *v = wanted ? header_name(p, content_end, name) : NULL;
         p = next;
         if (v == NULL)
             continue;
@@ -609,6 +661,17 @@ bool sip_header_next(const uint8_t *buf, size_t len, size_t *pos, struct sip_str
     }
     *pos = len;
     return false;
+}
+
+bool sip_header_next(const uint8_t *buf, size_t len, size_t *pos, struct sip_str *name, struct sip_str *value)
+{
+    return header_walk(buf, len, pos, NULL, name, value);
+}
+
+bool sip_header_next_among(const uint8_t *buf, size_t len, size_t *pos, const struct sip_byte_set *set,
+                           struct sip_str *name, struct sip_str *value)
+{
+    return header_walk(buf, len, pos, set, name, value);
 }
 
 bool sip_header_is(const struct sip_str *name, const char *full, char compact)
@@ -650,14 +713,14 @@ void sip_uri_user_host(struct sip_str v, struct sip_str *user, struct sip_str *h
     if (colon == NULL)
         return;
     p = colon + 1;
-    /* userinfo ends at the last '@' before any parameter or header */
-    const char *stop = p;
-    while (stop < end && *stop != ';' && *stop != '?')
-        stop++;
-    const char *at = NULL;
-    for (const char *q = p; q < stop; q++)
-        if (*q == '@')
-            at = q;
+    /* userinfo ends at the last '@' before any parameter or header: one pass finds both */
+    const char *stop = p, *at = NULL;
+    for (;;) {
+        stop = find_any3(stop, end, ';', '?', '@');
+        if (stop == end || *stop != '@')
+            break;
+        at = stop++;
+    }
     if (at != NULL) {
         const char *u_end = memchr(p, ':', (size_t)(at - p));  /* user:password */
         *user = make_str(p, u_end != NULL ? u_end : at);
@@ -668,8 +731,8 @@ void sip_uri_user_host(struct sip_str v, struct sip_str *user, struct sip_str *h
         const char *rb = memchr(h, ']', (size_t)(stop - h));
         p = rb != NULL ? rb + 1 : stop;
     } else {
-        while (p < stop && *p != ':')
-            p++;
+        const char *colon2 = memchr(p, ':', (size_t)(stop - p));    /* a port */
+        p = colon2 != NULL ? colon2 : stop;
     }
     *host = make_str(h, p);
 }

@@ -134,6 +134,25 @@ bool sip_lws_next(const struct sip_str *s, size_t *pos, struct sip_str *piece);
  */
 bool sip_header_next(const uint8_t *buf, size_t len, size_t *pos, struct sip_str *name, struct sip_str *value);
 
+#define SIP_HEADER_USER_AGENT "user-agent"    /* the header user_agent: keys read, lower case */
+
+/* A set of bytes: the first bytes of the header names sip_header_next_among() stops at. */
+#define SIP_BYTE_SET_WORDS 4
+struct sip_byte_set {
+    uint64_t bits[SIP_BYTE_SET_WORDS];
+};
+
+/* Adds c to the set in both cases. */
+void sip_byte_set_add_nocase(struct sip_byte_set *set, unsigned char c);
+
+/*
+ * sip_header_next(), giving only the headers whose name begins with a byte
+ * of set: the other lines are passed over at the cost of finding their
+ * end, their names and values not parsed.
+ */
+bool sip_header_next_among(const uint8_t *buf, size_t len, size_t *pos, const struct sip_byte_set *set,
+                           struct sip_str *name, struct sip_str *value);
+
 /* Whether name is the header full (lower case; case-insensitive) or its one-letter compact form ('\0': none). */
 bool sip_header_is(const struct sip_str *name, const char *full, char compact);
 

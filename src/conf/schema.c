@@ -372,6 +372,21 @@ static bool route_has_origin_keys(const struct conf_route *r)
  * destinations' names, in order.  A call stored under another signature was
  * judged by other rules (a reload).
  */
+void conf_origin_headers(struct conf *c)
+{
+    memset(&c->origin_header_first, 0, sizeof c->origin_header_first);
+    for (size_t i = 0; i < c->nroutes; i++) {
+        const struct conf_match *m = &c->routes[i].match;
+        if (!c->routes[i].origin)
+            continue;
+        for (size_t k = 0; k < m->nheaders; k++)
+            if (m->headers[k].name != NULL && m->headers[k].name[0] != '\0')
+                sip_byte_set_add_nocase(&c->origin_header_first, (unsigned char)m->headers[k].name[0]);
+        if (m->nuser_agent > 0)
+            sip_byte_set_add_nocase(&c->origin_header_first, (unsigned char)SIP_HEADER_USER_AGENT[0]);
+    }
+}
+
 static void number_call_bits(struct parse *p, const struct node *root, struct conf *c)
 {
     const struct node *n = conf_map_get(root, "routes");
@@ -405,6 +420,7 @@ static void number_call_bits(struct parse *p, const struct node *root, struct co
             h = hash_fnv1a64(h, buf, t.len + 1);
         }
     }
+    conf_origin_headers(c);
     /* a call whose origin matched no route with origin keys skips them all at once */
     for (size_t i = c->nroutes, next = c->nroutes; i-- > 0;) {
         c->routes[i].next_plain = next;

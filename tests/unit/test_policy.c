@@ -350,6 +350,7 @@ static void test_origin_keys_exact_and_regex(void)
     routes[6].match.norigin_src = 1;
     conf.nroutes = 7;
     conf.norigin_routes = 7;
+    conf_origin_headers(&conf);
     uint8_t src[4] = { 10, 1, 2, 3 };
     struct policy_origin o = origin_of(origin_msg, src);
     CU_ASSERT_EQUAL(policy_origin_bits(&conf, &o), 0x7u);
@@ -394,6 +395,7 @@ static void test_origin_header_after_many(void)
     routes[1].match.nuser_agent = 1;
     conf.nroutes = 2;
     conf.norigin_routes = 2;
+    conf_origin_headers(&conf);
     static char msg[8192];
     size_t n = (size_t)snprintf(msg, sizeof msg, "INVITE sip:a@b SIP/2.0\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n");
     for (int i = 0; i < 100; i++)

@@ -1370,6 +1370,39 @@ static void test_header_walk_gives_names_and_values(void)
     }
 }
 
+/* The walk among some names: the others passed over, continuations included; both cases of a first byte. */
+static void test_header_walk_among_first_bytes(void)
+{
+    static const char msg[] = "INVITE sip:a@b SIP/2.0\r\n"
+                              "Via: SIP/2.0/UDP h;branch=z9hG4bK1\r\n"
+                              "Xtra: folded\r\n x-not: a header\r\n"
+                              "user-agent: one\r\n"
+                              "From: <sip:x@y>\r\n"
+                              " Unrelated: continuation\r\n"
+                              "USER-AGENT: two\r\n"
+                              "\r\n"
+                              "User-Agent: in the body\r\n";
+    struct sip_byte_set set;
+    memset(&set, 0, sizeof set);
+    sip_byte_set_add_nocase(&set, 'U');
+    sip_byte_set_add_nocase(&set, 'x');
+    size_t pos = 0, n = 0;
+    struct sip_str name, value;
+    const char *want[][2] = { { "Xtra", "folded\r\n x-not: a header" }, { "user-agent", "one" },
+                              { "USER-AGENT", "two" } };
+    while (sip_header_next_among((const uint8_t *)msg, strlen(msg), &pos, &set, &name, &value)) {
+        CU_ASSERT_FATAL(n < sizeof want / sizeof want[0]);
+        CU_ASSERT_TRUE(str_is_text(name, want[n][0]));
+        CU_ASSERT_TRUE(str_is_text(value, want[n][1]));
+        n++;
+    }
+    CU_ASSERT_EQUAL(n, sizeof want / sizeof want[0]);
+    /* an empty set gives nothing */
+    memset(&set, 0, sizeof set);
+    pos = 0;
+    CU_ASSERT_FALSE(sip_header_next_among((const uint8_t *)msg, strlen(msg), &pos, &set, &name, &value));
+}
+
 static void test_uri_user_and_host(void)
 {
     static const struct {
@@ -1381,6 +1414,11 @@ static void test_uri_user_and_host(void)
         { "sip:carol@c.example;tag=9", "carol", "c.example" },
         { "Dave <sip:d.example>", "", "d.example" },
         { "sip:e@e.example?Subject=x", "e", "e.example" },
+        { "<sip:averyverylonguser.name@sub.domain.example.com:5060;transport=tcp>", "averyverylonguser.name",
+          "sub.domain.example.com" },
+        { "sip:first.part@second.part@host.example.org;x=1", "first.part@second.part", "host.example.org" },
+        { "sip:longlonglonglonguser@hostname.example?Subject=x", "longlonglonglonguser", "hostname.example" },
+        { "sip:hostonly.example.net;transport=tls;user@param", "", "hostonly.example.net" },
         { "<sip:broken@x", "", "" },
         { "no uri at all", "", "" },
     };
@@ -1476,6 +1514,7 @@ static const struct unit_test tests[] = {
     { "test_kamailio_reply_top_via_matches_request_on_its_hop", test_kamailio_reply_top_via_matches_request_on_its_hop },
     { "test_kamailio_to_tags_follow_the_dialog", test_kamailio_to_tags_follow_the_dialog },
     { "test_header_walk_gives_names_and_values", test_header_walk_gives_names_and_values },
+    { "test_header_walk_among_first_bytes", test_header_walk_among_first_bytes },
     { "test_uri_user_and_host", test_uri_user_and_host },
     { NULL, NULL }
 };
