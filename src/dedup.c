@@ -310,6 +310,35 @@ void dedup_shared_key(const struct dedup_identity *id, uint32_t dest, uint64_t k
 
 /* --- the window --------------------------------------------------------- */
 
+/* What one bucket holds for a key: the key's slot, else its live entries and the slot to take. */
+struct bucket_look {
+    struct dedup_slot *match;   /* the key's slot, or NULL */
+    struct dedup_slot *oldest;  /* the slot with the smallest deadline (when no match) */
+    unsigned live;              /* entries whose window is not over (when no match) */
+};
+
+/* One bucket, looked at in registers; the key compared first: it differs in nearly every slot. */
+static inline struct bucket_look bucket_look(struct dedup_slot *bucket, const uint64_t key[2], uint64_t now_ms)
+{
+    struct bucket_look r = { NULL, bucket, 0 };
+    uint64_t oldest = UINT64_MAX;
+    DEDUP_UNROLL
+    for (size_t w = 0; w < DEDUP_WAYS; w++) {
+        struct dedup_slot *sl = &bucket[w];
+        uint64_t dl = sl->deadline_ms;
+        if (sl->key[0] == key[0] && sl->key[1] == key[1] && dl != 0) {
+            r.match = sl;
+            return r;
+        }
+        r.live += dl > now_ms;
+        if (dl < oldest) {
+            oldest = dl;
+            r.oldest = sl;
+        }
+    }
+    return r;
+}
+
 bool dedup_check(struct dedup *d, const uint64_t key[2], uint64_t now_ms, uint64_t window_ms)
 {
     if (window_ms == 0)
@@ -324,25 +353,11 @@ bool dedup_check(struct dedup *d, const uint64_t key[2], uint64_t now_ms, uint64
 
     stripe_lock(st);
     st->checked++;
-    struct dedup_slot *take = NULL, *victim[2] = { bucket[0], bucket[1] };
-    unsigned live[2] = { 0, 0 };
-    for (size_t b = 0; b < 2 && take == NULL; b++) {
-        /* the key compared first: it differs in nearly every slot */
-        uint64_t oldest = UINT64_MAX;
-        DEDUP_UNROLL
-        for (size_t w = 0; w < DEDUP_WAYS; w++) {
-            struct dedup_slot *sl = &bucket[b][w];
-            uint64_t dl = sl->deadline_ms;
-            if (sl->key[0] == key[0] && sl->key[1] == key[1] && dl != 0) {
-                take = sl;
-                break;
-            }
-            live[b] += dl > now_ms;
-            if (dl < oldest) {
-                oldest = dl;
-                victim[b] = sl;
-            }
-        }
+    struct bucket_look look[2] = { bucket_look(bucket[0], key, now_ms), { NULL, NULL, 0 } };
+    struct dedup_slot *take = look[0].match;
+    if (take == NULL) {
+        look[1] = bucket_look(bucket[1], key, now_ms);
+        take = look[1].match;
     }
     if (take != NULL && take->deadline_ms > now_ms) {
         /* A copy: the first arrival's window stands as it was. */
@@ -351,9 +366,10 @@ bool dedup_check(struct dedup *d, const uint64_t key[2], uint64_t now_ms, uint64
     } else {
         if (take == NULL) {
             /* The bucket with fewer live entries; of two full ones, the entry that expires first. */
-            bool full = live[0] == DEDUP_WAYS && live[1] == DEDUP_WAYS;
-            size_t b = live[1] < live[0] || (full && victim[1]->deadline_ms < victim[0]->deadline_ms) ? 1 : 0;
-            take = victim[b];
+            bool full = look[0].live == DEDUP_WAYS && look[1].live == DEDUP_WAYS;
+            size_t b = look[1].live < look[0].live ||
+                               (full && look[1].oldest->deadline_ms < look[0].oldest->deadline_ms) ? 1 : 0;
+            take = look[b].oldest;
             if (take->deadline_ms == 0)
                 st->entries++;
             else if (take->deadline_ms > now_ms)

@@ -135,7 +135,7 @@ static void read_headers(const struct policy_origin *o, struct origin_fields *f)
     bool ua = false;
     f->headers_read = true;
     while (sip_header_next_among(o->sip, o->sip_len, &pos, f->wanted, &name, &value)) {
-        if (!ua && sip_header_is(&name, SIP_HEADER_USER_AGENT, '\0')) {
+        if (!ua && name.len == sizeof SIP_HEADER_USER_AGENT - 1 && sip_header_is(&name, SIP_HEADER_USER_AGENT, '\0')) {
             f->user_agent = value;
             ua = true;
         }

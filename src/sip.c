@@ -635,6 +635,13 @@ static bool header_walk(const uint8_t *buf, size_t len, size_t *pos, const struc
         p = eol < end ? eol + 1 : end;
     }
     while (p < end) {
+        unsigned char first = (unsigned char)*p;
+        if (set != NULL && first != '\r' && first != '\n' && !byte_set_has(set, first)) {
+            /* a line not asked for, or a continuation of one (SP and HT start no name): passed over */
+            const char *lf = memchr(p, '\n', (size_t)(end - p));
+            p = lf != NULL ? lf + 1 : end;
+            continue;
+        }
         const char *eol = line_end(p, end, &content_end);
         if (content_end == p) {
             *pos = len;             /* the empty line: no more headers */
@@ -646,8 +653,7 @@ static bool header_walk(const uint8_t *buf, size_t len, size_t *pos, const struc
             eol = line_end(next, end, &content_end);
             next = eol < end ? eol + 1 : end;
         }
-        bool wanted = !orphan && (set == NULL || byte_set_has(set, (unsigned char)*p));
-        const char *v = wanted ? header_name(p, content_end, name) : NULL;
+        const char *v = orphan ? NULL : header_name(p, content_end, name);
         p = next;
         if (v == NULL)
             continue;
