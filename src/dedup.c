@@ -29,7 +29,6 @@
 #define DEDUP_KEY_FORMAT        4u      /* first byte hashed: changes when the encoding does */
 #define DEDUP_ADDR_MAX          16u
 #define DEDUP_HALF_BITS         32
-#define DEDUP_WORD_BITS         64
 
 /* The eight slots of a bucket looked at without a loop's bookkeeping; the hash's steps inlined. */
 #if defined(__GNUC__)
@@ -155,33 +154,17 @@ void dedup_free(struct dedup *d)
 
 /*
  * The chain: two 8-byte words per step, each step one 64x64->128-bit
- * multiplication whose halves are folded (the step of wyhash): (a ^ k) *
- * (b ^ h), k the table's key and h the chain so far.  About three
- * instructions a word; murmur3's finaliser per word cost three times that,
- * and SipHash about 2,500 instructions per packet here, a third of routing
- * it.  The chain ends in murmur3's finaliser (dedup_key_to()), which spreads
- * every bit over the key.  64 bits are enough: with a million packets in
+ * multiplication whose halves are folded (hash_mul_fold(), the step of
+ * wyhash): (a ^ k) * (b ^ h), k the table's key and h the chain so far.
+ * About three instructions a word; murmur3's finaliser per word cost three
+ * times that, and SipHash about 2,500 instructions per packet here, a third
+ * of routing it.  dedup_key_to() folds the destination in with two more
+ * multiplications, which spread every bit over the key.  64 bits are enough: with a million packets in
  * the window, a packet is taken for a copy by accident once in some 10^13.
  * The key is random per table (the shared key aside) and a sender sees no
  * hash, so crafting copies of a message it did not send stays out of
  * reach.
  */
-static inline uint64_t fold_mul(uint64_t a, uint64_t b)
-{
-#ifdef __SIZEOF_INT128__
-    unsigned __int128 r = (unsigned __int128)a * b;
-    return (uint64_t)r ^ (uint64_t)(r >> DEDUP_WORD_BITS);
-#else
-    /* the same product from four 32x32 ones */
-    uint64_t alo = a & UINT32_MAX, ahi = a >> DEDUP_HALF_BITS, blo = b & UINT32_MAX, bhi = b >> DEDUP_HALF_BITS;
-    uint64_t ll = alo * blo, lh = alo * bhi, hl = ahi * blo, hh = ahi * bhi;
-    uint64_t mid = (ll >> DEDUP_HALF_BITS) + (lh & UINT32_MAX) + (hl & UINT32_MAX);
-    uint64_t lo = (ll & UINT32_MAX) | mid << DEDUP_HALF_BITS;
-    uint64_t hi = hh + (lh >> DEDUP_HALF_BITS) + (hl >> DEDUP_HALF_BITS) + (mid >> DEDUP_HALF_BITS);
-    return lo ^ hi;
-#endif
-}
-
 struct chain {
     uint64_t h;
     uint64_t k;
@@ -189,7 +172,7 @@ struct chain {
 
 static DEDUP_ALWAYS_INLINE void chain_step(struct chain *c, uint64_t a, uint64_t b)
 {
-    c->h = fold_mul(a ^ c->k, b ^ c->h);
+    c->h = hash_mul_fold(a ^ c->k, b ^ c->h);
 }
 
 /* The last 1 to 8 bytes as a little-endian word, in at most three loads (overlapping ones agree). */

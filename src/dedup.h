@@ -128,7 +128,7 @@ void dedup_free(struct dedup *d);
 /*
  * An identity hashed once, whatever destinations it goes to: a chain of
  * 64x64->128-bit multiplications (two words a step, the halves folded),
- * keyed by d's random key, ended by murmur3's finaliser, over every field
+ * keyed by d's random key, over every field
  * of id's kind, each of fixed width or preceded by its length, so that
  * different identities share a key by accident with negligible
  * probability, and a sender, who never sees a key nor the seed, cannot aim
@@ -153,9 +153,8 @@ void dedup_shared_hash(const struct dedup_identity *id, struct dedup_hash *out);
 /* The 128-bit key of a hashed identity sent to destination dest (inline: once per copy). */
 static inline void dedup_key_to(const struct dedup_hash *ih, uint32_t dest, uint64_t key[2])
 {
-    uint64_t h = hash_fmix64(ih->h ^ dest);
-    key[0] = hash_fmix64(h ^ ih->tweak);
-    key[1] = h;
+    key[1] = hash_mul_fold(ih->h ^ HASH_FMIX64_MUL, dest ^ ih->tweak);
+    key[0] = hash_mul_fold(key[1] ^ ih->tweak, HASH_FMIX64_MUL2);
 }
 
 /* dedup_hash() then dedup_key_to(); dedup_shared_hash() then dedup_key_to(). */

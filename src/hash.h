@@ -35,6 +35,7 @@ uint64_t hash_words64(const void *data, size_t len);
 #define HASH_FMIX64_MUL UINT64_C(0xff51afd7ed558ccd)    /* murmur3 fmix64 constants */
 #define HASH_FMIX64_MUL2 UINT64_C(0xc4ceb9fe1a85ec53)
 #define HASH_FMIX64_SHIFT 33
+#define HASH_WORD_BITS 64
 
 /* murmur3's 64-bit finaliser: every input bit affects every output bit.  Inline: it runs per word. */
 static inline uint64_t hash_fmix64(uint64_t x)
@@ -45,6 +46,28 @@ static inline uint64_t hash_fmix64(uint64_t x)
     x *= HASH_FMIX64_MUL2;
     x ^= x >> HASH_FMIX64_SHIFT;
     return x;
+}
+
+/*
+ * a * b to 128 bits, the two halves folded by XOR (wyhash's mixing step):
+ * every bit of either input reaches most bits of the result.  One
+ * multiplication where the platform has 64x64->128; four otherwise.
+ */
+static inline uint64_t hash_mul_fold(uint64_t a, uint64_t b)
+{
+#ifdef __SIZEOF_INT128__
+    unsigned __int128 r = (unsigned __int128)a * b;
+    return (uint64_t)r ^ (uint64_t)(r >> HASH_WORD_BITS);
+#else
+    const uint64_t half = UINT32_MAX;
+    const unsigned shift = HASH_WORD_BITS / 2;
+    uint64_t alo = a & half, ahi = a >> shift, blo = b & half, bhi = b >> shift;
+    uint64_t ll = alo * blo, lh = alo * bhi, hl = ahi * blo, hh = ahi * bhi;
+    uint64_t mid = (ll >> shift) + (lh & half) + (hl & half);
+    uint64_t lo = (ll & half) | mid << shift;
+    uint64_t hi = hh + (lh >> shift) + (hl >> shift) + (mid >> shift);
+    return lo ^ hi;
+#endif
 }
 
 /* SipHash-2-4, 128-bit output: out[0], out[1] are the reference's two little-endian halves. */

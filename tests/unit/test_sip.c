@@ -1419,6 +1419,10 @@ static void test_uri_user_and_host(void)
         { "sip:first.part@second.part@host.example.org;x=1", "first.part@second.part", "host.example.org" },
         { "sip:longlonglonglonguser@hostname.example?Subject=x", "longlonglonglonguser", "hostname.example" },
         { "sip:hostonly.example.net;transport=tls;user@param", "", "hostonly.example.net" },
+        { "sip:user:secret@host.example:5060", "user", "host.example" },
+        { "sip:a:b@c:d@e.example:5070;x=1", "a", "e.example" },
+        { "<sip:[::1]:5060>", "", "[::1]" },
+        { "sip:h.example:5060", "", "h.example" },
         { "<sip:broken@x", "", "" },
         { "no uri at all", "", "" },
     };
