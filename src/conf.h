@@ -312,6 +312,7 @@ struct conf {
     uint32_t origin_signature;      /* of those routes (names and origin keys) and the destinations'
                                        names, when either kind of bit is in use; else 0 */
     bool sampling;                  /* some route has sample below 1 */
+    bool dedup_any;                 /* some destination has a dedup window */
     struct sip_byte_set origin_header_first; /* first bytes of the header names origin keys read (conf_origin_headers) */
     size_t *default_to;             /* destinations for calls no route matched */
     size_t ndefault_to;

@@ -2,11 +2,15 @@
  * dedup.c - the window of recently sent packets (see dedup.h).
  *
  * One slot array for the whole table, cut into stripes, each cut into
- * buckets of DEDUP_WAYS slots (three cache lines, aligned).  A key's stripe
- * comes from key[1], its two candidate buckets from the two halves of
- * key[0].  Two choices keep the buckets even: a key goes to the one with
- * fewer live entries, so live entries are overwritten only when the table
- * is nearly full of them, not whenever one bucket of many is crowded.
+ * buckets of DEDUP_WAYS slots (two cache lines, aligned).  A key's stripe
+ * and its two candidate buckets come from key[1], the identity's alone
+ * (where()), so a packet's buckets are known, and fetched, before its
+ * destinations; a slot keeps key[0], which has the destination in it: two
+ * keys share it and their buckets by accident once in 2^64 comparisons,
+ * and a check makes at most 2 * DEDUP_WAYS of them.  Two choices keep the
+ * buckets even: a key goes to the one with fewer live entries, so live
+ * entries are overwritten only when the table is nearly full of them, not
+ * whenever one bucket of many is crowded.
  *
  * A slot holds the key and the end of its window; a deadline of 0 marks a
  * slot never used.  Since empty < over <= now < live, a bucket's slot with
@@ -16,6 +20,7 @@
  */
 #include "dedup.h"
 
+#include "bigmem.h"
 #include "hash.h"
 #include "invariant.h"
 
@@ -26,26 +31,31 @@
 
 #define DEDUP_STRIPE_MIN_SLOTS  1024u   /* fewer stripes below this many slots each, so load evens out */
 #define DEDUP_CACHE_LINE        64u
-#define DEDUP_KEY_FORMAT        4u      /* first byte hashed: changes when the encoding does */
+#define DEDUP_KEY_FORMAT        5u      /* first byte hashed: changes when the encoding does */
 #define DEDUP_ADDR_MAX          16u
 #define DEDUP_HALF_BITS         32
 
-/* The eight slots of a bucket looked at without a loop's bookkeeping; the hash's steps inlined. */
+/* A bucket's lines fetched ahead, its eight slots looked at without a loop's bookkeeping; the hash's steps inlined. */
+#define DEDUP_BUCKET_LINES (DEDUP_WAYS * DEDUP_SLOT_BYTES / DEDUP_CACHE_LINE)
+
 #if defined(__GNUC__)
+#define DEDUP_PREFETCH(addr) __builtin_prefetch(addr)
 #define DEDUP_UNROLL _Pragma("GCC unroll 8")
 #define DEDUP_ALWAYS_INLINE inline __attribute__((always_inline))
 #else
+#define DEDUP_PREFETCH(addr) ((void)(addr))
 #define DEDUP_ALWAYS_INLINE inline
 #define DEDUP_UNROLL
 #endif
 
-/* 24 bytes: DEDUP_SLOT_BYTES. */
+/* 16 bytes: DEDUP_SLOT_BYTES. */
 struct dedup_slot {
-    uint64_t key[2];
+    uint64_t key;               /* key[0]; key[1] chose the stripe and the bucket */
     uint64_t deadline_ms;       /* a copy is a duplicate while now < this; 0: never used */
 };
 
 _Static_assert(sizeof(struct dedup_slot) == DEDUP_SLOT_BYTES, "dedup.h states the slot size");
+_Static_assert(DEDUP_WAYS * DEDUP_SLOT_BYTES == 2 * DEDUP_CACHE_LINE, "a bucket is two cache lines (dedup_hash() fetches both)");
 
 /* Cache-line aligned so that the locks of neighbouring stripes do not share a line. */
 struct dedup_stripe {
@@ -62,8 +72,8 @@ struct dedup {
     size_t nstripes;
     size_t nbuckets;            /* per stripe */
     struct dedup_stripe *stripes;
-    struct dedup_slot *slots;   /* every stripe's slots, cache-line aligned in mem */
-    void *mem;
+    struct dedup_slot *slots;   /* every stripe's slots, in mem */
+    struct bigmem mem;
 };
 
 /*
@@ -110,7 +120,7 @@ struct dedup *dedup_new(size_t max_entries, unsigned stripes)
     if (nbuckets == 0)
         nbuckets = 1;
     size_t nslots = nstripes * nbuckets * DEDUP_WAYS;
-    if (nbuckets > UINT32_MAX || nslots > (SIZE_MAX - DEDUP_CACHE_LINE) / sizeof(struct dedup_slot))
+    if (nbuckets > UINT32_MAX || nslots > SIZE_MAX / 2 / sizeof(struct dedup_slot))
         return NULL;
 
     struct dedup *d = calloc(1, sizeof *d);
@@ -119,13 +129,11 @@ struct dedup *dedup_new(size_t max_entries, unsigned stripes)
     hash_random_key(d->hash_key);
     d->nstripes = nstripes;
     d->nbuckets = nbuckets;
-    /* calloc, not aligned_alloc and memset: pages become resident as they are first used. */
-    d->mem = calloc(nslots * sizeof(struct dedup_slot) + DEDUP_CACHE_LINE, 1);
+    /* zero, resident as first written, on huge pages where the kernel gives them (bigmem.h) */
+    d->slots = bigmem_alloc(&d->mem, nslots * sizeof(struct dedup_slot));
     d->stripes = aligned_alloc(_Alignof(struct dedup_stripe), nstripes * sizeof(struct dedup_stripe));
-    if (d->mem == NULL || d->stripes == NULL)
+    if (d->slots == NULL || d->stripes == NULL)
         goto error;
-    uintptr_t at = ((uintptr_t)d->mem + DEDUP_CACHE_LINE - 1) & ~(uintptr_t)(DEDUP_CACHE_LINE - 1);
-    d->slots = (struct dedup_slot *)at;
     memset(d->stripes, 0, nstripes * sizeof(struct dedup_stripe));
     for (size_t k = 0; k < nstripes; k++) {
         struct dedup_stripe *st = &d->stripes[k];
@@ -135,7 +143,7 @@ struct dedup *dedup_new(size_t max_entries, unsigned stripes)
     return d;
 
 error:
-    free(d->mem);
+    bigmem_free(&d->mem);
     free(d->stripes);
     free(d);
     return NULL;
@@ -145,7 +153,7 @@ void dedup_free(struct dedup *d)
 {
     if (d == NULL)
         return;
-    free(d->mem);
+    bigmem_free(&d->mem);
     free(d->stripes);
     free(d);
 }
@@ -187,10 +195,16 @@ static inline uint64_t tail_word(const uint8_t *p, size_t n)
     return p[0] | (uint64_t)p[n / 2] << (CHAR_BIT * (n / 2)) | (uint64_t)p[n - 1] << (CHAR_BIT * (n - 1));
 }
 
-/* n bytes, 16 a step; the last step's words padded with zeros (the lengths are hashed before). */
+/*
+ * n bytes, 16 a step.  The last step of a field of 8 bytes or more loads
+ * its last 8 bytes whole, overlapping what came before (one load, and
+ * every byte still at a fixed place for the field's length); a shorter
+ * field is padded with zeros.  The lengths are hashed before.
+ */
 static DEDUP_ALWAYS_INLINE void chain_bytes(struct chain *c, const uint8_t *p, size_t n)
 {
     uint64_t a, b;
+    bool long_field = n >= sizeof a;
     for (; n >= 2 * sizeof a; p += 2 * sizeof a, n -= 2 * sizeof a) {
         memcpy(&a, p, sizeof a);
         memcpy(&b, p + sizeof a, sizeof b);
@@ -198,7 +212,11 @@ static DEDUP_ALWAYS_INLINE void chain_bytes(struct chain *c, const uint8_t *p, s
     }
     if (n > sizeof a) {
         memcpy(&a, p, sizeof a);
-        chain_step(c, a, tail_word(p + sizeof a, n - sizeof a));
+        memcpy(&b, p + n - sizeof b, sizeof b);
+        chain_step(c, a, b);
+    } else if (n > 0 && long_field) {
+        memcpy(&a, p + n - sizeof a, sizeof a);
+        chain_step(c, a, 0);
     } else if (n > 0) {
         chain_step(c, tail_word(p, n), 0);
     }
@@ -264,9 +282,25 @@ static void hash_under(const uint8_t hash_key[HASH_SIPHASH_KEY_BYTES], const str
     out->h = c.h;
 }
 
+/* Where key[1] (the identity's word) sits: its stripe and its two buckets there. */
+static inline struct dedup_stripe *where(const struct dedup *d, uint64_t position, struct dedup_slot *bucket[2])
+{
+    struct dedup_stripe *st = &d->stripes[scale32(hash_mul_fold(position, HASH_FMIX64_MUL), d->nstripes)];
+    bucket[0] = st->slots + scale32(position, d->nbuckets) * DEDUP_WAYS;
+    bucket[1] = st->slots + scale32(position >> DEDUP_HALF_BITS, d->nbuckets) * DEDUP_WAYS;
+    return st;
+}
+
 void dedup_hash(const struct dedup *d, const struct dedup_identity *id, struct dedup_hash *out)
 {
     hash_under(d->hash_key, id, out);
+    /* both buckets asked of memory now: they arrive while the packet's call and route are looked up */
+    struct dedup_slot *bucket[2];
+    (void)where(d, out->h, bucket);
+    DEDUP_PREFETCH(bucket[0]);
+    DEDUP_PREFETCH(bucket[1]);
+    DEDUP_PREFETCH(bucket[0] + DEDUP_WAYS / DEDUP_BUCKET_LINES);
+    DEDUP_PREFETCH(bucket[1] + DEDUP_WAYS / DEDUP_BUCKET_LINES);
 }
 
 /* Fixed: instances sharing a window must key a packet alike. */
@@ -309,7 +343,7 @@ static inline struct bucket_look bucket_look(struct dedup_slot *bucket, const ui
     for (size_t w = 0; w < DEDUP_WAYS; w++) {
         struct dedup_slot *sl = &bucket[w];
         uint64_t dl = sl->deadline_ms;
-        if (sl->key[0] == key[0] && sl->key[1] == key[1] && dl != 0) {
+        if (sl->key == key[0] && dl != 0) {
             r.match = sl;
             return r;
         }
@@ -322,16 +356,14 @@ static inline struct bucket_look bucket_look(struct dedup_slot *bucket, const ui
     return r;
 }
 
+
 bool dedup_check(struct dedup *d, const uint64_t key[2], uint64_t now_ms, uint64_t window_ms)
 {
     if (window_ms == 0)
         return false;
     uint64_t deadline = window_ms > UINT64_MAX - now_ms ? UINT64_MAX : now_ms + window_ms;
-    struct dedup_stripe *st = &d->stripes[scale32(key[1], d->nstripes)];
-    struct dedup_slot *bucket[2] = {
-        st->slots + scale32(key[0], d->nbuckets) * DEDUP_WAYS,
-        st->slots + scale32(key[0] >> DEDUP_HALF_BITS, d->nbuckets) * DEDUP_WAYS,
-    };
+    struct dedup_slot *bucket[2];
+    struct dedup_stripe *st = where(d, key[1], bucket);
     bool duplicate = false;
 
     stripe_lock(st);
@@ -357,8 +389,7 @@ bool dedup_check(struct dedup *d, const uint64_t key[2], uint64_t now_ms, uint64
                 st->entries++;
             else if (take->deadline_ms > now_ms)
                 st->evicted_live++;
-            take->key[0] = key[0];
-            take->key[1] = key[1];
+            take->key = key[0];
         }
         take->deadline_ms = deadline;
     }
@@ -373,8 +404,7 @@ void dedup_stats(struct dedup *d, struct dedup_stats *out)
         return;
     out->stripes = d->nstripes;
     out->capacity = d->nstripes * d->nbuckets * DEDUP_WAYS;
-    out->bytes = sizeof *d + d->nstripes * sizeof(struct dedup_stripe) + out->capacity * sizeof(struct dedup_slot)
-                 + DEDUP_CACHE_LINE;
+    out->bytes = sizeof *d + d->nstripes * sizeof(struct dedup_stripe) + d->mem.len;
     for (size_t k = 0; k < d->nstripes; k++) {
         struct dedup_stripe *st = &d->stripes[k];
         stripe_lock(st);

@@ -130,6 +130,11 @@ struct origin_fields {
     struct origin_header headers[POLICY_ORIGIN_HEADERS];
 };
 
+static bool header_named(const struct sip_str *name, const char *want, size_t wlen)
+{
+    return name->len == wlen && strncasecmp(name->ptr, want, wlen) == 0;
+}
+
 static void read_headers(const struct policy_origin *o, struct origin_fields *f)
 {
     size_t pos = 0;
@@ -137,7 +142,7 @@ static void read_headers(const struct policy_origin *o, struct origin_fields *f)
     bool ua = false;
     f->headers_read = true;
     while (sip_header_next_among(o->sip, o->sip_len, &pos, f->wanted, &name, &value)) {
-        if (!ua && name.len == sizeof SIP_HEADER_USER_AGENT - 1 && sip_header_is(&name, SIP_HEADER_USER_AGENT, '\0')) {
+        if (!ua && header_named(&name, SIP_HEADER_USER_AGENT, sizeof SIP_HEADER_USER_AGENT - 1)) {
             f->user_agent = value;
             ua = true;
         }
@@ -181,10 +186,6 @@ static bool any_pattern(const struct pattern *list, size_t n, const struct sip_s
     return false;
 }
 
-static bool header_named(const struct sip_str *name, const char *want, size_t wlen)
-{
-    return name->len == wlen && strncasecmp(name->ptr, want, wlen) == 0;
-}
 
 /* header: { NAME: VALUES }: some header NAME of the message has a value that matches. */
 static bool header_holds(const struct conf_header_match *h, const struct policy_origin *o, struct origin_fields *f)

@@ -100,6 +100,13 @@ static void stamp_arrival(struct hep_view *v, uint64_t recv_wall_ms)
 }
 
 /* What classify() learns about a packet. */
+/* A packet's identity hashed, each form at most once whatever its destinations. */
+struct copy_hashes {
+    bool local_done, shared_done;
+    struct dedup_hash local;        /* under the instance's window's own key */
+    struct dedup_hash shared;       /* under the key instances share */
+};
+
 struct packet {
     struct hep_view view;
     struct sip_msg sip;
@@ -110,6 +117,8 @@ struct packet {
     uint8_t *inflated;              /* a compressed payload, inflated: packet_done() */
     struct sip_str text;            /* the SIP message scanned (inflated or not) */
     uint64_t received_wall_ms;
+    bool copy_hashed;               /* copy_hash is set: hashed on arrival (conf.dedup_any) */
+    struct dedup_hash copy_hash;    /* its identity under the instance's dedup window's key */
 };
 
 #define ROUTER_HOW_NAME(name, text) text,
@@ -427,6 +436,7 @@ static bool classify(struct router *r, struct packet *p, const uint8_t *data, si
 {
     p->inflated = NULL;
     p->received_wall_ms = recv_wall_ms;
+    p->copy_hashed = false;
     int rc = hep_decode(data, len, &p->view);
     if (rc == HEP_OK)
         stamp_arrival(&p->view, recv_wall_ms);
@@ -626,21 +636,21 @@ static void identity_of(const struct packet *p, struct dedup_identity *id)
     id->transport = v->ip_proto;
 }
 
-/* A packet's identity hashed, each form at most once whatever its destinations. */
-struct copy_hashes {
-    bool local_done, shared_done;
-    struct dedup_hash local;        /* under the instance's window's own key */
-    struct dedup_hash shared;       /* under the key instances share */
-};
+
+/* The identity under the instance's window's key, once per packet; its buckets asked of memory at once. */
+static void hash_local(const struct router *r, const struct packet *p, struct dedup_hash *out)
+{
+    struct dedup_identity id;
+    identity_of(p, &id);
+    dedup_hash(r->dedup, &id, out);
+}
 
 static bool is_copy(const struct router *r, const struct packet *p, size_t di, struct copy_hashes *ch)
 {
     const struct conf_dest *d = &r->conf->dests[di];
     uint64_t key[2];
     if (!ch->local_done) {
-        struct dedup_identity id;
-        identity_of(p, &id);
-        dedup_hash(r->dedup, &id, &ch->local);
+        hash_local(r, p, &ch->local);
         ch->local_done = true;
     }
     dedup_key_to(&ch->local, d->dedup_id, key);
@@ -709,7 +719,10 @@ static void send_route(struct router *r, const struct packet *p, const struct st
     uint64_t deduplicated = 0, over_rate = 0;
     uint32_t refused = refused_dests(r, call);
     struct copy_hashes ch;
-    ch.local_done = ch.shared_done = false;
+    ch.local_done = p->copy_hashed;
+    ch.shared_done = false;
+    if (p->copy_hashed)
+        ch.local = p->copy_hash;
     for (size_t i = 0; i < nto; i++) {
         const struct conf_dest *d = &r->conf->dests[to[i]];
         if (refused != 0 && d->max_new_calls_per_s > 0 && ((refused >> d->rate_bit) & 1u)) {
@@ -959,6 +972,10 @@ void router_packet(struct router *r, const uint8_t *data, size_t len, uint64_t n
     r->m->bytes_in += len;
     if (!classify(r, &p, data, len, wall_ms, true))
         return;
+    if (r->dedup != NULL && r->conf->dedup_any) {
+        hash_local(r, &p, &p.copy_hash);    /* the window's buckets arrive while the call is looked up */
+        p.copy_hashed = true;
+    }
     if (p.key == NULL) {
         r->m->uncorrelated++;
         r->how = ROUTER_HOW_NO_KEY;

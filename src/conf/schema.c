@@ -431,6 +431,7 @@ static void number_call_bits(struct parse *p, const struct node *root, struct co
         struct conf_dest *d = &c->dests[i];
         if (d->name != NULL)
             d->dedup_id = (uint32_t)hash_fnv1a64(HASH_FNV64_OFFSET, d->name, strlen(d->name));
+        c->dedup_any = c->dedup_any || d->dedup_window_ms > 0;
         if (d->max_new_calls_per_s == 0)
             continue;
         if (c->nrate_dests == CONF_RATE_DESTS_MAX) {
