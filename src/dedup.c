@@ -167,11 +167,11 @@ void dedup_free(struct dedup *d)
  * About three instructions a word; murmur3's finaliser per word cost three
  * times that, and SipHash about 2,500 instructions per packet here, a third
  * of routing it.  dedup_key_to() folds the destination in with two more
- * multiplications, which spread every bit over the key.  64 bits are enough: with a million packets in
- * the window, a packet is taken for a copy by accident once in some 10^13.
- * The key is random per table (the shared key aside) and a sender sees no
- * hash, so crafting copies of a message it did not send stays out of
- * reach.
+ * multiplications, which spread every bit over the key.  64 bits are
+ * enough: with a million packets in the window, a packet is taken for a
+ * copy by accident once in some 10^13.  The key is random per table (the
+ * shared key aside) and a sender sees no hash, so crafting copies of a
+ * message it did not send stays out of reach.
  */
 struct chain {
     uint64_t h;
