@@ -186,7 +186,6 @@ static bool any_pattern(const struct pattern *list, size_t n, const struct sip_s
     return false;
 }
 
-
 /* header: { NAME: VALUES }: some header NAME of the message has a value that matches. */
 static bool header_holds(const struct conf_header_match *h, const struct policy_origin *o, struct origin_fields *f)
 {
