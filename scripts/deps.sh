@@ -14,10 +14,10 @@ set -euo pipefail
 
 build_pkgs=(build-essential autoconf automake pkg-config
             libev-dev libhiredis-dev libyaml-dev libcunit1-dev zlib1g-dev
-            libmicrohttpd-dev libpcap-dev libpcre2-dev
+            libmicrohttpd-dev libpcap-dev libpcre2-dev libssl-dev
             python3)            # make check: tests/integration/capture/make_pcap.py
 test_pkgs=(clang libfuzzer-14-dev libclang-rt-14-dev valgrind
-           kamailio kamailio-extra-modules sip-tester
+           kamailio kamailio-extra-modules kamailio-tls-modules sip-tester openssl
            redis-server redis-sentinel socat wireshark-common
            docker-compose systemd
            podman runc debootstrap
