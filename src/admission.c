@@ -117,13 +117,32 @@ static bool capture_id_allowed(const struct conf_sources *s, unsigned addr_len, 
         if (!conf_cidr_contains(&b->cidr, addr_len, addr))
             continue;
         bound = true;
-        if (!(v->present & HEP_HAS_CAPTURE_ID))
-            continue;
-        for (size_t j = 0; j < b->nids; j++)
-            if (b->ids[j] == v->capture_id)
-                return true;
+        if (admission_ids_claimed(b->ids, b->nids, v))
+            return true;
     }
     return !bound;
+}
+
+const struct conf_subject_binding *admission_subject_binding(const struct conf_tls *t, const char *subject,
+                                                             const char *cn)
+{
+    for (size_t i = 0; i < t->nclient_capture_ids; i++) {
+        const struct conf_subject_binding *b = &t->client_capture_ids[i];
+        const char *have = strchr(b->subject, '=') != NULL ? subject : cn;
+        if (have != NULL && strcmp(have, b->subject) == 0)
+            return b;
+    }
+    return NULL;
+}
+
+bool admission_ids_claimed(const uint32_t *ids, size_t n, const struct hep_view *v)
+{
+    if (!(v->present & HEP_HAS_CAPTURE_ID))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] == v->capture_id)
+            return true;
+    return false;
 }
 
 bool admission_has_packet_rules(const struct conf_sources *s)

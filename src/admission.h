@@ -68,6 +68,20 @@ enum admission_verdict admission_check(const struct conf_sources *s, unsigned ad
                                        const struct hep_view *v);
 
 /*
+ * tls.client_capture_ids: the entry of a client certificate, by its whole
+ * subject in RFC 2253 form ("CN=kamailio-a,O=Example": entries with '=')
+ * or by its common name (the others); NULL when neither is listed.
+ */
+const struct conf_subject_binding *admission_subject_binding(const struct conf_tls *t, const char *subject,
+                                                             const char *cn);
+
+/*
+ * Whether a packet claims one of ids[0..n) as its capture id (a packet
+ * without a capture id claims none): what a certificate bound to them may send.
+ */
+bool admission_ids_claimed(const uint32_t *ids, size_t n, const struct hep_view *v);
+
+/*
  * Whether key[0..len) is one of keys, comparing every byte of every
  * configured key whatever the input, so the time taken says nothing about
  * the key sent.

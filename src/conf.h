@@ -41,6 +41,8 @@
 /* The longest store.redis.unix path: Linux's sun_path holds 108 bytes with the NUL. */
 #define CONF_UNIX_PATH_MAX  ((size_t)107)
 
+struct tls_set;
+
 enum conf_transport {
     CONF_UDP = 1,
     CONF_TCP = 2,
@@ -63,6 +65,7 @@ enum conf_transport {
  */
 struct conf_addr {
     enum conf_transport transport;
+    bool tls;                       /* "tls:": a TCP stream inside TLS (transport CONF_TCP) */
     unsigned addr_len;              /* 4 (IPv4) or 16 (IPv6); 0: a name (host set) or not an address */
     uint8_t addr[CONF_ADDR_BYTES_MAX];  /* network byte order */
     unsigned port;
@@ -86,6 +89,40 @@ struct conf_spool {
     size_t max_unwritten;           /* bytes handed to the writer thread and not yet written */
 };
 
+/* tls.client_capture_ids: the capture ids a client certificate's subject may claim. */
+struct conf_subject_binding {
+    char *subject;                  /* a common name, or a whole subject in RFC 2253 form (it has '=') */
+    uint32_t *ids;
+    size_t nids;
+};
+
+/* TLS protocol versions, as min_version names them. */
+enum conf_tls_version {
+    CONF_TLS_1_2 = 0,
+    CONF_TLS_1_3,
+};
+
+/*
+ * tls: the certificates of tls: listeners (the top-level section, or a
+ * listener's own) or of a destination's tls: targets.  The files are read
+ * by the edge (tls.h), at start and at every reload; paths are kept here.
+ */
+struct conf_tls {
+    bool set;                       /* written (a listener's own replaces the top-level one) */
+    char *cert;                     /* PEM chain, leaf first; NULL: none */
+    char *key;                      /* PEM private key */
+    char *ca;                       /* PEM CA bundle; NULL: listeners trust none, targets the system's */
+    int min_version;                /* enum conf_tls_version */
+    /* listeners */
+    bool require_client_cert;
+    struct conf_subject_binding *client_capture_ids;
+    size_t nclient_capture_ids;
+    /* destinations */
+    bool verify;                    /* the peer's chain, dates and name */
+    char *server_name;              /* SNI and the name verified; NULL: the target's */
+    size_t line, col;               /* where the section starts in conf.path (errors loading the files) */
+};
+
 struct conf_dest {
     char *name;
     struct conf_addr *targets;
@@ -104,6 +141,7 @@ struct conf_dest {
     uint32_t dedup_id;              /* the destination in a dedup key: a hash of its name, which a reload keeps */
     uint64_t max_new_calls_per_s;   /* 0: no limit */
     unsigned rate_bit;              /* with a limit: its bit in a call's refused mask */
+    struct conf_tls tls;            /* for its tls: targets */
 };
 
 struct conf_cidr {
@@ -239,6 +277,10 @@ struct conf {
     size_t nlisten;
     struct conf_sources *listen_sources;    /* nlisten of them: a listener's own (set) or not */
     struct conf_sources sources;    /* the top-level section */
+    struct conf_tls *listen_tls;    /* nlisten of them: a listener's own tls: (set) or not */
+    struct conf_tls tls;            /* the top-level section: every tls: listener's default */
+    struct tls_set *tls_set;        /* the certificates loaded for this configuration: made, used and
+                                       freed by the edge (tls.h); NULL: not loaded */
     unsigned workers;
 
     /* privileges: dropped once listeners are bound and files opened */
@@ -268,6 +310,7 @@ struct conf {
     size_t fd_reserve;              /* descriptors kept free beyond those counted (RLIMIT_NOFILE budget) */
     size_t tcp_max_frame;           /* larger HEP3 frames close the connection */
     uint64_t tcp_idle_timeout_ms;   /* inbound connections silent this long are closed */
+    uint64_t tls_handshake_timeout_ms;  /* a TLS handshake, inbound or outbound, not done by then is closed */
     size_t udp_batch;               /* datagrams per recvmmsg / sendmmsg */
     size_t udp_rcvbuf;              /* SO_RCVBUF for listeners, bytes (0: kernel default) */
     size_t tcp_queue_bytes;         /* per outbound TCP target */
@@ -333,6 +376,9 @@ void conf_free(struct conf *conf);
 /* The names the configuration gives these values ("round_robin", "redis"). */
 const char *conf_balance_name(enum conf_balance b);
 const char *conf_store_type_name(int type);
+
+/* The tls: section of listener i: its own if it has one, else the top-level one. */
+const struct conf_tls *conf_listen_tls(const struct conf *conf, size_t i);
 
 /* The sources: rules of listener i: its own section if it has one, else the top-level one. */
 const struct conf_sources *conf_listen_sources(const struct conf *conf, size_t i);

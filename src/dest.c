@@ -39,6 +39,7 @@
 #include "segment.h"
 #include "spool.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -57,6 +58,7 @@
 #include "metrics.h"
 #include "netaddr.h"
 #include "resolve.h"
+#include "tls.h"
 
 /*
  * Re-encoded packets wait here for dest_flush(); when the next one does not
@@ -70,6 +72,9 @@
 
 /* one write: the aside tail, then the ring's (up to) two segments */
 #define DEST_TCP_IOVS 3
+
+/* Room for why a connection closed: "TLS handshake failed: " and OpenSSL's reason. */
+#define DEST_WHY_MAX 320
 
 /*
  * The replay timer's period while a spool has packets waiting: the pacing
@@ -105,6 +110,7 @@ enum dest_udp_state {
 enum dest_tcp_state {
     DEST_TCP_WAITING = 0,           /* backoff timer before the next connect */
     DEST_TCP_CONNECTING,
+    DEST_TCP_HANDSHAKE,             /* tls: connected, the TLS handshake under way */
     DEST_TCP_CONNECTED,
 };
 
@@ -162,6 +168,15 @@ struct dest_target {
     uint64_t queued_total;          /* bytes ever put in the ring */
     uint64_t done_total;            /* bytes ever taken out of it (written, or dropped) */
 
+    /*
+     * tls: the connection, and the record being written: bytes taken out
+     * of the queue (as written) and handed to TLS, which must be offered
+     * again unchanged until it takes them.
+     */
+    struct tls_conn *tls;
+    uint8_t *stage;                 /* TLS_RECORD_MAX bytes; NULL: a plain target */
+    size_t stage_len;
+
     struct log_limit up_limit;
     struct log_limit down_limit;
     struct log_limit error_limit;
@@ -190,6 +205,8 @@ struct dest {
     uint64_t rr_next;
     struct log_limit too_big_limit;
     struct log_limit encode_limit;
+    struct tls_ctx *tls;            /* its tls: targets' context (a reference); NULL: none */
+    char *server_name;              /* tls.server_name, NULL: each target's own */
 
     struct spool *spool;            /* NULL: none */
     uint64_t replay_rate;
@@ -231,6 +248,7 @@ struct dest_set {
     unsigned worker, nworkers;      /* for the spools' directories */
     ev_timer replay;                /* runs while a spool has packets waiting or unacknowledged */
     uint64_t connect_timeout_ms;
+    uint64_t handshake_timeout_ms;  /* limits.tls_handshake_timeout */
     struct dest_health health;      /* limits.tcp_keepalive_*, tcp_user_timeout, udp_refusals_down */
     uint64_t log_interval_ms;
     uint8_t *arena;
@@ -681,7 +699,7 @@ static void ring_drop_oldest(struct dest_target *t)
 
 static size_t tcp_pending(const struct dest_target *t)
 {
-    return t->ring_len - t->head_sent + (t->partial_len - t->partial_off);
+    return t->ring_len - t->head_sent + (t->partial_len - t->partial_off) + t->stage_len;
 }
 
 /* Accounts n written bytes: completes frames (metrics) and frees them. */
@@ -758,6 +776,9 @@ static void tcp_close(struct dest_target *t, const char *why)
     bool was_up = t->state == DEST_TCP_CONNECTED;
     tcp_watch(t, 0);
     ev_timer_stop(ds->loop, &t->timer);
+    tls_conn_free(t->tls);
+    t->tls = NULL;
+    t->stage_len = 0;               /* handed to TLS as written: lost like the kernel's send buffer */
     if (t->fd >= 0)
         close(t->fd);
     t->fd = -1;
@@ -784,8 +805,55 @@ static void tcp_close(struct dest_target *t, const char *why)
  * Writes as much of the queue as the socket takes.  Returns 0, or -1 when
  * the connection was closed (an error).
  */
+/*
+ * tls: the queue goes out a record at a time through the stage: up to
+ * TLS_RECORD_MAX bytes are taken out of the queue (the aside tail first,
+ * then the ring) and offered to TLS until it has taken them all.
+ */
+static int tls_write_queue(struct dest_target *t)
+{
+    for (;;) {
+        if (t->stage_len == 0) {
+            size_t n = tcp_pending(t), aside = t->partial_len - t->partial_off;
+            if (n == 0)
+                break;
+            if (n > TLS_RECORD_MAX)
+                n = TLS_RECORD_MAX;
+            size_t from_aside = aside < n ? aside : n;
+            memcpy(t->stage, t->partial + t->partial_off, from_aside);
+            ring_copy_out(t, t->head_sent, t->head_sent + (n - from_aside), t->stage + from_aside);
+            tcp_consume(t, n);
+            t->stage_len = n;
+        }
+        size_t put = 0;
+        switch (tls_write(t->tls, t->stage, t->stage_len, &put)) {
+        case TLS_OK:
+            t->stage_len -= put;
+            if (t->stage_len > 0)
+                memmove(t->stage, t->stage + put, t->stage_len);
+            continue;
+        case TLS_WANT_WRITE:
+            tcp_watch(t, EV_READ | EV_WRITE);
+            return 0;
+        case TLS_WANT_READ:
+            tcp_watch(t, EV_READ);
+            return 0;
+        case TLS_CLOSED:
+            tcp_close(t, "closed by the peer");
+            return -1;
+        default:
+            tcp_close(t, tls_conn_error(t->tls));
+            return -1;
+        }
+    }
+    tcp_watch(t, EV_READ);
+    return 0;
+}
+
 static int tcp_write(struct dest_target *t)
 {
+    if (t->tls != NULL)
+        return tls_write_queue(t);
     while (tcp_pending(t) > 0) {
         struct iovec iov[DEST_TCP_IOVS];
         int n = 0;
@@ -826,7 +894,8 @@ static int tcp_write(struct dest_target *t)
     return 0;
 }
 
-static void tcp_connected(struct dest_target *t)
+/* Connected (and for tls:, the handshake done): the queue goes out. */
+static void tcp_up(struct dest_target *t)
 {
     struct dest_set *ds = t->ds;
     ev_timer_stop(ds->loop, &t->timer);
@@ -840,6 +909,70 @@ static void tcp_connected(struct dest_target *t)
     tcp_write(t);
 }
 
+static void tls_failed(struct dest_target *t, const char *why)
+{
+    char text[DEST_WHY_MAX];
+    target_metrics(t)->tls_failures++;
+    snprintf(text, sizeof text, "TLS handshake failed: %s", why);
+    tcp_close(t, text);
+}
+
+static void tls_handshake_step(struct dest_target *t)
+{
+    switch (tls_handshake(t->tls)) {
+    case TLS_OK:
+        tcp_up(t);
+        return;
+    case TLS_WANT_READ:
+        tcp_watch(t, EV_READ);
+        return;
+    case TLS_WANT_WRITE:
+        tcp_watch(t, EV_READ | EV_WRITE);
+        return;
+    case TLS_CLOSED:
+        tls_failed(t, "closed by the peer");
+        return;
+    default:
+        tls_failed(t, tls_conn_error(t->tls));
+        return;
+    }
+}
+
+/*
+ * The name a tls: target's certificate must carry (and the SNI when it is
+ * a DNS name): tls.server_name, else the name the target was written with,
+ * else its address.
+ */
+static const char *tls_peer_name(const struct dest_target *t, char *buf, size_t size)
+{
+    if (t->d->server_name != NULL)
+        return t->d->server_name;
+    if (t->addr.host[0] != '\0')
+        return t->addr.host;
+    return inet_ntop(t->addr.addr_len == sizeof(struct in_addr) ? AF_INET : AF_INET6, t->addr.addr, buf,
+                     (socklen_t)size);
+}
+
+static void tcp_connected(struct dest_target *t)
+{
+    struct dest_set *ds = t->ds;
+    if (!t->addr.tls) {
+        tcp_up(t);
+        return;
+    }
+    char ip[INET6_ADDRSTRLEN];
+    t->tls = tls_conn_new(t->d->tls, t->fd, false, tls_peer_name(t, ip, sizeof ip));
+    if (t->tls == NULL) {
+        tcp_close(t, "out of memory for TLS");
+        return;
+    }
+    t->state = DEST_TCP_HANDSHAKE;
+    ev_timer_stop(ds->loop, &t->timer);
+    ev_timer_set(&t->timer, clock_ms_to_s(ds->handshake_timeout_ms), 0.);
+    ev_timer_start(ds->loop, &t->timer);
+    tls_handshake_step(t);
+}
+
 /*
  * A back-end has nothing to say; reading tells us when it hangs up.  One
  * read per wakeup: a chatty peer cannot hold the loop.
@@ -847,6 +980,22 @@ static void tcp_connected(struct dest_target *t)
 static void tcp_read_discard(struct dest_target *t)
 {
     uint8_t buf[DEST_TCP_DISCARD_BYTES];
+    if (t->tls != NULL) {
+        size_t got;
+        switch (tls_read(t->tls, buf, sizeof buf, &got)) {
+        case TLS_CLOSED:
+            tcp_close(t, "closed by the peer");
+            return;
+        case TLS_FAILED:
+            tcp_close(t, tls_conn_error(t->tls));
+            return;
+        case TLS_WANT_WRITE:
+            tcp_watch(t, EV_READ | EV_WRITE);
+            return;
+        default:
+            return;                 /* what it said (session tickets, say) is TLS's own */
+        }
+    }
     ssize_t n = recv(t->fd, buf, sizeof buf, MSG_DONTWAIT);
     if (n == 0)
         tcp_close(t, "closed by the peer");
@@ -869,6 +1018,10 @@ static void tcp_io_cb(struct ev_loop *loop, ev_io *w, int revents)
             tcp_connected(t);
         return;
     }
+    if (t->state == DEST_TCP_HANDSHAKE) {
+        tls_handshake_step(t);
+        return;
+    }
     if (t->state != DEST_TCP_CONNECTED)
         return;
     if (revents & EV_READ) {
@@ -887,6 +1040,8 @@ static void tcp_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     struct dest_target *t = w->data;
     if (t->state == DEST_TCP_CONNECTING)
         tcp_close(t, "connect timeout");
+    else if (t->state == DEST_TCP_HANDSHAKE)
+        tls_failed(t, "not done within limits.tls_handshake_timeout");
     else if (t->state == DEST_TCP_WAITING)
         tcp_connect(t);
 }
@@ -980,7 +1135,9 @@ static int tcp_open(struct dest_target *t, const struct dest_set *ds, size_t que
     t->partial_cap = queue_bytes < HEP3_MAX_LEN ? queue_bytes : HEP3_MAX_LEN;
     t->ring = malloc(t->ring_cap > 0 ? t->ring_cap : 1);
     t->partial = malloc(t->partial_cap > 0 ? t->partial_cap : 1);
-    if (t->ring == NULL || t->partial == NULL) {
+    if (t->addr.tls)
+        t->stage = malloc(TLS_RECORD_MAX);
+    if (t->ring == NULL || t->partial == NULL || (t->addr.tls && t->stage == NULL)) {
         log_error("destination %s target %s: out of memory", t->d->name, t->addr.text);
         return -1;
     }
@@ -1268,8 +1425,12 @@ static void set_free_dest(struct dest_set *ds, struct dest *d)
         free(t->iov);
         free(t->ring);
         free(t->partial);
+        tls_conn_free(t->tls);
+        free(t->stage);
     }
     free(d->targets);
+    tls_ctx_unref(d->tls);
+    free(d->server_name);
     free(d->name);
     free(d->node_name);
     free(d->auth_key);
@@ -1314,6 +1475,8 @@ static int dest_init(struct dest_set *ds, struct dest *d, size_t di, const struc
     d->name = dup_or_null(cd->name != NULL ? cd->name : "?", &nomem);
     d->node_name = dup_or_null(cd->node_name, &nomem);
     d->auth_key = dup_or_null(cd->auth_key, &nomem);
+    d->server_name = dup_or_null(cd->tls.server_name, &nomem);
+    d->tls = tls_ctx_ref(tls_set_dest(conf->tls_set, di));
     d->targets = calloc(cd->ntargets > 0 ? cd->ntargets : 1, sizeof *d->targets);
     if (nomem || d->targets == NULL) {
         log_error("destination %s: out of memory", cd->name);
@@ -1350,6 +1513,11 @@ static int dest_init(struct dest_set *ds, struct dest *d, size_t di, const struc
         t->salen = netaddr_from_conf(&t->addr, &t->sa);
         t->fd = -1;
         t->mindex = ds->m->dest_first_target[di] + j;
+        if (t->addr.tls && d->tls == NULL) {
+            log_error("destination %s target %s: no TLS context (the certificates were not loaded)", d->name,
+                      t->addr.text);
+            return -1;
+        }
         if (t->addr.transport == CONF_TCP) {
             if (tcp_open(t, ds, conf->tcp_queue_bytes) != 0)
                 return -1;
@@ -1389,6 +1557,7 @@ struct dest_set *dest_set_new(struct ev_loop *loop, const struct conf *conf, str
         ds->batch_cap = IOV_MAX;    /* sendmmsg() takes at most this many */
     backoff_init(&ds->reconnect, conf->reconnect_min_ms, conf->reconnect_max_ms);
     ds->connect_timeout_ms = conf->connect_timeout_ms;
+    ds->handshake_timeout_ms = conf->tls_handshake_timeout_ms;
     health_from_conf(&ds->health, conf);
     ds->log_interval_ms = conf->log_interval_ms;
     ds->drain_timeout_ms = conf->drain_timeout_ms;
@@ -1680,6 +1849,7 @@ int dest_set_reconfigure(struct dest_set *ds, const struct conf *old, const stru
     dest_flush(ds);
     backoff_init(&ds->reconnect, conf->reconnect_min_ms, conf->reconnect_max_ms);
     ds->connect_timeout_ms = conf->connect_timeout_ms;
+    ds->handshake_timeout_ms = conf->tls_handshake_timeout_ms;
     health_from_conf(&ds->health, conf);
     ds->log_interval_ms = conf->log_interval_ms;
     ds->drain_timeout_ms = conf->drain_timeout_ms;
@@ -1693,6 +1863,9 @@ int dest_set_reconfigure(struct dest_set *ds, const struct conf *old, const stru
             kept[oi] = true;
             next[i] = ds->dests[oi];
             dest_moved(&next[i], i, ds->m->dest_first_target[i]);
+            /* the certificates were read again: the next handshakes use them */
+            tls_ctx_unref(next[i].tls);
+            next[i].tls = tls_ctx_ref(tls_set_dest(conf->tls_set, i));
             continue;
         }
         if (dest_init(ds, &next[i], i, conf) != 0) {

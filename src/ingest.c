@@ -35,6 +35,7 @@
 #include "metrics.h"
 #include "netaddr.h"
 #include "ready.h"
+#include "tls.h"
 
 /*
  * Fairness: a busy socket gets at most this many recvmmsg() batches (or
@@ -66,7 +67,7 @@
 
 struct ingest_listener;
 
-/* One inbound TCP connection. */
+/* One inbound TCP connection (of a tls: listener: inside TLS). */
 struct ingest_conn {
     struct ingest_listener *l;
     struct list_link link;          /* l->conns */
@@ -74,9 +75,17 @@ struct ingest_conn {
     struct sockaddr_storage peer;
     socklen_t peerlen;
     ev_io io;
-    ev_timer idle;
+    int io_events;                  /* what io watches */
+    ev_timer idle;                  /* while handshaking: the handshake timeout */
     ev_tstamp last_active;
     struct framer framer;
+    /* TLS */
+    struct tls_conn *tls;           /* NULL: plain TCP */
+    bool handshaking;
+    char *subject;                  /* the client certificate's, RFC 2253; NULL: none */
+    char *cn;                       /* its common name */
+    const struct conf_subject_binding *binding;     /* in the listener's tls: section, for subject */
+    unsigned binding_gen;           /* the listener's tls_gen binding was looked up for */
 };
 
 /* listener_count()'s index of a listener a reload removed, while it hands out what it holds */
@@ -87,6 +96,10 @@ struct ingest_listener {
     size_t mindex;                  /* into metrics.listeners */
     int transport;                  /* CONF_UDP / CONF_TCP */
     int fd;
+    struct tls_ctx *tls;            /* a tls: listener's context (the running conf's set); NULL: plain */
+    const struct conf_tls *tls_conf;    /* its tls: section, in the running conf */
+    unsigned tls_gen;               /* +1 when a reload changes tls_conf: bindings looked up again */
+    struct log_limit tls_limit;     /* failed handshakes */
     struct sockaddr_storage bound;
     socklen_t boundlen;
     char name[READY_ADDR_MAX];      /* "udp:127.0.0.1:9060", the bound port */
@@ -112,6 +125,7 @@ struct ingest {
     size_t max_connections;
     size_t max_frame;
     ev_tstamp idle_timeout;         /* seconds, 0: none */
+    ev_tstamp handshake_timeout;    /* seconds */
     uint64_t log_interval_ms;
     bool stopped;
 
@@ -132,9 +146,9 @@ struct ingest {
 
 /* ---- helpers ---- */
 
-static const char *transport_name(int transport)
+static const char *transport_name(const struct conf_addr *addr)
 {
-    return transport == CONF_TCP ? "tcp" : "udp";
+    return addr->tls ? "tls" : addr->transport == CONF_TCP ? "tcp" : "udp";
 }
 
 static bool is_v6_any(const struct sockaddr_storage *sa)
@@ -214,10 +228,16 @@ static const char *const refused_what[ADMISSION_VERDICT_COUNT] = {
 };
 #define INGEST_NOT_ALLOWED_CONNS "TCP connections refused (not_allowed)"
 
-static void listener_set_sources(struct ingest_listener *l, const struct conf *conf, size_t i)
+/* Listener i's rules and certificates in conf (at start and at every reload). */
+static void listener_set_conf(struct ingest_listener *l, const struct conf *conf, size_t i)
 {
     l->sources = conf_listen_sources(conf, i);
     l->packet_rules = admission_has_packet_rules(l->sources) ? l->sources : NULL;
+    if (conf->listen[i].tls) {
+        l->tls = tls_set_listener(conf->tls_set, i);
+        l->tls_conf = conf_listen_tls(conf, i);
+        l->tls_gen++;
+    }
 }
 
 static bool peer_allowed(const struct ingest_listener *l, const struct sockaddr *peer)
@@ -240,11 +260,14 @@ static void count_refused(struct ingest *in, int verdict, const struct sockaddr 
 
 int ingest_admit(struct ingest *in, const struct ingest_source *src, const struct hep_view *v)
 {
-    if (src->packet_rules == NULL)
-        return ADMISSION_OK;
-    const uint8_t *addr;
-    unsigned len = netaddr_bytes(src->peer, &addr);
-    enum admission_verdict verdict = admission_check_packet(src->packet_rules, len, addr, v);
+    enum admission_verdict verdict = ADMISSION_OK;
+    if (src->packet_rules != NULL) {
+        const uint8_t *addr;
+        unsigned len = netaddr_bytes(src->peer, &addr);
+        verdict = admission_check_packet(src->packet_rules, len, addr, v);
+    }
+    if (verdict == ADMISSION_OK && src->cert_bound && !admission_ids_claimed(src->cert_ids, src->ncert_ids, v))
+        verdict = ADMISSION_CAPTURE_ID_NOT_ALLOWED;
     if (verdict != ADMISSION_OK)
         count_refused(in, verdict, src->peer);
     return (int)verdict;
@@ -357,6 +380,9 @@ static void conn_close(struct ingest_conn *c)
     struct ingest *in = l->in;
     ev_io_stop(in->loop, &c->io);
     ev_timer_stop(in->loop, &c->idle);
+    tls_conn_free(c->tls);
+    free(c->subject);
+    free(c->cn);
     close(c->fd);
     list_remove(&l->conns, &c->link);
     l->nconns--;
@@ -393,6 +419,27 @@ static void conn_close_counted(struct ingest_conn *c, uint64_t *counter)
 }
 
 /*
+ * tls.client_capture_ids: what the connection's certificate may claim, in
+ * the running configuration (looked up again after a reload changed it).
+ */
+static void conn_binding(struct ingest_conn *c, struct ingest_source *src)
+{
+    const struct ingest_listener *l = c->l;
+    if (c->tls == NULL || l->tls_conf == NULL || l->tls_conf->nclient_capture_ids == 0)
+        return;
+    if (c->binding_gen != l->tls_gen) {
+        c->binding = admission_subject_binding(l->tls_conf, c->subject != NULL ? c->subject : "",
+                                               c->cn != NULL ? c->cn : "");
+        c->binding_gen = l->tls_gen;
+    }
+    src->cert_bound = true;
+    if (c->binding != NULL) {
+        src->cert_ids = c->binding->ids;
+        src->ncert_ids = c->binding->nids;
+    }
+}
+
+/*
  * Hands every whole frame in the buffer to on_packet, then runs on_batch_end
  * while the frames are still in place.  Returns the framer's final status.
  */
@@ -405,6 +452,7 @@ static enum framer_status conn_deliver(struct ingest_conn *c, size_t *ndelivered
         .transport = CONF_TCP,
         .packet_rules = c->l->packet_rules,
     };
+    conn_binding(c, &src);
     const uint8_t *frame = NULL;
     size_t len = 0, delivered = 0;
     enum framer_status st;
@@ -441,17 +489,57 @@ static enum framer_status conn_deliver(struct ingest_conn *c, size_t *ndelivered
     return st;
 }
 
-static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+static void conn_watch(struct ingest_conn *c, int events)
 {
-    (void)revents;
-    struct ingest_conn *c = w->data;
-    struct ingest *in = c->l->in;
+    if (c->io_events == events)
+        return;
+    struct ev_loop *loop = c->l->in->loop;
+    ev_io_stop(loop, &c->io);
+    ev_io_set(&c->io, c->fd, events);
+    c->io_events = events;
+    ev_io_start(loop, &c->io);
+}
 
+/*
+ * One read from the connection, like read(2): bytes, 0 at the end, or -1
+ * with errno (EAGAIN: nothing now; EPROTO: a TLS error, why in *tls_why).
+ */
+static ssize_t conn_recv(struct ingest_conn *c, uint8_t *p, size_t room, const char **tls_why)
+{
+    if (c->tls == NULL)
+        return read(c->fd, p, room);
+    size_t got = 0;
+    switch (tls_read(c->tls, p, room, &got)) {
+    case TLS_OK:
+        return (ssize_t)got;
+    case TLS_CLOSED:
+        return 0;
+    case TLS_WANT_WRITE:
+        conn_watch(c, EV_READ | EV_WRITE);     /* TLS needs to send first (a key update) */
+        errno = EAGAIN;
+        return -1;
+    case TLS_WANT_READ:
+        errno = EAGAIN;
+        return -1;
+    default:
+        *tls_why = tls_conn_error(c->tls);
+        errno = EPROTO;
+        return -1;
+    }
+}
+
+static void conn_read(struct ingest_conn *c)
+{
+    struct ingest *in = c->l->in;
+    struct ev_loop *loop = in->loop;
+    if (c->tls != NULL)
+        conn_watch(c, EV_READ);
     for (int r = 0; r < INGEST_TCP_READS_PER_WAKEUP; r++) {
         size_t room;
         bool at_boundary = framer_pending(&c->framer) == 0;
         uint8_t *p = framer_space(&c->framer, &room);
-        ssize_t n = read(c->fd, p, room);
+        const char *tls_why = NULL;
+        ssize_t n = conn_recv(c, p, room, &tls_why);
         if (n > 0) {
             framer_commit(&c->framer, (size_t)n);
             size_t delivered = 0;
@@ -467,8 +555,8 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
                 conn_close_counted(c, NULL);
                 return;
             }
-            if ((size_t)n < room)
-                return;             /* the socket is drained */
+            if ((size_t)n < room && c->tls == NULL)
+                return;             /* the socket is drained (TLS reads a record at a time) */
             continue;
         }
         if (n == 0) {
@@ -491,11 +579,106 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
         log_ratelimited(&c->l->error_limit, in->log_interval_ms, LOG_LEVEL_WARN,
                         "%s: connection from %s: read: %s", c->l->name,
                         netaddr_format((const struct sockaddr *)&c->peer, peer, sizeof peer),
-                        strerror(errno));
+                        tls_why != NULL ? tls_why : strerror(errno));
         conn_count_truncated(c, "read error");
         conn_close_counted(c, NULL);
         return;
     }
+    /* bytes TLS has decrypted already: the socket will not say so */
+    if (c->tls != NULL && tls_pending(c->tls))
+        ev_feed_event(loop, &c->io, EV_READ);
+}
+
+/* The idle timer watches the connection's frames from now on. */
+static void conn_idle_arm(struct ingest_conn *c, ev_tstamp after)
+{
+    struct ev_loop *loop = c->l->in->loop;
+    ev_timer_stop(loop, &c->idle);
+    if (after > 0) {
+        c->idle.repeat = after;
+        ev_timer_again(loop, &c->idle);
+    }
+}
+
+static uint64_t *conn_failure_counter(struct ingest *in, enum tls_failure f)
+{
+    switch (f) {
+    case TLS_FAIL_CERTIFICATE:
+        return &in->m->tls_failed_certificate;
+    case TLS_FAIL_NO_CERTIFICATE:
+        return &in->m->tls_failed_no_certificate;
+    default:
+        return &in->m->tls_failed_protocol;
+    }
+}
+
+/* A handshake that failed (why: its text): counted by kind, logged rate-limited, closed. */
+static void conn_tls_failed(struct ingest_conn *c, uint64_t *counter, const char *kind, const char *why)
+{
+    struct ingest *in = c->l->in;
+    char peer[NETADDR_TEXT_MAX];
+    (*counter)++;
+    log_ratelimited(&c->l->tls_limit, in->log_interval_ms, LOG_LEVEL_WARN,
+                    "%s: handshake with %s failed: %s: %s", c->l->name,
+                    netaddr_format((const struct sockaddr *)&c->peer, peer, sizeof peer), kind, why);
+    conn_close_counted(c, NULL);
+}
+
+static const char *const tls_failure_names[] = {
+    [TLS_FAIL_PROTOCOL] = "protocol",
+    [TLS_FAIL_CERTIFICATE] = "certificate",
+    [TLS_FAIL_NO_CERTIFICATE] = "no_certificate",
+};
+
+/* Drives a TLS handshake; once it is done, the connection reads frames. */
+static void conn_handshake(struct ingest_conn *c)
+{
+    struct ingest *in = c->l->in;
+    switch (tls_handshake(c->tls)) {
+    case TLS_WANT_READ:
+        conn_watch(c, EV_READ);
+        return;
+    case TLS_WANT_WRITE:
+        conn_watch(c, EV_READ | EV_WRITE);
+        return;
+    case TLS_CLOSED:
+        conn_tls_failed(c, &in->m->tls_failed_protocol, "protocol", "closed by the peer during the handshake");
+        return;
+    case TLS_FAILED: {
+        enum tls_failure f = tls_conn_failure(c->tls);
+        conn_tls_failed(c, conn_failure_counter(in, f), tls_failure_names[f], tls_conn_error(c->tls));
+        return;
+    }
+    case TLS_OK:
+        break;
+    }
+    c->handshaking = false;
+    in->m->tls_handshakes++;
+    char subject[TLS_SUBJECT_MAX], cn[TLS_SUBJECT_MAX];
+    if (tls_conn_peer(c->tls, subject, sizeof subject, cn, sizeof cn)) {
+        c->subject = strdup(subject);
+        c->cn = strdup(cn);
+    }
+    if (log_current_level >= LOG_LEVEL_DEBUG) {
+        char peer[NETADDR_TEXT_MAX];
+        log_debug("%s: connection from %s: %s, client certificate %s", c->l->name,
+                  netaddr_format((const struct sockaddr *)&c->peer, peer, sizeof peer), tls_conn_version(c->tls),
+                  c->subject != NULL ? c->subject : "none");
+    }
+    c->last_active = ev_now(in->loop);
+    conn_idle_arm(c, in->idle_timeout);
+    conn_read(c);                   /* frames may have come with the handshake's last flight */
+}
+
+static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct ingest_conn *c = w->data;
+    if (c->handshaking)
+        conn_handshake(c);
+    else
+        conn_read(c);
 }
 
 /*
@@ -506,13 +689,15 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 static void conn_finish(struct ingest_conn *c)
 {
     int queued = 0;
-    if (ioctl(c->fd, FIONREAD, &queued) != 0 || queued < 0)
+    if (c->handshaking || ioctl(c->fd, FIONREAD, &queued) != 0 || queued < 0)
         queued = 0;
+    /* TLS: at most as many bytes of plain text as were queued, which is less */
     size_t left = (size_t)queued;
     while (left > 0) {
         size_t room;
         uint8_t *p = framer_space(&c->framer, &room);
-        ssize_t n = read(c->fd, p, left < room ? left : room);
+        const char *tls_why = NULL;
+        ssize_t n = conn_recv(c, p, left < room ? left : room, &tls_why);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
@@ -539,10 +724,14 @@ static void conn_idle_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     struct ingest_conn *c = w->data;
     struct ingest *in = c->l->in;
-    ev_tstamp left = c->last_active + in->idle_timeout - ev_now(loop);
+    ev_tstamp left = c->last_active + (c->handshaking ? in->handshake_timeout : in->idle_timeout) - ev_now(loop);
     if (left > 0) {
         w->repeat = left;
         ev_timer_again(loop, w);
+        return;
+    }
+    if (c->handshaking) {
+        conn_tls_failed(c, &in->m->tls_failed_timeout, "timeout", "not done within limits.tls_handshake_timeout");
         return;
     }
     char peer[NETADDR_TEXT_MAX];
@@ -562,20 +751,26 @@ static int conn_open(struct ingest_listener *l, int fd, const struct sockaddr_st
         free(c);
         return -1;
     }
+    if (l->tls != NULL) {
+        if ((c->tls = tls_conn_new(l->tls, fd, true, NULL)) == NULL) {
+            framer_free(&c->framer);
+            free(c);
+            return -1;
+        }
+        c->handshaking = true;
+    }
     c->l = l;
     c->fd = fd;
     c->peer = *peer;
     c->peerlen = plen;
     c->last_active = ev_now(in->loop);
     ev_io_init(&c->io, conn_read_cb, fd, EV_READ);
+    c->io_events = EV_READ;
     c->io.data = c;
     ev_init(&c->idle, conn_idle_cb);
     c->idle.data = c;
     ev_io_start(in->loop, &c->io);
-    if (in->idle_timeout > 0) {
-        c->idle.repeat = in->idle_timeout;
-        ev_timer_again(in->loop, &c->idle);
-    }
+    conn_idle_arm(c, c->handshaking ? in->handshake_timeout : in->idle_timeout);
     list_insert_head(&l->conns, &c->link);
     l->nconns++;
     return 0;
@@ -697,7 +892,7 @@ static int listener_open(struct ingest *in, struct ingest_listener *l, const str
         log_error("listen %s: getsockname: %s", addr->text, strerror(errno));
         return -1;
     }
-    ready_format(l->name, sizeof l->name, transport_name(l->transport), (const struct sockaddr *)&l->bound);
+    ready_format(l->name, sizeof l->name, transport_name(addr), (const struct sockaddr *)&l->bound);
 
     if (addr->transport == CONF_TCP)
         ev_io_init(&l->io, tcp_accept_cb, l->fd, EV_READ);
@@ -721,7 +916,7 @@ static struct ingest_listener *listener_new(struct ingest *in, size_t mindex, co
     }
     l->fd = -1;
     l->mindex = mindex;
-    listener_set_sources(l, conf, mindex);
+    listener_set_conf(l, conf, mindex);
     if (listener_open(in, l, addr, rcvbuf) != 0) {
         if (l->fd >= 0)
             close(l->fd);
@@ -753,6 +948,7 @@ struct ingest *ingest_new(struct ev_loop *loop, const struct conf *conf, struct 
     in->max_connections = conf->tcp_max_connections;
     in->max_frame = conf->tcp_max_frame;
     in->idle_timeout = clock_ms_to_s(conf->tcp_idle_timeout_ms);
+    in->handshake_timeout = clock_ms_to_s(conf->tls_handshake_timeout_ms);
     in->log_interval_ms = conf->log_interval_ms;
     in->udp_batch = conf->udp_batch > 0 ? conf->udp_batch : 1;
     if (in->udp_batch > IOV_MAX)
@@ -858,6 +1054,7 @@ int ingest_reconfigure(struct ingest *in, const struct conf *old, const struct c
     }
     in->max_frame = conf->tcp_max_frame;
     in->idle_timeout = clock_ms_to_s(conf->tcp_idle_timeout_ms);
+    in->handshake_timeout = clock_ms_to_s(conf->tls_handshake_timeout_ms);
     in->log_interval_ms = conf->log_interval_ms;
 
     int rc = 0;
@@ -868,7 +1065,7 @@ int ingest_reconfigure(struct ingest *in, const struct conf *old, const struct c
                 kept[j] = true;
                 next[i] = in->listeners[j];
                 next[i]->mindex = i;
-                listener_set_sources(next[i], conf, i);
+                listener_set_conf(next[i], conf, i);
                 break;
             }
         }

@@ -1,6 +1,6 @@
 /*
- * ingest.h - listeners: UDP (recvmmsg batches) and TCP (HEP3 streams, cut
- * into frames by framer.h).
+ * ingest.h - listeners: UDP (recvmmsg batches), TCP (HEP3 streams, cut
+ * into frames by framer.h) and TLS (the same streams inside TLS, tls.h).
  *
  * Every worker opens its own sockets on the configured addresses with
  * SO_REUSEPORT, so the kernel spreads senders over workers.  Each received
@@ -15,6 +15,14 @@
  * connection that neither begins nor completes a frame for
  * limits.tcp_idle_timeout is closed as idle: bytes that only add to an
  * unfinished frame do not count, so a trickling sender cannot hold it open.
+ *
+ * A tls: listener's connections begin with a TLS handshake (its context
+ * from conf->tls_set), which must end within limits.tls_handshake_timeout;
+ * a failed one is counted by kind (tls_failed_*) and logged rate-limited.
+ * Then the same framing and bounds apply.  With tls.client_capture_ids, a
+ * connection's frames may claim only the capture ids its certificate's
+ * subject is bound to (in the running configuration: a reload applies to
+ * open connections too).
  */
 #ifndef HEPROUTER_INGEST_H
 #define HEPROUTER_INGEST_H
@@ -38,6 +46,9 @@ struct ingest_source {
     socklen_t peerlen;
     int transport;                  /* CONF_UDP / CONF_TCP */
     const struct conf_sources *packet_rules;    /* its listener's auth keys / capture ids; NULL: none */
+    bool cert_bound;                /* tls.client_capture_ids applies: only cert_ids may be claimed */
+    const uint32_t *cert_ids;       /* what the client certificate may claim (none when not listed) */
+    size_t ncert_ids;
 };
 
 typedef void (*ingest_packet_fn)(void *arg, const uint8_t *data, size_t len,

@@ -56,6 +56,7 @@
 #include "store/store.h"
 #include "store/open.h"
 #include "tap.h"
+#include "tls.h"
 
 /* How often a worker expires store entries and publishes its counters. */
 #define HOUSEKEEPING_INTERVAL_S 0.1
@@ -216,6 +217,31 @@ static void on_housekeeping(struct ev_loop *loop, ev_timer *t, int revents)
     router_logs(w->router, now);
     ingest_logs(w->in, now);
     publish(w);
+}
+
+/*
+ * A configuration and the certificates its tls: listeners and targets
+ * name (tls.h), read together at start, by -t and at every reload; NULL
+ * after writing the errors to err.
+ */
+static struct conf *conf_load_all(const char *path, FILE *err)
+{
+    struct conf *c = conf_load(path, err);
+    if (c == NULL)
+        return NULL;
+    if ((c->tls_set = tls_set_load(c, err)) == NULL) {
+        conf_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+static void conf_free_all(struct conf *c)
+{
+    if (c == NULL)
+        return;
+    tls_set_free(c->tls_set);
+    conf_free(c);
 }
 
 /*
@@ -787,7 +813,7 @@ static void reload_finish(struct app *a)
     if (a->call_store != NULL)
         store_set_conf(a->call_store, a->conf);
     if (!r->stuck)
-        conf_free(old);             /* no worker, snapshot or HTTP reader uses it any more */
+        conf_free_all(old);             /* no worker, snapshot or HTTP reader uses it any more */
     log_set_level(a->debug ? LOG_LEVEL_DEBUG : a->conf->log_level);
     log_info("configuration reloaded: generation %u, hash %s, %zu change%s%s", a->generation,
              a->conf->hash_text, r->changes.n, r->changes.n == 1 ? "" : "s",
@@ -890,7 +916,7 @@ static void reload_begin(struct app *a)
         return;
     }
     FILE *err = open_memstream(&text, &len);
-    struct conf *next = conf_load(a->conf->path, err);
+    struct conf *next = conf_load_all(a->conf->path, err);
     if (err != NULL)
         fclose(err);
     for (char *line = text, *nl; line != NULL && *line != '\0'; line = nl != NULL ? nl + 1 : NULL) {
@@ -914,7 +940,7 @@ static void reload_begin(struct app *a)
         log_restart(NULL, r->restart.s[i]);
     if (conf_keep_restart_values(next, a->conf) != 0 ||
         (a->store != NULL && store_add_conf_names(a->store, next) != 0)) {
-        conf_free(next);
+        conf_free_all(next);
         strv_clear(&r->restart);
         reload_fail(a, "out of memory", &errors);
         return;
@@ -1726,7 +1752,7 @@ out:
     free(a->workers);
     dedup_free(a->dedup);
     store_free(a->store);
-    conf_free(a->reload.next);      /* a reload cut short: no worker runs anything now */
+    conf_free_all(a->reload.next);      /* a reload cut short: no worker runs anything now */
     a->reload.next = NULL;
     strv_clear(&a->reload.changes);
     strv_clear(&a->reload.restart);
@@ -1801,7 +1827,7 @@ int main(int argc, char **argv)
     a.ready_file = ready_file;
     a.debug = debug;
     a.user = user;
-    a.conf = conf_load(path, stderr);
+    a.conf = conf_load_all(path, stderr);
     if (a.conf == NULL) {
         if (check_only)
             fprintf(stderr, "%s: configuration has errors\n", path);
@@ -1812,12 +1838,12 @@ int main(int argc, char **argv)
     if (check_only) {
         fd_limit_check(a.conf);
         if (start_check(a.conf, user) != 0) {
-            conf_free(a.conf);
+            conf_free_all(a.conf);
             return 1;
         }
         printf("configuration OK\n");
         int rc = check_store ? store_check_only(a.conf) : 0;
-        conf_free(a.conf);
+        conf_free_all(a.conf);
         return rc;
     }
     log_open(a.conf->log_target, a.conf->log_facility, PACKAGE_NAME);
@@ -1834,7 +1860,7 @@ int main(int argc, char **argv)
     a.proc.last_reload_s = (double)a.loaded_at_ms / CLOCK_MS_PER_S;
     int rc = fd_limit_apply(a.conf) == 0 ? run(&a) : 1;
     pthread_mutex_destroy(&a.state_lock);
-    conf_free(a.conf);
+    conf_free_all(a.conf);
     log_close();
     return rc;
 }

@@ -112,6 +112,14 @@ static inline uint64_t metrics_max(uint64_t a, uint64_t b)
     COUNTER(tcp_bad_magic, "bad_magic", "connection closed: frame without \"HEP3\"")                           \
     COUNTER(tcp_bad_length, "bad_length", "connection closed: length < 6 or > limit")                          \
     COUNTER(tcp_idle_closed, "idle", "connection closed after limits.tcp_idle_timeout")                        \
+    FAMILY("heprouter_tls_handshakes_total", "counter", NULL, "Inbound TLS handshakes completed")              \
+    COUNTER(tls_handshakes, NULL, "inbound TLS handshakes completed")                                         \
+    FAMILY("heprouter_tls_handshake_failures_total", "counter", "reason",                                      \
+           "Inbound TLS handshakes refused, by reason")                                                        \
+    COUNTER(tls_failed_certificate, "certificate", "a client certificate not trusted, expired, or ours refused") \
+    COUNTER(tls_failed_no_certificate, "no_certificate", "a client certificate required, none sent")          \
+    COUNTER(tls_failed_protocol, "protocol", "not TLS, no common version or cipher, closed mid-handshake")   \
+    COUNTER(tls_failed_timeout, "timeout", "not done within limits.tls_handshake_timeout")                    \
     FAMILY("heprouter_tcp_truncated_frames_total", "counter", NULL,                                            \
            "Inbound TCP connections that ended with a partial frame buffered (lost)")                          \
     COUNTER(tcp_truncated, NULL, "connection ended with a partial frame buffered: lost")                       \
@@ -244,6 +252,8 @@ static inline uint64_t metrics_max(uint64_t a, uint64_t b)
     COUNTER(exit_drops, "heprouter_target_exit_drops_total", "Packets still queued when the drain timed out")  \
     COUNTER(connects, "heprouter_target_connects_total", "TCP connections made to the target")                 \
     COUNTER(disconnects, "heprouter_target_disconnects_total", "TCP connections to the target lost")           \
+    COUNTER(tls_failures, "heprouter_target_tls_failures_total",                                               \
+            "TLS handshakes with the target that failed (its certificate refused, timeout)")                   \
     COUNTER(resolve_errors, "heprouter_target_resolve_errors_total", "Failed DNS lookups of the target's name") \
     COUNTER(refusals, "heprouter_target_refusals_total", "UDP sends refused (ICMP port unreachable)")          \
     COUNTER(went_up, "heprouter_target_up_transitions_total", "Times the target went from down to up")        \

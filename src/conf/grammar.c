@@ -264,6 +264,7 @@ const char *conf_check_endpoint(const char *text, struct conf_host_port *hp)
 
 #define ADDR_UDP_PREFIX "udp:"
 #define ADDR_TCP_PREFIX "tcp:"
+#define ADDR_TLS_PREFIX "tls:"
 #define ADDR_PREFIX_LEN 4
 
 static const char *parse_addr(const char *text, struct conf_addr *out, bool names)
@@ -279,8 +280,11 @@ static const char *parse_addr(const char *text, struct conf_addr *out, bool name
         out->transport = CONF_UDP;
     else if (strncmp(text, ADDR_TCP_PREFIX, ADDR_PREFIX_LEN) == 0)
         out->transport = CONF_TCP;
-    else
-        return "must start with udp: or tcp:";
+    else if (strncmp(text, ADDR_TLS_PREFIX, ADDR_PREFIX_LEN) == 0) {
+        out->transport = CONF_TCP;
+        out->tls = true;
+    } else
+        return "must start with udp:, tcp: or tls:";
 
     struct conf_host_port hp;
     const char *why = conf_split_host_port(text + ADDR_PREFIX_LEN, &hp);

@@ -216,6 +216,7 @@ enum conf_kind {
     KIND_ENDPOINTS,                 /* struct conf_endpoint * and a count */
     KIND_BOOL,                      /* bool */
     KIND_BINDINGS,                  /* struct conf_capture_binding * and a count */
+    KIND_SUBJECT_BINDINGS,          /* struct conf_subject_binding * and a count */
     KIND_PATTERNS,                  /* struct pattern * and a count */
     KIND_FRACTION,                  /* uint32_t millionths, 1 to CONF_MILLION (routes[].sample) */
     KIND_HEADERS,                   /* struct conf_header_match * and a count */
@@ -395,6 +396,8 @@ conf_setter conf_set_mode;              /* control.mode: "0660" -> unsigned */
 conf_setter conf_set_bool;              /* true / false -> bool */
 conf_setter conf_set_auth_keys;         /* sources.auth_keys: char ** and a count */
 conf_setter conf_set_capture_bindings;  /* sources.capture_ids: { CIDR: [ID, ...] } */
+conf_setter conf_set_subject_bindings;  /* tls.client_capture_ids: { SUBJECT: [ID, ...] } */
+conf_setter conf_set_tls;               /* a tls: section (struct conf_tls): its keys and where it starts */
 conf_setter conf_set_patterns;          /* origin keys: exact strings or "~REGEX" */
 conf_setter conf_set_fraction;          /* "0.25": a share, to millionths */
 conf_setter conf_set_domain_patterns;   /* the same, ignoring case */
@@ -405,6 +408,7 @@ conf_setter conf_set_sources;           /* a sources: section, then its auth_key
 extern const struct conf_key conf_listener_keys[];
 /* A listener's sources: section, stored at offset 0 of its struct conf_sources. */
 extern const struct conf_key conf_listener_sources_key;
+extern const struct conf_key conf_listener_tls_key;
 
 /* ---- table.c: values by kind, for reload ---------------------------------- */
 

@@ -37,6 +37,12 @@ static const struct conf_name store_names[] = {
     { NULL, 0 },
 };
 
+static const struct conf_name tls_version_names[] = {
+    { "1.2", CONF_TLS_1_2 },
+    { "1.3", CONF_TLS_1_3 },
+    { NULL, 0 },
+};
+
 static const struct conf_name balance_names[] = {
     { "all", CONF_BALANCE_ALL },
     { "hash", CONF_BALANCE_HASH },
@@ -191,6 +197,8 @@ static const struct conf_key limits_keys[] = {
            KEY_RELOAD),
     NUMBER("tcp_idle_timeout", conf_set_duration, KIND_DURATION, tcp_idle_timeout_ms, "10m", MS_PER_SECOND,
            CONF_IDLE_MAX_MS, KEY_RELOAD),
+    NUMBER("tls_handshake_timeout", conf_set_duration, KIND_DURATION, tls_handshake_timeout_ms, "5s", 1,
+           CONF_TIMEOUT_MAX_MS, KEY_RELOAD),
     NUMBER("udp_batch", conf_set_size, KIND_SIZE, udp_batch, "64", 1, CONF_UDP_BATCH_MAX, 0),
     NUMBER("udp_rcvbuf", conf_set_size, KIND_SIZE, udp_rcvbuf, "8388608", 0, CONF_RCVBUF_MAX, 0),
     NUMBER("tcp_queue_bytes", conf_set_size, KIND_SIZE, tcp_queue_bytes, "4194304", HEP3_MAX_LEN,
@@ -265,6 +273,45 @@ static const struct conf_key control_keys[] = {
     KEY_END,
 };
 
+#define TLS_FIELD(f) CONF_FIELD(struct conf_tls, f)
+
+/* The keys both kinds of tls: section have; the files are read again at every reload. */
+#define TLS_COMMON_KEYS                                                                                        \
+    /* absent: a listener needs one (its own or the top-level one); a target presents none */                 \
+    { .name = "cert", .set = conf_set_path, .kind = KIND_STRING, .offset = TLS_FIELD(cert), .flags = KEY_RELOAD }, \
+    { .name = "key", .set = conf_set_path, .kind = KIND_STRING, .offset = TLS_FIELD(key), .flags = KEY_RELOAD },   \
+    /* absent: a listener trusts no client certificate, a target the system's CAs */                         \
+    { .name = "ca", .set = conf_set_path, .kind = KIND_STRING, .offset = TLS_FIELD(ca), .flags = KEY_RELOAD },     \
+    { .name = "min_version", .set = conf_set_enum, .kind = KIND_ENUM, .offset = TLS_FIELD(min_version),            \
+      .dflt = "1.2", .names = tls_version_names, .flags = KEY_RELOAD }
+
+/* tls: at the top (every tls: listener's default) and a listener's own. */
+static const struct conf_key listener_tls_keys[] = {
+    TLS_COMMON_KEYS,
+    { .name = "require_client_cert", .set = conf_set_bool, .kind = KIND_BOOL,
+      .offset = TLS_FIELD(require_client_cert), .dflt = "false", .flags = KEY_RELOAD },
+    /* absent: a certificate may claim any capture id */
+    { .name = "client_capture_ids", .set = conf_set_subject_bindings, .kind = KIND_SUBJECT_BINDINGS,
+      .offset = TLS_FIELD(client_capture_ids), .count_offset = TLS_FIELD(nclient_capture_ids),
+      .flags = KEY_RELOAD },
+    KEY_END,
+};
+
+const struct conf_key conf_listener_tls_key = {
+    .name = "tls", .set = conf_set_tls, .kind = KIND_SECTION, .sub = listener_tls_keys, .flags = KEY_RELOAD,
+};
+
+/* destinations.NAME.tls: how its tls: targets are spoken to. */
+static const struct conf_key dest_tls_keys[] = {
+    TLS_COMMON_KEYS,
+    { .name = "verify", .set = conf_set_bool, .kind = KIND_BOOL, .offset = TLS_FIELD(verify), .dflt = "true",
+      .flags = KEY_RELOAD },
+    /* absent: the target's host name, or its address */
+    { .name = "server_name", .set = conf_set_token, .kind = KIND_STRING, .offset = TLS_FIELD(server_name),
+      .flags = KEY_RELOAD },
+    KEY_END,
+};
+
 #define SPOOL_FIELD(f) CONF_FIELD(struct conf_spool, f)
 
 /* destinations.NAME.dedup: absent, no deduplication. */
@@ -322,6 +369,9 @@ static const struct conf_key dest_keys[] = {
     { .name = "max_new_calls_per_s", .set = conf_set_u64, .kind = KIND_U64,
       .offset = CONF_FIELD(struct conf_dest, max_new_calls_per_s), .min = 1, .max = CONF_COUNT_MAX,
       .flags = KEY_RELOAD },
+    /* absent: verify the targets against the system's CAs and their names, present no certificate */
+    { .name = "tls", .set = conf_set_tls, .kind = KIND_SECTION, .offset = CONF_FIELD(struct conf_dest, tls),
+      .sub = dest_tls_keys, .flags = KEY_RELOAD },
     KEY_END,
 };
 
@@ -493,6 +543,7 @@ const struct conf_key conf_listener_sources_key = {
 const struct conf_key conf_listener_keys[] = {
     { .name = "address", .kind = KIND_NONE },
     { .name = "sources", .kind = KIND_NONE },
+    { .name = "tls", .kind = KIND_NONE },
     KEY_END,
 };
 
@@ -509,6 +560,9 @@ static const struct conf_key top_keys[] = {
     /* absent: every source, no key, any capture id (a listener's own section replaces it) */
     { .name = "sources", .set = conf_set_sources, .kind = KIND_SECTION, .offset = CONF_FIELD(struct conf, sources),
       .sub = sources_keys, .flags = KEY_RELOAD },
+    /* absent: tls: listeners need their own */
+    { .name = "tls", .set = conf_set_tls, .kind = KIND_SECTION, .offset = CONF_FIELD(struct conf, tls),
+      .sub = listener_tls_keys, .flags = KEY_RELOAD },
     NUMBER("workers", conf_set_unsigned, KIND_UNSIGNED, workers, "1", 1, CONF_WORKERS_MAX, 0),
     /* absent: keep the user heprouter was started as (-u overrides) */
     { .name = "user", .set = conf_set_token, .kind = KIND_STRING, .offset = CONF_FIELD(struct conf, user) },
@@ -1076,6 +1130,68 @@ static char *read_file(struct parse *p, FILE *out, size_t *len)
     return buf;
 }
 
+/* The rules one tls: section keeps by itself (n: the section, or NULL when absent). */
+static void check_tls_section(struct parse *p, struct node *n, const struct conf_tls *t)
+{
+    if (n == NULL || !t->set)
+        return;
+    if ((t->cert == NULL) != (t->key == NULL))
+        conf_error_key(p, n, t->cert == NULL ? "has key but no cert" : "has cert but no key");
+    if (t->require_client_cert && t->ca == NULL)
+        conf_error_key(p, n, "needs ca with require_client_cert (the CAs client certificates must chain to)");
+    if (t->nclient_capture_ids > 0 && !t->require_client_cert)
+        conf_error_key(p, conf_map_get(n, "client_capture_ids"), "needs require_client_cert: true");
+}
+
+/*
+ * A tls: listener needs a certificate and its key (its own tls: or the
+ * top-level one); a listener's own tls: is for a tls: address only, a
+ * destination's for tls: targets.
+ */
+static void check_tls(struct parse *p, struct node *root, const struct conf *c)
+{
+    struct node *listen = conf_map_get(root, "listen");
+    size_t old = conf_path_push_key(p, "tls", strlen("tls"));
+    check_tls_section(p, conf_map_get(root, "tls"), &c->tls);
+    conf_path_pop(p, old);
+    old = conf_path_push_key(p, "listen", strlen("listen"));
+    for (size_t i = 0; c->listen_tls != NULL && i < c->nlisten; i++) {
+        struct node *item = listen != NULL && listen->type == NODE_SEQUENCE && i < listen->nitems
+                                ? listen->items[i] : listen;
+        struct node *own = item != NULL && item->type == NODE_MAPPING ? conf_map_get(item, "tls") : NULL;
+        size_t old2 = conf_path_push_index(p, i);
+        const struct conf_tls *t = conf_listen_tls(c, i);
+        if (c->listen[i].tls && (t->cert == NULL || t->key == NULL) && item != NULL)
+            conf_error_value(p, item, "needs a certificate: tls: { cert:, key: } (its own or the top-level one)");
+        if (!c->listen[i].tls && c->listen_tls[i].set && c->listen[i].transport != 0)
+            conf_error_key(p, own, "is only used with a tls: address");
+        size_t old3 = conf_path_push_key(p, "tls", strlen("tls"));
+        check_tls_section(p, own, &c->listen_tls[i]);
+        conf_path_pop(p, old3);
+        conf_path_pop(p, old2);
+    }
+    conf_path_pop(p, old);
+    struct node *dests = conf_map_get(root, "destinations");
+    for (size_t i = 0; dests != NULL && dests->type == NODE_MAPPING && i < c->ndests; i++) {
+        const struct conf_dest *d = &c->dests[i];
+        struct node *own = conf_map_get(dests->items[2 * i + 1], "tls");
+        if (own == NULL || d->name == NULL)
+            continue;
+        old = conf_path_push_key(p, "destinations", strlen("destinations"));
+        size_t old2 = conf_path_push_key(p, d->name, strlen(d->name));
+        size_t old3 = conf_path_push_key(p, "tls", strlen("tls"));
+        bool any = false;
+        for (size_t j = 0; j < d->ntargets; j++)
+            any |= d->targets[j].tls;
+        if (!any)
+            conf_error_key(p, own, "is only used with tls: targets");
+        check_tls_section(p, own, &d->tls);
+        conf_path_pop(p, old3);
+        conf_path_pop(p, old2);
+        conf_path_pop(p, old);
+    }
+}
+
 struct conf *conf_load(const char *path, FILE *err)
 {
     struct parse p = { .file = path };
@@ -1099,6 +1215,7 @@ struct conf *conf_load(const char *path, FILE *err)
             p.dests_broken = true;      /* reported; do not also call every name unknown */
         conf_parse_map(&p, root, top_keys, conf);
         check_reconnect(&p, root);
+        check_tls(&p, root, conf);
         number_call_bits(&p, root, conf);
     }
 
@@ -1166,6 +1283,19 @@ static void sources_free(struct conf_sources *s)
     free(s->capture_ids);
 }
 
+static void tls_free(struct conf_tls *t)
+{
+    free(t->cert);
+    free(t->key);
+    free(t->ca);
+    free(t->server_name);
+    for (size_t i = 0; i < t->nclient_capture_ids; i++) {
+        free(t->client_capture_ids[i].subject);
+        free(t->client_capture_ids[i].ids);
+    }
+    free(t->client_capture_ids);
+}
+
 static void redis_free(struct conf_redis *r)
 {
     free(r->host);
@@ -1196,6 +1326,7 @@ void conf_free(struct conf *conf)
         free(d->node_name);
         free(d->auth_key);
         free(d->spool.dir);
+        tls_free(&d->tls);
     }
     free(conf->dests);
     for (size_t i = 0; i < conf->nroutes; i++) {
@@ -1210,6 +1341,10 @@ void conf_free(struct conf *conf)
         sources_free(&conf->listen_sources[i]);
     free(conf->listen_sources);
     sources_free(&conf->sources);
+    for (size_t i = 0; conf->listen_tls != NULL && i < conf->nlisten; i++)
+        tls_free(&conf->listen_tls[i]);
+    free(conf->listen_tls);
+    tls_free(&conf->tls);
     free(conf->listen);
     free(conf->user);
     free(conf->group);
@@ -1217,6 +1352,13 @@ void conf_free(struct conf *conf)
     free(conf->control_socket);
     free(conf->path);
     free(conf);
+}
+
+const struct conf_tls *conf_listen_tls(const struct conf *conf, size_t i)
+{
+    if (conf->listen_tls != NULL && i < conf->nlisten && conf->listen_tls[i].set)
+        return &conf->listen_tls[i];
+    return &conf->tls;
 }
 
 const struct conf_sources *conf_listen_sources(const struct conf *conf, size_t i)
@@ -1335,6 +1477,16 @@ static size_t addr_index(const struct conf_addr *a, const struct conf_addr *list
     return i;
 }
 
+static bool tls_equal(const struct conf_tls *x, const struct conf_tls *y)
+{
+    if (x->set != y->set)
+        return false;
+    for (const struct conf_key *k = listener_tls_keys; k->name != NULL; k++)
+        if (!conf_value_equal(k, x, y, NULL))
+            return false;
+    return true;
+}
+
 static bool sources_equal(const struct conf_sources *x, const struct conf_sources *y)
 {
     if (x->set != y->set)
@@ -1358,6 +1510,11 @@ static void describe_listen(struct lines *l, const struct conf_key *k, const str
         if (j < b->nlisten && a->listen_sources != NULL && b->listen_sources != NULL &&
             !sources_equal(&a->listen_sources[i], &b->listen_sources[j])) {
             conf_text_add(line_start(&ln), "%s %s: sources changed", k->name, a->listen[i].text);
+            emit(l, ln.buf);
+        }
+        if (j < b->nlisten && a->listen_tls != NULL && b->listen_tls != NULL &&
+            !tls_equal(&a->listen_tls[i], &b->listen_tls[j])) {
+            conf_text_add(line_start(&ln), "%s %s: tls changed", k->name, a->listen[i].text);
             emit(l, ln.buf);
         }
         if (j < b->nlisten)

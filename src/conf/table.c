@@ -445,6 +445,8 @@ static int addr_cmp(const struct conf_addr *x, const struct conf_addr *y)
 {
     if (x->transport != y->transport)
         return x->transport < y->transport ? -1 : 1;
+    if (x->tls != y->tls)
+        return x->tls < y->tls ? -1 : 1;
     if (x->addr_len != y->addr_len)
         return x->addr_len < y->addr_len ? -1 : 1;
     if (x->port != y->port)
@@ -535,14 +537,15 @@ static const char *parse_target_elem(struct parse *p, const char *text, void *el
 }
 
 /*
- * One listen item in map form, { address: ADDR, sources: {...} }, into
- * addr and sources (which gets set when the listener has its own).
+ * One listen item in map form, { address: ADDR, sources: {...}, tls: {...} },
+ * into addr, sources and tls (each set when the listener has its own).
  */
 static void set_listener_map(struct parse *p, struct node *item, struct conf_addr *addr,
-                             struct conf_sources *sources)
+                             struct conf_sources *sources, struct conf_tls *tls)
 {
     conf_check_keys(p, item, conf_listener_keys);
     struct node *a = conf_map_get(item, "address"), *s = conf_map_get(item, "sources");
+    struct node *t = conf_map_get(item, "tls");
     if (a == NULL) {
         conf_error_key(p, item, "needs address:");
     } else {
@@ -561,19 +564,25 @@ static void set_listener_map(struct parse *p, struct node *item, struct conf_add
         sources->set = true;
         conf_path_pop(p, old);
     }
+    if (t != NULL) {
+        size_t old = conf_path_push_key(p, "tls", strlen("tls"));
+        conf_set_tls(p, t, &conf_listener_tls_key, tls);
+        conf_path_pop(p, old);
+    }
 }
 
 /*
- * listen: a list of "udp:ADDR:PORT" strings and { address:, sources: }
- * maps (a single string is a list of one).  listen_sources gets one entry
- * per listener, set for those with their own section.
+ * listen: a list of "udp:ADDR:PORT" strings and { address:, sources:, tls: }
+ * maps (a single string is a list of one).  listen_sources and listen_tls
+ * get one entry per listener, set for those with their own section.
  */
 void conf_set_listen(struct parse *p, struct node *n, const struct conf_key *k, void *base)
 {
     struct conf *c = base;
     if (n->type == NODE_SEQUENCE && n->nitems > 0) {
         if ((c->listen = conf_calloc(n->nitems, sizeof *c->listen)) == NULL ||
-            (c->listen_sources = conf_calloc(n->nitems, sizeof *c->listen_sources)) == NULL) {
+            (c->listen_sources = conf_calloc(n->nitems, sizeof *c->listen_sources)) == NULL ||
+            (c->listen_tls = conf_calloc(n->nitems, sizeof *c->listen_tls)) == NULL) {
             p->nomem = true;
             return;
         }
@@ -582,7 +591,7 @@ void conf_set_listen(struct parse *p, struct node *n, const struct conf_key *k, 
             struct node *item = n->items[i];
             size_t old = conf_path_push_index(p, i);
             if (item->type == NODE_MAPPING) {
-                set_listener_map(p, item, &c->listen[i], &c->listen_sources[i]);
+                set_listener_map(p, item, &c->listen[i], &c->listen_sources[i], &c->listen_tls[i]);
             } else {
                 const char *text = scalar_text(p, item, "must be an address or a mapping with address:");
                 const char *why = text != NULL ? conf_parse_addr(text, &c->listen[i]) : NULL;
@@ -596,7 +605,8 @@ void conf_set_listen(struct parse *p, struct node *n, const struct conf_key *k, 
     } else {
         if (!parse_list(p, n, k, base, sizeof(struct conf_addr), parse_listen_elem, "must be an address"))
             return;
-        if (c->nlisten > 0 && (c->listen_sources = conf_calloc(c->nlisten, sizeof *c->listen_sources)) == NULL) {
+        if (c->nlisten > 0 && ((c->listen_sources = conf_calloc(c->nlisten, sizeof *c->listen_sources)) == NULL ||
+                               (c->listen_tls = conf_calloc(c->nlisten, sizeof *c->listen_tls)) == NULL)) {
             p->nomem = true;
             return;
         }
@@ -827,6 +837,46 @@ void conf_set_capture_bindings(struct parse *p, struct node *n, const struct con
         conf_set_capture_ids(p, ids, &binding_ids_key, &b[i]);
         conf_path_pop(p, old);
     }
+}
+
+/* The ids of one client_capture_ids entry, as a list key inside its binding. */
+static const struct conf_key subject_ids_key = {
+    .name = "ids", .offset = offsetof(struct conf_subject_binding, ids),
+    .count_offset = offsetof(struct conf_subject_binding, nids), .flags = KEY_NONEMPTY,
+    .kind = KIND_CAPTURE_IDS,
+};
+
+/* tls.client_capture_ids: { SUBJECT: [ ID, ... ], ... } */
+void conf_set_subject_bindings(struct parse *p, struct node *n, const struct conf_key *k, void *base)
+{
+    size_t npairs;
+    struct conf_subject_binding *b = pairs_array(p, n, k, base, sizeof *b, &npairs);
+    if (b == NULL)
+        return;
+    for (size_t i = 0; i < npairs; i++) {
+        struct node *key = n->items[2 * i], *ids = n->items[2 * i + 1];
+        if (key->type != NODE_SCALAR)
+            continue;               /* conf_check_keys() said so */
+        size_t old = conf_path_push_key(p, key->value, key->len);
+        if (key->len == 0 || strlen(key->value) != key->len)
+            conf_error_key(p, key, "must be a common name or a subject (CN=...,O=...)");
+        else if ((b[i].subject = conf_strdup(key->value)) == NULL)
+            p->nomem = true;
+        conf_set_capture_ids(p, ids, &subject_ids_key, &b[i]);
+        conf_path_pop(p, old);
+    }
+}
+
+/* A tls: section: its keys, and where it starts, for the errors of loading its files. */
+void conf_set_tls(struct parse *p, struct node *n, const struct conf_key *k, void *base)
+{
+    struct conf_tls *t = conf_field_at(base, k->offset);
+    conf_parse_map(p, n, k->sub, t);
+    if (n == NULL)
+        return;                     /* absent: its keys' defaults */
+    t->set = true;
+    t->line = n->mark.line;
+    t->col = n->mark.col;
 }
 
 /* ---- origin keys ------------------------------------------------------------------ */
@@ -1064,7 +1114,7 @@ void conf_set_sentinels(struct parse *p, struct node *n, const struct conf_key *
 
 /* ---- metrics and control values ------------------------------------------------ */
 
-#define ADDR_SCHEME_LEN 4               /* "tcp:", "udp:" */
+#define ADDR_SCHEME_LEN 4               /* "tcp:", "udp:", "tls:" */
 
 /*
  * metrics.listen: "127.0.0.1:9100" or "[::1]:9100", port 0 to 65535 (0: the
@@ -1082,8 +1132,9 @@ void conf_set_host_port(struct parse *p, struct node *n, const struct conf_key *
         conf_error_value(p, n, "is empty");
         return;
     }
-    if (strncmp(text, "tcp:", ADDR_SCHEME_LEN) == 0 || strncmp(text, "udp:", ADDR_SCHEME_LEN) == 0) {
-        conf_error_value(p, n, "must be HOST:PORT, without udp: or tcp:");
+    if (strncmp(text, "tcp:", ADDR_SCHEME_LEN) == 0 || strncmp(text, "udp:", ADDR_SCHEME_LEN) == 0 ||
+        strncmp(text, "tls:", ADDR_SCHEME_LEN) == 0) {
+        conf_error_value(p, n, "must be HOST:PORT, without udp:, tcp: or tls:");
         return;
     }
     if (n->len >= sizeof a->text - ADDR_SCHEME_LEN) {
@@ -1137,7 +1188,7 @@ void conf_set_mode(struct parse *p, struct node *n, const struct conf_key *k, vo
 
 bool conf_addr_equal(const struct conf_addr *a, const struct conf_addr *b)
 {
-    return a->transport == b->transport && a->addr_len == b->addr_len && a->port == b->port &&
+    return a->transport == b->transport && a->tls == b->tls && a->addr_len == b->addr_len && a->port == b->port &&
            a->addr_len <= CONF_ADDR_BYTES_MAX && memcmp(a->addr, b->addr, a->addr_len) == 0 &&
            strcmp(a->host, b->host) == 0;
 }
@@ -1210,6 +1261,13 @@ static bool lists_equal(const struct conf_key *k, const void *base_a, const void
                    (x->nids == 0 || memcmp(x->ids, y->ids, x->nids * sizeof *x->ids) == 0);
             break;
         }
+        case KIND_SUBJECT_BINDINGS: {
+            const struct conf_subject_binding *x = &((const struct conf_subject_binding *)a)[i];
+            const struct conf_subject_binding *y = &((const struct conf_subject_binding *)b)[i];
+            same = string_equal(x->subject, y->subject) && x->nids == y->nids &&
+                   (x->nids == 0 || memcmp(x->ids, y->ids, x->nids * sizeof *x->ids) == 0);
+            break;
+        }
         case KIND_ENDPOINTS:
             same = string_equal(((const struct conf_endpoint *)a)[i].text,
                                 ((const struct conf_endpoint *)b)[i].text);
@@ -1275,6 +1333,7 @@ bool conf_value_equal(const struct conf_key *k, const void *a, const void *b, co
     case KIND_STATUSES:
     case KIND_ENDPOINTS:
     case KIND_BINDINGS:
+    case KIND_SUBJECT_BINDINGS:
     case KIND_PATTERNS:
     case KIND_HEADERS:
         return lists_equal(k, a, b, confs);
@@ -1334,6 +1393,13 @@ static void format_elem(struct text *t, const struct conf_key *k, const void *li
         const struct conf_capture_binding *b = &((const struct conf_capture_binding *)list)[i];
         format_cidr(t, &b->cidr);
         conf_text_add(t, ":");
+        for (size_t j = 0; j < b->nids; j++)
+            conf_text_add(t, " %" PRIu32, b->ids[j]);
+        break;
+    }
+    case KIND_SUBJECT_BINDINGS: {
+        const struct conf_subject_binding *b = &((const struct conf_subject_binding *)list)[i];
+        conf_text_add(t, "%s:", b->subject != NULL ? b->subject : "?");
         for (size_t j = 0; j < b->nids; j++)
             conf_text_add(t, " %" PRIu32, b->ids[j]);
         break;
@@ -1461,6 +1527,7 @@ void conf_value_format(struct text *t, const struct conf_key *k, const void *bas
     case KIND_STATUSES:
     case KIND_ENDPOINTS:
     case KIND_BINDINGS:
+    case KIND_SUBJECT_BINDINGS:
     case KIND_PATTERNS:
     case KIND_HEADERS:
         format_list(t, k, base, c);

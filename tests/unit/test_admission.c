@@ -172,6 +172,32 @@ static void test_capture_ids_bound_to_networks(void)
 }
 
 /* Allowlist first, then the key, then the capture id: the first refusal is the reason. */
+/* tls.client_capture_ids: a whole subject (with '=') or a common name; unlisted: none. */
+static void test_certificate_subjects_are_bound_to_capture_ids(void)
+{
+    uint32_t a_ids[] = { 2001 }, b_ids[] = { 2002, 2003 };
+    struct conf_subject_binding b[] = {
+        { .subject = "kamailio-a", .ids = a_ids, .nids = 1 },
+        { .subject = "CN=kamailio-b,O=Example", .ids = b_ids, .nids = 2 },
+    };
+    struct conf_tls t = { .client_capture_ids = b, .nclient_capture_ids = 2 };
+    CU_ASSERT_PTR_EQUAL(admission_subject_binding(&t, "CN=kamailio-a,O=Other", "kamailio-a"), &b[0]);
+    CU_ASSERT_PTR_EQUAL(admission_subject_binding(&t, "CN=kamailio-b,O=Example", "kamailio-b"), &b[1]);
+    /* the whole subject must be equal: the same common name elsewhere is not it */
+    CU_ASSERT_PTR_NULL(admission_subject_binding(&t, "CN=kamailio-b,O=Other", "kamailio-b"));
+    /* a common name is not a subject, nor the other way round */
+    CU_ASSERT_PTR_NULL(admission_subject_binding(&t, "CN=x", "CN=kamailio-b,O=Example"));
+    CU_ASSERT_PTR_NULL(admission_subject_binding(&t, "CN=kamailio-a", "kamailio-A"));
+    CU_ASSERT_PTR_NULL(admission_subject_binding(&t, "", ""));
+
+    struct hep_view with_2003 = view(NULL, true, 2003), with_2001 = view(NULL, true, 2001);
+    struct hep_view none = view(NULL, false, 0);
+    CU_ASSERT_TRUE(admission_ids_claimed(b_ids, 2, &with_2003));
+    CU_ASSERT_FALSE(admission_ids_claimed(b_ids, 2, &with_2001));
+    CU_ASSERT_FALSE(admission_ids_claimed(b_ids, 2, &none));   /* no capture id claims none */
+    CU_ASSERT_FALSE(admission_ids_claimed(NULL, 0, &with_2001)); /* a certificate not listed */
+}
+
 static void test_checks_run_in_order(void)
 {
     struct conf_cidr allow[] = { cidr("10.0.0.0/8") };
@@ -209,6 +235,7 @@ int main(void)
         { "key comparison is exact bytes", test_key_compare_is_exact_bytes },
         { "a key longer than 255 bytes is still compared", test_a_key_longer_than_255_bytes_is_still_compared },
         { "capture ids are bound to networks", test_capture_ids_bound_to_networks },
+        { "certificate subjects are bound to capture ids", test_certificate_subjects_are_bound_to_capture_ids },
         { "the checks run in order", test_checks_run_in_order },
         { "verdict names", test_verdict_names },
         { NULL, NULL },

@@ -1023,14 +1023,64 @@ static void test_addresses_are_numeric_with_transport_and_port(void)
     const char *longest = "tcp:[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255]:65535";
     CU_ASSERT_PTR_NULL(conf_parse_addr(longest, &a));
     CU_ASSERT_STRING_EQUAL(a.text, longest);
+    CU_ASSERT_FALSE(a.tls);
+    /* tls: is a TCP stream inside TLS, never equal to the tcp: one on the same port */
+    struct conf_addr t;
+    CU_ASSERT_PTR_NULL(conf_parse_addr("tls:[::1]:9061", &t));
+    assert_addr(&t, CONF_TCP, "::1", 9061);
+    CU_ASSERT_TRUE(t.tls);
+    CU_ASSERT_STRING_EQUAL(t.text, "tls:[::1]:9061");
+    CU_ASSERT_PTR_NULL(conf_parse_addr("tcp:[::1]:9061", &a));
+    CU_ASSERT_FALSE(conf_addr_equal(&a, &t));
+    CU_ASSERT_PTR_NULL(conf_parse_target("tls:homer.example:9061", &t));
+    CU_ASSERT_TRUE(t.tls);
+    CU_ASSERT_STRING_EQUAL(t.host, "homer.example");
+}
+
+/* tls: sections: the top-level default, a listener's own, a destination's, with their defaults. */
+static void test_tls_sections_load_with_their_defaults(void)
+{
+    char *out = NULL;
+    struct conf *c = load(TEST_CONF_DIR "/good-tls.yaml", &out);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT_STRING_EQUAL(out, "");
+    free(out);
+    CU_ASSERT_EQUAL_FATAL(c->nlisten, 3);
+    CU_ASSERT_FALSE(c->listen[0].tls);
+    CU_ASSERT_TRUE(c->listen[1].tls);
+    CU_ASSERT_TRUE(c->listen[2].tls);
+    const struct conf_tls *top = conf_listen_tls(c, 1), *own = conf_listen_tls(c, 2);
+    CU_ASSERT_PTR_EQUAL(top, &c->tls);
+    CU_ASSERT_STRING_EQUAL(top->cert, "/etc/heprouter/tls/hep.pem");
+    CU_ASSERT_PTR_NULL(top->ca);
+    CU_ASSERT_FALSE(top->require_client_cert);
+    CU_ASSERT_EQUAL(top->min_version, CONF_TLS_1_2);
+    CU_ASSERT_EQUAL(top->line, 6);          /* its first key */
+    CU_ASSERT_PTR_EQUAL(own, &c->listen_tls[2]);
+    CU_ASSERT_TRUE(own->require_client_cert);
+    CU_ASSERT_EQUAL(own->min_version, CONF_TLS_1_3);
+    CU_ASSERT_EQUAL_FATAL(own->nclient_capture_ids, 2);
+    CU_ASSERT_STRING_EQUAL(own->client_capture_ids[0].subject, "kamailio-a");
+    CU_ASSERT_EQUAL_FATAL(own->client_capture_ids[1].nids, 2);
+    CU_ASSERT_STRING_EQUAL(own->client_capture_ids[1].subject, "CN=kamailio-b,O=Example");
+    CU_ASSERT_EQUAL(own->client_capture_ids[1].ids[1], 2003);
+    const struct conf_dest *d = &c->dests[0];
+    CU_ASSERT_TRUE(d->targets[0].tls);
+    CU_ASSERT_TRUE(d->tls.set);
+    CU_ASSERT_TRUE(d->tls.verify);      /* the default */
+    CU_ASSERT_STRING_EQUAL(d->tls.server_name, "homer.example.net");
+    CU_ASSERT_FALSE(c->dests[1].tls.set);
+    CU_ASSERT_TRUE(c->dests[1].tls.verify);
+    CU_ASSERT_EQUAL(c->tls_handshake_timeout_ms, 1500);
+    conf_free(c);
 }
 
 static void test_bad_addresses_say_why(void)
 {
     assert_bad_addr("", "is empty");
-    assert_bad_addr("127.0.0.1:9060", "must start with udp: or tcp:");
-    assert_bad_addr("UDP:127.0.0.1:9060", "must start with udp: or tcp:");
-    assert_bad_addr("tls:127.0.0.1:9060", "must start with udp: or tcp:");
+    assert_bad_addr("127.0.0.1:9060", "must start with udp:, tcp: or tls:");
+    assert_bad_addr("UDP:127.0.0.1:9060", "must start with udp:, tcp: or tls:");
+    assert_bad_addr("sctp:127.0.0.1:9060", "must start with udp:, tcp: or tls:");
     assert_bad_addr("udp:127.0.0.1", "has no port");
     assert_bad_addr("udp:[::1]", "has no port");
     assert_bad_addr("udp:[::1]9060", "has no port");
@@ -1118,7 +1168,7 @@ static void test_targets_may_name_their_host(void)
     assert_bad_target("udp:[homer.example]:9061", "is not a numeric IP address or a host name");
     assert_bad_target("udp::9061", "is not a numeric IP address or a host name");
     assert_bad_target("udp:homer.example", "has no port");
-    assert_bad_target("tls:homer.example:9061", "must start with udp: or tcp:");
+    assert_bad_target("sctp:homer.example:9061", "must start with udp:, tcp: or tls:");
 
     /* listen addresses stay numeric */
     assert_bad_addr("udp:localhost:9060", "is not a numeric IP address");
@@ -1916,6 +1966,7 @@ int main(void)
         { "addresses are numeric with transport and port",
           test_addresses_are_numeric_with_transport_and_port },
         { "bad addresses say why", test_bad_addresses_say_why },
+        { "tls: sections load with their defaults", test_tls_sections_load_with_their_defaults },
         { "targets may name their host", test_targets_may_name_their_host },
         { "named targets load and compare by name", test_named_targets_load_and_compare_by_name },
         { "numbers are decimal digits within bounds", test_numbers_are_decimal_digits_within_bounds },
