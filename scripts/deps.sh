@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # deps.sh - installs the Debian 12 packages heprouter needs that are missing.
 #
-#   scripts/deps.sh build     compiler, autotools, the libraries and python3
-#                             (make check runs a Python script)
+#   scripts/deps.sh build     compiler, autotools, the libraries, python3 and
+#                             openssl (make check runs a Python script and
+#                             makes test certificates)
 #   scripts/deps.sh test      build + what the tests run (kamailio, sipp,
 #                             redis, clang/libFuzzer, node/npm, valgrind,
 #                             podman and debootstrap for the container test,
@@ -15,9 +16,10 @@ set -euo pipefail
 build_pkgs=(build-essential autoconf automake pkg-config
             libev-dev libhiredis-dev libyaml-dev libcunit1-dev zlib1g-dev
             libmicrohttpd-dev libpcap-dev libpcre2-dev libssl-dev
-            python3)            # make check: tests/integration/capture/make_pcap.py
+            python3             # make check: tests/integration/capture/make_pcap.py
+            openssl)            # make check: tests/tls/mkcerts.sh
 test_pkgs=(clang libfuzzer-14-dev libclang-rt-14-dev valgrind
-           kamailio kamailio-extra-modules kamailio-tls-modules sip-tester openssl
+           kamailio kamailio-extra-modules kamailio-tls-modules sip-tester
            redis-server redis-sentinel socat wireshark-common
            docker-compose systemd
            podman runc debootstrap
