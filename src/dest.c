@@ -773,7 +773,7 @@ static void tcp_close(struct dest_target *t, const char *why)
 {
     struct dest_set *ds = t->ds;
     struct metrics_target *mt = target_metrics(t);
-    bool was_up = t->state == DEST_TCP_CONNECTED;
+    bool was_up = t->state == DEST_TCP_CONNECTED, handshaking = t->state == DEST_TCP_HANDSHAKE;
     tcp_watch(t, 0);
     ev_timer_stop(ds->loop, &t->timer);
     tls_conn_free(t->tls);
@@ -790,9 +790,10 @@ static void tcp_close(struct dest_target *t, const char *why)
                         "destination %s target %s: disconnected: %s (%zu bytes queued)",
                         t->d->name, t->addr.text, why, tcp_pending(t));
     } else {
+        /* a failed handshake says so itself: the connect worked */
         log_ratelimited(&t->down_limit, ds->log_interval_ms, LOG_LEVEL_WARN,
-                        "destination %s target %s: connect failed: %s (retry in %llu ms)",
-                        t->d->name, t->addr.text, why, (unsigned long long)wait_ms);
+                        "destination %s target %s: %s%s (retry in %llu ms)", t->d->name, t->addr.text,
+                        handshaking ? "" : "connect failed: ", why, (unsigned long long)wait_ms);
     }
     if (t->partial_len > 0) {
         mt->send_errors++;

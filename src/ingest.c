@@ -99,7 +99,7 @@ struct ingest_listener {
     struct tls_ctx *tls;            /* a tls: listener's context (the running conf's set); NULL: plain */
     const struct conf_tls *tls_conf;    /* its tls: section, in the running conf */
     unsigned tls_gen;               /* +1 when a reload changes tls_conf: bindings looked up again */
-    struct log_limit tls_limit;     /* failed handshakes */
+    struct log_limit tls_limit[TLS_FAILURE_COUNT];  /* failed handshakes, by kind */
     struct sockaddr_storage bound;
     socklen_t boundlen;
     char name[READY_ADDR_MAX];      /* "udp:127.0.0.1:9060", the bound port */
@@ -250,12 +250,17 @@ static bool peer_allowed(const struct ingest_listener *l, const struct sockaddr 
 }
 
 /* Counts one refused packet and adds it to its reason's summary line. */
+static void count_refused_from(struct ingest *in, int verdict, const char *sender)
+{
+    in->m->refused[verdict]++;
+    log_tally(&in->refused_tally[verdict], in->log_interval_ms, clock_mono_ms(), LOG_LEVEL_WARN,
+              refused_what[verdict], sender);
+}
+
 static void count_refused(struct ingest *in, int verdict, const struct sockaddr *peer)
 {
     char text[NETADDR_TEXT_MAX];
-    in->m->refused[verdict]++;
-    log_tally(&in->refused_tally[verdict], in->log_interval_ms, clock_mono_ms(), LOG_LEVEL_WARN,
-              refused_what[verdict], netaddr_format(peer, text, sizeof text));
+    count_refused_from(in, verdict, netaddr_format(peer, text, sizeof text));
 }
 
 int ingest_admit(struct ingest *in, const struct ingest_source *src, const struct hep_view *v)
@@ -266,8 +271,14 @@ int ingest_admit(struct ingest *in, const struct ingest_source *src, const struc
         unsigned len = netaddr_bytes(src->peer, &addr);
         verdict = admission_check_packet(src->packet_rules, len, addr, v);
     }
-    if (verdict == ADMISSION_OK && src->cert_bound && !admission_ids_claimed(src->cert_ids, src->ncert_ids, v))
-        verdict = ADMISSION_CAPTURE_ID_NOT_ALLOWED;
+    if (verdict == ADMISSION_OK && src->cert_bound && !admission_ids_claimed(src->cert_ids, src->ncert_ids, v)) {
+        /* the summary names the certificate: the binding to fix is its subject's */
+        char text[NETADDR_TEXT_MAX + TLS_SUBJECT_MAX + sizeof " (certificate )"], peer[NETADDR_TEXT_MAX];
+        snprintf(text, sizeof text, "%s (certificate %s)", netaddr_format(src->peer, peer, sizeof peer),
+                 src->cert_subject != NULL ? src->cert_subject : "none");
+        count_refused_from(in, ADMISSION_CAPTURE_ID_NOT_ALLOWED, text);
+        return ADMISSION_CAPTURE_ID_NOT_ALLOWED;
+    }
     if (verdict != ADMISSION_OK)
         count_refused(in, verdict, src->peer);
     return (int)verdict;
@@ -433,6 +444,7 @@ static void conn_binding(struct ingest_conn *c, struct ingest_source *src)
         c->binding_gen = l->tls_gen;
     }
     src->cert_bound = true;
+    src->cert_subject = c->subject;
     if (c->binding != NULL) {
         src->cert_ids = c->binding->ids;
         src->ncert_ids = c->binding->nids;
@@ -600,6 +612,7 @@ static void conn_idle_arm(struct ingest_conn *c, ev_tstamp after)
     }
 }
 
+/* Each kind of failed handshake: its counter and its word in the log (metrics.h names it too). */
 static uint64_t *conn_failure_counter(struct ingest *in, enum tls_failure f)
 {
     switch (f) {
@@ -607,28 +620,35 @@ static uint64_t *conn_failure_counter(struct ingest *in, enum tls_failure f)
         return &in->m->tls_failed_certificate;
     case TLS_FAIL_NO_CERTIFICATE:
         return &in->m->tls_failed_no_certificate;
+    case TLS_FAIL_TIMEOUT:
+        return &in->m->tls_failed_timeout;
     default:
         return &in->m->tls_failed_protocol;
     }
 }
 
-/* A handshake that failed (why: its text): counted by kind, logged rate-limited, closed. */
-static void conn_tls_failed(struct ingest_conn *c, uint64_t *counter, const char *kind, const char *why)
-{
-    struct ingest *in = c->l->in;
-    char peer[NETADDR_TEXT_MAX];
-    (*counter)++;
-    log_ratelimited(&c->l->tls_limit, in->log_interval_ms, LOG_LEVEL_WARN,
-                    "%s: handshake with %s failed: %s: %s", c->l->name,
-                    netaddr_format((const struct sockaddr *)&c->peer, peer, sizeof peer), kind, why);
-    conn_close_counted(c, NULL);
-}
-
-static const char *const tls_failure_names[] = {
+static const char *const tls_failure_names[TLS_FAILURE_COUNT] = {
     [TLS_FAIL_PROTOCOL] = "protocol",
     [TLS_FAIL_CERTIFICATE] = "certificate",
     [TLS_FAIL_NO_CERTIFICATE] = "no_certificate",
+    [TLS_FAIL_TIMEOUT] = "timeout",
 };
+
+/*
+ * A handshake that failed (why: its text): counted by kind, logged with one
+ * line per kind, listener and log.interval, closed.
+ */
+static void conn_tls_failed(struct ingest_conn *c, enum tls_failure f, const char *why)
+{
+    struct ingest *in = c->l->in;
+    char peer[NETADDR_TEXT_MAX];
+    (*conn_failure_counter(in, f))++;
+    log_ratelimited(&c->l->tls_limit[f], in->log_interval_ms, LOG_LEVEL_WARN,
+                    "%s: handshake with %s failed: %s: %s", c->l->name,
+                    netaddr_format((const struct sockaddr *)&c->peer, peer, sizeof peer), tls_failure_names[f],
+                    why);
+    conn_close_counted(c, NULL);
+}
 
 /* Drives a TLS handshake; once it is done, the connection reads frames. */
 static void conn_handshake(struct ingest_conn *c)
@@ -642,13 +662,11 @@ static void conn_handshake(struct ingest_conn *c)
         conn_watch(c, EV_READ | EV_WRITE);
         return;
     case TLS_CLOSED:
-        conn_tls_failed(c, &in->m->tls_failed_protocol, "protocol", "closed by the peer during the handshake");
+        conn_tls_failed(c, TLS_FAIL_PROTOCOL, "closed by the peer during the handshake");
         return;
-    case TLS_FAILED: {
-        enum tls_failure f = tls_conn_failure(c->tls);
-        conn_tls_failed(c, conn_failure_counter(in, f), tls_failure_names[f], tls_conn_error(c->tls));
+    case TLS_FAILED:
+        conn_tls_failed(c, tls_conn_failure(c->tls), tls_conn_error(c->tls));
         return;
-    }
     case TLS_OK:
         break;
     }
@@ -731,7 +749,7 @@ static void conn_idle_cb(struct ev_loop *loop, ev_timer *w, int revents)
         return;
     }
     if (c->handshaking) {
-        conn_tls_failed(c, &in->m->tls_failed_timeout, "timeout", "not done within limits.tls_handshake_timeout");
+        conn_tls_failed(c, TLS_FAIL_TIMEOUT, "not done within limits.tls_handshake_timeout");
         return;
     }
     char peer[NETADDR_TEXT_MAX];

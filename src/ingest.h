@@ -49,6 +49,7 @@ struct ingest_source {
     bool cert_bound;                /* tls.client_capture_ids applies: only cert_ids may be claimed */
     const uint32_t *cert_ids;       /* what the client certificate may claim (none when not listed) */
     size_t ncert_ids;
+    const char *cert_subject;       /* its subject (RFC 2253), for the log; NULL: none */
 };
 
 typedef void (*ingest_packet_fn)(void *arg, const uint8_t *data, size_t len,

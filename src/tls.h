@@ -71,6 +71,8 @@ enum tls_failure {
     TLS_FAIL_PROTOCOL = 0,          /* not TLS, no common version or cipher, closed mid-handshake */
     TLS_FAIL_CERTIFICATE,           /* a certificate not trusted, expired, of another name (either side's) */
     TLS_FAIL_NO_CERTIFICATE,        /* a client certificate required, none sent */
+    TLS_FAIL_TIMEOUT,               /* not done in time (the caller's clock: never from here) */
+    TLS_FAILURE_COUNT
 };
 
 /*
