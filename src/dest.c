@@ -1744,6 +1744,7 @@ static size_t dest_abandon_one(struct dest *d)
             t->partial_off = t->partial_len;
         }
         t->head_sent = 0;
+        t->stage_len = 0;           /* tls: a record handed to TLS counts as written, like the socket's buffer */
         while (t->ring_len > 0) {
             size_t flen = ring_head_frame_len(t);
             if (frame != NULL && !replayed_frame(d, j, t->done_total)) {
