@@ -818,25 +818,44 @@ static void *pairs_array(struct parse *p, struct node *n, const struct conf_key 
     return elems;
 }
 
-/* sources.capture_ids: { CIDR: [ ID, ... ], ... } */
-void conf_set_capture_bindings(struct parse *p, struct node *n, const struct conf_key *k, void *base)
+/* What one NAME: VALUE pair of a mapping read by set_pairs() fills in. */
+typedef void pair_setter(struct parse *p, struct node *key, struct node *value, void *elem);
+
+/*
+ * A mapping of NAME: VALUE pairs into an array of elem_size elements (see
+ * pairs_array), each filled by set from its pair, with the pair's name in
+ * the error path.
+ */
+static void set_pairs(struct parse *p, struct node *n, const struct conf_key *k, void *base, size_t elem_size,
+                      pair_setter *set)
 {
     size_t npairs;
-    struct conf_capture_binding *b = pairs_array(p, n, k, base, sizeof *b, &npairs);
-    if (b == NULL)
+    char *elems = pairs_array(p, n, k, base, elem_size, &npairs);
+    if (elems == NULL)
         return;
     for (size_t i = 0; i < npairs; i++) {
-        struct node *key = n->items[2 * i], *ids = n->items[2 * i + 1];
+        struct node *key = n->items[2 * i];
         if (key->type != NODE_SCALAR)
             continue;               /* conf_check_keys() said so */
         size_t old = conf_path_push_key(p, key->value, key->len);
-        const char *why = strlen(key->value) == key->len ? conf_parse_cidr(key->value, &b[i].cidr)
-                                                         : "contains a NUL byte";
-        if (why != NULL)
-            conf_error_key(p, key, "%s", why);
-        conf_set_capture_ids(p, ids, &binding_ids_key, &b[i]);
+        set(p, key, n->items[2 * i + 1], elems + i * elem_size);
         conf_path_pop(p, old);
     }
+}
+
+static void set_capture_binding(struct parse *p, struct node *key, struct node *ids, void *elem)
+{
+    struct conf_capture_binding *b = elem;
+    const char *why = strlen(key->value) == key->len ? conf_parse_cidr(key->value, &b->cidr) : "contains a NUL byte";
+    if (why != NULL)
+        conf_error_key(p, key, "%s", why);
+    conf_set_capture_ids(p, ids, &binding_ids_key, b);
+}
+
+/* sources.capture_ids: { CIDR: [ ID, ... ], ... } */
+void conf_set_capture_bindings(struct parse *p, struct node *n, const struct conf_key *k, void *base)
+{
+    set_pairs(p, n, k, base, sizeof(struct conf_capture_binding), set_capture_binding);
 }
 
 /* The ids of one client_capture_ids entry, as a list key inside its binding. */
@@ -846,25 +865,20 @@ static const struct conf_key subject_ids_key = {
     .kind = KIND_CAPTURE_IDS,
 };
 
+static void set_subject_binding(struct parse *p, struct node *key, struct node *ids, void *elem)
+{
+    struct conf_subject_binding *b = elem;
+    if (key->len == 0 || strlen(key->value) != key->len)
+        conf_error_key(p, key, "must be a common name or a subject (CN=...,O=...)");
+    else if ((b->subject = conf_strdup(key->value)) == NULL)
+        p->nomem = true;
+    conf_set_capture_ids(p, ids, &subject_ids_key, b);
+}
+
 /* tls.client_capture_ids: { SUBJECT: [ ID, ... ], ... } */
 void conf_set_subject_bindings(struct parse *p, struct node *n, const struct conf_key *k, void *base)
 {
-    size_t npairs;
-    struct conf_subject_binding *b = pairs_array(p, n, k, base, sizeof *b, &npairs);
-    if (b == NULL)
-        return;
-    for (size_t i = 0; i < npairs; i++) {
-        struct node *key = n->items[2 * i], *ids = n->items[2 * i + 1];
-        if (key->type != NODE_SCALAR)
-            continue;               /* conf_check_keys() said so */
-        size_t old = conf_path_push_key(p, key->value, key->len);
-        if (key->len == 0 || strlen(key->value) != key->len)
-            conf_error_key(p, key, "must be a common name or a subject (CN=...,O=...)");
-        else if ((b[i].subject = conf_strdup(key->value)) == NULL)
-            p->nomem = true;
-        conf_set_capture_ids(p, ids, &subject_ids_key, &b[i]);
-        conf_path_pop(p, old);
-    }
+    set_pairs(p, n, k, base, sizeof(struct conf_subject_binding), set_subject_binding);
 }
 
 /* A tls: section: its keys, and where it starts, for the errors of loading its files. */
@@ -925,29 +939,23 @@ static const struct conf_key header_values_key = {
     .kind = KIND_PATTERNS,
 };
 
+static void set_header_match(struct parse *p, struct node *key, struct node *values, void *elem)
+{
+    struct conf_header_match *h = elem;
+    bool ok = strlen(key->value) == key->len && key->len > 0;
+    for (size_t j = 0; ok && j < key->len; j++)
+        ok = is_token_char(key->value[j]);
+    if (!ok)
+        conf_error_key(p, key, "is not a header name (a token)");
+    else if ((h->name = conf_strdup(key->value)) == NULL)
+        p->nomem = true;
+    parse_list(p, values, &header_values_key, h, sizeof(struct pattern), parse_pattern, "must be a string or ~REGEX");
+}
+
 /* match header: { NAME: [ VALUE, ... ], ... }: a header name is a token. */
 void conf_set_header_matches(struct parse *p, struct node *n, const struct conf_key *k, void *base)
 {
-    size_t npairs;
-    struct conf_header_match *h = pairs_array(p, n, k, base, sizeof *h, &npairs);
-    if (h == NULL)
-        return;
-    for (size_t i = 0; i < npairs; i++) {
-        struct node *key = n->items[2 * i], *values = n->items[2 * i + 1];
-        if (key->type != NODE_SCALAR)
-            continue;               /* conf_check_keys() said so */
-        size_t old = conf_path_push_key(p, key->value, key->len);
-        bool ok = strlen(key->value) == key->len && key->len > 0;
-        for (size_t j = 0; ok && j < key->len; j++)
-            ok = is_token_char(key->value[j]);
-        if (!ok)
-            conf_error_key(p, key, "is not a header name (a token)");
-        else if ((h[i].name = conf_strdup(key->value)) == NULL)
-            p->nomem = true;
-        parse_list(p, values, &header_values_key, &h[i], sizeof(struct pattern), parse_pattern,
-                   "must be a string or ~REGEX");
-        conf_path_pop(p, old);
-    }
+    set_pairs(p, n, k, base, sizeof(struct conf_header_match), set_header_match);
 }
 
 /* ---- store.redis values --------------------------------------------------------- */
