@@ -66,11 +66,11 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
 step "integration tests"
 # test_package builds the Debian package: its unit tests are step 1's.
 DEB_BUILD_OPTIONS=${DEB_BUILD_OPTIONS-nocheck} BUILD_DIR="$top/build" tests/integration/run.sh
-step "routing, Redis, Kamailio, reload, control, sources, DNS name, spool, target health, tenants, dedup and tap tests against the sanitizer build"
+step "routing, Redis, Kamailio, reload, control, sources, DNS name, spool, target health, tenants, dedup, tap and TLS tests against the sanitizer build"
 # "test [CASE...]": the reload cases that rebuild listeners and destinations;
 # the spool's cases that restart on what an earlier run left
 for t in test_router test_redis test_e2e_kamailio "test_reload listeners tcp_target" test_operate test_security test_dns \
-    "test_spool kill9 term torn disk_full" test_health test_tenants test_dedup test_tap; do
+    "test_spool kill9 term torn disk_full" test_health test_tenants test_dedup test_tap test_tls; do
     read -r name cases <<<"$t"
     t0=$(date +%s)
     # shellcheck disable=SC2086  # cases are words
