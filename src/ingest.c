@@ -515,28 +515,40 @@ static void conn_watch(struct ingest_conn *c, int events)
 /*
  * One read from the connection, like read(2): bytes, 0 at the end, or -1
  * with errno (EAGAIN: nothing now; EPROTO: a TLS error, why in *tls_why).
+ * Over TLS, record after record until room is full or none is left, so
+ * that the frames of many records (Kamailio sends one per packet) are one
+ * batch; an end or an error after some bytes comes at the next call.
  */
 static ssize_t conn_recv(struct ingest_conn *c, uint8_t *p, size_t room, const char **tls_why)
 {
     if (c->tls == NULL)
         return read(c->fd, p, room);
-    size_t got = 0;
-    switch (tls_read(c->tls, p, room, &got)) {
-    case TLS_OK:
-        return (ssize_t)got;
-    case TLS_CLOSED:
-        return 0;
-    case TLS_WANT_WRITE:
-        conn_watch(c, EV_READ | EV_WRITE);     /* TLS needs to send first (a key update) */
-        errno = EAGAIN;
-        return -1;
-    case TLS_WANT_READ:
-        errno = EAGAIN;
-        return -1;
-    default:
-        *tls_why = tls_conn_error(c->tls);
-        errno = EPROTO;
-        return -1;
+    size_t total = 0;
+    for (;;) {
+        size_t got = 0;
+        enum tls_status st = tls_read(c->tls, p + total, room - total, &got);
+        if (st == TLS_OK) {
+            total += got;
+            if (total == room)
+                return (ssize_t)total;
+            continue;
+        }
+        if (st == TLS_WANT_WRITE)
+            conn_watch(c, EV_READ | EV_WRITE);     /* TLS needs to send first (a key update) */
+        if (total > 0)
+            return (ssize_t)total;
+        switch (st) {
+        case TLS_CLOSED:
+            return 0;
+        case TLS_WANT_READ:
+        case TLS_WANT_WRITE:
+            errno = EAGAIN;
+            return -1;
+        default:
+            *tls_why = tls_conn_error(c->tls);
+            errno = EPROTO;
+            return -1;
+        }
     }
 }
 
