@@ -70,7 +70,8 @@ step "routing, Redis, Kamailio, reload, control, sources, DNS name, spool, targe
 # "test [CASE...]": the reload cases that rebuild listeners and destinations;
 # the spool's cases that restart on what an earlier run left
 for t in test_router test_redis test_e2e_kamailio "test_reload listeners tcp_target" test_operate test_security test_dns \
-    "test_spool kill9 term torn disk_full" test_health test_tenants test_dedup test_tap test_tls; do
+    "test_spool kill9 term torn disk_full" test_health test_tenants test_dedup test_tap \
+    "test_tls inbound outbound refused_inbound refused_outbound reload spool backpressure"; do
     read -r name cases <<<"$t"
     t0=$(date +%s)
     # shellcheck disable=SC2086  # cases are words
