@@ -82,6 +82,7 @@ struct ingest_conn {
     /* TLS */
     struct tls_conn *tls;           /* NULL: plain TCP */
     bool handshaking;
+    bool tls_ended;                 /* a close or an error came after bytes: the next read reports it */
     char *subject;                  /* the client certificate's, RFC 2253; NULL: none */
     char *cn;                       /* its common name */
     const struct conf_subject_binding *binding;     /* in the listener's tls: section, for subject */
@@ -535,8 +536,10 @@ static ssize_t conn_recv(struct ingest_conn *c, uint8_t *p, size_t room, const c
         }
         if (st == TLS_WANT_WRITE)
             conn_watch(c, EV_READ | EV_WRITE);     /* TLS needs to send first (a key update) */
-        if (total > 0)
+        if (total > 0) {
+            c->tls_ended = st == TLS_CLOSED || st == TLS_FAILED;
             return (ssize_t)total;
+        }
         switch (st) {
         case TLS_CLOSED:
             return 0;
@@ -608,8 +611,11 @@ static void conn_read(struct ingest_conn *c)
         conn_close_counted(c, NULL);
         return;
     }
-    /* bytes TLS has decrypted already: the socket will not say so */
-    if (c->tls != NULL && tls_pending(c->tls))
+    /*
+     * bytes TLS has taken from the socket already, or its end seen after
+     * the last bytes: the socket will not say so again
+     */
+    if (c->tls != NULL && (c->tls_ended || tls_pending(c->tls)))
         ev_feed_event(loop, &c->io, EV_READ);
 }
 
