@@ -615,7 +615,7 @@ static void conn_read(struct ingest_conn *c)
      * bytes TLS has taken from the socket already, or its end seen after
      * the last bytes: the socket will not say so again
      */
-    if (c->tls != NULL && (c->tls_ended || tls_pending(c->tls)))
+    if (c->tls != NULL && (c->tls_ended || tls_buffered(c->tls) > 0))
         ev_feed_event(loop, &c->io, EV_READ);
 }
 
@@ -727,8 +727,8 @@ static void conn_finish(struct ingest_conn *c)
     int queued = 0;
     if (c->handshaking || ioctl(c->fd, FIONREAD, &queued) != 0 || queued < 0)
         queued = 0;
-    /* TLS: at most as many bytes of plain text as were queued, which is less */
-    size_t left = (size_t)queued;
+    /* TLS: what it has taken from the socket too; plain text is no more than what carries it */
+    size_t left = (size_t)queued + (c->tls != NULL && !c->handshaking ? tls_buffered(c->tls) : 0);
     while (left > 0) {
         size_t room;
         uint8_t *p = framer_space(&c->framer, &room);

@@ -444,9 +444,11 @@ enum tls_status tls_write(struct tls_conn *c, const void *buf, size_t len, size_
     return status_of(c, 0);
 }
 
-bool tls_pending(const struct tls_conn *c)
+size_t tls_buffered(const struct tls_conn *c)
 {
-    return SSL_pending(c->ssl) > 0 || BIO_pending(SSL_get_rbio(c->ssl)) > 0;
+    int plain = SSL_pending(c->ssl);
+    long raw = (long)BIO_pending(SSL_get_rbio(c->ssl));
+    return (size_t)(plain > 0 ? plain : 0) + (size_t)(raw > 0 ? raw : 0);
 }
 
 const char *tls_conn_error(const struct tls_conn *c)

@@ -96,8 +96,12 @@ enum tls_status tls_read(struct tls_conn *c, void *buf, size_t len, size_t *got)
 /* Writes up to len bytes: TLS_OK with *put > 0 (perhaps fewer), or what it waits for. */
 enum tls_status tls_write(struct tls_conn *c, const void *buf, size_t len, size_t *put);
 
-/* Bytes waiting inside the connection (read from the socket), which its readiness will not announce. */
-bool tls_pending(const struct tls_conn *c);
+/*
+ * Bytes the connection has taken from its socket and not yet handed out
+ * (plain text, and records not yet decrypted: at least as many as the
+ * plain text they hold), which the socket's readiness will not announce.
+ */
+size_t tls_buffered(const struct tls_conn *c);
 
 /* After TLS_FAILED: why, as text ("certificate verify failed: certificate has expired"). */
 const char *tls_conn_error(const struct tls_conn *c);
