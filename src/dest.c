@@ -1029,6 +1029,9 @@ static void tcp_io_cb(struct ev_loop *loop, ev_io *w, int revents)
         tcp_read_discard(t);
         if (t->state != DEST_TCP_CONNECTED)
             return;
+        /* a TLS write that waited for the peer to speak (TLS_WANT_READ) goes on now */
+        if (t->tls != NULL && !(t->io_events & EV_WRITE) && tcp_pending(t) > 0)
+            revents |= EV_WRITE;
     }
     if (revents & EV_WRITE)
         tcp_write(t);
