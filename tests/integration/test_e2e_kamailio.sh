@@ -60,8 +60,9 @@
 # VARIANT: STORE-MODE-TRANSPORT, STORE memory|redis, MODE script|core|both,
 # TRANSPORT udp|tcp|tls|tls-cert|tls-cert-refused (e.g. memory-script-udp,
 # redis-core-tcp, memory-script-tls-cert); default: the 8 memory|redis x
-# script|core x udp|tcp, memory-both-udp, memory-script-tls, redis-core-tls,
-# memory-script-tls-cert and memory-script-tls-cert-refused.
+# script|core x udp|tcp, memory-both-udp, memory-script-tls,
+# memory-script-tls-cert and memory-script-tls-cert-refused (TLS does not
+# depend on the store: redis-core-tls runs when asked for).
 # Environment: BUILD_DIR (src/heprouter, tools/hepdump), E2E_CALLS,
 # E2E_RATE, IT_KEEP_TMP=1 keeps the scratch directory (kept on failure).
 # Needs kamailio (5.6), sipp (sip-tester), redis-server, python3, ss; the TLS
@@ -440,7 +441,7 @@ for s in memory redis; do
         for t in udp tcp; do all+=("$s-$m-$t"); done
     done
 done
-all+=(memory-both-udp memory-script-tls redis-core-tls memory-script-tls-cert memory-script-tls-cert-refused)
+all+=(memory-both-udp memory-script-tls memory-script-tls-cert memory-script-tls-cert-refused)
 selected=("$@")
 [[ ${#selected[@]} -gt 0 ]] || selected=("${all[@]}")
 for v in "${selected[@]}"; do
