@@ -114,6 +114,12 @@ CA=$CERTS/ca.pem
 # tls_router BODY: heprouter on $CASE_DIR/router.yaml = BODY (with its own
 # listen:) plus allow_root when root; waits for the ready file; sets
 # ROUTER_PID and ROUTER_READY.
+# udp_head: the head of the configuration of the cases that feed heprouter
+# over UDP only (one listener, no wait for orphans, a log.interval of 1 s)
+udp_head() {
+    printf '%s\n' 'listen: [ "udp:127.0.0.1:0" ]' 'workers: 1' 'orphans: { wait_ms: 0 }' 'log: { interval: 1s }'
+}
+
 tls_router() {
     {
         printf '# written by %s.sh, case %s\n' "$IT_NAME" "$CASE"
@@ -357,10 +363,7 @@ case_outbound() {
     server_wait py other
     py=${SRV_PORT[py]}
     other=${SRV_PORT[other]}
-    tls_router "listen: [ \"udp:127.0.0.1:0\" ]
-workers: 1
-orphans: { wait_ms: 0 }
-log: { interval: 1s }
+    tls_router "$(udp_head)
 limits: { $LIMITS }
 destinations:
   a:
@@ -576,10 +579,7 @@ case_refused_outbound() {
 "
         t_list+="$t, "
     done
-    tls_router "listen: [ \"udp:127.0.0.1:0\" ]
-workers: 1
-orphans: { wait_ms: 0 }
-log: { interval: 1s }
+    tls_router "$(udp_head)
 limits: { $LIMITS }
 destinations:
 $dests  probe: { targets: [ \"udp:127.0.0.1:$probe_port\" ] }
@@ -758,10 +758,7 @@ case_spool() {
     it_case_begin spool "a tls: target with a spool: down, then up; goes away, then back"
     local port udp n=200 t
     port=$(it_free_port tcp) || exit 1
-    tls_router "listen: [ \"udp:127.0.0.1:0\" ]
-workers: 1
-orphans: { wait_ms: 0 }
-log: { interval: 1s }
+    tls_router "$(udp_head)
 limits: { $LIMITS }
 destinations:
   coll:
@@ -802,10 +799,7 @@ case_backpressure() {
     local udp t written
     good_bg coll
     server_wait coll
-    tls_router "listen: [ \"udp:127.0.0.1:0\" ]
-workers: 1
-orphans: { wait_ms: 0 }
-log: { interval: 1s }
+    tls_router "$(udp_head)
 limits: { $LIMITS, tcp_queue_bytes: 67108864, udp_rcvbuf: 33554432 }
 destinations:
   coll:
