@@ -96,6 +96,15 @@ static void load_error(FILE *err, const struct conf *conf, const struct conf_tls
                 path[0] != '\0' ? " " : "", path, reason);
 }
 
+/* A context that could not be made: the error said, the context freed; NULL. */
+static SSL_CTX *ctx_failed(SSL_CTX *ssl, FILE *err, const struct conf *conf, const struct conf_tls *t,
+                           const char *what, const char *path)
+{
+    load_error(err, conf, t, what, path);
+    SSL_CTX_free(ssl);
+    return NULL;
+}
+
 static int min_version(int v)
 {
     return v == CONF_TLS_1_3 ? TLS1_3_VERSION : TLS1_2_VERSION;
@@ -120,33 +129,18 @@ static SSL_CTX *ctx_common(const SSL_METHOD *method, const struct conf *conf, co
      * senders do.  No renegotiation.
      */
     SSL_CTX_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    SSL_CTX_set_options(ssl, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    SSL_CTX_set_options(ssl,
+                        SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
     /* TLS 1.3: AES-128-GCM first (10 rounds to AES-256's 14, the same GCM), as offered and as chosen */
     SSL_CTX_set_ciphersuites(ssl, TLS13_SUITES);
-    if (t->cert != NULL) {
-            if (SSL_CTX_use_certificate_chain_file(ssl, t->cert) != 1) {
-            load_error(err, conf, t, "cert", t->cert);
-            SSL_CTX_free(ssl);
-            return NULL;
-        }
-            if (SSL_CTX_use_PrivateKey_file(ssl, t->key, SSL_FILETYPE_PEM) != 1) {
-            load_error(err, conf, t, "key", t->key);
-            SSL_CTX_free(ssl);
-            return NULL;
-        }
-        if (SSL_CTX_check_private_key(ssl) != 1) {
-            load_error(err, conf, t, "key (it does not match cert)", t->key);
-            SSL_CTX_free(ssl);
-            return NULL;
-        }
-    }
-    if (t->ca != NULL) {
-            if (SSL_CTX_load_verify_locations(ssl, t->ca, NULL) != 1) {
-            load_error(err, conf, t, "ca", t->ca);
-            SSL_CTX_free(ssl);
-            return NULL;
-        }
-    }
+    if (t->cert != NULL && SSL_CTX_use_certificate_chain_file(ssl, t->cert) != 1)
+        return ctx_failed(ssl, err, conf, t, "cert", t->cert);
+    if (t->cert != NULL && SSL_CTX_use_PrivateKey_file(ssl, t->key, SSL_FILETYPE_PEM) != 1)
+        return ctx_failed(ssl, err, conf, t, "key", t->key);
+    if (t->cert != NULL && SSL_CTX_check_private_key(ssl) != 1)
+        return ctx_failed(ssl, err, conf, t, "key (it does not match cert)", t->key);
+    if (t->ca != NULL && SSL_CTX_load_verify_locations(ssl, t->ca, NULL) != 1)
+        return ctx_failed(ssl, err, conf, t, "ca", t->ca);
     return ssl;
 }
 
@@ -198,11 +192,8 @@ static struct tls_ctx *client_ctx(const struct conf *conf, const struct conf_tls
     if (ssl == NULL)
         return NULL;
     if (t->verify) {
-        if (t->ca == NULL && SSL_CTX_set_default_verify_paths(ssl) != 1) {
-            load_error(err, conf, t, "the system's CA store", "");
-            SSL_CTX_free(ssl);
-            return NULL;
-        }
+        if (t->ca == NULL && SSL_CTX_set_default_verify_paths(ssl) != 1)
+            return ctx_wrap(ctx_failed(ssl, err, conf, t, "the system's CA store", ""));
         SSL_CTX_set_verify(ssl, SSL_VERIFY_PEER, NULL);
     } else {
         SSL_CTX_set_verify(ssl, SSL_VERIFY_NONE, NULL);
