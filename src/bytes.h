@@ -9,7 +9,9 @@
 #ifndef HEPROUTER_BYTES_H
 #define HEPROUTER_BYTES_H
 
+#include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 static inline uint16_t bytes_get_be16(const uint8_t *p)
 {
@@ -62,6 +64,28 @@ static inline void bytes_put_le32(uint8_t *p, uint32_t v)
     p[1] = (uint8_t)(v >> 8);
     p[2] = (uint8_t)(v >> 16);
     p[3] = (uint8_t)(v >> 24);
+}
+
+/*
+ * Eight bytes as a little-endian word (the hashes' byte order, the same on
+ * every host): one load where the host is little-endian.
+ */
+static inline uint64_t bytes_get_le64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof v);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    return v;
+}
+
+/* The n < 8 bytes at p as the low bytes of a little-endian word, the rest zero. */
+static inline uint64_t bytes_get_le_tail(const uint8_t *p, size_t n)
+{
+    uint8_t w[sizeof(uint64_t)] = { 0 };
+    memcpy(w, p, n);
+    return bytes_get_le64(w);
 }
 
 #endif

@@ -19,21 +19,32 @@
 
 #define WORDS64_SEED UINT64_C(0x9e3779b97f4a7c15)   /* 2^64 / golden ratio */
 #define WORD_BYTES 8
+#define WORDS64_BLOCK (2 * WORD_BYTES)
 
+/*
+ * Sixteen bytes a step: the two words, each offset by a constant, are
+ * multiplied to 128 bits and folded (hash_mul_fold), independent of what
+ * came before, so consecutive blocks' multiplications overlap; only the
+ * XOR into the state and one multiplication of it (which makes the order
+ * of the blocks count) wait for the previous block.  The tail is padded
+ * with zero bytes; the length is in the seed.
+ */
 uint64_t hash_words64(const void *data, size_t len)
 {
     const uint8_t *p = data;
     uint64_t h = WORDS64_SEED ^ len;
     size_t i = 0;
-    for (; i + WORD_BYTES <= len; i += WORD_BYTES) {
-        uint64_t w;
-        memcpy(&w, p + i, WORD_BYTES);
-        h = hash_fmix64(h ^ w);
+    for (; i + WORDS64_BLOCK <= len; i += WORDS64_BLOCK) {
+        uint64_t a = bytes_get_le64(p + i), b = bytes_get_le64(p + i + WORD_BYTES);
+        h = (h ^ hash_mul_fold(a ^ HASH_FMIX64_MUL, b ^ HASH_FMIX64_MUL2)) * WORDS64_SEED;
     }
-    uint64_t tail = 0;
-    for (size_t j = 0; i + j < len; j++)
-        tail |= (uint64_t)p[i + j] << (8 * j);
-    return hash_fmix64(h ^ tail);
+    if (i < len) {
+        uint8_t w[WORDS64_BLOCK] = { 0 };
+        memcpy(w, p + i, len - i);
+        uint64_t a = bytes_get_le64(w), b = bytes_get_le64(w + WORD_BYTES);
+        h = (h ^ hash_mul_fold(a ^ HASH_FMIX64_MUL, b ^ HASH_FMIX64_MUL2)) * WORDS64_SEED;
+    }
+    return hash_fmix64(h);
 }
 
 /* CRC32C: the reflected Castagnoli polynomial, a table of 8 x 256 words (slicing by 8). */
@@ -89,14 +100,6 @@ static inline uint64_t rotl64(uint64_t x, unsigned b)
     return (x << b) | (x >> (64 - b));
 }
 
-static inline uint64_t load_le64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (unsigned i = 0; i < SIPHASH_WORD_BYTES; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
-
 static inline void siphash_round(uint64_t v[4])
 {
     v[0] += v[1]; v[1] = rotl64(v[1], 13); v[1] ^= v[0]; v[0] = rotl64(v[0], 32);
@@ -112,7 +115,7 @@ static inline void siphash_round(uint64_t v[4])
  */
 static inline void siphash_init(uint64_t v[4], const uint8_t k[SIPHASH_KEY_BYTES])
 {
-    uint64_t k0 = load_le64(k), k1 = load_le64(k + SIPHASH_WORD_BYTES);
+    uint64_t k0 = bytes_get_le64(k), k1 = bytes_get_le64(k + SIPHASH_WORD_BYTES);
     v[0] = UINT64_C(0x736f6d6570736575) ^ k0;
     v[1] = UINT64_C(0x646f72616e646f6d) ^ k1;
     v[2] = UINT64_C(0x6c7967656e657261) ^ k0;
@@ -156,10 +159,8 @@ void hash_siphash128(const uint8_t k[HASH_SIPHASH_KEY_BYTES], const void *data, 
     siphash_init(v, k);
     size_t whole = len - len % SIPHASH_WORD_BYTES;
     for (size_t off = 0; off < whole; off += SIPHASH_WORD_BYTES)
-        siphash_compress(v, load_le64(in + off));
-    uint64_t last = (uint64_t)len << SIPHASH_LEN_SHIFT;
-    for (size_t i = 0; i < len - whole; i++)
-        last |= (uint64_t)in[whole + i] << (8 * i);
+        siphash_compress(v, bytes_get_le64(in + off));
+    uint64_t last = (uint64_t)len << SIPHASH_LEN_SHIFT | bytes_get_le_tail(in + whole, len - whole);
     siphash_finish(v, last, out);
 }
 
@@ -185,7 +186,7 @@ void hash_siphash128_update(struct hash_siphash *h, const void *data, size_t len
         h->tail = 0;
     }
     for (; len >= SIPHASH_WORD_BYTES; in += SIPHASH_WORD_BYTES, len -= SIPHASH_WORD_BYTES)
-        siphash_compress(h->v, load_le64(in));
+        siphash_compress(h->v, bytes_get_le64(in));
     for (size_t i = 0; i < len; i++)
         h->tail |= (uint64_t)in[i] << (8 * i);
 }

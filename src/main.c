@@ -104,6 +104,8 @@ struct worker {
     struct router *router;
     bool own_store;                 /* a per-worker store (Redis), freed with the worker */
     const struct ingest_source *cur_src;    /* sender of the packet being routed, for logs */
+    bool batch_clocked;             /* batch_mono_ms, batch_wall_ms read for the batch being routed */
+    uint64_t batch_mono_ms, batch_wall_ms;
     struct tap_worker *tap;         /* with a control socket: this worker's side of the live tap */
     struct dedup *dedup;            /* the instance's dedup window, shared */
     ev_timer hold_timer;
@@ -168,11 +170,21 @@ static void arm_hold_timer(struct worker *w)
     w->hold_timer_due = deadline;
 }
 
+/*
+ * The clocks are read once per batch (a recvmmsg() or a TCP read), at its
+ * first packet: the packets of one batch arrived together, and the clocks
+ * count milliseconds.
+ */
 static void on_packet(void *arg, const uint8_t *data, size_t len, const struct ingest_source *src)
 {
     struct worker *w = arg;
+    if (!w->batch_clocked) {
+        w->batch_mono_ms = clock_mono_ms();
+        w->batch_wall_ms = clock_wall_ms();
+        w->batch_clocked = true;
+    }
     w->cur_src = src;
-    router_packet(w->router, data, len, clock_mono_ms(), clock_wall_ms());
+    router_packet(w->router, data, len, w->batch_mono_ms, w->batch_wall_ms);
     w->cur_src = NULL;
 }
 
@@ -191,6 +203,7 @@ static int worker_admit(void *arg, const struct hep_view *view)
 static void on_batch_end(void *arg)
 {
     struct worker *w = arg;
+    w->batch_clocked = false;
     dest_flush(w->ds);
     arm_hold_timer(w);
 }

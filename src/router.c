@@ -800,18 +800,42 @@ static uint64_t payload_hash(const struct packet *p)
     return hash_words64(p->view.payload.data, p->view.payload.len);
 }
 
+/* A packet of a known call and its payload hash (SIP only), for touch(). */
+struct touching {
+    struct router *r;
+    const struct packet *p;
+    uint64_t hash;
+};
+
+/* The TTL, flags and duplicate marker a known call takes from this packet (store_touch_fn). */
+static void touch(void *arg, const struct store_entry *e, struct store_touch *t)
+{
+    const struct touching *tc = arg;
+    t->last_hash = e->last_hash;
+    if (tc->p->is_sip) {
+        t->last_hash = tc->hash;
+        if (tc->hash == e->last_hash)
+            tc->r->m->duplicates++;
+    }
+    struct life l = call_life(tc->p, e->flags);
+    t->set = l.set;
+    t->clear = l.clear;
+    t->ttl_ms = store_ttl(tc->r->conf, (e->flags | l.set) & ~l.clear);
+}
+
+static struct touching touching(struct router *r, const struct packet *p)
+{
+    struct touching tc = { r, p, p->is_sip ? payload_hash(p) : 0 };
+    return tc;
+}
+
 /* Updates the TTL, flags and duplicate marker of a known call for this packet. */
 static void touch_call(struct router *r, const struct packet *p, const struct store_entry *e)
 {
-    uint64_t hash = e->last_hash;
-    if (p->is_sip) {
-        hash = payload_hash(p);
-        if (hash == e->last_hash)
-            r->m->duplicates++;
-    }
-    struct life l = call_life(p, e->flags);
-    unsigned after = (e->flags | l.set) & ~l.clear;
-    store_update(r->store, p->key, p->klen, store_ttl(r->conf, after), l.set, l.clear, hash, r->now_ms);
+    struct touching tc = touching(r, p);
+    struct store_touch t;
+    touch(&tc, e, &t);
+    store_update(r->store, p->key, p->klen, t.ttl_ms, t.set, t.clear, t.last_hash, r->now_ms);
 }
 
 static void release_held(struct router *r, const char *key, size_t klen, uint64_t *counter,
@@ -936,7 +960,16 @@ static void on_recheck(void *arg, const char *key, size_t klen)
 static void decide(struct router *r, struct packet *p)
 {
     struct store_entry e;
-    if (store_get(r->store, p->key, p->klen, r->now_ms, &e)) {
+    if (!hold_has(r->hold, p->key, p->klen)) {
+        /* the usual case: nothing of the call waits; look it up and touch it at once */
+        struct touching tc = touching(r, p);
+        if (store_follow(r->store, p->key, p->klen, r->now_ms, &e, touch, &tc)) {
+            r->how = ROUTER_HOW_KNOWN;
+            r->m->calls_followed++;
+            send_route(r, p, &e);
+            return;
+        }
+    } else if (store_get(r->store, p->key, p->klen, r->now_ms, &e)) {
         /* the origin reached the store through another worker: older packets first */
         release_held(r, p->key, p->klen, &r->m->orphans_released_origin, &e);
         r->how = ROUTER_HOW_KNOWN;

@@ -16,6 +16,8 @@
  */
 #include "sip.h"
 
+#include "bytes.h"
+
 #include <limits.h>
 #include <string.h>
 
@@ -91,18 +93,23 @@ static const struct {
     [SIP_ERR_CSEQ] = { "bad_cseq", "bad CSeq value" },
 };
 
-/* RFC 3261 token characters besides alphanumerics. */
+/*
+ * RFC 3261 token characters (alphanumerics and - . ! % * _ + ` ' ~) as a
+ * bitmap of the 128 ASCII bytes, two words: one test per byte.
+ */
+#define TOKEN_BIT(c)         (UINT64_C(1) << ((unsigned)(c) % 64))
+#define TOKEN_RANGE(a, b)    ((UINT64_MAX >> (63 - (unsigned)(b) % 64)) & (UINT64_MAX << ((unsigned)(a) % 64)))
+#define ASCII_BYTES         128
+
+static const uint64_t token_chars[ASCII_BYTES / 64] = {
+    TOKEN_RANGE('0', '9') | TOKEN_BIT('-') | TOKEN_BIT('.') | TOKEN_BIT('!') | TOKEN_BIT('%') | TOKEN_BIT('*') |
+        TOKEN_BIT('+') | TOKEN_BIT('\''),
+    TOKEN_RANGE('a', 'z') | TOKEN_RANGE('A', 'Z') | TOKEN_BIT('_') | TOKEN_BIT('`') | TOKEN_BIT('~'),
+};
+
 static bool is_token_char(unsigned char c)
 {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return true;
-    switch (c) {
-    case '-': case '.': case '!': case '%': case '*':
-    case '_': case '+': case '`': case '\'': case '~':
-        return true;
-    default:
-        return false;
-    }
+    return c < ASCII_BYTES && (token_chars[c / 64] >> (c % 64) & 1);
 }
 
 static bool is_wsp(unsigned char c)
@@ -135,6 +142,83 @@ static bool equal_nocase(const char *p, size_t len, const char *s, size_t slen)
         if (lower((unsigned char)p[i]) != (unsigned char)s[i])
             return false;
     return true;
+}
+
+/*
+ * True when [p, end) holds a byte <= SP.  SP, HT, CR and LF all are, and no
+ * character a Call-ID may have is, so a false answer rules white space out
+ * at eight bytes a step (the test for a zero byte in a word, shifted to SP).
+ */
+#define SWAR_ONES UINT64_C(0x0101010101010101)
+#define SWAR_HIGHS UINT64_C(0x8080808080808080)
+
+static bool has_byte_upto_space(const char *p, const char *end)
+{
+    const uint64_t ones = SWAR_ONES, highs = SWAR_HIGHS;
+    const uint64_t below = ones * ((uint64_t)' ' + 1);
+    uint64_t w;
+    for (; end - p >= (ptrdiff_t)sizeof w; p += sizeof w) {
+        memcpy(&w, p, sizeof w);
+        if ((w - below) & ~w & highs)
+            return true;
+    }
+    for (; p < end; p++)
+        if ((unsigned char)*p <= ' ')
+            return true;
+    return false;
+}
+
+/*
+ * The high bit of the bytes of w equal to c.  A byte above a true match may
+ * be flagged too (the borrow runs on), never one below: the lowest flag is
+ * exact.
+ */
+static uint64_t bytes_equal(uint64_t w, unsigned char c)
+{
+    uint64_t x = w ^ (SWAR_ONES * c);
+    return (x - SWAR_ONES) & ~x & SWAR_HIGHS;
+}
+
+/* The first byte of [p, end) that is a, b or c, else end: eight bytes a step where words load little-endian. */
+static const char *find_any3(const char *p, const char *end, char a, char b, char c)
+{
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint64_t w;
+    for (; end - p >= (ptrdiff_t)sizeof w; p += sizeof w) {
+        memcpy(&w, p, sizeof w);
+        uint64_t m = bytes_equal(w, (unsigned char)a) | bytes_equal(w, (unsigned char)b) |
+                     bytes_equal(w, (unsigned char)c);
+        if (m != 0)
+            return p + (unsigned)__builtin_ctzll(m) / CHAR_BIT;
+    }
+#endif
+    for (; p < end; p++)
+        if (*p == a || *p == b || *p == c)
+            return p;
+    return end;
+}
+
+/*
+ * Where an unquoted parameter value that starts at p stops: the first LWS
+ * byte, ';' or ',' of [p, end), else end.  Eight bytes a step: a word is
+ * looked at closely only when it holds a byte <= SP (LWS, or another
+ * control byte, which belongs to the value), ';' or ','.
+ */
+static const char *value_stop(const char *p, const char *end)
+{
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    const uint64_t below = SWAR_ONES * ((uint64_t)' ' + 1);
+    uint64_t w;
+    for (; end - p >= (ptrdiff_t)sizeof w; p += sizeof w) {
+        memcpy(&w, p, sizeof w);
+        if (((w - below) & ~w & SWAR_HIGHS) | bytes_equal(w, ';') | bytes_equal(w, ','))
+            break;
+    }
+#endif
+    for (; p < end; p++)
+        if (is_lws((unsigned char)*p) || *p == ';' || *p == ',')
+            return p;
+    return end;
 }
 
 static const char *skip_lws(const char *p, const char *end)
@@ -207,8 +291,7 @@ static bool find_param(const char *p, const char *end, const char *name,
                 p = q;
             } else {
                 val_start = p;
-                while (p < end && !is_lws((unsigned char)*p) && *p != ';' && *p != ',')
-                    p++;
+                p = value_stop(p, end);
                 val_stop = p;
             }
         }
@@ -237,8 +320,7 @@ static bool scan_tag(const char *p, const char *end, struct sip_str *tag)
         if (p >= end || *p != '<')
             return false;
     } else {
-        while (p < end && *p != '<' && *p != ';')
-            p++;
+        p = find_any3(p, end, '<', ';', ';');
     }
     if (p < end && *p == '<') {
         const char *close = memchr(p + 1, '>', (size_t)(end - p - 1));
@@ -256,8 +338,7 @@ static bool scan_tag(const char *p, const char *end, struct sip_str *tag)
  */
 static bool scan_via_branch(const char *p, const char *end, struct sip_str *branch)
 {
-    while (p < end && *p != ';' && *p != ',')
-        p++;
+    p = find_any3(p, end, ';', ',', ',');
     return find_param(p, end, PARAM_BRANCH, LITERAL_LEN(PARAM_BRANCH), branch);
 }
 
@@ -333,60 +414,6 @@ static const char *header_name(const char *p, const char *end, struct sip_str *n
     if (p >= end || *p != ':')
         return NULL;
     return p + 1;
-}
-
-/*
- * True when [p, end) holds a byte <= SP.  SP, HT, CR and LF all are, and no
- * character a Call-ID may have is, so a false answer rules white space out
- * at eight bytes a step (the test for a zero byte in a word, shifted to SP).
- */
-#define SWAR_ONES UINT64_C(0x0101010101010101)
-#define SWAR_HIGHS UINT64_C(0x8080808080808080)
-
-static bool has_byte_upto_space(const char *p, const char *end)
-{
-    const uint64_t ones = SWAR_ONES, highs = SWAR_HIGHS;
-    const uint64_t below = ones * ((uint64_t)' ' + 1);
-    uint64_t w;
-    for (; end - p >= (ptrdiff_t)sizeof w; p += sizeof w) {
-        memcpy(&w, p, sizeof w);
-        if ((w - below) & ~w & highs)
-            return true;
-    }
-    for (; p < end; p++)
-        if ((unsigned char)*p <= ' ')
-            return true;
-    return false;
-}
-
-/*
- * The high bit of the bytes of w equal to c.  A byte above a true match may
- * be flagged too (the borrow runs on), never one below: the lowest flag is
- * exact.
- */
-static uint64_t bytes_equal(uint64_t w, unsigned char c)
-{
-    uint64_t x = w ^ (SWAR_ONES * c);
-    return (x - SWAR_ONES) & ~x & SWAR_HIGHS;
-}
-
-/* The first byte of [p, end) that is a, b or c, else end: eight bytes a step where words load little-endian. */
-static const char *find_any3(const char *p, const char *end, char a, char b, char c)
-{
-#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    uint64_t w;
-    for (; end - p >= (ptrdiff_t)sizeof w; p += sizeof w) {
-        memcpy(&w, p, sizeof w);
-        uint64_t m = bytes_equal(w, (unsigned char)a) | bytes_equal(w, (unsigned char)b) |
-                     bytes_equal(w, (unsigned char)c);
-        if (m != 0)
-            return p + (unsigned)__builtin_ctzll(m) / CHAR_BIT;
-    }
-#endif
-    for (; p < end; p++)
-        if (*p == a || *p == b || *p == c)
-            return p;
-    return end;
 }
 
 /* Stores the trimmed Call-ID value [p, end) and flags white space left inside. */
@@ -593,6 +620,8 @@ int sip_scan(const uint8_t *buf, size_t len, struct sip_msg *msg)
             rc = scan_header(name, value, content_end, msg, &st);
             if (rc != SIP_OK)
                 return rc;
+            if (st.seen_call_id && st.seen_cseq && st.seen_from && st.seen_to && st.seen_via)
+                break;                  /* nothing further is read */
         }
         p = next;
     }

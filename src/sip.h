@@ -107,10 +107,12 @@ struct sip_msg {
  * Scans buf[0..len) (not NUL-terminated).  Returns SIP_OK or an enum
  * sip_status error.  *msg is always reset first; on error it keeps what was
  * scanned before the failure.  The first Call-ID, CSeq, From, To and Via
- * header wins; the header block ends at the first empty line or at the end
- * of the buffer.  A header line without a colon or with a bad name, and a
- * folded line before the first header, is skipped together with its folded
- * continuation lines and counted once in msg->skipped_lines.
+ * header wins; the scan stops once it has all five (the header lines after
+ * them are not read), else at the first empty line or at the end of the
+ * buffer.  A header line without a colon or with a bad name, and a folded
+ * line before the first header, is skipped together with its folded
+ * continuation lines and counted once in msg->skipped_lines (among the
+ * lines read).
  */
 int sip_scan(const uint8_t *buf, size_t len, struct sip_msg *msg);
 

@@ -492,6 +492,14 @@ out:
     return rc;
 }
 
+static void slot_touch(struct mem_slot *sl, uint64_t ttl_ms, unsigned set, unsigned clear, uint64_t last_hash,
+                       uint64_t now_ms)
+{
+    sl->expires_ms = expiry_after(now_ms, ttl_ms);
+    sl->flags = (uint8_t)((sl->flags | (set & STORE_MEM_FLAGS_MASK)) & ~clear);
+    sl->last_hash = last_hash;
+}
+
 static int mem_update(struct store *s, const char *key, size_t klen, uint64_t ttl_ms, unsigned set, unsigned clear,
                       uint64_t last_hash, uint64_t now_ms)
 {
@@ -501,10 +509,26 @@ static int mem_update(struct store *s, const char *key, size_t klen, uint64_t tt
 
     pthread_mutex_lock(&st->lock);
     struct mem_slot *sl = stripe_live(st, h, now_ms);
+    if (sl != NULL)
+        slot_touch(sl, ttl_ms, set, clear, last_hash, now_ms);
+    pthread_mutex_unlock(&st->lock);
+    return sl != NULL;
+}
+
+static int mem_follow(struct store *s, const char *key, size_t klen, uint64_t now_ms, struct store_entry *out,
+                      store_touch_fn touch, void *arg)
+{
+    struct mem_store *ms = (struct mem_store *)s;
+    uint64_t h[2];
+    struct mem_stripe *st = mem_stripe_of(ms, key, klen, h);
+
+    pthread_mutex_lock(&st->lock);
+    struct mem_slot *sl = stripe_live(st, h, now_ms);
     if (sl != NULL) {
-        sl->expires_ms = expiry_after(now_ms, ttl_ms);
-        sl->flags = (uint8_t)((sl->flags | (set & STORE_MEM_FLAGS_MASK)) & ~clear);
-        sl->last_hash = last_hash;
+        struct store_touch t;
+        slot_fill_entry(ms, sl, out);
+        touch(arg, out, &t);
+        slot_touch(sl, t.ttl_ms, t.set, t.clear, t.last_hash, now_ms);
     }
     pthread_mutex_unlock(&st->lock);
     return sl != NULL;
@@ -597,6 +621,7 @@ static const struct store_ops mem_ops = {
     .get = mem_get,
     .put = mem_put,
     .update = mem_update,
+    .follow = mem_follow,
     .expire = mem_expire,
     .count = mem_count,
     .free = mem_free,

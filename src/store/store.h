@@ -56,6 +56,20 @@ struct store_entry {
 struct store;
 struct store_names;
 
+/* What a packet of a known call changes in it: as store_update()'s arguments. */
+struct store_touch {
+    uint64_t ttl_ms;
+    unsigned set, clear;
+    uint64_t last_hash;
+};
+
+/*
+ * store_follow()'s judge: fills *t from the call's entry e for the packet
+ * in hand.  It may be called with a lock of the store held: it must not
+ * call the store, nor block.
+ */
+typedef void (*store_touch_fn)(void *arg, const struct store_entry *e, struct store_touch *t);
+
 /*
  * How a shared back-end (Redis) answers store_query(), later, on the
  * worker's loop: e is the call's entry, or NULL when the shared store does
@@ -91,6 +105,14 @@ struct store_ops {
      */
     int (*update)(struct store *s, const char *key, size_t klen, uint64_t ttl_ms,
                   unsigned set, unsigned clear, uint64_t last_hash, uint64_t now_ms);
+    /*
+     * get(), and when the key is known, update() with what touch makes of
+     * the entry; *out is the entry as get() saw it.  NULL: store_follow()
+     * does get() then update(); the memory store does both with one lookup
+     * under one lock.
+     */
+    int (*follow)(struct store *s, const char *key, size_t klen, uint64_t now_ms, struct store_entry *out,
+                  store_touch_fn touch, void *arg);
     /* Drops expired entries (bounded work per call); returns how many. */
     size_t (*expire)(struct store *s, uint64_t now_ms);
     /* Calls currently held. */
@@ -225,6 +247,24 @@ static inline int store_update(struct store *s, const char *key, size_t klen, ui
                                unsigned set, unsigned clear, uint64_t last_hash, uint64_t now_ms)
 {
     return s->ops->update(s, key, klen, ttl_ms, set, clear, last_hash, now_ms);
+}
+
+/*
+ * A packet of a call that may be known: 1 with *out the call's entry (as it
+ * was before this packet) and the call updated with what touch(arg, out)
+ * says, or 0 when the call is not known (nothing is changed).
+ */
+static inline int store_follow(struct store *s, const char *key, size_t klen, uint64_t now_ms,
+                               struct store_entry *out, store_touch_fn touch, void *arg)
+{
+    if (s->ops->follow != NULL)
+        return s->ops->follow(s, key, klen, now_ms, out, touch, arg);
+    if (!s->ops->get(s, key, klen, now_ms, out))
+        return 0;
+    struct store_touch t;
+    touch(arg, out, &t);
+    s->ops->update(s, key, klen, t.ttl_ms, t.set, t.clear, t.last_hash, now_ms);
+    return 1;
 }
 
 static inline size_t store_expire(struct store *s, uint64_t now_ms)

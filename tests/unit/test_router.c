@@ -943,8 +943,15 @@ static void sh_set_answer_fn(struct store *s, store_answer_fn fn, void *arg)
 }
 
 static const struct store_ops shared_ops = {
-    "shared-test", sh_get, sh_put, sh_update, sh_expire, sh_count, sh_free, sh_query, sh_set_answer_fn, NULL, NULL,
-    NULL, NULL, NULL, NULL,
+    .name = "shared-test",
+    .get = sh_get,
+    .put = sh_put,
+    .update = sh_update,
+    .expire = sh_expire,
+    .count = sh_count,
+    .free = sh_free,
+    .query = sh_query,
+    .set_answer_fn = sh_set_answer_fn,
 };
 
 /* Replaces the fixture's router with one on a shared store. */

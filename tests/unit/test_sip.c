@@ -407,6 +407,25 @@ static void test_folded_line_before_first_header_is_skipped_and_counted(void)
     CU_ASSERT_EQUAL(m.skipped_lines, 1);
 }
 
+/* Once Via, From, To, Call-ID and CSeq are read, the lines after them are not. */
+static void test_scan_stops_after_the_headers_it_needs(void)
+{
+    struct sip_msg m;
+    CU_ASSERT_EQUAL(scan(REQ_LINE "Via: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@h>;tag=1\r\n"
+                         "To: <sip:b@h>\r\n" CALL_ID_HDR CSEQ_HDR "X-Weird\r\nCall-ID: other\r\n\r\n", &m),
+                    SIP_OK);
+    assert_call_kept(&m);
+    CU_ASSERT_EQUAL(m.skipped_lines, 0);
+    CU_ASSERT(m.flags & SIP_F_VIA_BRANCH);
+    CU_ASSERT(m.flags & SIP_F_FROM_TAG);
+    /* one of the five missing: every line is read */
+    CU_ASSERT_EQUAL(scan(REQ_LINE "From: <sip:a@h>;tag=1\r\nTo: <sip:b@h>\r\n" CALL_ID_HDR CSEQ_HDR
+                         "X-Weird\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\r\n", &m), SIP_OK);
+    assert_call_kept(&m);
+    CU_ASSERT_EQUAL(m.skipped_lines, 1);
+    CU_ASSERT(m.flags & SIP_F_VIA_BRANCH);
+}
+
 static void test_bad_lines_do_not_excuse_a_bad_cseq(void)
 {
     struct sip_msg m;
@@ -1463,6 +1482,7 @@ static const struct unit_test tests[] = {
     { "test_bad_line_with_folded_continuation_counts_once", test_bad_line_with_folded_continuation_counts_once },
     { "test_bad_header_name_is_skipped_and_counted", test_bad_header_name_is_skipped_and_counted },
     { "test_folded_line_before_first_header_is_skipped_and_counted", test_folded_line_before_first_header_is_skipped_and_counted },
+    { "test_scan_stops_after_the_headers_it_needs", test_scan_stops_after_the_headers_it_needs },
     { "test_bad_lines_do_not_excuse_a_bad_cseq", test_bad_lines_do_not_excuse_a_bad_cseq },
     { "test_well_formed_message_skips_nothing", test_well_formed_message_skips_nothing },
     { "test_header_names_are_case_insensitive", test_header_names_are_case_insensitive },
