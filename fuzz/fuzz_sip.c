@@ -147,6 +147,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check(msg.from_tag.len == 0);
     if (!(msg.flags & SIP_F_VIA_BRANCH))
         check(msg.via_branch.len == 0);
+    /* Asked for fewer parameters, the scan finds the same message, those parameters absent. */
+    static const unsigned wants[] = { 0, SIP_WANT_REQUEST_TO_TAG, SIP_WANT_REQUEST_TO_TAG | SIP_WANT_VIA_BRANCH };
+    for (size_t i = 0; i < sizeof wants / sizeof wants[0]; i++) {
+        struct sip_msg part;
+        check(sip_scan_for(data, size, wants[i], &part) == rc);
+        unsigned params = SIP_F_FROM_TAG | SIP_F_TO_TAG | SIP_F_VIA_BRANCH;
+        check((part.flags & ~params) == (msg.flags & ~params));
+        check(part.call_id.ptr == msg.call_id.ptr && part.call_id.len == msg.call_id.len);
+        check(part.cseq == msg.cseq && part.cseq_method == msg.cseq_method && part.status == msg.status);
+        check(part.method == msg.method && part.skipped_lines == msg.skipped_lines);
+        check(part.from.len == msg.from.len && part.to.len == msg.to.len);
+        check(!(part.flags & SIP_F_FROM_TAG) && part.from_tag.len == 0);
+        bool to_tag = (wants[i] & SIP_WANT_REQUEST_TO_TAG) && sip_is_request(&msg);
+        check((part.flags & SIP_F_TO_TAG) == (to_tag ? (msg.flags & SIP_F_TO_TAG) : 0u));
+        check((part.flags & SIP_F_VIA_BRANCH) ==
+              ((wants[i] & SIP_WANT_VIA_BRANCH) ? (msg.flags & SIP_F_VIA_BRANCH) : 0u));
+    }
     /* Header lines are skipped, never failed; each is at least one line. */
     check(rc != SIP_ERR_HEADER);
     size_t lines = count_lines(data, size);

@@ -431,6 +431,16 @@ static bool inflate_payload(struct router *r, struct packet *p, struct sip_str *
  * HEPv1 carries no time: its time is when it was received (recv_wall_ms),
  * which is what a conversion to v3 writes.  packet_done() must follow.
  */
+/*
+ * What the router reads of a SIP message besides its call key, CSeq and
+ * first line: the To-tag of requests (an initial request has none), and
+ * the top Via branch when a destination deduplicates (identity_of()).
+ */
+static unsigned sip_wanted(const struct conf *conf)
+{
+    return SIP_WANT_REQUEST_TO_TAG | (conf->dedup_any ? SIP_WANT_VIA_BRANCH : 0);
+}
+
 static bool classify(struct router *r, struct packet *p, const uint8_t *data, size_t len,
                      uint64_t recv_wall_ms, bool count)
 {
@@ -482,7 +492,7 @@ static bool classify(struct router *r, struct packet *p, const uint8_t *data, si
     p->klen = 0;
     struct sip_str sip = { (const char *)p->view.payload.data, p->view.payload.len };
     if (p->view.proto_type == HEP_PROTO_SIP && (!p->view.compressed || inflate_payload(r, p, &sip, count))) {
-        rc = sip_scan((const uint8_t *)sip.ptr, sip.len, &p->sip);
+        rc = sip_scan_for((const uint8_t *)sip.ptr, sip.len, sip_wanted(r->conf), &p->sip);
         if (rc == SIP_OK) {
             p->is_sip = true;
             p->text = sip;

@@ -43,8 +43,9 @@ enum header_id {
     HDR_VIA
 };
 
-/* What the header pass has found so far. */
+/* What the header pass has found so far, and what it looks for. */
 struct scan_state {
+    unsigned want;              /* enum sip_want */
     bool seen_call_id;
     bool seen_cseq;
     bool seen_from;
@@ -460,7 +461,7 @@ static int scan_header(struct sip_str name, const char *p, const char *end,
         if (!st->seen_from) {
             st->seen_from = true;
             msg->from = make_str(skip_lws(p, end), end);
-            if (scan_tag(p, end, &msg->from_tag))
+            if ((st->want & SIP_WANT_FROM_TAG) && scan_tag(p, end, &msg->from_tag))
                 msg->flags |= SIP_F_FROM_TAG;
         }
         break;
@@ -468,14 +469,16 @@ static int scan_header(struct sip_str name, const char *p, const char *end,
         if (!st->seen_to) {
             st->seen_to = true;
             msg->to = make_str(skip_lws(p, end), end);
-            if (scan_tag(p, end, &msg->to_tag))
+            bool want = (st->want & SIP_WANT_TO_TAG) ||
+                        ((st->want & SIP_WANT_REQUEST_TO_TAG) && (msg->flags & SIP_F_REQUEST));
+            if (want && scan_tag(p, end, &msg->to_tag))
                 msg->flags |= SIP_F_TO_TAG;
         }
         break;
     case HDR_VIA:
         if (!st->seen_via) {
             st->seen_via = true;
-            if (scan_via_branch(p, end, &msg->via_branch))
+            if ((st->want & SIP_WANT_VIA_BRANCH) && scan_via_branch(p, end, &msg->via_branch))
                 msg->flags |= SIP_F_VIA_BRANCH;
         }
         break;
@@ -571,6 +574,11 @@ static const char *line_end(const char *p, const char *end, const char **content
 
 int sip_scan(const uint8_t *buf, size_t len, struct sip_msg *msg)
 {
+    return sip_scan_for(buf, len, SIP_WANT_ALL, msg);
+}
+
+int sip_scan_for(const uint8_t *buf, size_t len, unsigned want, struct sip_msg *msg)
+{
     memset(msg, 0, sizeof *msg);
     if (buf == NULL || len == 0)
         return SIP_ERR_EMPTY;
@@ -600,7 +608,7 @@ int sip_scan(const uint8_t *buf, size_t len, struct sip_msg *msg)
      * first header there is none, so it is skipped like a line without a
      * name or colon, together with its own continuation lines.
      */
-    struct scan_state st = { 0 };
+    struct scan_state st = { .want = want };
     p = eol < end ? eol + 1 : end;
     while (p < end) {
         eol = line_end(p, end, &content_end);

@@ -117,6 +117,26 @@ struct sip_msg {
 int sip_scan(const uint8_t *buf, size_t len, struct sip_msg *msg);
 
 /*
+ * The parameters sip_scan_for() looks for only when asked: a reader that
+ * does not need a value does not pay for finding it.
+ */
+enum sip_want {
+    SIP_WANT_FROM_TAG = 1u << 0,
+    SIP_WANT_TO_TAG = 1u << 1,          /* in every message */
+    SIP_WANT_REQUEST_TO_TAG = 1u << 2,  /* in requests only (is it an initial request?) */
+    SIP_WANT_VIA_BRANCH = 1u << 3,
+    SIP_WANT_ALL = SIP_WANT_FROM_TAG | SIP_WANT_TO_TAG | SIP_WANT_VIA_BRANCH,
+};
+
+/*
+ * sip_scan() that looks for the tags and the Via branch only as want (enum
+ * sip_want bits) asks; those not asked for are reported absent.  Everything
+ * else, the status returned included, is as sip_scan() has it, which is
+ * sip_scan_for(buf, len, SIP_WANT_ALL, msg).
+ */
+int sip_scan_for(const uint8_t *buf, size_t len, unsigned want, struct sip_msg *msg);
+
+/*
  * Walks the canonical form of a header value: s without leading and trailing
  * SP/HT/CR/LF, and with every run of them inside replaced by one SP (RFC 3261
  * 25.1: linear white space, folding included, has the semantics of SP).  Set *pos to 0,

@@ -79,6 +79,18 @@ struct mem_slot {
     uint8_t used;
 };
 
+#define STORE_MEM_LINE 64             /* cache line: one slot each, never two */
+_Static_assert(sizeof(struct mem_slot) == STORE_MEM_LINE, "a slot fills one cache line");
+
+/* cap zeroed slots, each on a cache line of its own (a lookup misses the cache once, not twice). */
+static struct mem_slot *slots_alloc(size_t cap)
+{
+    struct mem_slot *slots = aligned_alloc(STORE_MEM_LINE, cap * sizeof *slots);
+    if (slots != NULL)
+        memset(slots, 0, cap * sizeof *slots);
+    return slots;
+}
+
 /*
  * A read-only name table: names by index, and an open-addressing index
  * over them (slot = index + 1, 0 = empty) to find a name's index.
@@ -92,7 +104,7 @@ struct mem_names {
 
 /* Cache-line aligned so that the locks of neighbouring stripes do not share a line. */
 struct mem_stripe {
-    _Alignas(64) pthread_mutex_t lock;
+    _Alignas(STORE_MEM_LINE) pthread_mutex_t lock;
     struct mem_slot *slots;
     size_t cap;                 /* a power of two */
     size_t count;               /* used slots, expired ones included */
@@ -303,7 +315,7 @@ static int stripe_grow(struct mem_stripe *st, uint64_t now_ms)
     size_t ncap = st->cap * 2;
     if (ncap < st->cap || ncap > SIZE_MAX / sizeof(struct mem_slot))
         return -1;
-    struct mem_slot *ns = calloc(ncap, sizeof *ns);
+    struct mem_slot *ns = slots_alloc(ncap);
     if (ns == NULL)
         return -1;
     for (size_t i = 0; i < st->cap; i++) {
@@ -671,7 +683,7 @@ struct store *store_mem_new(size_t max_calls, const struct store_names *names)
         if (max_calls != 0)
             st->quota = max_calls / ms->nstripes + (k < max_calls % ms->nstripes ? 1 : 0);
         st->cap = STORE_MEM_INITIAL_SLOTS;
-        st->slots = calloc(st->cap, sizeof *st->slots);
+        st->slots = slots_alloc(st->cap);
         if (st->slots == NULL || pthread_mutex_init(&st->lock, NULL) != 0) {
             free(st->slots);
             for (size_t j = 0; j < k; j++) {

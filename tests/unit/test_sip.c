@@ -426,6 +426,30 @@ static void test_scan_stops_after_the_headers_it_needs(void)
     CU_ASSERT(m.flags & SIP_F_VIA_BRANCH);
 }
 
+/* Tags and the Via branch are looked for only when asked. */
+static void test_scan_for_finds_only_what_is_wanted(void)
+{
+    static const char reply[] = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n"
+                                "From: <sip:a@h>;tag=1\r\nTo: <sip:b@h>;tag=2\r\n" CALL_ID_HDR CSEQ_HDR "\r\n";
+    static const char request[] = REQ_LINE "Via: SIP/2.0/UDP h;branch=z9hG4bK1\r\n"
+                                  "From: <sip:a@h>;tag=1\r\nTo: <sip:b@h>;tag=2\r\n" CALL_ID_HDR CSEQ_HDR "\r\n";
+    struct sip_msg m;
+    CU_ASSERT_EQUAL(sip_scan_for((const uint8_t *)reply, strlen(reply), SIP_WANT_REQUEST_TO_TAG, &m), SIP_OK);
+    CU_ASSERT_EQUAL(m.status, 200);
+    ASSERT_STR(m.call_id, "abc@host");
+    CU_ASSERT_EQUAL(m.flags & (SIP_F_FROM_TAG | SIP_F_TO_TAG | SIP_F_VIA_BRANCH), 0);
+    CU_ASSERT_EQUAL(m.to_tag.len, 0);
+    CU_ASSERT_EQUAL(sip_scan_for((const uint8_t *)request, strlen(request), SIP_WANT_REQUEST_TO_TAG, &m), SIP_OK);
+    CU_ASSERT_EQUAL(m.flags & (SIP_F_FROM_TAG | SIP_F_TO_TAG | SIP_F_VIA_BRANCH), SIP_F_TO_TAG);
+    ASSERT_STR(m.to_tag, "2");
+    CU_ASSERT_EQUAL(sip_scan_for((const uint8_t *)reply, strlen(reply), SIP_WANT_VIA_BRANCH, &m), SIP_OK);
+    CU_ASSERT_EQUAL(m.flags & (SIP_F_FROM_TAG | SIP_F_TO_TAG | SIP_F_VIA_BRANCH), SIP_F_VIA_BRANCH);
+    ASSERT_STR(m.via_branch, "z9hG4bK1");
+    CU_ASSERT_EQUAL(sip_scan_for((const uint8_t *)reply, strlen(reply), SIP_WANT_ALL, &m), SIP_OK);
+    CU_ASSERT_EQUAL(m.flags & (SIP_F_FROM_TAG | SIP_F_TO_TAG | SIP_F_VIA_BRANCH),
+                    SIP_F_FROM_TAG | SIP_F_TO_TAG | SIP_F_VIA_BRANCH);
+}
+
 static void test_bad_lines_do_not_excuse_a_bad_cseq(void)
 {
     struct sip_msg m;
@@ -1483,6 +1507,7 @@ static const struct unit_test tests[] = {
     { "test_bad_header_name_is_skipped_and_counted", test_bad_header_name_is_skipped_and_counted },
     { "test_folded_line_before_first_header_is_skipped_and_counted", test_folded_line_before_first_header_is_skipped_and_counted },
     { "test_scan_stops_after_the_headers_it_needs", test_scan_stops_after_the_headers_it_needs },
+    { "test_scan_for_finds_only_what_is_wanted", test_scan_for_finds_only_what_is_wanted },
     { "test_bad_lines_do_not_excuse_a_bad_cseq", test_bad_lines_do_not_excuse_a_bad_cseq },
     { "test_well_formed_message_skips_nothing", test_well_formed_message_skips_nothing },
     { "test_header_names_are_case_insensitive", test_header_names_are_case_insensitive },
