@@ -7,6 +7,21 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
+
+void bigmem_populate(struct bigmem *m)
+{
+    if (m->ptr == NULL)
+        return;
+#ifdef MADV_POPULATE_WRITE
+    if (madvise(m->ptr, m->len, MADV_POPULATE_WRITE) == 0)
+        return;
+#endif
+    long page = sysconf(_SC_PAGESIZE);
+    size_t step = page > 0 ? (size_t)page : BIGMEM_SMALL_PAGE;
+    for (size_t at = 0; at < m->len; at += step)
+        ((volatile char *)m->ptr)[at] = 0;
+}
 
 void *bigmem_alloc(struct bigmem *m, size_t len)
 {

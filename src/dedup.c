@@ -23,6 +23,7 @@
 #include "bigmem.h"
 #include "hash.h"
 #include "invariant.h"
+#include "lockstat.h"
 
 #include <limits.h>
 #include <stdatomic.h>
@@ -74,6 +75,7 @@ struct dedup {
     struct dedup_stripe *stripes;
     struct dedup_slot *slots;   /* every stripe's slots, in mem */
     struct bigmem mem;
+    bool populated;             /* dedup_populate() ran */
 };
 
 /*
@@ -83,6 +85,7 @@ struct dedup {
  */
 static inline void stripe_lock(struct dedup_stripe *st)
 {
+    lockstat_count(LOCKSTAT_DEDUP);
     while (atomic_exchange_explicit(&st->lock, true, memory_order_acquire))
         while (atomic_load_explicit(&st->lock, memory_order_relaxed))
             ;
@@ -129,7 +132,7 @@ struct dedup *dedup_new(size_t max_entries, unsigned stripes)
     hash_random_key(d->hash_key);
     d->nstripes = nstripes;
     d->nbuckets = nbuckets;
-    /* zero, resident as first written, on huge pages where the kernel gives them (bigmem.h) */
+    /* zero, resident as first written or by dedup_populate(), on huge pages where the kernel gives them (bigmem.h) */
     d->slots = bigmem_alloc(&d->mem, nslots * sizeof(struct dedup_slot));
     d->stripes = aligned_alloc(_Alignof(struct dedup_stripe), nstripes * sizeof(struct dedup_stripe));
     if (d->slots == NULL || d->stripes == NULL)
@@ -147,6 +150,14 @@ error:
     free(d->stripes);
     free(d);
     return NULL;
+}
+
+void dedup_populate(struct dedup *d)
+{
+    if (d != NULL && !d->populated) {
+        bigmem_populate(&d->mem);
+        d->populated = true;
+    }
 }
 
 void dedup_free(struct dedup *d)

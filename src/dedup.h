@@ -25,8 +25,10 @@
  * Memory: allocated up front and never grown: 16 bytes per slot (the
  * key's first word and an 8-byte deadline) plus one cache-line-aligned
  * lock and counters per stripe (64 bytes).  dedup_new(1000000, 0) maps
- * 16 MB, made resident as slots are first written, on huge pages where the
- * kernel allows (bigmem.h: a random probe then costs no TLB miss).  A key may sit in either of two buckets of
+ * 16 MB, made resident by dedup_populate() once a destination deduplicates
+ * (no packet then waits for a page to be faulted in), on huge pages where
+ * the kernel allows (bigmem.h: a random probe then costs no TLB miss).  A
+ * key may sit in either of two buckets of
  * DEDUP_WAYS slots; a new key goes to the bucket with fewer live entries,
  * into its empty slot, else a slot whose window is over, and only when
  * both buckets are full of live entries over the one whose window ends
@@ -123,6 +125,12 @@ struct dedup;
  * hash key of its own.  NULL when max_entries is 0 or on ENOMEM.
  */
 struct dedup *dedup_new(size_t max_entries, unsigned stripes);
+
+/*
+ * Makes the table resident (bigmem_populate()): called, once, when a
+ * configuration with a dedup window is loaded, before a packet uses it.
+ */
+void dedup_populate(struct dedup *d);
 
 void dedup_free(struct dedup *d);
 

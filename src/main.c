@@ -44,6 +44,7 @@
 #include "dest.h"
 #include "explain.h"
 #include "ingest.h"
+#include "lockstat.h"
 #include "log.h"
 #include "metrics.h"
 #include "netaddr.h"
@@ -141,7 +142,7 @@ static void publish(struct worker *w)
         dest_gauges(w->ds);
     w->m.orphans_held_now = w->router != NULL ? router_held(w->router) : 0;
     w->m.store_link_up = w->store != NULL && store_is_up(w->store);
-    pthread_mutex_lock(&w->snap_lock);
+    lockstat_lock(&w->snap_lock, LOCKSTAT_SNAPSHOT);
     metrics_reset(&w->snap);
     metrics_add(&w->snap, &w->m);
     w->snap_conf = w->conf;
@@ -291,7 +292,7 @@ static void on_reload(struct ev_loop *loop, ev_async *a, int revents)
     w->conf = next;
     if (ingest_reconfigure(w->in, old, next) != 0)
         w->reload_rc = 1;
-    pthread_mutex_lock(&w->snap_lock);
+    lockstat_lock(&w->snap_lock, LOCKSTAT_SNAPSHOT);
     metrics_free(&w->snap);
     w->snap = snap;
     w->snap_conf = next;            /* the layout and its names change together */
@@ -453,6 +454,9 @@ static void *worker_main(void *arg)
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);
     ev_run(w->loop, 0);
+    char locks[LOCKSTAT_TEXT_MAX];
+    log_debug("worker %u: %llu packets in; locks taken: %s", w->index, (unsigned long long)w->m.packets_in,
+              lockstat_format(locks, sizeof locks));
     if (w->own_store) {
         /* before the last counters: writes it could not finish count as lost */
         store_free(w->store);
@@ -613,7 +617,7 @@ static int total_snapshot(struct app *a, struct metrics *total)
         return -1;
     for (unsigned i = 0; i < a->nworkers; i++) {
         struct worker *w = &a->workers[i];
-        pthread_mutex_lock(&w->snap_lock);
+        lockstat_lock(&w->snap_lock, LOCKSTAT_SNAPSHOT);
         if (w->snap_conf != NULL)
             metrics_add_mapped(total, a->conf, &w->snap, w->snap_conf);
         pthread_mutex_unlock(&w->snap_lock);
@@ -812,7 +816,7 @@ static void reload_finish(struct app *a)
 {
     struct reload *r = &a->reload;
     struct conf *old = a->conf;
-    pthread_mutex_lock(&a->state_lock);
+    lockstat_lock(&a->state_lock, LOCKSTAT_APP);
     a->conf = r->next;
     a->generation++;
     a->loaded_at_ms = clock_wall_ms();
@@ -902,7 +906,7 @@ static void reload_keep_ports(struct conf *next, const struct conf *running)
 
 static void reload_fail(struct app *a, const char *why, const struct strv *errors)
 {
-    pthread_mutex_lock(&a->state_lock);
+    lockstat_lock(&a->state_lock, LOCKSTAT_APP);
     a->proc.reloads_failed++;
     pthread_mutex_unlock(&a->state_lock);
     log_error("configuration reload failed: %s; still running generation %u (hash %s)", why, a->generation,
@@ -958,6 +962,8 @@ static void reload_begin(struct app *a)
         reload_fail(a, "out of memory", &errors);
         return;
     }
+    if (next->dedup_any)
+        dedup_populate(a->dedup);       /* before a worker checks a packet against it */
     reload_keep_ports(next, a->conf);
     conf_describe_changes(a->conf, next, strv_add, &r->changes);
     for (size_t i = 0; i < r->changes.n; i++)
@@ -992,7 +998,7 @@ static int http_metrics(void *arg, FILE *out)
     struct app *a = arg;
     struct metrics total;
     int status = 200;
-    pthread_mutex_lock(&a->state_lock);
+    lockstat_lock(&a->state_lock, LOCKSTAT_APP);
     if (total_snapshot(a, &total) == 0) {
         struct metrics_process p = a->proc;
         p.calls_tracked_known = a->store != NULL;
@@ -1011,7 +1017,7 @@ static int http_metrics(void *arg, FILE *out)
 static int http_healthz(void *arg, FILE *out)
 {
     struct app *a = arg;
-    pthread_mutex_lock(&a->state_lock);           /* a reload may be swapping a->conf */
+    lockstat_lock(&a->state_lock, LOCKSTAT_APP);           /* a reload may be swapping a->conf */
     uint64_t now = clock_mono_ms(), bound = a->conf->metrics_health_timeout_ms;
     pthread_mutex_unlock(&a->state_lock);
     int status = 200;
@@ -1042,7 +1048,7 @@ static int http_readyz(void *arg, FILE *out)
     int status = 200;
     for (unsigned i = 0; i < a->nworkers; i++) {
         struct worker *w = &a->workers[i];
-        pthread_mutex_lock(&w->snap_lock);
+        lockstat_lock(&w->snap_lock, LOCKSTAT_SNAPSHOT);
         bool up = w->snap.store_link_up != 0;
         pthread_mutex_unlock(&w->snap_lock);
         if (!up) {
@@ -1665,6 +1671,8 @@ static int run(struct app *a)
         log_error("out of memory");
         return 1;
     }
+    if (a->conf->dedup_any)
+        dedup_populate(a->dedup);
     for (unsigned i = 0; i < a->nworkers; i++) {
         struct worker *w = &a->workers[i];
         w->index = i;

@@ -26,6 +26,7 @@
 
 #include "backoff.h"
 #include "clock.h"
+#include "lockstat.h"
 #include "log.h"
 
 /* Room for a port in decimal, NUL included. */
@@ -123,7 +124,7 @@ static void lookup(struct resolve_watch *w)
 static void *resolver_main(void *arg)
 {
     struct resolver *r = arg;
-    pthread_mutex_lock(&r->lock);
+    lockstat_lock(&r->lock, LOCKSTAT_RESOLVE);
     while (!r->stop) {
         struct resolve_watch *w = r->queue;
         if (w == NULL) {
@@ -135,7 +136,7 @@ static void *resolver_main(void *arg)
             r->queue_tail = &r->queue;
         pthread_mutex_unlock(&r->lock);
         lookup(w);                  /* even if freed meanwhile: its name stays until it comes back */
-        pthread_mutex_lock(&r->lock);
+        lockstat_lock(&r->lock, LOCKSTAT_RESOLVE);
         w->next = r->done;
         r->done = w;
         if (!r->stop)
@@ -150,7 +151,7 @@ static void submit(struct resolve_watch *w)
     struct resolver *r = w->r;
     w->queued = true;
     w->next = NULL;
-    pthread_mutex_lock(&r->lock);
+    lockstat_lock(&r->lock, LOCKSTAT_RESOLVE);
     *r->queue_tail = w;
     r->queue_tail = &w->next;
     pthread_cond_signal(&r->wake);
@@ -183,7 +184,7 @@ static void on_answered(struct ev_loop *loop, ev_async *a, int revents)
     struct resolver *r = a->data;
     (void)loop;
     (void)revents;
-    pthread_mutex_lock(&r->lock);
+    lockstat_lock(&r->lock, LOCKSTAT_RESOLVE);
     struct resolve_watch *list = r->done;
     r->done = NULL;
     pthread_mutex_unlock(&r->lock);
@@ -249,7 +250,7 @@ void resolver_free(struct resolver *r)
     if (r == NULL)
         return;
     ev_async_stop(r->loop, &r->answered);
-    pthread_mutex_lock(&r->lock);
+    lockstat_lock(&r->lock, LOCKSTAT_RESOLVE);
     r->stop = true;
     pthread_cond_signal(&r->wake);
     resolver_unref(r);

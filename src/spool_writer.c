@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lockstat.h"
 #include "segment.h"
 
 #define SPOOL_SEG_FILE_MODE 0600
@@ -127,7 +128,7 @@ static int do_append(struct spool_writer *w, const struct spool_job *job)
 static void *writer_main(void *arg)
 {
     struct spool_writer *w = arg;
-    pthread_mutex_lock(&w->mu);
+    lockstat_lock(&w->mu, LOCKSTAT_SPOOL);
     for (;;) {
         while (w->todo.head == NULL && !w->stop)
             pthread_cond_wait(&w->cv, &w->mu);
@@ -147,7 +148,7 @@ static void *writer_main(void *arg)
         } else {
             job->err = do_append(w, job);
         }
-        pthread_mutex_lock(&w->mu);
+        lockstat_lock(&w->mu, LOCKSTAT_SPOOL);
         list_push(&w->done, job);
     }
     pthread_mutex_unlock(&w->mu);
@@ -185,7 +186,7 @@ void spool_writer_submit(struct spool_writer *w, struct spool_job *job)
     if (job->kind == SPOOL_JOB_APPEND)
         w->pending += job->len;
     w->jobs++;
-    pthread_mutex_lock(&w->mu);
+    lockstat_lock(&w->mu, LOCKSTAT_SPOOL);
     list_push(&w->todo, job);
     pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
@@ -193,7 +194,7 @@ void spool_writer_submit(struct spool_writer *w, struct spool_job *job)
 
 struct spool_job *spool_writer_done(struct spool_writer *w)
 {
-    pthread_mutex_lock(&w->mu);
+    lockstat_lock(&w->mu, LOCKSTAT_SPOOL);
     struct spool_job *jobs = w->done.head;
     list_init(&w->done);
     pthread_mutex_unlock(&w->mu);
@@ -217,7 +218,7 @@ size_t spool_writer_jobs(struct spool_writer *w)
 
 void spool_writer_stop(struct spool_writer *w)
 {
-    pthread_mutex_lock(&w->mu);
+    lockstat_lock(&w->mu, LOCKSTAT_SPOOL);
     w->stop = true;
     pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);

@@ -23,6 +23,7 @@
 #include "decision.h"
 #include "hep.h"
 #include "list.h"
+#include "lockstat.h"
 #include "log.h"
 #include "metrics.h"
 #include "router.h"
@@ -169,7 +170,7 @@ static void publish(struct tap *t)
             log_error("tap: out of memory: worker %u keeps its taps", i);
             continue;
         }
-        pthread_mutex_lock(&tw->lock);
+        lockstat_lock(&tw->lock, LOCKSTAT_TAP);
         struct tap_set *unseen = tw->pending;
         tw->pending = set;
         pthread_mutex_unlock(&tw->lock);
@@ -285,7 +286,7 @@ static void on_changed(struct ev_loop *loop, ev_async *a, int revents)
     struct tap_worker *tw = a->data;
     (void)loop;
     (void)revents;
-    pthread_mutex_lock(&tw->lock);
+    lockstat_lock(&tw->lock, LOCKSTAT_TAP);
     struct tap_set *set = tw->pending;
     tw->pending = NULL;
     pthread_mutex_unlock(&tw->lock);

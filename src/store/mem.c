@@ -37,6 +37,7 @@
 
 #include "conf.h"
 #include "hash.h"
+#include "lockstat.h"
 #include "log.h"
 #include "policy.h"
 #include "sip.h"
@@ -428,7 +429,7 @@ static int mem_get(struct store *s, const char *key, size_t klen, uint64_t now_m
     uint64_t h[2];
     struct mem_stripe *st = mem_stripe_of(ms, key, klen, h);
 
-    pthread_mutex_lock(&st->lock);
+    lockstat_lock(&st->lock, LOCKSTAT_STORE);
     struct mem_slot *sl = stripe_live(st, h, now_ms);
     if (sl != NULL && out != NULL)
         slot_fill_entry(ms, sl, out);
@@ -462,7 +463,7 @@ static int mem_put(struct store *s, const char *key, size_t klen, const struct s
     struct mem_stripe *st = mem_stripe_of(ms, key, klen, h);
     int rc = -1;
 
-    pthread_mutex_lock(&st->lock);
+    lockstat_lock(&st->lock, LOCKSTAT_STORE);
     size_t i = stripe_find(st, h);
     if (i != st->cap && !slot_expired(&st->slots[i], now_ms)) {
         if (winner != NULL)
@@ -519,7 +520,7 @@ static int mem_update(struct store *s, const char *key, size_t klen, uint64_t tt
     uint64_t h[2];
     struct mem_stripe *st = mem_stripe_of(ms, key, klen, h);
 
-    pthread_mutex_lock(&st->lock);
+    lockstat_lock(&st->lock, LOCKSTAT_STORE);
     struct mem_slot *sl = stripe_live(st, h, now_ms);
     if (sl != NULL)
         slot_touch(sl, ttl_ms, set, clear, last_hash, now_ms);
@@ -534,7 +535,7 @@ static int mem_follow(struct store *s, const char *key, size_t klen, uint64_t no
     uint64_t h[2];
     struct mem_stripe *st = mem_stripe_of(ms, key, klen, h);
 
-    pthread_mutex_lock(&st->lock);
+    lockstat_lock(&st->lock, LOCKSTAT_STORE);
     struct mem_slot *sl = stripe_live(st, h, now_ms);
     if (sl != NULL) {
         struct store_touch t;
@@ -560,7 +561,7 @@ static size_t mem_expire(struct store *s, uint64_t now_ms)
 
     for (size_t k = 0; k < ms->nstripes; k++) {
         struct mem_stripe *st = &ms->stripes[k];
-        pthread_mutex_lock(&st->lock);
+        lockstat_lock(&st->lock, LOCKSTAT_STORE);
         size_t mask = st->cap - 1;
         for (size_t n = 0; n < budget && st->count > 0; n++) {
             size_t i = st->sweep & mask;
@@ -585,7 +586,7 @@ static size_t mem_count(struct store *s)
     size_t n = 0;
     for (size_t k = 0; k < ms->nstripes; k++) {
         struct mem_stripe *st = &ms->stripes[k];
-        pthread_mutex_lock(&st->lock);
+        lockstat_lock(&st->lock, LOCKSTAT_STORE);
         n += st->count;
         pthread_mutex_unlock(&st->lock);
     }
@@ -713,7 +714,7 @@ int store_mem_stats(struct store *s, struct store_mem_stats *out)
                       + (set->methods.mask + set->routes.mask + 2) * sizeof(uint32_t);
     for (size_t k = 0; k < ms->nstripes; k++) {
         struct mem_stripe *st = &ms->stripes[k];
-        pthread_mutex_lock(&st->lock);
+        lockstat_lock(&st->lock, LOCKSTAT_STORE);
         out->calls += st->count;
         out->slots += st->cap;
         out->bytes += st->cap * sizeof(struct mem_slot);

@@ -35,6 +35,7 @@
 
 #include "clock.h"
 #include "conf.h"
+#include "lockstat.h"
 #include "metrics.h"
 #include "store/redis_value.h"
 
@@ -103,7 +104,7 @@ static void *redis_resolve_main(void *arg)
             err = EAI_FAIL;
         freeaddrinfo(res);
     }
-    pthread_mutex_lock(&job->lock);
+    lockstat_lock(&job->lock, LOCKSTAT_REDIS);
     job->finished = true;
     job->error = err;
     memcpy(job->addr, addr, sizeof addr);
@@ -155,7 +156,7 @@ static void redis_resolve_abandon(struct redis_link *l)
     if (job == NULL)
         return;
     l->resolving = NULL;
-    pthread_mutex_lock(&job->lock);
+    lockstat_lock(&job->lock, LOCKSTAT_REDIS);
     job->loop = NULL;
     redis_resolve_release(job);
 }
@@ -671,7 +672,7 @@ static void redis_on_resolved(struct ev_loop *loop, ev_async *w, int revents)
     (void)revents;
     if (job == NULL)
         return;
-    pthread_mutex_lock(&job->lock);
+    lockstat_lock(&job->lock, LOCKSTAT_REDIS);
     if (!job->finished) {
         pthread_mutex_unlock(&job->lock);
         return;
