@@ -95,22 +95,22 @@ static const struct {
 };
 
 /*
- * RFC 3261 token characters (alphanumerics and - . ! % * _ + ` ' ~) as a
- * bitmap of the 128 ASCII bytes, two words: one test per byte.
+ * RFC 3261 token characters: alphanumerics and - . ! % * _ + ` ' ~, as a
+ * table of the 256 byte values made by the compiler (one load per byte).
  */
-#define TOKEN_BIT(c)         (UINT64_C(1) << ((unsigned)(c) % 64))
-#define TOKEN_RANGE(a, b)    ((UINT64_MAX >> (63 - (unsigned)(b) % 64)) & (UINT64_MAX << ((unsigned)(a) % 64)))
-#define ASCII_BYTES         128
+#define TOKEN(c)                                                                                  \
+    (((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z') || ((c) >= '0' && (c) <= '9') ||  \
+     (c) == '-' || (c) == '.' || (c) == '!' || (c) == '%' || (c) == '*' || (c) == '_' ||        \
+     (c) == '+' || (c) == '`' || (c) == '\'' || (c) == '~')
+#define TOKEN4(c)   TOKEN(c), TOKEN((c) + 1), TOKEN((c) + 2), TOKEN((c) + 3)
+#define TOKEN16(c)  TOKEN4(c), TOKEN4((c) + 4), TOKEN4((c) + 8), TOKEN4((c) + 12)
+#define TOKEN64(c)  TOKEN16(c), TOKEN16((c) + 16), TOKEN16((c) + 32), TOKEN16((c) + 48)
 
-static const uint64_t token_chars[ASCII_BYTES / 64] = {
-    TOKEN_RANGE('0', '9') | TOKEN_BIT('-') | TOKEN_BIT('.') | TOKEN_BIT('!') | TOKEN_BIT('%') | TOKEN_BIT('*') |
-        TOKEN_BIT('+') | TOKEN_BIT('\''),
-    TOKEN_RANGE('a', 'z') | TOKEN_RANGE('A', 'Z') | TOKEN_BIT('_') | TOKEN_BIT('`') | TOKEN_BIT('~'),
-};
+static const bool token_chars[UCHAR_MAX + 1] = { TOKEN64(0), TOKEN64(64), TOKEN64(128), TOKEN64(192) };
 
 static bool is_token_char(unsigned char c)
 {
-    return c < ASCII_BYTES && (token_chars[c / 64] >> (c % 64) & 1);
+    return token_chars[c];
 }
 
 static bool is_wsp(unsigned char c)

@@ -61,6 +61,7 @@
 
 _Static_assert(STORE_F_ALL <= STORE_MEM_FLAGS_MASK, "a slot keeps every store flag");
 _Static_assert(STORE_MEM_METHOD_UNLISTED <= UINT16_MAX, "a slot keeps every method index");
+_Static_assert(sizeof STORE_METHOD_UNLISTED <= STORE_METHOD_MAX, "an entry holds the unlisted method's name");
 
 /*
  * One tracked call: 64 bytes (48 before the origin keys).  key[0] picks
@@ -98,6 +99,7 @@ static struct mem_slot *slots_alloc(size_t cap)
  */
 struct mem_names {
     char **text;
+    size_t *len;                /* strlen(text[i]) */
     size_t n;
     uint32_t *index;
     size_t mask;                /* index slots - 1; a power of two minus one */
@@ -167,6 +169,7 @@ static void names_free(struct mem_names *t)
     for (size_t i = 0; i < t->n; i++)
         free(t->text[i]);
     free(t->text);
+    free(t->len);
     free(t->index);
     memset(t, 0, sizeof *t);
 }
@@ -184,9 +187,10 @@ static int names_build(struct mem_names *t, const char *const *names, size_t n, 
     while (slots < n * STORE_MEM_NAME_LOAD)
         slots *= 2;
     t->text = calloc(n, sizeof *t->text);
+    t->len = calloc(n, sizeof *t->len);
     t->index = calloc(slots, sizeof *t->index);
     t->mask = slots - 1;
-    if (t->text == NULL || t->index == NULL)
+    if (t->text == NULL || t->len == NULL || t->index == NULL)
         goto fail;
     for (size_t k = 0; k < n; k++) {
         size_t len = strnlen(names[k], maxlen - 1);
@@ -201,6 +205,7 @@ static int names_build(struct mem_names *t, const char *const *names, size_t n, 
         while (t->index[i] != 0)
             i = (i + 1) & t->mask;
         t->text[t->n] = copy;
+        t->len[t->n] = len;
         t->index[i] = (uint32_t)++t->n;
     }
     return 0;
@@ -378,17 +383,20 @@ static const struct mem_name_set *mem_names_now(const struct mem_store *ms)
     return atomic_load_explicit(&ms->names, memory_order_acquire);
 }
 
+/* Every field of *out from the slot; the names NUL-terminated, the bytes after them left as they were. */
 static void slot_fill_entry(const struct mem_store *ms, const struct mem_slot *sl, struct store_entry *out)
 {
     const struct mem_name_set *names = mem_names_now(ms);
-    memset(out, 0, sizeof *out);
-    const char *method = sl->method == STORE_MEM_METHOD_UNLISTED ? STORE_METHOD_UNLISTED
-                                                                  : names->methods.text[sl->method];
-    size_t mlen = strnlen(method, STORE_METHOD_MAX - 1);
-    memcpy(out->method, method, mlen);
-    const char *route = names->routes.text[sl->route];
-    size_t rlen = strnlen(route, STORE_ROUTE_MAX - 1);
-    memcpy(out->route, route, rlen);
+    if (sl->method == STORE_MEM_METHOD_UNLISTED) {
+        memcpy(out->method, STORE_METHOD_UNLISTED, sizeof STORE_METHOD_UNLISTED);
+    } else {
+        size_t mlen = names->methods.len[sl->method];     /* < STORE_METHOD_MAX: names_build() cut it */
+        memcpy(out->method, names->methods.text[sl->method], mlen);
+        out->method[mlen] = '\0';
+    }
+    size_t rlen = names->routes.len[sl->route];
+    memcpy(out->route, names->routes.text[sl->route], rlen);
+    out->route[rlen] = '\0';
     out->first_seen_ms = sl->first_seen_ms;
     out->flags = sl->flags;
     out->last_hash = sl->last_hash;
