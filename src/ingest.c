@@ -139,7 +139,8 @@ struct ingest {
 
     /* One recvmmsg() batch, shared by this worker's UDP listeners. */
     size_t udp_batch;
-    uint8_t *udp_bufs;
+    uint8_t *udp_bufs;              /* udp_batch buffers of HEP3_MAX_LEN */
+    size_t udp_used;                /* headers the last recvmmsg() filled */
     struct mmsghdr *udp_msgs;
     struct iovec *udp_iov;
     struct sockaddr_storage *udp_peers;
@@ -303,10 +304,12 @@ static void udp_read(struct ingest_listener *l, size_t max_batches)
     struct ingest *in = l->in;
 
     for (size_t b = 0; b < max_batches; b++) {
-        for (size_t i = 0; i < in->udp_batch; i++) {
+        /* what the kernel wrote in the last batch's headers, put back (udp_buffers_alloc() set them all) */
+        for (size_t i = 0; i < in->udp_used; i++) {
             in->udp_msgs[i].msg_hdr.msg_namelen = sizeof in->udp_peers[i];
             in->udp_msgs[i].msg_hdr.msg_flags = 0;
         }
+        in->udp_used = 0;
         int n = recvmmsg(l->fd, in->udp_msgs, (unsigned)in->udp_batch, MSG_DONTWAIT, NULL);
         if (n < 0) {
             if (errno == EINTR)
@@ -318,6 +321,7 @@ static void udp_read(struct ingest_listener *l, size_t max_batches)
             }
             return;
         }
+        in->udp_used = (size_t)n;
         for (int i = 0; i < n; i++) {
             struct msghdr *h = &in->udp_msgs[i].msg_hdr;
             if (h->msg_flags & MSG_TRUNC) {
@@ -380,7 +384,9 @@ static int udp_buffers_alloc(struct ingest *in)
         in->udp_msgs[i].msg_hdr.msg_iov = &in->udp_iov[i];
         in->udp_msgs[i].msg_hdr.msg_iovlen = 1;
         in->udp_msgs[i].msg_hdr.msg_name = &in->udp_peers[i];
+        in->udp_msgs[i].msg_hdr.msg_namelen = sizeof in->udp_peers[i];
     }
+    in->udp_used = 0;
     return 0;
 }
 
