@@ -427,11 +427,6 @@ static bool inflate_payload(struct router *r, struct packet *p, struct sip_str *
 }
 
 /*
- * Decodes and scans; false when the packet is dropped as malformed HEP.
- * HEPv1 carries no time: its time is when it was received (recv_wall_ms),
- * which is what a conversion to v3 writes.  packet_done() must follow.
- */
-/*
  * What the router reads of a SIP message besides its call key, CSeq and
  * first line: the To-tag of requests (an initial request has none), and
  * the top Via branch when a destination deduplicates (identity_of()).
@@ -441,6 +436,11 @@ static unsigned sip_wanted(const struct conf *conf)
     return SIP_WANT_REQUEST_TO_TAG | (conf->dedup_any ? SIP_WANT_VIA_BRANCH : 0);
 }
 
+/*
+ * Decodes and scans; false when the packet is dropped as malformed HEP.
+ * HEPv1 carries no time: its time is when it was received (recv_wall_ms),
+ * which is what a conversion to v3 writes.  packet_done() must follow.
+ */
 static bool classify(struct router *r, struct packet *p, const uint8_t *data, size_t len,
                      uint64_t recv_wall_ms, bool count)
 {
