@@ -19,30 +19,42 @@
 
 #define WORDS64_SEED UINT64_C(0x9e3779b97f4a7c15)   /* 2^64 / golden ratio */
 #define WORD_BYTES 8
-#define WORDS64_BLOCK (2 * WORD_BYTES)
+#define WORDS64_BLOCK (4 * WORD_BYTES)
+
+static inline uint64_t rotl64(uint64_t x, unsigned b)
+{
+    return (x << b) | (x >> (64 - b));
+}
 
 /*
- * Sixteen bytes a step: the two words, each offset by a constant, are
+ * Thirty-two bytes a step: each pair of words, offset by a constant, is
  * multiplied to 128 bits and folded (hash_mul_fold), independent of what
- * came before, so consecutive blocks' multiplications overlap; only the
- * XOR into the state and one multiplication of it (which makes the order
- * of the blocks count) wait for the previous block.  The tail is padded
- * with zero bytes; the length is in the seed.
+ * came before, so the multiplications overlap; only the XOR into the state
+ * and one multiplication of it (which makes the order of the steps count)
+ * wait for the previous step.  The second pair's product is rotated half
+ * way round, so that the two pairs of a step are not interchangeable.  A
+ * last step takes the rest, padded with zero bytes; the length is in the
+ * seed.
  */
+static inline uint64_t words64_step(uint64_t h, const uint8_t *p)
+{
+    uint64_t a = hash_mul_fold(bytes_get_le64(p) ^ HASH_FMIX64_MUL, bytes_get_le64(p + WORD_BYTES) ^ HASH_FMIX64_MUL2);
+    uint64_t b = hash_mul_fold(bytes_get_le64(p + 2 * WORD_BYTES) ^ HASH_FMIX64_MUL,
+                               bytes_get_le64(p + 3 * WORD_BYTES) ^ HASH_FMIX64_MUL2);
+    return (h ^ a ^ rotl64(b, HASH_WORD_BITS / 2)) * WORDS64_SEED;
+}
+
 uint64_t hash_words64(const void *data, size_t len)
 {
     const uint8_t *p = data;
     uint64_t h = WORDS64_SEED ^ len;
     size_t i = 0;
-    for (; i + WORDS64_BLOCK <= len; i += WORDS64_BLOCK) {
-        uint64_t a = bytes_get_le64(p + i), b = bytes_get_le64(p + i + WORD_BYTES);
-        h = (h ^ hash_mul_fold(a ^ HASH_FMIX64_MUL, b ^ HASH_FMIX64_MUL2)) * WORDS64_SEED;
-    }
+    for (; i + WORDS64_BLOCK <= len; i += WORDS64_BLOCK)
+        h = words64_step(h, p + i);
     if (i < len) {
-        uint8_t w[WORDS64_BLOCK] = { 0 };
-        memcpy(w, p + i, len - i);
-        uint64_t a = bytes_get_le64(w), b = bytes_get_le64(w + WORD_BYTES);
-        h = (h ^ hash_mul_fold(a ^ HASH_FMIX64_MUL, b ^ HASH_FMIX64_MUL2)) * WORDS64_SEED;
+        uint8_t rest[WORDS64_BLOCK] = { 0 };
+        memcpy(rest, p + i, len - i);
+        h = words64_step(h, rest);
     }
     return hash_fmix64(h);
 }
@@ -93,11 +105,6 @@ uint64_t hash_fnv1a64(uint64_t basis, const void *data, size_t len)
         h *= FNV64_PRIME;
     }
     return h;
-}
-
-static inline uint64_t rotl64(uint64_t x, unsigned b)
-{
-    return (x << b) | (x >> (64 - b));
 }
 
 static inline void siphash_round(uint64_t v[4])
