@@ -30,7 +30,7 @@ SOURCES=16
 WORKERS=2
 HOUSEKEEPING_PER_S=10       # the workers' housekeeping timer (0.1 s)
 STORE_STRIPES=16            # the memory store's stripes, each locked once per sweep
-MIN_SHARE=1000              # packets each worker must have read for its figures to mean anything
+MIN_SHARE=500               # packets each worker must have read for its figures to mean anything
 
 it_init "$TIME_LIMIT"
 it_require_cmd python3
