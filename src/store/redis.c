@@ -990,18 +990,14 @@ static int store_redis_put(struct store *base, const char *key, size_t klen, con
  * change or the TTL it holds would run out too early (see the top).
  * Without the call in the cache, only a flag change is sent.
  */
-static int store_redis_update(struct store *base, const char *key, size_t klen, uint64_t ttl_ms, unsigned set,
-                              unsigned clear, uint64_t last_hash, uint64_t now_ms)
+/*
+ * A known call's cached entry takes a packet's update; what Redis holds is
+ * written only when the flags that set its TTL change or its TTL runs low.
+ */
+static void redis_update_cached(struct store_redis *s, struct redis_centry *ce, uint64_t ttl_ms, unsigned set,
+                                unsigned clear, uint64_t last_hash, uint64_t now_ms)
 {
-    struct store_redis *s = redis_of(base);
-    redis_touch_clock(s, now_ms);
     uint64_t deadline = now_ms + ttl_ms;
-    struct redis_centry *ce = redis_cache_find(s, key, klen, now_ms);
-    if (ce == NULL) {
-        if ((set | clear) & REDIS_TTL_FLAGS)
-            redis_write(s, NULL, key, klen, false, NULL, deadline);
-        return 0;
-    }
     unsigned flags = (ce->e.flags | set) & ~clear;
     ce->e.flags = flags;
     ce->e.last_hash = last_hash;
@@ -1027,12 +1023,45 @@ static int store_redis_update(struct store *base, const char *key, size_t klen, 
         break;
     }
     if (!send)
-        return 1;
+        return;
     /* what Redis holds: only what was last sent, so activity refreshes it */
     ce->ttl_state = REDIS_TTL_SET;
     ce->redis_flags = flags;
     ce->redis_deadline_ms = deadline;
     redis_write(s, ce, ce->key, ce->klen, is_set, &ce->e, deadline);
+}
+
+static int store_redis_update(struct store *base, const char *key, size_t klen, uint64_t ttl_ms, unsigned set,
+                              unsigned clear, uint64_t last_hash, uint64_t now_ms)
+{
+    struct store_redis *s = redis_of(base);
+    redis_touch_clock(s, now_ms);
+    struct redis_centry *ce = redis_cache_find(s, key, klen, now_ms);
+    if (ce == NULL) {
+        if ((set | clear) & REDIS_TTL_FLAGS)
+            redis_write(s, NULL, key, klen, false, NULL, now_ms + ttl_ms);
+        return 0;
+    }
+    redis_update_cached(s, ce, ttl_ms, set, clear, last_hash, now_ms);
+    return 1;
+}
+
+/* get() and update() with one look in the cache (store_ops.follow). */
+static int store_redis_follow(struct store *base, const char *key, size_t klen, uint64_t now_ms,
+                              struct store_entry *out, store_touch_fn touch, void *arg)
+{
+    struct store_redis *s = redis_of(base);
+    redis_touch_clock(s, now_ms);
+    struct redis_centry *ce = redis_cache_find(s, key, klen, now_ms);
+    if (ce == NULL) {
+        s->m->store_cache_misses++;
+        return 0;
+    }
+    s->m->store_cache_hits++;
+    *out = ce->e;
+    struct store_touch t;
+    touch(arg, out, &t);
+    redis_update_cached(s, ce, t.ttl_ms, t.set, t.clear, t.last_hash, now_ms);
     return 1;
 }
 
@@ -1214,6 +1243,7 @@ static const struct store_ops store_redis_ops = {
     .get = store_redis_get,
     .put = store_redis_put,
     .update = store_redis_update,
+    .follow = store_redis_follow,
     .expire = store_redis_expire,
     .count = store_redis_count,
     .free = store_redis_free,
