@@ -80,11 +80,12 @@ static inline uint64_t bytes_get_le64(const uint8_t *p)
     return v;
 }
 
-/* The n < 8 bytes at p as the low bytes of a little-endian word, the rest zero. */
+/* The n < 8 bytes at p as the low bytes of a little-endian word, the rest zero (p may be NULL when n is 0). */
 static inline uint64_t bytes_get_le_tail(const uint8_t *p, size_t n)
 {
     uint8_t w[sizeof(uint64_t)] = { 0 };
-    memcpy(w, p, n);
+    if (n > 0)
+        memcpy(w, p, n);
     return bytes_get_le64(w);
 }
 
