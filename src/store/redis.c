@@ -938,19 +938,29 @@ static struct store_redis *redis_of(struct store *base)
     return (struct store_redis *)(void *)base;
 }
 
-static int store_redis_get(struct store *base, const char *key, size_t klen, uint64_t now_ms,
-                           struct store_entry *out)
+/* A packet's look in the cache, counted as a hit or a miss: the entry, with *out its copy, or NULL. */
+static struct redis_centry *redis_cache_lookup(struct store_redis *s, const char *key, size_t klen,
+                                               uint64_t now_ms, struct store_entry *out)
 {
-    struct store_redis *s = redis_of(base);
     redis_touch_clock(s, now_ms);
     struct redis_centry *ce = redis_cache_find(s, key, klen, now_ms);
     if (ce == NULL) {
         s->m->store_cache_misses++;
-        return 0;
+        return NULL;
     }
     s->m->store_cache_hits++;
-    redis_cache_touch(s, ce);
     *out = ce->e;
+    return ce;
+}
+
+static int store_redis_get(struct store *base, const char *key, size_t klen, uint64_t now_ms,
+                           struct store_entry *out)
+{
+    struct store_redis *s = redis_of(base);
+    struct redis_centry *ce = redis_cache_lookup(s, key, klen, now_ms, out);
+    if (ce == NULL)
+        return 0;
+    redis_cache_touch(s, ce);
     return 1;
 }
 
@@ -1051,14 +1061,9 @@ static int store_redis_follow(struct store *base, const char *key, size_t klen, 
                               struct store_entry *out, store_touch_fn touch, void *arg)
 {
     struct store_redis *s = redis_of(base);
-    redis_touch_clock(s, now_ms);
-    struct redis_centry *ce = redis_cache_find(s, key, klen, now_ms);
-    if (ce == NULL) {
-        s->m->store_cache_misses++;
+    struct redis_centry *ce = redis_cache_lookup(s, key, klen, now_ms, out);
+    if (ce == NULL)
         return 0;
-    }
-    s->m->store_cache_hits++;
-    *out = ce->e;
     struct store_touch t;
     touch(arg, out, &t);
     redis_update_cached(s, ce, t.ttl_ms, t.set, t.clear, t.last_hash, now_ms);
