@@ -718,7 +718,7 @@ int store_mem_stats(struct store *s, struct store_mem_stats *out)
     out->slot_bytes = sizeof(struct mem_slot);
     out->bytes = sizeof *ms + ms->nstripes * sizeof(struct mem_stripe);
     for (const struct mem_name_set *set = mem_names_now(ms); set != NULL; set = set->older)
-        out->bytes += sizeof *set + (set->methods.n + set->routes.n) * sizeof(char *)
+        out->bytes += sizeof *set + (set->methods.n + set->routes.n) * (sizeof(char *) + sizeof(size_t))
                       + (set->methods.mask + set->routes.mask + 2) * sizeof(uint32_t);
     for (size_t k = 0; k < ms->nstripes; k++) {
         struct mem_stripe *st = &ms->stripes[k];
