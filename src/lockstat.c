@@ -11,11 +11,6 @@ _Thread_local uint64_t lockstat_taken[LOCKSTAT_KIND_COUNT];
 static const char *const lockstat_names[LOCKSTAT_KIND_COUNT] = { LOCKSTAT_KINDS(LOCKSTAT_NAME) };
 #undef LOCKSTAT_NAME
 
-const char *lockstat_name(enum lockstat_kind kind)
-{
-    return kind < LOCKSTAT_KIND_COUNT ? lockstat_names[kind] : "?";
-}
-
 char *lockstat_format(char *buf, size_t len)
 {
     size_t at = 0;

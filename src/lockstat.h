@@ -44,8 +44,6 @@ static inline void lockstat_lock(pthread_mutex_t *m, enum lockstat_kind kind)
     pthread_mutex_lock(m);
 }
 
-const char *lockstat_name(enum lockstat_kind kind);
-
 /* lockstat_format()'s text at most: every name, '=' and 20 digits, and spaces */
 #define LOCKSTAT_TEXT_MAX 256
 
