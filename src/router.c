@@ -99,7 +99,6 @@ static void stamp_arrival(struct hep_view *v, uint64_t recv_wall_ms)
     }
 }
 
-/* What classify() learns about a packet. */
 /* A packet's identity hashed, each form at most once whatever its destinations. */
 struct copy_hashes {
     bool local_done, shared_done;
@@ -107,10 +106,12 @@ struct copy_hashes {
     struct dedup_hash shared;       /* under the key instances share */
 };
 
+/* What classify() learns about a packet. */
 struct packet {
     struct hep_view view;
     struct sip_msg sip;
     bool is_sip;                    /* a scanned SIP message */
+    uint64_t payload_hash;          /* SIP: hash_words64() of the payload, a call's duplicate marker */
     const char *key;                /* call key, NULL when uncorrelated */
     size_t klen;
     char hashed[HASHED_KEY_LEN];
@@ -495,6 +496,7 @@ static bool classify(struct router *r, struct packet *p, const uint8_t *data, si
         rc = sip_scan_for((const uint8_t *)sip.ptr, sip.len, sip_wanted(r->conf), &p->sip);
         if (rc == SIP_OK) {
             p->is_sip = true;
+            p->payload_hash = hash_words64(p->view.payload.data, p->view.payload.len);
             p->text = sip;
             if (count)
                 r->m->sip_lines_skipped += p->sip.skipped_lines;
@@ -805,16 +807,10 @@ static struct life call_life(const struct packet *p, unsigned flags)
     return l;
 }
 
-static uint64_t payload_hash(const struct packet *p)
-{
-    return hash_words64(p->view.payload.data, p->view.payload.len);
-}
-
-/* A packet of a known call and its payload hash (SIP only), for touch(). */
+/* A packet of a known call, for touch(). */
 struct touching {
     struct router *r;
     const struct packet *p;
-    uint64_t hash;
 };
 
 /* The TTL, flags and duplicate marker a known call takes from this packet (store_touch_fn). */
@@ -823,8 +819,8 @@ static void touch(void *arg, const struct store_entry *e, struct store_touch *t)
     const struct touching *tc = arg;
     t->last_hash = e->last_hash;
     if (tc->p->is_sip) {
-        t->last_hash = tc->hash;
-        if (tc->hash == e->last_hash)
+        t->last_hash = tc->p->payload_hash;
+        if (tc->p->payload_hash == e->last_hash)
             tc->r->m->duplicates++;
     }
     struct life l = call_life(tc->p, e->flags);
@@ -833,16 +829,10 @@ static void touch(void *arg, const struct store_entry *e, struct store_touch *t)
     t->ttl_ms = store_ttl(tc->r->conf, (e->flags | l.set) & ~l.clear);
 }
 
-static struct touching touching(struct router *r, const struct packet *p)
-{
-    struct touching tc = { r, p, p->is_sip ? payload_hash(p) : 0 };
-    return tc;
-}
-
 /* Updates the TTL, flags and duplicate marker of a known call for this packet. */
 static void touch_call(struct router *r, const struct packet *p, const struct store_entry *e)
 {
-    struct touching tc = touching(r, p);
+    struct touching tc = { r, p };
     struct store_touch t;
     touch(&tc, e, &t);
     store_update(r->store, p->key, p->klen, t.ttl_ms, t.set, t.clear, t.last_hash, r->now_ms);
@@ -897,7 +887,7 @@ static int store_call(struct router *r, const struct packet *p, const char *meth
         flags |= STORE_F_REGISTER;
     struct life l = call_life(p, flags);
     e.flags = (flags | l.set) & ~l.clear;
-    e.last_hash = payload_hash(p);
+    e.last_hash = p->payload_hash;
     int rc = store_put(r->store, p->key, p->klen, &e, store_ttl(r->conf, e.flags), r->now_ms, use);
     if (rc < 0)
         r->m->calls_not_stored++;
@@ -972,7 +962,7 @@ static void decide(struct router *r, struct packet *p)
     struct store_entry e;
     if (!hold_has(r->hold, p->key, p->klen)) {
         /* the usual case: nothing of the call waits; look it up and touch it at once */
-        struct touching tc = touching(r, p);
+        struct touching tc = { r, p };
         if (store_follow(r->store, p->key, p->klen, r->now_ms, &e, touch, &tc)) {
             r->how = ROUTER_HOW_KNOWN;
             r->m->calls_followed++;
