@@ -3,8 +3,9 @@
  *
  * HEP and everything framed with it is big-endian (network order); the one
  * little-endian exception is the HEPv2 time block, written in the sender's
- * byte order (x86 in practice).  Written once here so that nobody shifts
- * bytes by hand.  Callers check the bounds.
+ * byte order (x86 in practice); the hashes read their input as
+ * little-endian words too.  Written once here so that nobody shifts bytes
+ * by hand.  Callers check the bounds.
  */
 #ifndef HEPROUTER_BYTES_H
 #define HEPROUTER_BYTES_H

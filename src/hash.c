@@ -194,8 +194,7 @@ void hash_siphash128_update(struct hash_siphash *h, const void *data, size_t len
     }
     for (; len >= SIPHASH_WORD_BYTES; in += SIPHASH_WORD_BYTES, len -= SIPHASH_WORD_BYTES)
         siphash_compress(h->v, bytes_get_le64(in));
-    for (size_t i = 0; i < len; i++)
-        h->tail |= (uint64_t)in[i] << (8 * i);
+    h->tail = bytes_get_le_tail(in, len);   /* a word boundary here: tail was 0 */
 }
 
 void hash_siphash128_final(struct hash_siphash *h, uint64_t out[2])

@@ -142,14 +142,18 @@ static unsigned char lower(unsigned char c)
 #define SWAR_ONES UINT64_C(0x0101010101010101)
 #define SWAR_HIGHS UINT64_C(0x8080808080808080)
 
+/* Nonzero when a byte of w is <= SP (the lowest flagged byte is exact). */
+static uint64_t bytes_upto_space(uint64_t w)
+{
+    return (w - SWAR_ONES * ((uint64_t)' ' + 1)) & ~w & SWAR_HIGHS;
+}
+
 static bool has_byte_upto_space(const char *p, const char *end)
 {
-    const uint64_t ones = SWAR_ONES, highs = SWAR_HIGHS;
-    const uint64_t below = ones * ((uint64_t)' ' + 1);
     uint64_t w;
     for (; end - p >= (ptrdiff_t)sizeof w; p += sizeof w) {
         memcpy(&w, p, sizeof w);
-        if ((w - below) & ~w & highs)
+        if (bytes_upto_space(w))
             return true;
     }
     for (; p < end; p++)
@@ -196,15 +200,12 @@ static const char *find_any3(const char *p, const char *end, char a, char b, cha
  */
 static const char *value_stop(const char *p, const char *end)
 {
-#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    const uint64_t below = SWAR_ONES * ((uint64_t)' ' + 1);
     uint64_t w;
     for (; end - p >= (ptrdiff_t)sizeof w; p += sizeof w) {
         memcpy(&w, p, sizeof w);
-        if (((w - below) & ~w & SWAR_HIGHS) | bytes_equal(w, ';') | bytes_equal(w, ','))
+        if (bytes_upto_space(w) | bytes_equal(w, ';') | bytes_equal(w, ','))
             break;
     }
-#endif
     for (; p < end; p++)
         if (is_lws((unsigned char)*p) || *p == ';' || *p == ',')
             return p;
