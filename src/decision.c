@@ -241,6 +241,8 @@ static void print_json(FILE *out, const struct conf *conf, const struct router_e
     const char *why = not_routed_why(e);
     if (why != NULL)
         json_field(out, "error", why, false);
+    if (e->sender != NULL)
+        json_field(out, "sender", e->sender, false);
     fputs(",\"to\":[", out);
     for (size_t i = 0; i < e->nto; i++) {
         fprintf(out, "%s{", i > 0 ? "," : "");
@@ -278,6 +280,11 @@ static void print_text(FILE *out, const struct conf *conf, const struct router_e
     if (why != NULL) {
         fputs_unlocked(": ", out);
         fputs_unlocked(why, out);
+        if (e->sender != NULL) {
+            fputs_unlocked(" (sender ", out);
+            fputs_unlocked(e->sender, out);
+            fputc_unlocked(')', out);
+        }
         fputs_unlocked(" | not routed\n", out);
         return;
     }

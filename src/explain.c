@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admission.h"
 #include "capture.h"
 #include "clock.h"
 #include "conf.h"
@@ -16,6 +17,7 @@
 #include "dedup.h"
 #include "hep.h"
 #include "metrics.h"
+#include "netaddr.h"
 #include "policy.h"
 #include "router.h"
 #include "store/store.h"
@@ -28,11 +30,72 @@ struct explain_run {
     uint64_t *dest_packets;
     uint64_t how[ROUTER_HOW_COUNT];
     uint64_t discarded;
+    /* the packet being routed: who sent it, under which sources: rules */
+    const struct capture_packet *packet;
+    const struct conf_sources *sources;
+    bool outside_allow;             /* its sender is not in sources.allow */
 };
 
-static void on_explain(void *arg, const struct router_explain *e)
+/*
+ * The sources: rules a captured packet met: those of the listener it was
+ * sent to (same transport and port, and the listener's address or a
+ * wildcard; with no destination in the capture, the first listener of its
+ * transport), else the top-level section.  TLS listeners are never
+ * matched: a capture shows their streams encrypted.
+ */
+static const struct conf_sources *packet_sources(const struct conf *conf, const struct capture_packet *p)
+{
+    enum conf_transport tr = p->transport == CAPTURE_TCP ? CONF_TCP : CONF_UDP;
+    const uint8_t *dst = NULL;
+    unsigned dst_len = netaddr_bytes((const struct sockaddr *)&p->dst, &dst);
+    unsigned dst_port = dst_len > 0 ? netaddr_port((const struct sockaddr *)&p->dst) : 0;
+    for (size_t i = 0; i < conf->nlisten; i++) {
+        const struct conf_addr *l = &conf->listen[i];
+        if (l->transport != tr || l->tls)
+            continue;
+        if (dst_len > 0) {
+            static const uint8_t any[CONF_ADDR_BYTES_MAX];
+            bool wildcard = l->addr_len == 0 || memcmp(l->addr, any, l->addr_len) == 0;
+            if (l->port != dst_port ||
+                !(wildcard || (l->addr_len == dst_len && memcmp(l->addr, dst, dst_len) == 0)))
+                continue;
+        }
+        return conf_listen_sources(conf, i);
+    }
+    return &conf->sources;
+}
+
+/* router_dispatch.source: the captured packet's outer source address. */
+static const char *explain_source(void *arg, char *buf, size_t len)
+{
+    const struct explain_run *x = arg;
+    return x->packet != NULL ? netaddr_format((const struct sockaddr *)&x->packet->src, buf, len) : NULL;
+}
+
+/* router_dispatch.admit: the rules that need the decoded packet, as a listener applies them. */
+static int explain_admit(void *arg, const struct hep_view *view)
 {
     struct explain_run *x = arg;
+    if (x->outside_allow)
+        return ADMISSION_NOT_ALLOWED;
+    const uint8_t *addr = NULL;
+    unsigned len = netaddr_bytes((const struct sockaddr *)&x->packet->src, &addr);
+    return (int)admission_check_packet(x->sources, len, addr, view);
+}
+
+static void on_explain(void *arg, const struct router_explain *told)
+{
+    struct explain_run *x = arg;
+    struct router_explain refused;
+    const struct router_explain *e = told;
+    if (told->how == ROUTER_HOW_DECODE_ERROR && x->outside_allow) {
+        /* a listener drops a datagram from outside sources.allow before decoding it */
+        refused = *told;
+        refused.how = ROUTER_HOW_REFUSED;
+        refused.hep_error = HEP_OK;
+        refused.refused = ADMISSION_NOT_ALLOWED;
+        e = &refused;
+    }
     if (e->how != ROUTER_HOW_HELD) {
         x->how[e->how]++;
         if (e->route != ROUTER_NO_ROUTE)
@@ -124,7 +187,9 @@ int explain_run(const struct explain_options *o, FILE *out, FILE *err)
     x.dest_packets = calloc(conf->ndests > 0 ? conf->ndests : 1, sizeof *x.dest_packets);
     struct store *store = store_mem_from_conf(conf);     /* the memory store, whatever store: says */
     struct dedup *dedup = dedup_new(conf->dedup_entries, 0);
-    struct router_dispatch d = { .send = no_send, .flush = no_flush, .explain = on_explain, .explain_arg = &x };
+    struct router_dispatch d = { .send = no_send, .flush = no_flush, .source = explain_source,
+                                 .admit = explain_admit, .source_arg = &x,
+                                 .explain = on_explain, .explain_arg = &x };
     struct router *r = NULL;
     int rc = 1;
     if (x.route_packets == NULL || x.dest_packets == NULL || store == NULL || dedup == NULL ||
@@ -142,7 +207,13 @@ int explain_run(const struct explain_options *o, FILE *out, FILE *err)
         if (t > now)
             now = t;
         router_timer(r, now, now);
+        const uint8_t *addr = NULL;
+        unsigned alen = netaddr_bytes((const struct sockaddr *)&p.src, &addr);
+        x.packet = &p;
+        x.sources = packet_sources(conf, &p);
+        x.outside_allow = !admission_source_allowed(x.sources, alen, addr);
         router_packet(r, p.data, p.len, now, now);
+        x.outside_allow = false;
     }
     if (got < 0) {
         fprintf(err, "heprouter: %s: %s\n", o->capture_path, capture_error(cap));

@@ -145,12 +145,15 @@ static void tell(const struct router *r, const struct packet *p, struct router_e
 static void explain(const struct router *r, const struct packet *p, enum router_how how, int error,
                     uint64_t received_wall_ms)
 {
+    char sender[ROUTER_SOURCE_MAX];
     struct router_explain e = {
         .how = how, .route = ROUTER_NO_ROUTE,
         .hep_error = how == ROUTER_HOW_DECODE_ERROR ? error : HEP_OK,
         .refused = how == ROUTER_HOW_REFUSED ? error : 0,
         .received_wall_ms = received_wall_ms,
     };
+    if (how != ROUTER_HOW_HELD && r->dispatch.source != NULL)
+        e.sender = r->dispatch.source(r->dispatch.source_arg, sender, sizeof sender);
     tell(r, p, &e);
 }
 

@@ -63,6 +63,8 @@ struct router_explain {
     uint64_t over_rate;             /* bit i: to[i] was not sent: the call was over its max_new_calls_per_s */
     int hep_error;                  /* ROUTER_HOW_DECODE_ERROR: the hep_decode() status */
     int refused;                    /* ROUTER_HOW_REFUSED: admit()'s verdict (admission.h) */
+    const char *sender;             /* not routed (refused, not decoded): who sent it, from
+                                       router_dispatch.source(); NULL otherwise or unknown */
     uint64_t received_wall_ms;      /* when it arrived (a held packet: before it waited) */
 };
 

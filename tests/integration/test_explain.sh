@@ -13,6 +13,13 @@
 #                from each; garbage: its random datagram is a decode error
 #   json_call    --json: one object per line with the same facts (parsed);
 #                --call: the lines of that call only
+#   sources      the sources: rules of the listener a packet was sent to (its
+#                transport and port; a wildcard address matches any) or the
+#                top-level ones: outside the listener's allow list "refused
+#                source: not_allowed" (the garbage datagram too, as a listener
+#                drops it before decoding), no key where the top-level rules
+#                want one "missing_auth_key", a listener on another address
+#                not matched; allowed packets decided as without rules
 #
 #   BUILD_DIR=build bash tests/integration/test_explain.sh [CASE...]
 set -uo pipefail
@@ -30,7 +37,7 @@ CAPTURE_PACKETS=22              # tests/data/kamailio/v3
 it_init "$TIME_LIMIT"
 it_require_cmd python3
 HEPROUTER=$(it_bin src/heprouter) || exit 1
-IT_CASES=(reorder fallback captures json_call)
+IT_CASES=(reorder fallback captures json_call sources)
 
 # policy WAIT_MS: the two-destination policy of the README, to $CASE_DIR/conf.yaml
 policy() {
@@ -159,6 +166,68 @@ EOF
     mine=$(grep -v '^#' "$CASE_DIR/out" | grep -c " $INVITE_CALL \"")
     echo "    --call $INVITE_CALL: $all lines, $mine of that call"
     ((all > 0 && all == mine && all < text)) || it_case_fail "--call shows other calls, or none"
+    it_case_end "$CASE_DIR/err"
+}
+
+# sources_policy LISTEN ALLOW: the two-destination policy behind listeners LISTEN
+# (a YAML list), the top-level sources requiring an auth key
+sources_policy() {
+    policy 50
+    sed -i "s|^listen: .*|listen: $1|" "$CASE_DIR/conf.yaml"
+    echo 'sources: { auth_keys: [ "k3y-for-explain" ] }' >>"$CASE_DIR/conf.yaml"
+}
+
+# outcomes PATTERN: the summary's outcomes line matches PATTERN (grep -E)
+outcomes() {
+    grep -Eq "^# outcomes: $1" "$CASE_DIR/out" || it_case_fail "outcomes are not: $1 ($(grep '^# outcomes' "$CASE_DIR/out"))"
+}
+
+case_sources() {
+    it_case_begin sources "the sources: rules of the listener a captured packet was sent to"
+    python3 "$HERE/capture/make_pcap.py" "$DATA" "$CASE_DIR" || it_case_fail "make_pcap.py failed"
+    # the captures are sent from 192.0.2.10 (UDP) and 192.0.2.30 (TCP) to 192.0.2.20:9070
+    local own='{ address: "udp:0.0.0.0:9070", sources: { allow: [ "198.51.100.0/24" ] } }'
+    sources_policy "[ \"udp:127.0.0.1:9060\", $own, \"tcp:0.0.0.0:9070\" ]"
+    explain "$CASE_DIR/udp.pcap" >/dev/null
+    (($(grep -vc '^#' "$CASE_DIR/out") == CAPTURE_PACKETS)) || it_case_fail "udp.pcap: not one line per packet"
+    (($(grep -c ' | refused source: not_allowed (sender 192\.0\.2\.10:[0-9]*) | not routed$' "$CASE_DIR/out") == CAPTURE_PACKETS)) ||
+        it_case_fail "udp.pcap: not every packet refused as not_allowed by its listener's allow list"
+    outcomes '.*"refused source" 22;'
+    line 1 "^[^ ]+ [^ ]+ [^ ]+ -> [^ ]+ [^ ]+ \"[^\"]+\" \\| refused source: not_allowed \\(sender 192\\.0\\.2\\.10:40000\\) \\| not routed$"
+    explain "$CASE_DIR/udp.pcap" --json >/dev/null
+    python3 - "$CASE_DIR/out" <<'EOF' || it_case_fail "udp.pcap --json: the refused objects"
+import json, sys
+decisions = [json.loads(l) for l in open(sys.argv[1])][:-1]
+assert len(decisions) == 22, len(decisions)
+for d in decisions:
+    assert d["how"] == "refused source" and d["error"] == "not_allowed", d
+    assert d["sender"].startswith("192.0.2.10:") and d["to"] == [] and d["call_id"], d
+EOF
+    explain "$CASE_DIR/garbage.pcap" >/dev/null
+    ! grep -q "| decode error: " "$CASE_DIR/out" || it_case_fail "garbage.pcap: the datagram from outside allow decoded"
+    outcomes ".*\"decode error\" 0;.*\"refused source\" 23;"
+    echo "    udp.pcap, garbage.pcap: $(grep '^# outcomes' "$CASE_DIR/out")"
+    explain "$CASE_DIR/tcp.pcap" >/dev/null
+    grep -q ' | refused source: missing_auth_key (sender 192\.0\.2\.[0-9]*:[0-9]*) | not routed$' "$CASE_DIR/out" ||
+        it_case_fail "tcp.pcap: the top-level auth key not asked for"
+    ! grep -Eq ' \| (origin request|known call|refused source: not_allowed)' "$CASE_DIR/out" ||
+        it_case_fail "tcp.pcap: a packet routed, or refused by the UDP listener's rules"
+    echo "    tcp.pcap: $(grep '^# outcomes' "$CASE_DIR/out")"
+    # a listener on another address is not the one the packets were sent to
+    sources_policy "[ { address: \"udp:192.0.2.99:9070\", sources: { allow: [ \"192.0.2.0/24\" ] } } ]"
+    explain "$CASE_DIR/udp.pcap" >/dev/null
+    (($(grep -c ' | refused source: missing_auth_key (sender 192\.0\.2\.[0-9]*:[0-9]*) | not routed$' "$CASE_DIR/out") == CAPTURE_PACKETS)) ||
+        it_case_fail "udp.pcap: a listener on another address applied"
+    # the listener's own rules let them in: decided as with no rules at all
+    sources_policy "[ { address: \"udp:192.0.2.20:9070\", sources: { allow: [ \"192.0.2.0/24\" ] } } ]"
+    explain "$CASE_DIR/udp.pcap" >/dev/null
+    grep -v '^#' "$CASE_DIR/out" >"$CASE_DIR/allowed"
+    policy 50
+    explain "$CASE_DIR/udp.pcap" >/dev/null
+    grep -v '^#' "$CASE_DIR/out" | cmp -s - "$CASE_DIR/allowed" ||
+        it_case_fail "udp.pcap: allowed packets decided differently from no rules"
+    ! grep -q 'refused source' "$CASE_DIR/allowed" || it_case_fail "udp.pcap: an allowed packet refused"
+    echo "    allowed by the listener's own rules: $(wc -l <"$CASE_DIR/allowed") decisions, as without rules"
     it_case_end "$CASE_DIR/err"
 }
 

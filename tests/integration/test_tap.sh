@@ -459,6 +459,9 @@ case_refused() {
     ((refused == 45)) || it_case_fail "$refused refused, expected 45 (sets a and b, the RTCP report)"
     [ "$(grep -c 'capture_id_not_allowed' "$CASE_DIR/refused.out")" = "$refused" ] ||
         it_case_fail "a refused line without its reason (capture_id_not_allowed)"
+    # the sender is the datagram's (the test's socket on loopback), not the SIP addresses inside
+    [ "$(grep -cE 'capture_id_not_allowed \(sender 127\.0\.0\.1:[0-9]+\) \| not routed$' "$CASE_DIR/refused.out")" = "$refused" ] ||
+        it_case_fail "a refused line without its sender"
     same_lines "the packets let in" "$CASE_DIR/routed" "$CASE_DIR/routed.out"
     # a refused packet is scanned for the tap only: the call filter finds it, RTCP by correlation id too
     n=$(wc -l <"$CASE_DIR/refused_call.out")
