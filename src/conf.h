@@ -254,6 +254,7 @@ struct conf_redis {
     uint64_t timeout_ms;            /* a lookup slower than this takes the fallback */
     size_t max_inflight;            /* commands in flight per connection; beyond: fallback */
     size_t max_pending_writes;      /* decisions kept while Redis is down, written when back */
+    uint64_t write_delay_ms;        /* writes wait this long to go out together (0: at once) */
     size_t max_reply_bytes;         /* more of one unfinished reply drops the connection (0: no cap) */
     struct conf_endpoint *sentinels; /* Sentinels; none: connect directly */
     size_t nsentinels;

@@ -106,6 +106,7 @@
 #define CONF_DB_MAX         1000000u                /* Redis allows more than 16 (`databases`) */
 #define CONF_REDIS_WAIT_MAX_MS (60 * MS_PER_SECOND) /* store.redis.timeout_ms */
 #define CONF_INFLIGHT_MAX   1000000u
+#define CONF_WRITE_DELAY_MAX_MS MS_PER_SECOND   /* store.redis.write_delay_ms */
 #define CONF_PENDING_MAX    10000000u
 #define CONF_REPLY_MIN      1024u                   /* store.redis.max_reply_bytes: a value is < 200 */
 #define CONF_REPLY_MAX      (UINT64_C(1) << 30)     /* 1 GiB */

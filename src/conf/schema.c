@@ -137,6 +137,7 @@ static const struct conf_key redis_keys[] = {
     REDIS_NUMBER("max_inflight", conf_set_size, KIND_SIZE, max_inflight, "10000", 1, CONF_INFLIGHT_MAX),
     REDIS_NUMBER("max_pending_writes", conf_set_size, KIND_SIZE, max_pending_writes, "100000", 0,
                  CONF_PENDING_MAX),
+    REDIS_NUMBER("write_delay_ms", conf_set_u64, KIND_U64, write_delay_ms, "1", 0, CONF_WRITE_DELAY_MAX_MS),
     REDIS_NUMBER("max_reply_bytes", conf_set_size, KIND_SIZE, max_reply_bytes, "65536", CONF_REPLY_MIN,
                  CONF_REPLY_MAX),
     /* absent or []: connect to the server directly */

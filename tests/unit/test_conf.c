@@ -194,6 +194,7 @@ static void assert_redis_defaults(const struct conf *c)
     CU_ASSERT_EQUAL(r->timeout_ms, 50);
     CU_ASSERT_EQUAL(r->max_inflight, 10000);
     CU_ASSERT_EQUAL(r->max_pending_writes, 100000);
+    CU_ASSERT_EQUAL(r->write_delay_ms, 1);
     CU_ASSERT_EQUAL(r->max_reply_bytes, 65536);
     CU_ASSERT_PTR_NULL(r->sentinels);
     CU_ASSERT_EQUAL(r->nsentinels, 0);
@@ -729,6 +730,7 @@ static void test_redis_config_sets_every_tcp_key(void)
     CU_ASSERT_EQUAL(r->timeout_ms, 60000);
     CU_ASSERT_EQUAL(r->max_inflight, 1);
     CU_ASSERT_EQUAL(r->max_pending_writes, 0);
+    CU_ASSERT_EQUAL(r->write_delay_ms, 1000);
     CU_ASSERT_EQUAL(r->nsentinels, 0);
     CU_ASSERT_STRING_EQUAL(r->master_name, "mymaster");
     CU_ASSERT_EQUAL(c->cache_entries, 0);

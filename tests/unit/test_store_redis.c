@@ -55,6 +55,8 @@
 #define TTL_ENDED_MS            30000u
 #define TTL_SHORT_MS            100000u
 #define TTL_LONGER_MS           200000u
+#define WRITE_DELAY_MS          200u    /* long enough that nothing goes out before it by chance */
+#define WRITE_BATCH             4u      /* max_inflight in the write delay test: a full batch */
 #define FIRST_SEEN_MS           UINT64_C(1700000000123)
 #define SLOW_TIMEOUT_MS         50
 #define PAUSE_MS                "300"
@@ -1065,6 +1067,60 @@ static bool many_written(void *arg)
     return ((struct instance *)arg)->m.store_writes == MANY_CALLS;
 }
 
+static bool nothing_pending(void *arg)
+{
+    return store_pending(((struct instance *)arg)->s) == 0;
+}
+
+static bool writes_reached(void *arg)
+{
+    const struct instance *in = arg;
+    return in->m.store_writes >= 2;
+}
+
+/*
+ * store.redis.write_delay_ms: writes wait and go out together; the 407's
+ * "ended" and the INVITE with credentials that undoes it, inside the delay,
+ * become part of the call's one SET; as many writes as may be in flight go at once.
+ */
+static void test_writes_wait_for_the_delay_and_go_out_together(void)
+{
+    struct conf c;
+    struct store_entry e = entry("INVITE", "voipmonitor", 0);
+    char key[KEY_MAX];
+    flushdb();
+    conf_init(&c, main_port);
+    c.redis.write_delay_ms = WRITE_DELAY_MS;
+    c.redis.max_inflight = WRITE_BATCH;
+    struct instance *in = instance_ready(&c);
+    struct store *s = in->s;
+    uint64_t t0 = now_ms();
+    CU_ASSERT_EQUAL(put(s, "batch@pbx", &e, TTL_CALL_MS, t0, NULL), 1);
+    CU_ASSERT_EQUAL(update(s, "batch@pbx", TTL_ENDED_MS, STORE_F_ENDED, 0, t0 + 1), 1);
+    CU_ASSERT_EQUAL(update(s, "batch@pbx", TTL_CALL_MS, 0, STORE_F_ENDED, t0 + 2), 1);
+    CU_ASSERT_EQUAL(put(s, "other@pbx", &e, TTL_CALL_MS, t0 + 3, NULL), 1);
+    CU_ASSERT_EQUAL(in->m.store_writes, 0);             /* nothing sent yet */
+    CU_ASSERT_EQUAL(store_pending(s), 2);               /* one write per call waits */
+    CU_ASSERT_FATAL(unit_ev_run_until(loop, writes_reached, in, WAIT_S));
+    uint64_t waited = now_ms() - t0;
+    CU_ASSERT(waited + 1 >= WRITE_DELAY_MS);
+    CU_ASSERT_EQUAL(in->m.store_writes, 2);             /* two SETs: no EXPIRE for the flip-flop */
+    CU_ASSERT(wait_key(main_port, "batch@pbx", "1|0|1700000000123|INVITE|voipmonitor"));
+    CU_ASSERT(wait_ttl(main_port, "batch@pbx", TTL_CALL_MS / MS_PER_S - 5, TTL_CALL_MS / MS_PER_S));
+    CU_ASSERT(wait_key(main_port, "other@pbx", "1|0|1700000000123|INVITE|voipmonitor"));
+    printf("\n    2 writes waited %llu ms (write_delay_ms %u)", (unsigned long long)waited, WRITE_DELAY_MS);
+    /* a batch as large as max_inflight goes at once (once the first two are answered) */
+    CU_ASSERT_FATAL(unit_ev_run_until(loop, nothing_pending, in, WAIT_S));
+    for (unsigned i = 0; i < WRITE_BATCH; i++) {
+        snprintf(key, sizeof key, "full-%u@pbx", i);
+        CU_ASSERT_EQUAL(put(s, key, &e, TTL_CALL_MS, now_ms(), NULL), 1);
+    }
+    CU_ASSERT_EQUAL(in->m.store_writes, 2 + WRITE_BATCH);
+    CU_ASSERT_EQUAL(in->m.store_lost_writes, 0);
+    CU_ASSERT_EQUAL(in->m.store_errors, 0);
+    instance_close(in);
+}
+
 /* Pipelined: writes queue behind the in-flight bound and none is lost; every call is found. */
 static void test_many_calls_pipelined(void)
 {
@@ -1715,6 +1771,7 @@ int main(void)
         { "connects over a unix socket", test_connects_over_a_unix_socket },
         { "host names are resolved without blocking", test_host_names_are_resolved_without_blocking },
         { "many calls pipelined", test_many_calls_pipelined },
+        { "writes wait for the delay and go out together", test_writes_wait_for_the_delay_and_go_out_together },
         { "key lost by Redis is written again", test_key_lost_by_redis_is_written_again },
         { "slow Redis answers NULL at the timeout", test_slow_redis_answers_null_at_the_timeout },
         { "in-flight bound refuses queries and queues writes",
