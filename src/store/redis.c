@@ -491,6 +491,13 @@ static bool redis_can_send(const struct store_redis *s)
 
 static void redis_on_set(redisAsyncContext *ac, void *r, void *priv);
 static void redis_flush(struct store_redis *s);
+
+/* The queued writes go out write_delay_ms from now (set each time: a stopped timer keeps what it had left). */
+static void redis_arm_write_timer(struct store_redis *s)
+{
+    ev_timer_set(&s->write_timer, (double)s->conf->redis.write_delay_ms / CLOCK_MS_PER_S, 0.);
+    ev_timer_start(s->loop, &s->write_timer);
+}
 static void redis_on_expire(redisAsyncContext *ac, void *r, void *priv);
 
 /* Seconds for EX / EXPIRE, rounded up: a key never goes before its deadline. */
@@ -664,7 +671,7 @@ static void redis_write(struct store_redis *s, struct redis_centry *ce, const ch
     if (s->npending >= rc->max_inflight)
         redis_flush(s);                 /* a batch as large as may be in flight goes now */
     else if (!ev_is_active(&s->write_timer))
-        ev_timer_start(s->loop, &s->write_timer);
+        redis_arm_write_timer(s);
 }
 
 /* Sends queued writes while the connection has room. */
@@ -1326,7 +1333,7 @@ struct store *store_redis_new(const struct conf *conf, struct ev_loop *loop, str
     redis_link_init(&s->link, conf, loop, s->m, &redis_link_events, s);
     ev_timer_init(&s->query_timer, redis_on_query_timer, 0., 0.);
     s->query_timer.data = s;
-    ev_timer_init(&s->write_timer, redis_on_write_timer, (double)conf->redis.write_delay_ms / CLOCK_MS_PER_S, 0.);
+    ev_timer_init(&s->write_timer, redis_on_write_timer, 0., 0.);
     s->write_timer.data = s;
     redis_link_start(&s->link);         /* never waits: the loop completes it */
     return &s->base;

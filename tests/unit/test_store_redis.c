@@ -1072,10 +1072,15 @@ static bool nothing_pending(void *arg)
     return store_pending(((struct instance *)arg)->s) == 0;
 }
 
+struct writes_probe {
+    const struct instance *in;
+    uint64_t want;
+};
+
 static bool writes_reached(void *arg)
 {
-    const struct instance *in = arg;
-    return in->m.store_writes >= 2;
+    const struct writes_probe *p = arg;
+    return p->in->m.store_writes >= p->want;
 }
 
 /*
@@ -1101,7 +1106,8 @@ static void test_writes_wait_for_the_delay_and_go_out_together(void)
     CU_ASSERT_EQUAL(put(s, "other@pbx", &e, TTL_CALL_MS, t0 + 3, NULL), 1);
     CU_ASSERT_EQUAL(in->m.store_writes, 0);             /* nothing sent yet */
     CU_ASSERT_EQUAL(store_pending(s), 2);               /* one write per call waits */
-    CU_ASSERT_FATAL(unit_ev_run_until(loop, writes_reached, in, WAIT_S));
+    struct writes_probe two = { in, 2 };
+    CU_ASSERT_FATAL(unit_ev_run_until(loop, writes_reached, &two, WAIT_S));
     uint64_t waited = now_ms() - t0;
     CU_ASSERT(waited + 1 >= WRITE_DELAY_MS);
     CU_ASSERT_EQUAL(in->m.store_writes, 2);             /* two SETs: no EXPIRE for the flip-flop */
@@ -1109,13 +1115,21 @@ static void test_writes_wait_for_the_delay_and_go_out_together(void)
     CU_ASSERT(wait_ttl(main_port, "batch@pbx", TTL_CALL_MS / MS_PER_S - 5, TTL_CALL_MS / MS_PER_S));
     CU_ASSERT(wait_key(main_port, "other@pbx", "1|0|1700000000123|INVITE|voipmonitor"));
     printf("\n    2 writes waited %llu ms (write_delay_ms %u)", (unsigned long long)waited, WRITE_DELAY_MS);
+    /* the next write waits the whole delay too, not what the timer had left */
+    uint64_t t1 = now_ms();
+    CU_ASSERT_EQUAL(put(s, "next@pbx", &e, TTL_CALL_MS, t1, NULL), 1);
+    unit_ev_run_for(loop, (double)WRITE_DELAY_MS / 4 / MS_PER_S);
+    CU_ASSERT_EQUAL(in->m.store_writes, 2);
+    struct writes_probe three = { in, 3 };
+    CU_ASSERT_FATAL(unit_ev_run_until(loop, writes_reached, &three, WAIT_S));
+    CU_ASSERT(now_ms() - t1 + 1 >= WRITE_DELAY_MS);
     /* a batch as large as max_inflight goes at once (once the first two are answered) */
     CU_ASSERT_FATAL(unit_ev_run_until(loop, nothing_pending, in, WAIT_S));
     for (unsigned i = 0; i < WRITE_BATCH; i++) {
         snprintf(key, sizeof key, "full-%u@pbx", i);
         CU_ASSERT_EQUAL(put(s, key, &e, TTL_CALL_MS, now_ms(), NULL), 1);
     }
-    CU_ASSERT_EQUAL(in->m.store_writes, 2 + WRITE_BATCH);
+    CU_ASSERT_EQUAL(in->m.store_writes, 3 + WRITE_BATCH);
     CU_ASSERT_EQUAL(in->m.store_lost_writes, 0);
     CU_ASSERT_EQUAL(in->m.store_errors, 0);
     instance_close(in);
