@@ -142,6 +142,7 @@ static void publish(struct worker *w)
         dest_gauges(w->ds);
     w->m.orphans_held_now = w->router != NULL ? router_held(w->router) : 0;
     w->m.store_link_up = w->store != NULL && store_is_up(w->store);
+    tap_worker_count_lost(w->tap);
     lockstat_lock(&w->snap_lock, LOCKSTAT_SNAPSHOT);
     metrics_reset(&w->snap);
     metrics_add(&w->snap, &w->m);

@@ -64,6 +64,8 @@ struct router {
     uint64_t now_ms;                /* clocks of the packet being routed */
     uint64_t wall_ms;
     enum router_how how;            /* how the packet being sent was decided (for explain) */
+    bool explain_paused;            /* router_pause_explain() */
+    uint64_t explain_skipped;       /* decisions not told while paused */
     struct dedup *dedup;            /* the instance's dedup window, or NULL */
     struct list claims;             /* of router_claim: packets waiting for the shared dedup's answer */
     uint64_t claim_tokens;
@@ -139,6 +141,20 @@ static void tell(const struct router *r, const struct packet *p, struct router_e
     e->key = p != NULL ? p->key : NULL;
     e->klen = p != NULL ? p->klen : 0;
     r->dispatch.explain(r->dispatch.explain_arg, e);
+}
+
+/*
+ * Whether the explain hook is to be told of a decision: one branch when
+ * there is no hook; while it is paused the decision is only counted.
+ */
+static inline bool telling(struct router *r)
+{
+    if (r->dispatch.explain == NULL)
+        return false;
+    if (!r->explain_paused)
+        return true;
+    r->explain_skipped++;
+    return false;
 }
 
 /* A packet not routed (held, not decoded, refused); error: the decode status or the verdict. */
@@ -309,6 +325,16 @@ void router_set_explain(struct router *r, void (*fn)(void *explain_arg, const st
     r->dispatch.explain_arg = arg;
 }
 
+void router_pause_explain(struct router *r, bool paused)
+{
+    r->explain_paused = paused;
+}
+
+uint64_t router_explain_skipped(const struct router *r)
+{
+    return r->explain_skipped;
+}
+
 size_t router_call_key(const struct conf *conf, const char *call_id, size_t len, char *out, size_t outlen)
 {
     struct router r = { .conf = conf };
@@ -463,14 +489,14 @@ static bool classify(struct router *r, struct packet *p, const uint8_t *data, si
                   hep_strerror(rc));
         log_tally(&r->decode_tally, r->conf->log_interval_ms, r->now_ms, LOG_LEVEL_WARN,
                   ROUTER_DECODE_TALLY, from);
-        if (r->dispatch.explain != NULL)
+        if (telling(r))
             explain(r, NULL, ROUTER_HOW_DECODE_ERROR, rc, recv_wall_ms);
         return false;
     }
     if (count && r->dispatch.admit != NULL) {
         int verdict = r->dispatch.admit(r->dispatch.source_arg, &p->view);
         if (verdict != 0) {
-            if (r->dispatch.explain != NULL) {
+            if (telling(r)) {
                 /* scanned for the tap's line and its call filter only: a refused packet is never routed */
                 p->is_sip = false;
                 p->key = NULL;
@@ -757,7 +783,7 @@ static void send_route(struct router *r, const struct packet *p, const struct st
             continue;               /* sent when the store answers */
         r->dispatch.send(r->dispatch.arg, to[i], &p->view, p->key, p->klen);
     }
-    if (r->dispatch.explain != NULL)
+    if (telling(r))
         explain_routed(r, p, route, method, mlen, to, nto, deduplicated, over_rate);
 }
 
@@ -989,7 +1015,7 @@ static void decide(struct router *r, struct packet *p)
             r->m->orphans_held++;
             if (first && store_is_shared(r->store))
                 store_query(r->store, p->key, p->klen, r->now_ms);
-            if (r->dispatch.explain != NULL)
+            if (telling(r))
                 explain(r, p, ROUTER_HOW_HELD, HEP_OK, p->received_wall_ms);
             return;
         }

@@ -126,6 +126,15 @@ void router_set_dedup(struct router *r, struct dedup *d);
 void router_set_explain(struct router *r, void (*fn)(void *explain_arg, const struct router_explain *e),
                         void *arg);
 
+/*
+ * Pauses (or resumes) the explain hook without removing it: while paused,
+ * each decision it would have been told is only counted, in
+ * router_explain_skipped() (a live tap whose readers all stopped reading
+ * counts the lines they lose without a decision being filled per packet).
+ */
+void router_pause_explain(struct router *r, bool paused);
+uint64_t router_explain_skipped(const struct router *r);
+
 /* The length of a hashed call key (a Call-ID longer than limits.call_id_max, or folded). */
 #define ROUTER_HASHED_KEY_LEN 33
 

@@ -89,6 +89,8 @@ struct tap_worker {
     pthread_mutex_t lock;
     struct tap_set *pending;        /* under lock: the next set, NULL when none */
     struct tap_set *set;            /* the worker's own; NULL: no tap */
+    bool paused;                    /* every tap of set stalled and unfiltered: the router's hook paused */
+    uint64_t skipped_base;          /* router_explain_skipped() when it was paused */
     struct tap_ring ring;
     FILE *fmt[TAP_FORMS];           /* memory streams, one line at a time */
     char *fmt_buf[TAP_FORMS];
@@ -186,6 +188,12 @@ static bool method_is(const struct sip_str *m, const char *want, size_t len)
     return m->len == len && strncasecmp(m->ptr, want, len) == 0;
 }
 
+/* A tap with no term: every decision is its. */
+static bool filter_is_empty(const struct tap_filter *f)
+{
+    return f->call_id == NULL && !f->has_src && !f->has_capture_id && f->method == NULL;
+}
+
 static bool filter_matches(const struct tap_filter *f, const struct router_explain *e)
 {
     const struct hep_view *v = e->view;
@@ -250,6 +258,49 @@ static const char *format_line(struct tap_worker *tw, const struct router_explai
     return tw->fmt_buf[form];
 }
 
+/*
+ * The hook is paused (the router only counts decisions) while every tap of
+ * the worker's set matches every decision and its reader is stalled: then
+ * each decision is a line lost by each of them, and nothing need be
+ * filled, matched or formatted per packet.  A filtered tap keeps the hook:
+ * its lost lines are only those that match.
+ */
+static void pause_if_all_stalled(struct tap_worker *tw)
+{
+    const struct tap_set *set = tw->set;
+    for (size_t i = 0; i < set->n; i++) {
+        const struct tap_shared *sh = set->e[i].sh;
+        if (!filter_is_empty(&sh->f) || !atomic_load_explicit(&sh->stalled, memory_order_relaxed))
+            return;
+    }
+    tw->paused = true;
+    tw->skipped_base = router_explain_skipped(tw->router);
+    router_pause_explain(tw->router, true);
+}
+
+/* While paused: the decisions skipped since the last count are lines each tap lost. */
+static void count_skipped(struct tap_worker *tw)
+{
+    if (!tw->paused)
+        return;
+    uint64_t now = router_explain_skipped(tw->router);
+    uint64_t skipped = now - tw->skipped_base;
+    tw->skipped_base = now;
+    for (size_t i = 0; tw->set != NULL && i < tw->set->n; i++)
+        tw->set->e[i].lost += skipped;
+    tw->m->tap_lost += skipped * (tw->set != NULL ? tw->set->n : 0);
+}
+
+/* Resumes the hook, counting the decisions skipped meanwhile. */
+static void resume(struct tap_worker *tw)
+{
+    if (!tw->paused)
+        return;
+    count_skipped(tw);
+    tw->paused = false;
+    router_pause_explain(tw->router, false);
+}
+
 /* The router's explain hook while a tap is open: every matching tap gets its line. */
 static void on_decision(void *arg, const struct router_explain *e)
 {
@@ -278,6 +329,8 @@ static void on_decision(void *arg, const struct router_explain *e)
     }
     if (queued)
         ev_async_send(tw->t->loop, &tw->t->wake);
+    else
+        pause_if_all_stalled(tw);
 }
 
 /* Between two batches: takes the main thread's new set, keeping what each tap lost. */
@@ -286,6 +339,7 @@ static void on_changed(struct ev_loop *loop, ev_async *a, int revents)
     struct tap_worker *tw = a->data;
     (void)loop;
     (void)revents;
+    resume(tw);                     /* a reader drained, or the set changes: look again */
     lockstat_lock(&tw->lock, LOCKSTAT_TAP);
     struct tap_set *set = tw->pending;
     tw->pending = NULL;
@@ -321,6 +375,20 @@ void tap_worker_start(struct tap_worker *tw, struct ev_loop *loop, struct router
 void tap_worker_set_conf(struct tap_worker *tw, const struct conf *conf)
 {
     tw->conf = conf;
+}
+
+void tap_worker_count_lost(struct tap_worker *tw)
+{
+    if (tw != NULL && tw->loop != NULL)
+        count_skipped(tw);
+}
+
+/* Every worker looks at its taps again between two batches (a reader drained). */
+static void wake_workers(struct tap *t)
+{
+    for (unsigned i = 0; i < t->nworkers; i++)
+        if (t->workers[i].loop != NULL)
+            ev_async_send(t->workers[i].loop, &t->workers[i].changed);
 }
 
 /* ---- the main thread's side ---- */
@@ -409,6 +477,7 @@ static void on_reader_drained(void *arg)
 {
     struct tap_reader *r = arg;
     atomic_store_explicit(&r->sh->stalled, false, memory_order_relaxed);
+    wake_workers(r->t);             /* after the store: a worker paused on the old value resumes */
 }
 
 static char *copy_word(const char *w, size_t *len)

@@ -63,6 +63,13 @@ void tap_worker_start(struct tap_worker *tw, struct ev_loop *loop, struct router
 /* A reload in the worker's thread: later lines are formatted with conf. */
 void tap_worker_set_conf(struct tap_worker *tw, const struct conf *conf);
 
+/*
+ * In the worker's thread, before its counters are published: the lines
+ * lost while the router's hook is paused (every tap's reader stalled) are
+ * counted so far.  NULL is fine.
+ */
+void tap_worker_count_lost(struct tap_worker *tw);
+
 /* The `tap` command (main thread): opens a stream, or answers an error. */
 void tap_command(struct tap *t, const char *args, struct control_request *req);
 

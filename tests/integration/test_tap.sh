@@ -28,6 +28,11 @@
 #   stuck     a reader sends "tap" and never reads: 20,000 packets at
 #             4,000/s all reach the sink, tap_lost > 0 in the stats, and a
 #             second reader started meanwhile gets its lines
+#   resume    a reader that stops reading while 20,000 packets go by, then
+#             reads again: the lines it had room for, then "# N tap lines
+#             lost" with N the stats' tap_lost (the worker stops filling
+#             decisions for it once it is stalled and counts them instead),
+#             then every line of a second burst
 #   bad       `ctl tap bogus`, `ctl tap src not-a-cidr` and others: exit 1
 #             with a message; heprouter keeps routing and answering
 #
@@ -51,13 +56,14 @@ READ_SECONDS=3              # filters: ctl -T, from the tap's opening (the packe
 STUCK_PACKETS=20000         # stuck: packets sent...
 STUCK_RATE=4000             # ...at this rate
 STUCK_TAP_BUFFER=65536      # stuck: control.tap_buffer (its least)
+RESUME_PACKETS=64           # resume: the second burst (4 OPTIONS dialogs of 16 INVITE packets...)
 
 it_init "$TIME_LIMIT"
 it_require_cmd python3
 HEPROUTER=$(it_bin src/heprouter) || exit 1
 HEPGEN=$(it_bin tools/hepgen) || exit 1
 it_bin tools/hepdump >/dev/null || exit 1
-IT_CASES=(call filters json refused stuck bad)
+IT_CASES=(call filters json refused stuck resume bad)
 IT_ROUTER_LISTEN=udp
 
 # ---------------------------------------------------------------- packets
@@ -290,6 +296,11 @@ s.sendall(command.encode() + b"\n")
 if mode == "stuck":
     while True:
         time.sleep(60)
+if mode == "late":
+    go = sys.argv[4]
+    sys.argv = sys.argv[:4] + sys.argv[5:]
+    while not __import__("os").path.exists(go):
+        time.sleep(0.05)
 lines, deadline = int(sys.argv[4]), time.monotonic() + float(sys.argv[5])
 f = s.makefile("rb")
 s.settimeout(float(sys.argv[5]))
@@ -515,6 +526,59 @@ default: [ sink ]"
     [[ $lost =~ ^[1-9][0-9]*$ ]] || it_case_fail "tap_lost \"$lost\", expected > 0"
     ((lines + lost >= sent)) || it_case_fail "tap_lines + tap_lost = $((lines + lost)), fewer than the $sent decisions"
     it_alive "$stuck" || it_case_fail "the stuck reader exited"
+    it_stop_router
+    it_stop_all
+    it_case_end
+}
+
+case_resume() {
+    begin resume "a reader that stops reading, then reads again: told how many lines it lost, then its lines"
+    it_start_sink sink udp 0 -u -q
+    it_start_router "workers: 1
+orphans: { wait_ms: 50 }
+control: { socket: \"$CASE_DIR/ctl.sock\", tap_buffer: $STUCK_TAP_BUFFER }
+destinations:
+  sink: { targets: [ \"${SINK_ADDR[sink]}\" ] }
+default: [ sink ]"
+    it_start "$CASE/late" python3 -c "$TAP_PY" "$CASE_DIR/ctl.sock" tap late "$CASE_DIR/go" 1000000 30
+    local late=$IT_PID gen first second lost
+    TAPS_WANTED=1
+    wait_taps
+    it_start "$CASE/hepgen1" "$HEPGEN" -d "${ROUTER_ADDR[udp]}" -n "$STUCK_PACKETS" -r "$STUCK_RATE" --prefix one -q
+    gen=$IT_PID
+    it_wait_exit "$gen" 30
+    it_forget "$gen"
+    first=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["sent"])' "$IT_TMP/$CASE/hepgen1.out")
+    ARRIVE_TIMEOUT=15 it_arrive sink "$first"
+    lost=$(stat_of tap_lost)
+    echo "    first burst: $first packets; tap_lost $lost while the reader did not read"
+    [[ $lost =~ ^[1-9][0-9]*$ ]] || it_case_fail "tap_lost \"$lost\" while the reader did not read, expected > 0"
+    : >"$CASE_DIR/go"
+    it_wait_until 10 grep -q ' one-[a-z]*-[0-9]*@hepgen "' "$IT_TMP/$CASE/late.out" ||
+        it_case_fail "the reader got none of the lines it had room for"
+    sleep 1                     # it reads what was buffered; the worker is woken and resumes
+    it_start "$CASE/hepgen2" "$HEPGEN" -d "${ROUTER_ADDR[udp]}" -n "$RESUME_PACKETS" -r "$STUCK_RATE" --prefix two -q
+    gen=$IT_PID
+    it_wait_exit "$gen" 30
+    it_forget "$gen"
+    second=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["sent"])' "$IT_TMP/$CASE/hepgen2.out")
+    ARRIVE_TIMEOUT=15 it_arrive sink $((first + second))
+    local out=$IT_TMP/$CASE/late.out n_one n_two notice total
+    it_wait_until 10 eval "(( \$(grep -c ' two-[a-z]*-[0-9]*@hepgen \"' '$out') >= second ))" ||
+        it_case_fail "the reader did not get the second burst's lines"
+    total=$(stat_of tap_lost)
+    n_one=$(grep -c ' one-[a-z]*-[0-9]*@hepgen "' "$out")
+    n_two=$(grep -c ' two-[a-z]*-[0-9]*@hepgen "' "$out")
+    notice=$(grep -c '^# [0-9]* tap lines lost$' "$out")
+    echo "    the reader: $n_one lines of the first burst, $(grep '^# ' "$out" | tr '\n' ' ')then $n_two of the second ($second packets); tap_lost $total"
+    ((notice == 1)) || it_case_fail "$notice lost-lines notices, expected 1"
+    grep -qx "# $total tap lines lost" "$out" || it_case_fail "the notice does not say the stats' tap_lost ($total)"
+    ((n_one + total >= first)) || it_case_fail "lines $n_one + lost $total < the first burst's $first decisions"
+    # the notice comes before the first line of the second burst
+    [ "$(grep -n '^# [0-9]* tap lines lost$' "$out" | cut -d: -f1)" -lt \
+        "$(grep -n ' two-[a-z]*-[0-9]*@hepgen "' "$out" | head -n 1 | cut -d: -f1)" ] ||
+        it_case_fail "the lost-lines notice is not before the second burst's lines"
+    it_stop "$late"
     it_stop_router
     it_stop_all
     it_case_end
