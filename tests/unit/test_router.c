@@ -219,6 +219,26 @@ static void test_whole_invite_call_goes_to_voipmonitor_only(void)
     CU_ASSERT_EQUAL(m.calls_fallback, 0);
 }
 
+/* A paused explain hook is told nothing; the decisions are counted, held ones twice (arrival, release). */
+static void test_paused_explain_hook_only_counts_decisions(void)
+{
+    fresh();
+    struct pkt inv = load(7, "INVITE"), c407 = load(8, "INVITE"), ack = load(9, "ACK");
+    uint64_t before = router_explain_skipped(router);
+    router_pause_explain(router, true);
+    feed(c407);                 /* held: one decision */
+    feed(inv);                  /* origin, and the 407 released: two */
+    CU_ASSERT_EQUAL(nhows, 0);
+    CU_ASSERT_EQUAL(nsent, 2);
+    CU_ASSERT_EQUAL(router_explain_skipped(router) - before, 3);
+    router_pause_explain(router, false);
+    feed(ack);
+    static const enum router_how want[] = { ROUTER_HOW_KNOWN };
+    assert_hows(want, 1);
+    CU_ASSERT_EQUAL(router_explain_skipped(router) - before, 3);
+    FREE(inv); FREE(c407); FREE(ack);
+}
+
 static void test_register_and_options_go_to_homer(void)
 {
     fresh();
@@ -1195,6 +1215,7 @@ int main(void)
         { "whole INVITE call goes to voipmonitor only", test_whole_invite_call_goes_to_voipmonitor_only },
         { "REGISTER and OPTIONS go to homer", test_register_and_options_go_to_homer },
         { "407 before its INVITE waits, then follows", test_407_before_its_invite_waits_then_follows },
+        { "a paused explain hook only counts decisions", test_paused_explain_hook_only_counts_decisions },
         { "an orphan released in the same batch leaves no recheck", test_orphan_released_in_the_same_batch_leaves_no_recheck },
         { "invented methods do not misroute later calls", test_invented_methods_do_not_misroute_later_calls },
         { "every route of a large policy is stored", test_every_route_of_a_large_policy_is_stored },
