@@ -7,6 +7,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -24,6 +25,7 @@
 #define DECISION_V3 3
 #define DECISION_DIGITS_MAX 20      /* a uint64_t in decimal */
 #define DECISION_MS_DIGITS 3
+#define DECISION_TEXT_MAX 2048      /* a text line formatted on the stack; longer ones get a buffer */
 
 /* The facts of one decision as text, shared by both forms. */
 struct decision_text {
@@ -253,73 +255,104 @@ static void print_json(FILE *out, const struct conf *conf, const struct router_e
     fputs("]}\n", out);
 }
 
-/* The text line: few writes, no format strings (each FILE here is one thread's). */
-static void print_text(FILE *out, const struct conf *conf, const struct router_explain *e,
-                       const struct decision_text *t)
+/* The text line into t: the parts put one after the other, no format strings. */
+static void put_text(struct text *t, const struct conf *conf, const struct router_explain *e,
+                     const struct decision_text *d)
 {
     char change[DECISION_LINE_MAX];
-    fputs_unlocked(t->time, out);
-    fputc_unlocked(' ', out);
-    fputs_unlocked(t->src, out);
-    fputs_unlocked(" -> ", out);
-    fputs_unlocked(t->dst, out);
-    fputc_unlocked(' ', out);
+    put_str(t, d->time);
+    put(t, " ", 1);
+    put_str(t, d->src);
+    put(t, " -> ", 4);
+    put_str(t, d->dst);
+    put(t, " ", 1);
     if (e->sip != NULL)
-        fwrite_unlocked(e->sip->call_id.ptr, 1, e->sip->call_id.len, out);
+        put(t, e->sip->call_id.ptr, e->sip->call_id.len);
     else if (e->key != NULL)
-        fwrite_unlocked(e->key, 1, e->klen, out);
+        put(t, e->key, e->klen);
     else
-        fputc_unlocked('-', out);
-    fputs_unlocked(" \"", out);
-    fputs_unlocked(t->first_line, out);
-    fputs_unlocked("\" | ", out);
-    fputs_unlocked(router_how_name(e->how), out);
+        put(t, "-", 1);
+    put(t, " \"", 2);
+    put_str(t, d->first_line);
+    put(t, "\" | ", 4);
+    put_str(t, router_how_name(e->how));
     if (e->sip == NULL && e->key != NULL)
-        fputs_unlocked(" (correlation id)", out);
+        put_str(t, " (correlation id)");
     const char *why = not_routed_why(e);
     if (why != NULL) {
-        fputs_unlocked(": ", out);
-        fputs_unlocked(why, out);
+        put(t, ": ", 2);
+        put_str(t, why);
         if (e->sender != NULL) {
-            fputs_unlocked(" (sender ", out);
-            fputs_unlocked(e->sender, out);
-            fputc_unlocked(')', out);
+            put_str(t, " (sender ");
+            put_str(t, e->sender);
+            put(t, ")", 1);
         }
-        fputs_unlocked(" | not routed\n", out);
+        put_str(t, " | not routed\n");
         return;
     }
     if (e->how == ROUTER_HOW_HELD) {
-        fputs_unlocked(" for its origin (orphans.wait_ms)\n", out);
+        put_str(t, " for its origin (orphans.wait_ms)\n");
         return;
     }
-    fputs_unlocked(" | ", out);
-    fputs_unlocked(t->rule, out);
-    fputs_unlocked(" | ", out);
+    put(t, " | ", 3);
+    put_str(t, d->rule);
+    put(t, " | ", 3);
     if (e->nto == 0)
-        fputs_unlocked(e->route == POLICY_DEFAULT ? "discarded (default lists no destination)\n" : "discarded (drop)\n",
-                       out);
+        put_str(t, e->route == POLICY_DEFAULT ? "discarded (default lists no destination)\n" : "discarded (drop)\n");
     for (size_t i = 0; i < e->nto; i++) {
         dest_change(conf, e, i, change, sizeof change);
-        fputs_unlocked(i > 0 ? ", " : "-> ", out);
-        fputs_unlocked(conf->dests[e->to[i]].name, out);
+        put_str(t, i > 0 ? ", " : "-> ");
+        put_str(t, conf->dests[e->to[i]].name);
         if (change[0] != '\0') {
-            fputs_unlocked(" (", out);
-            fputs_unlocked(change, out);
-            fputc_unlocked(')', out);
+            put(t, " (", 2);
+            put_str(t, change);
+            put(t, ")", 1);
         }
     }
     if (e->nto > 0)
-        fputc_unlocked('\n', out);
+        put(t, "\n", 1);
+}
+
+size_t decision_text(char *buf, size_t cap, const struct conf *conf, const struct router_explain *e)
+{
+    struct decision_text d;
+    if (cap == 0)
+        return 0;
+    format_all(conf, e, &d);
+    struct text t = text_on(buf, cap);
+    put_text(&t, conf, e, &d);
+    return t.len + 1 < cap ? t.len : 0;     /* a full buffer may have cut the line */
+}
+
+/* The text line to out: formatted on the stack, or in a buffer as long as its parts can make it. */
+static void print_text(FILE *out, const struct conf *conf, const struct router_explain *e)
+{
+    char line[DECISION_TEXT_MAX];
+    size_t n = decision_text(line, sizeof line, conf, e);
+    if (n > 0) {
+        fwrite(line, 1, n, out);
+        return;
+    }
+    size_t cap = sizeof(struct decision_text) + DECISION_TEXT_MAX + (e->sip != NULL ? e->sip->call_id.len : e->klen);
+    for (size_t i = 0; i < e->nto; i++)
+        cap += strlen(conf->dests[e->to[i]].name) + DECISION_LINE_MAX + sizeof " (), ";
+    char *big = malloc(cap);
+    if (big == NULL)
+        return;
+    n = decision_text(big, cap, conf, e);
+    fwrite(big, 1, n, out);
+    free(big);
 }
 
 void decision_print(FILE *out, const struct conf *conf, const struct router_explain *e, bool json)
 {
+    if (!json) {
+        print_text(out, conf, e);
+        return;
+    }
     struct decision_text t;
     format_all(conf, e, &t);
-    if (json)
-        print_json(out, conf, e, &t);
-    else
-        print_text(out, conf, e, &t);
+    print_json(out, conf, e, &t);
 }
 
 bool decision_of_call(const struct router_explain *e, const char *call_id, size_t len)

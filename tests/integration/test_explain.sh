@@ -13,6 +13,9 @@
 #                from each; garbage: its random datagram is a decode error
 #   json_call    --json: one object per line with the same facts (parsed);
 #                --call: the lines of that call only
+#   long_line    an INVITE whose Call-ID has 3,000 bytes: its line, longer
+#                than the stack buffer a line is formatted in, printed whole
+#                (text and JSON)
 #   sources      the sources: rules of the listener a packet was sent to (its
 #                transport and port; a wildcard address matches any) or the
 #                top-level ones: outside the listener's allow list "refused
@@ -37,7 +40,7 @@ CAPTURE_PACKETS=22              # tests/data/kamailio/v3
 it_init "$TIME_LIMIT"
 it_require_cmd python3
 HEPROUTER=$(it_bin src/heprouter) || exit 1
-IT_CASES=(reorder fallback captures json_call sources)
+IT_CASES=(reorder fallback captures json_call long_line sources)
 
 # policy WAIT_MS: the two-destination policy of the README, to $CASE_DIR/conf.yaml
 policy() {
@@ -166,6 +169,34 @@ EOF
     mine=$(grep -v '^#' "$CASE_DIR/out" | grep -c " $INVITE_CALL \"")
     echo "    --call $INVITE_CALL: $all lines, $mine of that call"
     ((all > 0 && all == mine && all < text)) || it_case_fail "--call shows other calls, or none"
+    it_case_end "$CASE_DIR/err"
+}
+
+case_long_line() {
+    it_case_begin long_line "a line longer than the stack buffer: a 3,000-byte Call-ID printed whole"
+    policy 50
+    python3 - "$V3/007.hep" "$CASE_DIR/cap.json" <<'EOF' || it_case_fail "building the capture"
+import struct, sys
+raw = open(sys.argv[1], "rb").read()
+out, pos, cid = [], 6, b"L" * 3000 + b"@long"
+while pos < len(raw):
+    vendor, ctype, clen = struct.unpack("!HHH", raw[pos:pos + 6])
+    value = raw[pos + 6:pos + clen]
+    if vendor == 0 and ctype == 0x0F:
+        value = b"\r\n".join(b"Call-ID: " + cid if l.lower().startswith(b"call-id:") else l
+                              for l in value.split(b"\r\n"))
+    out.append(struct.pack("!HHH", vendor, ctype, 6 + len(value)) + value)
+    pos += clen
+body = b"".join(out)
+pkt = b"HEP3" + struct.pack("!H", 6 + len(body)) + body
+open(sys.argv[2], "w").write('{"t":1700000000.0,"peer":"127.0.0.1:23732","transport":"udp","raw":"%s"}\n' % pkt.hex())
+EOF
+    explain "$CASE_DIR/cap.json" >/dev/null
+    line 1 " L{3000}@long \"INVITE [^\"]*\" \\| origin request \\| calls \\(.*\\) \\| -> voipmonitor, homer$"
+    echo "    text: a line of $(grep -v '^#' "$CASE_DIR/out" | head -n 1 | wc -c) bytes"
+    explain "$CASE_DIR/cap.json" --json >/dev/null
+    python3 -c 'import json, sys; d = json.loads(open(sys.argv[1]).readline()); assert d["call_id"] == "L" * 3000 + "@long", d["call_id"][:40]' \
+        "$CASE_DIR/out" || it_case_fail "--json: the Call-ID is not whole"
     it_case_end "$CASE_DIR/err"
 }
 
