@@ -30,7 +30,7 @@
 #             second reader started meanwhile gets its lines
 #   resume    a reader that stops reading while 20,000 packets go by, then
 #             reads again: the lines it had room for, then "# N tap lines
-#             lost" with N the stats' tap_lost (the worker stops filling
+#             lost" (N summed over the notices: the stats' tap_lost; the worker stops filling
 #             decisions for it once it is stalled and counts them instead),
 #             then every line of a second burst
 #   bad       `ctl tap bogus`, `ctl tap src not-a-cidr` and others: exit 1
@@ -491,8 +491,8 @@ case_refused() {
     it_case_end
 }
 
-case_stuck() {
-    begin stuck "a reader that never reads: routing goes on, its lines are lost and counted"
+# start_small_tap_router: a sink and a 1-worker router whose readers have the least tap_buffer
+start_small_tap_router() {
     it_start_sink sink udp 0 -u -q
     it_start_router "workers: 1
 orphans: { wait_ms: 50 }
@@ -500,6 +500,21 @@ control: { socket: \"$CASE_DIR/ctl.sock\", tap_buffer: $STUCK_TAP_BUFFER }
 destinations:
   sink: { targets: [ \"${SINK_ADDR[sink]}\" ] }
 default: [ sink ]"
+}
+
+# burst NAME PACKETS PREFIX: hepgen sends PACKETS at STUCK_RATE and ends; SENT is what it sent
+burst() {
+    it_start "$CASE/$1" "$HEPGEN" -d "${ROUTER_ADDR[udp]}" -n "$2" -r "$STUCK_RATE" --prefix "$3" -q
+    local gen=$IT_PID
+    it_wait_exit "$gen" 30
+    it_forget "$gen"
+    ((IT_STATUS == 0)) || it_case_fail "hepgen: exit $IT_STATUS"
+    SENT=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["sent"])' "$IT_TMP/$CASE/$1.out")
+}
+
+case_stuck() {
+    begin stuck "a reader that never reads: routing goes on, its lines are lost and counted"
+    start_small_tap_router
     it_start "$CASE/stuck" python3 -c "$TAP_PY" "$CASE_DIR/ctl.sock" tap stuck
     local stuck=$IT_PID gen sent t0 ms
     TAPS_WANTED=1
@@ -533,22 +548,13 @@ default: [ sink ]"
 
 case_resume() {
     begin resume "a reader that stops reading, then reads again: told how many lines it lost, then its lines"
-    it_start_sink sink udp 0 -u -q
-    it_start_router "workers: 1
-orphans: { wait_ms: 50 }
-control: { socket: \"$CASE_DIR/ctl.sock\", tap_buffer: $STUCK_TAP_BUFFER }
-destinations:
-  sink: { targets: [ \"${SINK_ADDR[sink]}\" ] }
-default: [ sink ]"
+    start_small_tap_router
     it_start "$CASE/late" python3 -c "$TAP_PY" "$CASE_DIR/ctl.sock" tap late "$CASE_DIR/go" 1000000 30
-    local late=$IT_PID gen first second lost
+    local late=$IT_PID first second lost
     TAPS_WANTED=1
     wait_taps
-    it_start "$CASE/hepgen1" "$HEPGEN" -d "${ROUTER_ADDR[udp]}" -n "$STUCK_PACKETS" -r "$STUCK_RATE" --prefix one -q
-    gen=$IT_PID
-    it_wait_exit "$gen" 30
-    it_forget "$gen"
-    first=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["sent"])' "$IT_TMP/$CASE/hepgen1.out")
+    burst hepgen1 "$STUCK_PACKETS" one
+    first=$SENT
     ARRIVE_TIMEOUT=15 it_arrive sink "$first"
     lost=$(stat_of tap_lost)
     echo "    first burst: $first packets; tap_lost $lost while the reader did not read"
@@ -557,25 +563,24 @@ default: [ sink ]"
     it_wait_until 10 grep -q ' one-[a-z]*-[0-9]*@hepgen "' "$IT_TMP/$CASE/late.out" ||
         it_case_fail "the reader got none of the lines it had room for"
     sleep 1                     # it reads what was buffered; the worker is woken and resumes
-    it_start "$CASE/hepgen2" "$HEPGEN" -d "${ROUTER_ADDR[udp]}" -n "$RESUME_PACKETS" -r "$STUCK_RATE" --prefix two -q
-    gen=$IT_PID
-    it_wait_exit "$gen" 30
-    it_forget "$gen"
-    second=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["sent"])' "$IT_TMP/$CASE/hepgen2.out")
+    burst hepgen2 "$RESUME_PACKETS" two
+    second=$SENT
     ARRIVE_TIMEOUT=15 it_arrive sink $((first + second))
-    local out=$IT_TMP/$CASE/late.out n_one n_two notice total
+    local out=$IT_TMP/$CASE/late.out n_one n_two notice told total
     it_wait_until 10 eval "(( \$(grep -c ' two-[a-z]*-[0-9]*@hepgen \"' '$out') >= second ))" ||
         it_case_fail "the reader did not get the second burst's lines"
     total=$(stat_of tap_lost)
     n_one=$(grep -c ' one-[a-z]*-[0-9]*@hepgen "' "$out")
     n_two=$(grep -c ' two-[a-z]*-[0-9]*@hepgen "' "$out")
     notice=$(grep -c '^# [0-9]* tap lines lost$' "$out")
+    told=$(awk '/^# [0-9]+ tap lines lost$/ { n += $2 } END { print n + 0 }' "$out")
     echo "    the reader: $n_one lines of the first burst, $(grep '^# ' "$out" | tr '\n' ' ')then $n_two of the second ($second packets); tap_lost $total"
-    ((notice == 1)) || it_case_fail "$notice lost-lines notices, expected 1"
-    grep -qx "# $total tap lines lost" "$out" || it_case_fail "the notice does not say the stats' tap_lost ($total)"
+    # (a line the stream had no room for while the notice had is told in a notice of its own)
+    ((notice >= 1)) || it_case_fail "no lost-lines notice"
+    ((told == total)) || it_case_fail "the notices tell $told lost lines, the stats' tap_lost $total"
     ((n_one + total >= first)) || it_case_fail "lines $n_one + lost $total < the first burst's $first decisions"
     # the notice comes before the first line of the second burst
-    [ "$(grep -n '^# [0-9]* tap lines lost$' "$out" | cut -d: -f1)" -lt \
+    [ "$(grep -n '^# [0-9]* tap lines lost$' "$out" | tail -n 1 | cut -d: -f1)" -lt \
         "$(grep -n ' two-[a-z]*-[0-9]*@hepgen "' "$out" | head -n 1 | cut -d: -f1)" ] ||
         it_case_fail "the lost-lines notice is not before the second burst's lines"
     it_stop "$late"
