@@ -25,7 +25,6 @@
 #define DECISION_V3 3
 #define DECISION_DIGITS_MAX 20      /* a uint64_t in decimal */
 #define DECISION_MS_DIGITS 3
-#define DECISION_TEXT_MAX 2048      /* a text line formatted on the stack; longer ones get a buffer */
 
 /* The facts of one decision as text, shared by both forms. */
 struct decision_text {

@@ -21,6 +21,9 @@ struct conf;
 /* Writes e, decided under conf, as one line with its newline. */
 void decision_print(FILE *out, const struct conf *conf, const struct router_explain *e, bool json);
 
+/* A text line of at most this many bytes is formatted without an allocation (most are < 400). */
+#define DECISION_TEXT_MAX 2048
+
 /*
  * The text line of e with its newline into buf[0..cap), without a FILE:
  * its length, or 0 when it does not fit (decision_print() writes any).

@@ -32,7 +32,6 @@
 #define TAP_ALIGN 16                /* records start here; the ring's size is a multiple */
 #define TAP_FORMS 2                 /* text, json */
 #define TAP_DECIMAL_MAX 10          /* digits of a capture id (u32) */
-#define TAP_TEXT_LINE 2048          /* a text line longer than this goes through the memory stream */
 
 /* What a tap asks for; every term set must match. */
 struct tap_filter {
@@ -93,7 +92,7 @@ struct tap_worker {
     bool paused;                    /* every tap of set stalled and unfiltered: the router's hook paused */
     uint64_t skipped_base;          /* router_explain_skipped() when it was paused */
     struct tap_ring ring;
-    char text_buf[TAP_TEXT_LINE];   /* a text line, formatted without a stream */
+    char text_buf[DECISION_TEXT_MAX];   /* a text line, formatted without a stream */
     FILE *fmt[TAP_FORMS];           /* memory streams, one line at a time */
     char *fmt_buf[TAP_FORMS];
     size_t fmt_size[TAP_FORMS];
@@ -245,7 +244,7 @@ static bool ring_push(struct tap_ring *r, uint64_t id, uint64_t lost, const char
     return true;
 }
 
-/* Formats e in one form (text straight into the stream's buffer when it fits); the line, or NULL. */
+/* Formats e in one form (a text line into text_buf when it fits, else through the stream); the line, or NULL. */
 static const char *format_line(struct tap_worker *tw, const struct router_explain *e, int form, size_t *len)
 {
     if (form == 0 && (*len = decision_text(tw->text_buf, sizeof tw->text_buf, tw->conf, e)) > 0)
