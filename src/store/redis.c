@@ -641,7 +641,9 @@ static void redis_pending_add(struct store_redis *s, struct redis_centry *ce, co
 
 /*
  * A write for key: merged into the entry's queued write when it has one
- * (one write per call waits, whatever happened meanwhile), sent when a
+ * (one write per call waits, whatever happened meanwhile).  With a
+ * write_delay_ms, queued, and the queue goes out when the delay is over (at
+ * once when it holds max_inflight writes); without one, sent when a
  * connection has room and nothing older waits, queued otherwise.  The
  * entry's bookkeeping is the caller's.
  */
