@@ -702,6 +702,17 @@ static size_t tcp_pending(const struct dest_target *t)
     return t->ring_len - t->head_sent + (t->partial_len - t->partial_off) + t->stage_len;
 }
 
+/*
+ * Room left under limits.tcp_queue_bytes.  Bytes moved out of the ring but
+ * not yet written (an aside tail, a TLS record in the stage) count against
+ * it, so the queue never holds more than the bound.
+ */
+static size_t tcp_room(const struct dest_target *t)
+{
+    size_t used = t->ring_len + (t->partial_len - t->partial_off) + t->stage_len;
+    return used < t->ring_cap ? t->ring_cap - used : 0;
+}
+
 /* Accounts n written bytes: completes frames (metrics) and frees them. */
 static void tcp_consume(struct dest_target *t, size_t n)
 {
@@ -1119,12 +1130,17 @@ static void tcp_queue(struct dest_target *t, const uint8_t *data, size_t len)
                         t->d->name, t->addr.text, len);
         return;
     }
-    if (t->ring_cap - t->ring_len < len && t->state == DEST_TCP_CONNECTED)
+    if (tcp_room(t) < len && t->state == DEST_TCP_CONNECTED)
         tcp_write(t);
-    if (t->ring_cap - t->ring_len < len) {
+    if (tcp_room(t) < len) {
         /* head_sent > 0 implies the aside buffer is empty: it is written first */
-        while (t->ring_cap - t->ring_len < len)
+        while (tcp_room(t) < len && t->ring_len > 0)
             ring_drop_oldest(t);
+        if (tcp_room(t) < len) {
+            /* only an unwritten tail is left, and it and this packet exceed the bound */
+            mt->queue_drops++;
+            return;
+        }
         log_ratelimited(&t->error_limit, t->ds->log_interval_ms, LOG_LEVEL_WARN,
                         "destination %s target %s: queue full (tcp_queue_bytes %zu), oldest packets dropped",
                         t->d->name, t->addr.text, t->ring_cap);
@@ -1183,9 +1199,9 @@ static bool tcp_can_take(struct dest_target *t, size_t len)
 {
     if (t->state != DEST_TCP_CONNECTED)
         return false;
-    if (t->ring_cap - t->ring_len < len)
+    if (tcp_room(t) < len)
         tcp_write(t);
-    return t->state == DEST_TCP_CONNECTED && t->ring_cap - t->ring_len >= len;
+    return t->state == DEST_TCP_CONNECTED && tcp_room(t) >= len;
 }
 
 /* A packet's call key, hashed only when something needs the hash. */
