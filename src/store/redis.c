@@ -492,9 +492,15 @@ static bool redis_can_send(const struct store_redis *s)
 static void redis_on_set(redisAsyncContext *ac, void *r, void *priv);
 static void redis_flush(struct store_redis *s);
 
-/* The queued writes go out write_delay_ms from now (set each time: a stopped timer keeps what it had left). */
+/*
+ * The queued writes go out write_delay_ms from now (set each time: a
+ * stopped timer keeps what it had left).  "Now" is read afresh, once per
+ * batch of writes: the loop's time is that of its last wakeup, which a
+ * caller outside a loop callback may have left long behind.
+ */
 static void redis_arm_write_timer(struct store_redis *s)
 {
+    ev_now_update(s->loop);
     ev_timer_set(&s->write_timer, (double)s->conf->redis.write_delay_ms / CLOCK_MS_PER_S, 0.);
     ev_timer_start(s->loop, &s->write_timer);
 }
