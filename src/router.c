@@ -116,6 +116,7 @@ struct packet {
     uint64_t payload_hash;          /* SIP: hash_words64() of the payload, a call's duplicate marker */
     const char *key;                /* call key, NULL when uncorrelated */
     size_t klen;
+    struct store_hint hint;         /* the store's, for key: hint_key() */
     char hashed[HASHED_KEY_LEN];
     uint8_t *inflated;              /* a compressed payload, inflated: packet_done() */
     struct sip_str text;            /* the SIP message scanned (inflated or not) */
@@ -213,6 +214,16 @@ static void set_key(const struct router *r, struct packet *p, const uint8_t *key
     uint64_t h[2];
     hash_siphash128(call_key_hash_key, key, len, h);
     set_hashed_key(p, h);
+}
+
+/*
+ * The store works out what it can from the packet's call key while the
+ * packet is still being classified (struct store_hint): its lookup in
+ * decide() then finds the lines it reads on their way into the cache.
+ */
+static void hint_key(struct router *r, struct packet *p)
+{
+    store_hint(r->store, p->key, p->klen, &p->hint);
 }
 
 /*
@@ -520,12 +531,12 @@ static bool classify(struct router *r, struct packet *p, const uint8_t *data, si
     p->is_sip = false;
     p->key = NULL;
     p->klen = 0;
+    p->hint.set = false;
     struct sip_str sip = { (const char *)p->view.payload.data, p->view.payload.len };
     if (p->view.proto_type == HEP_PROTO_SIP && (!p->view.compressed || inflate_payload(r, p, &sip, count))) {
         rc = sip_scan_for((const uint8_t *)sip.ptr, sip.len, sip_wanted(r->conf), &p->sip);
         if (rc == SIP_OK) {
             p->is_sip = true;
-            p->payload_hash = hash_words64(p->view.payload.data, p->view.payload.len);
             p->text = sip;
             if (count)
                 r->m->sip_lines_skipped += p->sip.skipped_lines;
@@ -533,6 +544,8 @@ static bool classify(struct router *r, struct packet *p, const uint8_t *data, si
                 set_key_lws(p, &p->sip.call_id);
             else
                 set_key(r, p, (const uint8_t *)p->sip.call_id.ptr, p->sip.call_id.len);
+            hint_key(r, p);         /* before the payload hash, which then overlaps the store's fetch */
+            p->payload_hash = hash_words64(p->view.payload.data, p->view.payload.len);
             return true;
         }
         if (count) {
@@ -542,8 +555,10 @@ static bool classify(struct router *r, struct packet *p, const uint8_t *data, si
                             sip_strerror(rc));
         }
     }
-    if (p->view.correlation_id.len > 0)
+    if (p->view.correlation_id.len > 0) {
         set_key(r, p, p->view.correlation_id.data, p->view.correlation_id.len);
+        hint_key(r, p);
+    }
     return true;
 }
 
@@ -917,7 +932,7 @@ static int store_call(struct router *r, const struct packet *p, const char *meth
     struct life l = call_life(p, flags);
     e.flags = (flags | l.set) & ~l.clear;
     e.last_hash = p->payload_hash;
-    int rc = store_put(r->store, p->key, p->klen, &e, store_ttl(r->conf, e.flags), r->now_ms, use);
+    int rc = store_put_hinted(r->store, p->key, p->klen, &p->hint, &e, store_ttl(r->conf, e.flags), r->now_ms, use);
     if (rc < 0)
         r->m->calls_not_stored++;
     if (rc != 0)
@@ -992,7 +1007,7 @@ static void decide(struct router *r, struct packet *p)
     if (!hold_has(r->hold, p->key, p->klen)) {
         /* the usual case: nothing of the call waits; look it up and touch it at once */
         struct touching tc = { r, p };
-        if (store_follow(r->store, p->key, p->klen, r->now_ms, &e, touch, &tc)) {
+        if (store_follow_hinted(r->store, p->key, p->klen, &p->hint, r->now_ms, &e, touch, &tc)) {
             r->how = ROUTER_HOW_KNOWN;
             r->m->calls_followed++;
             send_route(r, p, &e);

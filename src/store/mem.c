@@ -17,7 +17,11 @@
  *   would judge the name itself.  Nothing is interned per call.
  * - Slots live in one open-addressing array per stripe (linear probing,
  *   backward-shift deletion: no tombstones), doubled when the load passes
- *   STORE_MEM_LOAD_NUM / STORE_MEM_LOAD_DEN.  No per-call malloc.
+ *   STORE_MEM_LOAD_NUM / STORE_MEM_LOAD_DEN.  No per-call malloc.  Beside
+ *   it, a byte per slot: 0 when free, else a tag of 7 bits of the hash.  A
+ *   probe reads the tags (64 slots per cache line) and a slot's own line
+ *   only when its tag matches, so a lookup costs one slot line at most and
+ *   a call not there (every new call) none.
  *
  * The table is split into stripes, each with its own lock, array and name
  * tables; a call's stripe comes from bits of its hash that do not pick its
@@ -58,6 +62,8 @@
 #define STORE_MEM_METHOD_UNLISTED   STORE_MEM_METHODS_MAX  /* method index meaning STORE_METHOD_UNLISTED */
 #define STORE_MEM_FLAGS_MASK        UINT8_MAX   /* flags kept per call */
 #define STORE_MEM_NAME_LOAD         2           /* name index slots per name, at least */
+#define STORE_MEM_TAG_USED          0x80u       /* a tag's high bit: the slot holds a call */
+#define STORE_MEM_TAG_SHIFT         57          /* a tag's other 7 bits: key[0]'s top (its low bits pick the slot) */
 
 _Static_assert(STORE_F_ALL <= STORE_MEM_FLAGS_MASK, "a slot keeps every store flag");
 _Static_assert(STORE_MEM_METHOD_UNLISTED <= UINT16_MAX, "a slot keeps every method index");
@@ -78,19 +84,34 @@ struct mem_slot {
     uint32_t route;             /* index into the route names */
     uint16_t method;            /* index into the method names, or STORE_MEM_METHOD_UNLISTED */
     uint8_t flags;              /* enum store_flag */
-    uint8_t used;
 };
 
 #define STORE_MEM_LINE 64             /* cache line: one slot each, never two */
 _Static_assert(sizeof(struct mem_slot) == STORE_MEM_LINE, "a slot fills one cache line");
 
-/* cap zeroed slots, each on a cache line of its own (a lookup misses the cache once, not twice). */
-static struct mem_slot *slots_alloc(size_t cap)
+/*
+ * cap zeroed slots, each on a cache line of its own (a lookup misses the
+ * cache once, not twice), and their tags, all free.  -1 on ENOMEM.
+ */
+static int slots_alloc(size_t cap, struct mem_slot **slots, uint8_t **tags)
 {
-    struct mem_slot *slots = aligned_alloc(STORE_MEM_LINE, cap * sizeof *slots);
-    if (slots != NULL)
-        memset(slots, 0, cap * sizeof *slots);
-    return slots;
+    *slots = aligned_alloc(STORE_MEM_LINE, cap * sizeof **slots);
+    *tags = calloc(cap, 1);
+    if (*slots == NULL || *tags == NULL) {
+        free(*slots);
+        free(*tags);
+        *slots = NULL;
+        *tags = NULL;
+        return -1;
+    }
+    memset(*slots, 0, cap * sizeof **slots);
+    return 0;
+}
+
+/* The tag of a used slot holding key. */
+static inline uint8_t slot_tag(const uint64_t key[2])
+{
+    return (uint8_t)(STORE_MEM_TAG_USED | (key[0] >> STORE_MEM_TAG_SHIFT));
 }
 
 /*
@@ -109,6 +130,7 @@ struct mem_names {
 struct mem_stripe {
     _Alignas(STORE_MEM_LINE) pthread_mutex_t lock;
     struct mem_slot *slots;
+    uint8_t *tags;              /* per slot: 0 free, else slot_tag() of its key */
     size_t cap;                 /* a power of two */
     size_t count;               /* used slots, expired ones included */
     size_t quota;               /* this stripe's share of max_calls */
@@ -274,11 +296,12 @@ static inline uint64_t expiry_after(uint64_t now_ms, uint64_t ttl_ms)
 static size_t stripe_find(const struct mem_stripe *st, const uint64_t key[2])
 {
     size_t mask = st->cap - 1;
+    uint8_t tag = slot_tag(key);
     for (size_t i = (size_t)key[0] & mask;; i = (i + 1) & mask) {
-        const struct mem_slot *sl = &st->slots[i];
-        if (!sl->used)
+        uint8_t t = st->tags[i];
+        if (t == 0)
             return st->cap;
-        if (sl->key[0] == key[0] && sl->key[1] == key[1])
+        if (t == tag && st->slots[i].key[0] == key[0] && st->slots[i].key[1] == key[1])
             return i;
     }
 }
@@ -293,26 +316,28 @@ static void stripe_delete(struct mem_stripe *st, size_t i)
     size_t mask = st->cap - 1;
     for (size_t j = i;;) {
         j = (j + 1) & mask;
-        struct mem_slot *sj = &st->slots[j];
-        if (!sj->used)
+        if (st->tags[j] == 0)
             break;
+        const struct mem_slot *sj = &st->slots[j];
         size_t home = (size_t)sj->key[0] & mask;
         if (((j - home) & mask) >= ((j - i) & mask)) {
             st->slots[i] = *sj;
+            st->tags[i] = st->tags[j];
             i = j;
         }
     }
-    st->slots[i].used = 0;
+    st->tags[i] = 0;
     st->count--;
 }
 
-static void slots_place(struct mem_slot *slots, size_t cap, const struct mem_slot *sl)
+static void slots_place(struct mem_slot *slots, uint8_t *tags, size_t cap, const struct mem_slot *sl, uint8_t tag)
 {
     size_t mask = cap - 1;
     size_t i = (size_t)sl->key[0] & mask;
-    while (slots[i].used)
+    while (tags[i] != 0)
         i = (i + 1) & mask;
     slots[i] = *sl;
+    tags[i] = tag;
 }
 
 /* Doubles the array, dropping the entries that have expired by now_ms. */
@@ -321,23 +346,27 @@ static int stripe_grow(struct mem_stripe *st, uint64_t now_ms)
     size_t ncap = st->cap * 2;
     if (ncap < st->cap || ncap > SIZE_MAX / sizeof(struct mem_slot))
         return -1;
-    struct mem_slot *ns = slots_alloc(ncap);
-    if (ns == NULL)
+    struct mem_slot *ns;
+    uint8_t *ntags;
+    if (slots_alloc(ncap, &ns, &ntags) != 0)
         return -1;
     for (size_t i = 0; i < st->cap; i++) {
         struct mem_slot *sl = &st->slots[i];
-        if (!sl->used)
+        if (st->tags[i] == 0)
             continue;
         if (slot_expired(sl, now_ms)) {
             st->count--;
             st->expired++;
             continue;
         }
-        slots_place(ns, ncap, sl);
+        slots_place(ns, ntags, ncap, sl, st->tags[i]);
     }
     free(st->slots);
-    st->slots = ns;
-    st->cap = ncap;
+    free(st->tags);
+    /* atomic for mem_hint(), which reads them without the lock */
+    __atomic_store_n(&st->slots, ns, __ATOMIC_RELAXED);
+    __atomic_store_n(&st->tags, ntags, __ATOMIC_RELAXED);
+    __atomic_store_n(&st->cap, ncap, __ATOMIC_RELAXED);
     st->sweep = 0;
     return 0;
 }
@@ -358,14 +387,15 @@ static void stripe_make_room(struct mem_stripe *st, uint64_t now_ms)
     size_t i = st->sweep & mask;
     for (size_t n = 0; n < st->cap; n++) {
         const struct mem_slot *sl = &st->slots[i];
-        if (sl->used && slot_expired(sl, now_ms)) {
+        bool used = st->tags[i] != 0;
+        if (used && slot_expired(sl, now_ms)) {
             /* The shift may pull another entry into i: look again. */
             stripe_delete(st, i);
             st->expired++;
             freed++;
             continue;
         }
-        if (sl->used && (victim == st->cap || sl->expires_ms < st->slots[victim].expires_ms))
+        if (used && (victim == st->cap || sl->expires_ms < st->slots[victim].expires_ms))
             victim = i;
         i = (i + 1) & mask;
         if (n + 1 >= STORE_MEM_EVICT_SCAN && (freed > 0 || victim != st->cap))
@@ -408,10 +438,37 @@ static void slot_fill_entry(const struct mem_store *ms, const struct mem_slot *s
 
 /* --- the store ops ------------------------------------------------------ */
 
-static struct mem_stripe *mem_stripe_of(struct mem_store *ms, const char *key, size_t klen, uint64_t h[2])
+/* key's hash in h (from the hint when there is one) and its stripe. */
+static struct mem_stripe *mem_stripe_of(struct mem_store *ms, const char *key, size_t klen,
+                                        const struct store_hint *hint, uint64_t h[2])
 {
-    hash_siphash128(ms->hash_key, key, klen, h);
+    if (hint != NULL && hint->set) {
+        h[0] = hint->h[0];
+        h[1] = hint->h[1];
+    } else {
+        hash_siphash128(ms->hash_key, key, klen, h);
+    }
     return &ms->stripes[(size_t)(h[1] >> 32) % ms->nstripes];
+}
+
+/*
+ * The hash, and the fetch of the tag and the slot at the key's home: a
+ * lookup reads them first (one after the other), and most calls are found
+ * there.  No lock is taken: the arrays are read with relaxed atomic loads
+ * (stripe_grow() stores them so), and a prefetch of a stale address does
+ * no harm.
+ */
+static void mem_hint(struct store *s, const char *key, size_t klen, struct store_hint *out)
+{
+    struct mem_store *ms = (struct mem_store *)s;
+    struct mem_stripe *st = mem_stripe_of(ms, key, klen, NULL, out->h);
+    out->set = true;
+    size_t cap = __atomic_load_n(&st->cap, __ATOMIC_RELAXED);
+    const uint8_t *tags = __atomic_load_n(&st->tags, __ATOMIC_RELAXED);
+    const struct mem_slot *slots = __atomic_load_n(&st->slots, __ATOMIC_RELAXED);
+    size_t i = (size_t)out->h[0] & (cap - 1);
+    __builtin_prefetch(&tags[i]);
+    __builtin_prefetch(&slots[i]);
 }
 
 /*
@@ -435,7 +492,7 @@ static int mem_get(struct store *s, const char *key, size_t klen, uint64_t now_m
 {
     struct mem_store *ms = (struct mem_store *)s;
     uint64_t h[2];
-    struct mem_stripe *st = mem_stripe_of(ms, key, klen, h);
+    struct mem_stripe *st = mem_stripe_of(ms, key, klen, NULL, h);
 
     lockstat_lock(&st->lock, LOCKSTAT_STORE);
     struct mem_slot *sl = stripe_live(st, h, now_ms);
@@ -460,15 +517,14 @@ static void slot_set(struct mem_slot *sl, const uint64_t h[2], const struct stor
     sl->method = method;
     sl->route = route;
     sl->flags = (uint8_t)(e->flags & STORE_MEM_FLAGS_MASK);
-    sl->used = 1;
 }
 
-static int mem_put(struct store *s, const char *key, size_t klen, const struct store_entry *e, uint64_t ttl_ms,
-                   uint64_t now_ms, struct store_entry *winner)
+static int mem_put(struct store *s, const char *key, size_t klen, const struct store_hint *hint,
+                   const struct store_entry *e, uint64_t ttl_ms, uint64_t now_ms, struct store_entry *winner)
 {
     struct mem_store *ms = (struct mem_store *)s;
     uint64_t h[2];
-    struct mem_stripe *st = mem_stripe_of(ms, key, klen, h);
+    struct mem_stripe *st = mem_stripe_of(ms, key, klen, hint, h);
     int rc = -1;
 
     lockstat_lock(&st->lock, LOCKSTAT_STORE);
@@ -502,8 +558,9 @@ static int mem_put(struct store *s, const char *key, size_t klen, const struct s
             && stripe_grow(st, now_ms) != 0 && st->count + 1 >= st->cap)
             goto out;
         size_t mask = st->cap - 1;
-        for (i = (size_t)h[0] & mask; st->slots[i].used; i = (i + 1) & mask)
+        for (i = (size_t)h[0] & mask; st->tags[i] != 0; i = (i + 1) & mask)
             ;
+        st->tags[i] = slot_tag(h);
         st->count++;
     }
     slot_set(&st->slots[i], h, e, (uint16_t)method, (uint32_t)route, ttl_ms, now_ms);
@@ -526,7 +583,7 @@ static int mem_update(struct store *s, const char *key, size_t klen, uint64_t tt
 {
     struct mem_store *ms = (struct mem_store *)s;
     uint64_t h[2];
-    struct mem_stripe *st = mem_stripe_of(ms, key, klen, h);
+    struct mem_stripe *st = mem_stripe_of(ms, key, klen, NULL, h);
 
     lockstat_lock(&st->lock, LOCKSTAT_STORE);
     struct mem_slot *sl = stripe_live(st, h, now_ms);
@@ -536,12 +593,12 @@ static int mem_update(struct store *s, const char *key, size_t klen, uint64_t tt
     return sl != NULL;
 }
 
-static int mem_follow(struct store *s, const char *key, size_t klen, uint64_t now_ms, struct store_entry *out,
-                      store_touch_fn touch, void *arg)
+static int mem_follow(struct store *s, const char *key, size_t klen, const struct store_hint *hint,
+                      uint64_t now_ms, struct store_entry *out, store_touch_fn touch, void *arg)
 {
     struct mem_store *ms = (struct mem_store *)s;
     uint64_t h[2];
-    struct mem_stripe *st = mem_stripe_of(ms, key, klen, h);
+    struct mem_stripe *st = mem_stripe_of(ms, key, klen, hint, h);
 
     lockstat_lock(&st->lock, LOCKSTAT_STORE);
     struct mem_slot *sl = stripe_live(st, h, now_ms);
@@ -573,8 +630,7 @@ static size_t mem_expire(struct store *s, uint64_t now_ms)
         size_t mask = st->cap - 1;
         for (size_t n = 0; n < budget && st->count > 0; n++) {
             size_t i = st->sweep & mask;
-            struct mem_slot *sl = &st->slots[i];
-            if (sl->used && slot_expired(sl, now_ms)) {
+            if (st->tags[i] != 0 && slot_expired(&st->slots[i], now_ms)) {
                 /* The shift may pull an unvisited entry into i: look again. */
                 stripe_delete(st, i);
                 st->expired++;
@@ -631,6 +687,7 @@ static void mem_free(struct store *s)
         struct mem_stripe *st = &ms->stripes[k];
         pthread_mutex_destroy(&st->lock);
         free(st->slots);
+        free(st->tags);
     }
     free(ms->stripes);
     name_sets_free(atomic_load(&ms->names));
@@ -643,6 +700,7 @@ static const struct store_ops mem_ops = {
     .put = mem_put,
     .update = mem_update,
     .follow = mem_follow,
+    .hint = mem_hint,
     .expire = mem_expire,
     .count = mem_count,
     .free = mem_free,
@@ -692,12 +750,13 @@ struct store *store_mem_new(size_t max_calls, const struct store_names *names)
         if (max_calls != 0)
             st->quota = max_calls / ms->nstripes + (k < max_calls % ms->nstripes ? 1 : 0);
         st->cap = STORE_MEM_INITIAL_SLOTS;
-        st->slots = slots_alloc(st->cap);
-        if (st->slots == NULL || pthread_mutex_init(&st->lock, NULL) != 0) {
+        if (slots_alloc(st->cap, &st->slots, &st->tags) != 0 || pthread_mutex_init(&st->lock, NULL) != 0) {
             free(st->slots);
+            free(st->tags);
             for (size_t j = 0; j < k; j++) {
                 pthread_mutex_destroy(&ms->stripes[j].lock);
                 free(ms->stripes[j].slots);
+                free(ms->stripes[j].tags);
             }
             free(ms->stripes);
             name_sets_free(set);
@@ -725,7 +784,7 @@ int store_mem_stats(struct store *s, struct store_mem_stats *out)
         lockstat_lock(&st->lock, LOCKSTAT_STORE);
         out->calls += st->count;
         out->slots += st->cap;
-        out->bytes += st->cap * sizeof(struct mem_slot);
+        out->bytes += st->cap * (sizeof(struct mem_slot) + sizeof *st->tags);
         out->evictions += st->evictions;
         out->expired += st->expired;
         out->unlisted += st->unlisted;

@@ -1012,10 +1012,11 @@ static int store_redis_get(struct store *base, const char *key, size_t klen, uin
  * first), its decision replaces ours in the cache for the rest of the call;
  * the packet that made this put() was routed by ours.
  */
-static int store_redis_put(struct store *base, const char *key, size_t klen, const struct store_entry *e,
-                           uint64_t ttl_ms, uint64_t now_ms, struct store_entry *winner)
+static int store_redis_put(struct store *base, const char *key, size_t klen, const struct store_hint *hint,
+                           const struct store_entry *e, uint64_t ttl_ms, uint64_t now_ms, struct store_entry *winner)
 {
     struct store_redis *s = redis_of(base);
+    (void)hint;                     /* none is made: the cache hashes the key itself */
     redis_touch_clock(s, now_ms);
     uint64_t deadline = now_ms + ttl_ms;
     struct redis_centry *ce = redis_cache_find(s, key, klen, now_ms);
@@ -1098,10 +1099,11 @@ static int store_redis_update(struct store *base, const char *key, size_t klen, 
 }
 
 /* get() and update() with one look in the cache (store_ops.follow). */
-static int store_redis_follow(struct store *base, const char *key, size_t klen, uint64_t now_ms,
-                              struct store_entry *out, store_touch_fn touch, void *arg)
+static int store_redis_follow(struct store *base, const char *key, size_t klen, const struct store_hint *hint,
+                              uint64_t now_ms, struct store_entry *out, store_touch_fn touch, void *arg)
 {
     struct store_redis *s = redis_of(base);
+    (void)hint;
     struct redis_centry *ce = redis_cache_lookup(s, key, klen, now_ms, out);
     if (ce == NULL)
         return 0;

@@ -71,6 +71,19 @@ struct store_touch {
 typedef void (*store_touch_fn)(void *arg, const struct store_entry *e, struct store_touch *t);
 
 /*
+ * What a store works out from a call key ahead of looking it up: the
+ * memory store's hash of the key, with the cache lines its lookup will read
+ * already on their way.  store_hint() fills it as soon as a packet's call
+ * key is known, so that the rest of the work on the packet overlaps the
+ * fetch, and store_follow_hinted() and store_put_hinted() do not hash the
+ * key again.  A hint is for the one key it was made from.
+ */
+struct store_hint {
+    bool set;                       /* false: nothing worked out (the ops hash the key themselves) */
+    uint64_t h[2];
+};
+
+/*
  * How a shared back-end (Redis) answers store_query(), later, on the
  * worker's loop: e is the call's entry, or NULL when the shared store does
  * not know the call (or could not be asked: down, timed out).  now_ms and
@@ -96,8 +109,8 @@ struct store_ops {
      * 1 when stored, 0 when it existed (and fills *winner with the stored
      * entry), -1 on failure (e.g. out of memory).
      */
-    int (*put)(struct store *s, const char *key, size_t klen, const struct store_entry *e,
-               uint64_t ttl_ms, uint64_t now_ms, struct store_entry *winner);
+    int (*put)(struct store *s, const char *key, size_t klen, const struct store_hint *hint,
+               const struct store_entry *e, uint64_t ttl_ms, uint64_t now_ms, struct store_entry *winner);
     /*
      * Updates a known call: sets the expiry to now + ttl_ms, sets flags |=
      * set, flags &= ~clear, and records last_hash.  Returns 1 when the key
@@ -111,8 +124,10 @@ struct store_ops {
      * does get() then update(); the memory store does both with one lookup
      * under one lock.
      */
-    int (*follow)(struct store *s, const char *key, size_t klen, uint64_t now_ms, struct store_entry *out,
-                  store_touch_fn touch, void *arg);
+    int (*follow)(struct store *s, const char *key, size_t klen, const struct store_hint *hint, uint64_t now_ms,
+                  struct store_entry *out, store_touch_fn touch, void *arg);
+    /* Fills *out for key (struct store_hint); NULL: the store takes no hint. */
+    void (*hint)(struct store *s, const char *key, size_t klen, struct store_hint *out);
     /* Drops expired entries (bounded work per call); returns how many. */
     size_t (*expire)(struct store *s, uint64_t now_ms);
     /* Calls currently held. */
@@ -216,7 +231,7 @@ struct store *store_mem_from_conf(const struct conf *conf);
 struct store_mem_stats {
     size_t calls;                   /* entries held, expired ones not yet swept included */
     size_t slots;                   /* table capacity, all stripes */
-    size_t slot_bytes;              /* bytes per slot */
+    size_t slot_bytes;              /* bytes per slot (its tag byte aside; bytes counts both) */
     size_t bytes;                   /* tables, name tables and headers */
     size_t stripes;                 /* independently locked parts */
     size_t evictions;               /* live calls dropped to stay within max_calls */
@@ -237,10 +252,25 @@ static inline int store_get(struct store *s, const char *key, size_t klen, uint6
     return s->ops->get(s, key, klen, now_ms, out);
 }
 
+static inline void store_hint(struct store *s, const char *key, size_t klen, struct store_hint *out)
+{
+    out->set = false;
+    if (s->ops->hint != NULL)
+        s->ops->hint(s, key, klen, out);
+}
+
+/* store_put() with the hint made from key (NULL: none). */
+static inline int store_put_hinted(struct store *s, const char *key, size_t klen, const struct store_hint *hint,
+                                   const struct store_entry *e, uint64_t ttl_ms, uint64_t now_ms,
+                                   struct store_entry *winner)
+{
+    return s->ops->put(s, key, klen, hint, e, ttl_ms, now_ms, winner);
+}
+
 static inline int store_put(struct store *s, const char *key, size_t klen, const struct store_entry *e,
                             uint64_t ttl_ms, uint64_t now_ms, struct store_entry *winner)
 {
-    return s->ops->put(s, key, klen, e, ttl_ms, now_ms, winner);
+    return store_put_hinted(s, key, klen, NULL, e, ttl_ms, now_ms, winner);
 }
 
 static inline int store_update(struct store *s, const char *key, size_t klen, uint64_t ttl_ms,
@@ -254,17 +284,23 @@ static inline int store_update(struct store *s, const char *key, size_t klen, ui
  * was before this packet) and the call updated with what touch(arg, out)
  * says, or 0 when the call is not known (nothing is changed).
  */
-static inline int store_follow(struct store *s, const char *key, size_t klen, uint64_t now_ms,
-                               struct store_entry *out, store_touch_fn touch, void *arg)
+static inline int store_follow_hinted(struct store *s, const char *key, size_t klen, const struct store_hint *hint,
+                                      uint64_t now_ms, struct store_entry *out, store_touch_fn touch, void *arg)
 {
     if (s->ops->follow != NULL)
-        return s->ops->follow(s, key, klen, now_ms, out, touch, arg);
+        return s->ops->follow(s, key, klen, hint, now_ms, out, touch, arg);
     if (!s->ops->get(s, key, klen, now_ms, out))
         return 0;
     struct store_touch t;
     touch(arg, out, &t);
     s->ops->update(s, key, klen, t.ttl_ms, t.set, t.clear, t.last_hash, now_ms);
     return 1;
+}
+
+static inline int store_follow(struct store *s, const char *key, size_t klen, uint64_t now_ms,
+                               struct store_entry *out, store_touch_fn touch, void *arg)
+{
+    return store_follow_hinted(s, key, klen, NULL, now_ms, out, touch, arg);
 }
 
 static inline size_t store_expire(struct store *s, uint64_t now_ms)

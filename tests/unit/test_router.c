@@ -919,9 +919,10 @@ static int sh_get(struct store *s, const char *k, size_t kl, uint64_t now_ms, st
     return store_get(((struct shared_store *)s)->local, k, kl, now_ms, out);
 }
 
-static int sh_put(struct store *s, const char *k, size_t kl, const struct store_entry *e, uint64_t ttl,
-                  uint64_t now_ms, struct store_entry *winner)
+static int sh_put(struct store *s, const char *k, size_t kl, const struct store_hint *hint,
+                  const struct store_entry *e, uint64_t ttl, uint64_t now_ms, struct store_entry *winner)
 {
+    (void)hint;                     /* this store makes none */
     return store_put(((struct shared_store *)s)->local, k, kl, e, ttl, now_ms, winner);
 }
 

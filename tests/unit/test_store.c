@@ -421,6 +421,61 @@ static void test_many_keys_keep_distinct_results(void)
     store_free(s);
 }
 
+/* store_follow()'s judge for the hint test: a new TTL and last_hash, from the entry it is shown. */
+static void touch_marks(void *arg, const struct store_entry *e, struct store_touch *t)
+{
+    (void)arg;
+    t->ttl_ms = TTL;
+    t->set = 0;
+    t->clear = 0;
+    t->last_hash = e->first_seen_ms + 1;
+}
+
+/*
+ * Hints made before the calls are stored, and so before the stripes grow
+ * under them, still find each call, with the same entry as a lookup
+ * without a hint; a hint for a call not stored finds nothing.
+ */
+static void test_hinted_lookups_find_what_plain_ones_find(void)
+{
+    enum { KEYS = MANY_KEYS / 4 };
+    struct store *s = store_with_test_names(0);
+    struct store_hint *hints = calloc(KEYS + 1, sizeof *hints);
+    CU_ASSERT_FATAL(hints != NULL);
+    char key[KEY_MAX];
+    for (size_t i = 0; i <= KEYS; i++) {
+        store_hint(s, key, key_of(key, i), &hints[i]);
+        CU_ASSERT(hints[i].set);
+    }
+    size_t wrong = 0;
+    for (size_t i = 0; i < KEYS; i++) {
+        struct store_entry e = entry("INVITE", "voipmonitor", i, 0, 0);
+        size_t klen = key_of(key, i);
+        /* every other call stored without its hint */
+        int rc = i % 2 ? store_put_hinted(s, key, klen, &hints[i], &e, TTL, 0, NULL)
+                       : store_put(s, key, klen, &e, TTL, 0, NULL);
+        wrong += rc != 1;
+    }
+    CU_ASSERT_EQUAL(wrong, 0);
+    CU_ASSERT(stats_of(s).slots > KEYS);    /* the stripes grew after the hints were made */
+    for (size_t i = 0; i < KEYS; i++) {
+        struct store_entry out, plain;
+        size_t klen = key_of(key, i);
+        if (store_follow_hinted(s, key, klen, &hints[i], 1, &out, touch_marks, NULL) != 1 ||
+            out.first_seen_ms != i || store_get(s, key, klen, 1, &plain) != 1 || plain.last_hash != i + 1)
+            wrong++;
+    }
+    CU_ASSERT_EQUAL(wrong, 0);
+    struct store_entry out, e = entry("INVITE", "voipmonitor", 0, 0, 0);
+    size_t klen = key_of(key, KEYS);
+    CU_ASSERT_EQUAL(store_follow_hinted(s, key, klen, &hints[KEYS], 1, &out, touch_marks, NULL), 0);
+    CU_ASSERT_EQUAL(store_put_hinted(s, key, klen, &hints[KEYS], &e, TTL, 1, NULL), 1);
+    CU_ASSERT_EQUAL(store_get(s, key, klen, 2, &out), 1);
+    CU_ASSERT_EQUAL(store_count(s), KEYS + 1);
+    free(hints);
+    store_free(s);
+}
+
 static void test_expire_is_bounded_and_eventually_removes_all(void)
 {
     struct store *s = store_with_test_names(0);
@@ -1111,6 +1166,7 @@ static const struct unit_test tests[] = {
     { "test_same_names_with_different_case_stay_apart", test_same_names_with_different_case_stay_apart },
     { "test_keys_compare_as_exact_bytes", test_keys_compare_as_exact_bytes },
     { "test_many_keys_keep_distinct_results", test_many_keys_keep_distinct_results },
+    { "test_hinted_lookups_find_what_plain_ones_find", test_hinted_lookups_find_what_plain_ones_find },
     { "test_expire_is_bounded_and_eventually_removes_all", test_expire_is_bounded_and_eventually_removes_all },
     { "test_count_follows_puts_and_removals", test_count_follows_puts_and_removals },
     { "test_churn_reuses_slots_without_growing", test_churn_reuses_slots_without_growing },
