@@ -66,16 +66,18 @@ static const struct conf_sources *packet_sources(const struct conf *conf, const 
 }
 
 /* router_dispatch.source: the captured packet's outer source address. */
-static const char *explain_source(void *arg, char *buf, size_t len)
+static const char *explain_source(void *arg, const void *source, char *buf, size_t len)
 {
     const struct explain_run *x = arg;
+    (void)source;                   /* router_packet()'s: none */
     return x->packet != NULL ? netaddr_format((const struct sockaddr *)&x->packet->src, buf, len) : NULL;
 }
 
 /* router_dispatch.admit: the rules that need the decoded packet, as a listener applies them. */
-static int explain_admit(void *arg, const struct hep_view *view)
+static int explain_admit(void *arg, const void *source, const struct hep_view *view)
 {
     struct explain_run *x = arg;
+    (void)source;
     if (x->outside_allow)
         return ADMISSION_NOT_ALLOWED;
     const uint8_t *addr = NULL;

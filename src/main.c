@@ -104,7 +104,9 @@ struct worker {
     struct dest_set *ds;
     struct router *router;
     bool own_store;                 /* a per-worker store (Redis), freed with the worker */
-    const struct ingest_source *cur_src;    /* sender of the packet being routed, for logs */
+    struct router_in *batch;        /* the packets of the batch in hand, routed together (router_packets()) */
+    struct ingest_source *batch_src;    /* their senders: batch[i].source is &batch_src[i] */
+    size_t nbatch, batch_cap;       /* batch_cap: limits.udp_batch, a whole recvmmsg() */
     bool batch_clocked;             /* batch_mono_ms, batch_wall_ms read for the batch being routed */
     uint64_t batch_mono_ms, batch_wall_ms;
     struct tap_worker *tap;         /* with a control socket: this worker's side of the live tap */
@@ -172,10 +174,19 @@ static void arm_hold_timer(struct worker *w)
     w->hold_timer_due = deadline;
 }
 
+/* Routes the packets gathered so far; their bytes are still in place (ingest.h). */
+static void route_batch(struct worker *w)
+{
+    router_packets(w->router, w->batch, w->nbatch, w->batch_mono_ms, w->batch_wall_ms);
+    w->nbatch = 0;
+}
+
 /*
- * The clocks are read once per batch (a recvmmsg() or a TCP read), at its
- * first packet: the packets of one batch arrived together, and the clocks
- * count milliseconds.
+ * Gathers the packets of a batch (a recvmmsg() or a TCP read), to be
+ * routed together at its end, or sooner when more arrive than a
+ * recvmmsg() brings.  The clocks are read once per batch, at its first
+ * packet: the packets of one batch arrived together, and the clocks count
+ * milliseconds.
  */
 static void on_packet(void *arg, const uint8_t *data, size_t len, const struct ingest_source *src)
 {
@@ -185,26 +196,30 @@ static void on_packet(void *arg, const uint8_t *data, size_t len, const struct i
         w->batch_wall_ms = clock_wall_ms();
         w->batch_clocked = true;
     }
-    w->cur_src = src;
-    router_packet(w->router, data, len, w->batch_mono_ms, w->batch_wall_ms);
-    w->cur_src = NULL;
+    if (w->nbatch == w->batch_cap)
+        route_batch(w);
+    w->batch_src[w->nbatch] = *src;
+    w->batch[w->nbatch] = (struct router_in){ data, len, &w->batch_src[w->nbatch] };
+    w->nbatch++;
 }
 
-static const char *worker_source(void *arg, char *buf, size_t len)
+static const char *worker_source(void *arg, const void *source, char *buf, size_t len)
 {
-    const struct worker *w = arg;
-    return w->cur_src != NULL ? netaddr_format(w->cur_src->peer, buf, len) : NULL;
+    const struct ingest_source *src = source;
+    (void)arg;
+    return src != NULL ? netaddr_format(src->peer, buf, len) : NULL;
 }
 
-static int worker_admit(void *arg, const struct hep_view *view)
+static int worker_admit(void *arg, const void *source, const struct hep_view *view)
 {
     struct worker *w = arg;
-    return w->cur_src == NULL ? ADMISSION_OK : ingest_admit(w->in, w->cur_src, view);
+    return source == NULL ? ADMISSION_OK : ingest_admit(w->in, source, view);
 }
 
 static void on_batch_end(void *arg)
 {
     struct worker *w = arg;
+    route_batch(w);
     w->batch_clocked = false;
     dest_flush(w->ds);
     arm_hold_timer(w);
@@ -396,6 +411,13 @@ static int worker_setup(struct worker *w)
             return -1;
         w->own_store = true;
     }
+    w->batch_cap = w->conf->udp_batch;
+    w->batch = calloc(w->batch_cap, sizeof *w->batch);
+    w->batch_src = calloc(w->batch_cap, sizeof *w->batch_src);
+    if (w->batch == NULL || w->batch_src == NULL) {
+        log_error("worker %u: out of memory", w->index);
+        return -1;
+    }
     d.send = dispatch_send;
     d.flush = dispatch_flush;
     d.arg = w->ds;
@@ -445,6 +467,8 @@ static void worker_teardown(struct worker *w)
         ev_loop_destroy(w->loop);
     metrics_free(&w->m);
     metrics_free(&w->snap);
+    free(w->batch);
+    free(w->batch_src);
 }
 
 static void *worker_main(void *arg)

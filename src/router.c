@@ -63,6 +63,7 @@ struct router {
     uint8_t *spare;                 /* an inflate buffer no packet holds */
     uint64_t now_ms;                /* clocks of the packet being routed */
     uint64_t wall_ms;
+    const void *source;             /* its router_in.source, for dispatch.source and dispatch.admit */
     enum router_how how;            /* how the packet being sent was decided (for explain) */
     bool explain_paused;            /* router_pause_explain() */
     uint64_t explain_skipped;       /* decisions not told while paused */
@@ -121,6 +122,9 @@ struct packet {
     uint8_t *inflated;              /* a compressed payload, inflated: packet_done() */
     struct sip_str text;            /* the SIP message scanned (inflated or not) */
     uint64_t received_wall_ms;
+    enum router_how dropped;        /* classify() said false: ROUTER_HOW_DECODE_ERROR or ROUTER_HOW_REFUSED */
+    int drop_error;                 /* the decode status or the admission verdict */
+    bool drop_told;                 /* the explain hook is to be told of the drop */
     bool copy_hashed;               /* copy_hash is set: hashed on arrival (conf.dedup_any) */
     struct dedup_hash copy_hash;    /* its identity under the instance's dedup window's key */
 };
@@ -170,7 +174,7 @@ static void explain(const struct router *r, const struct packet *p, enum router_
         .received_wall_ms = received_wall_ms,
     };
     if (how != ROUTER_HOW_HELD && r->dispatch.source != NULL)
-        e.sender = r->dispatch.source(r->dispatch.source_arg, sender, sizeof sender);
+        e.sender = r->dispatch.source(r->dispatch.source_arg, r->source, sender, sizeof sender);
     tell(r, p, &e);
 }
 
@@ -494,20 +498,25 @@ static bool classify(struct router *r, struct packet *p, const uint8_t *data, si
     if (rc != HEP_OK) {
         r->m->decode_errors[rc]++;
         char src[ROUTER_SOURCE_MAX];
-        const char *from = r->dispatch.source != NULL ? r->dispatch.source(r->dispatch.source_arg, src, sizeof src)
-                                                      : NULL;
+        const char *from = r->dispatch.source != NULL
+                               ? r->dispatch.source(r->dispatch.source_arg, r->source, src, sizeof src)
+                               : NULL;
         log_debug("dropped malformed HEP packet (%zu bytes) from %s: %s", len, from != NULL ? from : "?",
                   hep_strerror(rc));
         log_tally(&r->decode_tally, r->conf->log_interval_ms, r->now_ms, LOG_LEVEL_WARN,
                   ROUTER_DECODE_TALLY, from);
-        if (telling(r))
-            explain(r, NULL, ROUTER_HOW_DECODE_ERROR, rc, recv_wall_ms);
+        p->dropped = ROUTER_HOW_DECODE_ERROR;
+        p->drop_error = rc;
+        p->drop_told = telling(r);
         return false;
     }
     if (count && r->dispatch.admit != NULL) {
-        int verdict = r->dispatch.admit(r->dispatch.source_arg, &p->view);
+        int verdict = r->dispatch.admit(r->dispatch.source_arg, r->source, &p->view);
         if (verdict != 0) {
-            if (telling(r)) {
+            p->dropped = ROUTER_HOW_REFUSED;
+            p->drop_error = verdict;
+            p->drop_told = telling(r);
+            if (p->drop_told) {
                 /* scanned for the tap's line and its call filter only: a refused packet is never routed */
                 p->is_sip = false;
                 p->key = NULL;
@@ -521,7 +530,6 @@ static bool classify(struct router *r, struct packet *p, const uint8_t *data, si
                     p->key = (const char *)p->view.correlation_id.data;
                     p->klen = p->view.correlation_id.len;
                 }
-                explain(r, p, ROUTER_HOW_REFUSED, verdict, recv_wall_ms);
             }
             return false;
         }
@@ -1040,27 +1048,68 @@ static void decide(struct router *r, struct packet *p)
     fallback(r, p, true);
 }
 
-void router_packet(struct router *r, const uint8_t *data, size_t len, uint64_t now_ms, uint64_t wall_ms)
+/*
+ * A received packet's first half: counted, decoded, admitted, scanned,
+ * and what its routing will read (its call's slot in the store, its
+ * dedup buckets) set on its way into the cache.  Changes nothing a later
+ * packet's first half reads, so router_packets() runs it one packet ahead
+ * of the second half.  False: dropped (p->dropped says why).
+ */
+static bool packet_begin(struct router *r, struct packet *p, const uint8_t *data, size_t len)
 {
-    struct packet p;
-    r->now_ms = now_ms;
-    r->wall_ms = wall_ms;
     r->m->packets_in++;
     r->m->bytes_in += len;
-    if (!classify(r, &p, data, len, wall_ms, true))
-        return;
+    if (!classify(r, p, data, len, r->wall_ms, true))
+        return false;
     if (r->dedup != NULL && r->conf->dedup_any) {
-        hash_local(r, &p, &p.copy_hash);    /* the window's buckets arrive while the call is looked up */
-        p.copy_hashed = true;
+        hash_local(r, p, &p->copy_hash);    /* the window's buckets arrive while the call is looked up */
+        p->copy_hashed = true;
     }
-    if (p.key == NULL) {
+    return true;
+}
+
+/* The second half: decided and sent, or its drop told; in the order the packets came. */
+static void packet_finish(struct router *r, struct packet *p, bool classified)
+{
+    if (!classified) {
+        if (p->drop_told)
+            explain(r, p->dropped == ROUTER_HOW_DECODE_ERROR ? NULL : p, p->dropped, p->drop_error,
+                    p->received_wall_ms);
+        return;
+    }
+    if (p->key == NULL) {
         r->m->uncorrelated++;
         r->how = ROUTER_HOW_NO_KEY;
-        send_route(r, &p, NULL);
+        send_route(r, p, NULL);
     } else {
-        decide(r, &p);
+        decide(r, p);
     }
-    packet_done(r, &p);
+    packet_done(r, p);
+}
+
+void router_packet(struct router *r, const uint8_t *data, size_t len, uint64_t now_ms, uint64_t wall_ms)
+{
+    struct router_in in = { data, len, NULL };
+    router_packets(r, &in, 1, now_ms, wall_ms);
+}
+
+void router_packets(struct router *r, const struct router_in *in, size_t n, uint64_t now_ms, uint64_t wall_ms)
+{
+    struct packet p[2];
+    bool classified[2] = { false, false };
+    r->now_ms = now_ms;
+    r->wall_ms = wall_ms;
+    for (size_t i = 0; i <= n; i++) {
+        if (i < n) {
+            r->source = in[i].source;
+            classified[i % 2] = packet_begin(r, &p[i % 2], in[i].data, in[i].len);
+        }
+        if (i > 0) {
+            r->source = in[i - 1].source;
+            packet_finish(r, &p[(i - 1) % 2], classified[(i - 1) % 2]);
+        }
+    }
+    r->source = NULL;
 }
 
 /* ---- held packets ---- */

@@ -77,8 +77,10 @@ struct router_dispatch {
     /*
      * Optional: the sender of the packet being routed, as text ("10.0.0.3"),
      * written to buf, or NULL when unknown.  Called only to log a bad packet.
+     * source, here and in admit(), is the packet's router_in.source (NULL
+     * for router_packet()'s).
      */
-    const char *(*source)(void *source_arg, char *buf, size_t len);
+    const char *(*source)(void *source_arg, const void *source, char *buf, size_t len);
     void *source_arg;
     /*
      * Optional: whether the packet just decoded may be routed (the edge's
@@ -87,7 +89,7 @@ struct router_dispatch {
      * counted and logged it.  Asked once per received packet, before it is
      * counted by protocol, scanned or held.
      */
-    int (*admit)(void *source_arg, const struct hep_view *view);
+    int (*admit)(void *source_arg, const void *source, const struct hep_view *view);
     /*
      * Optional: told every decision (routed, discarded, held, not HEP) once
      * it is made, after the sends.  NULL costs one branch per packet.
@@ -151,6 +153,23 @@ size_t router_call_key(const struct conf *conf, const char *call_id, size_t len,
  * the wall clock (first-seen time kept with a call).
  */
 void router_packet(struct router *r, const uint8_t *data, size_t len, uint64_t now_ms, uint64_t wall_ms);
+
+/* A packet of a batch, and its sender as the edge knows it (given back to dispatch.source and .admit). */
+struct router_in {
+    const uint8_t *data;
+    size_t len;
+    const void *source;
+};
+
+/*
+ * Routes the packets that arrived together (a recvmmsg() batch, the frames
+ * of a TCP read), in order, as router_packet() would one by one, with the
+ * same clocks.  Each packet is decoded and classified one packet ahead of
+ * its routing, so that what its routing reads of the store comes into the
+ * cache while the packet before it is routed.  The bytes must stay valid
+ * until it returns.
+ */
+void router_packets(struct router *r, const struct router_in *in, size_t n, uint64_t now_ms, uint64_t wall_ms);
 
 /* Releases held packets whose wait is over; expires store entries. */
 /* Longest sender text router_dispatch.source() is given room for. */

@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "admission.h"
 #include "conf.h"
 #include "hep.h"
 #include "metrics.h"
@@ -72,6 +73,7 @@ static void flush(void *arg)
 /* What router_dispatch.explain() was told, in order. */
 static enum router_how hows[MAX_SENT];
 static long how_routes[MAX_SENT];
+static char how_senders[MAX_SENT][ROUTER_SOURCE_MAX];
 static size_t nhows;
 
 static void record_explain(void *arg, const struct router_explain *e)
@@ -79,7 +81,32 @@ static void record_explain(void *arg, const struct router_explain *e)
     (void)arg;
     CU_ASSERT_FATAL(nhows < MAX_SENT);
     hows[nhows] = e->how;
+    snprintf(how_senders[nhows], ROUTER_SOURCE_MAX, "%s", e->sender != NULL ? e->sender : "");
     how_routes[nhows++] = e->route;
+}
+
+/* A batch's senders (router_in.source): a name each, and whether admission refuses it. */
+struct test_source {
+    const char *name;
+    bool refused;
+};
+
+static const char *test_source(void *arg, const void *source, char *buf, size_t len)
+{
+    const struct test_source *src = source;
+    (void)arg;
+    if (src == NULL)
+        return NULL;
+    snprintf(buf, len, "%s", src->name);
+    return buf;
+}
+
+static int test_admit(void *arg, const void *source, const struct hep_view *view)
+{
+    const struct test_source *src = source;
+    (void)arg;
+    (void)view;
+    return src != NULL && src->refused ? ADMISSION_NOT_ALLOWED : ADMISSION_OK;
 }
 
 static void clear_sent(void)
@@ -101,7 +128,8 @@ static void assert_hows(const enum router_how *want, size_t n)
 /* The fixture: the router of the configuration at path, with a recorder for sockets. */
 static int setup_with(const char *path)
 {
-    const struct router_dispatch d = { .send = record, .flush = flush, .explain = record_explain };
+    const struct router_dispatch d = { .send = record, .flush = flush, .explain = record_explain,
+                                       .source = test_source, .admit = test_admit };
     conf = conf_load(path, stderr);
     if (conf == NULL)
         return -1;
@@ -563,6 +591,76 @@ static void test_malformed_packets_are_counted_and_dropped(void)
                                             ROUTER_HOW_DECODE_ERROR, ROUTER_HOW_DECODE_ERROR, ROUTER_HOW_KNOWN };
     assert_hows(want, sizeof want / sizeof want[0]);
     FREE(inv);
+}
+
+/*
+ * router_packets() decides a batch as router_packet() does its packets one
+ * by one, though each packet is classified while the one before it still
+ * waits to be routed: the same copies to the same places in the same
+ * order, the same decisions told in that order, a packet not decoded or
+ * refused among them told in its place, with its own sender.
+ */
+static void test_a_batch_routes_as_its_packets_one_by_one(void)
+{
+    enum { CALL = 16, FIRST = 7, BATCH = CALL + 2, GARBAGE_AT = 1, REFUSED_AT = 5 };
+    static const char *const cseq[CALL] = { "INVITE", "INVITE", "ACK", "INVITE", "INVITE", "INVITE",
+                                            "INVITE", "INVITE", "INVITE", "INVITE", "INVITE", "ACK",
+                                            "BYE", "BYE", "BYE", "BYE" };
+    struct pkt call[CALL];
+    for (int i = 0; i < CALL; i++)
+        call[i] = load(FIRST + i, cseq[i]);
+    struct test_source senders[BATCH];
+    char names[BATCH][ROUTER_SOURCE_MAX];
+    struct router_in in[BATCH];
+    for (int i = 0, c = 0; i < BATCH; i++) {
+        snprintf(names[i], sizeof names[i], "sender-%d", i);
+        senders[i] = (struct test_source){ names[i], i == REFUSED_AT };
+        if (i == GARBAGE_AT)
+            in[i] = (struct router_in){ (const uint8_t *)"garbage!", 8, &senders[i] };
+        else if (i == REFUSED_AT)
+            in[i] = (struct router_in){ call[1].data, call[1].len, &senders[i] };    /* the 407 again */
+        else
+            in[i] = (struct router_in){ call[c].data, call[c++].len, &senders[i] };
+    }
+
+    /* one by one, each with its sender as the only packet of a batch */
+    fresh();
+    for (int i = 0; i < BATCH; i++)
+        router_packets(router, &in[i], 1, now, WALL0 + now);
+    size_t n = nsent, told = nhows;
+    struct sent one[MAX_SENT];
+    enum router_how one_hows[MAX_SENT];
+    char one_senders[MAX_SENT][ROUTER_SOURCE_MAX];
+    memcpy(one, sent, n * sizeof *sent);
+    memcpy(one_hows, hows, told * sizeof *hows);
+    memcpy(one_senders, how_senders, sizeof one_senders);
+    struct metrics before = m;
+    nsent = 0;                  /* one[] keeps the bytes: freed below */
+
+    fresh();
+    router_packets(router, in, BATCH, now, WALL0 + now);
+    CU_ASSERT_EQUAL(n, CALL);
+    CU_ASSERT_EQUAL_FATAL(nsent, n);
+    for (size_t i = 0; i < n; i++) {
+        CU_ASSERT_EQUAL(sent[i].dest, one[i].dest);
+        CU_ASSERT(sent[i].len == one[i].len && memcmp(sent[i].bytes, one[i].bytes, one[i].len) == 0);
+    }
+    CU_ASSERT_EQUAL(told, BATCH);
+    assert_hows(one_hows, told);
+    CU_ASSERT_EQUAL(hows[GARBAGE_AT], ROUTER_HOW_DECODE_ERROR);
+    CU_ASSERT_STRING_EQUAL(how_senders[GARBAGE_AT], names[GARBAGE_AT]);
+    CU_ASSERT_EQUAL(hows[REFUSED_AT], ROUTER_HOW_REFUSED);
+    CU_ASSERT_STRING_EQUAL(how_senders[REFUSED_AT], names[REFUSED_AT]);
+    for (size_t i = 0; i < told; i++)
+        CU_ASSERT_STRING_EQUAL(how_senders[i], one_senders[i]);
+    CU_ASSERT_EQUAL(m.packets_in, before.packets_in);
+    CU_ASSERT_EQUAL(m.calls_new, 1);
+    CU_ASSERT_EQUAL(m.calls_followed, before.calls_followed);
+    CU_ASSERT_EQUAL(m.decode_errors[HEP_ERR_VERSION], 1);
+    for (size_t i = 0; i < n; i++)
+        free(one[i].bytes);
+    for (int i = 0; i < CALL; i++)
+        FREE(call[i]);
 }
 
 /* A minimal HEP3 packet: protocol type SIP and the payload. */
@@ -1235,6 +1333,7 @@ int main(void)
         { "exact duplicates are counted and forwarded", test_exact_duplicates_are_counted_and_forwarded },
         { "v1 and v2 input route like v3", test_v1_and_v2_input_route_like_v3 },
         { "malformed packets are counted and dropped", test_malformed_packets_are_counted_and_dropped },
+        { "a batch routes as its packets one by one", test_a_batch_routes_as_its_packets_one_by_one },
         { "full hold queue takes the fallback at once", test_full_hold_queue_takes_fallback_at_once },
         { "long Call-IDs are hashed, not truncated", test_long_call_ids_are_hashed_not_truncated },
         { "held v1 packet keeps its arrival time", test_held_v1_packet_keeps_its_arrival_time },
