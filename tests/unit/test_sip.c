@@ -209,6 +209,12 @@ static void test_method_name_round_trip(void)
     CU_ASSERT_STRING_EQUAL(sip_method_name((enum sip_method)-1), "");
     CU_ASSERT_EQUAL(sip_method_from_name("", 0), SIP_METHOD_NONE);
     CU_ASSERT_EQUAL(sip_method_from_name(NULL, 0), SIP_METHOD_NONE);
+    /* longer than a known name, or sharing only its first letter */
+    CU_ASSERT_EQUAL(sip_method_from_name("INVITES", 7), SIP_METHOD_OTHER);
+    CU_ASSERT_EQUAL(sip_method_from_name("INFORM", 6), SIP_METHOD_OTHER);
+    CU_ASSERT_EQUAL(sip_method_from_name("I", 1), SIP_METHOD_OTHER);
+    CU_ASSERT_EQUAL(sip_method_from_name("PING", 4), SIP_METHOD_OTHER);
+    CU_ASSERT_EQUAL(sip_method_from_name("XINVITE", 7), SIP_METHOD_OTHER);
 }
 
 static void test_strerror_names_every_status(void)
