@@ -20,8 +20,9 @@
  *   STORE_MEM_LOAD_NUM / STORE_MEM_LOAD_DEN.  No per-call malloc.  Beside
  *   it, a byte per slot: 0 when free, else a tag of 7 bits of the hash.  A
  *   probe reads the tags (64 slots per cache line) and a slot's own line
- *   only when its tag matches, so a lookup costs one slot line at most and
- *   a call not there (every new call) none.
+ *   only when its tag matches, so a lookup reads the line of the call it
+ *   finds and, for a call not there (every new call), no slot line at all
+ *   (another call's tag matches 1 time in 128).
  *
  * The table is split into stripes, each with its own lock, array and name
  * tables; a call's stripe comes from bits of its hash that do not pick its
