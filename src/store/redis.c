@@ -36,14 +36,14 @@
  *             left; nothing otherwise.  An EXPIRE that finds no key (Redis
  *             lost it, e.g. restarted without persistence) sends the SET
  *             again.
+ *   connect   the link's handshake (redis_link.c) before anything else on
+ *             each new connection.
  *
  * Writes (SET, EXPIRE) wait up to store.redis.write_delay_ms in the queue of
  * writes and go out together: Redis then reads, runs and answers them in
  * one go, instead of paying a read, a write and a wakeup per command, and
  * two writes for one call in that time become one.  Routing never waits
  * for a write (the cache has the decision); lookups (GET) go at once.
- *   connect   the link's handshake (redis_link.c) before anything else on
- *             each new connection.
  *
  * When Redis is down, slow or failing: get() still answers from the cache;
  * query() returns -1 at once (down, or max_inflight commands in flight) or
@@ -504,6 +504,7 @@ static void redis_arm_write_timer(struct store_redis *s)
     ev_timer_set(&s->write_timer, (double)s->conf->redis.write_delay_ms / CLOCK_MS_PER_S, 0.);
     ev_timer_start(s->loop, &s->write_timer);
 }
+
 static void redis_on_expire(redisAsyncContext *ac, void *r, void *priv);
 
 /* Seconds for EX / EXPIRE, rounded up: a key never goes before its deadline. */
@@ -926,7 +927,6 @@ static void redis_on_query_timer(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* ---- what the link tells ---- */
 
-/* A new connection: requeued writes start a new run (those of the last one are all in). */
 static void redis_on_write_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
@@ -934,6 +934,7 @@ static void redis_on_write_timer(struct ev_loop *loop, ev_timer *w, int revents)
     redis_flush(w->data);
 }
 
+/* A new connection: requeued writes start a new run (those of the last one are all in). */
 static void redis_on_link_opened(void *arg)
 {
     struct store_redis *s = arg;
