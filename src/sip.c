@@ -412,33 +412,61 @@ static int scan_cseq(const char *p, const char *end, struct sip_msg *msg)
 #define COMPACT_NAME_LEN    1               /* "i", "f", "t", "v" */
 #define NAME_IS(p, len, lit) equal_nocase((p), (len), (lit), LITERAL_LEN(lit))
 
-_Static_assert(LITERAL_LEN("from") == LITERAL_LEN("cseq"), "header_id() tells them apart under one length");
+/* The headers of interest, full and compact names (lower case), each once. */
+#define KNOWN_HEADERS(X)                                                        \
+    X("via", HDR_VIA) X("from", HDR_FROM) X("to", HDR_TO) X("call-id", HDR_CALL_ID) \
+    X("cseq", HDR_CSEQ) X("v", HDR_VIA) X("f", HDR_FROM) X("t", HDR_TO) X("i", HDR_CALL_ID)
 
-/* Identifies the headers of interest: by length, then by name. */
+/* Identifies a header of interest by its whole name. */
 static enum header_id header_id(const char *name, size_t len)
 {
-    switch (len) {
-    case COMPACT_NAME_LEN:
-        switch (lower((unsigned char)name[0])) {
-        case 'i': return HDR_CALL_ID;
-        case 'f': return HDR_FROM;
-        case 't': return HDR_TO;
-        case 'v': return HDR_VIA;
-        default: return HDR_OTHER;
-        }
-    case LITERAL_LEN("to"):
-        return NAME_IS(name, len, "to") ? HDR_TO : HDR_OTHER;
-    case LITERAL_LEN("via"):
-        return NAME_IS(name, len, "via") ? HDR_VIA : HDR_OTHER;
-    case LITERAL_LEN("from"):       /* and "cseq" (same length) */
-        if (NAME_IS(name, len, "from"))
-            return HDR_FROM;
-        return NAME_IS(name, len, "cseq") ? HDR_CSEQ : HDR_OTHER;
-    case LITERAL_LEN("call-id"):
-        return NAME_IS(name, len, "call-id") ? HDR_CALL_ID : HDR_OTHER;
-    default:
-        return HDR_OTHER;
+#define NAME_TO_ID(lit, id)                                                     \
+    if (NAME_IS(name, len, lit))                                                \
+        return id;
+    KNOWN_HEADERS(NAME_TO_ID)
+#undef NAME_TO_ID
+    return HDR_OTHER;
+}
+
+/*
+ * A lower-case name and a colon as one little-endian word (NAME_WORD), the
+ * case bit of each of its letters (NAME_FOLD) and the bytes they cover
+ * (NAME_MASK): constants, written out byte by byte from the literal.
+ */
+#define LIT_AT(lit, i)      ((i) < LITERAL_LEN(lit) ? (uint64_t)(unsigned char)(lit)[(i) < LITERAL_LEN(lit) ? (i) : 0] : 0)
+#define LIT_BYTE(lit, i)    (((i) == LITERAL_LEN(lit) ? (uint64_t)':' : LIT_AT(lit, i)) << (CHAR_BIT * (i)))
+#define LIT_CASE(lit, i)    (LIT_AT(lit, i) >= 'a' && LIT_AT(lit, i) <= 'z' ? (uint64_t)('a' - 'A') << (CHAR_BIT * (i)) : 0)
+#define NAME_WORD(lit)                                                                          \
+    (LIT_BYTE(lit, 0) | LIT_BYTE(lit, 1) | LIT_BYTE(lit, 2) | LIT_BYTE(lit, 3) | LIT_BYTE(lit, 4) | \
+     LIT_BYTE(lit, 5) | LIT_BYTE(lit, 6) | LIT_BYTE(lit, 7))
+#define NAME_FOLD(lit)                                                                          \
+    (LIT_CASE(lit, 0) | LIT_CASE(lit, 1) | LIT_CASE(lit, 2) | LIT_CASE(lit, 3) | LIT_CASE(lit, 4) | \
+     LIT_CASE(lit, 5) | LIT_CASE(lit, 6))
+#define NAME_MASK(lit)                                                                          \
+    (LITERAL_LEN(lit) + 1 >= sizeof(uint64_t) ? ~UINT64_C(0) : (UINT64_C(1) << (CHAR_BIT * (LITERAL_LEN(lit) + 1))) - 1)
+
+_Static_assert(LITERAL_LEN("call-id:") == sizeof(uint64_t), "the longest name and its colon fit one word");
+
+/*
+ * The headers of interest as they are nearly always written: the name
+ * right before its colon.  Reads the first word of the line [p, end) and,
+ * when it starts so, sets *id and returns the position after the colon;
+ * otherwise (another header, white space before the colon, a line shorter
+ * than a word) returns NULL, and header_name() reads the line.
+ */
+static const char *known_header(const char *p, const char *end, enum header_id *id)
+{
+    if (end - p < (ptrdiff_t)sizeof(uint64_t))
+        return NULL;
+    uint64_t w = bytes_get_le64((const uint8_t *)p);
+#define WORD_TO_ID(lit, hid)                                                    \
+    if (((w | NAME_FOLD(lit)) & NAME_MASK(lit)) == NAME_WORD(lit)) {            \
+        *id = hid;                                                              \
+        return p + LITERAL_LEN(lit) + 1;                                        \
     }
+    KNOWN_HEADERS(WORD_TO_ID)
+#undef WORD_TO_ID
+    return NULL;
 }
 
 /*
@@ -481,10 +509,10 @@ static void scan_call_id(const char *p, const char *end, struct sip_msg *msg)
  * lines included.  Only the first occurrence of each header of interest
  * counts.
  */
-static int scan_header(struct sip_str name, const char *p, const char *end,
+static int scan_header(enum header_id id, const char *p, const char *end,
                        struct sip_msg *msg, struct scan_state *st)
 {
-    switch (header_id(name.ptr, name.len)) {
+    switch (id) {
     case HDR_CALL_ID:
         if (!st->seen_call_id) {
             st->seen_call_id = true;
@@ -661,12 +689,18 @@ int sip_scan_for(const uint8_t *buf, size_t len, unsigned want, struct sip_msg *
             eol = line_end(next, end, &content_end);
             next = eol < end ? eol + 1 : end;
         }
-        struct sip_str name;
-        const char *value = orphan ? NULL : header_name(p, content_end, &name);
+        enum header_id id = HDR_OTHER;
+        const char *value = orphan ? NULL : known_header(p, content_end, &id);
+        if (value == NULL && !orphan) {
+            struct sip_str name;
+            value = header_name(p, content_end, &name);
+            if (value != NULL)
+                id = header_id(name.ptr, name.len);
+        }
         if (value == NULL) {
             msg->skipped_lines++;
         } else {
-            rc = scan_header(name, value, content_end, msg, &st);
+            rc = scan_header(id, value, content_end, msg, &st);
             if (rc != SIP_OK)
                 return rc;
             if (st.seen_call_id && st.seen_cseq && st.seen_from && st.seen_to && st.seen_via)

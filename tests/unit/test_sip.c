@@ -530,6 +530,30 @@ static void test_longer_names_with_compact_prefix_are_other_headers(void)
     CU_ASSERT_EQUAL(m.flags & (SIP_F_FROM_TAG | SIP_F_TO_TAG | SIP_F_VIA_BRANCH), 0);
 }
 
+/*
+ * A name is matched a word at a time, letters in either case: a byte that
+ * differs from the name's only in the case bit, where the name has no
+ * letter ('-' and ':'), makes another header or a line skipped; a line
+ * shorter than a word is read the long way.
+ */
+static void test_names_one_case_bit_away_are_other_headers(void)
+{
+    struct sip_msg m;
+    CU_ASSERT_EQUAL_FATAL(scan(REQ_LINE
+                               "Call\rid: no-cr\r\n"
+                               "Call_ID: no-underscore\r\n"
+                               "Via\x1a SIP/2.0/UDP h;branch=no\r\n"
+                               "CSEQ\x1a 7 BYE\r\n"
+                               "\x03" "all-ID: no-ctl\r\n"
+                               "v: SIP/2.0/UDP h;branch=yes\r\n"
+                               "CSeq: 3 INVITE\r\n"
+                               "i:short", &m), SIP_OK);
+    ASSERT_STR(m.call_id, "short");
+    CU_ASSERT_EQUAL(m.cseq, 3);
+    ASSERT_STR(m.via_branch, "yes");
+    CU_ASSERT_EQUAL(m.skipped_lines, 4);
+}
+
 static void test_whitespace_around_colon(void)
 {
     struct sip_msg m;
@@ -1520,6 +1544,7 @@ static const struct unit_test tests[] = {
     { "test_compact_call_id", test_compact_call_id },
     { "test_compact_from_to_via", test_compact_from_to_via },
     { "test_longer_names_with_compact_prefix_are_other_headers", test_longer_names_with_compact_prefix_are_other_headers },
+    { "test_names_one_case_bit_away_are_other_headers", test_names_one_case_bit_away_are_other_headers },
     { "test_whitespace_around_colon", test_whitespace_around_colon },
     { "test_folded_via_branch", test_folded_via_branch },
     { "test_folded_call_id_and_cseq", test_folded_call_id_and_cseq },
