@@ -1,5 +1,6 @@
 /*
- * hash.c - FNV-1a and SipHash-2-4, one-shot and streaming (see hash.h).
+ * hash.c - FNV-1a, SipHash-2-4 (one-shot and streaming) and SipHash-1-3
+ * (one-shot), the payload hash and CRC32C (see hash.h).
  */
 #include "hash.h"
 
@@ -12,8 +13,10 @@
 
 #define FNV64_PRIME UINT64_C(1099511628211)
 #define SIPHASH_KEY_BYTES HASH_SIPHASH_KEY_BYTES
-#define SIPHASH_C_ROUNDS 2
+#define SIPHASH_C_ROUNDS 2                  /* SipHash-2-4 */
 #define SIPHASH_D_ROUNDS 4
+#define SIPHASH13_C_ROUNDS 1                /* SipHash-1-3 */
+#define SIPHASH13_D_ROUNDS 3
 #define SIPHASH_WORD_BYTES 8
 #define SIPHASH_LEN_SHIFT 56
 
@@ -116,9 +119,11 @@ static inline void siphash_round(uint64_t v[4])
 }
 
 /*
- * The three steps of SipHash-2-4-128, shared by the one-shot and the
- * streaming form so that the algorithm is written once.  Being static
- * inline, they compile into the one-shot loop as if written out there.
+ * The three steps of SipHash-c-d-128, shared by the one-shot and the
+ * streaming form and by both round counts, so that the algorithm is
+ * written once.  Being static inline, with the round counts constant where
+ * they are called, they compile into the one-shot loop as if written out
+ * there.
  */
 static inline void siphash_init(uint64_t v[4], const uint8_t k[SIPHASH_KEY_BYTES])
 {
@@ -130,26 +135,39 @@ static inline void siphash_init(uint64_t v[4], const uint8_t k[SIPHASH_KEY_BYTES
     v[1] ^= 0xee;                               /* 128-bit output */
 }
 
-static inline void siphash_compress(uint64_t v[4], uint64_t m)
+static inline void siphash_compress(uint64_t v[4], uint64_t m, int c_rounds)
 {
     v[3] ^= m;
-    for (int r = 0; r < SIPHASH_C_ROUNDS; r++)
+    for (int r = 0; r < c_rounds; r++)
         siphash_round(v);
     v[0] ^= m;
 }
 
 /* last: the final bytes (fewer than eight) with the length in the top byte. */
-static inline void siphash_finish(uint64_t v[4], uint64_t last, uint64_t out[2])
+static inline void siphash_finish(uint64_t v[4], uint64_t last, int c_rounds, int d_rounds, uint64_t out[2])
 {
-    siphash_compress(v, last);
+    siphash_compress(v, last, c_rounds);
     v[2] ^= 0xee;
-    for (int r = 0; r < SIPHASH_D_ROUNDS; r++)
+    for (int r = 0; r < d_rounds; r++)
         siphash_round(v);
     out[0] = v[0] ^ v[1] ^ v[2] ^ v[3];
     v[1] ^= 0xdd;
-    for (int r = 0; r < SIPHASH_D_ROUNDS; r++)
+    for (int r = 0; r < d_rounds; r++)
         siphash_round(v);
     out[1] = v[0] ^ v[1] ^ v[2] ^ v[3];
+}
+
+static inline void siphash_oneshot(const uint8_t k[SIPHASH_KEY_BYTES], const void *data, size_t len,
+                                   int c_rounds, int d_rounds, uint64_t out[2])
+{
+    const uint8_t *in = data;
+    uint64_t v[4];
+    siphash_init(v, k);
+    size_t whole = len - len % SIPHASH_WORD_BYTES;
+    for (size_t off = 0; off < whole; off += SIPHASH_WORD_BYTES)
+        siphash_compress(v, bytes_get_le64(in + off), c_rounds);
+    uint64_t last = (uint64_t)len << SIPHASH_LEN_SHIFT | bytes_get_le_tail(in + whole, len - whole);
+    siphash_finish(v, last, c_rounds, d_rounds, out);
 }
 
 /*
@@ -161,14 +179,12 @@ static inline void siphash_finish(uint64_t v[4], uint64_t last, uint64_t out[2])
  */
 void hash_siphash128(const uint8_t k[HASH_SIPHASH_KEY_BYTES], const void *data, size_t len, uint64_t out[2])
 {
-    const uint8_t *in = data;
-    uint64_t v[4];
-    siphash_init(v, k);
-    size_t whole = len - len % SIPHASH_WORD_BYTES;
-    for (size_t off = 0; off < whole; off += SIPHASH_WORD_BYTES)
-        siphash_compress(v, bytes_get_le64(in + off));
-    uint64_t last = (uint64_t)len << SIPHASH_LEN_SHIFT | bytes_get_le_tail(in + whole, len - whole);
-    siphash_finish(v, last, out);
+    siphash_oneshot(k, data, len, SIPHASH_C_ROUNDS, SIPHASH_D_ROUNDS, out);
+}
+
+void hash_siphash13_128(const uint8_t k[HASH_SIPHASH_KEY_BYTES], const void *data, size_t len, uint64_t out[2])
+{
+    siphash_oneshot(k, data, len, SIPHASH13_C_ROUNDS, SIPHASH13_D_ROUNDS, out);
 }
 
 void hash_siphash128_init(struct hash_siphash *h, const uint8_t key[HASH_SIPHASH_KEY_BYTES])
@@ -189,17 +205,17 @@ void hash_siphash128_update(struct hash_siphash *h, const void *data, size_t len
             h->tail |= (uint64_t)*in++ << (8 * fill);
         if (fill < SIPHASH_WORD_BYTES)
             return;
-        siphash_compress(h->v, h->tail);
+        siphash_compress(h->v, h->tail, SIPHASH_C_ROUNDS);
         h->tail = 0;
     }
     for (; len >= SIPHASH_WORD_BYTES; in += SIPHASH_WORD_BYTES, len -= SIPHASH_WORD_BYTES)
-        siphash_compress(h->v, bytes_get_le64(in));
+        siphash_compress(h->v, bytes_get_le64(in), SIPHASH_C_ROUNDS);
     h->tail = bytes_get_le_tail(in, len);   /* a word boundary here: tail was 0 */
 }
 
 void hash_siphash128_final(struct hash_siphash *h, uint64_t out[2])
 {
-    siphash_finish(h->v, h->tail | (uint64_t)h->len << SIPHASH_LEN_SHIFT, out);
+    siphash_finish(h->v, h->tail | (uint64_t)h->len << SIPHASH_LEN_SHIFT, SIPHASH_C_ROUNDS, SIPHASH_D_ROUNDS, out);
 }
 
 /* Random hash key; falls back to the clock if the kernel has no entropy to give. */

@@ -6,8 +6,9 @@
  * duplicate detection, and SipHash-2-4 under a fixed key for the call keys
  * of Call-IDs longer than limits.call_id_max (128 bits: no collisions by
  * accident).  Where keys come from the network and a bucket is chosen by
- * them: SipHash-2-4 under a random key (the memory store's slots, the hold
- * queue's calls), so nobody can craft keys that share one.  SipHash also
+ * them, a random key, so nobody can craft keys that share one: SipHash-1-3
+ * for the memory store's slots (looked up for every packet) and SipHash-2-4
+ * for the hold queue's calls.  SipHash also
  * comes in a streaming form, for a key that is hashed in pieces without
  * being copied together first (a Call-ID with its folds replaced by single
  * spaces).  CRC32C checks the spool's records for torn and damaged bytes.
@@ -74,6 +75,15 @@ static inline uint64_t hash_mul_fold(uint64_t a, uint64_t b)
 /* SipHash-2-4, 128-bit output: out[0], out[1] are the reference's two little-endian halves. */
 void hash_siphash128(const uint8_t key[HASH_SIPHASH_KEY_BYTES], const void *data, size_t len,
                      uint64_t out[2]);
+
+/*
+ * SipHash-1-3, 128-bit output, laid out as hash_siphash128()'s: the same
+ * algorithm with one round per word and three at the end, as hash tables
+ * use it (Python's str, Rust's HashMap); about 40 % cheaper for a Call-ID.
+ * The memory store's key: under a random key, it never leaves the process.
+ */
+void hash_siphash13_128(const uint8_t key[HASH_SIPHASH_KEY_BYTES], const void *data, size_t len,
+                        uint64_t out[2]);
 
 /*
  * Streaming SipHash-2-4-128: init, any number of updates, one final.  The

@@ -4,8 +4,8 @@
  * Sized for a million tracked calls in about 100 bytes each, so it keeps
  * neither the Call-ID nor struct store_entry per call:
  *
- * - The key is replaced by a 128-bit SipHash-2-4 of it, keyed with 16
- *   random bytes per store.  Two different Call-IDs share a slot only if
+ * - The key is replaced by a 128-bit SipHash-1-3 of it (hash.h), keyed
+ *   with 16 random bytes per store.  Two different Call-IDs share a slot only if
  *   their 128-bit tags collide: about n^2 / 2^129, i.e. 1e-27 with a million
  *   calls, and the random key keeps a sender from crafting collisions or
  *   piling its Call-IDs into one probe chain.
@@ -75,7 +75,7 @@ _Static_assert(sizeof STORE_METHOD_UNLISTED <= STORE_METHOD_MAX, "an entry holds
  * the slot, key[1] the stripe; both together identify the call.
  */
 struct mem_slot {
-    uint64_t key[2];            /* SipHash-2-4-128 of the call key */
+    uint64_t key[2];            /* SipHash-1-3-128 of the call key */
     uint64_t expires_ms;        /* caller's clock; expired when <= now */
     uint64_t first_seen_ms;
     uint64_t last_hash;
@@ -447,7 +447,7 @@ static struct mem_stripe *mem_stripe_of(struct mem_store *ms, const char *key, s
         h[0] = hint->h[0];
         h[1] = hint->h[1];
     } else {
-        hash_siphash128(ms->hash_key, key, klen, h);
+        hash_siphash13_128(ms->hash_key, key, klen, h);
     }
     return &ms->stripes[(size_t)(h[1] >> 32) % ms->nstripes];
 }
