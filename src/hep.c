@@ -66,35 +66,6 @@ static int decode_v12(const uint8_t *buf, size_t len, struct hep_view *v)
     return HEP_OK;
 }
 
-/* Size a generic chunk's value must have; 0 when any size is fine. */
-static int fixed_size_ok(uint16_t type, size_t vlen)
-{
-    switch (type) {
-    case HEP_CHUNK_FAMILY:
-    case HEP_CHUNK_IP_PROTO:
-    case HEP_CHUNK_PROTO_TYPE:
-        return vlen == 1;
-    case HEP_CHUNK_SRC_IP4:
-    case HEP_CHUNK_DST_IP4:
-        return vlen == IPV4_ADDR_LEN;
-    case HEP_CHUNK_SRC_IP6:
-    case HEP_CHUNK_DST_IP6:
-        return vlen == IPV6_ADDR_LEN;
-    case HEP_CHUNK_SRC_PORT:
-    case HEP_CHUNK_DST_PORT:
-    case HEP_CHUNK_KEEPALIVE:
-    case HEP_CHUNK_VLAN:
-        return vlen == 2;
-    case HEP_CHUNK_TS_SEC:
-    case HEP_CHUNK_TS_USEC:
-        return vlen == 4;
-    case HEP_CHUNK_CAPTURE_ID:
-        return vlen == 2 || vlen == 4;
-    default:
-        return 1;
-    }
-}
-
 /* Records an address chunk; all address chunks must have one size. */
 static int set_addr(struct hep_view *v, const uint8_t **slot, uint32_t bit,
                     const uint8_t *value, uint8_t alen)
@@ -115,50 +86,70 @@ static void set_bytes(struct hep_view *v, struct hep_bytes *slot, uint32_t bit,
     v->present |= bit;
 }
 
+/* A fixed-size chunk's value must have exactly its size. */
+#define NEED_SIZE(n)                                                            \
+    if (vlen != (n))                                                            \
+        return HEP_ERR_CHUNK_SIZE
+
+/* Checks and records one generic chunk (vendor 0); an unknown type is kept in v->chunks only. */
 static int decode_generic_chunk(struct hep_view *v, uint16_t type, const uint8_t *val, size_t vlen)
 {
     switch (type) {
     case HEP_CHUNK_FAMILY:
+        NEED_SIZE(1);
         v->family = val[0];
         v->present |= HEP_HAS_FAMILY;
         break;
     case HEP_CHUNK_IP_PROTO:
+        NEED_SIZE(1);
         v->ip_proto = val[0];
         v->present |= HEP_HAS_IP_PROTO;
         break;
     case HEP_CHUNK_SRC_IP4:
+        NEED_SIZE(IPV4_ADDR_LEN);
         return set_addr(v, &v->src_ip, HEP_HAS_SRC_IP, val, IPV4_ADDR_LEN);
     case HEP_CHUNK_DST_IP4:
+        NEED_SIZE(IPV4_ADDR_LEN);
         return set_addr(v, &v->dst_ip, HEP_HAS_DST_IP, val, IPV4_ADDR_LEN);
     case HEP_CHUNK_SRC_IP6:
+        NEED_SIZE(IPV6_ADDR_LEN);
         return set_addr(v, &v->src_ip, HEP_HAS_SRC_IP, val, IPV6_ADDR_LEN);
     case HEP_CHUNK_DST_IP6:
+        NEED_SIZE(IPV6_ADDR_LEN);
         return set_addr(v, &v->dst_ip, HEP_HAS_DST_IP, val, IPV6_ADDR_LEN);
     case HEP_CHUNK_SRC_PORT:
+        NEED_SIZE(2);
         v->src_port = bytes_get_be16(val);
         v->present |= HEP_HAS_SRC_PORT;
         break;
     case HEP_CHUNK_DST_PORT:
+        NEED_SIZE(2);
         v->dst_port = bytes_get_be16(val);
         v->present |= HEP_HAS_DST_PORT;
         break;
     case HEP_CHUNK_TS_SEC:
+        NEED_SIZE(4);
         v->ts_sec = bytes_get_be32(val);
         v->present |= HEP_HAS_TS;
         break;
     case HEP_CHUNK_TS_USEC:
+        NEED_SIZE(4);
         v->ts_usec = bytes_get_be32(val);
         break;
     case HEP_CHUNK_PROTO_TYPE:
+        NEED_SIZE(1);
         v->proto_type = val[0];
         v->present |= HEP_HAS_PROTO_TYPE;
         break;
     case HEP_CHUNK_CAPTURE_ID:
+        if (vlen != 2 && vlen != 4)
+            return HEP_ERR_CHUNK_SIZE;
         v->capture_id = vlen == 4 ? bytes_get_be32(val) : bytes_get_be16(val);
         v->capture_id_len = (uint8_t)vlen;
         v->present |= HEP_HAS_CAPTURE_ID;
         break;
     case HEP_CHUNK_KEEPALIVE:
+        NEED_SIZE(2);
         v->keepalive = bytes_get_be16(val);
         v->present |= HEP_HAS_KEEPALIVE;
         break;
@@ -174,6 +165,7 @@ static int decode_generic_chunk(struct hep_view *v, uint16_t type, const uint8_t
         set_bytes(v, &v->correlation_id, HEP_HAS_CORRELATION_ID, val, vlen);
         break;
     case HEP_CHUNK_VLAN:
+        NEED_SIZE(2);
         v->vlan = bytes_get_be16(val);
         v->present |= HEP_HAS_VLAN;
         break;
@@ -211,15 +203,13 @@ static int decode_v3(const uint8_t *buf, size_t len, struct hep_view *v)
         const uint8_t *val = pos + HEP3_CHUNK_HDR_LEN;
         size_t vlen = clen - HEP3_CHUNK_HDR_LEN;
         if (vendor == 0) {
-            if (!fixed_size_ok(type, vlen))
-                return HEP_ERR_CHUNK_SIZE;
+            int rc = decode_generic_chunk(v, type, val, vlen);
+            if (rc != HEP_OK)
+                return rc;
             if (type < 32) {
                 v->repeated |= seen & HEP_CHUNK_BIT(type);
                 seen |= HEP_CHUNK_BIT(type);
             }
-            int rc = decode_generic_chunk(v, type, val, vlen);
-            if (rc != HEP_OK)
-                return rc;
         }
         pos += clen;
     }
