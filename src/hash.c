@@ -36,8 +36,9 @@ static inline uint64_t rotl64(uint64_t x, unsigned b)
  * and one multiplication of it (which makes the order of the steps count)
  * wait for the previous step.  The second pair's product is rotated half
  * way round, so that the two pairs of a step are not interchangeable.  A
- * last step takes the rest, padded with zero bytes; the length is in the
- * seed.
+ * last step takes the rest: the last 32 bytes, overlapping the step
+ * before, or, for less than 32 bytes in all, the bytes padded with zeros;
+ * the length is in the seed.
  */
 static inline uint64_t words64_step(uint64_t h, const uint8_t *p)
 {
@@ -54,7 +55,9 @@ uint64_t hash_words64(const void *data, size_t len)
     size_t i = 0;
     for (; i + WORDS64_BLOCK <= len; i += WORDS64_BLOCK)
         h = words64_step(h, p + i);
-    if (i < len) {
+    if (i < len && len >= WORDS64_BLOCK) {
+        h = words64_step(h, p + len - WORDS64_BLOCK);      /* the last block, overlapping the one before */
+    } else if (i < len) {
         uint8_t rest[WORDS64_BLOCK] = { 0 };
         memcpy(rest, p + i, len - i);
         h = words64_step(h, rest);

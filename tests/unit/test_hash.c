@@ -236,6 +236,17 @@ static void test_words64_sees_every_byte_and_the_length(void)
     uint8_t z[9] = { 1, 2, 3, 4, 5, 6, 7, 8, 0 };
     CU_ASSERT_NOT_EQUAL(hash_words64(z, 8), hash_words64(z, 9));
     CU_ASSERT_NOT_EQUAL(hash_words64("", 0), hash_words64(z + 8, 1));
+    /* every length up to three blocks: whole blocks, a padded rest, an overlapping last block */
+    int missed = 0;
+    for (size_t len = 1; len <= 96; len++) {
+        uint64_t whole = hash_words64(a, len);
+        for (size_t i = 0; i < len; i++) {
+            b[i] ^= 0x10;
+            missed += hash_words64(b, len) == whole;
+            b[i] ^= 0x10;
+        }
+    }
+    CU_ASSERT_EQUAL(missed, 0);
 }
 
 static void test_random_keys_differ(void)
