@@ -53,7 +53,7 @@
 #include <string.h>
 #include <time.h>
 
-#define STORE_MEM_STRIPES           16      /* most stripes (locks) per store */
+#define STORE_MEM_STRIPES           16      /* most stripes (locks) per store; a power of two */
 #define STORE_MEM_STRIPE_MIN_CALLS  1024    /* bounded stores: fewer stripes below this per stripe */
 #define STORE_MEM_INITIAL_SLOTS     64      /* per stripe; a power of two */
 #define STORE_MEM_LOAD_NUM          3       /* grow beyond 3/4 full */
@@ -449,7 +449,7 @@ static struct mem_stripe *mem_stripe_of(struct mem_store *ms, const char *key, s
     } else {
         hash_siphash13_128(ms->hash_key, key, klen, h);
     }
-    return &ms->stripes[(size_t)(h[1] >> 32) % ms->nstripes];
+    return &ms->stripes[(size_t)(h[1] >> 32) & (ms->nstripes - 1)];
 }
 
 /*
@@ -710,16 +710,20 @@ static const struct store_ops mem_ops = {
 
 /*
  * Small bounded stores get fewer stripes so that each stripe's share of
- * max_calls stays large enough for the sampled eviction to be fair.
+ * max_calls stays large enough for the sampled eviction to be fair.  A
+ * power of two, so that a key's stripe is a mask of its hash: a division
+ * there would sit between the hash and every lookup's first load.
  */
+_Static_assert((STORE_MEM_STRIPES & (STORE_MEM_STRIPES - 1)) == 0, "stripes are picked by a mask");
+
 static size_t mem_stripe_count(size_t max_calls)
 {
+    size_t n = STORE_MEM_STRIPES;
     if (max_calls == 0)
-        return STORE_MEM_STRIPES;
-    size_t n = max_calls / STORE_MEM_STRIPE_MIN_CALLS;
-    if (n < 1)
-        n = 1;
-    return n > STORE_MEM_STRIPES ? STORE_MEM_STRIPES : n;
+        return n;
+    while (n > 1 && max_calls / n < STORE_MEM_STRIPE_MIN_CALLS)
+        n /= 2;
+    return n;
 }
 
 struct store *store_mem_new(size_t max_calls, const struct store_names *names)
