@@ -31,9 +31,13 @@
  * (about 0.15% of a million calls, from the spread of the hash).
  *
  * Expiry is lazy (a get, put or update that meets an expired entry removes
- * or reuses it) plus store_expire(), which sweeps STORE_MEM_SWEEP_SLOTS
- * slots per call so a periodic timer never stalls the workers (every 100 ms
- * it covers the 2M slots of a million calls in about 13 s).  A stripe at its
+ * or reuses it) plus store_expire(), which sweeps each stripe in
+ * proportion to the time since its last sweep, a whole pass every
+ * STORE_MEM_SWEEP_PASS_MS, but at most STORE_MEM_SWEEP_SLOTS slots per call
+ * in all, so a periodic timer never stalls the workers (every 100 ms it
+ * covers the 2M slots of a million calls in about 13 s) and a small table
+ * is not read through ten times a second (each pass over a stripe reads
+ * its slot lines, and pushes the lines the packets use out of the cache).  A stripe at its
  * quota carries the same sweep on before it evicts a live call.  Arrays
  * never shrink: after a burst the capacity stays at its high-water mark
  * (bounded by max_calls) and freed slots are reused, so RSS stays flat.
@@ -58,7 +62,9 @@
 #define STORE_MEM_INITIAL_SLOTS     64      /* per stripe; a power of two */
 #define STORE_MEM_LOAD_NUM          3       /* grow beyond 3/4 full */
 #define STORE_MEM_LOAD_DEN          4
-#define STORE_MEM_SWEEP_SLOTS       16384   /* slots store_expire() visits per call, all stripes */
+#define STORE_MEM_SWEEP_SLOTS       16384   /* most slots store_expire() visits per call, all stripes */
+#define STORE_MEM_SWEEP_PASS_MS     5000    /* store_expire() covers a stripe about this often, or slower */
+#define STORE_MEM_SWEEP_MIN         64      /* fewest slots a call visits per stripe */
 #define STORE_MEM_EVICT_SCAN        128     /* slots looked at to choose an eviction victim */
 #define STORE_MEM_METHOD_UNLISTED   STORE_MEM_METHODS_MAX  /* method index meaning STORE_METHOD_UNLISTED */
 #define STORE_MEM_FLAGS_MASK        UINT8_MAX   /* flags kept per call */
@@ -136,6 +142,7 @@ struct mem_stripe {
     size_t count;               /* used slots, expired ones included */
     size_t quota;               /* this stripe's share of max_calls */
     size_t sweep;               /* next slot store_expire() looks at */
+    uint64_t swept_ms;          /* when store_expire() last visited it */
     size_t evictions;
     size_t expired;
     size_t unlisted;
@@ -614,20 +621,35 @@ static int mem_follow(struct store *s, const char *key, size_t klen, const struc
 }
 
 /*
- * Visits at most STORE_MEM_SWEEP_SLOTS slots (shared out between the
- * stripes, each lock held for its share only), resuming where the last call
- * stopped, and removes the expired entries it meets.  Repeated calls cover
- * the whole table.
+ * Visits each stripe's slots in proportion to the time since its last
+ * visit (its whole capacity per STORE_MEM_SWEEP_PASS_MS), at least
+ * STORE_MEM_SWEEP_MIN and at most its share of STORE_MEM_SWEEP_SLOTS, each
+ * lock held for its stripe only, resuming where the last call stopped, and
+ * removes the expired entries it meets.  Repeated calls cover the whole
+ * table, even at one instant.
  */
+static size_t stripe_sweep_budget(struct mem_stripe *st, size_t most, uint64_t now_ms)
+{
+    uint64_t elapsed = now_ms > st->swept_ms ? now_ms - st->swept_ms : 0;
+    if (elapsed > STORE_MEM_SWEEP_PASS_MS)
+        elapsed = STORE_MEM_SWEEP_PASS_MS;
+    size_t budget = (size_t)((uint64_t)st->cap * elapsed / STORE_MEM_SWEEP_PASS_MS);
+    if (budget < STORE_MEM_SWEEP_MIN)
+        budget = STORE_MEM_SWEEP_MIN;
+    st->swept_ms = now_ms;
+    return budget < most ? budget : most;
+}
+
 static size_t mem_expire(struct store *s, uint64_t now_ms)
 {
     struct mem_store *ms = (struct mem_store *)s;
-    size_t budget = STORE_MEM_SWEEP_SLOTS / ms->nstripes;
+    size_t most = STORE_MEM_SWEEP_SLOTS / ms->nstripes;
     size_t removed = 0;
 
     for (size_t k = 0; k < ms->nstripes; k++) {
         struct mem_stripe *st = &ms->stripes[k];
         lockstat_lock(&st->lock, LOCKSTAT_STORE);
+        size_t budget = stripe_sweep_budget(st, most, now_ms);
         size_t mask = st->cap - 1;
         for (size_t n = 0; n < budget && st->count > 0; n++) {
             size_t i = st->sweep & mask;

@@ -515,6 +515,36 @@ static void test_expire_is_bounded_and_eventually_removes_all(void)
     store_free(s);
 }
 
+/*
+ * The sweep follows the clock: a call made right after the last visits a
+ * few slots per stripe, one made a whole pass later visits as many as the
+ * bound allows, and calls at one instant still get through the table.
+ */
+static void test_expire_sweeps_in_proportion_to_time(void)
+{
+    struct store *s = store_with_test_names(0);
+    char key[KEY_MAX];
+    struct store_entry e = entry("INVITE", "homer", 0, 0, 0);
+    for (size_t i = 0; i < MANY_KEYS; i++)
+        store_put(s, key, key_of(key, i), &e, TTL, 0, NULL);
+
+    uint64_t t = 100 * TTL;
+    size_t first = store_expire(s, t);              /* long after any sweep: a full share */
+    size_t at_once = store_expire(s, t);            /* at the same instant: the fewest */
+    size_t later = store_expire(s, t + 100 * TTL);  /* a whole pass later: a full share again */
+    CU_ASSERT(first > 0);
+    CU_ASSERT(at_once > 0);
+    CU_ASSERT(at_once * 4 < first);
+    CU_ASSERT(later * 4 > first * 3);
+    size_t calls = 0;
+    while (store_count(s) > 0 && calls < EXPIRE_CALLS_MAX) {
+        store_expire(s, t + 100 * TTL);
+        calls++;
+    }
+    CU_ASSERT_EQUAL(store_count(s), 0);
+    store_free(s);
+}
+
 static void test_count_follows_puts_and_removals(void)
 {
     struct store *s = store_with_test_names(0);
@@ -1168,6 +1198,7 @@ static const struct unit_test tests[] = {
     { "test_many_keys_keep_distinct_results", test_many_keys_keep_distinct_results },
     { "test_hinted_lookups_find_what_plain_ones_find", test_hinted_lookups_find_what_plain_ones_find },
     { "test_expire_is_bounded_and_eventually_removes_all", test_expire_is_bounded_and_eventually_removes_all },
+    { "test_expire_sweeps_in_proportion_to_time", test_expire_sweeps_in_proportion_to_time },
     { "test_count_follows_puts_and_removals", test_count_follows_puts_and_removals },
     { "test_churn_reuses_slots_without_growing", test_churn_reuses_slots_without_growing },
     { "test_max_calls_bounds_count_and_counts_evictions", test_max_calls_bounds_count_and_counts_evictions },
