@@ -67,23 +67,22 @@ static int decode_v12(const uint8_t *buf, size_t len, struct hep_view *v)
 }
 
 /* Records an address chunk; all address chunks must have one size. */
-static int set_addr(struct hep_view *v, const uint8_t **slot, uint32_t bit,
+static int set_addr(struct hep_view *v, const uint8_t **slot, uint32_t bit, uint32_t *present,
                     const uint8_t *value, uint8_t alen)
 {
     if (v->addr_len != 0 && v->addr_len != alen)
         return HEP_ERR_ADDRESS;
     v->addr_len = alen;
     *slot = value;
-    v->present |= bit;
+    *present |= bit;
     return HEP_OK;
 }
 
-static void set_bytes(struct hep_view *v, struct hep_bytes *slot, uint32_t bit,
-                      const uint8_t *value, size_t vlen)
+static void set_bytes(struct hep_bytes *slot, uint32_t bit, uint32_t *present, const uint8_t *value, size_t vlen)
 {
     slot->data = value;
     slot->len = vlen;
-    v->present |= bit;
+    *present |= bit;
 }
 
 /* A fixed-size chunk's value must have exactly its size. */
@@ -91,46 +90,52 @@ static void set_bytes(struct hep_view *v, struct hep_bytes *slot, uint32_t bit,
     if (vlen != (n))                                                            \
         return HEP_ERR_CHUNK_SIZE
 
-/* Checks and records one generic chunk (vendor 0); an unknown type is kept in v->chunks only. */
-static int decode_generic_chunk(struct hep_view *v, uint16_t type, const uint8_t *val, size_t vlen)
+/*
+ * Checks and records one generic chunk (vendor 0), its field's bit added to
+ * *present (a local of the caller's loop, not v->present: one register, not
+ * a read and a write of memory per chunk); an unknown type is kept in
+ * v->chunks only.
+ */
+static int decode_generic_chunk(struct hep_view *v, uint32_t *present, uint16_t type, const uint8_t *val,
+                                size_t vlen)
 {
     switch (type) {
     case HEP_CHUNK_FAMILY:
         NEED_SIZE(1);
         v->family = val[0];
-        v->present |= HEP_HAS_FAMILY;
+        *present |= HEP_HAS_FAMILY;
         break;
     case HEP_CHUNK_IP_PROTO:
         NEED_SIZE(1);
         v->ip_proto = val[0];
-        v->present |= HEP_HAS_IP_PROTO;
+        *present |= HEP_HAS_IP_PROTO;
         break;
     case HEP_CHUNK_SRC_IP4:
         NEED_SIZE(IPV4_ADDR_LEN);
-        return set_addr(v, &v->src_ip, HEP_HAS_SRC_IP, val, IPV4_ADDR_LEN);
+        return set_addr(v, &v->src_ip, HEP_HAS_SRC_IP, present, val, IPV4_ADDR_LEN);
     case HEP_CHUNK_DST_IP4:
         NEED_SIZE(IPV4_ADDR_LEN);
-        return set_addr(v, &v->dst_ip, HEP_HAS_DST_IP, val, IPV4_ADDR_LEN);
+        return set_addr(v, &v->dst_ip, HEP_HAS_DST_IP, present, val, IPV4_ADDR_LEN);
     case HEP_CHUNK_SRC_IP6:
         NEED_SIZE(IPV6_ADDR_LEN);
-        return set_addr(v, &v->src_ip, HEP_HAS_SRC_IP, val, IPV6_ADDR_LEN);
+        return set_addr(v, &v->src_ip, HEP_HAS_SRC_IP, present, val, IPV6_ADDR_LEN);
     case HEP_CHUNK_DST_IP6:
         NEED_SIZE(IPV6_ADDR_LEN);
-        return set_addr(v, &v->dst_ip, HEP_HAS_DST_IP, val, IPV6_ADDR_LEN);
+        return set_addr(v, &v->dst_ip, HEP_HAS_DST_IP, present, val, IPV6_ADDR_LEN);
     case HEP_CHUNK_SRC_PORT:
         NEED_SIZE(2);
         v->src_port = bytes_get_be16(val);
-        v->present |= HEP_HAS_SRC_PORT;
+        *present |= HEP_HAS_SRC_PORT;
         break;
     case HEP_CHUNK_DST_PORT:
         NEED_SIZE(2);
         v->dst_port = bytes_get_be16(val);
-        v->present |= HEP_HAS_DST_PORT;
+        *present |= HEP_HAS_DST_PORT;
         break;
     case HEP_CHUNK_TS_SEC:
         NEED_SIZE(4);
         v->ts_sec = bytes_get_be32(val);
-        v->present |= HEP_HAS_TS;
+        *present |= HEP_HAS_TS;
         break;
     case HEP_CHUNK_TS_USEC:
         NEED_SIZE(4);
@@ -139,38 +144,38 @@ static int decode_generic_chunk(struct hep_view *v, uint16_t type, const uint8_t
     case HEP_CHUNK_PROTO_TYPE:
         NEED_SIZE(1);
         v->proto_type = val[0];
-        v->present |= HEP_HAS_PROTO_TYPE;
+        *present |= HEP_HAS_PROTO_TYPE;
         break;
     case HEP_CHUNK_CAPTURE_ID:
         if (vlen != 2 && vlen != 4)
             return HEP_ERR_CHUNK_SIZE;
         v->capture_id = vlen == 4 ? bytes_get_be32(val) : bytes_get_be16(val);
         v->capture_id_len = (uint8_t)vlen;
-        v->present |= HEP_HAS_CAPTURE_ID;
+        *present |= HEP_HAS_CAPTURE_ID;
         break;
     case HEP_CHUNK_KEEPALIVE:
         NEED_SIZE(2);
         v->keepalive = bytes_get_be16(val);
-        v->present |= HEP_HAS_KEEPALIVE;
+        *present |= HEP_HAS_KEEPALIVE;
         break;
     case HEP_CHUNK_AUTH_KEY:
-        set_bytes(v, &v->auth_key, HEP_HAS_AUTH_KEY, val, vlen);
+        set_bytes(&v->auth_key, HEP_HAS_AUTH_KEY, present, val, vlen);
         break;
     case HEP_CHUNK_PAYLOAD:
     case HEP_CHUNK_PAYLOAD_GZ:
-        set_bytes(v, &v->payload, HEP_HAS_PAYLOAD, val, vlen);
+        set_bytes(&v->payload, HEP_HAS_PAYLOAD, present, val, vlen);
         v->compressed = type == HEP_CHUNK_PAYLOAD_GZ;
         break;
     case HEP_CHUNK_CORRELATION_ID:
-        set_bytes(v, &v->correlation_id, HEP_HAS_CORRELATION_ID, val, vlen);
+        set_bytes(&v->correlation_id, HEP_HAS_CORRELATION_ID, present, val, vlen);
         break;
     case HEP_CHUNK_VLAN:
         NEED_SIZE(2);
         v->vlan = bytes_get_be16(val);
-        v->present |= HEP_HAS_VLAN;
+        *present |= HEP_HAS_VLAN;
         break;
     case HEP_CHUNK_NODE_NAME:
-        set_bytes(v, &v->node_name, HEP_HAS_NODE_NAME, val, vlen);
+        set_bytes(&v->node_name, HEP_HAS_NODE_NAME, present, val, vlen);
         break;
     default:
         break;      /* unknown generic chunk: kept in v->chunks */
@@ -188,6 +193,7 @@ static int decode_v3(const uint8_t *buf, size_t len, struct hep_view *v)
     const uint8_t *pos = buf + HEP3_HDR_LEN;
     const uint8_t *end = buf + len;
     uint32_t seen = 0;      /* HEP_CHUNK_BIT() of the generic types so far */
+    uint32_t present = 0, repeated = 0;     /* v->present, v->repeated once the loop is over */
     v->chunks.data = pos;
     v->chunks.len = (size_t)(end - pos);
     while (pos < end) {
@@ -203,16 +209,18 @@ static int decode_v3(const uint8_t *buf, size_t len, struct hep_view *v)
         const uint8_t *val = pos + HEP3_CHUNK_HDR_LEN;
         size_t vlen = clen - HEP3_CHUNK_HDR_LEN;
         if (vendor == 0) {
-            int rc = decode_generic_chunk(v, type, val, vlen);
+            int rc = decode_generic_chunk(v, &present, type, val, vlen);
             if (rc != HEP_OK)
                 return rc;
             if (type < 32) {
-                v->repeated |= seen & HEP_CHUNK_BIT(type);
+                repeated |= seen & HEP_CHUNK_BIT(type);
                 seen |= HEP_CHUNK_BIT(type);
             }
         }
         pos += clen;
     }
+    v->present = present;
+    v->repeated = repeated;
 
     if (!(v->present & HEP_HAS_PAYLOAD))
         return HEP_ERR_NO_PAYLOAD;
