@@ -473,12 +473,13 @@ static bool inflate_payload(struct router *r, struct packet *p, struct sip_str *
 
 /*
  * What the router reads of a SIP message besides its call key, CSeq and
- * first line: the To-tag of requests (an initial request has none), and
- * the top Via branch when a destination deduplicates (identity_of()).
+ * first line: the top Via branch when a destination deduplicates
+ * (identity_of()).  Whether a request carries a To-tag (an initial request
+ * has none) is asked only of packets whose call is not known (is_origin()).
  */
 static unsigned sip_wanted(const struct conf *conf)
 {
-    return SIP_WANT_REQUEST_TO_TAG | (conf->dedup_any ? SIP_WANT_VIA_BRANCH : 0);
+    return conf->dedup_any ? SIP_WANT_VIA_BRANCH : 0;
 }
 
 /*
@@ -812,10 +813,12 @@ static void send_route(struct router *r, const struct packet *p, const struct st
 
 /* ---- decide ---- */
 
+/* A request that starts a call: no ACK or CANCEL, no To-tag (looked for here, for the packets that get here only). */
 static bool is_origin(const struct packet *p)
 {
     const struct sip_msg *s = &p->sip;
-    return p->is_sip && sip_is_request(s) && !(s->flags & (SIP_F_TO_TAG | SIP_F_ACK | SIP_F_CANCEL));
+    struct sip_str tag;
+    return p->is_sip && sip_is_request(s) && !(s->flags & (SIP_F_ACK | SIP_F_CANCEL)) && !sip_to_tag(s, &tag);
 }
 
 static bool is_2xx(unsigned status)

@@ -641,6 +641,12 @@ static const char *line_end(const char *p, const char *end, const char **content
     return stop;
 }
 
+bool sip_to_tag(const struct sip_msg *msg, struct sip_str *tag)
+{
+    *tag = make_str(NULL, NULL);
+    return msg->to.ptr != NULL && scan_tag(msg->to.ptr, msg->to.ptr + msg->to.len, tag);
+}
+
 int sip_scan(const uint8_t *buf, size_t len, struct sip_msg *msg)
 {
     return sip_scan_for(buf, len, SIP_WANT_ALL, msg);

@@ -137,6 +137,15 @@ enum sip_want {
 int sip_scan_for(const uint8_t *buf, size_t len, unsigned want, struct sip_msg *msg);
 
 /*
+ * The tag parameter of msg's first To value (msg->to), found as
+ * sip_scan_for() finds it when asked for: for a reader that needs it of
+ * few of the messages it scans.  True when there is one, its value (maybe
+ * empty) in *tag.  msg must come from a scan that returned SIP_OK, and its
+ * bytes must still be there.
+ */
+bool sip_to_tag(const struct sip_msg *msg, struct sip_str *tag);
+
+/*
  * Walks the canonical form of a header value: s without leading and trailing
  * SP/HT/CR/LF, and with every run of them inside replaced by one SP (RFC 3261
  * 25.1: linear white space, folding included, has the semantics of SP).  Set *pos to 0,

@@ -456,6 +456,41 @@ static void test_scan_for_finds_only_what_is_wanted(void)
                     SIP_F_FROM_TAG | SIP_F_TO_TAG | SIP_F_VIA_BRANCH);
 }
 
+/*
+ * sip_to_tag() finds, after a scan that did not look, the To-tag the scan
+ * finds when asked: for every To value of the tag tests, the same answer.
+ */
+static void test_to_tag_asked_later_is_the_scans(void)
+{
+    static const char *const tos[] = {
+        "<sip:b@x>",
+        "<sip:b@x>;tag=tt",
+        "<sip:b@x;tag=inside>",
+        "\"B, ;tag=no\" <sip:b@x>;TAG=up",
+        "sip:b@x;tag=spec",
+        "<sip:b@x> ; tag = spaced ",
+        "<sip:b@x>;tag=",
+        "<sip:b@x\r\n >;tag=folded",
+        "<sip:b@x",
+    };
+    char text[256];
+    for (size_t i = 0; i < sizeof tos / sizeof tos[0]; i++) {
+        int n = snprintf(text, sizeof text, REQ_LINE "To: %s\r\n" CALL_ID_HDR CSEQ_HDR "\r\n", tos[i]);
+        struct sip_msg asked, later;
+        CU_ASSERT_EQUAL_FATAL(sip_scan_for((const uint8_t *)text, (size_t)n, SIP_WANT_TO_TAG, &asked), SIP_OK);
+        CU_ASSERT_EQUAL_FATAL(sip_scan_for((const uint8_t *)text, (size_t)n, 0, &later), SIP_OK);
+        CU_ASSERT_EQUAL(later.flags & SIP_F_TO_TAG, 0);
+        struct sip_str tag;
+        bool found = sip_to_tag(&later, &tag);
+        CU_ASSERT_EQUAL(found, (asked.flags & SIP_F_TO_TAG) != 0);
+        CU_ASSERT(!found || (tag.len == asked.to_tag.len && memcmp(tag.ptr, asked.to_tag.ptr, tag.len) == 0));
+    }
+    struct sip_msg none;
+    CU_ASSERT_EQUAL(scan(REQ_LINE CALL_ID_HDR CSEQ_HDR, &none), SIP_OK);
+    struct sip_str tag;
+    CU_ASSERT(!sip_to_tag(&none, &tag));        /* no To header at all */
+}
+
 static void test_bad_lines_do_not_excuse_a_bad_cseq(void)
 {
     struct sip_msg m;
@@ -1544,6 +1579,7 @@ static const struct unit_test tests[] = {
     { "test_compact_call_id", test_compact_call_id },
     { "test_compact_from_to_via", test_compact_from_to_via },
     { "test_longer_names_with_compact_prefix_are_other_headers", test_longer_names_with_compact_prefix_are_other_headers },
+    { "test_to_tag_asked_later_is_the_scans", test_to_tag_asked_later_is_the_scans },
     { "test_names_one_case_bit_away_are_other_headers", test_names_one_case_bit_away_are_other_headers },
     { "test_whitespace_around_colon", test_whitespace_around_colon },
     { "test_folded_via_branch", test_folded_via_branch },
