@@ -21,6 +21,11 @@
 #include <limits.h>
 #include <string.h>
 
+#if defined(__SSE2__) && defined(__GNUC__)
+#include <emmintrin.h>
+#define LF_VECTOR_BYTES 16
+#endif
+
 /* Compared case-insensitively, so written in lower case. */
 #define VERSION_TEXT        "sip/2.0"
 #define VERSION_PREFIX      "sip/"
@@ -633,10 +638,31 @@ static int scan_request_line(const char *p, const char *end, struct sip_msg *msg
  * Returns the end of the line starting at p (the position of its LF, or end)
  * and stores in *content_end where its content stops (before a CR+LF).
  */
+/*
+ * The first LF of [p, end), else end.  Where SSE2 is there (every x86-64
+ * build) sixteen bytes are compared at a time inline: a header line is a
+ * few dozen bytes, and a call to memchr() per line cost more than the
+ * search itself (perf: memchr() was 6 % of the user-space samples, the
+ * loop inline adds none to the scan's).  The last bytes, fewer than
+ * sixteen, and other machines: memchr().  Nothing at or after end is read.
+ */
+static const char *find_lf(const char *p, const char *end)
+{
+#ifdef LF_VECTOR_BYTES
+    const __m128i lf = _mm_set1_epi8('\n');
+    for (; end - p >= LF_VECTOR_BYTES; p += LF_VECTOR_BYTES) {
+        unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(const void *)p), lf));
+        if (m != 0)
+            return p + __builtin_ctz(m);
+    }
+#endif
+    const char *q = memchr(p, '\n', (size_t)(end - p));
+    return q != NULL ? q : end;
+}
+
 static const char *line_end(const char *p, const char *end, const char **content_end)
 {
-    const char *lf = memchr(p, '\n', (size_t)(end - p));
-    const char *stop = lf != NULL ? lf : end;
+    const char *stop = find_lf(p, end);
     *content_end = (stop > p && stop[-1] == '\r') ? stop - 1 : stop;
     return stop;
 }
@@ -756,8 +782,8 @@ static bool header_walk(const uint8_t *buf, size_t len, size_t *pos, const struc
         unsigned char first = (unsigned char)*p;
         if (set != NULL && first != '\r' && first != '\n' && !byte_set_has(set, first)) {
             /* a line not asked for, or a continuation of one (SP and HT start no name): passed over */
-            const char *lf = memchr(p, '\n', (size_t)(end - p));
-            p = lf != NULL ? lf + 1 : end;
+            const char *lf = find_lf(p, end);
+            p = lf < end ? lf + 1 : end;
             continue;
         }
         const char *eol = line_end(p, end, &content_end);

@@ -589,6 +589,35 @@ static void test_names_one_case_bit_away_are_other_headers(void)
     CU_ASSERT_EQUAL(m.skipped_lines, 4);
 }
 
+/*
+ * Line ends are found sixteen bytes at a time: a padding header of every
+ * length from 0 to 200 bytes puts the line ends after it at every offset
+ * of a block and across blocks, and the message ends at every offset of
+ * the last one (scan_bytes() gives the scanner an exact-size copy, so a
+ * read past the end is caught under the sanitizers).
+ */
+static void test_line_ends_at_every_offset(void)
+{
+    char text[512], want_id[32];
+    int bad = 0;
+    for (int pad = 0; pad <= 200; pad++) {
+        for (int bare = 0; bare < 2; bare++) {
+            const char *eol = bare ? "\n" : "\r\n";
+            int n = snprintf(text, sizeof text, "INVITE sip:b@x SIP/2.0%sX-Pad: %*s%sv: SIP/2.0/UDP h;branch=z9hG4bK%d%s"
+                             "i: id-%d%sCSeq: %d BYE",
+                             eol, pad, "", eol, pad, eol, pad, eol, pad + 1);
+            CU_ASSERT_FATAL(n > 0 && (size_t)n < sizeof text);
+            struct sip_msg m;
+            snprintf(want_id, sizeof want_id, "id-%d", pad);
+            if (scan_bytes(text, (size_t)n, &m) != SIP_OK || m.call_id.len != strlen(want_id) ||
+                memcmp(m.call_id.ptr, want_id, m.call_id.len) != 0 || m.cseq != (uint32_t)pad + 1 ||
+                !(m.flags & SIP_F_VIA_BRANCH) || m.skipped_lines != 0)
+                bad++;
+        }
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+}
+
 static void test_whitespace_around_colon(void)
 {
     struct sip_msg m;
@@ -1581,6 +1610,7 @@ static const struct unit_test tests[] = {
     { "test_longer_names_with_compact_prefix_are_other_headers", test_longer_names_with_compact_prefix_are_other_headers },
     { "test_to_tag_asked_later_is_the_scans", test_to_tag_asked_later_is_the_scans },
     { "test_names_one_case_bit_away_are_other_headers", test_names_one_case_bit_away_are_other_headers },
+    { "test_line_ends_at_every_offset", test_line_ends_at_every_offset },
     { "test_whitespace_around_colon", test_whitespace_around_colon },
     { "test_folded_via_branch", test_folded_via_branch },
     { "test_folded_call_id_and_cseq", test_folded_call_id_and_cseq },
