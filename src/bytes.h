@@ -5,11 +5,13 @@
  * little-endian exception is the HEPv2 time block, written in the sender's
  * byte order (x86 in practice); the hashes read their input as
  * little-endian words too.  Written once here so that nobody shifts bytes
- * by hand.  Callers check the bounds.
+ * by hand.  Callers check the bounds.  Also the comparison of a few bytes
+ * inline (bytes_same()), where a call to memcmp() would cost more than it.
  */
 #ifndef HEPROUTER_BYTES_H
 #define HEPROUTER_BYTES_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -84,10 +86,27 @@ static inline uint64_t bytes_get_le64(const uint8_t *p)
 /* The n < 8 bytes at p as the low bytes of a little-endian word, the rest zero (p may be NULL when n is 0). */
 static inline uint64_t bytes_get_le_tail(const uint8_t *p, size_t n)
 {
-    uint8_t w[sizeof(uint64_t)] = { 0 };
-    if (n > 0)
-        memcpy(w, p, n);
-    return bytes_get_le64(w);
+    /* four to seven bytes: two loads of four that overlap (the same bytes OR'd twice); no call for a copy */
+    if (n >= sizeof(uint32_t))
+        return bytes_get_le32(p) | (uint64_t)bytes_get_le32(p + n - sizeof(uint32_t)) << (8 * (n - sizeof(uint32_t)));
+    if (n == 0)
+        return 0;
+    return (uint64_t)p[0] | (uint64_t)p[n / 2] << (8 * (n / 2)) | (uint64_t)p[n - 1] << (8 * (n - 1));
+}
+
+/*
+ * True when a[0..n) equals b[0..n), compared byte by byte up to the first
+ * difference: for the short names of the packet path (methods), where
+ * memcmp() would be a call.  A NUL-terminated a shorter than n stops the
+ * loop at its NUL, so long as b has none.
+ */
+static inline bool bytes_same(const void *a, const void *b, size_t n)
+{
+    const uint8_t *x = a, *y = b;
+    for (size_t i = 0; i < n; i++)
+        if (x[i] != y[i])
+            return false;
+    return true;
 }
 
 #endif

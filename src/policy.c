@@ -3,6 +3,8 @@
  */
 #include "policy.h"
 
+#include "bytes.h"
+
 #include <string.h>
 #include <strings.h>
 
@@ -33,7 +35,7 @@ static bool method_listed(const struct conf_match *m, const struct policy_input 
     char first = in->method_len > 0 ? in->method[0] : '\0';
     for (size_t i = 0; i < m->nmethods; i++) {
         const char *name = m->methods[i];
-        if (name[0] == first && strncmp(name, in->method, in->method_len) == 0 && name[in->method_len] == '\0')
+        if (name[0] == first && bytes_same(name, in->method, in->method_len) && name[in->method_len] == '\0')
             return true;
     }
     return false;

@@ -763,11 +763,20 @@ static bool claim_shared(struct router *r, const struct packet *p, size_t di, st
 }
 
 /* Sends p by the policy; call is its call's entry (NULL: no call context). */
+/* The length of a NUL-terminated name in an array of max bytes, counted inline: a short name's strlen() is a call. */
+static size_t name_len(const char *s, size_t max)
+{
+    size_t n = 0;
+    while (n < max && s[n] != '\0')
+        n++;
+    return n;
+}
+
 static void send_route(struct router *r, const struct packet *p, const struct store_entry *call)
 {
     struct policy_input in;
     const char *method = call != NULL ? call->method : NULL;
-    size_t mlen = method != NULL ? strlen(method) : 0;
+    size_t mlen = method != NULL ? name_len(method, sizeof call->method) : 0;
     policy_input_from_view(&in, &p->view);
     in.method = method;
     in.method_len = mlen;

@@ -916,9 +916,9 @@ bool sip_lws_next(const struct sip_str *s, size_t *pos, struct sip_str *piece)
 /* m when name[0..len) is its name, else the other one of the two (SIP_METHOD_OTHER when there is none). */
 static enum sip_method method_if(const char *name, size_t len, enum sip_method m, enum sip_method other)
 {
-    if (methods[m].len == len && memcmp(methods[m].name, name, len) == 0)
+    if (methods[m].len == len && bytes_same(methods[m].name, name, len))
         return m;
-    if (other != SIP_METHOD_OTHER && methods[other].len == len && memcmp(methods[other].name, name, len) == 0)
+    if (other != SIP_METHOD_OTHER && methods[other].len == len && bytes_same(methods[other].name, name, len))
         return other;
     return SIP_METHOD_OTHER;
 }

@@ -205,8 +205,9 @@ static void names_free(struct mem_names *t)
 }
 
 /*
- * Builds t from names[0..n), each cut to maxlen - 1 bytes; repeats are kept
- * once.  -1 on ENOMEM or when more than max distinct names are given.
+ * Builds t from names[0..n), each cut to maxlen - 1 bytes and kept in
+ * maxlen bytes, zeros after it; repeats are kept once.  -1 on ENOMEM or
+ * when more than max distinct names are given.
  */
 static int names_build(struct mem_names *t, const char *const *names, size_t n, size_t maxlen, size_t max)
 {
@@ -228,9 +229,10 @@ static int names_build(struct mem_names *t, const char *const *names, size_t n, 
             continue;
         if (t->n == max)
             goto fail;
-        char *copy = strndup(names[k], len);
+        char *copy = calloc(1, maxlen);     /* zero-padded to maxlen: slot_fill_entry() copies it whole */
         if (copy == NULL)
             goto fail;
+        memcpy(copy, names[k], len);
         size_t i = (size_t)name_hash(copy, len) & t->mask;
         while (t->index[i] != 0)
             i = (i + 1) & t->mask;
@@ -421,20 +423,22 @@ static const struct mem_name_set *mem_names_now(const struct mem_store *ms)
     return atomic_load_explicit(&ms->names, memory_order_acquire);
 }
 
-/* Every field of *out from the slot; the names NUL-terminated, the bytes after them left as they were. */
+/*
+ * Every field of *out from the slot; the names as kept (zero-padded to
+ * their arrays' sizes), copied whole: a copy of a constant size is a few
+ * moves, where one of the name's length is a call.
+ */
 static void slot_fill_entry(const struct mem_store *ms, const struct mem_slot *sl, struct store_entry *out)
 {
     const struct mem_name_set *names = mem_names_now(ms);
+    _Static_assert(sizeof out->method == STORE_METHOD_MAX && sizeof out->route == STORE_ROUTE_MAX,
+                   "the names are kept in arrays of the entry's sizes");
     if (sl->method == STORE_MEM_METHOD_UNLISTED) {
         memcpy(out->method, STORE_METHOD_UNLISTED, sizeof STORE_METHOD_UNLISTED);
     } else {
-        size_t mlen = names->methods.len[sl->method];     /* < STORE_METHOD_MAX: names_build() cut it */
-        memcpy(out->method, names->methods.text[sl->method], mlen);
-        out->method[mlen] = '\0';
+        memcpy(out->method, names->methods.text[sl->method], sizeof out->method);
     }
-    size_t rlen = names->routes.len[sl->route];
-    memcpy(out->route, names->routes.text[sl->route], rlen);
-    out->route[rlen] = '\0';
+    memcpy(out->route, names->routes.text[sl->route], sizeof out->route);
     out->first_seen_ms = sl->first_seen_ms;
     out->flags = sl->flags;
     out->last_hash = sl->last_hash;
