@@ -944,7 +944,8 @@ static int store_call(struct router *r, const struct packet *p, const char *meth
     }
     e.origin_signature = r->conf->origin_signature;
     long route = policy_match(r->conf, &in);
-    snprintf(e.route, sizeof e.route, "%s", policy_route_name(r->conf, route));
+    const char *route_name = policy_route_name(r->conf, route);
+    memcpy(e.route, route_name, strnlen(route_name, sizeof e.route - 1));     /* e is zeroed: NUL-terminated */
     e.refused_dests = refuse_over_rate(r, route);
     e.first_seen_ms = r->wall_ms;
     if (str_is(method, mlen, "REGISTER"))
