@@ -61,6 +61,7 @@
 
 /* How often a worker expires store entries and publishes its counters. */
 #define HOUSEKEEPING_INTERVAL_S 0.1
+#define WORKER_THREAD_NAME_MAX 16         /* a thread name's bytes, NUL included (the kernel's TASK_COMM_LEN) */
 #define STORE_CHECK_ERR_MAX 512
 #define FD_MESSAGE_MAX 1024
 
@@ -474,6 +475,9 @@ static void worker_teardown(struct worker *w)
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
+    char name[WORKER_THREAD_NAME_MAX];
+    snprintf(name, sizeof name, "worker %u", w->index);
+    pthread_setname_np(pthread_self(), name);       /* top -H, ps -L: heprouter(8), THREADS */
     /* signals belong to the main thread */
     sigset_t all;
     sigfillset(&all);

@@ -124,6 +124,7 @@ static void lookup(struct resolve_watch *w)
 static void *resolver_main(void *arg)
 {
     struct resolver *r = arg;
+    pthread_setname_np(pthread_self(), "resolver");        /* heprouter(8), THREADS */
     lockstat_lock(&r->lock, LOCKSTAT_RESOLVE);
     while (!r->stop) {
         struct resolve_watch *w = r->queue;

@@ -128,6 +128,7 @@ static int do_append(struct spool_writer *w, const struct spool_job *job)
 static void *writer_main(void *arg)
 {
     struct spool_writer *w = arg;
+    pthread_setname_np(pthread_self(), "spool writer");    /* heprouter(8), THREADS */
     lockstat_lock(&w->mu, LOCKSTAT_SPOOL);
     for (;;) {
         while (w->todo.head == NULL && !w->stop)

@@ -86,6 +86,7 @@ static void redis_resolve_release(struct redis_resolve *job)
 static void *redis_resolve_main(void *arg)
 {
     struct redis_resolve *job = arg;
+    pthread_setname_np(pthread_self(), "redis resolve");   /* heprouter(8), THREADS */
     struct addrinfo hints, *res = NULL;
     char addr[INET6_ADDRSTRLEN] = "";
     memset(&hints, 0, sizeof hints);

@@ -2,7 +2,8 @@
 # test_operate.sh - operating a running heprouter (issue 14): the control
 # socket and `heprouter ctl` (stats, config, call, help, reload, errors,
 # exit statuses, -c FILE), /healthz and /readyz as the store comes and goes
-# (a real redis-server started late, then stopped), and the socket's mode.
+# (a real redis-server started late, then stopped), the socket's mode, and
+# the threads' names.
 #
 # Usage: BUILD_DIR=build bash tests/integration/test_operate.sh [CASE...]
 set -uo pipefail
@@ -59,6 +60,19 @@ case_control() {
     local mode
     mode=$(stat -c %a "$CASE_DIR/ctl.sock")
     [ "$mode" = 600 ] || it_case_fail "control socket mode $mode, expected 600 (control.mode)"
+
+    # the threads' names (heprouter(8), THREADS): one "worker N" per worker, the main thread "heprouter"
+    local names
+    names=$(cat /proc/"$ROUTER_PID"/task/*/comm | sort | tr '\n' ',')
+    case ",$names" in
+    *,"worker 0",*) ;;
+    *) it_case_fail "no thread named 'worker 0' (threads: $names)" ;;
+    esac
+    case ",$names" in
+    *,"worker 1",*) ;;
+    *) it_case_fail "no thread named 'worker 1' (threads: $names)" ;;
+    esac
+    [ "$(head -n 1 /proc/"$ROUTER_PID"/comm)" = heprouter ] || it_case_fail "main thread named $(cat /proc/"$ROUTER_PID"/comm)"
 
     it_run 20 "$HEPGEN" -d "${ROUTER_ADDR[udp]}" -n 1600 -r 4000 --prefix op -q >"$CASE_DIR/hepgen.out" 2>&1 ||
         it_fail "hepgen: $(tail -n 3 "$CASE_DIR/hepgen.out")"
