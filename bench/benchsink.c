@@ -11,8 +11,9 @@
  * packet is classified by the kind in hepgen's Call-IDs
  * ("<prefix>-<kind>-<seq>@hepgen", kind inv/reg/opt); with --expect, a packet
  * of another kind counts as misrouted.  Latency is the kernel's receive
- * time (SO_TIMESTAMPNS, CLOCK_REALTIME; over TCP the time the read()
- * returned) minus the HEP3 timestamp chunks 0x0009/0x000a, which hepgen
+ * time (SO_TIMESTAMPNS, CLOCK_REALTIME; over TCP the kernel's time of the
+ * newest segment a read took in, which is when the frames it completed were
+ * whole, or later) minus the HEP3 timestamp chunks 0x0009/0x000a, which hepgen
  * sets to its send time; it goes into a histogram of 1 us buckets up to
  * 10 s for p50/p99.  "seconds" runs from the first packet to the last.
  *
@@ -281,13 +282,22 @@ static int run_udp(int fd, struct sink_stats *st, const bool *expected, struct s
 /*
  * Reads what connection fd has into its framer and counts the whole
  * frames; false when the connection is done (closed by the peer, an error,
- * or a stream that is not HEP3).
+ * or a stream that is not HEP3).  Their receive time is the kernel's for
+ * the newest segment of the read (SO_TIMESTAMPNS on a TCP socket), not
+ * when the read returned: on a busy machine the sink itself may wait
+ * milliseconds for a CPU, which is not the sender's latency.
  */
 static bool tcp_read(int fd, struct framer *fr, struct sink_stats *st, const bool *expected)
 {
     size_t room;
     uint8_t *at = framer_space(fr, &room);
-    ssize_t n = read(fd, at, room);
+    struct iovec iov = { at, room };
+    union {
+        char buf[CMSG_SPACE(sizeof(struct timespec))];
+        struct cmsghdr align;
+    } ctl;
+    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf };
+    ssize_t n = recvmsg(fd, &mh, 0);
     if (n < 0 && (errno == EINTR || errno == EAGAIN))
         return true;
     if (n <= 0)
@@ -295,6 +305,9 @@ static bool tcp_read(int fd, struct framer *fr, struct sink_stats *st, const boo
     framer_commit(fr, (size_t)n);
     struct timespec rx;
     clock_gettime(CLOCK_REALTIME, &rx);
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c != NULL; c = CMSG_NXTHDR(&mh, c))
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_TIMESTAMPNS)
+            memcpy(&rx, CMSG_DATA(c), sizeof rx);
     const uint8_t *frame;
     size_t len;
     enum framer_status fs;
@@ -351,6 +364,8 @@ static int run_tcp(int lfd, struct sink_stats *st, const bool *expected, struct 
                 perror("framer_init");
                 close(c);
             } else if (c >= 0) {
+                int one = 1;
+                setsockopt(c, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
                 nconn++;
                 pfd[nconn] = (struct pollfd){ .fd = c, .events = POLLIN };
             }
