@@ -79,7 +79,7 @@ void hash_siphash128(const uint8_t key[HASH_SIPHASH_KEY_BYTES], const void *data
 /*
  * SipHash-1-3, 128-bit output, laid out as hash_siphash128()'s: the same
  * algorithm with one round per word and three at the end, as hash tables
- * use it (Python's str, Rust's HashMap); about 40 % cheaper for a Call-ID.
+ * use it (Python's str, Rust's HashMap); about a third cheaper for a Call-ID.
  * The memory store's key: under a random key, it never leaves the process.
  */
 void hash_siphash13_128(const uint8_t key[HASH_SIPHASH_KEY_BYTES], const void *data, size_t len,

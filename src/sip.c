@@ -438,9 +438,11 @@ static enum header_id header_id(const char *name, size_t len)
  * case bit of each of its letters (NAME_FOLD) and the bytes they cover
  * (NAME_MASK): constants, written out byte by byte from the literal.
  */
-#define LIT_AT(lit, i)      ((i) < LITERAL_LEN(lit) ? (uint64_t)(unsigned char)(lit)[(i) < LITERAL_LEN(lit) ? (i) : 0] : 0)
+#define LIT_AT(lit, i)                                                          \
+    ((i) < LITERAL_LEN(lit) ? (uint64_t)(unsigned char)(lit)[(i) < LITERAL_LEN(lit) ? (i) : 0] : 0)
 #define LIT_BYTE(lit, i)    (((i) == LITERAL_LEN(lit) ? (uint64_t)':' : LIT_AT(lit, i)) << (CHAR_BIT * (i)))
-#define LIT_CASE(lit, i)    (LIT_AT(lit, i) >= 'a' && LIT_AT(lit, i) <= 'z' ? (uint64_t)('a' - 'A') << (CHAR_BIT * (i)) : 0)
+#define LIT_CASE(lit, i)                                                        \
+    (LIT_AT(lit, i) >= 'a' && LIT_AT(lit, i) <= 'z' ? (uint64_t)('a' - 'A') << (CHAR_BIT * (i)) : 0)
 #define NAME_WORD(lit)                                                                          \
     (LIT_BYTE(lit, 0) | LIT_BYTE(lit, 1) | LIT_BYTE(lit, 2) | LIT_BYTE(lit, 3) | LIT_BYTE(lit, 4) | \
      LIT_BYTE(lit, 5) | LIT_BYTE(lit, 6) | LIT_BYTE(lit, 7))
