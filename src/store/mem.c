@@ -5,10 +5,10 @@
  * neither the Call-ID nor struct store_entry per call:
  *
  * - The key is replaced by a 128-bit SipHash-1-3 of it (hash.h), keyed
- *   with 16 random bytes per store.  Two different Call-IDs share a slot only if
- *   their 128-bit tags collide: about n^2 / 2^129, i.e. 1e-27 with a million
- *   calls, and the random key keeps a sender from crafting collisions or
- *   piling its Call-IDs into one probe chain.
+ *   with 16 random bytes per store.  Two different Call-IDs share a slot
+ *   only if their 128-bit tags collide: about n^2 / 2^129, i.e. 1e-27 with
+ *   a million calls, and the random key keeps a sender from crafting
+ *   collisions or piling its Call-IDs into one probe chain.
  * - Method and route names are indexes into two read-only tables made at
  *   creation from the running policy (struct store_names): the route names,
  *   and the method names the policy compares plus the standard SIP ones.
@@ -37,10 +37,11 @@
  * in all, so a periodic timer never stalls the workers (every 100 ms it
  * covers the 2M slots of a million calls in about 13 s) and a small table
  * is not read through ten times a second (each pass over a stripe reads
- * its slot lines, and pushes the lines the packets use out of the cache).  A stripe at its
- * quota carries the same sweep on before it evicts a live call.  Arrays
- * never shrink: after a burst the capacity stays at its high-water mark
- * (bounded by max_calls) and freed slots are reused, so RSS stays flat.
+ * its slot lines, and pushes the lines the packets use out of the
+ * cache).  A stripe at its quota carries the same sweep on before it
+ * evicts a live call.  Arrays never shrink: after a burst the capacity
+ * stays at its high-water mark (bounded by max_calls) and freed slots are
+ * reused, so RSS stays flat.
  */
 #include "store/store.h"
 
