@@ -762,7 +762,6 @@ static bool claim_shared(struct router *r, const struct packet *p, size_t di, st
     return true;
 }
 
-/* Sends p by the policy; call is its call's entry (NULL: no call context). */
 /* The length of a NUL-terminated name in an array of max bytes, counted inline: a short name's strlen() is a call. */
 static size_t name_len(const char *s, size_t max)
 {
@@ -772,6 +771,7 @@ static size_t name_len(const char *s, size_t max)
     return n;
 }
 
+/* Sends p by the policy; call is its call's entry (NULL: no call context). */
 static void send_route(struct router *r, const struct packet *p, const struct store_entry *call)
 {
     struct policy_input in;

@@ -637,10 +637,6 @@ static int scan_request_line(const char *p, const char *end, struct sip_msg *msg
 }
 
 /*
- * Returns the end of the line starting at p (the position of its LF, or end)
- * and stores in *content_end where its content stops (before a CR+LF).
- */
-/*
  * The first LF of [p, end), else end.  Where SSE2 is there (every x86-64
  * build) sixteen bytes are compared at a time inline: a header line is a
  * few dozen bytes, and a call to memchr() per line cost more than the
@@ -662,6 +658,10 @@ static const char *find_lf(const char *p, const char *end)
     return q != NULL ? q : end;
 }
 
+/*
+ * Returns the end of the line starting at p (the position of its LF, or end)
+ * and stores in *content_end where its content stops (before a CR+LF).
+ */
 static const char *line_end(const char *p, const char *end, const char **content_end)
 {
     const char *stop = find_lf(p, end);
