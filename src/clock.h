@@ -14,6 +14,7 @@
 
 #define CLOCK_MS_PER_S  1000u
 #define CLOCK_US_PER_MS 1000u
+#define CLOCK_US_PER_S  (CLOCK_US_PER_MS * CLOCK_MS_PER_S)
 #define CLOCK_NS_PER_MS 1000000u
 
 /* The clock id in milliseconds. */
@@ -38,6 +39,12 @@ static inline uint64_t clock_wall_ms(void)
 static inline double clock_ms_to_s(uint64_t ms)
 {
     return (double)ms / CLOCK_MS_PER_S;
+}
+
+/* Microseconds as the seconds libev takes. */
+static inline double clock_us_to_s(uint64_t us)
+{
+    return (double)us / CLOCK_US_PER_S;
 }
 
 #endif

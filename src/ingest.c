@@ -8,6 +8,14 @@
  * whose buffer holds tcp_max_frame bytes.  Packets are handed out as pointers into those
  * buffers, valid until the batch-end callback returns.
  *
+ * Coalescing: a wakeup that finds more than one datagram waiting means
+ * packets arrive faster than the worker wakes up for them.  Then the loop
+ * polls again only limits.udp_coalesce_us after this wakeup (libev's I/O
+ * collect interval; it sleeps the rest), so that the next read takes a
+ * larger batch and each system call and sendmmsg() carries more packets.
+ * A wakeup that finds one datagram turns it off: a quiet worker never
+ * waits, and a packet waits at most that long.  Timers are not delayed.
+ *
  * ingest_stop() closes every socket, so that senders are refused rather
  * than queued for nobody, but first hands out what the kernel has already
  * accepted: the datagrams queued on each UDP socket, the connections waiting
@@ -128,6 +136,8 @@ struct ingest {
     ev_tstamp idle_timeout;         /* seconds, 0: none */
     ev_tstamp handshake_timeout;    /* seconds */
     uint64_t log_interval_ms;
+    ev_tstamp udp_coalesce;         /* limits.udp_coalesce_us, seconds (0: never) */
+    bool coalescing;                /* the loop's I/O collect interval is udp_coalesce */
     bool stopped;
 
     /* refused by sources: one summary line per reason and log.interval */
@@ -298,10 +308,14 @@ void ingest_logs(struct ingest *in, uint64_t now_ms)
 
 /* ---- UDP ---- */
 
-/* Reads at most max_batches recvmmsg() batches, fewer once the socket is empty. */
-static void udp_read(struct ingest_listener *l, size_t max_batches)
+/*
+ * Reads at most max_batches recvmmsg() batches, fewer once the socket is
+ * empty; returns the datagrams read.
+ */
+static size_t udp_read(struct ingest_listener *l, size_t max_batches)
 {
     struct ingest *in = l->in;
+    size_t got = 0;
 
     for (size_t b = 0; b < max_batches; b++) {
         /* what the kernel wrote in the last batch's headers, put back (udp_buffers_alloc() set them all) */
@@ -319,9 +333,10 @@ static void udp_read(struct ingest_listener *l, size_t max_batches)
                 log_ratelimited(&l->error_limit, in->log_interval_ms, LOG_LEVEL_WARN,
                                 "%s: recvmmsg: %s", l->name, strerror(errno));
             }
-            return;
+            return got;
         }
         in->udp_used = (size_t)n;
+        got += (size_t)n;
         for (int i = 0; i < n; i++) {
             struct msghdr *h = &in->udp_msgs[i].msg_hdr;
             if (h->msg_flags & MSG_TRUNC) {
@@ -348,15 +363,26 @@ static void udp_read(struct ingest_listener *l, size_t max_batches)
         if (n > 0 && in->on_batch_end != NULL)
             in->on_batch_end(in->arg);
         if ((size_t)n < in->udp_batch)
-            return;                 /* the socket is drained */
+            return got;             /* the socket is drained */
+    }
+    return got;
+}
+
+/* See "Coalescing" at the top. */
+static void udp_coalesce(struct ingest *in, struct ev_loop *loop, size_t got)
+{
+    bool busy = got > 1 && in->udp_coalesce > 0;
+    if (busy != in->coalescing) {
+        ev_set_io_collect_interval(loop, busy ? in->udp_coalesce : 0.);
+        in->coalescing = busy;
     }
 }
 
 static void udp_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
-    (void)loop;
     (void)revents;
-    udp_read(w->data, INGEST_UDP_BATCHES_PER_WAKEUP);
+    struct ingest_listener *l = w->data;
+    udp_coalesce(l->in, loop, udp_read(l, INGEST_UDP_BATCHES_PER_WAKEUP));
 }
 
 /* Shutdown: hands out what is queued on the socket (see INGEST_UDP_MIN_TRUESIZE). */
@@ -974,6 +1000,20 @@ static void listener_start(struct ingest_listener *l)
     log_info("listening %s", l->name);
 }
 
+/* The limits a reload changes; a new coalescing interval applies from the next busy wakeup. */
+static void take_reloadable(struct ingest *in, const struct conf *conf)
+{
+    in->max_frame = conf->tcp_max_frame;
+    in->idle_timeout = clock_ms_to_s(conf->tcp_idle_timeout_ms);
+    in->handshake_timeout = clock_ms_to_s(conf->tls_handshake_timeout_ms);
+    in->log_interval_ms = conf->log_interval_ms;
+    in->udp_coalesce = clock_us_to_s(conf->udp_coalesce_us);
+    if (in->coalescing) {
+        ev_set_io_collect_interval(in->loop, 0.);
+        in->coalescing = false;
+    }
+}
+
 struct ingest *ingest_new(struct ev_loop *loop, const struct conf *conf, struct metrics *m,
                           ingest_packet_fn on_packet, ingest_batch_end_fn on_batch_end, void *arg)
 {
@@ -988,10 +1028,7 @@ struct ingest *ingest_new(struct ev_loop *loop, const struct conf *conf, struct 
     in->on_batch_end = on_batch_end;
     in->arg = arg;
     in->max_connections = conf->tcp_max_connections;
-    in->max_frame = conf->tcp_max_frame;
-    in->idle_timeout = clock_ms_to_s(conf->tcp_idle_timeout_ms);
-    in->handshake_timeout = clock_ms_to_s(conf->tls_handshake_timeout_ms);
-    in->log_interval_ms = conf->log_interval_ms;
+    take_reloadable(in, conf);
     in->udp_batch = conf->udp_batch > 0 ? conf->udp_batch : 1;
     if (in->udp_batch > IOV_MAX)
         in->udp_batch = IOV_MAX;    /* recvmmsg() silently takes no more */
@@ -1094,10 +1131,7 @@ int ingest_reconfigure(struct ingest *in, const struct conf *old, const struct c
         log_error("ingest: out of memory for the reload; listeners unchanged");
         return -1;
     }
-    in->max_frame = conf->tcp_max_frame;
-    in->idle_timeout = clock_ms_to_s(conf->tcp_idle_timeout_ms);
-    in->handshake_timeout = clock_ms_to_s(conf->tls_handshake_timeout_ms);
-    in->log_interval_ms = conf->log_interval_ms;
+    take_reloadable(in, conf);
 
     int rc = 0;
     for (size_t i = 0; i < conf->nlisten; i++) {

@@ -79,6 +79,7 @@
 #define CONF_FD_RESERVE_MAX 1000000u                /* limits.fd_reserve */
 #define CONF_UDP_BATCH_MAX  1024u                   /* UIO_MAXIOV: recvmmsg/sendmmsg cap */
 #define CONF_RCVBUF_MAX     ((uint64_t)INT_MAX)     /* SO_RCVBUF takes an int */
+#define CONF_COALESCE_MAX_US UINT64_C(100000)       /* limits.udp_coalesce_us: 100 ms */
 #define CONF_QUEUE_MAX      (UINT64_C(1) << 30)     /* tcp_queue_bytes: 1 GiB */
 #define CONF_IDLE_MAX_MS    MS_PER_DAY
 #define CONF_TIMEOUT_MAX_MS MS_PER_HOUR             /* reconnect, connect, drain */

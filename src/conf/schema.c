@@ -202,6 +202,8 @@ static const struct conf_key limits_keys[] = {
            CONF_TIMEOUT_MAX_MS, KEY_RELOAD),
     NUMBER("udp_batch", conf_set_size, KIND_SIZE, udp_batch, "64", 1, CONF_UDP_BATCH_MAX, 0),
     NUMBER("udp_rcvbuf", conf_set_size, KIND_SIZE, udp_rcvbuf, "8388608", 0, CONF_RCVBUF_MAX, 0),
+    NUMBER("udp_coalesce_us", conf_set_u64, KIND_U64, udp_coalesce_us, "250", 0, CONF_COALESCE_MAX_US,
+           KEY_RELOAD),
     NUMBER("tcp_queue_bytes", conf_set_size, KIND_SIZE, tcp_queue_bytes, "4194304", HEP3_MAX_LEN,
            CONF_QUEUE_MAX, KEY_RELOAD),
     NUMBER("reconnect_min", conf_set_duration, KIND_DURATION, reconnect_min_ms, "100ms", 1,

@@ -432,6 +432,7 @@ static void test_minimal_config_gets_every_default(void)
     CU_ASSERT_EQUAL(c->tcp_idle_timeout_ms, 10 * MS_M);
     CU_ASSERT_EQUAL(c->udp_batch, 64);
     CU_ASSERT_EQUAL(c->udp_rcvbuf, 8388608);
+    CU_ASSERT_EQUAL(c->udp_coalesce_us, 250);
     CU_ASSERT_EQUAL(c->tcp_queue_bytes, 4194304);
     CU_ASSERT_EQUAL(c->reconnect_min_ms, 100);
     CU_ASSERT_EQUAL(c->reconnect_max_ms, 5 * MS_S);
@@ -500,6 +501,7 @@ static void test_sample_shows_the_defaults(void)
     CU_ASSERT_EQUAL(s->tcp_idle_timeout_ms, m->tcp_idle_timeout_ms);
     CU_ASSERT_EQUAL(s->udp_batch, m->udp_batch);
     CU_ASSERT_EQUAL(s->udp_rcvbuf, m->udp_rcvbuf);
+    CU_ASSERT_EQUAL(s->udp_coalesce_us, m->udp_coalesce_us);
     CU_ASSERT_EQUAL(s->tcp_queue_bytes, m->tcp_queue_bytes);
     CU_ASSERT_EQUAL(s->reconnect_min_ms, m->reconnect_min_ms);
     CU_ASSERT_EQUAL(s->reconnect_max_ms, m->reconnect_max_ms);
@@ -568,6 +570,7 @@ static void test_full_config_sets_every_key(void)
     CU_ASSERT_EQUAL(c->tcp_idle_timeout_ms, 90 * MS_S);
     CU_ASSERT_EQUAL(c->udp_batch, 8);
     CU_ASSERT_EQUAL(c->udp_rcvbuf, 0);
+    CU_ASSERT_EQUAL(c->udp_coalesce_us, 40);
     CU_ASSERT_EQUAL(c->tcp_queue_bytes, 65535);
     CU_ASSERT_EQUAL(c->reconnect_min_ms, 250);
     CU_ASSERT_EQUAL(c->reconnect_max_ms, 1 * MS_M);

@@ -29,6 +29,10 @@
 /* Time for loopback sends to reach the receiving socket's queue, without running the loop. */
 #define TEST_SETTLE_MS 20
 
+/* limits.udp_coalesce_us in the coalescing test, and half of it: well above a loop's own time */
+#define TEST_COALESCE_US 100000
+#define TEST_COALESCE_HALF_S 0.05
+
 #define TEST_MAX_FRAME 1024
 #define TEST_MAX_PACKETS 64
 
@@ -784,12 +788,84 @@ static void test_reload_keeps_adds_and_removes_listeners(void)
     fixture_stop(&fx);
 }
 
+/* Sends n datagrams from s to port and lets them reach its queue. */
+static void send_datagrams(int s, uint16_t port, int n)
+{
+    struct sockaddr_in to = loopback_port(port);
+    uint8_t buf[64];
+    size_t len = make_frame(buf, 40, 'q');
+    for (int i = 0; i < n; i++)
+        CU_ASSERT(sendto(s, buf, len, 0, (struct sockaddr *)&to, sizeof to) == (ssize_t)len);
+    poll(NULL, 0, TEST_SETTLE_MS);
+}
+
+/* One loop iteration (there is no timer: it returns once the datagram queued is read); its seconds. */
+static double run_once_timed(struct ev_loop *loop)
+{
+    ev_tstamp t0 = ev_time();
+    ev_run(loop, EVRUN_ONCE);
+    return ev_time() - t0;
+}
+
+/*
+ * A wakeup that reads more than one datagram makes the loop wait out
+ * udp_coalesce_us before it polls again; one that reads a single datagram,
+ * a reload, or 0 in the configuration turns the wait off.
+ */
+static void test_udp_busy_wakeup_coalesces(void)
+{
+    struct fixture fx;
+    fx.listen[0] = loopback(CONF_UDP);
+    test_conf(&fx.conf, fx.listen, 1);
+    fx.conf.udp_coalesce_us = TEST_COALESCE_US;
+    fixture_start(&fx);
+    uint16_t port = bound_port(&fx, 0);
+    fx.listen[0].port = port;
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    CU_ASSERT_FATAL(s >= 0);
+
+    /* quiet: one datagram per wakeup, never a wait */
+    send_datagrams(s, port, 1);
+    CU_ASSERT(run_once_timed(fx.loop) < TEST_COALESCE_HALF_S);
+    send_datagrams(s, port, 1);
+    CU_ASSERT(run_once_timed(fx.loop) < TEST_COALESCE_HALF_S);
+    CU_ASSERT(fx.rec.packets == 2);
+
+    /* busy: three waiting at once, so the next poll comes udp_coalesce_us after that wakeup */
+    send_datagrams(s, port, 3);
+    run_once_timed(fx.loop);
+    CU_ASSERT(fx.rec.packets == 5);
+    send_datagrams(s, port, 1);
+    CU_ASSERT(run_once_timed(fx.loop) >= TEST_COALESCE_HALF_S);
+    CU_ASSERT(fx.rec.packets == 6);
+    /* that wakeup found one: no wait after it */
+    send_datagrams(s, port, 1);
+    CU_ASSERT(run_once_timed(fx.loop) < TEST_COALESCE_HALF_S);
+    CU_ASSERT(fx.rec.packets == 7);
+
+    /* busy again, then a reload to 0: no wait, and none after the next busy wakeup */
+    send_datagrams(s, port, 3);
+    run_once_timed(fx.loop);
+    struct conf next = fx.conf;
+    next.udp_coalesce_us = 0;
+    CU_ASSERT(ingest_reconfigure(fx.in, &fx.conf, &next) == 0);
+    send_datagrams(s, port, 3);
+    CU_ASSERT(run_once_timed(fx.loop) < TEST_COALESCE_HALF_S);
+    send_datagrams(s, port, 1);
+    CU_ASSERT(run_once_timed(fx.loop) < TEST_COALESCE_HALF_S);
+    CU_ASSERT(fx.rec.packets == 14);
+    CU_ASSERT(fx.m.recv_errors == 0);
+    close(s);
+    fixture_stop(&fx);
+}
+
 int main(void)
 {
     static const struct unit_test tests[] = {
         { "bound addr resolves port 0", test_bound_addr_resolves_port_zero },
         { "reload keeps, adds and removes listeners", test_reload_keeps_adds_and_removes_listeners },
         { "udp datagrams reach the callback", test_udp_datagrams_reach_callback },
+        { "udp busy wakeup coalesces", test_udp_busy_wakeup_coalesces },
         { "tcp frames reach the callback", test_tcp_frames_reach_callback },
         { "tcp bad magic closes the connection", test_tcp_bad_magic_closes_connection },
         { "tcp bad length closes the connection", test_tcp_bad_length_closes_connection },
