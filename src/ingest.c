@@ -13,8 +13,12 @@
  * polls again only limits.udp_coalesce_us after this wakeup (libev's I/O
  * collect interval; it sleeps the rest), so that the next read takes a
  * larger batch and each system call and sendmmsg() carries more packets.
- * A wakeup that finds one datagram turns it off: a quiet worker never
- * waits, and a packet waits at most that long.  Timers are not delayed.
+ * The wakeup that ends such a wait never starts another: when packets come
+ * in bursts (a sender's sendmmsg()), the wait has gathered the burst, and a
+ * second one would sleep through the gap before the next burst, a timer
+ * wakeup for nothing.  A wakeup that finds one datagram turns it off too:
+ * a quiet worker never waits, and a packet waits at most that long.
+ * Timers are not delayed.
  *
  * ingest_stop() closes every socket, so that senders are refused rather
  * than queued for nobody, but first hands out what the kernel has already
@@ -371,7 +375,7 @@ static size_t udp_read(struct ingest_listener *l, size_t max_batches)
 /* See "Coalescing" at the top. */
 static void udp_coalesce(struct ingest *in, struct ev_loop *loop, size_t got)
 {
-    bool busy = got > 1 && in->udp_coalesce > 0;
+    bool busy = got > 1 && in->udp_coalesce > 0 && !in->coalescing;
     if (busy != in->coalescing) {
         ev_set_io_collect_interval(loop, busy ? in->udp_coalesce : 0.);
         in->coalescing = busy;

@@ -809,8 +809,9 @@ static double run_once_timed(struct ev_loop *loop)
 
 /*
  * A wakeup that reads more than one datagram makes the loop wait out
- * udp_coalesce_us before it polls again; one that reads a single datagram,
- * a reload, or 0 in the configuration turns the wait off.
+ * udp_coalesce_us before it polls again, unless it ended such a wait; one
+ * that reads a single datagram, a reload, or 0 in the configuration turns
+ * the wait off.
  */
 static void test_udp_busy_wakeup_coalesces(void)
 {
@@ -842,6 +843,14 @@ static void test_udp_busy_wakeup_coalesces(void)
     send_datagrams(s, port, 1);
     CU_ASSERT(run_once_timed(fx.loop) < TEST_COALESCE_HALF_S);
     CU_ASSERT(fx.rec.packets == 7);
+    /* busy, then three more after the wait: that wakeup ended a wait, so no second one */
+    send_datagrams(s, port, 3);
+    run_once_timed(fx.loop);
+    send_datagrams(s, port, 3);
+    CU_ASSERT(run_once_timed(fx.loop) >= TEST_COALESCE_HALF_S);
+    send_datagrams(s, port, 1);
+    CU_ASSERT(run_once_timed(fx.loop) < TEST_COALESCE_HALF_S);
+    CU_ASSERT(fx.rec.packets == 14);
 
     /* busy again, then a reload to 0: no wait, and none after the next busy wakeup */
     send_datagrams(s, port, 3);
@@ -853,7 +862,7 @@ static void test_udp_busy_wakeup_coalesces(void)
     CU_ASSERT(run_once_timed(fx.loop) < TEST_COALESCE_HALF_S);
     send_datagrams(s, port, 1);
     CU_ASSERT(run_once_timed(fx.loop) < TEST_COALESCE_HALF_S);
-    CU_ASSERT(fx.rec.packets == 14);
+    CU_ASSERT(fx.rec.packets == 21);
     CU_ASSERT(fx.m.recv_errors == 0);
     close(s);
     fixture_stop(&fx);
