@@ -314,7 +314,7 @@ struct conf {
     uint64_t tls_handshake_timeout_ms;  /* a TLS handshake, inbound or outbound, not done by then is closed */
     size_t udp_batch;               /* datagrams per recvmmsg / sendmmsg */
     size_t udp_rcvbuf;              /* SO_RCVBUF for listeners, bytes (0: kernel default) */
-    uint64_t udp_coalesce_us;       /* a busy worker polls its UDP sockets at most once per this (0: no wait) */
+    uint64_t udp_coalesce_us;       /* a worker busy with UDP polls at most once per this (0: no wait) */
     size_t tcp_queue_bytes;         /* per outbound TCP target */
     uint64_t reconnect_min_ms;      /* outbound TCP backoff */
     uint64_t reconnect_max_ms;
