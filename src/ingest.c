@@ -373,20 +373,21 @@ static size_t udp_read(struct ingest_listener *l, size_t max_batches)
 }
 
 /* See "Coalescing" at the top. */
-static void udp_coalesce(struct ingest *in, struct ev_loop *loop, size_t got)
+static void udp_coalesce(struct ingest *in, size_t got)
 {
     bool busy = got > 1 && in->udp_coalesce > 0 && !in->coalescing;
     if (busy != in->coalescing) {
-        ev_set_io_collect_interval(loop, busy ? in->udp_coalesce : 0.);
+        ev_set_io_collect_interval(in->loop, busy ? in->udp_coalesce : 0.);
         in->coalescing = busy;
     }
 }
 
 static void udp_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
+    (void)loop;
     (void)revents;
     struct ingest_listener *l = w->data;
-    udp_coalesce(l->in, loop, udp_read(l, INGEST_UDP_BATCHES_PER_WAKEUP));
+    udp_coalesce(l->in, udp_read(l, INGEST_UDP_BATCHES_PER_WAKEUP));
 }
 
 /* Shutdown: hands out what is queued on the socket (see INGEST_UDP_MIN_TRUESIZE). */

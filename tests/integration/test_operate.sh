@@ -64,14 +64,13 @@ case_control() {
     # the threads' names (heprouter(8), THREADS): one "worker N" per worker, the main thread "heprouter"
     local names
     names=$(cat /proc/"$ROUTER_PID"/task/*/comm | sort | tr '\n' ',')
-    case ",$names" in
-    *,"worker 0",*) ;;
-    *) it_case_fail "no thread named 'worker 0' (threads: $names)" ;;
-    esac
-    case ",$names" in
-    *,"worker 1",*) ;;
-    *) it_case_fail "no thread named 'worker 1' (threads: $names)" ;;
-    esac
+    local n
+    for n in 0 1; do
+        case ",$names" in
+        *,"worker $n",*) ;;
+        *) it_case_fail "no thread named 'worker $n' (threads: $names)" ;;
+        esac
+    done
     [ "$(head -n 1 /proc/"$ROUTER_PID"/comm)" = heprouter ] || it_case_fail "main thread named $(cat /proc/"$ROUTER_PID"/comm)"
 
     it_run 20 "$HEPGEN" -d "${ROUTER_ADDR[udp]}" -n 1600 -r 4000 --prefix op -q >"$CASE_DIR/hepgen.out" 2>&1 ||
